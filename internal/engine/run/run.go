@@ -1,0 +1,152 @@
+// Package run holds the records of a pipeline run: the run, its nodes'
+// attempts and the events that describe every state change. The scheduler
+// produces them, the store keeps them, the service translates them.
+package run
+
+import "time"
+
+// NodeState is the state of a node within a run.
+type NodeState string
+
+const (
+	NodePending   NodeState = "PENDING"
+	NodeRunning   NodeState = "RUNNING"
+	NodeRetrying  NodeState = "RETRYING"
+	NodeSucceeded NodeState = "SUCCEEDED"
+	NodeFailed    NodeState = "FAILED"
+	NodeCancelled NodeState = "CANCELLED"
+	NodeSkipped   NodeState = "SKIPPED"
+	NodeTimedOut  NodeState = "TIMED_OUT"
+)
+
+// Terminal reports whether no further transition follows within one execution.
+func (s NodeState) Terminal() bool {
+	switch s {
+	case NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped, NodeTimedOut:
+		return true
+	}
+	return false
+}
+
+// State is the state of a run.
+type State string
+
+const (
+	Pending     State = "PENDING"
+	Running     State = "RUNNING"
+	Succeeded   State = "SUCCEEDED"
+	Failed      State = "FAILED"
+	Cancelled   State = "CANCELLED"
+	Interrupted State = "INTERRUPTED"
+)
+
+// Terminal reports whether the run has ended (INTERRUPTED runs may be repaired).
+func (s State) Terminal() bool {
+	switch s {
+	case Succeeded, Failed, Cancelled, Interrupted:
+		return true
+	}
+	return false
+}
+
+// Error describes why an attempt failed.
+type Error struct {
+	Type      string `json:"type,omitempty"`
+	Message   string `json:"message,omitempty"`
+	Traceback string `json:"traceback,omitempty"`
+	Retryable bool   `json:"retryable,omitempty"`
+}
+
+// Params are what a run was asked to do.
+type Params struct {
+	Pipeline     string         `json:"pipeline"`
+	Env          string         `json:"env"`
+	StartDate    string         `json:"start_date,omitempty"`
+	EndDate      string         `json:"end_date,omitempty"`
+	MaxWorkers   int            `json:"max_workers,omitempty"`
+	Hyperparams  map[string]any `json:"hyperparams,omitempty"`
+	ModelVersion string         `json:"model_version,omitempty"`
+	Select       []string       `json:"select,omitempty"`
+	FailFast     bool           `json:"fail_fast,omitempty"`
+}
+
+// Run is a run as stored.
+type Run struct {
+	ID          string
+	RequestID   string
+	Params      Params
+	State       State
+	Message     string
+	CreateTime  time.Time
+	StartTime   time.Time // zero until it starts
+	EndTime     time.Time // zero until it ends
+	RepairCount int
+	// Nodes in plan order.
+	Nodes []Node
+	// LastSequence is the sequence of the run's newest event.
+	LastSequence int64
+}
+
+// Node is one node of a run with its attempts.
+type Node struct {
+	Name      string
+	State     NodeState
+	Attempt   int // current attempt, from 1; 0 before the first
+	StartTime time.Time
+	EndTime   time.Time
+	Error     *Error
+	Attempts  []Attempt
+}
+
+// Attempt is one try at running a node.
+type Attempt struct {
+	Attempt   int
+	State     NodeState
+	StartTime time.Time
+	EndTime   time.Time
+	Error     *Error
+	Metrics   map[string]float64
+}
+
+// EventKind says which fields of an Event are set.
+type EventKind string
+
+const (
+	RunStateChanged  EventKind = "run_state"
+	NodeStateChanged EventKind = "node_state"
+	NodeMessage      EventKind = "node_message"
+	NodeMetric       EventKind = "node_metric"
+)
+
+// Event is one entry of a run's append-only log. Sequence is assigned by the
+// store when the event is committed: 1, 2, 3... per run.
+type Event struct {
+	RunID    string    `json:"-"`
+	Sequence int64     `json:"-"`
+	Time     time.Time `json:"-"`
+	Kind     EventKind `json:"kind"`
+
+	// RunStateChanged
+	RunState State `json:"run_state,omitempty"`
+
+	// Node events
+	Node      string        `json:"node,omitempty"`
+	NodeState NodeState     `json:"node_state,omitempty"`
+	Attempt   int           `json:"attempt,omitempty"`
+	Error     *Error        `json:"error,omitempty"`
+	RetryIn   time.Duration `json:"retry_in,omitempty"`
+	Duration  time.Duration `json:"duration,omitempty"`
+
+	// RunStateChanged reason, or NodeMessage text.
+	Message string `json:"message,omitempty"`
+	Level   string `json:"level,omitempty"` // NodeMessage: "info" or "warning"
+
+	// NodeMetric
+	MetricName  string  `json:"metric_name,omitempty"`
+	MetricValue float64 `json:"metric_value,omitempty"`
+}
+
+// Terminal reports whether e ends the run's event stream.
+func (e Event) Terminal() bool {
+	return e.Kind == RunStateChanged && e.RunState.Terminal()
+}
