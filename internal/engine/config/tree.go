@@ -163,3 +163,12 @@ func decodeScalar(n *yaml.Node) (any, error) {
 		return n.Value, nil
 	}
 }
+
+// Parse reads one YAML or JSON document into the tree above.
+func Parse(b []byte) (any, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return nil, err
+	}
+	return decode(&n)
+}
