@@ -1,0 +1,100 @@
+# tauro-exec. The README explains the targets; the two a newcomer needs are
+# `make demo` and `make test`. Every install step is idempotent and cached.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO      ?= go
+TOOL    := $(GO) tool -modfile=tools/go.mod
+PYTHON  ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+BIN     := bin
+PROTODEPS := .build/protodeps
+PYGEN   := clients/python/src/tauro_exec/_proto
+FUZZTIME ?= 10s
+
+.PHONY: all build generate check-generated lint venv java test test-go test-fuzz test-python test-grpcurl bench demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/execd ./cmd/execd
+
+# ---- environment -----------------------------------------------------------
+
+# The venv is rebuilt only when the lock file changes.
+venv: $(VENV)/.installed
+$(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r clients/python/requirements.lock
+	$(VPY) -m pip install -q --no-deps -e clients/python
+	touch $@
+
+java:
+	@command -v java >/dev/null || { echo "Java 17+ is needed for Spark: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	  [ "$${v:-0}" -ge 17 ] || { echo "Java 17+ is needed for Spark, found $$v" >&2; exit 1; }
+
+# ---- code generation -------------------------------------------------------
+
+# validate.proto comes from the protovalidate module pinned in tools/go.mod.
+$(PROTODEPS)/buf/validate/validate.proto: tools/go.mod
+	mkdir -p $(PROTODEPS)/buf
+	$(GO) mod download -modfile=tools/go.mod github.com/bufbuild/protovalidate
+	ln -sfn "$$(cd tools && $(GO) list -m -f '{{.Dir}}' github.com/bufbuild/protovalidate)/proto/protovalidate/buf/validate" $(PROTODEPS)/buf/validate
+	touch -h $@
+
+lint: $(PROTODEPS)/buf/validate/validate.proto
+	$(TOOL) buf lint
+
+generate: $(PROTODEPS)/buf/validate/validate.proto venv
+	$(TOOL) buf lint
+	rm -rf gen $(PYGEN)
+	$(TOOL) buf generate
+	mkdir -p $(PYGEN)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VPY) -m grpc_tools.protoc -I proto -I $(PROTODEPS) \
+	  --python_out=$(PYGEN) --mypy_out=$(PYGEN) \
+	  --grpc_python_out=$(PYGEN) --mypy_grpc_out=$(PYGEN) \
+	  tauro/exec/v1/exec.proto buf/validate/validate.proto
+	$(VPY) clients/python/scripts/localize_imports.py $(PYGEN)
+
+# CI proves the committed generated code is what `make generate` makes.
+check-generated: generate
+	@git diff --exit-code --stat -- gen $(PYGEN) || { echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- gen $(PYGEN))" || { git status --porcelain -- gen $(PYGEN); echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+
+# ---- tests -----------------------------------------------------------------
+
+test: check-generated test-go test-fuzz test-grpcurl test-python
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# Brief fuzzing on every run: a panic on any input fails the build.
+test-fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/engine/config
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/engine/config
+	$(GO) test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) ./internal/engine/plan
+
+# Drives a real daemon with real grpcurl.
+test-grpcurl: build
+	$(GO) build -modfile=tools/go.mod -o $(BIN)/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
+	GRPCURL=$(abspath $(BIN)/grpcurl) EXECD=$(abspath $(BIN)/execd) $(GO) test -count=1 -run 'GRPCurl' ./cmd/execd
+
+test-python: venv
+	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'
+	cd clients/python && ../../$(VPY) -m pytest -q tests
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./internal/...
+
+# ---- demo ------------------------------------------------------------------
+
+demo: build venv
+	$(BIN)/execd demo --project examples/sales
+
+clean:
+	rm -rf $(BIN) .build

@@ -1,0 +1,1 @@
+"""tauro-exec: run tauro pipelines on Spark through the execd service."""
