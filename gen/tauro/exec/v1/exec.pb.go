@@ -1595,7 +1595,10 @@ type Run struct {
 	Message string     `protobuf:"bytes,16,opt,name=message,proto3" json:"message,omitempty"`
 	Nodes   []*NodeRun `protobuf:"bytes,17,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// How many times RepairRun has run this record.
-	RepairCount   int32 `protobuf:"varint,18,opt,name=repair_count,json=repairCount,proto3" json:"repair_count,omitempty"`
+	RepairCount int32 `protobuf:"varint,18,opt,name=repair_count,json=repairCount,proto3" json:"repair_count,omitempty"`
+	// Sequence of the run's newest event when this was read: WatchRun with
+	// after_sequence set to it follows only what happens next.
+	LastSequence  int64 `protobuf:"varint,19,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1752,6 +1755,13 @@ func (x *Run) GetNodes() []*NodeRun {
 func (x *Run) GetRepairCount() int32 {
 	if x != nil {
 		return x.RepairCount
+	}
+	return 0
+}
+
+func (x *Run) GetLastSequence() int64 {
+	if x != nil {
+		return x.LastSequence
 	}
 	return 0
 }
@@ -2522,7 +2532,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xa2\x05\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xc7\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -2547,7 +2557,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bend_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
 	"\amessage\x18\x10 \x01(\tR\amessage\x12,\n" +
 	"\x05nodes\x18\x11 \x03(\v2\x16.tauro.exec.v1.NodeRunR\x05nodes\x12!\n" +
-	"\frepair_count\x18\x12 \x01(\x05R\vrepairCount\"\xbd\x02\n" +
+	"\frepair_count\x18\x12 \x01(\x05R\vrepairCount\x12#\n" +
+	"\rlast_sequence\x18\x13 \x01(\x03R\flastSequence\"\xbd\x02\n" +
 	"\aNodeRun\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x12\x18\n" +

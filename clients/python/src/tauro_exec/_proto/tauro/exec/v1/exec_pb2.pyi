@@ -754,6 +754,7 @@ class Run(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
     REPAIR_COUNT_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     pipeline: _builtins.str
     env: _builtins.str
@@ -768,6 +769,10 @@ class Run(_message.Message):
     """Why the run failed or was cancelled."""
     repair_count: _builtins.int
     """How many times RepairRun has run this record."""
+    last_sequence: _builtins.int
+    """Sequence of the run's newest event when this was read: WatchRun with
+    after_sequence set to it follows only what happens next.
+    """
     @_builtins.property
     def hyperparams(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -801,10 +806,11 @@ class Run(_message.Message):
         message: _builtins.str = ...,
         nodes: _abc.Iterable[Global___NodeRun] | None = ...,
         repair_count: _builtins.int = ...,
+        last_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "repair_count", b"repair_count", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "repair_count", b"repair_count", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
