@@ -84,6 +84,7 @@ func decodeNode(n *yaml.Node, depth int, budget *int) (any, error) {
 		return out, nil
 	case yaml.MappingNode:
 		m := NewMap()
+		explicit := make(map[string]bool, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
@@ -95,6 +96,12 @@ func decodeNode(n *yaml.Node, depth int, budget *int) (any, error) {
 			if k.Kind != yaml.ScalarNode {
 				return nil, fmt.Errorf("line %d: mapping keys must be plain strings", k.Line)
 			}
+			// YAML and JSON parsers commonly keep the last of two equal keys;
+			// for a node or pipeline name that silently drops a definition.
+			if explicit[k.Value] {
+				return nil, fmt.Errorf("line %d: key %s appears twice in the same mapping; rename or remove one", k.Line, quoteShort(k.Value))
+			}
+			explicit[k.Value] = true
 			val, err := decodeNode(v, depth+1, budget)
 			if err != nil {
 				return nil, err
