@@ -1,0 +1,241 @@
+package plan
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+)
+
+// refField is the path of the setting a dependency comes from.
+func (r *resolver) refField(i int32, d depRef) string {
+	key := "dependencies"
+	if d.auto {
+		key = "input"
+	}
+	return r.field(i, key) + "[" + itoa(int(d.pos)) + "]"
+}
+
+// firstRef is the first dependency of i on d as written (for a field path).
+func (r *resolver) firstRef(i, d int32) depRef {
+	for _, ref := range r.info[i].refs {
+		if ref.to == d {
+			return ref
+		}
+	}
+	return depRef{to: d}
+}
+
+// buildGraph resolves dependency names, builds the dependency graph and
+// reports unknown dependencies and cycles.
+func (r *resolver) buildGraph() {
+	n := len(r.nodes)
+	total := 0
+	for i := range r.info {
+		total += len(r.info[i].refs)
+	}
+	g := &dag{start: make([]int32, n+1), adj: make([]int32, 0, total)}
+	var scratch []int32
+	for i := range r.nodes {
+		inf := &r.info[i]
+		scratch = scratch[:0]
+		for k := range inf.refs {
+			ref := &inf.refs[k]
+			if !ref.auto {
+				to, ok := r.byName[ref.name]
+				if !ok {
+					r.unknownDependency(int32(i), *ref)
+					continue
+				}
+				ref.to = to
+			}
+			scratch = append(scratch, ref.to)
+		}
+		slices.Sort(scratch)
+		g.adj = append(g.adj, slices.Compact(scratch)...)
+		g.start[i+1] = int32(len(g.adj))
+	}
+	r.g, r.rev = g, g.reverse()
+
+	order := topoOrder(g, r.rev)
+	if len(order) == n {
+		return
+	}
+	for _, cyc := range cycles(g, order) {
+		names := make([]string, len(cyc))
+		for k, v := range cyc {
+			names[k] = r.nodes[v].Name
+		}
+		r.add(r.refField(cyc[0], r.firstRef(cyc[0], cyc[1])), problem.CodeCycle,
+			"dependency cycle: %s (each node depends on the next); remove one of these dependencies",
+			joinArrow(names))
+	}
+}
+
+func joinArrow(names []string) string {
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = short(n)
+	}
+	return strings.Join(parts, " -> ")
+}
+
+func (r *resolver) unknownDependency(i int32, ref depRef) {
+	hint := "add " + q(ref.name) + " to the nodes of pipeline " + q(r.name) + " or remove the dependency"
+	if _, ok := r.proj.Nodes.Get(ref.name); ok {
+		hint = q(ref.name) + " is defined in the nodes config but not listed in pipeline " + q(r.name) + "; add it to the pipeline's nodes or remove the dependency"
+	}
+	r.add(r.refField(i, ref), problem.CodeUnknownDependency,
+		"node %s depends on %s which is not in the pipeline; %s", q(r.nodes[i].Name), q(ref.name), hint)
+}
+
+// checkStreamingEdges applies the rules of mixing batch and streaming
+// nodes: a batch node cannot wait for a stream, which never ends, and a
+// stream can read what another node wrote only in a format a stream reads.
+func (r *resolver) checkStreamingEdges() {
+	pol := r.set.FormatPolicy
+	for i, n := range r.nodes {
+		inf := &r.info[i]
+		if inf.cfg == nil {
+			continue
+		}
+		for _, d := range r.g.deps(int32(i)) {
+			up := r.nodes[d]
+			if r.info[d].cfg == nil {
+				continue
+			}
+			switch {
+			case !n.Streaming && up.Streaming:
+				r.add(r.refField(int32(i), r.firstRef(int32(i), d)), problem.CodeIncompatible,
+					"batch node %s cannot depend on streaming node %s: a stream never finishes, so %s would never start; make %s streaming or remove the dependency",
+					q(n.Name), q(up.Name), q(n.Name), q(n.Name))
+			case n.Streaming && !up.Streaming:
+				r.checkStreamOfBatch(int32(i), d, pol)
+			}
+		}
+		if n.Streaming {
+			r.setReadAs(int32(i), pol)
+		}
+	}
+}
+
+// checkStreamOfBatch checks an explicit dependency of streaming node i on
+// batch node d: what i reads as a stream must be able to read d's output.
+// An automatic dependency is checked by setReadAs.
+func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
+	explicit := false
+	for _, ref := range r.info[i].refs {
+		if ref.to == d && !ref.auto {
+			explicit = true
+			break
+		}
+		if ref.to == d && ref.auto {
+			return // reads d's output by key: setReadAs checks the format
+		}
+	}
+	if !explicit || len(r.info[i].streamInputs) == 0 {
+		return
+	}
+	n, up := r.nodes[i], r.nodes[d]
+	outs := r.info[d].outFormats
+	if len(up.Outputs) == 0 && up.InlineOutput == nil {
+		r.add(r.refField(i, r.firstRef(i, d)), problem.CodeIncompatible,
+			"streaming node %s depends on batch node %s, which writes no output for it to read; give %s an output",
+			q(n.Name), q(up.Name), q(up.Name))
+		return
+	}
+	if up.InlineOutput != nil {
+		fv, _ := up.InlineOutput.Get("format")
+		s, _ := fv.(string)
+		outs = append(slices.Clone(outs), strings.ToLower(strings.TrimSpace(s)))
+	}
+	var firstOut string
+	for _, o := range outs {
+		if o == "" {
+			continue
+		}
+		if firstOut == "" {
+			firstOut = o
+		}
+		for _, in := range r.info[i].streamInputs {
+			if pol.Compatible(o, in) {
+				return
+			}
+		}
+	}
+	if firstOut == "" {
+		return // the output's format is unknown; that is reported already
+	}
+	err := pol.checkHybrid(firstOut, r.info[i].streamInputs[0])
+	r.add(r.refField(i, r.firstRef(i, d)), problem.CodeIncompatible,
+		"streaming node %s depends on batch node %s: %v", q(n.Name), q(up.Name), err)
+}
+
+// setReadAs chooses, for each input of streaming node i written by another
+// node, the streaming format that reads it.
+func (r *resolver) setReadAs(i int32, pol FormatPolicy) {
+	n := r.nodes[i]
+	for _, ref := range r.info[i].refs {
+		if !ref.auto {
+			continue
+		}
+		key := n.Inputs[ref.pos]
+		up := r.nodes[ref.to]
+		format := r.outputFormatOf(ref.to, key)
+		if format == "" {
+			continue // unknown output format: reported with the output
+		}
+		readAs := pol.StreamFormatFor(format)
+		if readAs == "" {
+			r.add(r.refField(i, ref), problem.CodeIncompatible,
+				"incompatible format: streaming node %s reads %s as a stream, but node %s writes it as %s, which no streaming format reads; write it as %s",
+				q(n.Name), q(key), q(up.Name), q(format), describeCompat(pol.Compatibility))
+			continue
+		}
+		if n.ReadAs == nil {
+			n.ReadAs = make(map[string]string)
+		}
+		n.ReadAs[key] = readAs
+	}
+	if len(r.info[i].streamInputs) == 0 && len(n.ReadAs) == 0 && !r.readsAnything(i) {
+		r.add(r.field(i, "input"), problem.CodeRequired,
+			"streaming node %s reads no stream; give it an input with a streaming format (%s) or read another node's output",
+			q(n.Name), strings.Join(pol.StreamingInputs, ", "))
+	}
+}
+
+// readsAnything reports whether a node has an input whose problem is already
+// reported, so that "reads no stream" is not said on top of it.
+func (r *resolver) readsAnything(i int32) bool {
+	n := r.nodes[i]
+	for _, ref := range r.info[i].refs {
+		if ref.auto {
+			return true
+		}
+	}
+	for _, key := range n.Inputs {
+		if ii, ok := r.inputSeen[key]; !ok || ii.format == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// outputFormatOf is the format node d writes key in.
+func (r *resolver) outputFormatOf(d int32, key string) string {
+	up := r.nodes[d]
+	inf := &r.info[d]
+	for j, o := range up.Outputs {
+		if j < len(inf.outFormats) && (o == key || sameKey(up.OutputKeys[j], key)) {
+			return inf.outFormats[j]
+		}
+	}
+	return ""
+}
+
+// sameKey compares a parsed output key with a key as written.
+func sameKey(k config.OutputKey, key string) bool {
+	pk, err := config.ParseOutputKey(key)
+	return err == nil && pk.String() == k.String()
+}

@@ -1,0 +1,162 @@
+// Package plan turns one pipeline of a tauro project into what execd runs:
+// it resolves every node's configuration, validates the pipeline as a whole
+// and orders its nodes into a deterministic plan.
+//
+// Validation reports every problem at once (a problem.List), each with the
+// field it concerns and the fix, because a user who fixes one error only to
+// meet the next learns to distrust the tool. The package knows nothing of
+// Spark or gRPC: the scheduler consumes a *Pipeline and the service turns a
+// problem.List into INVALID_ARGUMENT.
+package plan
+
+import (
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+)
+
+// Pipeline types, as tauro spells them. ml runs like batch.
+const (
+	TypeBatch     = "batch"
+	TypeStreaming = "streaming"
+	TypeHybrid    = "hybrid"
+	TypeML        = "ml"
+)
+
+// Node kinds.
+const (
+	// KindPython calls Module.Function in a Python worker.
+	KindPython = "python"
+	// KindSQL runs SQL on Spark, with no Python.
+	KindSQL = "sql"
+	// KindPassthrough is a streaming node without a function, as tauro
+	// allows: it writes its one input stream to its output unchanged.
+	KindPassthrough = "passthrough"
+)
+
+// Request is what a caller asks to validate or run.
+type Request struct {
+	Pipeline string
+	// StartDate and EndDate are YYYY-MM-DD; empty falls back to the global
+	// settings' start_date and end_date.
+	StartDate, EndDate string
+	// Select narrows the run, dbt style: "node" that node, "+node" with
+	// everything upstream, "node+" with everything downstream, "+node+"
+	// both. Several selectors add up. Empty runs the whole pipeline.
+	Select []string
+	// MaxWorkers caps the nodes running at once; 0 takes the global
+	// max_parallel_nodes.
+	MaxWorkers int
+}
+
+// Pipeline is a validated pipeline with its plan.
+type Pipeline struct {
+	Name string
+	// Type is batch, streaming, hybrid or ml.
+	Type string
+	// Nodes are the selected nodes in declaration order.
+	Nodes []*Node
+	Plan  Plan
+	// StartDate and EndDate are the effective dates (the request's, else the
+	// global defaults); empty only when the pipeline requires no dates.
+	StartDate, EndDate string
+	// MaxWorkers is the request's, else global max_parallel_nodes, else 4.
+	MaxWorkers int
+	Settings   Settings
+	// Hyperparams are the global default_hyperparams overridden by the
+	// pipeline's. Request hyperparams go on top at run time; a node's own
+	// are in Node.Hyperparams.
+	Hyperparams map[string]any
+	// ModelVersion is the pipeline's model_version, else the global
+	// default_model_version.
+	ModelVersion string
+	// SparkConfig is the global spark_config overridden by the pipeline's.
+	SparkConfig map[string]string
+}
+
+// Node is one node, resolved.
+type Node struct {
+	Name string
+	// Index is the node's position in the pipeline's nodes list, whatever
+	// the selection.
+	Index int
+	// Kind is KindPython, KindSQL or KindPassthrough.
+	Kind string
+	// Module and Function name the Python function; a dotted
+	// function ("pkg.mod.fn") is split at its last dot.
+	Module, Function string
+	SQL              string
+	// Dependencies are the nodes this one waits for, explicit and automatic
+	// (an input written by another node), de-duplicated, in declaration
+	// order. A dependency on a node left out by the selection is dropped:
+	// a selected run assumes the unselected upstream already ran and reads
+	// what it wrote.
+	Dependencies []string
+	// Inputs are input keys as written: keys of the input config, or output
+	// keys written by another node of the pipeline (see ProducedBy).
+	Inputs []string
+	// InlineInput is tauro's streaming form, an input configuration written
+	// in the node itself ({format: kafka, options: ...}).
+	InlineInput *config.Map
+	// ProducedBy maps each input written by another node of the pipeline to
+	// that node (selected or not). Nil when there are none.
+	ProducedBy map[string]string
+	// ReadAs maps, for a streaming node, each input written by another node
+	// to the streaming format that reads it (parquet via file_stream, delta
+	// via delta_stream). Nil when there are none.
+	ReadAs map[string]string
+	// Outputs are the output keys as written; OutputKeys[i] is Outputs[i]
+	// parsed.
+	Outputs    []string
+	OutputKeys []config.OutputKey
+	// InlineOutput is tauro's streaming form of an output.
+	InlineOutput *config.Map
+	Streaming    bool
+	// Trigger, OutputMode and Checkpoint are set for streaming nodes.
+	Trigger    Trigger
+	OutputMode string
+	Checkpoint string
+	// Retry policy and timeout: the node's value, else the global one.
+	// A Timeout of 0 means none; streaming nodes have none unless they set
+	// one, since a stream is meant to keep running.
+	MaxRetries    int
+	RetryDelay    time.Duration
+	RetryBackoff  float64
+	RetryMaxDelay time.Duration
+	Timeout       time.Duration
+	// Hyperparams are the node's own.
+	Hyperparams map[string]any
+	Description string
+	// Raw is the node's configuration with the pipeline entry's overrides
+	// applied.
+	Raw *config.Map
+}
+
+// Plan is the order the selected nodes run in.
+type Plan struct {
+	// Order is a topological order: of the nodes whose dependencies are
+	// done, the one declared first comes next.
+	Order []string
+	// Stages[i] holds the nodes whose longest dependency chain has length i,
+	// in declaration order. The scheduler does not wait for a stage to end
+	// (a node starts when its own dependencies are done); stages say what
+	// may run together.
+	Stages [][]string
+	// CriticalPath is a longest dependency chain; of several, the one ending
+	// at the first-declared node and, from there back, taking the
+	// first-declared dependency at each step.
+	CriticalPath []string
+	// Batch and Streaming split Order.
+	Batch, Streaming []string
+}
+
+// Resolve validates the pipeline req names and builds its plan. It returns
+// every problem found at once, as a problem.List, not only the first.
+func Resolve(p *config.Project, req Request) (*Pipeline, error) {
+	r := &resolver{proj: p, req: req}
+	out := r.resolve()
+	if err := r.probs.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
