@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+)
+
+// Messages Recover records, so operators and UIs can tell an interruption
+// from a cancellation.
+const (
+	InterruptedMessage   = "execd stopped while the run was running"
+	InterruptedErrorType = "Interrupted"
+)
+
+// Recover is for daemon start, before any run is executed: every run left
+// PENDING or RUNNING by a previous execd is ended INTERRUPTED, each in its
+// own transaction, and the ids of those runs are returned oldest first.
+//
+// Its nodes that were RUNNING or RETRYING become CANCELLED with an error of
+// type "Interrupted" (closing a running attempt the same way), because
+// nothing is running them any more and a run cannot end with nodes in
+// flight. PENDING nodes stay PENDING: they never started, and a repair runs
+// them like any other. Nodes that had ended keep their state. Every event
+// already stored is kept; Recover only appends.
+func (s *Store) Recover(ctx context.Context) ([]string, error) {
+	if s.closed() {
+		return nil, ErrClosed
+	}
+	var ids []string
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state IN (?, ?) ORDER BY create_time, id`,
+			string(run.Pending), string(run.Running))
+		if err != nil {
+			return err
+		}
+		return eachRow(rows, func() error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: finding unfinished runs: %w", err)
+	}
+	var recovered []string
+	for _, id := range ids {
+		interrupted := false
+		err := s.write(ctx, func(w *writeTx) error {
+			// Read the nodes inside the write: what a run holds is decided
+			// by the transaction that changes it.
+			r, err := w.loadRunRow(id)
+			if err != nil || r.state.Terminal() {
+				return err
+			}
+			rows, err := w.tx.QueryContext(w.ctx, `SELECT name FROM nodes WHERE run_id = ? AND state IN (?, ?) ORDER BY position`,
+				id, string(run.NodeRunning), string(run.NodeRetrying))
+			if err != nil {
+				return err
+			}
+			var evs []run.Event
+			err = eachRow(rows, func() error {
+				var name string
+				if err := rows.Scan(&name); err != nil {
+					return err
+				}
+				evs = append(evs, run.Event{
+					Kind: run.NodeStateChanged, Node: name, NodeState: run.NodeCancelled,
+					Error: &run.Error{Type: InterruptedErrorType, Message: InterruptedMessage},
+				})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			evs = append(evs, run.Event{Kind: run.RunStateChanged, RunState: run.Interrupted, Message: InterruptedMessage})
+			_, err = w.appendEvents(id, evs, false)
+			interrupted = err == nil
+			return err
+		})
+		if err != nil {
+			return recovered, fmt.Errorf("store: interrupting run %s: %w", id, err)
+		}
+		if interrupted {
+			recovered = append(recovered, id)
+		}
+	}
+	return recovered, nil
+}
+
+// PrepareRepair reopens an ended run for a repair, in one transaction: the
+// run goes back to PENDING (its end time cleared, its start time kept),
+// its repair count grows by one, and each node in reset goes back to
+// PENDING with its error and times cleared. The events say so: a
+// run_state PENDING event, then a node_state PENDING event per reset node
+// that was not already PENDING. The engine decides which nodes to reset
+// and then drives the run as usual, starting with a run_state RUNNING.
+//
+// Only FAILED, CANCELLED and INTERRUPTED runs can be repaired
+// (ErrNotRepairable otherwise). A node's attempts are kept and its attempt
+// number is kept too, so its next RUNNING event opens attempt n+1.
+func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string) (run.Run, error) {
+	if len(reset) == 0 {
+		return run.Run{}, fmt.Errorf("%w: a repair must reset at least one node", ErrInvalidArgument)
+	}
+	var stored run.Run
+	err := s.write(ctx, func(w *writeTx) error {
+		r, err := w.loadRunRow(runID)
+		if err != nil {
+			return err
+		}
+		switch r.state {
+		case run.Failed, run.Cancelled, run.Interrupted:
+		default:
+			return fmt.Errorf("%w: run %s is %s; only FAILED, CANCELLED or INTERRUPTED runs can be repaired", ErrNotRepairable, runID, r.state)
+		}
+		var count int
+		if err := w.tx.QueryRowContext(w.ctx,
+			`UPDATE runs SET repair_count = repair_count + 1 WHERE id = ? RETURNING repair_count`, runID).Scan(&count); err != nil {
+			return fmt.Errorf("store: counting the repair of run %s: %w", runID, err)
+		}
+		var nodeEvs []run.Event
+		seen := map[string]bool{}
+		for _, name := range reset {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			n, err := w.loadNode(runID, name)
+			if errors.Is(err, ErrInvalidEvent) {
+				return fmt.Errorf("%w: run %s has no node %q to reset", ErrInvalidArgument, runID, name)
+			}
+			if err != nil {
+				return err
+			}
+			if n.state != run.NodePending {
+				nodeEvs = append(nodeEvs, run.Event{Kind: run.NodeStateChanged, Node: name, NodeState: run.NodePending})
+			}
+		}
+		// The run event comes first: it is what reopens the log.
+		evs := append([]run.Event{{
+			Kind: run.RunStateChanged, RunState: run.Pending,
+			Message: fmt.Sprintf("repair %d: re-running %d node(s)", count, len(seen)),
+		}}, nodeEvs...)
+		if _, err := w.appendEvents(runID, evs, true); err != nil {
+			return err
+		}
+		stored, err = readRun(w.ctx, w.tx, runID)
+		return err
+	})
+	if err != nil {
+		return run.Run{}, err
+	}
+	return stored, nil
+}

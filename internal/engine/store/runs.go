@@ -1,0 +1,504 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+)
+
+// CreateRun records a new run in state PENDING with every node PENDING, and
+// its first event (sequence 1, run_state PENDING, r.Message as message).
+// Only r.ID, r.RequestID, r.Params, r.Message and the node names are read;
+// an empty ID gets a random one, and CreateTime is the store's clock.
+//
+// A non-empty RequestID makes the call idempotent: if a run with that
+// request id exists, it is returned with created false and nothing is
+// written, even if the parameters differ (the caller decides whether that
+// is an error). The request id is a unique key written in the same
+// transaction as the run, so concurrent calls cannot both create one.
+func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, created bool, err error) {
+	if r.ID == "" {
+		r.ID = newRunID()
+	}
+	if err := checkIdentifier("run id", r.ID, maxIDBytes); err != nil {
+		return run.Run{}, false, err
+	}
+	if r.RequestID != "" {
+		if err := checkIdentifier("request id", r.RequestID, maxIDBytes); err != nil {
+			return run.Run{}, false, err
+		}
+	}
+	if len(r.Nodes) > s.opt.limits.MaxNodes {
+		return run.Run{}, false, fmt.Errorf("%w: the run has %d nodes; the limit is %d", ErrInvalidArgument, len(r.Nodes), s.opt.limits.MaxNodes)
+	}
+	seen := make(map[string]bool, len(r.Nodes))
+	for i, n := range r.Nodes {
+		if err := checkIdentifier(fmt.Sprintf("nodes[%d].name", i), n.Name, maxNameBytes); err != nil {
+			return run.Run{}, false, err
+		}
+		if seen[n.Name] {
+			return run.Run{}, false, fmt.Errorf("%w: node %q is listed twice", ErrInvalidArgument, n.Name)
+		}
+		seen[n.Name] = true
+	}
+	params, err := encodeParams(r.Params, s.opt.limits.MaxParamsBytes)
+	if err != nil {
+		return run.Run{}, false, err
+	}
+	msg := clampText(r.Message, s.opt.limits.MaxTextBytes)
+
+	err = s.write(ctx, func(w *writeTx) error {
+		var requestID sql.NullString
+		if r.RequestID != "" {
+			requestID = sql.NullString{String: r.RequestID, Valid: true}
+		}
+		// DO NOTHING on either unique key (id, request_id) and then tell
+		// which one it was: the request id's run is an answer, a taken id
+		// is an error.
+		res, err := w.tx.ExecContext(w.ctx, `
+			INSERT INTO runs (id, request_id, pipeline, params, state, message,
+				create_time, start_time, end_time, repair_count, last_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 1)
+			ON CONFLICT DO NOTHING`,
+			r.ID, requestID, r.Params.Pipeline, params, string(run.Pending), msg, toNanos(w.now))
+		if err != nil {
+			return fmt.Errorf("store: inserting run %s: %w", r.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			if r.RequestID != "" {
+				stored, err = readRunByRequestID(w.ctx, w.tx, r.RequestID)
+				if !errors.Is(err, ErrNotFound) {
+					return err
+				}
+			}
+			return fmt.Errorf("%w: run %q", ErrAlreadyExists, r.ID)
+		}
+		for i, n := range r.Nodes {
+			if _, err := w.tx.ExecContext(w.ctx, `
+				INSERT INTO nodes (run_id, name, position, state, attempt, start_time, end_time, error)
+				VALUES (?, ?, ?, ?, 0, 0, 0, NULL)`,
+				r.ID, n.Name, i, string(run.NodePending)); err != nil {
+				return fmt.Errorf("store: inserting node %q of run %s: %w", n.Name, r.ID, err)
+			}
+		}
+		if err := w.insertEvent(run.Event{
+			RunID: r.ID, Sequence: 1, Time: w.now,
+			Kind: run.RunStateChanged, RunState: run.Pending, Message: msg,
+		}); err != nil {
+			return err
+		}
+		created = true
+		stored, err = readRun(w.ctx, w.tx, r.ID)
+		return err
+	})
+	if err != nil {
+		return run.Run{}, false, err
+	}
+	return stored, created, nil
+}
+
+// encodeParams encodes p and decodes it again, so that nothing is stored
+// that GetRun could not read back (NaN, nesting deeper than the decoder
+// accepts, values JSON cannot hold).
+func encodeParams(p run.Params, maxBytes int) (string, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("%w: parameters cannot be stored: %v", ErrInvalidArgument, err)
+	}
+	if len(b) > maxBytes {
+		return "", fmt.Errorf("%w: parameters are %d bytes as JSON; the limit is %d", ErrInvalidArgument, len(b), maxBytes)
+	}
+	if err := json.Unmarshal(b, new(run.Params)); err != nil {
+		return "", fmt.Errorf("%w: parameters cannot be read back: %v", ErrInvalidArgument, err)
+	}
+	return string(b), nil
+}
+
+// newRunID is used only when the caller has no id of its own.
+func newRunID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "run-" + hex.EncodeToString(b[:])
+}
+
+// GetRun returns a run with its nodes in the order they were created and
+// each node's attempts in order. ErrNotFound if there is no such run.
+func (s *Store) GetRun(ctx context.Context, id string) (run.Run, error) {
+	if s.closed() {
+		return run.Run{}, ErrClosed
+	}
+	var r run.Run
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		r, err = readRun(ctx, tx, id)
+		return err
+	})
+	return r, err
+}
+
+// RunByRequestID returns the run created with the request id, or
+// ErrNotFound.
+func (s *Store) RunByRequestID(ctx context.Context, requestID string) (run.Run, error) {
+	if s.closed() {
+		return run.Run{}, ErrClosed
+	}
+	var r run.Run
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		var err error
+		r, err = readRunByRequestID(ctx, tx, requestID)
+		return err
+	})
+	return r, err
+}
+
+// read runs fn in a read transaction, so that the several queries that
+// assemble one answer see one snapshot.
+func (s *Store) read(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store: beginning a read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// ListFilter selects runs. Zero fields select everything.
+type ListFilter struct {
+	Pipeline string
+	States   []run.State // any of them
+}
+
+// Page sizes, as in AIP-158: 0 means the default, larger than the maximum
+// is lowered to it.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// ListRuns returns runs newest first (create time, then id, descending) and
+// a token for the next page ("" after the last). The token carries the
+// filter it was made for: presenting it with another filter is
+// ErrBadPageToken. Pagination is by key, not offset, so runs created while
+// a client pages do not shift its pages.
+func (s *Store) ListRuns(ctx context.Context, f ListFilter, pageSize int, pageToken string) ([]run.Run, string, error) {
+	if s.closed() {
+		return nil, "", ErrClosed
+	}
+	switch {
+	case pageSize < 0:
+		return nil, "", fmt.Errorf("%w: page size %d is negative", ErrInvalidArgument, pageSize)
+	case pageSize == 0:
+		pageSize = DefaultPageSize
+	case pageSize > MaxPageSize:
+		pageSize = MaxPageSize
+	}
+	states, err := normalizeStates(f.States)
+	if err != nil {
+		return nil, "", err
+	}
+	var where []string
+	var args []any
+	if f.Pipeline != "" {
+		where = append(where, "pipeline = ?")
+		args = append(args, f.Pipeline)
+	}
+	if len(states) > 0 {
+		where = append(where, "state IN ("+placeholders(len(states))+")")
+		for _, st := range states {
+			args = append(args, st)
+		}
+	}
+	if pageToken != "" {
+		c, err := decodePageToken(pageToken, f.Pipeline, states)
+		if err != nil {
+			return nil, "", err
+		}
+		where = append(where, "(create_time < ? OR (create_time = ? AND id < ?))")
+		args = append(args, c.CreateTime, c.CreateTime, c.ID)
+	}
+	query := "SELECT " + runColumns + " FROM runs"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY create_time DESC, id DESC LIMIT ?"
+	args = append(args, pageSize+1)
+
+	var (
+		runs []run.Run
+		more bool
+	)
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("store: listing runs: %w", err)
+		}
+		if runs, err = scanRuns(rows); err != nil {
+			return err
+		}
+		if more = len(runs) > pageSize; more {
+			runs = runs[:pageSize]
+		}
+		return fillNodes(ctx, tx, runs)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if more {
+		last := runs[len(runs)-1]
+		next = encodePageToken(pageCursor{CreateTime: toNanos(last.CreateTime), ID: last.ID, Pipeline: f.Pipeline, States: states})
+	}
+	return runs, next, nil
+}
+
+// pageCursor is what a page token holds: where the previous page ended and
+// which filter it was made for.
+type pageCursor struct {
+	Version    int      `json:"v"`
+	CreateTime int64    `json:"t"`
+	ID         string   `json:"i"`
+	Pipeline   string   `json:"p,omitempty"`
+	States     []string `json:"s,omitempty"`
+}
+
+const pageTokenVersion = 1
+
+func encodePageToken(c pageCursor) string {
+	c.Version = pageTokenVersion
+	b, _ := json.Marshal(c) // strings and ints only: cannot fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodePageToken(tok, pipeline string, states []string) (pageCursor, error) {
+	var c pageCursor
+	if len(tok) > 4096 {
+		return c, fmt.Errorf("%w: token is too long", ErrBadPageToken)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return c, fmt.Errorf("%w: not a token this server made", ErrBadPageToken)
+	}
+	if err := json.Unmarshal(b, &c); err != nil || c.Version != pageTokenVersion || c.ID == "" {
+		return c, fmt.Errorf("%w: not a token this server made", ErrBadPageToken)
+	}
+	if c.Pipeline != pipeline || !slices.Equal(c.States, states) {
+		return c, fmt.Errorf("%w: the token was made for other filters; list again without it", ErrBadPageToken)
+	}
+	return c, nil
+}
+
+// normalizeStates sorts and de-duplicates states, so that a token made for
+// [FAILED, RUNNING] also fits [RUNNING, FAILED].
+func normalizeStates(in []run.State) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, st := range in {
+		switch st {
+		case run.Pending, run.Running, run.Succeeded, run.Failed, run.Cancelled, run.Interrupted:
+		default:
+			return nil, fmt.Errorf("%w: unknown run state %q", ErrInvalidArgument, st)
+		}
+		out = append(out, string(st))
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+const runColumns = `id, COALESCE(request_id, ''), params, state, message,
+	create_time, start_time, end_time, repair_count, last_seq`
+
+func readRun(ctx context.Context, q querier, id string) (run.Run, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE id = ?", id)
+	if err != nil {
+		return run.Run{}, fmt.Errorf("store: reading run %s: %w", id, err)
+	}
+	return oneRun(ctx, q, rows, fmt.Sprintf("run %q", id))
+}
+
+func readRunByRequestID(ctx context.Context, q querier, requestID string) (run.Run, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE request_id = ?", requestID)
+	if err != nil {
+		return run.Run{}, fmt.Errorf("store: reading the run of request %s: %w", requestID, err)
+	}
+	return oneRun(ctx, q, rows, fmt.Sprintf("run with request id %q", requestID))
+}
+
+func oneRun(ctx context.Context, q querier, rows *sql.Rows, what string) (run.Run, error) {
+	runs, err := scanRuns(rows)
+	if err != nil {
+		return run.Run{}, err
+	}
+	if len(runs) == 0 {
+		return run.Run{}, fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	if err := fillNodes(ctx, q, runs); err != nil {
+		return run.Run{}, err
+	}
+	return runs[0], nil
+}
+
+// scanRuns reads rows of runColumns and closes them.
+func scanRuns(rows *sql.Rows) ([]run.Run, error) {
+	defer rows.Close()
+	var runs []run.Run
+	for rows.Next() {
+		var (
+			r                   run.Run
+			params, state       string
+			create, start, end_ int64
+		)
+		if err := rows.Scan(&r.ID, &r.RequestID, &params, &state, &r.Message,
+			&create, &start, &end_, &r.RepairCount, &r.LastSequence); err != nil {
+			return nil, fmt.Errorf("store: reading runs: %w", err)
+		}
+		if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
+			return nil, fmt.Errorf("store: decoding the parameters of run %s: %w", r.ID, err)
+		}
+		r.State = run.State(state)
+		r.CreateTime, r.StartTime, r.EndTime = fromNanos(create), fromNanos(start), fromNanos(end_)
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: reading runs: %w", err)
+	}
+	return runs, nil
+}
+
+// fillNodes loads the nodes, attempts and metrics of runs with three
+// queries, whatever the number of runs.
+func fillNodes(ctx context.Context, q querier, runs []run.Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	ids := make([]any, len(runs))
+	byID := make(map[string]*run.Run, len(runs))
+	for i := range runs {
+		ids[i] = runs[i].ID
+		byID[runs[i].ID] = &runs[i]
+	}
+	in := "(" + placeholders(len(ids)) + ")"
+
+	rows, err := q.QueryContext(ctx, `SELECT run_id, name, state, attempt, start_time, end_time, error
+		FROM nodes WHERE run_id IN `+in+` ORDER BY run_id, position`, ids...)
+	if err != nil {
+		return fmt.Errorf("store: reading nodes: %w", err)
+	}
+	err = eachRow(rows, func() error {
+		var (
+			runID, state string
+			n            run.Node
+			start, end_  int64
+			errJSON      sql.NullString
+		)
+		if err := rows.Scan(&runID, &n.Name, &state, &n.Attempt, &start, &end_, &errJSON); err != nil {
+			return err
+		}
+		n.State, n.StartTime, n.EndTime = run.NodeState(state), fromNanos(start), fromNanos(end_)
+		var err error
+		if n.Error, err = decodeError(errJSON); err != nil {
+			return err
+		}
+		r := byID[runID]
+		r.Nodes = append(r.Nodes, n)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reading nodes: %w", err)
+	}
+
+	// Index the nodes only now: the slices above have stopped growing.
+	type key struct{ run, node string }
+	nodes := map[key]*run.Node{}
+	for i := range runs {
+		for j := range runs[i].Nodes {
+			nodes[key{runs[i].ID, runs[i].Nodes[j].Name}] = &runs[i].Nodes[j]
+		}
+	}
+
+	rows, err = q.QueryContext(ctx, `SELECT run_id, node, attempt, state, start_time, end_time, error
+		FROM attempts WHERE run_id IN `+in+` ORDER BY run_id, node, attempt`, ids...)
+	if err != nil {
+		return fmt.Errorf("store: reading attempts: %w", err)
+	}
+	err = eachRow(rows, func() error {
+		var (
+			runID, node, state string
+			a                  run.Attempt
+			start, end_        int64
+			errJSON            sql.NullString
+		)
+		if err := rows.Scan(&runID, &node, &a.Attempt, &state, &start, &end_, &errJSON); err != nil {
+			return err
+		}
+		a.State, a.StartTime, a.EndTime = run.NodeState(state), fromNanos(start), fromNanos(end_)
+		var err error
+		if a.Error, err = decodeError(errJSON); err != nil {
+			return err
+		}
+		if n := nodes[key{runID, node}]; n != nil {
+			n.Attempts = append(n.Attempts, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reading attempts: %w", err)
+	}
+
+	rows, err = q.QueryContext(ctx, `SELECT run_id, node, attempt, name, value
+		FROM attempt_metrics WHERE run_id IN `+in, ids...)
+	if err != nil {
+		return fmt.Errorf("store: reading metrics: %w", err)
+	}
+	err = eachRow(rows, func() error {
+		var (
+			runID, node, name string
+			attempt           int
+			value             float64
+		)
+		if err := rows.Scan(&runID, &node, &attempt, &name, &value); err != nil {
+			return err
+		}
+		n := nodes[key{runID, node}]
+		if n == nil {
+			return nil
+		}
+		// Attempts are numbered from 1 without gaps.
+		if i := attempt - 1; i >= 0 && i < len(n.Attempts) && n.Attempts[i].Attempt == attempt {
+			a := &n.Attempts[i]
+			if a.Metrics == nil {
+				a.Metrics = map[string]float64{}
+			}
+			a.Metrics[name] = value
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reading metrics: %w", err)
+	}
+	return nil
+}
+
+// eachRow calls fn for every row and closes rows.
+func eachRow(rows *sql.Rows, fn func() error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to version i+1. They are
+// append-only: a released migration is never edited, because databases in
+// the field have already run it.
+var migrations = []string{
+	// 1: runs, nodes, attempts, metrics, the event log and repairs.
+	//
+	// Times are unix nanoseconds, 0 meaning "not yet". JSON columns hold
+	// values the store never queries into (parameters, errors, event
+	// payloads); everything a query filters or orders on has its own column.
+	`
+CREATE TABLE runs (
+	id           TEXT PRIMARY KEY,
+	request_id   TEXT UNIQUE, -- NULL when the caller gave none
+	pipeline     TEXT NOT NULL,
+	params       TEXT NOT NULL, -- run.Params as JSON
+	state        TEXT NOT NULL,
+	message      TEXT NOT NULL,
+	create_time  INTEGER NOT NULL,
+	start_time   INTEGER NOT NULL,
+	end_time     INTEGER NOT NULL,
+	repair_count INTEGER NOT NULL,
+	last_seq     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX runs_by_time ON runs (create_time DESC, id DESC);
+CREATE INDEX runs_by_pipeline ON runs (pipeline, create_time DESC, id DESC);
+CREATE INDEX runs_by_state ON runs (state);
+
+CREATE TABLE nodes (
+	run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	name       TEXT NOT NULL,
+	position   INTEGER NOT NULL,
+	state      TEXT NOT NULL,
+	attempt    INTEGER NOT NULL,
+	start_time INTEGER NOT NULL,
+	end_time   INTEGER NOT NULL,
+	error      TEXT, -- run.Error as JSON
+	PRIMARY KEY (run_id, name),
+	UNIQUE (run_id, position)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE attempts (
+	run_id     TEXT NOT NULL,
+	node       TEXT NOT NULL,
+	attempt    INTEGER NOT NULL,
+	state      TEXT NOT NULL,
+	start_time INTEGER NOT NULL,
+	end_time   INTEGER NOT NULL,
+	error      TEXT,
+	PRIMARY KEY (run_id, node, attempt),
+	FOREIGN KEY (run_id, node) REFERENCES nodes (run_id, name) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE attempt_metrics (
+	run_id  TEXT NOT NULL,
+	node    TEXT NOT NULL,
+	attempt INTEGER NOT NULL,
+	name    TEXT NOT NULL,
+	value   REAL NOT NULL,
+	PRIMARY KEY (run_id, node, attempt, name),
+	FOREIGN KEY (run_id, node, attempt) REFERENCES attempts (run_id, node, attempt) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE events (
+	run_id  TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	seq     INTEGER NOT NULL,
+	time    INTEGER NOT NULL,
+	kind    TEXT NOT NULL,
+	payload TEXT NOT NULL, -- run.Event as JSON
+	PRIMARY KEY (run_id, seq)
+) STRICT, WITHOUT ROWID;
+`,
+}
+
+// migrate applies the migrations the database has not seen, in one
+// transaction, so a daemon killed halfway leaves the old schema intact.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT`); err != nil {
+		return fmt.Errorf("creating schema_version: %w", err)
+	}
+	var version int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&version)
+	switch {
+	case err == sql.ErrNoRows:
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("the database has schema version %d but this execd knows only up to %d; use a newer execd", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrating schema to version %d: %w", v+1, err)
+		}
+	}
+	if version < len(migrations) {
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
