@@ -324,11 +324,11 @@ func TestListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt(t *testing.T) {
 		f     store.ListFilter
 		token string
 	}{
-		"other pipeline":      {store.ListFilter{Pipeline: "hr", States: f.States}, token},
-		"other states":        {store.ListFilter{Pipeline: "sales"}, token},
-		"garbage":             {f, "not-a-token!"},
+		"other pipeline":       {store.ListFilter{Pipeline: "hr", States: f.States}, token},
+		"other states":         {store.ListFilter{Pipeline: "sales"}, token},
+		"garbage":              {f, "not-a-token!"},
 		"valid base64 of junk": {f, "eyJ2Ijo5fQ"},
-		"too long":            {f, strings.Repeat("A", 5000)},
+		"too long":             {f, strings.Repeat("A", 5000)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, _, err := s.ListRuns(context.Background(), tt.f, 1, tt.token); !errors.Is(err, store.ErrBadPageToken) {
