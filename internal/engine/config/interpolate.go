@@ -92,31 +92,38 @@ func (in *interpolator) resolve(name string) (string, bool, error) {
 			return v, true, nil
 		}
 	}
-	raw, ok := in.vars[name]
-	if !ok {
+	if _, ok := in.vars[name]; !ok {
 		return "", false, nil
 	}
+	v, err := in.expandVar(name)
+	return v, err == nil, err
+}
+
+// expandVar expands the value of the global setting name, without looking
+// name up in the environment: the environment overrides references to a
+// setting, not the setting itself.
+func (in *interpolator) expandVar(name string) (string, error) {
 	if v, ok := in.expanded[name]; ok {
-		return v, true, nil
+		return v, nil
 	}
 	if i := slices.Index(in.active, name); i >= 0 {
 		chain := append(slices.Clone(in.active[i:]), name)
 		for k, n := range chain {
 			chain[k] = "${" + n + "}"
 		}
-		return "", false, interpolationProblem("circular reference %s; change one of these global settings so that it does not refer back", strings.Join(chain, " -> "))
+		return "", interpolationProblem("circular reference %s; change one of these global settings so that it does not refer back", strings.Join(chain, " -> "))
 	}
 	if len(in.active) >= maxVarDepth {
-		return "", false, interpolationProblem("variables are nested more than %d deep (%s ...); use fewer levels of ${...} inside global settings", maxVarDepth, strings.Join(in.active[:3], " -> "))
+		return "", interpolationProblem("variables are nested more than %d deep (%s ...); use fewer levels of ${...} inside global settings", maxVarDepth, strings.Join(in.active[:3], " -> "))
 	}
 	in.active = append(in.active, name)
-	v, err := in.expand(raw)
+	v, err := in.expand(in.vars[name])
 	in.active = in.active[:len(in.active)-1]
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	in.expanded[name] = v
-	return v, true, nil
+	return v, nil
 }
 
 func interpolationProblem(format string, args ...any) error {
@@ -145,6 +152,37 @@ func globalVars(global *Map) map[string]string {
 	return vars
 }
 
+// interpolateGlobal expands the global settings in place. A top-level
+// setting is expanded as the variable it also is, so that a cycle is named
+// from that setting ("${a} -> ${b} -> ${a}" at a).
+func (in *interpolator) interpolateGlobal(global *Map, file string, problems *problem.List) {
+	for _, k := range global.Keys {
+		if _, isVar := in.vars[k]; !isVar {
+			in.interpolateTree(global.Values[k], file, []any{k}, problems)
+			continue
+		}
+		v, err := in.expandVar(k)
+		if err != nil {
+			addAt(problems, fieldOf(file, []any{k}), err)
+			continue
+		}
+		if _, isString := global.Values[k].(string); isString {
+			global.Values[k] = v
+		}
+	}
+}
+
+// addAt records err's problems at field.
+func addAt(problems *problem.List, field string, err error) {
+	l, ok := problem.From(err)
+	if !ok {
+		l = problem.List{{Code: problem.CodeInterpolation, Message: err.Error()}}
+	}
+	for _, p := range l {
+		problems.Add(field, p.Code, "%s", p.Message)
+	}
+}
+
 // interpolateTree expands every string value under v in place (keys are
 // left alone) and reports each failure at its field.
 func (in *interpolator) interpolateTree(v any, file string, path []any, problems *problem.List) any {
@@ -152,10 +190,7 @@ func (in *interpolator) interpolateTree(v any, file string, path []any, problems
 	case string:
 		out, err := in.expand(v)
 		if err != nil {
-			p, _ := problem.From(err)
-			for _, q := range p {
-				problems.Add(fieldOf(file, path), q.Code, "%s", q.Message)
-			}
+			addAt(problems, fieldOf(file, path), err)
 			return v
 		}
 		return out

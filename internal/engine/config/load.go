@@ -6,6 +6,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -165,8 +167,14 @@ func (l *loader) load(requestedEnv string) *Project {
 	in := newInterpolator(l.lookupEnv, globalVars(trees[RoleGlobalSettings]))
 	done := map[string]bool{} // a file serving two roles is expanded once
 	for _, r := range roles {
-		if t := trees[r.role]; t != nil && !done[files[r.role]] {
-			done[files[r.role]] = true
+		t := trees[r.role]
+		if t == nil || done[files[r.role]] {
+			continue
+		}
+		done[files[r.role]] = true
+		if r.role == RoleGlobalSettings {
+			in.interpolateGlobal(t, files[r.role], &l.problems)
+		} else {
 			in.interpolateTree(t, files[r.role], nil, &l.problems)
 		}
 	}
@@ -280,8 +288,7 @@ func (l *loader) parse(rel, want string) *Map {
 	}
 	v, err := Parse(b)
 	if err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		l.add(rel, problem.CodeConfigFile, "cannot be parsed: %s; fix the syntax there", msg)
+		l.add(rel, problem.CodeConfigFile, "cannot be parsed: %s; fix the syntax there", syntaxMessage(rel, b, err))
 		return nil
 	}
 	switch v := v.(type) {
@@ -292,6 +299,42 @@ func (l *loader) parse(rel, want string) *Map {
 	}
 	l.add(rel, problem.CodeConfigFile, "must hold %s at the top level, found %s", want, describe(v))
 	return nil
+}
+
+// syntaxMessage words a parse error with the best line number available.
+// For a parser (not scanner) error the YAML library reports the line where
+// the enclosing block or bracket starts, which can be above the mistake, so
+// such lines are given as "near". JSON files are re-read with encoding/json,
+// whose offset pins the exact line and column.
+func syntaxMessage(rel string, b []byte, err error) string {
+	if strings.EqualFold(filepath.Ext(rel), ".json") {
+		var v any
+		var se *json.SyntaxError
+		if errors.As(json.Unmarshal(b, &v), &se) {
+			line, col := lineColumn(b, se.Offset)
+			return fmt.Sprintf("line %d, column %d: %v", line, col, se)
+		}
+	}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
+		return "near line " + rest
+	}
+	return strings.TrimPrefix(msg, "yaml: ")
+}
+
+// lineColumn turns a byte offset into a 1-based line and column. JSON
+// syntax errors point just past the offending byte.
+func lineColumn(b []byte, offset int64) (line, col int) {
+	if offset > int64(len(b)) {
+		offset = int64(len(b))
+	}
+	if offset > 0 {
+		offset--
+	}
+	before := b[:offset]
+	line = 1 + bytes.Count(before, []byte{'\n'})
+	col = int(offset) - bytes.LastIndexByte(before, '\n')
+	return line, col
 }
 
 // read returns a file's bytes, refusing more than MaxFileSize.

@@ -177,5 +177,8 @@ func Parse(b []byte) (any, error) {
 	if err := yaml.Unmarshal(b, &n); err != nil {
 		return nil, err
 	}
+	if n.Kind == 0 { // empty or comment-only input: no document at all
+		return nil, nil
+	}
 	return decode(&n)
 }
