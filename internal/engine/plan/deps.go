@@ -215,7 +215,7 @@ func (r *resolver) readsAnything(i int32) bool {
 		}
 	}
 	for _, key := range n.Inputs {
-		if ii, ok := r.inputSeen[key]; !ok || ii.format == "" {
+		if ii, ok := r.inputSeen[key]; !ok || !ii.ok {
 			return true
 		}
 	}

@@ -32,7 +32,7 @@ func (r *resolver) resolveOutputs() {
 			k, err := config.ParseOutputKey(key)
 			if err != nil {
 				r.add(f, problem.CodeInvalidOutputKey,
-					"node %s: output %s: %v; output keys are schema.sub_folder.table", q(n.Name), q(key), err)
+					"node %s: %v", q(n.Name), err)
 				continue
 			}
 			n.OutputKeys[j] = k
@@ -89,7 +89,8 @@ func (r *resolver) outputEntry(key, canon string) (any, bool) {
 
 // inputInfo is what checking one input config entry found.
 type inputInfo struct {
-	format string // "" when unusable
+	format string // lower case; "" when not given
+	ok     bool   // false when a problem was reported
 }
 
 // resolveInputs links each input to the node that writes it (an automatic
@@ -183,8 +184,10 @@ func (r *resolver) checkInputEntry(key string, entry any) inputInfo {
 		r.add(f+".format", problem.CodeRequired, "input %s needs a format (e.g. format: parquet)", q(key))
 		return inputInfo{}
 	}
+	// A format the policy forbids still says whether the input is a stream,
+	// which keeps the node's other checks meaningful.
 	if !r.checkInputFormat(f+".format", format) {
-		return inputInfo{}
+		return inputInfo{format: format}
 	}
 	switch {
 	case slices.Contains(formatsNeedingPath, format):
@@ -196,7 +199,7 @@ func (r *resolver) checkInputEntry(key string, entry any) inputInfo {
 			r.add(f+".query", problem.CodeRequired, "input %s (format query) needs the query text under query", q(key))
 		}
 	}
-	return inputInfo{format: format}
+	return inputInfo{format: format, ok: true}
 }
 
 // checkInputFormat checks that format can be read under the policy.
@@ -225,9 +228,12 @@ func nonEmptyString(v any) bool {
 }
 
 // classify decides which nodes are streaming: every node of a streaming
-// pipeline, a node that says streaming, and a node that reads a stream.
+// pipeline, a node that says streaming, a node that reads a stream, and a
+// node that reads what a streaming node writes (that table keeps changing,
+// so only a stream can follow it). A node that says streaming: false stays
+// batch, and the dependency checks tell it why that cannot work.
 func (r *resolver) classify() {
-	var inBatch []string
+	var queue []int32
 	for i, n := range r.nodes {
 		inf := &r.info[i]
 		if inf.cfg == nil {
@@ -245,6 +251,20 @@ func (r *resolver) classify() {
 				q(n.Name), q(inf.streamInputKey), inf.streamInputs[0])
 		}
 		n.Streaming = r.ptype == TypeStreaming || inf.streamFlag > 0 || (inf.streamFlag == 0 && len(inf.streamInputs) > 0)
+		if n.Streaming {
+			queue = append(queue, int32(i))
+		}
+	}
+	if len(queue) > 0 {
+		r.propagateStreaming(queue)
+	}
+
+	var inBatch []string
+	for i, n := range r.nodes {
+		inf := &r.info[i]
+		if inf.cfg == nil {
+			continue
+		}
 		if !n.Streaming {
 			if n.Kind == "" && !r.hasKindProblem(int32(i)) {
 				r.add("nodes."+n.Name, problem.CodeInvalidFunction,
@@ -286,6 +306,30 @@ func (r *resolver) classify() {
 		r.add(r.pipeField("type"), problem.CodeIncompatible,
 			"pipeline %s is a %s pipeline but has streaming nodes (%s); set type: hybrid to mix batch and streaming nodes",
 			q(r.name), r.ptype, joinQuoted(inBatch, 10))
+	}
+}
+
+// propagateStreaming makes streaming every node that reads, by key, what a
+// streaming node writes, transitively (a worklist, not recursion).
+func (r *resolver) propagateStreaming(queue []int32) {
+	readers := make(map[int32][]int32) // writer -> nodes reading its output
+	for i := range r.info {
+		for _, ref := range r.info[i].refs {
+			if ref.auto {
+				readers[ref.to] = append(readers[ref.to], int32(i))
+			}
+		}
+	}
+	for len(queue) > 0 {
+		w := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		for _, rd := range readers[w] {
+			n := r.nodes[rd]
+			if !n.Streaming && r.info[rd].cfg != nil && r.info[rd].streamFlag == 0 {
+				n.Streaming = true
+				queue = append(queue, rd)
+			}
+		}
 	}
 }
 
@@ -353,6 +397,6 @@ func (r *resolver) outputFormatProblem(f string, n *Node, format string) {
 			q(n.Name), q(format), kind, strings.Join(list, ", "))
 		return
 	}
-	r.add(f, problem.CodeInvalidFormat, "node %s writes format %s, which global_settings.format_policy.%s does not allow (%s)",
+	r.add(f, problem.CodeInvalidFormat, "node %s writes format %s, which global_settings.format_policy.%s (%s) does not allow",
 		q(n.Name), q(format), setting, strings.Join(r.set.FormatPolicy.outputsFor(n.Streaming), ", "))
 }

@@ -33,17 +33,27 @@ func (r *resolver) parseNode(i int32) {
 
 	// The retry policy starts from the global one.
 	rp := retryPolicy{r.set.MaxRetries, r.set.RetryDelay, r.set.RetryBackoff, r.set.RetryMaxDelay, r.set.NodeTimeout}
-	rp.read(func(key string) (any, bool, string) {
+	rp.read(func(key string) (any, bool, string, string) {
+		// The pipeline entry's spelling wins over the node's, whichever alias
+		// each uses.
+		for _, k := range aliases[key] {
+			if v, ok := inf.over.Get(k); ok {
+				if key == "timeout_seconds" && v != nil {
+					inf.timeoutSet = true
+				}
+				return v, true, r.field(i, k), k
+			}
+		}
 		for _, k := range aliases[key] {
 			if v, ok := r.get(i, k); ok {
 				if key == "timeout_seconds" && v != nil {
 					inf.timeoutSet = true
 				}
-				return v, true, r.field(i, k)
+				return v, true, r.field(i, k), k
 			}
 		}
-		return nil, false, ""
-	}, "timeout_seconds", &r.probs)
+		return nil, false, "", ""
+	}, "timeout_seconds", "node "+q(n.Name)+": ", &r.probs)
 	n.MaxRetries, n.RetryDelay, n.RetryBackoff, n.RetryMaxDelay, n.Timeout =
 		rp.maxRetries, rp.delay, rp.backoff, rp.maxDelay, rp.timeout
 
