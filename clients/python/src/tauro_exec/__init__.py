@@ -1,1 +1,68 @@
-"""tauro-exec: run tauro pipelines on Spark through the execd service."""
+"""tauro-exec: run tauro pipelines on Spark through the execd service.
+
+    from tauro_exec import Client
+
+    with Client("127.0.0.1:50051") as client:
+        run = client.execute("quick", start_date="2025-01-01", end_date="2025-01-31")
+        run.wait()
+"""
+
+from tauro_exec.client import Client
+from tauro_exec.errors import (
+    FailedPrecondition,
+    NodeFailure,
+    NotFound,
+    RunFailed,
+    TauroExecError,
+    Unavailable,
+    ValidationError,
+    Violation,
+)
+from tauro_exec.events import (
+    Event,
+    NodeMessage,
+    NodeMetric,
+    NodeStateChanged,
+    RunStateChanged,
+)
+from tauro_exec.models import (
+    Attempt,
+    NodeError,
+    NodeRun,
+    NodeSpec,
+    NodeState,
+    Pipeline,
+    PipelineSummary,
+    PipelineType,
+    Plan,
+    RunState,
+)
+from tauro_exec.run import Run
+
+__all__ = [
+    "Attempt",
+    "Client",
+    "Event",
+    "FailedPrecondition",
+    "NodeError",
+    "NodeFailure",
+    "NodeMessage",
+    "NodeMetric",
+    "NodeRun",
+    "NodeSpec",
+    "NodeState",
+    "NodeStateChanged",
+    "NotFound",
+    "Pipeline",
+    "PipelineSummary",
+    "PipelineType",
+    "Plan",
+    "Run",
+    "RunFailed",
+    "RunState",
+    "RunStateChanged",
+    "TauroExecError",
+    "Unavailable",
+    "ValidationError",
+    "Violation",
+]

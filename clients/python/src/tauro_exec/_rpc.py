@@ -1,0 +1,88 @@
+"""The channel to execd: deadlines, one retry on UNAVAILABLE, and error mapping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2_grpc
+from tauro_exec.errors import from_rpc_error
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+# gRPC's own reconnect backoff grows to two minutes; a client following a run
+# through a daemon restart wants to notice the daemon is back within seconds.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+# How long the one retry of a call may wait for the channel to come back when
+# the client has no timeout of its own.
+_RETRY_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential delays between reconnect attempts."""
+
+    initial: float = 0.2
+    factor: float = 2.0
+    maximum: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        d = self.initial
+        while True:
+            yield d
+            d = min(d * self.factor, self.maximum)
+
+
+class Transport:
+    """One channel and its stub, shared by a Client and the Runs it returns."""
+
+    def __init__(self, target: str, timeout: float | None) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.stub = exec_pb2_grpc.ExecServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def call(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[_Req, _Resp],
+        request: _Req,
+        *,
+        retry: bool = True,
+        timeout: float | None = None,
+    ) -> _Resp:
+        """Call a unary method; raise the client's exception for a failed call.
+
+        With ``retry``, a call that fails with UNAVAILABLE is made once more,
+        waiting for the channel to be ready. Only idempotent calls retry: reads,
+        and writes that carry a request_id.
+        """
+        deadline = self.timeout if timeout is None else timeout
+        try:
+            return method(request, timeout=deadline)
+        except grpc.RpcError as err:
+            if not (retry and err.code() == grpc.StatusCode.UNAVAILABLE):
+                raise from_rpc_error(err) from None
+        try:
+            return method(request, timeout=deadline or _RETRY_WAIT, wait_for_ready=True)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until a time.monotonic() deadline (never negative), or None."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())

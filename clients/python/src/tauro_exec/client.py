@@ -1,0 +1,202 @@
+"""Client: validate, start and find runs on an execd daemon."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
+from tauro_exec._rpc import Transport
+from tauro_exec.models import Pipeline, PipelineSummary, Plan, RunState
+from tauro_exec.run import Run
+
+DateLike = str | date
+
+
+class Client:
+    """A connection to execd.
+
+    ``timeout`` bounds each unary call, in seconds (None: no bound). Use it as a
+    context manager, or call ``close()``, to release the channel.
+
+        with Client("127.0.0.1:50051") as client:
+            run = client.execute("daily_sales", start_date="2025-01-01").wait()
+    """
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float | None = None) -> None:
+        self._rpc = Transport(target, timeout)
+
+    @property
+    def target(self) -> str:
+        return self._rpc.target
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rpc.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.target!r})"
+
+    # ---- pipelines ---------------------------------------------------------
+
+    def pipelines(self, *, env: str | None = None) -> list[PipelineSummary]:
+        """The project's pipelines."""
+        resp = self._rpc.call(self._rpc.stub.ListPipelines, pb.ListPipelinesRequest(env=env or ""))
+        return [PipelineSummary.from_proto(p) for p in resp.pipelines]
+
+    def pipeline(self, name: str, *, env: str | None = None) -> Pipeline:
+        """A pipeline's nodes and plan."""
+        resp = self._rpc.call(self._rpc.stub.GetPipeline, pb.GetPipelineRequest(name=name, env=env or ""))
+        return Pipeline.from_proto(resp.pipeline)
+
+    def validate(
+        self,
+        pipeline: str,
+        *,
+        env: str | None = None,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        select: Sequence[str] | None = None,
+    ) -> Plan:
+        """Check a pipeline without running anything and return its plan.
+
+        Raises ``ValidationError`` whose ``violations`` list every problem found.
+        """
+        req = pb.ValidatePipelineRequest(
+            pipeline=pipeline,
+            env=env or "",
+            start_date=_date(start_date, "start_date"),
+            end_date=_date(end_date, "end_date"),
+            select=_names(select),
+        )
+        return Plan.from_proto(self._rpc.call(self._rpc.stub.ValidatePipeline, req).plan)
+
+    # ---- runs --------------------------------------------------------------
+
+    def execute(
+        self,
+        pipeline: str,
+        *,
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        env: str | None = None,
+        hyperparams: Mapping[str, Any] | None = None,
+        model_version: str | None = None,
+        select: Sequence[str] | None = None,
+        max_workers: int | None = None,
+        fail_fast: bool = False,
+        request_id: str | None = None,
+    ) -> Run:
+        """Start a run and return its handle at once; ``Run.wait()`` waits for it.
+
+        ``select`` takes dbt-style node selectors ("node", "+node", "node+").
+        ``request_id`` makes the call idempotent: the same id returns the run
+        the first call started. A fresh one is made when none is given, and a
+        call that fails with UNAVAILABLE is retried once with it.
+        """
+        req = pb.ExecutePipelineRequest(
+            request_id=request_id or str(uuid.uuid4()),
+            pipeline=pipeline,
+            env=env or "",
+            start_date=_date(start_date, "start_date"),
+            end_date=_date(end_date, "end_date"),
+            max_workers=max_workers or 0,
+            model_version=model_version or "",
+            select=_names(select),
+            fail_fast=fail_fast,
+        )
+        if hyperparams:
+            req.hyperparams.CopyFrom(_struct(hyperparams))
+        resp = self._rpc.call(self._rpc.stub.ExecutePipeline, req)
+        return Run(self._rpc, resp.run)
+
+    def run(self, run_id: str) -> Run:
+        """The run with this id; raises ``NotFound`` if there is none."""
+        resp = self._rpc.call(self._rpc.stub.GetRun, pb.GetRunRequest(run_id=run_id))
+        return Run(self._rpc, resp.run)
+
+    def runs(
+        self,
+        pipeline: str | None = None,
+        states: Iterable[RunState | str] | None = None,
+        limit: int | None = None,
+        *,
+        page_size: int = 100,
+    ) -> Iterator[Run]:
+        """Runs, newest first, fetched a page at a time as the iterator advances.
+
+        ``states`` filters by state (``RunState`` or its name, any case);
+        ``limit`` stops after that many runs.
+        """
+        wanted = [pb.RunState.ValueType(_run_state(s).value) for s in states or ()]
+        size = min(page_size, limit) if limit is not None else page_size
+        if size <= 0:
+            return
+        token, seen = "", 0
+        while True:
+            req = pb.ListRunsRequest(
+                page_size=size, page_token=token, pipeline=pipeline or "", states=wanted
+            )
+            resp = self._rpc.call(self._rpc.stub.ListRuns, req)
+            for r in resp.runs:
+                yield Run(self._rpc, r)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            token = resp.next_page_token
+            if not token:
+                return
+
+
+def _date(value: DateLike | None, name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be a 'YYYY-MM-DD' string or a datetime.date, not {type(value).__name__}")
+
+
+def _names(select: Sequence[str] | None) -> list[str]:
+    if select is None:
+        return []
+    if isinstance(select, str):  # a lone selector, not its characters
+        return [select]
+    return list(select)
+
+
+def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    try:
+        s.update(dict(values))
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"hyperparams must be JSON-like (str, number, bool, None, list, dict): {err}") from None
+    return s
+
+
+def _run_state(s: RunState | str) -> RunState:
+    if isinstance(s, RunState):
+        return s
+    try:
+        return RunState[s.upper()]
+    except KeyError:
+        names = ", ".join(m.name.lower() for m in RunState if m is not RunState.UNSPECIFIED)
+        raise ValueError(f"unknown run state {s!r}; use one of {names}") from None

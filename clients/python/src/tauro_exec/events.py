@@ -1,0 +1,112 @@
+"""Typed run events, as ``Run.watch()`` yields them.
+
+Every event carries the run-wide ``sequence`` (from 1, no gaps) and the time it
+was recorded. An event of a kind this client does not know yet is yielded as a
+plain ``Event`` so that sequences stay complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
+from tauro_exec.models import NodeError, NodeState, RunState, duration, timestamp
+
+
+@dataclass(frozen=True)
+class Event:
+    run_id: str
+    sequence: int
+    time: datetime | None
+
+
+@dataclass(frozen=True)
+class RunStateChanged(Event):
+    state: RunState
+    message: str
+
+
+@dataclass(frozen=True)
+class NodeStateChanged(Event):
+    node: str
+    state: NodeState
+    attempt: int
+    error: NodeError | None
+    # How long until the next attempt, when state is RETRYING.
+    retry_in: timedelta | None
+    # How long the attempt took, on terminal states.
+    duration: timedelta | None
+
+
+@dataclass(frozen=True)
+class NodeMessage(Event):
+    node: str
+    attempt: int
+    level: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NodeMetric(Event):
+    node: str
+    attempt: int
+    name: str
+    value: float
+
+
+def event_from_proto(ev: pb.RunEvent) -> Event:
+    run_id, seq = ev.run_id, ev.sequence
+    at = timestamp(ev.time) if ev.HasField("time") else None
+    kind = ev.WhichOneof("kind")
+    if kind == "run_state_changed":
+        r = ev.run_state_changed
+        return RunStateChanged(run_id, seq, at, state=RunState(r.state), message=r.message)
+    if kind == "node_state_changed":
+        n = ev.node_state_changed
+        return NodeStateChanged(
+            run_id,
+            seq,
+            at,
+            node=n.node,
+            state=NodeState(n.state),
+            attempt=n.attempt,
+            error=NodeError.from_proto(n.error) if n.HasField("error") else None,
+            retry_in=duration(n.retry_in) if n.HasField("retry_in") else None,
+            duration=duration(n.duration) if n.HasField("duration") else None,
+        )
+    if kind == "node_message":
+        m = ev.node_message
+        return NodeMessage(run_id, seq, at, node=m.node, attempt=m.attempt, level=m.level, text=m.text)
+    if kind == "node_metric":
+        x = ev.node_metric
+        return NodeMetric(run_id, seq, at, node=x.node, attempt=x.attempt, name=x.name, value=x.value)
+    return Event(run_id, seq, at)
+
+
+def describe_event(ev: Event) -> str:
+    """One compact line, as the progress display prints it."""
+    at = ev.time.astimezone().strftime("%H:%M:%S.%f")[:-3] if ev.time else "--:--:--.---"
+    head = f"{at}  #{ev.sequence:<4d}"
+    if isinstance(ev, RunStateChanged):
+        line = f"{head} run {ev.state.name}"
+        return f"{line}: {ev.message}" if ev.message else line
+    if isinstance(ev, NodeStateChanged):
+        line = f"{head} {ev.node:<24} {ev.state.name:<9} attempt {ev.attempt}"
+        if ev.duration is not None:
+            line += f"  {ev.duration.total_seconds():.3f}s"
+        if ev.retry_in is not None:
+            line += f"  retry in {ev.retry_in.total_seconds():.3f}s"
+        if ev.error is not None:
+            line += f"  {ev.error.type}: {_first_line(ev.error.message)}"
+        return line
+    if isinstance(ev, NodeMessage):
+        return f"{head} {ev.node:<24} {ev.level}: {ev.text}"
+    if isinstance(ev, NodeMetric):
+        return f"{head} {ev.node:<24} metric {ev.name} = {ev.value:g}"
+    return f"{head} (event of a kind this client does not know)"
+
+
+def _first_line(s: str) -> str:
+    first, sep, _ = s.partition("\n")
+    return first + " ..." if sep else first

@@ -1,0 +1,261 @@
+"""Plain Python values for what execd returns: states, nodes, pipelines and plans.
+
+Each ``from_proto`` keeps the generated messages out of user code, so a notebook
+sees enums, datetimes and lists instead of protobuf wrappers.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
+
+
+class RunState(enum.Enum):
+    """The state of a run. The values are the contract's enum numbers."""
+
+    UNSPECIFIED = 0
+    PENDING = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELLED = 5
+    INTERRUPTED = 6
+
+    @classmethod
+    def _missing_(cls, value: object) -> RunState:
+        # A newer daemon may add states; they must not break an older client.
+        return cls.UNSPECIFIED
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the run will not change again unless it is repaired."""
+        return self in _TERMINAL_RUN_STATES
+
+
+_TERMINAL_RUN_STATES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.INTERRUPTED}
+)
+
+
+class NodeState(enum.Enum):
+    """The state of one node within a run. The values are the contract's enum numbers."""
+
+    UNSPECIFIED = 0
+    PENDING = 1
+    RUNNING = 2
+    RETRYING = 3
+    SUCCEEDED = 4
+    FAILED = 5
+    CANCELLED = 6
+    SKIPPED = 7
+    TIMED_OUT = 8
+
+    @classmethod
+    def _missing_(cls, value: object) -> NodeState:
+        return cls.UNSPECIFIED
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_NODE_STATES
+
+
+_TERMINAL_NODE_STATES = frozenset(
+    {
+        NodeState.SUCCEEDED,
+        NodeState.FAILED,
+        NodeState.CANCELLED,
+        NodeState.SKIPPED,
+        NodeState.TIMED_OUT,
+    }
+)
+
+
+class PipelineType(enum.Enum):
+    """tauro's pipeline ``type``."""
+
+    UNSPECIFIED = 0
+    BATCH = 1
+    STREAMING = 2
+    HYBRID = 3
+    ML = 4
+
+    @classmethod
+    def _missing_(cls, value: object) -> PipelineType:
+        return cls.UNSPECIFIED
+
+
+def timestamp(ts: timestamp_pb2.Timestamp) -> datetime:
+    """A timezone-aware UTC datetime; callers check the field is set."""
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def duration(d: duration_pb2.Duration) -> timedelta:
+    return d.ToTimedelta()
+
+
+@dataclass(frozen=True)
+class NodeError:
+    """Why a node attempt failed: for Python nodes, the exception and its traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    retryable: bool = False
+
+    def __str__(self) -> str:
+        head = f"{self.type}: {self.message}" if self.type else self.message
+        if self.traceback:
+            return f"{head}\n{self.traceback.rstrip()}"
+        return head
+
+    @classmethod
+    def from_proto(cls, e: pb.NodeError) -> NodeError:
+        return cls(type=e.type, message=e.message, traceback=e.traceback, retryable=e.retryable)
+
+
+def _node_error(has: bool, e: pb.NodeError) -> NodeError | None:
+    return NodeError.from_proto(e) if has else None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at running a node."""
+
+    attempt: int
+    state: NodeState
+    start_time: datetime | None
+    end_time: datetime | None
+    error: NodeError | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_proto(cls, a: pb.Attempt) -> Attempt:
+        return cls(
+            attempt=a.attempt,
+            state=NodeState(a.state),
+            start_time=timestamp(a.start_time) if a.HasField("start_time") else None,
+            end_time=timestamp(a.end_time) if a.HasField("end_time") else None,
+            error=_node_error(a.HasField("error"), a.error),
+            metrics=dict(a.metrics),
+        )
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    """A node within a run: its current state and every attempt so far."""
+
+    name: str
+    state: NodeState
+    attempt: int
+    start_time: datetime | None
+    end_time: datetime | None
+    error: NodeError | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Wall time of the node once it has ended, else None."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+    @classmethod
+    def from_proto(cls, n: pb.NodeRun) -> NodeRun:
+        return cls(
+            name=n.name,
+            state=NodeState(n.state),
+            attempt=n.attempt,
+            start_time=timestamp(n.start_time) if n.HasField("start_time") else None,
+            end_time=timestamp(n.end_time) if n.HasField("end_time") else None,
+            error=_node_error(n.HasField("error"), n.error),
+            attempts=[Attempt.from_proto(a) for a in n.attempts],
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The order in which a pipeline's nodes run."""
+
+    order: list[str]
+    stages: list[list[str]]
+    critical_path: list[str]
+    batch_nodes: list[str]
+    streaming_nodes: list[str]
+
+    @classmethod
+    def from_proto(cls, p: pb.Plan) -> Plan:
+        return cls(
+            order=list(p.order),
+            stages=[list(s.nodes) for s in p.stages],
+            critical_path=list(p.critical_path),
+            batch_nodes=list(p.batch_nodes),
+            streaming_nodes=list(p.streaming_nodes),
+        )
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node's configuration after the daemon resolved it."""
+
+    name: str
+    kind: str
+    function: str
+    sql: str
+    dependencies: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    description: str
+    streaming: bool
+    max_retries: int
+    timeout: timedelta | None
+
+    @classmethod
+    def from_proto(cls, n: pb.NodeSpec) -> NodeSpec:
+        return cls(
+            name=n.name,
+            kind=n.kind,
+            function=n.function,
+            sql=n.sql,
+            dependencies=list(n.dependencies),
+            inputs=list(n.inputs),
+            outputs=list(n.outputs),
+            description=n.description,
+            streaming=n.streaming,
+            max_retries=n.max_retries,
+            timeout=duration(n.timeout) if n.HasField("timeout") else None,
+        )
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    name: str
+    type: PipelineType
+    node_count: int
+
+    @classmethod
+    def from_proto(cls, p: pb.PipelineSummary) -> PipelineSummary:
+        return cls(name=p.name, type=PipelineType(p.type), node_count=p.node_count)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline as configured, with its plan."""
+
+    name: str
+    type: PipelineType
+    nodes: list[NodeSpec]
+    plan: Plan
+
+    @classmethod
+    def from_proto(cls, p: pb.Pipeline) -> Pipeline:
+        return cls(
+            name=p.name,
+            type=PipelineType(p.type),
+            nodes=[NodeSpec.from_proto(n) for n in p.nodes],
+            plan=Plan.from_proto(p.plan),
+        )
