@@ -35,7 +35,8 @@ type Task struct {
 	// Timeout bounds each attempt; 0 means none.
 	Timeout time.Duration
 	// Done marks a node that already succeeded in an earlier execution of
-	// the run (repair): it is not run and counts as SUCCEEDED.
+	// the run (repair): it is not run, not recorded, and counts as
+	// SUCCEEDED from the start, whatever its own dependencies do.
 	Done bool
 }
 
@@ -70,10 +71,14 @@ func (f RunnerFunc) Run(ctx context.Context, a Attempt) error { return f(ctx, a)
 
 // Transition is one change of a node's state.
 type Transition struct {
-	Node    string
-	State   run.NodeState
-	Attempt int // the attempt the transition concerns; 0 for a node that never ran
-	Err     *run.Error
+	Node  string
+	State run.NodeState
+	// Attempt is the attempt the transition concerns: the one starting or
+	// ending, or the last one for a node cancelled while backing off; 0 for
+	// a node that never ran.
+	Attempt int
+	// Err says why, on every transition but RUNNING and SUCCEEDED.
+	Err *run.Error
 	// RetryIn is the backoff before the next attempt (RETRYING only).
 	RetryIn time.Duration
 	// Duration is how long the attempt ran (on transitions that end one).

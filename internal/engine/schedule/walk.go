@@ -228,33 +228,35 @@ func (w *walk) finish(c completion) {
 	n := c.node
 	w.running--
 	w.deadlines.clear(n)
-	class, err := outcome(n.ctx, c.err)
-	n.cancel(nil)
 	t := Transition{Node: n.Name, Attempt: n.attempt, Duration: c.end.Sub(n.started), At: w.clock.Now()}
-	switch {
-	case err == nil:
+	if c.err == nil {
+		// Success stands even if a timeout or stop raced with it: the
+		// work is done, and saying otherwise would make a repair redo it.
+		n.cancel(nil)
 		t.State = run.NodeSucceeded
 		w.set(n, t)
 		w.breaker.Success()
 		w.release(n)
-	case class.Retryable() && n.attempt < n.Retry.Attempts() && !w.stopping:
-		t.State, t.Err, t.RetryIn = run.NodeRetrying, describe(class, err), n.Retry.Delay(n.attempt, w.rand)
+		return
+	}
+	class, err := outcome(n.ctx, c.err)
+	n.cancel(nil)
+	t.Err = describe(class, err)
+	if class.Retryable() && n.attempt < n.Retry.Attempts() && !w.stopping {
+		t.State, t.RetryIn = run.NodeRetrying, n.Retry.Delay(n.attempt, w.rand)
 		w.set(n, t)
 		w.deadlines.set(n, t.At.Add(t.RetryIn))
-	default:
-		t.State, t.Err = class.State(), describe(class, err)
-		w.set(n, t)
-		w.failed(n, t.At)
+		return
 	}
+	t.State = class.State()
+	w.set(n, t)
+	w.failed(n, t.At)
 }
 
-// outcome says what an attempt's error means. When the walk or the caller
-// cancelled the attempt, their reason is the truth, whatever error the
+// outcome says what a failed attempt's error means. When the walk or the
+// caller cancelled the attempt, their reason is the truth, whatever error the
 // interrupted runner happened to return.
 func outcome(ctx context.Context, err error) (retry.Class, error) {
-	if err == nil {
-		return retry.ClassTransient, nil
-	}
 	if ctx.Err() == nil {
 		return retry.Classify(err), err
 	}
