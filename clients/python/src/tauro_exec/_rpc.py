@@ -23,9 +23,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
-# How long the one retry of a call may wait for the channel to come back when
-# the client has no timeout of its own.
-_RETRY_WAIT = 10.0
+# How long the one retry of a call waits for the channel to come back.
+_RETRY_WAIT = 3.0
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,13 @@ class Transport:
         except grpc.RpcError as err:
             if not (retry and err.code() == grpc.StatusCode.UNAVAILABLE):
                 raise from_rpc_error(err) from None
+            first = err
         try:
-            return method(request, timeout=deadline or _RETRY_WAIT, wait_for_ready=True)
+            grpc.channel_ready_future(self._channel).result(timeout=_RETRY_WAIT)
+        except grpc.FutureTimeoutError:
+            raise from_rpc_error(first) from None
+        try:
+            return method(request, timeout=deadline)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 

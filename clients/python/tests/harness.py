@@ -1,0 +1,179 @@
+"""Processes and sockets the client tests drive: a real execd and a TCP relay to cut."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+SQLPROJ = REPO / "cmd" / "execd" / "testdata" / "sqlproj"
+LISTENING = "execd listening on "
+
+# The nap node sleeps this long on Spark: long enough to act on a running run,
+# short enough that a run left to finish does not slow the suite down.
+NAP_MS = "6000"
+
+# A pipeline that fails on Spark, added to the test's copy of the project:
+# sqlproj's own pipelines either succeed or fail validation.
+FAILING_NODES = """
+explode:
+  dependencies: numbers
+  sql: "SELECT raise_error('boom from explode') AS never FROM numbers"
+after_explode:
+  dependencies: explode
+  sql: "SELECT 1 AS unreachable"
+"""
+FAILING_PIPELINE = """
+failing:
+  type: batch
+  nodes: [numbers, explode, after_explode]
+"""
+
+
+def execd_binary() -> Path:
+    """$EXECD, else bin/execd of the repo, built if missing."""
+    if os.environ.get("EXECD"):
+        return Path(os.environ["EXECD"])
+    path = REPO / "bin" / "execd"
+    if not path.exists():
+        subprocess.run(["go", "build", "-o", str(path), "./cmd/execd"], cwd=REPO, check=True)
+    return path
+
+
+def make_project(root: Path) -> Path:
+    project = root / "sqlproj"
+    shutil.copytree(SQLPROJ, project)
+    with open(project / "config" / "nodes.yaml", "a") as f:
+        f.write(FAILING_NODES)
+    with open(project / "config" / "pipelines.yaml", "a") as f:
+        f.write(FAILING_PIPELINE)
+    return project
+
+
+class Daemon:
+    """One `execd serve` process; restartable on the same port and state."""
+
+    def __init__(self, binary: Path, project: Path, state: Path, spark_remote: str, log: Path) -> None:
+        self.binary, self.project, self.state = binary, project, state
+        self.spark_remote, self.log = spark_remote, log
+        self.listen = "127.0.0.1:0"
+        self.address = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def start(self, *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
+        cmd = [
+            str(self.binary), "serve",
+            "--project", str(self.project),
+            "--state", str(self.state),
+            "--listen", self.listen,
+            "--spark-remote", self.spark_remote,
+        ]  # fmt: skip
+        environ = {**os.environ, "NAP_MS": NAP_MS, **(env or {})}
+        stderr = open(self.log, "a")
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=environ)
+        stderr.close()
+        self.address = self._read_address(self._proc, timeout)
+        # Later starts reuse the port, so a client keeps its target across restarts.
+        self.listen = self.address
+        return self.address
+
+    def _read_address(self, proc: subprocess.Popen[str], timeout: float) -> str:
+        found: list[str] = []
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # keep draining so the daemon never blocks on stdout
+                if line.startswith(LISTENING) and not found:
+                    found.append(line[len(LISTENING) :].strip())
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or not found:
+            self.stop()
+            pytest.fail(f"execd did not start; its log:\n{self.log.read_text()[-4000:]}", pytrace=False)
+        return found[0]
+
+    def stop(self, timeout: float = 60.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"execd ignored SIGTERM for {timeout}s")
+
+
+class CuttableProxy:
+    """A TCP relay in front of execd whose open connections the test can cut.
+
+    Cutting closes both sides of every open connection, as a network failure
+    would; the proxy keeps accepting, so a client that reconnects gets through.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.rpartition(":")
+        self._upstream = (host, int(port))
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self._server.getsockname()[1]
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self._upstream)
+            except OSError:
+                down.close()
+                continue
+            with self._lock:
+                self.connections += 1
+                self._open += [down, up]
+            threading.Thread(target=self._pump, args=(down, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            conns, self._open = self._open, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._server.close()
+        self.cut()
