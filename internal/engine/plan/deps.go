@@ -237,5 +237,5 @@ func (r *resolver) outputFormatOf(d int32, key string) string {
 // sameKey compares a parsed output key with a key as written.
 func sameKey(k config.OutputKey, key string) bool {
 	pk, err := config.ParseOutputKey(key)
-	return err == nil && pk.String() == k.String()
+	return err == nil && pk == k
 }

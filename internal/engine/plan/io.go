@@ -8,13 +8,14 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 )
 
-// Output keys are compared in their dotted form (OutputKey.String):
-// "gold/sales/daily" and "gold.sales.daily" name the same table.
+// Output keys are compared parsed: "gold/sales/daily" and
+// "gold.sales.daily" name the same table.
 
 // resolveOutputs parses every node's output keys, finds their output
 // configuration and records which node writes which key.
 func (r *resolver) resolveOutputs() {
-	r.producers = make(map[string]int32)
+	r.producers = make(map[config.OutputKey]int32, len(r.nodes))
+	r.producersRaw = make(map[string]int32, len(r.nodes))
 	for i, n := range r.nodes {
 		if len(n.Outputs) == 0 {
 			continue
@@ -28,27 +29,27 @@ func (r *resolver) resolveOutputs() {
 			if key == "" {
 				continue
 			}
-			f := r.field(int32(i), "output") + "[" + itoa(j) + "]"
+			f := func() string { return r.field(int32(i), "output") + "[" + itoa(j) + "]" }
 			k, err := config.ParseOutputKey(key)
 			if err != nil {
-				r.add(f, problem.CodeInvalidOutputKey,
+				r.add(f(), problem.CodeInvalidOutputKey,
 					"node %s: %v", q(n.Name), err)
 				continue
 			}
 			n.OutputKeys[j] = k
-			canon := k.String()
-			if w, dup := r.producers[canon]; dup {
+			if w, dup := r.producers[k]; dup {
 				if int(w) != i {
-					r.add(f, problem.CodeInvalidValue,
+					r.add(f(), problem.CodeInvalidValue,
 						"output %s is written by both %s and %s; give each output one writer in a pipeline",
 						q(key), q(r.nodes[w].Name), q(n.Name))
 				}
 				continue
 			}
-			r.producers[canon] = int32(i)
-			entry, found := r.outputEntry(key, canon)
+			r.producers[k] = int32(i)
+			r.producersRaw[key] = int32(i)
+			entry, found := r.outputEntry(key, k)
 			if !found {
-				r.add(f, problem.CodeUnknownOutput,
+				r.add(f(), problem.CodeUnknownOutput,
 					"node %s writes %s, which is not in the output config; add %s: {format: parquet, write_mode: overwrite} to the output config",
 					q(n.Name), q(key), short(key))
 				continue
@@ -65,26 +66,42 @@ func (r *resolver) resolveOutputs() {
 }
 
 // outputEntry finds an output's configuration by its key as written, else
-// by its canonical form.
-func (r *resolver) outputEntry(key, canon string) (any, bool) {
+// by its parsed form ("a/b/c" finds "a.b.c").
+func (r *resolver) outputEntry(key string, parsed config.OutputKey) (any, bool) {
 	if v, ok := r.proj.Outputs.Get(key); ok {
 		return v, true
 	}
 	if r.outIndex == nil {
-		r.outIndex = make(map[string]string, r.proj.Outputs.Len())
+		r.outIndex = make(map[config.OutputKey]string, r.proj.Outputs.Len())
 		for _, k := range r.proj.Outputs.Keys {
-			if ok, err := config.ParseOutputKey(k); err == nil {
-				c := ok.String()
-				if _, dup := r.outIndex[c]; !dup {
-					r.outIndex[c] = k
+			if pk, err := config.ParseOutputKey(k); err == nil {
+				if _, dup := r.outIndex[pk]; !dup {
+					r.outIndex[pk] = k
 				}
 			}
 		}
 	}
-	if k, ok := r.outIndex[canon]; ok {
+	if k, ok := r.outIndex[parsed]; ok {
 		return r.proj.Outputs.Get(k)
 	}
 	return nil, false
+}
+
+// producer finds the node of the pipeline that writes key: by the key as
+// written, else (when it can be an output key at all) by its parsed form.
+func (r *resolver) producer(key string) (int32, bool) {
+	if w, ok := r.producersRaw[key]; ok {
+		return w, true
+	}
+	if !strings.ContainsAny(key, "./") {
+		return 0, false
+	}
+	k, err := config.ParseOutputKey(key)
+	if err != nil {
+		return 0, false
+	}
+	w, ok := r.producers[k]
+	return w, ok
 }
 
 // inputInfo is what checking one input config entry found.
@@ -116,11 +133,7 @@ func (r *resolver) resolveInputs() {
 			if key == "" {
 				continue
 			}
-			canon := key
-			if ok, err := config.ParseOutputKey(key); err == nil {
-				canon = ok.String()
-			}
-			if w, ok := r.producers[canon]; ok {
+			if w, ok := r.producer(key); ok {
 				if int(w) != i {
 					if n.ProducedBy == nil {
 						n.ProducedBy = make(map[string]string)
@@ -239,14 +252,14 @@ func (r *resolver) classify() {
 		if inf.cfg == nil {
 			continue
 		}
-		f := r.field(int32(i), "streaming")
+		f := func() string { return r.field(int32(i), "streaming") }
 		switch {
 		case inf.streamFlag < 0 && r.ptype == TypeStreaming:
-			r.add(f, problem.CodeIncompatible,
+			r.add(f(), problem.CodeIncompatible,
 				"node %s sets streaming: false, but pipeline %s is a streaming pipeline; use type: hybrid to mix batch and streaming nodes",
 				q(n.Name), q(r.name))
 		case inf.streamFlag < 0 && len(inf.streamInputs) > 0:
-			r.add(f, problem.CodeIncompatible,
+			r.add(f(), problem.CodeIncompatible,
 				"node %s sets streaming: false but reads a stream (%s, format %s); remove streaming: false or read a batch format",
 				q(n.Name), q(inf.streamInputKey), inf.streamInputs[0])
 		}
@@ -361,17 +374,17 @@ func (r *resolver) checkOutputEntries() {
 			if j >= len(inf.outOK) || !inf.outOK[j] {
 				continue
 			}
-			f := "output." + key
+			f := func() string { return "output." + key }
 			m, ok := inf.outEntries[j].(*config.Map)
 			if !ok {
-				r.add(f, problem.CodeInvalidType, "output %s must be a mapping with format and write_mode, got %s", q(key), typeName(inf.outEntries[j]))
+				r.add(f(), problem.CodeInvalidType, "output %s must be a mapping with format and write_mode, got %s", q(key), typeName(inf.outEntries[j]))
 				continue
 			}
 			format := inf.outFormats[j]
 			if format == "" {
-				r.add(f+".format", problem.CodeRequired, "output %s needs a format (e.g. format: parquet)", q(key))
+				r.add(f()+".format", problem.CodeRequired, "output %s needs a format (e.g. format: parquet)", q(key))
 			} else if !pol.AllowsOutput(format, n.Streaming) {
-				r.outputFormatProblem(f+".format", n, format)
+				r.outputFormatProblem(f()+".format", n, format)
 			}
 			if n.Streaming {
 				continue
@@ -379,7 +392,7 @@ func (r *resolver) checkOutputEntries() {
 			if v, ok := m.Get("write_mode"); ok && v != nil {
 				s, _ := v.(string)
 				if !slices.Contains(writeModes, strings.ToLower(strings.TrimSpace(s))) {
-					r.add(f+".write_mode", problem.CodeInvalidValue,
+					r.add(f()+".write_mode", problem.CodeInvalidValue,
 						"output %s: write_mode must be overwrite, append, ignore or error, got %s", q(key), describe(v))
 				}
 			}

@@ -33,27 +33,22 @@ func (r *resolver) parseNode(i int32) {
 
 	// The retry policy starts from the global one.
 	rp := retryPolicy{r.set.MaxRetries, r.set.RetryDelay, r.set.RetryBackoff, r.set.RetryMaxDelay, r.set.NodeTimeout}
-	rp.read(func(key string) (any, bool, string, string) {
+	rp.read(func(key string) (any, bool, string) {
 		// The pipeline entry's spelling wins over the node's, whichever alias
 		// each uses.
-		for _, k := range aliases[key] {
-			if v, ok := inf.over.Get(k); ok {
-				if key == "timeout_seconds" && v != nil {
-					inf.timeoutSet = true
+		for _, src := range [2]*config.Map{inf.over, inf.cfg} {
+			for _, k := range aliases[key] {
+				if v, ok := src.Get(k); ok {
+					if key == "timeout_seconds" && v != nil {
+						inf.timeoutSet = true
+					}
+					return v, true, k
 				}
-				return v, true, r.field(i, k), k
 			}
 		}
-		for _, k := range aliases[key] {
-			if v, ok := r.get(i, k); ok {
-				if key == "timeout_seconds" && v != nil {
-					inf.timeoutSet = true
-				}
-				return v, true, r.field(i, k), k
-			}
-		}
-		return nil, false, "", ""
-	}, "timeout_seconds", "node "+q(n.Name)+": ", &r.probs)
+		return nil, false, ""
+	}, func(key string) string { return r.field(i, key) },
+		"timeout_seconds", func() string { return "node " + q(n.Name) + ": " }, &r.probs)
 	n.MaxRetries, n.RetryDelay, n.RetryBackoff, n.RetryMaxDelay, n.Timeout =
 		rp.maxRetries, rp.delay, rp.backoff, rp.maxDelay, rp.timeout
 
@@ -132,10 +127,13 @@ func (r *resolver) parseKind(i int32) {
 	}
 
 	var module, function string
-	fnField, modField := r.field(i, "function"), r.field(i, "module")
+	// Where function and module were written, as (key, suffix) for r.field.
+	fnKey, fnSuffix, modKey, modSuffix := "function", "", "module", ""
+	fnField := func() string { return r.field(i, fnKey) + fnSuffix }
+	modField := func() string { return r.field(i, modKey) + modSuffix }
 	if m, ok := fnV.(*config.Map); ok {
 		if hasMod {
-			r.add(modField, problem.CodeInvalidFunction,
+			r.add(modField(), problem.CodeInvalidFunction,
 				"node %s sets module twice (beside function and inside it); keep function: {module: ..., function: ...} or module and function, not both", q(n.Name))
 			return
 		}
@@ -143,7 +141,7 @@ func (r *resolver) parseKind(i int32) {
 		fv, _ := m.Get("function")
 		module, _ = mv.(string)
 		function, _ = fv.(string)
-		modField, fnField = fnField+".module", fnField+".function"
+		modKey, modSuffix, fnSuffix = "function", ".module", ".function"
 		if module == "" || function == "" {
 			r.add(r.field(i, "function"), problem.CodeInvalidFunction,
 				"node %s: function written as a mapping needs both module and function strings", q(n.Name))
@@ -153,7 +151,7 @@ func (r *resolver) parseKind(i int32) {
 		if hasFn {
 			s, ok := fnV.(string)
 			if !ok {
-				r.add(fnField, problem.CodeInvalidType, "node %s: function must be a string like 'package.module.function', got %s", q(n.Name), typeName(fnV))
+				r.add(fnField(), problem.CodeInvalidType, "node %s: function must be a string like 'package.module.function', got %s", q(n.Name), typeName(fnV))
 				return
 			}
 			function = strings.TrimSpace(s)
@@ -161,47 +159,47 @@ func (r *resolver) parseKind(i int32) {
 		if hasMod {
 			s, ok := modV.(string)
 			if !ok {
-				r.add(modField, problem.CodeInvalidType, "node %s: module must be a dotted module path, got %s", q(n.Name), typeName(modV))
+				r.add(modField(), problem.CodeInvalidType, "node %s: module must be a dotted module path, got %s", q(n.Name), typeName(modV))
 				return
 			}
 			module = strings.TrimSpace(s)
 		}
 		switch {
 		case function == "":
-			r.add(fnField, problem.CodeInvalidFunction,
+			r.add(fnField(), problem.CodeInvalidFunction,
 				"node %s sets module %s but no function; add function: <name of the function in that module>", q(n.Name), q(module))
 			return
 		case module == "":
 			dot := strings.LastIndexByte(function, '.')
 			if dot < 0 {
-				r.add(fnField, problem.CodeInvalidFunction,
+				r.add(fnField(), problem.CodeInvalidFunction,
 					"node %s: function %s has no module; set module: <package.module> or write function: 'package.module.%s'",
 					q(n.Name), q(function), short(function))
 				return
 			}
 			module, function = function[:dot], function[dot+1:]
-			modField = fnField
+			modKey = "function"
 		case strings.HasPrefix(function, module+"."):
 			// module: pkg.mod, function: pkg.mod.fn says the same thing twice.
 			function = function[len(module)+1:]
 		case strings.Contains(function, "."):
-			r.add(fnField, problem.CodeInvalidFunction,
+			r.add(fnField(), problem.CodeInvalidFunction,
 				"node %s: with module %s set, function must be a plain name, got %s; write function: %s or drop module and write the full dotted path",
 				q(n.Name), q(module), q(function), short(function[strings.LastIndexByte(function, '.')+1:]))
 			return
 		}
 	}
 	if msg := checkModule(module); msg != "" {
-		r.add(modField, problem.CodeInvalidFunction, "node %s: module %s %s", q(n.Name), q(module), msg)
+		r.add(modField(), problem.CodeInvalidFunction, "node %s: module %s %s", q(n.Name), q(module), msg)
 		return
 	}
 	if !isIdentifier(function) {
-		r.add(fnField, problem.CodeInvalidFunction,
+		r.add(fnField(), problem.CodeInvalidFunction,
 			"node %s: function %s is not a valid Python function name; use letters, digits and '_', not starting with a digit", q(n.Name), q(function))
 		return
 	}
 	if prefixes := r.set.AllowedModulePrefixes; len(prefixes) > 0 && !allowedModule(module, prefixes) {
-		r.add(modField, problem.CodeInvalidFunction,
+		r.add(modField(), problem.CodeInvalidFunction,
 			"node %s: module %s is outside the allowed modules (%s); move the function under one of them or extend global_settings.allowed_module_prefixes",
 			q(n.Name), q(module), joinPlain(prefixes, 20))
 		return
@@ -333,11 +331,11 @@ func (r *resolver) ioList(i int32, key string) ([]string, *config.Map) {
 	if !ok || v == nil {
 		return nil, nil
 	}
-	f := r.field(i, key)
+	f := func() string { return r.field(i, key) }
 	switch x := v.(type) {
 	case string:
 		if strings.TrimSpace(x) == "" {
-			r.add(f, problem.CodeInvalidValue, "node %s: %s is empty; name a key of the %s config", q(r.nodes[i].Name), key, key)
+			r.add(f(), problem.CodeInvalidValue, "node %s: %s is empty; name a key of the %s config", q(r.nodes[i].Name), key, key)
 			return nil, nil
 		}
 		return []string{x}, nil
@@ -346,7 +344,7 @@ func (r *resolver) ioList(i int32, key string) ([]string, *config.Map) {
 		for j, e := range x {
 			s, ok := e.(string)
 			if !ok || strings.TrimSpace(s) == "" {
-				r.add(fmt.Sprintf("%s[%d]", f, j), problem.CodeInvalidValue,
+				r.add(fmt.Sprintf("%s[%d]", f(), j), problem.CodeInvalidValue,
 					"node %s: each %s must be a key of the %s config, got %s", q(r.nodes[i].Name), key, key, describe(e))
 				out = append(out, "")
 				continue
@@ -357,11 +355,11 @@ func (r *resolver) ioList(i int32, key string) ([]string, *config.Map) {
 	case *config.Map:
 		fv, _ := x.Get("format")
 		if s, ok := fv.(string); !ok || strings.TrimSpace(s) == "" {
-			r.add(f+".format", problem.CodeRequired,
+			r.add(f()+".format", problem.CodeRequired,
 				"node %s: an inline %s needs a format (e.g. format: kafka)", q(r.nodes[i].Name), key)
 		}
 		return nil, x
 	}
-	r.add(f, problem.CodeInvalidType, "node %s: %s must be a key, a list of keys or a mapping, got %s", q(r.nodes[i].Name), key, typeName(v))
+	r.add(f(), problem.CodeInvalidType, "node %s: %s must be a key, a list of keys or a mapping, got %s", q(r.nodes[i].Name), key, typeName(v))
 	return nil, nil
 }

@@ -25,9 +25,10 @@ type resolver struct {
 	info   []nodeInfo // parallel to nodes
 	byName map[string]int32
 
-	producers map[string]int32 // canonical output key -> writing node
-	outIndex  map[string]string
-	inputSeen map[string]inputInfo
+	producers    map[config.OutputKey]int32 // output key -> the node writing it
+	producersRaw map[string]int32           // the same, by the key as written
+	outIndex     map[config.OutputKey]string
+	inputSeen    map[string]inputInfo
 
 	g, rev *dag
 }
@@ -209,18 +210,18 @@ func (r *resolver) collectNodes(entries []any) {
 	r.byName = make(map[string]int32, len(entries))
 	var missing []string
 	for e, entry := range entries {
-		ef := fmt.Sprintf("pipelines.%s.nodes[%d]", r.name, e)
+		ef := func() string { return fmt.Sprintf("pipelines.%s.nodes[%d]", r.name, e) }
 		name, over, err := nodeEntry(entry)
 		if err != nil {
-			r.add(ef, problem.CodeInvalidValue, "%v", err)
+			r.add(ef(), problem.CodeInvalidValue, "%v", err)
 			continue
 		}
 		if msg := checkNodeName(name); msg != "" {
-			r.add(ef, problem.CodeInvalidValue, "node name %s %s", q(name), msg)
+			r.add(ef(), problem.CodeInvalidValue, "node name %s %s", q(name), msg)
 			continue
 		}
 		if prev, dup := r.byName[name]; dup {
-			r.add(ef, problem.CodeInvalidValue, "node %s is listed twice (also at nodes[%d]); list each node once",
+			r.add(ef(), problem.CodeInvalidValue, "node %s is listed twice (also at nodes[%d]); list each node once",
 				q(name), r.info[prev].entry)
 			continue
 		}

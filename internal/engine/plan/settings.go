@@ -105,10 +105,11 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 		}
 	}
 	retry := retryPolicy{s.MaxRetries, s.RetryDelay, s.RetryBackoff, s.RetryMaxDelay, s.NodeTimeout}
-	retry.read(func(key string) (any, bool, string, string) {
+	retry.read(func(key string) (any, bool, string) {
 		v, ok := global.Get(key)
-		return v, ok, globalField + key, key
-	}, "node_timeout_seconds", "", &probs)
+		return v, ok, key
+	}, func(key string) string { return globalField + key },
+		"node_timeout_seconds", func() string { return "" }, &probs)
 	s.MaxRetries, s.RetryDelay, s.RetryBackoff, s.RetryMaxDelay, s.NodeTimeout =
 		retry.maxRetries, retry.delay, retry.backoff, retry.maxDelay, retry.timeout
 
@@ -144,34 +145,38 @@ type retryPolicy struct {
 
 // read overrides the policy with the keys get finds. timeoutKey differs by
 // level: tauro spells the global one node_timeout_seconds.
-// get returns the value, whether it is set, its field path and the key as
-// written (nodes may use an alias); who prefixes messages ("node 'a': ").
-func (r *retryPolicy) read(get func(key string) (v any, ok bool, field, written string), timeoutKey, who string, probs *problem.List) {
-	if v, ok, field, key := get("max_retries"); ok && v != nil {
+// read overrides the policy with the settings get finds. get returns a
+// value, whether it is set and the key as written (nodes may use an alias);
+// field gives a written key's path and who prefixes messages ("node 'a': ").
+// Both are called only for a problem, keeping the common path free of
+// string building.
+func (r *retryPolicy) read(get func(key string) (any, bool, string), field func(key string) string,
+	timeoutKey string, who func() string, probs *problem.List) {
+	if v, ok, key := get("max_retries"); ok && v != nil {
 		if n, ok := asInt(v); ok && n >= 0 && n <= maxRetriesLimit {
 			r.maxRetries = n
 		} else {
-			probs.Add(field, problem.CodeInvalidValue, "%s%s must be a whole number from 0 to %d, got %s", who, key, maxRetriesLimit, describe(v))
+			probs.Add(field(key), problem.CodeInvalidValue, "%s%s must be a whole number from 0 to %d, got %s", who(), key, maxRetriesLimit, describe(v))
 		}
 	}
 	dur := func(name string, dst *time.Duration) {
-		if v, ok, field, key := get(name); ok && v != nil {
+		if v, ok, key := get(name); ok && v != nil {
 			if d, ok := asDuration(v); ok {
 				*dst = d
 			} else {
-				probs.Add(field, problem.CodeInvalidValue,
-					"%s%s must be a number of seconds (e.g. 30) or a duration like \"90s\" or \"5 minutes\", at most a year; got %s", who, key, describe(v))
+				probs.Add(field(key), problem.CodeInvalidValue,
+					"%s%s must be a number of seconds (e.g. 30) or a duration like \"90s\" or \"5 minutes\", at most a year; got %s", who(), key, describe(v))
 			}
 		}
 	}
 	dur("retry_delay", &r.delay)
 	dur("retry_max_delay", &r.maxDelay)
 	dur(timeoutKey, &r.timeout)
-	if v, ok, field, key := get("retry_backoff"); ok && v != nil {
+	if v, ok, key := get("retry_backoff"); ok && v != nil {
 		if f, ok := asFloat(v); ok && f >= 1 && f <= 10 {
 			r.backoff = f
 		} else {
-			probs.Add(field, problem.CodeInvalidValue, "%s%s must be a number from 1 (constant delay) to 10, got %s", who, key, describe(v))
+			probs.Add(field(key), problem.CodeInvalidValue, "%s%s must be a number from 1 (constant delay) to 10, got %s", who(), key, describe(v))
 		}
 	}
 }
