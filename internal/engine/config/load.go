@@ -23,10 +23,11 @@ import (
 // daemon must not read a hostile multi-gigabyte file into memory.
 const MaxFileSize = 16 << 20
 
-// SettingsFiles are the descriptor names tauro looks for, in that order.
-// All three are JSON; the name only says which format tauro's templates
-// used for the other files. A project must have exactly one.
-var SettingsFiles = []string{"settings_yml.json", "settings_json.json", "settings_dsl.json"}
+// settingsFiles are the descriptor names tauro looks for. All three are
+// JSON; the name only says which format tauro's templates used for the
+// other files, each of which is read by its own extension. A project must
+// have exactly one.
+var settingsFiles = []string{"settings_yml.json", "settings_json.json", "settings_dsl.json"}
 
 // Roles of the five config files, and the descriptor key naming each.
 const (
@@ -78,7 +79,7 @@ func load(dir, env string, lookupEnv func(string) (string, bool)) (*Project, err
 	root, err := os.OpenRoot(abs)
 	if err != nil {
 		return nil, problem.List{{Field: abs, Code: problem.CodePathNotFound,
-			Message: fmt.Sprintf("cannot open the project folder (%v); pass the folder that holds %s", err, SettingsFiles[0])}}
+			Message: fmt.Sprintf("cannot open the project folder (%v); pass the folder that holds %s", err, settingsFiles[0])}}
 	}
 	defer root.Close()
 	l := &loader{fsys: root.FS(), dir: abs, lookupEnv: lookupEnv}
@@ -189,8 +190,10 @@ func (l *loader) load(requestedEnv string) *Project {
 // findSettings returns the name of the project's one settings descriptor.
 func (l *loader) findSettings() string {
 	var found []string
-	for _, name := range SettingsFiles {
-		if _, err := fs.Stat(l.fsys, name); err == nil {
+	for _, name := range settingsFiles {
+		// Any answer but "does not exist" counts as present, so that a link
+		// leading outside the project is reported as such when read.
+		if _, err := fs.Stat(l.fsys, name); !errors.Is(err, fs.ErrNotExist) {
 			found = append(found, name)
 		}
 	}
@@ -198,7 +201,7 @@ func (l *loader) findSettings() string {
 	case 0:
 		l.add(l.dir, problem.CodePathNotFound,
 			"no %s in the project folder; add one that maps each environment to its config files, e.g. {\"base_path\": \".\", \"env_config\": {\"base\": {\"nodes_config_path\": \"config/nodes.yaml\", ...}}}",
-			strings.Join(SettingsFiles, ", "))
+			strings.Join(settingsFiles, ", "))
 		return ""
 	case 1:
 		return found[0]

@@ -465,3 +465,29 @@ func TestLoad_RefusesMissingProjectFolder(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope"), "dev")
 	checkProblems(t, err, []wantProblem{{"", problem.CodePathNotFound, "cannot open the project folder"}})
 }
+
+func TestLoad_SettingsDescriptorLinkedFromOutsideIsRefused(t *testing.T) {
+	outside := writeProject(t, map[string]string{"settings_yml.json": validSettings})
+	files := validProject()
+	delete(files, "settings_yml.json")
+	dir := writeProject(t, files)
+	if err := os.Symlink(filepath.Join(outside, "settings_yml.json"), filepath.Join(dir, "settings_yml.json")); err != nil {
+		t.Skipf("cannot create symlinks here: %v", err)
+	}
+	_, err := load(dir, "base", lookupFrom(nil))
+	checkProblems(t, err, []wantProblem{{"settings_yml.json", problem.CodeConfigFile, "outside the project folder"}})
+}
+
+func TestLoad_AcceptsTheOtherDescriptorNames(t *testing.T) {
+	for _, name := range []string{"settings_json.json", "settings_dsl.json"} {
+		t.Run(name, func(t *testing.T) {
+			files := validProject()
+			files[name] = files["settings_yml.json"]
+			delete(files, "settings_yml.json")
+			p := mustLoad(t, writeProject(t, files), "dev", lookupFrom(nil))
+			if filepath.Base(p.Settings) != name {
+				t.Errorf("Settings = %q, want %s", p.Settings, name)
+			}
+		})
+	}
+}

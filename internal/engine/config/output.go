@@ -60,7 +60,9 @@ func outputKeyProblem(format string, args ...any) error {
 // set; any other mode, such as "spark", writes without it. Mode is compared
 // without regard to case. A URI output_path (s3://, abfss://, gs://, dbfs:/,
 // any scheme:) is joined as text, keeping the scheme's slashes and adding no
-// double slash; a local one is joined as a file path.
+// double slash; a local one is joined as a file path. env should come from
+// NormalizeEnv and key from ParseOutputKey: both guarantee segments without
+// separators or "..", so the result stays under outputPath.
 func OutputPath(outputPath, mode, env string, key OutputKey) string {
 	var parts []string
 	switch strings.ToLower(strings.TrimSpace(mode)) {
