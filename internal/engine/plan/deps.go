@@ -126,13 +126,13 @@ func (r *resolver) checkStreamingEdges() {
 func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
 	explicit := false
 	for _, ref := range r.info[i].refs {
-		if ref.to == d && !ref.auto {
-			explicit = true
-			break
+		if ref.to != d {
+			continue
 		}
-		if ref.to == d && ref.auto {
+		if ref.auto {
 			return // reads d's output by key: setReadAs checks the format
 		}
+		explicit = true
 	}
 	if !explicit || len(r.info[i].streamInputs) == 0 {
 		return

@@ -525,6 +525,22 @@ output:
 	}
 }
 
+func TestResolve_StreamReadingABatchOutputByKeyIsNotCheckedAgainstItsOtherStreams(t *testing.T) {
+	// s names b explicitly and also reads b's output by key; the key is read
+	// with file_stream, so s's kafka input has nothing to do with b.
+	mustResolve(t, project(t, `
+pipelines:
+  h: {type: hybrid, nodes: [b, s]}
+nodes:
+  b: {function: m.f, output: [gold.t.b]}
+  s: {function: m.g, input: [events, gold.t.b], dependencies: [b], output: {format: console}}
+input:
+  events: {format: kafka}
+output:
+  gold.t.b: {format: parquet}
+`), dated("h"))
+}
+
 func TestResolve_FormatPolicy(t *testing.T) {
 	const nodes = `
 nodes:
