@@ -1,0 +1,174 @@
+package sparkserver_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
+)
+
+// config returns a Config for a server of this test's own: these tests kill
+// and stop it, so they never share the run's server.
+func config(t *testing.T) sparkserver.Config {
+	t.Helper()
+	python, err := sparktest.Python()
+	if err == nil {
+		_, err = sparkserver.CheckJava(context.Background(), "")
+	}
+	if err != nil {
+		if os.Getenv(sparktest.EnvRequire) == "1" {
+			t.Fatal(err)
+		}
+		t.Skipf("no Spark for integration tests: %v", err)
+	}
+	return sparkserver.Config{
+		Python:       python,
+		StateDir:     t.TempDir(),
+		RestartDelay: 100 * time.Millisecond,
+		StopGrace:    10 * time.Second,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+}
+
+func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
+	cfg := config(t)
+	ctx := context.Background()
+
+	began := time.Now()
+	s, err := sparkserver.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("started in %v at %s", time.Since(began).Round(time.Millisecond), s.Remote())
+	if !strings.HasPrefix(s.Remote(), "sc://127.0.0.1:") {
+		t.Errorf("Remote() = %q, want sc://127.0.0.1:PORT", s.Remote())
+	}
+	if !s.Healthy() {
+		t.Error("not healthy after Start")
+	}
+	if err := sparkserver.Ping(ctx, strings.TrimPrefix(s.Remote(), "sc://")); err != nil {
+		t.Fatalf("SELECT 1: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.StateDir, "spark", "connect.log")); err != nil || fi.Size() == 0 {
+		t.Errorf("no server log under the state dir: %v", err)
+	}
+
+	// kill -9: the supervisor notices, reports unhealthy, restarts it.
+	healthy, changed := s.Health()
+	if !healthy {
+		t.Fatal("not healthy")
+	}
+	first := s.PID()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("health did not change within 30s of kill -9")
+	}
+	if h, _ := s.Health(); h {
+		t.Fatal("healthy right after kill -9")
+	}
+	killed := time.Now()
+	for !s.Healthy() {
+		if time.Since(killed) > 3*time.Minute {
+			t.Fatal("not restarted within 3 minutes")
+		}
+		_, changed = s.Health()
+		select {
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+	t.Logf("healthy again %v after kill -9", time.Since(killed).Round(time.Millisecond))
+	second := s.PID()
+	if second == first || second == 0 {
+		t.Errorf("PID after restart = %d, first was %d", second, first)
+	}
+	if s.Restarts() != 1 {
+		t.Errorf("Restarts() = %d, want 1", s.Restarts())
+	}
+	if err := sparkserver.Ping(ctx, strings.TrimPrefix(s.Remote(), "sc://")); err != nil {
+		t.Fatalf("SELECT 1 after restart: %v", err)
+	}
+
+	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Stop(stopCtx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done not closed after Stop")
+	}
+	if err := s.Wait(); err != nil {
+		t.Errorf("Wait after Stop = %v, want nil", err)
+	}
+	for _, pid := range []int{first, second} {
+		if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process group %d still exists after Stop (kill -0: %v)", pid, err)
+		}
+	}
+	if s.Healthy() {
+		t.Error("healthy after Stop")
+	}
+}
+
+func TestStart_FailsWithTheLogTailWhenTheServerCannotStart(t *testing.T) {
+	cfg := config(t)
+	cfg.Conf = map[string]string{"spark.driver.memory": "lots"}
+	_, err := sparkserver.Start(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("Start succeeded with an invalid driver memory")
+	}
+	msg := err.Error()
+	for _, want := range []string{"did not come up", "last lines of", "connect.log"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	t.Log(msg)
+}
+
+func TestCheckJava_RejectsJavaOlderThan17(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n"
+	if err := os.WriteFile(filepath.Join(home, "bin", "java"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sparkserver.CheckJava(context.Background(), home)
+	if !errors.Is(err, sparkserver.ErrJavaMissing) || !strings.Contains(err.Error(), "Java 17+") || !strings.Contains(err.Error(), "Java 11") {
+		t.Fatalf("CheckJava = %v, want ErrJavaMissing naming Java 17+ and the found Java 11", err)
+	}
+}
+
+func TestCheckJava_ReadsJava8StyleVersions(t *testing.T) {
+	home := t.TempDir()
+	_ = os.MkdirAll(filepath.Join(home, "bin"), 0o755)
+	script := "#!/bin/sh\necho 'java version \"1.8.0_292\"' >&2\n"
+	_ = os.WriteFile(filepath.Join(home, "bin", "java"), []byte(script), 0o755)
+	_, err := sparkserver.CheckJava(context.Background(), home)
+	if err == nil || !strings.Contains(err.Error(), "Java 8") {
+		t.Fatalf("CheckJava = %v, want a rejection of Java 8", err)
+	}
+}
+
+func TestStart_NamesAMissingSparkHome(t *testing.T) {
+	_, err := sparkserver.Start(context.Background(), sparkserver.Config{SparkHome: t.TempDir(), StateDir: t.TempDir()})
+	if !errors.Is(err, sparkserver.ErrSparkMissing) && !errors.Is(err, sparkserver.ErrJavaMissing) {
+		t.Fatalf("Start = %v, want ErrSparkMissing", err)
+	}
+}
