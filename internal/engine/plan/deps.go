@@ -138,7 +138,10 @@ func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
 		return
 	}
 	n, up := r.nodes[i], r.nodes[d]
-	outs := r.info[d].outFormats
+	outs := make([]string, 0, len(r.info[d].outs)+1)
+	for _, o := range r.info[d].outs {
+		outs = append(outs, o.format)
+	}
 	if len(up.Outputs) == 0 && up.InlineOutput == nil {
 		r.add(r.refField(i, r.firstRef(i, d)), problem.CodeIncompatible,
 			"streaming node %s depends on batch node %s, which writes no output for it to read; give %s an output",
@@ -148,7 +151,7 @@ func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
 	if up.InlineOutput != nil {
 		fv, _ := up.InlineOutput.Get("format")
 		s, _ := fv.(string)
-		outs = append(slices.Clone(outs), strings.ToLower(strings.TrimSpace(s)))
+		outs = append(outs, strings.ToLower(strings.TrimSpace(s)))
 	}
 	var firstOut string
 	for _, o := range outs {
@@ -227,8 +230,8 @@ func (r *resolver) outputFormatOf(d int32, key string) string {
 	up := r.nodes[d]
 	inf := &r.info[d]
 	for j, o := range up.Outputs {
-		if j < len(inf.outFormats) && (o == key || sameKey(up.OutputKeys[j], key)) {
-			return inf.outFormats[j]
+		if j < len(inf.outs) && (o == key || sameKey(up.OutputKeys[j], key)) {
+			return inf.outs[j].format
 		}
 	}
 	return ""

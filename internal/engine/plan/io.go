@@ -22,9 +22,7 @@ func (r *resolver) resolveOutputs() {
 		}
 		inf := &r.info[i]
 		n.OutputKeys = make([]config.OutputKey, len(n.Outputs))
-		inf.outFormats = make([]string, len(n.Outputs))
-		inf.outEntries = make([]any, len(n.Outputs))
-		inf.outOK = make([]bool, len(n.Outputs))
+		inf.outs = make([]outputInfo, len(n.Outputs))
 		for j, key := range n.Outputs {
 			if key == "" {
 				continue
@@ -54,12 +52,12 @@ func (r *resolver) resolveOutputs() {
 					q(n.Name), q(key), short(key))
 				continue
 			}
-			inf.outEntries[j] = entry
-			inf.outOK[j] = true
+			out := &inf.outs[j]
+			out.entry, out.found = entry, true
 			if m, ok := entry.(*config.Map); ok {
 				fv, _ := m.Get("format")
 				s, _ := fv.(string)
-				inf.outFormats[j] = strings.ToLower(strings.TrimSpace(s))
+				out.format = strings.ToLower(strings.TrimSpace(s))
 			}
 		}
 	}
@@ -371,16 +369,16 @@ func (r *resolver) checkOutputEntries() {
 			}
 		}
 		for j, key := range n.Outputs {
-			if j >= len(inf.outOK) || !inf.outOK[j] {
+			if j >= len(inf.outs) || !inf.outs[j].found {
 				continue
 			}
 			f := func() string { return "output." + key }
-			m, ok := inf.outEntries[j].(*config.Map)
+			m, ok := inf.outs[j].entry.(*config.Map)
 			if !ok {
-				r.add(f(), problem.CodeInvalidType, "output %s must be a mapping with format and write_mode, got %s", q(key), typeName(inf.outEntries[j]))
+				r.add(f(), problem.CodeInvalidType, "output %s must be a mapping with format and write_mode, got %s", q(key), typeName(inf.outs[j].entry))
 				continue
 			}
-			format := inf.outFormats[j]
+			format := inf.outs[j].format
 			if format == "" {
 				r.add(f()+".format", problem.CodeRequired, "output %s needs a format (e.g. format: parquet)", q(key))
 			} else if !pol.AllowsOutput(format, n.Streaming) {

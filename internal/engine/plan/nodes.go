@@ -70,8 +70,10 @@ func (r *resolver) parseNode(i int32) {
 	n.Inputs, n.InlineInput = r.ioList(i, "input")
 	n.Outputs, n.InlineOutput = r.ioList(i, "output")
 
+	var names []string
 	if v, ok := r.get(i, "dependencies"); ok {
-		names, issues := normalizeDependencies(v)
+		var issues []depIssue
+		names, issues = normalizeDependencies(v)
 		for _, is := range issues {
 			f := r.field(i, "dependencies")
 			if is.pos >= 0 {
@@ -79,10 +81,14 @@ func (r *resolver) parseNode(i int32) {
 			}
 			r.add(f, problem.CodeInvalidValue, "node %s: %s", q(n.Name), is.msg)
 		}
-		for pos, d := range names {
-			if d != "" {
-				inf.refs = append(inf.refs, depRef{name: d, to: -1, pos: int32(pos)})
-			}
+	}
+	// Room for the automatic dependencies resolveInputs may add.
+	if c := len(names) + len(n.Inputs); c > 0 {
+		inf.refs = make([]depRef, 0, c)
+	}
+	for pos, d := range names {
+		if d != "" {
+			inf.refs = append(inf.refs, depRef{name: d, to: -1, pos: int32(pos)})
 		}
 	}
 }

@@ -46,9 +46,14 @@ type nodeInfo struct {
 	// (inline input or input config), and streamInputKey one such input.
 	streamInputs   []string
 	streamInputKey string
-	outFormats     []string // parallel to Node.Outputs; "" when unknown
-	outEntries     []any    // parallel to Node.Outputs; nil when unknown
-	outOK          []bool
+	outs           []outputInfo // parallel to Node.Outputs
+}
+
+// outputInfo is what resolution found for one output key of a node.
+type outputInfo struct {
+	entry  any    // its output config entry; nil when not found
+	format string // lower case; "" when unknown
+	found  bool
 }
 
 // depRef is one dependency as written: an explicit one
