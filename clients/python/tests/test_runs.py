@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from datetime import date
 
@@ -208,3 +209,48 @@ def test_repair_reruns_what_did_not_succeed(client: Client) -> None:
     assert run.repair_count == 1
     assert all(n.state is NodeState.SUCCEEDED for n in run.nodes)
     assert run.node("prepare").attempt == 1  # kept, not re-run
+
+
+class FakeNotebook:
+    """Stands in for IPython and IPython.display (not installed in the venv):
+    a shell with a kernel, and a display whose handle records every drawing."""
+
+    def __init__(self) -> None:
+        self.kernel = object()
+        self.drawn: list[str] = []
+
+    def get_ipython(self) -> FakeNotebook:
+        return self
+
+    def HTML(self, text: str) -> str:
+        return text
+
+    def display(self, obj: str, display_id: bool = False) -> FakeNotebook:
+        assert display_id, "progress must be updatable in place"
+        self.drawn.append(obj)
+        return self
+
+    def update(self, obj: str) -> None:
+        self.drawn.append(obj)
+
+
+def test_wait_in_a_notebook_redraws_the_html_table_by_default(
+    client: Client, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook = FakeNotebook()
+    monkeypatch.setitem(sys.modules, "IPython", notebook)
+    monkeypatch.setitem(sys.modules, "IPython.display", notebook)
+
+    run = client.execute("quick").wait(timeout=300)
+
+    assert len(notebook.drawn) >= 2
+    assert "<table" in notebook.drawn[-1] and "SUCCEEDED" in notebook.drawn[-1]
+    assert "<code>summary</code>" in notebook.drawn[-1]
+    assert notebook.drawn[-1] == run._repr_html_()
+    assert capsys.readouterr().err == ""
+
+
+def test_wait_outside_ipython_shows_nothing_by_default(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    client.execute("quick").wait(timeout=300)
+
+    assert capsys.readouterr().err == ""
