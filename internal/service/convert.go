@@ -1,0 +1,203 @@
+package service
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+)
+
+var nodeStates = map[run.NodeState]execv1.NodeState{
+	run.NodePending:   execv1.NodeState_NODE_STATE_PENDING,
+	run.NodeRunning:   execv1.NodeState_NODE_STATE_RUNNING,
+	run.NodeRetrying:  execv1.NodeState_NODE_STATE_RETRYING,
+	run.NodeSucceeded: execv1.NodeState_NODE_STATE_SUCCEEDED,
+	run.NodeFailed:    execv1.NodeState_NODE_STATE_FAILED,
+	run.NodeCancelled: execv1.NodeState_NODE_STATE_CANCELLED,
+	run.NodeSkipped:   execv1.NodeState_NODE_STATE_SKIPPED,
+	run.NodeTimedOut:  execv1.NodeState_NODE_STATE_TIMED_OUT,
+}
+
+var runStates = map[run.State]execv1.RunState{
+	run.Pending:     execv1.RunState_RUN_STATE_PENDING,
+	run.Running:     execv1.RunState_RUN_STATE_RUNNING,
+	run.Succeeded:   execv1.RunState_RUN_STATE_SUCCEEDED,
+	run.Failed:      execv1.RunState_RUN_STATE_FAILED,
+	run.Cancelled:   execv1.RunState_RUN_STATE_CANCELLED,
+	run.Interrupted: execv1.RunState_RUN_STATE_INTERRUPTED,
+}
+
+func runStateFromProto(s execv1.RunState) run.State {
+	for k, v := range runStates {
+		if v == s {
+			return k
+		}
+	}
+	return ""
+}
+
+func pipelineTypeToProto(t string) execv1.PipelineType {
+	switch t {
+	case "batch", "":
+		return execv1.PipelineType_PIPELINE_TYPE_BATCH
+	case "streaming":
+		return execv1.PipelineType_PIPELINE_TYPE_STREAMING
+	case "hybrid":
+		return execv1.PipelineType_PIPELINE_TYPE_HYBRID
+	case "ml":
+		return execv1.PipelineType_PIPELINE_TYPE_ML
+	}
+	return execv1.PipelineType_PIPELINE_TYPE_UNSPECIFIED
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func dur(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+func errToProto(e *run.Error) *execv1.NodeError {
+	if e == nil {
+		return nil
+	}
+	return &execv1.NodeError{Type: e.Type, Message: e.Message, Traceback: e.Traceback, Retryable: e.Retryable}
+}
+
+func runToProto(r run.Run) *execv1.Run {
+	out := &execv1.Run{
+		RunId:        r.ID,
+		Pipeline:     r.Params.Pipeline,
+		Env:          r.Params.Env,
+		State:        runStates[r.State],
+		StartDate:    r.Params.StartDate,
+		EndDate:      r.Params.EndDate,
+		MaxWorkers:   int32(r.Params.MaxWorkers),
+		ModelVersion: r.Params.ModelVersion,
+		Select:       r.Params.Select,
+		FailFast:     r.Params.FailFast,
+		RequestId:    r.RequestID,
+		CreateTime:   ts(r.CreateTime),
+		StartTime:    ts(r.StartTime),
+		EndTime:      ts(r.EndTime),
+		Message:      r.Message,
+		RepairCount:  int32(r.RepairCount),
+		LastSequence: r.LastSequence,
+	}
+	if len(r.Params.Hyperparams) > 0 {
+		if s, err := structpb.NewStruct(r.Params.Hyperparams); err == nil {
+			out.Hyperparams = s
+		}
+	}
+	for _, n := range r.Nodes {
+		pn := &execv1.NodeRun{
+			Name:      n.Name,
+			State:     nodeStates[n.State],
+			Attempt:   int32(n.Attempt),
+			StartTime: ts(n.StartTime),
+			EndTime:   ts(n.EndTime),
+			Error:     errToProto(n.Error),
+		}
+		for _, a := range n.Attempts {
+			pn.Attempts = append(pn.Attempts, &execv1.Attempt{
+				Attempt:   int32(a.Attempt),
+				State:     nodeStates[a.State],
+				StartTime: ts(a.StartTime),
+				EndTime:   ts(a.EndTime),
+				Error:     errToProto(a.Error),
+				Metrics:   a.Metrics,
+			})
+		}
+		out.Nodes = append(out.Nodes, pn)
+	}
+	return out
+}
+
+func eventToProto(e run.Event) *execv1.RunEvent {
+	out := &execv1.RunEvent{RunId: e.RunID, Sequence: e.Sequence, Time: ts(e.Time)}
+	switch e.Kind {
+	case run.RunStateChanged:
+		out.Kind = &execv1.RunEvent_RunStateChanged{RunStateChanged: &execv1.RunStateChanged{
+			State: runStates[e.RunState], Message: e.Message,
+		}}
+	case run.NodeStateChanged:
+		out.Kind = &execv1.RunEvent_NodeStateChanged{NodeStateChanged: &execv1.NodeStateChanged{
+			Node: e.Node, State: nodeStates[e.NodeState], Attempt: int32(e.Attempt),
+			Error: errToProto(e.Error), RetryIn: dur(e.RetryIn), Duration: dur(e.Duration),
+		}}
+	case run.NodeMessage:
+		out.Kind = &execv1.RunEvent_NodeMessage{NodeMessage: &execv1.NodeMessage{
+			Node: e.Node, Attempt: int32(e.Attempt), Level: e.Level, Text: e.Message,
+		}}
+	case run.NodeMetric:
+		out.Kind = &execv1.RunEvent_NodeMetric{NodeMetric: &execv1.NodeMetric{
+			Node: e.Node, Attempt: int32(e.Attempt), Name: e.MetricName, Value: e.MetricValue,
+		}}
+	}
+	return out
+}
+
+func planToProto(p *plan.Pipeline) *execv1.Plan {
+	out := &execv1.Plan{
+		Order:          p.Plan.Order,
+		CriticalPath:   p.Plan.CriticalPath,
+		BatchNodes:     p.Plan.Batch,
+		StreamingNodes: p.Plan.Streaming,
+	}
+	for _, st := range p.Plan.Stages {
+		out.Stages = append(out.Stages, &execv1.Stage{Nodes: st})
+	}
+	return out
+}
+
+func pipelineToProto(p *plan.Pipeline) *execv1.Pipeline {
+	out := &execv1.Pipeline{Name: p.Name, Type: pipelineTypeToProto(p.Type), Plan: planToProto(p)}
+	for _, n := range p.Nodes {
+		fn := n.Function
+		if n.Module != "" {
+			fn = n.Module + "." + n.Function
+		}
+		out.Nodes = append(out.Nodes, &execv1.NodeSpec{
+			Name:         n.Name,
+			Kind:         n.Kind,
+			Function:     fn,
+			Sql:          n.SQL,
+			Dependencies: n.Dependencies,
+			Inputs:       n.Inputs,
+			Outputs:      n.Outputs,
+			Description:  n.Description,
+			Streaming:    n.Streaming,
+			MaxRetries:   int32(n.MaxRetries),
+			Timeout:      dur(n.Timeout),
+		})
+	}
+	return out
+}
+
+// maxHyperparamsBytes bounds what a request may carry as hyperparameters.
+const maxHyperparamsBytes = 64 << 10
+
+func hyperparamsFromProto(s *structpb.Struct) (map[string]any, error) {
+	if s == nil {
+		return nil, nil
+	}
+	if proto.Size(s) > maxHyperparamsBytes {
+		return nil, problem.List{{Field: "hyperparams", Code: problem.CodeTooLarge,
+			Message: "hyperparams are larger than 64 KiB; pass large values as paths or table names instead"}}
+	}
+	return s.AsMap(), nil
+}

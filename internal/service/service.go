@@ -1,0 +1,138 @@
+// Package service is the gRPC face of the engine. Each handler checks what
+// protovalidate cannot, calls one engine method and maps its error in one
+// place (toStatus). No scheduling, Spark or SQL lives here.
+package service
+
+import (
+	"context"
+	"errors"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+)
+
+// Service implements execv1.ExecServiceServer over an Engine.
+type Service struct {
+	execv1.UnimplementedExecServiceServer
+	eng *engine.Engine
+}
+
+// New returns the service for eng.
+func New(eng *engine.Engine) *Service { return &Service{eng: eng} }
+
+func (s *Service) ValidatePipeline(ctx context.Context, req *execv1.ValidatePipelineRequest) (*execv1.ValidatePipelineResponse, error) {
+	p, err := s.eng.Validate(ctx, engine.ValidateRequest{
+		Pipeline:  req.GetPipeline(),
+		Env:       req.GetEnv(),
+		StartDate: req.GetStartDate(),
+		EndDate:   req.GetEndDate(),
+		Select:    req.GetSelect(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.ValidatePipelineResponse{Plan: planToProto(p)}, nil
+}
+
+func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipelineRequest) (*execv1.ExecutePipelineResponse, error) {
+	hp, err := hyperparamsFromProto(req.GetHyperparams())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	r, err := s.eng.Execute(ctx, req.GetRequestId(), run.Params{
+		Pipeline:     req.GetPipeline(),
+		Env:          req.GetEnv(),
+		StartDate:    req.GetStartDate(),
+		EndDate:      req.GetEndDate(),
+		MaxWorkers:   int(req.GetMaxWorkers()),
+		Hyperparams:  hp,
+		ModelVersion: req.GetModelVersion(),
+		Select:       req.GetSelect(),
+		FailFast:     req.GetFailFast(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.ExecutePipelineResponse{Run: runToProto(r)}, nil
+}
+
+func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecService_WatchRunServer) error {
+	ctx := stream.Context()
+	w, err := s.eng.Watch(ctx, req.GetRunId(), req.GetAfterSequence())
+	if err != nil {
+		return toStatus(err)
+	}
+	for ev := range w.Events() {
+		if err := stream.Send(&execv1.WatchRunResponse{Event: eventToProto(ev)}); err != nil {
+			return err
+		}
+	}
+	if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		return toStatus(err)
+	}
+	return nil
+}
+
+func (s *Service) GetRun(ctx context.Context, req *execv1.GetRunRequest) (*execv1.GetRunResponse, error) {
+	r, err := s.eng.Get(ctx, req.GetRunId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.GetRunResponse{Run: runToProto(r)}, nil
+}
+
+func (s *Service) ListRuns(ctx context.Context, req *execv1.ListRunsRequest) (*execv1.ListRunsResponse, error) {
+	f := store.ListFilter{Pipeline: req.GetPipeline()}
+	for _, st := range req.GetStates() {
+		f.States = append(f.States, runStateFromProto(st))
+	}
+	runs, next, err := s.eng.ListRuns(ctx, f, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &execv1.ListRunsResponse{NextPageToken: next}
+	for _, r := range runs {
+		resp.Runs = append(resp.Runs, runToProto(r))
+	}
+	return resp, nil
+}
+
+func (s *Service) CancelRun(ctx context.Context, req *execv1.CancelRunRequest) (*execv1.CancelRunResponse, error) {
+	r, err := s.eng.Cancel(ctx, req.GetRunId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.CancelRunResponse{Run: runToProto(r)}, nil
+}
+
+func (s *Service) RepairRun(ctx context.Context, req *execv1.RepairRunRequest) (*execv1.RepairRunResponse, error) {
+	r, err := s.eng.Repair(ctx, req.GetRunId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.RepairRunResponse{Run: runToProto(r)}, nil
+}
+
+func (s *Service) ListPipelines(ctx context.Context, req *execv1.ListPipelinesRequest) (*execv1.ListPipelinesResponse, error) {
+	ps, err := s.eng.Pipelines(ctx, req.GetEnv())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &execv1.ListPipelinesResponse{}
+	for _, p := range ps {
+		resp.Pipelines = append(resp.Pipelines, &execv1.PipelineSummary{
+			Name: p.Name, Type: pipelineTypeToProto(p.Type), NodeCount: int32(p.Nodes),
+		})
+	}
+	return resp, nil
+}
+
+func (s *Service) GetPipeline(ctx context.Context, req *execv1.GetPipelineRequest) (*execv1.GetPipelineResponse, error) {
+	p, err := s.eng.Pipeline(ctx, req.GetName(), req.GetEnv())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.GetPipelineResponse{Pipeline: pipelineToProto(p)}, nil
+}
