@@ -1,0 +1,182 @@
+package sparkrun
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+)
+
+// The user and client type every request of tauro-exec carries. The server
+// keys sessions by user and session id, so requests sent here and requests
+// sent by spark-connect-go must agree on the user.
+const (
+	userID    = "tauro-exec"
+	userAgent = "tauro-exec"
+)
+
+// remote is a parsed Spark Connect connection string,
+// sc://host[:port][/;key=value;...]. spark-connect-go has its own parser,
+// but it drops a value that contains '=' (a base64 token) and ignores
+// session_id; this one keeps every value whole. The session id is the
+// client's to choose, so a session_id parameter is rejected rather than
+// silently ignored.
+type remote struct {
+	addr    string
+	token   string
+	tls     bool
+	user    string
+	headers map[string]string
+}
+
+func parseRemote(s string) (remote, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return remote{}, fmt.Errorf("spark remote %q: %w", s, err)
+	}
+	if u.Scheme != "sc" || u.Hostname() == "" {
+		return remote{}, fmt.Errorf("spark remote %q: want sc://host[:port][/;key=value...]", s)
+	}
+	if u.Path != "" && !strings.HasPrefix(u.Path, "/;") {
+		return remote{}, fmt.Errorf("spark remote %q: parameters go after '/;', as in sc://host:15002/;token=...", s)
+	}
+	port := 15002
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return remote{}, fmt.Errorf("spark remote %q: bad port %q", s, p)
+		}
+	}
+	r := remote{addr: net.JoinHostPort(u.Hostname(), strconv.Itoa(port)), user: userID, headers: map[string]string{}}
+	for _, kv := range strings.Split(strings.TrimPrefix(u.Path, "/"), ";") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return remote{}, fmt.Errorf("spark remote %q: parameter %q is not key=value", s, kv)
+		}
+		switch k {
+		case "token":
+			r.token, r.tls = v, true
+		case "use_ssl":
+			r.tls = strings.EqualFold(v, "true")
+		case "user_id":
+			r.user = v
+		case "session_id":
+			return remote{}, fmt.Errorf("spark remote %q: session_id is chosen per run; remove it", s)
+		case "user_agent":
+		default:
+			r.headers[k] = v
+		}
+	}
+	return r, nil
+}
+
+// dial makes the session's own gRPC connection, with the interceptors that
+// watch its requests.
+func (s *Session) dial(r remote) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		grpc.WithUnaryInterceptor(s.unaryInterceptor),
+		grpc.WithStreamInterceptor(s.streamInterceptor),
+		// Arrow batches of a collected result can be large.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128 << 20)),
+	}
+	if r.tls {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})))
+	} else {
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if r.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(r.token)))
+	}
+	return grpc.NewClient(r.addr, opts...)
+}
+
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (b bearer) RequireTransportSecurity() bool { return true }
+
+// channel hands spark-connect-go the connection the session made, so the
+// session decides when it is closed.
+type channel struct {
+	conn *grpc.ClientConn
+	user string
+}
+
+func (c channel) Build(context.Context) (*grpc.ClientConn, error) { return c.conn, nil }
+func (c channel) User() string                                    { return c.user }
+func (c channel) Headers() map[string]string                      { return nil } // added by the interceptors
+func (c channel) SessionId() string                               { return "" }  // the client makes its own
+func (c channel) UserAgent() string                               { return userAgent }
+
+func (s *Session) withHeaders(ctx context.Context) context.Context {
+	for k, v := range s.remote.headers {
+		ctx = metadata.AppendToOutgoingContext(ctx, k, v)
+	}
+	return ctx
+}
+
+func (s *Session) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	s.noteSession(stringField(req, "session_id"))
+	err := invoker(s.withHeaders(ctx), method, req, reply, cc, opts...)
+	if err == nil {
+		s.noteServerSession(stringField(reply, "server_side_session_id"))
+	}
+	return err
+}
+
+// streamInterceptor watches every ExecutePlan call, the client's and ours:
+// when the caller's context ends before the operation does, it interrupts
+// the operation on the server. Cancelling the gRPC call alone leaves Spark
+// running the job.
+func (s *Session) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(s.withHeaders(ctx), desc, cc, method, opts...)
+	if err != nil || method != methodExecutePlan {
+		return cs, err
+	}
+	return &operation{ClientStream: cs, s: s, ctx: ctx, finished: make(chan struct{})}, nil
+}
+
+type operation struct {
+	grpc.ClientStream
+	s        *Session
+	ctx      context.Context
+	started  bool
+	finished chan struct{}
+	done     bool
+}
+
+func (o *operation) SendMsg(m any) error {
+	if !o.started {
+		o.started = true
+		o.s.noteSession(stringField(m, "session_id"))
+		if id := stringField(m, "operation_id"); id != "" {
+			o.s.watch(o.ctx, id, o.finished)
+		}
+	}
+	return o.ClientStream.SendMsg(m)
+}
+
+func (o *operation) RecvMsg(m any) error {
+	err := o.ClientStream.RecvMsg(m)
+	if err == nil {
+		o.s.noteServerSession(stringField(m, "server_side_session_id"))
+		return nil
+	}
+	if !o.done {
+		o.done = true
+		close(o.finished)
+	}
+	return err
+}

@@ -1,0 +1,112 @@
+package sparkrun
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// OutputSpec is one output of a node, as the engine resolved it from the
+// output config (tauro's path rule applied).
+type OutputSpec struct {
+	// Key is the output key; dependents read the node's result by it.
+	Key string
+	// Format is a Spark data source: parquet, csv, json, orc, delta, avro.
+	Format string
+	// Path is the directory to write.
+	Path string
+	// WriteMode is overwrite (the default), append, ignore or error.
+	WriteMode   string
+	PartitionBy []string
+	// Options are data source options (compression, header, replaceWhere...).
+	Options map[string]string
+}
+
+// OutputResult reports one written output.
+type OutputResult struct {
+	Key  string
+	Path string
+	// Rows is the number of rows written, -1 when Spark did not say (a
+	// write skipped by mode ignore, a source without metrics).
+	Rows int64
+	// Warning is set when the output is empty.
+	Warning string
+}
+
+const rowsObservation = "tauro_rows_written"
+
+var saveModes = map[string]string{
+	"":              "SAVE_MODE_OVERWRITE",
+	"overwrite":     "SAVE_MODE_OVERWRITE",
+	"append":        "SAVE_MODE_APPEND",
+	"ignore":        "SAVE_MODE_IGNORE",
+	"error":         "SAVE_MODE_ERROR_IF_EXISTS",
+	"errorifexists": "SAVE_MODE_ERROR_IF_EXISTS",
+}
+
+// WriteOutput writes view to out.Path as DataFrameWriter would, with the
+// save mode, partition columns and options given. Spark SQL has no statement
+// that writes a path with a save mode, so this sends the protocol's
+// WriteOperation, as every Spark client's writer does. A view without
+// columns is refused; one without rows is written and reported with a
+// warning.
+func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) (*OutputResult, error) {
+	op := "write output " + out.Key
+	if err := s.check(op); err != nil {
+		return nil, err
+	}
+	mode, ok := saveModes[strings.ToLower(out.WriteMode)]
+	if !ok {
+		return nil, permanent(op, "write_mode %q is not one of overwrite, append, ignore, error", out.WriteMode)
+	}
+	if out.Format == "" {
+		return nil, permanent(op, "the output has no format; set one of parquet, delta, csv, json, orc")
+	}
+	if out.Path == "" {
+		return nil, permanent(op, "the output has no path")
+	}
+	schema, err := s.Schema(ctx, view)
+	if err != nil {
+		return nil, err
+	}
+	if len(schema) == 0 {
+		return nil, permanent(op, "%s has no columns; a node must return at least one", view)
+	}
+	// Counting the rows as they are written costs nothing extra; counting
+	// them afterwards would compute the view again.
+	input := obj{
+		"common": obj{"planId": "1"},
+		"collectMetrics": obj{
+			"input": obj{"read": obj{"namedTable": obj{"unparsedIdentifier": view}}},
+			"name":  rowsObservation,
+			"metrics": []obj{{"alias": obj{
+				"expr": obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}},
+				"name": []string{"rows"},
+			}}},
+		},
+	}
+	write := obj{
+		"input":  input,
+		"source": strings.ToLower(out.Format),
+		"path":   out.Path,
+		"mode":   mode,
+	}
+	if len(out.PartitionBy) > 0 {
+		write["partitioningColumns"] = out.PartitionBy
+	}
+	if len(out.Options) > 0 {
+		write["options"] = out.Options
+	}
+	resp, err := s.execute(ctx, obj{"command": obj{"writeOperation": write}})
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	res := &OutputResult{Key: out.Key, Path: out.Path, Rows: -1}
+	if n, ok := resp.Observed[rowsObservation]["rows"]; ok {
+		res.Rows = n
+	}
+	if res.Rows == 0 {
+		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, out.Path)
+	}
+	return res, nil
+}
