@@ -94,7 +94,7 @@ func inputRelation(op string, in InputSpec) (obj, error) {
 func (s *Session) createView(ctx context.Context, op, name string, rel obj, global bool) error {
 	_, err := s.execute(ctx, obj{"command": obj{"createDataframeView": obj{
 		"input":    rel,
-		"name":     name,
+		"name":     quote(name),
 		"isGlobal": global,
 		"replace":  true,
 	}}})

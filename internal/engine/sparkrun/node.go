@@ -75,8 +75,7 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 		return nil, permanent(op, "%v", err)
 	}
 	res := &NodeResult{View: s.ResultView(node.Name)}
-	global := s.prefix + "_" + sanitize(node.Name)
-	if err := s.createView(ctx, op, global, rel, true); err != nil {
+	if err := s.createView(ctx, op, s.prefix+"_"+sanitize(node.Name), rel, true); err != nil {
 		return nil, err
 	}
 	s.addGlobal(res.View)
