@@ -235,7 +235,7 @@ class Run:
                 continue
             except TauroExecError as err:
                 if deadline is not None and err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise self._timeout_error(deadline) from None
+                    raise self._timeout_error() from None
                 raise
             self._set(got.run)
             self._last_sequence = max(self._last_sequence, last)
@@ -248,10 +248,10 @@ class Run:
     def _sleep(self, seconds: float, deadline: float | None) -> None:
         left = remaining(deadline)
         if left is not None and left <= seconds:
-            raise self._timeout_error(deadline)
+            raise self._timeout_error()
         time.sleep(seconds)
 
-    def _timeout_error(self, deadline: float | None) -> TimeoutError:
+    def _timeout_error(self) -> TimeoutError:
         return TimeoutError(f"run {self.id} is still {self.state.name} (wait timed out)")
 
     def _apply(self, ev: Event) -> None:
