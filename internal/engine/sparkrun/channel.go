@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // The user and client type every request of tauro-exec carries. The server
@@ -129,6 +131,7 @@ func (s *Session) withHeaders(ctx context.Context) context.Context {
 
 func (s *Session) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	s.noteSession(stringField(req, "session_id"))
+	s.stamp(req)
 	err := invoker(s.withHeaders(ctx), method, req, reply, cc, opts...)
 	if err == nil {
 		s.noteServerSession(stringField(reply, "server_side_session_id"))
@@ -161,6 +164,7 @@ func (o *operation) SendMsg(m any) error {
 	if !o.started {
 		o.started = true
 		o.s.noteSession(stringField(m, "session_id"))
+		o.s.stamp(m)
 		if id := stringField(m, "operation_id"); id != "" {
 			o.s.watch(o.ctx, id, o.finished)
 		}
@@ -179,4 +183,21 @@ func (o *operation) RecvMsg(m any) error {
 		close(o.finished)
 	}
 	return err
+}
+
+// stamp tells the server which server-side session the client has seen, so
+// that a restarted server answers INVALID_HANDLE.SESSION_CHANGED instead of
+// silently opening an empty session under the same id.
+func (s *Session) stamp(m any) {
+	s.mu.Lock()
+	id := s.serverSID
+	s.mu.Unlock()
+	pm, ok := m.(proto.Message)
+	if id == "" || !ok {
+		return
+	}
+	r := pm.ProtoReflect()
+	if fd := r.Descriptor().Fields().ByName("client_observed_server_side_session_id"); fd != nil && fd.Kind() == protoreflect.StringKind {
+		r.Set(fd, protoreflect.ValueOfString(id))
+	}
 }

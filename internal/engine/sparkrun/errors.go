@@ -52,13 +52,17 @@ func (s *Session) fail(ctx context.Context, op string, err error) error {
 	}
 	e := classify(err)
 	e.Op = op
-	if e.retryable {
-		s.mu.Lock()
-		lost := s.lost
-		s.mu.Unlock()
-		if lost {
-			e.Message += " (" + ErrSessionLost.Error() + ")"
-		}
+	s.mu.Lock()
+	if strings.HasPrefix(e.Class, "INVALID_HANDLE.SESSION") {
+		s.lost = true
+	}
+	lost := s.lost
+	s.mu.Unlock()
+	if lost {
+		// Whatever failed, it failed on a server that no longer holds the
+		// run's views: a new session may succeed.
+		e.Err = fmt.Errorf("%w: %w", ErrSessionLost, err)
+		e.retryable = true
 	}
 	return e
 }

@@ -97,6 +97,15 @@ func TestRunSQL_ChainedNodesReadEachOthersResultsByOutputKeyAndAcrossSessions(t 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A result several dependents read is cached while they run.
+	if err := s.Cache(ctx, first.View); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Uncache(ctx, first.View); err != nil {
+			t.Error(err)
+		}
+	}()
 	out := filepath.Join(t.TempDir(), "by_region")
 	if _, err := s.RunSQL(ctx, NodeSpec{
 		Name:    "by_region",

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkrun"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
 )
@@ -61,6 +63,23 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 		t.Errorf("no server log under the state dir: %v", err)
 	}
 
+	// A run's session with a long query in flight when the server dies.
+	sess, err := sparkrun.Connect(ctx, s.Remote(), sparkrun.Config{RunID: "killed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close(ctx)
+	if err := sess.RegisterInput(ctx, sparkrun.InputSpec{Name: "one", Format: "query", Query: "SELECT 1 AS x"}); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := sess.RunSQL(ctx, sparkrun.NodeSpec{Name: "long", SQL: "SELECT count(*) FROM range(1000000000000)",
+			Outputs: []sparkrun.OutputSpec{{Key: "long", Format: "parquet", Path: filepath.Join(cfg.StateDir, "long")}}}, nil)
+		inFlight <- err
+	}()
+	time.Sleep(2 * time.Second) // let the write start; a query that has not started fails the same way
+
 	// kill -9: the supervisor notices, reports unhealthy, restarts it.
 	healthy, changed := s.Health()
 	if !healthy {
@@ -69,6 +88,14 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 	first := s.PID()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case err := <-inFlight:
+		if retry.Classify(err) != retry.ClassTransient {
+			t.Errorf("the query in flight when Spark died failed with %v (class %v), want a transient error", err, retry.Classify(err))
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the query in flight did not fail within 30s of the server's death")
 	}
 	select {
 	case <-changed:
@@ -99,6 +126,22 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 	}
 	if err := sparkserver.Ping(ctx, strings.TrimPrefix(s.Remote(), "sc://")); err != nil {
 		t.Fatalf("SELECT 1 after restart: %v", err)
+	}
+	// The old session's views died with the server: its next call says so,
+	// retryably, and a new session works.
+	_, err = sess.RunSQL(ctx, sparkrun.NodeSpec{Name: "after", SQL: "SELECT x FROM one"}, nil)
+	if !errors.Is(err, sparkrun.ErrSessionLost) || retry.Classify(err) != retry.ClassTransient {
+		t.Errorf("the old session after a restart: %v, want a transient ErrSessionLost", err)
+	}
+	fresh, err := sparkrun.Connect(ctx, s.Remote(), sparkrun.Config{RunID: "fresh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.RunSQL(ctx, sparkrun.NodeSpec{Name: "n", SQL: "SELECT 1 AS x"}, nil); err != nil {
+		t.Errorf("a new session after the restart: %v", err)
+	}
+	if err := fresh.Close(ctx); err != nil {
+		t.Error(err)
 	}
 
 	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
