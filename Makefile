@@ -13,7 +13,7 @@ PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 FUZZTIME ?= 10s
 
-.PHONY: all build generate check-generated lint venv java test test-go test-fuzz test-python test-grpcurl bench demo clean
+.PHONY: all build generate check-generated lint venv java test test-go test-fuzz test-python bench demo clean
 
 all: build
 
@@ -67,22 +67,30 @@ check-generated: generate
 
 # ---- tests -----------------------------------------------------------------
 
-test: check-generated test-go test-fuzz test-grpcurl test-python
+SPARK_TEST := .build/spark-test
+
+# One Spark Connect server serves the whole test run: Go integration tests and
+# the Python client's tests reach it through TAURO_SPARK_REMOTE.
+test: check-generated test-fuzz java build venv
+	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
+	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log)"
+	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
+	  pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	  for i in $$(seq 1 360); do [ -s $(SPARK_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	  [ -s $(SPARK_TEST)/remote ] || { echo "Spark Connect did not start:" >&2; tail -40 $(SPARK_TEST)/server.out >&2; exit 1; }; \
+	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_REQUIRE_SPARK=1 EXECD=$(abspath $(BIN)/execd); \
+	  echo "Spark Connect at $$TAURO_SPARK_REMOTE"; \
+	  $(MAKE) --no-print-directory test-go test-python
 
 test-go:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Brief fuzzing on every run: a panic on any input fails the build.
 test-fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZTIME) ./internal/engine/config
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/engine/config
 	$(GO) test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZTIME) ./internal/engine/plan
-
-# Drives a real daemon with real grpcurl.
-test-grpcurl: build
-	$(GO) build -modfile=tools/go.mod -o $(BIN)/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
-	GRPCURL=$(abspath $(BIN)/grpcurl) EXECD=$(abspath $(BIN)/execd) $(GO) test -count=1 -run 'GRPCurl' ./cmd/execd
 
 test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'

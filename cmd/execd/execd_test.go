@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+)
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func badRequest(t *testing.T, err error) *errdetails.BadRequest {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.InvalidArgument {
+		t.Fatalf("want INVALID_ARGUMENT, got %v", err)
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			return br
+		}
+	}
+	t.Fatalf("INVALID_ARGUMENT without BadRequest details: %v", err)
+	return nil
+}
+
+func TestGRPC_ValidateReturnsEveryProblemTogetherAsBadRequest(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	_, err := cl.ValidatePipeline(testCtx(t, 30*time.Second), &execv1.ValidatePipelineRequest{Pipeline: "broken"})
+	br := badRequest(t, err)
+	byReason := map[string][]string{}
+	for _, v := range br.GetFieldViolations() {
+		if v.GetField() == "" || v.GetDescription() == "" || v.GetReason() == "" {
+			t.Errorf("violation lacks field, description or reason: %v", v)
+		}
+		byReason[v.GetReason()] = append(byReason[v.GetReason()], v.GetField()+": "+v.GetDescription())
+	}
+	for _, want := range []string{"CYCLE", "UNKNOWN_DEPENDENCY", "INVALID_OUTPUT_KEY"} {
+		if len(byReason[want]) == 0 {
+			t.Errorf("no %s violation among %v", want, byReason)
+		}
+	}
+	if got := strings.Join(byReason["CYCLE"], " "); !strings.Contains(got, "loop_a -> loop_b -> loop_a") {
+		t.Errorf("cycle not named in order: %s", got)
+	}
+}
+
+func TestGRPC_RequestConstraintsAreCheckedBeforeTheEngine(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	_, err := cl.ExecutePipeline(testCtx(t, 30*time.Second), &execv1.ExecutePipelineRequest{Pipeline: "", MaxWorkers: -1})
+	br := badRequest(t, err)
+	var fields []string
+	for _, v := range br.GetFieldViolations() {
+		fields = append(fields, v.GetField())
+	}
+	slices.Sort(fields)
+	if !slices.Equal(fields, []string{"max_workers", "pipeline"}) {
+		t.Errorf("violations on %v, want max_workers and pipeline", fields)
+	}
+}
+
+func TestGRPC_BadDatesAreInvalidArgumentNamingTheField(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	_, err := cl.ExecutePipeline(testCtx(t, 30*time.Second), &execv1.ExecutePipelineRequest{
+		Pipeline: "quick", StartDate: "2025-02-30", EndDate: "31/01/2025",
+	})
+	br := badRequest(t, err)
+	var fields []string
+	for _, v := range br.GetFieldViolations() {
+		fields = append(fields, v.GetField())
+	}
+	if !slices.Contains(fields, "start_date") || !slices.Contains(fields, "end_date") {
+		t.Errorf("want violations on start_date and end_date, got %v", br)
+	}
+	runs, err := cl.ListRuns(testCtx(t, 10*time.Second), &execv1.ListRunsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs.GetRuns()) != 0 {
+		t.Errorf("an invalid request stored a run: %v", runs.GetRuns())
+	}
+}
+
+func TestGRPC_SameRequestIDTwiceGivesOneRun(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	ctx := testCtx(t, 2*time.Minute)
+	req := &execv1.ExecutePipelineRequest{RequestId: "nightly-42", Pipeline: "quick"}
+	first, err := cl.ExecutePipeline(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := cl.ExecutePipeline(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetRun().GetRunId() != second.GetRun().GetRunId() {
+		t.Fatalf("two runs for one request id: %s and %s", first.GetRun().GetRunId(), second.GetRun().GetRunId())
+	}
+	collect(ctx, t, cl, first.GetRun().GetRunId(), 0)
+	runs, err := cl.ListRuns(ctx, &execv1.ListRunsRequest{Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs.GetRuns()) != 1 {
+		t.Errorf("ListRuns has %d runs, want 1", len(runs.GetRuns()))
+	}
+}
+
+func TestGRPC_QuickPipelineRunsEveryNodeToSuccess(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	ctx := testCtx(t, 2*time.Minute)
+	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := collect(ctx, t, cl, resp.GetRun().GetRunId(), 0)
+	last := events[len(events)-1].GetRunStateChanged()
+	if last.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("run ended %v (%s)\n%s", last.GetState(), last.GetMessage(), d.Logs())
+	}
+	got, err := cl.GetRun(ctx, &execv1.GetRunRequest{RunId: resp.GetRun().GetRunId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range got.GetRun().GetNodes() {
+		if n.GetState() != execv1.NodeState_NODE_STATE_SUCCEEDED || n.GetAttempt() != 1 {
+			t.Errorf("node %s: %v after %d attempt(s)", n.GetName(), n.GetState(), n.GetAttempt())
+		}
+	}
+}
+
+func TestGRPC_WatcherThatResumesWithAfterSequenceSeesEveryEventOnce(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	ctx := testCtx(t, 2*time.Minute)
+	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := resp.GetRun().GetRunId()
+	var seen []int64
+	after := int64(0)
+	// Disconnect after every third event and resume from the last one seen.
+	for done := false; !done; {
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := cl.WatchRun(sctx, &execv1.WatchRunRequest{RunId: runID, AfterSequence: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			ev, err := stream.Recv()
+			if err != nil {
+				done = true // the stream ended after the terminal event
+				break
+			}
+			seen = append(seen, ev.GetEvent().GetSequence())
+			after = ev.GetEvent().GetSequence()
+		}
+		cancel()
+	}
+	final, err := cl.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := final.GetRun().GetLastSequence()
+	if int64(len(seen)) != n {
+		t.Fatalf("saw %d events, the run has %d: %v", len(seen), n, seen)
+	}
+	for i, s := range seen {
+		if s != int64(i+1) {
+			t.Fatalf("event %d has sequence %d: %v", i, s, seen)
+		}
+	}
+}
+
+// waitForNodeState follows a run until node reaches state.
+func waitForNodeState(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, runID, node string, state execv1.NodeState) []*execv1.RunEvent {
+	t.Helper()
+	stream, err := cl.WatchRun(ctx, &execv1.WatchRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []*execv1.RunEvent
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("stream ended before %s was %v: %v (saw %v)", node, state, err, seen)
+		}
+		seen = append(seen, resp.GetEvent())
+		if n := resp.GetEvent().GetNodeStateChanged(); n != nil && n.GetNode() == node && n.GetState() == state {
+			return seen
+		}
+	}
+}
+
+func TestExecd_KilledMidRunKeepsTheRunInterruptedWithItsEvents(t *testing.T) {
+	project, state := copyProject(t, "sqlproj"), t.TempDir()
+	d := startDaemon(t, project, state)
+	cl := d.client(t)
+	ctx := testCtx(t, 3*time.Minute)
+	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := resp.GetRun().GetRunId()
+	before := waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
+	d.Kill()
+
+	// The nap is short on the second daemon so the repair finishes quickly.
+	t.Setenv("NAP_MS", "10")
+	d2 := startDaemon(t, project, state)
+	cl2 := d2.client(t)
+	got, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetRun().GetState() != execv1.RunState_RUN_STATE_INTERRUPTED {
+		t.Fatalf("after SIGKILL and restart the run is %v, want INTERRUPTED", got.GetRun().GetState())
+	}
+	after := collect(ctx, t, cl2, runID, 0)
+	if len(after) < len(before)+1 {
+		t.Fatalf("the restarted daemon has %d events, %d were seen before the kill", len(after), len(before))
+	}
+	for i, ev := range before {
+		if !sameEvent(ev, after[i]) {
+			t.Errorf("event %d changed across the restart:\nbefore %v\nafter  %v", i+1, ev, after[i])
+		}
+	}
+	if rs := after[len(after)-1].GetRunStateChanged(); rs.GetState() != execv1.RunState_RUN_STATE_INTERRUPTED {
+		t.Errorf("last event is %v, want the run INTERRUPTED", after[len(after)-1])
+	}
+
+	// RepairRun finishes it, keeping the node that had succeeded.
+	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect(ctx, t, cl2, runID, rep.GetRun().GetLastSequence())
+	final, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.GetRun().GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("repaired run is %v: %s\n%s", final.GetRun().GetState(), final.GetRun().GetMessage(), d2.Logs())
+	}
+	attempts := map[string]int32{}
+	for _, n := range final.GetRun().GetNodes() {
+		attempts[n.GetName()] = n.GetAttempt()
+	}
+	if attempts["prepare"] != 1 || attempts["nap"] != 2 || attempts["after_nap"] != 1 {
+		t.Errorf("attempts after repair = %v, want prepare 1 (kept), nap 2, after_nap 1", attempts)
+	}
+}
+
+func sameEvent(a, b *execv1.RunEvent) bool {
+	ja, _ := protojson.Marshal(a)
+	jb, _ := protojson.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func TestExecd_CancelRunStopsARunningNode(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	ctx := testCtx(t, 2*time.Minute)
+	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := resp.GetRun().GetRunId()
+	waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
+	start := time.Now()
+	c, err := cl.CancelRun(ctx, &execv1.CancelRunRequest{RunId: runID, Reason: "test says stop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("CancelRun took %s", took)
+	}
+	r := c.GetRun()
+	if r.GetState() != execv1.RunState_RUN_STATE_CANCELLED || r.GetMessage() != "test says stop" {
+		t.Errorf("run is %v (%q), want CANCELLED with the reason", r.GetState(), r.GetMessage())
+	}
+	states := map[string]execv1.NodeState{}
+	for _, n := range r.GetNodes() {
+		states[n.GetName()] = n.GetState()
+	}
+	if states["prepare"] != execv1.NodeState_NODE_STATE_SUCCEEDED || states["nap"] != execv1.NodeState_NODE_STATE_CANCELLED || states["after_nap"] != execv1.NodeState_NODE_STATE_CANCELLED {
+		t.Errorf("node states after cancel: %v", states)
+	}
+	_, err = cl.CancelRun(ctx, &execv1.CancelRunRequest{RunId: runID})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("cancelling an ended run: %v, want FAILED_PRECONDITION", err)
+	}
+}
+
+func TestGRPC_UnknownRunIsNotFound(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	_, err := cl.GetRun(testCtx(t, 10*time.Second), &execv1.GetRunRequest{RunId: "run-nope"})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("GetRun of an unknown id: %v, want NOT_FOUND", err)
+	}
+}
+
+// TestGRPCurl drives the daemon with the real grpcurl, through reflection.
+func TestGRPCurl(t *testing.T) {
+	grpcurl := os.Getenv("GRPCURL")
+	if grpcurl == "" {
+		grpcurl = filepath.Join(t.TempDir(), "grpcurl")
+		out, err := exec.Command("go", "build", "-modfile=../../tools/go.mod", "-o", grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl").CombinedOutput()
+		if err != nil {
+			t.Fatalf("building grpcurl: %v\n%s", err, out)
+		}
+	}
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	call := func(method, body string) (string, error) {
+		args := []string{"-plaintext", "-max-time", "60"}
+		if body != "" {
+			args = append(args, "-d", body)
+		}
+		args = append(args, d.addr)
+		if method != "" {
+			args = append(args, method)
+		} else {
+			args = append(args, "list")
+		}
+		out, err := exec.Command(grpcurl, args...).CombinedOutput()
+		return string(out), err
+	}
+	mustContain := func(out string, err error, want ...string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("grpcurl: %v\n%s", err, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("grpcurl output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+	out, err := call("", "")
+	mustContain(out, err, "tauro.exec.v1.ExecService", "grpc.health.v1.Health")
+	out, err = call("tauro.exec.v1.ExecService/ListPipelines", "")
+	mustContain(out, err, `"name": "quick"`, `"name": "slow"`)
+	out, err = call("tauro.exec.v1.ExecService/ValidatePipeline", `{"pipeline":"quick"}`)
+	mustContain(out, err, `"order"`, `"numbers"`, `"summary"`)
+	out, err = call("tauro.exec.v1.ExecService/ValidatePipeline", `{"pipeline":"broken"}`)
+	if err == nil || !strings.Contains(out, "InvalidArgument") || !strings.Contains(out, "loop_a -> loop_b -> loop_a") {
+		t.Errorf("validating broken: err=%v\n%s", err, out)
+	}
+	out, err = call("tauro.exec.v1.ExecService/ExecutePipeline", `{"pipeline":"quick","request_id":"grpcurl-1"}`)
+	mustContain(out, err, `"runId"`)
+	runID := between(out, `"runId": "`, `"`)
+	out, err = call("tauro.exec.v1.ExecService/WatchRun", `{"run_id":"`+runID+`"}`)
+	mustContain(out, err, `"nodeStateChanged"`, `"RUN_STATE_SUCCEEDED"`)
+	out, err = call("grpc.health.v1.Health/Check", "")
+	mustContain(out, err, `"SERVING"`)
+}
+
+func between(s, start, end string) string {
+	_, rest, ok := strings.Cut(s, start)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, end)
+	return v
+}

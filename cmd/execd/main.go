@@ -1,0 +1,78 @@
+// Command execd is the tauro-exec daemon and its command line.
+//
+//	execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR]
+//	execd validate PIPELINE | run PIPELINE [--watch] | watch RUN | runs | cancel RUN | repair RUN | pipelines
+//
+// The client commands talk to a running daemon (--addr, or $EXECD_ADDR).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `execd: the tauro-exec daemon and its command line
+
+Usage:
+  execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR] [--spark-remote sc://HOST:PORT]
+  execd spark-server [--state DIR]         run only the embedded Spark Connect server
+  execd pipelines                          list the project's pipelines
+  execd validate PIPELINE [flags]          check a pipeline and print its plan
+  execd run PIPELINE [--watch] [flags]     start a run (--watch follows it, exit 1 if it fails)
+  execd watch RUN_ID [--after N]           follow a run's events
+  execd runs [--pipeline P] [--state S]    list runs, newest first
+  execd get RUN_ID                         show a run and its nodes
+  execd cancel RUN_ID [--reason TEXT]      cancel a run
+  execd repair RUN_ID [--watch]            re-run what did not succeed
+
+Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051).
+Run "execd COMMAND -h" for a command's flags.
+`
+
+// exitError carries a process exit code through the command functions.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmds := map[string]func(context.Context, []string) error{
+		"serve":        serve,
+		"spark-server": sparkServer,
+		"pipelines":    cmdPipelines,
+		"validate":     cmdValidate,
+		"run":          cmdRun,
+		"watch":        cmdWatch,
+		"runs":         cmdRuns,
+		"get":          cmdGet,
+		"cancel":       cmdCancel,
+		"repair":       cmdRepair,
+	}
+	name, args := os.Args[1], os.Args[2:]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Print(usage)
+		return
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "execd: unknown command %q\n\n%s", name, usage)
+		os.Exit(2)
+	}
+	if err := cmd(ctx, args); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "execd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/service"
+)
+
+// serveConfig is what `execd serve` is told.
+type serveConfig struct {
+	project     string
+	env         string
+	listen      string
+	state       string
+	sparkRemote string
+	python      string
+	logLevel    string
+	shutdown    time.Duration
+}
+
+func serve(ctx context.Context, args []string) error {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.project, "project", ".", "tauro project folder (the one with settings_yml.json or settings_json.json)")
+	fs.StringVar(&cfg.env, "env", "dev", "environment used when a request names none")
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on")
+	fs.StringVar(&cfg.state, "state", "", "folder for run state and logs (default: PROJECT/.tauro-exec)")
+	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
+	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark (default: .venv/bin/python of the repo, else python3)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see 'execd serve -h'", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	project, err := filepath.Abs(cfg.project)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(project); err != nil || !st.IsDir() {
+		return fmt.Errorf("--project %s is not a folder", cfg.project)
+	}
+	cfg.project = project
+	if cfg.state == "" {
+		cfg.state = filepath.Join(project, ".tauro-exec")
+	}
+	if err := os.MkdirAll(cfg.state, 0o755); err != nil {
+		return fmt.Errorf("--state: %w", err)
+	}
+
+	lis, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
+	}
+	defer lis.Close()
+
+	st, err := store.Open(ctx, cfg.state)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	backend, err := newBackend(ctx, cfg, log, func(serving bool) {
+		s := healthpb.HealthCheckResponse_NOT_SERVING
+		if serving {
+			s = healthpb.HealthCheckResponse_SERVING
+		}
+		hs.SetServingStatus("", s)
+		hs.SetServingStatus("tauro.exec.v1.ExecService", s)
+	})
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+
+	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log})
+	if err := eng.Recover(ctx); err != nil {
+		return err
+	}
+	srv, err := service.NewServer(service.New(eng), hs, log)
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	log.Info("execd serving", "listen", lis.Addr().String(), "project", cfg.project, "env", cfg.env, "state", cfg.state)
+	// The address goes to stdout too, so scripts that listen on :0 can find it.
+	fmt.Printf("execd listening on %s\n", lis.Addr())
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("execd stopping: active runs become INTERRUPTED")
+	hs.Shutdown()
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
+	defer cancel()
+	if err := eng.Close(stopCtx); err != nil {
+		log.Warn("runs did not record their end in time", "err", err)
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-stopCtx.Done():
+		srv.Stop()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}

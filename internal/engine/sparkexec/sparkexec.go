@@ -1,0 +1,385 @@
+// Package sparkexec runs a pipeline's nodes on Spark: it turns the tauro
+// input and output configuration of each node into sparkrun specs, opens one
+// Spark Connect session per run, registers inputs as views, runs SQL nodes
+// and writes their outputs. It is the engine's Backend for Spark.
+package sparkexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkrun"
+)
+
+// Backend runs nodes on a Spark Connect server.
+type Backend struct {
+	remote func() string
+	ready  func() error
+	log    *slog.Logger
+}
+
+// New returns a backend for the server whose current sc:// address remote
+// gives (an embedded server may move to another port when it restarts).
+// ready reports whether the server is reachable now; execd wires it to the
+// server's health.
+func New(remote func() string, ready func() error, log *slog.Logger) *Backend {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Backend{remote: remote, ready: ready, log: log}
+}
+
+// Ready implements engine.Backend.
+func (b *Backend) Ready() error { return b.ready() }
+
+// OpenRun opens the run's Spark session, configured from global settings'
+// spark_config and then the pipeline's (later wins).
+func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.RunExecutor, error) {
+	conf := map[string]string{}
+	for k, v := range rc.Pipeline.Settings.SparkConfig {
+		conf[k] = v
+	}
+	for k, v := range rc.Pipeline.SparkConfig {
+		conf[k] = v
+	}
+	r := &runExec{
+		b:       b,
+		rc:      rc,
+		conf:    conf,
+		log:     b.log.With("run_id", rc.RunID),
+		inputs:  map[string]*inputOnce{},
+		byName:  map[string]*plan.Node{},
+		outputs: map[string]string{},
+	}
+	for _, n := range rc.Pipeline.Nodes {
+		r.byName[n.Name] = n
+		for _, k := range n.OutputKeys {
+			r.outputs[k.String()] = n.Name
+		}
+	}
+	if _, err := r.session(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// runExec is one run's use of Spark.
+type runExec struct {
+	b      *Backend
+	rc     engine.RunContext
+	conf   map[string]string
+	log    *slog.Logger
+	byName map[string]*plan.Node
+	// outputs maps an output key to the node of this run that writes it.
+	outputs map[string]string
+
+	mu     sync.Mutex
+	sess   *sparkrun.Session
+	inputs map[string]*inputOnce
+}
+
+// inputOnce registers one input view per session, whichever node needs it
+// first.
+type inputOnce struct {
+	once sync.Once
+	err  error
+}
+
+// session returns the run's session, opening a new one when the server
+// restarted under the old (its views went with it; inputs are registered
+// again on demand).
+func (r *runExec) session(ctx context.Context) (*sparkrun.Session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sess != nil {
+		return r.sess, nil
+	}
+	s, err := sparkrun.Connect(ctx, r.b.remote(), sparkrun.Config{RunID: r.rc.RunID, Conf: r.conf, Logger: r.log})
+	if err != nil {
+		return nil, err
+	}
+	if skipped := s.Skipped(); len(skipped) > 0 {
+		r.log.Warn("spark_config keys a session cannot set were skipped", "keys", skipped)
+	}
+	r.sess = s
+	r.inputs = map[string]*inputOnce{}
+	return s, nil
+}
+
+// dropSession forgets a session the server lost, so the next attempt opens
+// a fresh one.
+func (r *runExec) dropSession(ctx context.Context, s *sparkrun.Session) {
+	r.mu.Lock()
+	if r.sess == s {
+		r.sess = nil
+	}
+	r.mu.Unlock()
+	_ = s.Close(ctx)
+}
+
+// RunNode implements engine.RunExecutor.
+func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit func(run.Event)) error {
+	switch n.Kind {
+	case plan.KindSQL:
+	default:
+		return &retry.Failure{Err: run.Error{
+			Type:    "UnsupportedNode",
+			Message: fmt.Sprintf("node %q is a %s node; this execd runs SQL nodes only (Python nodes need the worker pool)", n.Name, n.Kind),
+		}}
+	}
+	s, err := r.session(ctx)
+	if err != nil {
+		return err
+	}
+	err = r.runSQL(ctx, s, n, emit)
+	if errors.Is(err, sparkrun.ErrSessionLost) {
+		r.dropSession(context.WithoutCancel(ctx), s)
+	}
+	return describe(err)
+}
+
+// describe names a Spark failure by Spark's error class, so a node's FAILED
+// event says TABLE_OR_VIEW_NOT_FOUND rather than a Go type.
+func describe(err error) error {
+	var se *sparkrun.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	typ := se.Class
+	if typ == "" {
+		typ = "SparkError"
+	}
+	return &retry.Failure{Err: run.Error{Type: typ, Message: se.Error(), Retryable: se.Retryable()}, Cause: err}
+}
+
+func (r *runExec) runSQL(ctx context.Context, s *sparkrun.Session, n *plan.Node, emit func(run.Event)) error {
+	var names []string
+	for _, key := range n.Inputs {
+		if producer, ok := r.outputs[key]; ok && producer != n.Name {
+			names = append(names, key) // an upstream result, registered by RunSQL under its key
+			continue
+		}
+		if err := r.registerInput(ctx, s, key); err != nil {
+			return err
+		}
+		names = append(names, key)
+	}
+	spec := sparkrun.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names}
+	for _, k := range n.OutputKeys {
+		out, err := r.outputSpec(k)
+		if err != nil {
+			return err
+		}
+		spec.Outputs = append(spec.Outputs, out)
+	}
+	res, err := s.RunSQL(ctx, spec, r.params())
+	if err != nil {
+		return err
+	}
+	for _, o := range res.Outputs {
+		if o.Warning != "" {
+			emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: o.Warning})
+		}
+		if o.Rows >= 0 {
+			emit(run.Event{Kind: run.NodeMetric, MetricName: "rows_written." + o.Key, MetricValue: float64(o.Rows)})
+		}
+	}
+	return nil
+}
+
+// params are the SQL parameters every node may use.
+func (r *runExec) params() map[string]any {
+	p := map[string]any{}
+	for name, v := range map[string]string{"start_date": r.rc.Pipeline.StartDate, "end_date": r.rc.Pipeline.EndDate} {
+		if v == "" {
+			continue
+		}
+		if d, err := time.Parse(time.DateOnly, v); err == nil {
+			p[name] = d
+		}
+	}
+	return p
+}
+
+func (r *runExec) registerInput(ctx context.Context, s *sparkrun.Session, key string) error {
+	r.mu.Lock()
+	o := r.inputs[key]
+	if o == nil {
+		o = &inputOnce{}
+		r.inputs[key] = o
+	}
+	r.mu.Unlock()
+	o.once.Do(func() {
+		spec, err := r.inputSpec(key)
+		if err != nil {
+			o.err = err
+			return
+		}
+		o.err = s.RegisterInput(ctx, spec)
+	})
+	if o.err != nil {
+		// A failed registration may be transient; let the next attempt try again.
+		r.mu.Lock()
+		if r.inputs[key] == o {
+			delete(r.inputs, key)
+		}
+		r.mu.Unlock()
+	}
+	return o.err
+}
+
+// inputSpec resolves an input config entry: relative paths are taken from
+// the project's base_path.
+func (r *runExec) inputSpec(key string) (sparkrun.InputSpec, error) {
+	raw, ok := r.rc.Project.Inputs.Get(key)
+	m, isMap := raw.(*config.Map)
+	if !ok || !isMap {
+		return sparkrun.InputSpec{}, &retry.Failure{Err: run.Error{Type: "ConfigError",
+			Message: fmt.Sprintf("input %q is not in the input config", key)}}
+	}
+	spec := sparkrun.InputSpec{
+		Name:    key,
+		Format:  strings.ToLower(str(m, "format")),
+		Options: strMap(m, "options"),
+		Schema:  str(m, "schema"),
+		Table:   firstStr(m, "table", "table_name"),
+		Query:   str(m, "query"),
+		Filter:  str(m, "partition_filter"),
+	}
+	if p := firstStr(m, "filepath", "path"); p != "" {
+		spec.Path = r.abs(p)
+	}
+	if spec.Query != "" {
+		spec.Params = r.params()
+	}
+	return spec, nil
+}
+
+func (r *runExec) outputSpec(k config.OutputKey) (sparkrun.OutputSpec, error) {
+	key := k.String()
+	raw, _ := r.rc.Project.Outputs.Get(key)
+	m, _ := raw.(*config.Map)
+	if m == nil {
+		// Keys written with slashes are looked up as written too.
+		for _, alt := range []string{k.Schema + "/" + k.SubFolder + "/" + k.Table} {
+			if raw, ok := r.rc.Project.Outputs.Get(alt); ok {
+				m, _ = raw.(*config.Map)
+			}
+		}
+	}
+	if m == nil {
+		return sparkrun.OutputSpec{}, &retry.Failure{Err: run.Error{Type: "ConfigError",
+			Message: fmt.Sprintf("output %q is not in the output config", key)}}
+	}
+	st := r.rc.Pipeline.Settings
+	base := st.OutputPath
+	if base == "" {
+		base = "output"
+	}
+	if !hasScheme(base) {
+		base = r.abs(base)
+	}
+	out := sparkrun.OutputSpec{
+		Key:         key,
+		Format:      strings.ToLower(str(m, "format")),
+		Path:        config.OutputPath(base, st.Mode, r.rc.Project.Env, k),
+		WriteMode:   strings.ToLower(str(m, "write_mode")),
+		PartitionBy: firstList(m, "partition", "partition_by", "partition_columns"),
+		Options:     strMap(m, "options"),
+	}
+	if out.Format == "" {
+		out.Format = "parquet"
+	}
+	return out, nil
+}
+
+func (r *runExec) abs(p string) string {
+	if hasScheme(p) || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(r.rc.Project.BasePath, p)
+}
+
+// Close implements engine.RunExecutor.
+func (r *runExec) Close(ctx context.Context) error {
+	r.mu.Lock()
+	s := r.sess
+	r.sess = nil
+	r.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.Close(ctx)
+}
+
+func hasScheme(p string) bool {
+	i := strings.Index(p, ":/")
+	return i > 1 && !strings.ContainsAny(p[:i], `/\`)
+}
+
+func str(m *config.Map, key string) string {
+	switch v := m.Values[key].(type) {
+	case string:
+		return v
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func firstStr(m *config.Map, keys ...string) string {
+	for _, k := range keys {
+		if s := str(m, k); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func firstList(m *config.Map, keys ...string) []string {
+	for _, k := range keys {
+		switch v := m.Values[k].(type) {
+		case string:
+			if v != "" {
+				return []string{v}
+			}
+		case []any:
+			var out []string
+			for _, x := range v {
+				out = append(out, fmt.Sprint(x))
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func strMap(m *config.Map, key string) map[string]string {
+	sub, ok := m.Values[key].(*config.Map)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, sub.Len())
+	for _, k := range sub.Keys {
+		switch v := sub.Values[k].(type) {
+		case bool:
+			out[k] = fmt.Sprint(v)
+		case nil:
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out
+}
