@@ -83,3 +83,27 @@ func TestRunSQL_TimeoutStopsTheJobOnTheServerWithin10s(t *testing.T) {
 	}
 	t.Logf("server free %v after the timeout", time.Since(expired).Round(time.Millisecond))
 }
+
+// Cancelling while Spark still plans the write is the hard case: the job
+// is submitted just after the operation ends.
+func TestWriteOutput_CancelDuringPlanningStillStopsTheJob(t *testing.T) {
+	s := connect(t, nil)
+	ctx := context.Background()
+	res, err := s.RunSQL(ctx, NodeSpec{Name: "long", SQL: longSQL}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []time.Duration{50 * time.Millisecond, 300 * time.Millisecond} {
+		wctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(after, cancel)
+		_, err := s.WriteOutput(wctx, res.View, OutputSpec{Key: "long", Format: "parquet", Path: filepath.Join(t.TempDir(), "long")})
+		cancelled := time.Now()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("WriteOutput cancelled after %v = %v, want context.Canceled", after, err)
+		}
+		if err := probe(t, 10*time.Second); err != nil {
+			t.Fatalf("cancelled %v into the write, the server was still busy 10s later: %v", after, err)
+		}
+		t.Logf("cancelled %v into the write: server free %v later", after, time.Since(cancelled).Round(time.Millisecond))
+	}
+}

@@ -8,11 +8,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -139,50 +142,169 @@ func (s *Session) unaryInterceptor(ctx context.Context, method string, req, repl
 	return err
 }
 
-// streamInterceptor watches every ExecutePlan call, the client's and ours:
-// when the caller's context ends before the operation does, it interrupts
-// the operation on the server. Cancelling the gRPC call alone leaves Spark
-// running the job.
+// streamInterceptor watches every ExecutePlan call, the client's and ours,
+// so that an operation whose caller gives up (cancel, timeout) is stopped on
+// the server: cancelling the gRPC call alone leaves Spark running the job.
+//
+// The call itself runs on a context of its own. An interrupt that reaches
+// the server while it is still planning can be lost: Spark cancels the jobs
+// the operation has at that moment, and adaptive execution submits the
+// first stage just after. So when the caller gives up, the stream is kept
+// open until the server reports a running stage (or interruptGrace passes)
+// and only then interrupted; the caller gets its context's error at once.
 func (s *Session) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cs, err := streamer(s.withHeaders(ctx), desc, cc, method, opts...)
-	if err != nil || method != methodExecutePlan {
-		return cs, err
+	if method != methodExecutePlan {
+		return streamer(s.withHeaders(ctx), desc, cc, method, opts...)
 	}
-	return &operation{ClientStream: cs, s: s, ctx: ctx, finished: make(chan struct{})}, nil
+	sctx, cancel := context.WithCancel(context.WithoutCancel(s.withHeaders(ctx)))
+	cs, err := streamer(sctx, desc, cc, method, opts...)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &operation{
+		ClientStream: cs,
+		s:            s,
+		caller:       ctx,
+		cancel:       cancel,
+		msgs:         make(chan proto.Message, 1),
+		done:         make(chan struct{}),
+		progressed:   make(chan struct{}),
+		abandoned:    make(chan struct{}),
+	}, nil
 }
+
+// interruptGrace bounds how long an abandoned operation may run before it
+// is interrupted when the server has not reported a running stage.
+const interruptGrace = 3 * time.Second
 
 type operation struct {
 	grpc.ClientStream
-	s        *Session
-	ctx      context.Context
-	started  bool
-	finished chan struct{}
-	done     bool
+	s      *Session
+	caller context.Context
+	cancel context.CancelFunc // ends the real call
+	id     string
+	sent   bool
+
+	msgs         chan proto.Message // responses, pumped from the real call
+	final        error              // how the call ended; read after msgs is closed
+	done         chan struct{}      // the real call has ended
+	progressed   chan struct{}      // the server reported a running stage
+	progressOnce sync.Once
+	abandoned    chan struct{} // the caller gave up
 }
 
 func (o *operation) SendMsg(m any) error {
-	if !o.started {
-		o.started = true
-		o.s.noteSession(stringField(m, "session_id"))
-		o.s.stamp(m)
-		if id := stringField(m, "operation_id"); id != "" {
-			o.s.watch(o.ctx, id, o.finished)
-		}
+	if o.sent {
+		return o.ClientStream.SendMsg(m)
 	}
-	return o.ClientStream.SendMsg(m)
+	o.sent = true
+	o.s.noteSession(stringField(m, "session_id"))
+	o.s.stamp(m)
+	o.id = stringField(m, "operation_id")
+	err := o.ClientStream.SendMsg(m)
+	go o.pump()
+	if o.s.track() { // not while the session closes: Close itself runs commands
+		go o.watch()
+	}
+	return err
 }
 
 func (o *operation) RecvMsg(m any) error {
-	err := o.ClientStream.RecvMsg(m)
-	if err == nil {
-		o.s.noteServerSession(stringField(m, "server_side_session_id"))
+	select {
+	case r, ok := <-o.msgs:
+		if !ok {
+			return o.final
+		}
+		dst, isProto := m.(proto.Message)
+		if !isProto {
+			return fmt.Errorf("spark connect: unexpected response holder %T", m)
+		}
+		proto.Reset(dst)
+		proto.Merge(dst, r)
 		return nil
+	case <-o.caller.Done():
+		return status.FromContextError(o.caller.Err()).Err()
 	}
-	if !o.done {
-		o.done = true
-		close(o.finished)
+}
+
+// pump reads the real call to its end.
+func (o *operation) pump() {
+	defer o.cancel()
+	defer close(o.done)
+	defer close(o.msgs)
+	for {
+		m, err := newMessage("ExecutePlanResponse")
+		if err == nil {
+			err = o.ClientStream.RecvMsg(m)
+		}
+		if err != nil {
+			o.final = err
+			return
+		}
+		o.s.noteServerSession(stringField(m, "server_side_session_id"))
+		if runningStage(m) {
+			o.progressOnce.Do(func() { close(o.progressed) })
+		}
+		select {
+		case o.msgs <- m:
+		case <-o.abandoned:
+		}
 	}
-	return err
+}
+
+// watch interrupts the operation on the server if the caller gives up
+// before it ends.
+func (o *operation) watch() {
+	defer o.s.watchers.Done()
+	defer o.cancel()
+	select {
+	case <-o.done:
+		return
+	case <-o.s.closed:
+		return
+	case <-o.caller.Done():
+	}
+	close(o.abandoned)
+	if o.id == "" {
+		return
+	}
+	grace := time.NewTimer(interruptGrace)
+	defer grace.Stop()
+	select {
+	case <-o.progressed:
+	case <-grace.C:
+	case <-o.done:
+		return
+	case <-o.s.closed:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.s.interrupt(ctx, o.id); err != nil {
+		o.s.log.Warn("could not interrupt an abandoned Spark operation", "operation", o.id, "err", err)
+		return
+	}
+	o.s.log.Info("interrupted Spark operation", "operation", o.id, "reason", context.Cause(o.caller))
+	// Let the server end the call with its own error before closing it.
+	select {
+	case <-o.done:
+	case <-ctx.Done():
+	case <-o.s.closed:
+	}
+}
+
+// runningStage reports a progress message that lists a stage: a job of the
+// operation has been submitted.
+func runningStage(m proto.Message) bool {
+	r := m.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName("execution_progress")
+	if fd == nil || !r.Has(fd) {
+		return false
+	}
+	p := r.Get(fd).Message()
+	stages := p.Descriptor().Fields().ByName("stages")
+	return stages != nil && p.Get(stages).List().Len() > 0
 }
 
 // stamp tells the server which server-side session the client has seen, so

@@ -52,7 +52,7 @@ func (s *Session) RegisterInput(ctx context.Context, in InputSpec) error {
 	if err := s.createView(ctx, op, in.Name, rel, false); err != nil {
 		return err
 	}
-	s.addView(in.Name, "input "+in.Name)
+	s.addInput(in.Name)
 	return nil
 }
 
@@ -112,6 +112,6 @@ func (s *Session) Alias(ctx context.Context, name, source string) error {
 	if err := s.createView(ctx, op, name, rel, false); err != nil {
 		return err
 	}
-	s.addView(name, source)
+	s.addView(name)
 	return nil
 }

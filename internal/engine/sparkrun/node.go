@@ -85,9 +85,9 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 	if len(res.Schema) == 0 {
 		return nil, permanent(op, "the query's result has no columns")
 	}
-	names := []string{node.Name}
-	if s.hasView(node.Name) {
-		names = nil // an input of that name wins; the output keys still work
+	var names []string
+	if !s.isInput(node.Name) { // an input of that name wins; the output keys still work
+		names = append(names, node.Name)
 	}
 	for _, out := range node.Outputs {
 		if out.Key != "" {

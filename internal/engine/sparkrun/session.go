@@ -65,8 +65,9 @@ type Session struct {
 	serverSID string
 	lost      bool
 	closing   bool
-	views     map[string]string // name SQL uses -> what it shows, for messages
-	globals   []string          // global views to drop at Close
+	views     map[string]bool // names node SQL may read, lower-cased
+	inputs    map[string]bool // the views among them that are inputs
+	globals   []string        // global views to drop at Close
 	skipped   []string
 	watchers  sync.WaitGroup
 	closed    chan struct{}
@@ -96,7 +97,8 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 		remote: r,
 		log:    cfg.Logger,
 		prefix: "tauro_" + sanitize(runID),
-		views:  map[string]string{},
+		views:  map[string]bool{},
+		inputs: map[string]bool{},
 		closed: make(chan struct{}),
 	}
 	if s.log == nil {
@@ -186,38 +188,16 @@ func (s *Session) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// watch interrupts operation opID on the server if ctx ends before the
-// operation finishes.
-func (s *Session) watch(ctx context.Context, opID string, finished <-chan struct{}) {
-	if ctx.Done() == nil {
-		return
-	}
+// track registers a goroutine that Close waits for; false once the
+// session is closing.
+func (s *Session) track() bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closing {
-		s.mu.Unlock()
-		return
+		return false
 	}
 	s.watchers.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.watchers.Done()
-		select {
-		case <-finished:
-			if ctx.Err() == nil {
-				return
-			}
-		case <-ctx.Done():
-		case <-s.closed:
-			return
-		}
-		ictx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.interrupt(ictx, opID); err != nil {
-			s.log.Warn("could not interrupt a cancelled Spark operation", "operation", opID, "err", err)
-			return
-		}
-		s.log.Info("interrupted Spark operation", "operation", opID, "reason", context.Cause(ctx))
-	}()
+	return true
 }
 
 func (s *Session) sessionID() string {
@@ -267,17 +247,29 @@ func (s *Session) check(op string) error {
 	return nil
 }
 
-func (s *Session) addView(name, shows string) {
+func (s *Session) addView(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.views[strings.ToLower(name)] = shows
+	s.views[strings.ToLower(name)] = true
+}
+
+func (s *Session) addInput(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.views[strings.ToLower(name)] = true
+	s.inputs[strings.ToLower(name)] = true
+}
+
+func (s *Session) isInput(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inputs[strings.ToLower(name)]
 }
 
 func (s *Session) hasView(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.views[strings.ToLower(name)]
-	return ok
+	return s.views[strings.ToLower(name)]
 }
 
 func (s *Session) addGlobal(view string) {

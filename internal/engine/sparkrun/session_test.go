@@ -388,3 +388,20 @@ func (s *Session) remoteURL(t *testing.T) string {
 	t.Helper()
 	return "sc://" + s.remote.addr
 }
+
+func TestRunSQL_ASecondAttemptReplacesTheFirst(t *testing.T) {
+	s := connect(t, nil)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "n")
+	node := NodeSpec{Name: "n", SQL: "SELECT id FROM range(:n)", Outputs: []OutputSpec{{Key: "n_out", Format: "parquet", Path: path}}}
+	for _, n := range []int64{2, 5} {
+		if _, err := s.RunSQL(ctx, node, map[string]any{"n": n}); err != nil {
+			t.Fatalf("attempt with n=%d: %v", n, err)
+		}
+	}
+	for _, q := range []string{"SELECT count(*) FROM n", "SELECT count(*) FROM n_out", "SELECT count(*) FROM parquet.`" + path + "`"} {
+		if got := rows(t, s, q); got[0][0] != int64(5) {
+			t.Errorf("%s = %v, want 5 (the second attempt's)", q, got[0][0])
+		}
+	}
+}

@@ -121,7 +121,7 @@ func TestLiteral(t *testing.T) {
 }
 
 func TestSession_NoticesARestartedServer(t *testing.T) {
-	s := &Session{views: map[string]string{}, log: slog.New(slog.DiscardHandler)}
+	s := &Session{views: map[string]bool{}, log: slog.New(slog.DiscardHandler)}
 	s.noteServerSession("a")
 	s.noteServerSession("a")
 	if err := s.check("op"); err != nil {

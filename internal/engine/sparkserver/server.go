@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -413,7 +414,7 @@ func (s *Server) args(port int) []string {
 func (s *Server) env() []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED="} {
-			if len(kv) >= len(k) && kv[:len(k)] == k {
+			if strings.HasPrefix(kv, k) {
 				return true
 			}
 		}
