@@ -175,8 +175,10 @@ type Store struct {
 	reader *sql.DB
 	opt    options
 
-	// sem is the writer's one slot; holding it means owning the writer
-	// connection and the right to publish.
+	wconn  *writerConn // the writer's connection, held for the store's life
+
+	// sem is the writer's one slot; holding it means owning wconn and the
+	// right to publish.
 	sem       chan struct{}
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -226,9 +228,16 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		writer.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
+	conn, err := writer.Conn(ctx)
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	s.wconn = &writerConn{conn: conn, stmts: map[string]*sql.Stmt{}}
 
 	reader, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
 	if err != nil {
+		s.wconn.close()
 		writer.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
@@ -261,7 +270,7 @@ func (s *Store) Close() error {
 		// Taking the writer slot for good waits out the write in progress
 		// and keeps later ones out.
 		s.sem <- struct{}{}
-		err = errors.Join(s.reader.Close(), s.writer.Close())
+		err = errors.Join(s.reader.Close(), s.wconn.close(), s.writer.Close())
 	})
 	return err
 }

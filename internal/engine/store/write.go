@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,7 +20,7 @@ type querier interface {
 // writeTx is one write transaction and the events it commits.
 type writeTx struct {
 	ctx context.Context
-	tx  *sql.Tx
+	tx  *writerConn
 	// now stamps everything the transaction writes, so one batch of
 	// events shares one time.
 	now    time.Time
@@ -48,16 +49,14 @@ func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 	}
 
 	wctx := context.WithoutCancel(ctx)
-	tx, err := s.writer.BeginTx(wctx, nil)
-	if err != nil {
+	if err := s.wconn.begin(wctx); err != nil {
 		return fmt.Errorf("store: beginning a write: %w", err)
 	}
-	w := &writeTx{ctx: wctx, tx: tx, now: s.opt.now(), limits: s.opt.limits}
+	w := &writeTx{ctx: wctx, tx: s.wconn, now: s.opt.now(), limits: s.opt.limits}
 	if err := fn(w); err != nil {
-		_ = tx.Rollback()
-		return err
+		return errors.Join(err, s.wconn.rollback(wctx))
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.wconn.commit(wctx); err != nil {
 		return fmt.Errorf("store: committing: %w", err)
 	}
 	s.hub.publish(w.committed)
