@@ -493,7 +493,9 @@ func (e *Engine) Repair(ctx context.Context, id string) (run.Run, error) {
 }
 
 // RepairSet is the nodes a repair runs again: those that did not succeed
-// (or are missing from the record) and everything downstream of them.
+// (or are missing from the record) and everything downstream of them. A
+// succeeded node that one of those reads is kept only if it wrote an output
+// to read its result back from; one without outputs runs again too.
 func RepairSet(p *plan.Pipeline, r run.Run) map[string]bool {
 	state := make(map[string]run.NodeState, len(r.Nodes))
 	for _, n := range r.Nodes {
@@ -519,6 +521,17 @@ func RepairSet(p *plan.Pipeline, r run.Run) map[string]bool {
 			if reset[d] {
 				reset[name] = true
 				break
+			}
+		}
+	}
+	for i := len(p.Plan.Order) - 1; i >= 0; i-- {
+		n, ok := byName[p.Plan.Order[i]]
+		if !ok || !reset[n.Name] {
+			continue
+		}
+		for _, d := range n.Dependencies {
+			if dn := byName[d]; dn != nil && !reset[d] && len(dn.Outputs) == 0 {
+				reset[d] = true
 			}
 		}
 	}

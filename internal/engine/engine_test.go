@@ -22,7 +22,8 @@ func mustMap(t *testing.T, src string) *config.Map {
 	return m
 }
 
-// diamond: a -> b, a -> c, b -> d, c -> d, and an independent e.
+// diamond: a -> b, a -> c, b -> d, c -> d, and an independent e. Every
+// node but c writes an output.
 func diamond(t *testing.T) *plan.Pipeline {
 	t.Helper()
 	proj := &config.Project{
@@ -30,13 +31,13 @@ func diamond(t *testing.T) *plan.Pipeline {
 		Global:    mustMap(t, `{start_date: "2025-01-01", end_date: "2025-01-02"}`),
 		Pipelines: mustMap(t, `{p: {nodes: [d, c, b, a, e]}}`),
 		Nodes: mustMap(t, `{
-a: {sql: "SELECT 1"},
-b: {sql: "SELECT 1", dependencies: a},
+a: {sql: "SELECT 1", output: [s.t.a]},
+b: {sql: "SELECT 1", dependencies: a, output: [s.t.b]},
 c: {sql: "SELECT 1", dependencies: a},
-d: {sql: "SELECT 1", dependencies: [b, c]},
-e: {sql: "SELECT 1"}}`),
+d: {sql: "SELECT 1", dependencies: [b, c], output: [s.t.d]},
+e: {sql: "SELECT 1", output: [s.t.e]}}`),
 		Inputs:  config.NewMap(),
-		Outputs: config.NewMap(),
+		Outputs: mustMap(t, `{s.t.a: {format: parquet}, s.t.b: {format: parquet}, s.t.d: {format: parquet}, s.t.e: {format: parquet}}`),
 	}
 	p, err := plan.Resolve(proj, plan.Request{Pipeline: "p"})
 	if err != nil {
@@ -52,11 +53,11 @@ func TestRepairSet_RerunsWhatDidNotSucceedAndEverythingDownstream(t *testing.T) 
 		states map[string]run.NodeState
 		want   []string
 	}{
-		{"failed leaf only", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeSucceeded, "c": run.NodeSucceeded, "d": run.NodeFailed, "e": run.NodeSucceeded}, []string{"d"}},
-		{"failed middle and its skipped dependent", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeFailed, "c": run.NodeSucceeded, "d": run.NodeSkipped, "e": run.NodeSucceeded}, []string{"b", "d"}},
+		{"failed leaf reruns with the upstream that stored nothing", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeSucceeded, "c": run.NodeSucceeded, "d": run.NodeFailed, "e": run.NodeSucceeded}, []string{"c", "d"}},
+		{"failed middle and its skipped dependent", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeFailed, "c": run.NodeSucceeded, "d": run.NodeSkipped, "e": run.NodeSucceeded}, []string{"b", "c", "d"}},
 		{"cancelled root reruns everything under it", map[string]run.NodeState{"a": run.NodeCancelled, "b": run.NodeCancelled, "c": run.NodeCancelled, "d": run.NodeCancelled, "e": run.NodeSucceeded}, []string{"a", "b", "c", "d"}},
 		{"timed out independent node alone", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeSucceeded, "c": run.NodeSucceeded, "d": run.NodeSucceeded, "e": run.NodeTimedOut}, []string{"e"}},
-		{"interrupted while running", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeRunning, "c": run.NodeSucceeded, "d": run.NodePending, "e": run.NodeSucceeded}, []string{"b", "d"}},
+		{"interrupted while running", map[string]run.NodeState{"a": run.NodeSucceeded, "b": run.NodeRunning, "c": run.NodeSucceeded, "d": run.NodePending, "e": run.NodeSucceeded}, []string{"b", "c", "d"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -58,15 +59,11 @@ func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.Run
 		rc:      rc,
 		conf:    conf,
 		log:     b.log.With("run_id", rc.RunID),
-		inputs:  map[string]*inputOnce{},
-		byName:  map[string]*plan.Node{},
-		outputs: map[string]string{},
+		inputs: map[string]*inputOnce{},
+		byName: map[string]*plan.Node{},
 	}
 	for _, n := range rc.Pipeline.Nodes {
 		r.byName[n.Name] = n
-		for _, k := range n.OutputKeys {
-			r.outputs[k.String()] = n.Name
-		}
 	}
 	if _, err := r.session(ctx); err != nil {
 		return nil, err
@@ -81,12 +78,12 @@ type runExec struct {
 	conf   map[string]string
 	log    *slog.Logger
 	byName map[string]*plan.Node
-	// outputs maps an output key to the node of this run that writes it.
-	outputs map[string]string
 
 	mu     sync.Mutex
 	sess   *sparkrun.Session
 	inputs map[string]*inputOnce
+	// ran holds the nodes whose results this session has as views.
+	ran map[string]bool
 }
 
 // inputOnce registers one input view per session, whichever node needs it
@@ -114,6 +111,7 @@ func (r *runExec) session(ctx context.Context) (*sparkrun.Session, error) {
 	}
 	r.sess = s
 	r.inputs = map[string]*inputOnce{}
+	r.ran = map[string]bool{}
 	return s, nil
 }
 
@@ -164,10 +162,13 @@ func describe(err error) error {
 }
 
 func (r *runExec) runSQL(ctx context.Context, s *sparkrun.Session, n *plan.Node, emit func(run.Event)) error {
+	if err := r.upstream(ctx, s, n); err != nil {
+		return err
+	}
 	var names []string
 	for _, key := range n.Inputs {
-		if producer, ok := r.outputs[key]; ok && producer != n.Name {
-			names = append(names, key) // an upstream result, registered by RunSQL under its key
+		if producer := n.ProducedBy[key]; producer != "" && producer != n.Name {
+			names = append(names, key) // an upstream result, a view by now
 			continue
 		}
 		if err := r.registerInput(ctx, s, key); err != nil {
@@ -187,6 +188,11 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkrun.Session, n *plan.Node,
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
+	if r.sess == s {
+		r.ran[n.Name] = true
+	}
+	r.mu.Unlock()
 	for _, o := range res.Outputs {
 		if o.Warning != "" {
 			emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: o.Warning})
@@ -196,6 +202,63 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkrun.Session, n *plan.Node,
 		}
 	}
 	return nil
+}
+
+// upstream makes sure every result n reads is a view of this session. A
+// result computed in this session already is; one computed earlier (a node
+// kept by a repair, or one left out of the selection) is read back from
+// what that node wrote, under its output keys and, for a dependency, its
+// name too.
+func (r *runExec) upstream(ctx context.Context, s *sparkrun.Session, n *plan.Node) error {
+	r.mu.Lock()
+	ran := maps.Clone(r.ran)
+	r.mu.Unlock()
+	for _, d := range n.Dependencies {
+		dn := r.byName[d]
+		if dn == nil || ran[d] {
+			continue
+		}
+		if len(dn.OutputKeys) == 0 {
+			return &retry.Failure{Err: run.Error{Type: "UpstreamNotStored", Message: fmt.Sprintf(
+				"node %q reads %q, which did not run in this execution and writes no output to read it back from; run %q too", n.Name, d, d)}}
+		}
+		for _, k := range dn.OutputKeys {
+			if err := r.readBack(ctx, s, k); err != nil {
+				return err
+			}
+		}
+		if err := r.once(ctx, "alias:"+d, func() error {
+			return s.Alias(ctx, d, "`"+dn.OutputKeys[0].String()+"`")
+		}); err != nil {
+			return err
+		}
+	}
+	for _, key := range n.Inputs {
+		producer := n.ProducedBy[key]
+		if producer == "" || producer == n.Name || ran[producer] {
+			continue
+		}
+		k, err := config.ParseOutputKey(key)
+		if err != nil {
+			return &retry.Failure{Err: run.Error{Type: "ConfigError", Message: err.Error()}}
+		}
+		if err := r.readBack(ctx, s, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBack registers what an earlier execution wrote to output k as a view
+// named after the key.
+func (r *runExec) readBack(ctx context.Context, s *sparkrun.Session, k config.OutputKey) error {
+	return r.once(ctx, "output:"+k.String(), func() error {
+		out, err := r.outputSpec(k)
+		if err != nil {
+			return err
+		}
+		return s.RegisterInput(ctx, sparkrun.InputSpec{Name: k.String(), Format: out.Format, Path: out.Path, Options: out.Options})
+	})
 }
 
 // params are the SQL parameters every node may use.
@@ -213,26 +276,30 @@ func (r *runExec) params() map[string]any {
 }
 
 func (r *runExec) registerInput(ctx context.Context, s *sparkrun.Session, key string) error {
-	r.mu.Lock()
-	o := r.inputs[key]
-	if o == nil {
-		o = &inputOnce{}
-		r.inputs[key] = o
-	}
-	r.mu.Unlock()
-	o.once.Do(func() {
+	return r.once(ctx, "input:"+key, func() error {
 		spec, err := r.inputSpec(key)
 		if err != nil {
-			o.err = err
-			return
+			return err
 		}
-		o.err = s.RegisterInput(ctx, spec)
+		return s.RegisterInput(ctx, spec)
 	})
+}
+
+// once runs fn once per session for id, whichever node needs it first; a
+// failure is forgotten so the next attempt tries again.
+func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
+	r.mu.Lock()
+	o := r.inputs[id]
+	if o == nil {
+		o = &inputOnce{}
+		r.inputs[id] = o
+	}
+	r.mu.Unlock()
+	o.once.Do(func() { o.err = fn() })
 	if o.err != nil {
-		// A failed registration may be transient; let the next attempt try again.
 		r.mu.Lock()
-		if r.inputs[key] == o {
-			delete(r.inputs, key)
+		if r.inputs[id] == o {
+			delete(r.inputs, id)
 		}
 		r.mu.Unlock()
 	}
