@@ -175,7 +175,7 @@ type Store struct {
 	reader *sql.DB
 	opt    options
 
-	wconn  *writerConn // the writer's connection, held for the store's life
+	wconn *writerConn // the writer's connection, held for the store's life
 
 	// sem is the writer's one slot; holding it means owning wconn and the
 	// right to publish.
