@@ -9,8 +9,10 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[3]
 SQLPROJ = REPO / "cmd" / "execd" / "testdata" / "sqlproj"
@@ -20,21 +22,23 @@ LISTENING = "execd listening on "
 # short enough that a run left to finish does not slow the suite down.
 NAP_MS = "6000"
 
-# A pipeline that fails on Spark, added to the test's copy of the project:
-# sqlproj's own pipelines either succeed or fail validation.
-FAILING_NODES = """
-explode:
-  dependencies: numbers
-  sql: "SELECT raise_error('boom from explode') AS never FROM numbers"
-after_explode:
-  dependencies: explode
-  sql: "SELECT 1 AS unreachable"
-"""
-FAILING_PIPELINE = """
-failing:
-  type: batch
-  nodes: [numbers, explode, after_explode]
-"""
+# Changes to the test's copy of sqlproj. execd keeps a SQL node's result as a
+# view and computes it only when an output is written, so a node must write
+# for its query to run on Spark: nap gets an output so that it really sleeps,
+# and the added `failing` pipeline has a node whose write fails on Spark.
+OUTPUTS = {
+    "test.naps.nap": {"format": "parquet", "write_mode": "overwrite"},
+    "test.fails.explode": {"format": "parquet", "write_mode": "overwrite"},
+}
+EXTRA_NODES = {
+    "explode": {
+        "dependencies": ["numbers"],
+        "sql": "SELECT raise_error('boom from explode') AS never FROM numbers",
+        "output": ["test.fails.explode"],
+    },
+    "after_explode": {"dependencies": ["explode"], "sql": "SELECT 1 AS unreachable"},
+}
+EXTRA_PIPELINES = {"failing": {"type": "batch", "nodes": ["numbers", "explode", "after_explode"]}}
 
 
 def execd_binary() -> Path:
@@ -50,10 +54,17 @@ def execd_binary() -> Path:
 def make_project(root: Path) -> Path:
     project = root / "sqlproj"
     shutil.copytree(SQLPROJ, project)
-    with open(project / "config" / "nodes.yaml", "a") as f:
-        f.write(FAILING_NODES)
-    with open(project / "config" / "pipelines.yaml", "a") as f:
-        f.write(FAILING_PIPELINE)
+    config = project / "config"
+
+    def edit(name: str, change: dict[str, Any]) -> None:
+        data = yaml.safe_load((config / name).read_text()) or {}
+        data.update(change)
+        (config / name).write_text(yaml.safe_dump(data, sort_keys=False))
+
+    nodes = yaml.safe_load((config / "nodes.yaml").read_text())
+    edit("nodes.yaml", {"nap": {**nodes["nap"], "output": ["test.naps.nap"]}, **EXTRA_NODES})
+    edit("output.yaml", OUTPUTS)
+    edit("pipelines.yaml", EXTRA_PIPELINES)
     return project
 
 

@@ -267,14 +267,11 @@ class Run:
             self._nodes.append(_advance(NodeRun(ev.node, NodeState.PENDING, 0, None, None, None), ev))
 
     def _failures(self) -> list[NodeFailure]:
+        # Only the nodes that failed themselves: skipped ones merely follow them.
         out = []
         for n in self._nodes:
-            if n.state is NodeState.SUCCEEDED:
-                continue
-            if n.error is not None:
-                out.append(NodeFailure(n.name, n.error))
-            elif n.state in (NodeState.FAILED, NodeState.TIMED_OUT):
-                out.append(NodeFailure(n.name, NodeError(n.state.name, "no error was recorded")))
+            if n.state in (NodeState.FAILED, NodeState.TIMED_OUT):
+                out.append(NodeFailure(n.name, n.error or NodeError(n.state.name, "no error was recorded")))
         return out
 
 
