@@ -14,7 +14,8 @@ import (
 // next sequence (LastSequence+1, +2, ...) and the commit time, and is
 // applied to the run, node and attempt rows as the package documentation
 // describes. Either every event is stored or none is. Watchers receive the
-// events only after the commit. The returned events are the stored ones.
+// events only after the commit. The returned events are the stored ones;
+// with no events Append does nothing.
 func (s *Store) Append(ctx context.Context, runID string, evs ...run.Event) ([]run.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // BenchmarkAppend measures committed events per second, one event per
@@ -81,5 +80,3 @@ func BenchmarkAppendToWatcher(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(pct(1), "max-ms")
 }
-
-var _ = store.ErrClosed

@@ -84,11 +84,15 @@ func clampText(s string, maxBytes int) string {
 	if len(s) <= maxBytes {
 		return s
 	}
-	n := max(maxBytes-len(truncatedMark), 0)
+	mark := truncatedMark
+	if maxBytes <= len(mark) {
+		mark = "" // a limit this small has no room for the mark
+	}
+	n := maxBytes - len(mark)
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + truncatedMark
+	return s[:n] + mark
 }
 
 // clampError returns a copy of e with its text clamped. The copy also means

@@ -54,7 +54,10 @@ func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 	}
 	w := &writeTx{ctx: wctx, tx: s.wconn, now: s.opt.now(), limits: s.opt.limits}
 	if err := fn(w); err != nil {
-		return errors.Join(err, s.wconn.rollback(wctx))
+		if rerr := s.wconn.rollback(wctx); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
 	}
 	if err := s.wconn.commit(wctx); err != nil {
 		return fmt.Errorf("store: committing: %w", err)
