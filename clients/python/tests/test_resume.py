@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from harness import CuttableProxy, Daemon
 
@@ -38,8 +40,12 @@ def test_watch_resumes_after_the_connection_drops_mid_stream(
     assert seen == list(client.run(run_id).watch())
 
 
-def test_watch_follows_a_run_through_a_daemon_restart(fresh_daemon: Daemon) -> None:
-    # A nap far longer than the test: the restart is what ends the run.
+@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "killed"])
+def test_watch_follows_a_run_through_a_daemon_restart(fresh_daemon: Daemon, stop_with: signal.Signals) -> None:
+    # A nap far longer than the test: the restart is what ends the run. A
+    # graceful stop records INTERRUPTED before it closes the stream; a killed
+    # daemon drops the stream at once and records it when it starts again, so
+    # only a watch that reconnects and resumes can see it.
     fresh_daemon.start(env={"NAP_MS": "600000"})
     seen: list[Event] = []
     with Client(fresh_daemon.address, timeout=30) as c:
@@ -47,7 +53,7 @@ def test_watch_follows_a_run_through_a_daemon_restart(fresh_daemon: Daemon) -> N
         for ev in run.watch(reconnect_timeout=120):
             seen.append(ev)
             if isinstance(ev, NodeStateChanged) and ev.node == "nap" and ev.state is NodeState.RUNNING:
-                fresh_daemon.stop()
+                fresh_daemon.stop(sig=stop_with)
                 fresh_daemon.start(env={"NAP_MS": "100"})
 
         assert [e.sequence for e in seen] == list(range(1, len(seen) + 1))
@@ -56,13 +62,8 @@ def test_watch_follows_a_run_through_a_daemon_restart(fresh_daemon: Daemon) -> N
         assert run.state is RunState.INTERRUPTED
         assert seen == list(c.run(run.id).watch())
 
-        # The restarted daemon finishes the interrupted run on repair.
-        repaired = run.repair().wait(timeout=300)
-        assert repaired.state is RunState.SUCCEEDED
-        assert [n.state for n in repaired.nodes] == [NodeState.SUCCEEDED] * 3
 
-
-def test_wait_on_an_interrupted_run_raises_run_failed(fresh_daemon: Daemon) -> None:
+def test_an_interrupted_run_fails_wait_and_repair_finishes_it(fresh_daemon: Daemon) -> None:
     fresh_daemon.start(env={"NAP_MS": "600000"})
     with Client(fresh_daemon.address, timeout=30) as c:
         run = c.execute("slow")
@@ -70,9 +71,13 @@ def test_wait_on_an_interrupted_run_raises_run_failed(fresh_daemon: Daemon) -> N
             if isinstance(ev, NodeStateChanged) and ev.node == "nap" and ev.state is NodeState.RUNNING:
                 break
         fresh_daemon.stop()
-        fresh_daemon.start()
+        fresh_daemon.start(env={"NAP_MS": "100"})
 
         with pytest.raises(RunFailed) as caught:
             run.wait(timeout=120)
-
         assert caught.value.run.state is RunState.INTERRUPTED
+
+        repaired = run.repair().wait(timeout=300)
+        assert repaired.state is RunState.SUCCEEDED
+        assert repaired.repair_count == 1
+        assert [n.state for n in repaired.nodes] == [NodeState.SUCCEEDED] * 3
