@@ -262,9 +262,23 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 	return stored, nil
 }
 
-// start runs a recorded run in the background. done names the nodes kept
-// from an earlier execution (repair).
-func (e *Engine) start(runID string, proj *config.Project, p *plan.Pipeline, params run.Params, done map[string]bool) error {
+// repairState is what a repair carries over from earlier executions.
+type repairState struct {
+	kept map[string]bool // succeeded nodes that are not run again
+	made map[string]int  // attempts made so far, per node
+}
+
+func (r *repairState) done(node string) bool { return r != nil && r.kept[node] }
+
+func (r *repairState) attempts(node string) int {
+	if r == nil {
+		return 0
+	}
+	return r.made[node]
+}
+
+// start runs a recorded run in the background. prior is nil for a new run.
+func (e *Engine) start(runID string, proj *config.Project, p *plan.Pipeline, params run.Params, prior *repairState) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closing {
@@ -283,7 +297,7 @@ func (e *Engine) start(runID string, proj *config.Project, p *plan.Pipeline, par
 			e.mu.Unlock()
 			cancel(nil)
 		}()
-		e.execute(ctx, runID, proj, p, params, done)
+		e.execute(ctx, runID, proj, p, params, prior)
 	}()
 	return nil
 }
@@ -291,21 +305,21 @@ func (e *Engine) start(runID string, proj *config.Project, p *plan.Pipeline, par
 // execute drives one run from RUNNING to its terminal state. Records are
 // written with a context that outlives cancellation, so a cancelled run
 // still records how it ended.
-func (e *Engine) execute(ctx context.Context, runID string, proj *config.Project, p *plan.Pipeline, params run.Params, done map[string]bool) {
+func (e *Engine) execute(ctx context.Context, runID string, proj *config.Project, p *plan.Pipeline, params run.Params, prior *repairState) {
 	recCtx := context.WithoutCancel(ctx)
 	log := e.log.With("run_id", runID, "pipeline", p.Name)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
 		log.Error("recording run start", "err", err)
 		return
 	}
-	state, msg := e.drive(ctx, runID, proj, p, params, done, log)
+	state, msg := e.drive(ctx, runID, proj, p, params, prior, log)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: state, Message: msg}); err != nil {
 		log.Error("recording run end", "err", err)
 	}
 	log.Info("run ended", "state", state, "message", msg)
 }
 
-func (e *Engine) drive(ctx context.Context, runID string, proj *config.Project, p *plan.Pipeline, params run.Params, done map[string]bool, log *slog.Logger) (run.State, string) {
+func (e *Engine) drive(ctx context.Context, runID string, proj *config.Project, p *plan.Pipeline, params run.Params, prior *repairState, log *slog.Logger) (run.State, string) {
 	recCtx := context.WithoutCancel(ctx)
 	exec, err := e.opt.Backend.OpenRun(ctx, RunContext{RunID: runID, Project: proj, Pipeline: p, Params: params})
 	if err != nil {
@@ -322,11 +336,12 @@ func (e *Engine) drive(ctx context.Context, runID string, proj *config.Project, 
 	for _, n := range p.Nodes {
 		byName[n.Name] = n
 		tasks = append(tasks, schedule.Task{
-			Name:    n.Name,
-			Deps:    n.Dependencies,
-			Retry:   retryPolicy(n),
-			Timeout: n.Timeout,
-			Done:    done[n.Name],
+			Name:          n.Name,
+			Deps:          n.Dependencies,
+			Retry:         retryPolicy(n),
+			Timeout:       n.Timeout,
+			Done:          prior.done(n.Name),
+			PriorAttempts: prior.attempts(n.Name),
 		})
 	}
 	runner := schedule.RunnerFunc(func(ctx context.Context, a schedule.Attempt) error {
@@ -470,11 +485,14 @@ func (e *Engine) Repair(ctx context.Context, id string) (run.Run, error) {
 		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	reset := RepairSet(p, r)
-	done := make(map[string]bool, len(p.Nodes))
+	prior := &repairState{kept: map[string]bool{}, made: map[string]int{}}
 	for _, n := range p.Nodes {
 		if !reset[n.Name] {
-			done[n.Name] = true
+			prior.kept[n.Name] = true
 		}
+	}
+	for _, n := range r.Nodes {
+		prior.made[n.Name] = n.Attempt
 	}
 	names := make([]string, 0, len(reset))
 	for _, n := range p.Nodes {
@@ -486,7 +504,7 @@ func (e *Engine) Repair(ctx context.Context, id string) (run.Run, error) {
 	if err != nil {
 		return run.Run{}, err
 	}
-	if err := e.start(id, proj, p, stored.Params, done); err != nil {
+	if err := e.start(id, proj, p, stored.Params, prior); err != nil {
 		return run.Run{}, err
 	}
 	return stored, nil

@@ -38,6 +38,10 @@ type Task struct {
 	// the run (repair): it is not run, not recorded, and counts as
 	// SUCCEEDED from the start, whatever its own dependencies do.
 	Done bool
+	// PriorAttempts is how many attempts earlier executions of the run
+	// made (repair): numbering continues after them, so no attempt record
+	// is overwritten, while the retry policy counts this execution's only.
+	PriorAttempts int
 }
 
 // Attempt identifies one try at running a node.
@@ -196,7 +200,7 @@ func build(tasks []Task) ([]*node, error) {
 		if _, dup := byName[t.Name]; dup {
 			return nil, fmt.Errorf("schedule: task %q is declared twice", t.Name)
 		}
-		n := &node{Task: t, index: i, state: run.NodePending, dueIndex: -1}
+		n := &node{Task: t, index: i, state: run.NodePending, dueIndex: -1, attempt: t.PriorAttempts}
 		nodes[i], byName[t.Name] = n, n
 	}
 	for _, n := range nodes {

@@ -810,3 +810,29 @@ func TestScheduler_RequiresARunner(t *testing.T) {
 		t.Fatal("Run with a nil Runner returned no error")
 	}
 }
+
+func TestScheduler_RepairContinuesAttemptNumbersButRetriesAfresh(t *testing.T) {
+	var mu sync.Mutex
+	var got []Attempt
+	r := RunnerFunc(func(ctx context.Context, a Attempt) error {
+		mu.Lock()
+		got = append(got, a)
+		mu.Unlock()
+		if a.Attempt < 4 {
+			return errors.New("transient")
+		}
+		return nil
+	})
+	tasks := []Task{{Name: "n", PriorAttempts: 2, Retry: retry.Policy{MaxAttempts: 2}}}
+	res, err := Run(context.Background(), tasks, r, nil, Options{MaxWorkers: 1, Clock: clock.NewFake(time.Unix(0, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.States["n"] != run.NodeSucceeded {
+		t.Fatalf("state %v, want SUCCEEDED", res.States["n"])
+	}
+	want := []Attempt{{"n", 3}, {"n", 4}}
+	if !slices.Equal(got, want) {
+		t.Errorf("attempts %v, want %v", got, want)
+	}
+}

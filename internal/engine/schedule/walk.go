@@ -242,8 +242,8 @@ func (w *walk) finish(c completion) {
 	class, err := outcome(n.ctx, c.err)
 	n.cancel(nil)
 	t.Err = describe(class, err)
-	if class.Retryable() && n.attempt < n.Retry.Attempts() && !w.stopping {
-		t.State, t.RetryIn = run.NodeRetrying, n.Retry.Delay(n.attempt, w.rand)
+	if tries := n.attempt - n.PriorAttempts; class.Retryable() && tries < n.Retry.Attempts() && !w.stopping {
+		t.State, t.RetryIn = run.NodeRetrying, n.Retry.Delay(tries, w.rand)
 		w.set(n, t)
 		w.deadlines.set(n, t.At.Add(t.RetryIn))
 		return
