@@ -22,9 +22,10 @@ def spark_remote() -> str:
     remote = os.environ.get("TAURO_SPARK_REMOTE", "")
     if not remote:
         pytest.fail(
-            "TAURO_SPARK_REMOTE is not set. Run the Python tests with `make test` (or `make test-python`), "
-            "which start a Spark Connect server, or start one yourself and export "
-            "TAURO_SPARK_REMOTE=sc://127.0.0.1:PORT.",
+            "TAURO_SPARK_REMOTE is not set. Run the Python tests with `make test`, which starts one "
+            "Spark Connect server for the test run, or start one yourself: "
+            "`bin/execd spark-server --state .build/spark-test --ready-file .build/spark-test/remote &` "
+            "then `export TAURO_SPARK_REMOTE=$(cat .build/spark-test/remote)`.",
             pytrace=False,
         )
     return remote

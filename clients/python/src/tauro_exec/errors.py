@@ -72,10 +72,8 @@ class ValidationError(TauroExecError):
         details: str = "",
     ) -> None:
         self.violations = violations
-        if violations:
-            lines = [f"{message}: {len(violations)} problem(s):"]
-            lines += [f"  {v}" for v in violations]
-            message = "\n".join(lines)
+        if violations:  # the list replaces the status message, which joins them on one line
+            message = "\n".join([f"{len(violations)} problem(s):"] + [f"  {v}" for v in violations])
         super().__init__(message, code=code, details=details)
 
 
@@ -122,7 +120,8 @@ def from_rpc_error(err: grpc.RpcError) -> TauroExecError:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ValidationError(details or "invalid argument", violations=_violations(err), details=details)
     message = f"{code.name}: {details}" if details else code.name
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if code == grpc.StatusCode.UNAVAILABLE and "connect" in details.lower():
+        # gRPC's own message when nothing answers; execd's (Spark is down) differ.
         message += " (is execd running? start it with 'execd serve --project DIR')"
     return _BY_CODE.get(code, TauroExecError)(message, code=code, details=details)
 
