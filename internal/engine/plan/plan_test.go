@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
@@ -154,7 +153,6 @@ func chainProject(n int, loop bool) *config.Project {
 
 func TestPlan_DeepChainsDoNotExhaustTheStack(t *testing.T) {
 	const n = 100_000
-	start := time.Now()
 	pl := mustResolve(t, chainProject(n, false), Request{Pipeline: "p", Select: []string{"+n99999+"}})
 	if len(pl.Plan.Order) != n || len(pl.Plan.Stages) != n || len(pl.Plan.CriticalPath) != n {
 		t.Fatalf("order %d stages %d critical path %d; want %d each", len(pl.Plan.Order), len(pl.Plan.Stages), len(pl.Plan.CriticalPath), n)
@@ -164,9 +162,6 @@ func TestPlan_DeepChainsDoNotExhaustTheStack(t *testing.T) {
 	l := problems(t, err)
 	if len(l) != 1 || l[0].Code != problem.CodeCycle || !strings.HasPrefix(l[0].Message, "dependency cycle: n0 -> n99999 -> n99998") {
 		t.Fatalf("want one cycle problem; got %.300s", l.Error())
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("took %v", d)
 	}
 }
 
