@@ -13,7 +13,7 @@ PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 FUZZTIME ?= 10s
 
-.PHONY: all build generate check-generated lint venv java test test-go test-fuzz test-python bench demo clean
+.PHONY: all build generate check-generated lint venv spark-jars java test test-go test-fuzz test-python bench demo clean
 
 all: build
 
@@ -23,7 +23,7 @@ build:
 # ---- environment -----------------------------------------------------------
 
 # The venv is rebuilt only when the lock file changes.
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed spark-jars
 $(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed")'
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,27 @@ $(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.to
 	$(VPY) -m pip install -q -r clients/python/requirements.lock
 	$(VPY) -m pip install -q --no-deps -e clients/python
 	touch $@
+
+# Jars the embedded Spark Connect server adds to pyspark's own (sparkserver
+# passes every jar in $(SPARK_JARS_DIR) to spark-submit --jars): Delta Lake
+# built for Spark 4.2 with the runtime dependencies Spark does not ship (its
+# POM marks Spark provided), and Spark's Avro source. Fetched once with Maven,
+# whose ~/.m2 cache keeps them; the stamp names the list, so a change refetches.
+SPARK_JARS_DIR := $(VENV)/spark-jars
+SPARK_JARS := io.delta:delta-spark_4.2_2.13:4.4.0 io.delta:delta-storage:4.4.0 \
+  io.delta:delta-kernel-api:4.4.0 io.delta:delta-kernel-defaults:4.4.0 \
+  io.delta:delta-kernel-unitycatalog:4.4.0 io.unitycatalog:unitycatalog-client:0.6.0 \
+  io.unitycatalog:unitycatalog-hadoop:0.6.0 com.fasterxml.jackson.datatype:jackson-datatype-jdk8:2.21.2 \
+  org.apache.spark:spark-avro_2.13:4.2.0
+SPARK_JARS_STAMP := $(SPARK_JARS_DIR)/.fetched-$(shell printf '%s' '$(SPARK_JARS)' | cksum | cut -d' ' -f1)
+MVN_COPY := org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy
+
+spark-jars: $(SPARK_JARS_STAMP)
+$(SPARK_JARS_STAMP): | $(VENV)/.installed
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch Spark's Delta Lake and Avro jars: apt-get install maven" >&2; exit 1; }
+	rm -rf $(SPARK_JARS_DIR).tmp && mkdir -p $(SPARK_JARS_DIR).tmp
+	for a in $(SPARK_JARS); do mvn -q -B $(MVN_COPY) -Dartifact=$$a -DoutputDirectory=$(abspath $(SPARK_JARS_DIR)).tmp; done
+	rm -rf $(SPARK_JARS_DIR) && mv $(SPARK_JARS_DIR).tmp $(SPARK_JARS_DIR) && touch $@
 
 java:
 	@command -v java >/dev/null || { echo "Java 17+ is needed for Spark: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
@@ -71,7 +92,7 @@ SPARK_TEST := .build/spark-test
 
 # One Spark Connect server serves the whole test run: Go integration tests and
 # the Python client's tests reach it through TAURO_SPARK_REMOTE.
-test: check-generated test-fuzz java build venv
+test: check-generated test-fuzz java build venv spark-jars
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
 	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log)"
 	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
@@ -101,8 +122,8 @@ bench:
 
 # ---- demo ------------------------------------------------------------------
 
-demo: build venv
-	$(BIN)/execd demo --project examples/sales
+demo: build venv spark-jars
+	$(VPY) examples/demo.py
 
 clean:
 	rm -rf $(BIN) .build

@@ -1,0 +1,166 @@
+package sparkexec_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkexec"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(sparktest.Main(m)) }
+
+// shape names each node's dependencies; nodes are n0..n(len-1).
+type shape [][]int
+
+func wide(n int) shape { s := make(shape, n); return s }
+
+func deep(n int) shape {
+	s := make(shape, n)
+	for i := 1; i < n; i++ {
+		s[i] = []int{i - 1}
+	}
+	return s
+}
+
+// mixed is five layers of ten; each node reads two nodes of the layer above.
+func mixed() shape {
+	s := make(shape, 50)
+	for i := 10; i < 50; i++ {
+		s[i] = []int{i - 10 - i%10 + (i+3)%10, i - 10}
+	}
+	return s
+}
+
+// writeProject writes a tauro project whose every node is a small SQL
+// aggregate that writes parquet, so each node does real Spark work.
+func writeProject(tb testing.TB, dir string, sh shape) {
+	tb.Helper()
+	files := map[string]string{
+		"settings_yml.json": `{"base_path": ".", "env_config": {"base": {
+  "global_settings_path": "global.yaml", "pipelines_config_path": "pipelines.yaml",
+  "nodes_config_path": "nodes.yaml", "input_config_path": "input.yaml", "output_config_path": "output.yaml"}}}`,
+		"global.yaml": "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-31\"\nmax_parallel_nodes: 4\nmax_retries: 0\n",
+		"input.yaml":  "{}\n",
+	}
+	var pipes, nodes, outs strings.Builder
+	pipes.WriteString("bench:\n  nodes: [")
+	for i, deps := range sh {
+		if i > 0 {
+			pipes.WriteString(", ")
+		}
+		fmt.Fprintf(&pipes, "n%d", i)
+		fmt.Fprintf(&nodes, "n%d:\n  sql: \"SELECT id %% 10 AS k, count(*) AS c FROM range(%d) GROUP BY 1\"\n  output: [b.t.n%d]\n", i, 20000+i, i)
+		if len(deps) > 0 {
+			nodes.WriteString("  dependencies: [")
+			for j, d := range deps {
+				if j > 0 {
+					nodes.WriteString(", ")
+				}
+				fmt.Fprintf(&nodes, "n%d", d)
+			}
+			nodes.WriteString("]\n")
+		}
+		fmt.Fprintf(&outs, "b.t.n%d: {format: parquet, write_mode: overwrite}\n", i)
+	}
+	pipes.WriteString("]\n")
+	files["pipelines.yaml"], files["nodes.yaml"], files["output.yaml"] = pipes.String(), nodes.String(), outs.String()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSQLPipeline runs 50-node SQL pipelines end to end on the test
+// Spark server and reports how much of the wall time is not Spark's: the
+// wall time minus the best a perfect scheduler could do with the measured
+// node times (the longer of the critical path and the total over the
+// workers), per node.
+func BenchmarkSQLPipeline(b *testing.B) {
+	remote := sparktest.Remote(b)
+	for _, tc := range []struct {
+		name string
+		sh   shape
+	}{{"wide50", wide(50)}, {"deep50", deep(50)}, {"mixed50", mixed()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			writeProject(b, dir, tc.sh)
+			ctx := context.Background()
+			st, err := store.Open(ctx, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			log := slog.New(slog.DiscardHandler)
+			eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
+				Backend: sparkexec.New(func() string { return remote }, func() error { return nil }, log)})
+			var overhead, wallSum, bound time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				r, err := eng.Execute(ctx, "", run.Params{Pipeline: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := eng.Watch(ctx, r.ID, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range w.Events() {
+				}
+				wall := time.Since(start)
+				done, err := eng.Get(ctx, r.ID)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if done.State != run.Succeeded {
+					b.Fatalf("run %s: %s", done.State, done.Message)
+				}
+				lb := lowerBound(tc.sh, done, 4)
+				wallSum += wall
+				bound += lb
+				overhead += wall - lb
+			}
+			n := time.Duration(b.N)
+			b.ReportMetric(float64(wallSum/n)/1e6, "wall-ms")
+			b.ReportMetric(float64(bound/n)/1e6, "spark-bound-ms")
+			b.ReportMetric(float64(overhead/n/time.Duration(len(tc.sh)))/1e6, "overhead-ms/node")
+		})
+	}
+}
+
+// lowerBound is the shortest wall time any scheduler could reach with these
+// node durations: at least the longest dependency chain, and at least the
+// total work spread over the workers.
+func lowerBound(sh shape, r run.Run, workers int) time.Duration {
+	dur := make([]time.Duration, len(sh))
+	var total time.Duration
+	for _, n := range r.Nodes {
+		var idx int
+		if _, err := fmt.Sscanf(n.Name, "n%d", &idx); err != nil {
+			continue
+		}
+		dur[idx] = n.EndTime.Sub(n.StartTime)
+		total += dur[idx]
+	}
+	finish := make([]time.Duration, len(sh))
+	var chain time.Duration
+	for i, deps := range sh {
+		var ready time.Duration
+		for _, d := range deps {
+			ready = max(ready, finish[d])
+		}
+		finish[i] = ready + dur[i]
+		chain = max(chain, finish[i])
+	}
+	return max(chain, total/time.Duration(workers))
+}
