@@ -385,3 +385,47 @@ func between(s, start, end string) string {
 	v, _, _ := strings.Cut(rest, end)
 	return v
 }
+
+// cli runs an execd client command against d and returns its output and
+// exit code.
+func cli(t *testing.T, d *daemon, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(execdBin(t), append(args, "--addr", d.addr)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestCLI_RunWatchShowsNodesLiveAndExitsByTheRunsOutcome(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+
+	out, code := cli(t, d, "run", "quick", "--watch")
+	if code != 0 {
+		t.Fatalf("run quick --watch exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{"numbers", "RUNNING", "SUCCEEDED", "summary", "run SUCCEEDED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, code = cli(t, d, "run", "failing", "--watch")
+	if code != 1 {
+		t.Fatalf("run failing --watch exited %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{"boom", "FAILED", "boom at 10", "never", "SKIPPED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, code = cli(t, d, "validate", "broken")
+	if code != 1 || !strings.Contains(out, "loop_a -> loop_b -> loop_a") || !strings.Contains(out, "UNKNOWN_DEPENDENCY") {
+		t.Errorf("validate broken exited %d:\n%s", code, out)
+	}
+}
