@@ -39,8 +39,18 @@ type Config struct {
 	// Spark's scratch space.
 	StateDir string
 	// Conf is passed to spark-submit as --conf key=value, after and over the
-	// defaults (local[*] master, 1g driver, UI off, 4 shuffle partitions).
+	// defaults (local[*] master, 1g driver, UI off, 4 shuffle partitions,
+	// and Delta Lake's extension and catalog when its jar is among Jars).
 	Conf map[string]string
+	// Jars are added to the server's classpath (spark-submit --jars). nil
+	// means every *.jar in JarsDir; an empty non-nil slice means none.
+	Jars []string
+	// JarsDir is searched when Jars is nil. Empty means the spark-jars
+	// folder of the venv Python belongs to (or that holds SparkHome), which
+	// `make venv` fills with Delta Lake and Avro. A missing folder is no
+	// error: the server starts without them, and Delta or Avro reads and
+	// writes fail with Spark's "data source not found".
+	JarsDir string
 	// StartTimeout bounds one start, from spark-submit to the first answered
 	// query; default 3 minutes.
 	StartTimeout time.Duration
@@ -61,6 +71,7 @@ type Server struct {
 	log       *slog.Logger
 	java      string
 	sparkHome string
+	jars      []string
 	logPath   string
 
 	stop     chan struct{}
@@ -96,6 +107,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	} else if err := checkSparkHome(home); err != nil {
 		return nil, err
 	}
+	jars, jarsDir, err := resolveJars(cfg, home)
+	if err != nil {
+		return nil, err
+	}
+	logJars(cfg.Logger, cfg, jars, jarsDir)
 	dir := filepath.Join(cfg.StateDir, "spark")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sparkserver: %w", err)
@@ -109,6 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		java:      java,
 		sparkHome: home,
+		jars:      jars,
 		logPath:   filepath.Join(dir, "connect.log"),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -153,6 +170,9 @@ func (s *Server) Remote() string {
 	defer s.mu.Unlock()
 	return "sc://" + hostPort(s.port)
 }
+
+// Jars are the jars the server runs with beyond pyspark's own.
+func (s *Server) Jars() []string { return slices.Clone(s.jars) }
 
 // LogPath is the file the server writes its log to.
 func (s *Server) LogPath() string { return s.logPath }
@@ -400,11 +420,17 @@ func (s *Server) args(port int) []string {
 		"spark.local.dir":                    filepath.Join(filepath.Dir(s.logPath), "tmp"),
 		"spark.connect.grpc.binding.address": "127.0.0.1",
 	}
+	if HasDelta(s.jars) {
+		maps.Copy(conf, deltaConf)
+	}
 	maps.Copy(conf, s.cfg.Conf)
 	// The port is the supervisor's to choose.
 	conf["spark.connect.grpc.binding.port"] = fmt.Sprint(port)
 
 	args := []string{"--class", ConnectServerClass}
+	if len(s.jars) > 0 {
+		args = append(args, "--jars", strings.Join(s.jars, ","))
+	}
 	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		args = append(args, "--conf", k+"="+conf[k])
 	}
