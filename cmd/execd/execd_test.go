@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -427,5 +432,88 @@ func TestCLI_RunWatchShowsNodesLiveAndExitsByTheRunsOutcome(t *testing.T) {
 	out, code = cli(t, d, "validate", "broken")
 	if code != 1 || !strings.Contains(out, "loop_a -> loop_b -> loop_a") || !strings.Contains(out, "UNKNOWN_DEPENDENCY") {
 		t.Errorf("validate broken exited %d:\n%s", code, out)
+	}
+}
+
+// childPIDs lists the processes whose parent is pid.
+func childPIDs(t *testing.T, pid int) []int {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-P", fmt.Sprint(pid)).Output()
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		var p int
+		if _, err := fmt.Sscan(f, &p); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+func waitHealth(ctx context.Context, t *testing.T, hc healthpb.HealthClient, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	for ctx.Err() == nil {
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == want {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("health never became %v", want)
+}
+
+func TestExecd_SparkKilledMidRunFailsTheRunCleanlyAndHealthFollowsTheRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own Spark server")
+	}
+	project, state := copyProject(t, "sqlproj"), t.TempDir()
+	d := startDaemonEmbedded(t, project, state)
+	cl := d.client(t)
+	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	ctx := testCtx(t, 5*time.Minute)
+	waitHealth(ctx, t, hc, healthpb.HealthCheckResponse_SERVING)
+
+	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := resp.GetRun().GetRunId()
+	waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
+	spark := childPIDs(t, d.cmd.Process.Pid)
+	if len(spark) == 0 {
+		t.Fatal("found no Spark process under execd")
+	}
+	for _, p := range spark {
+		_ = syscall.Kill(-p, syscall.SIGKILL) // its process group: the JVM and anything it started
+	}
+
+	events := collect(ctx, t, cl, runID, 0)
+	last := events[len(events)-1].GetRunStateChanged()
+	if last.GetState() != execv1.RunState_RUN_STATE_FAILED {
+		t.Fatalf("run ended %v (%s), want FAILED", last.GetState(), last.GetMessage())
+	}
+	waitHealth(ctx, t, hc, healthpb.HealthCheckResponse_NOT_SERVING)
+	_, err = cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick"})
+	if status.Code(err) != codes.Unavailable {
+		// The restart may already be done; only a different error is wrong.
+		if err != nil {
+			t.Errorf("a run while Spark is down: %v, want UNAVAILABLE", err)
+		}
+	}
+	waitHealth(ctx, t, hc, healthpb.HealthCheckResponse_SERVING)
+	again, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(ctx, t, cl, again.GetRun().GetRunId(), 0)
+	if s := evs[len(evs)-1].GetRunStateChanged().GetState(); s != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Errorf("a run after the restart ended %v\n%s", s, d.Logs())
 	}
 }

@@ -68,8 +68,22 @@ type daemon struct {
 // test run's Spark server, and waits until it listens.
 func startDaemon(t *testing.T, project, state string, extra ...string) *daemon {
 	t.Helper()
-	args := []string{"serve", "--project", project, "--state", state, "--listen", "127.0.0.1:0",
-		"--spark-remote", sparktest.Remote(t)}
+	return launch(t, project, state, append([]string{"--spark-remote", sparktest.Remote(t)}, extra...)...)
+}
+
+// startDaemonEmbedded runs execd with its own embedded Spark server.
+func startDaemonEmbedded(t *testing.T, project, state string) *daemon {
+	t.Helper()
+	py, err := sparktest.Python()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return launch(t, project, state, "--python", py)
+}
+
+func launch(t *testing.T, project, state string, extra ...string) *daemon {
+	t.Helper()
+	args := []string{"serve", "--project", project, "--state", state, "--listen", "127.0.0.1:0"}
 	args = append(args, extra...)
 	cmd := exec.Command(execdBin(t), args...)
 	stdout, err := cmd.StdoutPipe()
@@ -99,8 +113,8 @@ func startDaemon(t *testing.T, project, state string, extra ...string) *daemon {
 	case d.addr = <-addrCh:
 	case <-d.exited:
 		t.Fatalf("execd exited before listening:\n%s", d.Logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("execd did not listen within 60s:\n%s", d.Logs())
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("execd did not listen within 4 minutes:\n%s", d.Logs())
 	}
 	t.Cleanup(func() { d.Stop() })
 	return d
