@@ -517,3 +517,24 @@ func TestExecd_SparkKilledMidRunFailsTheRunCleanlyAndHealthFollowsTheRestart(t *
 		t.Errorf("a run after the restart ended %v\n%s", s, d.Logs())
 	}
 }
+
+func TestGRPC_ValidateAsksSparkAboutEverySQLNodeAndInput(t *testing.T) {
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
+	cl := d.client(t)
+	_, err := cl.ValidatePipeline(testCtx(t, time.Minute), &execv1.ValidatePipelineRequest{Pipeline: "badsql"})
+	br := badRequest(t, err)
+	got := map[string]string{}
+	for _, v := range br.GetFieldViolations() {
+		got[v.GetField()] = v.GetReason() + " " + v.GetDescription()
+	}
+	if v := got["nodes.typo.sql"]; !strings.Contains(v, "INVALID_SQL") || !strings.Contains(v, "UNRESOLVED_COLUMN") || !strings.Contains(v, "idd") {
+		t.Errorf("typo: %q (all: %v)", v, got)
+	}
+	if v := got["input.ghost"]; !strings.Contains(v, "PATH_NOT_FOUND") || !strings.Contains(v, "ghost.csv") {
+		t.Errorf("ghost: %q (all: %v)", v, got)
+	}
+	// The valid pipeline stays valid after Spark has looked at it.
+	if _, err := cl.ValidatePipeline(testCtx(t, time.Minute), &execv1.ValidatePipelineRequest{Pipeline: "quick"}); err != nil {
+		t.Errorf("quick: %v", err)
+	}
+}

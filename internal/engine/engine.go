@@ -39,6 +39,12 @@ type Backend interface {
 	Ready() error
 }
 
+// Checker is a Backend that can check a resolved pipeline against the
+// backend itself (Spark analysing each SQL node, say) before anything runs.
+type Checker interface {
+	Check(ctx context.Context, rc RunContext) problem.List
+}
+
 // RunContext is what a backend needs to know about a run.
 type RunContext struct {
 	RunID    string
@@ -147,9 +153,19 @@ type ValidateRequest struct {
 }
 
 // Validate resolves and plans a pipeline without side effects.
+// When the backend is a Checker, the pipeline is checked against it too.
 func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (*plan.Pipeline, error) {
-	_, p, err := e.resolve(run.Params{Pipeline: req.Pipeline, Env: req.Env, StartDate: req.StartDate, EndDate: req.EndDate, Select: req.Select})
-	return p, err
+	params := run.Params{Pipeline: req.Pipeline, Env: req.Env, StartDate: req.StartDate, EndDate: req.EndDate, Select: req.Select}
+	proj, p, err := e.resolve(params)
+	if err != nil {
+		return nil, err
+	}
+	if c, ok := e.opt.Backend.(Checker); ok {
+		if probs := c.Check(ctx, RunContext{Project: proj, Pipeline: p, Params: params}); len(probs) > 0 {
+			return nil, probs
+		}
+	}
+	return p, nil
 }
 
 func (e *Engine) resolve(params run.Params) (*config.Project, *plan.Pipeline, error) {

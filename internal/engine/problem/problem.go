@@ -33,6 +33,8 @@ const (
 	CodeInterpolation     = "INTERPOLATION"
 	CodePathNotFound      = "PATH_NOT_FOUND"
 	CodeTooLarge          = "TOO_LARGE"
+	CodeInvalidSQL        = "INVALID_SQL"
+	CodeUnavailable       = "UNAVAILABLE"
 )
 
 // Problem is one thing wrong with a request or a configuration.

@@ -6,6 +6,8 @@ package sparkexec
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,10 +57,10 @@ func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.Run
 		conf[k] = v
 	}
 	r := &runExec{
-		b:       b,
-		rc:      rc,
-		conf:    conf,
-		log:     b.log.With("run_id", rc.RunID),
+		b:      b,
+		rc:     rc,
+		conf:   conf,
+		log:    b.log.With("run_id", rc.RunID),
 		inputs: map[string]*inputOnce{},
 		byName: map[string]*plan.Node{},
 	}
@@ -449,4 +451,11 @@ func strMap(m *config.Map, key string) map[string]string {
 		}
 	}
 	return out
+}
+
+// newCheckID names a validation session's views apart from any run's.
+func newCheckID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
