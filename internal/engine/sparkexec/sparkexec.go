@@ -64,8 +64,12 @@ func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.Run
 		inputs: map[string]*inputOnce{},
 		byName: map[string]*plan.Node{},
 	}
+	r.readers = map[string]int{}
 	for _, n := range rc.Pipeline.Nodes {
 		r.byName[n.Name] = n
+		for _, d := range n.Dependencies {
+			r.readers[d]++
+		}
 	}
 	if _, err := r.session(ctx); err != nil {
 		return nil, err
@@ -86,6 +90,10 @@ type runExec struct {
 	inputs map[string]*inputOnce
 	// ran holds the nodes whose results this session has as views.
 	ran map[string]bool
+	// readers counts, per node, the dependents that have not succeeded
+	// yet; a result with readers is cached until the count reaches zero.
+	readers map[string]int
+	cached  map[string]string // node -> cached view
 }
 
 // inputOnce registers one input view per session, whichever node needs it
@@ -114,6 +122,7 @@ func (r *runExec) session(ctx context.Context) (*sparkrun.Session, error) {
 	r.sess = s
 	r.inputs = map[string]*inputOnce{}
 	r.ran = map[string]bool{}
+	r.cached = map[string]string{}
 	return s, nil
 }
 
@@ -146,7 +155,30 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 	if errors.Is(err, sparkrun.ErrSessionLost) {
 		r.dropSession(context.WithoutCancel(ctx), s)
 	}
+	if err == nil {
+		r.consumed(context.WithoutCancel(ctx), s, n)
+	}
 	return describe(err)
+}
+
+// consumed records that n has read its dependencies' results: a cached
+// result whose last reader this was is released.
+func (r *runExec) consumed(ctx context.Context, s *sparkrun.Session, n *plan.Node) {
+	var release []string
+	r.mu.Lock()
+	for _, d := range n.Dependencies {
+		r.readers[d]--
+		if v, ok := r.cached[d]; ok && r.readers[d] <= 0 {
+			release = append(release, v)
+			delete(r.cached, d)
+		}
+	}
+	r.mu.Unlock()
+	for _, v := range release {
+		if err := s.Uncache(ctx, v); err != nil {
+			r.log.Warn("releasing a cached result", "view", v, "err", err)
+		}
+	}
 }
 
 // describe names a Spark failure by Spark's error class, so a node's FAILED
@@ -178,7 +210,10 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkrun.Session, n *plan.Node,
 		}
 		names = append(names, key)
 	}
-	spec := sparkrun.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names}
+	r.mu.Lock()
+	shared := r.readers[n.Name] > 0
+	r.mu.Unlock()
+	spec := sparkrun.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared}
 	for _, k := range n.OutputKeys {
 		out, err := r.outputSpec(k)
 		if err != nil {
@@ -193,6 +228,9 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkrun.Session, n *plan.Node,
 	r.mu.Lock()
 	if r.sess == s {
 		r.ran[n.Name] = true
+		if shared {
+			r.cached[n.Name] = res.View
+		}
 	}
 	r.mu.Unlock()
 	for _, o := range res.Outputs {

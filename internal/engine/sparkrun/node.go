@@ -23,6 +23,10 @@ type NodeSpec struct {
 	Inputs []string
 	// Outputs are written from the result, in order.
 	Outputs []OutputSpec
+	// Cache keeps the result once computed (by the first write, or by the
+	// first dependent), so dependents do not compute it again. The caller
+	// uncaches it after its last dependent.
+	Cache bool
 }
 
 // Field is one column of a result.
@@ -96,6 +100,11 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 	}
 	for _, name := range names {
 		if err := s.Alias(ctx, name, res.View); err != nil {
+			return nil, err
+		}
+	}
+	if node.Cache {
+		if err := s.Cache(ctx, res.View); err != nil {
 			return nil, err
 		}
 	}
