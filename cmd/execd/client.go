@@ -60,6 +60,21 @@ func (c clientFlags) parse(args []string) ([]string, error) {
 	}
 }
 
+// connect parses args, which must hold exactly want positional arguments,
+// and dials the daemon.
+func (c clientFlags) connect(args []string, want int) ([]string, execv1.ExecServiceClient, func(), error) {
+	pos, err := c.parse(args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(pos) != want {
+		c.fs.Usage()
+		return nil, nil, nil, exitError{2}
+	}
+	cl, closeFn, err := c.dial()
+	return pos, cl, closeFn, err
+}
+
 func (c clientFlags) dial() (execv1.ExecServiceClient, func(), error) {
 	conn, err := grpc.NewClient(*c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -118,10 +133,7 @@ func splitList(s string) []string {
 func cmdPipelines(ctx context.Context, args []string) error {
 	c := newClientFlags("pipelines", "")
 	env := c.fs.String("env", "", "environment")
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, closeFn, err := c.dial()
+	_, cl, closeFn, err := c.connect(args, 0)
 	if err != nil {
 		return err
 	}
@@ -141,15 +153,7 @@ func cmdPipelines(ctx context.Context, args []string) error {
 func cmdValidate(ctx context.Context, args []string) error {
 	c := newClientFlags("validate", "PIPELINE [flags]")
 	env, start, end, _, sel, _, _, _ := runFlags(c)
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		c.fs.Usage()
-		return exitError{2}
-	}
-	cl, closeFn, err := c.dial()
+	pos, cl, closeFn, err := c.connect(args, 1)
 	if err != nil {
 		return err
 	}
@@ -219,15 +223,7 @@ func cmdRun(ctx context.Context, args []string) error {
 func cmdWatch(ctx context.Context, args []string) error {
 	c := newClientFlags("watch", "RUN_ID [--after N]")
 	after := c.fs.Int64("after", 0, "only events after this sequence")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		c.fs.Usage()
-		return exitError{2}
-	}
-	cl, closeFn, err := c.dial()
+	pos, cl, closeFn, err := c.connect(args, 1)
 	if err != nil {
 		return err
 	}
@@ -385,15 +381,7 @@ func cmdRuns(ctx context.Context, args []string) error {
 
 func cmdGet(ctx context.Context, args []string) error {
 	c := newClientFlags("get", "RUN_ID")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		c.fs.Usage()
-		return exitError{2}
-	}
-	cl, closeFn, err := c.dial()
+	pos, cl, closeFn, err := c.connect(args, 1)
 	if err != nil {
 		return err
 	}
@@ -409,15 +397,7 @@ func cmdGet(ctx context.Context, args []string) error {
 func cmdCancel(ctx context.Context, args []string) error {
 	c := newClientFlags("cancel", "RUN_ID [--reason TEXT]")
 	reason := c.fs.String("reason", "", "why, recorded on the run")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		c.fs.Usage()
-		return exitError{2}
-	}
-	cl, closeFn, err := c.dial()
+	pos, cl, closeFn, err := c.connect(args, 1)
 	if err != nil {
 		return err
 	}
@@ -433,15 +413,7 @@ func cmdCancel(ctx context.Context, args []string) error {
 func cmdRepair(ctx context.Context, args []string) error {
 	c := newClientFlags("repair", "RUN_ID [--watch]")
 	watch := c.fs.Bool("watch", false, "follow the repair until it ends; exit 1 if it does not succeed")
-	pos, err := c.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		c.fs.Usage()
-		return exitError{2}
-	}
-	cl, closeFn, err := c.dial()
+	pos, cl, closeFn, err := c.connect(args, 1)
 	if err != nil {
 		return err
 	}
