@@ -3,11 +3,36 @@ package sparkrun
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 )
 
 // OutputSpec is one output of a node, as the engine resolved it from the
 // output config (tauro's path rule applied).
+//
+// # Overwriting a date window (Delta replaceWhere)
+//
+// An overwrite normally replaces everything at Path. With OverwriteStrategy
+// "replace_where" it replaces only the rows of a Delta table that match a
+// predicate, and keeps the rest; every row written must match it too, or
+// Delta refuses the write and the table is left as it was. The predicate is
+// either the run's date window on DateColumn,
+//
+//	`<DateColumn>` >= '<StartDate>' AND `<DateColumn>` < '<EndDate + 1 day>'
+//
+// built only from a checked identifier and checked YYYY-MM-DD dates (so
+// EndDate's whole day is covered for timestamp columns too, and a DATE or a
+// 'YYYY-MM-DD' string column compares as expected), or ReplacePredicate.
+//
+// The tauro output config keys behind these fields:
+//
+//	format: delta
+//	write_mode: overwrite                # the default; required for replaceWhere
+//	overwrite_strategy: replaceWhere     # or replace_where, any case
+//	partition_col: event_date            # DateColumn; else the only partition column
+//	replace_predicate: "region = 'eu'"   # optional: a fixed predicate instead of the window
+//
+// StartDate and EndDate are the run's start_date and end_date.
 type OutputSpec struct {
 	// Key is the output key; dependents read the node's result by it.
 	Key string
@@ -18,8 +43,84 @@ type OutputSpec struct {
 	// WriteMode is overwrite (the default), append, ignore or error.
 	WriteMode   string
 	PartitionBy []string
-	// Options are data source options (compression, header, replaceWhere...).
+	// Options are data source options (compression, header, mergeSchema...).
 	Options map[string]string
+	// OverwriteStrategy is "" (an overwrite replaces everything) or
+	// "replace_where" (tauro's "replaceWhere": Delta only, write mode
+	// overwrite; see above).
+	OverwriteStrategy string
+	// DateColumn is the column replace_where bounds by the window; empty
+	// means the only PartitionBy column.
+	DateColumn string
+	// StartDate and EndDate, YYYY-MM-DD and both inclusive, are the window.
+	StartDate, EndDate string
+	// ReplacePredicate, when set, is the replace_where predicate instead of
+	// the window. It is SQL from the output config, trusted as a node's SQL
+	// is; never build it from request values.
+	ReplacePredicate string
+}
+
+// Check finds what is wrong with out before Spark is asked: an unknown write
+// mode or strategy, a missing format or path, a replace_where that is not a
+// Delta overwrite or whose column or dates are not valid. Its errors are
+// permanent and name the config key to fix, so the engine can run it when it
+// validates a pipeline.
+func (out OutputSpec) Check() error {
+	_, _, err := out.resolve()
+	return err
+}
+
+// resolve checks out and returns its save mode and its data source options,
+// replaceWhere included.
+func (out OutputSpec) resolve() (string, map[string]string, error) {
+	op := "write output " + out.Key
+	mode, ok := saveModes[strings.ToLower(out.WriteMode)]
+	if !ok {
+		return "", nil, permanent(op, "write_mode %q is not one of overwrite, append, ignore, error", out.WriteMode)
+	}
+	if out.Format == "" {
+		return "", nil, permanent(op, "the output has no format; set one of parquet, delta, csv, json, orc, avro")
+	}
+	if out.Path == "" {
+		return "", nil, permanent(op, "the output has no path")
+	}
+	strategy, err := overwriteStrategy(out.OverwriteStrategy)
+	if err != nil {
+		return "", nil, permanent(op, "%v", err)
+	}
+	if strategy == "" {
+		return mode, out.Options, nil
+	}
+	if !strings.EqualFold(out.Format, "delta") {
+		return "", nil, permanent(op, "overwrite_strategy replaceWhere needs format delta, not %s", out.Format)
+	}
+	if mode != "SAVE_MODE_OVERWRITE" {
+		return "", nil, permanent(op, "overwrite_strategy replaceWhere needs write_mode overwrite, not %s", out.WriteMode)
+	}
+	for k := range out.Options {
+		if strings.EqualFold(k, "replaceWhere") {
+			return "", nil, permanent(op, "options.%s and overwrite_strategy replaceWhere both set the predicate; keep one", k)
+		}
+	}
+	pred := strings.TrimSpace(out.ReplacePredicate)
+	if pred == "" {
+		column := out.DateColumn
+		if column == "" {
+			if len(out.PartitionBy) != 1 {
+				return "", nil, permanent(op, "overwrite_strategy replaceWhere needs partition_col, the date column the run's window applies to")
+			}
+			column = out.PartitionBy[0]
+		}
+		if pred, err = WindowPredicate(column, out.StartDate, out.EndDate); err != nil {
+			return "", nil, permanent(op, "overwrite_strategy replaceWhere: %v", err)
+		}
+	}
+	opts := maps.Clone(out.Options)
+	if opts == nil {
+		opts = map[string]string{}
+	}
+	opts["replaceWhere"] = pred
+	return mode, opts, nil
 }
 
 // OutputResult reports one written output.
@@ -55,15 +156,9 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 	if err := s.check(op); err != nil {
 		return nil, err
 	}
-	mode, ok := saveModes[strings.ToLower(out.WriteMode)]
-	if !ok {
-		return nil, permanent(op, "write_mode %q is not one of overwrite, append, ignore, error", out.WriteMode)
-	}
-	if out.Format == "" {
-		return nil, permanent(op, "the output has no format; set one of parquet, delta, csv, json, orc")
-	}
-	if out.Path == "" {
-		return nil, permanent(op, "the output has no path")
+	mode, options, err := out.resolve()
+	if err != nil {
+		return nil, err
 	}
 	schema, err := s.Schema(ctx, view)
 	if err != nil {
@@ -94,8 +189,8 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 	if len(out.PartitionBy) > 0 {
 		write["partitioningColumns"] = out.PartitionBy
 	}
-	if len(out.Options) > 0 {
-		write["options"] = out.Options
+	if len(options) > 0 {
+		write["options"] = options
 	}
 	resp, err := s.execute(ctx, obj{"command": obj{"writeOperation": write}})
 	if err != nil {

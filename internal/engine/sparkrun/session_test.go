@@ -179,7 +179,7 @@ func TestWriteOutput_EveryFormatRoundTripsThroughInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := rows(t, s, "SELECT order_id, region, quantity FROM src ORDER BY order_id")
-	for _, format := range []string{"parquet", "csv", "json", "orc"} {
+	for _, format := range []string{"parquet", "csv", "json", "orc", "delta", "avro"} {
 		t.Run(format, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), format)
 			out := OutputSpec{Key: "out_" + format, Format: format, Path: path}
