@@ -99,9 +99,13 @@ test: check-generated test-fuzz java build venv spark-jars
 	  pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
 	  for i in $$(seq 1 360); do [ -s $(SPARK_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(SPARK_TEST)/remote ] || { echo "Spark Connect did not start:" >&2; tail -40 $(SPARK_TEST)/server.out >&2; exit 1; }; \
-	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_REQUIRE_SPARK=1 EXECD=$(abspath $(BIN)/execd); \
+	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_REQUIRE_SPARK=1 EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark Connect at $$TAURO_SPARK_REMOTE"; \
 	  $(MAKE) --no-print-directory test-go test-python
+
+# The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.
+grpcurl:
+	GOBIN=$(abspath $(BIN)) $(GO) install -modfile=tools/go.mod github.com/fullstorydev/grpcurl/cmd/grpcurl
 
 test-go:
 	$(GO) vet ./...
