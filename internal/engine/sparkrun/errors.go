@@ -173,3 +173,25 @@ func permanent(op, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	return &Error{Op: op, Message: msg, Err: errors.New(msg)}
 }
+
+// missingSourceHint says how to get a data source that ships outside Spark
+// when the server lacks its jar.
+var missingSourceHint = map[string]string{
+	"delta": "the Spark server lacks Delta Lake: run 'make venv' for the embedded server, or add io.delta:delta-spark to the cluster's spark.jars.packages",
+	"avro":  "the Spark server lacks spark-avro: run 'make venv' for the embedded server, or add org.apache.spark:spark-avro to the cluster's spark.jars.packages",
+}
+
+// withSourceHint adds missingSourceHint to Spark's "data source not found"
+// for format.
+func withSourceHint(err error, format string) error {
+	hint, ok := missingSourceHint[strings.ToLower(format)]
+	var se *Error
+	if !ok || !errors.As(err, &se) {
+		return err
+	}
+	if se.Class != "DATA_SOURCE_NOT_FOUND" && !strings.Contains(se.Message, "Failed to find data source") {
+		return err
+	}
+	se.Message += "; " + hint
+	return err
+}

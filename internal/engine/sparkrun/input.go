@@ -50,7 +50,7 @@ func (s *Session) RegisterInput(ctx context.Context, in InputSpec) error {
 		rel = obj{"filter": obj{"input": rel, "condition": obj{"expressionString": obj{"expression": in.Filter}}}}
 	}
 	if err := s.createView(ctx, op, in.Name, rel, false); err != nil {
-		return err
+		return withSourceHint(err, in.Format)
 	}
 	s.addInput(in.Name)
 	return nil

@@ -194,7 +194,7 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 	}
 	resp, err := s.execute(ctx, obj{"command": obj{"writeOperation": write}})
 	if err != nil {
-		return nil, s.fail(ctx, op, err)
+		return nil, withSourceHint(s.fail(ctx, op, err), out.Format)
 	}
 	res := &OutputResult{Key: out.Key, Path: out.Path, Rows: -1}
 	if n, ok := resp.Observed[rowsObservation]["rows"]; ok {

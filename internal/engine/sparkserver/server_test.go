@@ -56,6 +56,12 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 	if !s.Healthy() {
 		t.Error("not healthy after Start")
 	}
+	// The venv's jars (make venv) are found beside the interpreter.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(cfg.Python)), sparkserver.JarsDirName)); err == nil {
+		if !sparkserver.HasDelta(s.Jars()) || !sparkserver.HasAvro(s.Jars()) {
+			t.Errorf("Jars() = %v, want the venv's Delta Lake and Avro jars", s.Jars())
+		}
+	}
 	if err := sparkserver.Ping(ctx, strings.TrimPrefix(s.Remote(), "sc://")); err != nil {
 		t.Fatalf("SELECT 1: %v", err)
 	}
@@ -213,5 +219,37 @@ func TestStart_NamesAMissingSparkHome(t *testing.T) {
 	_, err := sparkserver.Start(context.Background(), sparkserver.Config{SparkHome: t.TempDir(), StateDir: t.TempDir()})
 	if !errors.Is(err, sparkserver.ErrSparkMissing) && !errors.Is(err, sparkserver.ErrJavaMissing) {
 		t.Fatalf("Start = %v, want ErrSparkMissing", err)
+	}
+}
+
+func TestStart_WithoutJarsStartsAndDeltaAndAvroFailWithSparksError(t *testing.T) {
+	cfg := config(t)
+	cfg.Jars = []string{}
+	ctx := context.Background()
+	s, err := sparkserver.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	if len(s.Jars()) != 0 {
+		t.Errorf("Jars() = %v, want none", s.Jars())
+	}
+	sess, err := sparkrun.Connect(ctx, s.Remote(), sparkrun.Config{RunID: "nojars"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close(ctx)
+	for _, format := range []string{"delta", "avro"} {
+		_, err := sess.RunSQL(ctx, sparkrun.NodeSpec{Name: "n_" + format, SQL: "SELECT 1 AS x",
+			Outputs: []sparkrun.OutputSpec{{Key: "o", Format: format, Path: filepath.Join(t.TempDir(), format)}}}, nil)
+		var se *sparkrun.Error
+		if !errors.As(err, &se) || se.Retryable() {
+			t.Errorf("%s without its jar: %v, want a permanent *sparkrun.Error", format, err)
+			continue
+		}
+		if !strings.Contains(se.Message, format) || !strings.Contains(se.Message, "make venv") {
+			t.Errorf("%s without its jar: %q, want Spark's message naming %s and the hint 'make venv'", format, se.Message, format)
+		}
+		t.Logf("%s: class %s: %s", format, se.Class, se.Message)
 	}
 }
