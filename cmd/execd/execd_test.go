@@ -256,9 +256,16 @@ func TestExecd_KilledMidRunKeepsTheRunInterruptedWithItsEvents(t *testing.T) {
 	}
 
 	// RepairRun finishes it, keeping the node that had succeeded.
-	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID})
+	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "fix-1"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	again, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "fix-1"})
+	if err != nil {
+		t.Fatalf("a retried repair: %v", err)
+	}
+	if again.GetRun().GetRepairCount() != 1 {
+		t.Errorf("a retried repair with the same request_id repaired again: repair_count %d", again.GetRun().GetRepairCount())
 	}
 	collect(ctx, t, cl2, runID, rep.GetRun().GetLastSequence())
 	final, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})

@@ -479,7 +479,21 @@ func (e *Engine) Cancel(ctx context.Context, id, reason string) (run.Run, error)
 
 // Repair re-runs, in the same record, every node that did not succeed and
 // everything downstream of it. Succeeded nodes upstream are kept.
-func (e *Engine) Repair(ctx context.Context, id string) (run.Run, error) {
+// A repeated call with the same requestID returns the run instead of
+// repairing it again.
+func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, error) {
+	if requestID != "" {
+		owner, err := e.opt.Store.RepairRequest(ctx, requestID)
+		switch {
+		case err == nil && owner == id:
+			return e.Get(ctx, id)
+		case err == nil:
+			return run.Run{}, problem.List{{Field: "request_id", Code: problem.CodeInvalidValue,
+				Message: fmt.Sprintf("request_id %q was already used to repair run %s; use a new one", requestID, owner)}}
+		case !errors.Is(err, store.ErrNotFound):
+			return run.Run{}, err
+		}
+	}
 	r, err := e.Get(ctx, id)
 	if err != nil {
 		return run.Run{}, err
@@ -516,9 +530,12 @@ func (e *Engine) Repair(ctx context.Context, id string) (run.Run, error) {
 			names = append(names, n.Name)
 		}
 	}
-	stored, err := e.opt.Store.PrepareRepair(ctx, id, names)
+	stored, repeated, err := e.opt.Store.PrepareRepair(ctx, id, names, requestID)
 	if err != nil {
 		return run.Run{}, err
+	}
+	if repeated { // a concurrent call with the same request id won
+		return stored, nil
 	}
 	if err := e.start(id, proj, p, stored.Params, prior); err != nil {
 		return run.Run{}, err

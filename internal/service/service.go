@@ -108,7 +108,7 @@ func (s *Service) CancelRun(ctx context.Context, req *execv1.CancelRunRequest) (
 }
 
 func (s *Service) RepairRun(ctx context.Context, req *execv1.RepairRunRequest) (*execv1.RepairRunResponse, error) {
-	r, err := s.eng.Repair(ctx, req.GetRunId())
+	r, err := s.eng.Repair(ctx, req.GetRunId(), req.GetRequestId())
 	if err != nil {
 		return nil, toStatus(err)
 	}

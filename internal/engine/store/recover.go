@@ -105,15 +105,38 @@ func (s *Store) Recover(ctx context.Context) ([]string, error) {
 // Only FAILED, CANCELLED and INTERRUPTED runs can be repaired
 // (ErrNotRepairable otherwise). A node's attempts are kept and its attempt
 // number is kept too, so its next RUNNING event opens attempt n+1.
-func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string) (run.Run, error) {
+//
+// A non-empty requestID is remembered with the repair: a second call with
+// it changes nothing and returns the run as it is (repeated=true).
+func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string, requestID string) (stored run.Run, repeated bool, err error) {
 	if len(reset) == 0 {
-		return run.Run{}, fmt.Errorf("%w: a repair must reset at least one node", ErrInvalidArgument)
+		return run.Run{}, false, fmt.Errorf("%w: a repair must reset at least one node", ErrInvalidArgument)
 	}
-	var stored run.Run
-	err := s.write(ctx, func(w *writeTx) error {
+	if requestID != "" {
+		if err := checkIdentifier("request id", requestID, maxIDBytes); err != nil {
+			return run.Run{}, false, err
+		}
+	}
+	err = s.write(ctx, func(w *writeTx) error {
 		r, err := w.loadRunRow(runID)
 		if err != nil {
 			return err
+		}
+		if requestID != "" {
+			var owner string
+			switch err := w.tx.QueryRowContext(w.ctx, `SELECT run_id FROM repair_requests WHERE request_id = ?`, requestID).Scan(&owner); {
+			case err == nil && owner == runID:
+				repeated = true
+				stored, err = readRun(w.ctx, w.tx, runID)
+				return err
+			case err == nil:
+				return fmt.Errorf("%w: request id %q already repaired run %s", ErrAlreadyExists, requestID, owner)
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("store: reading repair request %q: %w", requestID, err)
+			}
+			if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO repair_requests (request_id, run_id) VALUES (?, ?)`, requestID, runID); err != nil {
+				return fmt.Errorf("store: recording repair request %q: %w", requestID, err)
+			}
 		}
 		switch r.state {
 		case run.Failed, run.Cancelled, run.Interrupted:
@@ -155,7 +178,20 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string)
 		return err
 	})
 	if err != nil {
-		return run.Run{}, err
+		return run.Run{}, false, err
 	}
-	return stored, nil
+	return stored, repeated, nil
+}
+
+// RepairRequest returns the run a repair request id was used for
+// (ErrNotFound when it was not).
+func (s *Store) RepairRequest(ctx context.Context, requestID string) (string, error) {
+	var runID string
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT run_id FROM repair_requests WHERE request_id = ?`, requestID).Scan(&runID)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return runID, err
 }

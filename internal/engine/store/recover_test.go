@@ -100,7 +100,7 @@ func TestPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T) {
 	}
 	before := get(t, s, "r2")
 
-	r, err := s.PrepareRepair(context.Background(), "r2", []string{"a", "b", "c", "a"})
+	r, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a", "b", "c", "a"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T) {
 		a.Attempts[0].Metrics["rows"] != 3 || a.Attempts[1].Metrics["rows"] != 9 {
 		t.Errorf("after the repair: run %s, node a %+v", done.State, a)
 	}
-	if _, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}); !errors.Is(err, store.ErrNotRepairable) {
+	if _, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, ""); !errors.Is(err, store.ErrNotRepairable) {
 		t.Errorf("repairing a succeeded run: err = %v; want ErrNotRepairable", err)
 	}
 }
@@ -177,12 +177,37 @@ func TestPrepareRepair_RefusesWhatItCannotRepair(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := s.PrepareRepair(context.Background(), tt.run, tt.reset); !errors.Is(err, tt.want) {
+			if _, _, err := s.PrepareRepair(context.Background(), tt.run, tt.reset, ""); !errors.Is(err, tt.want) {
 				t.Errorf("err = %v; want %v", err, tt.want)
 			}
 		})
 	}
 	if r := get(t, s, "failed"); r.RepairCount != 0 || r.State != run.Failed || r.LastSequence != 2 {
 		t.Errorf("a refused repair changed the run: %+v", r)
+	}
+}
+
+func TestPrepareRepair_TheSameRequestIDRepairsOnce(t *testing.T) {
+	s, _ := open(t, store.WithClock(newClock().Now))
+	interruptedFixture(t, s)
+	if _, err := s.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1")
+	if err != nil || repeated {
+		t.Fatalf("first repair: repeated=%v err=%v", repeated, err)
+	}
+	second, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1")
+	if err != nil || !repeated {
+		t.Fatalf("second repair: repeated=%v err=%v", repeated, err)
+	}
+	if second.RepairCount != first.RepairCount || second.LastSequence != first.LastSequence {
+		t.Errorf("the repeated call changed the run: %d/%d then %d/%d", first.RepairCount, first.LastSequence, second.RepairCount, second.LastSequence)
+	}
+	if id, err := s.RepairRequest(context.Background(), "fix-1"); err != nil || id != "r2" {
+		t.Errorf("RepairRequest = %q, %v", id, err)
+	}
+	if _, err := s.RepairRequest(context.Background(), "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown request id: %v", err)
 	}
 }

@@ -77,6 +77,13 @@ CREATE TABLE events (
 	PRIMARY KEY (run_id, seq)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: the request ids of repairs, so a retried RepairRun repairs once.
+	`
+CREATE TABLE repair_requests (
+	request_id TEXT PRIMARY KEY,
+	run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // migrate applies the migrations the database has not seen, in one

@@ -175,7 +175,7 @@ func TestWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed(t *testing.T)
 		t.Fatal(err)
 	}
 	liveEvents := collect(live) // the run has ended: the live watcher ends at once
-	if _, err := s.PrepareRepair(context.Background(), "r", []string{"a"}); err != nil {
+	if _, _, err := s.PrepareRepair(context.Background(), "r", []string{"a"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 2), nodeState("a", run.NodeSucceeded, 2), runState(run.Succeeded, ""))
