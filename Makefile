@@ -13,7 +13,7 @@ PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 FUZZTIME ?= 10s
 
-.PHONY: all build generate check-generated lint venv spark-jars java test test-go test-fuzz test-python bench demo clean
+.PHONY: all build generate check-generated lint venv spark-jars java grpcurl test test-go test-fuzz test-python bench demo clean
 
 all: build
 
@@ -92,7 +92,7 @@ SPARK_TEST := .build/spark-test
 
 # One Spark Connect server serves the whole test run: Go integration tests and
 # the Python client's tests reach it through TAURO_SPARK_REMOTE.
-test: check-generated test-fuzz java build venv spark-jars
+test: check-generated test-fuzz java build venv spark-jars grpcurl
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
 	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log)"
 	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
