@@ -99,3 +99,28 @@ func TestWriteOutput_DeltaReplaceWhereRefusesRowsOutsideTheWindow(t *testing.T) 
 		t.Errorf("table after the refused write = %v, want the 4 rows first written", got)
 	}
 }
+
+// Delta Lake's SQL parser drops the parameters Spark 4.2's parser would
+// bind (delta-io/delta#7640); every session binds them in the analyzer.
+func TestConnect_BindsParametersInTheAnalyzerSoDeltasParserCannotDropThem(t *testing.T) {
+	s := connect(t, nil)
+	ctx := context.Background()
+	got, err := s.spark.Config().Get(ctx, "spark.sql.legacy.parameterSubstitution.constantsOnly")
+	if err != nil || got != "true" {
+		t.Errorf("spark.sql.legacy.parameterSubstitution.constantsOnly = %q, %v; want true", got, err)
+	}
+	path := filepath.Join(t.TempDir(), "t")
+	if _, err := s.RunSQL(ctx, NodeSpec{Name: "w", SQL: janFeb, Outputs: []OutputSpec{{Key: "w", Format: "delta", Path: path}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterInput(ctx, InputSpec{Name: "t", Format: "delta", Path: path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RunSQL(ctx, NodeSpec{Name: "feb", SQL: "SELECT id FROM t WHERE day BETWEEN :start_date AND :end_date", Inputs: []string{"t"}},
+		map[string]any{"start_date": "2024-02-01", "end_date": "2024-02-29"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, s, "SELECT id FROM feb ORDER BY id"); !reflect.DeepEqual(got, [][]any{{int32(32)}, {int32(60)}}) {
+		t.Errorf("February = %v, want ids 32 and 60", got)
+	}
+}

@@ -149,21 +149,36 @@ func (s *Session) Uncache(ctx context.Context, view string) error {
 	return s.fail(ctx, "uncache "+view, err)
 }
 
+// bindAlias names the placeholder reference of a parameterized query (see
+// sqlRelation); the server makes it a temporary view for the moment it
+// parses the query.
+const bindAlias = "__tauro_bind_parameters"
+
 // sqlRelation is a SQL relation with params as named arguments.
+//
+// A parameterized query is sent as the root of a WithRelations with one
+// placeholder reference, the form PySpark uses for spark.sql with DataFrame
+// arguments. The server parses that form with SparkSession.sql, which binds
+// the parameters in the analyzer under the session default
+// spark.sql.legacy.parameterSubstitution.constantsOnly=true; a bare SQL
+// relation goes straight to the session's parser, and Delta Lake's parser
+// drops the parameters (delta-io/delta#7640).
 func sqlRelation(query string, params map[string]any) (obj, error) {
 	rel := obj{"query": query}
-	if len(params) > 0 {
-		args := obj{}
-		for _, k := range slices.Sorted(maps.Keys(params)) {
-			lit, err := literal(params[k])
-			if err != nil {
-				return nil, fmt.Errorf("parameter %s: %w", k, err)
-			}
-			args[k] = obj{"literal": lit}
-		}
-		rel["namedArguments"] = args
+	if len(params) == 0 {
+		return obj{"sql": rel}, nil
 	}
-	return obj{"sql": rel}, nil
+	args := obj{}
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		lit, err := literal(params[k])
+		if err != nil {
+			return nil, fmt.Errorf("parameter %s: %w", k, err)
+		}
+		args[k] = obj{"literal": lit}
+	}
+	rel["namedArguments"] = args
+	placeholder := obj{"subqueryAlias": obj{"input": obj{"range": obj{"end": "1", "step": "1"}}, "alias": bindAlias}}
+	return obj{"withRelations": obj{"root": obj{"sql": rel}, "references": []obj{placeholder}}}, nil
 }
 
 // literal is v as a Spark Connect literal. A time.Time at midnight UTC is a

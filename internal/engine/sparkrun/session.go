@@ -118,8 +118,10 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 		_ = s.conn.Close()
 		return nil, s.fail(ctx, "connect to "+remoteURL, err)
 	}
-	for _, k := range slices.Sorted(maps.Keys(cfg.Conf)) {
-		if err := s.spark.Config().Set(ctx, k, cfg.Conf[k]); err != nil {
+	conf := maps.Clone(sessionDefaults)
+	maps.Copy(conf, cfg.Conf)
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		if err := s.spark.Config().Set(ctx, k, conf[k]); err != nil {
 			e := s.fail(ctx, "set "+k, err)
 			var se *Error
 			if errors.As(e, &se) && unmodifiable(se) {
@@ -132,6 +134,16 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 		}
 	}
 	return s, nil
+}
+
+// sessionDefaults are set on every session; Config.Conf overrides them.
+var sessionDefaults = map[string]string{
+	// Spark 4.1+ binds :name and ? markers in its SQL parser, and a parser
+	// that an extension injects (Delta Lake's, Iceberg's) drops them
+	// (delta-io/delta#7640): every parameterized node would fail with
+	// UNBOUND_SQL_PARAMETER. The analyzer's binding, as in Spark 4.0, works
+	// with any parser and covers markers wherever a constant may stand.
+	"spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
 }
 
 // unmodifiable reports a configuration key that a session may not set.

@@ -15,12 +15,15 @@ import (
 // fills it once, from Maven's cache, so no server start downloads anything.
 const JarsDirName = "spark-jars"
 
-// Delta Lake's session extension and catalog, set when its jar is on the
-// classpath: the catalog makes spark_catalog create and read Delta tables,
-// the extension adds Delta's SQL and is required by its writer.
+// deltaConf is set when Delta Lake's jar is on the classpath. The catalog
+// makes spark_catalog create and read Delta tables; the extension adds
+// Delta's SQL and is required by its writer. Its SQL parser drops the
+// parameters of parameterized queries on Spark 4.1+ (delta-io/delta#7640),
+// so parameters are bound by the analyzer instead, as in Spark 4.0.
 var deltaConf = map[string]string{
-	"spark.sql.extensions":            "io.delta.sql.DeltaSparkSessionExtension",
-	"spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+	"spark.sql.extensions":                                 "io.delta.sql.DeltaSparkSessionExtension",
+	"spark.sql.catalog.spark_catalog":                      "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+	"spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
 }
 
 // resolveJars returns the jars the server runs with and the folder they

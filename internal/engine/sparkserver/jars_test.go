@@ -94,6 +94,7 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 		{name: "delta", jars: delta, wantJars: strings.Join(delta, ","), wantConf: []string{
 			"spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
 			"spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+			"spark.sql.legacy.parameterSubstitution.constantsOnly=true",
 		}},
 		{name: "user conf wins", jars: delta, conf: map[string]string{"spark.sql.extensions": "com.example.Ext"}, wantJars: strings.Join(delta, ","), wantConf: []string{
 			"spark.sql.extensions=com.example.Ext",
