@@ -40,7 +40,8 @@ type Config struct {
 	StateDir string
 	// Conf is passed to spark-submit as --conf key=value, after and over the
 	// defaults (local[*] master, 1g driver, UI off, 4 shuffle partitions,
-	// and Delta Lake's extension and catalog when its jar is among Jars).
+	// and, when Delta Lake's jar is among Jars, its extension and catalog
+	// and analyzer-bound SQL parameters; see deltaConf).
 	Conf map[string]string
 	// Jars are added to the server's classpath (spark-submit --jars). nil
 	// means every *.jar in JarsDir; an empty non-nil slice means none.
