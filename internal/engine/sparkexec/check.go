@@ -67,6 +67,11 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 			unknown[name] = true
 			continue
 		}
+		for _, k := range n.OutputKeys {
+			if _, err := r.outputSpec(k); err != nil {
+				probs.Add(fmt.Sprintf("output.%s", k.String()), problem.CodeInvalidValue, "output %q (written by node %q): %s", k.String(), name, sparkMessage(err))
+			}
+		}
 		res, err := s.RunSQL(ctx, sparkrun.NodeSpec{Name: name, SQL: n.SQL, Inputs: names}, r.params())
 		if err != nil {
 			probs.Add(fmt.Sprintf("nodes.%s.sql", name), problem.CodeInvalidSQL, "Spark cannot analyse node %q's query: %s", name, sparkMessage(err))

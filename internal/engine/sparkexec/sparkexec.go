@@ -408,6 +408,17 @@ func (r *runExec) outputSpec(k config.OutputKey) (sparkrun.OutputSpec, error) {
 	if out.Format == "" {
 		out.Format = "parquet"
 	}
+	// tauro's overwrite_strategy: replaceWhere rewrites only the run's date
+	// window (or replace_predicate) of a Delta table.
+	if strategy := str(m, "overwrite_strategy"); strategy != "" {
+		out.OverwriteStrategy = strategy
+		out.DateColumn = str(m, "partition_col")
+		out.ReplacePredicate = str(m, "replace_predicate")
+		out.StartDate, out.EndDate = r.rc.Pipeline.StartDate, r.rc.Pipeline.EndDate
+	}
+	if err := out.Check(); err != nil {
+		return sparkrun.OutputSpec{}, err
+	}
 	return out, nil
 }
 

@@ -168,12 +168,15 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 		return nil, permanent(op, "%s has no columns; a node must return at least one", view)
 	}
 	// Counting the rows as they are written costs nothing extra; counting
-	// them afterwards would compute the view again.
+	// them afterwards would compute the view again. The observation's name
+	// is unique per write: the session's writes run concurrently, and
+	// observations of one name would report each other's counts.
+	observation := rowsObservation + "_" + strings.ReplaceAll(newUUID(), "-", "")
 	input := obj{
 		"common": obj{"planId": "1"},
 		"collectMetrics": obj{
 			"input": obj{"read": obj{"namedTable": obj{"unparsedIdentifier": view}}},
-			"name":  rowsObservation,
+			"name":  observation,
 			"metrics": []obj{{"alias": obj{
 				"expr": obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}},
 				"name": []string{"rows"},
@@ -197,7 +200,7 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 		return nil, withSourceHint(s.fail(ctx, op, err), out.Format)
 	}
 	res := &OutputResult{Key: out.Key, Path: out.Path, Rows: -1}
-	if n, ok := resp.Observed[rowsObservation]["rows"]; ok {
+	if n, ok := resp.Observed[observation]["rows"]; ok {
 		res.Rows = n
 	}
 	if res.Rows == 0 {
