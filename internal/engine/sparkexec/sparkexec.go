@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/breaker"
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
@@ -30,7 +31,15 @@ type Backend struct {
 	remote func() string
 	ready  func() error
 	log    *slog.Logger
+	// breaker opens after transport failures in a row across runs, so new
+	// runs fail fast with UNAVAILABLE instead of each retrying into a dead
+	// server. Errors in queries or data never count.
+	breaker *breaker.Backend
 }
+
+// BreakerPolicy guards the Spark backend: five transport failures in a row
+// open it for fifteen seconds.
+var BreakerPolicy = breaker.BackendPolicy{Threshold: 5, Cooldown: 15 * time.Second}
 
 // New returns a backend for the server whose current sc:// address remote
 // gives (an embedded server may move to another port when it restarts).
@@ -40,11 +49,27 @@ func New(remote func() string, ready func() error, log *slog.Logger) *Backend {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Backend{remote: remote, ready: ready, log: log}
+	return &Backend{remote: remote, ready: ready, log: log, breaker: breaker.NewBackend(BreakerPolicy, nil)}
 }
 
 // Ready implements engine.Backend.
-func (b *Backend) Ready() error { return b.ready() }
+func (b *Backend) Ready() error {
+	if err := b.ready(); err != nil {
+		return err
+	}
+	return b.breaker.Allow()
+}
+
+// observe feeds a node attempt's outcome to the backend breaker.
+func (b *Backend) observe(err error) {
+	var se *sparkrun.Error
+	switch {
+	case err == nil:
+		b.breaker.Success()
+	case errors.As(err, &se) && se.Retryable():
+		b.breaker.Failure(se.Message)
+	}
+}
 
 // OpenRun opens the run's Spark session, configured from global settings'
 // spark_config and then the pipeline's (later wins).
@@ -72,6 +97,7 @@ func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.Run
 		}
 	}
 	if _, err := r.session(ctx); err != nil {
+		b.observe(err)
 		return nil, err
 	}
 	return r, nil
@@ -147,11 +173,16 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 			Message: fmt.Sprintf("node %q is a %s node; this execd runs SQL nodes only (Python nodes need the worker pool)", n.Name, n.Kind),
 		}}
 	}
+	if err := r.b.breaker.Allow(); err != nil {
+		return retry.Transient(err)
+	}
 	s, err := r.session(ctx)
 	if err != nil {
-		return err
+		r.b.observe(err)
+		return describe(err)
 	}
 	err = r.runSQL(ctx, s, n, emit)
+	r.b.observe(err)
 	if errors.Is(err, sparkrun.ErrSessionLost) {
 		r.dropSession(context.WithoutCancel(ctx), s)
 	}
