@@ -267,6 +267,9 @@ func (s *Server) supervise(startCtx context.Context, first chan<- error) {
 	defer close(s.done)
 
 	p, err := s.launch(startCtx)
+	if err == nil {
+		s.setHealthy(true)
+	}
 	first <- err
 	if err != nil {
 		s.finish(err)
@@ -321,9 +324,12 @@ func (s *Server) supervise(startCtx context.Context, first chan<- error) {
 				s.mu.Unlock()
 			}
 		}
+		// Counted before it is announced healthy, so a watcher that sees the
+		// server back also sees the restart.
 		s.mu.Lock()
 		s.restarts++
 		s.mu.Unlock()
+		s.setHealthy(true)
 		s.log.Info("Spark Connect server restarted", "remote", s.Remote(), "pid", p.pid)
 	}
 }
@@ -372,7 +378,6 @@ func (s *Server) launch(ctx context.Context) (*process, error) {
 			port, err, s.logPath, tail(s.logPath, 30))
 	}
 	s.log.Info("Spark Connect server is up", "remote", "sc://"+hostPort(port), "took", time.Since(began).Round(time.Millisecond))
-	s.setHealthy(true)
 	return p, nil
 }
 
