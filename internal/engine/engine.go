@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -408,7 +409,7 @@ func (e *Engine) drive(ctx context.Context, runID string, proj *config.Project, 
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
-		return run.Failed, "nodes did not succeed: " + joinComma(failed)
+		return run.Failed, "nodes did not succeed: " + strings.Join(failed, ", ")
 	}
 	return run.Succeeded, ""
 }
@@ -601,16 +602,6 @@ func (e *Engine) Watch(ctx context.Context, id string, after int64) (*store.Watc
 // Ready reports whether new runs can start.
 func (e *Engine) Ready() error { return e.opt.Backend.Ready() }
 
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
-}
 
 // retryPolicy turns a node's tauro retry settings into a policy value:
 // max_retries counts retries, so attempts are one more.
