@@ -602,7 +602,6 @@ func (e *Engine) Watch(ctx context.Context, id string, after int64) (*store.Watc
 // Ready reports whether new runs can start.
 func (e *Engine) Ready() error { return e.opt.Backend.Ready() }
 
-
 // retryPolicy turns a node's tauro retry settings into a policy value:
 // max_retries counts retries, so attempts are one more.
 func retryPolicy(n *plan.Node) retry.Policy {
