@@ -78,7 +78,7 @@ generate: $(PROTODEPS)/buf/validate/validate.proto venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VPY) -m grpc_tools.protoc -I proto -I $(PROTODEPS) \
 	  --python_out=$(PYGEN) --mypy_out=$(PYGEN) \
 	  --grpc_python_out=$(PYGEN) --mypy_grpc_out=$(PYGEN) \
-	  tauro/exec/v1/exec.proto buf/validate/validate.proto
+	  tauro/exec/v1/exec.proto tauro/exec/v1/worker.proto buf/validate/validate.proto
 	$(VPY) clients/python/scripts/localize_imports.py $(PYGEN)
 
 # CI proves the committed generated code is what `make generate` makes.
