@@ -126,7 +126,7 @@ bench:
 
 # ---- demo ------------------------------------------------------------------
 
-demo: build venv spark-jars
+demo: java build venv spark-jars
 	$(VPY) examples/demo.py
 
 clean:
