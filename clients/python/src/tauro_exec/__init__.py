@@ -25,6 +25,7 @@ from tauro_exec.events import (
     NodeStateChanged,
     RunStateChanged,
 )
+from tauro_exec.ml import MLContext, Retryable
 from tauro_exec.models import (
     Attempt,
     NodeError,
@@ -44,6 +45,7 @@ __all__ = [
     "Client",
     "Event",
     "FailedPrecondition",
+    "MLContext",
     "NodeError",
     "NodeFailure",
     "NodeMessage",
@@ -57,6 +59,7 @@ __all__ = [
     "PipelineSummary",
     "PipelineType",
     "Plan",
+    "Retryable",
     "Run",
     "RunFailed",
     "RunState",
