@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkexec"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver"
 )
@@ -20,6 +22,7 @@ import (
 type backend struct {
 	*sparkexec.Backend
 	srv     *sparkserver.Server // nil with --spark-remote
+	pool    *pyworker.Pool      // nil with --workers 0
 	healthy atomic.Bool
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -60,7 +63,49 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 		go func() { defer b.wg.Done(); b.followRemote(wctx, addr, log, onHealth) }()
 	}
 	b.Backend = sparkexec.New(remote, b.ready, log)
+	if cfg.workers > 0 {
+		pool, err := startWorkers(ctx, cfg, remote(), log)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.pool = pool
+		b.SetPython(pool)
+	}
 	return b, nil
+}
+
+// startWorkers starts the pool of Python node workers.
+func startWorkers(ctx context.Context, cfg serveConfig, remote string, log *slog.Logger) (*pyworker.Pool, error) {
+	python := cfg.python
+	if python == "" {
+		python = defaultPython()
+	}
+	sockets, err := filepath.Abs(filepath.Join(cfg.state, "workers"))
+	if err != nil {
+		return nil, err
+	}
+	dir := cfg.workerDir
+	if dir != "" {
+		if dir, err = filepath.Abs(dir); err != nil {
+			return nil, err
+		}
+	}
+	began := time.Now()
+	pool, err := pyworker.Start(ctx, pyworker.Config{
+		Python:      python,
+		Project:     cfg.project,
+		Dir:         dir,
+		SocketDir:   sockets,
+		Size:        cfg.workers,
+		SparkRemote: remote,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting %d Python node workers with %s (it needs tauro-exec[worker] installed; --workers 0 runs SQL nodes only): %w", cfg.workers, python, err)
+	}
+	log.Info("Python node workers ready", "workers", cfg.workers, "python", python, "took", time.Since(began).Round(time.Millisecond))
+	return pool, nil
 }
 
 func (b *backend) setHealthy(h bool, onHealth func(bool)) {
@@ -134,6 +179,11 @@ func (b *backend) followRemote(ctx context.Context, addr string, log *slog.Logge
 func (b *backend) Close() {
 	b.cancel()
 	b.wg.Wait()
+	if b.pool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = b.pool.Close(ctx)
+	}
 	if b.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

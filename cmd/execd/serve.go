@@ -27,6 +27,8 @@ type serveConfig struct {
 	state       string
 	sparkRemote string
 	python      string
+	workers     int
+	workerDir   string
 	logLevel    string
 	shutdown    time.Duration
 }
@@ -39,7 +41,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on")
 	fs.StringVar(&cfg.state, "state", "", "folder for run state and logs (default: PROJECT/.tauro-exec)")
 	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
-	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark (default: .venv/bin/python of the repo, else python3)")
+	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark and tauro-exec[worker], for the embedded Spark server and the node workers (default: .venv/bin/python of the repo, else python3)")
+	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
+	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
 	if err := fs.Parse(args); err != nil {
@@ -62,6 +66,9 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--project %s is not a folder", cfg.project)
 	}
 	cfg.project = project
+	if cfg.workers < 0 || cfg.workers > 64 {
+		return fmt.Errorf("--workers %d: use 0 to 64", cfg.workers)
+	}
 	if cfg.state == "" {
 		cfg.state = filepath.Join(project, ".tauro-exec")
 	}

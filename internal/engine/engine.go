@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +45,13 @@ type Backend interface {
 // backend itself (Spark analysing each SQL node, say) before anything runs.
 type Checker interface {
 	Check(ctx context.Context, rc RunContext) problem.List
+}
+
+// FunctionChecker is a Backend that can check Python node functions (each
+// imports, and takes its inputs positionally and start_date and end_date as
+// keywords) before anything runs. An error means it could not check.
+type FunctionChecker interface {
+	CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error)
 }
 
 // RunContext is what a backend needs to know about a run.
@@ -161,12 +169,30 @@ func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (*plan.Pipel
 	if err != nil {
 		return nil, err
 	}
+	probs, err := e.checkFunctions(ctx, p)
+	if err != nil {
+		return nil, err
+	}
 	if c, ok := e.opt.Backend.(Checker); ok {
-		if probs := c.Check(ctx, RunContext{Project: proj, Pipeline: p, Params: params}); len(probs) > 0 {
-			return nil, probs
-		}
+		probs = append(probs, c.Check(ctx, RunContext{Project: proj, Pipeline: p, Params: params})...)
+	}
+	if len(probs) > 0 {
+		return nil, probs
 	}
 	return p, nil
+}
+
+// checkFunctions asks a FunctionChecker backend about p's Python functions.
+func (e *Engine) checkFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error) {
+	fc, ok := e.opt.Backend.(FunctionChecker)
+	if !ok {
+		return nil, nil
+	}
+	probs, err := fc.CheckFunctions(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: checking the Python node functions: %v", ErrUnavailable, err)
+	}
+	return probs, nil
 }
 
 func (e *Engine) resolve(params run.Params) (*config.Project, *plan.Pipeline, error) {
@@ -248,10 +274,21 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 	if err != nil {
 		return run.Run{}, err
 	}
+	if probs, err := e.checkFunctions(ctx, p); err != nil || len(probs) > 0 {
+		return run.Run{}, errors.Join(err, probs.Err())
+	}
 	if err := e.opt.Backend.Ready(); err != nil {
 		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	params.StartDate, params.EndDate = p.StartDate, p.EndDate
+	// The run records its effective ML settings; a node's own hyperparams
+	// still win over these when it runs.
+	if hp := maps.Clone(p.Hyperparams); len(hp)+len(params.Hyperparams) > 0 {
+		params.Hyperparams = mergeInto(hp, params.Hyperparams)
+	}
+	if params.ModelVersion == "" {
+		params.ModelVersion = p.ModelVersion
+	}
 	params.MaxWorkers = p.MaxWorkers
 	if params.Env == "" {
 		params.Env = proj.Env
@@ -623,4 +660,13 @@ func globalInt(proj *config.Project, key string, def int) int {
 		return int(v)
 	}
 	return def
+}
+
+// mergeInto copies src over dst, which may be nil, and returns it.
+func mergeInto(dst, src map[string]any) map[string]any {
+	if dst == nil {
+		dst = make(map[string]any, len(src))
+	}
+	maps.Copy(dst, src)
+	return dst
 }

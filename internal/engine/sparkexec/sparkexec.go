@@ -35,6 +35,7 @@ type Backend struct {
 	// runs fail fast with UNAVAILABLE instead of each retrying into a dead
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
+	python  PythonPool // nil: Python nodes are unsupported
 }
 
 // BreakerPolicy guards the Spark backend: five transport failures in a row
@@ -165,8 +166,9 @@ func (r *runExec) dropSession(ctx context.Context, s *sparkrun.Session) {
 
 // RunNode implements engine.RunExecutor.
 func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit func(run.Event)) error {
-	switch n.Kind {
-	case plan.KindSQL:
+	switch {
+	case n.Kind == plan.KindSQL:
+	case n.Kind == plan.KindPython && r.b.python != nil:
 	default:
 		return &retry.Failure{Err: run.Error{
 			Type:    "UnsupportedNode",
@@ -181,7 +183,11 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 		r.b.observe(err)
 		return describe(err)
 	}
-	err = r.runSQL(ctx, s, n, emit)
+	if n.Kind == plan.KindPython {
+		err = r.runPython(ctx, s, n, attempt, emit)
+	} else {
+		err = r.runSQL(ctx, s, n, emit)
+	}
 	r.b.observe(err)
 	if errors.Is(err, sparkrun.ErrSessionLost) {
 		r.dropSession(context.WithoutCancel(ctx), s)
