@@ -1,0 +1,1 @@
+import pyproj_nodes.no_such_module  # noqa: F401
