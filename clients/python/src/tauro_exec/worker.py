@@ -72,7 +72,7 @@ def project_packages(roots: Sequence[Path]) -> list[str]:
     for root in roots:
         for entry in root.iterdir():
             name = entry.stem if entry.suffix == ".py" else entry.name
-            if not name.isidentifier() or name.startswith("__"):
+            if not name.isidentifier() or name.startswith("__") or entry in roots:
                 continue
             if entry.is_file() and entry.suffix == ".py":
                 names.add(name)

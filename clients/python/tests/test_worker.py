@@ -1,0 +1,81 @@
+"""The worker's loading and signature rules, without Spark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tauro_exec.worker import (
+    FunctionError,
+    accepts_ml_context,
+    load_function,
+    project_packages,
+    project_roots,
+    signature_problem,
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "src" / "mypkg").mkdir(parents=True)
+    (tmp_path / "src" / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "src" / "mypkg" / "nodes.py").write_text("def fn(df, *, start_date, end_date):\n    return df\nVALUE = 3\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helpers.py").write_text("")
+    (tmp_path / "data").mkdir()  # no Python in it: not a package
+    (tmp_path / "os.py").write_text("")  # shadows the stdlib: never a project module
+    return tmp_path
+
+
+def test_project_packages_are_the_top_level_python_of_the_project_src_and_lib(project: Path) -> None:
+    assert project_roots(project) == [project, project / "src", project / "lib"]
+    assert project_packages(project_roots(project)) == ["helpers", "mypkg"]
+
+
+def test_load_function_refuses_the_standard_library_and_modules_outside_the_prefixes() -> None:
+    with pytest.raises(FunctionError, match="not a project module"):
+        load_function("subprocess", "run", ["subprocess"])
+    with pytest.raises(FunctionError, match="not a project module"):
+        load_function("importlib.util", "find_spec", ["importlib"])
+    with pytest.raises(FunctionError, match="outside the allowed modules"):
+        load_function("yaml", "safe_load", ["mypkg"])
+
+
+def test_load_function_imports_project_functions_and_names_what_is_missing(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(project / "src"))
+    assert load_function("mypkg.nodes", "fn", ["mypkg"]).__name__ == "fn"
+    with pytest.raises(FunctionError, match="has no attribute 'nope'"):
+        load_function("mypkg.nodes", "nope", ["mypkg"])
+    with pytest.raises(FunctionError, match="is a int, not a function"):
+        load_function("mypkg.nodes", "VALUE", ["mypkg"])
+
+
+def _two(a: object, b: object, *, start_date: str, end_date: str) -> None: ...
+def _ml(*, start_date: str, end_date: str, ml_context: object) -> None: ...
+def _kwargs(*dfs: object, **kwargs: object) -> None: ...
+def _no_dates(a: object) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("fn", "inputs", "problem"),
+    [
+        (_two, 2, None),
+        (_two, 1, "missing a required argument"),
+        (_two, 3, "too many positional arguments"),
+        (_ml, 0, None),
+        (_kwargs, 5, None),
+        (_no_dates, 1, "unexpected keyword argument 'start_date'"),
+    ],
+)
+def test_signature_problem_checks_the_call_the_worker_makes(fn: object, inputs: int, problem: str | None) -> None:
+    got = signature_problem(fn, inputs)  # type: ignore[arg-type]
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None and problem in got
+
+
+def test_ml_context_is_passed_only_to_functions_that_take_it() -> None:
+    assert accepts_ml_context(_ml) and accepts_ml_context(_kwargs)
+    assert not accepts_ml_context(_two)
