@@ -121,8 +121,12 @@ test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'
 	cd clients/python && ../../$(VPY) -m pytest -q tests
 
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./internal/...
+# Benchmarks that need Spark start their own server unless TAURO_SPARK_REMOTE
+# names one. The Python-vs-SQL node comparison runs three rounds: one round
+# of a 50-node pipeline is seconds long and noisy on a small machine.
+bench: java venv spark-jars
+	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead' -benchmem -count=1 ./internal/...
+	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/engine/sparkexec
 
 # ---- demo ------------------------------------------------------------------
 

@@ -45,11 +45,21 @@ func mixed() shape {
 // aggregate that writes parquet, so each node does real Spark work.
 func writeProject(tb testing.TB, dir string, sh shape) {
 	tb.Helper()
-	files := map[string]string{
+	writeShaped(tb, dir, sh, "", func(i int) string {
+		return fmt.Sprintf("  sql: \"SELECT id %% 10 AS k, count(*) AS c FROM range(%d) GROUP BY 1\"\n", 20000+i)
+	})
+}
+
+// writeShaped writes a tauro project with one pipeline, bench, whose nodes
+// n0..n(len-1) follow sh; body gives each node's definition besides its
+// dependencies and its parquet output. files adds files to the project.
+func writeShaped(tb testing.TB, dir string, sh shape, globals string, body func(i int) string, files ...string) {
+	tb.Helper()
+	all := map[string]string{
 		"settings_yml.json": `{"base_path": ".", "env_config": {"base": {
   "global_settings_path": "global.yaml", "pipelines_config_path": "pipelines.yaml",
   "nodes_config_path": "nodes.yaml", "input_config_path": "input.yaml", "output_config_path": "output.yaml"}}}`,
-		"global.yaml": "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-31\"\nmax_parallel_nodes: 4\nmax_retries: 0\n",
+		"global.yaml": "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-31\"\nmax_parallel_nodes: 4\nmax_retries: 0\n" + globals,
 		"input.yaml":  "{}\n",
 	}
 	var pipes, nodes, outs strings.Builder
@@ -59,7 +69,7 @@ func writeProject(tb testing.TB, dir string, sh shape) {
 			pipes.WriteString(", ")
 		}
 		fmt.Fprintf(&pipes, "n%d", i)
-		fmt.Fprintf(&nodes, "n%d:\n  sql: \"SELECT id %% 10 AS k, count(*) AS c FROM range(%d) GROUP BY 1\"\n  output: [b.t.n%d]\n", i, 20000+i, i)
+		fmt.Fprintf(&nodes, "n%d:\n%s  output: [b.t.n%d]\n", i, body(i), i)
 		if len(deps) > 0 {
 			nodes.WriteString("  dependencies: [")
 			for j, d := range deps {
@@ -73,9 +83,16 @@ func writeProject(tb testing.TB, dir string, sh shape) {
 		fmt.Fprintf(&outs, "b.t.n%d: {format: parquet, write_mode: overwrite}\n", i)
 	}
 	pipes.WriteString("]\n")
-	files["pipelines.yaml"], files["nodes.yaml"], files["output.yaml"] = pipes.String(), nodes.String(), outs.String()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+	all["pipelines.yaml"], all["nodes.yaml"], all["output.yaml"] = pipes.String(), nodes.String(), outs.String()
+	for i := 0; i+1 < len(files); i += 2 {
+		all[files[i]] = files[i+1]
+	}
+	for name, text := range all {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -110,24 +127,7 @@ func BenchmarkSQLPipeline(b *testing.B) {
 			var overhead, wallSum, bound, fixed time.Duration
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
-				r, err := eng.Execute(ctx, "", run.Params{Pipeline: "bench"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				w, err := eng.Watch(ctx, r.ID, 0)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for range w.Events() {
-				}
-				wall := time.Since(start)
-				done, err := eng.Get(ctx, r.ID)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if done.State != run.Succeeded {
-					b.Fatalf("run %s: %s", done.State, done.Message)
-				}
+				done, wall := runBench(b, eng)
 				lb := lowerBound(tc.sh, done, 4)
 				first, last := done.Nodes[0].StartTime, done.Nodes[0].EndTime
 				for _, nd := range done.Nodes {
@@ -151,6 +151,42 @@ func BenchmarkSQLPipeline(b *testing.B) {
 			b.ReportMetric(float64(overhead/n/time.Duration(len(tc.sh)))/1e6, "overhead-ms/node")
 		})
 	}
+}
+
+// runBench runs the project's bench pipeline to its end and returns the
+// run's record and the wall time from the request to the last event.
+func runBench(tb testing.TB, eng *engine.Engine) (run.Run, time.Duration) {
+	tb.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "bench"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w, err := eng.Watch(ctx, r.ID, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for range w.Events() {
+	}
+	wall := time.Since(start)
+	done, err := eng.Get(ctx, r.ID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if done.State != run.Succeeded {
+		msg := done.Message
+		for _, n := range done.Nodes {
+			if n.State != run.NodeSucceeded {
+				msg += fmt.Sprintf("; %s %s", n.Name, n.State)
+				if n.Error != nil {
+					msg += ": " + n.Error.Message
+				}
+			}
+		}
+		tb.Fatalf("run %s: %s", done.State, msg)
+	}
+	return done, wall
 }
 
 // lowerBound is the shortest wall time any scheduler could reach with these
