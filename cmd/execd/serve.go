@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/health"
@@ -66,6 +67,12 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--project %s is not a folder", cfg.project)
 	}
 	cfg.project = project
+	if strings.ContainsRune(cfg.python, filepath.Separator) {
+		// Workers run in the project folder: a relative path must not move with them.
+		if cfg.python, err = filepath.Abs(cfg.python); err != nil {
+			return err
+		}
+	}
 	if cfg.workers < 0 || cfg.workers > 64 {
 		return fmt.Errorf("--workers %d: use 0 to 64", cfg.workers)
 	}

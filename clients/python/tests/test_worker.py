@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tauro_exec.worker import (
     FunctionError,
+    ProjectCode,
     accepts_ml_context,
     load_function,
     project_packages,
@@ -16,8 +19,13 @@ from tauro_exec.worker import (
 )
 
 
+def _forget_mypkg() -> None:
+    for name in [n for n in sys.modules if n == "mypkg" or n.startswith("mypkg.")]:
+        del sys.modules[name]
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "src" / "mypkg").mkdir(parents=True)
     (tmp_path / "src" / "mypkg" / "__init__.py").write_text("")
     (tmp_path / "src" / "mypkg" / "nodes.py").write_text("def fn(df, *, start_date, end_date):\n    return df\nVALUE = 3\n")
@@ -25,7 +33,9 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "lib" / "helpers.py").write_text("")
     (tmp_path / "data").mkdir()  # no Python in it: not a package
     (tmp_path / "os.py").write_text("")  # shadows the stdlib: never a project module
-    return tmp_path
+    _forget_mypkg()  # each test's mypkg is its own
+    yield tmp_path
+    _forget_mypkg()
 
 
 def test_project_packages_are_the_top_level_python_of_the_project_src_and_lib(project: Path) -> None:
@@ -79,3 +89,23 @@ def test_signature_problem_checks_the_call_the_worker_makes(fn: object, inputs: 
 def test_ml_context_is_passed_only_to_functions_that_take_it() -> None:
     assert accepts_ml_context(_ml) and accepts_ml_context(_kwargs)
     assert not accepts_ml_context(_two)
+
+
+def test_changed_project_code_is_imported_again_and_other_modules_are_kept(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(project / "src"))
+    code = ProjectCode(project_roots(project))
+    nodes = project / "src" / "mypkg" / "nodes.py"
+    import mypkg.nodes  # type: ignore[import-not-found]
+
+    assert mypkg.nodes.VALUE == 3
+    code.record()
+    assert code.refresh() == []  # nothing changed: the warm import stays
+    assert sys.modules["mypkg.nodes"] is mypkg.nodes
+
+    nodes.write_text("def fn(df, *, start_date, end_date):\n    return df\nVALUE = 4  # edited\n")
+    assert code.refresh() == [str(nodes.resolve())]
+    assert "mypkg.nodes" not in sys.modules and "mypkg" not in sys.modules
+    assert "pytest" in sys.modules  # not a project module
+    import mypkg.nodes as again  # type: ignore[import-not-found]
+
+    assert again.VALUE == 4

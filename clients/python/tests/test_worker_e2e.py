@@ -72,6 +72,20 @@ def test_python_node_outputs_are_written_and_read_by_downstream_nodes(pyclient: 
     }
 
 
+def test_edited_node_code_takes_effect_without_restarting_execd(pyclient: Client, project: Path) -> None:
+    etl = project / "src" / "pyproj_nodes" / "etl.py"
+    original = etl.read_text()
+    assert 'F.lit(f"{start_date}..{end_date}")' in original
+    try:
+        etl.write_text(original.replace('F.lit(f"{start_date}..{end_date}")', 'F.lit(f"edited {start_date}")'))
+        pyclient.execute("etl", start_date="2025-03-01", end_date="2025-03-31").wait(timeout=180)
+        assert {r["period"] for r in rows(project, "by_city")} == {"edited 2025-03-01"}
+    finally:
+        etl.write_text(original)
+    pyclient.execute("etl", start_date="2025-03-01", end_date="2025-03-31").wait(timeout=180)
+    assert {r["period"] for r in rows(project, "by_city")} == {"2025-03-01..2025-03-31"}
+
+
 def test_a_failing_nodes_python_traceback_reaches_run_failed(pyclient: Client) -> None:
     with pytest.raises(RunFailed) as caught:
         pyclient.execute("failing").wait(timeout=120)

@@ -20,7 +20,7 @@ func TestLoad_SalesExampleLoadsInEveryEnvironment(t *testing.T) {
 			if p.EnvUsed != tt.used {
 				t.Errorf("EnvUsed = %q, want %q", p.EnvUsed, tt.used)
 			}
-			if !slices.Equal(p.Pipelines.Keys, []string{"daily_sales", "customer_sales"}) {
+			if !slices.Equal(p.Pipelines.Keys, []string{"daily_sales", "customer_insights"}) {
 				t.Errorf("pipelines %v", p.Pipelines.Keys)
 			}
 			if got := at(t, p.Inputs, "raw_orders", "filepath"); got != "data/orders.csv" {

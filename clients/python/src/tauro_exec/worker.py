@@ -122,6 +122,59 @@ def load_function(module: str, function: str, prefixes: Sequence[str]) -> Callab
     return fn
 
 
+class ProjectCode:
+    """Keeps the project's imported modules in step with their source files.
+
+    A warm worker imports a node's module once. Before each load, the files of
+    the project modules imported so far are checked; if one changed or went
+    away, every project module is dropped from ``sys.modules`` so the next
+    import reads the new code, as a fresh worker would. Modules outside the
+    project's own top-level packages (pyspark, a venv inside the project) are
+    never dropped.
+    """
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self._roots = [r.resolve() for r in roots]
+        self._stamps: dict[str, tuple[int, int] | None] = {}
+
+    def _modules(self) -> dict[str, str]:
+        """The loaded project modules and their files."""
+        tops = set(project_packages(self._roots))
+        found: dict[str, str] = {}
+        for name, mod in list(sys.modules.items()):
+            file = getattr(mod, "__file__", None)
+            if name.split(".")[0] not in tops or not file:
+                continue
+            path = Path(file).resolve()
+            if any(path.is_relative_to(r) for r in self._roots):
+                found[name] = str(path)
+        return found
+
+    @staticmethod
+    def _stamp(file: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(file)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def record(self) -> None:
+        """Notes the files of project modules imported since the last call."""
+        for file in self._modules().values():
+            if file not in self._stamps:
+                self._stamps[file] = self._stamp(file)
+
+    def refresh(self) -> list[str]:
+        """Drops the project's modules if any of their files changed; returns those files."""
+        changed = [f for f, stamp in self._stamps.items() if self._stamp(f) != stamp]
+        if changed:
+            for name in self._modules():
+                sys.modules.pop(name, None)
+            self._stamps.clear()
+            importlib.invalidate_caches()
+        return changed
+
+
 def accepts_ml_context(fn: Callable[..., Any]) -> bool:
     """Whether fn has an ml_context parameter (or **kwargs) to pass the context by keyword."""
     try:
@@ -240,9 +293,21 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         self._spark_lock = threading.Lock()
         self._spark: SparkSession | None = None
         self._spark_remote = ""
+        self._code = ProjectCode(roots)
+        self._import_lock = threading.Lock()
 
     def prefixes(self, requested: Sequence[str]) -> list[str]:
         return list(requested) or self._prefixes or project_packages(self._roots)
+
+    def load(self, module: str, function: str, prefixes: Sequence[str]) -> Callable[..., Any]:
+        """load_function, re-importing the project's code first if it changed on disk."""
+        with self._import_lock:
+            if changed := self._code.refresh():
+                log.info("project code changed (%s); importing it again", ", ".join(sorted(changed)))
+            try:
+                return load_function(module, function, prefixes)
+            finally:
+                self._code.record()
 
     def session(self, remote: str) -> SparkSession:
         remote = remote or self._remote
@@ -278,10 +343,9 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
                 problems.append(pb.FunctionProblem(node=ref.node, message=msg))
         return pb.CheckFunctionsResponse(problems=problems)
 
-    @staticmethod
-    def _check(ref: pb.FunctionRef, prefixes: Sequence[str]) -> str | None:
+    def _check(self, ref: pb.FunctionRef, prefixes: Sequence[str]) -> str | None:
         try:
-            fn = load_function(ref.module, ref.function, prefixes)
+            fn = self.load(ref.module, ref.function, prefixes)
         except FunctionError as e:
             return str(e)
         except BaseException as e:  # the module's own import-time failure
@@ -347,7 +411,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         spark: SparkSession | None = None
         conf: list[str] = []
         try:
-            fn = load_function(request.module, request.function, self.prefixes(request.allowed_module_prefixes))
+            fn = self.load(request.module, request.function, self.prefixes(request.allowed_module_prefixes))
             if problem := signature_problem(fn, len(request.input_views)):
                 raise FunctionError(problem)
             spark = self.session(request.spark_remote)
