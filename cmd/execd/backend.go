@@ -14,6 +14,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkexec"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkrun"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver"
 )
 
@@ -100,6 +101,9 @@ func startWorkers(ctx context.Context, cfg serveConfig, remote string, log *slog
 		Size:        cfg.workers,
 		SparkRemote: remote,
 		Logger:      log,
+		ReleaseSession: func(ctx context.Context, s pyworker.SparkSession) error {
+			return sparkrun.ReleaseAbandoned(ctx, s.Remote, s.SessionID, s.UserID)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting %d Python node workers with %s (it needs tauro-exec[worker] installed; --workers 0 runs SQL nodes only): %w", cfg.workers, python, err)

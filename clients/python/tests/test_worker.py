@@ -109,3 +109,16 @@ def test_changed_project_code_is_imported_again_and_other_modules_are_kept(proje
     import mypkg.nodes as again  # type: ignore[import-not-found]
 
     assert again.VALUE == 4
+
+
+def test_with_user_names_the_session_user_in_the_remote(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tauro_exec.worker import with_user
+
+    monkeypatch.setenv("USER", "ana")
+    monkeypatch.delenv("SPARK_USER", raising=False)
+    assert with_user("sc://h:15002") == ("sc://h:15002/;user_id=ana", "ana")
+    assert with_user("sc://h:15002/") == ("sc://h:15002/;user_id=ana", "ana")
+    assert with_user("sc://h:15002/;token=a=b") == ("sc://h:15002/;token=a=b;user_id=ana", "ana")
+    assert with_user("sc://h/;user_id=bo;x=1") == ("sc://h/;user_id=bo;x=1", "bo")
+    monkeypatch.setenv("SPARK_USER", "cy")
+    assert with_user("sc://h") == ("sc://h/;user_id=cy", "cy")

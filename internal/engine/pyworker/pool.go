@@ -9,15 +9,19 @@
 // goes down with a worker.
 //
 // Besides the socket, a worker writes control lines on a pipe (fd 3): "ready"
-// once it serves and "done CALL" once a node's code has really ended. A
-// cancelled call ends at once on the gRPC side while the worker interrupts
-// the node's Spark work; the pool waits for "done" before giving the worker
-// another node, and kills it if the node does not stop within CancelGrace.
+// once it serves, "session {json}" when it opens a Spark session, and
+// "done CALL" once a node's code has really ended. A cancelled call ends at
+// once on the gRPC side while the worker interrupts the node's Spark work;
+// the pool waits for "done" before giving the worker another node, and kills
+// it if the node does not stop within CancelGrace. When a worker dies, the
+// pool ends its Spark session on the server (Config.ReleaseSession), which
+// would otherwise run the dead worker's jobs to their end.
 package pyworker
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +67,18 @@ type Config struct {
 	// CancelGrace is how long a cancelled node may take to stop before its
 	// worker is killed; 0 means ten seconds.
 	CancelGrace time.Duration
+	// ReleaseSession, if set, ends on the server the Spark session of a
+	// worker that died: without it the server runs the dead worker's
+	// operations to their end, holding cores the retry needs.
+	ReleaseSession func(ctx context.Context, s SparkSession) error
+}
+
+// SparkSession is the Spark Connect session a worker opened, as it reports
+// it on its control pipe.
+type SparkSession struct {
+	Remote    string `json:"remote"`
+	SessionID string `json:"session_id"`
+	UserID    string `json:"user_id"`
 }
 
 // ErrClosed is returned once the pool is closed.
@@ -199,11 +215,13 @@ func (p *Pool) supervise(slot int, first chan<- error) {
 			case <-w.exited:
 			case <-p.ctx.Done():
 				p.setLive(w, false)
-				w.stop(5 * time.Second)
+				w.stop(5 * time.Second) // a stopping worker releases its own session
+				close(w.released)
 				return
 			}
 			p.setLive(w, false)
 			p.log.Warn("python worker exited; starting another", "worker", slot, "pid", w.pid, "exit", w.exitText())
+			p.releaseSession(w)
 			if time.Since(began) > time.Minute {
 				backoff = minBackoff // it had been healthy: not a crash loop
 			}
@@ -316,6 +334,24 @@ func (p *Pool) call(ctx context.Context, w *worker, req *execv1.RunNodeRequest, 
 	}
 }
 
+// releaseSession ends the dead worker w's Spark session on the server.
+func (p *Pool) releaseSession(w *worker) {
+	defer close(w.released)
+	w.mu.Lock()
+	sess := w.session
+	w.mu.Unlock()
+	if sess == nil || p.cfg.ReleaseSession == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	if err := p.cfg.ReleaseSession(ctx, *sess); err != nil {
+		p.log.Warn("could not end a dead python worker's Spark session; its work runs on until the server drops it", "worker", w.slot, "session", sess.SessionID, "err", err)
+		return
+	}
+	p.log.Info("ended a dead python worker's Spark session", "worker", w.slot, "session", sess.SessionID)
+}
+
 // lost turns a broken call into a DiedError. A worker that broke the call
 // but still runs is in an unknown state, so it is killed and replaced.
 func (p *Pool) lost(w *worker, node string, callErr error) error {
@@ -325,6 +361,11 @@ func (p *Pool) lost(w *worker, node string, callErr error) error {
 		p.log.Warn("python worker broke a call but still runs; killing it", "worker", w.slot, "node", node, "err", callErr)
 		w.kill()
 		<-w.exited
+	}
+	// The retry should find the cores the dead worker's Spark work held.
+	select {
+	case <-w.released:
+	case <-time.After(20 * time.Second):
 	}
 	return &DiedError{Node: node, Worker: w.slot, Exit: w.exitText(), Tail: w.tail.String()}
 }
@@ -427,6 +468,8 @@ type worker struct {
 	mu       sync.Mutex
 	lastDone string
 	doneSig  chan struct{}
+	session  *SparkSession // the worker's Spark session, once it has one
+	released chan struct{} // closed once a dead worker's session is dealt with
 }
 
 func (p *Pool) spawn(slot int) (*worker, error) {
@@ -445,7 +488,7 @@ func (p *Pool) spawn(slot int) (*worker, error) {
 	cmd.Dir = p.cfg.Dir
 	cmd.Env = append(append(os.Environ(), "PYTHONUNBUFFERED=1"), p.cfg.Env...)
 	cmd.ExtraFiles = []*os.File{ctlW}
-	w := &worker{slot: slot, cmd: cmd, tail: newTail(40), exited: make(chan struct{}), doneSig: make(chan struct{})}
+	w := &worker{slot: slot, cmd: cmd, tail: newTail(40), exited: make(chan struct{}), doneSig: make(chan struct{}), released: make(chan struct{})}
 	out := &logLines{log: p.log.With("worker", slot), tail: w.tail}
 	cmd.Stdout, cmd.Stderr = out, out
 	stdin, err := cmd.StdinPipe()
@@ -506,6 +549,13 @@ func (w *worker) readControl(r io.ReadCloser, ready chan<- struct{}) {
 		case line == "ready" && !signalled:
 			signalled = true
 			close(ready)
+		case strings.HasPrefix(line, "session "):
+			var sess SparkSession
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "session ")), &sess); err == nil && sess.SessionID != "" {
+				w.mu.Lock()
+				w.session = &sess
+				w.mu.Unlock()
+			}
 		case strings.HasPrefix(line, "done "):
 			w.mu.Lock()
 			w.lastDone = strings.TrimPrefix(line, "done ")

@@ -3,10 +3,12 @@ package pyworker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkrun"
 	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
 )
 
@@ -45,6 +48,9 @@ func startPool(t *testing.T, size int) (*Pool, string) {
 		SparkRemote: remote,
 		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 		CancelGrace: 20 * time.Second,
+		ReleaseSession: func(ctx context.Context, s SparkSession) error {
+			return sparkrun.ReleaseAbandoned(ctx, s.Remote, s.SessionID, s.UserID)
+		},
 	})
 	if err != nil {
 		t.Fatalf("start pool: %v", err)
@@ -174,6 +180,45 @@ func TestPool_WorkerKilledMidNodeFailsTheAttemptRetryablyAndIsReplaced(t *testin
 	if after := p.Pids(); len(after) != 1 || slices.Contains(after, before[0]) {
 		t.Errorf("workers %v after the kill, %v before; want a new one", after, before)
 	}
+}
+
+// A worker killed mid-node leaves its Spark job behind on the server; the
+// pool ends the dead worker's session, so the job stops instead of holding
+// a core until it finishes. The job records its progress where another
+// session can read it (a JVM system property of the local server).
+func TestPool_DeadWorkersSparkWorkIsStopped(t *testing.T) {
+	p, _ := startPool(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	runID := "dead" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	req := nodeRequest("ticking", "ticking")
+	req.Context.RunId = runID
+	_, err := runUntilLogged(ctx, p, req, "ticking", func() {
+		time.Sleep(2 * time.Second) // the job is ticking by now
+		_ = syscall.Kill(p.Pids()[0], syscall.SIGKILL)
+	})
+	var died *DiedError
+	if !errors.As(err, &died) {
+		t.Fatalf("err = %v; want a DiedError", err)
+	}
+	read := nodeRequest("ticks", "ticks")
+	read.Context.RunId = runID
+	_, events := run(t, p, read)
+	var first, second int
+	for _, e := range events {
+		if l := e.GetLog(); l != nil && strings.HasPrefix(l.Text, "ticks ") {
+			if _, err := fmt.Sscanf(l.Text, "ticks %d %d", &first, &second); err != nil {
+				t.Fatalf("reading %q: %v", l.Text, err)
+			}
+		}
+	}
+	if first == 0 {
+		t.Fatalf("the job never ticked, so the test shows nothing; events %v", events)
+	}
+	if second != first {
+		t.Fatalf("the dead worker's job still runs: tick %d, then %d 1.5 s later", first, second)
+	}
+	t.Logf("the job stopped at tick %d of 1200", first)
 }
 
 func TestPool_CancelInterruptsTheNodesSparkWorkAndKeepsTheWorker(t *testing.T) {

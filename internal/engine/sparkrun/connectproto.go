@@ -82,7 +82,7 @@ type executeResponse struct {
 func (s *Session) execute(ctx context.Context, plan obj) (*executeResponse, error) {
 	req, err := message("ExecutePlanRequest", obj{
 		"sessionId":   s.sessionID(),
-		"userContext": obj{"userId": userID},
+		"userContext": obj{"userId": s.remote.user},
 		"clientType":  userAgent,
 		"operationId": newUUID(),
 		"plan":        plan,
@@ -185,7 +185,7 @@ func observe(out *executeResponse, resp proto.Message) {
 func (s *Session) interrupt(ctx context.Context, opID string) error {
 	req := obj{
 		"sessionId":     s.sessionID(),
-		"userContext":   obj{"userId": userID},
+		"userContext":   obj{"userId": s.remote.user},
 		"clientType":    userAgent,
 		"interruptType": "INTERRUPT_TYPE_ALL",
 	}
@@ -201,7 +201,7 @@ func (s *Session) interrupt(ctx context.Context, opID string) error {
 func (s *Session) releaseSession(ctx context.Context) error {
 	return s.unary(ctx, methodReleaseSession, "ReleaseSessionRequest", "ReleaseSessionResponse", obj{
 		"sessionId":   s.sessionID(),
-		"userContext": obj{"userId": userID},
+		"userContext": obj{"userId": s.remote.user},
 		"clientType":  userAgent,
 	})
 }

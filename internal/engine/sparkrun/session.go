@@ -299,3 +299,24 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_]+`)
 
 // sanitize keeps a name readable in a view name without quoting.
 func sanitize(name string) string { return unsafeChars.ReplaceAllString(name, "_") }
+
+// ReleaseAbandoned ends a session another process opened and can no longer
+// close, such as a Python worker that died mid-node: the server would
+// otherwise run the session's operations to their end. It interrupts them
+// and releases the session. user is the user id the session was opened
+// with; empty means the remote's.
+func ReleaseAbandoned(ctx context.Context, remoteURL, sessionID, user string) error {
+	r, err := parseRemote(remoteURL)
+	if err != nil {
+		return err
+	}
+	if user != "" {
+		r.user = user
+	}
+	s := &Session{remote: r, sid: sessionID, log: slog.New(slog.DiscardHandler), closed: make(chan struct{})}
+	if s.conn, err = s.dial(r); err != nil {
+		return err
+	}
+	defer s.conn.Close()
+	return errors.Join(s.interrupt(ctx, ""), s.releaseSession(ctx))
+}

@@ -50,6 +50,23 @@ _DENIED = frozenset({"tauro_exec", "grpc", "google", "pyspark", "py4j", "setupto
 _INTERRUPT_EVERY = 1.0
 
 
+def with_user(remote: str) -> tuple[str, str]:
+    """The remote with an explicit user_id, and that user.
+
+    PySpark would take $SPARK_USER or $USER; naming it in the URL lets the
+    worker tell execd which user owns its session.
+    """
+    _, _, params = remote.partition("/;")
+    for kv in params.split(";"):
+        key, _, value = kv.partition("=")
+        if key == "user_id" and value:
+            return remote, value
+    user = os.getenv("SPARK_USER") or os.getenv("USER") or "tauro-worker"
+    if params:
+        return remote + ";user_id=" + user, user
+    return remote.rstrip("/") + "/;user_id=" + user, user
+
+
 class FunctionError(Exception):
     """A node function that cannot be loaded or called as configured."""
 
@@ -316,8 +333,12 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         with self._spark_lock:
             if self._spark is None or self._spark_remote != remote:
                 self._drop_session()
-                self._spark = SparkSession.builder.remote(remote).create()
+                url, user = with_user(remote)
+                self._spark = SparkSession.builder.remote(url).create()
                 self._spark_remote = remote
+                # execd ends the session on the server if this process dies
+                # mid-node, so that its Spark work does not run on unowned.
+                self._control.send("session " + json.dumps({"remote": url, "session_id": self._spark.session_id, "user_id": user}))
             return self._spark
 
     def _drop_session(self) -> None:

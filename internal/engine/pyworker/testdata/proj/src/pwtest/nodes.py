@@ -1,6 +1,7 @@
 """Node functions the pool tests run on real workers."""
 
 import logging
+import time
 
 from tauro_exec import Retryable
 
@@ -38,3 +39,32 @@ def no_dates(df):
 
 def not_a_frame(*, start_date, end_date):
     return 42
+
+
+def _tick_key(ml_context):
+    return "tauro.pwtest.tick." + ml_context["execution_metadata"]["run_id"]
+
+
+def ticking(*, start_date, end_date, ml_context):
+    # One Spark task that records its progress in a JVM system property (the
+    # local server runs tasks in its own JVM) for about a minute.
+    spark, key = ml_context["spark"], _tick_key(ml_context)
+    log.info("ticking")
+    spark.range(0, 1200, 1, 1).selectExpr(
+        "reflect('java.lang.Thread', 'sleep', CAST(50 AS BIGINT)) AS slept",
+        f"reflect('java.lang.System', 'setProperty', '{key}', CAST(id AS STRING)) AS previous",
+    ).collect()
+    return spark.range(1)
+
+
+def ticks(*, start_date, end_date, ml_context):
+    # Reads ticking's progress twice, 1.5 s apart, and logs both readings.
+    spark, key = ml_context["spark"], _tick_key(ml_context)
+
+    def read():
+        return spark.sql(f"SELECT reflect('java.lang.System', 'getProperty', '{key}') AS t").collect()[0].t
+
+    first = read()
+    time.sleep(1.5)
+    log.warning("ticks %s %s", first, read())
+    return spark.range(1)
