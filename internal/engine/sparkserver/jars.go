@@ -20,10 +20,16 @@ const JarsDirName = "spark-jars"
 // Delta's SQL and is required by its writer. Its SQL parser drops the
 // parameters of parameterized queries on Spark 4.1+ (delta-io/delta#7640),
 // so parameters are bound by the analyzer instead, as in Spark 4.0.
+//
+// Delta rebuilds a table's state from its log before every write to an
+// existing table, in 50 tasks by default: seconds per write on a machine of
+// two cores for a table of a few files. The embedded server is one local
+// machine, so it uses a few.
 var deltaConf = map[string]string{
 	"spark.sql.extensions":                                 "io.delta.sql.DeltaSparkSessionExtension",
 	"spark.sql.catalog.spark_catalog":                      "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 	"spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
+	"spark.databricks.delta.snapshotPartitions":            "4",
 }
 
 // resolveJars returns the jars the server runs with and the folder they
