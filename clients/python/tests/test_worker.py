@@ -122,3 +122,20 @@ def test_with_user_names_the_session_user_in_the_remote(monkeypatch: pytest.Monk
     assert with_user("sc://h/;user_id=bo;x=1") == ("sc://h/;user_id=bo;x=1", "bo")
     monkeypatch.setenv("SPARK_USER", "cy")
     assert with_user("sc://h") == ("sc://h/;user_id=cy", "cy")
+
+
+def test_a_server_of_another_spark_version_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    import types
+
+    import pyspark
+
+    from tauro_exec.worker import _check_versions
+
+    major, minor = pyspark.__version__.split(".")[:2]
+    same = types.SimpleNamespace(version=f"{major}.{minor}.9")
+    other = types.SimpleNamespace(version=f"{int(major) + 1}.0.0")
+    with caplog.at_level("WARNING", logger="tauro_exec.worker"):
+        _check_versions(same)  # type: ignore[arg-type]
+        assert not caplog.records
+        _check_versions(other)  # type: ignore[arg-type]
+    assert f"runs Spark {int(major) + 1}.0.0" in caplog.text and f"pyspark[connect]=={int(major) + 1}.0.0" in caplog.text

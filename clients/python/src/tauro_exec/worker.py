@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
+import pyspark
 from pyspark.sql import DataFrame
 from pyspark.sql.connect.session import SparkSession
 
@@ -339,6 +340,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
                 # execd ends the session on the server if this process dies
                 # mid-node, so that its Spark work does not run on unowned.
                 self._control.send("session " + json.dumps({"remote": url, "session_id": self._spark.session_id, "user_id": user}))
+                _check_versions(self._spark)
             return self._spark
 
     def _drop_session(self) -> None:
@@ -475,6 +477,24 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
                 spark.conf.unset(key)
         except Exception:
             log.debug("resetting the session after a node failed", exc_info=True)
+
+
+def _check_versions(spark: SparkSession) -> None:
+    """Warns when the worker's PySpark and the server's Spark differ in major.minor."""
+    try:
+        server = spark.version
+    except Exception:
+        log.debug("reading the Spark server's version failed", exc_info=True)
+        return
+    client = pyspark.__version__
+    if server.split(".")[:2] != client.split(".")[:2]:
+        log.warning(
+            "this worker's PySpark is %s but the Spark Connect server runs Spark %s; "
+            "install pyspark[connect]==%s in the workers' Python (--python) to match",
+            client,
+            server,
+            server,
+        )
 
 
 def _make_active(spark: SparkSession) -> None:
