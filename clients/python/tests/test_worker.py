@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,39 @@ def test_a_server_of_another_spark_version_is_warned_about(caplog: pytest.LogCap
         assert not caplog.records
         _check_versions(other)  # type: ignore[arg-type]
     assert f"runs Spark {int(major) + 1}.0.0" in caplog.text and f"pyspark[connect]=={int(major) + 1}.0.0" in caplog.text
+
+
+def test_what_a_nodes_thread_prints_becomes_its_log_events_and_other_threads_print_as_usual() -> None:
+    import io
+    import queue
+    import threading
+
+    from tauro_exec.worker import _NodeOutput
+
+    real = io.StringIO()
+    out = _NodeOutput(real, "info")
+    events: queue.Queue[Any] = queue.Queue()
+
+    def node() -> None:
+        out.attach_node(events)
+        out.write("first line\nsecond ")
+        out.write("line\n")
+        out.write("x" * (_NodeOutput.MAX_LINE + 5) + "\n")
+        for i in range(_NodeOutput.MAX_LINES):
+            out.write(f"loop {i}\n")
+        out.write("unterminated")
+        out.detach_node()
+
+    t = threading.Thread(target=node)
+    t.start()
+    t.join()
+    out.write("not a node\n")
+    got = []
+    while not events.empty():
+        got.append(events.get().log)
+    assert [g.text for g in got[:2]] == ["first line", "second line"]
+    assert got[2].text.endswith(" [line cut]") and len(got[2].text) == _NodeOutput.MAX_LINE + len(" [line cut]")
+    assert len(got) == _NodeOutput.MAX_LINES + 1  # capped, plus one warning saying so
+    assert got[-1].level == "warning" and "dropped" in got[-1].text
+    assert {g.level for g in got[:-1]} == {"info"}
+    assert real.getvalue() == "not a node\n"

@@ -20,7 +20,7 @@ import pytest
 
 from harness import REPO, Daemon
 
-from tauro_exec import Client, NodeMetric, NodeState, NodeStateChanged, RunFailed, RunState, ValidationError
+from tauro_exec import Client, NodeMessage, NodeMetric, NodeState, NodeStateChanged, RunFailed, RunState, ValidationError
 
 PYPROJ = REPO / "cmd" / "execd" / "testdata" / "pyproj"
 
@@ -62,6 +62,8 @@ def test_python_node_outputs_are_written_and_read_by_downstream_nodes(pyclient: 
         ("tagged", NodeState.SUCCEEDED),
         ("by_city", NodeState.SUCCEEDED),
     ]
+    printed = [(e.node, e.level, e.text) for e in run.watch() if isinstance(e, NodeMessage)]
+    assert ("adults", "info", "adults of 2025-02-01..2025-02-28") in printed
     adults = sorted(r["name"] for r in rows(project, "adults"))
     assert adults == ["ana", "cy", "di", "ed"]  # bo is 19
     by_city = {r["city"]: (r["people"], r["period"]) for r in rows(project, "by_city")}

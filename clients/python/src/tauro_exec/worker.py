@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -299,6 +300,76 @@ class _Forward(logging.Handler):
         self._events.put(pb.RunNodeResponse(log=pb.WorkerLog(level=level, text=self.format(record))))
 
 
+class _NodeOutput(io.TextIOBase):
+    """sys.stdout or sys.stderr of a worker: what a node's thread prints becomes its events.
+
+    print() in node code shows on the node's run as log lines, as a task's
+    output does in other schedulers; other threads write to the real stream.
+    A node's lines are capped so that a print in a hot loop cannot flood the
+    run's event log.
+    """
+
+    MAX_LINES = 1000
+    MAX_LINE = 8192
+
+    def __init__(self, real: IO[str], level: str) -> None:
+        super().__init__()
+        self._real, self._level = real, level
+        self._lock = threading.Lock()
+        self._nodes: dict[int, tuple[queue.Queue[pb.RunNodeResponse | None], list[str], list[int]]] = {}
+
+    def attach_node(self, events: queue.Queue[pb.RunNodeResponse | None]) -> None:
+        with self._lock:
+            self._nodes[threading.get_ident()] = (events, [], [0])
+
+    def detach_node(self) -> None:
+        with self._lock:
+            node = self._nodes.pop(threading.get_ident(), None)
+        if node is not None and node[1]:
+            self._emit(node, "".join(node[1]))
+
+    def _emit(self, node: tuple[queue.Queue[pb.RunNodeResponse | None], list[str], list[int]], line: str) -> None:
+        events, _, count = node
+        count[0] += 1
+        if count[0] > self.MAX_LINES:
+            if count[0] == self.MAX_LINES + 1:
+                text = f"more printed output was dropped (a node keeps at most {self.MAX_LINES} lines)"
+                events.put(pb.RunNodeResponse(log=pb.WorkerLog(level="warning", text=text)))
+            return
+        if len(line) > self.MAX_LINE:
+            line = line[: self.MAX_LINE] + " [line cut]"
+        events.put(pb.RunNodeResponse(log=pb.WorkerLog(level=self._level, text=line)))
+
+    def write(self, text: str) -> int:
+        node = self._nodes.get(threading.get_ident())
+        if node is None:
+            return self._real.write(text)
+        pending = node[1]
+        pending.append(text)
+        if "\n" in text:
+            *lines, rest = "".join(pending).split("\n")
+            pending[:] = [rest] if rest else []
+            for line in lines:
+                self._emit(node, line)
+        return len(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._real, "encoding", "utf-8")
+
+
 class NodeWorker(pb_grpc.WorkerServiceServicer):
     """Calls node functions, one at a time, in one warm Spark Connect session."""
 
@@ -431,6 +502,9 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
     ) -> None:
         forward = _Forward(events, threading.get_ident())
         logging.getLogger().addHandler(forward)
+        outputs = [o for o in (sys.stdout, sys.stderr) if isinstance(o, _NodeOutput)]
+        for o in outputs:
+            o.attach_node(events)
         spark: SparkSession | None = None
         conf: list[str] = []
         try:
@@ -462,6 +536,8 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
                         self._drop_session()
             events.put(error_response(e))
         finally:
+            for o in outputs:
+                o.detach_node()
             logging.getLogger().removeHandler(forward)
             ended.set()
             if spark is not None:
@@ -580,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().handlers[0].setLevel(logging.WARNING)  # node logs go to execd, not twice to stderr
+    sys.stdout = _NodeOutput(sys.stdout, "info")
+    sys.stderr = _NodeOutput(sys.stderr, "warning")
     project = Path(args.project).resolve()
     roots = project_roots(project)
     sys.path[:0] = [str(r) for r in roots if str(r) not in sys.path]

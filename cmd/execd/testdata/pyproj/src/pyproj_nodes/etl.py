@@ -4,6 +4,7 @@ from pyspark.sql import functions as F
 
 
 def adults(people, *, start_date, end_date):
+    print(f"adults of {start_date}..{end_date}")  # shows on the node's run
     return people.where(F.col("age") >= 21)
 
 
