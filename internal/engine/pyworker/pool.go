@@ -280,9 +280,23 @@ func (p *Pool) release(w *worker) {
 // *DiedError; a ctx that ends gives ctx's error once the worker has stopped
 // the node (or been killed for not stopping).
 func (p *Pool) Run(ctx context.Context, req *execv1.RunNodeRequest, on func(*execv1.RunNodeResponse)) (*execv1.RunNodeResponse, error) {
-	w, err := p.acquire(ctx)
-	if err != nil {
-		return nil, err
+	var w *worker
+	select {
+	case w = <-p.idle:
+		if w.dead() {
+			w = nil
+		}
+	default:
+	}
+	if w == nil {
+		if on != nil { // the wait counts against the node's timeout: say why it is not starting
+			on(&execv1.RunNodeResponse{Event: &execv1.RunNodeResponse_Log{Log: &execv1.WorkerLog{Level: "info",
+				Text: fmt.Sprintf("waiting for a free Python worker (all %d are busy; execd --workers sets how many)", p.cfg.Size)}}})
+		}
+		var err error
+		if w, err = p.acquire(ctx); err != nil {
+			return nil, err
+		}
 	}
 	req = proto.Clone(req).(*execv1.RunNodeRequest)
 	req.CallId = strconv.Itoa(w.slot) + "-" + strconv.FormatUint(p.calls.Add(1), 10)

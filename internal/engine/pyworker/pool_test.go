@@ -251,6 +251,38 @@ func TestPool_CancelInterruptsTheNodesSparkWorkAndKeepsTheWorker(t *testing.T) {
 	}
 }
 
+func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T) {
+	p, _ := startPool(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = runUntilLogged(ctx, p, nodeRequest("sleepy", "sleepy"), "sleeping", func() { close(started) })
+	}()
+	select {
+	case <-started:
+	case <-time.After(time.Minute):
+		t.Fatal("sleepy did not start")
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer wcancel()
+	var logs []string
+	_, err := p.Run(wctx, nodeRequest("numbers", "numbers"), func(r *execv1.RunNodeResponse) {
+		if l := r.GetLog(); l != nil {
+			logs = append(logs, l.GetText())
+		}
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v; want the waiting node's deadline", err)
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "waiting for a free Python worker (all 1 are busy") {
+		t.Errorf("logs %q; want one saying the node waits for a worker", logs)
+	}
+	cancel()
+	<-done
+}
+
 func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *testing.T) {
 	p, _ := startPool(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
