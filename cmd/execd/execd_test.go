@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
 )
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
@@ -543,5 +544,24 @@ func TestGRPC_ValidateAsksSparkAboutEverySQLNodeAndInput(t *testing.T) {
 	// The valid pipeline stays valid after Spark has looked at it.
 	if _, err := cl.ValidatePipeline(testCtx(t, time.Minute), &execv1.ValidatePipelineRequest{Pipeline: "quick"}); err != nil {
 		t.Errorf("quick: %v", err)
+	}
+}
+
+func TestExecd_ASecondDaemonOnTheSameStateFolderIsRefused(t *testing.T) {
+	project, state := copyProject(t, "sqlproj"), t.TempDir()
+	d := startDaemon(t, project, state, "--workers", "0")
+	ctx := testCtx(t, 2*time.Minute)
+	out, err := exec.CommandContext(ctx, execdBin(t), "serve", "--project", project, "--state", state,
+		"--listen", "127.0.0.1:0", "--spark-remote", sparktest.Remote(t), "--workers", "0").CombinedOutput()
+	if err == nil {
+		t.Fatalf("the second daemon started:\n%s", out)
+	}
+	want := fmt.Sprintf("--state %s is in use by another execd (pid %d)", state, d.cmd.Process.Pid)
+	if !strings.Contains(string(out), want) {
+		t.Errorf("output %q; want it to say %q", out, want)
+	}
+	// The first one is unharmed.
+	if _, err := d.client(t).ListPipelines(ctx, &execv1.ListPipelinesRequest{}); err != nil {
+		t.Errorf("the first daemon after the refusal: %v", err)
 	}
 }

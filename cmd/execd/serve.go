@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/health"
@@ -82,6 +84,11 @@ func serve(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(cfg.state, 0o755); err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
+	unlock, err := lockState(cfg.state)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -147,4 +154,31 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// lockState makes execd the only daemon on a state folder: two would each
+// mark the other's running runs INTERRUPTED and run them twice. The lock is
+// the kernel's, so a killed daemon leaves none behind.
+func lockState(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "execd.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--state: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := "another execd"
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who += " (pid " + pid + ")"
+			}
+			return nil, fmt.Errorf("--state %s is in use by %s; stop it or give this one its own --state", dir, who)
+		}
+		return nil, fmt.Errorf("--state: locking %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
 }
