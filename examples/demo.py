@@ -69,8 +69,8 @@ def run_pipeline(client: Client, name: str, project: pathlib.Path, **extra: Any)
         print(e)
         sys.exit(1)
     print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s")
-    if run.hyperparams:
-        print(f"model {run.model_version}, effective hyperparameters {run.hyperparams}")
+    if "hyperparams" in extra:  # an ML pipeline: what the run used (nodes may override)
+        print(f"model {run.model_version}, run hyperparameters {run.hyperparams}")
     print()
     for n in run.nodes:
         took = f"{n.duration.total_seconds():.2f}s" if n.duration else ""
