@@ -565,3 +565,47 @@ func TestExecd_ASecondDaemonOnTheSameStateFolderIsRefused(t *testing.T) {
 		t.Errorf("the first daemon after the refusal: %v", err)
 	}
 }
+
+func TestExecd_KeepRunsDeletesRunsThatEndedLongerAgo(t *testing.T) {
+	project, state := copyProject(t, "sqlproj"), t.TempDir()
+	d := startDaemon(t, project, state, "--workers", "0")
+	cl := d.client(t)
+	ctx := testCtx(t, 2*time.Minute)
+	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick", RequestId: "old-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID := resp.GetRun().GetRunId()
+	collect(ctx, t, cl, runID, 0)
+	d.Stop()
+
+	// A daemon that keeps runs for a day still has it.
+	d2 := startDaemon(t, project, state, "--workers", "0", "--keep-runs", "1d")
+	if _, err := d2.client(t).GetRun(ctx, &execv1.GetRunRequest{RunId: runID}); err != nil {
+		t.Fatalf("GetRun with --keep-runs 1d: %v", err)
+	}
+	d2.Stop()
+
+	// One that keeps them for a millisecond prunes it as it starts.
+	d3 := startDaemon(t, project, state, "--workers", "0", "--keep-runs", "1ms")
+	cl3 := d3.client(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := cl3.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GetRun after pruning = %v; want NOT_FOUND\n%s", err, d3.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(d3.Logs(), "pruned old runs") {
+		t.Errorf("the daemon did not log the pruning:\n%s", d3.Logs())
+	}
+
+	out, err := exec.CommandContext(ctx, execdBin(t), "serve", "--project", project, "--state", t.TempDir(), "--keep-runs", "a week").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `"a week": use whole days (30d) or a duration (12h)`) {
+		t.Errorf("--keep-runs 'a week': err %v, output %q", err, out)
+	}
+}

@@ -34,6 +34,7 @@ type serveConfig struct {
 	workerDir   string
 	logLevel    string
 	shutdown    time.Duration
+	keepRuns    retention
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -48,6 +49,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
 	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
@@ -125,6 +127,11 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.keepRuns > 0 {
+		pctx, stopPruning := context.WithCancel(ctx)
+		defer stopPruning()
+		go pruneRuns(pctx, st, time.Duration(cfg.keepRuns), log)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("execd serving", "listen", lis.Addr().String(), "project", cfg.project, "env", cfg.env, "state", cfg.state)
@@ -181,4 +188,46 @@ func lockState(dir string) (unlock func(), err error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return func() { f.Close() }, nil
+}
+
+// retention is --keep-runs: a Go duration, or whole days as "30d".
+type retention time.Duration
+
+func (r *retention) String() string { return time.Duration(*r).String() }
+
+func (r *retention) Set(v string) error {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q: use whole days (30d) or a duration (12h)", v)
+		}
+		*r = retention(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q: use whole days (30d) or a duration (12h)", v)
+	}
+	*r = retention(d)
+	return nil
+}
+
+// pruneRuns deletes runs that ended more than keep ago, now and every hour.
+func pruneRuns(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.PruneRuns(ctx, time.Now().Add(-keep))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("pruning old runs failed; trying again in an hour", "err", err)
+		case n > 0:
+			log.Info("pruned old runs", "runs", n, "ended before", time.Now().Add(-keep).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
