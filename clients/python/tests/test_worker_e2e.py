@@ -88,6 +88,13 @@ def test_edited_node_code_takes_effect_without_restarting_execd(pyclient: Client
     assert {r["period"] for r in rows(project, "by_city")} == {"2025-03-01..2025-03-31"}
 
 
+def test_a_result_that_is_written_and_read_is_cached_until_its_last_reader_is_done(pyclient: Client, project: Path) -> None:
+    pyclient.execute("caching").wait(timeout=180)
+
+    seen = {r["node"]: (r["cached"], r["rows"]) for t in ("reader_a", "reader_b", "after_readers") for r in rows(project, t)}
+    assert seen == {"reader_a": (True, 10), "reader_b": (True, 10), "after_readers": (False, -1)}
+
+
 def test_a_failing_nodes_python_traceback_reaches_run_failed(pyclient: Client) -> None:
     with pytest.raises(RunFailed) as caught:
         pyclient.execute("failing").wait(timeout=120)

@@ -100,7 +100,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkrun.Session, n *plan.No
 	r.mu.Lock()
 	shared := r.readers[n.Name] > 0
 	r.mu.Unlock()
-	if shared { // several dependents read it: compute it once
+	if shared { // written and read by dependents: compute it once
 		if err := s.Cache(ctx, view); err != nil {
 			return err
 		}
