@@ -198,12 +198,9 @@ func (p *Pool) supervise(slot int, first chan<- error) {
 	backoff := minBackoff
 	for {
 		w, err := p.spawn(slot)
-		if first != nil {
+		if err != nil && first != nil {
 			first <- err
-			if err != nil {
-				return
-			}
-			first = nil
+			return
 		}
 		if err != nil {
 			p.log.Error("python worker did not start; trying again", "worker", slot, "in", backoff, "err", err)
@@ -211,6 +208,10 @@ func (p *Pool) supervise(slot int, first chan<- error) {
 			began := time.Now()
 			p.setLive(w, true)
 			p.idle <- w // capacity Size: a slot has at most one worker in it
+			if first != nil { // Start returns with every worker live and idle
+				first <- nil
+				first = nil
+			}
 			select {
 			case <-w.exited:
 			case <-p.ctx.Done():

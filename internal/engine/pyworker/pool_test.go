@@ -55,6 +55,9 @@ func startPool(t *testing.T, size int) (*Pool, string) {
 	if err != nil {
 		t.Fatalf("start pool: %v", err)
 	}
+	if got := len(p.Pids()); got != size {
+		t.Fatalf("%d workers live when Start returned; want all %d", got, size)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
