@@ -208,7 +208,8 @@ func (p *Pool) supervise(slot int, first chan<- error) {
 			began := time.Now()
 			p.setLive(w, true)
 			p.idle <- w // capacity Size: a slot has at most one worker in it
-			if first != nil { // Start returns with every worker live and idle
+			// Start returns with every worker live and idle.
+			if first != nil {
 				first <- nil
 				first = nil
 			}

@@ -56,7 +56,7 @@ func TestPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThe
 	defer db.Close()
 	for _, table := range []string{"nodes", "attempts", "events", "repair_requests"} {
 		var left int
-		if err := db.QueryRow(`SELECT count(*) FROM `+table+` WHERE run_id IN ('old-ok', 'old-failed')`).Scan(&left); err != nil || left != 0 {
+		if err := db.QueryRow(`SELECT count(*) FROM ` + table + ` WHERE run_id IN ('old-ok', 'old-failed')`).Scan(&left); err != nil || left != 0 {
 			t.Errorf("%s rows of pruned runs: %d, %v", table, left, err)
 		}
 	}
