@@ -331,20 +331,7 @@ func short(s string) string {
 }
 
 // joinPlain lists names unquoted, eliding the tail of a long list.
-func joinPlain(names []string, limit int) string {
-	var b strings.Builder
-	for i, n := range names {
-		if i == limit {
-			fmt.Fprintf(&b, " and %d more", len(names)-limit)
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(short(n))
-	}
-	return b.String()
-}
+func joinPlain(names []string, limit int) string { return joinWith(names, limit, short) }
 
 // checkNodeName keeps node names to what is safe everywhere a name goes:
 // selectors (a leading or trailing '+' would be ambiguous), field paths,

@@ -215,7 +215,10 @@ func q(s string) string {
 }
 
 // joinQuoted lists names for a message, eliding the tail of a long list.
-func joinQuoted(names []string, limit int) string {
+func joinQuoted(names []string, limit int) string { return joinWith(names, limit, q) }
+
+// joinWith lists names written by show, eliding the tail of a long list.
+func joinWith(names []string, limit int, show func(string) string) string {
 	var b strings.Builder
 	for i, n := range names {
 		if i == limit {
@@ -225,7 +228,7 @@ func joinQuoted(names []string, limit int) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(q(n))
+		b.WriteString(show(n))
 	}
 	return b.String()
 }
