@@ -159,11 +159,7 @@ func TestGRPC_WatcherThatResumesWithAfterSequenceSeesEveryEventOnce(t *testing.T
 	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
 	cl := d.client(t)
 	ctx := testCtx(t, 2*time.Minute)
-	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := resp.GetRun().GetRunId()
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "quick"})
 	var seen []int64
 	after := int64(0)
 	// Disconnect after every third event and resume from the last one seen.
@@ -224,11 +220,7 @@ func TestExecd_KilledMidRunKeepsTheRunInterruptedWithItsEvents(t *testing.T) {
 	d := startDaemon(t, project, state)
 	cl := d.client(t)
 	ctx := testCtx(t, 3*time.Minute)
-	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := resp.GetRun().GetRunId()
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
 	before := waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
 	d.Kill()
 
@@ -295,11 +287,7 @@ func TestExecd_CancelRunStopsARunningNode(t *testing.T) {
 	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
 	cl := d.client(t)
 	ctx := testCtx(t, 2*time.Minute)
-	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := resp.GetRun().GetRunId()
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
 	waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
 	start := time.Now()
 	c, err := cl.CancelRun(ctx, &execv1.CancelRunRequest{RunId: runID, Reason: "test says stop"})
@@ -488,11 +476,7 @@ func TestExecd_SparkKilledMidRunFailsTheRunCleanlyAndHealthFollowsTheRestart(t *
 	ctx := testCtx(t, 5*time.Minute)
 	waitHealth(ctx, t, hc, healthpb.HealthCheckResponse_SERVING)
 
-	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := resp.GetRun().GetRunId()
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
 	waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
 	spark := childPIDs(t, d.cmd.Process.Pid)
 	if len(spark) == 0 {
@@ -571,11 +555,7 @@ func TestExecd_KeepRunsDeletesRunsThatEndedLongerAgo(t *testing.T) {
 	d := startDaemon(t, project, state, "--workers", "0")
 	cl := d.client(t)
 	ctx := testCtx(t, 2*time.Minute)
-	resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "quick", RequestId: "old-one"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runID := resp.GetRun().GetRunId()
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "quick", RequestId: "old-one"})
 	collect(ctx, t, cl, runID, 0)
 	d.Stop()
 

@@ -193,6 +193,16 @@ func copyProject(t *testing.T, name string) string {
 }
 
 // collect reads a WatchRun stream to its end.
+// startRun executes req and returns the new run's id.
+func startRun(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, req *execv1.ExecutePipelineRequest) string {
+	t.Helper()
+	resp, err := cl.ExecutePipeline(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetRun().GetRunId()
+}
+
 func collect(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, runID string, after int64) []*execv1.RunEvent {
 	t.Helper()
 	stream, err := cl.WatchRun(ctx, &execv1.WatchRunRequest{RunId: runID, AfterSequence: after})
