@@ -589,3 +589,25 @@ func TestExecd_KeepRunsDeletesRunsThatEndedLongerAgo(t *testing.T) {
 		t.Errorf("--keep-runs 'a week': err %v, output %q", err, out)
 	}
 }
+
+// Workers run in the project folder, so a relative --python must be taken
+// from where execd was started, not from there.
+func TestExecd_RelativePythonPathStartsTheWorkers(t *testing.T) {
+	py, err := sparktest.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, py)
+	if err != nil || filepath.IsAbs(rel) {
+		t.Skipf("no relative path from %s to %s", wd, py)
+	}
+	d := startDaemon(t, copyProject(t, "pyproj"), t.TempDir(), "--python", rel, "--workers", "1")
+	ctx := testCtx(t, 2*time.Minute)
+	if _, err := d.client(t).ValidatePipeline(ctx, &execv1.ValidatePipelineRequest{Pipeline: "etl"}); err != nil {
+		t.Fatalf("validate (which imports the Python functions on a worker): %v", err)
+	}
+}
