@@ -12,7 +12,7 @@ BIN     := bin
 PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 
-.PHONY: all build generate check-generated lint venv spark-jars java grpcurl test test-go test-fuzz test-python bench demo clean
+.PHONY: all build generate check-generated check-tree lint venv spark-jars java grpcurl test test-go test-fuzz test-python bench demo clean
 
 all: build
 
@@ -87,11 +87,17 @@ check-generated: generate
 
 # ---- tests -----------------------------------------------------------------
 
+# Build outputs and large blobs stay out of git: a tracked file over 1 MiB
+# fails the run unless it is test data (under a testdata/ folder).
+check-tree:
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' -- 2>/dev/null | awk '$$1 > 1048576 && $$2 !~ /(^|\/)testdata\//'); \
+	  [ -z "$$big" ] || { echo "tracked files over 1 MiB outside testdata/ (build outputs belong in bin/, ignored):" >&2; echo "$$big" >&2; exit 1; }
+
 SPARK_TEST := .build/spark-test
 
 # One Spark Connect server serves the whole test run: Go integration tests and
 # the Python client's tests reach it through TAURO_SPARK_REMOTE.
-test: check-generated test-fuzz java build venv spark-jars grpcurl
+test: check-tree check-generated test-fuzz java build venv spark-jars grpcurl
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
 	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log)"
 	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
@@ -131,7 +137,7 @@ test-python: venv
 # of a 50-node pipeline is seconds long and noisy on a small machine.
 bench: java venv spark-jars
 	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead' -benchmem -count=1 ./internal/...
-	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/engine/sparkexec
+	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/spark/runner
 
 # ---- demo ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
-	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
 func testCtx(t *testing.T, d time.Duration) context.Context {

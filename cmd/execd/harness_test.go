@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
-	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
 // execdBinary is built once per test binary (or taken from $EXECD).

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/sparkserver"
+	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
 )
 
 // defaultPython finds the interpreter whose pyspark runs Spark: $TAURO_PYTHON,

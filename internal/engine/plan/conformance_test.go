@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -15,28 +14,44 @@ import (
 // ties, and a multi-key dependency mapping lists its keys in order).
 func cases(t *testing.T, section string) []*config.Map {
 	t.Helper()
-	path, err := conformance.Path()
-	if err != nil {
-		t.Fatal(err)
+	sec := caseSection(t, section)
+	list, ok := sec.([]any)
+	if !ok || len(list) == 0 {
+		t.Fatalf("section %s missing, empty or not a list", section)
 	}
-	b, err := os.ReadFile(path)
+	out := make([]*config.Map, len(list))
+	for i, c := range list {
+		m, ok := c.(*config.Map)
+		if !ok {
+			t.Fatalf("section %s case %d is not a mapping", section, i)
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// caseSection parses the cases file keeping mapping order and returns one
+// section, failing the test (never panicking) when the file or the section
+// is not there.
+func caseSection(t *testing.T, section string) any {
+	t.Helper()
+	b, err := conformance.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
 	v, err := config.Parse(b)
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatalf("%s: %v", conformance.FileName, err)
 	}
-	sec, _ := v.(*config.Map).Get(section)
-	list, ok := sec.([]any)
-	if !ok || len(list) == 0 {
-		t.Fatalf("section %s missing or empty", section)
+	top, ok := v.(*config.Map)
+	if !ok {
+		t.Fatalf("%s is not a mapping of sections", conformance.FileName)
 	}
-	out := make([]*config.Map, len(list))
-	for i, c := range list {
-		out[i] = c.(*config.Map)
+	sec, ok := top.Get(section)
+	if !ok {
+		t.Fatalf("%s has no section %s", conformance.FileName, section)
 	}
-	return out
+	return sec
 }
 
 func str(m *config.Map, key string) string {
@@ -179,20 +194,18 @@ func TestConformance_PipelineConfig(t *testing.T) {
 }
 
 func TestConformance_StreamingTriggerIntervals(t *testing.T) {
-	path, _ := conformance.Path()
-	b, _ := os.ReadFile(path)
-	v, _ := config.Parse(b)
-	sec, _ := v.(*config.Map).Get("streaming_trigger_intervals")
-	m, ok := sec.(*config.Map)
+	m, ok := caseSection(t, "streaming_trigger_intervals").(*config.Map)
 	if !ok {
-		t.Fatal("section streaming_trigger_intervals missing")
+		t.Fatal("section streaming_trigger_intervals is not a mapping")
 	}
-	valid, _ := m.Get("valid")
-	invalid, _ := m.Get("invalid")
-	if len(valid.([]any)) == 0 || len(invalid.([]any)) == 0 {
-		t.Fatal("no trigger interval cases")
+	rawValid, _ := m.Get("valid")
+	rawInvalid, _ := m.Get("invalid")
+	valid, _ := rawValid.([]any)
+	invalid, _ := rawInvalid.([]any)
+	if len(valid) == 0 || len(invalid) == 0 {
+		t.Fatal("no trigger interval cases: want lists under valid and invalid")
 	}
-	for _, in := range valid.([]any) {
+	for _, in := range valid {
 		t.Run(fmt.Sprint("valid:", in), func(t *testing.T) {
 			d, err := ParseTriggerInterval(in)
 			if err != nil || d <= 0 {
@@ -200,7 +213,7 @@ func TestConformance_StreamingTriggerIntervals(t *testing.T) {
 			}
 		})
 	}
-	for _, in := range invalid.([]any) {
+	for _, in := range invalid {
 		t.Run(fmt.Sprint("invalid:", in), func(t *testing.T) {
 			if d, err := ParseTriggerInterval(in); err == nil {
 				t.Fatalf("ParseTriggerInterval(%v) = %v; want an error", in, d)

@@ -1,0 +1,227 @@
+package connect
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// spark-connect-go compiles the Spark Connect protos in but keeps them in an
+// internal package. What the client does not offer (bound SQL parameters,
+// writer options and partitioning, reader schemas, interrupts, releasing the
+// session) is sent here as the same protocol messages PySpark sends, built by
+// name from the protobuf registry the client's generated code fills. Requests
+// are written as protojson, which keeps them readable next to the .proto.
+
+const (
+	methodExecutePlan    = "/spark.connect.SparkConnectService/ExecutePlan"
+	methodInterrupt      = "/spark.connect.SparkConnectService/Interrupt"
+	methodReleaseSession = "/spark.connect.SparkConnectService/ReleaseSession"
+)
+
+// obj is a protojson object under construction.
+type obj = map[string]any
+
+// newMessage returns an empty spark.connect message of the given name.
+func newMessage(name string) (proto.Message, error) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName("spark.connect." + name))
+	if err != nil {
+		return nil, fmt.Errorf("spark connect protocol: %s: %w", name, err)
+	}
+	return mt.New().Interface(), nil
+}
+
+// message builds a spark.connect message from its protojson form.
+func message(name string, v obj) (proto.Message, error) {
+	m, err := newMessage(name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if err := protojson.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("spark connect protocol: build %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// stringField reads a string field of any message, "" if it has none.
+func stringField(m any, name protoreflect.Name) string {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return ""
+	}
+	r := pm.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName(name)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() || fd.IsMap() {
+		return ""
+	}
+	return r.Get(fd).String()
+}
+
+// executeResponse is what execute keeps of an ExecutePlan stream: the
+// observed metrics (Dataset.observe) by observation and metric name.
+type executeResponse struct {
+	Observed map[string]map[string]int64
+}
+
+// execute runs plan (a spark.connect.Plan in protojson) in the session and
+// reads the stream to its end. Results other than metrics are dropped: it is
+// for commands, whose effect is on the server.
+func (s *Session) execute(ctx context.Context, plan obj) (*executeResponse, error) {
+	req, err := message("ExecutePlanRequest", obj{
+		"sessionId":   s.sessionID(),
+		"userContext": obj{"userId": s.remote.user},
+		"clientType":  userAgent,
+		"operationId": newUUID(),
+		"plan":        plan,
+	})
+	if err != nil {
+		return nil, err
+	}
+	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, methodExecutePlan)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.SendMsg(req); err != nil {
+		return nil, recvError(stream, err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		return nil, err
+	}
+	out := &executeResponse{Observed: map[string]map[string]int64{}}
+	for {
+		resp, err := newMessage("ExecutePlanResponse")
+		if err != nil {
+			return nil, err
+		}
+		if err := stream.RecvMsg(resp); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, err
+		}
+		observe(out, resp)
+	}
+}
+
+// recvError returns the server's status after a failed send: gRPC reports
+// io.EOF from SendMsg and the real error from RecvMsg.
+func recvError(stream grpc.ClientStream, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	m, merr := newMessage("ExecutePlanResponse")
+	if merr != nil {
+		return err
+	}
+	if rerr := stream.RecvMsg(m); rerr != nil && !errors.Is(rerr, io.EOF) {
+		return rerr
+	}
+	return err
+}
+
+func observe(out *executeResponse, resp proto.Message) {
+	if stringField(resp, "operation_id") == "" {
+		return
+	}
+	r := resp.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName("observed_metrics")
+	if fd == nil || r.Get(fd).List().Len() == 0 {
+		return
+	}
+	b, err := protojson.Marshal(resp)
+	if err != nil {
+		return
+	}
+	var m struct {
+		ObservedMetrics []struct {
+			Name   string            `json:"name"`
+			Keys   []string          `json:"keys"`
+			Values []json.RawMessage `json:"values"`
+		} `json:"observedMetrics"`
+	}
+	if json.Unmarshal(b, &m) != nil {
+		return
+	}
+	for _, o := range m.ObservedMetrics {
+		vals := map[string]int64{}
+		for i, k := range o.Keys {
+			if i >= len(o.Values) {
+				break
+			}
+			var lit struct {
+				Long    json.Number `json:"long"`
+				Integer json.Number `json:"integer"`
+			}
+			if json.Unmarshal(o.Values[i], &lit) != nil {
+				continue
+			}
+			n := lit.Long
+			if n == "" {
+				n = lit.Integer
+			}
+			if v, err := n.Int64(); err == nil {
+				vals[k] = v
+			}
+		}
+		out.Observed[o.Name] = vals
+	}
+}
+
+// interrupt asks the server to stop one operation of the session, or all of
+// them when opID is "".
+func (s *Session) interrupt(ctx context.Context, opID string) error {
+	req := obj{
+		"sessionId":     s.sessionID(),
+		"userContext":   obj{"userId": s.remote.user},
+		"clientType":    userAgent,
+		"interruptType": "INTERRUPT_TYPE_ALL",
+	}
+	if opID != "" {
+		req["interruptType"] = "INTERRUPT_TYPE_OPERATION_ID"
+		req["operationId"] = opID
+	}
+	return s.unary(ctx, methodInterrupt, "InterruptRequest", "InterruptResponse", req)
+}
+
+// releaseSession ends the server-side session: its temporary views, its
+// cached plans and its running operations go with it.
+func (s *Session) releaseSession(ctx context.Context) error {
+	return s.unary(ctx, methodReleaseSession, "ReleaseSessionRequest", "ReleaseSessionResponse", obj{
+		"sessionId":   s.sessionID(),
+		"userContext": obj{"userId": s.remote.user},
+		"clientType":  userAgent,
+	})
+}
+
+func (s *Session) unary(ctx context.Context, method, reqName, respName string, req obj) error {
+	in, err := message(reqName, req)
+	if err != nil {
+		return err
+	}
+	out, err := newMessage(respName)
+	if err != nil {
+		return err
+	}
+	return s.conn.Invoke(ctx, method, in, out)
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

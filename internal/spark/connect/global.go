@@ -1,0 +1,62 @@
+package connect
+
+import "context"
+
+// What a Python node needs of the run's session: its inputs as global views
+// (the worker has a session of its own) and its result, a global view the
+// worker made, taken in as if RunSQL had made it.
+
+// ResultName is the unqualified name of node's global result view; the
+// qualified one is ResultView(node). A Python worker creates it.
+func (s *Session) ResultName(node string) string { return s.prefix + "_" + sanitize(node) }
+
+// Share makes the session view name (an input, a result read back from an
+// earlier execution) readable by every session of the server and returns
+// the global view's qualified name, global_temp.tauro_<run>__in__<name>.
+func (s *Session) Share(ctx context.Context, name string) (string, error) {
+	op := "share " + name
+	if err := s.check(op); err != nil {
+		return "", err
+	}
+	bare := s.sharedName(name)
+	rel := obj{"read": obj{"namedTable": obj{"unparsedIdentifier": quote(name)}}}
+	if err := s.createView(ctx, op, bare, rel, true); err != nil {
+		return "", err
+	}
+	view := s.SharedView(name)
+	s.addGlobal(view)
+	return view, nil
+}
+
+// SharedView is the qualified name Share gives the session view name.
+func (s *Session) SharedView(name string) string { return "global_temp." + quote(s.sharedName(name)) }
+
+func (s *Session) sharedName(name string) string { return s.prefix + "__in__" + sanitize(name) }
+
+// AdoptResult takes node's global result view, made by a Python worker, as
+// RunSQL takes a SQL node's: node SQL reads it by the node's name (unless an
+// input has that name) and by each output key, and Close drops it. It
+// returns the view's qualified name, to write outputs from.
+func (s *Session) AdoptResult(ctx context.Context, node string, outputKeys []string) (string, error) {
+	op := "take the result of node " + node
+	if err := s.check(op); err != nil {
+		return "", err
+	}
+	view := s.ResultView(node)
+	s.addGlobal(view)
+	var names []string
+	if !s.isInput(node) {
+		names = append(names, node)
+	}
+	for _, k := range outputKeys {
+		if k != "" {
+			names = append(names, k)
+		}
+	}
+	for _, name := range names {
+		if err := s.Alias(ctx, name, view); err != nil {
+			return "", err
+		}
+	}
+	return view, nil
+}

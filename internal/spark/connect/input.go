@@ -1,0 +1,117 @@
+package connect
+
+import (
+	"context"
+	"strings"
+)
+
+// InputSpec is one input of a run, as the engine resolved it from the input
+// config: paths interpolated and made absolute.
+type InputSpec struct {
+	// Name is the view name node SQL reads the input by: the input key.
+	Name string
+	// Format is a Spark data source (parquet, csv, json, orc, avro, delta,
+	// xml, text), "table" for a catalog table or "query" for a SQL query.
+	Format string
+	// Path is the file or directory to read; it may be a glob.
+	Path string
+	// Options are data source options (header, delimiter, mergeSchema...).
+	Options map[string]string
+	// Schema is a DDL schema ("id BIGINT, name STRING") used instead of
+	// inference.
+	Schema string
+	// Table is the table name for format "table".
+	Table string
+	// Query is the SQL for format "query"; Params are bound to it.
+	Query  string
+	Params map[string]any
+	// Filter is a SQL condition applied to the input (tauro's
+	// partition_filter), so Spark can prune partitions.
+	Filter string
+}
+
+// RegisterInput makes in readable by node SQL as a session view named
+// in.Name. File inputs are read with the schema and options given, as
+// DataFrameReader would; Spark resolves the source at once, so a missing
+// path or a bad schema fails here with Spark's message.
+func (s *Session) RegisterInput(ctx context.Context, in InputSpec) error {
+	op := "register input " + in.Name
+	if err := s.check(op); err != nil {
+		return err
+	}
+	if in.Name == "" {
+		return permanent(op, "the input has no name")
+	}
+	rel, err := inputRelation(op, in)
+	if err != nil {
+		return err
+	}
+	if in.Filter != "" {
+		rel = obj{"filter": obj{"input": rel, "condition": obj{"expressionString": obj{"expression": in.Filter}}}}
+	}
+	if err := s.createView(ctx, op, in.Name, rel, false); err != nil {
+		return withSourceHint(err, in.Format)
+	}
+	s.addInput(in.Name)
+	return nil
+}
+
+func inputRelation(op string, in InputSpec) (obj, error) {
+	switch format := strings.ToLower(in.Format); format {
+	case "table":
+		if in.Table == "" {
+			return nil, permanent(op, "format table needs a table name")
+		}
+		named := obj{"unparsedIdentifier": in.Table}
+		if len(in.Options) > 0 {
+			named["options"] = in.Options
+		}
+		return obj{"read": obj{"namedTable": named}}, nil
+	case "query":
+		if strings.TrimSpace(in.Query) == "" {
+			return nil, permanent(op, "format query needs a query")
+		}
+		return sqlRelation(in.Query, in.Params)
+	case "":
+		return nil, permanent(op, "the input has no format; set one of parquet, csv, json, orc, avro, delta, table, query")
+	default:
+		if in.Path == "" {
+			return nil, permanent(op, "format %s needs a path", format)
+		}
+		src := obj{"format": format, "paths": []string{in.Path}}
+		if in.Schema != "" {
+			src["schema"] = in.Schema
+		}
+		if len(in.Options) > 0 {
+			src["options"] = in.Options
+		}
+		return obj{"read": obj{"dataSource": src}}, nil
+	}
+}
+
+// createView makes rel a temporary view, global or of the session,
+// replacing one of the same name.
+func (s *Session) createView(ctx context.Context, op, name string, rel obj, global bool) error {
+	_, err := s.execute(ctx, obj{"command": obj{"createDataframeView": obj{
+		"input":    rel,
+		"name":     quote(name),
+		"isGlobal": global,
+		"replace":  true,
+	}}})
+	return s.fail(ctx, op, err)
+}
+
+// Alias makes the view source (a global view a Python worker made, say)
+// readable by node SQL as name.
+func (s *Session) Alias(ctx context.Context, name, source string) error {
+	op := "alias " + name
+	if err := s.check(op); err != nil {
+		return err
+	}
+	rel := obj{"read": obj{"namedTable": obj{"unparsedIdentifier": source}}}
+	if err := s.createView(ctx, op, name, rel, false); err != nil {
+		return err
+	}
+	s.addView(name)
+	return nil
+}

@@ -1,0 +1,142 @@
+package connect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestParseRemote(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    remote
+		wantErr bool
+	}{
+		{in: "sc://localhost", want: remote{addr: "localhost:15002", user: userID, headers: map[string]string{}}},
+		{in: "sc://127.0.0.1:4040", want: remote{addr: "127.0.0.1:4040", user: userID, headers: map[string]string{}}},
+		{in: "sc://h:1/;token=abc==;x-db=prod;user_id=ann", want: remote{
+			addr: "h:1", token: "abc==", tls: true, user: "ann", headers: map[string]string{"x-db": "prod"}}},
+		{in: "sc://h/;use_ssl=true", want: remote{addr: "h:15002", tls: true, user: userID, headers: map[string]string{}}},
+		{in: "sc://h/;session_id=6e5f0b5c-0000-4000-8000-000000000000", wantErr: true},
+		{in: "http://h:1", wantErr: true},
+		{in: "sc://h:1/path", wantErr: true},
+		{in: "sc://h:1/;novalue", wantErr: true},
+		{in: "sc://", wantErr: true},
+	}
+	for _, c := range cases {
+		got, err := parseRemote(c.in)
+		if c.wantErr {
+			if err == nil {
+				t.Errorf("parseRemote(%q) = %+v, want an error", c.in, got)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("parseRemote(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func sparkStatus(code codes.Code, class, sqlState, msg string) error {
+	st := status.New(code, msg)
+	if class != "" || sqlState != "" {
+		st, _ = st.WithDetails(&errdetails.ErrorInfo{
+			Reason: "org.apache.spark.sql.AnalysisException", Domain: "org.apache.spark",
+			Metadata: map[string]string{"errorClass": class, "sqlState": sqlState},
+		})
+	}
+	return st.Err()
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		retryable bool
+		class     string
+	}{
+		{"unavailable", status.Error(codes.Unavailable, "connection refused"), true, ""},
+		{"analysis", sparkStatus(codes.Internal, "TABLE_OR_VIEW_NOT_FOUND", "42P01", "[TABLE_OR_VIEW_NOT_FOUND] x"), false, "TABLE_OR_VIEW_NOT_FOUND"},
+		{"parse", sparkStatus(codes.Internal, "PARSE_SYNTAX_ERROR", "42601", "[PARSE_SYNTAX_ERROR] x"), false, "PARSE_SYNTAX_ERROR"},
+		{"divide by zero", sparkStatus(codes.Internal, "DIVIDE_BY_ZERO", "22012", "x"), false, "DIVIDE_BY_ZERO"},
+		{"io error", sparkStatus(codes.Internal, "FAILED_TO_CREATE_PLAN", "58030", "x"), true, "FAILED_TO_CREATE_PLAN"},
+		{"session gone", sparkStatus(codes.Internal, "INVALID_HANDLE.SESSION_CHANGED", "HY000", "x"), true, "INVALID_HANDLE.SESSION_CHANGED"},
+		{"class in message only", status.Error(codes.Internal, "[UNRESOLVED_COLUMN.WITH_SUGGESTION] x"), false, "UNRESOLVED_COLUMN.WITH_SUGGESTION"},
+		{"executor lost", status.Error(codes.Unknown, "Job aborted due to stage failure: executor lost"), true, ""},
+		{"invalid plan", status.Error(codes.InvalidArgument, "bad plan"), false, ""},
+		{"wrapped status", fmt.Errorf("failed to execute: %w", status.Error(codes.Unavailable, "x")), true, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := classify(c.err)
+			if e.Retryable() != c.retryable || e.Class != c.class {
+				t.Errorf("classify = retryable %v class %q, want %v %q", e.Retryable(), e.Class, c.retryable, c.class)
+			}
+			if !errors.Is(e, c.err) {
+				t.Error("the *Error does not wrap the original")
+			}
+		})
+	}
+}
+
+func TestTrimPlan_DropsTheAppendedLogicalPlan(t *testing.T) {
+	msg := "[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column `x` cannot be resolved. SQLSTATE: 42703; line 1 pos 7;\n'CreateViewCommand `v`\n+- 'Project ['x]\n"
+	want := "[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column `x` cannot be resolved. SQLSTATE: 42703; line 1 pos 7"
+	if got := trimPlan(msg); got != want {
+		t.Errorf("trimPlan = %q, want %q", got, want)
+	}
+}
+
+func TestLiteral(t *testing.T) {
+	day := time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   any
+		want obj
+	}{
+		{"2024-01-02", obj{"string": "2024-01-02"}},
+		{int64(5), obj{"long": "5"}},
+		{7, obj{"long": "7"}},
+		{1.5, obj{"double": 1.5}},
+		{true, obj{"boolean": true}},
+		{day, obj{"date": int64(19724)}},
+		{day.Add(time.Second), obj{"timestamp": "1704153601000000"}},
+		{nil, obj{"null": obj{"null": obj{}}}},
+	}
+	for _, c := range cases {
+		got, err := literal(c.in)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("literal(%v) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	if _, err := literal([]string{"a"}); err == nil {
+		t.Error("literal of a slice succeeded")
+	}
+}
+
+func TestSession_NoticesARestartedServer(t *testing.T) {
+	s := &Session{views: map[string]bool{}, log: slog.New(slog.DiscardHandler)}
+	s.noteServerSession("a")
+	s.noteServerSession("a")
+	if err := s.check("op"); err != nil {
+		t.Fatalf("check = %v before any change", err)
+	}
+	s.noteServerSession("b")
+	err := s.check("run node x")
+	var se *Error
+	if !errors.As(err, &se) || !se.Retryable() || !errors.Is(err, ErrSessionLost) {
+		t.Fatalf("check after a new server session = %v, want a retryable ErrSessionLost", err)
+	}
+}
+
+func TestQuote(t *testing.T) {
+	if got := quote("a`b.c"); got != "`a``b.c`" {
+		t.Errorf("quote = %s", got)
+	}
+}

@@ -1,0 +1,100 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
+)
+
+// Check asks Spark about a pipeline without running it: every input the
+// pipeline reads is resolved (a missing path or a bad schema shows here),
+// and every SQL node is analysed in plan order against its inputs and its
+// upstream results, so an unknown column or a syntax error is reported with
+// Spark's message before anything runs. Nothing is computed or written: a
+// node's result is only defined as a view. Nodes downstream of a Python
+// node are not analysed, since their inputs exist only once it has run.
+func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List {
+	if b.ready() != nil {
+		return nil // the structural checks stand; Spark's wait for a run
+	}
+	rc.RunID = "check_" + newCheckID()
+	r := &runExec{b: b, rc: rc, log: b.log, inputs: map[string]*inputOnce{}, byName: map[string]*plan.Node{}}
+	for _, n := range rc.Pipeline.Nodes {
+		r.byName[n.Name] = n
+	}
+	s, err := r.session(ctx)
+	if err != nil {
+		return problem.List{{Field: "spark", Code: problem.CodeUnavailable, Message: fmt.Sprintf("could not open a Spark session to check the pipeline: %v", err)}}
+	}
+	defer r.Close(context.WithoutCancel(ctx))
+
+	var probs problem.List
+	unknown := map[string]bool{} // nodes whose result Spark cannot know yet
+	byName := r.byName
+	for _, name := range rc.Pipeline.Plan.Order {
+		n := byName[name]
+		if n == nil {
+			continue
+		}
+		blocked := n.Kind != plan.KindSQL
+		for _, d := range n.Dependencies {
+			blocked = blocked || unknown[d]
+		}
+		if blocked {
+			unknown[name] = true
+			continue
+		}
+		var names []string
+		inputFailed := false
+		for _, key := range n.Inputs {
+			if p := n.ProducedBy[key]; p != "" && p != n.Name {
+				names = append(names, key)
+				continue
+			}
+			if err := r.registerInput(ctx, s, key); err != nil {
+				probs.Add(fmt.Sprintf("input.%s", key), problem.CodePathNotFound, "input %q (read by node %q): %s", key, name, sparkMessage(err))
+				inputFailed = true
+				continue
+			}
+			names = append(names, key)
+		}
+		if inputFailed {
+			unknown[name] = true
+			continue
+		}
+		for _, k := range n.OutputKeys {
+			if _, err := r.outputSpec(k); err != nil {
+				probs.Add(fmt.Sprintf("output.%s", k.String()), problem.CodeInvalidValue, "output %q (written by node %q): %s", k.String(), name, sparkMessage(err))
+			}
+		}
+		res, err := s.RunSQL(ctx, sparkconnect.NodeSpec{Name: name, SQL: n.SQL, Inputs: names}, r.params())
+		if err != nil {
+			probs.Add(fmt.Sprintf("nodes.%s.sql", name), problem.CodeInvalidSQL, "Spark cannot analyse node %q's query: %s", name, sparkMessage(err))
+			unknown[name] = true
+			continue
+		}
+		if len(res.Schema) == 0 {
+			probs.Add(fmt.Sprintf("nodes.%s.sql", name), problem.CodeInvalidSQL, "node %q's query returns no columns; select at least one", name)
+		}
+		r.mu.Lock()
+		r.ran[name] = true
+		r.mu.Unlock()
+	}
+	return probs
+}
+
+func sparkMessage(err error) string {
+	var se *sparkconnect.Error
+	if errors.As(err, &se) {
+		if se.Class != "" {
+			return fmt.Sprintf("[%s] %s", se.Class, se.Message)
+		}
+		return se.Message
+	}
+	return err.Error()
+}

@@ -1,0 +1,547 @@
+// Package runner runs a pipeline's nodes on Spark: it turns the tauro
+// input and output configuration of each node into Spark Connect specs, opens one
+// Spark Connect session per run, registers inputs as views, runs SQL nodes
+// and writes their outputs. It is the engine's Backend for Spark.
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/breaker"
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
+)
+
+// Backend runs nodes on a Spark Connect server.
+type Backend struct {
+	remote func() string
+	ready  func() error
+	log    *slog.Logger
+	// breaker opens after transport failures in a row across runs, so new
+	// runs fail fast with UNAVAILABLE instead of each retrying into a dead
+	// server. Errors in queries or data never count.
+	breaker *breaker.Backend
+	python  PythonPool // nil: Python nodes are unsupported
+}
+
+// BreakerPolicy guards the Spark backend: five transport failures in a row
+// open it for fifteen seconds.
+var BreakerPolicy = breaker.BackendPolicy{Threshold: 5, Cooldown: 15 * time.Second}
+
+// New returns a backend for the server whose current sc:// address remote
+// gives (an embedded server may move to another port when it restarts).
+// ready reports whether the server is reachable now; execd wires it to the
+// server's health.
+func New(remote func() string, ready func() error, log *slog.Logger) *Backend {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Backend{remote: remote, ready: ready, log: log, breaker: breaker.NewBackend(BreakerPolicy, nil)}
+}
+
+// Ready implements engine.Backend.
+func (b *Backend) Ready() error {
+	if err := b.ready(); err != nil {
+		return err
+	}
+	return b.breaker.Allow()
+}
+
+// observe feeds a node attempt's outcome to the backend breaker.
+func (b *Backend) observe(err error) {
+	var se *sparkconnect.Error
+	switch {
+	case err == nil:
+		b.breaker.Success()
+	case errors.As(err, &se) && se.Retryable():
+		b.breaker.Failure(se.Message)
+	}
+}
+
+// OpenRun opens the run's Spark session, configured from global settings'
+// spark_config and then the pipeline's (later wins).
+func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.RunExecutor, error) {
+	conf := map[string]string{}
+	for k, v := range rc.Pipeline.Settings.SparkConfig {
+		conf[k] = v
+	}
+	for k, v := range rc.Pipeline.SparkConfig {
+		conf[k] = v
+	}
+	r := &runExec{
+		b:      b,
+		rc:     rc,
+		conf:   conf,
+		log:    b.log.With("run_id", rc.RunID),
+		inputs: map[string]*inputOnce{},
+		byName: map[string]*plan.Node{},
+	}
+	r.readers = map[string]int{}
+	for _, n := range rc.Pipeline.Nodes {
+		r.byName[n.Name] = n
+		for _, d := range n.Dependencies {
+			r.readers[d]++
+		}
+	}
+	if _, err := r.session(ctx); err != nil {
+		b.observe(err)
+		return nil, err
+	}
+	return r, nil
+}
+
+// runExec is one run's use of Spark.
+type runExec struct {
+	b      *Backend
+	rc     engine.RunContext
+	conf   map[string]string
+	log    *slog.Logger
+	byName map[string]*plan.Node
+
+	mu     sync.Mutex
+	sess   *sparkconnect.Session
+	inputs map[string]*inputOnce
+	// ran holds the nodes whose results this session has as views.
+	ran map[string]bool
+	// readers counts, per node, the dependents that have not succeeded
+	// yet; a result with readers is cached until the count reaches zero.
+	readers map[string]int
+	cached  map[string]string // node -> cached view
+}
+
+// inputOnce registers one input view per session, whichever node needs it
+// first.
+type inputOnce struct {
+	once sync.Once
+	err  error
+}
+
+// session returns the run's session, opening a new one when the server
+// restarted under the old (its views went with it; inputs are registered
+// again on demand).
+func (r *runExec) session(ctx context.Context) (*sparkconnect.Session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sess != nil {
+		return r.sess, nil
+	}
+	s, err := sparkconnect.Connect(ctx, r.b.remote(), sparkconnect.Config{RunID: r.rc.RunID, Conf: r.conf, Logger: r.log})
+	if err != nil {
+		return nil, err
+	}
+	if skipped := s.Skipped(); len(skipped) > 0 {
+		r.log.Warn("spark_config keys a session cannot set were skipped", "keys", skipped)
+	}
+	r.sess = s
+	r.inputs = map[string]*inputOnce{}
+	r.ran = map[string]bool{}
+	r.cached = map[string]string{}
+	return s, nil
+}
+
+// dropSession forgets a session the server lost, so the next attempt opens
+// a fresh one.
+func (r *runExec) dropSession(ctx context.Context, s *sparkconnect.Session) {
+	r.mu.Lock()
+	if r.sess == s {
+		r.sess = nil
+	}
+	r.mu.Unlock()
+	_ = s.Close(ctx)
+}
+
+// RunNode implements engine.RunExecutor.
+func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit func(run.Event)) error {
+	switch {
+	case n.Kind == plan.KindSQL:
+	case n.Kind == plan.KindPython && r.b.python != nil:
+	default:
+		return &retry.Failure{Err: run.Error{
+			Type:    "UnsupportedNode",
+			Message: fmt.Sprintf("node %q is a %s node; this execd runs SQL nodes only (Python nodes need the worker pool)", n.Name, n.Kind),
+		}}
+	}
+	if err := r.b.breaker.Allow(); err != nil {
+		return retry.Transient(err)
+	}
+	s, err := r.session(ctx)
+	if err != nil {
+		r.b.observe(err)
+		return describe(err)
+	}
+	if n.Kind == plan.KindPython {
+		err = r.runPython(ctx, s, n, attempt, emit)
+	} else {
+		err = r.runSQL(ctx, s, n, emit)
+	}
+	r.b.observe(err)
+	if errors.Is(err, sparkconnect.ErrSessionLost) {
+		r.dropSession(context.WithoutCancel(ctx), s)
+	}
+	if err == nil {
+		r.consumed(context.WithoutCancel(ctx), s, n)
+	}
+	return describe(err)
+}
+
+// consumed records that n has read its dependencies' results: a cached
+// result whose last reader this was is released.
+func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan.Node) {
+	var release []string
+	r.mu.Lock()
+	for _, d := range n.Dependencies {
+		r.readers[d]--
+		if v, ok := r.cached[d]; ok && r.readers[d] <= 0 {
+			release = append(release, v)
+			delete(r.cached, d)
+		}
+	}
+	r.mu.Unlock()
+	for _, v := range release {
+		if err := s.Uncache(ctx, v); err != nil {
+			r.log.Warn("releasing a cached result", "view", v, "err", err)
+		}
+	}
+}
+
+// describe names a Spark failure by Spark's error class, so a node's FAILED
+// event says TABLE_OR_VIEW_NOT_FOUND rather than a Go type.
+func describe(err error) error {
+	var se *sparkconnect.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	typ := se.Class
+	if typ == "" {
+		typ = "SparkError"
+	}
+	return &retry.Failure{Err: run.Error{Type: typ, Message: se.Error(), Retryable: se.Retryable()}, Cause: err}
+}
+
+func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.Node, emit func(run.Event)) error {
+	if err := r.upstream(ctx, s, n); err != nil {
+		return err
+	}
+	var names []string
+	for _, key := range n.Inputs {
+		if producer := n.ProducedBy[key]; producer != "" && producer != n.Name {
+			names = append(names, key) // an upstream result, a view by now
+			continue
+		}
+		if err := r.registerInput(ctx, s, key); err != nil {
+			return err
+		}
+		names = append(names, key)
+	}
+	r.mu.Lock()
+	shared := r.readers[n.Name] > 0
+	r.mu.Unlock()
+	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared}
+	for _, k := range n.OutputKeys {
+		out, err := r.outputSpec(k)
+		if err != nil {
+			return err
+		}
+		spec.Outputs = append(spec.Outputs, out)
+	}
+	res, err := s.RunSQL(ctx, spec, r.params())
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.sess == s {
+		r.ran[n.Name] = true
+		if shared {
+			r.cached[n.Name] = res.View
+		}
+	}
+	r.mu.Unlock()
+	for _, o := range res.Outputs {
+		if o.Warning != "" {
+			emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: o.Warning})
+		}
+		if o.Rows >= 0 {
+			emit(run.Event{Kind: run.NodeMetric, MetricName: "rows_written." + o.Key, MetricValue: float64(o.Rows)})
+		}
+	}
+	return nil
+}
+
+// upstream makes sure every result n reads is a view of this session. A
+// result computed in this session already is; one computed earlier (a node
+// kept by a repair, or one left out of the selection) is read back from
+// what that node wrote, under its output keys and, for a dependency, its
+// name too.
+func (r *runExec) upstream(ctx context.Context, s *sparkconnect.Session, n *plan.Node) error {
+	r.mu.Lock()
+	ran := maps.Clone(r.ran)
+	r.mu.Unlock()
+	for _, d := range n.Dependencies {
+		dn := r.byName[d]
+		if dn == nil || ran[d] {
+			continue
+		}
+		if len(dn.OutputKeys) == 0 {
+			return &retry.Failure{Err: run.Error{Type: "UpstreamNotStored", Message: fmt.Sprintf(
+				"node %q reads %q, which did not run in this execution and writes no output to read it back from; run %q too", n.Name, d, d)}}
+		}
+		for _, k := range dn.OutputKeys {
+			if err := r.readBack(ctx, s, k); err != nil {
+				return err
+			}
+		}
+		if err := r.once(ctx, "alias:"+d, func() error {
+			return s.Alias(ctx, d, "`"+dn.OutputKeys[0].String()+"`")
+		}); err != nil {
+			return err
+		}
+	}
+	for _, key := range n.Inputs {
+		producer := n.ProducedBy[key]
+		if producer == "" || producer == n.Name || ran[producer] {
+			continue
+		}
+		k, err := config.ParseOutputKey(key)
+		if err != nil {
+			return &retry.Failure{Err: run.Error{Type: "ConfigError", Message: err.Error()}}
+		}
+		if err := r.readBack(ctx, s, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBack registers what an earlier execution wrote to output k as a view
+// named after the key.
+func (r *runExec) readBack(ctx context.Context, s *sparkconnect.Session, k config.OutputKey) error {
+	return r.once(ctx, "output:"+k.String(), func() error {
+		out, err := r.outputSpec(k)
+		if err != nil {
+			return err
+		}
+		return s.RegisterInput(ctx, sparkconnect.InputSpec{Name: k.String(), Format: out.Format, Path: out.Path, Options: out.Options})
+	})
+}
+
+// params are the SQL parameters every node may use.
+func (r *runExec) params() map[string]any {
+	p := map[string]any{}
+	for name, v := range map[string]string{"start_date": r.rc.Pipeline.StartDate, "end_date": r.rc.Pipeline.EndDate} {
+		if v == "" {
+			continue
+		}
+		if d, err := time.Parse(time.DateOnly, v); err == nil {
+			p[name] = d
+		}
+	}
+	return p
+}
+
+func (r *runExec) registerInput(ctx context.Context, s *sparkconnect.Session, key string) error {
+	return r.once(ctx, "input:"+key, func() error {
+		spec, err := r.inputSpec(key)
+		if err != nil {
+			return err
+		}
+		return s.RegisterInput(ctx, spec)
+	})
+}
+
+// once runs fn once per session for id, whichever node needs it first; a
+// failure is forgotten so the next attempt tries again.
+func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
+	r.mu.Lock()
+	o := r.inputs[id]
+	if o == nil {
+		o = &inputOnce{}
+		r.inputs[id] = o
+	}
+	r.mu.Unlock()
+	o.once.Do(func() { o.err = fn() })
+	if o.err != nil {
+		r.mu.Lock()
+		if r.inputs[id] == o {
+			delete(r.inputs, id)
+		}
+		r.mu.Unlock()
+	}
+	return o.err
+}
+
+// inputSpec resolves an input config entry: relative paths are taken from
+// the project's base_path.
+func (r *runExec) inputSpec(key string) (sparkconnect.InputSpec, error) {
+	raw, ok := r.rc.Project.Inputs.Get(key)
+	m, isMap := raw.(*config.Map)
+	if !ok || !isMap {
+		return sparkconnect.InputSpec{}, &retry.Failure{Err: run.Error{Type: "ConfigError",
+			Message: fmt.Sprintf("input %q is not in the input config", key)}}
+	}
+	spec := sparkconnect.InputSpec{
+		Name:    key,
+		Format:  strings.ToLower(str(m, "format")),
+		Options: strMap(m, "options"),
+		Schema:  str(m, "schema"),
+		Table:   firstStr(m, "table", "table_name"),
+		Query:   str(m, "query"),
+		Filter:  str(m, "partition_filter"),
+	}
+	if p := firstStr(m, "filepath", "path"); p != "" {
+		spec.Path = r.abs(p)
+	}
+	if spec.Query != "" {
+		spec.Params = r.params()
+	}
+	return spec, nil
+}
+
+func (r *runExec) outputSpec(k config.OutputKey) (sparkconnect.OutputSpec, error) {
+	key := k.String()
+	raw, _ := r.rc.Project.Outputs.Get(key)
+	m, _ := raw.(*config.Map)
+	if m == nil {
+		// Keys written with slashes are looked up as written too.
+		for _, alt := range []string{k.Schema + "/" + k.SubFolder + "/" + k.Table} {
+			if raw, ok := r.rc.Project.Outputs.Get(alt); ok {
+				m, _ = raw.(*config.Map)
+			}
+		}
+	}
+	if m == nil {
+		return sparkconnect.OutputSpec{}, &retry.Failure{Err: run.Error{Type: "ConfigError",
+			Message: fmt.Sprintf("output %q is not in the output config", key)}}
+	}
+	st := r.rc.Pipeline.Settings
+	base := st.OutputPath
+	if base == "" {
+		base = "output"
+	}
+	if !hasScheme(base) {
+		base = r.abs(base)
+	}
+	out := sparkconnect.OutputSpec{
+		Key:         key,
+		Format:      strings.ToLower(str(m, "format")),
+		Path:        config.OutputPath(base, st.Mode, r.rc.Project.Env, k),
+		WriteMode:   strings.ToLower(str(m, "write_mode")),
+		PartitionBy: firstList(m, "partition", "partition_by", "partition_columns"),
+		Options:     strMap(m, "options"),
+	}
+	if out.Format == "" {
+		out.Format = "parquet"
+	}
+	// tauro's overwrite_strategy: replaceWhere rewrites only the run's date
+	// window (or replace_predicate) of a Delta table.
+	if strategy := str(m, "overwrite_strategy"); strategy != "" {
+		out.OverwriteStrategy = strategy
+		out.DateColumn = str(m, "partition_col")
+		out.ReplacePredicate = str(m, "replace_predicate")
+		out.StartDate, out.EndDate = r.rc.Pipeline.StartDate, r.rc.Pipeline.EndDate
+	}
+	if err := out.Check(); err != nil {
+		return sparkconnect.OutputSpec{}, err
+	}
+	return out, nil
+}
+
+func (r *runExec) abs(p string) string {
+	if hasScheme(p) || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(r.rc.Project.BasePath, p)
+}
+
+// Close implements engine.RunExecutor.
+func (r *runExec) Close(ctx context.Context) error {
+	r.mu.Lock()
+	s := r.sess
+	r.sess = nil
+	r.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.Close(ctx)
+}
+
+func hasScheme(p string) bool {
+	i := strings.Index(p, ":/")
+	return i > 1 && !strings.ContainsAny(p[:i], `/\`)
+}
+
+func str(m *config.Map, key string) string {
+	switch v := m.Values[key].(type) {
+	case string:
+		return v
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func firstStr(m *config.Map, keys ...string) string {
+	for _, k := range keys {
+		if s := str(m, k); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func firstList(m *config.Map, keys ...string) []string {
+	for _, k := range keys {
+		switch v := m.Values[k].(type) {
+		case string:
+			if v != "" {
+				return []string{v}
+			}
+		case []any:
+			var out []string
+			for _, x := range v {
+				out = append(out, fmt.Sprint(x))
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+func strMap(m *config.Map, key string) map[string]string {
+	sub, ok := m.Values[key].(*config.Map)
+	if !ok {
+		return nil
+	}
+	out := make(map[string]string, sub.Len())
+	for _, k := range sub.Keys {
+		switch v := sub.Values[k].(type) {
+		case bool:
+			out[k] = fmt.Sprint(v)
+		case nil:
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out
+}
+
+// newCheckID names a validation session's views apart from any run's.
+func newCheckID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,524 @@
+// Package server runs the embedded Spark Connect server: a local-mode
+// Spark driver started from the project's pyspark install with spark-submit,
+// bound to loopback on a free port, its log under the state directory. A
+// supervisor restarts the server when it dies and tells observers whether it
+// is healthy, so execd can report NOT_SERVING while Spark is down.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ConnectServerClass is the main class of the Spark Connect server.
+const ConnectServerClass = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+// Config configures the embedded server. Only StateDir is required.
+type Config struct {
+	// SparkHome is the pyspark package directory (it holds bin/spark-submit
+	// and jars/). Empty means: ask Python where pyspark is.
+	SparkHome string
+	// Python finds pyspark when SparkHome is empty; default "python3".
+	Python string
+	// JavaHome is the JDK or JRE to run; empty means JAVA_HOME, then PATH.
+	JavaHome string
+	// StateDir holds the server's files: spark/connect.log, the warehouse and
+	// Spark's scratch space.
+	StateDir string
+	// Conf is passed to spark-submit as --conf key=value, after and over the
+	// defaults (local[*] master, 1g driver, UI off, 4 shuffle partitions,
+	// and, when Delta Lake's jar is among Jars, its extension and catalog
+	// and analyzer-bound SQL parameters; see deltaConf).
+	Conf map[string]string
+	// Jars are added to the server's classpath (spark-submit --jars). nil
+	// means every *.jar in JarsDir; an empty non-nil slice means none.
+	Jars []string
+	// JarsDir is searched when Jars is nil. Empty means the spark-jars
+	// folder of the venv Python belongs to (or that holds SparkHome), which
+	// `make venv` fills with Delta Lake and Avro. A missing folder is no
+	// error: the server starts without them, and Delta or Avro reads and
+	// writes fail with Spark's "data source not found".
+	JarsDir string
+	// StartTimeout bounds one start, from spark-submit to the first answered
+	// query; default 3 minutes.
+	StartTimeout time.Duration
+	// StopGrace is how long Stop waits after SIGTERM before SIGKILL; default
+	// 15 seconds.
+	StopGrace time.Duration
+	// RestartDelay is the wait before the first restart after a crash; it
+	// doubles with each failed restart up to MaxRestartDelay. Defaults 1s
+	// and 30s.
+	RestartDelay    time.Duration
+	MaxRestartDelay time.Duration
+	Logger          *slog.Logger
+}
+
+// Server is a running, supervised Spark Connect server.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	java      string
+	sparkHome string
+	jars      []string
+	logPath   string
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+
+	mu       sync.Mutex
+	port     int
+	proc     *process
+	healthy  bool
+	changed  chan struct{}
+	restarts int
+	err      error
+}
+
+// Start launches the server and returns once it has answered a query. A
+// server that fails to come up is stopped, and the error carries the tail
+// of its log. Later crashes are not errors: the server is restarted.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("sparkserver: a state directory is required")
+	}
+	cfg = withDefaults(cfg)
+	java, err := CheckJava(ctx, cfg.JavaHome)
+	if err != nil {
+		return nil, err
+	}
+	home := cfg.SparkHome
+	if home == "" {
+		if home, err = FindSparkHome(ctx, cfg.Python); err != nil {
+			return nil, err
+		}
+	} else if err := checkSparkHome(home); err != nil {
+		return nil, err
+	}
+	jars, jarsDir, err := resolveJars(cfg, home)
+	if err != nil {
+		return nil, err
+	}
+	logJars(cfg.Logger, cfg, jars, jarsDir)
+	dir := filepath.Join(cfg.StateDir, "spark")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sparkserver: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		java:      java,
+		sparkHome: home,
+		jars:      jars,
+		logPath:   filepath.Join(dir, "connect.log"),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		port:      port,
+		changed:   make(chan struct{}),
+	}
+	first := make(chan error, 1)
+	go s.supervise(ctx, first)
+	if err := <-first; err != nil {
+		<-s.done
+		return nil, err
+	}
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Python == "" {
+		cfg.Python = "python3"
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 3 * time.Minute
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 15 * time.Second
+	}
+	if cfg.RestartDelay <= 0 {
+		cfg.RestartDelay = time.Second
+	}
+	if cfg.MaxRestartDelay < cfg.RestartDelay {
+		cfg.MaxRestartDelay = max(30*time.Second, cfg.RestartDelay)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
+// Remote is the connection string of the server, sc://127.0.0.1:PORT. The
+// port stays the same across restarts unless it was taken meanwhile.
+func (s *Server) Remote() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return "sc://" + hostPort(s.port)
+}
+
+// Jars are the jars the server runs with beyond pyspark's own.
+func (s *Server) Jars() []string { return slices.Clone(s.jars) }
+
+// LogPath is the file the server writes its log to.
+func (s *Server) LogPath() string { return s.logPath }
+
+// Healthy reports whether the server is up and has answered a query since
+// it was last (re)started.
+func (s *Server) Healthy() bool {
+	h, _ := s.Health()
+	return h
+}
+
+// Health returns the current health and a channel that is closed at the
+// next change, so an observer can loop: h, ch := s.Health(); report(h); <-ch.
+func (s *Server) Health() (healthy bool, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy, s.changed
+}
+
+// PID is the process id of the running JVM, or 0 while there is none.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.pid
+}
+
+// Restarts counts the restarts after crashes.
+func (s *Server) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+// Done is closed when the supervisor has stopped for good: after Stop, or
+// when Start failed.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Wait blocks until Done and returns why the supervisor stopped: nil after
+// Stop.
+func (s *Server) Wait() error {
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Stop terminates the server's whole process group, SIGTERM first and
+// SIGKILL after the grace period, and waits until it is gone. If ctx ends
+// first the group is killed at once.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if p := s.current(); p != nil {
+		p.signal(syscall.SIGKILL)
+	}
+	<-s.done
+	return ctx.Err()
+}
+
+func (s *Server) current() *process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
+
+func (s *Server) setHealthy(h bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.healthy == h {
+		return
+	}
+	s.healthy = h
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// supervise owns the JVM: it starts it, reports the first start on first,
+// and restarts it after every crash until Stop. It runs on a locked OS
+// thread because the JVM is started with a parent-death signal, which the
+// kernel ties to the thread that forked it; the thread ends with this
+// goroutine, after the JVM is gone.
+func (s *Server) supervise(startCtx context.Context, first chan<- error) {
+	runtime.LockOSThread()
+	defer close(s.done)
+
+	p, err := s.launch(startCtx)
+	if err == nil {
+		s.setHealthy(true)
+	}
+	first <- err
+	if err != nil {
+		s.finish(err)
+		return
+	}
+	stopCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-s.done:
+		}
+	}()
+
+	delay := s.cfg.RestartDelay
+	for {
+		up := time.Now()
+		select {
+		case <-s.stop:
+			s.terminate(p)
+			s.finish(nil)
+			return
+		case <-p.exited:
+		}
+		s.setHealthy(false)
+		s.log.Error("Spark Connect server exited; restarting", "pid", p.pid, "err", p.err,
+			"uptime", time.Since(up).Round(time.Second), "log_tail", tail(s.logPath, 20))
+		if time.Since(up) > 5*time.Minute {
+			delay = s.cfg.RestartDelay
+		}
+		for {
+			select {
+			case <-s.stop:
+				s.finish(nil)
+				return
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, s.cfg.MaxRestartDelay)
+			if p, err = s.launch(stopCtx); err == nil {
+				break
+			}
+			if stopCtx.Err() != nil {
+				s.finish(nil)
+				return
+			}
+			s.log.Error("Spark Connect server restart failed", "err", err, "next_in", delay)
+			// The port may have been taken while the server was down.
+			if port, perr := freePort(); perr == nil {
+				s.mu.Lock()
+				s.port = port
+				s.mu.Unlock()
+			}
+		}
+		// Counted before it is announced healthy, so a watcher that sees the
+		// server back also sees the restart.
+		s.mu.Lock()
+		s.restarts++
+		s.mu.Unlock()
+		s.setHealthy(true)
+		s.log.Info("Spark Connect server restarted", "remote", s.Remote(), "pid", p.pid)
+	}
+}
+
+func (s *Server) finish(err error) {
+	s.setHealthy(false)
+	s.mu.Lock()
+	s.err = err
+	s.proc = nil
+	s.mu.Unlock()
+}
+
+// launch starts the JVM and waits until it answers a query.
+func (s *Server) launch(ctx context.Context) (*process, error) {
+	s.mu.Lock()
+	port := s.port
+	s.mu.Unlock()
+
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sparkserver: open log: %w", err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "%s %s port %d\n", launchMarker, time.Now().Format(time.RFC3339), port)
+
+	cmd := exec.Command(filepath.Join(s.sparkHome, "bin", "spark-submit"), s.args(port)...)
+	cmd.Dir = filepath.Dir(s.logPath)
+	cmd.Env = s.env()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sparkserver: start spark-submit: %w", err)
+	}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	go p.wait()
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	s.log.Info("starting Spark Connect server", "port", port, "pid", p.pid, "log", s.logPath)
+
+	if err := s.awaitReady(ctx, p, port); err != nil {
+		p.signal(syscall.SIGKILL)
+		<-p.exited
+		return nil, fmt.Errorf("sparkserver: Spark Connect server on port %d did not come up: %w\n--- last lines of %s ---\n%s",
+			port, err, s.logPath, tail(s.logPath, 30))
+	}
+	s.log.Info("Spark Connect server is up", "remote", "sc://"+hostPort(port), "took", time.Since(began).Round(time.Millisecond))
+	return p, nil
+}
+
+func (s *Server) awaitReady(ctx context.Context, p *process, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("it exited: %v", p.err)
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w (last probe: %v)", ctx.Err(), last)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if !listening(port) {
+			continue
+		}
+		if last == nil {
+			s.log.Debug("Spark Connect port is open", "port", port)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
+		last = Ping(pctx, hostPort(port))
+		pcancel()
+		if last == nil {
+			return nil
+		}
+	}
+}
+
+func (s *Server) args(port int) []string {
+	conf := map[string]string{
+		"spark.master":                       "local[*]",
+		"spark.app.name":                     "tauro-exec",
+		"spark.driver.memory":                "1g",
+		"spark.ui.enabled":                   "false",
+		"spark.driver.host":                  "127.0.0.1",
+		"spark.driver.bindAddress":           "127.0.0.1",
+		"spark.sql.shuffle.partitions":       "4",
+		"spark.sql.warehouse.dir":            filepath.Join(filepath.Dir(s.logPath), "warehouse"),
+		"spark.local.dir":                    filepath.Join(filepath.Dir(s.logPath), "tmp"),
+		"spark.connect.grpc.binding.address": "127.0.0.1",
+	}
+	if HasDelta(s.jars) {
+		maps.Copy(conf, deltaConf)
+	}
+	maps.Copy(conf, s.cfg.Conf)
+	// The port is the supervisor's to choose.
+	conf["spark.connect.grpc.binding.port"] = fmt.Sprint(port)
+
+	args := []string{"--class", ConnectServerClass}
+	if len(s.jars) > 0 {
+		args = append(args, "--jars", strings.Join(s.jars, ","))
+	}
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		args = append(args, "--conf", k+"="+conf[k])
+	}
+	return append(args, "spark-internal")
+}
+
+func (s *Server) env() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED="} {
+			if strings.HasPrefix(kv, k) {
+				return true
+			}
+		}
+		return false
+	})
+	env = append(env, "SPARK_HOME="+s.sparkHome, "SPARK_LOCAL_IP=127.0.0.1",
+		"JAVA_HOME="+filepath.Dir(filepath.Dir(resolve(s.java))))
+	return env
+}
+
+// terminate stops p's process group: SIGTERM, then SIGKILL after the grace
+// period.
+func (s *Server) terminate(p *process) {
+	s.setHealthy(false)
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(s.cfg.StopGrace):
+		s.log.Warn("Spark Connect server ignored SIGTERM; killing it", "pid", p.pid)
+	}
+	// Kill whatever is left in the group, the JVM included if it lingers,
+	// and wait until the group is empty: the JVM runs short-lived helper
+	// processes that outlive it by a moment.
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if syscall.Kill(-p.pid, 0) != nil {
+			return
+		}
+		p.signal(syscall.SIGKILL)
+	}
+	s.log.Warn("processes of the Spark Connect server outlived SIGKILL", "pgid", p.pid)
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	pid    int
+	exited chan struct{}
+	err    error
+}
+
+func (p *process) wait() {
+	p.err = p.cmd.Wait()
+	close(p.exited)
+}
+
+// signal sends sig to the process group; the JVM leads it.
+func (p *process) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-p.pid, sig)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("sparkserver: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func listening(port int) bool {
+	c, err := net.DialTimeout("tcp", hostPort(port), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+func resolve(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
