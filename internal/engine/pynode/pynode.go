@@ -1,0 +1,92 @@
+// Package pynode describes one call of a Python node function as the Spark
+// backend asks for it and a Python worker pool carries it out. The values
+// are the domain's (dates as dates, hyperparameters as values); turning them
+// into the worker protocol is the pool's business.
+package pynode
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+)
+
+// Call is one attempt of a Python node.
+type Call struct {
+	Node             string
+	Module, Function string
+	// InputViews are global temp views, passed to the function positionally.
+	InputViews []string
+	// StartDate and EndDate are the run's window; zero when the pipeline
+	// has none. The function receives them as YYYY-MM-DD strings, as in tauro.
+	StartDate, EndDate time.Time
+	// ResultView is the global view the worker leaves the result in.
+	ResultView string
+	// SparkConf is set on the worker's session for the call
+	// (tauro.ml.<name> for each hyperparameter).
+	SparkConf             map[string]string
+	AllowedModulePrefixes []string
+	// SparkRemote is the server's current sc:// address; empty means the
+	// pool's default.
+	SparkRemote string
+
+	// What ml_context tells the function.
+	Pipeline     string
+	RunID        string
+	Attempt      int
+	StartTime    time.Time
+	ModelVersion string
+	Hyperparams  map[string]any
+	// NodeConfig and PipelineConfig are the node's and the pipeline's
+	// configuration as plain JSON values.
+	NodeConfig     map[string]any
+	PipelineConfig map[string]any
+}
+
+// Event is something a running call reports: exactly one field is set.
+type Event struct {
+	Metric *Metric
+	Log    *Log
+}
+
+// Metric is a value the function logged through ml_context["log_metric"].
+type Metric struct {
+	Name  string
+	Value float64
+}
+
+// Log is a line the function printed or logged; Level is info or warning.
+type Log struct {
+	Level, Text string
+}
+
+// Function names one Python node's function for a check.
+type Function struct {
+	Node             string
+	Module, Function string
+	// Inputs is how many DataFrames the node passes positionally.
+	Inputs int
+}
+
+// Problem is what a check found wrong with one node's function.
+type Problem struct {
+	Node, Message string
+}
+
+// ErrWorkerDied is matched (errors.Is) by a call whose worker died under
+// it. Another worker may well succeed, so the attempt is retryable.
+var ErrWorkerDied = errors.New("the python worker died")
+
+// Runner runs Python node functions.
+type Runner interface {
+	// Run runs one call, reporting events as they come. It returns the
+	// node's own failure (an exception in the function) as *run.Error, and
+	// a failure to run the call at all (a dead worker, a cancelled ctx) as
+	// error; both nil mean the result is in ResultView.
+	Run(ctx context.Context, c Call, on func(Event)) (*run.Error, error)
+	// CheckFunctions imports each function and checks that it takes its
+	// inputs positionally and start_date and end_date as keywords, with
+	// modules limited to allowed (empty allows all).
+	CheckFunctions(ctx context.Context, fns []Function, allowed []string) ([]Problem, error)
+}
