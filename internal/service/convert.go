@@ -1,6 +1,7 @@
 package service
 
 import (
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -14,33 +15,24 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
-var nodeStates = map[run.NodeState]execv1.NodeState{
-	run.NodePending:   execv1.NodeState_NODE_STATE_PENDING,
-	run.NodeRunning:   execv1.NodeState_NODE_STATE_RUNNING,
-	run.NodeRetrying:  execv1.NodeState_NODE_STATE_RETRYING,
-	run.NodeSucceeded: execv1.NodeState_NODE_STATE_SUCCEEDED,
-	run.NodeFailed:    execv1.NodeState_NODE_STATE_FAILED,
-	run.NodeCancelled: execv1.NodeState_NODE_STATE_CANCELLED,
-	run.NodeSkipped:   execv1.NodeState_NODE_STATE_SKIPPED,
-	run.NodeTimedOut:  execv1.NodeState_NODE_STATE_TIMED_OUT,
-}
+// States cross to the contract by name: the engine's RUNNING is the
+// contract's RUN_STATE_RUNNING. The generated enum is the one list of
+// names; a state the contract lacks becomes UNSPECIFIED, and a test keeps
+// the engine's states and the contract's in step.
 
-var runStates = map[run.State]execv1.RunState{
-	run.Pending:     execv1.RunState_RUN_STATE_PENDING,
-	run.Running:     execv1.RunState_RUN_STATE_RUNNING,
-	run.Succeeded:   execv1.RunState_RUN_STATE_SUCCEEDED,
-	run.Failed:      execv1.RunState_RUN_STATE_FAILED,
-	run.Cancelled:   execv1.RunState_RUN_STATE_CANCELLED,
-	run.Interrupted: execv1.RunState_RUN_STATE_INTERRUPTED,
+func runStateToProto(s run.State) execv1.RunState {
+	return execv1.RunState(execv1.RunState_value["RUN_STATE_"+string(s)])
 }
 
 func runStateFromProto(s execv1.RunState) run.State {
-	for k, v := range runStates {
-		if v == s {
-			return k
-		}
+	if s == execv1.RunState_RUN_STATE_UNSPECIFIED {
+		return ""
 	}
-	return ""
+	return run.State(strings.TrimPrefix(s.String(), "RUN_STATE_"))
+}
+
+func nodeStateToProto(s run.NodeState) execv1.NodeState {
+	return execv1.NodeState(execv1.NodeState_value["NODE_STATE_"+string(s)])
 }
 
 func pipelineTypeToProto(t string) execv1.PipelineType {
@@ -83,7 +75,7 @@ func runToProto(r run.Run) *execv1.Run {
 		RunId:        r.ID,
 		Pipeline:     r.Params.Pipeline,
 		Env:          r.Params.Env,
-		State:        runStates[r.State],
+		State:        runStateToProto(r.State),
 		StartDate:    r.Params.StartDate,
 		EndDate:      r.Params.EndDate,
 		MaxWorkers:   int32(r.Params.MaxWorkers),
@@ -106,7 +98,7 @@ func runToProto(r run.Run) *execv1.Run {
 	for _, n := range r.Nodes {
 		pn := &execv1.NodeRun{
 			Name:      n.Name,
-			State:     nodeStates[n.State],
+			State:     nodeStateToProto(n.State),
 			Attempt:   int32(n.Attempt),
 			StartTime: ts(n.StartTime),
 			EndTime:   ts(n.EndTime),
@@ -115,7 +107,7 @@ func runToProto(r run.Run) *execv1.Run {
 		for _, a := range n.Attempts {
 			pn.Attempts = append(pn.Attempts, &execv1.Attempt{
 				Attempt:   int32(a.Attempt),
-				State:     nodeStates[a.State],
+				State:     nodeStateToProto(a.State),
 				StartTime: ts(a.StartTime),
 				EndTime:   ts(a.EndTime),
 				Error:     errToProto(a.Error),
@@ -132,11 +124,11 @@ func eventToProto(e run.Event) *execv1.RunEvent {
 	switch e.Kind {
 	case run.RunStateChanged:
 		out.Kind = &execv1.RunEvent_RunStateChanged{RunStateChanged: &execv1.RunStateChanged{
-			State: runStates[e.RunState], Message: e.Message,
+			State: runStateToProto(e.RunState), Message: e.Message,
 		}}
 	case run.NodeStateChanged:
 		out.Kind = &execv1.RunEvent_NodeStateChanged{NodeStateChanged: &execv1.NodeStateChanged{
-			Node: e.Node, State: nodeStates[e.NodeState], Attempt: int32(e.Attempt),
+			Node: e.Node, State: nodeStateToProto(e.NodeState), Attempt: int32(e.Attempt),
 			Error: errToProto(e.Error), RetryIn: dur(e.RetryIn), Duration: dur(e.Duration),
 		}}
 	case run.NodeMessage:
@@ -181,7 +173,7 @@ func pipelineToProto(p *plan.Pipeline) *execv1.Pipeline {
 			Outputs:      n.Outputs,
 			Description:  n.Description,
 			Streaming:    n.Streaming,
-			MaxRetries:   int32(n.MaxRetries),
+			MaxRetries:   int32(n.MaxRetries()),
 			Timeout:      dur(n.Timeout),
 		})
 	}

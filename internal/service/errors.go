@@ -37,24 +37,44 @@ func toStatus(err error) error {
 		}
 		return withDetails(codes.InvalidArgument, err.Error(), "INVALID_PIPELINE", br)
 	}
-	switch {
-	case errors.Is(err, engine.ErrNotFound):
-		return withDetails(codes.NotFound, err.Error(), "NOT_FOUND")
-	case errors.Is(err, engine.ErrFailedPrecondition):
-		return withDetails(codes.FailedPrecondition, err.Error(), "FAILED_PRECONDITION")
-	case errors.Is(err, engine.ErrUnavailable):
-		return withDetails(codes.Unavailable, err.Error(), "SPARK_UNAVAILABLE")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			if k.reason == "" {
+				return status.Error(k.code, err.Error())
+			}
+			return withDetails(k.code, err.Error(), k.reason)
+		}
 	}
 	return withDetails(codes.Internal, err.Error(), "INTERNAL")
 }
 
+// errorKinds is the one list of engine errors and their status codes, in
+// the order they are matched; ErrorInfo.reason is "" for the context
+// errors, which carry no details.
+var errorKinds = []struct {
+	err    error
+	code   codes.Code
+	reason string
+}{
+	{engine.ErrNotFound, codes.NotFound, "NOT_FOUND"},
+	{engine.ErrFailedPrecondition, codes.FailedPrecondition, "FAILED_PRECONDITION"},
+	{engine.ErrUnavailable, codes.Unavailable, "SPARK_UNAVAILABLE"},
+	{context.Canceled, codes.Canceled, ""},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
+}
+
+// isEngineErr reports an error the engine made, even when it also carries a
+// gRPC status (a backend's error wrapped by the engine, say).
 func isEngineErr(err error) bool {
-	_, isProblem := problem.From(err)
-	return isProblem || errors.Is(err, engine.ErrNotFound) || errors.Is(err, engine.ErrFailedPrecondition) || errors.Is(err, engine.ErrUnavailable)
+	if _, isProblem := problem.From(err); isProblem {
+		return true
+	}
+	for _, k := range errorKinds {
+		if k.reason != "" && errors.Is(err, k.err) {
+			return true
+		}
+	}
+	return false
 }
 
 func withDetails(c codes.Code, msg, reason string, extra ...protoadapt.MessageV1) error {

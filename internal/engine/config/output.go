@@ -101,3 +101,10 @@ func splitScheme(p string) (scheme, rest string, ok bool) {
 	}
 	return p[:i+1], p[i+1:], true
 }
+
+// HasScheme reports whether p is a URL (s3://bkt/x, abfss://..., dbfs:/x)
+// rather than a file path.
+func HasScheme(p string) bool {
+	_, _, ok := splitScheme(p)
+	return ok
+}

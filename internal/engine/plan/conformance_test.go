@@ -168,8 +168,8 @@ nodes:
 			}
 			pl, err := Resolve(p, Request{Pipeline: str(c, "pipeline"), StartDate: str(c, "start"), EndDate: str(c, "end")})
 			checkOutcome(t, c, err)
-			if ok, _ := c.Get("ok"); ok == true && pl.StartDate != str(c, "global_start")+str(c, "start") {
-				t.Fatalf("effective start date %q", pl.StartDate)
+			if ok, _ := c.Get("ok"); ok == true && FormatDate(pl.StartDate) != str(c, "global_start")+str(c, "start") {
+				t.Fatalf("effective start date %v", pl.StartDate)
 			}
 		})
 	}

@@ -10,7 +10,7 @@ import (
 // checkDates picks the effective dates (the request's, else the global
 // defaults) and checks them. Dates are checked whenever given, even if the
 // pipeline does not require them: a malformed date is a mistake either way.
-func (r *resolver) checkDates(required bool) (string, string) {
+func (r *resolver) checkDates(required bool) (time.Time, time.Time) {
 	start := strings.TrimSpace(r.req.StartDate)
 	if start == "" {
 		start = strings.TrimSpace(r.set.StartDate)
@@ -25,7 +25,7 @@ func (r *resolver) checkDates(required bool) (string, string) {
 		r.add("start_date", problem.CodeDateRange,
 			"start_date %s must be on or before end_date %s; swap them or fix the range", start, end)
 	}
-	return start, end
+	return ts, te
 }
 
 // checkDate checks one YYYY-MM-DD date.

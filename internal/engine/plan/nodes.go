@@ -49,8 +49,7 @@ func (r *resolver) parseNode(i int32) {
 		return nil, false, ""
 	}, func(key string) string { return r.field(i, key) },
 		"timeout_seconds", func() string { return "node " + q(n.Name) + ": " }, &r.probs)
-	n.MaxRetries, n.RetryDelay, n.RetryBackoff, n.RetryMaxDelay, n.Timeout =
-		rp.maxRetries, rp.delay, rp.backoff, rp.maxDelay, rp.timeout
+	n.Retry, n.Timeout = rp.policy(), rp.timeout
 
 	if v, ok := r.get(i, "streaming"); ok && v != nil {
 		if b, ok := asBool(v); ok {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 )
 
 // Pipeline types, as tauro spells them. ml runs like batch.
@@ -47,31 +48,46 @@ type Request struct {
 	// MaxWorkers caps the nodes running at once; 0 takes the global
 	// max_parallel_nodes.
 	MaxWorkers int
+	// Hyperparams go over the pipeline's and the global defaults; a node's
+	// own still win over them.
+	Hyperparams map[string]any
+	// ModelVersion, when set, wins over the pipeline's and the global one.
+	ModelVersion string
 }
 
 // Pipeline is a validated pipeline with its plan.
 type Pipeline struct {
 	Name string
+	// Env is the project environment the pipeline was resolved for,
+	// normalised ("dev", "prod", "sandbox_x"...).
+	Env string
 	// Type is batch, streaming, hybrid or ml.
 	Type string
 	// Nodes are the selected nodes in declaration order.
 	Nodes []*Node
 	Plan  Plan
 	// StartDate and EndDate are the effective dates (the request's, else the
-	// global defaults); empty only when the pipeline requires no dates.
-	StartDate, EndDate string
+	// global defaults), parsed once here; zero only when the pipeline
+	// requires no dates and none were given.
+	StartDate, EndDate time.Time
 	// MaxWorkers is the request's, else global max_parallel_nodes, else 4.
 	MaxWorkers int
 	Settings   Settings
-	// Hyperparams are the global default_hyperparams overridden by the
-	// pipeline's. Request hyperparams go on top at run time; a node's own
-	// are in Node.Hyperparams.
+	// Hyperparams are the run's: the global default_hyperparams, overridden
+	// by the pipeline's, overridden by the request's. Each node's effective
+	// ones are in Node.Hyperparams.
 	Hyperparams map[string]any
-	// ModelVersion is the pipeline's model_version, else the global
-	// default_model_version.
+	// ModelVersion is the request's, else the pipeline's model_version, else
+	// the global default_model_version.
 	ModelVersion string
 	// SparkConfig is the global spark_config overridden by the pipeline's.
 	SparkConfig map[string]string
+	// BreakerThreshold stops the run after this many node failures in a
+	// row (global circuit_breaker_threshold, else 5).
+	BreakerThreshold int
+	// Config is the pipeline's configuration as plain values, for Python
+	// nodes' ml_context.
+	Config map[string]any
 }
 
 // Node is one node, resolved.
@@ -95,6 +111,8 @@ type Node struct {
 	// Inputs are input keys as written: keys of the input config, or output
 	// keys written by another node of the pipeline (see ProducedBy).
 	Inputs []string
+	// InputSpecs are Inputs resolved: who produces each and how to read it.
+	InputSpecs []Input
 	// InlineInput is tauro's streaming form, an input configuration written
 	// in the node itself ({format: kafka, options: ...}).
 	InlineInput *config.Map
@@ -109,6 +127,8 @@ type Node struct {
 	// parsed.
 	Outputs    []string
 	OutputKeys []config.OutputKey
+	// OutputSpecs[i] is where and how Outputs[i] is written.
+	OutputSpecs []OutputSpec
 	// InlineOutput is tauro's streaming form of an output.
 	InlineOutput *config.Map
 	Streaming    bool
@@ -116,21 +136,26 @@ type Node struct {
 	Trigger    Trigger
 	OutputMode string
 	Checkpoint string
-	// Retry policy and timeout: the node's value, else the global one.
-	// A Timeout of 0 means none; streaming nodes have none unless they set
-	// one, since a stream is meant to keep running.
-	MaxRetries    int
-	RetryDelay    time.Duration
-	RetryBackoff  float64
-	RetryMaxDelay time.Duration
-	Timeout       time.Duration
-	// Hyperparams are the node's own.
+	// Retry is the node's retry policy: its max_retries, retry_delay,
+	// retry_backoff and retry_max_delay, else the global ones.
+	Retry retry.Policy
+	// Timeout is the node's timeout_seconds, else the global
+	// node_timeout_seconds; 0 means none. Streaming nodes have none unless
+	// they set one, since a stream is meant to keep running.
+	Timeout time.Duration
+	// Hyperparams are the node's effective hyperparameters: the run's
+	// (Pipeline.Hyperparams) overridden by the node's own.
 	Hyperparams map[string]any
 	Description string
-	// Raw is the node's configuration with the pipeline entry's overrides
-	// applied.
-	Raw *config.Map
+	// Config is the node's configuration, the pipeline entry's overrides
+	// applied, as plain values for Python nodes' ml_context.
+	Config map[string]any
+	// raw is the same configuration as read, for resolution.
+	raw *config.Map
 }
+
+// MaxRetries is tauro's max_retries: the attempts after the first.
+func (n *Node) MaxRetries() int { return max(n.Retry.MaxAttempts-1, 0) }
 
 // Plan is the order the selected nodes run in.
 type Plan struct {

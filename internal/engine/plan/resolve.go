@@ -121,7 +121,7 @@ func (r *resolver) resolve() *Pipeline {
 	r.buildGraph()
 	r.checkStreamingEdges()
 
-	out := &Pipeline{Name: name, Type: r.ptype, Settings: r.set}
+	out := &Pipeline{Name: name, Env: r.proj.Env, Type: r.ptype, Settings: r.set, BreakerThreshold: r.set.BreakerThreshold}
 	out.StartDate, out.EndDate = r.checkDates(r.requiresDates())
 	out.MaxWorkers = r.req.MaxWorkers
 	if out.MaxWorkers == 0 {
@@ -132,8 +132,26 @@ func (r *resolver) resolve() *Pipeline {
 	if len(r.probs) > 0 {
 		return nil
 	}
+	r.resolveSpecs(out)
+	if len(r.probs) > 0 {
+		return nil
+	}
+	r.nodeValues(out)
 	r.buildPlan(out, sel)
 	return out
+}
+
+// nodeValues gives every node what it is run with beyond its own settings:
+// the run's hyperparameters under its own, and its configuration as plain
+// values.
+func (r *resolver) nodeValues(out *Pipeline) {
+	for _, n := range r.nodes {
+		hp := make(map[string]any, len(out.Hyperparams)+len(n.Hyperparams))
+		maps.Copy(hp, out.Hyperparams)
+		maps.Copy(hp, n.Hyperparams)
+		n.Hyperparams = hp
+		n.Config, _ = plain(n.raw).(map[string]any)
+	}
 }
 
 // add records a problem.
@@ -252,7 +270,7 @@ func (r *resolver) collectNodes(entries []any) {
 		default:
 			inf.cfg = m
 		}
-		n.Raw = inf.cfg
+		n.raw = inf.cfg
 		r.nodes = append(r.nodes, n)
 		r.info = append(r.info, inf)
 	}
@@ -277,6 +295,13 @@ func (r *resolver) pipelineSettings(out *Pipeline) {
 			r.add(r.pipeField("hyperparams"), problem.CodeInvalidType, "hyperparams must be a mapping of name to value, got %s", typeName(v))
 		}
 	}
+	if len(r.req.Hyperparams) > 0 {
+		if out.Hyperparams == nil {
+			out.Hyperparams = make(map[string]any, len(r.req.Hyperparams))
+		}
+		maps.Copy(out.Hyperparams, r.req.Hyperparams)
+	}
+	out.Config, _ = plain(r.pcfg).(map[string]any)
 	out.ModelVersion = r.set.DefaultModelVersion
 	if v, ok := r.pcfg.Get("model_version"); ok && v != nil {
 		if s, ok := scalarString(v); ok {
@@ -284,6 +309,9 @@ func (r *resolver) pipelineSettings(out *Pipeline) {
 		} else {
 			r.add(r.pipeField("model_version"), problem.CodeInvalidType, "model_version must be a string, got %s", typeName(v))
 		}
+	}
+	if r.req.ModelVersion != "" {
+		out.ModelVersion = r.req.ModelVersion
 	}
 	out.SparkConfig = maps.Clone(r.set.SparkConfig)
 	if v, ok := r.pcfg.Get("spark_config"); ok && v != nil {

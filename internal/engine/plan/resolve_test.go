@@ -70,7 +70,7 @@ func TestResolve_BuildsThePlanOfAValidPipeline(t *testing.T) {
 	if !equal(pl.Plan.Order, []string{"extract", "transform", "load", "report"}) {
 		t.Errorf("order %q", pl.Plan.Order)
 	}
-	if pl.StartDate != "2025-01-01" || pl.EndDate != "2025-01-31" {
+	if FormatDate(pl.StartDate) != "2025-01-01" || FormatDate(pl.EndDate) != "2025-01-31" {
 		t.Errorf("dates %q..%q; want the global defaults", pl.StartDate, pl.EndDate)
 	}
 	if pl.MaxWorkers != 8 {
@@ -100,14 +100,14 @@ func TestResolve_BuildsThePlanOfAValidPipeline(t *testing.T) {
 	if ld.Kind != KindSQL || ld.SQL == "" || ld.Description != "publish the daily table" {
 		t.Errorf("load: kind %s sql %q description %q", ld.Kind, ld.SQL, ld.Description)
 	}
-	if ex.MaxRetries != 1 || ex.RetryDelay != 2*time.Second || ex.Timeout != 10*time.Minute {
-		t.Errorf("extract retry policy %d/%v/%v; want the global one", ex.MaxRetries, ex.RetryDelay, ex.Timeout)
+	if ex.MaxRetries() != 1 || ex.Retry.Initial != 2*time.Second || ex.Timeout != 10*time.Minute {
+		t.Errorf("extract retry policy %d/%v/%v; want the global one", ex.MaxRetries(), ex.Retry.Initial, ex.Timeout)
 	}
-	if tr.MaxRetries != 5 || tr.Timeout != time.Minute {
-		t.Errorf("transform retry policy %d/%v; want the node's own", tr.MaxRetries, tr.Timeout)
+	if tr.MaxRetries() != 5 || tr.Timeout != time.Minute {
+		t.Errorf("transform retry policy %d/%v; want the node's own", tr.MaxRetries(), tr.Timeout)
 	}
-	if ex.RetryBackoff != DefaultRetryBackoff || ex.RetryMaxDelay != DefaultRetryMaxDelay {
-		t.Errorf("extract backoff %v max %v; want defaults", ex.RetryBackoff, ex.RetryMaxDelay)
+	if ex.Retry.Coefficient != DefaultRetryBackoff || ex.Retry.Max != DefaultRetryMaxDelay {
+		t.Errorf("extract backoff %v max %v; want defaults", ex.Retry.Coefficient, ex.Retry.Max)
 	}
 	if rp.Hyperparams["top"] != int64(10) {
 		t.Errorf("report hyperparams %v", rp.Hyperparams)
@@ -332,8 +332,8 @@ nodes:
   b: {function: m.f}
 `)
 	pl := mustResolve(t, p, Request{Pipeline: "p"})
-	if a := pl.Nodes[0]; a.MaxRetries != 7 {
-		t.Errorf("a retries %d; want the entry's 7", a.MaxRetries)
+	if a := pl.Nodes[0]; a.MaxRetries() != 7 {
+		t.Errorf("a retries %d; want the entry's 7", a.MaxRetries())
 	}
 	if b := pl.Nodes[1]; b.Timeout != 5*time.Second || !equal(b.Dependencies, []string{"a"}) {
 		t.Errorf("b timeout %v deps %q", b.Timeout, b.Dependencies)
@@ -369,7 +369,7 @@ func TestResolve_NodeNamesAreChecked(t *testing.T) {
 func TestResolve_Dates(t *testing.T) {
 	p := project(t, salesProject)
 	pl := mustResolve(t, p, Request{Pipeline: "daily", StartDate: "2025-03-01", EndDate: "2025-03-01"})
-	if pl.StartDate != "2025-03-01" || pl.EndDate != "2025-03-01" {
+	if FormatDate(pl.StartDate) != "2025-03-01" || FormatDate(pl.EndDate) != "2025-03-01" {
 		t.Errorf("dates %s..%s; want the request's, which win over the defaults", pl.StartDate, pl.EndDate)
 	}
 	_, err := Resolve(p, Request{Pipeline: "daily", StartDate: "2025-03-02", EndDate: "2025-03-01"})
@@ -630,8 +630,8 @@ pipelines: {p: {nodes: [a]}}
 nodes: {a: {function: m.f, retry_backoff: "1.5", retry_max_delay: "2 minutes"}}
 `), Request{Pipeline: "p"})
 	a := pl.Nodes[0]
-	if a.MaxRetries != 2 || a.RetryDelay != 1500*time.Millisecond || a.Timeout != 90*time.Second ||
-		a.RetryBackoff != 1.5 || a.RetryMaxDelay != 2*time.Minute || pl.MaxWorkers != 3 {
-		t.Errorf("got %d %v %v %v %v %d", a.MaxRetries, a.RetryDelay, a.Timeout, a.RetryBackoff, a.RetryMaxDelay, pl.MaxWorkers)
+	if a.MaxRetries() != 2 || a.Retry.Initial != 1500*time.Millisecond || a.Timeout != 90*time.Second ||
+		a.Retry.Coefficient != 1.5 || a.Retry.Max != 2*time.Minute || pl.MaxWorkers != 3 {
+		t.Errorf("got %d %v %v %v %v %d", a.MaxRetries(), a.Retry.Initial, a.Timeout, a.Retry.Coefficient, a.Retry.Max, pl.MaxWorkers)
 	}
 }

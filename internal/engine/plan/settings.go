@@ -6,6 +6,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 )
 
 // Settings are the typed global settings. Defaults follow tauro where tauro
@@ -36,6 +37,9 @@ type Settings struct {
 	// AllowedModulePrefixes, when set, confines Python nodes to modules
 	// under these packages (tauro's allowed_module_prefixes).
 	AllowedModulePrefixes []string
+	// BreakerThreshold is circuit_breaker_threshold: a run stops after this
+	// many node failures in a row.
+	BreakerThreshold int
 }
 
 // Defaults for settings that are not configured.
@@ -46,6 +50,9 @@ const (
 	DefaultRetryBackoff  = 2.0
 	DefaultRetryMaxDelay = 5 * time.Minute
 	DefaultNodeTimeout   = 30 * time.Minute
+	DefaultBreaker       = 5
+	// retryJitter spreads retries of nodes that failed together.
+	retryJitter = 0.2
 	// maxRetriesLimit stops a typo (max_retries: 1000000) from keeping a
 	// failing node alive for days.
 	maxRetriesLimit = 100
@@ -67,6 +74,7 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 		RetryMaxDelay:    DefaultRetryMaxDelay,
 		NodeTimeout:      DefaultNodeTimeout,
 		FormatPolicy:     DefaultFormatPolicy(),
+		BreakerThreshold: DefaultBreaker,
 	}
 	var probs problem.List
 	str := func(key string, dst *string) {
@@ -104,14 +112,22 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 				"max_parallel_nodes must be a whole number from 1 to %d", maxParallelLimit)
 		}
 	}
-	retry := retryPolicy{s.MaxRetries, s.RetryDelay, s.RetryBackoff, s.RetryMaxDelay, s.NodeTimeout}
-	retry.read(func(key string) (any, bool, string) {
+	if v, ok := global.Get("circuit_breaker_threshold"); ok && v != nil {
+		if n, ok := asInt(v); ok && n >= 1 && n <= 1000 {
+			s.BreakerThreshold = n
+		} else {
+			probs.Add(globalField+"circuit_breaker_threshold", problem.CodeInvalidValue,
+				"circuit_breaker_threshold must be a whole number from 1 to 1000 (node failures in a row that stop a run), got %s", describe(v))
+		}
+	}
+	rp := retryPolicy{s.MaxRetries, s.RetryDelay, s.RetryBackoff, s.RetryMaxDelay, s.NodeTimeout}
+	rp.read(func(key string) (any, bool, string) {
 		v, ok := global.Get(key)
 		return v, ok, key
 	}, func(key string) string { return globalField + key },
 		"node_timeout_seconds", func() string { return "" }, &probs)
 	s.MaxRetries, s.RetryDelay, s.RetryBackoff, s.RetryMaxDelay, s.NodeTimeout =
-		retry.maxRetries, retry.delay, retry.backoff, retry.maxDelay, retry.timeout
+		rp.maxRetries, rp.delay, rp.backoff, rp.maxDelay, rp.timeout
 
 	if v, ok := global.Get("spark_config"); ok {
 		s.SparkConfig = sparkConfig(v, globalField+"spark_config", &probs)
@@ -141,6 +157,18 @@ type retryPolicy struct {
 	backoff    float64
 	maxDelay   time.Duration
 	timeout    time.Duration
+}
+
+// policy is the retry part as a retry.Policy value. A delay above the
+// maximum raises the maximum: the delay was asked for, the cap defaulted.
+func (r retryPolicy) policy() retry.Policy {
+	return retry.Policy{
+		Initial:     r.delay,
+		Coefficient: r.backoff,
+		Max:         max(r.maxDelay, r.delay),
+		MaxAttempts: r.maxRetries + 1,
+		Jitter:      retryJitter,
+	}
 }
 
 // read overrides the policy with the keys get finds. timeoutKey differs by

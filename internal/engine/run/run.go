@@ -19,6 +19,10 @@ const (
 	NodeTimedOut  NodeState = "TIMED_OUT"
 )
 
+// NodeStates lists every node state, for code that must stay in step with
+// them (the contract's enum).
+var NodeStates = []NodeState{NodePending, NodeRunning, NodeRetrying, NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped, NodeTimedOut}
+
 // Terminal reports whether no further transition follows within one execution.
 func (s NodeState) Terminal() bool {
 	switch s {
@@ -39,6 +43,9 @@ const (
 	Cancelled   State = "CANCELLED"
 	Interrupted State = "INTERRUPTED"
 )
+
+// States lists every run state.
+var States = []State{Pending, Running, Succeeded, Failed, Cancelled, Interrupted}
 
 // Terminal reports whether the run has ended (INTERRUPTED runs may be repaired).
 func (s State) Terminal() bool {

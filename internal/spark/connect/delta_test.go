@@ -2,9 +2,13 @@ package connect
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 )
 
 // janFeb is a few rows of January and February 2024; a row's id is its day
@@ -33,15 +37,17 @@ func TestWriteOutput_DeltaReplaceWhereRewritesOnlyTheRunsWindow(t *testing.T) {
 		{int32(41), "2024-02-10", 50.0},
 	}
 	cases := []struct {
-		name string
-		out  OutputSpec
+		name  string
+		out   OutputSpec
+		where string // as planning builds it from the run's window
 	}{
 		// The window on the table's only partition column, as tauro's
 		// partition_col does it.
-		{"partitioned by the date column", OutputSpec{PartitionBy: []string{"day"}}},
+		{"partitioned by the date column", OutputSpec{PartitionBy: []string{"day"}},
+			"`day` >= '2024-02-01' AND `day` < '2024-03-01'"},
 		// A timestamp column: the whole of the end date is in the window,
 		// so 2024-02-29 23:30 is replaced too.
-		{"timestamp column", OutputSpec{DateColumn: "at"}},
+		{"timestamp column", OutputSpec{}, "`at` >= '2024-02-01' AND `at` < '2024-03-01'"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -51,7 +57,7 @@ func TestWriteOutput_DeltaReplaceWhereRewritesOnlyTheRunsWindow(t *testing.T) {
 			if _, err := s.RunSQL(ctx, NodeSpec{Name: "first", SQL: janFeb, Outputs: []OutputSpec{out}}, nil); err != nil {
 				t.Fatal(err)
 			}
-			out.OverwriteStrategy, out.StartDate, out.EndDate = "replaceWhere", "2024-02-01", "2024-02-29"
+			out.ReplaceWhere = c.where
 			res, err := s.RunSQL(ctx, NodeSpec{Name: "rerun", SQL: febRerun, Outputs: []OutputSpec{out}}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -86,7 +92,7 @@ func TestWriteOutput_DeltaReplaceWhereRefusesRowsOutsideTheWindow(t *testing.T) 
 		t.Fatal(err)
 	}
 	// A January row in a February rerun: Delta refuses the whole write.
-	out.OverwriteStrategy, out.StartDate, out.EndDate = "replace_where", "2024-02-01", "2024-02-29"
+	out.ReplaceWhere = "`day` >= '2024-02-01' AND `day` < '2024-03-01'"
 	_, err := s.RunSQL(ctx, NodeSpec{Name: "stray", SQL: janFeb, Outputs: []OutputSpec{out}}, nil)
 	se := assertPermanent(t, err, "")
 	if se != nil {
@@ -122,5 +128,38 @@ func TestConnect_BindsParametersInTheAnalyzerSoDeltasParserCannotDropThem(t *tes
 	}
 	if got := rows(t, s, "SELECT id FROM feb ORDER BY id"); !reflect.DeepEqual(got, [][]any{{int32(32)}, {int32(60)}}) {
 		t.Errorf("February = %v, want ids 32 and 60", got)
+	}
+}
+
+func TestOutputSpecResolve_ReplaceWhereBecomesTheDeltaOption(t *testing.T) {
+	out := OutputSpec{Key: "gold.sales.daily", Format: "delta", Path: "/data/daily", ReplaceWhere: "`day` >= '2024-02-01'",
+		Options: map[string]string{"mergeSchema": "true"}}
+	mode, opts, err := out.resolve()
+	want := map[string]string{"mergeSchema": "true", "replaceWhere": "`day` >= '2024-02-01'"}
+	if err != nil || mode != "SAVE_MODE_OVERWRITE" || !maps.Equal(opts, want) {
+		t.Errorf("resolve = %s, %v, %v; want an overwrite with %v", mode, opts, err, want)
+	}
+	if _, ok := out.Options["replaceWhere"]; ok {
+		t.Error("resolve changed the spec's own options")
+	}
+	for _, bad := range []OutputSpec{
+		{Key: "k", Format: "parquet", Path: "/p", ReplaceWhere: "x > 1"},
+		{Key: "k", Format: "delta", Path: "/p", WriteMode: "append", ReplaceWhere: "x > 1"},
+		{Key: "k", Format: "delta", Path: "/p", WriteMode: "upsert"},
+		{Key: "k", Format: "delta"},
+	} {
+		_, _, err := bad.resolve()
+		var se *Error
+		if !errors.As(err, &se) || se.Retryable() || retry.Classify(err) != retry.ClassPermanent {
+			t.Errorf("resolve(%+v) = %v, want a permanent *Error", bad, err)
+		}
+	}
+}
+
+func TestOutputSpecResolve_PlainOutputsKeepTheirOptions(t *testing.T) {
+	out := OutputSpec{Key: "o", Format: "delta", Path: "/p", Options: map[string]string{"replaceWhere": "day = '2024-01-01'", "mergeSchema": "true"}}
+	mode, opts, err := out.resolve()
+	if err != nil || mode != "SAVE_MODE_OVERWRITE" || !maps.Equal(opts, out.Options) {
+		t.Errorf("resolve = %s, %v, %v; want overwrite with the options as given", mode, opts, err)
 	}
 }

@@ -7,32 +7,8 @@ import (
 	"strings"
 )
 
-// OutputSpec is one output of a node, as the engine resolved it from the
-// output config (tauro's path rule applied).
-//
-// # Overwriting a date window (Delta replaceWhere)
-//
-// An overwrite normally replaces everything at Path. With OverwriteStrategy
-// "replace_where" it replaces only the rows of a Delta table that match a
-// predicate, and keeps the rest; every row written must match it too, or
-// Delta refuses the write and the table is left as it was. The predicate is
-// either the run's date window on DateColumn,
-//
-//	`<DateColumn>` >= '<StartDate>' AND `<DateColumn>` < '<EndDate + 1 day>'
-//
-// built only from a checked identifier and checked YYYY-MM-DD dates (so
-// EndDate's whole day is covered for timestamp columns too, and a DATE or a
-// 'YYYY-MM-DD' string column compares as expected), or ReplacePredicate.
-//
-// The tauro output config keys behind these fields:
-//
-//	format: delta
-//	write_mode: overwrite                # the default; required for replaceWhere
-//	overwrite_strategy: replaceWhere     # or replace_where, any case
-//	partition_col: event_date            # DateColumn; else the only partition column
-//	replace_predicate: "region = 'eu'"   # optional: a fixed predicate instead of the window
-//
-// StartDate and EndDate are the run's start_date and end_date.
+// OutputSpec is one output of a node, as planning resolved it (tauro's
+// path rule applied, the replaceWhere predicate built).
 type OutputSpec struct {
 	// Key is the output key; dependents read the node's result by it.
 	Key string
@@ -45,29 +21,11 @@ type OutputSpec struct {
 	PartitionBy []string
 	// Options are data source options (compression, header, mergeSchema...).
 	Options map[string]string
-	// OverwriteStrategy is "" (an overwrite replaces everything) or
-	// "replace_where" (tauro's "replaceWhere": Delta only, write mode
-	// overwrite; see above).
-	OverwriteStrategy string
-	// DateColumn is the column replace_where bounds by the window; empty
-	// means the only PartitionBy column.
-	DateColumn string
-	// StartDate and EndDate, YYYY-MM-DD and both inclusive, are the window.
-	StartDate, EndDate string
-	// ReplacePredicate, when set, is the replace_where predicate instead of
-	// the window. It is SQL from the output config, trusted as a node's SQL
-	// is; never build it from request values.
-	ReplacePredicate string
-}
-
-// Check finds what is wrong with out before Spark is asked: an unknown write
-// mode or strategy, a missing format or path, a replace_where that is not a
-// Delta overwrite or whose column or dates are not valid. Its errors are
-// permanent and name the config key to fix, so the engine can run it when it
-// validates a pipeline.
-func (out OutputSpec) Check() error {
-	_, _, err := out.resolve()
-	return err
+	// ReplaceWhere, when set, makes an overwrite of a Delta table replace
+	// only the rows matching it; every row written must match it too, or
+	// Delta refuses the write and leaves the table as it was. It is SQL
+	// planning built from checked values or took from the output config.
+	ReplaceWhere string
 }
 
 // resolve checks out and returns its save mode and its data source options,
@@ -84,42 +42,17 @@ func (out OutputSpec) resolve() (string, map[string]string, error) {
 	if out.Path == "" {
 		return "", nil, permanent(op, "the output has no path")
 	}
-	strategy, err := overwriteStrategy(out.OverwriteStrategy)
-	if err != nil {
-		return "", nil, permanent(op, "%v", err)
-	}
-	if strategy == "" {
+	if out.ReplaceWhere == "" {
 		return mode, out.Options, nil
 	}
-	if !strings.EqualFold(out.Format, "delta") {
-		return "", nil, permanent(op, "overwrite_strategy replaceWhere needs format delta, not %s", out.Format)
-	}
-	if mode != "SAVE_MODE_OVERWRITE" {
-		return "", nil, permanent(op, "overwrite_strategy replaceWhere needs write_mode overwrite, not %s", out.WriteMode)
-	}
-	for k := range out.Options {
-		if strings.EqualFold(k, "replaceWhere") {
-			return "", nil, permanent(op, "options.%s and overwrite_strategy replaceWhere both set the predicate; keep one", k)
-		}
-	}
-	pred := strings.TrimSpace(out.ReplacePredicate)
-	if pred == "" {
-		column := out.DateColumn
-		if column == "" {
-			if len(out.PartitionBy) != 1 {
-				return "", nil, permanent(op, "overwrite_strategy replaceWhere needs partition_col, the date column the run's window applies to")
-			}
-			column = out.PartitionBy[0]
-		}
-		if pred, err = WindowPredicate(column, out.StartDate, out.EndDate); err != nil {
-			return "", nil, permanent(op, "overwrite_strategy replaceWhere: %v", err)
-		}
+	if !strings.EqualFold(out.Format, "delta") || mode != "SAVE_MODE_OVERWRITE" {
+		return "", nil, permanent(op, "replaceWhere needs a Delta overwrite, not %s %s", out.Format, out.WriteMode)
 	}
 	opts := maps.Clone(out.Options)
 	if opts == nil {
 		opts = map[string]string{}
 	}
-	opts["replaceWhere"] = pred
+	opts["replaceWhere"] = out.ReplaceWhere
 	return mode, opts, nil
 }
 

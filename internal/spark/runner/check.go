@@ -51,26 +51,19 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 		}
 		var names []string
 		inputFailed := false
-		for _, key := range n.Inputs {
-			if p := n.ProducedBy[key]; p != "" && p != n.Name {
-				names = append(names, key)
-				continue
+		for _, in := range n.InputSpecs {
+			if in.Producer == "" {
+				if err := r.registerInput(ctx, s, in.Read); err != nil {
+					probs.Add(fmt.Sprintf("input.%s", in.Key), problem.CodePathNotFound, "input %q (read by node %q): %s", in.Key, name, sparkMessage(err))
+					inputFailed = true
+					continue
+				}
 			}
-			if err := r.registerInput(ctx, s, key); err != nil {
-				probs.Add(fmt.Sprintf("input.%s", key), problem.CodePathNotFound, "input %q (read by node %q): %s", key, name, sparkMessage(err))
-				inputFailed = true
-				continue
-			}
-			names = append(names, key)
+			names = append(names, in.Key)
 		}
 		if inputFailed {
 			unknown[name] = true
 			continue
-		}
-		for _, k := range n.OutputKeys {
-			if _, err := r.outputSpec(k); err != nil {
-				probs.Add(fmt.Sprintf("output.%s", k.String()), problem.CodeInvalidValue, "output %q (written by node %q): %s", k.String(), name, sparkMessage(err))
-			}
 		}
 		res, err := s.RunSQL(ctx, sparkconnect.NodeSpec{Name: name, SQL: n.SQL, Inputs: names}, r.params())
 		if err != nil {

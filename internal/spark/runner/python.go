@@ -10,25 +10,17 @@ import (
 	"strconv"
 	"time"
 
-	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
-	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 )
 
-// PythonPool runs Python node functions: a *pyworker.Pool.
-type PythonPool interface {
-	Run(ctx context.Context, req *execv1.RunNodeRequest, on func(*execv1.RunNodeResponse)) (*execv1.RunNodeResponse, error)
-	CheckFunctions(ctx context.Context, req *execv1.CheckFunctionsRequest) (*execv1.CheckFunctionsResponse, error)
-}
-
-// SetPython makes the backend run Python nodes on pool. Without one they
-// fail as unsupported.
-func (b *Backend) SetPython(pool PythonPool) { b.python = pool }
+// SetPython makes the backend run Python nodes with py (the worker pool).
+// Without one they fail as unsupported.
+func (b *Backend) SetPython(py pynode.Runner) { b.python = py }
 
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
@@ -37,24 +29,22 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 	if b.python == nil {
 		return nil, nil
 	}
-	req := &execv1.CheckFunctionsRequest{AllowedModulePrefixes: p.Settings.AllowedModulePrefixes}
+	var fns []pynode.Function
 	for _, n := range p.Nodes {
 		if n.Kind == plan.KindPython {
-			req.Functions = append(req.Functions, &execv1.FunctionRef{
-				Node: n.Name, Module: n.Module, Function: n.Function, Inputs: int32(len(n.Inputs)),
-			})
+			fns = append(fns, pynode.Function{Node: n.Name, Module: n.Module, Function: n.Function, Inputs: len(n.Inputs)})
 		}
 	}
-	if len(req.Functions) == 0 {
+	if len(fns) == 0 {
 		return nil, nil
 	}
-	resp, err := b.python.CheckFunctions(ctx, req)
+	found, err := b.python.CheckFunctions(ctx, fns, p.Settings.AllowedModulePrefixes)
 	if err != nil {
 		return nil, err
 	}
 	var probs problem.List
-	for _, pr := range resp.GetProblems() {
-		probs.Add("nodes."+pr.GetNode()+".function", problem.CodeInvalidFunction, "node %q: %s", pr.GetNode(), pr.GetMessage())
+	for _, pr := range found {
+		probs.Add("nodes."+pr.Node+".function", problem.CodeInvalidFunction, "node %q: %s", pr.Node, pr.Message)
 	}
 	return probs, nil
 }
@@ -67,31 +57,25 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	if err != nil {
 		return err
 	}
-	req, err := r.pythonRequest(s, n, attempt, views)
-	if err != nil {
-		return err
-	}
-	final, err := r.b.python.Run(ctx, req, func(resp *execv1.RunNodeResponse) {
-		if m := resp.GetMetric(); m != nil {
-			emit(run.Event{Kind: run.NodeMetric, MetricName: m.GetName(), MetricValue: m.GetValue()})
-		}
-		if l := resp.GetLog(); l != nil {
-			emit(run.Event{Kind: run.NodeMessage, Level: l.GetLevel(), Message: l.GetText()})
+	nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), func(ev pynode.Event) {
+		switch {
+		case ev.Metric != nil:
+			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value})
+		case ev.Log != nil:
+			emit(run.Event{Kind: run.NodeMessage, Level: ev.Log.Level, Message: ev.Log.Text})
 		}
 	})
-	var died *pyworker.DiedError
 	switch {
-	case errors.As(err, &died):
-		return &retry.Failure{Err: run.Error{Type: "WorkerDied", Message: died.Error(), Retryable: true}, Cause: err}
+	case errors.Is(err, pynode.ErrWorkerDied):
+		return &retry.Failure{Err: run.Error{Type: "WorkerDied", Message: err.Error(), Retryable: true}, Cause: err}
 	case err != nil:
 		return err
+	case nodeErr != nil:
+		return &retry.Failure{Err: *nodeErr}
 	}
-	if e := final.GetError(); e != nil {
-		return &retry.Failure{Err: run.Error{Type: e.GetType(), Message: e.GetMessage(), Traceback: e.GetTraceback(), Retryable: e.GetRetryable()}}
-	}
-	keys := make([]string, len(n.OutputKeys))
-	for i, k := range n.OutputKeys {
-		keys[i] = k.String()
+	keys := make([]string, len(n.OutputSpecs))
+	for i, o := range n.OutputSpecs {
+		keys[i] = o.Key
 	}
 	view, err := s.AdoptResult(ctx, n.Name, keys)
 	if err != nil {
@@ -113,21 +97,12 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	r.mu.Unlock()
-	for _, k := range n.OutputKeys {
-		spec, err := r.outputSpec(k)
+	for _, o := range n.OutputSpecs {
+		res, err := s.WriteOutput(ctx, view, outputSpec(o))
 		if err != nil {
 			return err
 		}
-		o, err := s.WriteOutput(ctx, view, spec)
-		if err != nil {
-			return err
-		}
-		if o.Warning != "" {
-			emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: o.Warning})
-		}
-		if o.Rows >= 0 {
-			emit(run.Event{Kind: run.NodeMetric, MetricName: "rows_written." + o.Key, MetricValue: float64(o.Rows)})
-		}
+		emitOutput(emit, *res)
 	}
 	return nil
 }
@@ -143,60 +118,37 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 	r.mu.Lock()
 	ran := maps.Clone(r.ran)
 	r.mu.Unlock()
-	views := make([]string, 0, len(n.Inputs))
-	for _, key := range n.Inputs {
-		producer := n.ProducedBy[key]
-		if producer != "" && producer != n.Name && ran[producer] {
-			views = append(views, s.ResultView(producer))
+	views := make([]string, 0, len(n.InputSpecs))
+	for _, in := range n.InputSpecs {
+		if in.Producer != "" && ran[in.Producer] {
+			views = append(views, s.ResultView(in.Producer))
 			continue
 		}
-		if producer == "" || producer == n.Name {
-			if err := r.registerInput(ctx, s, key); err != nil {
+		if in.Producer == "" {
+			if err := r.registerInput(ctx, s, in.Read); err != nil {
 				return nil, err
 			}
 		}
-		if err := r.once(ctx, "share:"+key, func() error {
-			_, err := s.Share(ctx, key)
+		if err := r.once(ctx, "share:"+in.Key, func() error {
+			_, err := s.Share(ctx, in.Key)
 			return err
 		}); err != nil {
 			return nil, err
 		}
-		views = append(views, s.SharedView(key))
+		views = append(views, s.SharedView(in.Key))
 	}
 	return views, nil
 }
 
-func (r *runExec) pythonRequest(s *sparkconnect.Session, n *plan.Node, attempt int, views []string) (*execv1.RunNodeRequest, error) {
+// pythonCall is the call of n's function: everything in it was decided by
+// planning.
+func (r *runExec) pythonCall(s *sparkconnect.Session, n *plan.Node, attempt int, views []string) pynode.Call {
 	p := r.rc.Pipeline
-	hp := Hyperparams(p, r.rc.Params, n)
-	conf := make(map[string]string, len(hp))
-	for k, v := range hp {
+	conf := make(map[string]string, len(n.Hyperparams))
+	for k, v := range n.Hyperparams {
 		conf["tauro.ml."+k] = confValue(v)
 	}
-	var pipeCfg any
-	if v, ok := r.rc.Project.Pipelines.Get(p.Name); ok {
-		pipeCfg = v
-	}
-	jsonOf := func(what string, v any) (string, error) {
-		b, err := json.Marshal(plainValue(v))
-		if err != nil {
-			return "", &retry.Failure{Err: run.Error{Type: "ConfigError", Message: fmt.Sprintf("node %q: %s cannot be passed to Python: %v", n.Name, what, err)}}
-		}
-		return string(b), nil
-	}
-	hpJSON, err := jsonOf("hyperparams", hp)
-	if err != nil {
-		return nil, err
-	}
-	nodeJSON, err := jsonOf("its configuration", n.Raw)
-	if err != nil {
-		return nil, err
-	}
-	pipeJSON, err := jsonOf("the pipeline's configuration", pipeCfg)
-	if err != nil {
-		return nil, err
-	}
-	return &execv1.RunNodeRequest{
+	return pynode.Call{
 		Node:                  n.Name,
 		Module:                n.Module,
 		Function:              n.Function,
@@ -207,37 +159,15 @@ func (r *runExec) pythonRequest(s *sparkconnect.Session, n *plan.Node, attempt i
 		SparkConf:             conf,
 		AllowedModulePrefixes: p.Settings.AllowedModulePrefixes,
 		SparkRemote:           r.b.remote(),
-		Context: &execv1.NodeContext{
-			Pipeline:           p.Name,
-			RunId:              r.rc.RunID,
-			Attempt:            int32(attempt),
-			StartTime:          time.Now().UTC().Format(time.RFC3339Nano),
-			ModelVersion:       ModelVersion(p, r.rc.Params),
-			HyperparamsJson:    hpJSON,
-			NodeConfigJson:     nodeJSON,
-			PipelineConfigJson: pipeJSON,
-		},
-	}, nil
-}
-
-// Hyperparams are a node's effective hyperparameters; later wins: global
-// default_hyperparams, the pipeline's hyperparams (both already merged in
-// p.Hyperparams), the request's, the node's.
-func Hyperparams(p *plan.Pipeline, params run.Params, n *plan.Node) map[string]any {
-	out := make(map[string]any, len(p.Hyperparams)+len(params.Hyperparams)+len(n.Hyperparams))
-	maps.Copy(out, p.Hyperparams)
-	maps.Copy(out, params.Hyperparams)
-	maps.Copy(out, n.Hyperparams)
-	return out
-}
-
-// ModelVersion is the request's model_version, else the pipeline's, else
-// the global default (the last two already resolved in p.ModelVersion).
-func ModelVersion(p *plan.Pipeline, params run.Params) string {
-	if params.ModelVersion != "" {
-		return params.ModelVersion
+		Pipeline:              p.Name,
+		RunID:                 r.rc.RunID,
+		Attempt:               attempt,
+		StartTime:             time.Now(),
+		ModelVersion:          p.ModelVersion,
+		Hyperparams:           n.Hyperparams,
+		NodeConfig:            n.Config,
+		PipelineConfig:        p.Config,
 	}
-	return p.ModelVersion
 }
 
 // confValue renders a hyperparameter as Spark conf text: numbers as
@@ -258,37 +188,9 @@ func confValue(v any) string {
 	case nil:
 		return ""
 	}
-	b, err := json.Marshal(plainValue(v))
+	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Sprint(v)
 	}
 	return string(b)
-}
-
-// plainValue turns a config tree into values encoding/json takes.
-func plainValue(v any) any {
-	switch x := v.(type) {
-	case *config.Map:
-		if x == nil {
-			return nil
-		}
-		out := make(map[string]any, x.Len())
-		for _, k := range x.Keys {
-			out[k] = plainValue(x.Values[k])
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = plainValue(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plainValue(e)
-		}
-		return out
-	}
-	return v
 }

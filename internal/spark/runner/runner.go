@@ -12,15 +12,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/breaker"
-	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
@@ -35,7 +33,7 @@ type Backend struct {
 	// runs fail fast with UNAVAILABLE instead of each retrying into a dead
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
-	python  PythonPool // nil: Python nodes are unsupported
+	python  pynode.Runner // nil: Python nodes are unsupported
 }
 
 // BreakerPolicy guards the Spark backend: five transport failures in a row
@@ -72,20 +70,12 @@ func (b *Backend) observe(err error) {
 	}
 }
 
-// OpenRun opens the run's Spark session, configured from global settings'
-// spark_config and then the pipeline's (later wins).
+// OpenRun opens the run's Spark session with the pipeline's spark_config.
 func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.RunExecutor, error) {
-	conf := map[string]string{}
-	for k, v := range rc.Pipeline.Settings.SparkConfig {
-		conf[k] = v
-	}
-	for k, v := range rc.Pipeline.SparkConfig {
-		conf[k] = v
-	}
 	r := &runExec{
 		b:      b,
 		rc:     rc,
-		conf:   conf,
+		conf:   rc.Pipeline.SparkConfig,
 		log:    b.log.With("run_id", rc.RunID),
 		inputs: map[string]*inputOnce{},
 		byName: map[string]*plan.Node{},
@@ -236,27 +226,21 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	if err := r.upstream(ctx, s, n); err != nil {
 		return err
 	}
-	var names []string
-	for _, key := range n.Inputs {
-		if producer := n.ProducedBy[key]; producer != "" && producer != n.Name {
-			names = append(names, key) // an upstream result, a view by now
-			continue
+	names := make([]string, 0, len(n.InputSpecs))
+	for _, in := range n.InputSpecs {
+		if in.Producer == "" { // an upstream result is a view by now
+			if err := r.registerInput(ctx, s, in.Read); err != nil {
+				return err
+			}
 		}
-		if err := r.registerInput(ctx, s, key); err != nil {
-			return err
-		}
-		names = append(names, key)
+		names = append(names, in.Key)
 	}
 	r.mu.Lock()
 	shared := r.readers[n.Name] > 0
 	r.mu.Unlock()
 	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared}
-	for _, k := range n.OutputKeys {
-		out, err := r.outputSpec(k)
-		if err != nil {
-			return err
-		}
-		spec.Outputs = append(spec.Outputs, out)
+	for _, o := range n.OutputSpecs {
+		spec.Outputs = append(spec.Outputs, outputSpec(o))
 	}
 	res, err := s.RunSQL(ctx, spec, r.params())
 	if err != nil {
@@ -271,14 +255,20 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	}
 	r.mu.Unlock()
 	for _, o := range res.Outputs {
-		if o.Warning != "" {
-			emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: o.Warning})
-		}
-		if o.Rows >= 0 {
-			emit(run.Event{Kind: run.NodeMetric, MetricName: "rows_written." + o.Key, MetricValue: float64(o.Rows)})
-		}
+		emitOutput(emit, o)
 	}
 	return nil
+}
+
+// emitOutput reports a written output: its row count as a metric, an empty
+// one as a warning.
+func emitOutput(emit func(run.Event), o sparkconnect.OutputResult) {
+	if o.Warning != "" {
+		emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: o.Warning})
+	}
+	if o.Rows >= 0 {
+		emit(run.Event{Kind: run.NodeMetric, MetricName: "rows_written." + o.Key, MetricValue: float64(o.Rows)})
+	}
 }
 
 // upstream makes sure every result n reads is a view of this session. A
@@ -295,70 +285,58 @@ func (r *runExec) upstream(ctx context.Context, s *sparkconnect.Session, n *plan
 		if dn == nil || ran[d] {
 			continue
 		}
-		if len(dn.OutputKeys) == 0 {
+		if len(dn.OutputSpecs) == 0 {
 			return &retry.Failure{Err: run.Error{Type: "UpstreamNotStored", Message: fmt.Sprintf(
 				"node %q reads %q, which did not run in this execution and writes no output to read it back from; run %q too", n.Name, d, d)}}
 		}
-		for _, k := range dn.OutputKeys {
-			if err := r.readBack(ctx, s, k); err != nil {
+		for _, o := range dn.OutputSpecs {
+			if err := r.readBack(ctx, s, o.ReadBack()); err != nil {
 				return err
 			}
 		}
 		if err := r.once(ctx, "alias:"+d, func() error {
-			return s.Alias(ctx, d, "`"+dn.OutputKeys[0].String()+"`")
+			return s.Alias(ctx, d, "`"+dn.OutputSpecs[0].Key+"`")
 		}); err != nil {
 			return err
 		}
 	}
-	for _, key := range n.Inputs {
-		producer := n.ProducedBy[key]
-		if producer == "" || producer == n.Name || ran[producer] {
+	for _, in := range n.InputSpecs {
+		if in.Producer == "" || ran[in.Producer] {
 			continue
 		}
-		k, err := config.ParseOutputKey(key)
-		if err != nil {
-			return &retry.Failure{Err: run.Error{Type: "ConfigError", Message: err.Error()}}
-		}
-		if err := r.readBack(ctx, s, k); err != nil {
+		if err := r.readBack(ctx, s, in.Read); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// readBack registers what an earlier execution wrote to output k as a view
-// named after the key.
-func (r *runExec) readBack(ctx context.Context, s *sparkconnect.Session, k config.OutputKey) error {
-	return r.once(ctx, "output:"+k.String(), func() error {
-		out, err := r.outputSpec(k)
-		if err != nil {
-			return err
-		}
-		return s.RegisterInput(ctx, sparkconnect.InputSpec{Name: k.String(), Format: out.Format, Path: out.Path, Options: out.Options})
-	})
+// readBack registers what an earlier execution wrote as a view named after
+// its output key.
+func (r *runExec) readBack(ctx context.Context, s *sparkconnect.Session, in plan.InputSpec) error {
+	return r.once(ctx, "output:"+in.Key, func() error { return s.RegisterInput(ctx, inputSpec(in, nil)) })
 }
 
-// params are the SQL parameters every node may use.
+// params are the SQL parameters every node may use: the run's dates, as
+// dates.
 func (r *runExec) params() map[string]any {
 	p := map[string]any{}
-	for name, v := range map[string]string{"start_date": r.rc.Pipeline.StartDate, "end_date": r.rc.Pipeline.EndDate} {
-		if v == "" {
-			continue
-		}
-		if d, err := time.Parse(time.DateOnly, v); err == nil {
-			p[name] = d
-		}
+	if d := r.rc.Pipeline.StartDate; !d.IsZero() {
+		p["start_date"] = d
+	}
+	if d := r.rc.Pipeline.EndDate; !d.IsZero() {
+		p["end_date"] = d
 	}
 	return p
 }
 
-func (r *runExec) registerInput(ctx context.Context, s *sparkconnect.Session, key string) error {
-	return r.once(ctx, "input:"+key, func() error {
-		spec, err := r.inputSpec(key)
-		if err != nil {
-			return err
+func (r *runExec) registerInput(ctx context.Context, s *sparkconnect.Session, in plan.InputSpec) error {
+	return r.once(ctx, "input:"+in.Key, func() error {
+		var params map[string]any
+		if in.Query != "" {
+			params = r.params()
 		}
-		return s.RegisterInput(ctx, spec)
+		return s.RegisterInput(ctx, inputSpec(in, params))
 	})
 }
 
@@ -383,87 +361,15 @@ func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
 	return o.err
 }
 
-// inputSpec resolves an input config entry: relative paths are taken from
-// the project's base_path.
-func (r *runExec) inputSpec(key string) (sparkconnect.InputSpec, error) {
-	raw, ok := r.rc.Project.Inputs.Get(key)
-	m, isMap := raw.(*config.Map)
-	if !ok || !isMap {
-		return sparkconnect.InputSpec{}, &retry.Failure{Err: run.Error{Type: "ConfigError",
-			Message: fmt.Sprintf("input %q is not in the input config", key)}}
-	}
-	spec := sparkconnect.InputSpec{
-		Name:    key,
-		Format:  strings.ToLower(str(m, "format")),
-		Options: strMap(m, "options"),
-		Schema:  str(m, "schema"),
-		Table:   firstStr(m, "table", "table_name"),
-		Query:   str(m, "query"),
-		Filter:  str(m, "partition_filter"),
-	}
-	if p := firstStr(m, "filepath", "path"); p != "" {
-		spec.Path = r.abs(p)
-	}
-	if spec.Query != "" {
-		spec.Params = r.params()
-	}
-	return spec, nil
+// inputSpec and outputSpec hand the plan's specs to the session.
+func inputSpec(in plan.InputSpec, params map[string]any) sparkconnect.InputSpec {
+	return sparkconnect.InputSpec{Name: in.Key, Format: in.Format, Path: in.Path, Options: in.Options, Schema: in.Schema,
+		Table: in.Table, Query: in.Query, Params: params, Filter: in.Filter}
 }
 
-func (r *runExec) outputSpec(k config.OutputKey) (sparkconnect.OutputSpec, error) {
-	key := k.String()
-	raw, _ := r.rc.Project.Outputs.Get(key)
-	m, _ := raw.(*config.Map)
-	if m == nil {
-		// Keys written with slashes are looked up as written too.
-		for _, alt := range []string{k.Schema + "/" + k.SubFolder + "/" + k.Table} {
-			if raw, ok := r.rc.Project.Outputs.Get(alt); ok {
-				m, _ = raw.(*config.Map)
-			}
-		}
-	}
-	if m == nil {
-		return sparkconnect.OutputSpec{}, &retry.Failure{Err: run.Error{Type: "ConfigError",
-			Message: fmt.Sprintf("output %q is not in the output config", key)}}
-	}
-	st := r.rc.Pipeline.Settings
-	base := st.OutputPath
-	if base == "" {
-		base = "output"
-	}
-	if !hasScheme(base) {
-		base = r.abs(base)
-	}
-	out := sparkconnect.OutputSpec{
-		Key:         key,
-		Format:      strings.ToLower(str(m, "format")),
-		Path:        config.OutputPath(base, st.Mode, r.rc.Project.Env, k),
-		WriteMode:   strings.ToLower(str(m, "write_mode")),
-		PartitionBy: firstList(m, "partition", "partition_by", "partition_columns"),
-		Options:     strMap(m, "options"),
-	}
-	if out.Format == "" {
-		out.Format = "parquet"
-	}
-	// tauro's overwrite_strategy: replaceWhere rewrites only the run's date
-	// window (or replace_predicate) of a Delta table.
-	if strategy := str(m, "overwrite_strategy"); strategy != "" {
-		out.OverwriteStrategy = strategy
-		out.DateColumn = str(m, "partition_col")
-		out.ReplacePredicate = str(m, "replace_predicate")
-		out.StartDate, out.EndDate = r.rc.Pipeline.StartDate, r.rc.Pipeline.EndDate
-	}
-	if err := out.Check(); err != nil {
-		return sparkconnect.OutputSpec{}, err
-	}
-	return out, nil
-}
-
-func (r *runExec) abs(p string) string {
-	if hasScheme(p) || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(r.rc.Project.BasePath, p)
+func outputSpec(o plan.OutputSpec) sparkconnect.OutputSpec {
+	return sparkconnect.OutputSpec{Key: o.Key, Format: o.Format, Path: o.Path, WriteMode: o.WriteMode,
+		PartitionBy: o.PartitionBy, Options: o.Options, ReplaceWhere: o.ReplaceWhere}
 }
 
 // Close implements engine.RunExecutor.
@@ -476,67 +382,6 @@ func (r *runExec) Close(ctx context.Context) error {
 		return nil
 	}
 	return s.Close(ctx)
-}
-
-func hasScheme(p string) bool {
-	i := strings.Index(p, ":/")
-	return i > 1 && !strings.ContainsAny(p[:i], `/\`)
-}
-
-func str(m *config.Map, key string) string {
-	switch v := m.Values[key].(type) {
-	case string:
-		return v
-	case nil:
-		return ""
-	default:
-		return fmt.Sprint(v)
-	}
-}
-
-func firstStr(m *config.Map, keys ...string) string {
-	for _, k := range keys {
-		if s := str(m, k); s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
-func firstList(m *config.Map, keys ...string) []string {
-	for _, k := range keys {
-		switch v := m.Values[k].(type) {
-		case string:
-			if v != "" {
-				return []string{v}
-			}
-		case []any:
-			var out []string
-			for _, x := range v {
-				out = append(out, fmt.Sprint(x))
-			}
-			return out
-		}
-	}
-	return nil
-}
-
-func strMap(m *config.Map, key string) map[string]string {
-	sub, ok := m.Values[key].(*config.Map)
-	if !ok {
-		return nil
-	}
-	out := make(map[string]string, sub.Len())
-	for _, k := range sub.Keys {
-		switch v := sub.Values[k].(type) {
-		case bool:
-			out[k] = fmt.Sprint(v)
-		case nil:
-		default:
-			out[k] = fmt.Sprint(v)
-		}
-	}
-	return out
 }
 
 // newCheckID names a validation session's views apart from any run's.

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+)
+
+// Starting runs and stopping them: a run is recorded, then driven in the
+// background by a goroutine the Engine owns until the run's end is recorded.
+
+// Execute validates the request, records a run and starts it. A request
+// with a request id already used returns that run instead.
+func (e *Engine) Execute(ctx context.Context, requestID string, params run.Params) (run.Run, error) {
+	if requestID != "" {
+		if r, err := e.opt.Store.RunByRequestID(ctx, requestID); err == nil {
+			return r, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return run.Run{}, err
+		}
+	}
+	p, err := e.plan(params)
+	if err != nil {
+		return run.Run{}, err
+	}
+	if probs, err := e.checkFunctions(ctx, p); err != nil || len(probs) > 0 {
+		return run.Run{}, errors.Join(err, probs.Err())
+	}
+	if err := e.opt.Backend.Ready(); err != nil {
+		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	rec := run.Run{
+		ID:         newRunID(),
+		RequestID:  requestID,
+		Params:     decided(params, p),
+		State:      run.Pending,
+		CreateTime: e.opt.Now(),
+	}
+	for _, n := range p.Nodes {
+		rec.Nodes = append(rec.Nodes, run.Node{Name: n.Name, State: run.NodePending})
+	}
+	stored, created, err := e.opt.Store.CreateRun(ctx, rec)
+	if err != nil {
+		return run.Run{}, err
+	}
+	if !created {
+		return stored, nil
+	}
+	if err := e.start(stored.ID, p, params.FailFast, nil); err != nil {
+		return run.Run{}, err
+	}
+	return stored, nil
+}
+
+// start runs a recorded run in the background. prior is nil for a new run.
+func (e *Engine) start(runID string, p *plan.Pipeline, failFast bool, prior *repairState) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return fmt.Errorf("%w: %v", ErrUnavailable, errShutdown)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	a := &activeRun{cancel: cancel, done: make(chan struct{})}
+	e.active[runID] = a
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(a.done)
+		defer func() {
+			e.mu.Lock()
+			delete(e.active, runID)
+			e.mu.Unlock()
+			cancel(nil)
+		}()
+		e.execute(ctx, runID, p, failFast, prior)
+	}()
+	return nil
+}
+
+// execute drives one run from RUNNING to its terminal state. Records are
+// written with a context that outlives cancellation, so a cancelled run
+// still records how it ended.
+func (e *Engine) execute(ctx context.Context, runID string, p *plan.Pipeline, failFast bool, prior *repairState) {
+	recCtx := context.WithoutCancel(ctx)
+	log := e.log.With("run_id", runID, "pipeline", p.Name)
+	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
+		log.Error("recording run start", "err", err)
+		return
+	}
+	state, msg := e.drive(ctx, runID, p, failFast, prior, log)
+	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: state, Message: msg}); err != nil {
+		log.Error("recording run end", "err", err)
+	}
+	log.Info("run ended", "state", state, "message", msg)
+}
+
+// Cancel stops an active run. Cancelling a run that has ended fails with
+// ErrFailedPrecondition.
+func (e *Engine) Cancel(ctx context.Context, id, reason string) (run.Run, error) {
+	r, err := e.Get(ctx, id)
+	if err != nil {
+		return run.Run{}, err
+	}
+	e.mu.Lock()
+	a := e.active[id]
+	e.mu.Unlock()
+	if a == nil || r.State.Terminal() {
+		return run.Run{}, fmt.Errorf("run %s is %s, not running: %w", id, r.State, ErrFailedPrecondition)
+	}
+	if reason == "" {
+		reason = "cancelled by request"
+	}
+	a.cancel(cancelCause{reason: reason})
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		return run.Run{}, ctx.Err()
+	}
+	return e.Get(ctx, id)
+}
