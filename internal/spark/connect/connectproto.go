@@ -56,6 +56,9 @@ func message(name string, v obj) (proto.Message, error) {
 	return m, nil
 }
 
+// message builds the request of call.
+func (call rpc) message() (proto.Message, error) { return message(call.request, call.body) }
+
 // stringField reads a string field of any message, "" if it has none.
 func stringField(m any, name protoreflect.Name) string {
 	pm, ok := m.(proto.Message)
@@ -76,21 +79,16 @@ type executeResponse struct {
 	Observed map[string]map[string]int64
 }
 
-// execute runs plan (a spark.connect.Plan in protojson) in the session and
-// reads the stream to its end. Results other than metrics are dropped: it is
-// for commands, whose effect is on the server.
-func (s *Session) execute(ctx context.Context, plan obj) (*executeResponse, error) {
-	req, err := message("ExecutePlanRequest", obj{
-		"sessionId":   s.sessionID(),
-		"userContext": obj{"userId": s.remote.user},
-		"clientType":  userAgent,
-		"operationId": newUUID(),
-		"plan":        plan,
-	})
+// execute runs cmd in the session and reads the stream to its end. Results
+// other than metrics are dropped: it is for commands, whose effect is on the
+// server.
+func (s *Session) execute(ctx context.Context, cmd command) (*executeResponse, error) {
+	call := executePlanRequest(s.sessionID(), s.remote.user, newUUID(), cmd)
+	req, err := call.message()
 	if err != nil {
 		return nil, err
 	}
-	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, methodExecutePlan)
+	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, call.method)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +100,7 @@ func (s *Session) execute(ctx context.Context, plan obj) (*executeResponse, erro
 	}
 	out := &executeResponse{Observed: map[string]map[string]int64{}}
 	for {
-		resp, err := newMessage("ExecutePlanResponse")
+		resp, err := newMessage(call.response)
 		if err != nil {
 			return nil, err
 		}
@@ -183,39 +181,25 @@ func observe(out *executeResponse, resp proto.Message) {
 // interrupt asks the server to stop one operation of the session, or all of
 // them when opID is "".
 func (s *Session) interrupt(ctx context.Context, opID string) error {
-	req := obj{
-		"sessionId":     s.sessionID(),
-		"userContext":   obj{"userId": s.remote.user},
-		"clientType":    userAgent,
-		"interruptType": "INTERRUPT_TYPE_ALL",
-	}
-	if opID != "" {
-		req["interruptType"] = "INTERRUPT_TYPE_OPERATION_ID"
-		req["operationId"] = opID
-	}
-	return s.unary(ctx, methodInterrupt, "InterruptRequest", "InterruptResponse", req)
+	return s.unary(ctx, interruptRequest(s.sessionID(), s.remote.user, opID))
 }
 
 // releaseSession ends the server-side session: its temporary views, its
 // cached plans and its running operations go with it.
 func (s *Session) releaseSession(ctx context.Context) error {
-	return s.unary(ctx, methodReleaseSession, "ReleaseSessionRequest", "ReleaseSessionResponse", obj{
-		"sessionId":   s.sessionID(),
-		"userContext": obj{"userId": s.remote.user},
-		"clientType":  userAgent,
-	})
+	return s.unary(ctx, releaseSessionRequest(s.sessionID(), s.remote.user))
 }
 
-func (s *Session) unary(ctx context.Context, method, reqName, respName string, req obj) error {
-	in, err := message(reqName, req)
+func (s *Session) unary(ctx context.Context, call rpc) error {
+	in, err := call.message()
 	if err != nil {
 		return err
 	}
-	out, err := newMessage(respName)
+	out, err := newMessage(call.response)
 	if err != nil {
 		return err
 	}
-	return s.conn.Invoke(ctx, method, in, out)
+	return s.conn.Invoke(ctx, call.method, in, out)
 }
 
 func newUUID() string {
