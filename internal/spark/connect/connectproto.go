@@ -59,20 +59,6 @@ func message(name string, v obj) (proto.Message, error) {
 // message builds the request of call.
 func (call rpc) message() (proto.Message, error) { return message(call.request, call.body) }
 
-// stringField reads a string field of any message, "" if it has none.
-func stringField(m any, name protoreflect.Name) string {
-	pm, ok := m.(proto.Message)
-	if !ok {
-		return ""
-	}
-	r := pm.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName(name)
-	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() || fd.IsMap() {
-		return ""
-	}
-	return r.Get(fd).String()
-}
-
 // executeResponse is what execute keeps of an ExecutePlan stream: the
 // observed metrics (Dataset.observe) by observation and metric name.
 type executeResponse struct {
@@ -130,52 +116,43 @@ func recvError(stream grpc.ClientStream, err error) error {
 	return err
 }
 
+// observe keeps the integer metrics of the observations resp reports.
 func observe(out *executeResponse, resp proto.Message) {
-	if stringField(resp, "operation_id") == "" {
+	if stringField(resp, fieldOperationID) == "" {
 		return
 	}
 	r := resp.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName("observed_metrics")
-	if fd == nil || r.Get(fd).List().Len() == 0 {
+	fd := r.Descriptor().Fields().ByName(fieldObservedMetrics)
+	if fd == nil || !fd.IsList() || fd.Message() == nil {
 		return
 	}
-	b, err := protojson.Marshal(resp)
-	if err != nil {
-		return
-	}
-	var m struct {
-		ObservedMetrics []struct {
-			Name   string            `json:"name"`
-			Keys   []string          `json:"keys"`
-			Values []json.RawMessage `json:"values"`
-		} `json:"observedMetrics"`
-	}
-	if json.Unmarshal(b, &m) != nil {
-		return
-	}
-	for _, o := range m.ObservedMetrics {
+	observations := r.Get(fd).List()
+	for i := range observations.Len() {
+		o := observations.Get(i).Message()
+		fields := o.Descriptor().Fields()
+		name, keys, values := fields.ByName(fieldObservationName), fields.ByName(fieldObservationKeys), fields.ByName(fieldObservationValues)
+		if name == nil || keys == nil || !keys.IsList() || values == nil || !values.IsList() || values.Message() == nil {
+			return
+		}
+		ks, vs := o.Get(keys).List(), o.Get(values).List()
 		vals := map[string]int64{}
-		for i, k := range o.Keys {
-			if i >= len(o.Values) {
-				break
-			}
-			var lit struct {
-				Long    json.Number `json:"long"`
-				Integer json.Number `json:"integer"`
-			}
-			if json.Unmarshal(o.Values[i], &lit) != nil {
-				continue
-			}
-			n := lit.Long
-			if n == "" {
-				n = lit.Integer
-			}
-			if v, err := n.Int64(); err == nil {
-				vals[k] = v
+		for j := 0; j < ks.Len() && j < vs.Len(); j++ {
+			if n, ok := integerLiteral(vs.Get(j).Message()); ok {
+				vals[ks.Get(j).String()] = n
 			}
 		}
-		out.Observed[o.Name] = vals
+		out.Observed[o.Get(name).String()] = vals
 	}
+}
+
+// integerLiteral reads a LONG or an INT literal.
+func integerLiteral(lit protoreflect.Message) (int64, bool) {
+	for _, name := range []protoreflect.Name{fieldLiteralLong, fieldLiteralInteger} {
+		if fd := lit.Descriptor().Fields().ByName(name); fd != nil && lit.Has(fd) {
+			return lit.Get(fd).Int(), true
+		}
+	}
+	return 0, false
 }
 
 // interrupt asks the server to stop one operation of the session, or all of

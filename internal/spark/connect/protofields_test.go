@@ -2,14 +2,135 @@ package connect
 
 import (
 	"context"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
+
+func TestReflectedFields_ExistWithTheKindsTheCodeReads(t *testing.T) {
+	fields, err := reflectedFields()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		if len(f.on) == 0 {
+			t.Errorf("%s is used on no message", f.name)
+		}
+		for _, name := range f.on {
+			t.Run(string(name)+"."+string(f.name), func(t *testing.T) {
+				if err := checkField(name, f); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	if err := checkProtocol(); err != nil {
+		t.Errorf("Connect would refuse this build: %v", err)
+	}
+}
+
+// TestReflectedFields_TheCheckCatchesAMissingOrRetypedField shows the check
+// is not vacuous.
+func TestReflectedFields_TheCheckCatchesAMissingOrRetypedField(t *testing.T) {
+	const resp = "spark.connect.ExecutePlanResponse"
+	for _, f := range []reflectedField{
+		{name: "operation_idd", kind: protoreflect.StringKind},
+		{name: fieldOperationID, kind: protoreflect.Int64Kind},
+		{name: fieldObservedMetrics, kind: protoreflect.MessageKind, list: false},
+		{name: fieldExecutionProgress, kind: protoreflect.MessageKind, list: true},
+	} {
+		if err := checkField(resp, f); err == nil {
+			t.Errorf("the check accepted %+v on %s", f, resp)
+		}
+	}
+	if err := checkField("spark.connect.NoSuchMessage", reflectedField{name: fieldSessionID, kind: protoreflect.StringKind}); err == nil {
+		t.Error("the check accepted a message the protocol lacks")
+	}
+}
+
+// TestReflectedFields_CodeReadsFieldsOnlyThroughTheListedConstants keeps
+// reflectedFields complete: no field is read by a name written in place, and
+// every field constant is listed.
+func TestReflectedFields_CodeReadsFieldsOnlyThroughTheListedConstants(t *testing.T) {
+	fields, err := reflectedFields()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[protoreflect.Name]bool{}
+	for _, f := range fields {
+		listed[f.name] = true
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, file, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				var name ast.Expr
+				switch fn := n.Fun.(type) {
+				case *ast.SelectorExpr:
+					if fn.Sel.Name == "ByName" && len(n.Args) == 1 {
+						name = n.Args[0]
+					}
+				case *ast.Ident:
+					if fn.Name == "stringField" && len(n.Args) == 2 {
+						name = n.Args[1]
+					}
+				}
+				if name != nil && hasLiteral(name) {
+					t.Errorf("%s: a field read by a name written in place; add a field constant to protofields.go and list it in reflectedFields", fset.Position(n.Pos()))
+				}
+			case *ast.ValueSpec:
+				for i, id := range n.Names {
+					if !strings.HasPrefix(id.Name, "field") || i >= len(n.Values) {
+						continue
+					}
+					lit, ok := n.Values[i].(*ast.BasicLit)
+					if !ok {
+						continue
+					}
+					v, err := strconv.Unquote(lit.Value)
+					if err == nil && !listed[protoreflect.Name(v)] {
+						t.Errorf("%s: %s (%q) is not listed in reflectedFields", fset.Position(id.Pos()), id.Name, v)
+					}
+				}
+			}
+			return true
+		})
+	}
+}
+
+func hasLiteral(e ast.Expr) bool {
+	found := false
+	ast.Inspect(e, func(n ast.Node) bool {
+		if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
 
 // The reads by field name, on real messages of the protocol compiled in.
 
@@ -71,7 +192,7 @@ func TestReflectedReads_StampSetsTheServerSessionTheClientObserved(t *testing.T)
 	for _, name := range []string{"ExecutePlanRequest", "ConfigRequest", "AnalyzePlanRequest", "InterruptRequest"} {
 		req := mustMessage(t, name, obj{"sessionId": "sid"})
 		s.stamp(req)
-		if got := stringField(req, "client_observed_server_side_session_id"); got != "server-1" {
+		if got := stringField(req, fieldObservedSessionID); got != "server-1" {
 			t.Errorf("%s stamped with %q, want server-1", name, got)
 		}
 	}
