@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -37,6 +38,17 @@ func TestReflectedFields_ExistWithTheKindsTheCodeReads(t *testing.T) {
 	}
 	if err := checkProtocol(); err != nil {
 		t.Errorf("Connect would refuse this build: %v", err)
+	}
+}
+
+func TestReflectedFields_ConnectRefusesAProtocolWithoutThem(t *testing.T) {
+	missing := errors.New("spark.connect.ExecutePlanResponse has no field operation_id")
+	defer func(check func() error) { checkProtocol = check }(checkProtocol)
+	checkProtocol = func() error { return missing }
+	_, err := Connect(context.Background(), "sc://127.0.0.1:1", Config{})
+	var se *Error
+	if !errors.As(err, &se) || se.Retryable() || !errors.Is(err, missing) {
+		t.Errorf("Connect = %v, want a permanent *Error wrapping the protocol check's", err)
 	}
 }
 
