@@ -20,7 +20,9 @@ import (
 // writer options and partitioning, reader schemas, interrupts, releasing the
 // session) is sent here as the same protocol messages PySpark sends, built by
 // name from the protobuf registry the client's generated code fills. Requests
-// are written as protojson, which keeps them readable next to the .proto.
+// are written as protojson, which keeps them readable next to the .proto;
+// messages.go builds each kind and its test checks them against the
+// registry, as protofields.go lists the fields read by name.
 
 const (
 	methodExecutePlan    = "/spark.connect.SparkConnectService/ExecutePlan"
