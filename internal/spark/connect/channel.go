@@ -133,11 +133,11 @@ func (s *Session) withHeaders(ctx context.Context) context.Context {
 }
 
 func (s *Session) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	s.noteSession(stringField(req, "session_id"))
+	s.noteSession(stringField(req, fieldSessionID))
 	s.stamp(req)
 	err := invoker(s.withHeaders(ctx), method, req, reply, cc, opts...)
 	if err == nil {
-		s.noteServerSession(stringField(reply, "server_side_session_id"))
+		s.noteServerSession(stringField(reply, fieldServerSideSessionID))
 	}
 	return err
 }
@@ -199,9 +199,9 @@ func (o *operation) SendMsg(m any) error {
 		return o.ClientStream.SendMsg(m)
 	}
 	o.sent = true
-	o.s.noteSession(stringField(m, "session_id"))
+	o.s.noteSession(stringField(m, fieldSessionID))
 	o.s.stamp(m)
-	o.id = stringField(m, "operation_id")
+	o.id = stringField(m, fieldOperationID)
 	err := o.ClientStream.SendMsg(m)
 	go o.pump()
 	if o.s.track() { // not while the session closes: Close itself runs commands
@@ -242,7 +242,7 @@ func (o *operation) pump() {
 			o.final = err
 			return
 		}
-		o.s.noteServerSession(stringField(m, "server_side_session_id"))
+		o.s.noteServerSession(stringField(m, fieldServerSideSessionID))
 		if runningStage(m) {
 			o.progressOnce.Do(func() { close(o.progressed) })
 		}
@@ -298,12 +298,12 @@ func (o *operation) watch() {
 // operation has been submitted.
 func runningStage(m proto.Message) bool {
 	r := m.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName("execution_progress")
+	fd := r.Descriptor().Fields().ByName(fieldExecutionProgress)
 	if fd == nil || !r.Has(fd) {
 		return false
 	}
 	p := r.Get(fd).Message()
-	stages := p.Descriptor().Fields().ByName("stages")
+	stages := p.Descriptor().Fields().ByName(fieldStages)
 	return stages != nil && p.Get(stages).List().Len() > 0
 }
 
@@ -319,7 +319,7 @@ func (s *Session) stamp(m any) {
 		return
 	}
 	r := pm.ProtoReflect()
-	if fd := r.Descriptor().Fields().ByName("client_observed_server_side_session_id"); fd != nil && fd.Kind() == protoreflect.StringKind {
+	if fd := r.Descriptor().Fields().ByName(fieldObservedSessionID); fd != nil && fd.Kind() == protoreflect.StringKind {
 		r.Set(fd, protoreflect.ValueOfString(id))
 	}
 }

@@ -20,7 +20,9 @@ import (
 // writer options and partitioning, reader schemas, interrupts, releasing the
 // session) is sent here as the same protocol messages PySpark sends, built by
 // name from the protobuf registry the client's generated code fills. Requests
-// are written as protojson, which keeps them readable next to the .proto.
+// are written as protojson, which keeps them readable next to the .proto;
+// messages.go builds each kind and its test checks them against the
+// registry, as protofields.go lists the fields read by name.
 
 const (
 	methodExecutePlan    = "/spark.connect.SparkConnectService/ExecutePlan"
@@ -56,19 +58,8 @@ func message(name string, v obj) (proto.Message, error) {
 	return m, nil
 }
 
-// stringField reads a string field of any message, "" if it has none.
-func stringField(m any, name protoreflect.Name) string {
-	pm, ok := m.(proto.Message)
-	if !ok {
-		return ""
-	}
-	r := pm.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName(name)
-	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() || fd.IsMap() {
-		return ""
-	}
-	return r.Get(fd).String()
-}
+// message builds the request of call.
+func (call rpc) message() (proto.Message, error) { return message(call.request, call.body) }
 
 // executeResponse is what execute keeps of an ExecutePlan stream: the
 // observed metrics (Dataset.observe) by observation and metric name.
@@ -76,21 +67,16 @@ type executeResponse struct {
 	Observed map[string]map[string]int64
 }
 
-// execute runs plan (a spark.connect.Plan in protojson) in the session and
-// reads the stream to its end. Results other than metrics are dropped: it is
-// for commands, whose effect is on the server.
-func (s *Session) execute(ctx context.Context, plan obj) (*executeResponse, error) {
-	req, err := message("ExecutePlanRequest", obj{
-		"sessionId":   s.sessionID(),
-		"userContext": obj{"userId": s.remote.user},
-		"clientType":  userAgent,
-		"operationId": newUUID(),
-		"plan":        plan,
-	})
+// execute runs cmd in the session and reads the stream to its end. Results
+// other than metrics are dropped: it is for commands, whose effect is on the
+// server.
+func (s *Session) execute(ctx context.Context, cmd command) (*executeResponse, error) {
+	call := executePlanRequest(s.sessionID(), s.remote.user, newUUID(), cmd)
+	req, err := call.message()
 	if err != nil {
 		return nil, err
 	}
-	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, methodExecutePlan)
+	stream, err := s.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, call.method)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +88,7 @@ func (s *Session) execute(ctx context.Context, plan obj) (*executeResponse, erro
 	}
 	out := &executeResponse{Observed: map[string]map[string]int64{}}
 	for {
-		resp, err := newMessage("ExecutePlanResponse")
+		resp, err := newMessage(call.response)
 		if err != nil {
 			return nil, err
 		}
@@ -132,90 +118,67 @@ func recvError(stream grpc.ClientStream, err error) error {
 	return err
 }
 
+// observe keeps the integer metrics of the observations resp reports.
 func observe(out *executeResponse, resp proto.Message) {
-	if stringField(resp, "operation_id") == "" {
+	if stringField(resp, fieldOperationID) == "" {
 		return
 	}
 	r := resp.ProtoReflect()
-	fd := r.Descriptor().Fields().ByName("observed_metrics")
-	if fd == nil || r.Get(fd).List().Len() == 0 {
+	fd := r.Descriptor().Fields().ByName(fieldObservedMetrics)
+	if fd == nil || !fd.IsList() || fd.Message() == nil {
 		return
 	}
-	b, err := protojson.Marshal(resp)
-	if err != nil {
-		return
-	}
-	var m struct {
-		ObservedMetrics []struct {
-			Name   string            `json:"name"`
-			Keys   []string          `json:"keys"`
-			Values []json.RawMessage `json:"values"`
-		} `json:"observedMetrics"`
-	}
-	if json.Unmarshal(b, &m) != nil {
-		return
-	}
-	for _, o := range m.ObservedMetrics {
+	observations := r.Get(fd).List()
+	for i := range observations.Len() {
+		o := observations.Get(i).Message()
+		fields := o.Descriptor().Fields()
+		name, keys, values := fields.ByName(fieldObservationName), fields.ByName(fieldObservationKeys), fields.ByName(fieldObservationValues)
+		if name == nil || keys == nil || !keys.IsList() || values == nil || !values.IsList() || values.Message() == nil {
+			return
+		}
+		ks, vs := o.Get(keys).List(), o.Get(values).List()
 		vals := map[string]int64{}
-		for i, k := range o.Keys {
-			if i >= len(o.Values) {
-				break
-			}
-			var lit struct {
-				Long    json.Number `json:"long"`
-				Integer json.Number `json:"integer"`
-			}
-			if json.Unmarshal(o.Values[i], &lit) != nil {
-				continue
-			}
-			n := lit.Long
-			if n == "" {
-				n = lit.Integer
-			}
-			if v, err := n.Int64(); err == nil {
-				vals[k] = v
+		for j := 0; j < ks.Len() && j < vs.Len(); j++ {
+			if n, ok := integerLiteral(vs.Get(j).Message()); ok {
+				vals[ks.Get(j).String()] = n
 			}
 		}
-		out.Observed[o.Name] = vals
+		out.Observed[o.Get(name).String()] = vals
 	}
+}
+
+// integerLiteral reads a LONG or an INT literal.
+func integerLiteral(lit protoreflect.Message) (int64, bool) {
+	for _, name := range []protoreflect.Name{fieldLiteralLong, fieldLiteralInteger} {
+		if fd := lit.Descriptor().Fields().ByName(name); fd != nil && lit.Has(fd) {
+			return lit.Get(fd).Int(), true
+		}
+	}
+	return 0, false
 }
 
 // interrupt asks the server to stop one operation of the session, or all of
 // them when opID is "".
 func (s *Session) interrupt(ctx context.Context, opID string) error {
-	req := obj{
-		"sessionId":     s.sessionID(),
-		"userContext":   obj{"userId": s.remote.user},
-		"clientType":    userAgent,
-		"interruptType": "INTERRUPT_TYPE_ALL",
-	}
-	if opID != "" {
-		req["interruptType"] = "INTERRUPT_TYPE_OPERATION_ID"
-		req["operationId"] = opID
-	}
-	return s.unary(ctx, methodInterrupt, "InterruptRequest", "InterruptResponse", req)
+	return s.unary(ctx, interruptRequest(s.sessionID(), s.remote.user, opID))
 }
 
 // releaseSession ends the server-side session: its temporary views, its
 // cached plans and its running operations go with it.
 func (s *Session) releaseSession(ctx context.Context) error {
-	return s.unary(ctx, methodReleaseSession, "ReleaseSessionRequest", "ReleaseSessionResponse", obj{
-		"sessionId":   s.sessionID(),
-		"userContext": obj{"userId": s.remote.user},
-		"clientType":  userAgent,
-	})
+	return s.unary(ctx, releaseSessionRequest(s.sessionID(), s.remote.user))
 }
 
-func (s *Session) unary(ctx context.Context, method, reqName, respName string, req obj) error {
-	in, err := message(reqName, req)
+func (s *Session) unary(ctx context.Context, call rpc) error {
+	in, err := call.message()
 	if err != nil {
 		return err
 	}
-	out, err := newMessage(respName)
+	out, err := newMessage(call.response)
 	if err != nil {
 		return err
 	}
-	return s.conn.Invoke(ctx, method, in, out)
+	return s.conn.Invoke(ctx, call.method, in, out)
 }
 
 func newUUID() string {

@@ -19,8 +19,7 @@ func (s *Session) Share(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	bare := s.sharedName(name)
-	rel := obj{"read": obj{"namedTable": obj{"unparsedIdentifier": quote(name)}}}
-	if err := s.createView(ctx, op, bare, rel, true); err != nil {
+	if err := s.createView(ctx, op, bare, namedTable(quote(name), nil), true); err != nil {
 		return "", err
 	}
 	view := s.SharedView(name)

@@ -47,7 +47,7 @@ func (s *Session) RegisterInput(ctx context.Context, in InputSpec) error {
 		return err
 	}
 	if in.Filter != "" {
-		rel = obj{"filter": obj{"input": rel, "condition": obj{"expressionString": obj{"expression": in.Filter}}}}
+		rel = filtered(rel, in.Filter)
 	}
 	if err := s.createView(ctx, op, in.Name, rel, false); err != nil {
 		return withSourceHint(err, in.Format)
@@ -56,17 +56,14 @@ func (s *Session) RegisterInput(ctx context.Context, in InputSpec) error {
 	return nil
 }
 
-func inputRelation(op string, in InputSpec) (obj, error) {
+// inputRelation checks in and picks the relation that reads it.
+func inputRelation(op string, in InputSpec) (relation, error) {
 	switch format := strings.ToLower(in.Format); format {
 	case "table":
 		if in.Table == "" {
 			return nil, permanent(op, "format table needs a table name")
 		}
-		named := obj{"unparsedIdentifier": in.Table}
-		if len(in.Options) > 0 {
-			named["options"] = in.Options
-		}
-		return obj{"read": obj{"namedTable": named}}, nil
+		return namedTable(in.Table, in.Options), nil
 	case "query":
 		if strings.TrimSpace(in.Query) == "" {
 			return nil, permanent(op, "format query needs a query")
@@ -78,26 +75,14 @@ func inputRelation(op string, in InputSpec) (obj, error) {
 		if in.Path == "" {
 			return nil, permanent(op, "format %s needs a path", format)
 		}
-		src := obj{"format": format, "paths": []string{in.Path}}
-		if in.Schema != "" {
-			src["schema"] = in.Schema
-		}
-		if len(in.Options) > 0 {
-			src["options"] = in.Options
-		}
-		return obj{"read": obj{"dataSource": src}}, nil
+		return dataSource(format, in.Path, in.Schema, in.Options), nil
 	}
 }
 
 // createView makes rel a temporary view, global or of the session,
 // replacing one of the same name.
-func (s *Session) createView(ctx context.Context, op, name string, rel obj, global bool) error {
-	_, err := s.execute(ctx, obj{"command": obj{"createDataframeView": obj{
-		"input":    rel,
-		"name":     quote(name),
-		"isGlobal": global,
-		"replace":  true,
-	}}})
+func (s *Session) createView(ctx context.Context, op, name string, rel relation, global bool) error {
+	_, err := s.execute(ctx, createDataframeView(name, rel, global))
 	return s.fail(ctx, op, err)
 }
 
@@ -108,8 +93,7 @@ func (s *Session) Alias(ctx context.Context, name, source string) error {
 	if err := s.check(op); err != nil {
 		return err
 	}
-	rel := obj{"read": obj{"namedTable": obj{"unparsedIdentifier": source}}}
-	if err := s.createView(ctx, op, name, rel, false); err != nil {
+	if err := s.createView(ctx, op, name, namedTable(source, nil), false); err != nil {
 		return err
 	}
 	s.addView(name)

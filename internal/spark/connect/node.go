@@ -2,12 +2,7 @@ package connect
 
 import (
 	"context"
-	"fmt"
-	"maps"
-	"slices"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // NodeSpec is a SQL node as the runner needs it.
@@ -147,64 +142,4 @@ func (s *Session) Cache(ctx context.Context, view string) error {
 func (s *Session) Uncache(ctx context.Context, view string) error {
 	_, err := s.spark.Sql(ctx, "UNCACHE TABLE IF EXISTS "+view)
 	return s.fail(ctx, "uncache "+view, err)
-}
-
-// bindAlias names the placeholder reference of a parameterized query (see
-// sqlRelation); the server makes it a temporary view for the moment it
-// parses the query.
-const bindAlias = "__tauro_bind_parameters"
-
-// sqlRelation is a SQL relation with params as named arguments.
-//
-// A parameterized query is sent as the root of a WithRelations with one
-// placeholder reference, the form PySpark uses for spark.sql with DataFrame
-// arguments. The server parses that form with SparkSession.sql, which binds
-// the parameters in the analyzer under the session default
-// spark.sql.legacy.parameterSubstitution.constantsOnly=true; a bare SQL
-// relation goes straight to the session's parser, and Delta Lake's parser
-// drops the parameters (delta-io/delta#7640).
-func sqlRelation(query string, params map[string]any) (obj, error) {
-	rel := obj{"query": query}
-	if len(params) == 0 {
-		return obj{"sql": rel}, nil
-	}
-	args := obj{}
-	for _, k := range slices.Sorted(maps.Keys(params)) {
-		lit, err := literal(params[k])
-		if err != nil {
-			return nil, fmt.Errorf("parameter %s: %w", k, err)
-		}
-		args[k] = obj{"literal": lit}
-	}
-	rel["namedArguments"] = args
-	placeholder := obj{"subqueryAlias": obj{"input": obj{"range": obj{"end": "1", "step": "1"}}, "alias": bindAlias}}
-	return obj{"withRelations": obj{"root": obj{"sql": rel}, "references": []obj{placeholder}}}, nil
-}
-
-// literal is v as a Spark Connect literal. A time.Time at midnight UTC is a
-// DATE, any other a TIMESTAMP.
-func literal(v any) (obj, error) {
-	switch x := v.(type) {
-	case nil:
-		return obj{"null": obj{"null": obj{}}}, nil
-	case string:
-		return obj{"string": x}, nil
-	case bool:
-		return obj{"boolean": x}, nil
-	case int:
-		return obj{"long": strconv.Itoa(x)}, nil
-	case int32:
-		return obj{"integer": x}, nil
-	case int64:
-		return obj{"long": strconv.FormatInt(x, 10)}, nil
-	case float64:
-		return obj{"double": x}, nil
-	case time.Time:
-		u := x.UTC()
-		if u.Equal(u.Truncate(24 * time.Hour)) {
-			return obj{"date": u.Unix() / 86400}, nil
-		}
-		return obj{"timestamp": strconv.FormatInt(u.UnixMicro(), 10)}, nil
-	}
-	return nil, fmt.Errorf("a %T cannot be a SQL parameter; use a string, number, bool or time.Time", v)
 }

@@ -105,35 +105,13 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 	// is unique per write: the session's writes run concurrently, and
 	// observations of one name would report each other's counts.
 	observation := rowsObservation + "_" + strings.ReplaceAll(newUUID(), "-", "")
-	input := obj{
-		"common": obj{"planId": "1"},
-		"collectMetrics": obj{
-			"input": obj{"read": obj{"namedTable": obj{"unparsedIdentifier": view}}},
-			"name":  observation,
-			"metrics": []obj{{"alias": obj{
-				"expr": obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}},
-				"name": []string{"rows"},
-			}}},
-		},
-	}
-	write := obj{
-		"input":  input,
-		"source": strings.ToLower(out.Format),
-		"path":   out.Path,
-		"mode":   mode,
-	}
-	if len(out.PartitionBy) > 0 {
-		write["partitioningColumns"] = out.PartitionBy
-	}
-	if len(options) > 0 {
-		write["options"] = options
-	}
-	resp, err := s.execute(ctx, obj{"command": obj{"writeOperation": write}})
+	write := writeOperation(view, out.Format, out.Path, mode, out.PartitionBy, options, observation)
+	resp, err := s.execute(ctx, write)
 	if err != nil {
 		return nil, withSourceHint(s.fail(ctx, op, err), out.Format)
 	}
 	res := &OutputResult{Key: out.Key, Path: out.Path, Rows: -1}
-	if n, ok := resp.Observed[observation]["rows"]; ok {
+	if n, ok := resp.Observed[observation][rowsMetric]; ok {
 		res.Rows = n
 	}
 	if res.Rows == 0 {

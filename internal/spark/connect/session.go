@@ -83,10 +83,15 @@ var ErrSessionLost = errors.New("the Spark Connect session is gone (the server r
 var ErrClosed = errors.New("the Spark session is closed")
 
 // Connect opens a session on the Spark Connect server at remote
-// (sc://host:port[/;token=...;key=value]) and applies cfg.Conf to it.
+// (sc://host:port[/;token=...;key=value]) and applies cfg.Conf to it. A
+// build whose compiled-in protocol lacks a field the session reads by name
+// (see reflectedFields) is refused with a permanent error.
 func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error) {
 	r, err := parseRemote(remoteURL)
 	if err != nil {
+		return nil, &Error{Op: "connect", Message: err.Error(), Err: err}
+	}
+	if err := checkProtocol(); err != nil {
 		return nil, &Error{Op: "connect", Message: err.Error(), Err: err}
 	}
 	runID := cfg.RunID
