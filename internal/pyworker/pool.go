@@ -1,12 +1,13 @@
 // Package pyworker runs Python node functions in a pool of long-lived worker
 // processes (python -m tauro_exec.worker, from clients/python) that it starts
-// and supervises.
+// and supervises. The pool is a pynode.Runner: callers speak in pynode's
+// values, and only this package knows the workers' protocol.
 //
 // Each worker serves WorkerService on a Unix socket and runs one node attempt
 // at a time; the pool hands an attempt to a free worker. A worker that dies
 // is started again, and the attempt it was running fails with a retryable
-// *DiedError, so the retry lands on a live worker; the pool itself never
-// goes down with a worker.
+// *DiedError (pynode.ErrWorkerDied), so the retry lands on a live worker; the
+// pool itself never goes down with a worker.
 //
 // Besides the socket, a worker writes control lines on a pipe (fd 3): "ready"
 // once it serves, "session {json}" when it opens a Spark session, and
@@ -22,7 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,9 +31,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
 // Config configures a Pool.
@@ -79,7 +78,8 @@ type SparkSession struct {
 var ErrClosed = errors.New("the Python worker pool is closed")
 
 // DiedError is an attempt whose worker died (or stopped answering) under
-// it. Another worker may well succeed, so it is retryable.
+// it. Another worker may well succeed, so it is retryable, and it is
+// pynode.ErrWorkerDied to errors.Is.
 type DiedError struct {
 	Node   string
 	Worker int
@@ -103,6 +103,9 @@ func (e *DiedError) Error() string {
 // Retryable reports that a fresh worker may succeed.
 func (e *DiedError) Retryable() bool { return true }
 
+// Is reports target to be pynode.ErrWorkerDied.
+func (e *DiedError) Is(target error) bool { return target == pynode.ErrWorkerDied }
+
 // Pool is a set of supervised Python workers.
 type Pool struct {
 	cfg     Config
@@ -120,6 +123,8 @@ type Pool struct {
 	live    map[*worker]bool
 	changed chan struct{} // closed and replaced when live changes
 }
+
+var _ pynode.Runner = (*Pool)(nil)
 
 // maxSocketPath keeps socket names within sun_path on every Unix.
 const maxSocketPath = 100
@@ -226,11 +231,17 @@ func (p *Pool) release(w *worker) {
 }
 
 // Run runs one node attempt on a free worker. on gets the attempt's metrics
-// and log records as they arrive; the result is the final response, a
-// result or a node error. A worker that dies under the attempt gives a
-// *DiedError; a ctx that ends gives ctx's error once the worker has stopped
-// the node (or been killed for not stopping).
-func (p *Pool) Run(ctx context.Context, req *execv1.RunNodeRequest, on func(*execv1.RunNodeResponse)) (*execv1.RunNodeResponse, error) {
+// and log records as they arrive, and a log record when all workers are
+// busy. The node's own failure comes back as *run.Error, and so does a call
+// whose mappings JSON cannot carry (a ConfigError, before any worker is
+// taken). A worker that dies under the attempt gives a *DiedError; a ctx
+// that ends gives ctx's error once the worker has stopped the node (or been
+// killed for not stopping).
+func (p *Pool) Run(ctx context.Context, c pynode.Call, on func(pynode.Event)) (*run.Error, error) {
+	req, nodeErr := runRequest(c, p.cfg.SparkRemote)
+	if nodeErr != nil {
+		return nodeErr, nil
+	}
 	var w *worker
 	select {
 	case w = <-p.idle:
@@ -241,76 +252,44 @@ func (p *Pool) Run(ctx context.Context, req *execv1.RunNodeRequest, on func(*exe
 	}
 	if w == nil {
 		if on != nil { // the wait counts against the node's timeout: say why it is not starting
-			on(&execv1.RunNodeResponse{Event: &execv1.RunNodeResponse_Log{Log: &execv1.WorkerLog{Level: "info",
-				Text: fmt.Sprintf("waiting for a free Python worker (all %d are busy; execd --workers sets how many)", p.cfg.Size)}}})
+			on(pynode.Event{Log: &pynode.Log{Level: "info",
+				Text: fmt.Sprintf("waiting for a free Python worker (all %d are busy; execd --workers sets how many)", p.cfg.Size)}})
 		}
 		var err error
 		if w, err = p.acquire(ctx); err != nil {
 			return nil, err
 		}
 	}
-	req = proto.Clone(req).(*execv1.RunNodeRequest)
 	req.CallId = strconv.Itoa(w.slot) + "-" + strconv.FormatUint(p.calls.Add(1), 10)
-	if req.SparkRemote == "" {
-		req.SparkRemote = p.cfg.SparkRemote
-	}
-	final, err := p.call(ctx, w, req, on)
+	nodeErr, err := w.runNode(ctx, req, on)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
 		if !w.waitDone(req.CallId, p.cfg.CancelGrace) && !w.dead() {
-			p.log.Warn("a cancelled node did not stop; killing its python worker", "worker", w.slot, "node", req.Node, "grace", p.cfg.CancelGrace)
+			p.log.Warn("a cancelled node did not stop; killing its python worker", "worker", w.slot, "node", c.Node, "grace", p.cfg.CancelGrace)
 			w.kill()
 			<-w.exited
 		}
 		err = ctx.Err()
 	default:
-		err = p.lost(w, req.Node, err)
+		err = p.lost(w, c.Node, err)
 	}
 	p.release(w)
-	return final, err
-}
-
-func (p *Pool) call(ctx context.Context, w *worker, req *execv1.RunNodeRequest, on func(*execv1.RunNodeResponse)) (*execv1.RunNodeResponse, error) {
-	stream, err := w.client.RunNode(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var final *execv1.RunNodeResponse
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			if final == nil {
-				return nil, errors.New("the worker ended the call without a result")
-			}
-			return final, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		switch resp.GetEvent().(type) {
-		case *execv1.RunNodeResponse_Result, *execv1.RunNodeResponse_Error:
-			final = resp
-		default:
-			if on != nil {
-				on(resp)
-			}
-		}
-	}
+	return nodeErr, err
 }
 
 // CheckFunctions asks a live worker to import and check functions. It does
 // not take the worker from the pool: checks may run beside a node.
-func (p *Pool) CheckFunctions(ctx context.Context, req *execv1.CheckFunctionsRequest) (*execv1.CheckFunctionsResponse, error) {
+func (p *Pool) CheckFunctions(ctx context.Context, fns []pynode.Function, allowed []string) ([]pynode.Problem, error) {
 	var lastErr error
 	for range 3 {
 		w, err := p.anyLive(ctx)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := w.client.CheckFunctions(ctx, req)
+		probs, err := w.checkFunctions(ctx, fns, allowed)
 		if err == nil {
-			return resp, nil
+			return probs, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
