@@ -26,15 +26,15 @@ type worker struct {
 	client execv1.WorkerServiceClient
 	tail   *tail
 
-	exited  chan struct{}
-	exitErr error
+	exited   chan struct{}
+	exitErr  error
+	released chan struct{} // closed once a dead worker's session is dealt with
 
 	// What the worker reported on its control pipe (control.go).
 	mu       sync.Mutex
 	lastDone string
 	doneSig  chan struct{}
 	session  *SparkSession // the worker's Spark session, once it has one
-	released chan struct{} // closed once a dead worker's session is dealt with
 }
 
 // spawn starts a worker in slot and returns it once it is ready to serve.
