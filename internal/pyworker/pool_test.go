@@ -143,7 +143,7 @@ func TestPool_RunsNodesOnSparkAndPassesResultsAsGlobalViews(t *testing.T) {
 		t.Fatalf("double failed: %+v", nodeErr)
 	}
 	// Spark Connect's Go client names bigint Long.
-	if schema := resultSchema(t, remote, double); schema[0].Name != "doubled" || schema[0].Type != "Long" {
+	if schema := resultSchema(t, remote, double); len(schema) == 0 || schema[0].Name != "doubled" || schema[0].Type != "Long" {
 		t.Fatalf("double's result schema = %v", schema)
 	}
 }
