@@ -1,12 +1,13 @@
 // Package pyworker runs Python node functions in a pool of long-lived worker
 // processes (python -m tauro_exec.worker, from clients/python) that it starts
-// and supervises.
+// and supervises. The pool is a pynode.Runner: callers speak in pynode's
+// values, and only this package knows the workers' protocol.
 //
 // Each worker serves WorkerService on a Unix socket and runs one node attempt
 // at a time; the pool hands an attempt to a free worker. A worker that dies
 // is started again, and the attempt it was running fails with a retryable
-// *DiedError, so the retry lands on a live worker; the pool itself never
-// goes down with a worker.
+// *DiedError (pynode.ErrWorkerDied), so the retry lands on a live worker; the
+// pool itself never goes down with a worker.
 //
 // Besides the socket, a worker writes control lines on a pipe (fd 3): "ready"
 // once it serves, "session {json}" when it opens a Spark session, and
@@ -19,27 +20,19 @@
 package pyworker
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
-
-	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
 // Config configures a Pool.
@@ -85,7 +78,8 @@ type SparkSession struct {
 var ErrClosed = errors.New("the Python worker pool is closed")
 
 // DiedError is an attempt whose worker died (or stopped answering) under
-// it. Another worker may well succeed, so it is retryable.
+// it. Another worker may well succeed, so it is retryable, and it is
+// pynode.ErrWorkerDied to errors.Is.
 type DiedError struct {
 	Node   string
 	Worker int
@@ -109,6 +103,9 @@ func (e *DiedError) Error() string {
 // Retryable reports that a fresh worker may succeed.
 func (e *DiedError) Retryable() bool { return true }
 
+// Is reports target to be pynode.ErrWorkerDied.
+func (e *DiedError) Is(target error) bool { return target == pynode.ErrWorkerDied }
+
 // Pool is a set of supervised Python workers.
 type Pool struct {
 	cfg     Config
@@ -126,6 +123,8 @@ type Pool struct {
 	live    map[*worker]bool
 	changed chan struct{} // closed and replaced when live changes
 }
+
+var _ pynode.Runner = (*Pool)(nil)
 
 // maxSocketPath keeps socket names within sun_path on every Unix.
 const maxSocketPath = 100
@@ -191,52 +190,7 @@ func Start(ctx context.Context, cfg Config) (*Pool, error) {
 	return p, nil
 }
 
-// supervise keeps worker slot running until the pool closes. first gets the
-// outcome of the first start.
-func (p *Pool) supervise(slot int, first chan<- error) {
-	const minBackoff, maxBackoff = 200 * time.Millisecond, 30 * time.Second
-	backoff := minBackoff
-	for {
-		w, err := p.spawn(slot)
-		if err != nil && first != nil {
-			first <- err
-			return
-		}
-		if err != nil {
-			p.log.Error("python worker did not start; trying again", "worker", slot, "in", backoff, "err", err)
-		} else {
-			began := time.Now()
-			p.setLive(w, true)
-			p.idle <- w // capacity Size: a slot has at most one worker in it
-			// Start returns with every worker live and idle.
-			if first != nil {
-				first <- nil
-				first = nil
-			}
-			select {
-			case <-w.exited:
-			case <-p.ctx.Done():
-				p.setLive(w, false)
-				w.stop(5 * time.Second) // a stopping worker releases its own session
-				close(w.released)
-				return
-			}
-			p.setLive(w, false)
-			p.log.Warn("python worker exited; starting another", "worker", slot, "pid", w.pid, "exit", w.exitText())
-			p.releaseSession(w)
-			if time.Since(began) > time.Minute {
-				backoff = minBackoff // it had been healthy: not a crash loop
-			}
-		}
-		select {
-		case <-time.After(backoff):
-		case <-p.ctx.Done():
-			return
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
+// setLive adds w to the live workers or removes it, waking anyLive.
 func (p *Pool) setLive(w *worker, live bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -277,11 +231,17 @@ func (p *Pool) release(w *worker) {
 }
 
 // Run runs one node attempt on a free worker. on gets the attempt's metrics
-// and log records as they arrive; the result is the final response, a
-// result or a node error. A worker that dies under the attempt gives a
-// *DiedError; a ctx that ends gives ctx's error once the worker has stopped
-// the node (or been killed for not stopping).
-func (p *Pool) Run(ctx context.Context, req *execv1.RunNodeRequest, on func(*execv1.RunNodeResponse)) (*execv1.RunNodeResponse, error) {
+// and log records as they arrive, and a log record when all workers are
+// busy. The node's own failure comes back as *run.Error, and so does a call
+// whose mappings JSON cannot carry (a ConfigError, before any worker is
+// taken). A worker that dies under the attempt gives a *DiedError; a ctx
+// that ends gives ctx's error once the worker has stopped the node (or been
+// killed for not stopping).
+func (p *Pool) Run(ctx context.Context, c pynode.Call, on func(pynode.Event)) (*run.Error, error) {
+	req, nodeErr := runRequest(c, p.cfg.SparkRemote)
+	if nodeErr != nil {
+		return nodeErr, nil
+	}
 	var w *worker
 	select {
 	case w = <-p.idle:
@@ -292,112 +252,44 @@ func (p *Pool) Run(ctx context.Context, req *execv1.RunNodeRequest, on func(*exe
 	}
 	if w == nil {
 		if on != nil { // the wait counts against the node's timeout: say why it is not starting
-			on(&execv1.RunNodeResponse{Event: &execv1.RunNodeResponse_Log{Log: &execv1.WorkerLog{Level: "info",
-				Text: fmt.Sprintf("waiting for a free Python worker (all %d are busy; execd --workers sets how many)", p.cfg.Size)}}})
+			on(pynode.Event{Log: &pynode.Log{Level: "info",
+				Text: fmt.Sprintf("waiting for a free Python worker (all %d are busy; execd --workers sets how many)", p.cfg.Size)}})
 		}
 		var err error
 		if w, err = p.acquire(ctx); err != nil {
 			return nil, err
 		}
 	}
-	req = proto.Clone(req).(*execv1.RunNodeRequest)
 	req.CallId = strconv.Itoa(w.slot) + "-" + strconv.FormatUint(p.calls.Add(1), 10)
-	if req.SparkRemote == "" {
-		req.SparkRemote = p.cfg.SparkRemote
-	}
-	final, err := p.call(ctx, w, req, on)
+	nodeErr, err := w.runNode(ctx, req, on)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
 		if !w.waitDone(req.CallId, p.cfg.CancelGrace) && !w.dead() {
-			p.log.Warn("a cancelled node did not stop; killing its python worker", "worker", w.slot, "node", req.Node, "grace", p.cfg.CancelGrace)
+			p.log.Warn("a cancelled node did not stop; killing its python worker", "worker", w.slot, "node", c.Node, "grace", p.cfg.CancelGrace)
 			w.kill()
 			<-w.exited
 		}
 		err = ctx.Err()
 	default:
-		err = p.lost(w, req.Node, err)
+		err = p.lost(w, c.Node, err)
 	}
 	p.release(w)
-	return final, err
-}
-
-func (p *Pool) call(ctx context.Context, w *worker, req *execv1.RunNodeRequest, on func(*execv1.RunNodeResponse)) (*execv1.RunNodeResponse, error) {
-	stream, err := w.client.RunNode(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	var final *execv1.RunNodeResponse
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			if final == nil {
-				return nil, errors.New("the worker ended the call without a result")
-			}
-			return final, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		switch resp.GetEvent().(type) {
-		case *execv1.RunNodeResponse_Result, *execv1.RunNodeResponse_Error:
-			final = resp
-		default:
-			if on != nil {
-				on(resp)
-			}
-		}
-	}
-}
-
-// releaseSession ends the dead worker w's Spark session on the server.
-func (p *Pool) releaseSession(w *worker) {
-	defer close(w.released)
-	w.mu.Lock()
-	sess := w.session
-	w.mu.Unlock()
-	if sess == nil || p.cfg.ReleaseSession == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
-	defer cancel()
-	if err := p.cfg.ReleaseSession(ctx, *sess); err != nil {
-		p.log.Warn("could not end a dead python worker's Spark session; its work runs on until the server drops it", "worker", w.slot, "session", sess.SessionID, "err", err)
-		return
-	}
-	p.log.Info("ended a dead python worker's Spark session", "worker", w.slot, "session", sess.SessionID)
-}
-
-// lost turns a broken call into a DiedError. A worker that broke the call
-// but still runs is in an unknown state, so it is killed and replaced.
-func (p *Pool) lost(w *worker, node string, callErr error) error {
-	select {
-	case <-w.exited:
-	case <-time.After(3 * time.Second):
-		p.log.Warn("python worker broke a call but still runs; killing it", "worker", w.slot, "node", node, "err", callErr)
-		w.kill()
-		<-w.exited
-	}
-	// The retry should find the cores the dead worker's Spark work held.
-	select {
-	case <-w.released:
-	case <-time.After(20 * time.Second):
-	}
-	return &DiedError{Node: node, Worker: w.slot, Exit: w.exitText(), Tail: w.tail.String()}
+	return nodeErr, err
 }
 
 // CheckFunctions asks a live worker to import and check functions. It does
 // not take the worker from the pool: checks may run beside a node.
-func (p *Pool) CheckFunctions(ctx context.Context, req *execv1.CheckFunctionsRequest) (*execv1.CheckFunctionsResponse, error) {
+func (p *Pool) CheckFunctions(ctx context.Context, fns []pynode.Function, allowed []string) ([]pynode.Problem, error) {
 	var lastErr error
 	for range 3 {
 		w, err := p.anyLive(ctx)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := w.client.CheckFunctions(ctx, req)
+		probs, err := w.checkFunctions(ctx, fns, allowed)
 		if err == nil {
-			return resp, nil
+			return probs, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -465,179 +357,4 @@ func (p *Pool) Pids() []int {
 		out = append(out, w.pid)
 	}
 	return out
-}
-
-// ---- one worker process ----------------------------------------------------
-
-type worker struct {
-	slot   int
-	pid    int
-	cmd    *exec.Cmd
-	stdin  io.Closer
-	conn   *grpc.ClientConn
-	client execv1.WorkerServiceClient
-	tail   *tail
-
-	exited  chan struct{}
-	exitErr error
-
-	mu       sync.Mutex
-	lastDone string
-	doneSig  chan struct{}
-	session  *SparkSession // the worker's Spark session, once it has one
-	released chan struct{} // closed once a dead worker's session is dealt with
-}
-
-func (p *Pool) spawn(slot int) (*worker, error) {
-	sock := filepath.Join(p.sockDir, fmt.Sprintf("w%d.sock", slot))
-	_ = os.Remove(sock)
-	ctlR, ctlW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"-m", "tauro_exec.worker", "--socket", sock, "--project", p.cfg.Project,
-		"--control-fd", "3", "--watch-stdin"}
-	if p.cfg.SparkRemote != "" {
-		args = append(args, "--spark-remote", p.cfg.SparkRemote)
-	}
-	cmd := exec.Command(p.cfg.Python, args...)
-	cmd.Dir = p.cfg.Dir
-	cmd.Env = append(append(os.Environ(), "PYTHONUNBUFFERED=1"), p.cfg.Env...)
-	cmd.ExtraFiles = []*os.File{ctlW}
-	w := &worker{slot: slot, cmd: cmd, tail: newTail(40), exited: make(chan struct{}), doneSig: make(chan struct{}), released: make(chan struct{})}
-	out := &logLines{log: p.log.With("worker", slot), tail: w.tail}
-	cmd.Stdout, cmd.Stderr = out, out
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		ctlR.Close()
-		ctlW.Close()
-		return nil, err
-	}
-	w.stdin = stdin
-	if err := cmd.Start(); err != nil {
-		ctlR.Close()
-		ctlW.Close()
-		return nil, fmt.Errorf("start python worker with %s: %w", p.cfg.Python, err)
-	}
-	ctlW.Close()
-	w.pid = cmd.Process.Pid
-	go func() {
-		w.exitErr = cmd.Wait()
-		out.flush()
-		close(w.exited)
-	}()
-
-	ready := make(chan struct{})
-	go w.readControl(ctlR, ready)
-	timer := time.NewTimer(p.cfg.StartTimeout)
-	defer timer.Stop()
-	select {
-	case <-ready:
-	case <-w.exited:
-		return nil, fmt.Errorf("python worker %d (%s) exited before it was ready (%s):\n%s", slot, p.cfg.Python, w.exitText(), w.tail.String())
-	case <-timer.C:
-		w.kill()
-		return nil, fmt.Errorf("python worker %d was not ready after %s:\n%s", slot, p.cfg.StartTimeout, w.tail.String())
-	case <-p.ctx.Done():
-		w.kill()
-		return nil, ErrClosed
-	}
-	conn, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		w.kill()
-		return nil, err
-	}
-	w.conn, w.client = conn, execv1.NewWorkerServiceClient(conn)
-	go func() { <-w.exited; _ = conn.Close() }()
-	p.log.Debug("python worker ready", "worker", slot, "pid", w.pid)
-	return w, nil
-}
-
-// readControl follows the worker's control lines; the pipe must be read to
-// its end so that the worker never blocks writing to it.
-func (w *worker) readControl(r io.ReadCloser, ready chan<- struct{}) {
-	defer r.Close()
-	sc := bufio.NewScanner(r)
-	signalled := false
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "ready" && !signalled:
-			signalled = true
-			close(ready)
-		case strings.HasPrefix(line, "session "):
-			var sess SparkSession
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "session ")), &sess); err == nil && sess.SessionID != "" {
-				w.mu.Lock()
-				w.session = &sess
-				w.mu.Unlock()
-			}
-		case strings.HasPrefix(line, "done "):
-			w.mu.Lock()
-			w.lastDone = strings.TrimPrefix(line, "done ")
-			close(w.doneSig)
-			w.doneSig = make(chan struct{})
-			w.mu.Unlock()
-		}
-	}
-}
-
-// waitDone waits until the worker reports call's code ended. Calls run one
-// after another in a worker, so the last one reported is the one to wait for.
-func (w *worker) waitDone(call string, grace time.Duration) bool {
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	for {
-		w.mu.Lock()
-		done, sig := w.lastDone == call, w.doneSig
-		w.mu.Unlock()
-		if done {
-			return true
-		}
-		select {
-		case <-sig:
-		case <-w.exited:
-			return false
-		case <-timer.C:
-			return false
-		}
-	}
-}
-
-func (w *worker) dead() bool {
-	select {
-	case <-w.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-func (w *worker) kill() {
-	if w.cmd.Process != nil {
-		_ = w.cmd.Process.Kill()
-	}
-}
-
-// stop asks the worker to exit (its stdin closes, then SIGTERM) and kills it
-// after grace.
-func (w *worker) stop(grace time.Duration) {
-	_ = w.stdin.Close()
-	_ = w.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-w.exited:
-	case <-time.After(grace):
-		w.kill()
-		<-w.exited
-	}
-}
-
-func (w *worker) exitText() string {
-	if !w.dead() {
-		return ""
-	}
-	if w.exitErr == nil {
-		return "exit status 0"
-	}
-	return w.exitErr.Error()
 }

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
@@ -68,57 +69,82 @@ func startPool(t *testing.T, size int) (*Pool, string) {
 	return p, remote
 }
 
-func nodeRequest(node, function string, inputs ...string) *execv1.RunNodeRequest {
-	return &execv1.RunNodeRequest{
+func nodeCall(node, function string, inputs ...string) pynode.Call {
+	return pynode.Call{
 		Node:       node,
 		Module:     "pwtest.nodes",
 		Function:   function,
 		InputViews: inputs,
-		StartDate:  "2025-01-01",
-		EndDate:    "2025-01-31",
+		StartDate:  time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		EndDate:    time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC),
 		ResultView: "pwtest_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "_") + "_" + node,
-		Context:    &execv1.NodeContext{RunId: "r1", Attempt: 1},
+		RunID:      "r1",
+		Attempt:    1,
+		StartTime:  time.Now(),
 	}
 }
 
-func run(t *testing.T, p *Pool, req *execv1.RunNodeRequest) (*execv1.RunNodeResponse, []*execv1.RunNodeResponse) {
+// runNode runs c, which must not fail to run; the node may fail.
+func runNode(t *testing.T, p *Pool, c pynode.Call) (*run.Error, []pynode.Event) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var events []*execv1.RunNodeResponse
-	final, err := p.Run(ctx, req, func(r *execv1.RunNodeResponse) { events = append(events, r) })
+	var events []pynode.Event
+	nodeErr, err := p.Run(ctx, c, func(e pynode.Event) { events = append(events, e) })
 	if err != nil {
-		t.Fatalf("run %s: %v", req.Node, err)
+		t.Fatalf("run %s: %v", c.Node, err)
 	}
-	return final, events
+	return nodeErr, events
+}
+
+// resultSchema reads the schema of the global view a node left its result
+// in, from a session of its own.
+func resultSchema(t *testing.T, remote string, c pynode.Call) []sparkconnect.Field {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := sparkconnect.Connect(ctx, remote, sparkconnect.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	fields, err := s.Schema(ctx, "global_temp."+c.ResultView)
+	if err != nil {
+		t.Fatalf("%s's result: %v", c.Node, err)
+	}
+	return fields
 }
 
 func TestPool_RunsNodesOnSparkAndPassesResultsAsGlobalViews(t *testing.T) {
-	p, _ := startPool(t, 1)
-	final, events := run(t, p, nodeRequest("numbers", "numbers"))
-	res := final.GetResult()
-	if res == nil {
-		t.Fatalf("numbers failed: %v", final.GetError())
+	p, remote := startPool(t, 1)
+	numbers := nodeCall("numbers", "numbers")
+	nodeErr, events := runNode(t, p, numbers)
+	if nodeErr != nil {
+		t.Fatalf("numbers failed: %+v", nodeErr)
 	}
-	if !strings.HasPrefix(res.View, "global_temp.") || len(res.Schema) != 1 || res.Schema[0].Name != "id" {
-		t.Fatalf("result = %v", res)
+	if schema := resultSchema(t, remote, numbers); len(schema) != 1 || schema[0].Name != "id" {
+		t.Fatalf("numbers' result schema = %v", schema)
 	}
 	var metric, warning bool
 	for _, e := range events {
-		if m := e.GetMetric(); m != nil && m.Name == "made" && m.Value == 5 {
+		if m := e.Metric; m != nil && m.Name == "made" && m.Value == 5 {
 			metric = true
 		}
-		if l := e.GetLog(); l != nil && l.Level == "warning" && strings.Contains(l.Text, "2025-01-01..2025-01-31") {
+		if l := e.Log; l != nil && l.Level == "warning" && strings.Contains(l.Text, "2025-01-01..2025-01-31") {
 			warning = true
 		}
 	}
 	if !metric || !warning {
-		t.Errorf("events = %v; want the metric made=5 and the warning with the dates", events)
+		t.Errorf("events = %+v; want the metric made=5 and the warning with the dates", events)
 	}
 
-	final, _ = run(t, p, nodeRequest("double", "double", res.View))
-	if r := final.GetResult(); r == nil || r.Schema[0].Name != "doubled" || r.Schema[0].Type != "bigint" {
-		t.Fatalf("double = %v", final)
+	double := nodeCall("double", "double", "global_temp."+numbers.ResultView)
+	if nodeErr, _ := runNode(t, p, double); nodeErr != nil {
+		t.Fatalf("double failed: %+v", nodeErr)
+	}
+	// Spark Connect's Go client names bigint Long.
+	if schema := resultSchema(t, remote, double); len(schema) == 0 || schema[0].Name != "doubled" || schema[0].Type != "Long" {
+		t.Fatalf("double's result schema = %v", schema)
 	}
 }
 
@@ -136,10 +162,9 @@ func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.function, func(t *testing.T) {
-			final, _ := run(t, p, nodeRequest(tt.function, tt.function))
-			e := final.GetError()
+			e, _ := runNode(t, p, nodeCall(tt.function, tt.function))
 			if e == nil {
-				t.Fatalf("%s succeeded: %v", tt.function, final)
+				t.Fatalf("%s succeeded", tt.function)
 			}
 			if e.Type != tt.typ || !strings.Contains(e.Message, tt.msg) || !strings.Contains(e.Traceback, tt.trace) || e.Retryable != tt.retryable {
 				t.Errorf("error = %+v", e)
@@ -151,10 +176,10 @@ func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
 	}
 }
 
-// waitForLog runs req and calls act once the node logs text.
-func runUntilLogged(ctx context.Context, p *Pool, req *execv1.RunNodeRequest, text string, act func()) (*execv1.RunNodeResponse, error) {
-	return p.Run(ctx, req, func(r *execv1.RunNodeResponse) {
-		if l := r.GetLog(); l != nil && strings.Contains(l.Text, text) {
+// runUntilLogged runs c and calls act once the node logs text.
+func runUntilLogged(ctx context.Context, p *Pool, c pynode.Call, text string, act func()) (*run.Error, error) {
+	return p.Run(ctx, c, func(e pynode.Event) {
+		if l := e.Log; l != nil && strings.Contains(l.Text, text) {
 			go act()
 		}
 	})
@@ -165,7 +190,7 @@ func TestPool_WorkerKilledMidNodeFailsTheAttemptRetryablyAndIsReplaced(t *testin
 	before := p.Pids()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	_, err := runUntilLogged(ctx, p, nodeRequest("sleepy", "sleepy"), "sleeping", func() {
+	_, err := runUntilLogged(ctx, p, nodeCall("sleepy", "sleepy"), "sleeping", func() {
 		time.Sleep(500 * time.Millisecond) // let the Spark job start
 		_ = syscall.Kill(before[0], syscall.SIGKILL)
 	})
@@ -173,12 +198,14 @@ func TestPool_WorkerKilledMidNodeFailsTheAttemptRetryablyAndIsReplaced(t *testin
 	if !errors.As(err, &died) || !strings.Contains(died.Error(), "killed") {
 		t.Fatalf("err = %v; want a DiedError saying the worker was killed", err)
 	}
+	if !errors.Is(err, pynode.ErrWorkerDied) {
+		t.Errorf("err = %v; want it to be pynode.ErrWorkerDied", err)
+	}
 	if c := retry.Classify(err); !c.Retryable() {
 		t.Errorf("class = %v; want retryable", c)
 	}
-	final, _ := run(t, p, nodeRequest("numbers", "numbers"))
-	if final.GetResult() == nil {
-		t.Fatalf("the next node failed: %v", final.GetError())
+	if nodeErr, _ := runNode(t, p, nodeCall("numbers", "numbers")); nodeErr != nil {
+		t.Fatalf("the next node failed: %+v", nodeErr)
 	}
 	if after := p.Pids(); len(after) != 1 || slices.Contains(after, before[0]) {
 		t.Errorf("workers %v after the kill, %v before; want a new one", after, before)
@@ -194,9 +221,9 @@ func TestPool_DeadWorkersSparkWorkIsStopped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	runID := "dead" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	req := nodeRequest("ticking", "ticking")
-	req.Context.RunId = runID
-	_, err := runUntilLogged(ctx, p, req, "ticking", func() {
+	ticking := nodeCall("ticking", "ticking")
+	ticking.RunID = runID
+	_, err := runUntilLogged(ctx, p, ticking, "ticking", func() {
 		time.Sleep(2 * time.Second) // the job is ticking by now
 		_ = syscall.Kill(p.Pids()[0], syscall.SIGKILL)
 	})
@@ -204,19 +231,19 @@ func TestPool_DeadWorkersSparkWorkIsStopped(t *testing.T) {
 	if !errors.As(err, &died) {
 		t.Fatalf("err = %v; want a DiedError", err)
 	}
-	read := nodeRequest("ticks", "ticks")
-	read.Context.RunId = runID
-	_, events := run(t, p, read)
+	read := nodeCall("ticks", "ticks")
+	read.RunID = runID
+	_, events := runNode(t, p, read)
 	var first, second int
 	for _, e := range events {
-		if l := e.GetLog(); l != nil && strings.HasPrefix(l.Text, "ticks ") {
+		if l := e.Log; l != nil && strings.HasPrefix(l.Text, "ticks ") {
 			if _, err := fmt.Sscanf(l.Text, "ticks %d %d", &first, &second); err != nil {
 				t.Fatalf("reading %q: %v", l.Text, err)
 			}
 		}
 	}
 	if first == 0 {
-		t.Fatalf("the job never ticked, so the test shows nothing; events %v", events)
+		t.Fatalf("the job never ticked, so the test shows nothing; events %+v", events)
 	}
 	if second != first {
 		t.Fatalf("the dead worker's job still runs: tick %d, then %d 1.5 s later", first, second)
@@ -231,7 +258,7 @@ func TestPool_CancelInterruptsTheNodesSparkWorkAndKeepsTheWorker(t *testing.T) {
 	defer cancel()
 	var cancelled time.Time
 	began := time.Now()
-	_, err := runUntilLogged(ctx, p, nodeRequest("sleepy", "sleepy"), "sleeping", func() {
+	_, err := runUntilLogged(ctx, p, nodeCall("sleepy", "sleepy"), "sleeping", func() {
 		time.Sleep(time.Second)
 		cancelled = time.Now()
 		cancel()
@@ -245,9 +272,8 @@ func TestPool_CancelInterruptsTheNodesSparkWorkAndKeepsTheWorker(t *testing.T) {
 		t.Fatalf("Run took %s; the Spark job was not interrupted", took)
 	}
 	t.Logf("stopped %s after the cancel", time.Since(cancelled).Round(time.Millisecond))
-	final, _ := run(t, p, nodeRequest("numbers", "numbers"))
-	if final.GetResult() == nil {
-		t.Fatalf("the next node failed: %v", final.GetError())
+	if nodeErr, _ := runNode(t, p, nodeCall("numbers", "numbers")); nodeErr != nil {
+		t.Fatalf("the next node failed: %+v", nodeErr)
 	}
 	if after := p.Pids(); !slices.Equal(after, before) {
 		t.Errorf("workers %v after the cancel, %v before; the worker should have stopped the node, not been killed", after, before)
@@ -261,7 +287,7 @@ func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T)
 	started, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = runUntilLogged(ctx, p, nodeRequest("sleepy", "sleepy"), "sleeping", func() { close(started) })
+		_, _ = runUntilLogged(ctx, p, nodeCall("sleepy", "sleepy"), "sleeping", func() { close(started) })
 	}()
 	select {
 	case <-started:
@@ -271,9 +297,9 @@ func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T)
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer wcancel()
 	var logs []string
-	_, err := p.Run(wctx, nodeRequest("numbers", "numbers"), func(r *execv1.RunNodeResponse) {
-		if l := r.GetLog(); l != nil {
-			logs = append(logs, l.GetText())
+	_, err := p.Run(wctx, nodeCall("numbers", "numbers"), func(e pynode.Event) {
+		if l := e.Log; l != nil {
+			logs = append(logs, l.Text)
 		}
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -290,7 +316,7 @@ func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *te
 	p, _ := startPool(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := p.CheckFunctions(ctx, &execv1.CheckFunctionsRequest{Functions: []*execv1.FunctionRef{
+	problems, err := p.CheckFunctions(ctx, []pynode.Function{
 		{Node: "ok", Module: "pwtest.nodes", Function: "double", Inputs: 1},
 		{Node: "ok_ml", Module: "pwtest.nodes", Function: "numbers"},
 		{Node: "too_many", Module: "pwtest.nodes", Function: "double", Inputs: 2},
@@ -299,12 +325,12 @@ func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *te
 		{Node: "absent", Module: "pwtest.nowhere", Function: "fn"},
 		{Node: "stdlib", Module: "os", Function: "system"},
 		{Node: "outside", Module: "yaml", Function: "safe_load"},
-	}})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
-	for _, pr := range resp.Problems {
+	for _, pr := range problems {
 		got[pr.Node] = pr.Message
 	}
 	want := map[string]string{

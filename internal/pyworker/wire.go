@@ -1,0 +1,139 @@
+package pyworker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+)
+
+// runRequest is c as a worker's RunNode request, without its call id.
+// remote stands in for an empty c.SparkRemote. A mapping that cannot be
+// written as JSON fails the node, as its own (permanent) error.
+func runRequest(c pynode.Call, remote string) (*execv1.RunNodeRequest, *run.Error) {
+	hp, err := jsonText(c.Hyperparams)
+	if err != nil {
+		return nil, notForPython(c.Node, "hyperparams", err)
+	}
+	nodeCfg, err := jsonText(c.NodeConfig)
+	if err != nil {
+		return nil, notForPython(c.Node, "its configuration", err)
+	}
+	pipeCfg, err := jsonText(c.PipelineConfig)
+	if err != nil {
+		return nil, notForPython(c.Node, "the pipeline's configuration", err)
+	}
+	if c.SparkRemote != "" {
+		remote = c.SparkRemote
+	}
+	return &execv1.RunNodeRequest{
+		Node:                  c.Node,
+		Module:                c.Module,
+		Function:              c.Function,
+		InputViews:            c.InputViews,
+		StartDate:             day(c.StartDate),
+		EndDate:               day(c.EndDate),
+		ResultView:            c.ResultView,
+		SparkConf:             c.SparkConf,
+		AllowedModulePrefixes: c.AllowedModulePrefixes,
+		SparkRemote:           remote,
+		Context: &execv1.NodeContext{
+			Pipeline:           c.Pipeline,
+			RunId:              c.RunID,
+			Attempt:            int32(c.Attempt),
+			StartTime:          c.StartTime.UTC().Format(time.RFC3339Nano),
+			ModelVersion:       c.ModelVersion,
+			HyperparamsJson:    hp,
+			NodeConfigJson:     nodeCfg,
+			PipelineConfigJson: pipeCfg,
+		},
+	}, nil
+}
+
+// day is t as the worker's YYYY-MM-DD, and the zero time (no date) as "".
+func day(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.DateOnly)
+}
+
+// jsonText is m as a JSON object; a nil map is "null", which the worker
+// reads as an empty one.
+func jsonText(m map[string]any) (string, error) {
+	b, err := json.Marshal(m)
+	return string(b), err
+}
+
+func notForPython(node, what string, err error) *run.Error {
+	return &run.Error{Type: "ConfigError", Message: fmt.Sprintf("node %q: %s cannot be passed to Python: %v", node, what, err)}
+}
+
+// runNode makes the RunNode call on w, passing the metrics and log records
+// to on as they arrive. It returns the node's error, if the stream ended
+// with one, and an error if the call broke.
+func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on func(pynode.Event)) (*run.Error, error) {
+	stream, err := w.client.RunNode(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		ended   bool
+		nodeErr *run.Error
+	)
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if !ended {
+				return nil, errors.New("the worker ended the call without a result")
+			}
+			return nodeErr, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch ev := resp.GetEvent().(type) {
+		case *execv1.RunNodeResponse_Result:
+			ended, nodeErr = true, nil
+		case *execv1.RunNodeResponse_Error:
+			ended, nodeErr = true, runError(ev.Error)
+		case *execv1.RunNodeResponse_Metric:
+			if on != nil {
+				on(pynode.Event{Metric: &pynode.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue()}})
+			}
+		case *execv1.RunNodeResponse_Log:
+			if on != nil {
+				on(pynode.Event{Log: &pynode.Log{Level: ev.Log.GetLevel(), Text: ev.Log.GetText()}})
+			}
+		}
+	}
+}
+
+func runError(e *execv1.WorkerError) *run.Error {
+	return &run.Error{Type: e.GetType(), Message: e.GetMessage(), Traceback: e.GetTraceback(), Retryable: e.GetRetryable()}
+}
+
+// checkFunctions makes the CheckFunctions call on w.
+func (w *worker) checkFunctions(ctx context.Context, fns []pynode.Function, allowed []string) ([]pynode.Problem, error) {
+	req := &execv1.CheckFunctionsRequest{AllowedModulePrefixes: allowed}
+	for _, f := range fns {
+		req.Functions = append(req.Functions, &execv1.FunctionRef{
+			Node: f.Node, Module: f.Module, Function: f.Function, Inputs: int32(f.Inputs),
+		})
+	}
+	resp, err := w.client.CheckFunctions(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var probs []pynode.Problem
+	for _, pr := range resp.GetProblems() {
+		probs = append(probs, pynode.Problem{Node: pr.GetNode(), Message: pr.GetMessage()})
+	}
+	return probs, nil
+}
