@@ -1,0 +1,116 @@
+package architecture
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/tauro-exec/tauro-exec"
+
+// rule forbids the packages matching from (and what they import, directly
+// or not) from depending on any package with one of the forbidden
+// prefixes.
+type rule struct {
+	from      string
+	forbidden []string
+	why       string
+}
+
+var backends = []string{
+	module + "/internal/spark",
+	module + "/internal/pyworker",
+	module + "/internal/streaming",
+}
+
+var rules = []rule{
+	{
+		from: "./internal/engine/...",
+		forbidden: append([]string{
+			module + "/gen",
+			module + "/internal/service",
+			module + "/cmd",
+			"google.golang.org/grpc",
+			"github.com/apache/spark-connect-go",
+		}, backends...),
+		why: "the engine core is config, plan, schedule, store, retry, breaker and run records; backends implement its interfaces, never the other way round",
+	},
+	{
+		from:      "./internal/service/...",
+		forbidden: append([]string{module + "/cmd"}, backends...),
+		why:       "the gRPC service calls the engine only; cmd/execd wires the backends",
+	},
+	{
+		from:      "./internal/spark/...",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker"},
+		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
+	},
+	{
+		from:      "./internal/pyworker/...",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark"},
+		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
+	},
+}
+
+func repoRoot(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test file")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func goList(t *testing.T, root string, args ...string) []string {
+	t.Helper()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		msg := ""
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = string(ee.Stderr)
+		}
+		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, msg)
+	}
+	return strings.Fields(string(out))
+}
+
+func TestLayers_NoPackageImportsALayerItMustNotKnow(t *testing.T) {
+	root := repoRoot(t)
+	for _, r := range rules {
+		pkgs := goList(t, root, r.from)
+		if len(pkgs) == 0 {
+			t.Errorf("%s matches no package; fix the rule", r.from)
+		}
+		for _, pkg := range pkgs {
+			for _, dep := range goList(t, root, "-deps", pkg) {
+				for _, bad := range r.forbidden {
+					if dep == bad || strings.HasPrefix(dep, bad+"/") {
+						t.Errorf("%s depends on %s: %s", pkg, dep, r.why)
+					}
+				}
+			}
+		}
+	}
+}
+
+// A rule that forbids nothing real would pass forever; check that the
+// forbidden prefixes name packages that exist.
+func TestLayers_RulesNameRealPackages(t *testing.T) {
+	root := repoRoot(t)
+	all := goList(t, root, "-deps", "./...")
+	for _, want := range []string{module + "/gen", module + "/internal/spark", module + "/internal/pyworker", "google.golang.org/grpc"} {
+		found := false
+		for _, p := range all {
+			if p == want || strings.HasPrefix(p, want+"/") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no package under %s: the layer rules are out of date", want)
+		}
+	}
+}
