@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
@@ -172,154 +169,6 @@ func (s *Store) read(ctx context.Context, fn func(*sql.Tx) error) error {
 	defer tx.Rollback()
 	return fn(tx)
 }
-
-// ListFilter selects runs. Zero fields select everything.
-type ListFilter struct {
-	Pipeline string
-	States   []run.State // any of them
-}
-
-// Page sizes, as in AIP-158: 0 means the default, larger than the maximum
-// is lowered to it.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 1000
-)
-
-// ListRuns returns runs newest first (create time, then id, descending) and
-// a token for the next page ("" after the last). The token carries the
-// filter it was made for: presenting it with another filter is
-// ErrBadPageToken. Pagination is by key, not offset, so runs created while
-// a client pages do not shift its pages.
-func (s *Store) ListRuns(ctx context.Context, f ListFilter, pageSize int, pageToken string) ([]run.Run, string, error) {
-	if s.closed() {
-		return nil, "", ErrClosed
-	}
-	switch {
-	case pageSize < 0:
-		return nil, "", fmt.Errorf("%w: page size %d is negative", ErrInvalidArgument, pageSize)
-	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
-	}
-	states, err := normalizeStates(f.States)
-	if err != nil {
-		return nil, "", err
-	}
-	var where []string
-	var args []any
-	if f.Pipeline != "" {
-		where = append(where, "pipeline = ?")
-		args = append(args, f.Pipeline)
-	}
-	if len(states) > 0 {
-		where = append(where, "state IN ("+placeholders(len(states))+")")
-		for _, st := range states {
-			args = append(args, st)
-		}
-	}
-	if pageToken != "" {
-		c, err := decodePageToken(pageToken, f.Pipeline, states)
-		if err != nil {
-			return nil, "", err
-		}
-		where = append(where, "(create_time < ? OR (create_time = ? AND id < ?))")
-		args = append(args, c.CreateTime, c.CreateTime, c.ID)
-	}
-	query := "SELECT " + runColumns + " FROM runs"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY create_time DESC, id DESC LIMIT ?"
-	args = append(args, pageSize+1)
-
-	var (
-		runs []run.Run
-		more bool
-	)
-	err = s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, query, args...)
-		if err != nil {
-			return fmt.Errorf("store: listing runs: %w", err)
-		}
-		if runs, err = scanRuns(rows); err != nil {
-			return err
-		}
-		if more = len(runs) > pageSize; more {
-			runs = runs[:pageSize]
-		}
-		return fillNodes(ctx, tx, runs)
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if more {
-		last := runs[len(runs)-1]
-		next = encodePageToken(pageCursor{CreateTime: toNanos(last.CreateTime), ID: last.ID, Pipeline: f.Pipeline, States: states})
-	}
-	return runs, next, nil
-}
-
-// pageCursor is what a page token holds: where the previous page ended and
-// which filter it was made for.
-type pageCursor struct {
-	Version    int      `json:"v"`
-	CreateTime int64    `json:"t"`
-	ID         string   `json:"i"`
-	Pipeline   string   `json:"p,omitempty"`
-	States     []string `json:"s,omitempty"`
-}
-
-const pageTokenVersion = 1
-
-func encodePageToken(c pageCursor) string {
-	c.Version = pageTokenVersion
-	b, _ := json.Marshal(c) // strings and ints only: cannot fail
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodePageToken(tok, pipeline string, states []string) (pageCursor, error) {
-	var c pageCursor
-	if len(tok) > 4096 {
-		return c, fmt.Errorf("%w: token is too long", ErrBadPageToken)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return c, fmt.Errorf("%w: not a token this server made", ErrBadPageToken)
-	}
-	if err := json.Unmarshal(b, &c); err != nil || c.Version != pageTokenVersion || c.ID == "" {
-		return c, fmt.Errorf("%w: not a token this server made", ErrBadPageToken)
-	}
-	if c.Pipeline != pipeline || !slices.Equal(c.States, states) {
-		return c, fmt.Errorf("%w: the token was made for other filters; list again without it", ErrBadPageToken)
-	}
-	return c, nil
-}
-
-// normalizeStates sorts and de-duplicates states, so that a token made for
-// [FAILED, RUNNING] also fits [RUNNING, FAILED].
-func normalizeStates(in []run.State) ([]string, error) {
-	out := make([]string, 0, len(in))
-	for _, st := range in {
-		switch st {
-		case run.Pending, run.Running, run.Succeeded, run.Failed, run.Cancelled, run.Interrupted:
-		default:
-			return nil, fmt.Errorf("%w: unknown run state %q", ErrInvalidArgument, st)
-		}
-		out = append(out, string(st))
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-const runColumns = `id, COALESCE(request_id, ''), params, state, message,
-	create_time, start_time, end_time, repair_count, last_seq`
 
 func readRun(ctx context.Context, q querier, id string) (run.Run, error) {
 	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE id = ?", id)

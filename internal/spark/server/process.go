@@ -1,0 +1,199 @@
+package server
+
+// The JVM itself: its command line and environment, starting it and
+// waiting until it answers, and stopping its process group.
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// launch starts the JVM and waits until it answers a query.
+func (s *Server) launch(ctx context.Context) (*process, error) {
+	s.mu.Lock()
+	port := s.port
+	s.mu.Unlock()
+
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sparkserver: open log: %w", err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "%s %s port %d\n", launchMarker, time.Now().Format(time.RFC3339), port)
+
+	cmd := exec.Command(filepath.Join(s.sparkHome, "bin", "spark-submit"), s.args(port)...)
+	cmd.Dir = filepath.Dir(s.logPath)
+	cmd.Env = s.env()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sparkserver: start spark-submit: %w", err)
+	}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	go p.wait()
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+	s.log.Info("starting Spark Connect server", "port", port, "pid", p.pid, "log", s.logPath)
+
+	if err := s.awaitReady(ctx, p, port); err != nil {
+		p.signal(syscall.SIGKILL)
+		<-p.exited
+		return nil, fmt.Errorf("sparkserver: Spark Connect server on port %d did not come up: %w\n--- last lines of %s ---\n%s",
+			port, err, s.logPath, tail(s.logPath, 30))
+	}
+	s.log.Info("Spark Connect server is up", "remote", "sc://"+hostPort(port), "took", time.Since(began).Round(time.Millisecond))
+	return p, nil
+}
+
+func (s *Server) awaitReady(ctx context.Context, p *process, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("it exited: %v", p.err)
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w (last probe: %v)", ctx.Err(), last)
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if !listening(port) {
+			continue
+		}
+		if last == nil {
+			s.log.Debug("Spark Connect port is open", "port", port)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
+		last = Ping(pctx, hostPort(port))
+		pcancel()
+		if last == nil {
+			return nil
+		}
+	}
+}
+
+func (s *Server) args(port int) []string {
+	conf := map[string]string{
+		"spark.master":                       "local[*]",
+		"spark.app.name":                     "tauro-exec",
+		"spark.driver.memory":                "1g",
+		"spark.ui.enabled":                   "false",
+		"spark.driver.host":                  "127.0.0.1",
+		"spark.driver.bindAddress":           "127.0.0.1",
+		"spark.sql.shuffle.partitions":       "4",
+		"spark.sql.warehouse.dir":            filepath.Join(filepath.Dir(s.logPath), "warehouse"),
+		"spark.local.dir":                    filepath.Join(filepath.Dir(s.logPath), "tmp"),
+		"spark.connect.grpc.binding.address": "127.0.0.1",
+	}
+	if HasDelta(s.jars) {
+		maps.Copy(conf, deltaConf)
+	}
+	maps.Copy(conf, s.cfg.Conf)
+	// The port is the supervisor's to choose.
+	conf["spark.connect.grpc.binding.port"] = fmt.Sprint(port)
+
+	args := []string{"--class", ConnectServerClass}
+	if len(s.jars) > 0 {
+		args = append(args, "--jars", strings.Join(s.jars, ","))
+	}
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		args = append(args, "--conf", k+"="+conf[k])
+	}
+	return append(args, "spark-internal")
+}
+
+func (s *Server) env() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED="} {
+			if strings.HasPrefix(kv, k) {
+				return true
+			}
+		}
+		return false
+	})
+	env = append(env, "SPARK_HOME="+s.sparkHome, "SPARK_LOCAL_IP=127.0.0.1",
+		"JAVA_HOME="+filepath.Dir(filepath.Dir(resolve(s.java))))
+	return env
+}
+
+// terminate stops p's process group: SIGTERM, then SIGKILL after the grace
+// period.
+func (s *Server) terminate(p *process) {
+	s.setHealthy(false)
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(s.cfg.StopGrace):
+		s.log.Warn("Spark Connect server ignored SIGTERM; killing it", "pid", p.pid)
+	}
+	// Kill whatever is left in the group, the JVM included if it lingers,
+	// and wait until the group is empty: the JVM runs short-lived helper
+	// processes that outlive it by a moment.
+	p.signal(syscall.SIGKILL)
+	<-p.exited
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if syscall.Kill(-p.pid, 0) != nil {
+			return
+		}
+		p.signal(syscall.SIGKILL)
+	}
+	s.log.Warn("processes of the Spark Connect server outlived SIGKILL", "pgid", p.pid)
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	pid    int
+	exited chan struct{}
+	err    error
+}
+
+func (p *process) wait() {
+	p.err = p.cmd.Wait()
+	close(p.exited)
+}
+
+// signal sends sig to the process group; the JVM leads it.
+func (p *process) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-p.pid, sig)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("sparkserver: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func listening(port int) bool {
+	c, err := net.DialTimeout("tcp", hostPort(port), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+func resolve(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
