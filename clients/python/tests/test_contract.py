@@ -1,5 +1,5 @@
-"""The client's enums cover the contract exactly, so a state added to exec.proto
-fails here until the client says what it means. No server."""
+"""The client's enums and events cover the contract exactly, so a state or an event
+kind added to exec.proto fails here until the client says what it means. No server."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import enum
 import pytest
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from tauro_exec import NodeState, PipelineType, RunState
+from tauro_exec import Event, NodeState, PipelineType, RunState
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
+from tauro_exec.events import event_from_proto
 
 ENUMS = [
     (RunState, pb.RunState, "RUN_STATE_"),
@@ -34,3 +35,12 @@ def test_each_enum_has_the_contracts_members_under_their_names_without_the_prefi
 def test_a_number_a_newer_daemon_added_reads_as_unspecified(client: type[enum.Enum], contract: EnumTypeWrapper, prefix: str) -> None:
     unknown = max(v.number for v in contract.DESCRIPTOR.values) + 1
     assert client(unknown) is client["UNSPECIFIED"]
+
+
+@pytest.mark.parametrize("kind", [f.name for f in pb.RunEvent.DESCRIPTOR.oneofs_by_name["kind"].fields])
+def test_every_event_kind_of_the_contract_has_its_own_event_type(kind: str) -> None:
+    ev = pb.RunEvent(run_id="r", sequence=1)
+    getattr(ev, kind).SetInParent()
+    got = event_from_proto(ev)
+    assert type(got) is not Event, f"RunEvent.{kind} is read as a plain Event; give it a type in tauro_exec.events"
+    assert (got.run_id, got.sequence) == ("r", 1)
