@@ -42,12 +42,12 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
 
     def __init__(self, roots: Sequence[Path], prefixes: Sequence[str], spark_remote: str, control: Control) -> None:
         self._functions = Loader(roots, prefixes)
-        self._spark = WarmSession(spark_remote, control)
+        self._session = WarmSession(spark_remote, control)
         self._control = control
         self._node_lock = threading.Lock()
 
     def close(self) -> None:
-        self._spark.close()
+        self._session.close()
 
     # -- CheckFunctions --
 
@@ -93,7 +93,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
 
     def _interrupt(self, tag: str, ended: threading.Event) -> None:
         while not ended.is_set():
-            self._spark.interrupt(tag)
+            self._session.interrupt(tag)
             ended.wait(_INTERRUPT_EVERY)
 
     def _call(self, request: pb.RunNodeRequest, tag: str, events: NodeEvents, ended: threading.Event) -> None:
@@ -109,7 +109,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             fn = self._functions.load(request.module, request.function, prefixes)
             if problem := signature_problem(fn, len(request.input_views)):
                 raise FunctionError(problem)
-            spark = self._spark.get(request.spark_remote)
+            spark = self._session.get(request.spark_remote)
             make_active(spark)
             spark.addTag(tag)
             for key in sorted(request.spark_conf):
@@ -129,7 +129,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             events.put(pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields)))
         except BaseException as e:  # SystemExit from a node must not stop the worker
             if connection_lost(e):
-                self._spark.drop(spark)
+                self._session.drop(spark)
             events.put(error_response(e))
         finally:
             for o in outputs:
