@@ -130,7 +130,7 @@ def test_a_server_of_another_spark_version_is_warned_about(caplog: pytest.LogCap
 
     import pyspark
 
-    from tauro_exec.worker import _check_versions
+    from tauro_exec.worker.session import _check_versions
 
     major, minor = pyspark.__version__.split(".")[:2]
     same = types.SimpleNamespace(version=f"{major}.{minor}.9")
@@ -147,18 +147,18 @@ def test_what_a_nodes_thread_prints_becomes_its_log_events_and_other_threads_pri
     import queue
     import threading
 
-    from tauro_exec.worker import _NodeOutput
+    from tauro_exec.worker.output import NodeOutput
 
     real = io.StringIO()
-    out = _NodeOutput(real, "info")
+    out = NodeOutput(real, "info")
     events: queue.Queue[Any] = queue.Queue()
 
     def node() -> None:
         out.attach_node(events)
         out.write("first line\nsecond ")
         out.write("line\n")
-        out.write("x" * (_NodeOutput.MAX_LINE + 5) + "\n")
-        for i in range(_NodeOutput.MAX_LINES):
+        out.write("x" * (NodeOutput.MAX_LINE + 5) + "\n")
+        for i in range(NodeOutput.MAX_LINES):
             out.write(f"loop {i}\n")
         out.write("unterminated")
         out.detach_node()
@@ -171,8 +171,8 @@ def test_what_a_nodes_thread_prints_becomes_its_log_events_and_other_threads_pri
     while not events.empty():
         got.append(events.get().log)
     assert [g.text for g in got[:2]] == ["first line", "second line"]
-    assert got[2].text.endswith(" [line cut]") and len(got[2].text) == _NodeOutput.MAX_LINE + len(" [line cut]")
-    assert len(got) == _NodeOutput.MAX_LINES + 1  # capped, plus one warning saying so
+    assert got[2].text.endswith(" [line cut]") and len(got[2].text) == NodeOutput.MAX_LINE + len(" [line cut]")
+    assert len(got) == NodeOutput.MAX_LINES + 1  # capped, plus one warning saying so
     assert got[-1].level == "warning" and "dropped" in got[-1].text
     assert {g.level for g in got[:-1]} == {"info"}
     assert real.getvalue() == "not a node\n"

@@ -143,7 +143,7 @@ class Client:
         ``states`` filters by state (``RunState`` or its name, any case);
         ``limit`` stops after that many runs.
         """
-        wanted = [pb.RunState.ValueType(_run_state(s).value) for s in states or ()]
+        wanted = [_run_state(s).value for s in states or ()]
         size = min(page_size, limit) if limit is not None else page_size
         if size <= 0:
             return

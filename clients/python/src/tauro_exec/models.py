@@ -16,15 +16,15 @@ from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 
 
 class RunState(enum.Enum):
-    """The state of a run. The values are the contract's enum numbers."""
+    """The state of a run: the contract's RunState without its RUN_STATE_ prefix."""
 
-    UNSPECIFIED = 0
-    PENDING = 1
-    RUNNING = 2
-    SUCCEEDED = 3
-    FAILED = 4
-    CANCELLED = 5
-    INTERRUPTED = 6
+    UNSPECIFIED = pb.RUN_STATE_UNSPECIFIED
+    PENDING = pb.RUN_STATE_PENDING
+    RUNNING = pb.RUN_STATE_RUNNING
+    SUCCEEDED = pb.RUN_STATE_SUCCEEDED
+    FAILED = pb.RUN_STATE_FAILED
+    CANCELLED = pb.RUN_STATE_CANCELLED
+    INTERRUPTED = pb.RUN_STATE_INTERRUPTED
 
     @classmethod
     def _missing_(cls, value: object) -> RunState:
@@ -43,17 +43,17 @@ _TERMINAL_RUN_STATES = frozenset(
 
 
 class NodeState(enum.Enum):
-    """The state of one node within a run. The values are the contract's enum numbers."""
+    """The state of one node within a run: the contract's NodeState without its NODE_STATE_ prefix."""
 
-    UNSPECIFIED = 0
-    PENDING = 1
-    RUNNING = 2
-    RETRYING = 3
-    SUCCEEDED = 4
-    FAILED = 5
-    CANCELLED = 6
-    SKIPPED = 7
-    TIMED_OUT = 8
+    UNSPECIFIED = pb.NODE_STATE_UNSPECIFIED
+    PENDING = pb.NODE_STATE_PENDING
+    RUNNING = pb.NODE_STATE_RUNNING
+    RETRYING = pb.NODE_STATE_RETRYING
+    SUCCEEDED = pb.NODE_STATE_SUCCEEDED
+    FAILED = pb.NODE_STATE_FAILED
+    CANCELLED = pb.NODE_STATE_CANCELLED
+    SKIPPED = pb.NODE_STATE_SKIPPED
+    TIMED_OUT = pb.NODE_STATE_TIMED_OUT
 
     @classmethod
     def _missing_(cls, value: object) -> NodeState:
@@ -76,13 +76,13 @@ _TERMINAL_NODE_STATES = frozenset(
 
 
 class PipelineType(enum.Enum):
-    """tauro's pipeline ``type``."""
+    """tauro's pipeline ``type``: the contract's PipelineType without its PIPELINE_TYPE_ prefix."""
 
-    UNSPECIFIED = 0
-    BATCH = 1
-    STREAMING = 2
-    HYBRID = 3
-    ML = 4
+    UNSPECIFIED = pb.PIPELINE_TYPE_UNSPECIFIED
+    BATCH = pb.PIPELINE_TYPE_BATCH
+    STREAMING = pb.PIPELINE_TYPE_STREAMING
+    HYBRID = pb.PIPELINE_TYPE_HYBRID
+    ML = pb.PIPELINE_TYPE_ML
 
     @classmethod
     def _missing_(cls, value: object) -> PipelineType:

@@ -1,0 +1,46 @@
+"""The node worker execd starts: ``python -m tauro_exec.worker --socket PATH --project DIR``.
+
+A worker is a gRPC server (``WorkerService``) on a Unix socket. It calls one
+node function at a time in the Spark Connect session it keeps between nodes,
+so imports and the connection stay warm. Inputs arrive as the names of global
+temporary views that execd registered; the result goes back as a global
+temporary view. No rows cross the process boundary.
+
+execd talks to the worker through the socket and a control pipe (``--control-fd``):
+the worker writes ``ready`` once it serves and ``done CALL_ID`` when a node's
+code has really ended, which after a cancel may be later than the call. With
+``--watch-stdin`` it exits when its stdin closes, so it never outlives execd.
+
+    functions   which functions a node may name, importing them, the call they must accept
+    output      what a node prints or logs, as events of its call
+    control     the lines on the control pipe
+    session     the warm Spark Connect session
+    service     WorkerService: CheckFunctions and RunNode
+    __main__    the command line and serving
+"""
+
+from tauro_exec.worker.functions import (
+    FunctionError,
+    ProjectCode,
+    accepts_ml_context,
+    load_function,
+    project_packages,
+    project_roots,
+    signature_problem,
+)
+from tauro_exec.worker.service import NodeWorker, ResultError, error_response
+from tauro_exec.worker.session import with_user
+
+__all__ = [
+    "FunctionError",
+    "NodeWorker",
+    "ProjectCode",
+    "ResultError",
+    "accepts_ml_context",
+    "error_response",
+    "load_function",
+    "project_packages",
+    "project_roots",
+    "signature_problem",
+    "with_user",
+]

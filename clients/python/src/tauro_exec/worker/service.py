@@ -1,0 +1,227 @@
+"""WorkerService: CheckFunctions, and RunNode, which calls one node function at a
+time in the worker's warm Spark session and streams what it does back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from pyspark.sql import DataFrame
+from pyspark.sql.connect.session import SparkSession
+
+from tauro_exec._proto.tauro.exec.v1 import worker_pb2 as pb
+from tauro_exec._proto.tauro.exec.v1 import worker_pb2_grpc as pb_grpc
+from tauro_exec.ml import ExecutionMetadata, MLContext, Retryable
+from tauro_exec.worker.control import Control
+from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, signature_problem
+from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
+from tauro_exec.worker.session import WarmSession, connection_lost, make_active
+
+log = logging.getLogger("tauro_exec.worker")  # the worker's one logger, whichever module logs
+
+# How often a cancelled node's Spark operations are interrupted again while
+# its code keeps starting new ones.
+_INTERRUPT_EVERY = 1.0
+
+
+class ResultError(Exception):
+    """A node function returned something that is not a usable DataFrame."""
+
+
+class NodeWorker(pb_grpc.WorkerServiceServicer):
+    """Calls node functions, one at a time, in one warm Spark Connect session."""
+
+    def __init__(self, roots: Sequence[Path], prefixes: Sequence[str], spark_remote: str, control: Control) -> None:
+        self._functions = Loader(roots, prefixes)
+        self._session = WarmSession(spark_remote, control)
+        self._control = control
+        self._node_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- CheckFunctions --
+
+    def CheckFunctions(self, request: pb.CheckFunctionsRequest, context: grpc.ServicerContext) -> pb.CheckFunctionsResponse:
+        prefixes = self._functions.prefixes(request.allowed_module_prefixes)
+        problems = []
+        for ref in request.functions:
+            msg = self._functions.problem(ref.module, ref.function, ref.inputs, prefixes)
+            if msg:
+                problems.append(pb.FunctionProblem(node=ref.node, message=msg))
+        return pb.CheckFunctionsResponse(problems=problems)
+
+    # -- RunNode --
+
+    def RunNode(self, request: pb.RunNodeRequest, context: grpc.ServicerContext) -> Iterator[pb.RunNodeResponse]:
+        with self._node_lock:
+            try:
+                yield from self._run(request, context)
+            finally:
+                self._control.done(request.call_id)
+
+    def _run(self, request: pb.RunNodeRequest, context: grpc.ServicerContext) -> Iterator[pb.RunNodeResponse]:
+        events: NodeEvents = NodeEvents()
+        ended = threading.Event()
+        tag = "tauro-" + (request.call_id or "node")
+        thread = threading.Thread(
+            target=self._call, args=(request, tag, events, ended), name=f"node-{request.node}", daemon=True
+        )
+
+        def on_rpc_end() -> None:
+            if not ended.is_set():  # cancelled or timed out: stop the node's Spark work
+                threading.Thread(target=self._interrupt, args=(tag, ended), daemon=True).start()
+
+        context.add_callback(on_rpc_end)
+        thread.start()
+        try:
+            while (event := events.get()) is not None:
+                yield event
+        finally:
+            # A node that ignores the interrupt keeps the worker busy; execd
+            # kills the worker if that lasts.
+            thread.join()
+
+    def _interrupt(self, tag: str, ended: threading.Event) -> None:
+        while not ended.is_set():
+            self._session.interrupt(tag)
+            ended.wait(_INTERRUPT_EVERY)
+
+    def _call(self, request: pb.RunNodeRequest, tag: str, events: NodeEvents, ended: threading.Event) -> None:
+        forward = LogForward(events, threading.get_ident())
+        logging.getLogger().addHandler(forward)
+        outputs = [o for o in (sys.stdout, sys.stderr) if isinstance(o, NodeOutput)]
+        for o in outputs:
+            o.attach_node(events)
+        spark: SparkSession | None = None
+        conf: list[str] = []
+        try:
+            prefixes = self._functions.prefixes(request.allowed_module_prefixes)
+            fn = self._functions.load(request.module, request.function, prefixes)
+            if problem := signature_problem(fn, len(request.input_views)):
+                raise FunctionError(problem)
+            spark = self._session.get(request.spark_remote)
+            make_active(spark)
+            spark.addTag(tag)
+            for key in sorted(request.spark_conf):
+                spark.conf.set(key, request.spark_conf[key])
+                conf.append(key)
+            dfs = [spark.table(v) for v in request.input_views]
+            kwargs: dict[str, Any] = {
+                "start_date": request.start_date or None,
+                "end_date": request.end_date or None,
+            }
+            if accepts_ml_context(fn):
+                kwargs["ml_context"] = _ml_context(request, spark, events)
+            result = fn(*dfs, **kwargs)
+            df = _as_dataframe(spark, result, request.node)
+            df.createOrReplaceGlobalTempView(request.result_view)
+            fields = [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in df.schema.fields]
+            events.put(pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields)))
+        except BaseException as e:  # SystemExit from a node must not stop the worker
+            if connection_lost(e):
+                self._session.drop(spark)
+            events.put(error_response(e))
+        finally:
+            for o in outputs:
+                o.detach_node()
+            logging.getLogger().removeHandler(forward)
+            ended.set()
+            if spark is not None:
+                _cleanup(spark, tag, conf)
+            events.put(None)
+
+
+def _cleanup(spark: SparkSession, tag: str, conf: Sequence[str]) -> None:
+    """Leaves the session as the next node expects it: no tag, no hyperparameter conf."""
+    try:
+        spark.removeTag(tag)
+        for key in conf:
+            spark.conf.unset(key)
+    except Exception:
+        log.debug("resetting the session after a node failed", exc_info=True)
+
+
+def error_response(e: BaseException) -> pb.RunNodeResponse:
+    if isinstance(e, (FunctionError, ResultError)):
+        err = pb.WorkerError(type=type(e).__name__, message=str(e))
+    else:
+        err = pb.WorkerError(
+            type=type(e).__name__,
+            message=str(e),
+            traceback=_user_traceback(e),
+            retryable=isinstance(e, Retryable) or connection_lost(e),
+        )
+    return pb.RunNodeResponse(error=err)
+
+
+def _user_traceback(e: BaseException) -> str:
+    """e's traceback without the worker's own frames and importlib's machinery."""
+    te = traceback.TracebackException.from_exception(e)
+    worker = os.path.dirname(os.path.abspath(__file__))
+    frames = [
+        f
+        for f in te.stack
+        if os.path.dirname(os.path.abspath(f.filename)) != worker and not f.filename.startswith("<frozen importlib")
+    ]
+    te.stack = traceback.StackSummary.from_list(frames)
+    return "".join(te.format())
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _ml_context(request: pb.RunNodeRequest, spark: SparkSession, events: NodeEvents) -> MLContext:
+    c = request.context
+
+    def log_metric(name: str, value: float) -> None:
+        number = float(value)
+        if not name or not math.isfinite(number):
+            raise ValueError(f"log_metric needs a name and a finite number, got {name!r}={value!r}")
+        events.put(pb.RunNodeResponse(metric=pb.WorkerMetric(name=str(name), value=number)))
+
+    meta = ExecutionMetadata(
+        node=request.node, pipeline=c.pipeline, run_id=c.run_id, attempt=c.attempt, start_time=c.start_time
+    )
+    return MLContext(
+        model_version=c.model_version,
+        hyperparams=_json_object(c.hyperparams_json),
+        node_config=_json_object(c.node_config_json),
+        pipeline_config=_json_object(c.pipeline_config_json),
+        execution_metadata=meta,
+        spark=spark,
+        log_metric=log_metric,
+    )
+
+
+def _as_dataframe(spark: SparkSession, result: object, node: str) -> DataFrame:
+    """The node's result as a Spark DataFrame with columns; a pandas DataFrame is converted."""
+    kind = type(result)
+    if isinstance(result, DataFrame):
+        df = result
+    elif kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
+        df = spark.createDataFrame(result)
+    elif result is None:
+        raise ResultError(f"node {node} returned None; a node function must return a Spark or pandas DataFrame")
+    else:
+        raise ResultError(f"node {node} returned a {kind.__module__}.{kind.__qualname__}; return a Spark or pandas DataFrame")
+    if not df.schema.fields:
+        raise ResultError(f"node {node} returned a DataFrame without columns")
+    return df

@@ -1,0 +1,46 @@
+"""The client's enums and events cover the contract exactly, so a state or an event
+kind added to exec.proto fails here until the client says what it means. No server."""
+
+from __future__ import annotations
+
+import enum
+
+import pytest
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from tauro_exec import Event, NodeState, PipelineType, RunState
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
+from tauro_exec.events import event_from_proto
+
+ENUMS = [
+    (RunState, pb.RunState, "RUN_STATE_"),
+    (NodeState, pb.NodeState, "NODE_STATE_"),
+    (PipelineType, pb.PipelineType, "PIPELINE_TYPE_"),
+]
+
+
+@pytest.mark.parametrize(("client", "contract", "prefix"), ENUMS, ids=[c.__name__ for c, _, _ in ENUMS])
+def test_each_enum_has_the_contracts_members_under_their_names_without_the_prefix(
+    client: type[enum.Enum], contract: EnumTypeWrapper, prefix: str
+) -> None:
+    values = contract.DESCRIPTOR.values
+    assert all(v.name.startswith(prefix) for v in values)
+    assert {m.name: m.value for m in client} == {v.name.removeprefix(prefix): v.number for v in values}, (
+        f"tauro_exec.models.{client.__name__} differs from exec.proto: give it the contract's members "
+        "(and decide whether a new state is terminal)"
+    )
+
+
+@pytest.mark.parametrize(("client", "contract", "prefix"), ENUMS, ids=[c.__name__ for c, _, _ in ENUMS])
+def test_a_number_a_newer_daemon_added_reads_as_unspecified(client: type[enum.Enum], contract: EnumTypeWrapper, prefix: str) -> None:
+    unknown = max(v.number for v in contract.DESCRIPTOR.values) + 1
+    assert client(unknown) is client["UNSPECIFIED"]
+
+
+@pytest.mark.parametrize("kind", [f.name for f in pb.RunEvent.DESCRIPTOR.oneofs_by_name["kind"].fields])
+def test_every_event_kind_of_the_contract_has_its_own_event_type(kind: str) -> None:
+    ev = pb.RunEvent(run_id="r", sequence=1)
+    getattr(ev, kind).SetInParent()
+    got = event_from_proto(ev)
+    assert type(got) is not Event, f"RunEvent.{kind} is read as a plain Event; give it a type in tauro_exec.events"
+    assert (got.run_id, got.sequence) == ("r", 1)
