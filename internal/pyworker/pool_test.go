@@ -169,7 +169,7 @@ func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
 			if e.Type != tt.typ || !strings.Contains(e.Message, tt.msg) || !strings.Contains(e.Traceback, tt.trace) || e.Retryable != tt.retryable {
 				t.Errorf("error = %+v", e)
 			}
-			if strings.Contains(e.Traceback, "worker.py") {
+			if strings.Contains(e.Traceback, "tauro_exec/worker/") {
 				t.Errorf("traceback shows the worker's own frames:\n%s", e.Traceback)
 			}
 		})
