@@ -161,4 +161,3 @@ func placeholders(n int) string {
 
 const runColumns = `id, COALESCE(request_id, ''), params, state, message,
 	create_time, start_time, end_time, repair_count, last_seq`
-

@@ -134,7 +134,7 @@ func TestConnect_BindsParametersInTheAnalyzerSoDeltasParserCannotDropThem(t *tes
 func TestOutputSpecResolve_ReplaceWhereBecomesTheDeltaOption(t *testing.T) {
 	out := OutputSpec{Key: "gold.sales.daily", Format: "delta", Path: "/data/daily", ReplaceWhere: "`day` >= '2024-02-01'",
 		Options: map[string]string{"mergeSchema": "true"}}
-	mode, opts, err := out.resolve()
+	mode, opts, err := resolveOutput(out)
 	want := map[string]string{"mergeSchema": "true", "replaceWhere": "`day` >= '2024-02-01'"}
 	if err != nil || mode != "SAVE_MODE_OVERWRITE" || !maps.Equal(opts, want) {
 		t.Errorf("resolve = %s, %v, %v; want an overwrite with %v", mode, opts, err, want)
@@ -148,7 +148,7 @@ func TestOutputSpecResolve_ReplaceWhereBecomesTheDeltaOption(t *testing.T) {
 		{Key: "k", Format: "delta", Path: "/p", WriteMode: "upsert"},
 		{Key: "k", Format: "delta"},
 	} {
-		_, _, err := bad.resolve()
+		_, _, err := resolveOutput(bad)
 		var se *Error
 		if !errors.As(err, &se) || se.Retryable() || retry.Classify(err) != retry.ClassPermanent {
 			t.Errorf("resolve(%+v) = %v, want a permanent *Error", bad, err)
@@ -158,7 +158,7 @@ func TestOutputSpecResolve_ReplaceWhereBecomesTheDeltaOption(t *testing.T) {
 
 func TestOutputSpecResolve_PlainOutputsKeepTheirOptions(t *testing.T) {
 	out := OutputSpec{Key: "o", Format: "delta", Path: "/p", Options: map[string]string{"replaceWhere": "day = '2024-01-01'", "mergeSchema": "true"}}
-	mode, opts, err := out.resolve()
+	mode, opts, err := resolveOutput(out)
 	if err != nil || mode != "SAVE_MODE_OVERWRITE" || !maps.Equal(opts, out.Options) {
 		t.Errorf("resolve = %s, %v, %v; want overwrite with the options as given", mode, opts, err)
 	}

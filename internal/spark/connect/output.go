@@ -5,32 +5,18 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 )
 
-// OutputSpec is one output of a node, as planning resolved it (tauro's
-// path rule applied, the replaceWhere predicate built).
-type OutputSpec struct {
-	// Key is the output key; dependents read the node's result by it.
-	Key string
-	// Format is a Spark data source: parquet, csv, json, orc, delta, avro.
-	Format string
-	// Path is the directory to write.
-	Path string
-	// WriteMode is overwrite (the default), append, ignore or error.
-	WriteMode   string
-	PartitionBy []string
-	// Options are data source options (compression, header, mergeSchema...).
-	Options map[string]string
-	// ReplaceWhere, when set, makes an overwrite of a Delta table replace
-	// only the rows matching it; every row written must match it too, or
-	// Delta refuses the write and leaves the table as it was. It is SQL
-	// planning built from checked values or took from the output config.
-	ReplaceWhere string
-}
+// OutputSpec is one output of a node as planning resolved it: tauro's path
+// rule applied, the save mode normalised, the replaceWhere predicate built
+// from checked values or taken from the output config.
+type OutputSpec = plan.OutputSpec
 
-// resolve checks out and returns its save mode and its data source options,
-// replaceWhere included.
-func (out OutputSpec) resolve() (string, map[string]string, error) {
+// resolveOutput checks out and returns its save mode and its data source
+// options, replaceWhere included.
+func resolveOutput(out OutputSpec) (string, map[string]string, error) {
 	op := "write output " + out.Key
 	mode, ok := saveModes[strings.ToLower(out.WriteMode)]
 	if !ok {
@@ -89,7 +75,7 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 	if err := s.check(op); err != nil {
 		return nil, err
 	}
-	mode, options, err := out.resolve()
+	mode, options, err := resolveOutput(out)
 	if err != nil {
 		return nil, err
 	}

@@ -98,7 +98,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	}
 	r.mu.Unlock()
 	for _, o := range n.OutputSpecs {
-		res, err := s.WriteOutput(ctx, view, outputSpec(o))
+		res, err := s.WriteOutput(ctx, view, o)
 		if err != nil {
 			return err
 		}

@@ -240,7 +240,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	r.mu.Unlock()
 	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared}
 	for _, o := range n.OutputSpecs {
-		spec.Outputs = append(spec.Outputs, outputSpec(o))
+		spec.Outputs = append(spec.Outputs, o)
 	}
 	res, err := s.RunSQL(ctx, spec, r.params())
 	if err != nil {
@@ -361,15 +361,11 @@ func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
 	return o.err
 }
 
-// inputSpec and outputSpec hand the plan's specs to the session.
+// inputSpec hands the plan's input spec to the session, with the
+// parameters a query input binds.
 func inputSpec(in plan.InputSpec, params map[string]any) sparkconnect.InputSpec {
 	return sparkconnect.InputSpec{Name: in.Key, Format: in.Format, Path: in.Path, Options: in.Options, Schema: in.Schema,
 		Table: in.Table, Query: in.Query, Params: params, Filter: in.Filter}
-}
-
-func outputSpec(o plan.OutputSpec) sparkconnect.OutputSpec {
-	return sparkconnect.OutputSpec{Key: o.Key, Format: o.Format, Path: o.Path, WriteMode: o.WriteMode,
-		PartitionBy: o.PartitionBy, Options: o.Options, ReplaceWhere: o.ReplaceWhere}
 }
 
 // Close implements engine.RunExecutor.

@@ -337,4 +337,3 @@ func (s *Server) finish(err error) {
 	s.proc = nil
 	s.mu.Unlock()
 }
-
