@@ -17,11 +17,18 @@ const (
 	NodeCancelled NodeState = "CANCELLED"
 	NodeSkipped   NodeState = "SKIPPED"
 	NodeTimedOut  NodeState = "TIMED_OUT"
+	// NodeStreaming is a node whose streaming query has started and keeps
+	// running; it is live, not ended.
+	NodeStreaming NodeState = "STREAMING"
 )
 
 // NodeStates lists every node state, for code that must stay in step with
 // them (the contract's enum).
-var NodeStates = []NodeState{NodePending, NodeRunning, NodeRetrying, NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped, NodeTimedOut}
+var NodeStates = []NodeState{NodePending, NodeRunning, NodeRetrying, NodeSucceeded, NodeFailed, NodeCancelled, NodeSkipped, NodeTimedOut, NodeStreaming}
+
+// Live reports whether an attempt of the node is under way (RUNNING or
+// STREAMING).
+func (s NodeState) Live() bool { return s == NodeRunning || s == NodeStreaming }
 
 // Terminal reports whether no further transition follows within one execution.
 func (s NodeState) Terminal() bool {
@@ -123,7 +130,21 @@ const (
 	NodeStateChanged EventKind = "node_state"
 	NodeMessage      EventKind = "node_message"
 	NodeMetric       EventKind = "node_metric"
+	NodeProgress     EventKind = "node_progress"
 )
+
+// Progress is one micro-batch of a streaming node's query.
+type Progress struct {
+	BatchID   int64 `json:"batch_id"`
+	InputRows int64 `json:"input_rows"`
+	// InputRate and ProcessRate are rows per second.
+	InputRate     float64       `json:"input_rate,omitempty"`
+	ProcessRate   float64       `json:"process_rate,omitempty"`
+	BatchDuration time.Duration `json:"batch_duration,omitempty"`
+	// Watermark is the event-time watermark, RFC 3339; "" when none.
+	Watermark string `json:"watermark,omitempty"`
+	StateRows int64  `json:"state_rows,omitempty"`
+}
 
 // Event is one entry of a run's append-only log. Sequence is assigned by the
 // store when the event is committed: 1, 2, 3... per run.
@@ -151,6 +172,9 @@ type Event struct {
 	// NodeMetric
 	MetricName  string  `json:"metric_name,omitempty"`
 	MetricValue float64 `json:"metric_value,omitempty"`
+
+	// NodeProgress
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // Terminal reports whether e ends the run's event stream.

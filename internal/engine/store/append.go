@@ -59,6 +59,18 @@ func (s *Store) normalizeEvents(runID string, in []run.Event) ([]run.Event, erro
 				return nil, fmt.Errorf("%w: event %d changes a node's state but names no node", ErrInvalidEvent, i)
 			}
 		case run.NodeMessage:
+		case run.NodeProgress:
+			if ev.Node == "" || ev.Progress == nil {
+				return nil, fmt.Errorf("%w: progress event %d names no node or carries no progress", ErrInvalidEvent, i)
+			}
+			p := *ev.Progress
+			for _, f := range []float64{p.InputRate, p.ProcessRate} {
+				if math.IsNaN(f) || math.IsInf(f, 0) {
+					p.InputRate, p.ProcessRate = 0, 0 // Spark reports NaN before a rate is known
+				}
+			}
+			p.Watermark = clampText(p.Watermark, maxNameBytes)
+			ev.Progress = &p
 		case run.NodeMetric:
 			if ev.Node == "" {
 				return nil, fmt.Errorf("%w: metric event %d names no node", ErrInvalidEvent, i)
@@ -120,7 +132,7 @@ func (w *writeTx) appendEvents(runID string, evs []run.Event, repair bool) ([]ru
 		if r.state.Terminal() && !reopens {
 			return nil, fmt.Errorf("%w: run %s is %s; its log is closed", ErrRunEnded, runID, r.state)
 		}
-		if (ev.Kind == run.NodeMessage || ev.Kind == run.NodeMetric) && r.lastSeq >= w.limits.MaxEventsPerRun {
+		if (ev.Kind == run.NodeMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress) && r.lastSeq >= w.limits.MaxEventsPerRun {
 			return nil, fmt.Errorf("%w: run %s holds %d events; the limit is %d (state changes are still accepted)",
 				ErrTooManyEvents, runID, r.lastSeq, w.limits.MaxEventsPerRun)
 		}
@@ -134,6 +146,8 @@ func (w *writeTx) appendEvents(runID string, evs []run.Event, repair bool) ([]ru
 			err = w.applyMessage(r, &ev)
 		case run.NodeMetric:
 			err = w.applyMetric(r, &ev)
+		case run.NodeProgress:
+			err = w.applyProgress(r, &ev)
 		}
 		if err != nil {
 			return nil, err
@@ -173,8 +187,8 @@ func (w *writeTx) applyRunState(r *runRow, ev *run.Event, repair bool) error {
 		// whether it finished.
 		var name, state string
 		err := w.tx.QueryRowContext(w.ctx, `SELECT name, state FROM nodes
-			WHERE run_id = ? AND state IN (?, ?) ORDER BY position LIMIT 1`,
-			r.id, string(run.NodeRunning), string(run.NodeRetrying)).Scan(&name, &state)
+			WHERE run_id = ? AND state IN (?, ?, ?) ORDER BY position LIMIT 1`,
+			r.id, string(run.NodeRunning), string(run.NodeRetrying), string(run.NodeStreaming)).Scan(&name, &state)
 		if err == nil {
 			return fmt.Errorf("%w: run %s cannot end %s while node %q is %s; record how the node ended first",
 				ErrInvalidEvent, r.id, st, name, state)
@@ -299,9 +313,17 @@ func (w *writeTx) applyNodeState(r *runRow, ev *run.Event, repair bool) error {
 		}
 		n.end, n.err = 0, nil
 
-	case st == run.NodeRetrying:
+	case st == run.NodeStreaming:
 		if n.state != run.NodeRunning {
-			return fail("the node is %s; only a RUNNING node can be RETRYING", n.state)
+			return fail("the node is %s; only a RUNNING node's query can start streaming", n.state)
+		}
+		if err := current(); err != nil {
+			return err
+		}
+
+	case st == run.NodeRetrying:
+		if !n.state.Live() {
+			return fail("the node is %s; only a RUNNING or STREAMING node can be RETRYING", n.state)
 		}
 		if err := current(); err != nil {
 			return err
@@ -317,13 +339,13 @@ func (w *writeTx) applyNodeState(r *runRow, ev *run.Event, repair bool) error {
 		if n.state.Terminal() {
 			return fail("the node already ended %s", n.state)
 		}
-		if st == run.NodeSucceeded && n.state != run.NodeRunning {
-			return fail("the node is %s; only a RUNNING node can succeed", n.state)
+		if st == run.NodeSucceeded && !n.state.Live() {
+			return fail("the node is %s; only a RUNNING or STREAMING node can succeed", n.state)
 		}
 		if err := current(); err != nil {
 			return err
 		}
-		if n.state == run.NodeRunning {
+		if n.state.Live() {
 			if err := w.closeAttempt(r.id, n.name, n.attempt, st, ev.Error); err != nil {
 				return err
 			}
@@ -335,6 +357,22 @@ func (w *writeTx) applyNodeState(r *runRow, ev *run.Event, repair bool) error {
 	}
 	n.state = ev.NodeState
 	return w.saveNode(r.id, n)
+}
+
+// applyProgress accepts a micro-batch's progress of a node whose query is
+// under way; nothing but the event itself is stored.
+func (w *writeTx) applyProgress(r *runRow, ev *run.Event) error {
+	n, err := w.loadNode(r.id, ev.Node)
+	if err != nil {
+		return err
+	}
+	if !n.state.Live() {
+		return fmt.Errorf("%w: run %s, node %q is %s; progress comes from a running query", ErrInvalidEvent, r.id, n.name, n.state)
+	}
+	if ev.Attempt == 0 {
+		ev.Attempt = n.attempt
+	}
+	return nil
 }
 
 func (w *writeTx) applyMessage(r *runRow, ev *run.Event) error {

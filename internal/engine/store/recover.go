@@ -20,7 +20,7 @@ const (
 // PENDING or RUNNING by a previous execd is ended INTERRUPTED, each in its
 // own transaction, and the ids of those runs are returned oldest first.
 //
-// Its nodes that were RUNNING or RETRYING become CANCELLED with an error of
+// Its nodes that were RUNNING, STREAMING or RETRYING become CANCELLED with an error of
 // type "Interrupted" (closing a running attempt the same way), because
 // nothing is running them any more and a run cannot end with nodes in
 // flight. PENDING nodes stay PENDING: they never started, and a repair runs
@@ -59,8 +59,8 @@ func (s *Store) Recover(ctx context.Context) ([]string, error) {
 			if err != nil || r.state.Terminal() {
 				return err
 			}
-			rows, err := w.tx.QueryContext(w.ctx, `SELECT name FROM nodes WHERE run_id = ? AND state IN (?, ?) ORDER BY position`,
-				id, string(run.NodeRunning), string(run.NodeRetrying))
+			rows, err := w.tx.QueryContext(w.ctx, `SELECT name FROM nodes WHERE run_id = ? AND state IN (?, ?, ?) ORDER BY position`,
+				id, string(run.NodeRunning), string(run.NodeRetrying), string(run.NodeStreaming))
 			if err != nil {
 				return err
 			}

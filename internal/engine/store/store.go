@@ -34,14 +34,17 @@
 // replaying it.
 //
 //   - Run: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED | INTERRUPTED.
-//     A run cannot end while one of its nodes is RUNNING or RETRYING, and
+//     A run cannot end while one of its nodes is RUNNING, STREAMING or
+//     RETRYING, and
 //     nothing may be appended after its terminal event, except through
 //     PrepareRepair, which moves it back to PENDING.
 //   - Node: PENDING → RUNNING (opens attempt n+1) → RETRYING (closes the
 //     attempt as FAILED with the event's error) → RUNNING (attempt n+2) ...
 //     → a terminal state (closes the open attempt with that state and
-//     error). A PENDING or RETRYING node may go straight to FAILED,
-//     CANCELLED, SKIPPED or TIMED_OUT; only a RUNNING node may succeed.
+//     error). A RUNNING node whose streaming query has started becomes
+//     STREAMING (same attempt) and ends like a RUNNING one. A PENDING or
+//     RETRYING node may go straight to FAILED, CANCELLED, SKIPPED or
+//     TIMED_OUT; only a RUNNING or STREAMING node may succeed.
 //     Attempt numbers never restart, not even after a repair, so no attempt
 //     row is ever overwritten.
 //   - An event's Attempt 0 means the node's current attempt (for RUNNING,

@@ -41,6 +41,9 @@ const (
 	// SKIPPED: an upstream node did not succeed.
 	NodeState_NODE_STATE_SKIPPED   NodeState = 7
 	NodeState_NODE_STATE_TIMED_OUT NodeState = 8
+	// STREAMING: the node's streaming query has started and keeps running;
+	// its progress arrives as NodeProgress events.
+	NodeState_NODE_STATE_STREAMING NodeState = 9
 )
 
 // Enum value maps for NodeState.
@@ -55,6 +58,7 @@ var (
 		6: "NODE_STATE_CANCELLED",
 		7: "NODE_STATE_SKIPPED",
 		8: "NODE_STATE_TIMED_OUT",
+		9: "NODE_STATE_STREAMING",
 	}
 	NodeState_value = map[string]int32{
 		"NODE_STATE_UNSPECIFIED": 0,
@@ -66,6 +70,7 @@ var (
 		"NODE_STATE_CANCELLED":   6,
 		"NODE_STATE_SKIPPED":     7,
 		"NODE_STATE_TIMED_OUT":   8,
+		"NODE_STATE_STREAMING":   9,
 	}
 )
 
@@ -912,6 +917,102 @@ func (x *CancelRunResponse) GetRun() *Run {
 	return nil
 }
 
+type StopRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopRunRequest) Reset() {
+	*x = StopRunRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopRunRequest) ProtoMessage() {}
+
+func (x *StopRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopRunRequest.ProtoReflect.Descriptor instead.
+func (*StopRunRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StopRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *StopRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type StopRunResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopRunResponse) Reset() {
+	*x = StopRunResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopRunResponse) ProtoMessage() {}
+
+func (x *StopRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopRunResponse.ProtoReflect.Descriptor instead.
+func (*StopRunResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StopRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 type RepairRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -923,7 +1024,7 @@ type RepairRunRequest struct {
 
 func (x *RepairRunRequest) Reset() {
 	*x = RepairRunRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[12]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1036,7 @@ func (x *RepairRunRequest) String() string {
 func (*RepairRunRequest) ProtoMessage() {}
 
 func (x *RepairRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[12]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1049,7 @@ func (x *RepairRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRunRequest.ProtoReflect.Descriptor instead.
 func (*RepairRunRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{12}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RepairRunRequest) GetRunId() string {
@@ -974,7 +1075,7 @@ type RepairRunResponse struct {
 
 func (x *RepairRunResponse) Reset() {
 	*x = RepairRunResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1087,7 @@ func (x *RepairRunResponse) String() string {
 func (*RepairRunResponse) ProtoMessage() {}
 
 func (x *RepairRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1100,7 @@ func (x *RepairRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepairRunResponse.ProtoReflect.Descriptor instead.
 func (*RepairRunResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{13}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RepairRunResponse) GetRun() *Run {
@@ -1018,7 +1119,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1131,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1144,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{14}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPipelinesRequest) GetEnv() string {
@@ -1062,7 +1163,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1175,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1188,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{15}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*PipelineSummary {
@@ -1108,7 +1209,7 @@ type PipelineSummary struct {
 
 func (x *PipelineSummary) Reset() {
 	*x = PipelineSummary{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1221,7 @@ func (x *PipelineSummary) String() string {
 func (*PipelineSummary) ProtoMessage() {}
 
 func (x *PipelineSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1234,7 @@ func (x *PipelineSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PipelineSummary.ProtoReflect.Descriptor instead.
 func (*PipelineSummary) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{16}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PipelineSummary) GetName() string {
@@ -1167,7 +1268,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1280,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1293,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{17}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPipelineRequest) GetName() string {
@@ -1218,7 +1319,7 @@ type GetPipelineResponse struct {
 
 func (x *GetPipelineResponse) Reset() {
 	*x = GetPipelineResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[18]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1331,7 @@ func (x *GetPipelineResponse) String() string {
 func (*GetPipelineResponse) ProtoMessage() {}
 
 func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[18]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1344,7 @@ func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineResponse.ProtoReflect.Descriptor instead.
 func (*GetPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{18}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetPipelineResponse) GetPipeline() *Pipeline {
@@ -1266,7 +1367,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[19]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1379,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[19]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1392,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{19}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Pipeline) GetName() string {
@@ -1344,7 +1445,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[20]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1457,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[20]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1470,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{20}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeSpec) GetName() string {
@@ -1467,7 +1568,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1580,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1593,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Plan) GetOrder() []string {
@@ -1539,7 +1640,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1652,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1665,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Stage) GetNodes() []string {
@@ -1605,7 +1706,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1718,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1731,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Run) GetRunId() string {
@@ -1782,7 +1883,7 @@ type NodeRun struct {
 
 func (x *NodeRun) Reset() {
 	*x = NodeRun{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1895,7 @@ func (x *NodeRun) String() string {
 func (*NodeRun) ProtoMessage() {}
 
 func (x *NodeRun) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1908,7 @@ func (x *NodeRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRun.ProtoReflect.Descriptor instead.
 func (*NodeRun) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeRun) GetName() string {
@@ -1873,7 +1974,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1986,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1999,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Attempt) GetAttempt() int32 {
@@ -1956,7 +2057,7 @@ type NodeError struct {
 
 func (x *NodeError) Reset() {
 	*x = NodeError{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2069,7 @@ func (x *NodeError) String() string {
 func (*NodeError) ProtoMessage() {}
 
 func (x *NodeError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2082,7 @@ func (x *NodeError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeError.ProtoReflect.Descriptor instead.
 func (*NodeError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeError) GetType() string {
@@ -2025,6 +2126,7 @@ type RunEvent struct {
 	//	*RunEvent_NodeStateChanged
 	//	*RunEvent_NodeMessage
 	//	*RunEvent_NodeMetric
+	//	*RunEvent_NodeProgress
 	Kind          isRunEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2032,7 +2134,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2146,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2159,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RunEvent) GetRunId() string {
@@ -2124,6 +2226,15 @@ func (x *RunEvent) GetNodeMetric() *NodeMetric {
 	return nil
 }
 
+func (x *RunEvent) GetNodeProgress() *NodeProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*RunEvent_NodeProgress); ok {
+			return x.NodeProgress
+		}
+	}
+	return nil
+}
+
 type isRunEvent_Kind interface {
 	isRunEvent_Kind()
 }
@@ -2144,6 +2255,10 @@ type RunEvent_NodeMetric struct {
 	NodeMetric *NodeMetric `protobuf:"bytes,7,opt,name=node_metric,json=nodeMetric,proto3,oneof"`
 }
 
+type RunEvent_NodeProgress struct {
+	NodeProgress *NodeProgress `protobuf:"bytes,8,opt,name=node_progress,json=nodeProgress,proto3,oneof"`
+}
+
 func (*RunEvent_RunStateChanged) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeStateChanged) isRunEvent_Kind() {}
@@ -2151,6 +2266,8 @@ func (*RunEvent_NodeStateChanged) isRunEvent_Kind() {}
 func (*RunEvent_NodeMessage) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeMetric) isRunEvent_Kind() {}
+
+func (*RunEvent_NodeProgress) isRunEvent_Kind() {}
 
 type RunStateChanged struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2162,7 +2279,7 @@ type RunStateChanged struct {
 
 func (x *RunStateChanged) Reset() {
 	*x = RunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2291,7 @@ func (x *RunStateChanged) String() string {
 func (*RunStateChanged) ProtoMessage() {}
 
 func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2304,7 @@ func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStateChanged.ProtoReflect.Descriptor instead.
 func (*RunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RunStateChanged) GetState() RunState {
@@ -2220,7 +2337,7 @@ type NodeStateChanged struct {
 
 func (x *NodeStateChanged) Reset() {
 	*x = NodeStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2232,7 +2349,7 @@ func (x *NodeStateChanged) String() string {
 func (*NodeStateChanged) ProtoMessage() {}
 
 func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2245,7 +2362,7 @@ func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateChanged.ProtoReflect.Descriptor instead.
 func (*NodeStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NodeStateChanged) GetNode() string {
@@ -2303,7 +2420,7 @@ type NodeMessage struct {
 
 func (x *NodeMessage) Reset() {
 	*x = NodeMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2432,7 @@ func (x *NodeMessage) String() string {
 func (*NodeMessage) ProtoMessage() {}
 
 func (x *NodeMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2445,7 @@ func (x *NodeMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMessage.ProtoReflect.Descriptor instead.
 func (*NodeMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *NodeMessage) GetNode() string {
@@ -2371,7 +2488,7 @@ type NodeMetric struct {
 
 func (x *NodeMetric) Reset() {
 	*x = NodeMetric{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2500,7 @@ func (x *NodeMetric) String() string {
 func (*NodeMetric) ProtoMessage() {}
 
 func (x *NodeMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2513,7 @@ func (x *NodeMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMetric.ProtoReflect.Descriptor instead.
 func (*NodeMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeMetric) GetNode() string {
@@ -2423,6 +2540,119 @@ func (x *NodeMetric) GetName() string {
 func (x *NodeMetric) GetValue() float64 {
 	if x != nil {
 		return x.Value
+	}
+	return 0
+}
+
+// NodeProgress is one micro-batch of a streaming node's query, as Spark
+// reported it. At most a few per second per query are sent.
+type NodeProgress struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	BatchId int64                  `protobuf:"varint,3,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	// Rows read in the batch, summed over the query's sources.
+	InputRows              int64                `protobuf:"varint,4,opt,name=input_rows,json=inputRows,proto3" json:"input_rows,omitempty"`
+	InputRowsPerSecond     float64              `protobuf:"fixed64,5,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
+	ProcessedRowsPerSecond float64              `protobuf:"fixed64,6,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
+	BatchDuration          *durationpb.Duration `protobuf:"bytes,7,opt,name=batch_duration,json=batchDuration,proto3" json:"batch_duration,omitempty"`
+	// The event-time watermark, RFC 3339, when the query has one.
+	Watermark string `protobuf:"bytes,8,opt,name=watermark,proto3" json:"watermark,omitempty"`
+	// Rows held in the query's state stores.
+	StateRows     int64 `protobuf:"varint,9,opt,name=state_rows,json=stateRows,proto3" json:"state_rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeProgress) Reset() {
+	*x = NodeProgress{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeProgress) ProtoMessage() {}
+
+func (x *NodeProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
+func (*NodeProgress) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *NodeProgress) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeProgress) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *NodeProgress) GetBatchId() int64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *NodeProgress) GetInputRows() int64 {
+	if x != nil {
+		return x.InputRows
+	}
+	return 0
+}
+
+func (x *NodeProgress) GetInputRowsPerSecond() float64 {
+	if x != nil {
+		return x.InputRowsPerSecond
+	}
+	return 0
+}
+
+func (x *NodeProgress) GetProcessedRowsPerSecond() float64 {
+	if x != nil {
+		return x.ProcessedRowsPerSecond
+	}
+	return 0
+}
+
+func (x *NodeProgress) GetBatchDuration() *durationpb.Duration {
+	if x != nil {
+		return x.BatchDuration
+	}
+	return nil
+}
+
+func (x *NodeProgress) GetWatermark() string {
+	if x != nil {
+		return x.Watermark
+	}
+	return ""
+}
+
+func (x *NodeProgress) GetStateRows() int64 {
+	if x != nil {
+		return x.StateRows
 	}
 	return 0
 }
@@ -2483,6 +2713,11 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"9\n" +
 	"\x11CancelRunResponse\x12$\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"T\n" +
+	"\x0eStopRunRequest\x12 \n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12 \n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"7\n" +
+	"\x0fStopRunResponse\x12$\n" +
 	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"]\n" +
 	"\x10RepairRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12'\n" +
@@ -2583,7 +2818,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\ttraceback\x18\x03 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\x93\x03\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xd7\x03\n" +
 	"\bRunEvent\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
@@ -2592,7 +2827,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x12node_state_changed\x18\x05 \x01(\v2\x1f.tauro.exec.v1.NodeStateChangedH\x00R\x10nodeStateChanged\x12?\n" +
 	"\fnode_message\x18\x06 \x01(\v2\x1a.tauro.exec.v1.NodeMessageH\x00R\vnodeMessage\x12<\n" +
 	"\vnode_metric\x18\a \x01(\v2\x19.tauro.exec.v1.NodeMetricH\x00R\n" +
-	"nodeMetricB\x06\n" +
+	"nodeMetric\x12B\n" +
+	"\rnode_progress\x18\b \x01(\v2\x1b.tauro.exec.v1.NodeProgressH\x00R\fnodeProgressB\x06\n" +
 	"\x04kind\"Z\n" +
 	"\x0fRunStateChanged\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.tauro.exec.v1.RunStateR\x05state\x12\x18\n" +
@@ -2614,7 +2850,19 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x04 \x01(\x01R\x05value*\xed\x01\n" +
+	"\x05value\x18\x04 \x01(\x01R\x05value\"\xe3\x02\n" +
+	"\fNodeProgress\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
+	"\bbatch_id\x18\x03 \x01(\x03R\abatchId\x12\x1d\n" +
+	"\n" +
+	"input_rows\x18\x04 \x01(\x03R\tinputRows\x121\n" +
+	"\x15input_rows_per_second\x18\x05 \x01(\x01R\x12inputRowsPerSecond\x129\n" +
+	"\x19processed_rows_per_second\x18\x06 \x01(\x01R\x16processedRowsPerSecond\x12@\n" +
+	"\x0ebatch_duration\x18\a \x01(\v2\x19.google.protobuf.DurationR\rbatchDuration\x12\x1c\n" +
+	"\twatermark\x18\b \x01(\tR\twatermark\x12\x1d\n" +
+	"\n" +
+	"state_rows\x18\t \x01(\x03R\tstateRows*\x87\x02\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NODE_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -2624,7 +2872,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x11NODE_STATE_FAILED\x10\x05\x12\x18\n" +
 	"\x14NODE_STATE_CANCELLED\x10\x06\x12\x16\n" +
 	"\x12NODE_STATE_SKIPPED\x10\a\x12\x18\n" +
-	"\x14NODE_STATE_TIMED_OUT\x10\b*\xb6\x01\n" +
+	"\x14NODE_STATE_TIMED_OUT\x10\b\x12\x18\n" +
+	"\x14NODE_STATE_STREAMING\x10\t*\xb6\x01\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -2638,14 +2887,15 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x13PIPELINE_TYPE_BATCH\x10\x01\x12\x1b\n" +
 	"\x17PIPELINE_TYPE_STREAMING\x10\x02\x12\x18\n" +
 	"\x14PIPELINE_TYPE_HYBRID\x10\x03\x12\x14\n" +
-	"\x10PIPELINE_TYPE_ML\x10\x042\x89\x06\n" +
+	"\x10PIPELINE_TYPE_ML\x10\x042\xd3\x06\n" +
 	"\vExecService\x12c\n" +
 	"\x10ValidatePipeline\x12&.tauro.exec.v1.ValidatePipelineRequest\x1a'.tauro.exec.v1.ValidatePipelineResponse\x12`\n" +
 	"\x0fExecutePipeline\x12%.tauro.exec.v1.ExecutePipelineRequest\x1a&.tauro.exec.v1.ExecutePipelineResponse\x12M\n" +
 	"\bWatchRun\x12\x1e.tauro.exec.v1.WatchRunRequest\x1a\x1f.tauro.exec.v1.WatchRunResponse0\x01\x12E\n" +
 	"\x06GetRun\x12\x1c.tauro.exec.v1.GetRunRequest\x1a\x1d.tauro.exec.v1.GetRunResponse\x12K\n" +
 	"\bListRuns\x12\x1e.tauro.exec.v1.ListRunsRequest\x1a\x1f.tauro.exec.v1.ListRunsResponse\x12N\n" +
-	"\tCancelRun\x12\x1f.tauro.exec.v1.CancelRunRequest\x1a .tauro.exec.v1.CancelRunResponse\x12N\n" +
+	"\tCancelRun\x12\x1f.tauro.exec.v1.CancelRunRequest\x1a .tauro.exec.v1.CancelRunResponse\x12H\n" +
+	"\aStopRun\x12\x1d.tauro.exec.v1.StopRunRequest\x1a\x1e.tauro.exec.v1.StopRunResponse\x12N\n" +
 	"\tRepairRun\x12\x1f.tauro.exec.v1.RepairRunRequest\x1a .tauro.exec.v1.RepairRunResponse\x12Z\n" +
 	"\rListPipelines\x12#.tauro.exec.v1.ListPipelinesRequest\x1a$.tauro.exec.v1.ListPipelinesResponse\x12T\n" +
 	"\vGetPipeline\x12!.tauro.exec.v1.GetPipelineRequest\x1a\".tauro.exec.v1.GetPipelineResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
@@ -2663,7 +2913,7 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 }
 
 var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
@@ -2680,98 +2930,106 @@ var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(*ListRunsResponse)(nil),         // 12: tauro.exec.v1.ListRunsResponse
 	(*CancelRunRequest)(nil),         // 13: tauro.exec.v1.CancelRunRequest
 	(*CancelRunResponse)(nil),        // 14: tauro.exec.v1.CancelRunResponse
-	(*RepairRunRequest)(nil),         // 15: tauro.exec.v1.RepairRunRequest
-	(*RepairRunResponse)(nil),        // 16: tauro.exec.v1.RepairRunResponse
-	(*ListPipelinesRequest)(nil),     // 17: tauro.exec.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),    // 18: tauro.exec.v1.ListPipelinesResponse
-	(*PipelineSummary)(nil),          // 19: tauro.exec.v1.PipelineSummary
-	(*GetPipelineRequest)(nil),       // 20: tauro.exec.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),      // 21: tauro.exec.v1.GetPipelineResponse
-	(*Pipeline)(nil),                 // 22: tauro.exec.v1.Pipeline
-	(*NodeSpec)(nil),                 // 23: tauro.exec.v1.NodeSpec
-	(*Plan)(nil),                     // 24: tauro.exec.v1.Plan
-	(*Stage)(nil),                    // 25: tauro.exec.v1.Stage
-	(*Run)(nil),                      // 26: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 27: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 28: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 29: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 30: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 31: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 32: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 33: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 34: tauro.exec.v1.NodeMetric
-	nil,                              // 35: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 36: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 37: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(*StopRunRequest)(nil),           // 15: tauro.exec.v1.StopRunRequest
+	(*StopRunResponse)(nil),          // 16: tauro.exec.v1.StopRunResponse
+	(*RepairRunRequest)(nil),         // 17: tauro.exec.v1.RepairRunRequest
+	(*RepairRunResponse)(nil),        // 18: tauro.exec.v1.RepairRunResponse
+	(*ListPipelinesRequest)(nil),     // 19: tauro.exec.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),    // 20: tauro.exec.v1.ListPipelinesResponse
+	(*PipelineSummary)(nil),          // 21: tauro.exec.v1.PipelineSummary
+	(*GetPipelineRequest)(nil),       // 22: tauro.exec.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),      // 23: tauro.exec.v1.GetPipelineResponse
+	(*Pipeline)(nil),                 // 24: tauro.exec.v1.Pipeline
+	(*NodeSpec)(nil),                 // 25: tauro.exec.v1.NodeSpec
+	(*Plan)(nil),                     // 26: tauro.exec.v1.Plan
+	(*Stage)(nil),                    // 27: tauro.exec.v1.Stage
+	(*Run)(nil),                      // 28: tauro.exec.v1.Run
+	(*NodeRun)(nil),                  // 29: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 30: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 31: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 32: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 33: tauro.exec.v1.RunStateChanged
+	(*NodeStateChanged)(nil),         // 34: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 35: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 36: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 37: tauro.exec.v1.NodeProgress
+	nil,                              // 38: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 39: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	24, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	36, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	26, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	30, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	26, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	26, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	39, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	28, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	32, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	28, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,  // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	26, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	26, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	26, // 8: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	19, // 9: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
-	2,  // 10: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	22, // 11: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
-	2,  // 12: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	23, // 13: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	24, // 14: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	37, // 15: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	25, // 16: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
-	1,  // 17: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	36, // 18: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	38, // 19: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	38, // 20: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	38, // 21: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	27, // 22: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,  // 23: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	38, // 24: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	38, // 25: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	29, // 26: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	28, // 27: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,  // 28: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	38, // 29: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	38, // 30: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	29, // 31: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	35, // 32: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	38, // 33: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	31, // 34: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	32, // 35: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	33, // 36: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	34, // 37: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	1,  // 38: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,  // 39: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	29, // 40: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	37, // 41: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	37, // 42: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	3,  // 43: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	5,  // 44: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	7,  // 45: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	9,  // 46: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	11, // 47: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	13, // 48: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	15, // 49: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	17, // 50: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	20, // 51: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	4,  // 52: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	6,  // 53: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	8,  // 54: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	10, // 55: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	12, // 56: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	14, // 57: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	16, // 58: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	18, // 59: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	21, // 60: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	52, // [52:61] is the sub-list for method output_type
-	43, // [43:52] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	28, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	28, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	28, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	28, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	21, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	2,  // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
+	24, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	2,  // 13: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
+	25, // 14: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	26, // 15: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	40, // 16: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	27, // 17: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	1,  // 18: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
+	39, // 19: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	41, // 20: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	41, // 21: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	41, // 22: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	29, // 23: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	0,  // 24: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	41, // 25: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	41, // 26: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	31, // 27: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	30, // 28: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,  // 29: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	41, // 30: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	41, // 31: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	31, // 32: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	38, // 33: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	41, // 34: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	33, // 35: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	34, // 36: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	35, // 37: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	36, // 38: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	37, // 39: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	1,  // 40: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,  // 41: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	31, // 42: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	40, // 43: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	40, // 44: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	40, // 45: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	3,  // 46: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	5,  // 47: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	7,  // 48: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	9,  // 49: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	11, // 50: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	13, // 51: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	15, // 52: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	17, // 53: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	19, // 54: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	22, // 55: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	4,  // 56: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	6,  // 57: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	8,  // 58: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	10, // 59: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	12, // 60: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	14, // 61: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	16, // 62: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	18, // 63: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	20, // 64: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	23, // 65: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	56, // [56:66] is the sub-list for method output_type
+	46, // [46:56] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -2779,11 +3037,12 @@ func file_tauro_exec_v1_exec_proto_init() {
 	if File_tauro_exec_v1_exec_proto != nil {
 		return
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[27].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[29].OneofWrappers = []any{
 		(*RunEvent_RunStateChanged)(nil),
 		(*RunEvent_NodeStateChanged)(nil),
 		(*RunEvent_NodeMessage)(nil),
 		(*RunEvent_NodeMetric)(nil),
+		(*RunEvent_NodeProgress)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2791,7 +3050,7 @@ func file_tauro_exec_v1_exec_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   33,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

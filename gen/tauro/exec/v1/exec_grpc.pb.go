@@ -25,6 +25,7 @@ const (
 	ExecService_GetRun_FullMethodName           = "/tauro.exec.v1.ExecService/GetRun"
 	ExecService_ListRuns_FullMethodName         = "/tauro.exec.v1.ExecService/ListRuns"
 	ExecService_CancelRun_FullMethodName        = "/tauro.exec.v1.ExecService/CancelRun"
+	ExecService_StopRun_FullMethodName          = "/tauro.exec.v1.ExecService/StopRun"
 	ExecService_RepairRun_FullMethodName        = "/tauro.exec.v1.ExecService/RepairRun"
 	ExecService_ListPipelines_FullMethodName    = "/tauro.exec.v1.ExecService/ListPipelines"
 	ExecService_GetPipeline_FullMethodName      = "/tauro.exec.v1.ExecService/GetPipeline"
@@ -53,6 +54,10 @@ type ExecServiceClient interface {
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
 	// CancelRun stops a run: running nodes are cancelled, pending ones never start.
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// StopRun ends a run's streaming queries gracefully, each after its
+	// current micro-batch; batch nodes run on. A run whose nodes all end well
+	// ends SUCCEEDED. It returns once the run has ended.
+	StopRun(ctx context.Context, in *StopRunRequest, opts ...grpc.CallOption) (*StopRunResponse, error)
 	// RepairRun re-runs, in the same run record, the nodes that did not succeed
 	// and everything downstream of them. Succeeded nodes are kept.
 	RepairRun(ctx context.Context, in *RepairRunRequest, opts ...grpc.CallOption) (*RepairRunResponse, error)
@@ -139,6 +144,16 @@ func (c *execServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest,
 	return out, nil
 }
 
+func (c *execServiceClient) StopRun(ctx context.Context, in *StopRunRequest, opts ...grpc.CallOption) (*StopRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopRunResponse)
+	err := c.cc.Invoke(ctx, ExecService_StopRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *execServiceClient) RepairRun(ctx context.Context, in *RepairRunRequest, opts ...grpc.CallOption) (*RepairRunResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RepairRunResponse)
@@ -192,6 +207,10 @@ type ExecServiceServer interface {
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
 	// CancelRun stops a run: running nodes are cancelled, pending ones never start.
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// StopRun ends a run's streaming queries gracefully, each after its
+	// current micro-batch; batch nodes run on. A run whose nodes all end well
+	// ends SUCCEEDED. It returns once the run has ended.
+	StopRun(context.Context, *StopRunRequest) (*StopRunResponse, error)
 	// RepairRun re-runs, in the same run record, the nodes that did not succeed
 	// and everything downstream of them. Succeeded nodes are kept.
 	RepairRun(context.Context, *RepairRunRequest) (*RepairRunResponse, error)
@@ -226,6 +245,9 @@ func (UnimplementedExecServiceServer) ListRuns(context.Context, *ListRunsRequest
 }
 func (UnimplementedExecServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedExecServiceServer) StopRun(context.Context, *StopRunRequest) (*StopRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopRun not implemented")
 }
 func (UnimplementedExecServiceServer) RepairRun(context.Context, *RepairRunRequest) (*RepairRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RepairRun not implemented")
@@ -358,6 +380,24 @@ func _ExecService_CancelRun_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecService_StopRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).StopRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_StopRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).StopRun(ctx, req.(*StopRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ExecService_RepairRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RepairRunRequest)
 	if err := dec(in); err != nil {
@@ -438,6 +478,10 @@ var ExecService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelRun",
 			Handler:    _ExecService_CancelRun_Handler,
+		},
+		{
+			MethodName: "StopRun",
+			Handler:    _ExecService_StopRun_Handler,
 		},
 		{
 			MethodName: "RepairRun",

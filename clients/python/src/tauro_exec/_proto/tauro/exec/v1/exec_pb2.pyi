@@ -41,6 +41,10 @@ class _NodeStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NodeState.V
     NODE_STATE_SKIPPED: _NodeState.ValueType  # 7
     """SKIPPED: an upstream node did not succeed."""
     NODE_STATE_TIMED_OUT: _NodeState.ValueType  # 8
+    NODE_STATE_STREAMING: _NodeState.ValueType  # 9
+    """STREAMING: the node's streaming query has started and keeps running;
+    its progress arrives as NodeProgress events.
+    """
 
 class NodeState(_NodeState, metaclass=_NodeStateEnumTypeWrapper):
     """NodeState is the state of one node within a run."""
@@ -58,6 +62,10 @@ NODE_STATE_CANCELLED: NodeState.ValueType  # 6
 NODE_STATE_SKIPPED: NodeState.ValueType  # 7
 """SKIPPED: an upstream node did not succeed."""
 NODE_STATE_TIMED_OUT: NodeState.ValueType  # 8
+NODE_STATE_STREAMING: NodeState.ValueType  # 9
+"""STREAMING: the node's streaming query has started and keeps running;
+its progress arrives as NodeProgress events.
+"""
 Global___NodeState: _TypeAlias = NodeState  # noqa: Y015
 
 class _RunState:
@@ -427,6 +435,48 @@ class CancelRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class StopRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopRunRequest: _TypeAlias = StopRunRequest  # noqa: Y015
+
+@_typing.final
+class StopRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopRunResponse: _TypeAlias = StopRunResponse  # noqa: Y015
 
 @_typing.final
 class RepairRunRequest(_message.Message):
@@ -958,6 +1008,7 @@ class RunEvent(_message.Message):
     NODE_STATE_CHANGED_FIELD_NUMBER: _builtins.int
     NODE_MESSAGE_FIELD_NUMBER: _builtins.int
     NODE_METRIC_FIELD_NUMBER: _builtins.int
+    NODE_PROGRESS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     sequence: _builtins.int
     """Per run, from 1, with no gaps."""
@@ -971,6 +1022,8 @@ class RunEvent(_message.Message):
     def node_message(self) -> Global___NodeMessage: ...
     @_builtins.property
     def node_metric(self) -> Global___NodeMetric: ...
+    @_builtins.property
+    def node_progress(self) -> Global___NodeProgress: ...
     def __init__(
         self,
         *,
@@ -981,12 +1034,13 @@ class RunEvent(_message.Message):
         node_state_changed: Global___NodeStateChanged | None = ...,
         node_message: Global___NodeMessage | None = ...,
         node_metric: Global___NodeMetric | None = ...,
+        node_progress: Global___NodeProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_state_changed", b"node_state_changed", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_state_changed", b"node_state_changed", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1111,3 +1165,54 @@ class NodeMetric(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeMetric: _TypeAlias = NodeMetric  # noqa: Y015
+
+@_typing.final
+class NodeProgress(_message.Message):
+    """NodeProgress is one micro-batch of a streaming node's query, as Spark
+    reported it. At most a few per second per query are sent.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    INPUT_ROWS_FIELD_NUMBER: _builtins.int
+    INPUT_ROWS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    PROCESSED_ROWS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    BATCH_DURATION_FIELD_NUMBER: _builtins.int
+    WATERMARK_FIELD_NUMBER: _builtins.int
+    STATE_ROWS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    attempt: _builtins.int
+    batch_id: _builtins.int
+    input_rows: _builtins.int
+    """Rows read in the batch, summed over the query's sources."""
+    input_rows_per_second: _builtins.float
+    processed_rows_per_second: _builtins.float
+    watermark: _builtins.str
+    """The event-time watermark, RFC 3339, when the query has one."""
+    state_rows: _builtins.int
+    """Rows held in the query's state stores."""
+    @_builtins.property
+    def batch_duration(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        batch_id: _builtins.int = ...,
+        input_rows: _builtins.int = ...,
+        input_rows_per_second: _builtins.float = ...,
+        processed_rows_per_second: _builtins.float = ...,
+        batch_duration: _duration_pb2.Duration | None = ...,
+        watermark: _builtins.str = ...,
+        state_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch_duration", b"batch_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "batch_duration", b"batch_duration", "batch_id", b"batch_id", "input_rows", b"input_rows", "input_rows_per_second", b"input_rows_per_second", "node", b"node", "processed_rows_per_second", b"processed_rows_per_second", "state_rows", b"state_rows", "watermark", b"watermark"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeProgress: _TypeAlias = NodeProgress  # noqa: Y015

@@ -65,6 +65,11 @@ class ExecServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.StopRun = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/StopRun',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.StopRunRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.StopRunResponse.FromString,
+                _registered_method=True)
         self.RepairRun = channel.unary_unary(
                 '/tauro.exec.v1.ExecService/RepairRun',
                 request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.RepairRunRequest.SerializeToString,
@@ -133,6 +138,15 @@ class ExecServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopRun(self, request, context):
+        """StopRun ends a run's streaming queries gracefully, each after its
+        current micro-batch; batch nodes run on. A run whose nodes all end well
+        ends SUCCEEDED. It returns once the run has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RepairRun(self, request, context):
         """RepairRun re-runs, in the same run record, the nodes that did not succeed
         and everything downstream of them. Succeeded nodes are kept.
@@ -187,6 +201,11 @@ def add_ExecServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelRunRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'StopRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopRun,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.StopRunRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.StopRunResponse.SerializeToString,
             ),
             'RepairRun': grpc.unary_unary_rpc_method_handler(
                     servicer.RepairRun,
@@ -367,6 +386,33 @@ class ExecService:
             '/tauro.exec.v1.ExecService/CancelRun',
             tauro_dot_exec_dot_v1_dot_exec__pb2.CancelRunRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_exec__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/StopRun',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.StopRunRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.StopRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,11 @@ class ExecServiceStub:
     """ListRuns lists runs, newest first."""
     CancelRun: _grpc.UnaryUnaryMultiCallable[_exec_pb2.CancelRunRequest, _exec_pb2.CancelRunResponse]
     """CancelRun stops a run: running nodes are cancelled, pending ones never start."""
+    StopRun: _grpc.UnaryUnaryMultiCallable[_exec_pb2.StopRunRequest, _exec_pb2.StopRunResponse]
+    """StopRun ends a run's streaming queries gracefully, each after its
+    current micro-batch; batch nodes run on. A run whose nodes all end well
+    ends SUCCEEDED. It returns once the run has ended.
+    """
     RepairRun: _grpc.UnaryUnaryMultiCallable[_exec_pb2.RepairRunRequest, _exec_pb2.RepairRunResponse]
     """RepairRun re-runs, in the same run record, the nodes that did not succeed
     and everything downstream of them. Succeeded nodes are kept.
@@ -87,6 +92,11 @@ class ExecServiceAsyncStub(ExecServiceStub):
     """ListRuns lists runs, newest first."""
     CancelRun: _aio.UnaryUnaryMultiCallable[_exec_pb2.CancelRunRequest, _exec_pb2.CancelRunResponse]  # type: ignore[assignment]
     """CancelRun stops a run: running nodes are cancelled, pending ones never start."""
+    StopRun: _aio.UnaryUnaryMultiCallable[_exec_pb2.StopRunRequest, _exec_pb2.StopRunResponse]  # type: ignore[assignment]
+    """StopRun ends a run's streaming queries gracefully, each after its
+    current micro-batch; batch nodes run on. A run whose nodes all end well
+    ends SUCCEEDED. It returns once the run has ended.
+    """
     RepairRun: _aio.UnaryUnaryMultiCallable[_exec_pb2.RepairRunRequest, _exec_pb2.RepairRunResponse]  # type: ignore[assignment]
     """RepairRun re-runs, in the same run record, the nodes that did not succeed
     and everything downstream of them. Succeeded nodes are kept.
@@ -154,6 +164,17 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_exec_pb2.CancelRunResponse, _abc.Awaitable[_exec_pb2.CancelRunResponse]]:
         """CancelRun stops a run: running nodes are cancelled, pending ones never start."""
+
+    @_abc_1.abstractmethod
+    def StopRun(
+        self,
+        request: _exec_pb2.StopRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.StopRunResponse, _abc.Awaitable[_exec_pb2.StopRunResponse]]:
+        """StopRun ends a run's streaming queries gracefully, each after its
+        current micro-batch; batch nodes run on. A run whose nodes all end well
+        ends SUCCEEDED. It returns once the run has ended.
+        """
 
     @_abc_1.abstractmethod
     def RepairRun(

@@ -1,0 +1,90 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+)
+
+func progress(node string, batch int64) run.Event {
+	return run.Event{Kind: run.NodeProgress, Node: node, Progress: &run.Progress{
+		BatchID: batch, InputRows: 10, InputRate: math.NaN(), ProcessRate: 20, BatchDuration: time.Second, Watermark: "2025-01-01T00:00:00Z",
+	}}
+}
+
+func TestAppend_AStreamingNodeIsLiveUntilItEndsAndKeepsItsProgress(t *testing.T) {
+	s, _ := open(t, store.WithClock(newClock().Now))
+	create(t, s, newRun("r", "p", "a"))
+	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1), nodeState("a", run.NodeStreaming, 0))
+	out := appendOK(t, s, "r", progress("a", 0), progress("a", 1))
+	if out[0].Attempt != 1 || out[1].Progress.BatchID != 1 || out[0].Progress.InputRate != 0 {
+		t.Errorf("progress events = %+v, %+v; want attempt 1 filled in and NaN rates as 0", out[0], out[0].Progress)
+	}
+	if a := get(t, s, "r").Nodes[0]; a.State != run.NodeStreaming || a.Attempt != 1 || len(a.Attempts) != 1 {
+		t.Errorf("streaming node = %+v", a)
+	}
+	// A run cannot end while a query runs.
+	if _, err := s.Append(context.Background(), "r", runState(run.Succeeded, "")); !errors.Is(err, store.ErrInvalidEvent) {
+		t.Errorf("ending the run under a streaming node: %v; want ErrInvalidEvent", err)
+	}
+	appendOK(t, s, "r", nodeState("a", run.NodeSucceeded, 1), runState(run.Succeeded, ""))
+	a := get(t, s, "r").Nodes[0]
+	if a.State != run.NodeSucceeded || a.Attempts[0].State != run.NodeSucceeded || a.Attempts[0].EndTime.IsZero() {
+		t.Errorf("ended node = %+v", a)
+	}
+	evs, err := s.Events(context.Background(), "r", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, ev := range evs {
+		if ev.Kind == run.NodeProgress {
+			got = append(got, ev.Progress.BatchID)
+			if ev.Progress.Watermark != "2025-01-01T00:00:00Z" || ev.Progress.BatchDuration != time.Second {
+				t.Errorf("stored progress = %+v", ev.Progress)
+			}
+		}
+	}
+	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Errorf("stored batches %v; want 0, 1", got)
+	}
+}
+
+func TestAppend_StreamingAndProgressNeedARunningQuery(t *testing.T) {
+	s, _ := open(t)
+	create(t, s, newRun("r", "p", "a"))
+	appendOK(t, s, "r", runState(run.Running, ""))
+	for name, ev := range map[string]run.Event{
+		"streaming before running": nodeState("a", run.NodeStreaming, 0),
+		"progress of a pending node": progress("a", 0),
+		"progress without figures":  {Kind: run.NodeProgress, Node: "a"},
+	} {
+		if _, err := s.Append(context.Background(), "r", ev); !errors.Is(err, store.ErrInvalidEvent) {
+			t.Errorf("%s: %v; want ErrInvalidEvent", name, err)
+		}
+	}
+}
+
+func TestRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled(t *testing.T) {
+	s, dir := open(t)
+	create(t, s, newRun("r", "p", "a"))
+	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1), nodeState("a", run.NodeStreaming, 0))
+	s.Close()
+	s2, err := store.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := get(t, s2, "r")
+	if r.State != run.Interrupted || r.Nodes[0].State != run.NodeCancelled {
+		t.Errorf("recovered run %s, node %s; want INTERRUPTED with the node CANCELLED", r.State, r.Nodes[0].State)
+	}
+}
