@@ -310,6 +310,20 @@ func printEvent(out io.Writer, ev *execv1.RunEvent) {
 		fmt.Fprintf(out, "%s  #%-4d %-24s %s: %s\n", at, ev.GetSequence(), k.NodeMessage.GetNode(), k.NodeMessage.GetLevel(), k.NodeMessage.GetText())
 	case *execv1.RunEvent_NodeMetric:
 		fmt.Fprintf(out, "%s  #%-4d %-24s metric %s = %g\n", at, ev.GetSequence(), k.NodeMetric.GetNode(), k.NodeMetric.GetName(), k.NodeMetric.GetValue())
+	case *execv1.RunEvent_NodeProgress:
+		p := k.NodeProgress
+		line := fmt.Sprintf("%s  #%-4d %-24s batch %d: %d rows  %.1f in/s  %.1f done/s", at, ev.GetSequence(), p.GetNode(),
+			p.GetBatchId(), p.GetInputRows(), p.GetInputRowsPerSecond(), p.GetProcessedRowsPerSecond())
+		if d := p.GetBatchDuration(); d != nil {
+			line += fmt.Sprintf("  %s", d.AsDuration().Round(time.Millisecond))
+		}
+		if w := p.GetWatermark(); w != "" {
+			line += "  watermark " + w
+		}
+		if n := p.GetStateRows(); n > 0 {
+			line += fmt.Sprintf("  state %d rows", n)
+		}
+		fmt.Fprintln(out, line)
 	}
 }
 
@@ -403,6 +417,22 @@ func cmdCancel(ctx context.Context, args []string) error {
 	}
 	defer closeFn()
 	resp, err := cl.CancelRun(ctx, &execv1.CancelRunRequest{RunId: pos[0], Reason: *reason})
+	if err != nil {
+		return describe(err)
+	}
+	printRun(os.Stdout, resp.GetRun())
+	return nil
+}
+
+func cmdStop(ctx context.Context, args []string) error {
+	c := newClientFlags("stop", "RUN_ID [--reason TEXT]")
+	reason := c.fs.String("reason", "", "why, recorded in execd's log")
+	pos, cl, closeFn, err := c.connect(args, 1)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	resp, err := cl.StopRun(ctx, &execv1.StopRunRequest{RunId: pos[0], Reason: *reason})
 	if err != nil {
 		return describe(err)
 	}

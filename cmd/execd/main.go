@@ -1,7 +1,7 @@
 // Command execd is the tauro-exec daemon and its command line.
 //
 //	execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR]
-//	execd validate PIPELINE | run PIPELINE [--watch] | watch RUN | runs | cancel RUN | repair RUN | pipelines
+//	execd validate PIPELINE | run PIPELINE [--watch] | watch RUN | runs | cancel RUN | stop RUN | repair RUN | pipelines
 //
 // The client commands talk to a running daemon (--addr, or $EXECD_ADDR).
 package main
@@ -27,6 +27,7 @@ Usage:
   execd runs [--pipeline P] [--state S]    list runs, newest first
   execd get RUN_ID                         show a run and its nodes
   execd cancel RUN_ID [--reason TEXT]      cancel a run
+  execd stop RUN_ID [--reason TEXT]        end a run's streaming queries after their current micro-batch
   execd repair RUN_ID [--watch]            re-run what did not succeed
 
 Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051).
@@ -55,6 +56,7 @@ func main() {
 		"runs":         cmdRuns,
 		"get":          cmdGet,
 		"cancel":       cmdCancel,
+		"stop":         cmdStop,
 		"repair":       cmdRepair,
 	}
 	name, args := os.Args[1], os.Args[2:]

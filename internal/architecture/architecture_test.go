@@ -48,6 +48,11 @@ var rules = []rule{
 		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
 	},
 	{
+		from:      "./internal/streaming/...",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker"},
+		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
+	},
+	{
 		from:      "./internal/pyworker/...",
 		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark"},
 		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",

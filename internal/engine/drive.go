@@ -16,9 +16,10 @@ import (
 
 // drive runs p's nodes on the backend through the scheduler and says how
 // the run ended.
-func (e *Engine) drive(ctx context.Context, runID string, p *plan.Pipeline, failFast bool, prior *repairState, log *slog.Logger) (run.State, string) {
+func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, log *slog.Logger) (run.State, string) {
 	recCtx := context.WithoutCancel(ctx)
-	exec, err := e.opt.Backend.OpenRun(ctx, RunContext{RunID: runID, Pipeline: p})
+	runID, p := rc.RunID, rc.Pipeline
+	exec, err := e.opt.Backend.OpenRun(ctx, rc)
 	if err != nil {
 		return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err))
 	}
@@ -98,8 +99,8 @@ func (e *Engine) drive(ctx context.Context, runID string, p *plan.Pipeline, fail
 // interrupted by shutdown, or failed.
 func (e *Engine) endState(ctx context.Context, msg string) (run.State, string) {
 	switch cause := context.Cause(ctx); {
-	case errors.Is(cause, errShutdown):
-		return run.Interrupted, errShutdown.Error() + "; RepairRun finishes the run"
+	case errors.Is(cause, ErrShutdown):
+		return run.Interrupted, ErrShutdown.Error() + "; RepairRun finishes the run"
 	case cause != nil:
 		var c cancelCause
 		if errors.As(cause, &c) {

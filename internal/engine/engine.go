@@ -53,6 +53,10 @@ type FunctionChecker interface {
 type RunContext struct {
 	RunID    string
 	Pipeline *plan.Pipeline
+	// Stop is closed when the run is asked to stop gracefully (StopRun):
+	// streaming queries end after their current micro-batch, and a node
+	// ended that way succeeds. Batch nodes do not watch it.
+	Stop <-chan struct{}
 }
 
 // RunExecutor runs the nodes of one run.
@@ -93,11 +97,16 @@ type Engine struct {
 }
 
 type activeRun struct {
-	cancel context.CancelCauseFunc
-	done   chan struct{}
+	cancel   context.CancelCauseFunc
+	done     chan struct{}
+	stop     chan struct{} // closed by Stop
+	stopOnce sync.Once
 }
 
-var errShutdown = errors.New("execd is shutting down")
+// ErrShutdown is the cause of a run's context when execd is shutting down:
+// the run is recorded INTERRUPTED, and backends may end their work
+// gracefully (a streaming query after its current micro-batch).
+var ErrShutdown = errors.New("execd is shutting down")
 
 // New returns an Engine. Call Recover once before serving.
 func New(opt Options) *Engine {
@@ -128,7 +137,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closing = true
 	for _, a := range e.active {
-		a.cancel(errShutdown)
+		a.cancel(ErrShutdown)
 	}
 	e.mu.Unlock()
 	done := make(chan struct{})

@@ -61,10 +61,10 @@ func (e *Engine) start(runID string, p *plan.Pipeline, failFast bool, prior *rep
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closing {
-		return fmt.Errorf("%w: %v", ErrUnavailable, errShutdown)
+		return fmt.Errorf("%w: %v", ErrUnavailable, ErrShutdown)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	a := &activeRun{cancel: cancel, done: make(chan struct{})}
+	a := &activeRun{cancel: cancel, done: make(chan struct{}), stop: make(chan struct{})}
 	e.active[runID] = a
 	e.wg.Add(1)
 	go func() {
@@ -76,7 +76,7 @@ func (e *Engine) start(runID string, p *plan.Pipeline, failFast bool, prior *rep
 			e.mu.Unlock()
 			cancel(nil)
 		}()
-		e.execute(ctx, runID, p, failFast, prior)
+		e.execute(ctx, runID, p, failFast, prior, a.stop)
 	}()
 	return nil
 }
@@ -84,37 +84,66 @@ func (e *Engine) start(runID string, p *plan.Pipeline, failFast bool, prior *rep
 // execute drives one run from RUNNING to its terminal state. Records are
 // written with a context that outlives cancellation, so a cancelled run
 // still records how it ended.
-func (e *Engine) execute(ctx context.Context, runID string, p *plan.Pipeline, failFast bool, prior *repairState) {
+func (e *Engine) execute(ctx context.Context, runID string, p *plan.Pipeline, failFast bool, prior *repairState, stop <-chan struct{}) {
 	recCtx := context.WithoutCancel(ctx)
 	log := e.log.With("run_id", runID, "pipeline", p.Name)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
 		log.Error("recording run start", "err", err)
 		return
 	}
-	state, msg := e.drive(ctx, runID, p, failFast, prior, log)
+	state, msg := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, failFast, prior, log)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: state, Message: msg}); err != nil {
 		log.Error("recording run end", "err", err)
 	}
 	log.Info("run ended", "state", state, "message", msg)
 }
 
-// Cancel stops an active run. Cancelling a run that has ended fails with
-// ErrFailedPrecondition.
+// Cancel stops an active run: its nodes are interrupted. Cancelling a run
+// that has ended fails with ErrFailedPrecondition.
 func (e *Engine) Cancel(ctx context.Context, id, reason string) (run.Run, error) {
-	r, err := e.Get(ctx, id)
+	a, err := e.activeRun(ctx, id)
 	if err != nil {
 		return run.Run{}, err
-	}
-	e.mu.Lock()
-	a := e.active[id]
-	e.mu.Unlock()
-	if a == nil || r.State.Terminal() {
-		return run.Run{}, fmt.Errorf("run %s is %s, not running: %w", id, r.State, ErrFailedPrecondition)
 	}
 	if reason == "" {
 		reason = "cancelled by request"
 	}
 	a.cancel(cancelCause{reason: reason})
+	return e.awaitEnd(ctx, id, a)
+}
+
+// Stop ends an active run's streaming queries gracefully, each after its
+// current micro-batch, and waits for the run to end; batch nodes run on.
+func (e *Engine) Stop(ctx context.Context, id, reason string) (run.Run, error) {
+	a, err := e.activeRun(ctx, id)
+	if err != nil {
+		return run.Run{}, err
+	}
+	if reason == "" {
+		reason = "stopped by request"
+	}
+	e.log.Info("stopping a run's streams", "run_id", id, "reason", reason)
+	a.stopOnce.Do(func() { close(a.stop) })
+	return e.awaitEnd(ctx, id, a)
+}
+
+// activeRun returns the run id names if it is running here.
+func (e *Engine) activeRun(ctx context.Context, id string) (*activeRun, error) {
+	r, err := e.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	a := e.active[id]
+	e.mu.Unlock()
+	if a == nil || r.State.Terminal() {
+		return nil, fmt.Errorf("run %s is %s, not running: %w", id, r.State, ErrFailedPrecondition)
+	}
+	return a, nil
+}
+
+// awaitEnd waits for an active run to record its end and returns it.
+func (e *Engine) awaitEnd(ctx context.Context, id string, a *activeRun) (run.Run, error) {
 	select {
 	case <-a.done:
 	case <-ctx.Done():

@@ -139,6 +139,14 @@ func eventToProto(e run.Event) *execv1.RunEvent {
 		out.Kind = &execv1.RunEvent_NodeMetric{NodeMetric: &execv1.NodeMetric{
 			Node: e.Node, Attempt: int32(e.Attempt), Name: e.MetricName, Value: e.MetricValue,
 		}}
+	case run.NodeProgress:
+		if p := e.Progress; p != nil {
+			out.Kind = &execv1.RunEvent_NodeProgress{NodeProgress: &execv1.NodeProgress{
+				Node: e.Node, Attempt: int32(e.Attempt), BatchId: p.BatchID, InputRows: p.InputRows,
+				InputRowsPerSecond: p.InputRate, ProcessedRowsPerSecond: p.ProcessRate,
+				BatchDuration: dur(p.BatchDuration), Watermark: p.Watermark, StateRows: p.StateRows,
+			}}
+		}
 	}
 	return out
 }

@@ -107,6 +107,14 @@ func (s *Service) CancelRun(ctx context.Context, req *execv1.CancelRunRequest) (
 	return &execv1.CancelRunResponse{Run: runToProto(r)}, nil
 }
 
+func (s *Service) StopRun(ctx context.Context, req *execv1.StopRunRequest) (*execv1.StopRunResponse, error) {
+	r, err := s.eng.Stop(ctx, req.GetRunId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.StopRunResponse{Run: runToProto(r)}, nil
+}
+
 func (s *Service) RepairRun(ctx context.Context, req *execv1.RepairRunRequest) (*execv1.RepairRunResponse, error) {
 	r, err := s.eng.Repair(ctx, req.GetRunId(), req.GetRequestId())
 	if err != nil {

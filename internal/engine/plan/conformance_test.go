@@ -235,7 +235,7 @@ pipelines:
 nodes:
   events:
     function: nodes.stream.clean
-    input: {format: kafka, options: {subscribe: events}}
+    input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: events}}
     output: {format: delta, path: /tmp/events}
   report:
     function: nodes.batch.report

@@ -129,6 +129,8 @@ type Node struct {
 	OutputKeys []config.OutputKey
 	// OutputSpecs[i] is where and how Outputs[i] is written.
 	OutputSpecs []OutputSpec
+	// Stream is how a streaming node runs; nil for batch nodes.
+	Stream *StreamSpec
 	// InlineOutput is tauro's streaming form of an output.
 	InlineOutput *config.Map
 	Streaming    bool

@@ -133,6 +133,11 @@ func (r *resolver) resolve() *Pipeline {
 		return nil
 	}
 	r.resolveSpecs(out)
+	for i, n := range r.nodes {
+		if n.Streaming {
+			r.resolveStream(int32(i), out)
+		}
+	}
 	if len(r.probs) > 0 {
 		return nil
 	}

@@ -382,7 +382,7 @@ pipelines:
   s: {type: streaming, nodes: [ingest]}
 nodes:
   ingest:
-    input: {format: kafka, options: {subscribe: events}}
+    input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: events}}
     output: {format: delta, path: /data/events}
 `), Request{Pipeline: "s"})
 	n := pl.Nodes[0]
@@ -412,7 +412,7 @@ nodes:
       output_mode: complete
       checkpoint_location: /chk/agg
 input:
-  events: {format: kafka, options: {subscribe: events}}
+  events: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: events}}
 output:
   stream.events.agg: {format: delta}
 `), Request{Pipeline: "s"})
@@ -433,14 +433,14 @@ func TestResolve_StreamingRules(t *testing.T) {
 			name: "batch pipeline with a streaming node",
 			doc: `
 pipelines: {p: {nodes: [s]}}
-nodes: {s: {input: {format: kafka}, output: {format: console}}}`,
+nodes: {s: {input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}, output: {format: console}}}`,
 			code: problem.CodeIncompatible, field: "pipelines.p.type", text: "set type: hybrid",
 		},
 		{
 			name: "streaming node without output",
 			doc: `
 pipelines: {p: {type: streaming, nodes: [s]}}
-nodes: {s: {function: m.f, input: {format: kafka}}}`,
+nodes: {s: {function: m.f, input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}}}`,
 			code: problem.CodeRequired, field: "nodes.s.output", text: "needs a sink",
 		},
 		{
@@ -455,7 +455,7 @@ input: {static: {format: parquet, filepath: /x}}`,
 			name: "streaming false reading kafka",
 			doc: `
 pipelines: {p: {type: hybrid, nodes: [s]}}
-nodes: {s: {function: m.f, streaming: false, input: {format: kafka}, output: {format: console}}}`,
+nodes: {s: {function: m.f, streaming: false, input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}, output: {format: console}}}`,
 			code: problem.CodeIncompatible, field: "nodes.s.streaming", text: "reads a stream",
 		},
 		{
@@ -463,7 +463,7 @@ nodes: {s: {function: m.f, streaming: false, input: {format: kafka}, output: {fo
 			doc: `
 pipelines: {p: {type: streaming, nodes: [s]}}
 nodes: {s: {input: [a, b], output: {format: console}}}
-input: {a: {format: kafka}, b: {format: rate}}`,
+input: {a: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}, b: {format: rate}}`,
 			code: problem.CodeInvalidFunction, field: "nodes.s", text: "add module and function",
 		},
 		{
@@ -488,7 +488,7 @@ output: {a.b.c: {format: orc}}`,
 			doc: `
 pipelines: {p: {type: hybrid, nodes: [s, b]}}
 nodes:
-  s: {input: {format: kafka}, output: [a.b.c]}
+  s: {input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}, output: [a.b.c]}
   b: {function: m.f, streaming: false, input: [a.b.c]}
 output: {a.b.c: {format: delta}}`,
 			code: problem.CodeIncompatible, field: "nodes.b.input[0]", text: "cannot depend on streaming node 's'",
@@ -507,7 +507,7 @@ pipelines:
   h: {type: hybrid, nodes: [dim, events, joined]}
 nodes:
   dim: {function: m.dim, output: [gold.dim.customers]}
-  events: {input: {format: kafka}, output: [bronze.events.raw]}
+  events: {input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}, output: [bronze.events.raw]}
   joined: {function: m.join, input: [bronze.events.raw, gold.dim.customers], output: {format: console}}
 output:
   gold.dim.customers: {format: parquet}
@@ -535,7 +535,7 @@ nodes:
   b: {function: m.f, output: [gold.t.b]}
   s: {function: m.g, input: [events, gold.t.b], dependencies: [b], output: {format: console}}
 input:
-  events: {format: kafka}
+  events: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}
 output:
   gold.t.b: {format: parquet}
 `), dated("h"))
@@ -551,7 +551,7 @@ input:
   events: {format: kinesis}
 output:
   s.t.a: {format: json}
-  s.t.s: {format: kafka}
+  s.t.s: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}
 `
 	// tauro's format_policy speaks of streaming formats only: restricting
 	// supported_inputs must not touch a batch node reading csv.

@@ -62,9 +62,11 @@ func message(name string, v obj) (proto.Message, error) {
 func (call rpc) message() (proto.Message, error) { return message(call.request, call.body) }
 
 // executeResponse is what execute keeps of an ExecutePlan stream: the
-// observed metrics (Dataset.observe) by observation and metric name.
+// observed metrics (Dataset.observe) by observation and metric name, and
+// the results of streaming commands in protojson, by result field.
 type executeResponse struct {
 	Observed map[string]map[string]int64
+	Results  map[protoreflect.Name][]byte
 }
 
 // execute runs cmd in the session and reads the stream to its end. Results
@@ -86,7 +88,7 @@ func (s *Session) execute(ctx context.Context, cmd command) (*executeResponse, e
 	if err := stream.CloseSend(); err != nil {
 		return nil, err
 	}
-	out := &executeResponse{Observed: map[string]map[string]int64{}}
+	out := &executeResponse{Observed: map[string]map[string]int64{}, Results: map[protoreflect.Name][]byte{}}
 	for {
 		resp, err := newMessage(call.response)
 		if err != nil {
@@ -99,7 +101,27 @@ func (s *Session) execute(ctx context.Context, cmd command) (*executeResponse, e
 			return nil, err
 		}
 		observe(out, resp)
+		if err := commandResults(out, resp); err != nil {
+			return nil, err
+		}
 	}
+}
+
+// commandResults keeps the streaming command results resp carries.
+func commandResults(out *executeResponse, resp proto.Message) error {
+	r := resp.ProtoReflect()
+	for _, name := range []protoreflect.Name{fieldStreamStartResult, fieldStreamQueryResult, fieldStreamManagerResult} {
+		fd := r.Descriptor().Fields().ByName(name)
+		if fd == nil || !r.Has(fd) {
+			continue
+		}
+		b, err := protojson.Marshal(r.Get(fd).Message().Interface())
+		if err != nil {
+			return fmt.Errorf("spark connect: reading %s: %w", name, err)
+		}
+		out.Results[name] = b
+	}
+	return nil
 }
 
 // recvError returns the server's status after a failed send: gRPC reports

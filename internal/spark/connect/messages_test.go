@@ -42,6 +42,31 @@ var messageBuilders = []struct {
 		})
 	}},
 	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x"), nil }},
+	{"streamSource/files with a schema", func() (any, error) {
+		return streamSource("csv", "/in/orders", "id INT, at TIMESTAMP", map[string]string{"header": "true", "maxFilesPerTrigger": "1"}), nil
+	}},
+	{"streamSource/no path", func() (any, error) {
+		return streamSource("rate", "", "", map[string]string{"rowsPerSecond": "5"}), nil
+	}},
+	{"withWatermark", func() (any, error) { return withWatermark(namedTable("events", nil), "at", "10 minutes"), nil }},
+	{"writeStreamStart/to a path, every trigger field", func() (any, error) {
+		return writeStreamStart(StreamStart{View: "v", Format: "delta", Path: "/out", Options: map[string]string{"mergeSchema": "true"},
+			PartitionBy: []string{"day"}, Trigger: TriggerProcessingTime, Interval: 10 * time.Second, OutputMode: "append",
+			QueryName: "q", Checkpoint: "/chk"}), nil
+	}},
+	{"writeStreamStart/to a table, available now", func() (any, error) {
+		return writeStreamStart(StreamStart{View: "v", Format: "delta", Table: "db.t", Trigger: TriggerAvailableNow, OutputMode: "update", Checkpoint: "/chk"}), nil
+	}},
+	{"writeStreamStart/once, continuous", func() (any, error) {
+		return writeStreamStart(StreamStart{View: "v", Format: "memory", Trigger: TriggerContinuous, Interval: 1500 * time.Millisecond, OutputMode: "complete", QueryName: "t"}), nil
+	}},
+	{"streamingQueryCommand/status", func() (any, error) { return streamingQueryCommand("id", "run", "status", true), nil }},
+	{"streamingQueryCommand/stop", func() (any, error) { return streamingQueryCommand("id", "run", "stop", true), nil }},
+	{"streamingQueryCommand/recent progress", func() (any, error) {
+		return streamingQueryCommand("id", "run", "recentProgress", true), nil
+	}},
+	{"activeQueries", func() (any, error) { return activeQueries(), nil }},
+
 	{"inputRelation/table", func() (any, error) {
 		return inputRelation("op", InputSpec{Name: "t", Format: "table", Table: "db.t", Options: map[string]string{"a": "b"}})
 	}},

@@ -32,6 +32,10 @@ const (
 	fieldObservationValues   protoreflect.Name = "values"
 	fieldLiteralLong         protoreflect.Name = "long"
 	fieldLiteralInteger      protoreflect.Name = "integer"
+	// Results of the streaming commands, kept whole (see commandResults).
+	fieldStreamStartResult   protoreflect.Name = "write_stream_operation_start_result"
+	fieldStreamQueryResult   protoreflect.Name = "streaming_query_command_result"
+	fieldStreamManagerResult protoreflect.Name = "streaming_query_manager_command_result"
 )
 
 const (
@@ -91,6 +95,9 @@ func reflectedFields() ([]reflectedField, error) {
 		{fieldObservationValues, msg, true, []protoreflect.FullName{observation}},
 		{fieldLiteralLong, protoreflect.Int64Kind, false, []protoreflect.FullName{"spark.connect.Expression.Literal"}},
 		{fieldLiteralInteger, protoreflect.Int32Kind, false, []protoreflect.FullName{"spark.connect.Expression.Literal"}},
+		{fieldStreamStartResult, msg, false, []protoreflect.FullName{executeResponseName}},
+		{fieldStreamQueryResult, msg, false, []protoreflect.FullName{executeResponseName}},
+		{fieldStreamManagerResult, msg, false, []protoreflect.FullName{executeResponseName}},
 	}, nil
 }
 

@@ -41,7 +41,7 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 		if n == nil {
 			continue
 		}
-		blocked := n.Kind != plan.KindSQL
+		blocked := n.Kind != plan.KindSQL || n.Stream != nil
 		for _, d := range n.Dependencies {
 			blocked = blocked || unknown[d]
 		}

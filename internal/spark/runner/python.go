@@ -57,21 +57,9 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	if err != nil {
 		return err
 	}
-	nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), func(ev pynode.Event) {
-		switch {
-		case ev.Metric != nil:
-			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value})
-		case ev.Log != nil:
-			emit(run.Event{Kind: run.NodeMessage, Level: ev.Log.Level, Message: ev.Log.Text})
-		}
-	})
-	switch {
-	case errors.Is(err, pynode.ErrWorkerDied):
-		return &retry.Failure{Err: run.Error{Type: "WorkerDied", Message: err.Error(), Retryable: true}, Cause: err}
-	case err != nil:
+	nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+	if err := pythonFailure(nodeErr, err); err != nil {
 		return err
-	case nodeErr != nil:
-		return &retry.Failure{Err: *nodeErr}
 	}
 	keys := make([]string, len(n.OutputSpecs))
 	for i, o := range n.OutputSpecs {
@@ -103,6 +91,33 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 		emitOutput(emit, *res)
+	}
+	return nil
+}
+
+// pythonEvents records what a running function reports.
+func pythonEvents(emit func(run.Event)) func(pynode.Event) {
+	return func(ev pynode.Event) {
+		switch {
+		case ev.Metric != nil:
+			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value})
+		case ev.Log != nil:
+			emit(run.Event{Kind: run.NodeMessage, Level: ev.Log.Level, Message: ev.Log.Text})
+		}
+	}
+}
+
+// pythonFailure is how a call failed as the scheduler sees it: a dead
+// worker is worth another attempt; an exception in the function is retried
+// only when it says so (tauro_exec.Retryable).
+func pythonFailure(nodeErr *run.Error, err error) error {
+	switch {
+	case errors.Is(err, pynode.ErrWorkerDied):
+		return &retry.Failure{Err: run.Error{Type: "WorkerDied", Message: err.Error(), Retryable: true}, Cause: err}
+	case err != nil:
+		return err
+	case nodeErr != nil:
+		return &retry.Failure{Err: *nodeErr}
 	}
 	return nil
 }

@@ -157,6 +157,7 @@ func (r *runExec) dropSession(ctx context.Context, s *sparkconnect.Session) {
 // RunNode implements engine.RunExecutor.
 func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit func(run.Event)) error {
 	switch {
+	case n.Stream != nil:
 	case n.Kind == plan.KindSQL:
 	case n.Kind == plan.KindPython && r.b.python != nil:
 	default:
@@ -173,9 +174,12 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 		r.b.observe(err)
 		return describe(err)
 	}
-	if n.Kind == plan.KindPython {
+	switch {
+	case n.Stream != nil:
+		err = r.runStream(ctx, s, n, attempt, emit)
+	case n.Kind == plan.KindPython:
 		err = r.runPython(ctx, s, n, attempt, emit)
-	} else {
+	default:
 		err = r.runSQL(ctx, s, n, emit)
 	}
 	r.b.observe(err)

@@ -22,6 +22,7 @@ from tauro_exec.events import (
     Event,
     NodeMessage,
     NodeMetric,
+    NodeProgress,
     NodeStateChanged,
     RunStateChanged,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "NodeFailure",
     "NodeMessage",
     "NodeMetric",
+    "NodeProgress",
     "NodeRun",
     "NodeSpec",
     "NodeState",

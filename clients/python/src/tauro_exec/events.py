@@ -55,6 +55,22 @@ class NodeMetric(Event):
     value: float
 
 
+@dataclass(frozen=True)
+class NodeProgress(Event):
+    """One micro-batch of a streaming node's query, as Spark reported it."""
+
+    node: str
+    attempt: int
+    batch_id: int
+    input_rows: int
+    input_rows_per_second: float
+    processed_rows_per_second: float
+    batch_duration: timedelta | None
+    # The event-time watermark (RFC 3339), "" when the query has none.
+    watermark: str
+    state_rows: int
+
+
 def event_from_proto(ev: pb.RunEvent) -> Event:
     run_id, seq = ev.run_id, ev.sequence
     at = timestamp(ev.time) if ev.HasField("time") else None
@@ -81,6 +97,22 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
     if kind == "node_metric":
         x = ev.node_metric
         return NodeMetric(run_id, seq, at, node=x.node, attempt=x.attempt, name=x.name, value=x.value)
+    if kind == "node_progress":
+        p = ev.node_progress
+        return NodeProgress(
+            run_id,
+            seq,
+            at,
+            node=p.node,
+            attempt=p.attempt,
+            batch_id=p.batch_id,
+            input_rows=p.input_rows,
+            input_rows_per_second=p.input_rows_per_second,
+            processed_rows_per_second=p.processed_rows_per_second,
+            batch_duration=duration(p.batch_duration) if p.HasField("batch_duration") else None,
+            watermark=p.watermark,
+            state_rows=p.state_rows,
+        )
     return Event(run_id, seq, at)
 
 
@@ -104,6 +136,18 @@ def describe_event(ev: Event) -> str:
         return f"{head} {ev.node:<24} {ev.level}: {ev.text}"
     if isinstance(ev, NodeMetric):
         return f"{head} {ev.node:<24} metric {ev.name} = {ev.value:g}"
+    if isinstance(ev, NodeProgress):
+        line = (
+            f"{head} {ev.node:<24} batch {ev.batch_id}: {ev.input_rows} rows"
+            f"  {ev.input_rows_per_second:.1f} in/s  {ev.processed_rows_per_second:.1f} done/s"
+        )
+        if ev.batch_duration is not None:
+            line += f"  {ev.batch_duration.total_seconds():.3f}s"
+        if ev.watermark:
+            line += f"  watermark {ev.watermark}"
+        if ev.state_rows:
+            line += f"  state {ev.state_rows} rows"
+        return line
     return f"{head} (event of a kind this client does not know)"
 
 

@@ -54,6 +54,8 @@ class NodeState(enum.Enum):
     CANCELLED = pb.NODE_STATE_CANCELLED
     SKIPPED = pb.NODE_STATE_SKIPPED
     TIMED_OUT = pb.NODE_STATE_TIMED_OUT
+    # The node's streaming query runs; progress arrives as NodeProgress events.
+    STREAMING = pb.NODE_STATE_STREAMING
 
     @classmethod
     def _missing_(cls, value: object) -> NodeState:

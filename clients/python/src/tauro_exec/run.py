@@ -156,6 +156,16 @@ class Run:
         self._set(self._rpc.call(self._rpc.stub.CancelRun, req, retry=False).run)
         return self
 
+    def stop(self, reason: str = "") -> Run:
+        """End the run's streaming queries gracefully, each after its current micro-batch.
+
+        Batch nodes run on; a run whose nodes all end well ends SUCCEEDED.
+        Returns self once the run has ended.
+        """
+        req = pb.StopRunRequest(run_id=self.id, reason=reason)
+        self._set(self._rpc.call(self._rpc.stub.StopRun, req, retry=False).run)
+        return self
+
     def repair(self, *, request_id: str | None = None) -> Run:
         """Re-run, in this run record, the nodes that did not succeed and what depends on them.
 

@@ -1,0 +1,287 @@
+package plan
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+)
+
+// StreamSpec is how a streaming node runs: the streams and tables it reads,
+// its sink, and its query's settings.
+type StreamSpec struct {
+	// Sources are the node's inputs, the inline one first.
+	Sources []StreamSource
+	Sink    StreamSink
+	Trigger Trigger
+	// OutputMode is append, update or complete.
+	OutputMode string
+	// Checkpoint is the query's checkpoint folder: the node's
+	// streaming.checkpoint_location, else one stable per environment,
+	// pipeline and node under the output path, so a restarted query resumes
+	// where it stopped, whichever run restarts it.
+	Checkpoint string
+	// QueryName is the node's query_name, else pipeline_node.
+	QueryName string
+}
+
+// StreamSource is one input of a streaming node.
+type StreamSource struct {
+	// Key is the view name the node's SQL reads the source by: the input
+	// key, or <node>_input for an inline input.
+	Key string
+	// Producer is the node of the pipeline that writes it, "" when none.
+	Producer string
+	// Static marks an input read as a table, not a stream (an input config
+	// entry of a batch format): Read says how.
+	Static bool
+	Read   InputSpec
+	// Format is Spark's streaming source: kafka, rate, delta, or the file
+	// format (csv, json, parquet, orc, text) of a file stream.
+	Format  string
+	Path    string
+	Options map[string]string
+	Schema  string
+	// JSONSchema is set when the records' value is parsed as JSON
+	// (parse_json with json_schema).
+	JSONSchema string
+	// WatermarkColumn and WatermarkDelay are the source's watermark.
+	WatermarkColumn, WatermarkDelay string
+}
+
+// StreamSink is where a streaming node writes.
+type StreamSink struct {
+	// Key is the output key, "" for an inline output.
+	Key string
+	// Format is delta, parquet, json, csv, kafka, console or memory.
+	Format      string
+	Path        string
+	Table       string
+	Options     map[string]string
+	PartitionBy []string
+}
+
+// fileStreamFormats are the file formats a file_stream may read.
+var fileStreamFormats = []string{"parquet", "csv", "json", "orc", "text"}
+
+// resolveStream builds the StreamSpec of streaming node i.
+func (r *resolver) resolveStream(i int32, out *Pipeline) {
+	n := r.nodes[i]
+	spec := &StreamSpec{Trigger: n.Trigger, OutputMode: n.OutputMode, QueryName: out.Name + "_" + n.Name}
+	if v, ok := r.streamSetting(i, "query_name"); ok {
+		spec.QueryName = v
+	}
+	f := r.field(i, "input")
+	if n.InlineInput != nil {
+		spec.Sources = append(spec.Sources, r.streamSource(f, n.Name+"_input", n.InlineInput))
+	}
+	for j, in := range n.InputSpecs {
+		src := StreamSource{Key: in.Key, Producer: in.Producer}
+		switch readAs := n.ReadAs[in.Key]; {
+		case in.Producer != "" && readAs != "":
+			src.Path, src.Options = in.Read.Path, in.Read.Options
+			src.Format = in.Read.Format // delta_stream reads delta; file_stream the file format written
+			if readAs == "delta_stream" {
+				src.Format = "delta"
+			}
+		case in.Producer != "":
+			src.Static, src.Read = true, in.Read
+		default:
+			entry, _ := r.proj.Inputs.Get(in.Key)
+			m, _ := entry.(*config.Map)
+			if m == nil || !IsStreamingFormat(strings.ToLower(strings.TrimSpace(text(m, "format")))) {
+				src.Static, src.Read = true, in.Read
+				break
+			}
+			src = r.streamSource(r.field(i, "input")+"["+itoa(j)+"]", in.Key, m)
+		}
+		spec.Sources = append(spec.Sources, src)
+	}
+	spec.Sink = r.streamSink(i)
+	spec.Checkpoint = r.checkpoint(i, out)
+	n.Stream = spec
+}
+
+// streamSetting reads a string under the node's streaming mapping.
+func (r *resolver) streamSetting(i int32, key string) (string, bool) {
+	v, _ := r.get(i, "streaming")
+	m, ok := v.(*config.Map)
+	if !ok {
+		return "", false
+	}
+	s := text(m, key)
+	return s, s != ""
+}
+
+// streamSource reads one streaming input configuration (tauro's format).
+func (r *resolver) streamSource(f, key string, m *config.Map) StreamSource {
+	src := StreamSource{
+		Key:     key,
+		Options: textMap(m, "options"),
+		Schema:  text(m, "schema"),
+	}
+	p := firstText(m, "path", "filepath")
+	if p == "" { // Spark's own spelling: options.path
+		p = src.Options["path"]
+	}
+	delete(src.Options, "path")
+	if p != "" {
+		src.Path = r.abs(p)
+	}
+	format := strings.ToLower(strings.TrimSpace(text(m, "format")))
+	switch format {
+	case "kafka":
+		src.Format = "kafka"
+		r.checkKafkaSource(f, src.Options)
+	case "rate":
+		src.Format = "rate"
+	case "delta_stream":
+		src.Format = "delta"
+		if src.Path == "" {
+			r.add(f+".path", problem.CodeRequired, "a delta_stream input needs the path of the Delta table it follows")
+		}
+	case "file_stream":
+		fileFormat := strings.ToLower(firstText(m, "file_format"))
+		if fileFormat == "" {
+			fileFormat = strings.ToLower(src.Options["format"])
+		}
+		delete(src.Options, "format")
+		if fileFormat == "" {
+			fileFormat = "parquet"
+		}
+		if !containsString(fileStreamFormats, fileFormat) {
+			r.add(f+".file_format", problem.CodeInvalidFormat, "a file_stream reads %s files, not %s", strings.Join(fileStreamFormats, ", "), q(fileFormat))
+		}
+		src.Format = fileFormat
+		if src.Path == "" {
+			r.add(f+".path", problem.CodeRequired, "a file_stream input needs the path of the folder new files arrive in")
+		}
+		if src.Schema == "" && fileFormat != "parquet" && fileFormat != "text" && !strings.EqualFold(src.Options["inferSchema"], "true") {
+			r.add(f+".schema", problem.CodeRequired,
+				"a %s file_stream needs a schema (DDL, e.g. \"id INT, at TIMESTAMP\"): Spark does not infer the schema of a stream", fileFormat)
+		}
+	case "memory":
+		r.add(f+".format", problem.CodeInvalidFormat,
+			"a memory stream exists only inside one JVM program and cannot be read through Spark Connect; use rate for a test source")
+	default:
+		src.Format = format // kinesis, socket: passed to Spark as named
+	}
+	if pj, _ := m.Get("parse_json"); pj == true {
+		src.JSONSchema = text(m, "json_schema")
+		if src.JSONSchema == "" {
+			r.add(f+".json_schema", problem.CodeRequired, "parse_json needs json_schema, the DDL of the JSON records (e.g. \"id INT, name STRING\")")
+		}
+	}
+	if wv, ok := m.Get("watermark"); ok && wv != nil {
+		wm, isMap := wv.(*config.Map)
+		if !isMap {
+			r.add(f+".watermark", problem.CodeInvalidType, "watermark must be a mapping {column: ..., delay: \"10 minutes\"}")
+		} else {
+			src.WatermarkColumn, src.WatermarkDelay = text(wm, "column"), text(wm, "delay")
+			if src.WatermarkDelay == "" {
+				src.WatermarkDelay = "10 seconds"
+			}
+			if src.WatermarkColumn == "" {
+				r.add(f+".watermark.column", problem.CodeRequired, "watermark needs the event-time column it bounds")
+			} else if _, err := parseInterval(src.WatermarkDelay); err != nil {
+				r.add(f+".watermark.delay", problem.CodeInvalidValue, "watermark delay: %v", err)
+			}
+		}
+	}
+	return src
+}
+
+// checkKafkaSource applies Kafka's own rules before Spark is asked: the
+// brokers, and exactly one way of choosing topics.
+func (r *resolver) checkKafkaSource(f string, opts map[string]string) {
+	if opts["kafka.bootstrap.servers"] == "" {
+		r.add(f+".options.kafka.bootstrap.servers", problem.CodeRequired,
+			"a kafka input needs options.kafka.bootstrap.servers, the brokers as host:port[,host:port]")
+	}
+	var set []string
+	for _, k := range []string{"subscribe", "subscribePattern", "assign"} {
+		if opts[k] != "" {
+			set = append(set, k)
+		}
+	}
+	if len(set) != 1 {
+		r.add(f+".options", problem.CodeInvalidValue,
+			"a kafka input takes exactly one of subscribe, subscribePattern or assign; it has %d (%s)", len(set), strings.Join(set, ", "))
+	}
+}
+
+// streamSink resolves a streaming node's sink: its output key's entry with
+// tauro's path rule, or its inline output.
+func (r *resolver) streamSink(i int32) StreamSink {
+	n := r.nodes[i]
+	if len(n.OutputSpecs) > 0 {
+		o := n.OutputSpecs[0]
+		return StreamSink{Key: o.Key, Format: o.Format, Path: o.Path, Options: o.Options, PartitionBy: o.PartitionBy}
+	}
+	m := n.InlineOutput
+	if m == nil {
+		return StreamSink{}
+	}
+	f := r.field(i, "output")
+	sink := StreamSink{
+		Format:      strings.ToLower(strings.TrimSpace(text(m, "format"))),
+		Table:       firstText(m, "table_name", "table"),
+		Options:     textMap(m, "options"),
+		PartitionBy: firstList(m, "partition_by", "partition", "partition_columns"),
+	}
+	if p := firstText(m, "path", "filepath"); p != "" {
+		sink.Path = r.abs(p)
+	}
+	switch sink.Format {
+	case "delta", "parquet", "json", "csv", "orc":
+		if sink.Path == "" && sink.Table == "" {
+			r.add(f+".path", problem.CodeRequired, "a %s sink needs a path (or a table_name)", sink.Format)
+		}
+	case "kafka":
+		if sink.Options["kafka.bootstrap.servers"] == "" || sink.Options["topic"] == "" {
+			r.add(f+".options", problem.CodeRequired, "a kafka sink needs options.kafka.bootstrap.servers and options.topic")
+		}
+	}
+	return sink
+}
+
+// checkpoint is the node's checkpoint folder.
+func (r *resolver) checkpoint(i int32, out *Pipeline) string {
+	if c := r.nodes[i].Checkpoint; c != "" {
+		return r.abs(c)
+	}
+	base := r.set.OutputPath
+	if base == "" {
+		base = "output"
+	}
+	base = r.abs(base)
+	env := r.proj.Env
+	if env == "" {
+		env = "base"
+	}
+	parts := []string{"_checkpoints", env, pathSegment(out.Name), pathSegment(r.nodes[i].Name)}
+	if config.HasScheme(base) {
+		return strings.TrimRight(base, "/") + "/" + strings.Join(parts, "/")
+	}
+	return filepath.Join(append([]string{base}, parts...)...)
+}
+
+// pathSegment keeps a name to one folder: separators and dot-only names
+// cannot climb out of the checkpoint root.
+func pathSegment(name string) string {
+	s := strings.NewReplacer("/", "_", `\`, "_").Replace(name)
+	if strings.Trim(s, ".") == "" {
+		return "_" + s
+	}
+	return s
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

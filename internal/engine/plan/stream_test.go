@@ -1,0 +1,91 @@
+package plan
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestResolve_StreamingNodesCarryTheirStreamSpec(t *testing.T) {
+	p := project(t, `
+global_settings: {output_path: data/out}
+pipelines:
+  h: {type: hybrid, nodes: [stores, joined, events]}
+nodes:
+  stores: {sql: "SELECT 1 AS store", output: [silver.ref.stores]}
+  joined:
+    sql: "SELECT * FROM orders JOIN dims USING (store)"
+    input: [orders, dims]
+    output: [gold.orders.joined]
+    streaming: {trigger: {type: processing_time, interval: "5 seconds"}, output_mode: append, query_name: joinq}
+  events:
+    input: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: ev}, parse_json: true, json_schema: "id INT, at TIMESTAMP", watermark: {column: at, delay: "1 minute"}}
+    output: {format: delta, path: sinks/events}
+    streaming: {checkpoint_location: chk/events}
+input:
+  orders: {format: file_stream, path: in/orders, options: {format: csv, header: true}, schema: "id INT, store INT"}
+  dims: {format: parquet, filepath: ref/dims}
+output:
+  silver.ref.stores: {format: parquet}
+  gold.orders.joined: {format: delta}
+`)
+	p.BasePath = "/proj"
+	pl := mustResolve(t, p, Request{Pipeline: "h", StartDate: "2025-01-01", EndDate: "2025-01-01"})
+	joined, events := pl.Nodes[1].Stream, pl.Nodes[2].Stream
+	if pl.Nodes[0].Stream != nil || joined == nil || events == nil {
+		t.Fatalf("stream specs: stores %v, joined %v, events %v; want only the streaming nodes'", pl.Nodes[0].Stream, joined, events)
+	}
+	orders, dims := joined.Sources[0], joined.Sources[1]
+	if orders.Static || orders.Format != "csv" || orders.Path != filepath.Join("/proj", "in/orders") || orders.Schema != "id INT, store INT" ||
+		orders.Options["header"] != "true" || orders.Options["format"] != "" {
+		t.Errorf("orders source = %+v; want a csv file stream", orders)
+	}
+	if !dims.Static || dims.Read.Format != "parquet" {
+		t.Errorf("dims source = %+v; want a static parquet table", dims)
+	}
+	if joined.Sink.Format != "delta" || joined.Sink.Path != filepath.Join("/proj", "data/out", "gold", "orders", "joined") ||
+		joined.Trigger != (Trigger{Type: TriggerProcessingTime, Interval: 5 * time.Second}) || joined.OutputMode != "append" || joined.QueryName != "joinq" {
+		t.Errorf("joined = %+v", joined)
+	}
+	// A checkpoint is stable per environment, pipeline and node.
+	if want := filepath.Join("/proj", "data/out", "_checkpoints", "dev", "h", "joined"); joined.Checkpoint != want {
+		t.Errorf("checkpoint %s; want %s", joined.Checkpoint, want)
+	}
+	ev := events.Sources[0]
+	if ev.Key != "events_input" || ev.Format != "kafka" || ev.JSONSchema != "id INT, at TIMESTAMP" || ev.WatermarkColumn != "at" || ev.WatermarkDelay != "1 minute" {
+		t.Errorf("events source = %+v", ev)
+	}
+	if events.Sink.Path != filepath.Join("/proj", "sinks/events") || events.Checkpoint != filepath.Join("/proj", "chk/events") || events.QueryName != "h_events" {
+		t.Errorf("events = %+v", events)
+	}
+}
+
+func TestResolve_StreamingInputMistakesNameTheField(t *testing.T) {
+	cases := []struct {
+		name, input, field, inMessage string
+	}{
+		{"kafka without brokers", `{format: kafka, options: {subscribe: t}}`, "nodes.s.input.options.kafka.bootstrap.servers", "bootstrap"},
+		{"kafka with two subscriptions", `{format: kafka, options: {kafka.bootstrap.servers: "b:1", subscribe: t, assign: x}}`, "nodes.s.input.options", "exactly one of subscribe"},
+		{"file stream without a schema", `{format: file_stream, path: in, options: {format: json}}`, "nodes.s.input.schema", "needs a schema"},
+		{"file stream without a path", `{format: file_stream, schema: "a INT"}`, "nodes.s.input.path", "needs the path"},
+		{"memory source", `{format: memory}`, "nodes.s.input.format", "Spark Connect"},
+		{"json without a schema", `{format: rate, parse_json: true}`, "nodes.s.input.json_schema", "json_schema"},
+		{"bad watermark", `{format: rate, watermark: {column: timestamp, delay: "soon"}}`, "nodes.s.input.watermark.delay", "watermark delay"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Resolve(project(t, `
+pipelines: {p: {type: streaming, nodes: [s]}}
+nodes: {s: {input: `+c.input+`, output: {format: console}}}
+`), dated("p"))
+			found := false
+			for _, pr := range problems(t, err) {
+				found = found || (pr.Field == c.field && strings.Contains(pr.Message, c.inMessage))
+			}
+			if !found {
+				t.Errorf("problems %v; want one at %s saying %q", err, c.field, c.inMessage)
+			}
+		})
+	}
+}

@@ -1,0 +1,98 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
+	"github.com/tauro-exec/tauro-exec/internal/streaming"
+)
+
+// runStream runs a streaming node: its streams and tables become views of
+// the run's session, its transform (SQL, a Python function, or none) a view
+// over them, and a query writes that view to the sink until the query ends
+// or the run stops it. The session stays open while the query runs: a
+// query dies with its session.
+func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
+	if err := r.upstream(ctx, s, n); err != nil {
+		return err
+	}
+	spec := n.Stream
+	for _, src := range spec.Sources {
+		if err := r.registerSource(ctx, s, src); err != nil {
+			return err
+		}
+	}
+	view, err := r.streamView(ctx, s, n, attempt, emit)
+	if err != nil {
+		return err
+	}
+	start := sparkconnect.StreamStart{
+		View:        view,
+		Format:      spec.Sink.Format,
+		Path:        spec.Sink.Path,
+		Table:       spec.Sink.Table,
+		Options:     spec.Sink.Options,
+		PartitionBy: spec.Sink.PartitionBy,
+		Trigger:     spec.Trigger.Type,
+		Interval:    spec.Trigger.Interval,
+		OutputMode:  spec.OutputMode,
+		QueryName:   spec.QueryName,
+		Checkpoint:  spec.Checkpoint,
+	}
+	if spec.Sink.Format == "memory" && spec.Sink.Table != "" {
+		start.QueryName, start.Table = spec.Sink.Table, "" // a memory sink's table is its query's name
+	}
+	return streaming.Run(ctx, s, start, streaming.Options{Stop: r.rc.Stop, Emit: emit, Log: r.log.With("node", n.Name)})
+}
+
+// registerSource makes one input of a streaming node a view of the session:
+// a stream, or a table read as a batch input is.
+func (r *runExec) registerSource(ctx context.Context, s *sparkconnect.Session, src plan.StreamSource) error {
+	if src.Static {
+		if src.Producer != "" {
+			return nil // an upstream result, a view by now (upstream read it back if need be)
+		}
+		return r.registerInput(ctx, s, src.Read)
+	}
+	return s.RegisterStream(ctx, sparkconnect.StreamInput{
+		Name:            src.Key,
+		Format:          src.Format,
+		Path:            src.Path,
+		Options:         src.Options,
+		Schema:          src.Schema,
+		JSONSchema:      src.JSONSchema,
+		WatermarkColumn: src.WatermarkColumn,
+		WatermarkDelay:  src.WatermarkDelay,
+	})
+}
+
+// streamView is the view a streaming node's query writes: its SQL over its
+// sources, its one source unchanged, or what its Python function returned.
+func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) (string, error) {
+	switch n.Kind {
+	case plan.KindSQL:
+		name := n.Name + "__stream"
+		return name, s.DefineView(ctx, name, n.SQL, r.params())
+	case plan.KindPassthrough:
+		return n.Stream.Sources[0].Key, nil
+	case plan.KindPython:
+		if r.b.python == nil {
+			break
+		}
+		views, err := r.globalInputs(ctx, s, n)
+		if err != nil {
+			return "", err
+		}
+		nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		if err := pythonFailure(nodeErr, err); err != nil {
+			return "", err
+		}
+		return s.AdoptResult(ctx, n.Name, nil)
+	}
+	return "", &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
+		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
+}

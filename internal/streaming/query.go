@@ -1,0 +1,198 @@
+// Package streaming owns the life of a streaming node's query: it starts
+// the query, follows its progress into the run's events, tells a query
+// that ended from one that failed, and stops it the way the run asks: at
+// once when the run is cancelled, after the current micro-batch when the
+// run is stopped or execd shuts down.
+//
+// A query belongs to its Spark Connect session and dies with it, so the
+// session must outlive the query: the caller keeps it open until Run
+// returns, and Run does not return while the query runs.
+package streaming
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
+)
+
+// Queries is what Run needs of a Spark Connect session.
+type Queries interface {
+	StartStream(ctx context.Context, q sparkconnect.StreamStart) (sparkconnect.QueryID, error)
+	QueryStatus(ctx context.Context, q sparkconnect.QueryID) (sparkconnect.QueryStatus, error)
+	QueryProgress(ctx context.Context, q sparkconnect.QueryID) ([]string, error)
+	QueryException(ctx context.Context, q sparkconnect.QueryID) (*sparkconnect.QueryError, error)
+	StopQuery(ctx context.Context, q sparkconnect.QueryID) error
+}
+
+// Options say how Run follows a query.
+type Options struct {
+	// Stop, when closed, ends the query after its current micro-batch and
+	// Run returns nil.
+	Stop <-chan struct{}
+	// Emit records the node's events (state, progress, messages).
+	Emit func(run.Event)
+	// Poll is how often the query is asked about its progress; 0 means
+	// half a second, which also bounds progress events to two a second.
+	Poll time.Duration
+	// Grace bounds how long a graceful stop waits for the micro-batch under
+	// way; 0 means two minutes.
+	Grace time.Duration
+	Log   *slog.Logger
+}
+
+// Run starts q and follows it until it ends: nil when a finite trigger
+// (once, available_now) has processed everything or Stop asked it to end;
+// a retryable failure when the query failed, so the node's retry policy
+// restarts it from its checkpoint; ctx's error when the run was cancelled
+// or execd shuts down, once the query is confirmed stopped.
+func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options) error {
+	if opt.Poll <= 0 {
+		opt.Poll = 500 * time.Millisecond
+	}
+	if opt.Grace <= 0 {
+		opt.Grace = 2 * time.Minute
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.Emit == nil {
+		opt.Emit = func(run.Event) {}
+	}
+	id, err := s.StartStream(ctx, q)
+	if err != nil {
+		return err
+	}
+	f := &follower{s: s, id: id, opt: opt, lastBatch: -1}
+	opt.Log.Info("streaming query started", "query", q.QueryName, "id", id.ID, "run_id", id.RunID, "checkpoint", q.Checkpoint)
+	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming})
+
+	tick := time.NewTicker(opt.Poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			graceful := errors.Is(context.Cause(ctx), engine.ErrShutdown)
+			if err := f.stop(context.WithoutCancel(ctx), graceful); err != nil {
+				return err
+			}
+			return ctx.Err()
+		case <-opt.Stop:
+			if err := f.stop(ctx, true); err != nil {
+				return err
+			}
+			f.progress(ctx) // the last batches' figures
+			return nil
+		case <-tick.C:
+		}
+		f.progress(ctx)
+		st, err := s.QueryStatus(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // the loop's next turn stops the query
+			}
+			return err
+		}
+		if !st.Active {
+			f.progress(ctx)
+			return f.ended(ctx)
+		}
+	}
+}
+
+// follower turns one query's progress into events.
+type follower struct {
+	s         Queries
+	id        sparkconnect.QueryID
+	opt       Options
+	lastBatch int64
+	resumed   bool
+}
+
+// progress emits the newest micro-batch Spark reported since the last
+// call, if any; the first tells where the query resumed.
+func (f *follower) progress(ctx context.Context) {
+	reports, err := f.s.QueryProgress(ctx, f.id)
+	if err != nil || len(reports) == 0 {
+		return
+	}
+	var newest *report
+	for _, js := range reports {
+		r, err := parseReport(js)
+		if err != nil {
+			f.opt.Log.Warn("unreadable streaming progress", "err", err)
+			continue
+		}
+		if r.BatchID <= f.lastBatch {
+			continue
+		}
+		if !f.resumed {
+			f.resumed = true
+			if from := r.startOffsets(); from != "" {
+				f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: "resumed from the checkpoint at " + from})
+			}
+		}
+		newest = r
+	}
+	if newest == nil {
+		return
+	}
+	f.lastBatch = newest.BatchID
+	p := newest.progress()
+	f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
+}
+
+// ended says how a query that is no longer active ended.
+func (f *follower) ended(ctx context.Context) error {
+	ex, err := f.s.QueryException(ctx, f.id)
+	if err != nil {
+		return err
+	}
+	if ex == nil {
+		return nil
+	}
+	typ := ex.Class
+	if typ == "" {
+		typ = "StreamingQueryException"
+	}
+	return &retry.Failure{Err: run.Error{Type: typ, Message: ex.Message, Traceback: ex.Stack, Retryable: true},
+		Cause: fmt.Errorf("streaming query %s failed: %s", f.id.ID, firstLine(ex.Message))}
+}
+
+// stop ends the query, after the micro-batch under way when graceful, and
+// confirms that Spark no longer runs it.
+func (f *follower) stop(ctx context.Context, graceful bool) error {
+	if graceful {
+		deadline := time.Now().Add(f.opt.Grace)
+		for time.Now().Before(deadline) {
+			st, err := f.s.QueryStatus(ctx, f.id)
+			if err != nil || !st.Active || !st.TriggerActive {
+				break
+			}
+			time.Sleep(f.opt.Poll / 5)
+		}
+	}
+	if err := f.s.StopQuery(ctx, f.id); err != nil {
+		return fmt.Errorf("stopping streaming query %s: %w", f.id.ID, err)
+	}
+	st, err := f.s.QueryStatus(ctx, f.id)
+	if err == nil && st.Active {
+		return fmt.Errorf("streaming query %s is still active after it was stopped", f.id.ID)
+	}
+	f.opt.Log.Info("streaming query stopped", "id", f.id.ID, "graceful", graceful)
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
