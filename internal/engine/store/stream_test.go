@@ -60,9 +60,9 @@ func TestAppend_StreamingAndProgressNeedARunningQuery(t *testing.T) {
 	create(t, s, newRun("r", "p", "a"))
 	appendOK(t, s, "r", runState(run.Running, ""))
 	for name, ev := range map[string]run.Event{
-		"streaming before running": nodeState("a", run.NodeStreaming, 0),
+		"streaming before running":   nodeState("a", run.NodeStreaming, 0),
 		"progress of a pending node": progress("a", 0),
-		"progress without figures":  {Kind: run.NodeProgress, Node: "a"},
+		"progress without figures":   {Kind: run.NodeProgress, Node: "a"},
 	} {
 		if _, err := s.Append(context.Background(), "r", ev); !errors.Is(err, store.ErrInvalidEvent) {
 			t.Errorf("%s: %v; want ErrInvalidEvent", name, err)
