@@ -40,11 +40,14 @@ type Options struct {
 	// Emit records the node's events (state, progress, messages).
 	Emit func(run.Event)
 	// Poll is how often the query is asked about its progress; 0 means
-	// half a second, which also bounds progress events to two a second.
+	// 200 ms, which also bounds progress events to five a second.
 	Poll time.Duration
 	// Grace bounds how long a graceful stop waits for the micro-batch under
 	// way; 0 means two minutes.
 	Grace time.Duration
+	// Timeout, when set, stops the query that long after it started, as
+	// Stop does (the pipeline's stream_timeout).
+	Timeout time.Duration
 	Log   *slog.Logger
 }
 
@@ -55,7 +58,7 @@ type Options struct {
 // or execd shuts down, once the query is confirmed stopped.
 func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options) error {
 	if opt.Poll <= 0 {
-		opt.Poll = 500 * time.Millisecond
+		opt.Poll = 200 * time.Millisecond
 	}
 	if opt.Grace <= 0 {
 		opt.Grace = 2 * time.Minute
@@ -76,8 +79,21 @@ func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options
 
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()
+	var timeout <-chan time.Time
+	if opt.Timeout > 0 {
+		t := time.NewTimer(opt.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	for {
 		select {
+		case <-timeout:
+			opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: fmt.Sprintf("stream_timeout of %s reached; stopping the query after its current micro-batch", opt.Timeout)})
+			if err := f.stop(ctx, true); err != nil {
+				return err
+			}
+			f.progress(ctx)
+			return nil
 		case <-ctx.Done():
 			graceful := errors.Is(context.Cause(ctx), engine.ErrShutdown)
 			if err := f.stop(context.WithoutCancel(ctx), graceful); err != nil {

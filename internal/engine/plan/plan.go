@@ -85,6 +85,11 @@ type Pipeline struct {
 	// BreakerThreshold stops the run after this many node failures in a
 	// row (global circuit_breaker_threshold, else 5).
 	BreakerThreshold int
+	// StreamTimeout, when set (the pipeline's stream_timeout), ends each
+	// streaming query that long after it started, after its current
+	// micro-batch; the node then succeeds. 0 lets queries run until the
+	// run is stopped.
+	StreamTimeout time.Duration
 	// Config is the pipeline's configuration as plain values, for Python
 	// nodes' ml_context.
 	Config map[string]any

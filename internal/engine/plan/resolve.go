@@ -318,6 +318,14 @@ func (r *resolver) pipelineSettings(out *Pipeline) {
 	if r.req.ModelVersion != "" {
 		out.ModelVersion = r.req.ModelVersion
 	}
+	if v, ok := r.pcfg.Get("stream_timeout"); ok && v != nil {
+		if d, ok := asDuration(v); ok && d > 0 {
+			out.StreamTimeout = d
+		} else {
+			r.add(r.pipeField("stream_timeout"), problem.CodeInvalidValue,
+				"stream_timeout must be a number of seconds (e.g. 600) or a duration like \"10 minutes\", got %s", describe(v))
+		}
+	}
 	out.SparkConfig = maps.Clone(r.set.SparkConfig)
 	if v, ok := r.pcfg.Get("spark_config"); ok && v != nil {
 		sc := sparkConfig(v, r.pipeField("spark_config"), &r.probs)

@@ -41,12 +41,17 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 		if n == nil {
 			continue
 		}
-		blocked := n.Kind != plan.KindSQL || n.Stream != nil
+		blocked := n.Kind != plan.KindSQL && !(n.Stream != nil && n.Kind == plan.KindPassthrough)
 		for _, d := range n.Dependencies {
 			blocked = blocked || unknown[d]
 		}
 		if blocked {
 			unknown[name] = true
+			continue
+		}
+		if n.Stream != nil {
+			probs = append(probs, r.checkStream(ctx, s, n)...)
+			unknown[name] = true // its sink fills as the query runs
 			continue
 		}
 		var names []string
@@ -77,6 +82,27 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 		r.mu.Lock()
 		r.ran[name] = true
 		r.mu.Unlock()
+	}
+	return probs
+}
+
+// checkStream has Spark resolve a streaming node's sources and analyse its
+// query, without starting it.
+func (r *runExec) checkStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node) problem.List {
+	var probs problem.List
+	for _, src := range n.Stream.Sources {
+		if src.Producer != "" {
+			return nil // reads what an upstream node writes, which may not exist yet
+		}
+		if err := r.registerSource(ctx, s, src); err != nil {
+			probs.Add(fmt.Sprintf("nodes.%s.input", n.Name), problem.CodePathNotFound, "node %q cannot read %q: %s", n.Name, src.Key, sparkMessage(err))
+		}
+	}
+	if len(probs) > 0 || n.Kind != plan.KindSQL {
+		return probs
+	}
+	if err := s.DefineView(ctx, n.Name+"__stream", n.SQL, r.params()); err != nil {
+		probs.Add(fmt.Sprintf("nodes.%s.sql", n.Name), problem.CodeInvalidSQL, "Spark cannot analyse streaming node %q's query: %s", n.Name, sparkMessage(err))
 	}
 	return probs
 }

@@ -135,11 +135,11 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 	r.mu.Unlock()
 	views := make([]string, 0, len(n.InputSpecs))
 	for _, in := range n.InputSpecs {
-		if in.Producer != "" && ran[in.Producer] {
+		if in.Producer != "" && ran[in.Producer] && n.Stream == nil {
 			views = append(views, s.ResultView(in.Producer))
 			continue
 		}
-		if in.Producer == "" {
+		if in.Producer == "" && n.Stream == nil { // a streaming node's sources are registered as streams
 			if err := r.registerInput(ctx, s, in.Read); err != nil {
 				return nil, err
 			}

@@ -47,7 +47,7 @@ func runPipeline(t *testing.T, dir, pipeline string) run.Run {
 	return done
 }
 
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, body := range files {
 		p := filepath.Join(dir, name)

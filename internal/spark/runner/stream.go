@@ -46,7 +46,7 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 	if spec.Sink.Format == "memory" && spec.Sink.Table != "" {
 		start.QueryName, start.Table = spec.Sink.Table, "" // a memory sink's table is its query's name
 	}
-	return streaming.Run(ctx, s, start, streaming.Options{Stop: r.rc.Stop, Emit: emit, Log: r.log.With("node", n.Name)})
+	return streaming.Run(ctx, s, start, streaming.Options{Stop: r.rc.Stop, Emit: emit, Timeout: r.rc.Pipeline.StreamTimeout, Log: r.log.With("node", n.Name)})
 }
 
 // registerSource makes one input of a streaming node a view of the session:

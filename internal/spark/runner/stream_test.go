@@ -15,19 +15,26 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
 // streamProject writes a project whose pipeline "s" has the given nodes;
 // input and output configs as given.
-func streamProject(t *testing.T, nodes, inputs, outputs string) string {
+func streamProject(t testing.TB, nodes, inputs, outputs string) string {
+	t.Helper()
+	return streamProjectWith(t, "", nodes, inputs, outputs)
+}
+
+// streamProjectWith also sets pipeline settings (", stream_timeout: 3").
+func streamProjectWith(t testing.TB, pipeline, nodes, inputs, outputs string) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"settings_yml.json": settings,
 		"global.yaml":       "output_path: out\nmode: spark\nmax_retries: 1\nretry_delay: 1\n",
-		"pipelines.yaml":    "s: {type: streaming, nodes: [" + nodeNames(nodes) + "]}\n",
+		"pipelines.yaml":    "s: {type: streaming, nodes: [" + nodeNames(nodes) + "]" + pipeline + "}\n",
 		"nodes.yaml":        nodes,
 		"input.yaml":        inputs,
 		"output.yaml":       outputs,
@@ -46,7 +53,7 @@ func nodeNames(nodes string) string {
 }
 
 // streamEngine is an engine on the test Spark server.
-func streamEngine(t *testing.T, dir string) *engine.Engine {
+func streamEngine(t testing.TB, dir string) *engine.Engine {
 	t.Helper()
 	remote := sparktest.Remote(t)
 	st, err := store.Open(context.Background(), t.TempDir())
@@ -196,8 +203,8 @@ func sawProgress(evs []run.Event, node string) bool {
 
 // rateProject is an unbounded query: a rate source, a micro-batch a second,
 // into parquet.
-func rateProject(t *testing.T) (dir, checkpoint string) {
-	dir = streamProject(t,
+func rateProject(t testing.TB, pipeline string) (dir, checkpoint string) {
+	dir = streamProjectWith(t, pipeline,
 		"ticks: {sql: \"SELECT value, timestamp FROM rate\", input: [rate], output: [bronze.ticks.raw], streaming: {trigger: {type: processing_time, interval: \"1 second\"}}}\n",
 		"rate: {format: rate, options: {rowsPerSecond: 20}}\n",
 		"bronze.ticks.raw: {format: parquet}\n")
@@ -229,7 +236,7 @@ func runUntilBatches(ctx context.Context, t *testing.T, eng *engine.Engine, act 
 }
 
 func TestStream_StopEndsAnUnboundedQueryAfterItsBatchAndTheRunSucceeds(t *testing.T) {
-	dir, checkpoint := rateProject(t)
+	dir, checkpoint := rateProject(t, "")
 	eng := streamEngine(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -252,7 +259,7 @@ func TestStream_StopEndsAnUnboundedQueryAfterItsBatchAndTheRunSucceeds(t *testin
 }
 
 func TestStream_CancelInterruptsTheQueryAndTheRunIsCancelled(t *testing.T) {
-	dir, checkpoint := rateProject(t)
+	dir, checkpoint := rateProject(t, "")
 	eng := streamEngine(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -304,5 +311,101 @@ func TestStream_AFailingQueryIsRetriedAndFailsWithSparksError(t *testing.T) {
 	}
 	if n.Error == nil || !strings.Contains(n.Error.Message, "id < 3") {
 		t.Errorf("node error %+v; want Spark's message naming the failed assertion", n.Error)
+	}
+}
+
+func TestStream_StreamTimeoutEndsTheQueryAfterItsBatchAndTheNodeSucceeds(t *testing.T) {
+	dir, checkpoint := rateProject(t, ", stream_timeout: 4")
+	eng := streamEngine(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	began := time.Now()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := follow(ctx, t, eng, r.ID, nil)
+	done, _ := eng.Get(ctx, r.ID)
+	if done.State != run.Succeeded || done.Nodes[0].State != run.NodeSucceeded {
+		t.Fatalf("run %s (%s), node %s; want both SUCCEEDED once stream_timeout passed", done.State, done.Message, done.Nodes[0].State)
+	}
+	if took := time.Since(began); took < 4*time.Second {
+		t.Errorf("the run ended after %s, before its stream_timeout", took)
+	}
+	if !sawProgress(evs, "ticks") {
+		t.Error("no progress before the timeout")
+	}
+	assertQueryGone(t, checkpoint)
+}
+
+func TestStream_ValidateHasSparkAnalyseAStreamingQueryWithoutStartingIt(t *testing.T) {
+	dir := streamProject(t,
+		"typo: {sql: \"SELECT idd FROM orders\", input: [orders], output: [silver.orders.typo]}\n",
+		"orders: {format: file_stream, path: in, options: {header: true, format: csv}, schema: \"id INT, day STRING, amount DOUBLE\"}\n",
+		"silver.orders.typo: {format: parquet}\n")
+	writeFiles(t, dir, map[string]string{"in/a.csv": csvFile("2025-01-01", 1, 5)})
+	eng := streamEngine(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := eng.Validate(ctx, engine.ValidateRequest{Pipeline: "s"})
+	if err == nil || !strings.Contains(err.Error(), "nodes.typo.sql") || !strings.Contains(err.Error(), "idd") {
+		t.Fatalf("Validate = %v; want Spark's analysis error at nodes.typo.sql naming idd", err)
+	}
+	if n := commits(t, filepath.Join(dir, "out", "_checkpoints", "base", "s", "typo")); n != 0 {
+		t.Errorf("validation ran %d micro-batches", n)
+	}
+}
+
+func TestStream_APythonFunctionTransformsTheStream(t *testing.T) {
+	python, err := sparktest.Python()
+	if err != nil {
+		t.Skipf("no Python for workers: %v", err)
+	}
+	dir := streamProject(t,
+		"doubled: {function: streamnodes.double, input: [orders], output: [silver.orders.doubled], streaming: {trigger: {type: available_now}}}\n",
+		"orders: {format: file_stream, path: in, options: {header: true, format: csv}, schema: \"id INT, day STRING, amount DOUBLE\"}\n",
+		"silver.orders.doubled: {format: delta}\n")
+	writeFiles(t, dir, map[string]string{
+		"in/a.csv": csvFile("2025-01-01", 1, 40),
+		"streamnodes.py": `from pyspark.sql import functions as F
+
+
+def double(orders, start_date=None, end_date=None):
+    assert orders.isStreaming, "the node was given a batch DataFrame"
+    return orders.where(F.col("id") % 2 == 0).withColumn("amount", F.col("amount") * 2)
+`,
+	})
+	remote := sparktest.Remote(t)
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	st, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	be := sparkrunner.New(func() string { return remote }, func() error { return nil }, log)
+	be.SetPython(pool)
+	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	follow(ctx, t, eng, r.ID, nil)
+	done, _ := eng.Get(ctx, r.ID)
+	if done.State != run.Succeeded {
+		t.Fatalf("run %s: %s; node %+v", done.State, done.Message, done.Nodes[0].Error)
+	}
+	table := "delta.`" + filepath.Join(dir, "out", "silver", "orders", "doubled") + "`"
+	if n := count(ctx, t, "SELECT count(*) FROM "+table); n != 20 {
+		t.Errorf("the sink holds %d rows, want the 20 even ids", n)
+	}
+	if n := count(ctx, t, "SELECT count(*) FROM "+table+" WHERE amount = id * 2 + 1"); n != 20 {
+		t.Errorf("%d rows have their amount doubled, want 20", n)
 	}
 }
