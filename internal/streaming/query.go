@@ -48,7 +48,7 @@ type Options struct {
 	// Timeout, when set, stops the query that long after it started, as
 	// Stop does (the pipeline's stream_timeout).
 	Timeout time.Duration
-	Log   *slog.Logger
+	Log     *slog.Logger
 }
 
 // Run starts q and follows it until it ends: nil when a finite trigger
