@@ -48,7 +48,9 @@ type Options struct {
 	// Timeout, when set, stops the query that long after it started, as
 	// Stop does (the pipeline's stream_timeout).
 	Timeout time.Duration
-	Log     *slog.Logger
+	// Lag says when the query is lagging; the zero value never is.
+	Lag Lag
+	Log *slog.Logger
 }
 
 // Run starts q and follows it until it ends: nil when a finite trigger
@@ -73,7 +75,7 @@ func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options
 	if err != nil {
 		return err
 	}
-	f := &follower{s: s, id: id, opt: opt, lastBatch: -1}
+	f := &follower{s: s, id: id, opt: opt, lastBatch: -1, lastNew: time.Now()}
 	opt.Log.Info("streaming query started", "query", q.QueryName, "id", id.ID, "run_id", id.RunID, "checkpoint", q.Checkpoint)
 	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming})
 
@@ -129,7 +131,9 @@ type follower struct {
 	id        sparkconnect.QueryID
 	opt       Options
 	lastBatch int64
+	lastNew   time.Time // when the newest batch was first seen
 	resumed   bool
+	lagging   bool
 }
 
 // progress emits the newest micro-batch Spark reported since the last
@@ -158,12 +162,44 @@ func (f *follower) progress(ctx context.Context) {
 		newest = r
 	}
 	if newest == nil {
+		if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
+			f.lag(fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
+		}
 		return
 	}
-	f.lastBatch = newest.BatchID
+	f.lastBatch, f.lastNew = newest.BatchID, time.Now()
 	p := newest.progress()
 	f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
+	if f.opt.Lag.slow(p.BatchDuration) {
+		f.lag(fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
+	} else if f.lagging {
+		f.lagging = false
+		f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: fmt.Sprintf("CAUGHT UP: batch %d took %s", p.BatchID, p.BatchDuration)})
+	}
 }
+
+// lag reports the query LAGGING, once until it catches up.
+func (f *follower) lag(why string) {
+	if f.lagging {
+		return
+	}
+	f.lagging = true
+	f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: "LAGGING: " + why})
+}
+
+// Lag is a streaming node's lag rules.
+type Lag struct {
+	// MaxBatchDuration: a longer micro-batch is lagging.
+	MaxBatchDuration time.Duration
+	// MaxIdle: this long without a new micro-batch is lagging.
+	MaxIdle time.Duration
+}
+
+func (l Lag) slow(batch time.Duration) bool {
+	return l.MaxBatchDuration > 0 && batch > l.MaxBatchDuration
+}
+
+func (l Lag) idle(since time.Duration) bool { return l.MaxIdle > 0 && since > l.MaxIdle }
 
 // ended says how a query that is no longer active ended.
 func (f *follower) ended(ctx context.Context) error {

@@ -3,6 +3,7 @@ package plan
 import (
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
@@ -24,6 +25,17 @@ type StreamSpec struct {
 	Checkpoint string
 	// QueryName is the node's query_name, else pipeline_node.
 	QueryName string
+	Health    StreamHealth
+}
+
+// StreamHealth are a streaming node's lag rules (streaming.health): a
+// query breaking one is reported LAGGING until it catches up.
+type StreamHealth struct {
+	// MaxBatchDuration: a micro-batch that takes longer is lagging.
+	MaxBatchDuration time.Duration
+	// MaxIdleTriggers: no micro-batch for this many trigger intervals is
+	// lagging (processing_time triggers only).
+	MaxIdleTriggers int
 }
 
 // StreamSource is one input of a streaming node.
@@ -72,6 +84,7 @@ func (r *resolver) resolveStream(i int32, out *Pipeline) {
 	if v, ok := r.streamSetting(i, "query_name"); ok {
 		spec.QueryName = v
 	}
+	spec.Health = r.streamHealth(i)
 	f := r.field(i, "input")
 	if n.InlineInput != nil {
 		spec.Sources = append(spec.Sources, r.streamSource(f, n.Name+"_input", n.InlineInput))
@@ -101,6 +114,41 @@ func (r *resolver) resolveStream(i int32, out *Pipeline) {
 	spec.Sink = r.streamSink(i)
 	spec.Checkpoint = r.checkpoint(i, out)
 	n.Stream = spec
+}
+
+// streamHealth reads streaming.health.
+func (r *resolver) streamHealth(i int32) StreamHealth {
+	var h StreamHealth
+	v, _ := r.get(i, "streaming")
+	m, _ := v.(*config.Map)
+	if m == nil {
+		return h
+	}
+	hv, ok := m.Get("health")
+	if !ok || hv == nil {
+		return h
+	}
+	f := r.field(i, "streaming") + ".health"
+	hm, ok := hv.(*config.Map)
+	if !ok {
+		r.add(f, problem.CodeInvalidType, "health must be a mapping {max_batch_duration: \"30 seconds\", max_idle_triggers: 5}")
+		return h
+	}
+	if d, ok := hm.Get("max_batch_duration"); ok && d != nil {
+		if dd, ok := asDuration(d); ok && dd > 0 {
+			h.MaxBatchDuration = dd
+		} else {
+			r.add(f+".max_batch_duration", problem.CodeInvalidValue, "max_batch_duration must be seconds or a duration like \"30 seconds\", got %s", describe(d))
+		}
+	}
+	if n, ok := hm.Get("max_idle_triggers"); ok && n != nil {
+		if nn, ok := asInt(n); ok && nn > 0 {
+			h.MaxIdleTriggers = nn
+		} else {
+			r.add(f+".max_idle_triggers", problem.CodeInvalidValue, "max_idle_triggers must be a whole number above 0, got %s", describe(n))
+		}
+	}
+	return h
 }
 
 // streamSetting reads a string under the node's streaming mapping.

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
@@ -46,7 +47,12 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 	if spec.Sink.Format == "memory" && spec.Sink.Table != "" {
 		start.QueryName, start.Table = spec.Sink.Table, "" // a memory sink's table is its query's name
 	}
-	return streaming.Run(ctx, s, start, streaming.Options{Stop: r.rc.Stop, Emit: emit, Timeout: r.rc.Pipeline.StreamTimeout, Log: r.log.With("node", n.Name)})
+	lag := streaming.Lag{MaxBatchDuration: spec.Health.MaxBatchDuration}
+	if spec.Health.MaxIdleTriggers > 0 && spec.Trigger.Type == plan.TriggerProcessingTime {
+		lag.MaxIdle = time.Duration(spec.Health.MaxIdleTriggers) * spec.Trigger.Interval
+	}
+	return streaming.Run(ctx, s, start, streaming.Options{Stop: r.rc.Stop, Emit: emit, Timeout: r.rc.Pipeline.StreamTimeout,
+		Lag: lag, Log: r.log.With("node", n.Name)})
 }
 
 // registerSource makes one input of a streaming node a view of the session:

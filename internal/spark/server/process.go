@@ -120,7 +120,7 @@ func (s *Server) args(port int) []string {
 
 func (s *Server) env() []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED="} {
+		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED=", "PYSPARK_PYTHON="} {
 			if strings.HasPrefix(kv, k) {
 				return true
 			}
@@ -128,7 +128,10 @@ func (s *Server) env() []string {
 		return false
 	})
 	env = append(env, "SPARK_HOME="+s.sparkHome, "SPARK_LOCAL_IP=127.0.0.1",
-		"JAVA_HOME="+filepath.Dir(filepath.Dir(resolve(s.java))))
+		"JAVA_HOME="+filepath.Dir(filepath.Dir(resolve(s.java))),
+		// Python UDFs and foreachBatch functions run in Python workers the
+		// server starts; they must be the project's Python, with its pyspark.
+		"PYSPARK_PYTHON="+s.cfg.Python)
 	return env
 }
 
