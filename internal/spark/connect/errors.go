@@ -37,6 +37,14 @@ func (e *Error) Unwrap() error { return e.Err }
 // data, which fail the same way every time.
 func (e *Error) Retryable() bool { return e.retryable }
 
+// Unreachable reports a failure to reach Spark at all: the server did not
+// answer (connection refused, unavailable) or lost the session. Errors of a
+// query, of the data or of the files it writes are not, however retryable:
+// they say nothing about whether Spark can take work.
+func (e *Error) Unreachable() bool {
+	return e.Code == codes.Unavailable || errors.Is(e.Err, ErrSessionLost) || strings.HasPrefix(e.Class, "INVALID_HANDLE.SESSION")
+}
+
 // fail turns err from a Spark call into an *Error. When ctx has ended the
 // context's error is returned (wrapped), since the call failed because of it.
 func (s *Session) fail(ctx context.Context, op string, err error) error {

@@ -86,6 +86,30 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// Only a failure to reach Spark counts against the backend breaker; a
+// retryable error of the work itself (a file another writer removed, a lost
+// executor) does not.
+func TestClassify_OnlyTransportFailuresAreUnreachable(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		err         error
+		unreachable bool
+	}{
+		{"connection refused", status.Error(codes.Unavailable, "connection refused"), true},
+		{"session changed", sparkStatus(codes.Internal, "INVALID_HANDLE.SESSION_CHANGED", "HY000", "x"), true},
+		{"a _temporary file gone", sparkStatus(codes.Internal, "FAILED_TO_CREATE_PLAN", "58030", "java.io.FileNotFoundException: _temporary/0"), false},
+		{"executor lost", status.Error(codes.Unknown, "Job aborted due to stage failure: executor lost"), false},
+		{"analysis", sparkStatus(codes.Internal, "TABLE_OR_VIEW_NOT_FOUND", "42P01", "x"), false},
+		{"concurrent append", sparkStatus(codes.Internal, "DELTA_CONCURRENT_APPEND", "2D521", "x"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := classify(c.err).Unreachable(); got != c.unreachable {
+				t.Errorf("Unreachable() = %v, want %v", got, c.unreachable)
+			}
+		})
+	}
+}
+
 func TestTrimPlan_DropsTheAppendedLogicalPlan(t *testing.T) {
 	msg := "[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column `x` cannot be resolved. SQLSTATE: 42703; line 1 pos 7;\n'CreateViewCommand `v`\n+- 'Project ['x]\n"
 	want := "[UNRESOLVED_COLUMN.WITH_SUGGESTION] A column `x` cannot be resolved. SQLSTATE: 42703; line 1 pos 7"

@@ -59,13 +59,15 @@ func (b *Backend) Ready() error {
 	return b.breaker.Allow()
 }
 
-// observe feeds a node attempt's outcome to the backend breaker.
+// observe feeds a node attempt's outcome to the backend breaker. Only a
+// failure to reach Spark counts: a query or file error (a write that found
+// another run's files, say) is no sign of a dead server.
 func (b *Backend) observe(err error) {
 	var se *sparkconnect.Error
 	switch {
 	case err == nil:
 		b.breaker.Success()
-	case errors.As(err, &se) && se.Retryable():
+	case errors.As(err, &se) && se.Unreachable():
 		b.breaker.Failure(se.Message)
 	}
 }
