@@ -224,7 +224,27 @@ func (o *operation) RecvMsg(m any) error {
 		proto.Merge(dst, r)
 		return nil
 	case <-o.caller.Done():
+		o.awaitEnd()
 		return status.FromContextError(o.caller.Err()).Err()
+	}
+}
+
+// abandonedWait bounds how long a caller that gave up waits for the server
+// to end its operation.
+const abandonedWait = 60 * time.Second
+
+// awaitEnd waits, once the caller has given up, until the server has ended
+// the operation (watch interrupts it): a node is recorded cancelled only
+// once its Spark work has stopped, so nothing of an ended run writes after
+// its end. A session that is closing releases its operations itself.
+func (o *operation) awaitEnd() {
+	t := time.NewTimer(abandonedWait)
+	defer t.Stop()
+	select {
+	case <-o.done:
+	case <-o.s.closed:
+	case <-t.C:
+		o.s.log.Warn("a Spark operation was still running a minute after its caller gave up", "operation", o.id)
 	}
 }
 
