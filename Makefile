@@ -123,10 +123,12 @@ test-go:
 FUZZ_LOAD ?= 3000x
 FUZZ_PARSE ?= 30000x
 FUZZ_RESOLVE ?= 100000x
+FUZZ_HANDLERS ?= 3000x
 test-fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLoad$$' -fuzztime=$(FUZZ_LOAD) ./internal/engine/config
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZ_PARSE) ./internal/engine/config
 	$(GO) test -run='^$$' -fuzz='^FuzzResolve$$' -fuzztime=$(FUZZ_RESOLVE) ./internal/engine/plan
+	$(GO) test -run='^$$' -fuzz='^FuzzHandlers$$' -fuzztime=$(FUZZ_HANDLERS) ./cmd/execd
 
 test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'

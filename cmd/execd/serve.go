@@ -31,6 +31,7 @@ type serveConfig struct {
 	sparkRemote string
 	python      string
 	workers     int
+	maxRuns     int
 	workerDir   string
 	logLevel    string
 	shutdown    time.Duration
@@ -47,6 +48,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
 	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark and tauro-exec[worker], for the embedded Spark server and the node workers (default: .venv/bin/python of the repo, else python3)")
 	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
+	fs.IntVar(&cfg.maxRuns, "max-concurrent-runs", engine.DefaultMaxConcurrentRuns, "runs executing at once; more wait QUEUED (default: the machine's cores, at least 2)")
 	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
@@ -76,6 +78,9 @@ func serve(ctx context.Context, args []string) error {
 		if cfg.python, err = filepath.Abs(cfg.python); err != nil {
 			return err
 		}
+	}
+	if cfg.maxRuns < 1 || cfg.maxRuns > 1000 {
+		return fmt.Errorf("--max-concurrent-runs %d: use 1 to 1000", cfg.maxRuns)
 	}
 	if cfg.workers < 0 || cfg.workers > 64 {
 		return fmt.Errorf("--workers %d: use 0 to 64", cfg.workers)
@@ -119,7 +124,8 @@ func serve(ctx context.Context, args []string) error {
 	}
 	defer backend.Close()
 
-	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log})
+	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
+		MaxConcurrentRuns: cfg.maxRuns})
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}

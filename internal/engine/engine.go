@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -81,6 +82,9 @@ type Options struct {
 	// BreakerThreshold stops a run after this many consecutive node
 	// failures; 0 uses the plan's (global circuit_breaker_threshold, or 5).
 	BreakerThreshold int
+	// MaxConcurrentRuns caps the runs executing at once; more wait QUEUED.
+	// 0 means DefaultMaxConcurrentRuns.
+	MaxConcurrentRuns int
 	// Now is the wall clock for records; nil means time.Now.
 	Now func() time.Time
 }
@@ -92,11 +96,19 @@ type Engine struct {
 
 	mu      sync.Mutex
 	active  map[string]*activeRun
+	queue   []*ticket
+	seq     uint64 // orders tickets of equal priority
 	closing bool
 	wg      sync.WaitGroup
 }
 
+// DefaultMaxConcurrentRuns is the machine's cores, at least 2: the runs of
+// one execd share one Spark, and more runs than cores only take turns.
+var DefaultMaxConcurrentRuns = max(2, runtime.NumCPU())
+
 type activeRun struct {
+	key      string   // pipelineKey
+	writes   []string // writeLocations
 	cancel   context.CancelCauseFunc
 	done     chan struct{}
 	stop     chan struct{} // closed by Stop
@@ -119,7 +131,8 @@ func New(opt Options) *Engine {
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
 
-// Recover marks the runs a previous execd left running as INTERRUPTED.
+// Recover marks the runs a previous execd left running as INTERRUPTED and
+// queues again the runs it left QUEUED.
 func (e *Engine) Recover(ctx context.Context) error {
 	ids, err := e.opt.Store.Recover(ctx)
 	if err != nil {
@@ -128,7 +141,7 @@ func (e *Engine) Recover(ctx context.Context) error {
 	for _, id := range ids {
 		e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
 	}
-	return nil
+	return e.requeue(ctx)
 }
 
 // Close stops every active run (they become INTERRUPTED, so RepairRun can
@@ -189,5 +202,6 @@ func decided(params run.Params, p *plan.Pipeline) run.Params {
 		ModelVersion: p.ModelVersion,
 		Select:       params.Select,
 		FailFast:     params.FailFast,
+		Priority:     params.Priority,
 	}
 }

@@ -13,9 +13,11 @@ import (
 // Starting runs and stopping them: a run is recorded, then driven in the
 // background by a goroutine the Engine owns until the run's end is recorded.
 
-// Execute validates the request, records a run and starts it. A request
-// with a request id already used returns that run instead.
-func (e *Engine) Execute(ctx context.Context, requestID string, params run.Params) (run.Run, error) {
+// Execute validates the request, records a run and queues it; it starts
+// at once when admission allows. A request with a request id already used
+// returns that run instead. With noWait, a run that cannot start at once is
+// refused (ErrFailedPrecondition) and nothing is recorded.
+func (e *Engine) Execute(ctx context.Context, requestID string, params run.Params, noWait bool) (run.Run, error) {
 	if requestID != "" {
 		if r, err := e.opt.Store.RunByRequestID(ctx, requestID); err == nil {
 			return r, nil
@@ -43,6 +45,17 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 	for _, n := range p.Nodes {
 		rec.Nodes = append(rec.Nodes, run.Node{Name: n.Name, State: run.NodePending})
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, ErrShutdown)
+	}
+	t := e.newTicket(rec.ID, p, rec.Params, nil)
+	if noWait {
+		if why := e.blockerLocked(t); why != "" {
+			return run.Run{}, fmt.Errorf("%w: the run cannot start now (%s) and no_wait was asked; try later or let it queue", ErrFailedPrecondition, why)
+		}
+	}
 	stored, created, err := e.opt.Store.CreateRun(ctx, rec)
 	if err != nil {
 		return run.Run{}, err
@@ -50,35 +63,30 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 	if !created {
 		return stored, nil
 	}
-	if err := e.start(stored.ID, p, params.FailFast, nil); err != nil {
+	if err := e.enqueueLocked(ctx, t, true); err != nil {
 		return run.Run{}, err
 	}
-	return stored, nil
+	return e.Get(ctx, stored.ID)
 }
 
-// start runs a recorded run in the background. prior is nil for a new run.
-func (e *Engine) start(runID string, p *plan.Pipeline, failFast bool, prior *repairState) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closing {
-		return fmt.Errorf("%w: %v", ErrUnavailable, ErrShutdown)
-	}
+// startLocked runs an admitted run in the background. e.mu is held.
+func (e *Engine) startLocked(t *ticket) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	a := &activeRun{cancel: cancel, done: make(chan struct{}), stop: make(chan struct{})}
-	e.active[runID] = a
+	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: make(chan struct{})}
+	e.active[t.id] = a
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		defer close(a.done)
 		defer func() {
 			e.mu.Lock()
-			delete(e.active, runID)
+			delete(e.active, t.id)
+			e.admitLocked()
 			e.mu.Unlock()
 			cancel(nil)
 		}()
-		e.execute(ctx, runID, p, failFast, prior, a.stop)
+		e.execute(ctx, t.id, t.p, t.failFast, t.prior, a.stop)
 	}()
-	return nil
 }
 
 // execute drives one run from RUNNING to its terminal state. Records are
@@ -98,48 +106,64 @@ func (e *Engine) execute(ctx context.Context, runID string, p *plan.Pipeline, fa
 	log.Info("run ended", "state", state, "message", msg)
 }
 
-// Cancel stops an active run: its nodes are interrupted. Cancelling a run
-// that has ended fails with ErrFailedPrecondition.
+// Cancel stops a run: an executing run's nodes are interrupted, a queued
+// run ends without starting. Cancelling a run that has ended fails with
+// ErrFailedPrecondition.
 func (e *Engine) Cancel(ctx context.Context, id, reason string) (run.Run, error) {
-	a, err := e.activeRun(ctx, id)
-	if err != nil {
-		return run.Run{}, err
-	}
 	if reason == "" {
 		reason = "cancelled by request"
+	}
+	a, err := e.activeRun(ctx, id, reason)
+	if err != nil || a == nil {
+		return e.ended(ctx, id, err)
 	}
 	a.cancel(cancelCause{reason: reason})
 	return e.awaitEnd(ctx, id, a)
 }
 
-// Stop ends an active run's streaming queries gracefully, each after its
-// current micro-batch, and waits for the run to end; batch nodes run on.
+// Stop ends an executing run's streaming queries gracefully, each after its
+// current micro-batch, and waits for the run to end; batch nodes run on. A
+// queued run ends without starting.
 func (e *Engine) Stop(ctx context.Context, id, reason string) (run.Run, error) {
-	a, err := e.activeRun(ctx, id)
-	if err != nil {
-		return run.Run{}, err
-	}
 	if reason == "" {
 		reason = "stopped by request"
+	}
+	a, err := e.activeRun(ctx, id, reason)
+	if err != nil || a == nil {
+		return e.ended(ctx, id, err)
 	}
 	e.log.Info("stopping a run's streams", "run_id", id, "reason", reason)
 	a.stopOnce.Do(func() { close(a.stop) })
 	return e.awaitEnd(ctx, id, a)
 }
 
-// activeRun returns the run id names if it is running here.
-func (e *Engine) activeRun(ctx context.Context, id string) (*activeRun, error) {
+// activeRun returns the run id names if it executes here. A queued run is
+// taken out of the queue and recorded CANCELLED with reason (nil, nil).
+func (e *Engine) activeRun(ctx context.Context, id, reason string) (*activeRun, error) {
 	r, err := e.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.dequeueLocked(id) {
+		_, err := e.opt.Store.Append(context.WithoutCancel(ctx), id, run.Event{Kind: run.RunStateChanged, RunState: run.Cancelled,
+			Message: reason + " (before it started)"})
+		return nil, err
+	}
 	a := e.active[id]
-	e.mu.Unlock()
 	if a == nil || r.State.Terminal() {
 		return nil, fmt.Errorf("run %s is %s, not running: %w", id, r.State, ErrFailedPrecondition)
 	}
 	return a, nil
+}
+
+// ended returns the run after a call that found it queued, or err.
+func (e *Engine) ended(ctx context.Context, id string, err error) (run.Run, error) {
+	if err != nil {
+		return run.Run{}, err
+	}
+	return e.Get(ctx, id)
 }
 
 // awaitEnd waits for an active run to record its end and returns it.

@@ -47,14 +47,8 @@ func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, err
 	if err != nil {
 		return run.Run{}, err
 	}
-	e.mu.Lock()
-	_, isActive := e.active[id]
-	e.mu.Unlock()
-	if isActive || !r.State.Terminal() {
-		return run.Run{}, fmt.Errorf("run %s is %s; only ended runs can be repaired: %w", id, r.State, ErrFailedPrecondition)
-	}
-	if r.State == run.Succeeded {
-		return run.Run{}, fmt.Errorf("run %s succeeded; there is nothing to repair: %w", id, ErrFailedPrecondition)
+	if err := checkRepairable(r); err != nil {
+		return run.Run{}, err
 	}
 	p, err := e.plan(r.Params)
 	if err != nil {
@@ -63,19 +57,23 @@ func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, err
 	if err := e.opt.Backend.Ready(); err != nil {
 		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	reset := RepairSet(p, r)
-	prior := &repairState{kept: map[string]bool{}, made: map[string]int{}}
-	for _, n := range p.Nodes {
-		if !reset[n.Name] {
-			prior.kept[n.Name] = true
-		}
+	// One repair at a time: the record is read again under the lock, so two
+	// concurrent calls cannot both reopen the run.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r, err = e.Get(ctx, id); err != nil {
+		return run.Run{}, err
 	}
-	for _, n := range r.Nodes {
-		prior.made[n.Name] = n.Attempt
+	if _, isActive := e.active[id]; isActive {
+		return run.Run{}, fmt.Errorf("run %s is %s; only ended runs can be repaired: %w", id, r.State, ErrFailedPrecondition)
 	}
-	names := make([]string, 0, len(reset))
+	if err := checkRepairable(r); err != nil {
+		return run.Run{}, err
+	}
+	prior := priorOf(p, r)
+	var names []string
 	for _, n := range p.Nodes {
-		if reset[n.Name] {
+		if !prior.kept[n.Name] {
 			names = append(names, n.Name)
 		}
 	}
@@ -86,10 +84,36 @@ func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, err
 	if repeated { // a concurrent call with the same request id won
 		return stored, nil
 	}
-	if err := e.start(id, p, stored.Params.FailFast, prior); err != nil {
+	if err := e.enqueueLocked(ctx, e.newTicket(id, p, stored.Params, prior), true); err != nil {
 		return run.Run{}, err
 	}
-	return stored, nil
+	return e.Get(ctx, id)
+}
+
+func checkRepairable(r run.Run) error {
+	switch {
+	case !r.State.Terminal():
+		return fmt.Errorf("run %s is %s; only ended runs can be repaired: %w", r.ID, r.State, ErrFailedPrecondition)
+	case r.State == run.Succeeded:
+		return fmt.Errorf("run %s succeeded; there is nothing to repair: %w", r.ID, ErrFailedPrecondition)
+	}
+	return nil
+}
+
+// priorOf is what a repair of r keeps: the nodes outside RepairSet, and
+// every node's attempts so far.
+func priorOf(p *plan.Pipeline, r run.Run) *repairState {
+	reset := RepairSet(p, r)
+	prior := &repairState{kept: map[string]bool{}, made: map[string]int{}}
+	for _, n := range p.Nodes {
+		if !reset[n.Name] {
+			prior.kept[n.Name] = true
+		}
+	}
+	for _, n := range r.Nodes {
+		prior.made[n.Name] = n.Attempt
+	}
+	return prior
 }
 
 // RepairSet is the nodes a repair runs again: those that did not succeed

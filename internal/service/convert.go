@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -89,6 +90,7 @@ func runToProto(r run.Run) *execv1.Run {
 		Message:      r.Message,
 		RepairCount:  int32(r.RepairCount),
 		LastSequence: r.LastSequence,
+		Priority:     int32(r.Params.Priority),
 	}
 	if len(r.Params.Hyperparams) > 0 {
 		if s, err := structpb.NewStruct(r.Params.Hyperparams); err == nil {
@@ -188,8 +190,13 @@ func pipelineToProto(p *plan.Pipeline) *execv1.Pipeline {
 	return out
 }
 
-// maxHyperparamsBytes bounds what a request may carry as hyperparameters.
-const maxHyperparamsBytes = 64 << 10
+// maxHyperparamsBytes and maxHyperparamsDepth bound what a request may
+// carry as hyperparameters, so every stored run can be read back by every
+// client (protobuf decoders refuse deep nesting).
+const (
+	maxHyperparamsBytes = 64 << 10
+	maxHyperparamsDepth = 32
+)
 
 func hyperparamsFromProto(s *structpb.Struct) (map[string]any, error) {
 	if s == nil {
@@ -199,5 +206,39 @@ func hyperparamsFromProto(s *structpb.Struct) (map[string]any, error) {
 		return nil, problem.List{{Field: "hyperparams", Code: problem.CodeTooLarge,
 			Message: "hyperparams are larger than 64 KiB; pass large values as paths or table names instead"}}
 	}
+	if d := structDepth(s, 1); d > maxHyperparamsDepth {
+		return nil, problem.List{{Field: "hyperparams", Code: problem.CodeTooLarge,
+			Message: fmt.Sprintf("hyperparams are nested %d levels deep; the limit is %d: flatten them", d, maxHyperparamsDepth)}}
+	}
 	return s.AsMap(), nil
+}
+
+// structDepth is how deep s nests, counting s as depth; it stops counting
+// past the limit.
+func structDepth(s *structpb.Struct, depth int) int {
+	deepest := depth
+	for _, v := range s.GetFields() {
+		deepest = max(deepest, valueDepth(v, depth))
+		if deepest > maxHyperparamsDepth {
+			break
+		}
+	}
+	return deepest
+}
+
+func valueDepth(v *structpb.Value, depth int) int {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StructValue:
+		return structDepth(k.StructValue, depth+1)
+	case *structpb.Value_ListValue:
+		deepest := depth + 1
+		for _, e := range k.ListValue.GetValues() {
+			deepest = max(deepest, valueDepth(e, depth+1))
+			if deepest > maxHyperparamsDepth {
+				break
+			}
+		}
+		return deepest
+	}
+	return depth
 }

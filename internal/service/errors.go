@@ -11,6 +11,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // errorDomain is the ErrorInfo domain of every error execd returns.
@@ -59,6 +60,15 @@ var errorKinds = []struct {
 	{engine.ErrNotFound, codes.NotFound, "NOT_FOUND"},
 	{engine.ErrFailedPrecondition, codes.FailedPrecondition, "FAILED_PRECONDITION"},
 	{engine.ErrUnavailable, codes.Unavailable, "SPARK_UNAVAILABLE"},
+	// What the store refuses reaches here through the engine unchanged.
+	{store.ErrNotFound, codes.NotFound, "NOT_FOUND"},
+	{store.ErrInvalidArgument, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	{store.ErrBadPageToken, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	{store.ErrAlreadyExists, codes.AlreadyExists, "ALREADY_EXISTS"},
+	{store.ErrNotRepairable, codes.FailedPrecondition, "FAILED_PRECONDITION"},
+	{store.ErrRunEnded, codes.FailedPrecondition, "FAILED_PRECONDITION"},
+	{store.ErrTooManyEvents, codes.ResourceExhausted, "RESOURCE_EXHAUSTED"},
+	{store.ErrClosed, codes.Unavailable, "UNAVAILABLE"},
 	{context.Canceled, codes.Canceled, ""},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
 }

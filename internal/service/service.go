@@ -51,7 +51,8 @@ func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipeli
 		ModelVersion: req.GetModelVersion(),
 		Select:       req.GetSelect(),
 		FailFast:     req.GetFailFast(),
-	})
+		Priority:     int(req.GetPriority()),
+	}, req.GetNoWait())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -90,6 +90,10 @@ type Pipeline struct {
 	// micro-batch; the node then succeeds. 0 lets queries run until the
 	// run is stopped.
 	StreamTimeout time.Duration
+	// MaxActiveRuns is how many runs of this pipeline in this environment
+	// may execute at once (the pipeline's max_active_runs, default 1);
+	// further runs wait in the queue.
+	MaxActiveRuns int
 	// Config is the pipeline's configuration as plain values, for Python
 	// nodes' ml_context.
 	Config map[string]any

@@ -318,6 +318,15 @@ func (r *resolver) pipelineSettings(out *Pipeline) {
 	if r.req.ModelVersion != "" {
 		out.ModelVersion = r.req.ModelVersion
 	}
+	out.MaxActiveRuns = 1
+	if v, ok := r.pcfg.Get("max_active_runs"); ok && v != nil {
+		if n, ok := asInt(v); ok && n >= 1 && n <= 1000 {
+			out.MaxActiveRuns = n
+		} else {
+			r.add(r.pipeField("max_active_runs"), problem.CodeInvalidValue,
+				"max_active_runs must be a whole number from 1 to 1000 (runs of this pipeline executing at once), got %s", describe(v))
+		}
+	}
 	if v, ok := r.pcfg.Get("stream_timeout"); ok && v != nil {
 		if d, ok := asDuration(v); ok && d > 0 {
 			out.StreamTimeout = d

@@ -49,10 +49,12 @@ const (
 	Failed      State = "FAILED"
 	Cancelled   State = "CANCELLED"
 	Interrupted State = "INTERRUPTED"
+	// Queued is a recorded run waiting for admission.
+	Queued State = "QUEUED"
 )
 
 // States lists every run state.
-var States = []State{Pending, Running, Succeeded, Failed, Cancelled, Interrupted}
+var States = []State{Pending, Running, Succeeded, Failed, Cancelled, Interrupted, Queued}
 
 // Terminal reports whether the run has ended (INTERRUPTED runs may be repaired).
 func (s State) Terminal() bool {
@@ -82,6 +84,8 @@ type Params struct {
 	ModelVersion string         `json:"model_version,omitempty"`
 	Select       []string       `json:"select,omitempty"`
 	FailFast     bool           `json:"fail_fast,omitempty"`
+	// Priority orders the admission queue: higher first.
+	Priority int `json:"priority,omitempty"`
 }
 
 // Run is a run as stored.

@@ -174,9 +174,13 @@ func (w *writeTx) applyRunState(r *runRow, ev *run.Event, repair bool) error {
 			return fmt.Errorf("%w: run %s: only CreateRun and PrepareRepair set a run PENDING", ErrInvalidEvent, r.id)
 		}
 		r.end = 0
-	case st == run.Running:
+	case st == run.Queued:
 		if r.state != run.Pending {
-			return fmt.Errorf("%w: run %s is %s; only a PENDING run can start", ErrInvalidEvent, r.id, r.state)
+			return fmt.Errorf("%w: run %s is %s; only a PENDING run can be queued", ErrInvalidEvent, r.id, r.state)
+		}
+	case st == run.Running:
+		if r.state != run.Pending && r.state != run.Queued {
+			return fmt.Errorf("%w: run %s is %s; only a PENDING or QUEUED run can start", ErrInvalidEvent, r.id, r.state)
 		}
 		if r.start == 0 {
 			r.start = now

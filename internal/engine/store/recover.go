@@ -19,6 +19,7 @@ const (
 // Recover is for daemon start, before any run is executed: every run left
 // PENDING or RUNNING by a previous execd is ended INTERRUPTED, each in its
 // own transaction, and the ids of those runs are returned oldest first.
+// QUEUED runs are left queued: Queued lists them for the engine to admit.
 //
 // Its nodes that were RUNNING, STREAMING or RETRYING become CANCELLED with an error of
 // type "Interrupted" (closing a running attempt the same way), because
@@ -92,6 +93,32 @@ func (s *Store) Recover(ctx context.Context) ([]string, error) {
 		}
 	}
 	return recovered, nil
+}
+
+// Queued returns the ids of the QUEUED runs, oldest first.
+func (s *Store) Queued(ctx context.Context) ([]string, error) {
+	if s.closed() {
+		return nil, ErrClosed
+	}
+	var ids []string
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state = ? ORDER BY create_time, id`, string(run.Queued))
+		if err != nil {
+			return err
+		}
+		return eachRow(rows, func() error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: finding queued runs: %w", err)
+	}
+	return ids, nil
 }
 
 // PrepareRepair reopens an ended run for a repair, in one transaction: the

@@ -33,7 +33,8 @@
 // stored event can never be taken back and a watcher may already be
 // replaying it.
 //
-//   - Run: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED | INTERRUPTED.
+//   - Run: PENDING → [QUEUED →] RUNNING → SUCCEEDED | FAILED | CANCELLED |
+//     INTERRUPTED; a QUEUED run may also end CANCELLED without starting.
 //     A run cannot end while one of its nodes is RUNNING, STREAMING or
 //     RETRYING, and
 //     nothing may be appended after its terminal event, except through

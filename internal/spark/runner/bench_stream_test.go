@@ -29,7 +29,7 @@ func BenchmarkStreaming(b *testing.B) {
 		eng := streamEngine(b, dir)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		requested := time.Now()
-		r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+		r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 		if err != nil {
 			b.Fatal(err)
 		}

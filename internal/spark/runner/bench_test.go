@@ -159,7 +159,7 @@ func runBench(tb testing.TB, eng *engine.Engine) (run.Run, time.Duration) {
 	tb.Helper()
 	ctx := context.Background()
 	start := time.Now()
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "bench"})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "bench"}, false)
 	if err != nil {
 		tb.Fatal(err)
 	}

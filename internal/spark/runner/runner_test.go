@@ -30,7 +30,7 @@ func runPipeline(t *testing.T, dir, pipeline string) run.Run {
 	log := slog.New(slog.DiscardHandler)
 	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
 		Backend: sparkrunner.New(func() string { return remote }, func() error { return nil }, log)})
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: pipeline})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: pipeline}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

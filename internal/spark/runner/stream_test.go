@@ -141,7 +141,7 @@ func TestStream_FileStreamToDeltaResumesFromItsCheckpointAndWritesEveryRowOnce(t
 	defer cancel()
 	table := "delta.`" + filepath.Join(dir, "out", "silver", "orders", "clean") + "`"
 
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestStream_FileStreamToDeltaResumesFromItsCheckpointAndWritesEveryRowOnce(t
 	// New files arrive; a second run resumes from the stable checkpoint and
 	// adds only them.
 	writeFiles(t, dir, map[string]string{"in/c.csv": csvFile("2025-01-03", 101, 130)})
-	r2, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	r2, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func rateProject(t testing.TB, pipeline string) (dir, checkpoint string) {
 // reported progress twice; it returns the run's events.
 func runUntilBatches(ctx context.Context, t *testing.T, eng *engine.Engine, act func(id string)) (string, []run.Event) {
 	t.Helper()
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestStream_AFailingQueryIsRetriedAndFailsWithSparksError(t *testing.T) {
 	eng := streamEngine(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestStream_StreamTimeoutEndsTheQueryAfterItsBatchAndTheNodeSucceeds(t *test
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	began := time.Now()
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ def double(orders, start_date=None, end_date=None):
 	be := sparkrunner.New(func() string { return remote }, func() error { return nil }, log)
 	be.SetPython(pool)
 	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

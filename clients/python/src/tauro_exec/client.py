@@ -101,9 +101,14 @@ class Client:
         max_workers: int | None = None,
         fail_fast: bool = False,
         request_id: str | None = None,
+        priority: int = 0,
+        no_wait: bool = False,
     ) -> Run:
         """Start a run and return its handle at once; ``Run.wait()`` waits for it.
 
+        The run is QUEUED until execd admits it (run limits, outputs another
+        run is writing); higher ``priority`` goes first. With ``no_wait`` a run
+        that cannot start at once is refused instead of queued.
         ``select`` takes dbt-style node selectors ("node", "+node", "node+").
         ``request_id`` makes the call idempotent: the same id returns the run
         the first call started. A fresh one is made when none is given, and a
@@ -119,6 +124,8 @@ class Client:
             model_version=model_version or "",
             select=_names(select),
             fail_fast=fail_fast,
+            priority=priority,
+            no_wait=no_wait,
         )
         if hyperparams:
             req.hyperparams.CopyFrom(_struct(hyperparams))

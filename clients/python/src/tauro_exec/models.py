@@ -25,6 +25,8 @@ class RunState(enum.Enum):
     FAILED = pb.RUN_STATE_FAILED
     CANCELLED = pb.RUN_STATE_CANCELLED
     INTERRUPTED = pb.RUN_STATE_INTERRUPTED
+    # Recorded and waiting for admission (run limits, or another run writing the same outputs).
+    QUEUED = pb.RUN_STATE_QUEUED
 
     @classmethod
     def _missing_(cls, value: object) -> RunState:

@@ -104,6 +104,10 @@ class Run:
         return self._pb.fail_fast
 
     @property
+    def priority(self) -> int:
+        return self._pb.priority
+
+    @property
     def request_id(self) -> str:
         return self._pb.request_id
 

@@ -113,6 +113,10 @@ const (
 	RunState_RUN_STATE_CANCELLED   RunState = 5
 	// INTERRUPTED: execd stopped while the run was running. RepairRun finishes it.
 	RunState_RUN_STATE_INTERRUPTED RunState = 6
+	// QUEUED: recorded and waiting for admission: the concurrent-run limit,
+	// its pipeline's max_active_runs, or another run writing the same outputs.
+	// A queued run survives a restart of execd and can be cancelled.
+	RunState_RUN_STATE_QUEUED RunState = 7
 )
 
 // Enum value maps for RunState.
@@ -125,6 +129,7 @@ var (
 		4: "RUN_STATE_FAILED",
 		5: "RUN_STATE_CANCELLED",
 		6: "RUN_STATE_INTERRUPTED",
+		7: "RUN_STATE_QUEUED",
 	}
 	RunState_value = map[string]int32{
 		"RUN_STATE_UNSPECIFIED": 0,
@@ -134,6 +139,7 @@ var (
 		"RUN_STATE_FAILED":      4,
 		"RUN_STATE_CANCELLED":   5,
 		"RUN_STATE_INTERRUPTED": 6,
+		"RUN_STATE_QUEUED":      7,
 	}
 )
 
@@ -363,7 +369,13 @@ type ExecutePipelineRequest struct {
 	// the whole pipeline.
 	Select []string `protobuf:"bytes,9,rep,name=select,proto3" json:"select,omitempty"`
 	// Stop launching nodes after the first node fails for good.
-	FailFast      bool `protobuf:"varint,10,opt,name=fail_fast,json=failFast,proto3" json:"fail_fast,omitempty"`
+	FailFast bool `protobuf:"varint,10,opt,name=fail_fast,json=failFast,proto3" json:"fail_fast,omitempty"`
+	// Queue order: runs of higher priority are admitted first, runs of equal
+	// priority in the order they were submitted.
+	Priority int32 `protobuf:"varint,11,opt,name=priority,proto3" json:"priority,omitempty"`
+	// Refuse the run (FAILED_PRECONDITION, nothing recorded) instead of
+	// queueing it when it cannot start at once.
+	NoWait        bool `protobuf:"varint,12,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,6 +476,20 @@ func (x *ExecutePipelineRequest) GetSelect() []string {
 func (x *ExecutePipelineRequest) GetFailFast() bool {
 	if x != nil {
 		return x.FailFast
+	}
+	return false
+}
+
+func (x *ExecutePipelineRequest) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *ExecutePipelineRequest) GetNoWait() bool {
+	if x != nil {
+		return x.NoWait
 	}
 	return false
 }
@@ -1700,6 +1726,7 @@ type Run struct {
 	// Sequence of the run's newest event when this was read: WatchRun with
 	// after_sequence set to it follows only what happens next.
 	LastSequence  int64 `protobuf:"varint,19,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	Priority      int32 `protobuf:"varint,20,opt,name=priority,proto3" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1863,6 +1890,13 @@ func (x *Run) GetRepairCount() int32 {
 func (x *Run) GetLastSequence() int64 {
 	if x != nil {
 		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *Run) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
 	}
 	return 0
 }
@@ -2671,10 +2705,10 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bend_date\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 R\aendDate\x12*\n" +
 	"\x06select\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x82\x02R\x06select\"C\n" +
 	"\x18ValidatePipelineResponse\x12'\n" +
-	"\x04plan\x18\x01 \x01(\v2\x13.tauro.exec.v1.PlanR\x04plan\"\xb1\x03\n" +
-	"\x16ExecutePipelineRequest\x12'\n" +
+	"\x04plan\x18\x01 \x01(\v2\x13.tauro.exec.v1.PlanR\x04plan\"\x89\x04\n" +
+	"\x16ExecutePipelineRequest\x125\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\x12&\n" +
+	"request_id\x18\x01 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\x12&\n" +
 	"\bpipeline\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\bpipeline\x12\x1a\n" +
 	"\x03env\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\x12&\n" +
@@ -2688,7 +2722,9 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\rmodel_version\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\fmodelVersion\x12*\n" +
 	"\x06select\x18\t \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x82\x02R\x06select\x12\x1b\n" +
 	"\tfail_fast\x18\n" +
-	" \x01(\bR\bfailFast\"?\n" +
+	" \x01(\bR\bfailFast\x12/\n" +
+	"\bpriority\x18\v \x01(\x05B\x13\xbaH\x10\x1a\x0e\x18\xe8\a(\x98\xf8\xff\xff\xff\xff\xff\xff\xff\x01R\bpriority\x12\x17\n" +
+	"\ano_wait\x18\f \x01(\bR\x06noWait\"?\n" +
 	"\x17ExecutePipelineResponse\x12$\n" +
 	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"c\n" +
 	"\x0fWatchRunRequest\x12 \n" +
@@ -2718,11 +2754,11 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"7\n" +
 	"\x0fStopRunResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"]\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"k\n" +
 	"\x10RepairRunRequest\x12 \n" +
-	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12'\n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x125\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"9\n" +
+	"request_id\x18\x02 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\"9\n" +
 	"\x11RepairRunResponse\x12$\n" +
 	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"2\n" +
 	"\x14ListPipelinesRequest\x12\x1a\n" +
@@ -2767,7 +2803,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xc7\x05\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xe3\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -2793,7 +2829,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\amessage\x18\x10 \x01(\tR\amessage\x12,\n" +
 	"\x05nodes\x18\x11 \x03(\v2\x16.tauro.exec.v1.NodeRunR\x05nodes\x12!\n" +
 	"\frepair_count\x18\x12 \x01(\x05R\vrepairCount\x12#\n" +
-	"\rlast_sequence\x18\x13 \x01(\x03R\flastSequence\"\xbd\x02\n" +
+	"\rlast_sequence\x18\x13 \x01(\x03R\flastSequence\x12\x1a\n" +
+	"\bpriority\x18\x14 \x01(\x05R\bpriority\"\xbd\x02\n" +
 	"\aNodeRun\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x12\x18\n" +
@@ -2873,7 +2910,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x14NODE_STATE_CANCELLED\x10\x06\x12\x16\n" +
 	"\x12NODE_STATE_SKIPPED\x10\a\x12\x18\n" +
 	"\x14NODE_STATE_TIMED_OUT\x10\b\x12\x18\n" +
-	"\x14NODE_STATE_STREAMING\x10\t*\xb6\x01\n" +
+	"\x14NODE_STATE_STREAMING\x10\t*\xcc\x01\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -2881,7 +2918,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10RUN_STATE_FAILED\x10\x04\x12\x17\n" +
 	"\x13RUN_STATE_CANCELLED\x10\x05\x12\x19\n" +
-	"\x15RUN_STATE_INTERRUPTED\x10\x06*\x93\x01\n" +
+	"\x15RUN_STATE_INTERRUPTED\x10\x06\x12\x14\n" +
+	"\x10RUN_STATE_QUEUED\x10\a*\x93\x01\n" +
 	"\fPipelineType\x12\x1d\n" +
 	"\x19PIPELINE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PIPELINE_TYPE_BATCH\x10\x01\x12\x1b\n" +

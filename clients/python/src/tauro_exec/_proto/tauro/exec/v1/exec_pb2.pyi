@@ -82,6 +82,11 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_CANCELLED: _RunState.ValueType  # 5
     RUN_STATE_INTERRUPTED: _RunState.ValueType  # 6
     """INTERRUPTED: execd stopped while the run was running. RepairRun finishes it."""
+    RUN_STATE_QUEUED: _RunState.ValueType  # 7
+    """QUEUED: recorded and waiting for admission: the concurrent-run limit,
+    its pipeline's max_active_runs, or another run writing the same outputs.
+    A queued run survives a restart of execd and can be cancelled.
+    """
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """RunState is the state of a run."""
@@ -94,6 +99,11 @@ RUN_STATE_FAILED: RunState.ValueType  # 4
 RUN_STATE_CANCELLED: RunState.ValueType  # 5
 RUN_STATE_INTERRUPTED: RunState.ValueType  # 6
 """INTERRUPTED: execd stopped while the run was running. RepairRun finishes it."""
+RUN_STATE_QUEUED: RunState.ValueType  # 7
+"""QUEUED: recorded and waiting for admission: the concurrent-run limit,
+its pipeline's max_active_runs, or another run writing the same outputs.
+A queued run survives a restart of execd and can be cancelled.
+"""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
 
 class _PipelineType:
@@ -189,6 +199,8 @@ class ExecutePipelineRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     SELECT_FIELD_NUMBER: _builtins.int
     FAIL_FAST_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    NO_WAIT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen id that makes the call idempotent: a retry with the same id
     returns the run the first call started instead of starting another.
@@ -202,6 +214,14 @@ class ExecutePipelineRequest(_message.Message):
     model_version: _builtins.str
     fail_fast: _builtins.bool
     """Stop launching nodes after the first node fails for good."""
+    priority: _builtins.int
+    """Queue order: runs of higher priority are admitted first, runs of equal
+    priority in the order they were submitted.
+    """
+    no_wait: _builtins.bool
+    """Refuse the run (FAILED_PRECONDITION, nothing recorded) instead of
+    queueing it when it cannot start at once.
+    """
     @_builtins.property
     def hyperparams(self) -> _struct_pb2.Struct:
         """Hyperparameters; they override the pipeline's and the global defaults."""
@@ -226,10 +246,12 @@ class ExecutePipelineRequest(_message.Message):
         model_version: _builtins.str = ...,
         select: _abc.Iterable[_builtins.str] | None = ...,
         fail_fast: _builtins.bool = ...,
+        priority: _builtins.int = ...,
+        no_wait: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hyperparams", b"hyperparams"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "pipeline", b"pipeline", "request_id", b"request_id", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "request_id", b"request_id", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -805,6 +827,7 @@ class Run(_message.Message):
     NODES_FIELD_NUMBER: _builtins.int
     REPAIR_COUNT_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     pipeline: _builtins.str
     env: _builtins.str
@@ -823,6 +846,7 @@ class Run(_message.Message):
     """Sequence of the run's newest event when this was read: WatchRun with
     after_sequence set to it follows only what happens next.
     """
+    priority: _builtins.int
     @_builtins.property
     def hyperparams(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -857,10 +881,11 @@ class Run(_message.Message):
         nodes: _abc.Iterable[Global___NodeRun] | None = ...,
         repair_count: _builtins.int = ...,
         last_sequence: _builtins.int = ...,
+        priority: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "repair_count", b"repair_count", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "repair_count", b"repair_count", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

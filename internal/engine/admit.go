@@ -1,0 +1,194 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+)
+
+// Admission: every run waits QUEUED until it may execute, as Dagster's run
+// coordinator and Airflow's max_active_runs have it. A run is admitted when
+//   - fewer than Options.MaxConcurrentRuns runs execute,
+//   - fewer than its pipeline's max_active_runs runs of the same pipeline
+//     and environment execute, and
+//   - no executing run writes where it writes (an output, a streaming sink
+//     or checkpoint at, under or above one of its own).
+// Queued runs are considered by priority, higher first, then in the order
+// they were queued; one that cannot start yet does not hold back a later
+// one that can. The queue lives in the store (the runs' QUEUED state), so
+// it survives a restart.
+
+// ticket is a queued run.
+type ticket struct {
+	id       string
+	p        *plan.Pipeline
+	failFast bool
+	prior    *repairState
+	priority int
+	seq      uint64
+	writes   []string
+}
+
+func (e *Engine) newTicket(id string, p *plan.Pipeline, params run.Params, prior *repairState) *ticket {
+	e.seq++
+	return &ticket{id: id, p: p, failFast: params.FailFast, prior: prior, priority: params.Priority, seq: e.seq, writes: writeLocations(p)}
+}
+
+// pipelineKey names the runs one max_active_runs counts together.
+func pipelineKey(p *plan.Pipeline) string { return p.Env + "\x00" + p.Name }
+
+// writeLocations are the places a run writes to: every selected node's
+// outputs, and its streaming sink and checkpoint.
+func writeLocations(p *plan.Pipeline) []string {
+	var out []string
+	add := func(loc string) {
+		if loc != "" {
+			out = append(out, strings.TrimRight(filepath.ToSlash(loc), "/"))
+		}
+	}
+	for _, n := range p.Nodes {
+		for _, o := range n.OutputSpecs {
+			add(o.Path)
+		}
+		if n.Stream != nil {
+			add(n.Stream.Sink.Path)
+			add(n.Stream.Checkpoint)
+		}
+	}
+	return out
+}
+
+// overlap finds a location of a that is, contains or lies inside one of b.
+func overlap(a, b []string) (string, bool) {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y || strings.HasPrefix(x, y+"/") || strings.HasPrefix(y, x+"/") {
+				return x, true
+			}
+		}
+	}
+	return "", false
+}
+
+// blockerLocked says why t cannot start now, "" when it can. e.mu is held.
+func (e *Engine) blockerLocked(t *ticket) string {
+	if len(e.active) >= e.maxConcurrent() {
+		return fmt.Sprintf("%d runs are executing, the most --max-concurrent-runs allows", len(e.active))
+	}
+	same := 0
+	key := pipelineKey(t.p)
+	for id, a := range e.active {
+		if a.key == key {
+			if same++; same >= max(t.p.MaxActiveRuns, 1) {
+				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), id)
+			}
+		}
+		if loc, ok := overlap(t.writes, a.writes); ok {
+			return fmt.Sprintf("run %s is writing %s", id, loc)
+		}
+	}
+	return ""
+}
+
+func (e *Engine) maxConcurrent() int {
+	if e.opt.MaxConcurrentRuns > 0 {
+		return e.opt.MaxConcurrentRuns
+	}
+	return DefaultMaxConcurrentRuns
+}
+
+// enqueueLocked records t's run QUEUED (unless it already is, after a
+// restart) and admits what can start. e.mu is held.
+func (e *Engine) enqueueLocked(ctx context.Context, t *ticket, record bool) error {
+	if record {
+		if _, err := e.opt.Store.Append(context.WithoutCancel(ctx), t.id, run.Event{Kind: run.RunStateChanged, RunState: run.Queued}); err != nil {
+			return err
+		}
+	}
+	e.queue = append(e.queue, t)
+	e.admitLocked()
+	return nil
+}
+
+// admitLocked starts every queued run that may start, best first. e.mu is
+// held.
+func (e *Engine) admitLocked() {
+	if e.closing || len(e.queue) == 0 {
+		return
+	}
+	slices.SortStableFunc(e.queue, func(a, b *ticket) int {
+		if a.priority != b.priority {
+			return b.priority - a.priority
+		}
+		return int(a.seq - b.seq)
+	})
+	kept := e.queue[:0]
+	for _, t := range e.queue {
+		if e.blockerLocked(t) != "" {
+			kept = append(kept, t)
+			continue
+		}
+		e.startLocked(t)
+	}
+	clear(e.queue[len(kept):])
+	e.queue = kept
+}
+
+// admit admits what can start now that a run has ended.
+func (e *Engine) admit() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.admitLocked()
+}
+
+// dequeueLocked takes run id out of the queue; false when it is not there.
+func (e *Engine) dequeueLocked(id string) bool {
+	for i, t := range e.queue {
+		if t.id == id {
+			e.queue = slices.Delete(e.queue, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// requeue puts the runs a previous execd left QUEUED back in the queue, in
+// their order. A run whose pipeline no longer resolves is failed with the
+// reason.
+func (e *Engine) requeue(ctx context.Context) error {
+	ids, err := e.opt.Store.Queued(ctx)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range ids {
+		r, err := e.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		p, err := e.plan(r.Params)
+		if err != nil {
+			e.log.Warn("a queued run no longer resolves; failing it", "run_id", id, "err", err)
+			if _, aerr := e.opt.Store.Append(ctx, id, run.Event{Kind: run.RunStateChanged, RunState: run.Failed,
+				Message: "the pipeline no longer resolves after a restart: " + err.Error()}); aerr != nil {
+				return aerr
+			}
+			continue
+		}
+		var prior *repairState
+		if r.RepairCount > 0 {
+			prior = priorOf(p, r)
+		}
+		e.log.Info("run queued by a previous execd is queued again", "run_id", id)
+		if err := e.enqueueLocked(ctx, e.newTicket(id, p, r.Params, prior), false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
