@@ -125,7 +125,9 @@ func TestRun_ProgressBecomesEventsAndAFiniteQueryEndsTheNode(t *testing.T) {
 	f, rec := &fakeQueries{}, &recorder{}
 	f.batch(0, 1200, `{"logOffset": 4}`)
 	done := make(chan error)
-	go func() { done <- Run(context.Background(), f, sparkconnect.StreamStart{QueryName: "q"}, Options{Emit: rec.emit, Poll: 10 * time.Millisecond}) }()
+	go func() {
+		done <- Run(context.Background(), f, sparkconnect.StreamStart{QueryName: "q"}, Options{Emit: rec.emit, Poll: 10 * time.Millisecond})
+	}()
 	eventually(t, "the first batch's progress", func() bool { return len(rec.progress()) == 1 })
 	f.mu.Lock()
 	f.active = false // available_now: everything processed
@@ -194,7 +196,9 @@ func TestRun_CancelStopsAtOnceShutdownAfterTheBatch(t *testing.T) {
 func TestRun_AFailedQueryIsARetryableFailureWithSparksError(t *testing.T) {
 	f := &fakeQueries{}
 	done := make(chan error)
-	go func() { done <- Run(context.Background(), f, sparkconnect.StreamStart{}, Options{Poll: 10 * time.Millisecond}) }()
+	go func() {
+		done <- Run(context.Background(), f, sparkconnect.StreamStart{}, Options{Poll: 10 * time.Millisecond})
+	}()
 	eventually(t, "the query started", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.active })
 	f.mu.Lock()
 	f.active, f.failure = false, &sparkconnect.QueryError{Message: "boom\nat line 3", Class: "DIVIDE_BY_ZERO", Stack: "stack"}
