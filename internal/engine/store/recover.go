@@ -31,22 +31,7 @@ func (s *Store) Recover(ctx context.Context) ([]string, error) {
 	if s.closed() {
 		return nil, ErrClosed
 	}
-	var ids []string
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state IN (?, ?) ORDER BY create_time, id`,
-			string(run.Pending), string(run.Running))
-		if err != nil {
-			return err
-		}
-		return eachRow(rows, func() error {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-			return nil
-		})
-	})
+	ids, err := s.idsInState(ctx, run.Pending, run.Running)
 	if err != nil {
 		return nil, fmt.Errorf("store: finding unfinished runs: %w", err)
 	}
@@ -100,9 +85,22 @@ func (s *Store) Queued(ctx context.Context) ([]string, error) {
 	if s.closed() {
 		return nil, ErrClosed
 	}
+	ids, err := s.idsInState(ctx, run.Queued)
+	if err != nil {
+		return nil, fmt.Errorf("store: finding queued runs: %w", err)
+	}
+	return ids, nil
+}
+
+// idsInState returns the ids of the runs in one of states, oldest first.
+func (s *Store) idsInState(ctx context.Context, states ...run.State) ([]string, error) {
+	args := make([]any, len(states))
+	for i, st := range states {
+		args[i] = string(st)
+	}
 	var ids []string
 	err := s.read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state = ? ORDER BY create_time, id`, string(run.Queued))
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state IN (`+placeholders(len(states))+`) ORDER BY create_time, id`, args...)
 		if err != nil {
 			return err
 		}
@@ -115,10 +113,7 @@ func (s *Store) Queued(ctx context.Context) ([]string, error) {
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: finding queued runs: %w", err)
-	}
-	return ids, nil
+	return ids, err
 }
 
 // PrepareRepair reopens an ended run for a repair, in one transaction: the
