@@ -106,18 +106,21 @@ func TestLoad_ThirtyRunsAtOnceAllSucceedOneAtATimeInPriorityOrder(t *testing.T) 
 			t.Errorf("run %s started at %s, before run %s ended at %s", next.GetRunId(), next.GetStartTime().AsTime(), prev.GetRunId(), prev.GetEndTime().AsTime())
 		}
 	}
-	// Of two runs both waiting when one of them started, that one has the
-	// higher priority, or the same and was submitted first.
-	for i, a := range runs {
+	// Runs execute one at a time, so each run after the first was chosen
+	// when the one before it ended. A run created before that end was
+	// waiting then (creating a run and queueing it hold the lock that
+	// choosing takes): the chosen run must come first among those, by
+	// priority, then by submission.
+	for i := 1; i < n; i++ {
+		a, chosenAt := runs[i], runs[i-1].GetEndTime().AsTime()
 		for _, b := range runs[i+1:] {
-			aStart := a.GetStartTime().AsTime()
-			if !b.GetCreateTime().AsTime().Before(aStart) || !a.GetCreateTime().AsTime().Before(aStart) {
-				continue // b was not waiting yet, or a started as it arrived
+			if !b.GetCreateTime().AsTime().Before(chosenAt) {
+				continue
 			}
 			if a.GetPriority() < b.GetPriority() ||
 				a.GetPriority() == b.GetPriority() && b.GetCreateTime().AsTime().Before(a.GetCreateTime().AsTime()) {
-				t.Errorf("run %s (priority %d) started before %s (priority %d), which was waiting and comes first",
-					a.GetRunId(), a.GetPriority(), b.GetRunId(), b.GetPriority())
+				t.Errorf("run %s (priority %d) was chosen before %s (priority %d, submitted %s), which was waiting and comes first",
+					a.GetRunId(), a.GetPriority(), b.GetRunId(), b.GetPriority(), b.GetCreateTime().AsTime())
 			}
 		}
 	}

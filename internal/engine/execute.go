@@ -36,17 +36,19 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	rec := run.Run{
-		ID:         newRunID(),
-		RequestID:  requestID,
-		Params:     decided(params, p),
-		State:      run.Pending,
-		CreateTime: e.opt.Now(),
+		ID:        newRunID(),
+		RequestID: requestID,
+		Params:    decided(params, p),
+		State:     run.Pending,
 	}
 	for _, n := range p.Nodes {
 		rec.Nodes = append(rec.Nodes, run.Node{Name: n.Name, State: run.NodePending})
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Taken under the lock that queues the run, create times order runs as
+	// the queue does.
+	rec.CreateTime = e.opt.Now()
 	if e.closing {
 		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, ErrShutdown)
 	}
