@@ -34,20 +34,27 @@ $(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.to
 # Jars the embedded Spark Connect server adds to pyspark's own (sparkserver
 # passes every jar in $(SPARK_JARS_DIR) to spark-submit --jars): Delta Lake
 # built for Spark 4.2 with the runtime dependencies Spark does not ship (its
-# POM marks Spark provided), and Spark's Avro source. Fetched once with Maven,
-# whose ~/.m2 cache keeps them; the stamp names the list, so a change refetches.
+# POM marks Spark provided), Spark's Avro source, and Spark's Kafka connector
+# with the compile dependencies of its POM that pyspark's jars/ lacks
+# (kafka-clients and commons-pool2 at the versions Spark 4.2.0 builds with;
+# kafka-clients' own compression and logging jars are in pyspark already).
+# They must be on --jars: a connector added to a session as an artifact is
+# not on the executors' classpath. Fetched once with Maven, whose ~/.m2 cache
+# keeps them; the stamp names the list, so a change refetches.
 SPARK_JARS_DIR := $(VENV)/spark-jars
 SPARK_JARS := io.delta:delta-spark_4.2_2.13:4.4.0 io.delta:delta-storage:4.4.0 \
   io.delta:delta-kernel-api:4.4.0 io.delta:delta-kernel-defaults:4.4.0 \
   io.delta:delta-kernel-unitycatalog:4.4.0 io.unitycatalog:unitycatalog-client:0.6.0 \
   io.unitycatalog:unitycatalog-hadoop:0.6.0 com.fasterxml.jackson.datatype:jackson-datatype-jdk8:2.21.2 \
-  org.apache.spark:spark-avro_2.13:4.2.0
+  org.apache.spark:spark-avro_2.13:4.2.0 \
+  org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 org.apache.spark:spark-token-provider-kafka-0-10_2.13:4.2.0 \
+  org.apache.kafka:kafka-clients:3.9.2 org.apache.commons:commons-pool2:2.13.1
 SPARK_JARS_STAMP := $(SPARK_JARS_DIR)/.fetched-$(shell printf '%s' '$(SPARK_JARS)' | cksum | cut -d' ' -f1)
 MVN_COPY := org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy
 
 spark-jars: $(SPARK_JARS_STAMP)
 $(SPARK_JARS_STAMP): | $(VENV)/.installed
-	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch Spark's Delta Lake and Avro jars: apt-get install maven" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch Spark's Delta Lake, Avro and Kafka jars: apt-get install maven" >&2; exit 1; }
 	rm -rf $(SPARK_JARS_DIR).tmp && mkdir -p $(SPARK_JARS_DIR).tmp
 	for a in $(SPARK_JARS); do mvn -q -B $(MVN_COPY) -Dartifact=$$a -DoutputDirectory=$(abspath $(SPARK_JARS_DIR)).tmp; done
 	rm -rf $(SPARK_JARS_DIR) && mv $(SPARK_JARS_DIR).tmp $(SPARK_JARS_DIR) && touch $@
