@@ -12,7 +12,7 @@ BIN     := bin
 PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 
-.PHONY: all build generate check-generated check-tree lint venv spark-jars java grpcurl test test-go test-fuzz test-python bench demo clean
+.PHONY: all build generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl test test-go test-fuzz test-python bench demo clean
 
 all: build
 
@@ -34,23 +34,48 @@ $(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.to
 # Jars the embedded Spark Connect server adds to pyspark's own (sparkserver
 # passes every jar in $(SPARK_JARS_DIR) to spark-submit --jars): Delta Lake
 # built for Spark 4.2 with the runtime dependencies Spark does not ship (its
-# POM marks Spark provided), and Spark's Avro source. Fetched once with Maven,
-# whose ~/.m2 cache keeps them; the stamp names the list, so a change refetches.
+# POM marks Spark provided), Spark's Avro source, and Spark's Kafka connector
+# with the compile dependencies of its POM that pyspark's jars/ lacks
+# (kafka-clients and commons-pool2 at the versions Spark 4.2.0 builds with;
+# kafka-clients' own compression and logging jars are in pyspark already).
+# They must be on --jars: a connector added to a session as an artifact is
+# not on the executors' classpath. Fetched once with Maven, whose ~/.m2 cache
+# keeps them; the stamp names the list, so a change refetches.
 SPARK_JARS_DIR := $(VENV)/spark-jars
 SPARK_JARS := io.delta:delta-spark_4.2_2.13:4.4.0 io.delta:delta-storage:4.4.0 \
   io.delta:delta-kernel-api:4.4.0 io.delta:delta-kernel-defaults:4.4.0 \
   io.delta:delta-kernel-unitycatalog:4.4.0 io.unitycatalog:unitycatalog-client:0.6.0 \
   io.unitycatalog:unitycatalog-hadoop:0.6.0 com.fasterxml.jackson.datatype:jackson-datatype-jdk8:2.21.2 \
-  org.apache.spark:spark-avro_2.13:4.2.0
+  org.apache.spark:spark-avro_2.13:4.2.0 \
+  org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0 org.apache.spark:spark-token-provider-kafka-0-10_2.13:4.2.0 \
+  org.apache.kafka:kafka-clients:3.9.2 org.apache.commons:commons-pool2:2.13.1
 SPARK_JARS_STAMP := $(SPARK_JARS_DIR)/.fetched-$(shell printf '%s' '$(SPARK_JARS)' | cksum | cut -d' ' -f1)
 MVN_COPY := org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy
 
 spark-jars: $(SPARK_JARS_STAMP)
 $(SPARK_JARS_STAMP): | $(VENV)/.installed
-	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch Spark's Delta Lake and Avro jars: apt-get install maven" >&2; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch Spark's Delta Lake, Avro and Kafka jars: apt-get install maven" >&2; exit 1; }
 	rm -rf $(SPARK_JARS_DIR).tmp && mkdir -p $(SPARK_JARS_DIR).tmp
 	for a in $(SPARK_JARS); do mvn -q -B $(MVN_COPY) -Dartifact=$$a -DoutputDirectory=$(abspath $(SPARK_JARS_DIR)).tmp; done
 	rm -rf $(SPARK_JARS_DIR) && mv $(SPARK_JARS_DIR).tmp $(SPARK_JARS_DIR) && touch $@
+
+# Apache Kafka's broker for the tests that need one (tools/kafka/pom.xml
+# names the version), with its runtime dependencies, copied from Maven
+# Central once; the stamp names the POM's checksum, so a change refetches.
+KAFKA_LIBS_DIR := $(VENV)/kafka-libs
+KAFKA_LIBS_STAMP := $(KAFKA_LIBS_DIR)/.fetched-$(shell cksum < tools/kafka/pom.xml | cut -d' ' -f1)
+MVN_COPY_DEPS := org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies
+
+kafka-libs: $(KAFKA_LIBS_STAMP)
+$(KAFKA_LIBS_STAMP):
+	@command -v mvn >/dev/null || { echo "Maven (mvn) is needed once to fetch the tests' Kafka broker: apt-get install maven" >&2; exit 1; }
+	rm -rf $(KAFKA_LIBS_DIR).tmp
+	mvn -q -B -f tools/kafka/pom.xml $(MVN_COPY_DEPS) -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIBS_DIR)).tmp
+	rm -rf $(KAFKA_LIBS_DIR) && mv $(KAFKA_LIBS_DIR).tmp $(KAFKA_LIBS_DIR) && touch $@
+
+# The command that runs the test run's broker (internal/streaming/kafkatest).
+testbroker:
+	$(GO) build -o $(BIN)/testbroker ./internal/streaming/kafkatest/testbroker
 
 java:
 	@command -v java >/dev/null || { echo "Java 17+ is needed for Spark: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
@@ -94,18 +119,27 @@ check-tree:
 	  [ -z "$$big" ] || { echo "tracked files over 1 MiB outside testdata/ (build outputs belong in bin/, ignored):" >&2; echo "$$big" >&2; exit 1; }
 
 SPARK_TEST := .build/spark-test
+KAFKA_TEST := .build/kafka-test
 
-# One Spark Connect server serves the whole test run: Go integration tests and
-# the Python client's tests reach it through TAURO_SPARK_REMOTE.
-test: check-tree check-generated test-fuzz java build venv spark-jars grpcurl
+# One Spark Connect server and one Kafka broker (KRaft, its own controller,
+# a fresh cluster each run) serve the whole test run: Go integration tests
+# and the Python client's tests reach them through TAURO_SPARK_REMOTE and
+# TAURO_KAFKA_BOOTSTRAP. Both start at once; both are stopped on exit.
+test: check-tree check-generated test-fuzz java build testbroker venv spark-jars kafka-libs grpcurl
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
-	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log)"
+	@rm -rf $(KAFKA_TEST) && mkdir -p $(KAFKA_TEST)
+	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log) and Kafka broker (log: $(KAFKA_TEST)/broker.log)"
 	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
-	  pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	  pid=$$!; \
+	  $(BIN)/testbroker --libs $(KAFKA_LIBS_DIR) --state $(KAFKA_TEST) --ready-file $(KAFKA_TEST)/bootstrap >$(KAFKA_TEST)/testbroker.out 2>&1 & \
+	  kpid=$$!; trap 'kill $$pid $$kpid 2>/dev/null; wait $$pid $$kpid 2>/dev/null' EXIT; \
 	  for i in $$(seq 1 360); do [ -s $(SPARK_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(SPARK_TEST)/remote ] || { echo "Spark Connect did not start:" >&2; tail -40 $(SPARK_TEST)/server.out >&2; exit 1; }; \
-	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_REQUIRE_SPARK=1 EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
-	  echo "Spark Connect at $$TAURO_SPARK_REMOTE"; \
+	  for i in $$(seq 1 240); do [ -s $(KAFKA_TEST)/bootstrap ] && break; kill -0 $$kpid 2>/dev/null || break; sleep 0.5; done; \
+	  [ -s $(KAFKA_TEST)/bootstrap ] || { echo "the Kafka broker did not start:" >&2; tail -40 $(KAFKA_TEST)/testbroker.out >&2; exit 1; }; \
+	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
+	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
+	  echo "Spark Connect at $$TAURO_SPARK_REMOTE, Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
 	  $(MAKE) --no-print-directory test-go test-python
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.

@@ -36,7 +36,7 @@ var (
 		"parquet", "csv", "json", "orc", "delta", "avro", "xml",
 		"table", "unity_catalog", "query",
 	}
-	knownBatchOutputs     = []string{"parquet", "delta", "csv", "json", "orc"}
+	knownBatchOutputs     = []string{"parquet", "delta", "csv", "json", "orc", "kafka"}
 	knownStreamingInputs  = []string{"kafka", "kinesis", "delta_stream", "file_stream", "socket", "rate", "memory"}
 	knownStreamingOutputs = []string{"kafka", "memory", "console", "delta", "parquet", "json", "csv"}
 )

@@ -384,14 +384,24 @@ func (r *resolver) checkOutputEntries() {
 			} else if !pol.AllowsOutput(format, n.Streaming) {
 				r.outputFormatProblem(f()+".format", n, format)
 			}
+			if format == "kafka" {
+				r.checkKafkaSink(f(), "output "+q(key), textMap(m, "options"))
+			}
 			if n.Streaming {
 				continue
 			}
 			if v, ok := m.Get("write_mode"); ok && v != nil {
 				s, _ := v.(string)
-				if !slices.Contains(writeModes, strings.ToLower(strings.TrimSpace(s))) {
+				mode := strings.ToLower(strings.TrimSpace(s))
+				switch {
+				case !slices.Contains(writeModes, mode):
 					r.add(f()+".write_mode", problem.CodeInvalidValue,
 						"output %s: write_mode must be overwrite, append, ignore or error, got %s", q(key), describe(v))
+				case format == "kafka" && mode != "append":
+					// Spark's Kafka writer refuses overwrite and ignore, and
+					// takes error as append: a topic only grows.
+					r.add(f()+".write_mode", problem.CodeIncompatible,
+						"output %s: a kafka output appends records to its topic; set write_mode: append or leave it out, not %s", q(key), mode)
 				}
 			}
 		}

@@ -551,7 +551,7 @@ input:
   events: {format: kinesis}
 output:
   s.t.a: {format: json}
-  s.t.s: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", subscribe: t}}
+  s.t.s: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", topic: t}}
 `
 	// tauro's format_policy speaks of streaming formats only: restricting
 	// supported_inputs must not touch a batch node reading csv.

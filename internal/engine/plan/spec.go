@@ -169,12 +169,18 @@ func (r *resolver) outputSpec(i int32, key string, k config.OutputKey, m *config
 	if out.Format == "" {
 		out.Format = "parquet"
 	}
+	if out.Format == "kafka" {
+		out.Path = "" // it writes to options.topic; tauro's path rule is for files
+	}
 	if r.nodes[i].Streaming {
 		return out
 	}
 	f := "output." + key
 	mode := strings.ToLower(strings.TrimSpace(text(m, "write_mode")))
 	out.WriteMode = saveModes[mode] // an unknown one is reported by checkOutputEntries
+	if out.Format == "kafka" && mode == "" {
+		out.WriteMode = "append" // a topic only grows; checkOutputEntries refuses other modes
+	}
 	strategy := text(m, "overwrite_strategy")
 	if strategy == "" {
 		return out

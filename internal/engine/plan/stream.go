@@ -95,8 +95,11 @@ func (r *resolver) resolveStream(i int32, out *Pipeline) {
 		case in.Producer != "" && readAs != "":
 			src.Path, src.Options = in.Read.Path, in.Read.Options
 			src.Format = in.Read.Format // delta_stream reads delta; file_stream the file format written
-			if readAs == "delta_stream" {
+			switch readAs {
+			case "delta_stream":
 				src.Format = "delta"
+			case "kafka":
+				src.Options = kafkaReadBack(in.Read.Options)
 			}
 		case in.Producer != "":
 			src.Static, src.Read = true, in.Read
@@ -149,6 +152,21 @@ func (r *resolver) streamHealth(i int32) StreamHealth {
 		}
 	}
 	return h
+}
+
+// kafkaReadBack is how a stream reads the topic a batch node writes with
+// options out: the same brokers and client settings, subscribed to the
+// topic, from its first record on the query's first start (later starts
+// resume from the checkpoint), so the records the batch node wrote before
+// the query started are read too.
+func kafkaReadBack(out map[string]string) map[string]string {
+	opts := map[string]string{"subscribe": out["topic"], "startingOffsets": "earliest"}
+	for k, v := range out {
+		if strings.HasPrefix(k, "kafka.") {
+			opts[k] = v
+		}
+	}
+	return opts
 }
 
 // streamSetting reads a string under the node's streaming mapping.
@@ -287,11 +305,22 @@ func (r *resolver) streamSink(i int32) StreamSink {
 			r.add(f+".path", problem.CodeRequired, "a %s sink needs a path (or a table_name)", sink.Format)
 		}
 	case "kafka":
-		if sink.Options["kafka.bootstrap.servers"] == "" || sink.Options["topic"] == "" {
-			r.add(f+".options", problem.CodeRequired, "a kafka sink needs options.kafka.bootstrap.servers and options.topic")
-		}
+		r.checkKafkaSink(f, "a kafka sink", sink.Options)
 	}
 	return sink
+}
+
+// checkKafkaSink checks the options Spark's Kafka writer needs of an output
+// (what names it in messages): the brokers and the topic. Spark could take
+// the topic from a topic column instead; tauro names it in the config.
+func (r *resolver) checkKafkaSink(f, what string, opts map[string]string) {
+	if opts["kafka.bootstrap.servers"] == "" {
+		r.add(f+".options.kafka.bootstrap.servers", problem.CodeRequired,
+			"%s needs options.kafka.bootstrap.servers, the brokers as host:port[,host:port]", what)
+	}
+	if opts["topic"] == "" {
+		r.add(f+".options.topic", problem.CodeRequired, "%s needs options.topic, the topic it writes to", what)
+	}
 }
 
 // checkpoint is the node's checkpoint folder.

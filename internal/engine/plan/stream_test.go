@@ -1,10 +1,13 @@
 package plan
 
 import (
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 )
 
 func TestResolve_StreamingNodesCarryTheirStreamSpec(t *testing.T) {
@@ -87,5 +90,56 @@ nodes: {s: {input: `+c.input+`, output: {format: console}}}
 				t.Errorf("problems %v; want one at %s saying %q", err, c.field, c.inMessage)
 			}
 		})
+	}
+}
+
+func TestResolve_KafkaOutputWritesToItsTopicWithoutAPathAndAppends(t *testing.T) {
+	pl := specProject(t, `{format: kafka, options: {kafka.bootstrap.servers: "b:9092", topic: daily}}`)
+	out := pl.Nodes[1].OutputSpecs[0]
+	if out.Format != "kafka" || out.Path != "" || out.WriteMode != "append" || out.Options["topic"] != "daily" {
+		t.Errorf("kafka output = %+v; want no path, write mode append and the topic option", out)
+	}
+}
+
+func TestResolve_KafkaOutputMistakesNameTheField(t *testing.T) {
+	cases := []struct {
+		name, nodes, output, code, field, inMessage string
+	}{
+		{"batch output without a topic", `{sql: "SELECT 1 AS value", output: [k.t.events]}`, `{format: kafka, options: {kafka.bootstrap.servers: "b:1"}}`,
+			problem.CodeRequired, "output.k.t.events.options.topic", "needs options.topic"},
+		{"batch output without brokers", `{sql: "SELECT 1 AS value", output: [k.t.events]}`, `{format: kafka, options: {topic: t}}`,
+			problem.CodeRequired, "output.k.t.events.options.kafka.bootstrap.servers", "needs options.kafka.bootstrap.servers"},
+		{"batch output overwriting", `{sql: "SELECT 1 AS value", output: [k.t.events]}`, `{format: kafka, write_mode: overwrite, options: {kafka.bootstrap.servers: "b:1", topic: t}}`,
+			problem.CodeIncompatible, "output.k.t.events.write_mode", "appends records to its topic"},
+		{"streaming output without a topic", `{input: {format: rate}, output: [k.t.events]}`, `{format: kafka, options: {kafka.bootstrap.servers: "b:1"}}`,
+			problem.CodeRequired, "output.k.t.events.options.topic", "needs options.topic"},
+		{"inline sink without brokers", `{input: {format: rate}, output: {format: kafka, options: {topic: t}}}`, `{format: parquet}`,
+			problem.CodeRequired, "nodes.s.output.options.kafka.bootstrap.servers", "a kafka sink needs"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Resolve(project(t, `
+pipelines: {p: {type: hybrid, nodes: [s]}}
+nodes: {s: `+c.nodes+`}
+output: {k.t.events: `+c.output+`}
+`), dated("p"))
+			wantProblem(t, problems(t, err), c.code, c.field, c.inMessage)
+		})
+	}
+}
+
+func TestResolve_StreamReadingABatchNodesKafkaOutputSubscribesToItsTopicFromTheStart(t *testing.T) {
+	pl := mustResolve(t, project(t, `
+pipelines: {h: {type: hybrid, nodes: [produce, consume]}}
+nodes:
+  produce: {sql: "SELECT 'x' AS value", output: [k.t.events]}
+  consume: {input: [k.t.events], output: {format: console}, streaming: {trigger: {type: available_now}}}
+output:
+  k.t.events: {format: kafka, options: {kafka.bootstrap.servers: "b:9092", topic: events, kafka.acks: all}}
+`), dated("h"))
+	src := pl.Nodes[1].Stream.Sources[0]
+	want := map[string]string{"kafka.bootstrap.servers": "b:9092", "kafka.acks": "all", "subscribe": "events", "startingOffsets": "earliest"}
+	if src.Static || src.Format != "kafka" || src.Producer != "produce" || !maps.Equal(src.Options, want) {
+		t.Errorf("consume's source = %+v; want a kafka stream with options %v", src, want)
 	}
 }

@@ -163,3 +163,20 @@ func TestOutputSpecResolve_PlainOutputsKeepTheirOptions(t *testing.T) {
 		t.Errorf("resolve = %s, %v, %v; want overwrite with the options as given", mode, opts, err)
 	}
 }
+
+func TestOutputSpecResolve_KafkaAppendsToItsTopicWithoutAPath(t *testing.T) {
+	opts := map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}
+	mode, got, err := resolveOutput(OutputSpec{Key: "k", Format: "kafka", WriteMode: "append", Options: opts})
+	if err != nil || mode != "SAVE_MODE_APPEND" || !maps.Equal(got, opts) {
+		t.Errorf("resolve = %s, %v, %v; want an append with the options as given", mode, got, err)
+	}
+	for _, bad := range []OutputSpec{
+		{Key: "k", Format: "kafka", WriteMode: "overwrite", Options: opts},
+		{Key: "k", Format: "kafka", WriteMode: "append", Path: "/p", Options: opts},
+		{Key: "k", Format: "kafka", WriteMode: "append", Options: map[string]string{"kafka.bootstrap.servers": "b:1"}},
+	} {
+		if _, _, err := resolveOutput(bad); retry.Classify(err) != retry.ClassPermanent {
+			t.Errorf("resolve(%+v) = %v, want a permanent error", bad, err)
+		}
+	}
+}

@@ -187,6 +187,7 @@ func permanent(op, format string, args ...any) error {
 var missingSourceHint = map[string]string{
 	"delta": "the Spark server lacks Delta Lake: run 'make venv' for the embedded server, or add io.delta:delta-spark to the cluster's spark.jars.packages",
 	"avro":  "the Spark server lacks spark-avro: run 'make venv' for the embedded server, or add org.apache.spark:spark-avro to the cluster's spark.jars.packages",
+	"kafka": "the Spark server lacks Spark's Kafka connector: run 'make venv' for the embedded server, or add org.apache.spark:spark-sql-kafka-0-10 to the cluster's spark.jars (its executors need it too)",
 }
 
 // withSourceHint adds missingSourceHint to Spark's "data source not found"

@@ -155,8 +155,10 @@ func writeOperation(view, format, path, mode string, partitionBy []string, optio
 	write := obj{
 		"input":  countingRows(namedTable(view, nil), observation),
 		"source": strings.ToLower(format),
-		"path":   path,
 		"mode":   mode,
+	}
+	if path != "" { // a kafka output writes to its topic option
+		write["path"] = path
 	}
 	if len(partitionBy) > 0 {
 		write["partitioningColumns"] = partitionBy

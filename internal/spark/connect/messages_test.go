@@ -87,6 +87,10 @@ var messageBuilders = []struct {
 		return writeOperation("global_temp.`v`", "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
 			map[string]string{"replaceWhere": "`day` >= '2024-01-01'", "mergeSchema": "true"}, "obs"), nil
 	}},
+	{"writeOperation/no path (kafka)", func() (any, error) {
+		return writeOperation("global_temp.`v`", "kafka", "", "SAVE_MODE_APPEND", nil,
+			map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}, "obs"), nil
+	}},
 	{"executePlanRequest", func() (any, error) {
 		return executePlanRequest("6e5f0b5c-0000-4000-8000-000000000001", "ann", "6e5f0b5c-0000-4000-8000-000000000002",
 			createDataframeView("v", namedTable("t", nil), false)), nil

@@ -23,7 +23,14 @@ func resolveOutput(out OutputSpec) (string, map[string]string, error) {
 		return "", nil, permanent(op, "write_mode %q is not one of overwrite, append, ignore, error", out.WriteMode)
 	}
 	if out.Format == "" {
-		return "", nil, permanent(op, "the output has no format; set one of parquet, delta, csv, json, orc, avro")
+		return "", nil, permanent(op, "the output has no format; set one of parquet, delta, csv, json, orc, avro, kafka")
+	}
+	if strings.EqualFold(out.Format, "kafka") {
+		if out.Path != "" || out.Options["topic"] == "" || mode != "SAVE_MODE_APPEND" {
+			return "", nil, permanent(op, "a kafka output appends to options.topic and has no path; got path %q, topic %q, write_mode %q",
+				out.Path, out.Options["topic"], out.WriteMode)
+		}
+		return mode, out.Options, nil
 	}
 	if out.Path == "" {
 		return "", nil, permanent(op, "the output has no path")
@@ -64,7 +71,16 @@ var saveModes = map[string]string{
 	"errorifexists": "SAVE_MODE_ERROR_IF_EXISTS",
 }
 
-// WriteOutput writes view to out.Path as DataFrameWriter would, with the
+// destination names where out writes, for messages.
+func destination(out OutputSpec) string {
+	if out.Path == "" && out.Options["topic"] != "" {
+		return "topic " + out.Options["topic"]
+	}
+	return out.Path
+}
+
+// WriteOutput writes view to out.Path (a kafka output: to its topic) as
+// DataFrameWriter would, with the
 // save mode, partition columns and options given. Spark SQL has no statement
 // that writes a path with a save mode, so this sends the protocol's
 // WriteOperation, as every Spark client's writer does. A view without
@@ -101,7 +117,7 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 		res.Rows = n
 	}
 	if res.Rows == 0 {
-		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, out.Path)
+		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, destination(out))
 	}
 	return res, nil
 }

@@ -15,9 +15,14 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/streaming/kafkatest"
 )
 
-func TestMain(m *testing.M) { os.Exit(sparktest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := sparktest.Main(m)
+	kafkatest.Stop()
+	os.Exit(code)
+}
 
 // shape names each node's dependencies; nodes are n0..n(len-1).
 type shape [][]int
