@@ -39,6 +39,14 @@ func parseReport(js string) (*report, error) {
 	return &r, nil
 }
 
+// ranBatch reports whether the trigger ran a micro-batch. One that found no
+// new data reports only how long it took to look (latestOffset), never
+// addBatch.
+func (r *report) ranBatch() bool {
+	_, ok := r.DurationMs["addBatch"]
+	return ok
+}
+
 // progress is the report as a run event's payload.
 func (r *report) progress() run.Progress {
 	p := run.Progress{

@@ -117,7 +117,10 @@ type follower struct {
 }
 
 // progress emits the newest micro-batch Spark reported since the last
-// call, if any; the first tells where the query resumed.
+// call, if any; the first report tells where the query resumed. A trigger
+// that found nothing new ran no batch: Spark reports it under the id of the
+// batch still to come, so it is not emitted, and that batch's own report
+// is not mistaken for one already seen.
 func (f *follower) progress(ctx context.Context) {
 	reports, err := f.s.QueryProgress(ctx, f.id)
 	if err != nil || len(reports) == 0 {
@@ -130,14 +133,14 @@ func (f *follower) progress(ctx context.Context) {
 			f.opt.Log.Warn("unreadable streaming progress", "err", err)
 			continue
 		}
-		if r.BatchID <= f.lastBatch {
-			continue
-		}
 		if !f.resumed {
 			f.resumed = true
 			if from := r.startOffsets(); from != "" {
 				f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: "resumed from the checkpoint at " + from})
 			}
+		}
+		if !r.ranBatch() || r.BatchID <= f.lastBatch {
+			continue
 		}
 		newest = r
 	}
