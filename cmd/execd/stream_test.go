@@ -64,7 +64,19 @@ func watchUntil(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, 
 // checkpointCommits counts the micro-batches a query committed to its checkpoint.
 func checkpointCommits(t *testing.T, checkpoint string) int {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(checkpoint, "commits"))
+	return checkpointEntries(t, checkpoint, "commits")
+}
+
+// checkpointBatches counts the micro-batches a query planned: it writes a
+// batch's offsets as it starts it, before the batch's work.
+func checkpointBatches(t *testing.T, checkpoint string) int {
+	t.Helper()
+	return checkpointEntries(t, checkpoint, "offsets")
+}
+
+func checkpointEntries(t *testing.T, checkpoint, log string) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(checkpoint, log))
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
@@ -100,7 +112,7 @@ func sparkCount(ctx context.Context, t *testing.T, query string) int64 {
 	return n
 }
 
-func TestExecd_StreamKilledMidRunResumesFromItsCheckpointAtRepairAndWritesEveryRowOnce(t *testing.T) {
+func TestExecd_StreamKilledMidRunIsEndedAtRestartAndResumesFromItsCheckpointAtRepairWritingEveryRowOnce(t *testing.T) {
 	project, state := copyProject(t, "streamproj"), t.TempDir()
 	incoming := filepath.Join(project, "data", "incoming")
 	if err := os.MkdirAll(incoming, 0o755); err != nil {
@@ -133,6 +145,15 @@ func TestExecd_StreamKilledMidRunResumesFromItsCheckpointAtRepairAndWritesEveryR
 	if st := got.GetRun().GetState(); st != execv1.RunState_RUN_STATE_INTERRUPTED {
 		t.Fatalf("after SIGKILL and restart the run is %v, want INTERRUPTED", st)
 	}
+	// The killed execd's query ran on in its Spark session; the restarted
+	// execd ended it, so no batch starts while the run is INTERRUPTED.
+	before := checkpointBatches(t, checkpoint)
+	dropOrders(t, incoming, "c.csv", 101, 130)
+	time.Sleep(8 * time.Second) // four triggers
+	if after := checkpointBatches(t, checkpoint); after != before {
+		t.Fatalf("%d batches were started while the run was INTERRUPTED: the killed execd's query still runs\n%s", after-before, d2.Logs())
+	}
+
 	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "resume-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +161,6 @@ func TestExecd_StreamKilledMidRunResumesFromItsCheckpointAtRepairAndWritesEveryR
 	watchUntil(ctx, t, cl2, runID, rep.GetRun().GetLastSequence(), "the repaired stream to say where it resumed", func(ev *execv1.RunEvent) bool {
 		return strings.HasPrefix(ev.GetNodeMessage().GetText(), "resumed from the checkpoint at ")
 	})
-	dropOrders(t, incoming, "c.csv", 101, 130)
 	for n := int64(0); n != 130; {
 		if n > 130 {
 			t.Fatalf("the sink holds %d rows, more than the 130 dropped", n)
@@ -164,13 +184,12 @@ func TestExecd_StreamKilledMidRunResumesFromItsCheckpointAtRepairAndWritesEveryR
 		t.Errorf("land_orders made %d attempts, want 2 (the killed one and the repair)", a)
 	}
 
-	// No query of the node runs any more: not the repaired one, and not the
-	// one the killed execd left in its Spark session.
-	before := checkpointCommits(t, checkpoint)
+	// No query of the node runs any more.
+	before = checkpointBatches(t, checkpoint)
 	dropOrders(t, incoming, "d.csv", 131, 140)
-	time.Sleep(6 * time.Second) // three triggers
-	if after := checkpointCommits(t, checkpoint); after != before {
-		t.Errorf("%d batches were committed after the run ended: a query of the node still runs", after-before)
+	time.Sleep(8 * time.Second) // four triggers
+	if after := checkpointBatches(t, checkpoint); after != before {
+		t.Errorf("%d batches were started after the run ended: a query of the node still runs", after-before)
 	}
 	if n := sparkCount(ctx, t, "SELECT count(*) FROM "+sink); n != 130 {
 		t.Errorf("the sink holds %d rows, want the 130 dropped before the stop", n)

@@ -30,6 +30,8 @@ type Queries interface {
 	QueryProgress(ctx context.Context, q sparkconnect.QueryID) ([]string, error)
 	QueryException(ctx context.Context, q sparkconnect.QueryID) (*sparkconnect.QueryError, error)
 	StopQuery(ctx context.Context, q sparkconnect.QueryID) error
+	// Owner names the session the query runs in, for the STREAMING event.
+	Owner() (sessionID, user string)
 }
 
 // Options say how Run follows a query.
@@ -72,7 +74,11 @@ func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options
 	}
 	f := &follower{s: s, id: id, opt: opt, lastBatch: -1}
 	opt.Log.Info("streaming query started", "query", q.QueryName, "id", id.ID, "run_id", id.RunID, "checkpoint", q.Checkpoint)
-	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming})
+	// The event says where the query runs, so that an execd restarted after
+	// this one was killed can end it (engine.Abandoner).
+	session, user := s.Owner()
+	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming,
+		Query: &run.QueryRef{Session: session, User: user, ID: id.ID, RunID: id.RunID}})
 
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()

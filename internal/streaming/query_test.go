@@ -46,6 +46,8 @@ func (q *scripted) QueryException(context.Context, sparkconnect.QueryID) (*spark
 
 func (q *scripted) StopQuery(context.Context, sparkconnect.QueryID) error { return nil }
 
+func (q *scripted) Owner() (string, string) { return "sess", "tauro" }
+
 // idle is Spark's report of a trigger that found no new data: it carries
 // the id of the batch still to come and no addBatch time.
 func idle(batch int, start string) string {
@@ -94,6 +96,9 @@ func TestRun_ABatchAfterAnIdleTriggerOfTheSameIdIsReported(t *testing.T) {
 		idle(1, `{"logOffset": 0}`),
 		ran(1, 20, `{"logOffset": 0}`),
 	)
+	if q := evs[0].Query; evs[0].NodeState != run.NodeStreaming || q == nil || *q != (run.QueryRef{Session: "sess", User: "tauro", ID: "q", RunID: "r"}) {
+		t.Errorf("first event %+v; want STREAMING naming the query and its session", evs[0])
+	}
 	got := strings.Join(progressOf(evs), "; ")
 	if want := "batch 0: 40 rows; batch 1: 20 rows"; got != want {
 		t.Errorf("progress events %q; want %q (every batch that ran, no idle trigger)", got, want)
