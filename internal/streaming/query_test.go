@@ -57,7 +57,7 @@ func idle(batch int, start string) string {
 
 // ran is the report of a micro-batch that read rows.
 func ran(batch, rows int, start string) string {
-	return fmt.Sprintf(`{"batchId": %d, "inputRowsPerSecond": 1.5, "durationMs": {"triggerExecution": 300, "addBatch": 140},
+	return fmt.Sprintf(`{"batchId": %d, "durationMs": {"triggerExecution": 300, "addBatch": 140},
 		"sources": [{"description": "FileStreamSource[in]", "startOffset": %s, "numInputRows": %d}]}`, batch, start, rows)
 }
 
