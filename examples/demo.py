@@ -5,40 +5,64 @@ then drives it with the Python client the way a notebook would: validate each
 pipeline, execute it, follow every node's state live, and show the result.
 daily_sales is all SQL; customer_insights is all Python (pipelines/customers.py)
 with an ML-style scoring node that reads its hyperparameters from ml_context.
+
+Then the hybrid example (examples/hybrid), served by a second execd on the
+same Spark: store_orders builds a store dimension in a batch node and starts
+a streaming node that joins every order file arriving in a folder with it.
+The demo drops order files while the query runs, prints each micro-batch's
+progress as it comes, stops the run with run.stop() and totals the joined
+table per region.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
-from tauro_exec import Client, RunFailed, ValidationError
+from tauro_exec import Client, FailedPrecondition, NodeProgress, NodeState, NodeStateChanged, Run, RunFailed, ValidationError
+from tauro_exec.events import describe_event
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+HYBRID = ROOT / "examples" / "hybrid"
 
 
-def start_execd(execd: pathlib.Path, project: pathlib.Path, state: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
+def start_execd(
+    execd: pathlib.Path, project: pathlib.Path, state: pathlib.Path, *, spark_remote: str | None = None, workers: int | None = None
+) -> tuple[subprocess.Popen[str], str, str]:
+    """Start `execd serve` on a free port; return it, its address and its Spark's."""
+    cmd = [str(execd), "serve", "--project", str(project), "--state", str(state), "--listen", "127.0.0.1:0"]
+    if spark_remote:
+        cmd += ["--spark-remote", spark_remote]
+        print(f"starting execd for {project.relative_to(ROOT)} on the Spark Connect server at {spark_remote} ...", flush=True)
+    else:
+        print("starting execd and its embedded Spark Connect server (the first start takes a little while) ...", flush=True)
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    state.mkdir(parents=True, exist_ok=True)
     log = (state / "execd.log").open("w")
-    proc = subprocess.Popen(
-        [str(execd), "serve", "--project", str(project), "--state", str(state), "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     assert proc.stdout is not None
-    print("starting execd and its embedded Spark Connect server (the first start takes a little while) ...", flush=True)
+    remote = spark_remote or ""
     for line in proc.stdout:
+        if line.startswith("execd spark connect at "):  # the embedded server's address
+            remote = line.split()[-1]
         if line.startswith("execd listening on "):
-            return proc, line.split()[-1]
+            return proc, line.split()[-1], remote
     proc.wait()
     log.close()
     sys.exit(f"execd did not start; see {state / 'execd.log'}:\n" + (state / "execd.log").read_text()[-3000:])
+
+
+def stop_execd(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
 
 
 # What the demo runs: the SQL pipeline, then the Python one with a request
@@ -90,38 +114,142 @@ def show_report(project: pathlib.Path) -> None:
               f"  mean score {row['mean_score']:.3f}  top product {row['top_product']}")
 
 
+# The hybrid example: order files dropped per round (each round once the
+# stream has processed the one before), lines per file, and how long the
+# demo lets the stream run at most, whatever happens.
+ORDER_DROPS = [2, 3, 2]
+ORDER_LINES = 20
+STREAM_LIMIT = 90.0
+
+
+def run_hybrid(execd: pathlib.Path, spark_remote: str, state: pathlib.Path) -> None:
+    print("\n=== store_orders (examples/hybrid): a batch node, then a stream that runs until stopped ===")
+    # The sink and the stream's checkpoint go, so the demo starts over: the
+    # stream remembers the files it has read by name.
+    shutil.rmtree(HYBRID / "output", ignore_errors=True)
+    subprocess.run([sys.executable, str(HYBRID / "generate_data.py")], check=True)
+    proc, addr, _ = start_execd(execd, HYBRID, state, spark_remote=spark_remote, workers=0)
+    try:
+        with Client(addr) as client:
+            try:
+                plan = client.validate("store_orders")
+            except ValidationError as e:
+                sys.exit(str(e))
+            print(f"valid. batch nodes: {', '.join(plan.batch_nodes)}; streaming nodes: {', '.join(plan.streaming_nodes)}\n")
+            started = time.monotonic()
+            run = client.execute("store_orders")
+            print(f"run {run.id} started; order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
+            follow_stream(client, run)
+            print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s: "
+                  + ", ".join(f"{n.name} {n.state.name}" for n in run.nodes))  # fmt: skip
+    finally:
+        stop_execd(proc)
+    show_joined(spark_remote)
+
+
+def follow_stream(client: Client, run: Run) -> None:
+    """Print the run's events; drop order files each time the stream has caught up; then stop the run."""
+    timed_out = threading.Event()
+
+    def give_up() -> None:
+        timed_out.set()
+        try:
+            client.run(run.id).stop(f"the demo lets a stream run {STREAM_LIMIT:.0f}s at most")
+        except FailedPrecondition:
+            pass  # it had ended
+
+    guard = threading.Timer(STREAM_LIMIT, give_up)
+    guard.start()
+    drops = iter(ORDER_DROPS)
+    dropped = counted = last = 0
+    try:
+        for ev in run.watch():
+            print(describe_event(ev), flush=True)
+            last = ev.sequence
+            if isinstance(ev, NodeProgress):
+                counted += ev.input_rows
+            elif not (isinstance(ev, NodeStateChanged) and ev.state is NodeState.STREAMING):
+                continue
+            if counted < dropped:
+                continue
+            files = next(drops, None)
+            if files is None:
+                break
+            subprocess.run([sys.executable, str(HYBRID / "generate_data.py"), "--drop", str(files), "--lines", str(ORDER_LINES)],
+                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+            dropped += files * ORDER_LINES
+            print(f"{'':21}-- {files} order files ({files * ORDER_LINES} lines) dropped; {dropped} so far", flush=True)
+        if not timed_out.is_set():
+            print(f"{'':21}-- every file is processed: run.stop() ends the query after its micro-batch", flush=True)
+            try:
+                run.stop("the demo has seen every order file processed")
+            except FailedPrecondition:
+                pass  # it ended meanwhile
+    finally:
+        guard.cancel()
+    for ev in run.watch(after_sequence=last):
+        print(describe_event(ev), flush=True)
+
+
+def show_joined(spark_remote: str) -> None:
+    from pyspark.sql import SparkSession, functions as F  # the Spark Connect client; imported late to keep startup quick
+
+    spark = SparkSession.builder.remote(spark_remote).getOrCreate()
+    try:
+        joined = spark.read.format("delta").load(str(HYBRID / "output" / "gold" / "orders" / "enriched"))
+        totals = (joined.groupBy("region")
+                  .agg(F.count("*").alias("orders"), F.sum("quantity").alias("units"), F.sum("amount").alias("revenue"))
+                  .orderBy(F.desc("revenue")).collect())  # fmt: skip
+    finally:
+        spark.stop()
+    files = list((HYBRID / "data" / "incoming_orders").glob("orders-*.csv"))
+    lines = sum(len(f.read_text().splitlines()) - 1 for f in files)  # less each file's header
+    print(f"\norders joined with their store, per region ({sum(r['orders'] for r in totals)} of the {lines} order lines"
+          f" in {len(files)} files; the closed store's orders join nothing):")  # fmt: skip
+    for r in totals:
+        print(f"  {r['region']:8} {r['orders']:4} orders  {r['units']:4} units  revenue {r['revenue']:>10,.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pipeline", action="append", choices=sorted(PIPELINES), help="run only this pipeline (repeatable)")
-    parser.add_argument("--addr", help="use a running execd instead of starting one")
+    parser.add_argument("--pipeline", action="append", choices=sorted([*PIPELINES, "store_orders"]), help="run only this pipeline (repeatable)")
+    parser.add_argument("--addr", help="use a running execd for the sales example instead of starting one")
+    parser.add_argument("--spark-remote", help="run on this Spark Connect server instead of execd's embedded one (needed with --addr for the hybrid example)")
     args = parser.parse_args()
+    chosen = args.pipeline or [*PIPELINES, "store_orders"]
 
     project = ROOT / "examples" / "sales"
     subprocess.run([sys.executable, str(project / "generate_data.py")], check=True)
 
+    execd = ROOT / "bin" / "execd"
+    state = ROOT / ".build" / "demo-state"
     proc = None
-    addr = args.addr
+    addr, spark_remote = args.addr, args.spark_remote or ""
     if addr is None:
-        state = ROOT / ".build" / "demo-state"
-        state.mkdir(parents=True, exist_ok=True)
-        proc, addr = start_execd(ROOT / "bin" / "execd", project, state)
+        proc, addr, spark_remote = start_execd(execd, project, state, spark_remote=args.spark_remote)
     try:
         with Client(addr) as client:
             print(f"\nexecd at {addr}; pipelines:")
             for p in client.pipelines():
                 print(f"  {p.name:18} {p.type.name.lower():9} {p.node_count} nodes")
-            for name in args.pipeline or list(PIPELINES):
-                run_pipeline(client, name, project, **PIPELINES[name])
-            out = project / "output"
-            print(f"\noutputs under {out}:")
-            for table in sorted(p for p in out.glob("*/*/*/*") if p.is_dir()):
-                files = [f for f in table.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
-                print(f"  {table.relative_to(out)}  ({len(files)} files)")
-            show_report(project)
+            for name in chosen:
+                if name in PIPELINES:
+                    run_pipeline(client, name, project, **PIPELINES[name])
+            if any(name in PIPELINES for name in chosen):
+                out = project / "output"
+                print(f"\noutputs under {out}:")
+                for table in sorted(p for p in out.glob("*/*/*/*") if p.is_dir()):
+                    files = [f for f in table.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
+                    print(f"  {table.relative_to(out)}  ({len(files)} files)")
+                show_report(project)
+        if "store_orders" in chosen:
+            if spark_remote:
+                run_hybrid(execd, spark_remote, state / "hybrid")
+            else:
+                print("\nthe hybrid example needs the Spark server's address: pass --spark-remote with --addr")
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            stop_execd(proc)
 
 
 if __name__ == "__main__":

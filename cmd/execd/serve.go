@@ -141,7 +141,13 @@ func serve(ctx context.Context, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("execd serving", "listen", lis.Addr().String(), "project", cfg.project, "env", cfg.env, "state", cfg.state)
-	// The address goes to stdout too, so scripts that listen on :0 can find it.
+	// The addresses go to stdout too, so scripts that listen on :0 can find
+	// execd, and share its embedded Spark (a second execd with
+	// --spark-remote, pyspark reading the outputs). A remote's URL may carry
+	// a token: it is not printed.
+	if backend.srv != nil {
+		fmt.Printf("execd spark connect at %s\n", backend.srv.Remote())
+	}
 	fmt.Printf("execd listening on %s\n", lis.Addr())
 
 	select {

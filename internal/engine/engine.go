@@ -49,6 +49,12 @@ type FunctionChecker interface {
 	CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error)
 }
 
+// Abandoner is a Backend that can end a streaming query a killed execd
+// left running, found by where its STREAMING event said it runs.
+type Abandoner interface {
+	Abandon(ctx context.Context, q run.QueryRef) error
+}
+
 // RunContext is what a backend needs to know about a run: everything it
 // runs with was decided by planning and is in the Pipeline.
 type RunContext struct {
@@ -131,8 +137,12 @@ func New(opt Options) *Engine {
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
 
-// Recover marks the runs a previous execd left running as INTERRUPTED and
-// queues again the runs it left QUEUED.
+// Recover marks the runs a previous execd left running as INTERRUPTED,
+// ends the streaming queries they had running on a backend that outlived
+// that execd (a remote Spark: a stream never ends by itself, and a run that
+// is not active can no longer be stopped, so it would go on writing while
+// its record says it was interrupted), and queues again the runs it left
+// QUEUED.
 func (e *Engine) Recover(ctx context.Context) error {
 	ids, err := e.opt.Store.Recover(ctx)
 	if err != nil {
@@ -140,8 +150,38 @@ func (e *Engine) Recover(ctx context.Context) error {
 	}
 	for _, id := range ids {
 		e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
+		e.abandon(ctx, id)
 	}
 	return e.requeue(ctx)
+}
+
+// abandonTimeout bounds how long ending one left-over query may hold up
+// the start.
+const abandonTimeout = 20 * time.Second
+
+// abandon ends the streaming queries run id had running when it was
+// interrupted. A query that cannot be reached is gone already or stays
+// for Spark to end; either way the start goes on.
+func (e *Engine) abandon(ctx context.Context, id string) {
+	ab, ok := e.opt.Backend.(Abandoner)
+	if !ok {
+		return
+	}
+	queries, err := e.opt.Store.InterruptedQueries(ctx, id)
+	if err != nil {
+		e.log.Warn("reading the streaming queries of an interrupted run", "run_id", id, "err", err)
+		return
+	}
+	for _, q := range queries {
+		qctx, cancel := context.WithTimeout(ctx, abandonTimeout)
+		err := ab.Abandon(qctx, q)
+		cancel()
+		if err != nil {
+			e.log.Warn("could not end a streaming query a previous execd left running", "run_id", id, "query", q.ID, "session", q.Session, "err", err)
+			continue
+		}
+		e.log.Info("ended a streaming query a previous execd left running", "run_id", id, "query", q.ID, "session", q.Session)
+	}
 }
 
 // Close stops every active run (they become INTERRUPTED, so RepairRun can

@@ -10,12 +10,10 @@ import (
 )
 
 // report is the part of Spark's StreamingQueryProgress JSON that a run
-// shows. Spark gives no input row count for the whole batch: it is the sum
-// over the sources.
+// shows. Spark's JSON gives no input row count or rates for the whole
+// batch: they are sums over the sources, as Spark defines them.
 type report struct {
 	BatchID        int64             `json:"batchId"`
-	InputRate      float64           `json:"inputRowsPerSecond"`
-	ProcessRate    float64           `json:"processedRowsPerSecond"`
 	DurationMs     map[string]int64  `json:"durationMs"`
 	EventTime      map[string]string `json:"eventTime"`
 	StateOperators []struct {
@@ -24,6 +22,8 @@ type report struct {
 	Sources []struct {
 		Description  string          `json:"description"`
 		NumInputRows int64           `json:"numInputRows"`
+		InputRate    float64         `json:"inputRowsPerSecond"`
+		ProcessRate  float64         `json:"processedRowsPerSecond"`
 		StartOffset  json.RawMessage `json:"startOffset"`
 	} `json:"sources"`
 }
@@ -39,17 +39,25 @@ func parseReport(js string) (*report, error) {
 	return &r, nil
 }
 
+// ranBatch reports whether the trigger ran a micro-batch. One that found no
+// new data reports only how long it took to look (latestOffset), never
+// addBatch.
+func (r *report) ranBatch() bool {
+	_, ok := r.DurationMs["addBatch"]
+	return ok
+}
+
 // progress is the report as a run event's payload.
 func (r *report) progress() run.Progress {
 	p := run.Progress{
 		BatchID:       r.BatchID,
-		InputRate:     r.InputRate,
-		ProcessRate:   r.ProcessRate,
 		BatchDuration: time.Duration(r.DurationMs["triggerExecution"]) * time.Millisecond,
 		Watermark:     r.EventTime["watermark"],
 	}
 	for _, s := range r.Sources {
 		p.InputRows += s.NumInputRows
+		p.InputRate += s.InputRate
+		p.ProcessRate += s.ProcessRate
 	}
 	for _, op := range r.StateOperators {
 		p.StateRows += op.NumRowsTotal

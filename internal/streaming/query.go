@@ -30,6 +30,8 @@ type Queries interface {
 	QueryProgress(ctx context.Context, q sparkconnect.QueryID) ([]string, error)
 	QueryException(ctx context.Context, q sparkconnect.QueryID) (*sparkconnect.QueryError, error)
 	StopQuery(ctx context.Context, q sparkconnect.QueryID) error
+	// Owner names the session the query runs in, for the STREAMING event.
+	Owner() (sessionID, user string)
 }
 
 // Options say how Run follows a query.
@@ -77,7 +79,11 @@ func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options
 	}
 	f := &follower{s: s, id: id, opt: opt, lastBatch: -1, lastNew: time.Now()}
 	opt.Log.Info("streaming query started", "query", q.QueryName, "id", id.ID, "run_id", id.RunID, "checkpoint", q.Checkpoint)
-	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming})
+	// The event says where the query runs, so that an execd restarted after
+	// this one was killed can end it (engine.Abandoner).
+	session, user := s.Owner()
+	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming,
+		Query: &run.QueryRef{Session: session, User: user, ID: id.ID, RunID: id.RunID}})
 
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()
@@ -137,7 +143,10 @@ type follower struct {
 }
 
 // progress emits the newest micro-batch Spark reported since the last
-// call, if any; the first tells where the query resumed.
+// call, if any; the first report tells where the query resumed. A trigger
+// that found nothing new ran no batch: Spark reports it under the id of the
+// batch still to come, so it is not emitted, and that batch's own report
+// is not mistaken for one already seen.
 func (f *follower) progress(ctx context.Context) {
 	reports, err := f.s.QueryProgress(ctx, f.id)
 	if err != nil || len(reports) == 0 {
@@ -150,14 +159,14 @@ func (f *follower) progress(ctx context.Context) {
 			f.opt.Log.Warn("unreadable streaming progress", "err", err)
 			continue
 		}
-		if r.BatchID <= f.lastBatch {
-			continue
-		}
 		if !f.resumed {
 			f.resumed = true
 			if from := r.startOffsets(); from != "" {
 				f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: "resumed from the checkpoint at " + from})
 			}
+		}
+		if !r.ranBatch() || r.BatchID <= f.lastBatch {
+			continue
 		}
 		newest = r
 	}

@@ -66,13 +66,16 @@ func (f *fakeQueries) StopQuery(context.Context, sparkconnect.QueryID) error {
 	return nil
 }
 
+func (f *fakeQueries) Owner() (string, string) { return "session", "tauro-exec" }
+
 func (f *fakeQueries) batch(id int64, ms int, start string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reports = append(f.reports, fmt.Sprintf(`{"batchId": %d, "inputRowsPerSecond": NaN, "processedRowsPerSecond": 10.0,
-		"durationMs": {"triggerExecution": %d}, "eventTime": {"watermark": "2025-01-01T00:00:00.000Z"},
+	f.reports = append(f.reports, fmt.Sprintf(`{"batchId": %d,
+		"durationMs": {"triggerExecution": %d, "addBatch": 1}, "eventTime": {"watermark": "2025-01-01T00:00:00.000Z"},
 		"stateOperators": [{"numRowsTotal": 3}, {"numRowsTotal": 4}],
-		"sources": [{"description": "FileStreamSource[in]", "numInputRows": 5, "startOffset": %s}, {"description": "rate", "numInputRows": 2, "startOffset": null}]}`,
+		"sources": [{"description": "FileStreamSource[in]", "numInputRows": 5, "startOffset": %s, "inputRowsPerSecond": NaN, "processedRowsPerSecond": 6.0},
+		{"description": "rate", "numInputRows": 2, "startOffset": null, "processedRowsPerSecond": 4.0}]}`,
 		id, ms, start))
 }
 

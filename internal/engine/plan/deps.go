@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -121,8 +123,9 @@ func (r *resolver) checkStreamingEdges() {
 }
 
 // checkStreamOfBatch checks an explicit dependency of streaming node i on
-// batch node d: what i reads as a stream must be able to read d's output.
-// An automatic dependency is checked by setReadAs.
+// batch node d: what i reads as a stream must be able to read d's output,
+// unless i reads that output as a table. An automatic dependency is checked
+// by setReadAs.
 func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
 	explicit := false
 	for _, ref := range r.info[i].refs {
@@ -134,7 +137,7 @@ func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
 		}
 		explicit = true
 	}
-	if !explicit || len(r.info[i].streamInputs) == 0 {
+	if !explicit || len(r.info[i].streamInputs) == 0 || r.readsAsTable(i, d) {
 		return
 	}
 	n, up := r.nodes[i], r.nodes[d]
@@ -171,8 +174,49 @@ func (r *resolver) checkStreamOfBatch(i, d int32, pol FormatPolicy) {
 		return // the output's format is unknown; that is reported already
 	}
 	err := pol.checkHybrid(firstOut, r.info[i].streamInputs[0])
+	hint := ""
+	if len(up.OutputKeys) > 0 && len(r.info[d].outs) > 0 && r.info[d].outs[0].found {
+		hint = fmt.Sprintf("; to join its output as a table instead, read it through an input config entry of format %s whose filepath is %s",
+			q(firstOut), r.outputPath(up.OutputKeys[0]))
+	}
 	r.add(r.refField(i, r.firstRef(i, d)), problem.CodeIncompatible,
-		"streaming node %s depends on batch node %s: %v", q(n.Name), q(up.Name), err)
+		"streaming node %s depends on batch node %s: %v%s", q(n.Name), q(up.Name), err, hint)
+}
+
+// readsAsTable reports whether streaming node i reads what batch node d
+// writes as a table: through an input config entry of a batch format whose
+// path is where one of d's outputs is written (a stream-static join). Its
+// explicit dependency on d then only makes it start once d has written.
+func (r *resolver) readsAsTable(i, d int32) bool {
+	up, outs := r.nodes[d], r.info[d].outs
+	for _, key := range r.nodes[i].Inputs {
+		if _, produced := r.producer(key); produced {
+			continue // read as a stream, or its own output
+		}
+		entry, _ := r.proj.Inputs.Get(key)
+		m, _ := entry.(*config.Map)
+		if m == nil || IsStreamingFormat(strings.ToLower(strings.TrimSpace(text(m, "format")))) {
+			continue
+		}
+		p := firstText(m, "filepath", "path")
+		if p == "" {
+			continue
+		}
+		for j, k := range up.OutputKeys {
+			if j < len(outs) && outs[j].found && samePath(r.abs(p), r.outputPath(k)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// samePath compares two absolute paths or URLs.
+func samePath(a, b string) bool {
+	if config.HasScheme(a) || config.HasScheme(b) {
+		return strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
+	}
+	return filepath.Clean(a) == filepath.Clean(b)
 }
 
 // setReadAs chooses, for each input of streaming node i written by another

@@ -154,15 +154,10 @@ func (r *resolver) inputSpec(key string, m *config.Map) InputSpec {
 }
 
 func (r *resolver) outputSpec(i int32, key string, k config.OutputKey, m *config.Map, p *Pipeline) OutputSpec {
-	base := r.set.OutputPath
-	if base == "" {
-		base = "output"
-	}
-	base = r.abs(base)
 	out := OutputSpec{
 		Key:         k.String(),
 		Format:      strings.ToLower(strings.TrimSpace(text(m, "format"))),
-		Path:        config.OutputPath(base, r.set.Mode, r.proj.Env, k),
+		Path:        r.outputPath(k),
 		PartitionBy: firstList(m, "partition", "partition_by", "partition_columns"),
 		Options:     textMap(m, "options"),
 	}
@@ -256,6 +251,16 @@ func FormatDate(t time.Time) string {
 		return ""
 	}
 	return t.Format(time.DateOnly)
+}
+
+// outputPath is where output k is written: tauro's path rule under the
+// output path (the project's "output" folder when none is set).
+func (r *resolver) outputPath(k config.OutputKey) string {
+	base := r.set.OutputPath
+	if base == "" {
+		base = "output"
+	}
+	return config.OutputPath(r.abs(base), r.set.Mode, r.proj.Env, k)
 }
 
 // abs makes a config path absolute against the project's base_path; URLs

@@ -143,3 +143,70 @@ output:
 		t.Errorf("consume's source = %+v; want a kafka stream with options %v", src, want)
 	}
 }
+
+func TestResolve_StreamJoiningABatchNodesTableWaitsForItWhateverItsFormat(t *testing.T) {
+	// The batch node writes a dimension; the streaming node reads it as a
+	// table through an input entry at the same path (a stream-static join)
+	// and names the batch node as a dependency so that it starts after it.
+	// Its stream (file_stream) has nothing to do with the dimension's format.
+	for _, format := range []string{"parquet", "delta", "orc", "json"} {
+		t.Run(format, func(t *testing.T) {
+			p := project(t, `
+global_settings: {output_path: out, mode: local}
+pipelines:
+  h: {type: hybrid, nodes: [stores, enrich]}
+nodes:
+  stores: {sql: "SELECT 1 AS store", output: [silver.ref.stores]}
+  enrich:
+    sql: "SELECT * FROM orders JOIN stores_table USING (store)"
+    input: [orders, stores_table]
+    dependencies: [stores]
+    output: [gold.orders.enriched]
+input:
+  orders: {format: file_stream, path: in/orders, options: {format: csv}, schema: "id INT, store INT"}
+  stores_table: {format: `+format+`, filepath: out/dev/silver/ref/stores}
+output:
+  silver.ref.stores: {format: `+format+`}
+  gold.orders.enriched: {format: delta}
+`)
+			p.BasePath = "/proj"
+			pl := mustResolve(t, p, dated("h"))
+			enrich := pl.Nodes[1]
+			if !enrich.Streaming || !equal(enrich.Dependencies, []string{"stores"}) {
+				t.Fatalf("enrich: streaming %v, dependencies %q; want a streaming node after stores", enrich.Streaming, enrich.Dependencies)
+			}
+			dim := enrich.Stream.Sources[1]
+			if !dim.Static || dim.Read.Format != format || dim.Read.Path != pl.Nodes[0].OutputSpecs[0].Path {
+				t.Errorf("stores_table source = %+v; want a static %s table at %s", dim, format, pl.Nodes[0].OutputSpecs[0].Path)
+			}
+		})
+	}
+}
+
+func TestResolve_StreamDependingOnABatchNodeItCannotReadSaysHowToJoinItsTable(t *testing.T) {
+	// The same pipeline, but the table the stream reads is elsewhere: the
+	// dependency is checked against the stream's format and the message
+	// names the input entry that would join the batch node's output.
+	p := project(t, `
+global_settings: {output_path: out}
+pipelines:
+  h: {type: hybrid, nodes: [stores, enrich]}
+nodes:
+  stores: {sql: "SELECT 1 AS store", output: [silver.ref.stores]}
+  enrich:
+    sql: "SELECT * FROM orders JOIN stores_table USING (store)"
+    input: [orders, stores_table]
+    dependencies: [stores]
+    output: [gold.orders.enriched]
+input:
+  orders: {format: file_stream, path: in/orders, options: {format: csv}, schema: "id INT, store INT"}
+  stores_table: {format: delta, filepath: elsewhere/stores}
+output:
+  silver.ref.stores: {format: delta}
+  gold.orders.enriched: {format: delta}
+`)
+	p.BasePath = "/proj"
+	_, err := Resolve(p, dated("h"))
+	wantProblem(t, problems(t, err), problem.CodeIncompatible, "nodes.enrich.dependencies[0]",
+		"input config entry of format 'delta' whose filepath is "+filepath.Join("/proj", "out", "silver", "ref", "stores"))
+}

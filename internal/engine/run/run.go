@@ -150,6 +150,18 @@ type Progress struct {
 	StateRows int64  `json:"state_rows,omitempty"`
 }
 
+// QueryRef is where a streaming node's query runs, as its STREAMING event
+// records it: the backend session that owns the query (and the user it was
+// opened as), and the query's ids. A stream never ends by itself, so an
+// execd that finds the run interrupted uses it to end what the killed one
+// left running.
+type QueryRef struct {
+	Session string `json:"session"`
+	User    string `json:"user,omitempty"`
+	ID      string `json:"id,omitempty"`
+	RunID   string `json:"run_id,omitempty"`
+}
+
 // Event is one entry of a run's append-only log. Sequence is assigned by the
 // store when the event is committed: 1, 2, 3... per run.
 type Event struct {
@@ -179,6 +191,9 @@ type Event struct {
 
 	// NodeProgress
 	Progress *Progress `json:"progress,omitempty"`
+
+	// NodeStateChanged to STREAMING: where the query runs.
+	Query *QueryRef `json:"query,omitempty"`
 }
 
 // Terminal reports whether e ends the run's event stream.

@@ -58,6 +58,13 @@ func (s *Store) normalizeEvents(runID string, in []run.Event) ([]run.Event, erro
 			if ev.Node == "" {
 				return nil, fmt.Errorf("%w: event %d changes a node's state but names no node", ErrInvalidEvent, i)
 			}
+			if ev.Query != nil {
+				q := *ev.Query
+				for _, f := range []*string{&q.Session, &q.User, &q.ID, &q.RunID} {
+					*f = clampText(*f, maxNameBytes)
+				}
+				ev.Query = &q
+			}
 		case run.NodeMessage:
 		case run.NodeProgress:
 			if ev.Node == "" || ev.Progress == nil {

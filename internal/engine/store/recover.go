@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -24,7 +25,8 @@ const (
 // Its nodes that were RUNNING, STREAMING or RETRYING become CANCELLED with an error of
 // type "Interrupted" (closing a running attempt the same way), because
 // nothing is running them any more and a run cannot end with nodes in
-// flight. PENDING nodes stay PENDING: they never started, and a repair runs
+// flight. (A streaming query on a Spark server that outlived the execd
+// does run on: InterruptedQueries says where, for the caller to end it.) PENDING nodes stay PENDING: they never started, and a repair runs
 // them like any other. Nodes that had ended keep their state. Every event
 // already stored is kept; Recover only appends.
 func (s *Store) Recover(ctx context.Context) ([]string, error) {
@@ -216,4 +218,48 @@ func (s *Store) RepairRequest(ctx context.Context, requestID string) (string, er
 		return "", ErrNotFound
 	}
 	return runID, err
+}
+
+// InterruptedQueries returns the streaming queries that were running when
+// Recover interrupted the run: for each node that Recover cancelled while
+// it was STREAMING, where its query runs, as that STREAMING event recorded
+// it. A stream never ends by itself, so the caller ends them. Nodes whose
+// STREAMING event recorded no query are left out.
+func (s *Store) InterruptedQueries(ctx context.Context, runID string) ([]run.QueryRef, error) {
+	if s.closed() {
+		return nil, ErrClosed
+	}
+	var out []run.QueryRef
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT payload FROM events WHERE run_id = ? AND kind = ? ORDER BY seq`,
+			runID, string(run.NodeStateChanged))
+		if err != nil {
+			return err
+		}
+		live := map[string]*run.QueryRef{} // node -> its open query
+		return eachRow(rows, func() error {
+			var payload string
+			var ev run.Event
+			if err := rows.Scan(&payload); err != nil {
+				return err
+			}
+			if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+				return err
+			}
+			switch {
+			case ev.NodeState == run.NodeStreaming:
+				live[ev.Node] = ev.Query
+			case ev.NodeState == run.NodeCancelled && ev.Error != nil && ev.Error.Type == InterruptedErrorType && live[ev.Node] != nil:
+				out = append(out, *live[ev.Node])
+				fallthrough
+			default:
+				delete(live, ev.Node)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reading the streaming queries of run %s: %w", runID, err)
+	}
+	return out, nil
 }

@@ -88,3 +88,39 @@ func TestRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled(t *testing.T) {
 		t.Errorf("recovered run %s, node %s; want INTERRUPTED with the node CANCELLED", r.State, r.Nodes[0].State)
 	}
 }
+
+func TestInterruptedQueries_AreTheQueriesOfTheNodesRecoverFoundStreaming(t *testing.T) {
+	s, dir := open(t)
+	create(t, s, newRun("r", "p", "a", "b", "c"))
+	streaming := func(node, session string) run.Event {
+		ev := nodeState(node, run.NodeStreaming, 0)
+		ev.Query = &run.QueryRef{Session: session, User: "u", ID: "q-" + node, RunID: "1"}
+		return ev
+	}
+	appendOK(t, s, "r", runState(run.Running, ""),
+		// a's first query failed and a second one runs; b's was stopped; c's runs.
+		nodeState("a", run.NodeRunning, 1), streaming("a", "s1"), nodeState("a", run.NodeRetrying, 1),
+		nodeState("a", run.NodeRunning, 2), streaming("a", "s1"),
+		nodeState("b", run.NodeRunning, 1), streaming("b", "s1"), nodeState("b", run.NodeSucceeded, 1),
+		nodeState("c", run.NodeRunning, 1), streaming("c", "s2"))
+	if q, err := s.InterruptedQueries(context.Background(), "r"); err != nil || len(q) != 0 {
+		t.Errorf("before Recover: %v, %v; want none", q, err)
+	}
+	s.Close()
+	s2, err := store.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.InterruptedQueries(context.Background(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []run.QueryRef{{Session: "s1", User: "u", ID: "q-a", RunID: "1"}, {Session: "s2", User: "u", ID: "q-c", RunID: "1"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("interrupted queries %+v; want %+v (a's and c's, not b's, which had ended)", got, want)
+	}
+}

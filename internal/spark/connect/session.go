@@ -217,6 +217,12 @@ func (s *Session) track() bool {
 	return true
 }
 
+// Owner is the session's id on the server and the user it was opened as:
+// what ReleaseAbandoned needs to end it from another process.
+func (s *Session) Owner() (sessionID, user string) {
+	return s.sessionID(), s.remote.user
+}
+
 func (s *Session) sessionID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -311,17 +317,44 @@ func sanitize(name string) string { return unsafeChars.ReplaceAllString(name, "_
 // and releases the session. user is the user id the session was opened
 // with; empty means the remote's.
 func ReleaseAbandoned(ctx context.Context, remoteURL, sessionID, user string) error {
-	r, err := parseRemote(remoteURL)
+	s, err := abandoned(remoteURL, sessionID, user)
 	if err != nil {
 		return err
+	}
+	defer s.conn.Close()
+	return errors.Join(s.interrupt(ctx, ""), s.releaseSession(ctx))
+}
+
+// StopAbandoned ends a streaming query that another process started in its
+// session and can no longer stop, such as an execd that was killed: it
+// stops the query, which returns once Spark has stopped it (a micro-batch
+// under way is interrupted; the checkpoint keeps what was committed), then
+// releases the session as ReleaseAbandoned does. Releasing a session stops
+// its queries too, but without waiting for them: the stop makes sure the
+// query starts no batch once StopAbandoned has returned. A query that is
+// no longer there is no error; a session that cannot be released is.
+func StopAbandoned(ctx context.Context, remoteURL, sessionID, user string, q QueryID) error {
+	s, err := abandoned(remoteURL, sessionID, user)
+	if err != nil {
+		return err
+	}
+	defer s.conn.Close()
+	_ = s.StopQuery(ctx, q)
+	return errors.Join(s.interrupt(ctx, ""), s.releaseSession(ctx))
+}
+
+// abandoned is a handle on another process's session.
+func abandoned(remoteURL, sessionID, user string) (*Session, error) {
+	r, err := parseRemote(remoteURL)
+	if err != nil {
+		return nil, err
 	}
 	if user != "" {
 		r.user = user
 	}
 	s := &Session{remote: r, sid: sessionID, log: slog.New(slog.DiscardHandler), closed: make(chan struct{})}
 	if s.conn, err = s.dial(r); err != nil {
-		return err
+		return nil, err
 	}
-	defer s.conn.Close()
-	return errors.Join(s.interrupt(ctx, ""), s.releaseSession(ctx))
+	return s, nil
 }

@@ -102,3 +102,9 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 	return "", &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
 		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
 }
+
+// Abandon implements engine.Abandoner: it stops a streaming query a killed
+// execd left running, and releases the Spark Connect session it ran in.
+func (b *Backend) Abandon(ctx context.Context, q run.QueryRef) error {
+	return sparkconnect.StopAbandoned(ctx, b.remote(), q.Session, q.User, sparkconnect.QueryID{ID: q.ID, RunID: q.RunID})
+}

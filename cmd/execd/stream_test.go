@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/spark-connect-go/spark/sql"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+)
+
+// dropOrders writes an order file whole into the folder a file stream
+// follows: under a name Spark skips (a leading dot), then renamed.
+func dropOrders(t *testing.T, dir, name string, from, to int) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("id,day,amount\n")
+	for i := from; i <= to; i++ {
+		fmt.Fprintf(&b, "%d,2025-03-%02d,%d.25\n", i, 1+i%28, i)
+	}
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// watchUntil follows a run's events after sequence after until done says
+// so, and returns the sequence of that event.
+func watchUntil(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, runID string, after int64, what string, done func(*execv1.RunEvent) bool) int64 {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cl.WatchRun(ctx, &execv1.WatchRunRequest{RunId: runID, AfterSequence: after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("the run ended")
+			}
+			t.Fatalf("waiting for %s: %v; events: %s", what, err, strings.Join(seen, "\n"))
+		}
+		ev := resp.GetEvent()
+		seen = append(seen, ev.String())
+		if done(ev) {
+			return ev.GetSequence()
+		}
+	}
+}
+
+// checkpointCommits counts the micro-batches a query committed to its checkpoint.
+func checkpointCommits(t *testing.T, checkpoint string) int {
+	t.Helper()
+	return checkpointEntries(t, checkpoint, "commits")
+}
+
+// checkpointBatches counts the micro-batches a query planned: it writes a
+// batch's offsets as it starts it, before the batch's work.
+func checkpointBatches(t *testing.T, checkpoint string) int {
+	t.Helper()
+	return checkpointEntries(t, checkpoint, "offsets")
+}
+
+func checkpointEntries(t *testing.T, checkpoint, log string) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(checkpoint, log))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			n++
+		}
+	}
+	return n
+}
+
+// sparkCount runs a one-number query on the test Spark server.
+func sparkCount(ctx context.Context, t *testing.T, query string) int64 {
+	t.Helper()
+	spark, err := sql.NewSessionBuilder().Remote(sparktest.Remote(t)).Build(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spark.Stop()
+	df, err := spark.Sql(ctx, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := df.Collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := rows[0].At(0).(int64)
+	if !ok {
+		t.Fatalf("%s gave %v", query, rows[0].At(0))
+	}
+	return n
+}
+
+func TestExecd_StreamKilledMidRunIsEndedAtRestartAndResumesFromItsCheckpointAtRepairWritingEveryRowOnce(t *testing.T) {
+	project, state := copyProject(t, "streamproj"), t.TempDir()
+	incoming := filepath.Join(project, "data", "incoming")
+	if err := os.MkdirAll(incoming, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sink := "delta.`" + filepath.Join(project, "output", "bronze", "orders", "landed") + "`"
+	checkpoint := filepath.Join(project, "output", "_checkpoints", "dev", "orders_stream", "land_orders")
+	ctx := testCtx(t, 6*time.Minute)
+	isProgress := func(ev *execv1.RunEvent) bool { return ev.GetNodeProgress().GetInputRows() > 0 }
+
+	d := startDaemon(t, project, state, "--workers", "0")
+	cl := d.client(t)
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "orders_stream"})
+	waitForNodeState(ctx, t, cl, runID, "land_orders", execv1.NodeState_NODE_STATE_STREAMING)
+	dropOrders(t, incoming, "a.csv", 1, 50)
+	watchUntil(ctx, t, cl, runID, 0, "the first batch", isProgress)
+	if n := checkpointCommits(t, checkpoint); n == 0 {
+		t.Fatal("progress was reported before the batch was committed")
+	}
+	d.Kill()
+
+	// While no execd runs, more files arrive.
+	dropOrders(t, incoming, "b.csv", 51, 100)
+	d2 := startDaemon(t, project, state, "--workers", "0")
+	cl2 := d2.client(t)
+	got, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := got.GetRun().GetState(); st != execv1.RunState_RUN_STATE_INTERRUPTED {
+		t.Fatalf("after SIGKILL and restart the run is %v, want INTERRUPTED", st)
+	}
+	// The killed execd's query ran on in its Spark session; the restarted
+	// execd ended it, so no batch starts while the run is INTERRUPTED.
+	before := checkpointBatches(t, checkpoint)
+	dropOrders(t, incoming, "c.csv", 101, 130)
+	time.Sleep(8 * time.Second) // four triggers
+	if after := checkpointBatches(t, checkpoint); after != before {
+		t.Fatalf("%d batches were started while the run was INTERRUPTED: the killed execd's query still runs\n%s", after-before, d2.Logs())
+	}
+
+	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "resume-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchUntil(ctx, t, cl2, runID, rep.GetRun().GetLastSequence(), "the repaired stream to say where it resumed", func(ev *execv1.RunEvent) bool {
+		return strings.HasPrefix(ev.GetNodeMessage().GetText(), "resumed from the checkpoint at ")
+	})
+	for n := int64(0); n != 130; {
+		if n > 130 {
+			t.Fatalf("the sink holds %d rows, more than the 130 dropped", n)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the sink holds %d rows, not the 130 dropped:\n%s", n, d2.Logs())
+		}
+		time.Sleep(time.Second)
+		n = sparkCount(ctx, t, "SELECT count(*) FROM "+sink)
+	}
+
+	stopped, err := cl2.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every file is in"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := stopped.GetRun()
+	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED || r.GetNodes()[0].GetState() != execv1.NodeState_NODE_STATE_SUCCEEDED {
+		t.Fatalf("stopped run %v (%s), node %v; want both SUCCEEDED", r.GetState(), r.GetMessage(), r.GetNodes()[0].GetState())
+	}
+	if a := r.GetNodes()[0].GetAttempt(); a != 2 {
+		t.Errorf("land_orders made %d attempts, want 2 (the killed one and the repair)", a)
+	}
+
+	// No query of the node runs any more.
+	before = checkpointBatches(t, checkpoint)
+	dropOrders(t, incoming, "d.csv", 131, 140)
+	time.Sleep(8 * time.Second) // four triggers
+	if after := checkpointBatches(t, checkpoint); after != before {
+		t.Errorf("%d batches were started after the run ended: a query of the node still runs", after-before)
+	}
+	if n := sparkCount(ctx, t, "SELECT count(*) FROM "+sink); n != 130 {
+		t.Errorf("the sink holds %d rows, want the 130 dropped before the stop", n)
+	}
+	if n := sparkCount(ctx, t, "SELECT count(DISTINCT id) FROM "+sink); n != 130 {
+		t.Errorf("the sink holds %d distinct ids, want 130: a row was written twice", n)
+	}
+}

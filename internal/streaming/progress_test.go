@@ -1,0 +1,127 @@
+package streaming
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
+)
+
+// scripted is a query whose recentProgress grows one snapshot per call, as
+// Spark's does; it ends once the script is played.
+type scripted struct {
+	mu        sync.Mutex
+	snapshots [][]string
+	calls     int
+}
+
+func (q *scripted) StartStream(context.Context, sparkconnect.StreamStart) (sparkconnect.QueryID, error) {
+	return sparkconnect.QueryID{ID: "q", RunID: "r"}, nil
+}
+
+func (q *scripted) QueryStatus(context.Context, sparkconnect.QueryID) (sparkconnect.QueryStatus, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	active := q.calls < len(q.snapshots)
+	return sparkconnect.QueryStatus{Active: active}, nil
+}
+
+func (q *scripted) QueryProgress(context.Context, sparkconnect.QueryID) ([]string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := min(q.calls, len(q.snapshots)-1)
+	q.calls++
+	return q.snapshots[i], nil
+}
+
+func (q *scripted) QueryException(context.Context, sparkconnect.QueryID) (*sparkconnect.QueryError, error) {
+	return nil, nil
+}
+
+func (q *scripted) StopQuery(context.Context, sparkconnect.QueryID) error { return nil }
+
+func (q *scripted) Owner() (string, string) { return "sess", "tauro" }
+
+// idle is Spark's report of a trigger that found no new data: it carries
+// the id of the batch still to come and no addBatch time.
+func idle(batch int, start string) string {
+	return fmt.Sprintf(`{"batchId": %d, "durationMs": {"triggerExecution": 1, "latestOffset": 1},
+		"sources": [{"description": "FileStreamSource[in]", "startOffset": %s, "numInputRows": 0, "inputRowsPerSecond": NaN}]}`, batch, start)
+}
+
+// ran is the report of a micro-batch that read rows.
+func ran(batch, rows int, start string) string {
+	return fmt.Sprintf(`{"batchId": %d, "durationMs": {"triggerExecution": 300, "addBatch": 140},
+		"sources": [{"description": "FileStreamSource[in]", "startOffset": %s, "numInputRows": %d}]}`, batch, start, rows)
+}
+
+// played runs a scripted query to its end and returns its events.
+func played(t *testing.T, reports ...string) []run.Event {
+	t.Helper()
+	q := &scripted{}
+	for i := range reports {
+		q.snapshots = append(q.snapshots, reports[:i+1])
+	}
+	var evs []run.Event
+	err := Run(context.Background(), q, sparkconnect.StreamStart{QueryName: "t"},
+		Options{Poll: time.Millisecond, Log: slog.New(slog.DiscardHandler), Emit: func(ev run.Event) { evs = append(evs, ev) }})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return evs
+}
+
+func progressOf(evs []run.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		if ev.Kind == run.NodeProgress {
+			out = append(out, fmt.Sprintf("batch %d: %d rows", ev.Progress.BatchID, ev.Progress.InputRows))
+		}
+	}
+	return out
+}
+
+func TestRun_ABatchAfterAnIdleTriggerOfTheSameIdIsReported(t *testing.T) {
+	// A query started on an empty folder: Spark reports the idle trigger as
+	// batch 0, then the batch that read the first files as batch 0 too.
+	evs := played(t,
+		idle(0, "null"),
+		ran(0, 40, "null"),
+		idle(1, `{"logOffset": 0}`),
+		ran(1, 20, `{"logOffset": 0}`),
+	)
+	if q := evs[0].Query; evs[0].NodeState != run.NodeStreaming || q == nil || *q != (run.QueryRef{Session: "sess", User: "tauro", ID: "q", RunID: "r"}) {
+		t.Errorf("first event %+v; want STREAMING naming the query and its session", evs[0])
+	}
+	got := strings.Join(progressOf(evs), "; ")
+	if want := "batch 0: 40 rows; batch 1: 20 rows"; got != want {
+		t.Errorf("progress events %q; want %q (every batch that ran, no idle trigger)", got, want)
+	}
+	for _, ev := range evs {
+		if ev.Kind == run.NodeMessage && strings.Contains(ev.Message, "resumed") {
+			t.Errorf("a query's first run says %q", ev.Message)
+		}
+	}
+}
+
+func TestRun_AQueryRestartedFromItsCheckpointSaysWhereItResumedEvenWhenIdle(t *testing.T) {
+	evs := played(t, idle(3, `{"logOffset": 2}`), ran(3, 5, `{"logOffset": 2}`))
+	var msgs []string
+	for _, ev := range evs {
+		if ev.Kind == run.NodeMessage {
+			msgs = append(msgs, ev.Message)
+		}
+	}
+	if len(msgs) != 1 || !strings.Contains(msgs[0], `resumed from the checkpoint at FileStreamSource[in] offset {"logOffset": 2}`) {
+		t.Errorf("messages %q; want one saying where it resumed", msgs)
+	}
+	if got := progressOf(evs); len(got) != 1 || got[0] != "batch 3: 5 rows" {
+		t.Errorf("progress events %q; want batch 3 alone", got)
+	}
+}
