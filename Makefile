@@ -105,7 +105,7 @@ test: check-tree check-generated test-fuzz java build venv spark-jars grpcurl
 	  for i in $$(seq 1 360); do [ -s $(SPARK_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(SPARK_TEST)/remote ] || { echo "Spark Connect did not start:" >&2; tail -40 $(SPARK_TEST)/server.out >&2; exit 1; }; \
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_REQUIRE_SPARK=1 EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
-	  echo "Spark Connect at $$TAURO_SPARK_REMOTE"; \
+	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote)"; \
 	  $(MAKE) --no-print-directory test-go test-python
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.
