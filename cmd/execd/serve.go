@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
 )
@@ -35,6 +37,9 @@ type serveConfig struct {
 	logLevel    string
 	shutdown    time.Duration
 	keepRuns    retention
+	security    securityFlags
+	envAllow    string
+	workerEnv   []string // from the project's worker_env, as allowed
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -51,6 +56,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
+	fs.StringVar(&cfg.envAllow, "env-allow", "", "comma-separated environment variables ${VAR} and worker_env may read (NAME, or PREFIX* for a prefix); empty allows all")
+	cfg.security.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -83,7 +90,7 @@ func serve(ctx context.Context, args []string) error {
 	if cfg.state == "" {
 		cfg.state = filepath.Join(project, ".tauro-exec")
 	}
-	if err := os.MkdirAll(cfg.state, 0o755); err != nil {
+	if err := privateDir(cfg.state, log); err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
 	unlock, err := lockState(cfg.state)
@@ -97,6 +104,12 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	defer lis.Close()
+	security, tokens, err := cfg.security.decide(lis, fs, log)
+	if err != nil {
+		return err
+	}
+	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
+	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
 	st, err := store.Open(ctx, cfg.state)
 	if err != nil {
@@ -119,13 +132,16 @@ func serve(ctx context.Context, args []string) error {
 	}
 	defer backend.Close()
 
-	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log})
+	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log, Environ: environ})
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng), hs, log)
+	srv, err := service.NewServer(service.New(eng), hs, log, append(security, service.WithRedaction(environ.Redact))...)
 	if err != nil {
 		return err
+	}
+	if tokens != nil {
+		go reloadOnHangup(ctx, tokens, log)
 	}
 	if cfg.keepRuns > 0 {
 		pctx, stopPruning := context.WithCancel(ctx)
@@ -168,7 +184,7 @@ func serve(ctx context.Context, args []string) error {
 // the kernel's, so a killed daemon leaves none behind.
 func lockState(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, "execd.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("--state: %w", err)
 	}
@@ -229,5 +245,41 @@ func pruneRuns(ctx context.Context, st *store.Store, keep time.Duration, log *sl
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// privateDir makes dir, or narrows it, to 0700: it holds the run store,
+// logs that quote SQL, and the workers' sockets.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Info("making the state folder private to execd's user", "dir", dir, "was", fi.Mode().Perm().String())
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
+}
+
+// reloadOnHangup reads the tokens file again on each SIGHUP.
+func reloadOnHangup(ctx context.Context, tokens *service.Tokens, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := tokens.Reload(); err != nil {
+			log.Error("tokens file not reloaded; the tokens read before stay in use", "err", err)
+			continue
+		}
+		log.Info("tokens file reloaded", "tokens", tokens.Len())
 	}
 }
