@@ -28,8 +28,11 @@ type Files struct {
 	StrangerCert, StrangerKey string // signed by a CA the server does not know
 }
 
-// Generate writes the files into dir.
+// Generate writes the files into dir, which it makes if need be.
 func Generate(dir string) (Files, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Files{}, fmt.Errorf("testcerts: %w", err)
+	}
 	f := Files{
 		CA:           filepath.Join(dir, "ca.pem"),
 		ServerCert:   filepath.Join(dir, "server.pem"),
