@@ -42,7 +42,7 @@ var methodRoles = map[string]Role{
 	execv1.ExecService_CancelRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_RepairRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_StopRun_FullMethodName:          RoleOperator,
-	// Reflection describes the API, which every caller may see.
+	// Reflection describes the API, which every known caller may see.
 	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      RoleViewer,
 	reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: RoleViewer,
 }
@@ -56,7 +56,7 @@ func requiredRole(method string) Role {
 }
 
 // mutating reports a method that changes runs: its calls are audited.
-func mutating(method string) bool { return requiredRole(method) >= RoleOperator }
+func mutating(method string) bool { return !open(method) && requiredRole(method) >= RoleOperator }
 
 // open reports a method anyone may call without credentials.
 func open(method string) bool {
