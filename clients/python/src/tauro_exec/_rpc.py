@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
@@ -56,11 +56,11 @@ class Security:
     ``private_key`` (PEM) are the client's certificate for mutual TLS.
     """
 
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     tls: bool = False
     root_certificates: bytes | None = None
     certificate_chain: bytes | None = None
-    private_key: bytes | None = None
+    private_key: bytes | None = field(default=None, repr=False)
 
     def channel(self, target: str) -> grpc.Channel:
         use_tls = self.tls or self.root_certificates is not None or self.certificate_chain is not None
