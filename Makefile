@@ -139,7 +139,7 @@ test: check-tree check-generated test-fuzz java build testbroker venv spark-jars
 	  [ -s $(KAFKA_TEST)/bootstrap ] || { echo "the Kafka broker did not start:" >&2; tail -40 $(KAFKA_TEST)/testbroker.out >&2; exit 1; }; \
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
-	  echo "Spark Connect at $$TAURO_SPARK_REMOTE, Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
+	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
 	  $(MAKE) --no-print-directory test-go test-python
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.

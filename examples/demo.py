@@ -46,14 +46,15 @@ def start_execd(
     if workers is not None:
         cmd += ["--workers", str(workers)]
     state.mkdir(parents=True, exist_ok=True)
+    ready = state / "spark-remote"  # the embedded Spark's address with its token (0600)
+    if not spark_remote:
+        cmd += ["--spark-ready-file", str(ready)]
     log = (state / "execd.log").open("w")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     assert proc.stdout is not None
-    remote = spark_remote or ""
     for line in proc.stdout:
-        if line.startswith("execd spark connect at "):  # the embedded server's address
-            remote = line.split()[-1]
         if line.startswith("execd listening on "):
+            remote = spark_remote or ready.read_text().strip()
             return proc, line.split()[-1], remote
     proc.wait()
     log.close()

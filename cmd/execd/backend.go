@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
@@ -78,6 +79,7 @@ func startWorkers(ctx context.Context, cfg serveConfig, remote string, log *slog
 		SocketDir:   sockets,
 		Size:        cfg.workers,
 		SparkRemote: remote,
+		PassEnv:     cfg.workerEnv,
 		Logger:      log,
 		ReleaseSession: func(ctx context.Context, s pyworker.SparkSession) error {
 			return sparkconnect.ReleaseAbandoned(ctx, s.Remote, s.SessionID, s.UserID)
@@ -88,6 +90,42 @@ func startWorkers(ctx context.Context, cfg serveConfig, remote string, log *slog
 	}
 	log.Info("Python node workers ready", "workers", cfg.workers, "python", python, "took", time.Since(began).Round(time.Millisecond))
 	return pool, nil
+}
+
+// projectWorkerEnv is the project's worker_env global setting: names of
+// execd's environment variables the Python workers get beyond the few
+// every worker has. It is read once, at start, for --env; names
+// --env-allow does not allow are left out.
+func projectWorkerEnv(cfg serveConfig, environ *config.Environment, log *slog.Logger) []string {
+	proj, err := config.LoadFrom(cfg.project, cfg.env, environ)
+	if err != nil {
+		log.Warn("the project does not load yet, so its worker_env is not read; Python workers get only the base environment", "err", err)
+		return nil
+	}
+	raw, ok := proj.Global.Get("worker_env")
+	if !ok {
+		return nil
+	}
+	list, ok := raw.([]any)
+	var names []string
+	for _, v := range list {
+		name, isString := v.(string)
+		if !isString || name == "" {
+			ok = false
+			break
+		}
+		if !environ.Allowed(name) {
+			log.Warn("worker_env names a variable --env-allow does not allow; workers do not get it", "name", name)
+			continue
+		}
+		environ.Lookup(name) // its value is hidden from clients, as a ${VAR}'s is
+		names = append(names, name)
+	}
+	if !ok {
+		log.Warn("global setting worker_env must be a list of variable names; workers get only the base environment", "found", raw)
+		return nil
+	}
+	return names
 }
 
 // Close stops watching and, for the embedded server, stops it.

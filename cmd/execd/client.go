@@ -15,7 +15,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -33,6 +32,7 @@ func defaultAddr() string {
 type clientFlags struct {
 	fs   *flag.FlagSet
 	addr *string
+	conn *connFlags
 }
 
 func newClientFlags(name, args string) clientFlags {
@@ -41,7 +41,9 @@ func newClientFlags(name, args string) clientFlags {
 		fmt.Fprintf(fs.Output(), "Usage: execd %s %s\n", name, args)
 		fs.PrintDefaults()
 	}
-	return clientFlags{fs: fs, addr: fs.String("addr", defaultAddr(), "execd address")}
+	c := clientFlags{fs: fs, addr: fs.String("addr", defaultAddr(), "execd address"), conn: &connFlags{}}
+	c.conn.register(fs)
+	return c
 }
 
 // parse accepts flags before and after positional arguments.
@@ -76,7 +78,11 @@ func (c clientFlags) connect(args []string, want int) ([]string, execv1.ExecServ
 }
 
 func (c clientFlags) dial() (execv1.ExecServiceClient, func(), error) {
-	conn, err := grpc.NewClient(*c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := c.conn.dialOptions(*c.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(*c.addr, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,9 +96,10 @@ func describe(err error) error {
 		return err
 	}
 	var b strings.Builder
-	if st.Code() == codes.Unavailable {
+	switch st.Code() {
+	case codes.Unavailable:
 		fmt.Fprintf(&b, "%s (is execd running? start it with 'execd serve --project DIR')", st.Message())
-	} else {
+	default:
 		fmt.Fprintf(&b, "%s: %s", st.Code(), st.Message())
 	}
 	for _, d := range st.Details() {

@@ -325,14 +325,7 @@ func TestGRPC_UnknownRunIsNotFound(t *testing.T) {
 
 // TestGRPCurl drives the daemon with the real grpcurl, through reflection.
 func TestGRPCurl(t *testing.T) {
-	grpcurl := os.Getenv("GRPCURL")
-	if grpcurl == "" {
-		grpcurl = filepath.Join(t.TempDir(), "grpcurl")
-		out, err := exec.Command("go", "build", "-modfile=../../tools/go.mod", "-o", grpcurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl").CombinedOutput()
-		if err != nil {
-			t.Fatalf("building grpcurl: %v\n%s", err, out)
-		}
-	}
+	grpcurl := grpcurlBin(t)
 	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
 	call := func(method, body string) (string, error) {
 		args := []string{"-plaintext", "-max-time", "60"}
@@ -376,6 +369,20 @@ func TestGRPCurl(t *testing.T) {
 	mustContain(out, err, `"nodeStateChanged"`, `"RUN_STATE_SUCCEEDED"`)
 	out, err = call("grpc.health.v1.Health/Check", "")
 	mustContain(out, err, `"SERVING"`)
+}
+
+// grpcurlBin is $GRPCURL, else grpcurl built from tools/go.mod.
+func grpcurlBin(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("GRPCURL"); p != "" {
+		return p
+	}
+	p := filepath.Join(t.TempDir(), "grpcurl")
+	out, err := exec.Command("go", "build", "-modfile=../../tools/go.mod", "-o", p, "github.com/fullstorydev/grpcurl/cmd/grpcurl").CombinedOutput()
+	if err != nil {
+		t.Fatalf("building grpcurl: %v\n%s", err, out)
+	}
+	return p
 }
 
 func between(s, start, end string) string {

@@ -83,9 +83,16 @@ func startDaemonEmbedded(t *testing.T, project, state string) *daemon {
 
 func launch(t *testing.T, project, state string, extra ...string) *daemon {
 	t.Helper()
+	return launchEnv(t, nil, project, state, extra...)
+}
+
+// launchEnv is launch with env added to the daemon's environment.
+func launchEnv(t *testing.T, env []string, project, state string, extra ...string) *daemon {
+	t.Helper()
 	args := []string{"serve", "--project", project, "--state", state, "--listen", "127.0.0.1:0"}
 	args = append(args, extra...)
 	cmd := exec.Command(execdBin(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -149,9 +156,12 @@ func (d *daemon) Kill() {
 	<-d.exited
 }
 
-func (d *daemon) client(t *testing.T) execv1.ExecServiceClient {
+func (d *daemon) client(t *testing.T, opts ...grpc.DialOption) execv1.ExecServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(d.addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,11 @@
 // Command execd is the tauro-exec daemon and its command line.
 //
-//	execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR]
+//	execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR] [--tokens FILE] [--tls-cert F --tls-key F]
+//	execd token --name NAME --role ROLE [--append FILE]
 //	execd validate PIPELINE | run PIPELINE [--watch] | watch RUN | runs | cancel RUN | stop RUN | repair RUN | pipelines
 //
-// The client commands talk to a running daemon (--addr, or $EXECD_ADDR).
+// The client commands talk to a running daemon (--addr, or $EXECD_ADDR),
+// with --token (or $TAURO_EXEC_TOKEN) and --tls-ca when it requires them.
 package main
 
 import (
@@ -20,6 +22,7 @@ const usage = `execd: the tauro-exec daemon and its command line
 Usage:
   execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR] [--spark-remote sc://HOST:PORT]
   execd spark-server [--state DIR]         run only the embedded Spark Connect server
+  execd token --name N --role R            make a bearer token and its line for --tokens
   execd pipelines                          list the project's pipelines
   execd validate PIPELINE [flags]          check a pipeline and print its plan
   execd run PIPELINE [--watch] [flags]     start a run (--watch follows it, exit 1 if it fails)
@@ -30,7 +33,8 @@ Usage:
   execd stop RUN_ID [--reason TEXT]        end a run's streaming queries after their current micro-batch
   execd repair RUN_ID [--watch]            re-run what did not succeed
 
-Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051).
+Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051),
+with --token (default $TAURO_EXEC_TOKEN) and --tls-ca FILE when it requires them.
 Run "execd COMMAND -h" for a command's flags.
 `
 
@@ -49,6 +53,7 @@ func main() {
 	cmds := map[string]func(context.Context, []string) error{
 		"serve":        serve,
 		"spark-server": sparkServer,
+		"token":        cmdToken,
 		"pipelines":    cmdPipelines,
 		"validate":     cmdValidate,
 		"run":          cmdRun,

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,24 +19,29 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
 )
 
 // serveConfig is what `execd serve` is told.
 type serveConfig struct {
-	project     string
-	env         string
-	listen      string
-	state       string
-	sparkRemote string
-	python      string
-	workers     int
-	maxRuns     int
-	workerDir   string
-	logLevel    string
-	shutdown    time.Duration
-	keepRuns    retention
+	project        string
+	env            string
+	listen         string
+	state          string
+	sparkRemote    string
+	python         string
+	workers        int
+	maxRuns        int
+	sparkReadyFile string
+	workerDir      string
+	logLevel       string
+	shutdown       time.Duration
+	keepRuns       retention
+	security       securityFlags
+	envAllow       string
+	workerEnv      []string // from the project's worker_env, as allowed
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -48,11 +54,14 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
 	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark and tauro-exec[worker], for the embedded Spark server and the node workers (default: .venv/bin/python of the repo, else python3)")
 	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
+	fs.StringVar(&cfg.sparkReadyFile, "spark-ready-file", "", "write the embedded Spark Connect server's address, with its token, here (mode 0600) once execd serves")
 	fs.IntVar(&cfg.maxRuns, "max-concurrent-runs", engine.DefaultMaxConcurrentRuns, "runs executing at once; more wait QUEUED (default: the machine's cores, at least 2)")
 	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
+	fs.StringVar(&cfg.envAllow, "env-allow", "", "comma-separated environment variables ${VAR} and worker_env may read (NAME, or PREFIX* for a prefix); empty allows all")
+	cfg.security.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -88,7 +97,7 @@ func serve(ctx context.Context, args []string) error {
 	if cfg.state == "" {
 		cfg.state = filepath.Join(project, ".tauro-exec")
 	}
-	if err := os.MkdirAll(cfg.state, 0o755); err != nil {
+	if err := privateDir(cfg.state, log); err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
 	unlock, err := lockState(cfg.state)
@@ -102,6 +111,12 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	defer lis.Close()
+	security, tokens, err := cfg.security.decide(lis, fs, log)
+	if err != nil {
+		return err
+	}
+	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
+	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
 	st, err := store.Open(ctx, cfg.state)
 	if err != nil {
@@ -125,13 +140,16 @@ func serve(ctx context.Context, args []string) error {
 	defer backend.Close()
 
 	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
-		MaxConcurrentRuns: cfg.maxRuns})
+		Environ: environ, MaxConcurrentRuns: cfg.maxRuns})
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng), hs, log)
+	srv, err := service.NewServer(service.New(eng), hs, log, append(security, service.WithRedaction(environ.Redact))...)
 	if err != nil {
 		return err
+	}
+	if tokens != nil {
+		go reloadOnHangup(ctx, tokens, log)
 	}
 	if cfg.keepRuns > 0 {
 		pctx, stopPruning := context.WithCancel(ctx)
@@ -141,12 +159,14 @@ func serve(ctx context.Context, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("execd serving", "listen", lis.Addr().String(), "project", cfg.project, "env", cfg.env, "state", cfg.state)
-	// The addresses go to stdout too, so scripts that listen on :0 can find
-	// execd, and share its embedded Spark (a second execd with
-	// --spark-remote, pyspark reading the outputs). A remote's URL may carry
-	// a token: it is not printed.
-	if backend.srv != nil {
-		fmt.Printf("execd spark connect at %s\n", backend.srv.Remote())
+	// The address goes to stdout too, so scripts that listen on :0 can find
+	// execd. The embedded Spark's address carries its token: it goes only to
+	// --spark-ready-file, for a script that shares that Spark (a second
+	// execd with --spark-remote, pyspark reading the outputs).
+	if backend.srv != nil && cfg.sparkReadyFile != "" {
+		if err := writeRemote(cfg.sparkReadyFile, backend.srv.Remote()); err != nil {
+			return fmt.Errorf("--spark-ready-file: %w", err)
+		}
 	}
 	fmt.Printf("execd listening on %s\n", lis.Addr())
 
@@ -180,7 +200,7 @@ func serve(ctx context.Context, args []string) error {
 // the kernel's, so a killed daemon leaves none behind.
 func lockState(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, "execd.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("--state: %w", err)
 	}
@@ -241,5 +261,41 @@ func pruneRuns(ctx context.Context, st *store.Store, keep time.Duration, log *sl
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// privateDir makes dir, or narrows it, to 0700: it holds the run store,
+// logs that quote SQL, and the workers' sockets.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Info("making the state folder private to execd's user", "dir", dir, "was", fi.Mode().Perm().String())
+		return os.Chmod(dir, 0o700)
+	}
+	return nil
+}
+
+// reloadOnHangup reads the tokens file again on each SIGHUP.
+func reloadOnHangup(ctx context.Context, tokens *service.Tokens, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := tokens.Reload(); err != nil {
+			log.Error("tokens file not reloaded; the tokens read before stay in use", "err", err)
+			continue
+		}
+		log.Info("tokens file reloaded", "tokens", tokens.Len())
 	}
 }

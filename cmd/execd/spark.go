@@ -10,6 +10,7 @@ import (
 	"time"
 
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // defaultPython finds the interpreter whose pyspark runs Spark: $TAURO_PYTHON,
@@ -52,18 +53,19 @@ func startEmbeddedSpark(ctx context.Context, python, stateDir string, conf map[s
 	if err != nil {
 		return nil, err
 	}
-	log.Info("Spark Connect is up", "remote", srv.Remote(), "took", time.Since(start).Round(time.Millisecond))
+	log.Info("Spark Connect is up", "remote", sparkurl.Redact(srv.Remote()), "took", time.Since(start).Round(time.Millisecond))
 	return srv, nil
 }
 
 // sparkServer runs only the embedded Spark Connect server, in the
 // foreground, until interrupted. The test targets start one this way and
-// share it across every test of a run.
+// share it across every test of a run. Its address with the token goes to
+// the ready file, readable only by its owner; stdout shows it without.
 func sparkServer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("spark-server", flag.ContinueOnError)
 	state := fs.String("state", ".tauro-exec", "folder for the server's log, warehouse and scratch space")
 	python := fs.String("python", "", "Python interpreter with pyspark (default: the repo's .venv)")
-	readyFile := fs.String("ready-file", "", "write the sc:// address here once the server answers")
+	readyFile := fs.String("ready-file", "", "write the sc:// address, with the server's token, here once the server answers (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -76,13 +78,9 @@ func sparkServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(srv.Remote())
+	fmt.Println(sparkurl.Redact(srv.Remote()))
 	if *readyFile != "" {
-		tmp := *readyFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(srv.Remote()+"\n"), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, *readyFile); err != nil {
+		if err := writeRemote(*readyFile, srv.Remote()); err != nil {
 			return err
 		}
 	}
@@ -93,4 +91,15 @@ func sparkServer(ctx context.Context, args []string) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Stop(stopCtx)
+}
+
+// writeRemote leaves a server's address, token included, in path, readable
+// by its owner only, whole or not at all.
+func writeRemote(path, remote string) error {
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // WriteFile keeps the mode of a file that exists
+	if err := os.WriteFile(tmp, []byte(remote+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

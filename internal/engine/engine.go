@@ -93,6 +93,9 @@ type Options struct {
 	MaxConcurrentRuns int
 	// Now is the wall clock for records; nil means time.Now.
 	Now func() time.Time
+	// Environ is what ${NAME} reads; nil means every variable of the
+	// process.
+	Environ *config.Environment
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -206,6 +209,9 @@ func (e *Engine) Close(ctx context.Context) error {
 func (e *Engine) load(env string) (*config.Project, error) {
 	if env == "" {
 		env = e.opt.Env
+	}
+	if e.opt.Environ != nil {
+		return config.LoadFrom(e.opt.ProjectDir, env, e.opt.Environ)
 	}
 	return config.Load(e.opt.ProjectDir, env)
 }

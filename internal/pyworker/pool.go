@@ -52,7 +52,10 @@ type Config struct {
 	// SparkRemote is passed to workers as their default Spark Connect URL;
 	// requests carry the current one anyway.
 	SparkRemote string
-	// Env is added to the workers' environment.
+	// PassEnv names variables of execd's environment the workers get
+	// beyond BaseEnv ("NAME", or "PREFIX*").
+	PassEnv []string
+	// Env is added to the workers' environment (NAME=value).
 	Env    []string
 	Logger *slog.Logger
 	// StartTimeout bounds one worker's start; 0 means two minutes.

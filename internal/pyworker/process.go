@@ -47,12 +47,13 @@ func (p *Pool) spawn(slot int) (*worker, error) {
 	}
 	args := []string{"-m", "tauro_exec.worker", "--socket", sock, "--project", p.cfg.Project,
 		"--control-fd", "3", "--watch-stdin"}
+	extra := []string{"PYTHONUNBUFFERED=1"}
 	if p.cfg.SparkRemote != "" {
-		args = append(args, "--spark-remote", p.cfg.SparkRemote)
+		extra = append(extra, remoteEnv+"="+p.cfg.SparkRemote)
 	}
 	cmd := exec.Command(p.cfg.Python, args...)
 	cmd.Dir = p.cfg.Dir
-	cmd.Env = append(append(os.Environ(), "PYTHONUNBUFFERED=1"), p.cfg.Env...)
+	cmd.Env = workerEnv(os.Environ(), p.cfg.PassEnv, append(extra, p.cfg.Env...))
 	cmd.ExtraFiles = []*os.File{ctlW}
 	w := &worker{slot: slot, cmd: cmd, tail: newTail(40), exited: make(chan struct{}), doneSig: make(chan struct{}), released: make(chan struct{})}
 	out := &logLines{log: p.log.With("worker", slot), tail: w.tail}

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 
 	"buf.build/go/protovalidate"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -29,10 +33,62 @@ const (
 	MaxSendMsgSize = 32 << 20
 )
 
-// NewServer returns a gRPC server exposing svc with reflection, the health
-// service (hs) and the interceptors every call passes: panic recovery,
-// request logging and request validation from the proto's constraints.
-func NewServer(svc *Service, hs *health.Server, log *slog.Logger) (*grpc.Server, error) {
+// Option configures NewServer.
+type Option func(*serverOptions)
+
+type serverOptions struct {
+	creds        credentials.TransportCredentials
+	authn        *authenticator
+	noReflection bool
+	redact       func(string) string
+}
+
+// WithTLS serves over TLS with creds (mutual TLS when they verify client
+// certificates).
+func WithTLS(creds credentials.TransportCredentials) Option {
+	return func(o *serverOptions) { o.creds = creds }
+}
+
+// WithTokens makes every call but the health service's present a bearer
+// token from tokens, and checks the token's role against the method's.
+func WithTokens(tokens *Tokens) Option {
+	return func(o *serverOptions) { o.authn = &authenticator{tokens: tokens} }
+}
+
+// WithClientCertificates lets a verified client certificate authenticate
+// its caller, as admin, when there are no tokens (WithTokens wins). The
+// TLS credentials must require and verify client certificates.
+func WithClientCertificates() Option {
+	return func(o *serverOptions) {
+		if o.authn == nil {
+			o.authn = &authenticator{}
+		}
+	}
+}
+
+// WithReflection turns server reflection on or off; it is on by default.
+// With authentication, reflection needs the viewer role.
+func WithReflection(on bool) Option {
+	return func(o *serverOptions) { o.noReflection = !on }
+}
+
+// WithRedaction passes every string of every response, streamed message
+// and error through redact.
+func WithRedaction(redact func(string) string) Option {
+	return func(o *serverOptions) { o.redact = redact }
+}
+
+// NewServer returns a gRPC server exposing svc, the health service (hs) and
+// reflection, and the interceptors every call passes: redaction, panic
+// recovery, request logging, authentication and the role check, the audit
+// log of calls that change runs, and request validation from the proto's
+// constraints. Without WithTokens or WithClientCertificates every caller
+// may call everything.
+func NewServer(svc *Service, hs *health.Server, log *slog.Logger, opts ...Option) (*grpc.Server, error) {
+	var o serverOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)
@@ -41,27 +97,52 @@ func NewServer(svc *Service, hs *health.Server, log *slog.Logger) (*grpc.Server,
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
+	redact := o.redact
+	if redact == nil {
+		redact = func(s string) string { return s }
+	}
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		fields = slices.Clone(fields)
+		for i, f := range fields {
+			if s, ok := f.(string); ok {
+				fields[i] = redact(s)
+			}
+		}
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
-	s := grpc.NewServer(
+	unary := []grpc.UnaryServerInterceptor{
+		unaryRedact(redact),
+		recovery.UnaryServerInterceptor(recoverOpt),
+		logging.UnaryServerInterceptor(logger, logOpts...),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		streamRedact(redact),
+		recovery.StreamServerInterceptor(recoverOpt),
+		logging.StreamServerInterceptor(logger, logOpts...),
+	}
+	if o.authn != nil {
+		unary = append(unary, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(o.authn.authenticate), guarded), unaryAuthorize(log))
+		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(o.authn.authenticate), guarded), streamAuthorize(log))
+	}
+	unary = append(unary, unaryAudit(log), unaryValidate(validator))
+	stream = append(stream, streamAudit(log), streamValidate(validator))
+
+	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(MaxSendMsgSize),
-		grpc.ChainUnaryInterceptor(
-			recovery.UnaryServerInterceptor(recoverOpt),
-			logging.UnaryServerInterceptor(logger, logOpts...),
-			unaryValidate(validator),
-		),
-		grpc.ChainStreamInterceptor(
-			recovery.StreamServerInterceptor(recoverOpt),
-			logging.StreamServerInterceptor(logger, logOpts...),
-			streamValidate(validator),
-		),
-	)
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+	if o.creds != nil {
+		sopts = append(sopts, grpc.Creds(o.creds))
+	}
+	s := grpc.NewServer(sopts...)
 	execv1.RegisterExecServiceServer(s, svc)
 	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
+	if !o.noReflection {
+		reflection.Register(s)
+	}
 	return s, nil
 }
 

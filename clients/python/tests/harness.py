@@ -71,9 +71,11 @@ def make_project(root: Path) -> Path:
 class Daemon:
     """One `execd serve` process; restartable on the same port and state."""
 
-    def __init__(self, binary: Path, project: Path, state: Path, spark_remote: str, log: Path) -> None:
+    def __init__(
+        self, binary: Path, project: Path, state: Path, spark_remote: str, log: Path, args: tuple[str, ...] = ()
+    ) -> None:
         self.binary, self.project, self.state = binary, project, state
-        self.spark_remote, self.log = spark_remote, log
+        self.spark_remote, self.log, self.args = spark_remote, log, args
         self.listen = "127.0.0.1:0"
         self.address = ""
         self._proc: subprocess.Popen[str] | None = None
@@ -85,6 +87,7 @@ class Daemon:
             "--state", str(self.state),
             "--listen", self.listen,
             "--spark-remote", self.spark_remote,
+            *self.args,
         ]  # fmt: skip
         environ = {**os.environ, "NAP_MS": NAP_MS, **(env or {})}
         stderr = open(self.log, "a")
@@ -188,3 +191,19 @@ class CuttableProxy:
     def close(self) -> None:
         self._server.close()
         self.cut()
+
+
+def make_certificates(root: Path) -> dict[str, Path]:
+    """The certificates of Go's internal/testcerts, written into root."""
+    subprocess.run(["go", "run", "./internal/testcerts/gen", str(root)], cwd=REPO, check=True)
+    names = ["ca", "server", "server-key", "client", "client-key", "stranger", "stranger-key"]
+    return {n: root / f"{n}.pem" for n in names}
+
+
+def new_token(binary: Path, tokens: Path, role: str) -> str:
+    """A token of role, appended to the tokens file with `execd token`."""
+    out = subprocess.run(
+        [str(binary), "token", "--name", f"py-{role}", "--role", role, "--append", str(tokens)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return out.stdout.strip()

@@ -176,3 +176,36 @@ def test_what_a_nodes_thread_prints_becomes_its_log_events_and_other_threads_pri
     assert got[-1].level == "warning" and "dropped" in got[-1].text
     assert {g.level for g in got[:-1]} == {"info"}
     assert real.getvalue() == "not a node\n"
+
+
+@pytest.mark.parametrize(
+    ("remote", "kind"),
+    [
+        ("sc://127.0.0.1:15002/;token=t", "local"),
+        ("sc://[::1]:15002/;token=t", "local"),
+        ("sc://localhost:15002/;token=t", "local"),
+        ("sc://spark.example.com:15002/;token=t", "ssl"),
+        ("sc://127.0.0.1:15002/;token=t;use_ssl=true", "ssl"),
+        ("sc://127.0.0.1:15002", "insecure"),
+    ],
+)
+def test_a_token_goes_without_tls_only_to_a_loopback_host(monkeypatch: pytest.MonkeyPatch, remote: str, kind: str) -> None:
+    import grpc
+
+    from tauro_exec.worker.session import channel_builder
+
+    used: list[str] = []
+    real_local, real_ssl = grpc.local_channel_credentials, grpc.ssl_channel_credentials
+
+    def local(*a: Any, **k: Any) -> Any:
+        used.append("local")
+        return real_local(*a, **k)
+
+    def ssl(*a: Any, **k: Any) -> Any:
+        used.append("ssl")
+        return real_ssl(*a, **k)
+
+    monkeypatch.setattr(grpc, "local_channel_credentials", local)
+    monkeypatch.setattr(grpc, "ssl_channel_credentials", ssl)
+    channel_builder(remote).toChannel().close()
+    assert used == ([] if kind == "insecure" else [kind])

@@ -68,6 +68,12 @@ func Load(dir, env string) (*Project, error) {
 	return load(dir, env, os.LookupEnv)
 }
 
+// LoadFrom is Load with the variables of environ: only the names it
+// allows, and it remembers the values it gave.
+func LoadFrom(dir, env string, environ *Environment) (*Project, error) {
+	return load(dir, env, environ.Lookup)
+}
+
 func load(dir, env string, lookupEnv func(string) (string, bool)) (*Project, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {

@@ -204,10 +204,13 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if dir == "" || strings.ContainsAny(dir, "?#") {
 		return nil, fmt.Errorf("%w: store directory %q must be non-empty and contain no '?' or '#'", ErrInvalidArgument, dir)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := private(path); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 
 	// busy_timeout covers another process (an operator's sqlite3 shell, a
 	// backup) holding a lock for a moment.
@@ -250,6 +253,24 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	reader.SetMaxIdleConns(n)
 	s.reader = reader
 	return s, nil
+}
+
+// private makes the database readable by its owner only, before SQLite
+// opens it: SQLite gives the -wal and -shm files the database file's mode,
+// and runs hold pipeline parameters and error messages. Files an older
+// execd made are narrowed too.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepare checks that the database really is in WAL mode (some file systems

@@ -2,22 +2,17 @@ package connect
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // The user and client type every request of tauro-exec carries. The server
@@ -28,89 +23,41 @@ const (
 	userAgent = "tauro-exec"
 )
 
-// remote is a parsed Spark Connect connection string,
-// sc://host[:port][/;key=value;...]. spark-connect-go has its own parser,
-// but it drops a value that contains '=' (a base64 token) and ignores
-// session_id; this one keeps every value whole. The session id is the
-// client's to choose, so a session_id parameter is rejected rather than
-// silently ignored.
+// remote is the parsed connection string of the server a session talks
+// to. The session id is the client's to choose, so a session_id parameter
+// is rejected rather than silently ignored.
 type remote struct {
-	addr    string
-	token   string
-	tls     bool
-	user    string
-	headers map[string]string
+	sparkurl.Remote
+	url  string // as given, token included
+	user string // user_id, else userID
 }
 
 func parseRemote(s string) (remote, error) {
-	u, err := url.Parse(s)
+	r, err := sparkurl.Parse(s)
 	if err != nil {
-		return remote{}, fmt.Errorf("spark remote %q: %w", s, err)
+		return remote{}, err
 	}
-	if u.Scheme != "sc" || u.Hostname() == "" {
-		return remote{}, fmt.Errorf("spark remote %q: want sc://host[:port][/;key=value...]", s)
+	if r.SessionID != "" {
+		return remote{}, fmt.Errorf("spark remote %q: session_id is chosen per run; remove it", sparkurl.Redact(s))
 	}
-	if u.Path != "" && !strings.HasPrefix(u.Path, "/;") {
-		return remote{}, fmt.Errorf("spark remote %q: parameters go after '/;', as in sc://host:15002/;token=...", s)
+	user := r.User
+	if user == "" {
+		user = userID
 	}
-	port := 15002
-	if p := u.Port(); p != "" {
-		if port, err = strconv.Atoi(p); err != nil {
-			return remote{}, fmt.Errorf("spark remote %q: bad port %q", s, p)
-		}
-	}
-	r := remote{addr: net.JoinHostPort(u.Hostname(), strconv.Itoa(port)), user: userID, headers: map[string]string{}}
-	for _, kv := range strings.Split(strings.TrimPrefix(u.Path, "/"), ";") {
-		if kv == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return remote{}, fmt.Errorf("spark remote %q: parameter %q is not key=value", s, kv)
-		}
-		switch k {
-		case "token":
-			r.token, r.tls = v, true
-		case "use_ssl":
-			r.tls = strings.EqualFold(v, "true")
-		case "user_id":
-			r.user = v
-		case "session_id":
-			return remote{}, fmt.Errorf("spark remote %q: session_id is chosen per run; remove it", s)
-		case "user_agent":
-		default:
-			r.headers[k] = v
-		}
-	}
-	return r, nil
+	return remote{Remote: r, url: s, user: user}, nil
 }
 
 // dial makes the session's own gRPC connection, with the interceptors that
 // watch its requests.
 func (s *Session) dial(r remote) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{
+	opts := append(r.DialOptions(),
 		grpc.WithUnaryInterceptor(s.unaryInterceptor),
 		grpc.WithStreamInterceptor(s.streamInterceptor),
 		// Arrow batches of a collected result can be large.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128 << 20)),
-	}
-	if r.tls {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})))
-	} else {
-		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	}
-	if r.token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(r.token)))
-	}
-	return grpc.NewClient(r.addr, opts...)
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(128<<20)),
+	)
+	return grpc.NewClient(r.Addr, opts...)
 }
-
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-func (b bearer) RequireTransportSecurity() bool { return true }
 
 // channel hands spark-connect-go the connection the session made, so the
 // session decides when it is closed.
@@ -126,7 +73,7 @@ func (c channel) SessionId() string                               { return "" } 
 func (c channel) UserAgent() string                               { return userAgent }
 
 func (s *Session) withHeaders(ctx context.Context) context.Context {
-	for k, v := range s.remote.headers {
+	for k, v := range s.remote.Headers {
 		ctx = metadata.AppendToOutgoingContext(ctx, k, v)
 	}
 	return ctx

@@ -37,6 +37,8 @@ import (
 
 	"github.com/apache/spark-connect-go/spark/sql"
 	"google.golang.org/grpc"
+
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // Config configures a Session.
@@ -121,7 +123,7 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 	// interceptors its id.
 	if _, err := s.spark.Config().GetWithDefault(ctx, "spark.app.name", ""); err != nil {
 		_ = s.conn.Close()
-		return nil, s.fail(ctx, "connect to "+remoteURL, err)
+		return nil, s.fail(ctx, "connect to "+sparkurl.Redact(remoteURL), err)
 	}
 	conf := maps.Clone(sessionDefaults)
 	maps.Copy(conf, cfg.Conf)

@@ -386,7 +386,7 @@ func assertPermanent(t *testing.T, err error, class string) *Error {
 
 func (s *Session) remoteURL(t *testing.T) string {
 	t.Helper()
-	return "sc://" + s.remote.addr
+	return s.remote.url
 }
 
 func TestRunSQL_ASecondAttemptReplacesTheFirst(t *testing.T) {

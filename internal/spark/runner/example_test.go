@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/spark-connect-go/spark/sql"
-
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
@@ -100,11 +98,7 @@ func TestExample_DailySalesOutputsMatchTheInputRowByRow(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	spark, err := sql.NewSessionBuilder().Remote(sparktest.Remote(t)).Build(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spark.Stop()
+	spark := sparktest.Session(ctx, t)
 	daily := filepath.Join(dir, "output", "base", "gold", "sales", "daily_totals")
 	df, err := spark.Sql(ctx, fmt.Sprintf("SELECT CAST(order_date AS STRING), orders, revenue FROM delta.`%s` ORDER BY order_date", daily))
 	if err != nil {

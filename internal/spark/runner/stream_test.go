@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/spark-connect-go/spark/sql"
-
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
@@ -85,11 +83,7 @@ func follow(ctx context.Context, t *testing.T, eng *engine.Engine, id string, on
 
 func count(ctx context.Context, t *testing.T, query string) int64 {
 	t.Helper()
-	spark, err := sql.NewSessionBuilder().Remote(sparktest.Remote(t)).Build(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spark.Stop()
+	spark := sparktest.Session(ctx, t)
 	df, err := spark.Sql(ctx, query)
 	if err != nil {
 		t.Fatal(err)

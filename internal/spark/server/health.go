@@ -3,13 +3,13 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // Health follows whether a Spark Connect server can take new work: the
@@ -38,22 +38,22 @@ func FollowEmbedded(srv *Server, log *slog.Logger, onChange func(serving bool)) 
 // waiting up to 30 s, then every two seconds until Close. A server that is
 // not up yet is not an error: runs wait for it.
 func FollowRemote(ctx context.Context, remote string, log *slog.Logger, onChange func(serving bool)) (*Health, error) {
-	addr, err := RemoteAddr(remote)
+	r, err := sparkurl.Parse(remote)
 	if err != nil {
 		return nil, err
 	}
 	h := newHealth(false, log, onChange)
 	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = Ping(pingCtx, addr)
+	err = Ping(pingCtx, remote)
 	cancel()
 	if err != nil {
-		log.Warn("Spark Connect is not answering yet; runs wait for it", "remote", remote, "err", err)
+		log.Warn("Spark Connect is not answering yet; runs wait for it", "remote", sparkurl.Redact(remote), "err", err)
 	}
 	h.set(err == nil)
 	wctx, wcancel := context.WithCancel(context.Background())
 	h.cancel = wcancel
 	h.wg.Add(1)
-	go func() { defer h.wg.Done(); h.followRemote(wctx, addr) }()
+	go func() { defer h.wg.Done(); h.followRemote(wctx, r.Addr, remote) }()
 	return h, nil
 }
 
@@ -110,7 +110,7 @@ func (h *Health) followEmbedded(ctx context.Context, srv *Server) {
 // followRemote dials the server every two seconds, and runs a real query
 // when it comes back, since a listening port is not yet a working server.
 // Querying on every tick would open a server session each time.
-func (h *Health) followRemote(ctx context.Context, addr string) {
+func (h *Health) followRemote(ctx context.Context, addr, remote string) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -128,7 +128,7 @@ func (h *Health) followRemote(ctx context.Context, addr string) {
 			_ = conn.Close()
 			if !h.healthy.Load() {
 				pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
-				up = Ping(pctx, addr) == nil
+				up = Ping(pctx, remote) == nil
 				pcancel()
 			}
 		}
@@ -137,18 +137,4 @@ func (h *Health) followRemote(ctx context.Context, addr string) {
 			h.set(up)
 		}
 	}
-}
-
-// RemoteAddr takes host:port out of sc://host[:port][/;params]; the port
-// defaults to Spark Connect's 15002.
-func RemoteAddr(remote string) (string, error) {
-	rest, ok := strings.CutPrefix(remote, "sc://")
-	if !ok {
-		return "", fmt.Errorf("%q is not a Spark Connect URL; use sc://host:port", remote)
-	}
-	hp, _, _ := strings.Cut(rest, "/")
-	if _, _, err := net.SplitHostPort(hp); err != nil {
-		hp = net.JoinHostPort(hp, "15002")
-	}
-	return hp, nil
 }

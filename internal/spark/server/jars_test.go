@@ -104,7 +104,7 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := &Server{cfg: Config{Conf: c.conf}, jars: c.jars, logPath: filepath.Join(dir, "connect.log")}
-			args := s.args(4040)
+			args := s.args(4040, filepath.Join(dir, "connect.properties"))
 			i := slices.Index(args, "--jars")
 			switch {
 			case c.wantJars == "" && i >= 0:
@@ -124,5 +124,40 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 				t.Errorf("args set %s: %v", c.wantNoKey, args)
 			}
 		})
+	}
+}
+
+func TestArgs_KeepTheTokenOffTheCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	s := &Server{cfg: Config{Token: "sekrit", Conf: map[string]string{tokenConf: "sekrit-too"}}, logPath: filepath.Join(dir, "connect.log")}
+	props := filepath.Join(dir, "connect.properties")
+	args := s.args(4040, props)
+	if i := slices.Index(args, "--properties-file"); i < 0 || args[i+1] != props {
+		t.Errorf("args %v lack --properties-file %s", args, props)
+	}
+	for _, a := range args {
+		if strings.Contains(a, "sekrit") || strings.Contains(a, tokenConf) {
+			t.Errorf("the command line holds the token: %v", args)
+		}
+	}
+}
+
+func TestWriteSecretConf_OnlyTheOwnerCanReadIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "connect.properties")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSecretConf(path, map[string]string{tokenConf: "abc123"}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if b, _ := os.ReadFile(path); string(b) != tokenConf+"=abc123\n" {
+		t.Errorf("file holds %q", b)
 	}
 }

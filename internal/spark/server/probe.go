@@ -8,14 +8,20 @@ import (
 
 	"github.com/apache/spark-connect-go/spark/sql"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
-// Ping asks the Spark Connect server at host:port to run SELECT 1 and checks
-// the answer. A listening port is not enough: the gRPC service comes up
-// before the session machinery behind it can run a query.
-func Ping(ctx context.Context, addr string) error {
-	b := &probeChannel{addr: addr}
+// Ping asks the Spark Connect server at remote (sc://host:port[/;params],
+// its token included) to run SELECT 1 and checks the answer. A listening
+// port is not enough: the gRPC service comes up before the session
+// machinery behind it can run a query.
+func Ping(ctx context.Context, remote string) error {
+	r, err := sparkurl.Parse(remote)
+	if err != nil {
+		return err
+	}
+	b := &probeChannel{remote: r}
 	defer b.close()
 	spark, err := sql.NewSessionBuilder().WithChannelBuilder(b).Build(ctx)
 	if err != nil {
@@ -38,12 +44,12 @@ func Ping(ctx context.Context, addr string) error {
 // probeChannel is a channel.Builder that keeps the connection it makes so
 // the probe can close it; the client never closes its own.
 type probeChannel struct {
-	addr string
-	conn *grpc.ClientConn
+	remote sparkurl.Remote
+	conn   *grpc.ClientConn
 }
 
 func (b *probeChannel) Build(context.Context) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(b.remote.Addr, b.remote.DialOptions()...)
 	b.conn = conn
 	return conn, err
 }
@@ -55,7 +61,7 @@ func (b *probeChannel) close() {
 }
 
 func (b *probeChannel) User() string               { return "tauro-exec" }
-func (b *probeChannel) Headers() map[string]string { return nil }
+func (b *probeChannel) Headers() map[string]string { return b.remote.Headers }
 func (b *probeChannel) SessionId() string          { return "" } // the client makes its own
 func (b *probeChannel) UserAgent() string          { return "tauro-exec/probe" }
 

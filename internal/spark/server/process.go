@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // launch starts the JVM and waits until it answers a query.
@@ -23,14 +25,23 @@ func (s *Server) launch(ctx context.Context) (*process, error) {
 	port := s.port
 	s.mu.Unlock()
 
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// The log can quote the SQL a pipeline ran.
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sparkserver: open log: %w", err)
 	}
 	defer logf.Close()
+	_ = logf.Chmod(0o600)
 	fmt.Fprintf(logf, "%s %s port %d\n", launchMarker, time.Now().Format(time.RFC3339), port)
 
-	cmd := exec.Command(filepath.Join(s.sparkHome, "bin", "spark-submit"), s.args(port)...)
+	// The JVM reads the file as it starts; it is gone once the server answers.
+	secrets := filepath.Join(filepath.Dir(s.logPath), "connect.properties")
+	if err := writeSecretConf(secrets, map[string]string{tokenConf: s.cfg.Token}); err != nil {
+		return nil, fmt.Errorf("sparkserver: %w", err)
+	}
+	defer os.Remove(secrets)
+
+	cmd := exec.Command(filepath.Join(s.sparkHome, "bin", "spark-submit"), s.args(port, secrets)...)
 	cmd.Dir = filepath.Dir(s.logPath)
 	cmd.Env = s.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -52,7 +63,7 @@ func (s *Server) launch(ctx context.Context) (*process, error) {
 		return nil, fmt.Errorf("sparkserver: Spark Connect server on port %d did not come up: %w\n--- last lines of %s ---\n%s",
 			port, err, s.logPath, tail(s.logPath, 30))
 	}
-	s.log.Info("Spark Connect server is up", "remote", "sc://"+hostPort(port), "took", time.Since(began).Round(time.Millisecond))
+	s.log.Info("Spark Connect server is up", "remote", sparkurl.Redact(s.remote(port)), "took", time.Since(began).Round(time.Millisecond))
 	return p, nil
 }
 
@@ -80,7 +91,7 @@ func (s *Server) awaitReady(ctx context.Context, p *process, port int) error {
 			s.log.Debug("Spark Connect port is open", "port", port)
 		}
 		pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
-		last = Ping(pctx, hostPort(port))
+		last = Ping(pctx, s.remote(port))
 		pcancel()
 		if last == nil {
 			return nil
@@ -88,7 +99,29 @@ func (s *Server) awaitReady(ctx context.Context, p *process, port int) error {
 	}
 }
 
-func (s *Server) args(port int) []string {
+// tokenConf is the server setting that makes Spark Connect require a
+// bearer token.
+const tokenConf = "spark.connect.authenticate.token"
+
+// writeSecretConf writes conf as a Java properties file only its owner can
+// read: spark-submit --properties-file keeps the values off the command
+// line, where every local user could read them with ps.
+func writeSecretConf(path string, conf map[string]string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil { // it may have existed
+		f.Close()
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		fmt.Fprintf(f, "%s=%s\n", k, conf[k])
+	}
+	return f.Close()
+}
+
+func (s *Server) args(port int, propertiesFile string) []string {
 	conf := map[string]string{
 		"spark.master":                       "local[*]",
 		"spark.app.name":                     "tauro-exec",
@@ -108,7 +141,8 @@ func (s *Server) args(port int) []string {
 	// The port is the supervisor's to choose.
 	conf["spark.connect.grpc.binding.port"] = fmt.Sprint(port)
 
-	args := []string{"--class", ConnectServerClass}
+	delete(conf, tokenConf) // only ever in the properties file
+	args := []string{"--class", ConnectServerClass, "--properties-file", propertiesFile}
 	if len(s.jars) > 0 {
 		args = append(args, "--jars", strings.Join(s.jars, ","))
 	}
@@ -120,7 +154,7 @@ func (s *Server) args(port int) []string {
 
 func (s *Server) env() []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED=", "PYSPARK_PYTHON="} {
+		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED=", "PYSPARK_PYTHON=", "SPARK_CONNECT_AUTHENTICATE_TOKEN="} {
 			if strings.HasPrefix(kv, k) {
 				return true
 			}

@@ -3,20 +3,31 @@
 // bound to loopback on a free port, its log under the state directory. A
 // supervisor restarts the server when it dies and tells observers whether it
 // is healthy, so execd can report NOT_SERVING while Spark is down.
+//
+// The server requires a token (spark.connect.authenticate.token): loopback
+// is reachable by every local user, and Spark runs code as execd's user. The
+// token reaches the JVM in a properties file only its owner can read, never
+// on a command line, and clients find it in Remote.
 package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // ConnectServerClass is the main class of the Spark Connect server.
@@ -59,7 +70,10 @@ type Config struct {
 	// and 30s.
 	RestartDelay    time.Duration
 	MaxRestartDelay time.Duration
-	Logger          *slog.Logger
+	// Token is the secret every client must send; empty means Start makes
+	// a random one. It survives restarts, so clients keep working.
+	Token  string
+	Logger *slog.Logger
 }
 
 // Server is a running, supervised Spark Connect server.
@@ -92,6 +106,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("sparkserver: a state directory is required")
 	}
 	cfg = withDefaults(cfg)
+	if cfg.Token == "" {
+		cfg.Token = NewToken()
+	}
 	java, err := CheckJava(ctx, cfg.JavaHome)
 	if err != nil {
 		return nil, err
@@ -110,7 +127,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	logJars(cfg.Logger, cfg, jars, jarsDir)
 	dir := filepath.Join(cfg.StateDir, "spark")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sparkserver: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sparkserver: %w", err)
 	}
 	port, err := freePort()
@@ -160,12 +180,26 @@ func withDefaults(cfg Config) Config {
 	return cfg
 }
 
-// Remote is the connection string of the server, sc://127.0.0.1:PORT. The
-// port stays the same across restarts unless it was taken meanwhile.
+// Remote is the connection string of the server with its token,
+// sc://localhost:PORT/;token=TOKEN. The host is "localhost" because that is
+// where PySpark, too, sends a token without TLS; the server listens on
+// 127.0.0.1. The port stays the same across restarts unless it was taken
+// meanwhile. Log sparkurl.Redact(Remote()), never Remote().
 func (s *Server) Remote() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return "sc://" + hostPort(s.port)
+	return s.remote(s.port)
+}
+
+func (s *Server) remote(port int) string {
+	return "sc://" + net.JoinHostPort("localhost", strconv.Itoa(port)) + "/;token=" + s.cfg.Token
+}
+
+// NewToken returns a random token for a Spark Connect server.
+func NewToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)          // never fails
+	return hex.EncodeToString(b) // hex: safe in a properties file and a URL
 }
 
 // Jars are the jars the server runs with beyond pyspark's own.
@@ -326,7 +360,7 @@ func (s *Server) supervise(startCtx context.Context, first chan<- error) {
 		s.restarts++
 		s.mu.Unlock()
 		s.setHealthy(true)
-		s.log.Info("Spark Connect server restarted", "remote", s.Remote(), "pid", p.pid)
+		s.log.Info("Spark Connect server restarted", "remote", sparkurl.Redact(s.Remote()), "pid", p.pid)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // config returns a Config for a server of this test's own: these tests kill
@@ -50,8 +52,8 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("started in %v at %s", time.Since(began).Round(time.Millisecond), s.Remote())
-	if !strings.HasPrefix(s.Remote(), "sc://127.0.0.1:") {
-		t.Errorf("Remote() = %q, want sc://127.0.0.1:PORT", s.Remote())
+	if !strings.HasPrefix(s.Remote(), "sc://localhost:") || !strings.Contains(s.Remote(), "/;token=") {
+		t.Errorf("Remote() = %q, want sc://localhost:PORT/;token=TOKEN", sparkurl.Redact(s.Remote()))
 	}
 	if !s.Healthy() {
 		t.Error("not healthy after Start")
@@ -62,7 +64,7 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 			t.Errorf("Jars() = %v, want the venv's Delta Lake and Avro jars", s.Jars())
 		}
 	}
-	if err := sparkserver.Ping(ctx, strings.TrimPrefix(s.Remote(), "sc://")); err != nil {
+	if err := sparkserver.Ping(ctx, s.Remote()); err != nil {
 		t.Fatalf("SELECT 1: %v", err)
 	}
 	if fi, err := os.Stat(filepath.Join(cfg.StateDir, "spark", "connect.log")); err != nil || fi.Size() == 0 {
@@ -130,7 +132,7 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 	if s.Restarts() != 1 {
 		t.Errorf("Restarts() = %d, want 1", s.Restarts())
 	}
-	if err := sparkserver.Ping(ctx, strings.TrimPrefix(s.Remote(), "sc://")); err != nil {
+	if err := sparkserver.Ping(ctx, s.Remote()); err != nil {
 		t.Fatalf("SELECT 1 after restart: %v", err)
 	}
 	// The old session's views died with the server: its next call says so,
@@ -252,4 +254,104 @@ func TestStart_WithoutJarsStartsAndDeltaAndAvroFailWithSparksError(t *testing.T)
 		}
 		t.Logf("%s: class %s: %s", format, se.Class, se.Message)
 	}
+}
+
+// A server on loopback is reachable by every local user; only a client
+// with its token may use it, and the token shows in no command line and
+// no log.
+func TestServer_RefusesClientsWithoutItsTokenAndKeepsItOutOfPsAndLogs(t *testing.T) {
+	cfg := config(t)
+	cfg.Jars = []string{} // starts faster; the token has nothing to do with jars
+	ctx := context.Background()
+	s, err := sparkserver.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	r, err := sparkurl.Parse(s.Remote())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Token == "" || r.TLS {
+		t.Fatalf("Remote() = %s: want a token, sent without TLS on loopback", sparkurl.Redact(s.Remote()))
+	}
+	_, port, _ := strings.Cut(r.Addr, ":")
+
+	pingCtx := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	if err := sparkserver.Ping(pingCtx(), s.Remote()); err != nil {
+		t.Fatalf("a client with the token: %v", err)
+	}
+	for name, remote := range map[string]string{
+		"no token":    "sc://127.0.0.1:" + port,
+		"wrong token": "sc://127.0.0.1:" + port + "/;token=" + sparkserver.NewToken(),
+	} {
+		err := sparkserver.Ping(pingCtx(), remote)
+		if err == nil {
+			t.Errorf("a client with %s ran a query", name)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(err.Error()), "authenticat") {
+			t.Errorf("a client with %s: %v, want Spark's authentication error", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	sess, err := sparkconnect.Connect(ctx, s.Remote(), sparkconnect.Config{RunID: "token"})
+	if err != nil {
+		t.Fatalf("a session with the token: %v", err)
+	}
+	if _, err := sess.RunSQL(ctx, sparkconnect.NodeSpec{Name: "n", SQL: "SELECT 1 AS x"}, nil); err != nil {
+		t.Errorf("a session with the token: %v", err)
+	}
+	_ = sess.Close(ctx)
+
+	sawJVM := false
+	for _, cmdline := range groupCommandLines(t, s.PID()) {
+		if strings.Contains(cmdline, r.Token) {
+			t.Errorf("a command line holds the token: %s", cmdline)
+		}
+		sawJVM = sawJVM || strings.Contains(cmdline, sparkserver.ConnectServerClass)
+	}
+	if !sawJVM {
+		t.Errorf("no process of group %d runs %s; the check saw nothing", s.PID(), sparkserver.ConnectServerClass)
+	}
+	dir := filepath.Join(cfg.StateDir, "spark")
+	if b, err := os.ReadFile(filepath.Join(dir, "connect.log")); err != nil || strings.Contains(string(b), r.Token) {
+		t.Errorf("connect.log holds the token (or cannot be read: %v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "connect.properties")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the properties file with the token is still there once the server is up: %v", err)
+	}
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "connect.log"): 0o600} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %v", path, fi.Mode().Perm(), err, want)
+		}
+	}
+}
+
+// groupCommandLines returns what ps shows of every process in group pgid.
+func groupCommandLines(t *testing.T, pgid int) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil {
+			out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
 }

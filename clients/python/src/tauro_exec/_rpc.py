@@ -1,10 +1,11 @@
-"""The channel to execd: deadlines, one retry on UNAVAILABLE, and error mapping."""
+"""The channel to execd: its security, deadlines, one retry on UNAVAILABLE, and error mapping."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
@@ -42,13 +43,64 @@ class Backoff:
             d = min(d * self.factor, self.maximum)
 
 
+TOKEN_ENV = "TAURO_EXEC_TOKEN"
+
+
+@dataclass(frozen=True)
+class Security:
+    """How the channel authenticates: a bearer token, and TLS.
+
+    A token goes over TLS unless the daemon is on this machine (a loopback
+    address), as execd itself decides for Spark. ``root_certificates`` (PEM)
+    replaces the system's trust roots; ``certificate_chain`` and
+    ``private_key`` (PEM) are the client's certificate for mutual TLS.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    tls: bool = False
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = field(default=None, repr=False)
+
+    def channel(self, target: str) -> grpc.Channel:
+        use_tls = self.tls or self.root_certificates is not None or self.certificate_chain is not None
+        if self.token and not use_tls and not _loopback(target):
+            use_tls = True  # a token never crosses the network in the clear
+        if use_tls:
+            creds = grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
+        elif self.token:
+            # gRPC sends call credentials only on a secure channel; to a
+            # loopback address, "local" credentials count as one.
+            creds = grpc.local_channel_credentials()
+        else:
+            return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        if self.token:
+            creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(self.token))
+        return grpc.secure_channel(target, creds, options=_CHANNEL_OPTIONS)
+
+
+def _loopback(target: str) -> bool:
+    """Whether a gRPC target (host:port, [v6]:port, dns:///host:port) is this machine."""
+    host = target.removeprefix("dns:///")
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Transport:
     """One channel and its stub, shared by a Client and the Runs it returns."""
 
-    def __init__(self, target: str, timeout: float | None) -> None:
+    def __init__(self, target: str, timeout: float | None, security: Security | None = None) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._channel = (security or Security()).channel(target)
         self.stub = exec_pb2_grpc.ExecServiceStub(self._channel)
 
     def close(self) -> None:

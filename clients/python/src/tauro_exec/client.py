@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from google.protobuf import struct_pb2
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
-from tauro_exec._rpc import Transport
+from tauro_exec._rpc import TOKEN_ENV, Security, Transport
 from tauro_exec.models import Pipeline, PipelineSummary, Plan, RunState
 from tauro_exec.run import Run
 
 DateLike = str | date
+# PEM data, or the path of a file that holds it.
+PEM = bytes | str | os.PathLike[str]
 
 
 class Client:
@@ -26,10 +30,35 @@ class Client:
 
         with Client("127.0.0.1:50051") as client:
             run = client.execute("daily_sales", start_date="2025-01-01").wait()
+
+    A daemon that requires a token gets ``token`` (default: $TAURO_EXEC_TOKEN).
+    A token goes over TLS unless the daemon is on this machine. TLS is on with
+    ``tls=True``, with ``root_certificates`` (the CA to trust, PEM bytes or a
+    file path), or with ``certificate_chain`` and ``private_key`` (this
+    client's certificate and key for mutual TLS, PEM bytes or file paths).
     """
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float | None = None) -> None:
-        self._rpc = Transport(target, timeout)
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: PEM | None = None,
+        certificate_chain: PEM | None = None,
+        private_key: PEM | None = None,
+    ) -> None:
+        if (certificate_chain is None) != (private_key is None):
+            raise ValueError("certificate_chain and private_key go together")
+        security = Security(
+            token=token if token is not None else os.environ.get(TOKEN_ENV) or None,
+            tls=tls,
+            root_certificates=_pem(root_certificates),
+            certificate_chain=_pem(certificate_chain),
+            private_key=_pem(private_key),
+        )
+        self._rpc = Transport(target, timeout, security)
 
     @property
     def target(self) -> str:
@@ -168,6 +197,12 @@ class Client:
             token = resp.next_page_token
             if not token:
                 return
+
+
+def _pem(value: PEM | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
 
 
 def _date(value: DateLike | None, name: str) -> str:

@@ -48,6 +48,14 @@ class Unavailable(TauroExecError):
     """execd (or the Spark server behind it) cannot be reached."""
 
 
+class Unauthenticated(TauroExecError):
+    """execd requires a token and got none, or one it does not accept."""
+
+
+class PermissionDenied(TauroExecError):
+    """The token's role may not make this call (a viewer starting a run, say)."""
+
+
 @dataclass(frozen=True)
 class Violation:
     """One problem found by validation: where, a stable code, and the fix."""
@@ -110,6 +118,8 @@ _BY_CODE: dict[grpc.StatusCode, type[TauroExecError]] = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 

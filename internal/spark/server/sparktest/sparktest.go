@@ -19,7 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/spark-connect-go/spark/sql"
+	"google.golang.org/grpc"
+
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
+	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
 // Environment variables that steer the tests.
@@ -47,6 +51,39 @@ func Remote(tb testing.TB) string {
 	s := Server(tb)
 	return s.Remote()
 }
+
+// Session opens a spark-connect-go session on the test server, for tests
+// that read what a run wrote. spark-connect-go's own URL parsing would ask
+// for TLS whenever the URL has a token, the embedded server's included.
+func Session(ctx context.Context, tb testing.TB) sql.SparkSession {
+	tb.Helper()
+	r, err := sparkurl.Parse(Remote(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := grpc.NewClient(r.Addr, r.DialOptions()...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	spark, err := sql.NewSessionBuilder().WithChannelBuilder(testChannel{conn: conn, headers: r.Headers}).Build(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = spark.Stop() })
+	return spark
+}
+
+type testChannel struct {
+	conn    *grpc.ClientConn
+	headers map[string]string
+}
+
+func (c testChannel) Build(context.Context) (*grpc.ClientConn, error) { return c.conn, nil }
+func (c testChannel) User() string                                    { return "tauro-exec-test" }
+func (c testChannel) Headers() map[string]string                      { return c.headers }
+func (c testChannel) SessionId() string                               { return "" }
+func (c testChannel) UserAgent() string                               { return "tauro-exec/test" }
 
 // Server returns the embedded server this test binary started. Tests that
 // need the process itself (to kill it, say) call it; it skips the test when

@@ -24,13 +24,19 @@ from tauro_exec.worker.functions import project_roots
 from tauro_exec.worker.output import NodeOutput
 from tauro_exec.worker.service import NodeWorker
 
+REMOTE_ENV = "TAURO_WORKER_SPARK_REMOTE"
+
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tauro_exec.worker", description=__doc__.split("\n")[0] if __doc__ else None)
     p.add_argument("--socket", required=True, help="Unix socket path to serve on")
     p.add_argument("--project", default=".", help="tauro project folder; it and its src/ and lib/ go on sys.path")
     p.add_argument("--allowed-prefixes", nargs="*", default=[], help="modules node functions may come from (default: the project's packages)")
-    p.add_argument("--spark-remote", default="", help="Spark Connect URL used when a node names none")
+    p.add_argument(
+        "--spark-remote",
+        default=os.environ.pop(REMOTE_ENV, ""),  # execd's way: a token on the command line would show in ps
+        help=f"Spark Connect URL used when a node names none (default: ${REMOTE_ENV})",
+    )
     p.add_argument("--control-fd", type=int, default=-1, help="file descriptor for execd's control lines")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (execd holds its other end)")
     return p.parse_args(argv)

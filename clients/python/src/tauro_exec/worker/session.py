@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import threading
 
 import grpc
 import pyspark
+from pyspark.sql.connect.client import DefaultChannelBuilder
 from pyspark.sql.connect.session import SparkSession
 
 from tauro_exec.worker.control import Control
@@ -31,6 +33,38 @@ def with_user(remote: str) -> tuple[str, str]:
     if params:
         return remote + ";user_id=" + user, user
     return remote.rstrip("/") + "/;user_id=" + user, user
+
+
+class _LoopbackChannelBuilder(DefaultChannelBuilder):
+    """Sends a token without TLS to any loopback host, as execd does.
+
+    PySpark does so only for the host name "localhost" and asks for TLS on
+    127.0.0.1; a token to any other host still goes over TLS only.
+    """
+
+    def toChannel(self) -> grpc.Channel:
+        token = self.token
+        if token is None or self.use_ssl or not _loopback(self.host):
+            return super().toChannel()
+        creds = grpc.composite_channel_credentials(
+            grpc.local_channel_credentials(), grpc.access_token_call_credentials(token)
+        )
+        return self._secure_channel(self.endpoint, creds)
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def channel_builder(url: str) -> DefaultChannelBuilder:
+    """The channel to the Spark Connect server at url."""
+    return _LoopbackChannelBuilder(url)
 
 
 def connection_lost(e: BaseException) -> bool:
@@ -65,7 +99,7 @@ class WarmSession:
             if self._spark is None or self._remote != remote:
                 self._stop()
                 url, user = with_user(remote)
-                self._spark = SparkSession.builder.remote(url).create()
+                self._spark = SparkSession.builder.channelBuilder(channel_builder(url)).create()
                 self._remote = remote
                 self._control.session(url, self._spark.session_id, user)
                 _check_versions(self._spark)
