@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/spark-connect-go/spark/sql"
-
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
@@ -146,11 +144,7 @@ func waitEnded(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, i
 // January's 31 days and one summary row.
 func checkDailySales(ctx context.Context, t *testing.T, project string) {
 	t.Helper()
-	spark, err := sql.NewSessionBuilder().Remote(sparktest.Remote(t)).Build(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spark.Stop()
+	spark := sparktest.Session(ctx, t) // the server's token needs the test's own channel
 	out := filepath.Join(project, "output", "dev", "gold", "sales")
 	for query, want := range map[string]string{
 		fmt.Sprintf("SELECT count(*), count(DISTINCT order_date) FROM delta.`%s`", filepath.Join(out, "daily_totals")): "31 31",

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/spark-connect-go/spark/sql"
-
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
@@ -92,11 +90,7 @@ func checkpointEntries(t *testing.T, checkpoint, log string) int {
 // sparkCount runs a one-number query on the test Spark server.
 func sparkCount(ctx context.Context, t *testing.T, query string) int64 {
 	t.Helper()
-	spark, err := sql.NewSessionBuilder().Remote(sparktest.Remote(t)).Build(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spark.Stop()
+	spark := sparktest.Session(ctx, t) // the server's token needs the test's own channel
 	df, err := spark.Sql(ctx, query)
 	if err != nil {
 		t.Fatal(err)

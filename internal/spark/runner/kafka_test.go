@@ -160,11 +160,7 @@ func readTopic(ctx context.Context, t *testing.T, bootstrap, topic, query string
 // returns the integers of its one row.
 func ints(ctx context.Context, t *testing.T, prepare func(sql.SparkSession) error, query string) []int64 {
 	t.Helper()
-	spark, err := sql.NewSessionBuilder().Remote(sparktest.Remote(t)).Build(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spark.Stop()
+	spark := sparktest.Session(ctx, t) // the server's token needs the test's own channel
 	if prepare != nil {
 		if err := prepare(spark); err != nil {
 			t.Fatal(err)
