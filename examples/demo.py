@@ -40,7 +40,8 @@ def start_execd(
     cmd = [str(execd), "serve", "--project", str(project), "--state", str(state), "--listen", "127.0.0.1:0"]
     if spark_remote:
         cmd += ["--spark-remote", spark_remote]
-        print(f"starting execd for {project.relative_to(ROOT)} on the Spark Connect server at {spark_remote} ...", flush=True)
+        shown = spark_remote.split("/;")[0]  # its parameters may carry the server's token
+        print(f"starting execd for {project.relative_to(ROOT)} on the Spark Connect server at {shown} ...", flush=True)
     else:
         print("starting execd and its embedded Spark Connect server (the first start takes a little while) ...", flush=True)
     if workers is not None:

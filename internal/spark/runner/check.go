@@ -91,8 +91,11 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 func (r *runExec) checkStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node) problem.List {
 	var probs problem.List
 	for _, src := range n.Stream.Sources {
-		if src.Producer != "" {
-			return nil // reads what an upstream node writes, which may not exist yet
+		if src.Producer != "" || (src.Static && len(n.Dependencies) > 0) {
+			// It reads what an upstream node writes (by key, or a table an
+			// input entry points at behind an explicit dependency), which
+			// may not exist before the run.
+			return nil
 		}
 		if err := r.registerSource(ctx, s, src); err != nil {
 			probs.Add(fmt.Sprintf("nodes.%s.input", n.Name), problem.CodePathNotFound, "node %q cannot read %q: %s", n.Name, src.Key, sparkMessage(err))
