@@ -90,6 +90,10 @@ def test_store_orders_joins_every_order_that_arrives_while_it_runs(project: Path
     d.start()
     try:
         with Client(d.address, timeout=60) as client:
+            # Spark checks the pipeline before the dimension exists: the
+            # stream's table is written by its upstream batch node at run time.
+            plan = client.validate("store_orders")
+            assert plan.order == ["build_stores", "enrich_orders"]
             run = client.execute("store_orders")
             # A run that never gets its rows would wait forever: cancel it, and the checks below fail.
             watchdog = threading.Timer(240, lambda: client.run(run.id).cancel("the test gave up waiting"))
