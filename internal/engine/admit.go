@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -123,9 +124,9 @@ func (e *Engine) admitLocked() {
 	}
 	slices.SortStableFunc(e.queue, func(a, b *ticket) int {
 		if a.priority != b.priority {
-			return b.priority - a.priority
+			return cmp.Compare(b.priority, a.priority) // higher first
 		}
-		return int(a.seq - b.seq)
+		return cmp.Compare(a.seq, b.seq)
 	})
 	kept := e.queue[:0]
 	for _, t := range e.queue {
