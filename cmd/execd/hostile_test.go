@@ -282,21 +282,18 @@ func FuzzHandlers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		c := p.client
 		var err error
 		switch which % 10 {
 		case 0:
-			req := &execv1.ExecutePipelineRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.ExecutePipeline(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.ExecutePipelineRequest{}, c.ExecutePipeline)
 		case 1:
-			req := &execv1.ValidatePipelineRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.ValidatePipeline(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.ValidatePipelineRequest{}, c.ValidatePipeline)
 		case 2:
 			req := &execv1.WatchRunRequest{}
 			_ = proto.Unmarshal(data, req)
 			var stream execv1.ExecService_WatchRunClient
-			if stream, err = p.client.WatchRun(ctx, req); err == nil {
+			if stream, err = c.WatchRun(ctx, req); err == nil {
 				for err == nil {
 					_, err = stream.Recv()
 				}
@@ -305,38 +302,32 @@ func FuzzHandlers(f *testing.F) {
 				}
 			}
 		case 3:
-			req := &execv1.GetRunRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.GetRun(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.GetRunRequest{}, c.GetRun)
 		case 4:
-			req := &execv1.ListRunsRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.ListRuns(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.ListRunsRequest{}, c.ListRuns)
 		case 5:
-			req := &execv1.CancelRunRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.CancelRun(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.CancelRunRequest{}, c.CancelRun)
 		case 6:
-			req := &execv1.StopRunRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.StopRun(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.StopRunRequest{}, c.StopRun)
 		case 7:
-			req := &execv1.RepairRunRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.RepairRun(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.RepairRunRequest{}, c.RepairRun)
 		case 8:
-			req := &execv1.GetPipelineRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.GetPipeline(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.GetPipelineRequest{}, c.GetPipeline)
 		case 9:
-			req := &execv1.ListPipelinesRequest{}
-			_ = proto.Unmarshal(data, req)
-			_, err = p.client.ListPipelines(ctx, req)
+			err = fuzzCall(ctx, data, &execv1.ListPipelinesRequest{}, c.ListPipelines)
 		}
-		if c := codeOf(err); c == codes.Internal || c == codes.Unknown {
-			t.Fatalf("call %d answered %s: %v", which%10, c, err)
+		if code := codeOf(err); code == codes.Internal || code == codes.Unknown {
+			t.Fatalf("call %d answered %s: %v", which%10, code, err)
 		}
 	})
+}
+
+// fuzzCall decodes data into req (whatever decodes is sent) and makes the
+// unary call.
+func fuzzCall[R proto.Message, S any](ctx context.Context, data []byte, req R, call func(context.Context, R, ...grpc.CallOption) (S, error)) error {
+	_ = proto.Unmarshal(data, req)
+	_, err := call(ctx, req)
+	return err
 }
 
 func getRun(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, id string) *execv1.Run {
