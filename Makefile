@@ -12,7 +12,7 @@ BIN     := bin
 PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 
-.PHONY: all build generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl test test-go test-fuzz test-python bench demo clean
+.PHONY: all build generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl test test-go test-fuzz test-python bench bench-peer demo clean
 
 all: build
 
@@ -170,10 +170,17 @@ test-python: venv
 
 # Benchmarks that need Spark start their own server unless TAURO_SPARK_REMOTE
 # names one. The Python-vs-SQL node comparison runs three rounds: one round
-# of a 50-node pipeline is seconds long and noisy on a small machine.
-bench: java venv spark-jars
+# of a 50-node pipeline is seconds long and noisy on a small machine. The
+# peer benchmark (bench/peer) runs execd against the same work written by
+# hand, over Spark Connect and on classic Spark, in interleaved rounds
+# (PEER_ROUNDS, default 5; PEER_WORKLOADS picks workloads).
+bench: java build venv spark-jars
 	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead' -benchmem -count=1 ./internal/...
 	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/spark/runner
+	$(MAKE) --no-print-directory bench-peer
+
+bench-peer: java build venv spark-jars
+	$(VPY) bench/peer/peer.py --execd $(abspath $(BIN)/execd)
 
 # ---- demo ------------------------------------------------------------------
 
