@@ -85,12 +85,15 @@ func newTracing(ctx context.Context, protocol string) (*tracing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trace resource from OTEL_RESOURCE_ATTRIBUTES/OTEL_SERVICE_NAME: %w", err)
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	return tracingWith(sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))), nil
+}
+
+func tracingWith(tp *sdktrace.TracerProvider) *tracing {
 	return &tracing{
 		tp:     tp,
 		tracer: tp.Tracer("github.com/tauro-exec/tauro-exec/internal/telemetry"),
 		prop:   propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-	}, nil
+	}
 }
 
 // Span attributes.
