@@ -78,8 +78,8 @@ func TestEngine_TellsTheObserverEveryExecutionAndAttemptWithItsEnd(t *testing.T)
 		"pipelines.yaml":    "p: {nodes: [nap]}\nq: {nodes: [long]}\n",
 		"nodes.yaml": "nap: {sql: \"SELECT reflect('java.lang.Thread', 'sleep', CAST(30000 AS BIGINT)) AS slept\", timeout_seconds: 1, output: [o.t.nap]}\n" +
 			"long: {sql: \"SELECT reflect('java.lang.Thread', 'sleep', CAST(30000 AS BIGINT)) AS slept\", output: [o.t.long]}\n",
-		"input.yaml":        "{}\n",
-		"output.yaml":       "o.t.nap: {format: parquet}\no.t.long: {format: parquet}\n",
+		"input.yaml":  "{}\n",
+		"output.yaml": "o.t.nap: {format: parquet}\no.t.long: {format: parquet}\n",
 	})
 	remote := sparktest.Remote(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
