@@ -15,8 +15,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"google.golang.org/grpc"
 
@@ -63,6 +66,9 @@ func New(ctx context.Context, opt Options) (*Telemetry, error) {
 		if t.tracing, err = newTracing(ctx, protocol); err != nil {
 			return nil, err
 		}
+		// The SDK reports failed exports (a collector that is down) to
+		// OTel's one process-wide handler; send them to execd's log.
+		otel.SetErrorHandler(&errorLog{log: log, every: 30 * time.Second})
 		log.Info("exporting traces over OTLP", "protocol", protocol)
 	}
 	return t, nil
@@ -114,6 +120,28 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return t.tracing.shutdown(ctx)
+}
+
+// errorLog logs OpenTelemetry's errors, at most one every so often: a
+// collector that is down fails every batch.
+type errorLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+func (e *errorLog) Handle(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if now := time.Now(); now.Sub(e.last) >= e.every {
+		e.log.Warn("OpenTelemetry: spans may be lost", "err", err, "errors_not_logged_since_the_last", e.missed)
+		e.last, e.missed = now, 0
+		return
+	}
+	e.missed++
 }
 
 // observer turns the engine's calls into metrics and spans.
