@@ -41,7 +41,7 @@ type End struct {
 type Attempt struct {
 	Run     Run
 	Node    string
-	Kind    string // sql or python
+	Kind    string // the plan's node kind: sql, python or passthrough
 	Attempt int    // from 1; numbering goes on across repairs
 }
 
