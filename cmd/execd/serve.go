@@ -42,6 +42,7 @@ type serveConfig struct {
 	security       securityFlags
 	envAllow       string
 	workerEnv      []string // from the project's worker_env, as allowed
+	metricsListen  string
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -61,6 +62,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
 	fs.StringVar(&cfg.envAllow, "env-allow", "", "comma-separated environment variables ${VAR} and worker_env may read (NAME, or PREFIX* for a prefix); empty allows all")
+	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); empty serves none")
 	cfg.security.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
@@ -115,6 +117,11 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tel, err := startTelemetry(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel, log)
 	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
 	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
@@ -138,16 +145,20 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer backend.Close()
+	backend.exportMetrics(tel.Metrics())
 
 	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
-		Environ: environ, MaxConcurrentRuns: cfg.maxRuns})
+		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer()})
+	tel.Metrics().Engine(eng.Load, st.Watchers)
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng), hs, log, append(security, service.WithRedaction(environ.Redact))...)
+	srv, err := service.NewServer(service.New(eng), hs, log, append(security, service.WithRedaction(environ.Redact),
+		service.WithServerOptions(tel.ServerOptions()...))...)
 	if err != nil {
 		return err
 	}
+	tel.Registered(srv)
 	if tokens != nil {
 		go reloadOnHangup(ctx, tokens, log)
 	}

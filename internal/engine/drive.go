@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/breaker"
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/schedule"
@@ -16,7 +17,7 @@ import (
 
 // drive runs p's nodes on the backend through the scheduler and says how
 // the run ended.
-func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, log *slog.Logger) (run.State, string) {
+func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, obs observe.Run, log *slog.Logger) observe.End {
 	recCtx := context.WithoutCancel(ctx)
 	runID, p := rc.RunID, rc.Pipeline
 	exec, err := e.opt.Backend.OpenRun(ctx, rc)
@@ -42,7 +43,9 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 			PriorAttempts: prior.attempts(n.Name),
 		})
 	}
+	observed := newAttempts(e.opt.Observer, obs, byName)
 	runner := schedule.RunnerFunc(func(ctx context.Context, a schedule.Attempt) error {
+		ctx = observed.start(ctx, a)
 		emit := func(ev run.Event) {
 			ev.Node, ev.Attempt = a.Node, a.Attempt
 			if _, err := e.opt.Store.Append(recCtx, runID, ev); err != nil {
@@ -61,6 +64,9 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 			RetryIn:   t.RetryIn,
 			Duration:  t.Duration,
 		})
+		if err == nil {
+			observed.end(t)
+		}
 		return err
 	})
 	threshold := e.opt.BreakerThreshold
@@ -73,14 +79,15 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 		Breaker:    breaker.Policy{Threshold: threshold},
 		Clock:      e.opt.Clock,
 	})
+	observed.endRest(res)
 	if err != nil {
-		return run.Failed, fmt.Sprintf("scheduler: %v", err)
+		return observe.End{State: run.Failed, Message: fmt.Sprintf("scheduler: %v", err)}
 	}
 	if ctx.Err() != nil {
 		return e.endState(ctx, "")
 	}
 	if res.Tripped {
-		return run.Failed, res.Reason
+		return observe.End{State: run.Failed, Message: res.Reason, Tripped: true}
 	}
 	var failed []string
 	for _, n := range p.Nodes {
@@ -90,25 +97,25 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
-		return run.Failed, "nodes did not succeed: " + strings.Join(failed, ", ")
+		return observe.End{State: run.Failed, Message: "nodes did not succeed: " + strings.Join(failed, ", ")}
 	}
-	return run.Succeeded, ""
+	return observe.End{State: run.Succeeded}
 }
 
 // endState says how a run that stopped early ended: cancelled by a user,
 // interrupted by shutdown, or failed.
-func (e *Engine) endState(ctx context.Context, msg string) (run.State, string) {
+func (e *Engine) endState(ctx context.Context, msg string) observe.End {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, ErrShutdown):
-		return run.Interrupted, ErrShutdown.Error() + "; RepairRun finishes the run"
+		return observe.End{State: run.Interrupted, Message: ErrShutdown.Error() + "; RepairRun finishes the run"}
 	case cause != nil:
 		var c cancelCause
 		if errors.As(cause, &c) {
-			return run.Cancelled, c.reason
+			return observe.End{State: run.Cancelled, Message: c.reason}
 		}
-		return run.Cancelled, cause.Error()
+		return observe.End{State: run.Cancelled, Message: cause.Error()}
 	}
-	return run.Failed, msg
+	return observe.End{State: run.Failed, Message: msg}
 }
 
 type cancelCause struct{ reason string }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -96,6 +97,9 @@ type Options struct {
 	// Environ is what ${NAME} reads; nil means every variable of the
 	// process.
 	Environ *config.Environment
+	// Observer follows runs and node attempts for metrics and traces; nil
+	// observes nothing.
+	Observer observe.Observer
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -136,6 +140,9 @@ func New(opt Options) *Engine {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Observer == nil {
+		opt.Observer = observe.Nop{}
 	}
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
@@ -188,12 +195,17 @@ func (e *Engine) abandon(ctx context.Context, id string) {
 }
 
 // Close stops every active run (they become INTERRUPTED, so RepairRun can
-// finish them) and waits for them to record it.
+// finish them) and waits for them to record it. Queued runs stay queued
+// for the next execd.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closing = true
 	for _, a := range e.active {
 		a.cancel(ErrShutdown)
+	}
+	for _, t := range e.queue {
+		e.opt.Observer.RunEnded(t.ctx, t.observed(), observe.End{State: run.Queued,
+			Message: "execd stopped before the run started; the next execd queues it again"})
 	}
 	e.mu.Unlock()
 	done := make(chan struct{})
@@ -204,6 +216,13 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Load is how many runs wait QUEUED for admission and how many execute.
+func (e *Engine) Load() (queued, executing int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.queue), len(e.active)
 }
 
 func (e *Engine) load(env string) (*config.Project, error) {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -73,7 +73,7 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 
 // startLocked runs an admitted run in the background. e.mu is held.
 func (e *Engine) startLocked(t *ticket) {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancelCause(t.ctx)
 	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: make(chan struct{})}
 	e.active[t.id] = a
 	e.wg.Add(1)
@@ -87,25 +87,29 @@ func (e *Engine) startLocked(t *ticket) {
 			e.mu.Unlock()
 			cancel(nil)
 		}()
-		e.execute(ctx, t.id, t.p, t.failFast, t.prior, a.stop)
+		e.execute(ctx, t, a.stop)
 	}()
 }
 
 // execute drives one run from RUNNING to its terminal state. Records are
 // written with a context that outlives cancellation, so a cancelled run
 // still records how it ended.
-func (e *Engine) execute(ctx context.Context, runID string, p *plan.Pipeline, failFast bool, prior *repairState, stop <-chan struct{}) {
+func (e *Engine) execute(ctx context.Context, t *ticket, stop <-chan struct{}) {
 	recCtx := context.WithoutCancel(ctx)
+	runID, p, obs := t.id, t.p, t.observed()
 	log := e.log.With("run_id", runID, "pipeline", p.Name)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
 		log.Error("recording run start", "err", err)
+		e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
 		return
 	}
-	state, msg := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, failFast, prior, log)
-	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: state, Message: msg}); err != nil {
+	e.opt.Observer.RunStarted(ctx, obs)
+	end := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, t.failFast, t.prior, obs, log)
+	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
 	}
-	log.Info("run ended", "state", state, "message", msg)
+	e.opt.Observer.RunEnded(recCtx, obs, end)
+	log.Info("run ended", "state", end.State, "message", end.Message)
 }
 
 // Cancel stops a run: an executing run's nodes are interrupted, a queued
@@ -148,9 +152,10 @@ func (e *Engine) activeRun(ctx context.Context, id, reason string) (*activeRun, 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.dequeueLocked(id) {
-		_, err := e.opt.Store.Append(context.WithoutCancel(ctx), id, run.Event{Kind: run.RunStateChanged, RunState: run.Cancelled,
-			Message: reason + " (before it started)"})
+	if t := e.dequeueLocked(id); t != nil {
+		end := observe.End{State: run.Cancelled, Message: reason + " (before it started)"}
+		_, err := e.opt.Store.Append(context.WithoutCancel(ctx), id, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message})
+		e.opt.Observer.RunEnded(t.ctx, t.observed(), end)
 		return nil, err
 	}
 	a := e.active[id]

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	observing "github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
@@ -149,6 +150,7 @@ func (o *operation) SendMsg(m any) error {
 	o.s.noteSession(stringField(m, fieldSessionID))
 	o.s.stamp(m)
 	o.id = stringField(m, fieldOperationID)
+	observing.SparkOperation(o.caller, o.id)
 	err := o.ClientStream.SendMsg(m)
 	go o.pump()
 	if o.s.track() { // not while the session closes: Close itself runs commands

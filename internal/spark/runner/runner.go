@@ -59,6 +59,9 @@ func (b *Backend) Ready() error {
 	return b.breaker.Allow()
 }
 
+// BreakerOpen reports whether the Spark breaker refuses new work now.
+func (b *Backend) BreakerOpen() bool { return b.breaker.Open() }
+
 // observe feeds a node attempt's outcome to the backend breaker. Only a
 // failure to reach Spark counts: a query or file error (a write that found
 // another run's files, say) is no sign of a dead server.
