@@ -40,8 +40,15 @@ func (e *Engine) newTicket(id string, p *plan.Pipeline, params run.Params, prior
 	return &ticket{id: id, p: p, failFast: params.FailFast, prior: prior, priority: params.Priority, seq: e.seq, writes: writeLocations(p)}
 }
 
-// pipelineKey names the runs one max_active_runs counts together.
-func pipelineKey(p *plan.Pipeline) string { return p.Env + "\x00" + p.Name }
+// pipelineKey names the runs one max_active_runs counts together. An
+// experiment's runs count apart ("" : never): they write beside the
+// pipeline's outputs, and the experiment's max_parallel_trials bounds them.
+func pipelineKey(p *plan.Pipeline) string {
+	if p.Isolation != nil {
+		return ""
+	}
+	return p.Env + "\x00" + p.Name
+}
 
 // writeLocations are the places a run writes to: every selected node's
 // outputs, and its streaming sink and checkpoint.
@@ -84,7 +91,7 @@ func (e *Engine) blockerLocked(t *ticket) string {
 	same := 0
 	key := pipelineKey(t.p)
 	for id, a := range e.active {
-		if a.key == key {
+		if key != "" && a.key == key {
 			if same++; same >= max(t.p.MaxActiveRuns, 1) {
 				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), id)
 			}

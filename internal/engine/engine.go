@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -96,6 +97,8 @@ type Options struct {
 	// Environ is what ${NAME} reads; nil means every variable of the
 	// process.
 	Environ *config.Environment
+	// Suggester proposes experiments' trials; nil refuses experiments.
+	Suggester experiment.Suggester
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -107,6 +110,7 @@ type Engine struct {
 	active  map[string]*activeRun
 	queue   []*ticket
 	seq     uint64 // orders tickets of equal priority
+	exps    map[string]*activeExperiment
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -155,7 +159,10 @@ func (e *Engine) Recover(ctx context.Context) error {
 		e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
 		e.abandon(ctx, id)
 	}
-	return e.requeue(ctx)
+	if err := e.requeue(ctx); err != nil {
+		return err
+	}
+	return e.resumeExperiments(ctx)
 }
 
 // abandonTimeout bounds how long ending one left-over query may hold up
@@ -195,6 +202,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	for _, a := range e.active {
 		a.cancel(ErrShutdown)
 	}
+	for _, x := range e.exps {
+		x.cancel(ErrShutdown)
+	}
 	e.mu.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -223,7 +233,7 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan.Resolve(proj, plan.Request{
+	req := plan.Request{
 		Pipeline:     params.Pipeline,
 		StartDate:    params.StartDate,
 		EndDate:      params.EndDate,
@@ -231,7 +241,11 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 		MaxWorkers:   params.MaxWorkers,
 		Hyperparams:  params.Hyperparams,
 		ModelVersion: params.ModelVersion,
-	})
+	}
+	if iso := params.Isolation; iso != nil {
+		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared}
+	}
+	return plan.Resolve(proj, req)
 }
 
 // decided is what a run record keeps of its plan: the request as planning
@@ -249,5 +263,6 @@ func decided(params run.Params, p *plan.Pipeline) run.Params {
 		Select:       params.Select,
 		FailFast:     params.FailFast,
 		Priority:     params.Priority,
+		Isolation:    params.Isolation,
 	}
 }
