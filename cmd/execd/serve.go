@@ -139,8 +139,12 @@ func serve(ctx context.Context, args []string) error {
 	}
 	defer backend.Close()
 
-	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
-		Environ: environ, MaxConcurrentRuns: cfg.maxRuns})
+	opts := engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
+		Environ: environ, MaxConcurrentRuns: cfg.maxRuns}
+	if backend.pool != nil { // the workers' optimiser proposes experiments' trials
+		opts.Suggester = backend.pool
+	}
+	eng := engine.New(opts)
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
