@@ -378,7 +378,7 @@ func (d *drive) settle(ctx context.Context, end trialEnd) {
 	case r.State == run.Cancelled:
 		t.State, t.Message = experiment.TrialCancelled, r.Message
 	default:
-		t.State, t.Message = experiment.TrialFailed, fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, r.Message)
+		t.State, t.Message = experiment.TrialFailed, runFailure(r)
 	}
 	if t.State == experiment.TrialFailed {
 		d.failed++
@@ -403,6 +403,18 @@ func objectiveValue(r run.Run, o experiment.Objective) (float64, bool) {
 		return v, ok
 	}
 	return 0, false
+}
+
+// runFailure says why a trial's run failed: its message and the first
+// node error, which is what the user needs to see.
+func runFailure(r run.Run) string {
+	msg := fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, r.Message)
+	for _, n := range r.Nodes {
+		if n.Error != nil {
+			return fmt.Sprintf("%s (%s: %s: %s)", msg, n.Name, n.Error.Type, n.Error.Message)
+		}
+	}
+	return msg
 }
 
 func formatValue(v float64) string { return fmt.Sprintf("%.6g", v) }
