@@ -339,4 +339,3 @@ func waitFor(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, id 
 		}
 	}
 }
-

@@ -91,29 +91,40 @@ func (e *Engine) decideExperiment(req experiment.Spec, seedSet bool) (experiment
 		spec = decl.Merge(req, seedSet)
 	}
 	spec.Defaults()
+	// Every problem at once: the experiment's own, then the pipeline's.
 	probs := spec.Check("")
-	if len(probs) > 0 {
-		return experiment.Record{}, nil, probs
-	}
 	p, err := plan.Resolve(proj, plan.Request{
 		Pipeline: spec.Pipeline, StartDate: spec.StartDate, EndDate: spec.EndDate,
 		Select: spec.Select, Hyperparams: spec.Hyperparams,
 	})
 	if err != nil {
+		if pl, ok := problem.From(err); ok && spec.Pipeline != "" {
+			return experiment.Record{}, nil, append(probs, pl...)
+		}
+		if len(probs) > 0 {
+			return experiment.Record{}, nil, probs
+		}
 		return experiment.Record{}, nil, err
 	}
 	if len(p.Plan.Streaming) > 0 {
-		return experiment.Record{}, nil, problem.List{{Field: "pipeline", Code: problem.CodeIncompatible,
-			Message: fmt.Sprintf("pipeline %q has streaming nodes (%s); experiments run batch pipelines, whose trials end", p.Name, strings.Join(p.Plan.Streaming, ", "))}}
+		probs.Add("pipeline", problem.CodeIncompatible,
+			"pipeline %q has streaming nodes (%s); experiments run batch pipelines, whose trials end", p.Name, strings.Join(p.Plan.Streaming, ", "))
+		return experiment.Record{}, nil, probs
 	}
 	names := make([]string, len(spec.Space))
 	for i, d := range spec.Space {
 		names[i] = d.Name
 	}
 	split := splitNodes(p, names)
-	if len(split.trial) == 0 {
-		return experiment.Record{}, nil, problem.List{{Field: "space", Code: problem.CodeIncompatible,
-			Message: fmt.Sprintf("no node of pipeline %q reads the searched hyperparameters (%s): only Python nodes receive them, through ml_context, and a node whose own hyperparams set them all ignores the search", p.Name, strings.Join(names, ", "))}}
+	if len(split.trial) == 0 && len(names) > 0 {
+		probs.Add("space", problem.CodeIncompatible,
+			"no node of pipeline %q reads the searched hyperparameters (%s): only Python nodes receive them, through ml_context, and a node whose own hyperparams set them all ignores the search", p.Name, strings.Join(names, ", "))
+	}
+	if len(probs) > 0 {
+		if _, prob := objectiveNode(p, spec.Objective, split.trial); prob != nil && spec.Objective.Metric != "" {
+			probs = append(probs, *prob)
+		}
+		return experiment.Record{}, nil, probs
 	}
 	node, prob := objectiveNode(p, spec.Objective, split.trial)
 	if prob != nil {

@@ -106,8 +106,7 @@ func specFromProto(req *execv1.RunExperimentRequest) (experiment.Spec, error) {
 			spec.Objective.Direction = experiment.Maximize
 		}
 	}
-	var probs problem.List
-	for i, d := range req.GetSpace() {
+	for _, d := range req.GetSpace() {
 		dim := experiment.Dimension{Name: d.GetName(), Low: d.GetLow(), High: d.GetHigh()}
 		switch d.GetKind() {
 		case execv1.DimensionKind_DIMENSION_KIND_REAL:
@@ -123,8 +122,8 @@ func specFromProto(req *execv1.RunExperimentRequest) (experiment.Spec, error) {
 		case execv1.Prior_PRIOR_UNIFORM:
 			dim.Prior = experiment.Uniform
 		case execv1.Prior_PRIOR_UNSPECIFIED:
-		default:
-			probs.Add(fmt.Sprintf("space[%d].prior", i), problem.CodeInvalidValue, "prior must be PRIOR_UNIFORM or PRIOR_LOG_UNIFORM")
+		default: // the engine's check names it with the rest
+			dim.Prior = experiment.Prior(fmt.Sprintf("enum value %d", d.GetPrior()))
 		}
 		for _, c := range d.GetCategories() {
 			v := c.AsInterface()
@@ -135,7 +134,7 @@ func specFromProto(req *execv1.RunExperimentRequest) (experiment.Spec, error) {
 		}
 		spec.Space = append(spec.Space, dim)
 	}
-	return spec, probs.Err()
+	return spec, nil
 }
 
 func experimentStateToProto(s experiment.State) execv1.ExperimentState {

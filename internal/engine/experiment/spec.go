@@ -251,9 +251,13 @@ func Declared(experiments *config.Map, name string) (Spec, bool, problem.List) {
 		case "objective":
 			s.Objective = objective(v, kf, &probs)
 		case "n_trials", "n_calls": // n_calls is skopt's and tauro's name
-			s.NTrials = integer(v, kf, &probs)
+			if s.NTrials = integer(v, kf, &probs); s.NTrials < 1 {
+				probs.Add(kf, problem.CodeInvalidValue, "%s must be at least 1 (the trials to run in all), got %v", k, v)
+			}
 		case "max_parallel_trials":
-			s.MaxParallel = integer(v, kf, &probs)
+			if s.MaxParallel = integer(v, kf, &probs); s.MaxParallel < 1 {
+				probs.Add(kf, problem.CodeInvalidValue, "max_parallel_trials must be at least 1 (trials running at once), got %v", v)
+			}
 		case "seed", "random_state":
 			s.Seed = int64(integer(v, kf, &probs))
 		case "sampler":

@@ -301,6 +301,13 @@ func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize i
 	if err != nil {
 		return nil, "", fmt.Errorf("store: listing experiments: %w", err)
 	}
+	for i := range out { // their trials too, for the best of each
+		full, err := s.GetExperiment(ctx, out[i].ID)
+		if err != nil {
+			return nil, "", err
+		}
+		out[i].Trials = full.Trials
+	}
 	next := ""
 	if len(out) > pageSize {
 		out = out[:pageSize]
