@@ -411,8 +411,21 @@ func runFailure(r run.Run) string {
 	msg := fmt.Sprintf("run %s ended %s: %s", r.ID, r.State, r.Message)
 	for _, n := range r.Nodes {
 		if n.Error != nil {
-			return fmt.Sprintf("%s (%s: %s: %s)", msg, n.Name, n.Error.Type, n.Error.Message)
+			return fmt.Sprintf("%s (%s: %s: %s)", msg, n.Name, n.Error.Type, headline(n.Error.Message))
 		}
+	}
+	return msg
+}
+
+// headline is the start of an error message, before a stack trace: the
+// run keeps the whole of it.
+func headline(msg string) string {
+	if i := strings.Index(msg, "\n\n"); i >= 0 {
+		msg = msg[:i]
+	}
+	const most = 400
+	if len(msg) > most {
+		msg = strings.ToValidUTF8(msg[:most], "") + "…"
 	}
 	return msg
 }
