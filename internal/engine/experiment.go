@@ -43,12 +43,12 @@ func (e *Engine) RunExperiment(ctx context.Context, requestID string, req experi
 			return experiment.Record{}, err
 		}
 	}
-	if e.opt.Suggester == nil {
-		return experiment.Record{}, fmt.Errorf("%w: experiments need the Python workers, which propose their trials; start execd with --workers 1 or more", ErrFailedPrecondition)
-	}
 	x, p, err := e.decideExperiment(req, seedSet)
 	if err != nil {
 		return experiment.Record{}, err
+	}
+	if e.opt.Suggester == nil {
+		return experiment.Record{}, fmt.Errorf("%w: experiments need the Python workers, which propose their trials; start execd with --workers 1 or more", ErrFailedPrecondition)
 	}
 	if probs, err := e.checkFunctions(ctx, p); err != nil || len(probs) > 0 {
 		return experiment.Record{}, errors.Join(err, probs.Err())

@@ -101,6 +101,10 @@ const (
 	Cancelled State = "CANCELLED"
 )
 
+// States lists every experiment state, for code that must stay in step
+// with them (the contract's enum).
+var States = []State{Pending, Running, Succeeded, Failed, Cancelled}
+
 // Terminal reports whether the experiment has ended.
 func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Cancelled }
 
@@ -113,6 +117,9 @@ const (
 	TrialFailed    TrialState = "FAILED"
 	TrialCancelled TrialState = "CANCELLED"
 )
+
+// TrialStates lists every trial state.
+var TrialStates = []TrialState{TrialRunning, TrialSucceeded, TrialFailed, TrialCancelled}
 
 // Ended reports whether the trial has its outcome.
 func (s TrialState) Ended() bool { return s != TrialRunning && s != "" }
