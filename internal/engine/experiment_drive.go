@@ -147,6 +147,16 @@ func (d *drive) shared(ctx context.Context) (run.Run, error) {
 			return run.Run{}, errors.New("the shared run could not be recorded")
 		}
 	}
+	// A cancelled experiment cancels its shared run (a shutdown leaves it
+	// to Close, which interrupts it for the next start to repair).
+	cancelShared := context.AfterFunc(ctx, func() {
+		if !d.shutdown(ctx) {
+			if _, err := d.e.Cancel(d.recCtx, id, cancelReason(ctx)); err != nil && !errors.Is(err, ErrFailedPrecondition) {
+				d.log.Warn("cancelling the shared run", "run_id", id, "err", err)
+			}
+		}
+	})
+	defer cancelShared()
 	r, err := d.follow(ctx, id)
 	if err != nil {
 		return run.Run{}, err

@@ -22,6 +22,8 @@ import (
 // score nodes run at once.
 type trialBackend struct {
 	failAbove float64
+	// holdShared keeps the shared node running until it is cancelled.
+	holdShared bool
 	mu        sync.Mutex
 	live      int
 	most      int
@@ -39,6 +41,10 @@ func (b *trialBackend) RunNode(ctx context.Context, n *plan.Node, _ int, emit fu
 	if n.Name == "points" {
 		b.points++
 		b.mu.Unlock()
+		if b.holdShared {
+			<-ctx.Done()
+			return ctx.Err()
+		}
 		return nil
 	}
 	b.live++
@@ -85,10 +91,9 @@ func toyProject(t *testing.T) string {
 	return dir
 }
 
-func runToy(t *testing.T, b *trialBackend, spec experiment.Spec) (experiment.Record, *store.Store) {
+func toyEngine(t *testing.T, b *trialBackend) *Engine {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir())
+	st, err := store.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +101,38 @@ func runToy(t *testing.T, b *trialBackend, spec experiment.Spec) (experiment.Rec
 	e := New(Options{ProjectDir: toyProject(t), Env: "dev", Store: st, Backend: b, Suggester: counting{}, MaxConcurrentRuns: 8,
 		Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { _ = e.Close(context.Background()) })
+	return e
+}
+
+func TestExperiment_CancelDuringTheSharedRunCancelsIt(t *testing.T) {
+	e := toyEngine(t, &trialBackend{holdShared: true})
+	ctx := context.Background()
+	x, err := e.RunExperiment(ctx, "", toySpec(3, 1), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for x.SharedRunID == "" {
+		time.Sleep(10 * time.Millisecond)
+		if x, err = e.GetExperiment(ctx, x.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	x, err = e.CancelExperiment(cctx, x.ID, "changed my mind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.Get(ctx, x.SharedRunID)
+	if x.State != experiment.Cancelled || x.Message != "changed my mind" || r.State != run.Cancelled || len(x.Trials) != 0 {
+		t.Errorf("experiment %s (%s), shared run %s, %d trials; want both cancelled and no trial", x.State, x.Message, r.State, len(x.Trials))
+	}
+}
+
+func runToy(t *testing.T, b *trialBackend, spec experiment.Spec) experiment.Record {
+	t.Helper()
+	ctx := context.Background()
+	e := toyEngine(t, b)
 	x, err := e.RunExperiment(ctx, "", spec, false)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +145,7 @@ func runToy(t *testing.T, b *trialBackend, spec experiment.Spec) (experiment.Rec
 	if err != nil {
 		t.Fatal(err)
 	}
-	return x, st
+	return x
 }
 
 func toySpec(trials, parallel int) experiment.Spec {
@@ -119,7 +156,7 @@ func toySpec(trials, parallel int) experiment.Spec {
 
 func TestExperiment_RunsTrialsUpToMaxParallelAndKeepsTheBest(t *testing.T) {
 	b := &trialBackend{failAbove: 100}
-	x, _ := runToy(t, b, toySpec(7, 3))
+	x := runToy(t, b, toySpec(7, 3))
 	if x.State != experiment.Succeeded || len(x.Trials) != 7 {
 		t.Fatalf("%s with %d trials: %s", x.State, len(x.Trials), x.Message)
 	}
@@ -136,7 +173,7 @@ func TestExperiment_RunsTrialsUpToMaxParallelAndKeepsTheBest(t *testing.T) {
 
 func TestExperiment_AFailedTrialIsToldAndMostFailingStopsTheExperiment(t *testing.T) {
 	b := &trialBackend{failAbove: 2.5} // trials 0, 1, 2 succeed
-	x, _ := runToy(t, b, toySpec(5, 1))
+	x := runToy(t, b, toySpec(5, 1))
 	if x.State != experiment.Succeeded {
 		t.Fatalf("two failures of five: %s (%s)", x.State, x.Message)
 	}
@@ -144,7 +181,7 @@ func TestExperiment_AFailedTrialIsToldAndMostFailingStopsTheExperiment(t *testin
 		t.Errorf("trial 3: %+v", x.Trials[3])
 	}
 	b = &trialBackend{failAbove: 0.5} // only trial 0 succeeds
-	x, _ = runToy(t, b, toySpec(8, 1))
+	x = runToy(t, b, toySpec(8, 1))
 	if x.State != experiment.Failed || !strings.Contains(x.Message, "most trials failed (5 of 8)") {
 		t.Fatalf("got %s (%s); want FAILED once 5 of 8 failed", x.State, x.Message)
 	}
