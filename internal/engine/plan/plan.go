@@ -61,7 +61,7 @@ type Request struct {
 
 // Isolation moves a run's outputs beside the pipeline's own: a selected
 // node writes <path>.experiments/<Writes> instead of <path>, and an output
-// of a node left out of the selection is read back from
+// of a Shared node left out of the selection is read back from
 // <path>.experiments/<Reads>. An experiment's trials run this way, each in
 // its own folder, reading what its shared nodes wrote once; the
 // pipeline's own tables are never touched, and two trials never write
