@@ -81,3 +81,20 @@ def test_a_bad_space_is_refused_naming_each_field(expclient: Client) -> None:
     assert {"space[0].low", "space[1].name", "objective.metric"} <= fields, fields
     with pytest.raises(ValueError, match="prior must be"):
         expclient.experiment("toy", space=[Real(0, 1, prior="normal", name="x")], objective="loss")
+
+
+def test_integer_and_categorical_dimensions_reach_the_trials_as_written(expclient: Client) -> None:
+    from tauro_exec import Categorical
+
+    exp = expclient.experiment(
+        "toy",
+        space=[Integer(-5, 5, name="x"), Categorical([-2.0, 0.5], name="y")],
+        objective="loss",
+        n_trials=3,
+        max_parallel_trials=3,
+        seed=1,
+    ).wait(timeout=120)
+    for t in exp.trials:
+        assert isinstance(t.params["x"], int) and -5 <= t.params["x"] <= 5
+        assert t.params["y"] in (-2.0, 0.5)
+        assert t.value == pytest.approx((t.params["x"] - 1.5) ** 2 + (t.params["y"] + 2) ** 2)

@@ -192,11 +192,12 @@ class Trial:
         return self.end_time - self.start_time
 
     @classmethod
-    def from_proto(cls, t: pb.Trial) -> Trial:
+    def from_proto(cls, t: pb.Trial, integers: frozenset[str] = frozenset()) -> Trial:
+        """The trial; ``integers`` names its Integer dimensions (JSON numbers arrive as floats)."""
         return cls(
             number=t.number,
             state=TrialState(t.state),
-            params=_params(t.params),
+            params=_params(t.params, integers),
             value=t.value if t.HasField("value") else None,
             run_id=t.run_id,
             start_time=timestamp(t.start_time) if t.HasField("start_time") else None,
@@ -205,10 +206,9 @@ class Trial:
         )
 
 
-def _params(s: struct_pb2.Struct) -> dict[str, Any]:
+def _params(s: struct_pb2.Struct, integers: frozenset[str]) -> dict[str, Any]:
     out = json_format.MessageToDict(s)
-    # JSON numbers come back as floats; whole ones the optimiser gave as integers stay integers.
-    return {k: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v for k, v in out.items()}
+    return {k: int(v) if k in integers and isinstance(v, float) and v.is_integer() else v for k, v in out.items()}
 
 
 class Trials(list[Trial]):
@@ -284,7 +284,7 @@ class ExperimentEvent:
     shared_run_state: RunState | None = None
 
     @classmethod
-    def from_proto(cls, ev: pb.ExperimentEvent) -> ExperimentEvent:
+    def from_proto(cls, ev: pb.ExperimentEvent, integers: frozenset[str] = frozenset()) -> ExperimentEvent:
         t = timestamp(ev.time) if ev.HasField("time") else None
         kind = ev.WhichOneof("kind")
         if kind == "experiment_state_changed":
@@ -292,7 +292,7 @@ class ExperimentEvent:
             return cls(ev.sequence, t, state=ExperimentState(c.state), message=c.message)
         if kind == "trial_state_changed":
             tc = ev.trial_state_changed
-            return cls(ev.sequence, t, trial=Trial.from_proto(tc.trial), best=tc.best)
+            return cls(ev.sequence, t, trial=Trial.from_proto(tc.trial, integers), best=tc.best)
         if kind == "shared_run_state_changed":
             s = ev.shared_run_state_changed
             return cls(ev.sequence, t, shared_run_id=s.run_id, shared_run_state=RunState(s.state), message=s.message)
@@ -338,8 +338,9 @@ class Experiment:
 
     def _set(self, x: pb.Experiment) -> None:
         self._pb = x
-        self._trials = {t.number: Trial.from_proto(t) for t in x.trials}
-        self._best = Trial.from_proto(x.best) if x.HasField("best") else None
+        self._integers = frozenset(d.name for d in x.space if d.kind == pb.DIMENSION_KIND_INTEGER)
+        self._trials = {t.number: Trial.from_proto(t, self._integers) for t in x.trials}
+        self._best = Trial.from_proto(x.best, self._integers) if x.HasField("best") else None
         self._state = ExperimentState(x.state)
         self._message = x.message
         self._last = x.last_sequence
@@ -467,7 +468,7 @@ class Experiment:
                 )
                 try:
                     for resp in stream:
-                        ev = ExperimentEvent.from_proto(resp.event)
+                        ev = ExperimentEvent.from_proto(resp.event, self._integers)
                         if ev.sequence <= last:
                             continue
                         last = ev.sequence
