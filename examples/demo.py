@@ -6,6 +6,11 @@ pipeline, execute it, follow every node's state live, and show the result.
 daily_sales is all SQL; customer_insights is all Python (pipelines/customers.py)
 with an ML-style scoring node that reads its hyperparameters from ml_context.
 
+Then a hyperparameter search: experiment tune_order_model (examples/sales/
+config/experiments.yaml) tunes a Spark MLlib decision tree by Bayesian
+optimisation, a few trials two at a time, each trial an ordinary run; the
+demo prints every trial as it starts and ends, and the best one.
+
 Then the hybrid example (examples/hybrid), served by a second execd on the
 same Spark: store_orders builds a store dimension in a batch node and starts
 a streaming node that joins every order file arriving in a folder with it.
@@ -26,7 +31,18 @@ import threading
 import time
 from typing import Any
 
-from tauro_exec import Client, FailedPrecondition, NodeProgress, NodeState, NodeStateChanged, Run, RunFailed, ValidationError
+from tauro_exec import (
+    Client,
+    ExperimentFailed,
+    FailedPrecondition,
+    NodeProgress,
+    NodeState,
+    NodeStateChanged,
+    Run,
+    RunFailed,
+    TrialState,
+    ValidationError,
+)
 from tauro_exec.events import describe_event
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -114,6 +130,34 @@ def show_report(project: pathlib.Path) -> None:
     for row in sorted(pq.read_table(report).to_pylist(), key=lambda r: -r["revenue"]):
         print(f"  {row['segment']:11} {row['customers']:3} customers  revenue {row['revenue']:>10,.2f}"
               f"  mean score {row['mean_score']:.3f}  top product {row['top_product']}")
+
+
+# The experiment's budget in the demo: a few trials, two at a time (the
+# declared experiment has more).
+DEMO_TRIALS = 6
+EXPERIMENT = "tune_order_model"
+
+
+def run_experiment(client: Client) -> None:
+    print(f"\n=== {EXPERIMENT} (examples/sales/config/experiments.yaml): Bayesian search over a decision tree ===")
+    exp = client.experiment(declared=EXPERIMENT, n_trials=DEMO_TRIALS)
+    metric, node, direction = exp.objective
+    print(f"experiment {exp.id}: {exp.n_trials} trials of {exp.pipeline}, {exp.max_parallel_trials} at once, to {direction} {metric}"
+          f" (logged by {node});\n{', '.join(exp.shared_nodes)} run once and every trial reads what they wrote;"
+          f" each trial runs {', '.join(exp.trial_nodes)}\n")  # fmt: skip
+    for ev in exp.watch():
+        if ev.trial is not None and ev.trial.state is TrialState.RUNNING and not ev.trial.run_id:
+            continue  # recorded before its run starts; the next event has the run
+        at = f"{ev.time:%H:%M:%S}" if ev.time else ""
+        print(f"  {at}  {ev.describe()}", flush=True)
+    try:
+        exp.wait()
+    except ExperimentFailed as e:
+        print(e)
+        sys.exit(1)
+    best = exp.best
+    assert best is not None and best.value is not None
+    print(f"\nbest: trial {best.number}, {metric} {best.value:.3f} with {best.params}")
 
 
 # The hybrid example: order files dropped per round (each round once the
@@ -214,11 +258,12 @@ def show_joined(spark_remote: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pipeline", action="append", choices=sorted([*PIPELINES, "store_orders"]), help="run only this pipeline (repeatable)")
+    parser.add_argument("--pipeline", action="append", choices=sorted([*PIPELINES, EXPERIMENT, "store_orders"]),
+                        help="run only this pipeline or experiment (repeatable)")
     parser.add_argument("--addr", help="use a running execd for the sales example instead of starting one")
     parser.add_argument("--spark-remote", help="run on this Spark Connect server instead of execd's embedded one (needed with --addr for the hybrid example)")
     args = parser.parse_args()
-    chosen = args.pipeline or [*PIPELINES, "store_orders"]
+    chosen = args.pipeline or [*PIPELINES, EXPERIMENT, "store_orders"]
 
     project = ROOT / "examples" / "sales"
     subprocess.run([sys.executable, str(project / "generate_data.py")], check=True)
@@ -244,6 +289,8 @@ def main() -> None:
                     files = [f for f in table.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
                     print(f"  {table.relative_to(out)}  ({len(files)} files)")
                 show_report(project)
+            if EXPERIMENT in chosen:
+                run_experiment(client)
         if "store_orders" in chosen:
             if spark_remote:
                 run_hybrid(execd, spark_remote, state / "hybrid")

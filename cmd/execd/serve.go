@@ -153,8 +153,12 @@ func serve(ctx context.Context, args []string) error {
 	defer backend.Close()
 	backend.exportMetrics(tel.Metrics())
 
-	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
-		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer()})
+	opts := engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
+		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer()}
+	if backend.pool != nil { // the workers' optimiser proposes experiments' trials
+		opts.Suggester = backend.pool
+	}
+	eng := engine.New(opts)
 	tel.Metrics().Engine(eng.Load, st.Watchers)
 	if err := eng.Recover(ctx); err != nil {
 		return err

@@ -51,8 +51,15 @@ func (t *ticket) observed() observe.Run {
 	return observe.Run{ID: t.id, Pipeline: t.p.Name, Env: t.p.Env, Repair: t.prior != nil, Recovered: t.recovered}
 }
 
-// pipelineKey names the runs one max_active_runs counts together.
-func pipelineKey(p *plan.Pipeline) string { return p.Env + "\x00" + p.Name }
+// pipelineKey names the runs one max_active_runs counts together. An
+// experiment's runs count apart ("" : never): they write beside the
+// pipeline's outputs, and the experiment's max_parallel_trials bounds them.
+func pipelineKey(p *plan.Pipeline) string {
+	if p.Isolation != nil {
+		return ""
+	}
+	return p.Env + "\x00" + p.Name
+}
 
 // writeLocations are the places a run writes to: every selected node's
 // outputs, and its streaming sink and checkpoint.
@@ -95,7 +102,7 @@ func (e *Engine) blockerLocked(t *ticket) string {
 	same := 0
 	key := pipelineKey(t.p)
 	for id, a := range e.active {
-		if a.key == key {
+		if key != "" && a.key == key {
 			if same++; same >= max(t.p.MaxActiveRuns, 1) {
 				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), id)
 			}

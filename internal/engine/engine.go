@@ -14,6 +14,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -100,6 +101,8 @@ type Options struct {
 	// Observer follows runs and node attempts for metrics and traces; nil
 	// observes nothing.
 	Observer observe.Observer
+	// Suggester proposes experiments' trials; nil refuses experiments.
+	Suggester experiment.Suggester
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -111,6 +114,7 @@ type Engine struct {
 	active  map[string]*activeRun
 	queue   []*ticket
 	seq     uint64 // orders tickets of equal priority
+	exps    map[string]*activeExperiment
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -162,7 +166,10 @@ func (e *Engine) Recover(ctx context.Context) error {
 		e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
 		e.abandon(ctx, id)
 	}
-	return e.requeue(ctx)
+	if err := e.requeue(ctx); err != nil {
+		return err
+	}
+	return e.resumeExperiments(ctx)
 }
 
 // abandonTimeout bounds how long ending one left-over query may hold up
@@ -207,6 +214,9 @@ func (e *Engine) Close(ctx context.Context) error {
 		e.opt.Observer.RunEnded(t.ctx, t.observed(), observe.End{State: run.Queued,
 			Message: "execd stopped before the run started; the next execd queues it again"})
 	}
+	for _, x := range e.exps {
+		x.cancel(ErrShutdown)
+	}
 	e.mu.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -242,7 +252,7 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan.Resolve(proj, plan.Request{
+	req := plan.Request{
 		Pipeline:     params.Pipeline,
 		StartDate:    params.StartDate,
 		EndDate:      params.EndDate,
@@ -250,7 +260,11 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 		MaxWorkers:   params.MaxWorkers,
 		Hyperparams:  params.Hyperparams,
 		ModelVersion: params.ModelVersion,
-	})
+	}
+	if iso := params.Isolation; iso != nil {
+		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared}
+	}
+	return plan.Resolve(proj, req)
 }
 
 // decided is what a run record keeps of its plan: the request as planning
@@ -268,5 +282,6 @@ func decided(params run.Params, p *plan.Pipeline) run.Params {
 		Select:       params.Select,
 		FailFast:     params.FailFast,
 		Priority:     params.Priority,
+		Isolation:    params.Isolation,
 	}
 }

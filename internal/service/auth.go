@@ -42,6 +42,11 @@ var methodRoles = map[string]Role{
 	execv1.ExecService_CancelRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_RepairRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_StopRun_FullMethodName:          RoleOperator,
+	execv1.ExecService_GetExperiment_FullMethodName:    RoleViewer,
+	execv1.ExecService_ListExperiments_FullMethodName:  RoleViewer,
+	execv1.ExecService_WatchExperiment_FullMethodName:  RoleViewer,
+	execv1.ExecService_RunExperiment_FullMethodName:    RoleOperator,
+	execv1.ExecService_CancelExperiment_FullMethodName: RoleOperator,
 	// Reflection describes the API, which every known caller may see.
 	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      RoleViewer,
 	reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: RoleViewer,
@@ -208,6 +213,9 @@ func auditLog(ctx context.Context, log *slog.Logger, method string, req any, err
 	}
 	if r, ok := req.(interface{ GetRunId() string }); ok && r.GetRunId() != "" {
 		attrs = append(attrs, "run_id", r.GetRunId())
+	}
+	if r, ok := req.(interface{ GetExperimentId() string }); ok && r.GetExperimentId() != "" {
+		attrs = append(attrs, "experiment_id", r.GetExperimentId())
 	}
 	if r, ok := req.(interface{ GetPipeline() string }); ok && r.GetPipeline() != "" {
 		attrs = append(attrs, "pipeline", r.GetPipeline())

@@ -60,6 +60,21 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
                 problems.append(pb.FunctionProblem(node=ref.node, message=msg))
         return pb.CheckFunctionsResponse(problems=problems)
 
+    # -- Suggest --
+
+    def Suggest(self, request: pb.SuggestRequest, context: grpc.ServicerContext) -> pb.SuggestResponse:
+        try:
+            from tauro_exec.worker.proposal import suggest_for
+        except ImportError as e:  # the optimiser is an optional extra
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"experiments need the optimiser: pip install 'tauro-exec[experiments]' in the workers' Python ({e})",
+            )
+        try:
+            return suggest_for(request)
+        except ValueError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
     # -- RunNode --
 
     def RunNode(self, request: pb.RunNodeRequest, context: grpc.ServicerContext) -> Iterator[pb.RunNodeResponse]:

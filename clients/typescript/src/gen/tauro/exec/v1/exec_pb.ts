@@ -5,7 +5,7 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js";
-import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tauro/exec/v1/exec.proto.
  */
 export const file_tauro_exec_v1_exec: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXVyby9leGVjL3YxL2V4ZWMucHJvdG8SDXRhdXJvLmV4ZWMudjEiqgEKF1ZhbGlkYXRlUGlwZWxpbmVSZXF1ZXN0EhwKCHBpcGVsaW5lGAEgASgJQgq6SAdyBRABGIACEhUKA2VudhgCIAEoCUIIukgFcgMYgAESGwoKc3RhcnRfZGF0ZRgDIAEoCUIHukgEcgIYIBIZCghlbmRfZGF0ZRgEIAEoCUIHukgEcgIYIBIiCgZzZWxlY3QYBSADKAlCErpID5IBDBDoByIHcgUQARiCAiI9ChhWYWxpZGF0ZVBpcGVsaW5lUmVzcG9uc2USIQoEcGxhbhgBIAEoCzITLnRhdXJvLmV4ZWMudjEuUGxhbiKQAwoWRXhlY3V0ZVBpcGVsaW5lUmVxdWVzdBIqCgpyZXF1ZXN0X2lkGAEgASgJQha6SBNyERiAATIMXlteXHB7Q2N9XSokEhwKCHBpcGVsaW5lGAIgASgJQgq6SAdyBRABGIACEhUKA2VudhgDIAEoCUIIukgFcgMYgAESGwoKc3RhcnRfZGF0ZRgEIAEoCUIHukgEcgIYIBIZCghlbmRfZGF0ZRgFIAEoCUIHukgEcgIYIBIfCgttYXhfd29ya2VycxgGIAEoBUIKukgHGgUYgAIoABIsCgtoeXBlcnBhcmFtcxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoNbW9kZWxfdmVyc2lvbhgIIAEoCUIIukgFcgMYgAESIgoGc2VsZWN0GAkgAygJQhK6SA+SAQwQ6AciB3IFEAEYggISEQoJZmFpbF9mYXN0GAogASgIEiUKCHByaW9yaXR5GAsgASgFQhO6SBAaDhjoByiY+P////////8BEg8KB25vX3dhaXQYDCABKAgiOgoXRXhlY3V0ZVBpcGVsaW5lUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iTQoPV2F0Y2hSdW5SZXF1ZXN0EhkKBnJ1bl9pZBgBIAEoCUIJukgGcgQQARhAEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAIjoKEFdhdGNoUnVuUmVzcG9uc2USJgoFZXZlbnQYASABKAsyFy50YXVyby5leGVjLnYxLlJ1bkV2ZW50IioKDUdldFJ1blJlcXVlc3QSGQoGcnVuX2lkGAEgASgJQgm6SAZyBBABGEAiMQoOR2V0UnVuUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iowEKD0xpc3RSdW5zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSGgoIcGlwZWxpbmUYAyABKAlCCLpIBXIDGIACEjoKBnN0YXRlcxgEIAMoDjIXLnRhdXJvLmV4ZWMudjEuUnVuU3RhdGVCEbpIDpIBCxAQIgeCAQQQASAAIk0KEExpc3RSdW5zUmVzcG9uc2USIAoEcnVucxgBIAMoCzISLnRhdXJvLmV4ZWMudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJHChBDYW5jZWxSdW5SZXF1ZXN0EhkKBnJ1bl9pZBgBIAEoCUIJukgGcgQQARhAEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMYgAgiNAoRQ2FuY2VsUnVuUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iRQoOU3RvcFJ1blJlcXVlc3QSGQoGcnVuX2lkGAEgASgJQgm6SAZyBBABGEASGAoGcmVhc29uGAIgASgJQgi6SAVyAxiACCIyCg9TdG9wUnVuUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iWQoQUmVwYWlyUnVuUmVxdWVzdBIZCgZydW5faWQYASABKAlCCbpIBnIEEAEYQBIqCgpyZXF1ZXN0X2lkGAIgASgJQha6SBNyERiAATIMXlteXHB7Q2N9XSokIjQKEVJlcGFpclJ1blJlc3BvbnNlEh8KA3J1bhgBIAEoCzISLnRhdXJvLmV4ZWMudjEuUnVuIi0KFExpc3RQaXBlbGluZXNSZXF1ZXN0EhUKA2VudhgBIAEoCUIIukgFcgMYgAEiSgoVTGlzdFBpcGVsaW5lc1Jlc3BvbnNlEjEKCXBpcGVsaW5lcxgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuUGlwZWxpbmVTdW1tYXJ5Il4KD1BpcGVsaW5lU3VtbWFyeRIMCgRuYW1lGAEgASgJEikKBHR5cGUYAiABKA4yGy50YXVyby5leGVjLnYxLlBpcGVsaW5lVHlwZRISCgpub2RlX2NvdW50GAMgASgFIkUKEkdldFBpcGVsaW5lUmVxdWVzdBIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIACEhUKA2VudhgCIAEoCUIIukgFcgMYgAEiQAoTR2V0UGlwZWxpbmVSZXNwb25zZRIpCghwaXBlbGluZRgBIAEoCzIXLnRhdXJvLmV4ZWMudjEuUGlwZWxpbmUijgEKCFBpcGVsaW5lEgwKBG5hbWUYASABKAkSKQoEdHlwZRgCIAEoDjIbLnRhdXJvLmV4ZWMudjEuUGlwZWxpbmVUeXBlEiYKBW5vZGVzGAMgAygLMhcudGF1cm8uZXhlYy52MS5Ob2RlU3BlYxIhCgRwbGFuGAQgASgLMhMudGF1cm8uZXhlYy52MS5QbGFuIuUBCghOb2RlU3BlYxIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSCwoDc3FsGAQgASgJEhQKDGRlcGVuZGVuY2llcxgFIAMoCRIOCgZpbnB1dHMYBiADKAkSDwoHb3V0cHV0cxgHIAMoCRITCgtkZXNjcmlwdGlvbhgIIAEoCRIRCglzdHJlYW1pbmcYCSABKAgSEwoLbWF4X3JldHJpZXMYCiABKAUSKgoHdGltZW91dBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKAAQoEUGxhbhINCgVvcmRlchgBIAMoCRIkCgZzdGFnZXMYAiADKAsyFC50YXVyby5leGVjLnYxLlN0YWdlEhUKDWNyaXRpY2FsX3BhdGgYAyADKAkSEwoLYmF0Y2hfbm9kZXMYBCADKAkSFwoPc3RyZWFtaW5nX25vZGVzGAUgAygJIhYKBVN0YWdlEg0KBW5vZGVzGAEgAygJIpkECgNSdW4SDgoGcnVuX2lkGAEgASgJEhAKCHBpcGVsaW5lGAIgASgJEgsKA2VudhgDIAEoCRImCgVzdGF0ZRgEIAEoDjIXLnRhdXJvLmV4ZWMudjEuUnVuU3RhdGUSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgttYXhfd29ya2VycxgHIAEoBRIsCgtoeXBlcnBhcmFtcxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNbW9kZWxfdmVyc2lvbhgJIAEoCRIOCgZzZWxlY3QYCiADKAkSEQoJZmFpbF9mYXN0GAsgASgIEhIKCnJlcXVlc3RfaWQYDCABKAkSLwoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdtZXNzYWdlGBAgASgJEiUKBW5vZGVzGBEgAygLMhYudGF1cm8uZXhlYy52MS5Ob2RlUnVuEhQKDHJlcGFpcl9jb3VudBgSIAEoBRIVCg1sYXN0X3NlcXVlbmNlGBMgASgDEhAKCHByaW9yaXR5GBQgASgFIoICCgdOb2RlUnVuEgwKBG5hbWUYASABKAkSJwoFc3RhdGUYAiABKA4yGC50YXVyby5leGVjLnYxLk5vZGVTdGF0ZRIPCgdhdHRlbXB0GAMgASgFEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgVlcnJvchgGIAEoCzIYLnRhdXJvLmV4ZWMudjEuTm9kZUVycm9yEigKCGF0dGVtcHRzGAcgAygLMhYudGF1cm8uZXhlYy52MS5BdHRlbXB0IrACCgdBdHRlbXB0Eg8KB2F0dGVtcHQYASABKAUSJwoFc3RhdGUYAiABKA4yGC50YXVyby5leGVjLnYxLk5vZGVTdGF0ZRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFZXJyb3IYBSABKAsyGC50YXVyby5leGVjLnYxLk5vZGVFcnJvchI0CgdtZXRyaWNzGAYgAygLMiMudGF1cm8uZXhlYy52MS5BdHRlbXB0Lk1ldHJpY3NFbnRyeRouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASJQCglOb2RlRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgi9gIKCFJ1bkV2ZW50Eg4KBnJ1bl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI7ChFydW5fc3RhdGVfY2hhbmdlZBgEIAEoCzIeLnRhdXJvLmV4ZWMudjEuUnVuU3RhdGVDaGFuZ2VkSAASPQoSbm9kZV9zdGF0ZV9jaGFuZ2VkGAUgASgLMh8udGF1cm8uZXhlYy52MS5Ob2RlU3RhdGVDaGFuZ2VkSAASMgoMbm9kZV9tZXNzYWdlGAYgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlTWVzc2FnZUgAEjAKC25vZGVfbWV0cmljGAcgASgLMhkudGF1cm8uZXhlYy52MS5Ob2RlTWV0cmljSAASNAoNbm9kZV9wcm9ncmVzcxgIIAEoCzIbLnRhdXJvLmV4ZWMudjEuTm9kZVByb2dyZXNzSABCBgoEa2luZCJKCg9SdW5TdGF0ZUNoYW5nZWQSJgoFc3RhdGUYASABKA4yFy50YXVyby5leGVjLnYxLlJ1blN0YXRlEg8KB21lc3NhZ2UYAiABKAki3QEKEE5vZGVTdGF0ZUNoYW5nZWQSDAoEbm9kZRgBIAEoCRInCgVzdGF0ZRgCIAEoDjIYLnRhdXJvLmV4ZWMudjEuTm9kZVN0YXRlEg8KB2F0dGVtcHQYAyABKAUSJwoFZXJyb3IYBCABKAsyGC50YXVyby5leGVjLnYxLk5vZGVFcnJvchIrCghyZXRyeV9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCghkdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJJCgtOb2RlTWVzc2FnZRIMCgRub2RlGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDQoFbGV2ZWwYAyABKAkSDAoEdGV4dBgEIAEoCSJICgpOb2RlTWV0cmljEgwKBG5vZGUYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIMCgRuYW1lGAMgASgJEg0KBXZhbHVlGAQgASgBIu8BCgxOb2RlUHJvZ3Jlc3MSDAoEbm9kZRgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhAKCGJhdGNoX2lkGAMgASgDEhIKCmlucHV0X3Jvd3MYBCABKAMSHQoVaW5wdXRfcm93c19wZXJfc2Vjb25kGAUgASgBEiEKGXByb2Nlc3NlZF9yb3dzX3Blcl9zZWNvbmQYBiABKAESMQoOYmF0Y2hfZHVyYXRpb24YByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJd2F0ZXJtYXJrGAggASgJEhIKCnN0YXRlX3Jvd3MYCSABKAMqhwIKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSTk9ERV9TVEFURV9QRU5ESU5HEAESFgoSTk9ERV9TVEFURV9SVU5OSU5HEAISFwoTTk9ERV9TVEFURV9SRVRSWUlORxADEhgKFE5PREVfU1RBVEVfU1VDQ0VFREVEEAQSFQoRTk9ERV9TVEFURV9GQUlMRUQQBRIYChROT0RFX1NUQVRFX0NBTkNFTExFRBAGEhYKEk5PREVfU1RBVEVfU0tJUFBFRBAHEhgKFE5PREVfU1RBVEVfVElNRURfT1VUEAgSGAoUTk9ERV9TVEFURV9TVFJFQU1JTkcQCSrMAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRFX1BFTkRJTkcQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAFEhkKFVJVTl9TVEFURV9JTlRFUlJVUFRFRBAGEhQKEFJVTl9TVEFURV9RVUVVRUQQByqTAQoMUGlwZWxpbmVUeXBlEh0KGVBJUEVMSU5FX1RZUEVfVU5TUEVDSUZJRUQQABIXChNQSVBFTElORV9UWVBFX0JBVENIEAESGwoXUElQRUxJTkVfVFlQRV9TVFJFQU1JTkcQAhIYChRQSVBFTElORV9UWVBFX0hZQlJJRBADEhQKEFBJUEVMSU5FX1RZUEVfTUwQBDLTBgoLRXhlY1NlcnZpY2USYwoQVmFsaWRhdGVQaXBlbGluZRImLnRhdXJvLmV4ZWMudjEuVmFsaWRhdGVQaXBlbGluZVJlcXVlc3QaJy50YXVyby5leGVjLnYxLlZhbGlkYXRlUGlwZWxpbmVSZXNwb25zZRJgCg9FeGVjdXRlUGlwZWxpbmUSJS50YXVyby5leGVjLnYxLkV4ZWN1dGVQaXBlbGluZVJlcXVlc3QaJi50YXVyby5leGVjLnYxLkV4ZWN1dGVQaXBlbGluZVJlc3BvbnNlEk0KCFdhdGNoUnVuEh4udGF1cm8uZXhlYy52MS5XYXRjaFJ1blJlcXVlc3QaHy50YXVyby5leGVjLnYxLldhdGNoUnVuUmVzcG9uc2UwARJFCgZHZXRSdW4SHC50YXVyby5leGVjLnYxLkdldFJ1blJlcXVlc3QaHS50YXVyby5leGVjLnYxLkdldFJ1blJlc3BvbnNlEksKCExpc3RSdW5zEh4udGF1cm8uZXhlYy52MS5MaXN0UnVuc1JlcXVlc3QaHy50YXVyby5leGVjLnYxLkxpc3RSdW5zUmVzcG9uc2USTgoJQ2FuY2VsUnVuEh8udGF1cm8uZXhlYy52MS5DYW5jZWxSdW5SZXF1ZXN0GiAudGF1cm8uZXhlYy52MS5DYW5jZWxSdW5SZXNwb25zZRJICgdTdG9wUnVuEh0udGF1cm8uZXhlYy52MS5TdG9wUnVuUmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuU3RvcFJ1blJlc3BvbnNlEk4KCVJlcGFpclJ1bhIfLnRhdXJvLmV4ZWMudjEuUmVwYWlyUnVuUmVxdWVzdBogLnRhdXJvLmV4ZWMudjEuUmVwYWlyUnVuUmVzcG9uc2USWgoNTGlzdFBpcGVsaW5lcxIjLnRhdXJvLmV4ZWMudjEuTGlzdFBpcGVsaW5lc1JlcXVlc3QaJC50YXVyby5leGVjLnYxLkxpc3RQaXBlbGluZXNSZXNwb25zZRJUCgtHZXRQaXBlbGluZRIhLnRhdXJvLmV4ZWMudjEuR2V0UGlwZWxpbmVSZXF1ZXN0GiIudGF1cm8uZXhlYy52MS5HZXRQaXBlbGluZVJlc3BvbnNlQjtaOWdpdGh1Yi5jb20vdGF1cm8tZXhlYy90YXVyby1leGVjL2dlbi90YXVyby9leGVjL3YxO2V4ZWN2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chh0YXVyby9leGVjL3YxL2V4ZWMucHJvdG8SDXRhdXJvLmV4ZWMudjEiqgEKF1ZhbGlkYXRlUGlwZWxpbmVSZXF1ZXN0EhwKCHBpcGVsaW5lGAEgASgJQgq6SAdyBRABGIACEhUKA2VudhgCIAEoCUIIukgFcgMYgAESGwoKc3RhcnRfZGF0ZRgDIAEoCUIHukgEcgIYIBIZCghlbmRfZGF0ZRgEIAEoCUIHukgEcgIYIBIiCgZzZWxlY3QYBSADKAlCErpID5IBDBDoByIHcgUQARiCAiI9ChhWYWxpZGF0ZVBpcGVsaW5lUmVzcG9uc2USIQoEcGxhbhgBIAEoCzITLnRhdXJvLmV4ZWMudjEuUGxhbiKQAwoWRXhlY3V0ZVBpcGVsaW5lUmVxdWVzdBIqCgpyZXF1ZXN0X2lkGAEgASgJQha6SBNyERiAATIMXlteXHB7Q2N9XSokEhwKCHBpcGVsaW5lGAIgASgJQgq6SAdyBRABGIACEhUKA2VudhgDIAEoCUIIukgFcgMYgAESGwoKc3RhcnRfZGF0ZRgEIAEoCUIHukgEcgIYIBIZCghlbmRfZGF0ZRgFIAEoCUIHukgEcgIYIBIfCgttYXhfd29ya2VycxgGIAEoBUIKukgHGgUYgAIoABIsCgtoeXBlcnBhcmFtcxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHwoNbW9kZWxfdmVyc2lvbhgIIAEoCUIIukgFcgMYgAESIgoGc2VsZWN0GAkgAygJQhK6SA+SAQwQ6AciB3IFEAEYggISEQoJZmFpbF9mYXN0GAogASgIEiUKCHByaW9yaXR5GAsgASgFQhO6SBAaDhjoByiY+P////////8BEg8KB25vX3dhaXQYDCABKAgiOgoXRXhlY3V0ZVBpcGVsaW5lUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iTQoPV2F0Y2hSdW5SZXF1ZXN0EhkKBnJ1bl9pZBgBIAEoCUIJukgGcgQQARhAEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAIjoKEFdhdGNoUnVuUmVzcG9uc2USJgoFZXZlbnQYASABKAsyFy50YXVyby5leGVjLnYxLlJ1bkV2ZW50IioKDUdldFJ1blJlcXVlc3QSGQoGcnVuX2lkGAEgASgJQgm6SAZyBBABGEAiMQoOR2V0UnVuUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iowEKD0xpc3RSdW5zUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSGgoIcGlwZWxpbmUYAyABKAlCCLpIBXIDGIACEjoKBnN0YXRlcxgEIAMoDjIXLnRhdXJvLmV4ZWMudjEuUnVuU3RhdGVCEbpIDpIBCxAQIgeCAQQQASAAIk0KEExpc3RSdW5zUmVzcG9uc2USIAoEcnVucxgBIAMoCzISLnRhdXJvLmV4ZWMudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJHChBDYW5jZWxSdW5SZXF1ZXN0EhkKBnJ1bl9pZBgBIAEoCUIJukgGcgQQARhAEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMYgAgiNAoRQ2FuY2VsUnVuUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iRQoOU3RvcFJ1blJlcXVlc3QSGQoGcnVuX2lkGAEgASgJQgm6SAZyBBABGEASGAoGcmVhc29uGAIgASgJQgi6SAVyAxiACCIyCg9TdG9wUnVuUmVzcG9uc2USHwoDcnVuGAEgASgLMhIudGF1cm8uZXhlYy52MS5SdW4iWQoQUmVwYWlyUnVuUmVxdWVzdBIZCgZydW5faWQYASABKAlCCbpIBnIEEAEYQBIqCgpyZXF1ZXN0X2lkGAIgASgJQha6SBNyERiAATIMXlteXHB7Q2N9XSokIjQKEVJlcGFpclJ1blJlc3BvbnNlEh8KA3J1bhgBIAEoCzISLnRhdXJvLmV4ZWMudjEuUnVuIi0KFExpc3RQaXBlbGluZXNSZXF1ZXN0EhUKA2VudhgBIAEoCUIIukgFcgMYgAEiSgoVTGlzdFBpcGVsaW5lc1Jlc3BvbnNlEjEKCXBpcGVsaW5lcxgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuUGlwZWxpbmVTdW1tYXJ5Il4KD1BpcGVsaW5lU3VtbWFyeRIMCgRuYW1lGAEgASgJEikKBHR5cGUYAiABKA4yGy50YXVyby5leGVjLnYxLlBpcGVsaW5lVHlwZRISCgpub2RlX2NvdW50GAMgASgFIkUKEkdldFBpcGVsaW5lUmVxdWVzdBIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIACEhUKA2VudhgCIAEoCUIIukgFcgMYgAEiQAoTR2V0UGlwZWxpbmVSZXNwb25zZRIpCghwaXBlbGluZRgBIAEoCzIXLnRhdXJvLmV4ZWMudjEuUGlwZWxpbmUijgEKCFBpcGVsaW5lEgwKBG5hbWUYASABKAkSKQoEdHlwZRgCIAEoDjIbLnRhdXJvLmV4ZWMudjEuUGlwZWxpbmVUeXBlEiYKBW5vZGVzGAMgAygLMhcudGF1cm8uZXhlYy52MS5Ob2RlU3BlYxIhCgRwbGFuGAQgASgLMhMudGF1cm8uZXhlYy52MS5QbGFuIuUBCghOb2RlU3BlYxIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSCwoDc3FsGAQgASgJEhQKDGRlcGVuZGVuY2llcxgFIAMoCRIOCgZpbnB1dHMYBiADKAkSDwoHb3V0cHV0cxgHIAMoCRITCgtkZXNjcmlwdGlvbhgIIAEoCRIRCglzdHJlYW1pbmcYCSABKAgSEwoLbWF4X3JldHJpZXMYCiABKAUSKgoHdGltZW91dBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKAAQoEUGxhbhINCgVvcmRlchgBIAMoCRIkCgZzdGFnZXMYAiADKAsyFC50YXVyby5leGVjLnYxLlN0YWdlEhUKDWNyaXRpY2FsX3BhdGgYAyADKAkSEwoLYmF0Y2hfbm9kZXMYBCADKAkSFwoPc3RyZWFtaW5nX25vZGVzGAUgAygJIhYKBVN0YWdlEg0KBW5vZGVzGAEgAygJIpkECgNSdW4SDgoGcnVuX2lkGAEgASgJEhAKCHBpcGVsaW5lGAIgASgJEgsKA2VudhgDIAEoCRImCgVzdGF0ZRgEIAEoDjIXLnRhdXJvLmV4ZWMudjEuUnVuU3RhdGUSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgttYXhfd29ya2VycxgHIAEoBRIsCgtoeXBlcnBhcmFtcxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFQoNbW9kZWxfdmVyc2lvbhgJIAEoCRIOCgZzZWxlY3QYCiADKAkSEQoJZmFpbF9mYXN0GAsgASgIEhIKCnJlcXVlc3RfaWQYDCABKAkSLwoLY3JlYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdtZXNzYWdlGBAgASgJEiUKBW5vZGVzGBEgAygLMhYudGF1cm8uZXhlYy52MS5Ob2RlUnVuEhQKDHJlcGFpcl9jb3VudBgSIAEoBRIVCg1sYXN0X3NlcXVlbmNlGBMgASgDEhAKCHByaW9yaXR5GBQgASgFIoICCgdOb2RlUnVuEgwKBG5hbWUYASABKAkSJwoFc3RhdGUYAiABKA4yGC50YXVyby5leGVjLnYxLk5vZGVTdGF0ZRIPCgdhdHRlbXB0GAMgASgFEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgVlcnJvchgGIAEoCzIYLnRhdXJvLmV4ZWMudjEuTm9kZUVycm9yEigKCGF0dGVtcHRzGAcgAygLMhYudGF1cm8uZXhlYy52MS5BdHRlbXB0IrACCgdBdHRlbXB0Eg8KB2F0dGVtcHQYASABKAUSJwoFc3RhdGUYAiABKA4yGC50YXVyby5leGVjLnYxLk5vZGVTdGF0ZRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFZXJyb3IYBSABKAsyGC50YXVyby5leGVjLnYxLk5vZGVFcnJvchI0CgdtZXRyaWNzGAYgAygLMiMudGF1cm8uZXhlYy52MS5BdHRlbXB0Lk1ldHJpY3NFbnRyeRouCgxNZXRyaWNzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASJQCglOb2RlRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgi9gIKCFJ1bkV2ZW50Eg4KBnJ1bl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI7ChFydW5fc3RhdGVfY2hhbmdlZBgEIAEoCzIeLnRhdXJvLmV4ZWMudjEuUnVuU3RhdGVDaGFuZ2VkSAASPQoSbm9kZV9zdGF0ZV9jaGFuZ2VkGAUgASgLMh8udGF1cm8uZXhlYy52MS5Ob2RlU3RhdGVDaGFuZ2VkSAASMgoMbm9kZV9tZXNzYWdlGAYgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlTWVzc2FnZUgAEjAKC25vZGVfbWV0cmljGAcgASgLMhkudGF1cm8uZXhlYy52MS5Ob2RlTWV0cmljSAASNAoNbm9kZV9wcm9ncmVzcxgIIAEoCzIbLnRhdXJvLmV4ZWMudjEuTm9kZVByb2dyZXNzSABCBgoEa2luZCJKCg9SdW5TdGF0ZUNoYW5nZWQSJgoFc3RhdGUYASABKA4yFy50YXVyby5leGVjLnYxLlJ1blN0YXRlEg8KB21lc3NhZ2UYAiABKAki3QEKEE5vZGVTdGF0ZUNoYW5nZWQSDAoEbm9kZRgBIAEoCRInCgVzdGF0ZRgCIAEoDjIYLnRhdXJvLmV4ZWMudjEuTm9kZVN0YXRlEg8KB2F0dGVtcHQYAyABKAUSJwoFZXJyb3IYBCABKAsyGC50YXVyby5leGVjLnYxLk5vZGVFcnJvchIrCghyZXRyeV9pbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIrCghkdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJJCgtOb2RlTWVzc2FnZRIMCgRub2RlGAEgASgJEg8KB2F0dGVtcHQYAiABKAUSDQoFbGV2ZWwYAyABKAkSDAoEdGV4dBgEIAEoCSJICgpOb2RlTWV0cmljEgwKBG5vZGUYASABKAkSDwoHYXR0ZW1wdBgCIAEoBRIMCgRuYW1lGAMgASgJEg0KBXZhbHVlGAQgASgBIu8BCgxOb2RlUHJvZ3Jlc3MSDAoEbm9kZRgBIAEoCRIPCgdhdHRlbXB0GAIgASgFEhAKCGJhdGNoX2lkGAMgASgDEhIKCmlucHV0X3Jvd3MYBCABKAMSHQoVaW5wdXRfcm93c19wZXJfc2Vjb25kGAUgASgBEiEKGXByb2Nlc3NlZF9yb3dzX3Blcl9zZWNvbmQYBiABKAESMQoOYmF0Y2hfZHVyYXRpb24YByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJd2F0ZXJtYXJrGAggASgJEhIKCnN0YXRlX3Jvd3MYCSABKAMizgEKD1NlYXJjaERpbWVuc2lvbhIYCgRuYW1lGAEgASgJQgq6SAdyBRABGIACEioKBGtpbmQYAiABKA4yHC50YXVyby5leGVjLnYxLkRpbWVuc2lvbktpbmQSCwoDbG93GAMgASgBEgwKBGhpZ2gYBCABKAESIwoFcHJpb3IYBSABKA4yFC50YXVyby5leGVjLnYxLlByaW9yEjUKCmNhdGVnb3JpZXMYBiADKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVCCbpIBpIBAxDoByJqCglPYmplY3RpdmUSGAoGbWV0cmljGAEgASgJQgi6SAVyAxiAAhIWCgRub2RlGAIgASgJQgi6SAVyAxiAAhIrCglkaXJlY3Rpb24YAyABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbiKPBAoUUnVuRXhwZXJpbWVudFJlcXVlc3QSKgoKcmVxdWVzdF9pZBgBIAEoCUIWukgTchEYgAEyDF5bXlxwe0NjfV0qJBIcCgpleHBlcmltZW50GAIgASgJQgi6SAVyAxiAAhIaCghwaXBlbGluZRgDIAEoCUIIukgFcgMYgAISFQoDZW52GAQgASgJQgi6SAVyAxiAARIiCgZzZWxlY3QYBSADKAlCErpID5IBDBDoByIHcgUQARiCAhI3CgVzcGFjZRgGIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uQgi6SAWSAQIQZBIrCglvYmplY3RpdmUYByABKAsyGC50YXVyby5leGVjLnYxLk9iamVjdGl2ZRIcCghuX3RyaWFscxgIIAEoBUIKukgHGgUYkE4oABInChNtYXhfcGFyYWxsZWxfdHJpYWxzGAkgASgFQgq6SAcaBRiAAigAEhEKBHNlZWQYCiABKANIAIgBARIbCgpzdGFydF9kYXRlGAsgASgJQge6SARyAhggEhkKCGVuZF9kYXRlGAwgASgJQge6SARyAhggEiwKC2h5cGVycGFyYW1zGA0gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBInCgdzYW1wbGVyGA4gASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyQgcKBV9zZWVkIkYKFVJ1bkV4cGVyaW1lbnRSZXNwb25zZRItCgpleHBlcmltZW50GAEgASgLMhkudGF1cm8uZXhlYy52MS5FeHBlcmltZW50IjgKFEdldEV4cGVyaW1lbnRSZXF1ZXN0EiAKDWV4cGVyaW1lbnRfaWQYASABKAlCCbpIBnIEEAEYQCJGChVHZXRFeHBlcmltZW50UmVzcG9uc2USLQoKZXhwZXJpbWVudBgBIAEoCzIZLnRhdXJvLmV4ZWMudjEuRXhwZXJpbWVudCJuChZMaXN0RXhwZXJpbWVudHNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIaCghwaXBlbGluZRgDIAEoCUIIukgFcgMYgAIiYgoXTGlzdEV4cGVyaW1lbnRzUmVzcG9uc2USLgoLZXhwZXJpbWVudHMYASADKAsyGS50YXVyby5leGVjLnYxLkV4cGVyaW1lbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlsKFldhdGNoRXhwZXJpbWVudFJlcXVlc3QSIAoNZXhwZXJpbWVudF9pZBgBIAEoCUIJukgGcgQQARhAEh8KDmFmdGVyX3NlcXVlbmNlGAIgASgDQge6SAQiAigAIkgKF1dhdGNoRXhwZXJpbWVudFJlc3BvbnNlEi0KBWV2ZW50GAEgASgLMh4udGF1cm8uZXhlYy52MS5FeHBlcmltZW50RXZlbnQiVQoXQ2FuY2VsRXhwZXJpbWVudFJlcXVlc3QSIAoNZXhwZXJpbWVudF9pZBgBIAEoCUIJukgGcgQQARhAEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMYgAgiSQoYQ2FuY2VsRXhwZXJpbWVudFJlc3BvbnNlEi0KCmV4cGVyaW1lbnQYASABKAsyGS50YXVyby5leGVjLnYxLkV4cGVyaW1lbnQi/AUKCkV4cGVyaW1lbnQSFQoNZXhwZXJpbWVudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCHBpcGVsaW5lGAMgASgJEgsKA2VudhgEIAEoCRItCgVzdGF0ZRgFIAEoDjIeLnRhdXJvLmV4ZWMudjEuRXhwZXJpbWVudFN0YXRlEg8KB21lc3NhZ2UYBiABKAkSLQoFc3BhY2UYByADKAsyHi50YXVyby5leGVjLnYxLlNlYXJjaERpbWVuc2lvbhIrCglvYmplY3RpdmUYCCABKAsyGC50YXVyby5leGVjLnYxLk9iamVjdGl2ZRIQCghuX3RyaWFscxgJIAEoBRIbChNtYXhfcGFyYWxsZWxfdHJpYWxzGAogASgFEgwKBHNlZWQYCyABKAMSJwoHc2FtcGxlchgMIAEoDjIWLnRhdXJvLmV4ZWMudjEuU2FtcGxlchISCgpzdGFydF9kYXRlGA0gASgJEhAKCGVuZF9kYXRlGA4gASgJEiwKC2h5cGVycGFyYW1zGA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzZWxlY3QYECADKAkSEgoKcmVxdWVzdF9pZBgRIAEoCRIUCgxzaGFyZWRfbm9kZXMYEiADKAkSFQoNc2hhcmVkX3J1bl9pZBgTIAEoCRITCgt0cmlhbF9ub2RlcxgUIAMoCRIvCgtjcmVhdGVfdGltZRgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgWIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYFyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBnRyaWFscxgYIAMoCzIULnRhdXJvLmV4ZWMudjEuVHJpYWwSIgoEYmVzdBgZIAEoCzIULnRhdXJvLmV4ZWMudjEuVHJpYWwSFQoNbGFzdF9zZXF1ZW5jZRgaIAEoAyKYAgoFVHJpYWwSDgoGbnVtYmVyGAEgASgFEigKBXN0YXRlGAIgASgOMhkudGF1cm8uZXhlYy52MS5UcmlhbFN0YXRlEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEgoFdmFsdWUYBCABKAFIAIgBARIOCgZydW5faWQYBSABKAkSDwoHYXR0ZW1wdBgGIAEoBRIuCgpzdGFydF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgJIAEoCUIICgZfdmFsdWUiwgIKD0V4cGVyaW1lbnRFdmVudBIVCg1leHBlcmltZW50X2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkkKGGV4cGVyaW1lbnRfc3RhdGVfY2hhbmdlZBgEIAEoCzIlLnRhdXJvLmV4ZWMudjEuRXhwZXJpbWVudFN0YXRlQ2hhbmdlZEgAEj8KE3RyaWFsX3N0YXRlX2NoYW5nZWQYBSABKAsyIC50YXVyby5leGVjLnYxLlRyaWFsU3RhdGVDaGFuZ2VkSAASSAoYc2hhcmVkX3J1bl9zdGF0ZV9jaGFuZ2VkGAYgASgLMiQudGF1cm8uZXhlYy52MS5TaGFyZWRSdW5TdGF0ZUNoYW5nZWRIAEIGCgRraW5kIlgKFkV4cGVyaW1lbnRTdGF0ZUNoYW5nZWQSLQoFc3RhdGUYASABKA4yHi50YXVyby5leGVjLnYxLkV4cGVyaW1lbnRTdGF0ZRIPCgdtZXNzYWdlGAIgASgJIkYKEVRyaWFsU3RhdGVDaGFuZ2VkEiMKBXRyaWFsGAEgASgLMhQudGF1cm8uZXhlYy52MS5UcmlhbBIMCgRiZXN0GAIgASgIImAKFVNoYXJlZFJ1blN0YXRlQ2hhbmdlZBIOCgZydW5faWQYASABKAkSJgoFc3RhdGUYAiABKA4yFy50YXVyby5leGVjLnYxLlJ1blN0YXRlEg8KB21lc3NhZ2UYAyABKAkqhwIKCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSTk9ERV9TVEFURV9QRU5ESU5HEAESFgoSTk9ERV9TVEFURV9SVU5OSU5HEAISFwoTTk9ERV9TVEFURV9SRVRSWUlORxADEhgKFE5PREVfU1RBVEVfU1VDQ0VFREVEEAQSFQoRTk9ERV9TVEFURV9GQUlMRUQQBRIYChROT0RFX1NUQVRFX0NBTkNFTExFRBAGEhYKEk5PREVfU1RBVEVfU0tJUFBFRBAHEhgKFE5PREVfU1RBVEVfVElNRURfT1VUEAgSGAoUTk9ERV9TVEFURV9TVFJFQU1JTkcQCSrMAQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRFX1BFTkRJTkcQARIVChFSVU5fU1RBVEVfUlVOTklORxACEhcKE1JVTl9TVEFURV9TVUNDRUVERUQQAxIUChBSVU5fU1RBVEVfRkFJTEVEEAQSFwoTUlVOX1NUQVRFX0NBTkNFTExFRBAFEhkKFVJVTl9TVEFURV9JTlRFUlJVUFRFRBAGEhQKEFJVTl9TVEFURV9RVUVVRUQQByqTAQoMUGlwZWxpbmVUeXBlEh0KGVBJUEVMSU5FX1RZUEVfVU5TUEVDSUZJRUQQABIXChNQSVBFTElORV9UWVBFX0JBVENIEAESGwoXUElQRUxJTkVfVFlQRV9TVFJFQU1JTkcQAhIYChRQSVBFTElORV9UWVBFX0hZQlJJRBADEhQKEFBJUEVMSU5FX1RZUEVfTUwQBCrMAQoPRXhwZXJpbWVudFN0YXRlEiAKHEVYUEVSSU1FTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIcChhFWFBFUklNRU5UX1NUQVRFX1BFTkRJTkcQARIcChhFWFBFUklNRU5UX1NUQVRFX1JVTk5JTkcQAhIeChpFWFBFUklNRU5UX1NUQVRFX1NVQ0NFRURFRBADEhsKF0VYUEVSSU1FTlRfU1RBVEVfRkFJTEVEEAQSHgoaRVhQRVJJTUVOVF9TVEFURV9DQU5DRUxMRUQQBSqQAQoKVHJpYWxTdGF0ZRIbChdUUklBTF9TVEFURV9VTlNQRUNJRklFRBAAEhcKE1RSSUFMX1NUQVRFX1JVTk5JTkcQARIZChVUUklBTF9TVEFURV9TVUNDRUVERUQQAhIWChJUUklBTF9TVEFURV9GQUlMRUQQAxIZChVUUklBTF9TVEFURV9DQU5DRUxMRUQQBCqEAQoNRGltZW5zaW9uS2luZBIeChpESU1FTlNJT05fS0lORF9VTlNQRUNJRklFRBAAEhcKE0RJTUVOU0lPTl9LSU5EX1JFQUwQARIaChZESU1FTlNJT05fS0lORF9JTlRFR0VSEAISHgoaRElNRU5TSU9OX0tJTkRfQ0FURUdPUklDQUwQAypICgVQcmlvchIVChFQUklPUl9VTlNQRUNJRklFRBAAEhEKDVBSSU9SX1VOSUZPUk0QARIVChFQUklPUl9MT0dfVU5JRk9STRACKlYKCURpcmVjdGlvbhIZChVESVJFQ1RJT05fVU5TUEVDSUZJRUQQABIWChJESVJFQ1RJT05fTUlOSU1JWkUQARIWChJESVJFQ1RJT05fTUFYSU1JWkUQAipHCgdTYW1wbGVyEhcKE1NBTVBMRVJfVU5TUEVDSUZJRUQQABIPCgtTQU1QTEVSX1RQRRABEhIKDlNBTVBMRVJfUkFORE9NEAIytgoKC0V4ZWNTZXJ2aWNlEmMKEFZhbGlkYXRlUGlwZWxpbmUSJi50YXVyby5leGVjLnYxLlZhbGlkYXRlUGlwZWxpbmVSZXF1ZXN0GicudGF1cm8uZXhlYy52MS5WYWxpZGF0ZVBpcGVsaW5lUmVzcG9uc2USYAoPRXhlY3V0ZVBpcGVsaW5lEiUudGF1cm8uZXhlYy52MS5FeGVjdXRlUGlwZWxpbmVSZXF1ZXN0GiYudGF1cm8uZXhlYy52MS5FeGVjdXRlUGlwZWxpbmVSZXNwb25zZRJNCghXYXRjaFJ1bhIeLnRhdXJvLmV4ZWMudjEuV2F0Y2hSdW5SZXF1ZXN0Gh8udGF1cm8uZXhlYy52MS5XYXRjaFJ1blJlc3BvbnNlMAESRQoGR2V0UnVuEhwudGF1cm8uZXhlYy52MS5HZXRSdW5SZXF1ZXN0Gh0udGF1cm8uZXhlYy52MS5HZXRSdW5SZXNwb25zZRJLCghMaXN0UnVucxIeLnRhdXJvLmV4ZWMudjEuTGlzdFJ1bnNSZXF1ZXN0Gh8udGF1cm8uZXhlYy52MS5MaXN0UnVuc1Jlc3BvbnNlEk4KCUNhbmNlbFJ1bhIfLnRhdXJvLmV4ZWMudjEuQ2FuY2VsUnVuUmVxdWVzdBogLnRhdXJvLmV4ZWMudjEuQ2FuY2VsUnVuUmVzcG9uc2USSAoHU3RvcFJ1bhIdLnRhdXJvLmV4ZWMudjEuU3RvcFJ1blJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN0b3BSdW5SZXNwb25zZRJOCglSZXBhaXJSdW4SHy50YXVyby5leGVjLnYxLlJlcGFpclJ1blJlcXVlc3QaIC50YXVyby5leGVjLnYxLlJlcGFpclJ1blJlc3BvbnNlEloKDUxpc3RQaXBlbGluZXMSIy50YXVyby5leGVjLnYxLkxpc3RQaXBlbGluZXNSZXF1ZXN0GiQudGF1cm8uZXhlYy52MS5MaXN0UGlwZWxpbmVzUmVzcG9uc2USVAoLR2V0UGlwZWxpbmUSIS50YXVyby5leGVjLnYxLkdldFBpcGVsaW5lUmVxdWVzdBoiLnRhdXJvLmV4ZWMudjEuR2V0UGlwZWxpbmVSZXNwb25zZRJaCg1SdW5FeHBlcmltZW50EiMudGF1cm8uZXhlYy52MS5SdW5FeHBlcmltZW50UmVxdWVzdBokLnRhdXJvLmV4ZWMudjEuUnVuRXhwZXJpbWVudFJlc3BvbnNlEloKDUdldEV4cGVyaW1lbnQSIy50YXVyby5leGVjLnYxLkdldEV4cGVyaW1lbnRSZXF1ZXN0GiQudGF1cm8uZXhlYy52MS5HZXRFeHBlcmltZW50UmVzcG9uc2USYAoPTGlzdEV4cGVyaW1lbnRzEiUudGF1cm8uZXhlYy52MS5MaXN0RXhwZXJpbWVudHNSZXF1ZXN0GiYudGF1cm8uZXhlYy52MS5MaXN0RXhwZXJpbWVudHNSZXNwb25zZRJiCg9XYXRjaEV4cGVyaW1lbnQSJS50YXVyby5leGVjLnYxLldhdGNoRXhwZXJpbWVudFJlcXVlc3QaJi50YXVyby5leGVjLnYxLldhdGNoRXhwZXJpbWVudFJlc3BvbnNlMAESYwoQQ2FuY2VsRXhwZXJpbWVudBImLnRhdXJvLmV4ZWMudjEuQ2FuY2VsRXhwZXJpbWVudFJlcXVlc3QaJy50YXVyby5leGVjLnYxLkNhbmNlbEV4cGVyaW1lbnRSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message tauro.exec.v1.ValidatePipelineRequest
@@ -1222,6 +1222,734 @@ export const NodeProgressSchema: GenMessage<NodeProgress> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_exec, 34);
 
 /**
+ * SearchDimension is one searched hyperparameter.
+ *
+ * @generated from message tauro.exec.v1.SearchDimension
+ */
+export type SearchDimension = Message<"tauro.exec.v1.SearchDimension"> & {
+  /**
+   * The hyperparameter's name, as the nodes read it from ml_context.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: tauro.exec.v1.DimensionKind kind = 2;
+   */
+  kind: DimensionKind;
+
+  /**
+   * Bounds of REAL and INTEGER dimensions; low < high.
+   *
+   * @generated from field: double low = 3;
+   */
+  low: number;
+
+  /**
+   * @generated from field: double high = 4;
+   */
+  high: number;
+
+  /**
+   * @generated from field: tauro.exec.v1.Prior prior = 5;
+   */
+  prior: Prior;
+
+  /**
+   * Values of a CATEGORICAL dimension: strings, numbers or booleans.
+   *
+   * @generated from field: repeated google.protobuf.Value categories = 6;
+   */
+  categories: Value[];
+};
+
+/**
+ * Describes the message tauro.exec.v1.SearchDimension.
+ * Use `create(SearchDimensionSchema)` to create a new message.
+ */
+export const SearchDimensionSchema: GenMessage<SearchDimension> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 35);
+
+/**
+ * Objective is the metric a trial is judged by.
+ *
+ * @generated from message tauro.exec.v1.Objective
+ */
+export type Objective = Message<"tauro.exec.v1.Objective"> & {
+  /**
+   * The metric's name, as a node logs it with ml_context["log_metric"].
+   *
+   * @generated from field: string metric = 1;
+   */
+  metric: string;
+
+  /**
+   * The node that logs it; empty means the one node that declares it in its
+   * `metrics` config.
+   *
+   * @generated from field: string node = 2;
+   */
+  node: string;
+
+  /**
+   * @generated from field: tauro.exec.v1.Direction direction = 3;
+   */
+  direction: Direction;
+};
+
+/**
+ * Describes the message tauro.exec.v1.Objective.
+ * Use `create(ObjectiveSchema)` to create a new message.
+ */
+export const ObjectiveSchema: GenMessage<Objective> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 36);
+
+/**
+ * @generated from message tauro.exec.v1.RunExperimentRequest
+ */
+export type RunExperimentRequest = Message<"tauro.exec.v1.RunExperimentRequest"> & {
+  /**
+   * Makes the call idempotent, as in ExecutePipelineRequest.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * An experiment declared in the project's experiments config. Its settings
+   * are used where the fields below are left empty.
+   *
+   * @generated from field: string experiment = 2;
+   */
+  experiment: string;
+
+  /**
+   * The pipeline whose runs are the trials.
+   *
+   * @generated from field: string pipeline = 3;
+   */
+  pipeline: string;
+
+  /**
+   * @generated from field: string env = 4;
+   */
+  env: string;
+
+  /**
+   * Node selection, as in ExecutePipelineRequest.select.
+   *
+   * @generated from field: repeated string select = 5;
+   */
+  select: string[];
+
+  /**
+   * @generated from field: repeated tauro.exec.v1.SearchDimension space = 6;
+   */
+  space: SearchDimension[];
+
+  /**
+   * @generated from field: tauro.exec.v1.Objective objective = 7;
+   */
+  objective?: Objective | undefined;
+
+  /**
+   * Trials to run in all; 0 takes the declared experiment's.
+   *
+   * @generated from field: int32 n_trials = 8;
+   */
+  nTrials: number;
+
+  /**
+   * Trials running at once; 0 takes the declared experiment's, else 1.
+   *
+   * @generated from field: int32 max_parallel_trials = 9;
+   */
+  maxParallelTrials: number;
+
+  /**
+   * Seed of the optimiser; unset takes the declared experiment's, else 0.
+   *
+   * @generated from field: optional int64 seed = 10;
+   */
+  seed?: bigint | undefined;
+
+  /**
+   * @generated from field: string start_date = 11;
+   */
+  startDate: string;
+
+  /**
+   * @generated from field: string end_date = 12;
+   */
+  endDate: string;
+
+  /**
+   * Fixed hyperparameters every trial runs with, under the searched ones.
+   *
+   * @generated from field: google.protobuf.Struct hyperparams = 13;
+   */
+  hyperparams?: JsonObject | undefined;
+
+  /**
+   * @generated from field: tauro.exec.v1.Sampler sampler = 14;
+   */
+  sampler: Sampler;
+};
+
+/**
+ * Describes the message tauro.exec.v1.RunExperimentRequest.
+ * Use `create(RunExperimentRequestSchema)` to create a new message.
+ */
+export const RunExperimentRequestSchema: GenMessage<RunExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 37);
+
+/**
+ * @generated from message tauro.exec.v1.RunExperimentResponse
+ */
+export type RunExperimentResponse = Message<"tauro.exec.v1.RunExperimentResponse"> & {
+  /**
+   * @generated from field: tauro.exec.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tauro.exec.v1.RunExperimentResponse.
+ * Use `create(RunExperimentResponseSchema)` to create a new message.
+ */
+export const RunExperimentResponseSchema: GenMessage<RunExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 38);
+
+/**
+ * @generated from message tauro.exec.v1.GetExperimentRequest
+ */
+export type GetExperimentRequest = Message<"tauro.exec.v1.GetExperimentRequest"> & {
+  /**
+   * @generated from field: string experiment_id = 1;
+   */
+  experimentId: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.GetExperimentRequest.
+ * Use `create(GetExperimentRequestSchema)` to create a new message.
+ */
+export const GetExperimentRequestSchema: GenMessage<GetExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 39);
+
+/**
+ * @generated from message tauro.exec.v1.GetExperimentResponse
+ */
+export type GetExperimentResponse = Message<"tauro.exec.v1.GetExperimentResponse"> & {
+  /**
+   * @generated from field: tauro.exec.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tauro.exec.v1.GetExperimentResponse.
+ * Use `create(GetExperimentResponseSchema)` to create a new message.
+ */
+export const GetExperimentResponseSchema: GenMessage<GetExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 40);
+
+/**
+ * @generated from message tauro.exec.v1.ListExperimentsRequest
+ */
+export type ListExperimentsRequest = Message<"tauro.exec.v1.ListExperimentsRequest"> & {
+  /**
+   * At most this many experiments; 0 means 50, more than 1000 is capped.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only experiments of this pipeline.
+   *
+   * @generated from field: string pipeline = 3;
+   */
+  pipeline: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.ListExperimentsRequest.
+ * Use `create(ListExperimentsRequestSchema)` to create a new message.
+ */
+export const ListExperimentsRequestSchema: GenMessage<ListExperimentsRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 41);
+
+/**
+ * @generated from message tauro.exec.v1.ListExperimentsResponse
+ */
+export type ListExperimentsResponse = Message<"tauro.exec.v1.ListExperimentsResponse"> & {
+  /**
+   * Without their trials; GetExperiment has them.
+   *
+   * @generated from field: repeated tauro.exec.v1.Experiment experiments = 1;
+   */
+  experiments: Experiment[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.ListExperimentsResponse.
+ * Use `create(ListExperimentsResponseSchema)` to create a new message.
+ */
+export const ListExperimentsResponseSchema: GenMessage<ListExperimentsResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 42);
+
+/**
+ * @generated from message tauro.exec.v1.WatchExperimentRequest
+ */
+export type WatchExperimentRequest = Message<"tauro.exec.v1.WatchExperimentRequest"> & {
+  /**
+   * @generated from field: string experiment_id = 1;
+   */
+  experimentId: string;
+
+  /**
+   * Only events with a greater sequence are sent; 0 sends all.
+   *
+   * @generated from field: int64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+};
+
+/**
+ * Describes the message tauro.exec.v1.WatchExperimentRequest.
+ * Use `create(WatchExperimentRequestSchema)` to create a new message.
+ */
+export const WatchExperimentRequestSchema: GenMessage<WatchExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 43);
+
+/**
+ * @generated from message tauro.exec.v1.WatchExperimentResponse
+ */
+export type WatchExperimentResponse = Message<"tauro.exec.v1.WatchExperimentResponse"> & {
+  /**
+   * @generated from field: tauro.exec.v1.ExperimentEvent event = 1;
+   */
+  event?: ExperimentEvent | undefined;
+};
+
+/**
+ * Describes the message tauro.exec.v1.WatchExperimentResponse.
+ * Use `create(WatchExperimentResponseSchema)` to create a new message.
+ */
+export const WatchExperimentResponseSchema: GenMessage<WatchExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 44);
+
+/**
+ * @generated from message tauro.exec.v1.CancelExperimentRequest
+ */
+export type CancelExperimentRequest = Message<"tauro.exec.v1.CancelExperimentRequest"> & {
+  /**
+   * @generated from field: string experiment_id = 1;
+   */
+  experimentId: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.CancelExperimentRequest.
+ * Use `create(CancelExperimentRequestSchema)` to create a new message.
+ */
+export const CancelExperimentRequestSchema: GenMessage<CancelExperimentRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 45);
+
+/**
+ * @generated from message tauro.exec.v1.CancelExperimentResponse
+ */
+export type CancelExperimentResponse = Message<"tauro.exec.v1.CancelExperimentResponse"> & {
+  /**
+   * @generated from field: tauro.exec.v1.Experiment experiment = 1;
+   */
+  experiment?: Experiment | undefined;
+};
+
+/**
+ * Describes the message tauro.exec.v1.CancelExperimentResponse.
+ * Use `create(CancelExperimentResponseSchema)` to create a new message.
+ */
+export const CancelExperimentResponseSchema: GenMessage<CancelExperimentResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 46);
+
+/**
+ * Experiment is a hyperparameter search and its trials.
+ *
+ * @generated from message tauro.exec.v1.Experiment
+ */
+export type Experiment = Message<"tauro.exec.v1.Experiment"> & {
+  /**
+   * @generated from field: string experiment_id = 1;
+   */
+  experimentId: string;
+
+  /**
+   * The declared experiment it was started from, if any.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string pipeline = 3;
+   */
+  pipeline: string;
+
+  /**
+   * @generated from field: string env = 4;
+   */
+  env: string;
+
+  /**
+   * @generated from field: tauro.exec.v1.ExperimentState state = 5;
+   */
+  state: ExperimentState;
+
+  /**
+   * Why it failed or was cancelled.
+   *
+   * @generated from field: string message = 6;
+   */
+  message: string;
+
+  /**
+   * @generated from field: repeated tauro.exec.v1.SearchDimension space = 7;
+   */
+  space: SearchDimension[];
+
+  /**
+   * @generated from field: tauro.exec.v1.Objective objective = 8;
+   */
+  objective?: Objective | undefined;
+
+  /**
+   * @generated from field: int32 n_trials = 9;
+   */
+  nTrials: number;
+
+  /**
+   * @generated from field: int32 max_parallel_trials = 10;
+   */
+  maxParallelTrials: number;
+
+  /**
+   * @generated from field: int64 seed = 11;
+   */
+  seed: bigint;
+
+  /**
+   * @generated from field: tauro.exec.v1.Sampler sampler = 12;
+   */
+  sampler: Sampler;
+
+  /**
+   * @generated from field: string start_date = 13;
+   */
+  startDate: string;
+
+  /**
+   * @generated from field: string end_date = 14;
+   */
+  endDate: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct hyperparams = 15;
+   */
+  hyperparams?: JsonObject | undefined;
+
+  /**
+   * @generated from field: repeated string select = 16;
+   */
+  select: string[];
+
+  /**
+   * @generated from field: string request_id = 17;
+   */
+  requestId: string;
+
+  /**
+   * Nodes whose inputs and hyperparameters are the same in every trial: they
+   * run once, in shared_run_id, and trials read back what they wrote.
+   *
+   * @generated from field: repeated string shared_nodes = 18;
+   */
+  sharedNodes: string[];
+
+  /**
+   * @generated from field: string shared_run_id = 19;
+   */
+  sharedRunId: string;
+
+  /**
+   * Nodes every trial runs.
+   *
+   * @generated from field: repeated string trial_nodes = 20;
+   */
+  trialNodes: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 21;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 22;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 23;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated tauro.exec.v1.Trial trials = 24;
+   */
+  trials: Trial[];
+
+  /**
+   * The succeeded trial with the best value so far; unset before one.
+   *
+   * @generated from field: tauro.exec.v1.Trial best = 25;
+   */
+  best?: Trial | undefined;
+
+  /**
+   * Sequence of the newest event when this was read.
+   *
+   * @generated from field: int64 last_sequence = 26;
+   */
+  lastSequence: bigint;
+};
+
+/**
+ * Describes the message tauro.exec.v1.Experiment.
+ * Use `create(ExperimentSchema)` to create a new message.
+ */
+export const ExperimentSchema: GenMessage<Experiment> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 47);
+
+/**
+ * Trial is one proposal of the optimiser and the run that tried it.
+ *
+ * @generated from message tauro.exec.v1.Trial
+ */
+export type Trial = Message<"tauro.exec.v1.Trial"> & {
+  /**
+   * From 0, in the order proposed.
+   *
+   * @generated from field: int32 number = 1;
+   */
+  number: number;
+
+  /**
+   * @generated from field: tauro.exec.v1.TrialState state = 2;
+   */
+  state: TrialState;
+
+  /**
+   * The searched hyperparameters' values.
+   *
+   * @generated from field: google.protobuf.Struct params = 3;
+   */
+  params?: JsonObject | undefined;
+
+  /**
+   * The objective's value, when it succeeded.
+   *
+   * @generated from field: optional double value = 4;
+   */
+  value?: number | undefined;
+
+  /**
+   * The run of the trial's latest attempt (a trial an execd restart cut
+   * short runs again in a new run).
+   *
+   * @generated from field: string run_id = 5;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: int32 attempt = 6;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 7;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 8;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Why it failed.
+   *
+   * @generated from field: string message = 9;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.Trial.
+ * Use `create(TrialSchema)` to create a new message.
+ */
+export const TrialSchema: GenMessage<Trial> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 48);
+
+/**
+ * ExperimentEvent is one state change of an experiment or of a trial.
+ *
+ * @generated from message tauro.exec.v1.ExperimentEvent
+ */
+export type ExperimentEvent = Message<"tauro.exec.v1.ExperimentEvent"> & {
+  /**
+   * @generated from field: string experiment_id = 1;
+   */
+  experimentId: string;
+
+  /**
+   * Per experiment, from 1, with no gaps.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from oneof tauro.exec.v1.ExperimentEvent.kind
+   */
+  kind: {
+    /**
+     * @generated from field: tauro.exec.v1.ExperimentStateChanged experiment_state_changed = 4;
+     */
+    value: ExperimentStateChanged;
+    case: "experimentStateChanged";
+  } | {
+    /**
+     * @generated from field: tauro.exec.v1.TrialStateChanged trial_state_changed = 5;
+     */
+    value: TrialStateChanged;
+    case: "trialStateChanged";
+  } | {
+    /**
+     * @generated from field: tauro.exec.v1.SharedRunStateChanged shared_run_state_changed = 6;
+     */
+    value: SharedRunStateChanged;
+    case: "sharedRunStateChanged";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message tauro.exec.v1.ExperimentEvent.
+ * Use `create(ExperimentEventSchema)` to create a new message.
+ */
+export const ExperimentEventSchema: GenMessage<ExperimentEvent> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 49);
+
+/**
+ * @generated from message tauro.exec.v1.ExperimentStateChanged
+ */
+export type ExperimentStateChanged = Message<"tauro.exec.v1.ExperimentStateChanged"> & {
+  /**
+   * @generated from field: tauro.exec.v1.ExperimentState state = 1;
+   */
+  state: ExperimentState;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.ExperimentStateChanged.
+ * Use `create(ExperimentStateChangedSchema)` to create a new message.
+ */
+export const ExperimentStateChangedSchema: GenMessage<ExperimentStateChanged> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 50);
+
+/**
+ * TrialStateChanged is a trial that started (RUNNING, with its parameters
+ * and run) or ended.
+ *
+ * @generated from message tauro.exec.v1.TrialStateChanged
+ */
+export type TrialStateChanged = Message<"tauro.exec.v1.TrialStateChanged"> & {
+  /**
+   * @generated from field: tauro.exec.v1.Trial trial = 1;
+   */
+  trial?: Trial | undefined;
+
+  /**
+   * Set when this trial became the best so far.
+   *
+   * @generated from field: bool best = 2;
+   */
+  best: boolean;
+};
+
+/**
+ * Describes the message tauro.exec.v1.TrialStateChanged.
+ * Use `create(TrialStateChangedSchema)` to create a new message.
+ */
+export const TrialStateChangedSchema: GenMessage<TrialStateChanged> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 51);
+
+/**
+ * SharedRunStateChanged is the run of the shared nodes starting or ending.
+ *
+ * @generated from message tauro.exec.v1.SharedRunStateChanged
+ */
+export type SharedRunStateChanged = Message<"tauro.exec.v1.SharedRunStateChanged"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: tauro.exec.v1.RunState state = 2;
+   */
+  state: RunState;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.SharedRunStateChanged.
+ * Use `create(SharedRunStateChangedSchema)` to create a new message.
+ */
+export const SharedRunStateChangedSchema: GenMessage<SharedRunStateChanged> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_exec, 52);
+
+/**
  * NodeState is the state of one node within a run.
  *
  * @generated from enum tauro.exec.v1.NodeState
@@ -1390,6 +2118,235 @@ export const PipelineTypeSchema: GenEnum<PipelineType> = /*@__PURE__*/
   enumDesc(file_tauro_exec_v1_exec, 2);
 
 /**
+ * ExperimentState is the state of an experiment.
+ *
+ * @generated from enum tauro.exec.v1.ExperimentState
+ */
+export enum ExperimentState {
+  /**
+   * @generated from enum value: EXPERIMENT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: EXPERIMENT_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * RUNNING: trials are being proposed and run. An experiment running when
+   * execd stopped goes on running after the next start: finished trials are
+   * kept and unfinished ones run again.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * SUCCEEDED: n_trials trials ended and at least one gave the objective.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_SUCCEEDED = 3;
+   */
+  SUCCEEDED = 3,
+
+  /**
+   * FAILED: most trials failed, a trial did not log the objective's metric,
+   * or the shared nodes' run failed.
+   *
+   * @generated from enum value: EXPERIMENT_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+
+  /**
+   * @generated from enum value: EXPERIMENT_STATE_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+}
+
+/**
+ * Describes the enum tauro.exec.v1.ExperimentState.
+ */
+export const ExperimentStateSchema: GenEnum<ExperimentState> = /*@__PURE__*/
+  enumDesc(file_tauro_exec_v1_exec, 3);
+
+/**
+ * TrialState is the state of one trial.
+ *
+ * @generated from enum tauro.exec.v1.TrialState
+ */
+export enum TrialState {
+  /**
+   * @generated from enum value: TRIAL_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * RUNNING: its run is queued or running.
+   *
+   * @generated from enum value: TRIAL_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * SUCCEEDED: its run succeeded and gave the objective's value.
+   *
+   * @generated from enum value: TRIAL_STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * @generated from enum value: TRIAL_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * @generated from enum value: TRIAL_STATE_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+}
+
+/**
+ * Describes the enum tauro.exec.v1.TrialState.
+ */
+export const TrialStateSchema: GenEnum<TrialState> = /*@__PURE__*/
+  enumDesc(file_tauro_exec_v1_exec, 4);
+
+/**
+ * DimensionKind is what values a searched hyperparameter takes.
+ *
+ * @generated from enum tauro.exec.v1.DimensionKind
+ */
+export enum DimensionKind {
+  /**
+   * @generated from enum value: DIMENSION_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * REAL: a float from low to high (tauro's and skopt's Real).
+   *
+   * @generated from enum value: DIMENSION_KIND_REAL = 1;
+   */
+  REAL = 1,
+
+  /**
+   * INTEGER: a whole number from low to high, both included (Integer).
+   *
+   * @generated from enum value: DIMENSION_KIND_INTEGER = 2;
+   */
+  INTEGER = 2,
+
+  /**
+   * CATEGORICAL: one of `categories` (Categorical).
+   *
+   * @generated from enum value: DIMENSION_KIND_CATEGORICAL = 3;
+   */
+  CATEGORICAL = 3,
+}
+
+/**
+ * Describes the enum tauro.exec.v1.DimensionKind.
+ */
+export const DimensionKindSchema: GenEnum<DimensionKind> = /*@__PURE__*/
+  enumDesc(file_tauro_exec_v1_exec, 5);
+
+/**
+ * Prior is how a numeric dimension is sampled.
+ *
+ * @generated from enum tauro.exec.v1.Prior
+ */
+export enum Prior {
+  /**
+   * Unspecified is uniform.
+   *
+   * @generated from enum value: PRIOR_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PRIOR_UNIFORM = 1;
+   */
+  UNIFORM = 1,
+
+  /**
+   * LOG_UNIFORM: uniform in log space; low must be > 0.
+   *
+   * @generated from enum value: PRIOR_LOG_UNIFORM = 2;
+   */
+  LOG_UNIFORM = 2,
+}
+
+/**
+ * Describes the enum tauro.exec.v1.Prior.
+ */
+export const PriorSchema: GenEnum<Prior> = /*@__PURE__*/
+  enumDesc(file_tauro_exec_v1_exec, 6);
+
+/**
+ * Direction says whether the objective is minimised or maximised.
+ *
+ * @generated from enum tauro.exec.v1.Direction
+ */
+export enum Direction {
+  /**
+   * Unspecified is minimise.
+   *
+   * @generated from enum value: DIRECTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: DIRECTION_MINIMIZE = 1;
+   */
+  MINIMIZE = 1,
+
+  /**
+   * @generated from enum value: DIRECTION_MAXIMIZE = 2;
+   */
+  MAXIMIZE = 2,
+}
+
+/**
+ * Describes the enum tauro.exec.v1.Direction.
+ */
+export const DirectionSchema: GenEnum<Direction> = /*@__PURE__*/
+  enumDesc(file_tauro_exec_v1_exec, 7);
+
+/**
+ * Sampler is how trials are proposed.
+ *
+ * @generated from enum tauro.exec.v1.Sampler
+ */
+export enum Sampler {
+  /**
+   * Unspecified is TPE.
+   *
+   * @generated from enum value: SAMPLER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * TPE: Bayesian optimisation with Optuna's tree-structured Parzen estimator.
+   *
+   * @generated from enum value: SAMPLER_TPE = 1;
+   */
+  TPE = 1,
+
+  /**
+   * RANDOM: independent uniform draws, as a baseline.
+   *
+   * @generated from enum value: SAMPLER_RANDOM = 2;
+   */
+  RANDOM = 2,
+}
+
+/**
+ * Describes the enum tauro.exec.v1.Sampler.
+ */
+export const SamplerSchema: GenEnum<Sampler> = /*@__PURE__*/
+  enumDesc(file_tauro_exec_v1_exec, 8);
+
+/**
  * ExecService validates, plans and runs the pipelines of one tauro project.
  *
  * @generated from service tauro.exec.v1.ExecService
@@ -1502,6 +2459,62 @@ export const ExecService: GenService<{
     methodKind: "unary";
     input: typeof GetPipelineRequestSchema;
     output: typeof GetPipelineResponseSchema;
+  },
+  /**
+   * RunExperiment starts a hyperparameter search and returns it at once: a
+   * Bayesian optimiser proposes each trial's hyperparameters, and each trial
+   * runs as an ordinary run of the pipeline. A request repeated with the same
+   * request_id returns the experiment the first one started.
+   *
+   * @generated from rpc tauro.exec.v1.ExecService.RunExperiment
+   */
+  runExperiment: {
+    methodKind: "unary";
+    input: typeof RunExperimentRequestSchema;
+    output: typeof RunExperimentResponseSchema;
+  },
+  /**
+   * GetExperiment returns an experiment with its trials and the best so far.
+   *
+   * @generated from rpc tauro.exec.v1.ExecService.GetExperiment
+   */
+  getExperiment: {
+    methodKind: "unary";
+    input: typeof GetExperimentRequestSchema;
+    output: typeof GetExperimentResponseSchema;
+  },
+  /**
+   * ListExperiments lists experiments, newest first.
+   *
+   * @generated from rpc tauro.exec.v1.ExecService.ListExperiments
+   */
+  listExperiments: {
+    methodKind: "unary";
+    input: typeof ListExperimentsRequestSchema;
+    output: typeof ListExperimentsResponseSchema;
+  },
+  /**
+   * WatchExperiment streams an experiment's events in sequence order: first
+   * those stored after `after_sequence`, then live ones. It ends after the
+   * experiment's terminal event.
+   *
+   * @generated from rpc tauro.exec.v1.ExecService.WatchExperiment
+   */
+  watchExperiment: {
+    methodKind: "server_streaming";
+    input: typeof WatchExperimentRequestSchema;
+    output: typeof WatchExperimentResponseSchema;
+  },
+  /**
+   * CancelExperiment cancels every running trial, starts no new one and
+   * returns once the experiment has ended.
+   *
+   * @generated from rpc tauro.exec.v1.ExecService.CancelExperiment
+   */
+  cancelExperiment: {
+    methodKind: "unary";
+    input: typeof CancelExperimentRequestSchema;
+    output: typeof CancelExperimentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tauro_exec_v1_exec, 0);

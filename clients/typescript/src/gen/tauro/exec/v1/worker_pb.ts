@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Direction, Sampler, SearchDimension, TrialState } from "./exec_pb.js";
+import { file_tauro_exec_v1_exec } from "./exec_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file tauro/exec/v1/worker.proto.
  */
 export const file_tauro_exec_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSL5AgoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRowCg5TcGFya0NvbmZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIr0BCgtOb2RlQ29udGV4dBIQCghwaXBlbGluZRgBIAEoCRIOCgZydW5faWQYAiABKAkSDwoHYXR0ZW1wdBgDIAEoBRISCgpzdGFydF90aW1lGAQgASgJEhUKDW1vZGVsX3ZlcnNpb24YBSABKAkSGAoQaHlwZXJwYXJhbXNfanNvbhgGIAEoCRIYChBub2RlX2NvbmZpZ19qc29uGAcgASgJEhwKFHBpcGVsaW5lX2NvbmZpZ19qc29uGAggASgJIs4BCg9SdW5Ob2RlUmVzcG9uc2USJwoDbG9nGAEgASgLMhgudGF1cm8uZXhlYy52MS5Xb3JrZXJMb2dIABItCgZtZXRyaWMYAiABKAsyGy50YXVyby5leGVjLnYxLldvcmtlck1ldHJpY0gAEi0KBnJlc3VsdBgDIAEoCzIbLnRhdXJvLmV4ZWMudjEuV29ya2VyUmVzdWx0SAASKwoFZXJyb3IYBCABKAsyGi50YXVyby5leGVjLnYxLldvcmtlckVycm9ySABCBwoFZXZlbnQiKAoJV29ya2VyTG9nEg0KBWxldmVsGAEgASgJEgwKBHRleHQYAiABKAkiKwoMV29ya2VyTWV0cmljEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAEiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkiTQoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFIkoKFkNoZWNrRnVuY3Rpb25zUmVzcG9uc2USMAoIcHJvYmxlbXMYASADKAsyHi50YXVyby5leGVjLnYxLkZ1bmN0aW9uUHJvYmxlbSIwCg9GdW5jdGlvblByb2JsZW0SDAoEbm9kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJMroBCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlQjtaOWdpdGh1Yi5jb20vdGF1cm8tZXhlYy90YXVyby1leGVjL2dlbi90YXVyby9leGVjL3YxO2V4ZWN2MWIGcHJvdG8z");
+  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSL5AgoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRowCg5TcGFya0NvbmZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIr0BCgtOb2RlQ29udGV4dBIQCghwaXBlbGluZRgBIAEoCRIOCgZydW5faWQYAiABKAkSDwoHYXR0ZW1wdBgDIAEoBRISCgpzdGFydF90aW1lGAQgASgJEhUKDW1vZGVsX3ZlcnNpb24YBSABKAkSGAoQaHlwZXJwYXJhbXNfanNvbhgGIAEoCRIYChBub2RlX2NvbmZpZ19qc29uGAcgASgJEhwKFHBpcGVsaW5lX2NvbmZpZ19qc29uGAggASgJIs4BCg9SdW5Ob2RlUmVzcG9uc2USJwoDbG9nGAEgASgLMhgudGF1cm8uZXhlYy52MS5Xb3JrZXJMb2dIABItCgZtZXRyaWMYAiABKAsyGy50YXVyby5leGVjLnYxLldvcmtlck1ldHJpY0gAEi0KBnJlc3VsdBgDIAEoCzIbLnRhdXJvLmV4ZWMudjEuV29ya2VyUmVzdWx0SAASKwoFZXJyb3IYBCABKAsyGi50YXVyby5leGVjLnYxLldvcmtlckVycm9ySABCBwoFZXZlbnQiKAoJV29ya2VyTG9nEg0KBWxldmVsGAEgASgJEgwKBHRleHQYAiABKAkiKwoMV29ya2VyTWV0cmljEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAEiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkiTQoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFIkoKFkNoZWNrRnVuY3Rpb25zUmVzcG9uc2USMAoIcHJvYmxlbXMYASADKAsyHi50YXVyby5leGVjLnYxLkZ1bmN0aW9uUHJvYmxlbSIwCg9GdW5jdGlvblByb2JsZW0SDAoEbm9kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIvYBCg5TdWdnZXN0UmVxdWVzdBItCgVzcGFjZRgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uEi8KBnRyaWFscxgCIAMoCzIfLnRhdXJvLmV4ZWMudjEuVHJpYWxPYnNlcnZhdGlvbhIOCgZudW1iZXIYAyABKAUSDAoEc2VlZBgEIAEoAxIQCghuX3RyaWFscxgFIAEoBRIrCglkaXJlY3Rpb24YBiABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbhInCgdzYW1wbGVyGAcgASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyImAKEFRyaWFsT2JzZXJ2YXRpb24SEwoLcGFyYW1zX2pzb24YASABKAkSKAoFc3RhdGUYAiABKA4yGS50YXVyby5leGVjLnYxLlRyaWFsU3RhdGUSDQoFdmFsdWUYAyABKAEiJgoPU3VnZ2VzdFJlc3BvbnNlEhMKC3BhcmFtc19qc29uGAEgASgJMoQCCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEkgKB1N1Z2dlc3QSHS50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5TdWdnZXN0UmVzcG9uc2VCO1o5Z2l0aHViLmNvbS90YXVyby1leGVjL3RhdXJvLWV4ZWMvZ2VuL3RhdXJvL2V4ZWMvdjE7ZXhlY3YxYgZwcm90bzM", [file_tauro_exec_v1_exec]);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeRequest
@@ -459,6 +461,109 @@ export const FunctionProblemSchema: GenMessage<FunctionProblem> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_worker, 11);
 
 /**
+ * @generated from message tauro.exec.v1.SuggestRequest
+ */
+export type SuggestRequest = Message<"tauro.exec.v1.SuggestRequest"> & {
+  /**
+   * @generated from field: repeated tauro.exec.v1.SearchDimension space = 1;
+   */
+  space: SearchDimension[];
+
+  /**
+   * Every trial of the experiment so far, finished or running.
+   *
+   * @generated from field: repeated tauro.exec.v1.TrialObservation trials = 2;
+   */
+  trials: TrialObservation[];
+
+  /**
+   * The number of the trial to propose; with seed it seeds the proposal.
+   *
+   * @generated from field: int32 number = 3;
+   */
+  number: number;
+
+  /**
+   * @generated from field: int64 seed = 4;
+   */
+  seed: bigint;
+
+  /**
+   * @generated from field: int32 n_trials = 5;
+   */
+  nTrials: number;
+
+  /**
+   * @generated from field: tauro.exec.v1.Direction direction = 6;
+   */
+  direction: Direction;
+
+  /**
+   * @generated from field: tauro.exec.v1.Sampler sampler = 7;
+   */
+  sampler: Sampler;
+};
+
+/**
+ * Describes the message tauro.exec.v1.SuggestRequest.
+ * Use `create(SuggestRequestSchema)` to create a new message.
+ */
+export const SuggestRequestSchema: GenMessage<SuggestRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 12);
+
+/**
+ * TrialObservation is a trial as the optimiser is told it.
+ *
+ * @generated from message tauro.exec.v1.TrialObservation
+ */
+export type TrialObservation = Message<"tauro.exec.v1.TrialObservation"> & {
+  /**
+   * Parameters, JSON object.
+   *
+   * @generated from field: string params_json = 1;
+   */
+  paramsJson: string;
+
+  /**
+   * @generated from field: tauro.exec.v1.TrialState state = 2;
+   */
+  state: TrialState;
+
+  /**
+   * The objective's value of a SUCCEEDED trial.
+   *
+   * @generated from field: double value = 3;
+   */
+  value: number;
+};
+
+/**
+ * Describes the message tauro.exec.v1.TrialObservation.
+ * Use `create(TrialObservationSchema)` to create a new message.
+ */
+export const TrialObservationSchema: GenMessage<TrialObservation> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 13);
+
+/**
+ * @generated from message tauro.exec.v1.SuggestResponse
+ */
+export type SuggestResponse = Message<"tauro.exec.v1.SuggestResponse"> & {
+  /**
+   * Parameters, JSON object.
+   *
+   * @generated from field: string params_json = 1;
+   */
+  paramsJson: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.SuggestResponse.
+ * Use `create(SuggestResponseSchema)` to create a new message.
+ */
+export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 14);
+
+/**
  * WorkerService is what a Python node worker (`python -m tauro_exec.worker`)
  * serves to execd over a Unix socket. execd starts the workers, gives each one
  * node attempt at a time and supervises them; it is not a public API.
@@ -492,6 +597,17 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof CheckFunctionsRequestSchema;
     output: typeof CheckFunctionsResponseSchema;
+  },
+  /**
+   * Suggest proposes the hyperparameters of an experiment's next trial. It
+   * is stateless: the optimiser is rebuilt from the trials given each time.
+   *
+   * @generated from rpc tauro.exec.v1.WorkerService.Suggest
+   */
+  suggest: {
+    methodKind: "unary";
+    input: typeof SuggestRequestSchema;
+    output: typeof SuggestResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tauro_exec_v1_worker, 0);
