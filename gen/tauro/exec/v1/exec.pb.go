@@ -226,6 +226,63 @@ func (PipelineType) EnumDescriptor() ([]byte, []int) {
 	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{2}
 }
 
+// Role is what a caller may do; each role may do everything the one below
+// it may.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	// VIEWER reads: validate, pipelines, runs, events.
+	Role_ROLE_VIEWER Role = 1
+	// OPERATOR also starts, cancels, stops and repairs runs.
+	Role_ROLE_OPERATOR Role = 2
+	// ADMIN may call everything.
+	Role_ROLE_ADMIN Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_VIEWER",
+		2: "ROLE_OPERATOR",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_VIEWER":      1,
+		"ROLE_OPERATOR":    2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[3].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[3]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{3}
+}
+
 type ValidatePipelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pipeline name, as in the project's pipelines file.
@@ -1380,6 +1437,106 @@ func (x *GetPipelineResponse) GetPipeline() *Pipeline {
 	return nil
 }
 
+type GetCallerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerRequest) Reset() {
+	*x = GetCallerRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerRequest) ProtoMessage() {}
+
+func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+}
+
+type GetCallerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's name: its token's name, "cert:" and its certificate's
+	// common name, or "anonymous" on a server without authentication.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=tauro.exec.v1.Role" json:"role,omitempty"`
+	// The server authenticates its callers (--tokens or --client-ca). When
+	// false, everyone who can reach it is an admin.
+	AuthenticationRequired bool `protobuf:"varint,3,opt,name=authentication_required,json=authenticationRequired,proto3" json:"authentication_required,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *GetCallerResponse) Reset() {
+	*x = GetCallerResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerResponse) ProtoMessage() {}
+
+func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetCallerResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *GetCallerResponse) GetAuthenticationRequired() bool {
+	if x != nil {
+		return x.AuthenticationRequired
+	}
+	return false
+}
+
 // Pipeline is a pipeline as configured, with its plan.
 type Pipeline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1393,7 +1550,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1562,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1575,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Pipeline) GetName() string {
@@ -1471,7 +1628,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1640,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1653,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeSpec) GetName() string {
@@ -1594,7 +1751,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1763,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1776,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Plan) GetOrder() []string {
@@ -1666,7 +1823,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1835,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1848,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Stage) GetNodes() []string {
@@ -1733,7 +1890,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1902,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1915,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Run) GetRunId() string {
@@ -1917,7 +2074,7 @@ type NodeRun struct {
 
 func (x *NodeRun) Reset() {
 	*x = NodeRun{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2086,7 @@ func (x *NodeRun) String() string {
 func (*NodeRun) ProtoMessage() {}
 
 func (x *NodeRun) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2099,7 @@ func (x *NodeRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRun.ProtoReflect.Descriptor instead.
 func (*NodeRun) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeRun) GetName() string {
@@ -2008,7 +2165,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2177,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2190,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Attempt) GetAttempt() int32 {
@@ -2091,7 +2248,7 @@ type NodeError struct {
 
 func (x *NodeError) Reset() {
 	*x = NodeError{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2260,7 @@ func (x *NodeError) String() string {
 func (*NodeError) ProtoMessage() {}
 
 func (x *NodeError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2273,7 @@ func (x *NodeError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeError.ProtoReflect.Descriptor instead.
 func (*NodeError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NodeError) GetType() string {
@@ -2168,7 +2325,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2337,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2350,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunEvent) GetRunId() string {
@@ -2313,7 +2470,7 @@ type RunStateChanged struct {
 
 func (x *RunStateChanged) Reset() {
 	*x = RunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2482,7 @@ func (x *RunStateChanged) String() string {
 func (*RunStateChanged) ProtoMessage() {}
 
 func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2495,7 @@ func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStateChanged.ProtoReflect.Descriptor instead.
 func (*RunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RunStateChanged) GetState() RunState {
@@ -2371,7 +2528,7 @@ type NodeStateChanged struct {
 
 func (x *NodeStateChanged) Reset() {
 	*x = NodeStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2540,7 @@ func (x *NodeStateChanged) String() string {
 func (*NodeStateChanged) ProtoMessage() {}
 
 func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2553,7 @@ func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateChanged.ProtoReflect.Descriptor instead.
 func (*NodeStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeStateChanged) GetNode() string {
@@ -2454,7 +2611,7 @@ type NodeMessage struct {
 
 func (x *NodeMessage) Reset() {
 	*x = NodeMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2623,7 @@ func (x *NodeMessage) String() string {
 func (*NodeMessage) ProtoMessage() {}
 
 func (x *NodeMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2636,7 @@ func (x *NodeMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMessage.ProtoReflect.Descriptor instead.
 func (*NodeMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeMessage) GetNode() string {
@@ -2522,7 +2679,7 @@ type NodeMetric struct {
 
 func (x *NodeMetric) Reset() {
 	*x = NodeMetric{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2691,7 @@ func (x *NodeMetric) String() string {
 func (*NodeMetric) ProtoMessage() {}
 
 func (x *NodeMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2704,7 @@ func (x *NodeMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMetric.ProtoReflect.Descriptor instead.
 func (*NodeMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeMetric) GetNode() string {
@@ -2600,7 +2757,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2769,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2782,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeProgress) GetNode() string {
@@ -2775,7 +2932,12 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x12\x1a\n" +
 	"\x03env\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\"J\n" +
 	"\x13GetPipelineResponse\x123\n" +
-	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\xa7\x01\n" +
+	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\x12\n" +
+	"\x10GetCallerRequest\"\x89\x01\n" +
+	"\x11GetCallerResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.tauro.exec.v1.RoleR\x04role\x127\n" +
+	"\x17authentication_required\x18\x03 \x01(\bR\x16authenticationRequired\"\xa7\x01\n" +
 	"\bPipeline\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.tauro.exec.v1.PipelineTypeR\x04type\x12-\n" +
@@ -2925,7 +3087,13 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x13PIPELINE_TYPE_BATCH\x10\x01\x12\x1b\n" +
 	"\x17PIPELINE_TYPE_STREAMING\x10\x02\x12\x18\n" +
 	"\x14PIPELINE_TYPE_HYBRID\x10\x03\x12\x14\n" +
-	"\x10PIPELINE_TYPE_ML\x10\x042\xd3\x06\n" +
+	"\x10PIPELINE_TYPE_ML\x10\x04*P\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
+	"\rROLE_OPERATOR\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x032\xa3\a\n" +
 	"\vExecService\x12c\n" +
 	"\x10ValidatePipeline\x12&.tauro.exec.v1.ValidatePipelineRequest\x1a'.tauro.exec.v1.ValidatePipelineResponse\x12`\n" +
 	"\x0fExecutePipeline\x12%.tauro.exec.v1.ExecutePipelineRequest\x1a&.tauro.exec.v1.ExecutePipelineResponse\x12M\n" +
@@ -2936,7 +3104,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\aStopRun\x12\x1d.tauro.exec.v1.StopRunRequest\x1a\x1e.tauro.exec.v1.StopRunResponse\x12N\n" +
 	"\tRepairRun\x12\x1f.tauro.exec.v1.RepairRunRequest\x1a .tauro.exec.v1.RepairRunResponse\x12Z\n" +
 	"\rListPipelines\x12#.tauro.exec.v1.ListPipelinesRequest\x1a$.tauro.exec.v1.ListPipelinesResponse\x12T\n" +
-	"\vGetPipeline\x12!.tauro.exec.v1.GetPipelineRequest\x1a\".tauro.exec.v1.GetPipelineResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
+	"\vGetPipeline\x12!.tauro.exec.v1.GetPipelineRequest\x1a\".tauro.exec.v1.GetPipelineResponse\x12N\n" +
+	"\tGetCaller\x12\x1f.tauro.exec.v1.GetCallerRequest\x1a .tauro.exec.v1.GetCallerResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
 	file_tauro_exec_v1_exec_proto_rawDescOnce sync.Once
@@ -2950,124 +3119,130 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_exec_proto_rawDescData
 }
 
-var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
 	(PipelineType)(0),                // 2: tauro.exec.v1.PipelineType
-	(*ValidatePipelineRequest)(nil),  // 3: tauro.exec.v1.ValidatePipelineRequest
-	(*ValidatePipelineResponse)(nil), // 4: tauro.exec.v1.ValidatePipelineResponse
-	(*ExecutePipelineRequest)(nil),   // 5: tauro.exec.v1.ExecutePipelineRequest
-	(*ExecutePipelineResponse)(nil),  // 6: tauro.exec.v1.ExecutePipelineResponse
-	(*WatchRunRequest)(nil),          // 7: tauro.exec.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 8: tauro.exec.v1.WatchRunResponse
-	(*GetRunRequest)(nil),            // 9: tauro.exec.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 10: tauro.exec.v1.GetRunResponse
-	(*ListRunsRequest)(nil),          // 11: tauro.exec.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 12: tauro.exec.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 13: tauro.exec.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 14: tauro.exec.v1.CancelRunResponse
-	(*StopRunRequest)(nil),           // 15: tauro.exec.v1.StopRunRequest
-	(*StopRunResponse)(nil),          // 16: tauro.exec.v1.StopRunResponse
-	(*RepairRunRequest)(nil),         // 17: tauro.exec.v1.RepairRunRequest
-	(*RepairRunResponse)(nil),        // 18: tauro.exec.v1.RepairRunResponse
-	(*ListPipelinesRequest)(nil),     // 19: tauro.exec.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),    // 20: tauro.exec.v1.ListPipelinesResponse
-	(*PipelineSummary)(nil),          // 21: tauro.exec.v1.PipelineSummary
-	(*GetPipelineRequest)(nil),       // 22: tauro.exec.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),      // 23: tauro.exec.v1.GetPipelineResponse
-	(*Pipeline)(nil),                 // 24: tauro.exec.v1.Pipeline
-	(*NodeSpec)(nil),                 // 25: tauro.exec.v1.NodeSpec
-	(*Plan)(nil),                     // 26: tauro.exec.v1.Plan
-	(*Stage)(nil),                    // 27: tauro.exec.v1.Stage
-	(*Run)(nil),                      // 28: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 29: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 30: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 31: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 32: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 33: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 34: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 35: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 36: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 37: tauro.exec.v1.NodeProgress
-	nil,                              // 38: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 39: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(Role)(0),                        // 3: tauro.exec.v1.Role
+	(*ValidatePipelineRequest)(nil),  // 4: tauro.exec.v1.ValidatePipelineRequest
+	(*ValidatePipelineResponse)(nil), // 5: tauro.exec.v1.ValidatePipelineResponse
+	(*ExecutePipelineRequest)(nil),   // 6: tauro.exec.v1.ExecutePipelineRequest
+	(*ExecutePipelineResponse)(nil),  // 7: tauro.exec.v1.ExecutePipelineResponse
+	(*WatchRunRequest)(nil),          // 8: tauro.exec.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 9: tauro.exec.v1.WatchRunResponse
+	(*GetRunRequest)(nil),            // 10: tauro.exec.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 11: tauro.exec.v1.GetRunResponse
+	(*ListRunsRequest)(nil),          // 12: tauro.exec.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 13: tauro.exec.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 14: tauro.exec.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 15: tauro.exec.v1.CancelRunResponse
+	(*StopRunRequest)(nil),           // 16: tauro.exec.v1.StopRunRequest
+	(*StopRunResponse)(nil),          // 17: tauro.exec.v1.StopRunResponse
+	(*RepairRunRequest)(nil),         // 18: tauro.exec.v1.RepairRunRequest
+	(*RepairRunResponse)(nil),        // 19: tauro.exec.v1.RepairRunResponse
+	(*ListPipelinesRequest)(nil),     // 20: tauro.exec.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),    // 21: tauro.exec.v1.ListPipelinesResponse
+	(*PipelineSummary)(nil),          // 22: tauro.exec.v1.PipelineSummary
+	(*GetPipelineRequest)(nil),       // 23: tauro.exec.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),      // 24: tauro.exec.v1.GetPipelineResponse
+	(*GetCallerRequest)(nil),         // 25: tauro.exec.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),        // 26: tauro.exec.v1.GetCallerResponse
+	(*Pipeline)(nil),                 // 27: tauro.exec.v1.Pipeline
+	(*NodeSpec)(nil),                 // 28: tauro.exec.v1.NodeSpec
+	(*Plan)(nil),                     // 29: tauro.exec.v1.Plan
+	(*Stage)(nil),                    // 30: tauro.exec.v1.Stage
+	(*Run)(nil),                      // 31: tauro.exec.v1.Run
+	(*NodeRun)(nil),                  // 32: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 33: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 34: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 35: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 36: tauro.exec.v1.RunStateChanged
+	(*NodeStateChanged)(nil),         // 37: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 38: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 39: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 40: tauro.exec.v1.NodeProgress
+	nil,                              // 41: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 42: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 43: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	26, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	39, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	28, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	32, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	28, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	29, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	42, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	31, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	35, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	31, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,  // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	28, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	28, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	28, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
-	28, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	21, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	31, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	31, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	31, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	31, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	22, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
 	2,  // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	24, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
-	2,  // 13: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	25, // 14: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	26, // 15: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	40, // 16: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	27, // 17: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
-	1,  // 18: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	39, // 19: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	41, // 20: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	41, // 21: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	41, // 22: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	29, // 23: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,  // 24: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	41, // 25: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	41, // 26: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	31, // 27: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	30, // 28: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,  // 29: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	41, // 30: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	41, // 31: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	31, // 32: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	38, // 33: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	41, // 34: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	33, // 35: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	34, // 36: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	35, // 37: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	36, // 38: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	37, // 39: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	1,  // 40: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,  // 41: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	31, // 42: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	40, // 43: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	40, // 44: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	40, // 45: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	3,  // 46: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	5,  // 47: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	7,  // 48: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	9,  // 49: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	11, // 50: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	13, // 51: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	15, // 52: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	17, // 53: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	19, // 54: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	22, // 55: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	4,  // 56: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	6,  // 57: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	8,  // 58: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	10, // 59: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	12, // 60: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	14, // 61: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	16, // 62: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	18, // 63: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	20, // 64: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	23, // 65: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	56, // [56:66] is the sub-list for method output_type
-	46, // [46:56] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	27, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	3,  // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
+	2,  // 14: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
+	28, // 15: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	29, // 16: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	43, // 17: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	30, // 18: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	1,  // 19: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
+	42, // 20: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	44, // 21: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	44, // 22: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	44, // 23: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	32, // 24: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	0,  // 25: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	44, // 26: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	44, // 27: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	34, // 28: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	33, // 29: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,  // 30: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	44, // 31: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	44, // 32: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	34, // 33: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	41, // 34: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	44, // 35: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	36, // 36: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	37, // 37: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	38, // 38: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	39, // 39: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	40, // 40: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	1,  // 41: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,  // 42: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	34, // 43: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	43, // 44: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	43, // 45: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	43, // 46: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	4,  // 47: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	6,  // 48: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	8,  // 49: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	10, // 50: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	12, // 51: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	14, // 52: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	16, // 53: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	18, // 54: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	20, // 55: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	23, // 56: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	25, // 57: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	5,  // 58: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	7,  // 59: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	9,  // 60: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	11, // 61: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	13, // 62: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	15, // 63: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	17, // 64: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	19, // 65: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	21, // 66: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	24, // 67: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	26, // 68: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	58, // [58:69] is the sub-list for method output_type
+	47, // [47:58] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -3075,7 +3250,7 @@ func file_tauro_exec_v1_exec_proto_init() {
 	if File_tauro_exec_v1_exec_proto != nil {
 		return
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[29].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[31].OneofWrappers = []any{
 		(*RunEvent_RunStateChanged)(nil),
 		(*RunEvent_NodeStateChanged)(nil),
 		(*RunEvent_NodeMessage)(nil),
@@ -3087,8 +3262,8 @@ func file_tauro_exec_v1_exec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   36,
+			NumEnums:      4,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	ExecService_RepairRun_FullMethodName        = "/tauro.exec.v1.ExecService/RepairRun"
 	ExecService_ListPipelines_FullMethodName    = "/tauro.exec.v1.ExecService/ListPipelines"
 	ExecService_GetPipeline_FullMethodName      = "/tauro.exec.v1.ExecService/GetPipeline"
+	ExecService_GetCaller_FullMethodName        = "/tauro.exec.v1.ExecService/GetCaller"
 )
 
 // ExecServiceClient is the client API for ExecService service.
@@ -65,6 +66,10 @@ type ExecServiceClient interface {
 	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
 	// GetPipeline returns a pipeline's nodes and its plan.
 	GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*GetPipelineResponse, error)
+	// GetCaller says who the call's credentials name and what role they
+	// have, so a client such as the web view offers only what the caller may
+	// do. The server checks the role of every call all the same.
+	GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error)
 }
 
 type execServiceClient struct {
@@ -184,6 +189,16 @@ func (c *execServiceClient) GetPipeline(ctx context.Context, in *GetPipelineRequ
 	return out, nil
 }
 
+func (c *execServiceClient) GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerResponse)
+	err := c.cc.Invoke(ctx, ExecService_GetCaller_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecServiceServer is the server API for ExecService service.
 // All implementations must embed UnimplementedExecServiceServer
 // for forward compatibility.
@@ -218,6 +233,10 @@ type ExecServiceServer interface {
 	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
 	// GetPipeline returns a pipeline's nodes and its plan.
 	GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error)
+	// GetCaller says who the call's credentials name and what role they
+	// have, so a client such as the web view offers only what the caller may
+	// do. The server checks the role of every call all the same.
+	GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error)
 	mustEmbedUnimplementedExecServiceServer()
 }
 
@@ -257,6 +276,9 @@ func (UnimplementedExecServiceServer) ListPipelines(context.Context, *ListPipeli
 }
 func (UnimplementedExecServiceServer) GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPipeline not implemented")
+}
+func (UnimplementedExecServiceServer) GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCaller not implemented")
 }
 func (UnimplementedExecServiceServer) mustEmbedUnimplementedExecServiceServer() {}
 func (UnimplementedExecServiceServer) testEmbeddedByValue()                     {}
@@ -452,6 +474,24 @@ func _ExecService_GetPipeline_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecService_GetCaller_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).GetCaller(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_GetCaller_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).GetCaller(ctx, req.(*GetCallerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecService_ServiceDesc is the grpc.ServiceDesc for ExecService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -494,6 +534,10 @@ var ExecService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPipeline",
 			Handler:    _ExecService_GetPipeline_Handler,
+		},
+		{
+			MethodName: "GetCaller",
+			Handler:    _ExecService_GetCaller_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -66,6 +66,11 @@ class ExecServiceStub:
     """ListPipelines lists the pipelines of the project."""
     GetPipeline: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetPipelineRequest, _exec_pb2.GetPipelineResponse]
     """GetPipeline returns a pipeline's nodes and its plan."""
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetCallerRequest, _exec_pb2.GetCallerResponse]
+    """GetCaller says who the call's credentials name and what role they
+    have, so a client such as the web view offers only what the caller may
+    do. The server checks the role of every call all the same.
+    """
 
 @_typing.type_check_only
 class ExecServiceAsyncStub(ExecServiceStub):
@@ -105,6 +110,11 @@ class ExecServiceAsyncStub(ExecServiceStub):
     """ListPipelines lists the pipelines of the project."""
     GetPipeline: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetPipelineRequest, _exec_pb2.GetPipelineResponse]  # type: ignore[assignment]
     """GetPipeline returns a pipeline's nodes and its plan."""
+    GetCaller: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetCallerRequest, _exec_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """GetCaller says who the call's credentials name and what role they
+    have, so a client such as the web view offers only what the caller may
+    do. The server checks the role of every call all the same.
+    """
 
 class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecService validates, plans and runs the pipelines of one tauro project."""
@@ -201,5 +211,16 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_exec_pb2.GetPipelineResponse, _abc.Awaitable[_exec_pb2.GetPipelineResponse]]:
         """GetPipeline returns a pipeline's nodes and its plan."""
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _exec_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.GetCallerResponse, _abc.Awaitable[_exec_pb2.GetCallerResponse]]:
+        """GetCaller says who the call's credentials name and what role they
+        have, so a client such as the web view offers only what the caller may
+        do. The server checks the role of every call all the same.
+        """
 
 def add_ExecServiceServicer_to_server(servicer: ExecServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
