@@ -2,6 +2,9 @@ module github.com/tauro-exec/tauro-exec
 
 go 1.26.8
 
+// npm packages may ship Go files; they are no part of this module.
+ignore node_modules
+
 require (
 	buf.build/go/protovalidate v1.4.0
 	github.com/apache/spark-connect-go v0.1.1-0.20250826122459-0e3d565b63e6
