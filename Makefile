@@ -12,12 +12,32 @@ BIN     := bin
 PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
 
-.PHONY: all build generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl test test-go test-fuzz test-python bench demo clean
+.PHONY: all build web generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-web bench demo clean
 
 all: build
 
-build:
+build: web
 	$(GO) build -o $(BIN)/execd ./cmd/execd
+
+# ---- web view --------------------------------------------------------------
+
+# The web view (internal/webui/app, TypeScript built by Vite) is built into
+# internal/webui/dist/app, which execd embeds; build outputs stay out of git.
+# npm ci runs only when the lock changes, the build only when a source does.
+# Without the bundle, Go still builds and execd serves a "run make web" page.
+WEB_APP := internal/webui/app
+WEB_OUT := internal/webui/dist/app
+WEB_SRC := $(shell find $(WEB_APP)/src $(WEB_APP)/public -type f 2>/dev/null) \
+  $(WEB_APP)/index.html $(WEB_APP)/vite.config.ts $(WEB_APP)/tsconfig.json $(WEB_APP)/package.json
+
+web: $(WEB_OUT)/index.html
+$(WEB_APP)/node_modules/.installed: $(WEB_APP)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20.19+ and npm are needed to build the web view: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(WEB_APP) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+$(WEB_OUT)/index.html: $(WEB_APP)/node_modules/.installed $(WEB_SRC)
+	cd $(WEB_APP) && ./node_modules/.bin/tsc --noEmit -p . && ./node_modules/.bin/vite build --logLevel warn
+	touch $@
 
 # ---- environment -----------------------------------------------------------
 
@@ -140,7 +160,7 @@ test: check-tree check-generated test-fuzz java build testbroker venv spark-jars
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
-	  $(MAKE) --no-print-directory test-go test-python
+	  $(MAKE) --no-print-directory test-go test-python test-web
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.
 grpcurl:
@@ -168,6 +188,15 @@ test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'
 	cd clients/python && ../../$(VPY) -m pytest -q tests
 
+# The browser test drives the web view of a real execd (on the run's Spark)
+# in headless Chromium, Debian's package, through playwright-core: no browser
+# is downloaded. Screenshots go to .build/web-test.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser test"; apt-get update -q && apt-get install -y -q chromium; }
+
+test-web: build chromium
+	cd $(WEB_APP) && node --test --test-concurrency=1 test/
+
 # Benchmarks that need Spark start their own server unless TAURO_SPARK_REMOTE
 # names one. The Python-vs-SQL node comparison runs three rounds: one round
 # of a 50-node pipeline is seconds long and noisy on a small machine.
@@ -181,4 +210,4 @@ demo: java build venv spark-jars
 	$(VPY) examples/demo.py
 
 clean:
-	rm -rf $(BIN) .build
+	rm -rf $(BIN) .build $(WEB_OUT)
