@@ -207,7 +207,7 @@ bench: java venv spark-jars
 # ---- demo ------------------------------------------------------------------
 
 demo: java build venv spark-jars
-	$(VPY) examples/demo.py
+	$(VPY) examples/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(BIN) .build $(WEB_OUT)

@@ -32,7 +32,9 @@ async function start(): Promise<void> {
     caller = await api.getCaller({});
   } catch (err) {
     if (authProblem(err)) {
-      signIn(token.get() ? "That token is not accepted: it is unknown to this server or was revoked." : "");
+      const refused = token.get() !== "";
+      token.clear();
+      signIn(refused ? "That token is not accepted: it is unknown to this server or was revoked." : "");
     } else {
       replace(root, h("div", { class: "empty" }, h("h1", null, "execd cannot be reached"), h("p", null, message(err)),
         h("button", { class: "btn", onclick: () => void start() }, "Try again")));
@@ -45,6 +47,7 @@ async function start(): Promise<void> {
     failed(err) {
       if (authProblem(err) && session === this) {
         session = undefined;
+        token.clear();
         page?.close();
         page = undefined;
         signIn("The server no longer accepts the token: sign in again.");

@@ -140,7 +140,7 @@ export function runPage(runId: string, session: Session): Page {
       h("div", { class: "run-meta" },
         meta("Pipeline", h("a", { href: `/?pipeline=${encodeURIComponent(run.pipeline)}`, "data-link": "", class: "pipeline-name" }, run.pipeline)),
         meta("Env", run.env),
-        meta("Dates", `${run.startDate} → ${run.endDate}`),
+        run.startDate || run.endDate ? meta("Dates", `${run.startDate} → ${run.endDate}`) : null,
         meta("Created", h("time", { datetime: iso(date(run.createTime)) }, when(date(run.createTime)))),
         meta("Duration", h("span", { class: "run-duration" }, duration(span(start, end)))),
         run.repairCount ? meta("Repairs", String(run.repairCount)) : null,
