@@ -41,6 +41,7 @@ type serveConfig struct {
 	keepRuns       retention
 	security       securityFlags
 	envAllow       string
+	corsOrigins    string
 	workerEnv      []string // from the project's worker_env, as allowed
 }
 
@@ -49,7 +50,7 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.project, "project", ".", "tauro project folder (the one with settings_yml.json or settings_json.json)")
 	fs.StringVar(&cfg.env, "env", "dev", "environment used when a request names none")
-	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on")
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve on: gRPC, gRPC-Web and Connect share it")
 	fs.StringVar(&cfg.state, "state", "", "folder for run state and logs (default: PROJECT/.tauro-exec)")
 	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
 	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark and tauro-exec[worker], for the embedded Spark server and the node workers (default: .venv/bin/python of the repo, else python3)")
@@ -61,6 +62,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
 	fs.StringVar(&cfg.envAllow, "env-allow", "", "comma-separated environment variables ${VAR} and worker_env may read (NAME, or PREFIX* for a prefix); empty allows all")
+	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated origins (scheme://host[:port], or * for any) whose web pages may call execd with gRPC-Web or Connect; empty allows none")
 	cfg.security.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
@@ -100,6 +102,10 @@ func serve(ctx context.Context, args []string) error {
 	if err := privateDir(cfg.state, log); err != nil {
 		return fmt.Errorf("--state: %w", err)
 	}
+	cors, err := parseCORSOrigins(cfg.corsOrigins)
+	if err != nil {
+		return err
+	}
 	unlock, err := lockState(cfg.state)
 	if err != nil {
 		return err
@@ -111,7 +117,7 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	defer lis.Close()
-	security, tokens, err := cfg.security.decide(lis, fs, log)
+	sec, err := cfg.security.decide(lis, fs, log)
 	if err != nil {
 		return err
 	}
@@ -144,12 +150,17 @@ func serve(ctx context.Context, args []string) error {
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng), hs, log, append(security, service.WithRedaction(environ.Redact))...)
+	srv, err := service.NewServer(service.New(eng), hs, log, append(sec.opts, service.WithRedaction(environ.Redact))...)
 	if err != nil {
 		return err
 	}
-	if tokens != nil {
-		go reloadOnHangup(ctx, tokens, log)
+	router, err := rpcRouter(srv, cors)
+	if err != nil {
+		return err
+	}
+	web := httpServer(router, sec.tls, log)
+	if sec.tokens != nil {
+		go reloadOnHangup(ctx, sec.tokens, log)
 	}
 	if cfg.keepRuns > 0 {
 		pctx, stopPruning := context.WithCancel(ctx)
@@ -157,8 +168,9 @@ func serve(ctx context.Context, args []string) error {
 		go pruneRuns(pctx, st, time.Duration(cfg.keepRuns), log)
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(lis) }()
-	log.Info("execd serving", "listen", lis.Addr().String(), "project", cfg.project, "env", cfg.env, "state", cfg.state)
+	go func() { serveErr <- serveHTTP(web, lis) }()
+	log.Info("execd serving", "listen", lis.Addr().String(), "protocols", "grpc,grpc-web,connect", "cors_origins", cors.String(),
+		"project", cfg.project, "env", cfg.env, "state", cfg.state)
 	// The address goes to stdout too, so scripts that listen on :0 can find
 	// execd. The embedded Spark's address carries its token: it goes only to
 	// --spark-ready-file, for a script that shares that Spark (a second
@@ -182,17 +194,10 @@ func serve(ctx context.Context, args []string) error {
 	if err := eng.Close(stopCtx); err != nil {
 		log.Warn("runs did not record their end in time", "err", err)
 	}
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-stopCtx.Done():
-		srv.Stop()
+	if err := drain(stopCtx, web, srv); err != nil {
+		log.Warn("calls still open at the shutdown timeout were cut", "err", err)
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	return nil
+	return <-serveErr
 }
 
 // lockState makes execd the only daemon on a state folder: two would each
