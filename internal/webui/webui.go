@@ -41,13 +41,19 @@ func handler(bundle fs.FS) http.Handler {
 		index, _ = fs.ReadFile(bundle, "index.html")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := path.Clean("/" + r.URL.Path)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// A call to a path no service serves is not found, whatever
+			// its method; only the web view's own pages are read-only.
+			if !appRoute(p) {
+				http.NotFound(w, r)
+				return
+			}
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "the web view is read with GET", http.StatusMethodNotAllowed)
 			return
 		}
 		secureHeaders(w.Header())
-		p := path.Clean("/" + r.URL.Path)
 		switch {
 		case appRoute(p):
 			if index == nil {

@@ -74,6 +74,7 @@ func TestHandler_UnknownPathsAndMethods(t *testing.T) {
 		{http.MethodGet, "/nothing-here", http.StatusNotFound},
 		{http.MethodGet, "/../../etc/passwd", http.StatusNotFound},
 		{http.MethodPost, "/", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/no.such.Service/Method", http.StatusNotFound},
 		{http.MethodHead, "/runs/x", http.StatusOK},
 	}
 	for _, c := range cases {
