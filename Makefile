@@ -11,8 +11,10 @@ VPY     := $(VENV)/bin/python
 BIN     := bin
 PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
+TSDIR   := clients/typescript
+TSGEN   := $(TSDIR)/src/gen
 
-.PHONY: all build web generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-web bench demo clean
+.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web bench demo clean
 
 all: build
 
@@ -49,6 +51,16 @@ $(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.to
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r clients/python/requirements.lock
 	$(VPY) -m pip install -q --no-deps -e clients/python
+	touch $@
+
+# The TypeScript client's packages (and protoc-gen-es, which `make generate`
+# runs), exactly as package-lock.json pins them; reinstalled only when the
+# lock changes. npm keeps downloads in its own cache (~/.npm).
+TS_STAMP := $(TSDIR)/node_modules/.installed
+npm: $(TS_STAMP)
+$(TS_STAMP): $(TSDIR)/package-lock.json $(TSDIR)/package.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed for the TypeScript client: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(TSDIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Jars the embedded Spark Connect server adds to pyspark's own (sparkserver
@@ -114,9 +126,9 @@ $(PROTODEPS)/buf/validate/validate.proto: tools/go.mod
 lint: $(PROTODEPS)/buf/validate/validate.proto
 	$(TOOL) buf lint
 
-generate: $(PROTODEPS)/buf/validate/validate.proto venv
+generate: $(PROTODEPS)/buf/validate/validate.proto venv $(TS_STAMP)
 	$(TOOL) buf lint
-	rm -rf gen $(PYGEN)
+	rm -rf gen $(PYGEN) $(TSGEN)
 	$(TOOL) buf generate
 	mkdir -p $(PYGEN)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VPY) -m grpc_tools.protoc -I proto -I $(PROTODEPS) \
@@ -127,8 +139,8 @@ generate: $(PROTODEPS)/buf/validate/validate.proto venv
 
 # CI proves the committed generated code is what `make generate` makes.
 check-generated: generate
-	@git diff --exit-code --stat -- gen $(PYGEN) || { echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
-	@test -z "$$(git status --porcelain -- gen $(PYGEN))" || { git status --porcelain -- gen $(PYGEN); echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@git diff --exit-code --stat -- gen $(PYGEN) $(TSGEN) || { echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- gen $(PYGEN) $(TSGEN))" || { git status --porcelain -- gen $(PYGEN) $(TSGEN); echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
 
 # ---- tests -----------------------------------------------------------------
 
@@ -145,7 +157,7 @@ KAFKA_TEST := .build/kafka-test
 # a fresh cluster each run) serve the whole test run: Go integration tests
 # and the Python client's tests reach them through TAURO_SPARK_REMOTE and
 # TAURO_KAFKA_BOOTSTRAP. Both start at once; both are stopped on exit.
-test: check-tree check-generated test-fuzz java build testbroker venv spark-jars kafka-libs grpcurl
+test: check-tree check-generated test-fuzz java build testbroker venv npm spark-jars kafka-libs grpcurl
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
 	@rm -rf $(KAFKA_TEST) && mkdir -p $(KAFKA_TEST)
 	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log) and Kafka broker (log: $(KAFKA_TEST)/broker.log)"
@@ -160,7 +172,7 @@ test: check-tree check-generated test-fuzz java build testbroker venv spark-jars
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
-	  $(MAKE) --no-print-directory test-go test-python test-web
+	  $(MAKE) --no-print-directory test-go test-python test-typescript test-web
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.
 grpcurl:
@@ -187,6 +199,14 @@ test-fuzz:
 test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'
 	cd clients/python && ../../$(VPY) -m pytest -q tests
+
+# The TypeScript client: type-checked and compiled with tsc, then its tests
+# (node's own runner) drive a real execd ($EXECD) on the test run's Spark
+# ($TAURO_SPARK_REMOTE), as `make test` exports them.
+test-typescript: $(TS_STAMP)
+	rm -rf $(TSDIR)/dist
+	cd $(TSDIR) && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.test.json
+	cd $(TSDIR) && node --test --test-concurrency=1 dist/test/*.test.js
 
 # The browser test drives the web view of a real execd (on the run's Spark)
 # in headless Chromium, Debian's package, through playwright-core: no browser
