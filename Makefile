@@ -21,26 +21,6 @@ all: build
 build: web
 	$(GO) build -o $(BIN)/execd ./cmd/execd
 
-# ---- web view --------------------------------------------------------------
-
-# The web view (internal/webui/app, TypeScript built by Vite) is built into
-# internal/webui/dist/app, which execd embeds; build outputs stay out of git.
-# npm ci runs only when the lock changes, the build only when a source does.
-# Without the bundle, Go still builds and execd serves a "run make web" page.
-WEB_APP := internal/webui/app
-WEB_OUT := internal/webui/dist/app
-WEB_SRC := $(shell find $(WEB_APP)/src $(WEB_APP)/public -type f 2>/dev/null) \
-  $(WEB_APP)/index.html $(WEB_APP)/vite.config.ts $(WEB_APP)/tsconfig.json $(WEB_APP)/package.json
-
-web: $(WEB_OUT)/index.html
-$(WEB_APP)/node_modules/.installed: $(WEB_APP)/package-lock.json
-	@command -v npm >/dev/null || { echo "Node.js 20.19+ and npm are needed to build the web view: apt-get install nodejs npm" >&2; exit 1; }
-	cd $(WEB_APP) && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
-$(WEB_OUT)/index.html: $(WEB_APP)/node_modules/.installed $(WEB_SRC)
-	cd $(WEB_APP) && ./node_modules/.bin/tsc --noEmit -p . && ./node_modules/.bin/vite build --logLevel warn
-	touch $@
-
 # ---- environment -----------------------------------------------------------
 
 # The venv is rebuilt only when the lock file changes.
@@ -61,6 +41,28 @@ npm: $(TS_STAMP)
 $(TS_STAMP): $(TSDIR)/package-lock.json $(TSDIR)/package.json
 	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed for the TypeScript client: apt-get install nodejs npm" >&2; exit 1; }
 	cd $(TSDIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+# ---- web view --------------------------------------------------------------
+
+# The web view (internal/webui/app, TypeScript built by Vite) is built into
+# internal/webui/dist/app, which execd embeds; build outputs stay out of git.
+# It calls execd through the TypeScript client (clients/typescript, whose
+# packages `make npm` installs). npm ci runs only when a lock changes, the
+# build only when a source does. Without the bundle Go still builds, and
+# execd serves a page that says to run `make web`.
+WEB_APP := internal/webui/app
+WEB_OUT := internal/webui/dist/app
+WEB_SRC := $(shell find $(WEB_APP)/src $(WEB_APP)/public $(TSDIR)/src -type f 2>/dev/null) \
+  $(WEB_APP)/index.html $(WEB_APP)/vite.config.ts $(WEB_APP)/tsconfig.json $(WEB_APP)/package.json
+
+web: $(WEB_OUT)/index.html
+$(WEB_APP)/node_modules/.installed: $(WEB_APP)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20.19+ and npm are needed to build the web view: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(WEB_APP) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+$(WEB_OUT)/index.html: $(WEB_APP)/node_modules/.installed $(TS_STAMP) $(WEB_SRC)
+	cd $(WEB_APP) && ./node_modules/.bin/tsc --noEmit -p . && ./node_modules/.bin/vite build --logLevel warn
 	touch $@
 
 # Jars the embedded Spark Connect server adds to pyspark's own (sparkserver

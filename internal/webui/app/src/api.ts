@@ -1,13 +1,10 @@
-// The API as the page uses it: the generated ExecService client over the
-// Connect protocol on the page's own origin, with the caller's token, and
-// WatchRun followed across dropped streams.
+// The API as the page uses it: the TypeScript client (clients/typescript)
+// over the Connect protocol on the page's own origin, with the caller's
+// token from this tab's sessionStorage.
 
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
-import { ExecService, type RunEvent } from "../../../../clients/typescript/src/gen/tauro/exec/v1/exec_pb";
+import { Code, ConnectError, createTauroClient, type RunEvent } from "../../../../clients/typescript/src/index";
 
-export * from "../../../../clients/typescript/src/gen/tauro/exec/v1/exec_pb";
-export { Code, ConnectError };
+export * from "../../../../clients/typescript/src/index";
 
 // The token lives in sessionStorage: it goes with the tab, not the browser.
 const TOKEN_KEY = "tauro-exec.token";
@@ -18,16 +15,10 @@ export const token = {
   clear: (): void => sessionStorage.removeItem(TOKEN_KEY),
 };
 
-const bearer: Interceptor = (next) => (req) => {
-  const t = token.get();
-  if (t) req.header.set("Authorization", `Bearer ${t}`);
-  return next(req);
-};
+export const client = createTauroClient({ baseUrl: location.origin, binary: true, token: () => token.get() || undefined });
 
-export const api = createClient(
-  ExecService,
-  createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [bearer] }),
-);
+/** api is the generated client, for the calls the wrapper does not wrap. */
+export const api = client.raw;
 
 /** authProblem reports an error that a (new) token would fix. */
 export function authProblem(err: unknown): boolean {
@@ -40,16 +31,16 @@ export function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-// Errors that a new attempt cannot mend: the stream is given up on them.
-const final = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.NotFound, Code.InvalidArgument]);
-
 export type Link = "live" | "reconnecting";
 
+// A page left open keeps trying this long across a dead connection.
+const RECONNECT_FOR_MS = 10 * 60_000;
+
 /**
- * follow streams a run's events after `after` until the run's terminal
- * event, reconnecting with the last sequence seen when the stream drops, so
- * no event is lost or seen twice. It returns when the run has ended or
- * signal aborts, and throws an error that retrying cannot mend.
+ * follow hands over a run's events after `after` until the run's terminal
+ * event. The client's watch reconnects after a dropped stream from the last
+ * event seen, so no event is lost or seen twice. It returns when the run has
+ * ended or signal aborts, and throws what reconnecting cannot mend.
  */
 export async function follow(
   runId: string,
@@ -58,35 +49,18 @@ export async function follow(
   onLink: (l: Link) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  let wait = 500;
-  for (;;) {
-    try {
-      onLink("live");
-      for await (const res of api.watchRun({ runId, afterSequence: after }, { signal })) {
-        const ev = res.event;
-        if (!ev || ev.sequence <= after) continue;
-        after = ev.sequence;
-        wait = 500;
-        onEvent(ev);
-      }
-      return; // the server ends the stream after the run's terminal event
-    } catch (err) {
-      if (signal.aborted) return;
-      if (err instanceof ConnectError && final.has(err.code)) throw err;
+  onLink("live");
+  let link: Link = "live";
+  try {
+    for await (const ev of client.watch(runId, {
+      afterSequence: after, signal, reconnectTimeoutMs: RECONNECT_FOR_MS,
+      onReconnect: () => { link = "reconnecting"; onLink(link); },
+    })) {
+      if (link !== "live") { link = "live"; onLink(link); }
+      onEvent(ev);
     }
-    onLink("reconnecting");
-    await sleep(wait, signal);
+  } catch (err) {
     if (signal.aborted) return;
-    wait = Math.min(wait * 2, 8000);
+    throw err;
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

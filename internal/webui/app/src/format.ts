@@ -1,9 +1,12 @@
 // How times, durations and numbers read on the page.
 
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Run } from "./api";
+
+/** Timestamp is google.protobuf.Timestamp as the generated code reads it. */
+export type Timestamp = NonNullable<Run["createTime"]>;
 
 export function date(ts: Timestamp | undefined): Date | undefined {
-  return ts ? timestampDate(ts) : undefined;
+  return ts ? new Date(Number(ts.seconds) * 1000 + Math.round(ts.nanos / 1e6)) : undefined;
 }
 
 /** duration reads milliseconds as "850ms", "12.3s", "4m 05s", "2h 03m". */

@@ -3,7 +3,6 @@
 // (last_sequence); an event newer than that changes a node's state, an
 // older one (the replay from the start) only fills the logs and charts.
 
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { Attempt, NodeError, NodeSpec, Run, RunEvent } from "./api";
 import { NodeState, RunState } from "./api";
 import { date, duration } from "./format";
@@ -108,7 +107,7 @@ export class RunModel {
   apply(ev: RunEvent): boolean {
     if (ev.sequence <= this.lastSeq) return false;
     this.lastSeq = ev.sequence;
-    const time = ev.time ? date(ev.time as Timestamp) : undefined;
+    const time = date(ev.time);
     const k = ev.kind;
     switch (k.case) {
       case "runStateChanged": {

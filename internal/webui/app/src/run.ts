@@ -2,7 +2,7 @@
 // the DAG with every node's live state, a timeline of the nodes, and a side
 // panel with the selected node's attempts, error, metrics, progress and log.
 
-import { api, follow, message, type Link, type Run } from "./api";
+import { api, client, follow, message, type Link, type Run } from "./api";
 import { Dag } from "./dag";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
@@ -48,8 +48,8 @@ export function runPage(runId: string, session: Session): Page {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(async () => {
       try {
-        const { run } = await api.getRun({ runId });
-        if (run && model) {
+        const run = await client.getRun(runId);
+        if (model) {
           model.snapshot(run);
           render();
         }
@@ -91,11 +91,11 @@ export function runPage(runId: string, session: Session): Page {
     render();
   };
 
-  const act = async (what: string, call: () => Promise<{ run?: Run }>) => {
+  const act = async (what: string, call: () => Promise<Run | undefined>) => {
     if (!confirm(`${what} run ${runId}?`)) return;
     notice = "";
     try {
-      const { run } = await call();
+      const run = await call();
       if (run && model) model.snapshot(run);
       if (link === "ended") void watch(); // a repaired run runs again
     } catch (err) {
@@ -116,14 +116,14 @@ export function runPage(runId: string, session: Session): Page {
     const actions = h("div", { class: "actions" });
     if (session.canOperate) {
       if (activeRun(run.state)) {
-        actions.append(h("button", { class: "btn danger", "data-action": "cancel", onclick: () => act("Cancel", () => api.cancelRun({ runId, reason: `cancelled by ${session.caller.name} in the web view` })) }, "Cancel run"));
+        actions.append(h("button", { class: "btn danger", "data-action": "cancel", onclick: () => act("Cancel", () => client.cancel(runId, `cancelled by ${session.caller.name} in the web view`)) }, "Cancel run"));
         const streaming = [...model.nodes.values()].some((n) => n.spec?.streaming);
         if (streaming && run.state === RunState.RUNNING) {
-          actions.append(h("button", { class: "btn", "data-action": "stop", onclick: () => act("Stop the streams of", () => api.stopRun({ runId, reason: `stopped by ${session.caller.name} in the web view` })) }, "Stop streams"));
+          actions.append(h("button", { class: "btn", "data-action": "stop", onclick: () => act("Stop the streams of", async () => (await api.stopRun({ runId, reason: `stopped by ${session.caller.name} in the web view` })).run) }, "Stop streams"));
         }
       }
       if (repairableRun(run.state)) {
-        actions.append(h("button", { class: "btn primary", "data-action": "repair", onclick: () => act("Repair", () => api.repairRun({ runId, requestId: crypto.randomUUID() })) }, "Repair run"));
+        actions.append(h("button", { class: "btn primary", "data-action": "repair", onclick: () => act("Repair", () => client.repair(runId)) }, "Repair run"));
       }
     }
     const counts = new Map<string, number>();
@@ -194,8 +194,7 @@ export function runPage(runId: string, session: Session): Page {
 
   void (async () => {
     try {
-      const { run } = await api.getRun({ runId });
-      if (!run) throw new Error("no run in the answer");
+      const run = await client.getRun(runId);
       let specs: Awaited<ReturnType<typeof api.getPipeline>>["pipeline"];
       try {
         specs = (await api.getPipeline({ name: run.pipeline, env: run.env })).pipeline;

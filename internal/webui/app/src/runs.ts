@@ -1,7 +1,7 @@
 // The runs list: newest first, filtered by pipeline and state (kept in the
 // URL), refreshed every few seconds.
 
-import { api, message, type Run, RunState } from "./api";
+import { client, message, type Run, RunState } from "./api";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
 import type { Page, Session } from "./main";
@@ -58,7 +58,7 @@ export function runsPage(session: Session): Page {
   pipelineSel.addEventListener("change", filtersChanged);
   stateSel.addEventListener("change", filtersChanged);
 
-  void api.listPipelines({}).then(({ pipelines }) => {
+  void client.pipelines().then((pipelines) => {
     for (const p of pipelines) {
       if (p.name !== pipeline) pipelineSel.append(h("option", { value: p.name }, p.name));
     }
@@ -73,7 +73,7 @@ export function runsPage(session: Session): Page {
       let token = "";
       // Refreshing keeps as many rows as were shown.
       do {
-        const res = await api.listRuns({ pageSize: Math.min(shown - runs.length, 1000), pageToken: token, pipeline, states });
+        const res = await client.listRuns({ pageSize: Math.min(shown - runs.length, 1000), pageToken: token, pipeline, states });
         runs.push(...res.runs);
         token = res.nextPageToken;
       } while (token && runs.length < shown);
