@@ -6,9 +6,9 @@ import { graphlib, layout } from "@dagrejs/dagre";
 import { s } from "./dom";
 import { label } from "./states";
 
-const W = 200; // node box
+const W = 184; // node box
 const H = 50;
-const NAME_CHARS = 24; // what fits in W at the name's font size
+const NAME_CHARS = 22; // what fits in W at the name's font size
 
 export interface NodeLook {
   state: string; // CSS key, e.g. "running"
@@ -23,17 +23,18 @@ export class Dag {
 
   constructor(names: string[], deps: [string, string][], onSelect: (name: string) => void) {
     const g = new graphlib.Graph();
-    g.setGraph({ rankdir: "LR", nodesep: 22, ranksep: 64, marginx: 20, marginy: 20 });
+    g.setGraph({ rankdir: "LR", nodesep: 20, ranksep: 52, marginx: 16, marginy: 16 });
     g.setDefaultEdgeLabel(() => ({}));
     for (const n of names) g.setNode(n, { width: W, height: H });
     for (const [from, to] of deps) g.setEdge(from, to);
     layout(g);
     const { width = W, height = H } = g.graph();
 
+    // Drawn at its natural size, and scaled down to fit a narrower box.
     this.el = s("svg", {
-      class: "dag-svg", width: Math.ceil(width), height: Math.ceil(height),
-      viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`, role: "img", "aria-label": "pipeline graph",
+      class: "dag-svg", viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`, role: "img", "aria-label": "pipeline graph",
     });
+    this.el.style.maxWidth = `${Math.ceil(width)}px`;
     this.el.append(s("defs", null,
       s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
         s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }))));

@@ -56,7 +56,7 @@ export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
 
 export function runPanel(m: RunModel): HTMLElement {
   const r = m.run;
-  const hp = r.hyperparams && Object.keys(r.hyperparams).length ? JSON.stringify(r.hyperparams, null, 2) : "";
+  const hp = r.hyperparams && Object.keys(r.hyperparams).length ? JSON.stringify(sorted(r.hyperparams), null, 2) : "";
   return h("div", { class: "panel-inner" },
     h("div", { class: "panel-head" }, h("h2", { class: "panel-title" }, "Run")),
     h("p", { class: "hint" }, "Select a node for its attempts, errors, metrics and log."),
@@ -73,6 +73,15 @@ export function runPanel(m: RunModel): HTMLElement {
     hp ? section("Hyperparameters", h("pre", { class: "code" }, hp)) : null,
     section("Log", logList(m.log, "No events yet.")),
   );
+}
+
+/** sorted is a JSON value with its objects' keys in order, so it reads the same each time. */
+function sorted(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sorted);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, sorted(x)]));
+  }
+  return v;
 }
 
 function errorBlock(type: string, msg: string, traceback: string, upstream: boolean): HTMLElement {
