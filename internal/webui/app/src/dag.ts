@@ -34,7 +34,9 @@ export class Dag {
     this.el = s("svg", {
       class: "dag-svg", viewBox: `0 0 ${Math.ceil(width)} ${Math.ceil(height)}`, role: "img", "aria-label": "pipeline graph",
     });
+    // Below 60% a large graph scrolls instead: its names stay readable.
     this.el.style.maxWidth = `${Math.ceil(width)}px`;
+    this.el.style.minWidth = `${Math.ceil(width * 0.6)}px`;
     this.el.append(s("defs", null,
       s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
         s("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow" }))));

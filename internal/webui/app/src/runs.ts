@@ -1,7 +1,7 @@
 // The runs list: newest first, filtered by pipeline and state (kept in the
 // URL), refreshed every few seconds.
 
-import { client, message, type Run, RunState } from "./api";
+import { client, message, type Run } from "./api";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
 import type { Page, Session } from "./main";
@@ -67,7 +67,7 @@ export function runsPage(session: Session): Page {
 
   async function load() {
     clearTimeout(timer);
-    const states = state ? [RunState[state.toUpperCase() as keyof typeof RunState]] : [];
+    const states = runStates.filter((s) => runKey(s) === state);
     try {
       const runs: Run[] = [];
       let token = "";
