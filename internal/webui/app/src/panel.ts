@@ -5,7 +5,7 @@ import { h } from "./dom";
 import { date, duration, iso, num, rate, span, when } from "./format";
 import type { LogLine, NodeModel, RunModel } from "./model";
 import { sparkline } from "./sparkline";
-import { badge, nodeKey } from "./states";
+import { activeNode, badge, nodeKey } from "./states";
 
 export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
   const key = nodeKey(n.state);
@@ -22,7 +22,7 @@ export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
       ["Attempt", n.attempt ? `${n.attempt}${spec ? ` of ${spec.maxRetries + 1}` : ""}` : ""],
       ["Started", n.start ? h("time", { datetime: iso(n.start) }, when(n.start)) : ""],
       ["Ended", n.end ? h("time", { datetime: iso(n.end) }, when(n.end)) : ""],
-      ["Duration", duration(span(n.start, n.end))],
+      ["Duration", n.start ? h("span", { "data-live-start": !n.end && activeNode(n.state) ? n.start.getTime() : null }, duration(span(n.start, n.end))) : ""],
       ["Next try", n.retryAt && key === "retrying" ? h("time", { datetime: iso(n.retryAt) }, when(n.retryAt)) : ""],
       ["Inputs", spec?.inputs.join(", ") ?? ""],
       ["Outputs", spec?.outputs.join(", ") ?? ""],
@@ -45,7 +45,7 @@ export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
           h("td", { class: "num" }, String(a.attempt)),
           h("td", null, badge(nodeKey(a.state), "small")),
           h("td", null, when(st)),
-          h("td", { class: "num" }, duration(span(st, date(a.endTime)))),
+          h("td", { class: "num", "data-live-start": st && !a.endTime && activeNode(a.state) ? st.getTime() : null }, duration(span(st, date(a.endTime)))),
           h("td", { class: "err-cell", title: a.error?.message ?? "" }, a.error ? `${a.error.type}: ${a.error.message}` : ""));
       })))));
   }

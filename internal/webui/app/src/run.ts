@@ -6,7 +6,7 @@ import { api, client, follow, message, type Link, type Run } from "./api";
 import { Dag } from "./dag";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
-import { RunModel } from "./model";
+import { RunModel, type NodeModel } from "./model";
 import { nodePanel, runPanel } from "./panel";
 import type { Page, Session } from "./main";
 import { activeNode, activeRun, badge, label, nodeKey, repairableRun, runKey } from "./states";
@@ -105,19 +105,45 @@ export function runPage(runId: string, session: Session): Page {
     render();
   };
 
+  // Parts are rebuilt only when what they show changes, so a button is not
+  // replaced under the pointer nor a selection in the traceback lost; the
+  // clock only moves running durations (liveDurations).
   function draw() {
     if (!model) return;
     const run = model.run;
+    el.dataset.runState = runKey(run.state);
+    keyed(head, headKey(), drawHead);
+    for (const n of model.nodes.values()) {
+      const key = nodeKey(n.state);
+      const took = duration(span(n.start, n.end));
+      let sub = label(key);
+      if (n.attempt > 1) sub += ` · try ${n.attempt}`;
+      if (took && (n.end || activeNode(n.state))) sub += ` · ${took}`;
+      dag?.update(n.name, { state: key, sub });
+    }
+    drawTimeline();
+    const n = selected ? model.nodes.get(selected) : undefined;
+    keyed(panel, n ? `node ${nodeSignature(n)}` : `run ${run.state} ${model.log.length} ${run.endTime?.seconds}`,
+      () => replace(panel, n ? nodePanel(n, () => select(undefined)) : runPanel(model!)));
+    liveDurations(el);
+  }
+
+  function headKey(): string {
+    const run = model!.run;
+    return JSON.stringify([run.state, link, notice, run.message, run.repairCount, String(run.startTime?.seconds), String(run.endTime?.seconds),
+      [...model!.nodes.values()].map((n) => n.state)]);
+  }
+
+  function drawHead() {
+    const run = model!.run;
     const state = runKey(run.state);
     const start = date(run.startTime);
     const end = date(run.endTime);
-    el.dataset.runState = state;
-
     const actions = h("div", { class: "actions" });
     if (session.canOperate) {
       if (activeRun(run.state)) {
         actions.append(h("button", { class: "btn danger", "data-action": "cancel", onclick: () => act("Cancel", () => client.cancel(runId, `cancelled by ${session.caller.name} in the web view`)) }, "Cancel run"));
-        const streaming = [...model.nodes.values()].some((n) => n.spec?.streaming);
+        const streaming = [...model!.nodes.values()].some((n) => n.spec?.streaming);
         if (streaming && run.state === RunState.RUNNING) {
           actions.append(h("button", { class: "btn", "data-action": "stop", onclick: () => act("Stop the streams of", async () => (await api.stopRun({ runId, reason: `stopped by ${session.caller.name} in the web view` })).run) }, "Stop streams"));
         }
@@ -127,7 +153,7 @@ export function runPage(runId: string, session: Session): Page {
       }
     }
     const counts = new Map<string, number>();
-    for (const n of model.nodes.values()) counts.set(nodeKey(n.state), (counts.get(nodeKey(n.state)) ?? 0) + 1);
+    for (const n of model!.nodes.values()) counts.set(nodeKey(n.state), (counts.get(nodeKey(n.state)) ?? 0) + 1);
 
     replace(head,
       h("div", { class: "run-title" },
@@ -142,7 +168,7 @@ export function runPage(runId: string, session: Session): Page {
         meta("Env", run.env),
         run.startDate || run.endDate ? meta("Dates", `${run.startDate} → ${run.endDate}`) : null,
         meta("Created", h("time", { datetime: iso(date(run.createTime)) }, when(date(run.createTime)))),
-        meta("Duration", h("span", { class: "run-duration" }, duration(span(start, end)))),
+        meta("Duration", h("span", { class: "run-duration", "data-live-start": start && !end ? start.getTime() : null }, duration(span(start, end)))),
         run.repairCount ? meta("Repairs", String(run.repairCount)) : null,
         meta("Nodes", h("span", { class: "counts" }, ...[...counts].map(([k, c]) => h("span", { class: `count st-${k}`, title: label(k) }, `${c} ${label(k).toLowerCase()}`)))),
         actions,
@@ -150,31 +176,32 @@ export function runPage(runId: string, session: Session): Page {
       run.message && !activeRun(run.state) ? h("p", { class: `run-message st-${state}` }, run.message) : null,
       notice ? h("p", { class: "notice", role: "alert" }, notice) : null,
     );
-
-    for (const n of model.nodes.values()) {
-      const key = nodeKey(n.state);
-      const took = duration(span(n.start, n.end));
-      let sub = label(key);
-      if (n.attempt > 1) sub += ` · try ${n.attempt}`;
-      if (took && (n.end || activeNode(n.state))) sub += ` · ${took}`;
-      dag?.update(n.name, { state: key, sub });
-    }
-    drawTimeline();
-    const n = selected ? model.nodes.get(selected) : undefined;
-    replace(panel, n ? nodePanel(n, () => select(undefined)) : runPanel(model));
   }
 
+  // The timeline's rows are made once; each draw moves their bars.
+  let rows: Map<string, { row: HTMLElement; bar: HTMLElement; dur: HTMLElement }> | undefined;
   function drawTimeline() {
     if (!model) return;
+    if (!rows) {
+      rows = new Map();
+      for (const name of model.order) {
+        const bar = h("div", { class: "bar" });
+        const dur = h("span", { class: "tl-dur" });
+        const row = h("div", { class: "tl-row", "data-node": name, onclick: () => select(name) },
+          h("span", { class: "tl-name", title: name }, name), h("span", { class: "tl-track" }, bar), dur);
+        rows.set(name, { row, bar, dur });
+      }
+      replace(timeline, h("h2", { class: "section-title" }, "Timeline"), ...[...rows.values()].map((r) => r.row));
+    }
     const t0 = date(model.run.startTime)?.getTime();
     const now = Date.now();
     let t1 = date(model.run.endTime)?.getTime() ?? now;
     for (const n of model.nodes.values()) t1 = Math.max(t1, n.end?.getTime() ?? (n.start ? now : 0));
     const total = t0 !== undefined ? Math.max(t1 - t0, 1) : 1;
-    const rows = model.order.map((name) => {
-      const n = model!.nodes.get(name)!;
-      const key = nodeKey(n.state);
-      const bar = h("div", { class: `bar st-${key}` });
+    for (const [name, { row, bar, dur }] of rows) {
+      const n = model.nodes.get(name)!;
+      row.classList.toggle("selected", name === selected);
+      bar.className = `bar st-${nodeKey(n.state)}`;
       if (t0 !== undefined && n.start) {
         const a = n.start.getTime() - t0;
         const b = (n.end?.getTime() ?? now) - t0;
@@ -183,13 +210,8 @@ export function runPage(runId: string, session: Session): Page {
       } else {
         bar.classList.add("none");
       }
-      return h("div", { class: `tl-row${name === selected ? " selected" : ""}`, "data-node": name, onclick: () => select(name) },
-        h("span", { class: "tl-name", title: name }, name),
-        h("span", { class: "tl-track" }, bar),
-        h("span", { class: "tl-dur" }, duration(span(n.start, n.end))),
-      );
-    });
-    replace(timeline, h("h2", { class: "section-title" }, "Timeline"), ...rows);
+      dur.textContent = duration(span(n.start, n.end));
+    }
   }
 
   void (async () => {
@@ -228,6 +250,28 @@ export function runPage(runId: string, session: Session): Page {
       clearTimeout(refreshTimer);
     },
   };
+}
+
+/** keyed rebuilds el with build only when key differs from the last one. */
+function keyed(el: HTMLElement, key: string, build: () => void): void {
+  if (el.dataset.key === key) return;
+  el.dataset.key = key;
+  build();
+}
+
+/** nodeSignature changes whenever the node's panel would show something new. */
+function nodeSignature(n: NodeModel): string {
+  const metrics = n.metrics.get(n.attempt);
+  return JSON.stringify([n.name, n.state, n.attempt, n.start?.getTime(), n.end?.getTime(), n.error?.message,
+    n.attempts.length, n.log.length, n.progress.length, metrics ? [...metrics].join() : ""]);
+}
+
+/** liveDurations moves every running duration under root to now. */
+function liveDurations(root: HTMLElement): void {
+  const now = Date.now();
+  for (const e of root.querySelectorAll<HTMLElement>("[data-live-start]")) {
+    e.textContent = duration(now - Number(e.dataset.liveStart));
+  }
 }
 
 function meta(name: string, value: Node | string): HTMLElement {
