@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"compress/gzip"
 	"io"
 	"io/fs"
 	"net/http"
@@ -61,6 +62,36 @@ func TestHandler_ServesAssetsImmutable(t *testing.T) {
 	}
 	if cc := r.Header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
 		t.Fatalf("asset Cache-Control %q: hashed names may be cached for good", cc)
+	}
+}
+
+func TestHandler_GzipsScriptsForBrowsersThatTakeIt(t *testing.T) {
+	h := handler(built)
+	for _, ae := range []string{"gzip, deflate, br", "br;q=1.0, gzip;q=0.8"} {
+		req := httptest.NewRequest(http.MethodGet, "/assets/index-abc.js", nil)
+		req.Header.Set("Accept-Encoding", ae)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		r := rec.Result()
+		if r.Header.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/javascript") {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q, Content-Type %q", ae, r.Header.Get("Content-Encoding"), r.Header.Get("Content-Type"))
+		}
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := io.ReadAll(zr); string(b) != `console.log("app")` {
+			t.Fatalf("gunzipped: %q", b)
+		}
+	}
+	for _, ae := range []string{"", "br", "gzip;q=0"} {
+		req := httptest.NewRequest(http.MethodGet, "/assets/index-abc.js", nil)
+		req.Header.Set("Accept-Encoding", ae)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if ce := rec.Result().Header.Get("Content-Encoding"); ce != "" || rec.Body.String() != `console.log("app")` {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q, body %q", ae, ce, rec.Body.String())
+		}
 	}
 }
 
