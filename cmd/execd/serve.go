@@ -76,6 +76,10 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cors, err := parseCORSOrigins(cfg.corsOrigins)
+	if err != nil {
+		return err
+	}
 
 	project, err := filepath.Abs(cfg.project)
 	if err != nil {
@@ -102,10 +106,6 @@ func serve(ctx context.Context, args []string) error {
 	}
 	if err := privateDir(cfg.state, log); err != nil {
 		return fmt.Errorf("--state: %w", err)
-	}
-	cors, err := parseCORSOrigins(cfg.corsOrigins)
-	if err != nil {
-		return err
 	}
 	unlock, err := lockState(cfg.state)
 	if err != nil {

@@ -169,6 +169,8 @@ describe("the client against execd", () => {
 
   test("bad input is refused by execd's validation", { timeout }, async () => {
     assert.equal(await codeOf(client.getRun("")), Code.InvalidArgument);
+    // execd's own InvalidArgument (it carries details) is thrown, not retried.
+    assert.equal(await codeOf(client.watch("").next()), Code.InvalidArgument);
     assert.equal(await codeOf(client.getRun("no-such-run")), Code.NotFound);
     assert.equal(await codeOf(client.watch("no-such-run").next()), Code.NotFound);
   });
