@@ -14,11 +14,11 @@ PYGEN   := clients/python/src/tauro_exec/_proto
 TSDIR   := clients/typescript
 TSGEN   := $(TSDIR)/src/gen
 
-.PHONY: all build generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker java grpcurl test test-go test-fuzz test-python test-typescript bench bench-peer demo clean
+.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web bench bench-peer demo clean
 
 all: build
 
-build:
+build: web
 	$(GO) build -o $(BIN)/execd ./cmd/execd
 
 # ---- environment -----------------------------------------------------------
@@ -41,6 +41,28 @@ npm: $(TS_STAMP)
 $(TS_STAMP): $(TSDIR)/package-lock.json $(TSDIR)/package.json
 	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed for the TypeScript client: apt-get install nodejs npm" >&2; exit 1; }
 	cd $(TSDIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+# ---- web view --------------------------------------------------------------
+
+# The web view (internal/webui/app, TypeScript built by Vite) is built into
+# internal/webui/dist/app, which execd embeds; build outputs stay out of git.
+# It calls execd through the TypeScript client (clients/typescript, whose
+# packages `make npm` installs). npm ci runs only when a lock changes, the
+# build only when a source does. Without the bundle Go still builds, and
+# execd serves a page that says to run `make web`.
+WEB_APP := internal/webui/app
+WEB_OUT := internal/webui/dist/app
+WEB_SRC := $(shell find $(WEB_APP)/src $(WEB_APP)/public $(TSDIR)/src -type f 2>/dev/null) \
+  $(WEB_APP)/index.html $(WEB_APP)/vite.config.ts $(WEB_APP)/tsconfig.json $(WEB_APP)/package.json
+
+web: $(WEB_OUT)/index.html
+$(WEB_APP)/node_modules/.installed: $(WEB_APP)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20.19+ and npm are needed to build the web view: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(WEB_APP) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+$(WEB_OUT)/index.html: $(WEB_APP)/node_modules/.installed $(TS_STAMP) $(WEB_SRC)
+	cd $(WEB_APP) && ./node_modules/.bin/tsc --noEmit -p . && ./node_modules/.bin/vite build --logLevel warn
 	touch $@
 
 # Jars the embedded Spark Connect server adds to pyspark's own (sparkserver
@@ -152,7 +174,7 @@ test: check-tree check-generated test-fuzz java build testbroker venv npm spark-
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
-	  $(MAKE) --no-print-directory test-go test-python test-typescript
+	  $(MAKE) --no-print-directory test-go test-python test-typescript test-web
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.
 grpcurl:
@@ -188,6 +210,15 @@ test-typescript: $(TS_STAMP)
 	cd $(TSDIR) && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.test.json
 	cd $(TSDIR) && node --test --test-concurrency=1 dist/test/*.test.js
 
+# The browser test drives the web view of a real execd (on the run's Spark)
+# in headless Chromium, Debian's package, through playwright-core: no browser
+# is downloaded. Screenshots go to .build/web-test.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser test"; apt-get update -q && apt-get install -y -q chromium; }
+
+test-web: build chromium
+	cd $(WEB_APP) && node --test --test-concurrency=1 test/
+
 # Benchmarks that need Spark start their own server unless TAURO_SPARK_REMOTE
 # names one. The Python-vs-SQL node comparison runs three rounds: one round
 # of a 50-node pipeline is seconds long and noisy on a small machine. The
@@ -205,7 +236,7 @@ bench-peer: java build venv spark-jars
 # ---- demo ------------------------------------------------------------------
 
 demo: java build venv spark-jars
-	$(VPY) examples/demo.py
+	$(VPY) examples/demo.py $(DEMO_ARGS)
 
 clean:
-	rm -rf $(BIN) .build
+	rm -rf $(BIN) .build $(WEB_OUT)

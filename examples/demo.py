@@ -91,7 +91,12 @@ PIPELINES: dict[str, dict[str, Any]] = {
 }
 
 
-def run_pipeline(client: Client, name: str, project: pathlib.Path, **extra: Any) -> None:
+def web_view(addr: str) -> str:
+    """The URL of execd's web view, served on the API's own address."""
+    return f"http://{addr}"
+
+
+def run_pipeline(client: Client, name: str, project: pathlib.Path, web: str, **extra: Any) -> None:
     print(f"\n=== {name} ===")
     try:
         plan = client.validate(name)
@@ -104,7 +109,7 @@ def run_pipeline(client: Client, name: str, project: pathlib.Path, **extra: Any)
 
     started = time.monotonic()
     run = client.execute(name, start_date="2025-01-01", end_date="2025-01-31", **extra)
-    print(f"run {run.id} started; following it live:\n")
+    print(f"run {run.id} started; following it live (its page: {web}/runs/{run.id}):\n")
     try:
         run.wait(progress=True)
     except RunFailed as e:
@@ -184,7 +189,7 @@ def run_hybrid(execd: pathlib.Path, spark_remote: str, state: pathlib.Path) -> N
             print(f"valid. batch nodes: {', '.join(plan.batch_nodes)}; streaming nodes: {', '.join(plan.streaming_nodes)}\n")
             started = time.monotonic()
             run = client.execute("store_orders")
-            print(f"run {run.id} started; order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
+            print(f"run {run.id} started (its page: {web_view(addr)}/runs/{run.id}); order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
             follow_stream(client, run)
             print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s: "
                   + ", ".join(f"{n.name} {n.state.name}" for n in run.nodes))  # fmt: skip
@@ -262,6 +267,7 @@ def main() -> None:
                         help="run only this pipeline or experiment (repeatable)")
     parser.add_argument("--addr", help="use a running execd for the sales example instead of starting one")
     parser.add_argument("--spark-remote", help="run on this Spark Connect server instead of execd's embedded one (needed with --addr for the hybrid example)")
+    parser.add_argument("--serve", action="store_true", help="keep the sales example's execd and its web view up after the demo, until Ctrl-C")
     args = parser.parse_args()
     chosen = args.pipeline or [*PIPELINES, EXPERIMENT, "store_orders"]
 
@@ -276,12 +282,13 @@ def main() -> None:
         proc, addr, spark_remote = start_execd(execd, project, state, spark_remote=args.spark_remote)
     try:
         with Client(addr) as client:
-            print(f"\nexecd at {addr}; pipelines:")
+            print(f"\nexecd at {addr}; its web view, with every run's graph, logs and errors live: {web_view(addr)}/")
+            print("pipelines:")
             for p in client.pipelines():
                 print(f"  {p.name:18} {p.type.name.lower():9} {p.node_count} nodes")
             for name in chosen:
                 if name in PIPELINES:
-                    run_pipeline(client, name, project, **PIPELINES[name])
+                    run_pipeline(client, name, project, web_view(addr), **PIPELINES[name])
             if any(name in PIPELINES for name in chosen):
                 out = project / "output"
                 print(f"\noutputs under {out}:")
@@ -296,6 +303,14 @@ def main() -> None:
                 run_hybrid(execd, spark_remote, state / "hybrid")
             else:
                 print("\nthe hybrid example needs the Spark server's address: pass --spark-remote with --addr")
+        if proc is not None and args.serve:
+            print(f"\nexecd keeps serving its web view at {web_view(addr)}/ ; Ctrl-C stops it", flush=True)
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                pass
+        elif proc is not None:
+            print("\n(make demo DEMO_ARGS=--serve keeps execd and its web view up after the demo)")
     finally:
         if proc is not None:
             stop_execd(proc)

@@ -22,6 +22,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
+	"github.com/tauro-exec/tauro-exec/internal/webui"
 )
 
 // serveConfig is what `execd serve` is told.
@@ -173,6 +174,9 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The web view takes every path the services do not: it calls them on
+	// its own origin, so it needs no CORS.
+	router.Handle("/", webui.Handler())
 	web := httpServer(router, sec.tls, log)
 	if sec.tokens != nil {
 		go reloadOnHangup(ctx, sec.tokens, log)

@@ -56,6 +56,17 @@ var rules = []rule{
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
+		from: "./internal/webui/...",
+		forbidden: append([]string{
+			module + "/gen",
+			module + "/internal/engine",
+			module + "/internal/service",
+			module + "/cmd",
+			"google.golang.org/grpc",
+		}, backends...),
+		why: "the web view is a bundle of static files; the browser reads runs through the public API like any other client",
+	},
+	{
 		from:      "./internal/pyworker/...",
 		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark", module + "/internal/telemetry"},
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",

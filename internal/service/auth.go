@@ -38,6 +38,7 @@ var methodRoles = map[string]Role{
 	execv1.ExecService_WatchRun_FullMethodName:         RoleViewer,
 	execv1.ExecService_ListPipelines_FullMethodName:    RoleViewer,
 	execv1.ExecService_GetPipeline_FullMethodName:      RoleViewer,
+	execv1.ExecService_GetCaller_FullMethodName:        RoleViewer,
 	execv1.ExecService_ExecutePipeline_FullMethodName:  RoleOperator,
 	execv1.ExecService_CancelRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_RepairRun_FullMethodName:        RoleOperator,
@@ -81,10 +82,35 @@ var anonymous = Principal{Name: "anonymous", Role: RoleAdmin}
 type principalKey struct{}
 
 func principalOf(ctx context.Context) Principal {
+	p, _ := callerOf(ctx)
+	return p
+}
+
+// callerOf is the caller and whether the server authenticated it: false
+// on a server without authentication, whose callers are all anonymous.
+func callerOf(ctx context.Context) (Principal, bool) {
 	if p, ok := ctx.Value(principalKey{}).(Principal); ok {
-		return p
+		return p, true
 	}
-	return anonymous
+	return anonymous, false
+}
+
+// GetCaller answers from what authentication found; it reads no run.
+func (s *Service) GetCaller(ctx context.Context, _ *execv1.GetCallerRequest) (*execv1.GetCallerResponse, error) {
+	p, authenticated := callerOf(ctx)
+	return &execv1.GetCallerResponse{Name: p.Name, Role: roleToProto(p.Role), AuthenticationRequired: authenticated}, nil
+}
+
+func roleToProto(r Role) execv1.Role {
+	switch r {
+	case RoleViewer:
+		return execv1.Role_ROLE_VIEWER
+	case RoleOperator:
+		return execv1.Role_ROLE_OPERATOR
+	case RoleAdmin:
+		return execv1.Role_ROLE_ADMIN
+	}
+	return execv1.Role_ROLE_UNSPECIFIED
 }
 
 // authenticator names the caller from the call's credentials.

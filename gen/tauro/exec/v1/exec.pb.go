@@ -226,6 +226,63 @@ func (PipelineType) EnumDescriptor() ([]byte, []int) {
 	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{2}
 }
 
+// Role is what a caller may do; each role may do everything the one below
+// it may.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	// VIEWER reads: validate, pipelines, runs, events.
+	Role_ROLE_VIEWER Role = 1
+	// OPERATOR also starts, cancels, stops and repairs runs.
+	Role_ROLE_OPERATOR Role = 2
+	// ADMIN may call everything.
+	Role_ROLE_ADMIN Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_VIEWER",
+		2: "ROLE_OPERATOR",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_VIEWER":      1,
+		"ROLE_OPERATOR":    2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[3].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[3]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{3}
+}
+
 // ExperimentState is the state of an experiment.
 type ExperimentState int32
 
@@ -275,11 +332,11 @@ func (x ExperimentState) String() string {
 }
 
 func (ExperimentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[3].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[4].Descriptor()
 }
 
 func (ExperimentState) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[3]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[4]
 }
 
 func (x ExperimentState) Number() protoreflect.EnumNumber {
@@ -288,7 +345,7 @@ func (x ExperimentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExperimentState.Descriptor instead.
 func (ExperimentState) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{3}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{4}
 }
 
 // TrialState is the state of one trial.
@@ -333,11 +390,11 @@ func (x TrialState) String() string {
 }
 
 func (TrialState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[4].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[5].Descriptor()
 }
 
 func (TrialState) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[4]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[5]
 }
 
 func (x TrialState) Number() protoreflect.EnumNumber {
@@ -346,7 +403,7 @@ func (x TrialState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TrialState.Descriptor instead.
 func (TrialState) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{4}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{5}
 }
 
 // DimensionKind is what values a searched hyperparameter takes.
@@ -389,11 +446,11 @@ func (x DimensionKind) String() string {
 }
 
 func (DimensionKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[5].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[6].Descriptor()
 }
 
 func (DimensionKind) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[5]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[6]
 }
 
 func (x DimensionKind) Number() protoreflect.EnumNumber {
@@ -402,7 +459,7 @@ func (x DimensionKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DimensionKind.Descriptor instead.
 func (DimensionKind) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{5}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{6}
 }
 
 // Prior is how a numeric dimension is sampled.
@@ -441,11 +498,11 @@ func (x Prior) String() string {
 }
 
 func (Prior) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[6].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[7].Descriptor()
 }
 
 func (Prior) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[6]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[7]
 }
 
 func (x Prior) Number() protoreflect.EnumNumber {
@@ -454,7 +511,7 @@ func (x Prior) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Prior.Descriptor instead.
 func (Prior) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{6}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{7}
 }
 
 // Direction says whether the objective is minimised or maximised.
@@ -492,11 +549,11 @@ func (x Direction) String() string {
 }
 
 func (Direction) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[7].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[8].Descriptor()
 }
 
 func (Direction) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[7]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[8]
 }
 
 func (x Direction) Number() protoreflect.EnumNumber {
@@ -505,7 +562,7 @@ func (x Direction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Direction.Descriptor instead.
 func (Direction) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{7}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{8}
 }
 
 // Sampler is how trials are proposed.
@@ -545,11 +602,11 @@ func (x Sampler) String() string {
 }
 
 func (Sampler) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[8].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[9].Descriptor()
 }
 
 func (Sampler) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[8]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[9]
 }
 
 func (x Sampler) Number() protoreflect.EnumNumber {
@@ -558,7 +615,7 @@ func (x Sampler) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Sampler.Descriptor instead.
 func (Sampler) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{8}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{9}
 }
 
 type ValidatePipelineRequest struct {
@@ -1715,6 +1772,106 @@ func (x *GetPipelineResponse) GetPipeline() *Pipeline {
 	return nil
 }
 
+type GetCallerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerRequest) Reset() {
+	*x = GetCallerRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerRequest) ProtoMessage() {}
+
+func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+}
+
+type GetCallerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's name: its token's name, "cert:" and its certificate's
+	// common name, or "anonymous" on a server without authentication.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=tauro.exec.v1.Role" json:"role,omitempty"`
+	// The server authenticates its callers (--tokens or --client-ca). When
+	// false, everyone who can reach it is an admin.
+	AuthenticationRequired bool `protobuf:"varint,3,opt,name=authentication_required,json=authenticationRequired,proto3" json:"authentication_required,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *GetCallerResponse) Reset() {
+	*x = GetCallerResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerResponse) ProtoMessage() {}
+
+func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetCallerResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *GetCallerResponse) GetAuthenticationRequired() bool {
+	if x != nil {
+		return x.AuthenticationRequired
+	}
+	return false
+}
+
 // Pipeline is a pipeline as configured, with its plan.
 type Pipeline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1728,7 +1885,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1897,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1910,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Pipeline) GetName() string {
@@ -1806,7 +1963,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1975,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1988,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeSpec) GetName() string {
@@ -1929,7 +2086,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2098,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2111,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Plan) GetOrder() []string {
@@ -2001,7 +2158,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2170,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2183,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Stage) GetNodes() []string {
@@ -2068,7 +2225,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +2237,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +2250,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Run) GetRunId() string {
@@ -2252,7 +2409,7 @@ type NodeRun struct {
 
 func (x *NodeRun) Reset() {
 	*x = NodeRun{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2421,7 @@ func (x *NodeRun) String() string {
 func (*NodeRun) ProtoMessage() {}
 
 func (x *NodeRun) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2434,7 @@ func (x *NodeRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRun.ProtoReflect.Descriptor instead.
 func (*NodeRun) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeRun) GetName() string {
@@ -2343,7 +2500,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2512,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2525,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Attempt) GetAttempt() int32 {
@@ -2426,7 +2583,7 @@ type NodeError struct {
 
 func (x *NodeError) Reset() {
 	*x = NodeError{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2438,7 +2595,7 @@ func (x *NodeError) String() string {
 func (*NodeError) ProtoMessage() {}
 
 func (x *NodeError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2451,7 +2608,7 @@ func (x *NodeError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeError.ProtoReflect.Descriptor instead.
 func (*NodeError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NodeError) GetType() string {
@@ -2503,7 +2660,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2672,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2685,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunEvent) GetRunId() string {
@@ -2648,7 +2805,7 @@ type RunStateChanged struct {
 
 func (x *RunStateChanged) Reset() {
 	*x = RunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2817,7 @@ func (x *RunStateChanged) String() string {
 func (*RunStateChanged) ProtoMessage() {}
 
 func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2830,7 @@ func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStateChanged.ProtoReflect.Descriptor instead.
 func (*RunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RunStateChanged) GetState() RunState {
@@ -2706,7 +2863,7 @@ type NodeStateChanged struct {
 
 func (x *NodeStateChanged) Reset() {
 	*x = NodeStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +2875,7 @@ func (x *NodeStateChanged) String() string {
 func (*NodeStateChanged) ProtoMessage() {}
 
 func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +2888,7 @@ func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateChanged.ProtoReflect.Descriptor instead.
 func (*NodeStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeStateChanged) GetNode() string {
@@ -2789,7 +2946,7 @@ type NodeMessage struct {
 
 func (x *NodeMessage) Reset() {
 	*x = NodeMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2958,7 @@ func (x *NodeMessage) String() string {
 func (*NodeMessage) ProtoMessage() {}
 
 func (x *NodeMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2971,7 @@ func (x *NodeMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMessage.ProtoReflect.Descriptor instead.
 func (*NodeMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeMessage) GetNode() string {
@@ -2857,7 +3014,7 @@ type NodeMetric struct {
 
 func (x *NodeMetric) Reset() {
 	*x = NodeMetric{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2869,7 +3026,7 @@ func (x *NodeMetric) String() string {
 func (*NodeMetric) ProtoMessage() {}
 
 func (x *NodeMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2882,7 +3039,7 @@ func (x *NodeMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMetric.ProtoReflect.Descriptor instead.
 func (*NodeMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeMetric) GetNode() string {
@@ -2935,7 +3092,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3104,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3117,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeProgress) GetNode() string {
@@ -3044,7 +3201,7 @@ type SearchDimension struct {
 
 func (x *SearchDimension) Reset() {
 	*x = SearchDimension{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3056,7 +3213,7 @@ func (x *SearchDimension) String() string {
 func (*SearchDimension) ProtoMessage() {}
 
 func (x *SearchDimension) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3069,7 +3226,7 @@ func (x *SearchDimension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchDimension.ProtoReflect.Descriptor instead.
 func (*SearchDimension) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SearchDimension) GetName() string {
@@ -3129,7 +3286,7 @@ type Objective struct {
 
 func (x *Objective) Reset() {
 	*x = Objective{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3298,7 @@ func (x *Objective) String() string {
 func (*Objective) ProtoMessage() {}
 
 func (x *Objective) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3311,7 @@ func (x *Objective) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Objective.ProtoReflect.Descriptor instead.
 func (*Objective) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Objective) GetMetric() string {
@@ -3209,7 +3366,7 @@ type RunExperimentRequest struct {
 
 func (x *RunExperimentRequest) Reset() {
 	*x = RunExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3378,7 @@ func (x *RunExperimentRequest) String() string {
 func (*RunExperimentRequest) ProtoMessage() {}
 
 func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3391,7 @@ func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentRequest.ProtoReflect.Descriptor instead.
 func (*RunExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RunExperimentRequest) GetRequestId() string {
@@ -3344,7 +3501,7 @@ type RunExperimentResponse struct {
 
 func (x *RunExperimentResponse) Reset() {
 	*x = RunExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3356,7 +3513,7 @@ func (x *RunExperimentResponse) String() string {
 func (*RunExperimentResponse) ProtoMessage() {}
 
 func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3369,7 +3526,7 @@ func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentResponse.ProtoReflect.Descriptor instead.
 func (*RunExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RunExperimentResponse) GetExperiment() *Experiment {
@@ -3388,7 +3545,7 @@ type GetExperimentRequest struct {
 
 func (x *GetExperimentRequest) Reset() {
 	*x = GetExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3400,7 +3557,7 @@ func (x *GetExperimentRequest) String() string {
 func (*GetExperimentRequest) ProtoMessage() {}
 
 func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3413,7 +3570,7 @@ func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentRequest.ProtoReflect.Descriptor instead.
 func (*GetExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetExperimentRequest) GetExperimentId() string {
@@ -3432,7 +3589,7 @@ type GetExperimentResponse struct {
 
 func (x *GetExperimentResponse) Reset() {
 	*x = GetExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3601,7 @@ func (x *GetExperimentResponse) String() string {
 func (*GetExperimentResponse) ProtoMessage() {}
 
 func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3614,7 @@ func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentResponse.ProtoReflect.Descriptor instead.
 func (*GetExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetExperimentResponse) GetExperiment() *Experiment {
@@ -3480,7 +3637,7 @@ type ListExperimentsRequest struct {
 
 func (x *ListExperimentsRequest) Reset() {
 	*x = ListExperimentsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3649,7 @@ func (x *ListExperimentsRequest) String() string {
 func (*ListExperimentsRequest) ProtoMessage() {}
 
 func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3662,7 @@ func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsRequest.ProtoReflect.Descriptor instead.
 func (*ListExperimentsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListExperimentsRequest) GetPageSize() int32 {
@@ -3540,7 +3697,7 @@ type ListExperimentsResponse struct {
 
 func (x *ListExperimentsResponse) Reset() {
 	*x = ListExperimentsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3552,7 +3709,7 @@ func (x *ListExperimentsResponse) String() string {
 func (*ListExperimentsResponse) ProtoMessage() {}
 
 func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3565,7 +3722,7 @@ func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsResponse.ProtoReflect.Descriptor instead.
 func (*ListExperimentsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListExperimentsResponse) GetExperiments() []*Experiment {
@@ -3593,7 +3750,7 @@ type WatchExperimentRequest struct {
 
 func (x *WatchExperimentRequest) Reset() {
 	*x = WatchExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3605,7 +3762,7 @@ func (x *WatchExperimentRequest) String() string {
 func (*WatchExperimentRequest) ProtoMessage() {}
 
 func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3618,7 +3775,7 @@ func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentRequest.ProtoReflect.Descriptor instead.
 func (*WatchExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchExperimentRequest) GetExperimentId() string {
@@ -3644,7 +3801,7 @@ type WatchExperimentResponse struct {
 
 func (x *WatchExperimentResponse) Reset() {
 	*x = WatchExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3813,7 @@ func (x *WatchExperimentResponse) String() string {
 func (*WatchExperimentResponse) ProtoMessage() {}
 
 func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3826,7 @@ func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentResponse.ProtoReflect.Descriptor instead.
 func (*WatchExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WatchExperimentResponse) GetEvent() *ExperimentEvent {
@@ -3689,7 +3846,7 @@ type CancelExperimentRequest struct {
 
 func (x *CancelExperimentRequest) Reset() {
 	*x = CancelExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3701,7 +3858,7 @@ func (x *CancelExperimentRequest) String() string {
 func (*CancelExperimentRequest) ProtoMessage() {}
 
 func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3714,7 +3871,7 @@ func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentRequest.ProtoReflect.Descriptor instead.
 func (*CancelExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CancelExperimentRequest) GetExperimentId() string {
@@ -3740,7 +3897,7 @@ type CancelExperimentResponse struct {
 
 func (x *CancelExperimentResponse) Reset() {
 	*x = CancelExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3752,7 +3909,7 @@ func (x *CancelExperimentResponse) String() string {
 func (*CancelExperimentResponse) ProtoMessage() {}
 
 func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3765,7 +3922,7 @@ func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentResponse.ProtoReflect.Descriptor instead.
 func (*CancelExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CancelExperimentResponse) GetExperiment() *Experiment {
@@ -3817,7 +3974,7 @@ type Experiment struct {
 
 func (x *Experiment) Reset() {
 	*x = Experiment{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3986,7 @@ func (x *Experiment) String() string {
 func (*Experiment) ProtoMessage() {}
 
 func (x *Experiment) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3999,7 @@ func (x *Experiment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Experiment.ProtoReflect.Descriptor instead.
 func (*Experiment) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Experiment) GetExperimentId() string {
@@ -4051,7 +4208,7 @@ type Trial struct {
 
 func (x *Trial) Reset() {
 	*x = Trial{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4063,7 +4220,7 @@ func (x *Trial) String() string {
 func (*Trial) ProtoMessage() {}
 
 func (x *Trial) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4076,7 +4233,7 @@ func (x *Trial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trial.ProtoReflect.Descriptor instead.
 func (*Trial) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Trial) GetNumber() int32 {
@@ -4161,7 +4318,7 @@ type ExperimentEvent struct {
 
 func (x *ExperimentEvent) Reset() {
 	*x = ExperimentEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4173,7 +4330,7 @@ func (x *ExperimentEvent) String() string {
 func (*ExperimentEvent) ProtoMessage() {}
 
 func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4186,7 +4343,7 @@ func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentEvent.ProtoReflect.Descriptor instead.
 func (*ExperimentEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ExperimentEvent) GetExperimentId() string {
@@ -4276,7 +4433,7 @@ type ExperimentStateChanged struct {
 
 func (x *ExperimentStateChanged) Reset() {
 	*x = ExperimentStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4445,7 @@ func (x *ExperimentStateChanged) String() string {
 func (*ExperimentStateChanged) ProtoMessage() {}
 
 func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4458,7 @@ func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentStateChanged.ProtoReflect.Descriptor instead.
 func (*ExperimentStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ExperimentStateChanged) GetState() ExperimentState {
@@ -4331,7 +4488,7 @@ type TrialStateChanged struct {
 
 func (x *TrialStateChanged) Reset() {
 	*x = TrialStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4500,7 @@ func (x *TrialStateChanged) String() string {
 func (*TrialStateChanged) ProtoMessage() {}
 
 func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4513,7 @@ func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialStateChanged.ProtoReflect.Descriptor instead.
 func (*TrialStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TrialStateChanged) GetTrial() *Trial {
@@ -4385,7 +4542,7 @@ type SharedRunStateChanged struct {
 
 func (x *SharedRunStateChanged) Reset() {
 	*x = SharedRunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4397,7 +4554,7 @@ func (x *SharedRunStateChanged) String() string {
 func (*SharedRunStateChanged) ProtoMessage() {}
 
 func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4410,7 +4567,7 @@ func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRunStateChanged.ProtoReflect.Descriptor instead.
 func (*SharedRunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SharedRunStateChanged) GetRunId() string {
@@ -4518,7 +4675,12 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x12\x1a\n" +
 	"\x03env\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\"J\n" +
 	"\x13GetPipelineResponse\x123\n" +
-	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\xa7\x01\n" +
+	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\x12\n" +
+	"\x10GetCallerRequest\"\x89\x01\n" +
+	"\x11GetCallerResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.tauro.exec.v1.RoleR\x04role\x127\n" +
+	"\x17authentication_required\x18\x03 \x01(\bR\x16authenticationRequired\"\xa7\x01\n" +
 	"\bPipeline\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.tauro.exec.v1.PipelineTypeR\x04type\x12-\n" +
@@ -4799,7 +4961,13 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x13PIPELINE_TYPE_BATCH\x10\x01\x12\x1b\n" +
 	"\x17PIPELINE_TYPE_STREAMING\x10\x02\x12\x18\n" +
 	"\x14PIPELINE_TYPE_HYBRID\x10\x03\x12\x14\n" +
-	"\x10PIPELINE_TYPE_ML\x10\x04*\xcc\x01\n" +
+	"\x10PIPELINE_TYPE_ML\x10\x04*P\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
+	"\rROLE_OPERATOR\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x03*\xcc\x01\n" +
 	"\x0fExperimentState\x12 \n" +
 	"\x1cEXPERIMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18EXPERIMENT_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -4830,8 +4998,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\aSampler\x12\x17\n" +
 	"\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSAMPLER_TPE\x10\x01\x12\x12\n" +
-	"\x0eSAMPLER_RANDOM\x10\x022\xb6\n" +
-	"\n" +
+	"\x0eSAMPLER_RANDOM\x10\x022\x86\v\n" +
 	"\vExecService\x12c\n" +
 	"\x10ValidatePipeline\x12&.tauro.exec.v1.ValidatePipelineRequest\x1a'.tauro.exec.v1.ValidatePipelineResponse\x12`\n" +
 	"\x0fExecutePipeline\x12%.tauro.exec.v1.ExecutePipelineRequest\x1a&.tauro.exec.v1.ExecutePipelineResponse\x12M\n" +
@@ -4847,7 +5014,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\rGetExperiment\x12#.tauro.exec.v1.GetExperimentRequest\x1a$.tauro.exec.v1.GetExperimentResponse\x12`\n" +
 	"\x0fListExperiments\x12%.tauro.exec.v1.ListExperimentsRequest\x1a&.tauro.exec.v1.ListExperimentsResponse\x12b\n" +
 	"\x0fWatchExperiment\x12%.tauro.exec.v1.WatchExperimentRequest\x1a&.tauro.exec.v1.WatchExperimentResponse0\x01\x12c\n" +
-	"\x10CancelExperiment\x12&.tauro.exec.v1.CancelExperimentRequest\x1a'.tauro.exec.v1.CancelExperimentResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
+	"\x10CancelExperiment\x12&.tauro.exec.v1.CancelExperimentRequest\x1a'.tauro.exec.v1.CancelExperimentResponse\x12N\n" +
+	"\tGetCaller\x12\x1f.tauro.exec.v1.GetCallerRequest\x1a .tauro.exec.v1.GetCallerResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
 	file_tauro_exec_v1_exec_proto_rawDescOnce sync.Once
@@ -4861,193 +5029,199 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_exec_proto_rawDescData
 }
 
-var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
 	(PipelineType)(0),                // 2: tauro.exec.v1.PipelineType
-	(ExperimentState)(0),             // 3: tauro.exec.v1.ExperimentState
-	(TrialState)(0),                  // 4: tauro.exec.v1.TrialState
-	(DimensionKind)(0),               // 5: tauro.exec.v1.DimensionKind
-	(Prior)(0),                       // 6: tauro.exec.v1.Prior
-	(Direction)(0),                   // 7: tauro.exec.v1.Direction
-	(Sampler)(0),                     // 8: tauro.exec.v1.Sampler
-	(*ValidatePipelineRequest)(nil),  // 9: tauro.exec.v1.ValidatePipelineRequest
-	(*ValidatePipelineResponse)(nil), // 10: tauro.exec.v1.ValidatePipelineResponse
-	(*ExecutePipelineRequest)(nil),   // 11: tauro.exec.v1.ExecutePipelineRequest
-	(*ExecutePipelineResponse)(nil),  // 12: tauro.exec.v1.ExecutePipelineResponse
-	(*WatchRunRequest)(nil),          // 13: tauro.exec.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 14: tauro.exec.v1.WatchRunResponse
-	(*GetRunRequest)(nil),            // 15: tauro.exec.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 16: tauro.exec.v1.GetRunResponse
-	(*ListRunsRequest)(nil),          // 17: tauro.exec.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 18: tauro.exec.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 19: tauro.exec.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 20: tauro.exec.v1.CancelRunResponse
-	(*StopRunRequest)(nil),           // 21: tauro.exec.v1.StopRunRequest
-	(*StopRunResponse)(nil),          // 22: tauro.exec.v1.StopRunResponse
-	(*RepairRunRequest)(nil),         // 23: tauro.exec.v1.RepairRunRequest
-	(*RepairRunResponse)(nil),        // 24: tauro.exec.v1.RepairRunResponse
-	(*ListPipelinesRequest)(nil),     // 25: tauro.exec.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),    // 26: tauro.exec.v1.ListPipelinesResponse
-	(*PipelineSummary)(nil),          // 27: tauro.exec.v1.PipelineSummary
-	(*GetPipelineRequest)(nil),       // 28: tauro.exec.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),      // 29: tauro.exec.v1.GetPipelineResponse
-	(*Pipeline)(nil),                 // 30: tauro.exec.v1.Pipeline
-	(*NodeSpec)(nil),                 // 31: tauro.exec.v1.NodeSpec
-	(*Plan)(nil),                     // 32: tauro.exec.v1.Plan
-	(*Stage)(nil),                    // 33: tauro.exec.v1.Stage
-	(*Run)(nil),                      // 34: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 35: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 36: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 37: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 38: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 39: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 40: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 41: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 42: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 43: tauro.exec.v1.NodeProgress
-	(*SearchDimension)(nil),          // 44: tauro.exec.v1.SearchDimension
-	(*Objective)(nil),                // 45: tauro.exec.v1.Objective
-	(*RunExperimentRequest)(nil),     // 46: tauro.exec.v1.RunExperimentRequest
-	(*RunExperimentResponse)(nil),    // 47: tauro.exec.v1.RunExperimentResponse
-	(*GetExperimentRequest)(nil),     // 48: tauro.exec.v1.GetExperimentRequest
-	(*GetExperimentResponse)(nil),    // 49: tauro.exec.v1.GetExperimentResponse
-	(*ListExperimentsRequest)(nil),   // 50: tauro.exec.v1.ListExperimentsRequest
-	(*ListExperimentsResponse)(nil),  // 51: tauro.exec.v1.ListExperimentsResponse
-	(*WatchExperimentRequest)(nil),   // 52: tauro.exec.v1.WatchExperimentRequest
-	(*WatchExperimentResponse)(nil),  // 53: tauro.exec.v1.WatchExperimentResponse
-	(*CancelExperimentRequest)(nil),  // 54: tauro.exec.v1.CancelExperimentRequest
-	(*CancelExperimentResponse)(nil), // 55: tauro.exec.v1.CancelExperimentResponse
-	(*Experiment)(nil),               // 56: tauro.exec.v1.Experiment
-	(*Trial)(nil),                    // 57: tauro.exec.v1.Trial
-	(*ExperimentEvent)(nil),          // 58: tauro.exec.v1.ExperimentEvent
-	(*ExperimentStateChanged)(nil),   // 59: tauro.exec.v1.ExperimentStateChanged
-	(*TrialStateChanged)(nil),        // 60: tauro.exec.v1.TrialStateChanged
-	(*SharedRunStateChanged)(nil),    // 61: tauro.exec.v1.SharedRunStateChanged
-	nil,                              // 62: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 63: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 64: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 65: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 66: google.protobuf.Value
+	(Role)(0),                        // 3: tauro.exec.v1.Role
+	(ExperimentState)(0),             // 4: tauro.exec.v1.ExperimentState
+	(TrialState)(0),                  // 5: tauro.exec.v1.TrialState
+	(DimensionKind)(0),               // 6: tauro.exec.v1.DimensionKind
+	(Prior)(0),                       // 7: tauro.exec.v1.Prior
+	(Direction)(0),                   // 8: tauro.exec.v1.Direction
+	(Sampler)(0),                     // 9: tauro.exec.v1.Sampler
+	(*ValidatePipelineRequest)(nil),  // 10: tauro.exec.v1.ValidatePipelineRequest
+	(*ValidatePipelineResponse)(nil), // 11: tauro.exec.v1.ValidatePipelineResponse
+	(*ExecutePipelineRequest)(nil),   // 12: tauro.exec.v1.ExecutePipelineRequest
+	(*ExecutePipelineResponse)(nil),  // 13: tauro.exec.v1.ExecutePipelineResponse
+	(*WatchRunRequest)(nil),          // 14: tauro.exec.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 15: tauro.exec.v1.WatchRunResponse
+	(*GetRunRequest)(nil),            // 16: tauro.exec.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 17: tauro.exec.v1.GetRunResponse
+	(*ListRunsRequest)(nil),          // 18: tauro.exec.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 19: tauro.exec.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 20: tauro.exec.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 21: tauro.exec.v1.CancelRunResponse
+	(*StopRunRequest)(nil),           // 22: tauro.exec.v1.StopRunRequest
+	(*StopRunResponse)(nil),          // 23: tauro.exec.v1.StopRunResponse
+	(*RepairRunRequest)(nil),         // 24: tauro.exec.v1.RepairRunRequest
+	(*RepairRunResponse)(nil),        // 25: tauro.exec.v1.RepairRunResponse
+	(*ListPipelinesRequest)(nil),     // 26: tauro.exec.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),    // 27: tauro.exec.v1.ListPipelinesResponse
+	(*PipelineSummary)(nil),          // 28: tauro.exec.v1.PipelineSummary
+	(*GetPipelineRequest)(nil),       // 29: tauro.exec.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),      // 30: tauro.exec.v1.GetPipelineResponse
+	(*GetCallerRequest)(nil),         // 31: tauro.exec.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),        // 32: tauro.exec.v1.GetCallerResponse
+	(*Pipeline)(nil),                 // 33: tauro.exec.v1.Pipeline
+	(*NodeSpec)(nil),                 // 34: tauro.exec.v1.NodeSpec
+	(*Plan)(nil),                     // 35: tauro.exec.v1.Plan
+	(*Stage)(nil),                    // 36: tauro.exec.v1.Stage
+	(*Run)(nil),                      // 37: tauro.exec.v1.Run
+	(*NodeRun)(nil),                  // 38: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 39: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 40: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 41: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 42: tauro.exec.v1.RunStateChanged
+	(*NodeStateChanged)(nil),         // 43: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 44: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 45: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 46: tauro.exec.v1.NodeProgress
+	(*SearchDimension)(nil),          // 47: tauro.exec.v1.SearchDimension
+	(*Objective)(nil),                // 48: tauro.exec.v1.Objective
+	(*RunExperimentRequest)(nil),     // 49: tauro.exec.v1.RunExperimentRequest
+	(*RunExperimentResponse)(nil),    // 50: tauro.exec.v1.RunExperimentResponse
+	(*GetExperimentRequest)(nil),     // 51: tauro.exec.v1.GetExperimentRequest
+	(*GetExperimentResponse)(nil),    // 52: tauro.exec.v1.GetExperimentResponse
+	(*ListExperimentsRequest)(nil),   // 53: tauro.exec.v1.ListExperimentsRequest
+	(*ListExperimentsResponse)(nil),  // 54: tauro.exec.v1.ListExperimentsResponse
+	(*WatchExperimentRequest)(nil),   // 55: tauro.exec.v1.WatchExperimentRequest
+	(*WatchExperimentResponse)(nil),  // 56: tauro.exec.v1.WatchExperimentResponse
+	(*CancelExperimentRequest)(nil),  // 57: tauro.exec.v1.CancelExperimentRequest
+	(*CancelExperimentResponse)(nil), // 58: tauro.exec.v1.CancelExperimentResponse
+	(*Experiment)(nil),               // 59: tauro.exec.v1.Experiment
+	(*Trial)(nil),                    // 60: tauro.exec.v1.Trial
+	(*ExperimentEvent)(nil),          // 61: tauro.exec.v1.ExperimentEvent
+	(*ExperimentStateChanged)(nil),   // 62: tauro.exec.v1.ExperimentStateChanged
+	(*TrialStateChanged)(nil),        // 63: tauro.exec.v1.TrialStateChanged
+	(*SharedRunStateChanged)(nil),    // 64: tauro.exec.v1.SharedRunStateChanged
+	nil,                              // 65: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 66: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 67: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 68: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 69: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	32, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	63, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	34, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	38, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	34, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	35, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	66, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	37, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	41, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	37, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,  // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	34, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	34, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	34, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
-	34, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	27, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	37, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	37, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	37, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	37, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	28, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
 	2,  // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	30, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
-	2,  // 13: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	31, // 14: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	32, // 15: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	64, // 16: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	33, // 17: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
-	1,  // 18: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	63, // 19: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	65, // 20: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	65, // 21: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	65, // 22: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	35, // 23: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,  // 24: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	65, // 25: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	65, // 26: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	37, // 27: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	36, // 28: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,  // 29: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	65, // 30: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	65, // 31: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	37, // 32: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	62, // 33: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	65, // 34: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	39, // 35: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	40, // 36: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	41, // 37: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	42, // 38: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	43, // 39: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	1,  // 40: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,  // 41: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	37, // 42: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	64, // 43: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	64, // 44: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	64, // 45: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	5,  // 46: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
-	6,  // 47: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
-	66, // 48: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
-	7,  // 49: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
-	44, // 50: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	45, // 51: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
-	63, // 52: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
-	8,  // 53: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	56, // 54: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	56, // 55: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	56, // 56: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
-	58, // 57: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
-	56, // 58: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	3,  // 59: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
-	44, // 60: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
-	45, // 61: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
-	8,  // 62: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
-	63, // 63: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
-	65, // 64: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
-	65, // 65: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
-	65, // 66: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
-	57, // 67: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
-	57, // 68: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
-	4,  // 69: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
-	63, // 70: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
-	65, // 71: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
-	65, // 72: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
-	65, // 73: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
-	59, // 74: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
-	60, // 75: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
-	61, // 76: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
-	3,  // 77: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
-	57, // 78: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
-	1,  // 79: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	9,  // 80: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	11, // 81: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	13, // 82: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	15, // 83: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	17, // 84: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	19, // 85: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	21, // 86: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	23, // 87: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	25, // 88: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	28, // 89: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	46, // 90: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
-	48, // 91: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
-	50, // 92: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
-	52, // 93: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
-	54, // 94: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
-	10, // 95: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	12, // 96: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	14, // 97: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	16, // 98: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	18, // 99: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	20, // 100: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	22, // 101: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	24, // 102: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	26, // 103: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	29, // 104: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	47, // 105: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
-	49, // 106: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
-	51, // 107: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
-	53, // 108: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
-	55, // 109: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
-	95, // [95:110] is the sub-list for method output_type
-	80, // [80:95] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	33, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	3,  // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
+	2,  // 14: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
+	34, // 15: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	35, // 16: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	67, // 17: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	36, // 18: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	1,  // 19: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
+	66, // 20: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	68, // 21: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	68, // 22: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	68, // 23: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	38, // 24: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	0,  // 25: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	68, // 26: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	68, // 27: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	40, // 28: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	39, // 29: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,  // 30: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	68, // 31: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	68, // 32: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	40, // 33: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	65, // 34: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	68, // 35: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	42, // 36: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	43, // 37: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	44, // 38: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	45, // 39: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	46, // 40: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	1,  // 41: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,  // 42: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	40, // 43: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	67, // 44: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	67, // 45: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	67, // 46: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	6,  // 47: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	7,  // 48: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	69, // 49: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	8,  // 50: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	47, // 51: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	48, // 52: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	66, // 53: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	9,  // 54: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	59, // 55: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	59, // 56: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	59, // 57: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	61, // 58: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	59, // 59: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	4,  // 60: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	47, // 61: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	48, // 62: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	9,  // 63: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	66, // 64: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	68, // 65: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	68, // 66: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	68, // 67: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	60, // 68: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	60, // 69: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	5,  // 70: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	66, // 71: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	68, // 72: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	68, // 73: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	68, // 74: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	62, // 75: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	63, // 76: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	64, // 77: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	4,  // 78: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	60, // 79: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,  // 80: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	10, // 81: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	12, // 82: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	14, // 83: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	16, // 84: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	18, // 85: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	20, // 86: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	22, // 87: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	24, // 88: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	26, // 89: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	29, // 90: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	49, // 91: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	51, // 92: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	53, // 93: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	55, // 94: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	57, // 95: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	31, // 96: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	11, // 97: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	13, // 98: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	15, // 99: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	17, // 100: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	19, // 101: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	21, // 102: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	23, // 103: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	25, // 104: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	27, // 105: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	30, // 106: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	50, // 107: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	52, // 108: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	54, // 109: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	56, // 110: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	58, // 111: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	32, // 112: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	97, // [97:113] is the sub-list for method output_type
+	81, // [81:97] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -5055,16 +5229,16 @@ func file_tauro_exec_v1_exec_proto_init() {
 	if File_tauro_exec_v1_exec_proto != nil {
 		return
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[29].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[31].OneofWrappers = []any{
 		(*RunEvent_RunStateChanged)(nil),
 		(*RunEvent_NodeStateChanged)(nil),
 		(*RunEvent_NodeMessage)(nil),
 		(*RunEvent_NodeMetric)(nil),
 		(*RunEvent_NodeProgress)(nil),
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[37].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[48].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[49].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[39].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[50].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[51].OneofWrappers = []any{
 		(*ExperimentEvent_ExperimentStateChanged)(nil),
 		(*ExperimentEvent_TrialStateChanged)(nil),
 		(*ExperimentEvent_SharedRunStateChanged)(nil),
@@ -5074,8 +5248,8 @@ func file_tauro_exec_v1_exec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   54,
+			NumEnums:      10,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	ExecService_ListExperiments_FullMethodName  = "/tauro.exec.v1.ExecService/ListExperiments"
 	ExecService_WatchExperiment_FullMethodName  = "/tauro.exec.v1.ExecService/WatchExperiment"
 	ExecService_CancelExperiment_FullMethodName = "/tauro.exec.v1.ExecService/CancelExperiment"
+	ExecService_GetCaller_FullMethodName        = "/tauro.exec.v1.ExecService/GetCaller"
 )
 
 // ExecServiceClient is the client API for ExecService service.
@@ -86,6 +87,10 @@ type ExecServiceClient interface {
 	// CancelExperiment cancels every running trial, starts no new one and
 	// returns once the experiment has ended.
 	CancelExperiment(ctx context.Context, in *CancelExperimentRequest, opts ...grpc.CallOption) (*CancelExperimentResponse, error)
+	// GetCaller says who the call's credentials name and what role they
+	// have, so a client such as the web view offers only what the caller may
+	// do. The server checks the role of every call all the same.
+	GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error)
 }
 
 type execServiceClient struct {
@@ -264,6 +269,16 @@ func (c *execServiceClient) CancelExperiment(ctx context.Context, in *CancelExpe
 	return out, nil
 }
 
+func (c *execServiceClient) GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerResponse)
+	err := c.cc.Invoke(ctx, ExecService_GetCaller_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecServiceServer is the server API for ExecService service.
 // All implementations must embed UnimplementedExecServiceServer
 // for forward compatibility.
@@ -314,6 +329,10 @@ type ExecServiceServer interface {
 	// CancelExperiment cancels every running trial, starts no new one and
 	// returns once the experiment has ended.
 	CancelExperiment(context.Context, *CancelExperimentRequest) (*CancelExperimentResponse, error)
+	// GetCaller says who the call's credentials name and what role they
+	// have, so a client such as the web view offers only what the caller may
+	// do. The server checks the role of every call all the same.
+	GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error)
 	mustEmbedUnimplementedExecServiceServer()
 }
 
@@ -368,6 +387,9 @@ func (UnimplementedExecServiceServer) WatchExperiment(*WatchExperimentRequest, g
 }
 func (UnimplementedExecServiceServer) CancelExperiment(context.Context, *CancelExperimentRequest) (*CancelExperimentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelExperiment not implemented")
+}
+func (UnimplementedExecServiceServer) GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCaller not implemented")
 }
 func (UnimplementedExecServiceServer) mustEmbedUnimplementedExecServiceServer() {}
 func (UnimplementedExecServiceServer) testEmbeddedByValue()                     {}
@@ -646,6 +668,24 @@ func _ExecService_CancelExperiment_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecService_GetCaller_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).GetCaller(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_GetCaller_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).GetCaller(ctx, req.(*GetCallerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecService_ServiceDesc is the grpc.ServiceDesc for ExecService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -704,6 +744,10 @@ var ExecService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelExperiment",
 			Handler:    _ExecService_CancelExperiment_Handler,
+		},
+		{
+			MethodName: "GetCaller",
+			Handler:    _ExecService_GetCaller_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

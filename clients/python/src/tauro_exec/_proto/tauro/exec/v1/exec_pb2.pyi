@@ -128,6 +128,34 @@ PIPELINE_TYPE_HYBRID: PipelineType.ValueType  # 3
 PIPELINE_TYPE_ML: PipelineType.ValueType  # 4
 Global___PipelineType: _TypeAlias = PipelineType  # noqa: Y015
 
+class _Role:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROLE_UNSPECIFIED: _Role.ValueType  # 0
+    ROLE_VIEWER: _Role.ValueType  # 1
+    """VIEWER reads: validate, pipelines, runs, events."""
+    ROLE_OPERATOR: _Role.ValueType  # 2
+    """OPERATOR also starts, cancels, stops and repairs runs."""
+    ROLE_ADMIN: _Role.ValueType  # 3
+    """ADMIN may call everything."""
+
+class Role(_Role, metaclass=_RoleEnumTypeWrapper):
+    """Role is what a caller may do; each role may do everything the one below
+    it may.
+    """
+
+ROLE_UNSPECIFIED: Role.ValueType  # 0
+ROLE_VIEWER: Role.ValueType  # 1
+"""VIEWER reads: validate, pipelines, runs, events."""
+ROLE_OPERATOR: Role.ValueType  # 2
+"""OPERATOR also starts, cancels, stops and repairs runs."""
+ROLE_ADMIN: Role.ValueType  # 3
+"""ADMIN may call everything."""
+Global___Role: _TypeAlias = Role  # noqa: Y015
+
 class _ExperimentState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -806,6 +834,52 @@ class GetPipelineResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPipelineResponse: _TypeAlias = GetPipelineResponse  # noqa: Y015
+
+@_typing.final
+class GetCallerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallerRequest: _TypeAlias = GetCallerRequest  # noqa: Y015
+
+@_typing.final
+class GetCallerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    AUTHENTICATION_REQUIRED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The caller's name: its token's name, "cert:" and its certificate's
+    common name, or "anonymous" on a server without authentication.
+    """
+    role: Global___Role.ValueType
+    authentication_required: _builtins.bool
+    """The server authenticates its callers (--tokens or --client-ca). When
+    false, everyone who can reach it is an admin.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        role: Global___Role.ValueType = ...,
+        authentication_required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication_required", b"authentication_required", "name", b"name", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallerResponse: _TypeAlias = GetCallerResponse  # noqa: Y015
 
 @_typing.final
 class Pipeline(_message.Message):

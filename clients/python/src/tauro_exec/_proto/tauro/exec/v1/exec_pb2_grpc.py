@@ -110,6 +110,11 @@ class ExecServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/GetCaller',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
 
 
 class ExecServiceServicer:
@@ -235,6 +240,15 @@ class ExecServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """GetCaller says who the call's credentials name and what role they
+        have, so a client such as the web view offers only what the caller may
+        do. The server checks the role of every call all the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -312,6 +326,11 @@ def add_ExecServiceServicer_to_server(servicer, server):
                     servicer.CancelExperiment,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -720,6 +739,33 @@ class ExecService:
             '/tauro.exec.v1.ExecService/CancelExperiment',
             tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/GetCaller',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,11 @@ class ExecServiceStub:
     """CancelExperiment cancels every running trial, starts no new one and
     returns once the experiment has ended.
     """
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetCallerRequest, _exec_pb2.GetCallerResponse]
+    """GetCaller says who the call's credentials name and what role they
+    have, so a client such as the web view offers only what the caller may
+    do. The server checks the role of every call all the same.
+    """
 
 @_typing.type_check_only
 class ExecServiceAsyncStub(ExecServiceStub):
@@ -142,6 +147,11 @@ class ExecServiceAsyncStub(ExecServiceStub):
     CancelExperiment: _aio.UnaryUnaryMultiCallable[_exec_pb2.CancelExperimentRequest, _exec_pb2.CancelExperimentResponse]  # type: ignore[assignment]
     """CancelExperiment cancels every running trial, starts no new one and
     returns once the experiment has ended.
+    """
+    GetCaller: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetCallerRequest, _exec_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """GetCaller says who the call's credentials name and what role they
+    have, so a client such as the web view offers only what the caller may
+    do. The server checks the role of every call all the same.
     """
 
 class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -287,6 +297,17 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_exec_pb2.CancelExperimentResponse, _abc.Awaitable[_exec_pb2.CancelExperimentResponse]]:
         """CancelExperiment cancels every running trial, starts no new one and
         returns once the experiment has ended.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _exec_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.GetCallerResponse, _abc.Awaitable[_exec_pb2.GetCallerResponse]]:
+        """GetCaller says who the call's credentials name and what role they
+        have, so a client such as the web view offers only what the caller may
+        do. The server checks the role of every call all the same.
         """
 
 def add_ExecServiceServicer_to_server(servicer: ExecServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
