@@ -57,7 +57,9 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	if err != nil {
 		return err
 	}
+	phase(ctx, "inputs")
 	nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+	phase(ctx, "worker")
 	if err := pythonFailure(nodeErr, err); err != nil {
 		return err
 	}
@@ -85,6 +87,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	r.mu.Unlock()
+	phase(ctx, "handback")
 	for _, o := range n.OutputSpecs {
 		res, err := s.WriteOutput(ctx, view, o)
 		if err != nil {
@@ -92,6 +95,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 		emitOutput(emit, *res)
 	}
+	phase(ctx, "write")
 	return nil
 }
 

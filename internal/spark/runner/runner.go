@@ -34,6 +34,7 @@ type Backend struct {
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
 	python  pynode.Runner // nil: Python nodes are unsupported
+	profile bool          // report each node attempt's phases (SetProfile)
 }
 
 // BreakerPolicy guards the Spark backend: five transport failures in a row
@@ -179,6 +180,10 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 		r.b.observe(err)
 		return describe(err)
 	}
+	var prof *profile
+	if r.b.profile {
+		ctx, prof = startProfile(ctx)
+	}
 	switch {
 	case n.Stream != nil:
 		err = r.runStream(ctx, s, n, attempt, emit)
@@ -193,6 +198,10 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 	}
 	if err == nil {
 		r.consumed(context.WithoutCancel(ctx), s, n)
+		phase(ctx, "cleanup")
+	}
+	if prof != nil {
+		prof.report(emit)
 	}
 	return describe(err)
 }
@@ -244,6 +253,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 		}
 		names = append(names, in.Key)
 	}
+	phase(ctx, "inputs")
 	r.mu.Lock()
 	shared := r.readers[n.Name] > 0
 	r.mu.Unlock()
@@ -252,6 +262,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 		spec.Outputs = append(spec.Outputs, o)
 	}
 	res, err := s.RunSQL(ctx, spec, r.params())
+	phase(ctx, "plan_and_write")
 	if err != nil {
 		return err
 	}
