@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 
 import workloads  # noqa: E402
 
-from tauro_exec import Client, NodeStateChanged, RunState, RunStateChanged  # noqa: E402
+from tauro_exec import Client, NodeMetric, RunState, RunStateChanged  # noqa: E402
 
 SYSTEMS = ("execd", "connect", "classic")
 
@@ -56,6 +56,7 @@ class Round:
     first_node: float = 0.0  # execd: request -> first node started
     terminal: float = 0.0  # execd: last node ended -> terminal event received
     phases: dict[str, dict[str, float]] = field(default_factory=dict)  # execd: node -> phase -> seconds
+    calls: dict[str, int] = field(default_factory=dict)  # execd: node -> Spark Connect requests
 
 
 def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -78,7 +79,7 @@ def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Pope
 def start_execd(execd: pathlib.Path, w: workloads.Workload, remote: str, state: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
     workers = str(w.width) if w.python else "0"
     cmd = [str(execd), "serve", "--project", str(w.project), "--state", str(state), "--listen", "127.0.0.1:0",
-           "--spark-remote", remote, "--workers", workers, "--log-level", "warn"]
+           "--spark-remote", remote, "--workers", workers, "--log-level", "warn", "--profile-nodes"]
     state.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(state / "execd.log").open("w"), text=True)
     assert proc.stdout is not None
@@ -141,19 +142,23 @@ def run_execd(client: Client, w: workloads.Workload) -> Round:
         nodes[n.name] = (n.start_time.timestamp() - t_req, n.end_time.timestamp() - t_req)
     first = min(s for s, _ in nodes.values())
     last = max(e for _, e in nodes.values())
-    return Round(t_term - t_req, nodes, first_node=first, terminal=t_term - t_req - last, phases=phases_of(client, run.id))
+    phases, calls = profile_of(client, run.id)
+    return Round(t_term - t_req, nodes, first_node=first, terminal=t_term - t_req - last, phases=phases, calls=calls)
 
 
-def phases_of(client: Client, run_id: str) -> dict[str, dict[str, float]]:
-    """The execd.phase.* metrics each node reported, in seconds."""
-    out: dict[str, dict[str, float]] = {}
-    run = client.run(run_id)
-    for ev in run.watch():
-        name = getattr(ev, "name", "")
-        node = getattr(ev, "node", "")
-        if node and isinstance(name, str) and name.startswith("execd.phase."):
-            out.setdefault(node, {})[name.removeprefix("execd.phase.")] = float(getattr(ev, "value", 0.0)) / 1000
-    return out
+def profile_of(client: Client, run_id: str) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """What `execd serve --profile-nodes` reported of each node: its phases
+    (execd.phase.<name>_ms, here in seconds) and its Spark Connect requests."""
+    phases: dict[str, dict[str, float]] = {}
+    calls: dict[str, int] = {}
+    for ev in client.run(run_id).watch():
+        if not isinstance(ev, NodeMetric):
+            continue
+        if ev.name.startswith("execd.phase."):
+            phases.setdefault(ev.node, {})[ev.name.removeprefix("execd.phase.").removesuffix("_ms")] = ev.value / 1000
+        elif ev.name == "execd.calls":
+            calls[ev.node] = int(ev.value)
+    return phases, calls
 
 
 def median_round(rounds: list[Round]) -> Round:
@@ -184,10 +189,12 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
     names = [n.name for n in w.nodes]
     node_med = {s: {n: statistics.median(r.nodes[n][1] - r.nodes[n][0] for r in res[s]) for n in names} for s in SYSTEMS}
     phases = sorted({p for r in ex for ph in r.phases.values() for p in ph})
-    print(f"  node times, median (s){'; execd phases: ' + ', '.join(phases) if phases else ''}")
+    print(f"  node times, median (s); execd's Spark Connect requests{'; execd phases: ' + ', '.join(phases) if phases else ''}")
     name_w = max(len(n) for n in names)
     for n in names:
-        line = f"    {n:<{name_w}}  execd {node_med['execd'][n]:5.2f}  connect {node_med['connect'][n]:5.2f}  classic {node_med['classic'][n]:5.2f}"
+        calls = statistics.median(r.calls.get(n, 0) for r in ex)
+        line = (f"    {n:<{name_w}}  execd {node_med['execd'][n]:5.2f}  connect {node_med['connect'][n]:5.2f}  "
+                f"classic {node_med['classic'][n]:5.2f}  requests {calls:3.0f}")
         if phases:
             vals = [statistics.median(r.phases.get(n, {}).get(p, 0.0) for r in ex) for p in phases]
             line += "   [" + " ".join(f"{v:.3f}" for v in vals) + "]"

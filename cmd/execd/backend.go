@@ -43,6 +43,7 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 		b.health, remote = h, func() string { return cfg.sparkRemote }
 	}
 	b.Backend = sparkrunner.New(remote, b.health.Ready, log)
+	b.SetProfile(cfg.profileNodes)
 	if cfg.workers > 0 {
 		pool, err := startWorkers(ctx, cfg, remote(), log)
 		if err != nil {

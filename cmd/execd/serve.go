@@ -37,6 +37,7 @@ type serveConfig struct {
 	maxRuns        int
 	sparkReadyFile string
 	workerDir      string
+	profileNodes   bool
 	logLevel       string
 	shutdown       time.Duration
 	keepRuns       retention
@@ -59,6 +60,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
 	fs.StringVar(&cfg.sparkReadyFile, "spark-ready-file", "", "write the embedded Spark Connect server's address, with its token, here (mode 0600) once execd serves")
 	fs.IntVar(&cfg.maxRuns, "max-concurrent-runs", engine.DefaultMaxConcurrentRuns, "runs executing at once; more wait QUEUED (default: the machine's cores, at least 2)")
+	fs.BoolVar(&cfg.profileNodes, "profile-nodes", false, "report each node attempt's phases and Spark Connect requests as execd.phase.* and execd.calls.* metrics")
 	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")

@@ -16,19 +16,29 @@ import (
 )
 
 // drive runs p's nodes on the backend through the scheduler and says how
-// the run ended.
-func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, obs observe.Run, log *slog.Logger) observe.End {
+// the run ended. The run's executor is closed by release, which the caller
+// calls once: after recording the end of a run every node of which
+// succeeded (nothing of it still runs, so the end may be told at once and
+// the cleanup follow), before recording any other end (so that nothing of
+// a cancelled or failed run runs on after it is recorded as ended).
+func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, obs observe.Run, log *slog.Logger) (end observe.End, release func()) {
 	recCtx := context.WithoutCancel(ctx)
-	runID, p := rc.RunID, rc.Pipeline
 	exec, err := e.opt.Backend.OpenRun(ctx, rc)
 	if err != nil {
-		return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err))
+		return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err)), func() {}
 	}
-	defer func() {
+	release = func() {
 		if err := exec.Close(recCtx); err != nil {
 			log.Warn("closing the run's session", "err", err)
 		}
-	}()
+	}
+	return e.schedule(ctx, rc, exec, failFast, prior, obs, log), release
+}
+
+// schedule runs the nodes on exec and says how the run ended.
+func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, failFast bool, prior *repairState, obs observe.Run, log *slog.Logger) observe.End {
+	recCtx := context.WithoutCancel(ctx)
+	runID, p := rc.RunID, rc.Pipeline
 
 	byName := make(map[string]*plan.Node, len(p.Nodes))
 	tasks := make([]schedule.Task, 0, len(p.Nodes))

@@ -73,7 +73,9 @@ type RunExecutor interface {
 	// RunNode runs one attempt of a node. emit reports messages and metrics
 	// of the attempt; they are stored before they are streamed.
 	RunNode(ctx context.Context, node *plan.Node, attempt int, emit func(run.Event)) error
-	// Close releases what the run held.
+	// Close releases what the run held. When every node succeeded it is
+	// called after the run's end is recorded, so it must not write; else
+	// before.
 	Close(ctx context.Context) error
 }
 

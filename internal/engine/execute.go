@@ -104,9 +104,15 @@ func (e *Engine) execute(ctx context.Context, t *ticket, stop <-chan struct{}) {
 		return
 	}
 	e.opt.Observer.RunStarted(ctx, obs)
-	end := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, t.failFast, t.prior, obs, log)
+	end, release := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, t.failFast, t.prior, obs, log)
+	if end.State != run.Succeeded {
+		release()
+	}
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
+	}
+	if end.State == run.Succeeded {
+		release()
 	}
 	e.opt.Observer.RunEnded(recCtx, obs, end)
 	log.Info("run ended", "state", end.State, "message", end.Message)

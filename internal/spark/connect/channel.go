@@ -81,6 +81,7 @@ func (s *Session) withHeaders(ctx context.Context) context.Context {
 }
 
 func (s *Session) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	countCall(ctx, method)
 	s.noteSession(stringField(req, fieldSessionID))
 	s.stamp(req)
 	err := invoker(s.withHeaders(ctx), method, req, reply, cc, opts...)
@@ -101,6 +102,7 @@ func (s *Session) unaryInterceptor(ctx context.Context, method string, req, repl
 // open until the server reports a running stage (or interruptGrace passes)
 // and only then interrupted; the caller gets its context's error at once.
 func (s *Session) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	countCall(ctx, method)
 	if method != methodExecutePlan {
 		return streamer(s.withHeaders(ctx), desc, cc, method, opts...)
 	}
