@@ -46,7 +46,7 @@ import workloads  # noqa: E402
 
 from tauro_exec import Client, NodeMetric, RunState, RunStateChanged  # noqa: E402
 
-SYSTEMS = ("execd", "connect", "classic")
+SYSTEMS: tuple[str, ...] = ("execd", "connect", "classic")
 
 
 @dataclass
@@ -76,12 +76,15 @@ def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Pope
     sys.exit("the Spark Connect server did not start: " + (state / "server.out").read_text()[-2000:])
 
 
-def start_execd(execd: pathlib.Path, w: workloads.Workload, remote: str, state: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
+def start_execd(
+    execd: pathlib.Path, w: workloads.Workload, remote: str, state: pathlib.Path, pythonpath: str = ""
+) -> tuple[subprocess.Popen[str], str]:
     workers = str(w.width) if w.python else "0"
     cmd = [str(execd), "serve", "--project", str(w.project), "--state", str(state), "--listen", "127.0.0.1:0",
            "--spark-remote", remote, "--workers", workers, "--log-level", "warn", "--profile-nodes"]
     state.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(state / "execd.log").open("w"), text=True)
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(state / "execd.log").open("w"), text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("execd listening on "):
@@ -182,23 +185,33 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
         walls = sorted(r.wall for r in res[s])
         print(f"  {s:<8} median {med[s]:6.2f}s  min {walls[0]:6.2f}s  max {walls[-1]:6.2f}s")
     print(f"  execd / hand over Connect: {med['execd'] / med['connect']:.2f}x    execd / hand on classic Spark: {med['execd'] / med['classic']:.2f}x")
+    if "before" in res:
+        print(f"  execd / execd before: {med['execd'] / med['before']:.2f}x")
+    for s in ("before", "execd"):
+        if s in res:
+            ex = res[s]
+            print(f"  {s} request -> first node: median {statistics.median(r.first_node for r in ex) * 1000:.0f} ms; "
+                  f"last node -> terminal event: median {statistics.median(r.terminal for r in ex) * 1000:.0f} ms")
     ex = res["execd"]
-    print(f"  execd request -> first node: median {statistics.median(r.first_node for r in ex) * 1000:.0f} ms; "
-          f"last node -> terminal event: median {statistics.median(r.terminal for r in ex) * 1000:.0f} ms")
     print(f"  outputs: {same}")
     names = [n.name for n in w.nodes]
     node_med = {s: {n: statistics.median(r.nodes[n][1] - r.nodes[n][0] for r in res[s]) for n in names} for s in SYSTEMS}
-    phases = sorted({p for r in ex for ph in r.phases.values() for p in ph})
-    print(f"  node times, median (s); execd's Spark Connect requests{'; execd phases: ' + ', '.join(phases) if phases else ''}")
+    print("  node times, median (s)")
     name_w = max(len(n) for n in names)
     for n in names:
-        calls = statistics.median(r.calls.get(n, 0) for r in ex)
-        line = (f"    {n:<{name_w}}  execd {node_med['execd'][n]:5.2f}  connect {node_med['connect'][n]:5.2f}  "
-                f"classic {node_med['classic'][n]:5.2f}  requests {calls:3.0f}")
-        if phases:
-            vals = [statistics.median(r.phases.get(n, {}).get(p, 0.0) for r in ex) for p in phases]
-            line += "   [" + " ".join(f"{v:.3f}" for v in vals) + "]"
-        print(line)
+        print(f"    {n:<{name_w}}  " + "  ".join(f"{s} {node_med[s][n]:5.2f}" for s in SYSTEMS))
+    for s in ("before", "execd"):
+        if s not in res:
+            continue
+        rs = res[s]
+        phases = list(dict.fromkeys(p for r in rs for ph in r.phases.values() for p in ph))
+        if not phases:
+            continue
+        print(f"  {s}: each node's Spark Connect requests and phases, median (ms): " + ", ".join(phases))
+        for n in names:
+            calls = statistics.median(r.calls.get(n, 0) for r in rs)
+            vals = [statistics.median(r.phases.get(n, {}).get(p, 0.0) for r in rs) * 1000 for p in phases]
+            print(f"    {n:<{name_w}}  requests {calls:3.0f}  " + " ".join(f"{p} {v:6.1f}" for p, v in zip(phases, vals)))
     for s in SYSTEMS:
         m = median_round(res[s])
         print(f"  timeline of {s}'s median round ({m.wall:.2f}s):")
@@ -224,8 +237,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--workloads", default=os.environ.get("PEER_WORKLOADS", "sales_py,sales_sql,dag40_py,dag40_sql"))
     ap.add_argument("--execd", default=str(workloads.ROOT / "bin" / "execd"))
+    ap.add_argument("--before", default="", help="an earlier execd binary to run interleaved beside --execd, as 'before'")
+    ap.add_argument("--before-pythonpath", default="", help="PYTHONPATH for the earlier execd's workers (its tauro_exec)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     a = ap.parse_args()
+    global SYSTEMS
+    if a.before:
+        SYSTEMS = ("execd", "before", "connect", "classic")
     execd = pathlib.Path(a.execd)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="peer-"))
     spark = None
@@ -237,25 +255,34 @@ def main() -> None:
         for name in a.workloads.split(","):
             w = workloads.MAKERS[name](tmp)
             proc, addr = start_execd(execd, w, remote, tmp / f"state-{name}")
+            procs = [proc]
+            clients = {"execd": Client(addr)}
+            if a.before:
+                bproc, baddr = start_execd(pathlib.Path(a.before), w, remote, tmp / f"state-before-{name}", a.before_pythonpath)
+                procs.append(bproc)
+                clients["before"] = Client(baddr)
             hands = {m: Hand(m, w, tmp, remote) for m in ("connect", "classic")}
             res: dict[str, list[Round]] = {s: [] for s in SYSTEMS}
             try:
-                with Client(addr) as client:
-                    for i in range(a.warmup + a.rounds):
-                        order = SYSTEMS[i % 3:] + SYSTEMS[: i % 3]
-                        for s in order:
-                            r = run_execd(client, w) if s == "execd" else hands[s].run()
-                            if i >= a.warmup:
-                                res[s].append(r)
-                        print(f"  {name} round {i + 1}/{a.warmup + a.rounds}: " + "  ".join(
-                            f"{s} {res[s][-1].wall:.2f}s" for s in SYSTEMS if i >= a.warmup) + (" (warm-up)" if i < a.warmup else ""), flush=True)
+                k = len(SYSTEMS)
+                for i in range(a.warmup + a.rounds):
+                    order = SYSTEMS[i % k:] + SYSTEMS[: i % k]
+                    for s in order:
+                        r = run_execd(clients[s], w) if s in clients else hands[s].run()
+                        if i >= a.warmup:
+                            res[s].append(r)
+                    print(f"  {name} round {i + 1}/{a.warmup + a.rounds}: " + "  ".join(
+                        f"{s} {res[s][-1].wall:.2f}s" for s in SYSTEMS if i >= a.warmup) + (" (warm-up)" if i < a.warmup else ""), flush=True)
                 same = compare(w, hands["connect"])
                 report(w, res, same)
             finally:
                 for h in hands.values():
                     h.close()
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
+                for c in clients.values():
+                    c.close()
+                for p in procs:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(timeout=60)
     finally:
         if spark is not None:
             spark.send_signal(signal.SIGTERM)
