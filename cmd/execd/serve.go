@@ -161,6 +161,12 @@ func serve(ctx context.Context, args []string) error {
 	if backend.pool != nil { // the workers' optimiser proposes experiments' trials
 		opts.Suggester = backend.pool
 	}
+	opts.CodeRoots = []string{cfg.project} // where the workers import node code from
+	if cfg.workerDir != "" {
+		if dir, err := filepath.Abs(cfg.workerDir); err == nil {
+			opts.CodeRoots = append(opts.CodeRoots, dir)
+		}
+	}
 	eng := engine.New(opts)
 	tel.Metrics().Engine(eng.Load, st.Watchers)
 	if err := eng.Recover(ctx); err != nil {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
-	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -103,6 +103,10 @@ type Options struct {
 	// Observer follows runs and node attempts for metrics and traces; nil
 	// observes nothing.
 	Observer observe.Observer
+	// CodeRoots are the folders Python node code is imported from (the
+	// workers' roots); nil means ProjectDir. A passed check of a pipeline's
+	// functions is remembered until a file of their packages there changes.
+	CodeRoots []string
 	// Suggester proposes experiments' trials; nil refuses experiments.
 	Suggester experiment.Suggester
 }
@@ -111,6 +115,8 @@ type Options struct {
 type Engine struct {
 	opt Options
 	log *slog.Logger
+
+	checked checked // function checks that passed
 
 	mu      sync.Mutex
 	active  map[string]*activeRun

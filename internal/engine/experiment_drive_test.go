@@ -24,10 +24,10 @@ type trialBackend struct {
 	failAbove float64
 	// holdShared keeps the shared node running until it is cancelled.
 	holdShared bool
-	mu        sync.Mutex
-	live      int
-	most      int
-	points    int
+	mu         sync.Mutex
+	live       int
+	most       int
+	points     int
 }
 
 func (b *trialBackend) Ready() error { return nil }
