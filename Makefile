@@ -232,6 +232,7 @@ bench: java build venv spark-jars
 
 bench-peer: java build venv spark-jars
 	$(VPY) bench/peer/peer.py --execd $(abspath $(BIN)/execd)
+	$(VPY) bench/peer/scale.py --execd $(abspath $(BIN)/execd)
 
 # ---- demo ------------------------------------------------------------------
 
