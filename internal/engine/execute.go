@@ -80,42 +80,47 @@ func (e *Engine) startLocked(t *ticket) {
 	go func() {
 		defer e.wg.Done()
 		defer close(a.done)
+		release := func() {}
 		defer func() {
 			e.mu.Lock()
 			delete(e.active, t.id)
 			e.admitLocked()
 			e.mu.Unlock()
+			// A succeeded run's cleanup comes after its end is recorded
+			// and after the next run is admitted: it writes nothing.
+			release()
 			cancel(nil)
 		}()
-		e.execute(ctx, t, a.stop)
+		release = e.execute(ctx, t, a.stop)
 	}()
 }
 
 // execute drives one run from RUNNING to its terminal state. Records are
 // written with a context that outlives cancellation, so a cancelled run
-// still records how it ended.
-func (e *Engine) execute(ctx context.Context, t *ticket, stop <-chan struct{}) {
+// still records how it ended. It returns what is left to release of a run
+// that succeeded (see drive); any other run is released before its end is
+// recorded.
+func (e *Engine) execute(ctx context.Context, t *ticket, stop <-chan struct{}) (release func()) {
 	recCtx := context.WithoutCancel(ctx)
 	runID, p, obs := t.id, t.p, t.observed()
 	log := e.log.With("run_id", runID, "pipeline", p.Name)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
 		log.Error("recording run start", "err", err)
 		e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
-		return
+		return func() {}
 	}
 	e.opt.Observer.RunStarted(ctx, obs)
 	end, release := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, t.failFast, t.prior, obs, log)
 	if end.State != run.Succeeded {
 		release()
+		release = func() {}
 	}
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
 	}
-	if end.State == run.Succeeded {
-		release()
-	}
 	e.opt.Observer.RunEnded(recCtx, obs, end)
 	log.Info("run ended", "state", end.State, "message", end.Message)
+	return release
 }
 
 // Cancel stops a run: an executing run's nodes are interrupted, a queued

@@ -193,7 +193,7 @@ func (o *operation) awaitEnd() {
 	defer t.Stop()
 	select {
 	case <-o.done:
-	case <-o.s.closed:
+	case <-o.s.releasing:
 	case <-t.C:
 		o.s.log.Warn("a Spark operation was still running a minute after its caller gave up", "operation", o.id)
 	}

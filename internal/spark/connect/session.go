@@ -73,6 +73,9 @@ type Session struct {
 	skipped   []string
 	watchers  sync.WaitGroup
 	closed    chan struct{}
+	// releasing is closed when Close begins: it releases the session's
+	// operations itself, so nothing waits for one of them to end.
+	releasing chan struct{}
 	closeOnce sync.Once
 }
 
@@ -101,12 +104,13 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 		runID = strings.ReplaceAll(newUUID(), "-", "")[:12]
 	}
 	s := &Session{
-		remote: r,
-		log:    cfg.Logger,
-		prefix: "tauro_" + sanitize(runID),
-		views:  map[string]bool{},
-		inputs: map[string]bool{},
-		closed: make(chan struct{}),
+		remote:    r,
+		log:       cfg.Logger,
+		prefix:    "tauro_" + sanitize(runID),
+		views:     map[string]bool{},
+		inputs:    map[string]bool{},
+		closed:    make(chan struct{}),
+		releasing: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -179,6 +183,7 @@ func (s *Session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
+		close(s.releasing)
 		globals := slices.Clone(s.globals)
 		lost := s.lost
 		s.mu.Unlock()
@@ -189,11 +194,7 @@ func (s *Session) Close(ctx context.Context) error {
 			if err := s.interrupt(ctx, ""); err != nil {
 				errs = append(errs, fmt.Errorf("interrupt: %w", err))
 			}
-			for _, v := range globals {
-				if _, err := s.spark.Sql(ctx, "DROP VIEW IF EXISTS "+v); err != nil {
-					errs = append(errs, s.fail(ctx, "drop view "+v, err))
-				}
-			}
+			errs = append(errs, s.dropGlobals(ctx, globals)...)
 			if err := s.releaseSession(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("release session: %w", err))
 			}
@@ -205,6 +206,49 @@ func (s *Session) Close(ctx context.Context) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// dropConcurrency is how many global views Close drops at once: a run of
+// thousands of nodes leaves thousands, one request each.
+const dropConcurrency = 8
+
+// dropGlobals drops views, several at a time, until ctx ends; what is left
+// then is reported in one error (the server drops global views only when
+// it stops).
+func (s *Session) dropGlobals(ctx context.Context, views []string) []error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		left int
+		wg   sync.WaitGroup
+	)
+	next := make(chan string)
+	for range min(dropConcurrency, len(views)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := range next {
+				if _, err := s.spark.Sql(ctx, "DROP VIEW IF EXISTS "+v); err != nil && ctx.Err() == nil {
+					mu.Lock()
+					errs = append(errs, s.fail(ctx, "drop view "+v, err))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i, v := range views {
+		if ctx.Err() != nil {
+			left = len(views) - i
+			break
+		}
+		next <- v
+	}
+	close(next)
+	wg.Wait()
+	if left > 0 || ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("closing the session: %d of %d global views not dropped in time: %w", max(left, 1), len(views), ctx.Err()))
+	}
+	return errs
 }
 
 // track registers a goroutine that Close waits for; false once the
@@ -354,7 +398,7 @@ func abandoned(remoteURL, sessionID, user string) (*Session, error) {
 	if user != "" {
 		r.user = user
 	}
-	s := &Session{remote: r, sid: sessionID, log: slog.New(slog.DiscardHandler), closed: make(chan struct{})}
+	s := &Session{remote: r, sid: sessionID, log: slog.New(slog.DiscardHandler), closed: make(chan struct{}), releasing: make(chan struct{})}
 	if s.conn, err = s.dial(r); err != nil {
 		return nil, err
 	}
