@@ -30,6 +30,8 @@ type ticket struct {
 	p        *plan.Pipeline
 	failFast bool
 	prior    *repairState
+	resume   *resumption   // a run taken up after a restart
+	stop     chan struct{} // nil: startLocked makes one
 	priority int
 	seq      uint64
 	writes   []string

@@ -16,12 +16,21 @@ import (
 
 // drive runs p's nodes on the backend through the scheduler and says how
 // the run ended.
-func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, log *slog.Logger) (run.State, string) {
+func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.Logger) (run.State, string) {
 	recCtx := context.WithoutCancel(ctx)
-	runID, p := rc.RunID, rc.Pipeline
-	exec, err := e.opt.Backend.OpenRun(ctx, rc)
-	if err != nil {
-		return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err))
+	runID, p, prior := rc.RunID, rc.Pipeline, t.prior
+	// A run taken up whose Spark work turns out to be gone ends as an
+	// interrupted one: the cause says so.
+	ctx, interrupt := context.WithCancelCause(ctx)
+	defer interrupt(nil)
+	var exec RunExecutor
+	if t.resume != nil {
+		exec = t.resume.exec
+	} else {
+		var err error
+		if exec, err = e.opt.Backend.OpenRun(ctx, rc); err != nil {
+			return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err))
+		}
 	}
 	defer func() {
 		if err := exec.Close(recCtx); err != nil {
@@ -33,14 +42,19 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 	tasks := make([]schedule.Task, 0, len(p.Nodes))
 	for _, n := range p.Nodes {
 		byName[n.Name] = n
-		tasks = append(tasks, schedule.Task{
+		task := schedule.Task{
 			Name:          n.Name,
 			Deps:          n.Dependencies,
 			Retry:         n.Retry,
 			Timeout:       n.Timeout,
 			Done:          prior.done(n.Name),
+			Ended:         prior.endedAs(n.Name),
 			PriorAttempts: prior.attempts(n.Name),
-		})
+		}
+		if a, ok := t.resume.attempt(n.Name); ok {
+			task.Resume, task.PriorAttempts, task.Started = true, a.Attempt-1, a.Started
+		}
+		tasks = append(tasks, task)
 	}
 	runner := schedule.RunnerFunc(func(ctx context.Context, a schedule.Attempt) error {
 		emit := func(ev run.Event) {
@@ -49,7 +63,12 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 				log.Warn("recording a node event", "node", a.Node, "err", err)
 			}
 		}
-		return exec.RunNode(ctx, byName[a.Node], a.Attempt, emit)
+		err := exec.RunNode(ctx, byName[a.Node], a.Attempt, emit)
+		if errors.Is(err, ErrNotResumable) {
+			log.Warn("a node's Spark work could not be taken up; the run is interrupted", "node", a.Node, "err", err)
+			interrupt(fmt.Errorf("%w: node %s: %v", ErrNotResumable, a.Node, err))
+		}
+		return err
 	})
 	recorder := schedule.RecorderFunc(func(ctx context.Context, t schedule.Transition) error {
 		_, err := e.opt.Store.Append(recCtx, runID, run.Event{
@@ -69,7 +88,7 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior 
 	}
 	res, err := schedule.Run(ctx, tasks, runner, recorder, schedule.Options{
 		MaxWorkers: p.MaxWorkers,
-		FailFast:   failFast,
+		FailFast:   t.failFast,
 		Breaker:    breaker.Policy{Threshold: threshold},
 		Clock:      e.opt.Clock,
 	})
@@ -101,6 +120,8 @@ func (e *Engine) endState(ctx context.Context, msg string) (run.State, string) {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, ErrShutdown):
 		return run.Interrupted, ErrShutdown.Error() + "; RepairRun finishes the run"
+	case errors.Is(cause, ErrNotResumable):
+		return run.Interrupted, cause.Error() + "; RepairRun finishes the run"
 	case cause != nil:
 		var c cancelCause
 		if errors.As(cause, &c) {
@@ -114,3 +135,12 @@ func (e *Engine) endState(ctx context.Context, msg string) (run.State, string) {
 type cancelCause struct{ reason string }
 
 func (c cancelCause) Error() string { return c.reason }
+
+// attempt returns the attempt of node a run taken up continues, if any.
+func (r *resumption) attempt(node string) (run.LiveAttempt, bool) {
+	if r == nil {
+		return run.LiveAttempt{}, false
+	}
+	a, ok := r.live[node]
+	return a, ok
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -74,7 +73,10 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 // startLocked runs an admitted run in the background. e.mu is held.
 func (e *Engine) startLocked(t *ticket) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: make(chan struct{})}
+	if t.stop == nil {
+		t.stop = make(chan struct{})
+	}
+	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: t.stop}
 	e.active[t.id] = a
 	e.wg.Add(1)
 	go func() {
@@ -87,23 +89,38 @@ func (e *Engine) startLocked(t *ticket) {
 			e.mu.Unlock()
 			cancel(nil)
 		}()
-		e.execute(ctx, t.id, t.p, t.failFast, t.prior, a.stop)
+		e.execute(ctx, t)
 	}()
 }
 
 // execute drives one run from RUNNING to its terminal state. Records are
 // written with a context that outlives cancellation, so a cancelled run
-// still records how it ended.
-func (e *Engine) execute(ctx context.Context, runID string, p *plan.Pipeline, failFast bool, prior *repairState, stop <-chan struct{}) {
+// still records how it ended. A run taken up after a restart is RUNNING
+// already.
+func (e *Engine) execute(ctx context.Context, t *ticket) {
 	recCtx := context.WithoutCancel(ctx)
-	log := e.log.With("run_id", runID, "pipeline", p.Name)
-	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
-		log.Error("recording run start", "err", err)
-		return
+	runID := t.id
+	log := e.log.With("run_id", runID, "pipeline", t.p.Name)
+	rc := RunContext{RunID: runID, Pipeline: t.p, Stop: t.stop, Journal: e.journal(runID)}
+	if t.resume == nil {
+		if rc.Journal != nil {
+			if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
+				log.Warn("clearing the run's journal", "err", err)
+			}
+		}
+		if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
+			log.Error("recording run start", "err", err)
+			return
+		}
 	}
-	state, msg := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, failFast, prior, log)
+	state, msg := e.drive(ctx, rc, t, log)
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: state, Message: msg}); err != nil {
 		log.Error("recording run end", "err", err)
+	}
+	if rc.Journal != nil {
+		if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
+			log.Warn("clearing the run's journal", "err", err)
+		}
 	}
 	log.Info("run ended", "state", state, "message", msg)
 }

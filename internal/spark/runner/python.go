@@ -53,13 +53,20 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 // global views, and its result comes back as one that becomes the node's
 // result in this session, as a SQL node's does; outputs are written here.
 func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
-	views, err := r.globalInputs(ctx, s, n)
-	if err != nil {
-		return err
-	}
-	nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
-	if err := pythonFailure(nodeErr, err); err != nil {
-		return err
+	// An attempt taken up after a restart whose function had returned
+	// has its result view on the server: the function is not called again.
+	if !r.pythonDone(ctx, n.Name, attempt) {
+		views, err := r.globalInputs(ctx, s, n)
+		if err != nil {
+			return err
+		}
+		nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		if err := pythonFailure(nodeErr, err); err != nil {
+			return err
+		}
+		if err := r.notePythonDone(ctx, n.Name, attempt); err != nil {
+			return err
+		}
 	}
 	keys := make([]string, len(n.OutputSpecs))
 	for i, o := range n.OutputSpecs {
@@ -77,16 +84,9 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
-	r.mu.Lock()
-	if r.sess == s {
-		r.ran[n.Name] = true
-		if shared {
-			r.cached[n.Name] = view
-		}
-	}
-	r.mu.Unlock()
-	for _, o := range n.OutputSpecs {
-		res, err := s.WriteOutput(ctx, view, o)
+	r.markRan(ctx, s, n.Name, shared, view)
+	for i, o := range n.OutputSpecs {
+		res, err := s.WriteOutput(ctx, view, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
 		if err != nil {
 			return err
 		}
