@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,17 +123,18 @@ func deltaCommits(ctx context.Context, t *testing.T, path string) int {
 // runKilledMidWrite starts slow_append, kills execd once the long append
 // has been sent to Spark, and starts it again. It returns the run, the
 // events seen before the kill and the second daemon.
-func runKilledMidWrite(ctx context.Context, t *testing.T, project, state string) (string, []*execv1.RunEvent, *daemon) {
+func runKilledMidWrite(ctx context.Context, t *testing.T, project, state string) (runID, session string, before []*execv1.RunEvent, d2 *daemon) {
 	t.Helper()
 	d := startDaemon(t, project, state, "--workers", "0")
 	cl := d.client(t)
-	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
+	runID = startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
 	waitForNodeState(ctx, t, cl, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
 	awaitJournal(ctx, t, state, runID, "n/long_append/1/write/")
 	time.Sleep(time.Second) // well into the write, which takes ~16 s
-	before := collectUntilNow(ctx, t, cl, runID)
+	before = collectUntilNow(ctx, t, cl, runID)
 	d.Kill()
-	return runID, before, startDaemon(t, project, state, "--workers", "0")
+	session, _ = sessionOf(t, state, runID)
+	return runID, session, before, startDaemon(t, project, state, "--workers", "0")
 }
 
 // collectUntilNow returns the run's events committed so far.
@@ -163,7 +165,11 @@ func collectUntilNow(ctx context.Context, t *testing.T, cl execv1.ExecServiceCli
 func TestResume_AKilledExecdTakesTheWriteInFlightUpAndSparkRunsItOnce(t *testing.T) {
 	project, state := copyProject(t, "sqlproj"), t.TempDir()
 	ctx := testCtx(t, 5*time.Minute)
-	runID, before, d2 := runKilledMidWrite(ctx, t, project, state)
+	var clusterBefore map[string]int
+	if os.Getenv(sparktest.EnvClusterRemote) != "" {
+		clusterBefore = sparktest.ClusterTasks(t)
+	}
+	runID, session, before, d2 := runKilledMidWrite(ctx, t, project, state)
 	cl := d2.client(t)
 
 	got, err := cl.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
@@ -210,6 +216,23 @@ func TestResume_AKilledExecdTakesTheWriteInFlightUpAndSparkRunsItOnce(t *testing
 	}
 	if left := journalKeys(t, state, runID, ""); len(left) != 0 {
 		t.Errorf("the ended run's journal still holds %d entries", len(left))
+	}
+
+	// On a cluster, its driver says so too: the run's session ran two
+	// writes (long_append's and after_append's), not three, and the long
+	// one's tasks went to both executors.
+	if clusterBefore != nil {
+		writes := map[string]bool{}
+		for _, j := range sparktest.ClusterJobs(t) {
+			// A job's description is its request, cut short.
+			if j.InSession(session) && strings.Contains(j.Description, "write_oper") {
+				writes[j.Operation()] = true
+			}
+		}
+		if len(writes) != 2 {
+			t.Errorf("the run's session ran %d write operations on the cluster, want 2: %v", len(writes), writes)
+		}
+		spreadOver(t, clusterBefore)
 	}
 }
 
