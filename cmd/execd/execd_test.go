@@ -292,6 +292,7 @@ func sameEvent(a, b *execv1.RunEvent) bool {
 }
 
 func TestExecd_CancelRunStopsARunningNode(t *testing.T) {
+	clusterParallel(t)
 	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
 	cl := d.client(t)
 	ctx := testCtx(t, 2*time.Minute)

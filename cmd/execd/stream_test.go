@@ -96,6 +96,7 @@ func sparkCount(ctx context.Context, t *testing.T, query string) int64 {
 }
 
 func TestExecd_StreamKilledMidRunIsTakenUpAtRestartKeepingItsOffsetsAndWritingEveryRowOnce(t *testing.T) {
+	clusterParallel(t)
 	project, state := copyProject(t, "streamproj"), t.TempDir()
 	incoming := filepath.Join(project, "data", "incoming")
 	if err := os.MkdirAll(incoming, 0o755); err != nil {

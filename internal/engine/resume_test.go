@@ -56,8 +56,8 @@ type resumable struct {
 }
 
 func (b *resumable) OpenRun(context.Context, RunContext) (RunExecutor, error) { return b, nil }
-func (b *resumable) Ready() error                                            { return nil }
-func (b *resumable) Close(context.Context) error                             { return nil }
+func (b *resumable) Ready() error                                             { return nil }
+func (b *resumable) Close(context.Context) error                              { return nil }
 
 func (b *resumable) ResumeRun(_ context.Context, rc RunContext) (ResumedRun, error) {
 	if b.refuse != nil {

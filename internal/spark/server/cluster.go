@@ -458,6 +458,28 @@ type Job struct {
 	Tags        []string `json:"jobTags"`
 	Status      string   `json:"status"`
 	NumTasks    int      `json:"numTasks"`
+	StageIDs    []int    `json:"stageIds"`
+}
+
+// StageExecutors counts the tasks of a stage's attempts by the executor
+// that ran them.
+func StageExecutors(ctx context.Context, driverUI, appID string, stageID int) (map[string]int, error) {
+	var attempts []struct {
+		Tasks map[string]struct {
+			ExecutorID string `json:"executorId"`
+		} `json:"tasks"`
+	}
+	url := fmt.Sprintf("%s/api/v1/applications/%s/stages/%d?details=true", driverUI, appID, stageID)
+	if err := getJSON(ctx, url, &attempts); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, a := range attempts {
+		for _, t := range a.Tasks {
+			out[t.ExecutorID]++
+		}
+	}
+	return out, nil
 }
 
 // Jobs lists the application's jobs, newest first.

@@ -235,3 +235,23 @@ func ClusterTasks(tb testing.TB) map[string]int {
 	}
 	return out
 }
+
+// ClusterJobExecutors counts the tasks of a job of the test cluster by the
+// executor that ran them.
+func ClusterJobExecutors(tb testing.TB, job sparkserver.Job) map[string]int {
+	tb.Helper()
+	ui, app := clusterApp(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[string]int{}
+	for _, id := range job.StageIDs {
+		by, err := sparkserver.StageExecutors(ctx, ui, app, id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for ex, n := range by {
+			out[ex] += n
+		}
+	}
+	return out
+}
