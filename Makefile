@@ -151,7 +151,9 @@ test: check-tree check-generated test-fuzz java build testbroker venv spark-jars
 # sales example's batch pipeline over two date windows (Delta replaceWhere)
 # and its Python pipeline, cancel, a killed execd taking up a write in
 # flight and a streaming query, then a check that every executor ran tasks.
-# The tests read where tasks ran from the driver's REST API.
+# The tests read where tasks ran from the driver's REST API. They mostly
+# wait on Spark, so they run side by side (the Python test beside the Go
+# ones, and the Go ones with t.Parallel on the cluster).
 CLUSTER_TEST := .build/spark-cluster
 CLUSTER_GO_TESTS := ^(TestCluster_Sales.*|TestResume_.*|TestExecd_StreamKilledMidRun.*|TestExecd_CancelRunStopsARunningNode)$$
 test-cluster: java build venv spark-jars grpcurl
@@ -166,8 +168,10 @@ test-cluster: java build venv spark-jars grpcurl
 	    TAURO_SPARK_CLUSTER_UI=$$(cat $(CLUSTER_TEST)/ui) TAURO_REQUIRE_SPARK=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark cluster up in $$(( $$(date +%s) - began ))s: Connect at $${TAURO_SPARK_REMOTE%%/;*}, driver UI $$TAURO_SPARK_CLUSTER_UI"; \
+	  (cd clients/python && ../../$(VPY) -m pytest -q tests/test_example.py) >$(CLUSTER_TEST)/pytest.out 2>&1 & \
+	  pypid=$$!; \
 	  $(GO) test -count=1 -timeout 15m -run '$(CLUSTER_GO_TESTS)' ./cmd/execd; \
-	  (cd clients/python && ../../$(VPY) -m pytest -q tests/test_example.py); \
+	  wait $$pypid || { cat $(CLUSTER_TEST)/pytest.out; exit 1; }; tail -3 $(CLUSTER_TEST)/pytest.out; \
 	  $(GO) test -count=1 -run '^TestCluster_EveryExecutorRanTasks$$' -v ./cmd/execd; \
 	  echo "the cluster tests took $$(( $$(date +%s) - began ))s, the cluster's start included"
 

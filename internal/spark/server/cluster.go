@@ -137,6 +137,12 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	if err != nil {
 		return nil, err
 	}
+	// The workers and the Connect server start side by side once the
+	// master answers: the driver's first job waits for every executor
+	// (spark.scheduler.minRegisteredResourcesRatio below).
+	if err := c.awaitMaster(ctx); err != nil {
+		return nil, err
+	}
 	for i := range cfg.Workers {
 		work := filepath.Join(cfg.StateDir, "work", fmt.Sprintf("worker-%d", i+1))
 		if err := os.MkdirAll(work, 0o700); err != nil {
@@ -149,9 +155,6 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 			return nil, err
 		}
 		c.workers = append(c.workers, w)
-	}
-	if err := c.awaitWorkers(ctx); err != nil {
-		return nil, err
 	}
 
 	c.driverUI = "http://" + hostPort(driverUIPort)
@@ -186,6 +189,9 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 		<-c.connect.Done()
 		c.died <- "connect"
 	}()
+	if err := c.awaitWorkers(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.awaitExecutors(ctx); err != nil {
 		return nil, err
 	}
@@ -285,6 +291,20 @@ type masterState struct {
 		ID    string `json:"id"`
 		State string `json:"state"`
 	} `json:"workers"`
+}
+
+// awaitMaster waits until the master is ALIVE.
+func (c *Cluster) awaitMaster(ctx context.Context) error {
+	var last string
+	return c.poll(ctx, "the master", func() (bool, error) {
+		var st masterState
+		if err := getJSON(ctx, c.masterUI+"/json/", &st); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = "master " + st.Status
+		return st.Status == "ALIVE", nil
+	}, func() string { return last })
 }
 
 // awaitWorkers waits until the master is ALIVE with every worker ALIVE.
