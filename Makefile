@@ -161,7 +161,7 @@ test-cluster: java build venv spark-jars grpcurl
 	@echo "starting the test Spark cluster (logs: $(CLUSTER_TEST)/spark/)"
 	began=$$(date +%s); \
 	  $(BIN)/execd spark-cluster --state $(CLUSTER_TEST) --workers 2 --ready-file $(CLUSTER_TEST)/remote --ui-file $(CLUSTER_TEST)/ui >$(CLUSTER_TEST)/cluster.out 2>&1 & \
-	  pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	  pid=$$!; trap 'kill $${pypid:-} $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
 	  for i in $$(seq 1 600); do [ -s $(CLUSTER_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(CLUSTER_TEST)/remote ] || { echo "the Spark cluster did not start:" >&2; tail -40 $(CLUSTER_TEST)/cluster.out >&2; exit 1; }; \
 	  export TAURO_SPARK_REMOTE=$$(cat $(CLUSTER_TEST)/remote) TAURO_SPARK_CLUSTER_REMOTE=$$(cat $(CLUSTER_TEST)/remote) \
