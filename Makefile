@@ -151,7 +151,9 @@ test: check-tree check-generated test-fuzz java build testbroker venv spark-jars
 # sales example's batch pipeline over two date windows (Delta replaceWhere)
 # and its Python pipeline, cancel, a killed execd taking up a write in
 # flight and a streaming query, then a check that every executor ran tasks.
-# The tests read where tasks ran from the driver's REST API. They mostly
+# The tests read where tasks ran from the driver's REST API. The server ends
+# each reattachable call after 4 s, so every longer write is taken up again
+# (ReattachExecute) as it would be after 2 minutes by default. They mostly
 # wait on Spark, so they run side by side (the Python test beside the Go
 # ones, and the Go ones with t.Parallel on the cluster).
 CLUSTER_TEST := .build/spark-cluster
@@ -160,7 +162,8 @@ test-cluster: java build venv spark-jars grpcurl
 	@rm -rf $(CLUSTER_TEST) && mkdir -p $(CLUSTER_TEST)
 	@echo "starting the test Spark cluster (logs: $(CLUSTER_TEST)/spark/)"
 	began=$$(date +%s); \
-	  $(BIN)/execd spark-cluster --state $(CLUSTER_TEST) --workers 2 --ready-file $(CLUSTER_TEST)/remote --ui-file $(CLUSTER_TEST)/ui >$(CLUSTER_TEST)/cluster.out 2>&1 & \
+	  $(BIN)/execd spark-cluster --state $(CLUSTER_TEST) --workers 2 --ready-file $(CLUSTER_TEST)/remote --ui-file $(CLUSTER_TEST)/ui \
+	    --conf spark.connect.execute.reattachable.senderMaxStreamDuration=4s >$(CLUSTER_TEST)/cluster.out 2>&1 & \
 	  pid=$$!; trap 'kill $${pypid:-} $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
 	  for i in $$(seq 1 600); do [ -s $(CLUSTER_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(CLUSTER_TEST)/remote ] || { echo "the Spark cluster did not start:" >&2; tail -40 $(CLUSTER_TEST)/cluster.out >&2; exit 1; }; \

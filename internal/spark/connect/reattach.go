@@ -186,10 +186,6 @@ func (rec *opRecord) keep(out *executeResponse) {
 	}
 }
 
-// reattachTries bounds how often in a row a reattached call may end with
-// nothing read before the operation is given up as lost.
-const reattachTries = 5
-
 // executeStep runs cmd as the journaled step named step: once, whichever
 // process asks. Without a journal it is execute. The operation is recorded
 // before it is sent, and sent reattachable; each response that carries
@@ -222,7 +218,8 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 	}
 	out := rec.response()
 	last := rec.LastResponseID
-	for empty := 0; ; {
+	for {
+		began := time.Now()
 		stream, err := s.openStream(ctx, call)
 		if err != nil {
 			return nil, s.operationLost(err, call)
@@ -247,15 +244,17 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 			s.releaseOp(rec.OperationID)
 			return out, nil
 		}
-		// The server ends a reattachable call after a time or size limit,
-		// before the result is complete: take it up again.
-		if read == 0 {
-			if empty++; empty >= reattachTries {
-				return nil, fmt.Errorf("%w: operation %s ended %d calls in a row without a response", ErrOperationLost, rec.OperationID, empty)
+		// The server ends a reattachable call after a time or size limit
+		// (spark.connect.execute.reattachable.senderMaxStreamDuration,
+		// 2 minutes by default), before the result is complete, with or
+		// without responses: take it up again. A call that ended at once
+		// with nothing is not asked again at once.
+		if read == 0 && time.Since(began) < time.Second {
+			select {
+			case <-ctx.Done():
+				return nil, s.fail(ctx, "take up operation "+rec.OperationID, ctx.Err())
+			case <-time.After(500 * time.Millisecond):
 			}
-			time.Sleep(time.Duration(empty) * 200 * time.Millisecond)
-		} else {
-			empty = 0
 		}
 		call = reattachExecuteRequest(s.sessionID(), s.remote.user, rec.OperationID, last)
 	}
