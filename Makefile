@@ -11,12 +11,14 @@ VPY     := $(VENV)/bin/python
 BIN     := bin
 PROTODEPS := .build/protodeps
 PYGEN   := clients/python/src/tauro_exec/_proto
+TSDIR   := clients/typescript
+TSGEN   := $(TSDIR)/src/gen
 
-.PHONY: all build generate check-generated check-tree lint venv spark-jars kafka-libs testbroker java grpcurl test test-go test-fuzz test-python test-cluster spark-cluster bench demo clean
+.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web test-cluster spark-cluster bench bench-peer demo clean
 
 all: build
 
-build:
+build: web
 	$(GO) build -o $(BIN)/execd ./cmd/execd
 
 # ---- environment -----------------------------------------------------------
@@ -29,6 +31,38 @@ $(VENV)/.installed: clients/python/requirements.lock clients/python/pyproject.to
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r clients/python/requirements.lock
 	$(VPY) -m pip install -q --no-deps -e clients/python
+	touch $@
+
+# The TypeScript client's packages (and protoc-gen-es, which `make generate`
+# runs), exactly as package-lock.json pins them; reinstalled only when the
+# lock changes. npm keeps downloads in its own cache (~/.npm).
+TS_STAMP := $(TSDIR)/node_modules/.installed
+npm: $(TS_STAMP)
+$(TS_STAMP): $(TSDIR)/package-lock.json $(TSDIR)/package.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ with npm is needed for the TypeScript client: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(TSDIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+
+# ---- web view --------------------------------------------------------------
+
+# The web view (internal/webui/app, TypeScript built by Vite) is built into
+# internal/webui/dist/app, which execd embeds; build outputs stay out of git.
+# It calls execd through the TypeScript client (clients/typescript, whose
+# packages `make npm` installs). npm ci runs only when a lock changes, the
+# build only when a source does. Without the bundle Go still builds, and
+# execd serves a page that says to run `make web`.
+WEB_APP := internal/webui/app
+WEB_OUT := internal/webui/dist/app
+WEB_SRC := $(shell find $(WEB_APP)/src $(WEB_APP)/public $(TSDIR)/src -type f 2>/dev/null) \
+  $(WEB_APP)/index.html $(WEB_APP)/vite.config.ts $(WEB_APP)/tsconfig.json $(WEB_APP)/package.json
+
+web: $(WEB_OUT)/index.html
+$(WEB_APP)/node_modules/.installed: $(WEB_APP)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20.19+ and npm are needed to build the web view: apt-get install nodejs npm" >&2; exit 1; }
+	cd $(WEB_APP) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
+$(WEB_OUT)/index.html: $(WEB_APP)/node_modules/.installed $(TS_STAMP) $(WEB_SRC)
+	cd $(WEB_APP) && ./node_modules/.bin/tsc --noEmit -p . && ./node_modules/.bin/vite build --logLevel warn
 	touch $@
 
 # Jars the embedded Spark Connect server adds to pyspark's own (sparkserver
@@ -94,9 +128,9 @@ $(PROTODEPS)/buf/validate/validate.proto: tools/go.mod
 lint: $(PROTODEPS)/buf/validate/validate.proto
 	$(TOOL) buf lint
 
-generate: $(PROTODEPS)/buf/validate/validate.proto venv
+generate: $(PROTODEPS)/buf/validate/validate.proto venv $(TS_STAMP)
 	$(TOOL) buf lint
-	rm -rf gen $(PYGEN)
+	rm -rf gen $(PYGEN) $(TSGEN)
 	$(TOOL) buf generate
 	mkdir -p $(PYGEN)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VPY) -m grpc_tools.protoc -I proto -I $(PROTODEPS) \
@@ -107,8 +141,8 @@ generate: $(PROTODEPS)/buf/validate/validate.proto venv
 
 # CI proves the committed generated code is what `make generate` makes.
 check-generated: generate
-	@git diff --exit-code --stat -- gen $(PYGEN) || { echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
-	@test -z "$$(git status --porcelain -- gen $(PYGEN))" || { git status --porcelain -- gen $(PYGEN); echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@git diff --exit-code --stat -- gen $(PYGEN) $(TSGEN) || { echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- gen $(PYGEN) $(TSGEN))" || { git status --porcelain -- gen $(PYGEN) $(TSGEN); echo "generated code is stale: run 'make generate' and commit" >&2; exit 1; }
 
 # ---- tests -----------------------------------------------------------------
 
@@ -125,7 +159,7 @@ KAFKA_TEST := .build/kafka-test
 # a fresh cluster each run) serve the whole test run: Go integration tests
 # and the Python client's tests reach them through TAURO_SPARK_REMOTE and
 # TAURO_KAFKA_BOOTSTRAP. Both start at once; both are stopped on exit.
-test: check-tree check-generated test-fuzz java build testbroker venv spark-jars kafka-libs grpcurl
+test: check-tree check-generated test-fuzz java build testbroker venv npm spark-jars kafka-libs grpcurl
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
 	@rm -rf $(KAFKA_TEST) && mkdir -p $(KAFKA_TEST)
 	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log) and Kafka broker (log: $(KAFKA_TEST)/broker.log)"
@@ -140,7 +174,7 @@ test: check-tree check-generated test-fuzz java build testbroker venv spark-jars
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
-	  $(MAKE) --no-print-directory test-go test-python
+	  $(MAKE) --no-print-directory test-go test-python test-typescript test-web
 	@# The server and the broker are stopped (the trap above) before the
 	@# cluster starts: the two never run at once.
 	$(MAKE) --no-print-directory test-cluster
@@ -210,17 +244,42 @@ test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'
 	cd clients/python && ../../$(VPY) -m pytest -q tests
 
+# The TypeScript client: type-checked and compiled with tsc, then its tests
+# (node's own runner) drive a real execd ($EXECD) on the test run's Spark
+# ($TAURO_SPARK_REMOTE), as `make test` exports them.
+test-typescript: $(TS_STAMP)
+	rm -rf $(TSDIR)/dist
+	cd $(TSDIR) && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.test.json
+	cd $(TSDIR) && node --test --test-concurrency=1 dist/test/*.test.js
+
+# The browser test drives the web view of a real execd (on the run's Spark)
+# in headless Chromium, Debian's package, through playwright-core: no browser
+# is downloaded. Screenshots go to .build/web-test.
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser test"; apt-get update -q && apt-get install -y -q chromium; }
+
+test-web: build chromium
+	cd $(WEB_APP) && node --test --test-concurrency=1 test/
+
 # Benchmarks that need Spark start their own server unless TAURO_SPARK_REMOTE
 # names one. The Python-vs-SQL node comparison runs three rounds: one round
-# of a 50-node pipeline is seconds long and noisy on a small machine.
-bench: java venv spark-jars
+# of a 50-node pipeline is seconds long and noisy on a small machine. The
+# peer benchmark (bench/peer) runs execd against the same work written by
+# hand, over Spark Connect and on classic Spark, in interleaved rounds
+# (PEER_ROUNDS, default 5; PEER_WORKLOADS picks workloads).
+bench: java build venv spark-jars
 	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead' -benchmem -count=1 ./internal/...
 	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/spark/runner
+	$(MAKE) --no-print-directory bench-peer
+
+bench-peer: java build venv spark-jars
+	$(VPY) bench/peer/peer.py --execd $(abspath $(BIN)/execd)
+	$(VPY) bench/peer/scale.py --execd $(abspath $(BIN)/execd)
 
 # ---- demo ------------------------------------------------------------------
 
 demo: java build venv spark-jars
-	$(VPY) examples/demo.py
+	$(VPY) examples/demo.py $(DEMO_ARGS)
 
 clean:
-	rm -rf $(BIN) .build
+	rm -rf $(BIN) .build $(WEB_OUT)

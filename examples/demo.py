@@ -6,6 +6,11 @@ pipeline, execute it, follow every node's state live, and show the result.
 daily_sales is all SQL; customer_insights is all Python (pipelines/customers.py)
 with an ML-style scoring node that reads its hyperparameters from ml_context.
 
+Then a hyperparameter search: experiment tune_order_model (examples/sales/
+config/experiments.yaml) tunes a Spark MLlib decision tree by Bayesian
+optimisation, a few trials two at a time, each trial an ordinary run; the
+demo prints every trial as it starts and ends, and the best one.
+
 Then the hybrid example (examples/hybrid), served by a second execd on the
 same Spark: store_orders builds a store dimension in a batch node and starts
 a streaming node that joins every order file arriving in a folder with it.
@@ -26,7 +31,18 @@ import threading
 import time
 from typing import Any
 
-from tauro_exec import Client, FailedPrecondition, NodeProgress, NodeState, NodeStateChanged, Run, RunFailed, ValidationError
+from tauro_exec import (
+    Client,
+    ExperimentFailed,
+    FailedPrecondition,
+    NodeProgress,
+    NodeState,
+    NodeStateChanged,
+    Run,
+    RunFailed,
+    TrialState,
+    ValidationError,
+)
 from tauro_exec.events import describe_event
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -75,7 +91,12 @@ PIPELINES: dict[str, dict[str, Any]] = {
 }
 
 
-def run_pipeline(client: Client, name: str, project: pathlib.Path, **extra: Any) -> None:
+def web_view(addr: str) -> str:
+    """The URL of execd's web view, served on the API's own address."""
+    return f"http://{addr}"
+
+
+def run_pipeline(client: Client, name: str, project: pathlib.Path, web: str, **extra: Any) -> None:
     print(f"\n=== {name} ===")
     try:
         plan = client.validate(name)
@@ -88,7 +109,7 @@ def run_pipeline(client: Client, name: str, project: pathlib.Path, **extra: Any)
 
     started = time.monotonic()
     run = client.execute(name, start_date="2025-01-01", end_date="2025-01-31", **extra)
-    print(f"run {run.id} started; following it live:\n")
+    print(f"run {run.id} started; following it live (its page: {web}/runs/{run.id}):\n")
     try:
         run.wait(progress=True)
     except RunFailed as e:
@@ -116,6 +137,34 @@ def show_report(project: pathlib.Path) -> None:
               f"  mean score {row['mean_score']:.3f}  top product {row['top_product']}")
 
 
+# The experiment's budget in the demo: a few trials, two at a time (the
+# declared experiment has more).
+DEMO_TRIALS = 6
+EXPERIMENT = "tune_order_model"
+
+
+def run_experiment(client: Client) -> None:
+    print(f"\n=== {EXPERIMENT} (examples/sales/config/experiments.yaml): Bayesian search over a decision tree ===")
+    exp = client.experiment(declared=EXPERIMENT, n_trials=DEMO_TRIALS)
+    metric, node, direction = exp.objective
+    print(f"experiment {exp.id}: {exp.n_trials} trials of {exp.pipeline}, {exp.max_parallel_trials} at once, to {direction} {metric}"
+          f" (logged by {node});\n{', '.join(exp.shared_nodes)} run once and every trial reads what they wrote;"
+          f" each trial runs {', '.join(exp.trial_nodes)}\n")  # fmt: skip
+    for ev in exp.watch():
+        if ev.trial is not None and ev.trial.state is TrialState.RUNNING and not ev.trial.run_id:
+            continue  # recorded before its run starts; the next event has the run
+        at = f"{ev.time:%H:%M:%S}" if ev.time else ""
+        print(f"  {at}  {ev.describe()}", flush=True)
+    try:
+        exp.wait()
+    except ExperimentFailed as e:
+        print(e)
+        sys.exit(1)
+    best = exp.best
+    assert best is not None and best.value is not None
+    print(f"\nbest: trial {best.number}, {metric} {best.value:.3f} with {best.params}")
+
+
 # The hybrid example: order files dropped per round (each round once the
 # stream has processed the one before), lines per file, and how long the
 # demo lets the stream run at most, whatever happens.
@@ -140,7 +189,7 @@ def run_hybrid(execd: pathlib.Path, spark_remote: str, state: pathlib.Path) -> N
             print(f"valid. batch nodes: {', '.join(plan.batch_nodes)}; streaming nodes: {', '.join(plan.streaming_nodes)}\n")
             started = time.monotonic()
             run = client.execute("store_orders")
-            print(f"run {run.id} started; order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
+            print(f"run {run.id} started (its page: {web_view(addr)}/runs/{run.id}); order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
             follow_stream(client, run)
             print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s: "
                   + ", ".join(f"{n.name} {n.state.name}" for n in run.nodes))  # fmt: skip
@@ -214,11 +263,13 @@ def show_joined(spark_remote: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pipeline", action="append", choices=sorted([*PIPELINES, "store_orders"]), help="run only this pipeline (repeatable)")
+    parser.add_argument("--pipeline", action="append", choices=sorted([*PIPELINES, EXPERIMENT, "store_orders"]),
+                        help="run only this pipeline or experiment (repeatable)")
     parser.add_argument("--addr", help="use a running execd for the sales example instead of starting one")
     parser.add_argument("--spark-remote", help="run on this Spark Connect server instead of execd's embedded one (needed with --addr for the hybrid example)")
+    parser.add_argument("--serve", action="store_true", help="keep the sales example's execd and its web view up after the demo, until Ctrl-C")
     args = parser.parse_args()
-    chosen = args.pipeline or [*PIPELINES, "store_orders"]
+    chosen = args.pipeline or [*PIPELINES, EXPERIMENT, "store_orders"]
 
     project = ROOT / "examples" / "sales"
     subprocess.run([sys.executable, str(project / "generate_data.py")], check=True)
@@ -231,12 +282,13 @@ def main() -> None:
         proc, addr, spark_remote = start_execd(execd, project, state, spark_remote=args.spark_remote)
     try:
         with Client(addr) as client:
-            print(f"\nexecd at {addr}; pipelines:")
+            print(f"\nexecd at {addr}; its web view, with every run's graph, logs and errors live: {web_view(addr)}/")
+            print("pipelines:")
             for p in client.pipelines():
                 print(f"  {p.name:18} {p.type.name.lower():9} {p.node_count} nodes")
             for name in chosen:
                 if name in PIPELINES:
-                    run_pipeline(client, name, project, **PIPELINES[name])
+                    run_pipeline(client, name, project, web_view(addr), **PIPELINES[name])
             if any(name in PIPELINES for name in chosen):
                 out = project / "output"
                 print(f"\noutputs under {out}:")
@@ -244,11 +296,21 @@ def main() -> None:
                     files = [f for f in table.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
                     print(f"  {table.relative_to(out)}  ({len(files)} files)")
                 show_report(project)
+            if EXPERIMENT in chosen:
+                run_experiment(client)
         if "store_orders" in chosen:
             if spark_remote:
                 run_hybrid(execd, spark_remote, state / "hybrid")
             else:
                 print("\nthe hybrid example needs the Spark server's address: pass --spark-remote with --addr")
+        if proc is not None and args.serve:
+            print(f"\nexecd keeps serving its web view at {web_view(addr)}/ ; Ctrl-C stops it", flush=True)
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                pass
+        elif proc is not None:
+            print("\n(make demo DEMO_ARGS=--serve keeps execd and its web view up after the demo)")
     finally:
         if proc is not None:
             stop_execd(proc)

@@ -43,6 +43,7 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 		b.health, remote = h, func() string { return cfg.sparkRemote }
 	}
 	b.Backend = sparkrunner.New(remote, b.health.Ready, log)
+	b.SetProfile(cfg.profileNodes)
 	// A server execd did not start outlives it: runs keep a journal, and a
 	// restarted execd takes them up where they were.
 	b.SetDurable(cfg.sparkRemote != "")

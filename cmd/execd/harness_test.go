@@ -57,6 +57,7 @@ type daemon struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	addr    string
+	metrics string // with --metrics-listen: the metrics endpoint's address
 	project string
 	state   string
 	logs    *strings.Builder
@@ -111,6 +112,9 @@ func launchEnv(t *testing.T, env []string, project, state string, extra ...strin
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "execd metrics on "); ok {
+				d.metrics = a // printed before the gRPC address, which publishes it
+			}
 			if a, ok := strings.CutPrefix(sc.Text(), "execd listening on "); ok {
 				addrCh <- a
 			}

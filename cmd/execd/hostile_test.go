@@ -269,6 +269,11 @@ func FuzzHandlers(f *testing.F) {
 		&execv1.RepairRunRequest{RunId: "r-ended", RequestId: "r1"},
 		&execv1.GetPipelineRequest{Name: "quick"},
 		&execv1.ListPipelinesRequest{Env: "prod"},
+		&execv1.RunExperimentRequest{Pipeline: "quick", Space: []*execv1.SearchDimension{{Name: "x", Kind: execv1.DimensionKind_DIMENSION_KIND_REAL, Low: 1, High: 0, Prior: 7}}},
+		&execv1.GetExperimentRequest{ExperimentId: "missing"},
+		&execv1.ListExperimentsRequest{PageToken: "bogus"},
+		&execv1.WatchExperimentRequest{ExperimentId: "missing", AfterSequence: 3},
+		&execv1.CancelExperimentRequest{ExperimentId: "missing"},
 	}
 	for i, m := range seeds {
 		b, err := proto.Marshal(m)
@@ -284,7 +289,7 @@ func FuzzHandlers(f *testing.F) {
 		defer cancel()
 		c := p.client
 		var err error
-		switch which % 10 {
+		switch which % 15 {
 		case 0:
 			err = fuzzCall(ctx, data, &execv1.ExecutePipelineRequest{}, c.ExecutePipeline)
 		case 1:
@@ -315,9 +320,29 @@ func FuzzHandlers(f *testing.F) {
 			err = fuzzCall(ctx, data, &execv1.GetPipelineRequest{}, c.GetPipeline)
 		case 9:
 			err = fuzzCall(ctx, data, &execv1.ListPipelinesRequest{}, c.ListPipelines)
+		case 10:
+			err = fuzzCall(ctx, data, &execv1.RunExperimentRequest{}, c.RunExperiment)
+		case 11:
+			err = fuzzCall(ctx, data, &execv1.GetExperimentRequest{}, c.GetExperiment)
+		case 12:
+			err = fuzzCall(ctx, data, &execv1.ListExperimentsRequest{}, c.ListExperiments)
+		case 13:
+			req := &execv1.WatchExperimentRequest{}
+			_ = proto.Unmarshal(data, req)
+			var stream execv1.ExecService_WatchExperimentClient
+			if stream, err = c.WatchExperiment(ctx, req); err == nil {
+				for err == nil {
+					_, err = stream.Recv()
+				}
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+			}
+		case 14:
+			err = fuzzCall(ctx, data, &execv1.CancelExperimentRequest{}, c.CancelExperiment)
 		}
 		if code := codeOf(err); code == codes.Internal || code == codes.Unknown {
-			t.Fatalf("call %d answered %s: %v", which%10, code, err)
+			t.Fatalf("call %d answered %s: %v", which%15, code, err)
 		}
 	})
 }

@@ -33,6 +33,7 @@ Usage:
   execd cancel RUN_ID [--reason TEXT]      cancel a run
   execd stop RUN_ID [--reason TEXT]        end a run's streaming queries after their current micro-batch
   execd repair RUN_ID [--watch]            re-run what did not succeed
+  execd experiment start|watch|get|list|cancel   hyperparameter search ("execd experiment" for more)
 
 Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051),
 with --token (default $TAURO_EXEC_TOKEN) and --tls-ca FILE when it requires them.
@@ -65,6 +66,7 @@ func main() {
 		"cancel":        cmdCancel,
 		"stop":          cmdStop,
 		"repair":        cmdRepair,
+		"experiment":    cmdExperiment,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

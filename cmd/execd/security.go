@@ -10,8 +10,6 @@ import (
 	"net"
 	"os"
 
-	"google.golang.org/grpc/credentials"
-
 	"github.com/tauro-exec/tauro-exec/internal/service"
 )
 
@@ -36,29 +34,37 @@ func (s *securityFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&s.reflection, "reflection", false, "serve gRPC reflection (default: on when open, off with --tokens or --client-ca)")
 }
 
-// decide checks the flags against the listener and returns the server's
-// security options; log says at start what it decided.
-func (s *securityFlags) decide(lis net.Listener, fs *flag.FlagSet, log *slog.Logger) ([]service.Option, *service.Tokens, error) {
+// security is what the flags decided: the service's options, the tokens
+// (nil without --tokens) and the listener's TLS (nil for cleartext).
+type security struct {
+	opts   []service.Option
+	tokens *service.Tokens
+	tls    *tls.Config
+}
+
+// decide checks the flags against the listener and returns what they
+// decide; log says at start what it decided.
+func (s *securityFlags) decide(lis net.Listener, fs *flag.FlagSet, log *slog.Logger) (security, error) {
 	fs.Visit(func(f *flag.Flag) { s.reflectSet = s.reflectSet || f.Name == "reflection" })
 	if (s.tlsCert == "") != (s.tlsKey == "") {
-		return nil, nil, errors.New("--tls-cert and --tls-key go together")
+		return security{}, errors.New("--tls-cert and --tls-key go together")
 	}
 	if s.clientCA != "" && s.tlsCert == "" {
-		return nil, nil, errors.New("--client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake")
+		return security{}, errors.New("--client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake")
 	}
 	var opts []service.Option
 	var tokens *service.Tokens
+	var tlsCfg *tls.Config
 	if s.tlsCert != "" {
-		creds, err := s.serverTLS()
-		if err != nil {
-			return nil, nil, err
+		var err error
+		if tlsCfg, err = s.serverTLS(); err != nil {
+			return security{}, err
 		}
-		opts = append(opts, service.WithTLS(creds))
 	}
 	if s.tokens != "" {
 		t, err := service.LoadTokens(s.tokens)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--tokens: %w", err)
+			return security{}, fmt.Errorf("--tokens: %w", err)
 		}
 		tokens = t
 		opts = append(opts, service.WithTokens(t))
@@ -70,10 +76,10 @@ func (s *securityFlags) decide(lis net.Listener, fs *flag.FlagSet, log *slog.Log
 	local := loopback(lis.Addr())
 	switch {
 	case !authenticated && !local && !s.insecure:
-		return nil, nil, fmt.Errorf("--listen %s can be reached from other machines and execd has no authentication; "+
+		return security{}, fmt.Errorf("--listen %s can be reached from other machines and execd has no authentication; "+
 			"give --tokens (with --tls-cert and --tls-key), or --insecure to serve it open anyway", lis.Addr())
 	case s.tokens != "" && s.tlsCert == "" && !local && !s.insecure:
-		return nil, nil, fmt.Errorf("--listen %s can be reached from other machines, and tokens without TLS cross the network in the clear; "+
+		return security{}, fmt.Errorf("--listen %s can be reached from other machines, and tokens without TLS cross the network in the clear; "+
 			"give --tls-cert and --tls-key, or --insecure if a proxy terminates TLS", lis.Addr())
 	}
 	reflection := !authenticated
@@ -91,10 +97,12 @@ func (s *securityFlags) decide(lis net.Listener, fs *flag.FlagSet, log *slog.Log
 	default:
 		log.Warn("execd is open: every client that reaches it may run, cancel and repair pipelines; give --tokens to require tokens", attrs...)
 	}
-	return opts, tokens, nil
+	return security{opts: opts, tokens: tokens, tls: tlsCfg}, nil
 }
 
-func (s *securityFlags) serverTLS() (credentials.TransportCredentials, error) {
+// serverTLS is the listener's TLS: the server certificate, and with
+// --client-ca the client certificates it requires.
+func (s *securityFlags) serverTLS() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
@@ -107,7 +115,7 @@ func (s *securityFlags) serverTLS() (credentials.TransportCredentials, error) {
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 func certPool(path string) (*x509.CertPool, error) {

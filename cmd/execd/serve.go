@@ -22,6 +22,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
+	"github.com/tauro-exec/tauro-exec/internal/webui"
 )
 
 // serveConfig is what `execd serve` is told.
@@ -36,12 +37,15 @@ type serveConfig struct {
 	maxRuns        int
 	sparkReadyFile string
 	workerDir      string
+	profileNodes   bool
 	logLevel       string
 	shutdown       time.Duration
 	keepRuns       retention
 	security       securityFlags
 	envAllow       string
+	corsOrigins    string
 	workerEnv      []string // from the project's worker_env, as allowed
+	metricsListen  string
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -49,18 +53,21 @@ func serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.project, "project", ".", "tauro project folder (the one with settings_yml.json or settings_json.json)")
 	fs.StringVar(&cfg.env, "env", "dev", "environment used when a request names none")
-	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on")
+	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve on: gRPC, gRPC-Web and Connect share it")
 	fs.StringVar(&cfg.state, "state", "", "folder for run state and logs (default: PROJECT/.tauro-exec)")
 	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
 	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark and tauro-exec[worker], for the embedded Spark server and the node workers (default: .venv/bin/python of the repo, else python3)")
 	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
 	fs.StringVar(&cfg.sparkReadyFile, "spark-ready-file", "", "write the embedded Spark Connect server's address, with its token, here (mode 0600) once execd serves")
 	fs.IntVar(&cfg.maxRuns, "max-concurrent-runs", engine.DefaultMaxConcurrentRuns, "runs executing at once; more wait QUEUED (default: the machine's cores, at least 2)")
+	fs.BoolVar(&cfg.profileNodes, "profile-nodes", false, "report each node attempt's phases and Spark Connect requests as execd.phase.* and execd.calls.* metrics")
 	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
 	fs.DurationVar(&cfg.shutdown, "shutdown-timeout", 30*time.Second, "how long a graceful stop waits for runs to record their end")
 	fs.StringVar(&cfg.envAllow, "env-allow", "", "comma-separated environment variables ${VAR} and worker_env may read (NAME, or PREFIX* for a prefix); empty allows all")
+	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); empty serves none")
+	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated origins (scheme://host[:port], or * for any) whose web pages may call execd with gRPC-Web or Connect; empty allows none")
 	cfg.security.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
@@ -73,6 +80,10 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cors, err := parseCORSOrigins(cfg.corsOrigins)
+	if err != nil {
+		return err
+	}
 
 	project, err := filepath.Abs(cfg.project)
 	if err != nil {
@@ -111,10 +122,15 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--listen %s: %w", cfg.listen, err)
 	}
 	defer lis.Close()
-	security, tokens, err := cfg.security.decide(lis, fs, log)
+	sec, err := cfg.security.decide(lis, fs, log)
 	if err != nil {
 		return err
 	}
+	tel, err := startTelemetry(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(tel, log)
 	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
 	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
@@ -138,18 +154,40 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer backend.Close()
+	backend.exportMetrics(tel.Metrics())
 
-	eng := engine.New(engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
-		Environ: environ, MaxConcurrentRuns: cfg.maxRuns})
+	opts := engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
+		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer()}
+	if backend.pool != nil { // the workers' optimiser proposes experiments' trials
+		opts.Suggester = backend.pool
+	}
+	opts.CodeRoots = []string{cfg.project} // where the workers import node code from
+	if cfg.workerDir != "" {
+		if dir, err := filepath.Abs(cfg.workerDir); err == nil {
+			opts.CodeRoots = append(opts.CodeRoots, dir)
+		}
+	}
+	eng := engine.New(opts)
+	tel.Metrics().Engine(eng.Load, st.Watchers)
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng), hs, log, append(security, service.WithRedaction(environ.Redact))...)
+	srv, err := service.NewServer(service.New(eng), hs, log, append(sec.opts, service.WithRedaction(environ.Redact),
+		service.WithServerOptions(tel.ServerOptions()...))...)
 	if err != nil {
 		return err
 	}
-	if tokens != nil {
-		go reloadOnHangup(ctx, tokens, log)
+	tel.Registered(srv)
+	router, err := rpcRouter(srv, cors)
+	if err != nil {
+		return err
+	}
+	// The web view takes every path the services do not: it calls them on
+	// its own origin, so it needs no CORS.
+	router.Handle("/", webui.Handler())
+	web := httpServer(router, sec.tls, log)
+	if sec.tokens != nil {
+		go reloadOnHangup(ctx, sec.tokens, log)
 	}
 	if cfg.keepRuns > 0 {
 		pctx, stopPruning := context.WithCancel(ctx)
@@ -157,8 +195,9 @@ func serve(ctx context.Context, args []string) error {
 		go pruneRuns(pctx, st, time.Duration(cfg.keepRuns), log)
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(lis) }()
-	log.Info("execd serving", "listen", lis.Addr().String(), "project", cfg.project, "env", cfg.env, "state", cfg.state)
+	go func() { serveErr <- serveHTTP(web, lis) }()
+	log.Info("execd serving", "listen", lis.Addr().String(), "protocols", "grpc,grpc-web,connect", "cors_origins", cors.String(),
+		"project", cfg.project, "env", cfg.env, "state", cfg.state)
 	// The address goes to stdout too, so scripts that listen on :0 can find
 	// execd. The embedded Spark's address carries its token: it goes only to
 	// --spark-ready-file, for a script that shares that Spark (a second
@@ -182,17 +221,10 @@ func serve(ctx context.Context, args []string) error {
 	if err := eng.Close(stopCtx); err != nil {
 		log.Warn("runs did not record their end in time", "err", err)
 	}
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-stopCtx.Done():
-		srv.Stop()
+	if err := drain(stopCtx, web, srv); err != nil {
+		log.Warn("calls still open at the shutdown timeout were cut", "err", err)
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	return nil
+	return <-serveErr
 }
 
 // lockState makes execd the only daemon on a state folder: two would each

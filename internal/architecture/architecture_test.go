@@ -34,28 +34,47 @@ var rules = []rule{
 			module + "/cmd",
 			"google.golang.org/grpc",
 			"github.com/apache/spark-connect-go",
+			module + "/internal/telemetry",
+			"github.com/prometheus",
+			"go.opentelemetry.io",
 		}, backends...),
-		why: "the engine core is config, plan, schedule, store, retry, breaker and run records; backends implement its interfaces, never the other way round",
+		why: "the engine core is config, plan, schedule, store, retry, breaker and run records; backends implement its interfaces, never the other way round; metrics and traces follow it through observe.Observer",
 	},
 	{
 		from:      "./internal/service/...",
-		forbidden: append([]string{module + "/cmd"}, backends...),
-		why:       "the gRPC service calls the engine only; cmd/execd wires the backends",
+		forbidden: append([]string{module + "/cmd", module + "/internal/telemetry"}, backends...),
+		why:       "the gRPC service calls the engine only; cmd/execd wires the backends and hands the server telemetry's options",
 	},
 	{
 		from:      "./internal/spark/...",
-		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker"},
-		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker", module + "/internal/telemetry"},
+		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
 		from:      "./internal/streaming/...",
-		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker"},
-		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker", module + "/internal/telemetry"},
+		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
+	},
+	{
+		from: "./internal/webui/...",
+		forbidden: append([]string{
+			module + "/gen",
+			module + "/internal/engine",
+			module + "/internal/service",
+			module + "/cmd",
+			"google.golang.org/grpc",
+		}, backends...),
+		why: "the web view is a bundle of static files; the browser reads runs through the public API like any other client",
 	},
 	{
 		from:      "./internal/pyworker/...",
-		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark"},
-		why:       "a backend implements the engine's interfaces and knows neither the transport nor another backend",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark", module + "/internal/telemetry"},
+		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
+	},
+	{
+		from:      "./internal/telemetry/...",
+		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/gen"}, backends...),
+		why:       "telemetry implements the engine's observe.Observer and reads backends only through functions cmd/execd hands it",
 	},
 }
 
@@ -106,7 +125,8 @@ func TestLayers_NoPackageImportsALayerItMustNotKnow(t *testing.T) {
 func TestLayers_RulesNameRealPackages(t *testing.T) {
 	root := repoRoot(t)
 	all := goList(t, root, "-deps", "./...")
-	for _, want := range []string{module + "/gen", module + "/internal/spark", module + "/internal/pyworker", "google.golang.org/grpc"} {
+	for _, want := range []string{module + "/gen", module + "/internal/spark", module + "/internal/pyworker", "google.golang.org/grpc",
+		module + "/internal/telemetry", "github.com/prometheus", "go.opentelemetry.io"} {
 		found := false
 		for _, p := range all {
 			if p == want || strings.HasPrefix(p, want+"/") {

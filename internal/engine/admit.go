@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
@@ -35,15 +36,33 @@ type ticket struct {
 	priority int
 	seq      uint64
 	writes   []string
+	// recovered is a run a previous execd left queued, or running on a
+	// Spark that outlived it (taken up, resume.go).
+	recovered bool
+	// ctx is the context the run executes under, from the Observer.
+	ctx context.Context
 }
 
 func (e *Engine) newTicket(id string, p *plan.Pipeline, params run.Params, prior *repairState) *ticket {
 	e.seq++
-	return &ticket{id: id, p: p, failFast: params.FailFast, prior: prior, priority: params.Priority, seq: e.seq, writes: writeLocations(p)}
+	return &ticket{id: id, p: p, failFast: params.FailFast, prior: prior, priority: params.Priority, seq: e.seq, writes: writeLocations(p),
+		ctx: context.Background()}
 }
 
-// pipelineKey names the runs one max_active_runs counts together.
-func pipelineKey(p *plan.Pipeline) string { return p.Env + "\x00" + p.Name }
+// observed names t's execution to the Observer.
+func (t *ticket) observed() observe.Run {
+	return observe.Run{ID: t.id, Pipeline: t.p.Name, Env: t.p.Env, Repair: t.prior != nil, Recovered: t.recovered}
+}
+
+// pipelineKey names the runs one max_active_runs counts together. An
+// experiment's runs count apart ("" : never): they write beside the
+// pipeline's outputs, and the experiment's max_parallel_trials bounds them.
+func pipelineKey(p *plan.Pipeline) string {
+	if p.Isolation != nil {
+		return ""
+	}
+	return p.Env + "\x00" + p.Name
+}
 
 // writeLocations are the places a run writes to: every selected node's
 // outputs, and its streaming sink and checkpoint.
@@ -86,7 +105,7 @@ func (e *Engine) blockerLocked(t *ticket) string {
 	same := 0
 	key := pipelineKey(t.p)
 	for id, a := range e.active {
-		if a.key == key {
+		if key != "" && a.key == key {
 			if same++; same >= max(t.p.MaxActiveRuns, 1) {
 				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), id)
 			}
@@ -113,6 +132,7 @@ func (e *Engine) enqueueLocked(ctx context.Context, t *ticket, record bool) erro
 			return err
 		}
 	}
+	t.ctx = context.WithoutCancel(e.opt.Observer.RunQueued(ctx, t.observed()))
 	e.queue = append(e.queue, t)
 	e.admitLocked()
 	return nil
@@ -149,15 +169,15 @@ func (e *Engine) admit() {
 	e.admitLocked()
 }
 
-// dequeueLocked takes run id out of the queue; false when it is not there.
-func (e *Engine) dequeueLocked(id string) bool {
+// dequeueLocked takes run id out of the queue; nil when it is not there.
+func (e *Engine) dequeueLocked(id string) *ticket {
 	for i, t := range e.queue {
 		if t.id == id {
 			e.queue = slices.Delete(e.queue, i, i+1)
-			return true
+			return t
 		}
 	}
-	return false
+	return nil
 }
 
 // requeue puts the runs a previous execd left QUEUED back in the queue, in
@@ -189,7 +209,9 @@ func (e *Engine) requeue(ctx context.Context) error {
 			prior = priorOf(p, r)
 		}
 		e.log.Info("run queued by a previous execd is queued again", "run_id", id)
-		if err := e.enqueueLocked(ctx, e.newTicket(id, p, r.Params, prior), false); err != nil {
+		t := e.newTicket(id, p, r.Params, prior)
+		t.recovered = true
+		if err := e.enqueueLocked(ctx, t, false); err != nil {
 			return err
 		}
 	}

@@ -9,16 +9,21 @@ import (
 	"strings"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/breaker"
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/schedule"
 )
 
 // drive runs p's nodes on the backend through the scheduler and says how
-// the run ended.
-func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.Logger) (run.State, string) {
+// the run ended. The run's executor is closed by release, which the caller
+// calls once: after recording the end of a run every node of which
+// succeeded (nothing of it still runs, so the end may be told at once and
+// the cleanup follow), before recording any other end (so that nothing of
+// a cancelled or failed run runs on after it is recorded as ended). A run
+// taken up after a restart comes with its executor.
+func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, obs observe.Run, log *slog.Logger) (end observe.End, release func()) {
 	recCtx := context.WithoutCancel(ctx)
-	runID, p, prior := rc.RunID, rc.Pipeline, t.prior
 	// A run taken up whose Spark work turns out to be gone ends as an
 	// interrupted one: the cause says so.
 	ctx, interrupt := context.WithCancelCause(ctx)
@@ -29,14 +34,22 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.
 	} else {
 		var err error
 		if exec, err = e.opt.Backend.OpenRun(ctx, rc); err != nil {
-			return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err))
+			return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err)), func() {}
 		}
 	}
-	defer func() {
+	release = func() {
 		if err := exec.Close(recCtx); err != nil {
 			log.Warn("closing the run's session", "err", err)
 		}
-	}()
+	}
+	return e.schedule(ctx, rc, exec, t, obs, log, interrupt), release
+}
+
+// schedule runs the nodes on exec and says how the run ended. interrupt
+// ends the run INTERRUPTED.
+func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, tk *ticket, obs observe.Run, log *slog.Logger, interrupt context.CancelCauseFunc) observe.End {
+	recCtx := context.WithoutCancel(ctx)
+	runID, p, prior := rc.RunID, rc.Pipeline, tk.prior
 
 	byName := make(map[string]*plan.Node, len(p.Nodes))
 	tasks := make([]schedule.Task, 0, len(p.Nodes))
@@ -51,12 +64,14 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.
 			Ended:         prior.endedAs(n.Name),
 			PriorAttempts: prior.attempts(n.Name),
 		}
-		if a, ok := t.resume.attempt(n.Name); ok {
+		if a, ok := tk.resume.attempt(n.Name); ok {
 			task.Resume, task.PriorAttempts, task.Started = true, a.Attempt-1, a.Started
 		}
 		tasks = append(tasks, task)
 	}
+	observed := newAttempts(e.opt.Observer, obs, byName)
 	runner := schedule.RunnerFunc(func(ctx context.Context, a schedule.Attempt) error {
+		ctx = observed.start(ctx, a)
 		emit := func(ev run.Event) {
 			ev.Node, ev.Attempt = a.Node, a.Attempt
 			if _, err := e.opt.Store.Append(recCtx, runID, ev); err != nil {
@@ -80,6 +95,9 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.
 			RetryIn:   t.RetryIn,
 			Duration:  t.Duration,
 		})
+		if err == nil {
+			observed.end(t)
+		}
 		return err
 	})
 	threshold := e.opt.BreakerThreshold
@@ -88,18 +106,19 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.
 	}
 	res, err := schedule.Run(ctx, tasks, runner, recorder, schedule.Options{
 		MaxWorkers: p.MaxWorkers,
-		FailFast:   t.failFast,
+		FailFast:   tk.failFast,
 		Breaker:    breaker.Policy{Threshold: threshold},
 		Clock:      e.opt.Clock,
 	})
+	observed.endRest(res)
 	if err != nil {
-		return run.Failed, fmt.Sprintf("scheduler: %v", err)
+		return observe.End{State: run.Failed, Message: fmt.Sprintf("scheduler: %v", err)}
 	}
 	if ctx.Err() != nil {
 		return e.endState(ctx, "")
 	}
 	if res.Tripped {
-		return run.Failed, res.Reason
+		return observe.End{State: run.Failed, Message: res.Reason, Tripped: true}
 	}
 	var failed []string
 	for _, n := range p.Nodes {
@@ -109,27 +128,27 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, log *slog.
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
-		return run.Failed, "nodes did not succeed: " + strings.Join(failed, ", ")
+		return observe.End{State: run.Failed, Message: "nodes did not succeed: " + strings.Join(failed, ", ")}
 	}
-	return run.Succeeded, ""
+	return observe.End{State: run.Succeeded}
 }
 
 // endState says how a run that stopped early ended: cancelled by a user,
 // interrupted by shutdown, or failed.
-func (e *Engine) endState(ctx context.Context, msg string) (run.State, string) {
+func (e *Engine) endState(ctx context.Context, msg string) observe.End {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, ErrShutdown):
-		return run.Interrupted, ErrShutdown.Error() + "; RepairRun finishes the run"
+		return observe.End{State: run.Interrupted, Message: ErrShutdown.Error() + "; RepairRun finishes the run"}
 	case errors.Is(cause, ErrNotResumable):
-		return run.Interrupted, cause.Error() + "; RepairRun finishes the run"
+		return observe.End{State: run.Interrupted, Message: cause.Error() + "; RepairRun finishes the run"}
 	case cause != nil:
 		var c cancelCause
 		if errors.As(cause, &c) {
-			return run.Cancelled, c.reason
+			return observe.End{State: run.Cancelled, Message: c.reason}
 		}
-		return run.Cancelled, cause.Error()
+		return observe.End{State: run.Cancelled, Message: cause.Error()}
 	}
-	return run.Failed, msg
+	return observe.End{State: run.Failed, Message: msg}
 }
 
 type cancelCause struct{ reason string }

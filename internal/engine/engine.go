@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -117,7 +119,9 @@ type RunExecutor interface {
 	// RunNode runs one attempt of a node. emit reports messages and metrics
 	// of the attempt; they are stored before they are streamed.
 	RunNode(ctx context.Context, node *plan.Node, attempt int, emit func(run.Event)) error
-	// Close releases what the run held.
+	// Close releases what the run held. When every node succeeded it is
+	// called after the run's end is recorded, so it must not write; else
+	// before.
 	Close(ctx context.Context) error
 }
 
@@ -142,6 +146,15 @@ type Options struct {
 	// Environ is what ${NAME} reads; nil means every variable of the
 	// process.
 	Environ *config.Environment
+	// Observer follows runs and node attempts for metrics and traces; nil
+	// observes nothing.
+	Observer observe.Observer
+	// CodeRoots are the folders Python node code is imported from (the
+	// workers' roots); nil means ProjectDir. A passed check of a pipeline's
+	// functions is remembered until a file of their packages there changes.
+	CodeRoots []string
+	// Suggester proposes experiments' trials; nil refuses experiments.
+	Suggester experiment.Suggester
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -149,10 +162,13 @@ type Engine struct {
 	opt Options
 	log *slog.Logger
 
+	checked checked // function checks that passed
+
 	mu      sync.Mutex
 	active  map[string]*activeRun
 	queue   []*ticket
 	seq     uint64 // orders tickets of equal priority
+	exps    map[string]*activeExperiment
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -182,6 +198,9 @@ func New(opt Options) *Engine {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Observer == nil {
+		opt.Observer = observe.Nop{}
 	}
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
@@ -216,7 +235,10 @@ func (e *Engine) Recover(ctx context.Context) error {
 			e.log.Warn("clearing the journal of an interrupted run", "run_id", id, "err", err)
 		}
 	}
-	return e.requeue(ctx)
+	if err := e.requeue(ctx); err != nil {
+		return err
+	}
+	return e.resumeExperiments(ctx)
 }
 
 // abandonTimeout bounds how long ending one left-over query may hold up
@@ -249,12 +271,20 @@ func (e *Engine) abandon(ctx context.Context, id string) {
 }
 
 // Close stops every active run (they become INTERRUPTED, so RepairRun can
-// finish them) and waits for them to record it.
+// finish them) and waits for them to record it. Queued runs stay queued
+// for the next execd.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closing = true
 	for _, a := range e.active {
 		a.cancel(ErrShutdown)
+	}
+	for _, t := range e.queue {
+		e.opt.Observer.RunEnded(t.ctx, t.observed(), observe.End{State: run.Queued,
+			Message: "execd stopped before the run started; the next execd queues it again"})
+	}
+	for _, x := range e.exps {
+		x.cancel(ErrShutdown)
 	}
 	e.mu.Unlock()
 	done := make(chan struct{})
@@ -265,6 +295,13 @@ func (e *Engine) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Load is how many runs wait QUEUED for admission and how many execute.
+func (e *Engine) Load() (queued, executing int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.queue), len(e.active)
 }
 
 func (e *Engine) load(env string) (*config.Project, error) {
@@ -284,7 +321,7 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return plan.Resolve(proj, plan.Request{
+	req := plan.Request{
 		Pipeline:     params.Pipeline,
 		StartDate:    params.StartDate,
 		EndDate:      params.EndDate,
@@ -292,7 +329,11 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 		MaxWorkers:   params.MaxWorkers,
 		Hyperparams:  params.Hyperparams,
 		ModelVersion: params.ModelVersion,
-	})
+	}
+	if iso := params.Isolation; iso != nil {
+		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared}
+	}
+	return plan.Resolve(proj, req)
 }
 
 // decided is what a run record keeps of its plan: the request as planning
@@ -310,5 +351,6 @@ func decided(params run.Params, p *plan.Pipeline) run.Params {
 		Select:       params.Select,
 		FailFast:     params.FailFast,
 		Priority:     params.Priority,
+		Isolation:    params.Isolation,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -72,7 +73,7 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 
 // startLocked runs an admitted run in the background. e.mu is held.
 func (e *Engine) startLocked(t *ticket) {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel := context.WithCancelCause(t.ctx)
 	if t.stop == nil {
 		t.stop = make(chan struct{})
 	}
@@ -99,9 +100,9 @@ func (e *Engine) startLocked(t *ticket) {
 // already.
 func (e *Engine) execute(ctx context.Context, t *ticket) {
 	recCtx := context.WithoutCancel(ctx)
-	runID := t.id
-	log := e.log.With("run_id", runID, "pipeline", t.p.Name)
-	rc := RunContext{RunID: runID, Pipeline: t.p, Stop: t.stop, Journal: e.journal(runID)}
+	runID, p, obs := t.id, t.p, t.observed()
+	log := e.log.With("run_id", runID, "pipeline", p.Name)
+	rc := RunContext{RunID: runID, Pipeline: p, Stop: t.stop, Journal: e.journal(runID)}
 	if t.resume == nil {
 		if rc.Journal != nil {
 			if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
@@ -110,19 +111,28 @@ func (e *Engine) execute(ctx context.Context, t *ticket) {
 		}
 		if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
 			log.Error("recording run start", "err", err)
+			e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
 			return
 		}
 	}
-	state, msg := e.drive(ctx, rc, t, log)
-	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: state, Message: msg}); err != nil {
+	e.opt.Observer.RunStarted(ctx, obs)
+	end, release := e.drive(ctx, rc, t, obs, log)
+	if end.State != run.Succeeded {
+		release()
+	}
+	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
+	}
+	if end.State == run.Succeeded {
+		release()
 	}
 	if rc.Journal != nil {
 		if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
 			log.Warn("clearing the run's journal", "err", err)
 		}
 	}
-	log.Info("run ended", "state", state, "message", msg)
+	e.opt.Observer.RunEnded(recCtx, obs, end)
+	log.Info("run ended", "state", end.State, "message", end.Message)
 }
 
 // Cancel stops a run: an executing run's nodes are interrupted, a queued
@@ -165,9 +175,10 @@ func (e *Engine) activeRun(ctx context.Context, id, reason string) (*activeRun, 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.dequeueLocked(id) {
-		_, err := e.opt.Store.Append(context.WithoutCancel(ctx), id, run.Event{Kind: run.RunStateChanged, RunState: run.Cancelled,
-			Message: reason + " (before it started)"})
+	if t := e.dequeueLocked(id); t != nil {
+		end := observe.End{State: run.Cancelled, Message: reason + " (before it started)"}
+		_, err := e.opt.Store.Append(context.WithoutCancel(ctx), id, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message})
+		e.opt.Observer.RunEnded(t.ctx, t.observed(), end)
 		return nil, err
 	}
 	a := e.active[id]

@@ -42,14 +42,23 @@ func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (*plan.Pipel
 }
 
 // checkFunctions asks a FunctionChecker backend about p's Python functions.
+// A check that found nothing is not repeated while nothing it depended on
+// changed (see fncheck.go).
 func (e *Engine) checkFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error) {
 	fc, ok := e.opt.Backend.(FunctionChecker)
 	if !ok {
 		return nil, nil
 	}
+	key, python := checkKey(p, e.codeRoots())
+	if !python || e.checked.has(key) {
+		return nil, nil
+	}
 	probs, err := fc.CheckFunctions(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: checking the Python node functions: %v", ErrUnavailable, err)
+	}
+	if len(probs) == 0 {
+		e.checked.add(key)
 	}
 	return probs, nil
 }

@@ -57,7 +57,7 @@ func (e *Engine) resume(ctx context.Context, id string) bool {
 		return false
 	}
 	t := e.newTicket(id, p, r.Params, resumedState(r))
-	t.stop = stop
+	t.stop, t.recovered = stop, true
 	t.resume = &resumption{exec: exec, live: map[string]run.LiveAttempt{}}
 	var evs []run.Event
 	for _, a := range live {

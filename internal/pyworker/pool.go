@@ -121,6 +121,10 @@ type Pool struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	calls  atomic.Uint64
+	// busy counts the workers running a node; restarts the workers
+	// started again after one exited.
+	busy     atomic.Int64
+	restarts atomic.Uint64
 
 	mu      sync.Mutex
 	live    map[*worker]bool
@@ -263,6 +267,8 @@ func (p *Pool) Run(ctx context.Context, c pynode.Call, on func(pynode.Event)) (*
 			return nil, err
 		}
 	}
+	p.busy.Add(1)
+	defer p.busy.Add(-1)
 	req.CallId = strconv.Itoa(w.slot) + "-" + strconv.FormatUint(p.calls.Add(1), 10)
 	nodeErr, err := w.runNode(ctx, req, on)
 	switch {
@@ -350,6 +356,18 @@ func (p *Pool) Close(ctx context.Context) error {
 
 // Size is the number of worker slots.
 func (p *Pool) Size() int { return p.cfg.Size }
+
+// Load is how many live workers run a node now and how many wait for one.
+func (p *Pool) Load() (busy, idle int) {
+	p.mu.Lock()
+	live := len(p.live)
+	p.mu.Unlock()
+	busy = int(p.busy.Load())
+	return busy, max(live-busy, 0)
+}
+
+// Restarts counts the workers started again after one exited.
+func (p *Pool) Restarts() uint64 { return p.restarts.Load() }
 
 // Pids returns the process ids of the live workers, for tests and status.
 func (p *Pool) Pids() []int {

@@ -210,6 +210,9 @@ func TestPool_WorkerKilledMidNodeFailsTheAttemptRetryablyAndIsReplaced(t *testin
 	if after := p.Pids(); len(after) != 1 || slices.Contains(after, before[0]) {
 		t.Errorf("workers %v after the kill, %v before; want a new one", after, before)
 	}
+	if n := p.Restarts(); n != 1 {
+		t.Errorf("Restarts() = %d after one worker was killed and replaced; want 1", n)
+	}
 }
 
 // A worker killed mid-node leaves its Spark job behind on the server; the
@@ -294,6 +297,9 @@ func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T)
 	case <-time.After(time.Minute):
 		t.Fatal("sleepy did not start")
 	}
+	if busy, idle := p.Load(); busy != 1 || idle != 0 {
+		t.Errorf("Load() = %d busy, %d idle while the only worker runs a node; want 1, 0", busy, idle)
+	}
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer wcancel()
 	var logs []string
@@ -310,6 +316,9 @@ func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T)
 	}
 	cancel()
 	<-done
+	if busy, idle := p.Load(); busy != 0 || idle != 1 {
+		t.Errorf("Load() = %d busy, %d idle once the node ended; want 0, 1", busy, idle)
+	}
 }
 
 func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *testing.T) {

@@ -135,6 +135,7 @@ func (p *Pool) supervise(slot int, first chan<- error) {
 				return
 			}
 			p.setLive(w, false)
+			p.restarts.Add(1)
 			p.log.Warn("python worker exited; starting another", "worker", slot, "pid", w.pid, "exit", w.exitText())
 			p.releaseSession(w)
 			if time.Since(began) > time.Minute {

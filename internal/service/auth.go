@@ -38,10 +38,16 @@ var methodRoles = map[string]Role{
 	execv1.ExecService_WatchRun_FullMethodName:         RoleViewer,
 	execv1.ExecService_ListPipelines_FullMethodName:    RoleViewer,
 	execv1.ExecService_GetPipeline_FullMethodName:      RoleViewer,
+	execv1.ExecService_GetCaller_FullMethodName:        RoleViewer,
 	execv1.ExecService_ExecutePipeline_FullMethodName:  RoleOperator,
 	execv1.ExecService_CancelRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_RepairRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_StopRun_FullMethodName:          RoleOperator,
+	execv1.ExecService_GetExperiment_FullMethodName:    RoleViewer,
+	execv1.ExecService_ListExperiments_FullMethodName:  RoleViewer,
+	execv1.ExecService_WatchExperiment_FullMethodName:  RoleViewer,
+	execv1.ExecService_RunExperiment_FullMethodName:    RoleOperator,
+	execv1.ExecService_CancelExperiment_FullMethodName: RoleOperator,
 	// Reflection describes the API, which every known caller may see.
 	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      RoleViewer,
 	reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: RoleViewer,
@@ -76,10 +82,35 @@ var anonymous = Principal{Name: "anonymous", Role: RoleAdmin}
 type principalKey struct{}
 
 func principalOf(ctx context.Context) Principal {
+	p, _ := callerOf(ctx)
+	return p
+}
+
+// callerOf is the caller and whether the server authenticated it: false
+// on a server without authentication, whose callers are all anonymous.
+func callerOf(ctx context.Context) (Principal, bool) {
 	if p, ok := ctx.Value(principalKey{}).(Principal); ok {
-		return p
+		return p, true
 	}
-	return anonymous
+	return anonymous, false
+}
+
+// GetCaller answers from what authentication found; it reads no run.
+func (s *Service) GetCaller(ctx context.Context, _ *execv1.GetCallerRequest) (*execv1.GetCallerResponse, error) {
+	p, authenticated := callerOf(ctx)
+	return &execv1.GetCallerResponse{Name: p.Name, Role: roleToProto(p.Role), AuthenticationRequired: authenticated}, nil
+}
+
+func roleToProto(r Role) execv1.Role {
+	switch r {
+	case RoleViewer:
+		return execv1.Role_ROLE_VIEWER
+	case RoleOperator:
+		return execv1.Role_ROLE_OPERATOR
+	case RoleAdmin:
+		return execv1.Role_ROLE_ADMIN
+	}
+	return execv1.Role_ROLE_UNSPECIFIED
 }
 
 // authenticator names the caller from the call's credentials.
@@ -208,6 +239,9 @@ func auditLog(ctx context.Context, log *slog.Logger, method string, req any, err
 	}
 	if r, ok := req.(interface{ GetRunId() string }); ok && r.GetRunId() != "" {
 		attrs = append(attrs, "run_id", r.GetRunId())
+	}
+	if r, ok := req.(interface{ GetExperimentId() string }); ok && r.GetExperimentId() != "" {
+		attrs = append(attrs, "experiment_id", r.GetExperimentId())
 	}
 	if r, ok := req.(interface{ GetPipeline() string }); ok && r.GetPipeline() != "" {
 		attrs = append(attrs, "pipeline", r.GetPipeline())

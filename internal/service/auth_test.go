@@ -194,6 +194,31 @@ func TestAuth_NoTokenOrAnUnknownOneIsUnauthenticated(t *testing.T) {
 	}
 }
 
+func TestAuth_GetCallerNamesTheCallerAndItsRole(t *testing.T) {
+	ts, tokens := tokensFile(t)
+	addr := serveWith(t, io.Discard, WithTokens(ts))
+	want := map[Role]execv1.Role{RoleViewer: execv1.Role_ROLE_VIEWER, RoleOperator: execv1.Role_ROLE_OPERATOR, RoleAdmin: execv1.Role_ROLE_ADMIN}
+	for role, tok := range tokens {
+		cl := execv1.NewExecServiceClient(dial(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(bearerToken(tok))))
+		got, err := cl.GetCaller(ctx(t), &execv1.GetCallerRequest{})
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		if got.GetName() != "the-"+role.String() || got.GetRole() != want[role] || !got.GetAuthenticationRequired() {
+			t.Errorf("%s: %v, want the-%s, %v, authentication required", role, got, role, want[role])
+		}
+	}
+	_, err := execv1.NewExecServiceClient(dial(t, addr)).GetCaller(ctx(t), &execv1.GetCallerRequest{})
+	if status.Code(err) != codes.Unauthenticated || errorInfo(err).GetReason() != "MISSING_TOKEN" {
+		t.Errorf("GetCaller without a token: %v, want UNAUTHENTICATED (MISSING_TOKEN), which tells a client to ask for one", err)
+	}
+	open, err := execv1.NewExecServiceClient(dial(t, serveWith(t, io.Discard))).GetCaller(ctx(t), &execv1.GetCallerRequest{})
+	if err != nil || open.GetName() != "anonymous" || open.GetRole() != execv1.Role_ROLE_ADMIN || open.GetAuthenticationRequired() {
+		t.Errorf("GetCaller on a server without authentication: %v, %v; want anonymous admin, no authentication", open, err)
+	}
+}
+
 func TestAuth_HealthStaysOpenAndReflectionNeedsAViewer(t *testing.T) {
 	ts, tokens := tokensFile(t)
 	logs := &syncBuffer{}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
@@ -45,6 +46,32 @@ func TestStates_EveryContractStateIsKnownToTheEngine(t *testing.T) {
 		}
 		if s := run.NodeState(strings.TrimPrefix(name, "NODE_STATE_")); !nodeKnown[s] {
 			t.Errorf("the contract's %s is not a run.NodeState", name)
+		}
+	}
+}
+
+func TestStates_ExperimentAndTrialStatesAreTheContractsBothWays(t *testing.T) {
+	known := map[string]bool{}
+	for _, s := range experiment.States {
+		if experimentStateToProto(s) == execv1.ExperimentState_EXPERIMENT_STATE_UNSPECIFIED {
+			t.Errorf("experiment state %s has no contract value", s)
+		}
+		known["EXPERIMENT_STATE_"+string(s)] = true
+	}
+	for _, s := range experiment.TrialStates {
+		if trialStateToProto(s) == execv1.TrialState_TRIAL_STATE_UNSPECIFIED {
+			t.Errorf("trial state %s has no contract value", s)
+		}
+		known["TRIAL_STATE_"+string(s)] = true
+	}
+	for name, v := range execv1.ExperimentState_value {
+		if v != 0 && !known[name] {
+			t.Errorf("the contract's %s is not an experiment.State", name)
+		}
+	}
+	for name, v := range execv1.TrialState_value {
+		if v != 0 && !known[name] {
+			t.Errorf("the contract's %s is not an experiment.TrialState", name)
 		}
 	}
 }

@@ -41,6 +41,7 @@ type serverOptions struct {
 	authn        *authenticator
 	noReflection bool
 	redact       func(string) string
+	outer        []grpc.ServerOption
 }
 
 // WithTLS serves over TLS with creds (mutual TLS when they verify client
@@ -76,6 +77,13 @@ func WithReflection(on bool) Option {
 // and error through redact.
 func WithRedaction(redact func(string) string) Option {
 	return func(o *serverOptions) { o.redact = redact }
+}
+
+// WithServerOptions adds grpc server options (metrics and tracing), ahead
+// of the server's own: their interceptors run outermost, so they see every
+// call, also those authentication or validation refuse.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(o *serverOptions) { o.outer = append(o.outer, opts...) }
 }
 
 // NewServer returns a gRPC server exposing svc, the health service (hs) and
@@ -128,12 +136,12 @@ func NewServer(svc *Service, hs *health.Server, log *slog.Logger, opts ...Option
 	unary = append(unary, unaryAudit(log), unaryValidate(validator))
 	stream = append(stream, streamAudit(log), streamValidate(validator))
 
-	sopts := []grpc.ServerOption{
+	sopts := append(slices.Clone(o.outer),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(MaxSendMsgSize),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	}
+	)
 	if o.creds != nil {
 		sopts = append(sopts, grpc.Creds(o.creds))
 	}

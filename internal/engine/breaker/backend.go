@@ -53,6 +53,14 @@ func (b *Backend) Allow() error {
 	return nil
 }
 
+// Open reports whether the breaker refuses work now: open and cooling
+// down. (Half-open, after the cool-down, it lets work through.)
+func (b *Backend) Open() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.openedAt.IsZero() && b.now().Before(b.openedAt.Add(b.p.Cooldown))
+}
+
 // Success closes the breaker.
 func (b *Backend) Success() {
 	b.mu.Lock()

@@ -15,14 +15,23 @@ func TestBackend_OpensAfterThresholdFailuresAndRecoversAfterCooldown(t *testing.
 			t.Fatalf("open after %d failures: %v", i+1, err)
 		}
 	}
+	if b.Open() {
+		t.Fatal("Open after two failures of three")
+	}
 	b.Failure("connection refused")
 	err := b.Allow()
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "10s") {
 		t.Fatalf("after the third failure: %v", err)
 	}
+	if !b.Open() {
+		t.Fatal("not Open after the third failure")
+	}
 	now = now.Add(10 * time.Second)
 	if err := b.Allow(); err != nil {
 		t.Fatalf("half-open after the cooldown should let a trial through: %v", err)
+	}
+	if b.Open() {
+		t.Fatal("Open while half-open: it lets work through")
 	}
 	b.Failure("still down")
 	if b.Allow() == nil {

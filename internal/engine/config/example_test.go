@@ -20,8 +20,11 @@ func TestLoad_SalesExampleLoadsInEveryEnvironment(t *testing.T) {
 			if p.EnvUsed != tt.used {
 				t.Errorf("EnvUsed = %q, want %q", p.EnvUsed, tt.used)
 			}
-			if !slices.Equal(p.Pipelines.Keys, []string{"daily_sales", "customer_insights"}) {
+			if !slices.Equal(p.Pipelines.Keys, []string{"daily_sales", "customer_insights", "order_value_model"}) {
 				t.Errorf("pipelines %v", p.Pipelines.Keys)
+			}
+			if !slices.Equal(p.Experiments.Keys, []string{"tune_order_model"}) {
+				t.Errorf("experiments %v", p.Experiments.Keys)
 			}
 			if got := at(t, p.Inputs, "raw_orders", "filepath"); got != "data/orders.csv" {
 				t.Errorf("raw_orders.filepath = %v, want data/orders.csv", got)

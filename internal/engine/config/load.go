@@ -59,7 +59,17 @@ type Project struct {
 	Nodes     *Map
 	Inputs    *Map
 	Outputs   *Map
+	// Experiments are the hyperparameter searches the project declares,
+	// by name: the optional file env_config names experiments_config_path.
+	// Empty when there is none.
+	Experiments *Map
 }
+
+// RoleExperiments is the optional sixth file: experiments by name.
+const RoleExperiments = "experiments"
+
+// experimentsRole is how the descriptor names it.
+var experimentsRole = struct{ role, key, holds string }{RoleExperiments, "experiments_config_path", "experiment names"}
 
 // Load reads the project in dir for environment env. Environment variables
 // are read from the process. Every problem found is returned together as a
@@ -169,11 +179,21 @@ func (l *loader) load(requestedEnv string) *Project {
 		trees[r.role], files[r.role] = tree, rel
 		p.Files[r.role] = filepath.Join(l.dir, rel)
 	}
+	if entry, ok := paths[experimentsRole.key]; ok {
+		field := fieldOf(settings, []any{"env_config", entry.from, experimentsRole.key})
+		if rel, ok := l.insideProject(base, entry.path); !ok {
+			l.add(field, problem.CodeConfigFile,
+				"%s leads outside the project folder %s; config files must be inside it, so use a path relative to base_path without '..'", quoteShort(entry.path), l.dir)
+		} else if tree := l.parseConfig(rel, field, experimentsRole.holds); tree != nil {
+			trees[RoleExperiments], files[RoleExperiments] = tree, rel
+			p.Files[RoleExperiments] = filepath.Join(l.dir, rel)
+		}
+	}
 	// Interpolate whatever parsed, even beside other problems, so that one
 	// report lists everything wrong.
 	in := newInterpolator(l.lookupEnv, globalVars(trees[RoleGlobalSettings]))
 	done := map[string]bool{} // a file serving two roles is expanded once
-	for _, r := range roles {
+	for _, r := range append(roles, experimentsRole) {
 		t := trees[r.role]
 		if t == nil || done[files[r.role]] {
 			continue
@@ -190,6 +210,10 @@ func (l *loader) load(requestedEnv string) *Project {
 	p.Nodes = trees[RoleNodes]
 	p.Inputs = trees[RoleInput]
 	p.Outputs = trees[RoleOutput]
+	p.Experiments = trees[RoleExperiments]
+	if p.Experiments == nil {
+		p.Experiments = NewMap()
+	}
 	return p
 }
 

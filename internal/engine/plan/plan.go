@@ -10,6 +10,7 @@
 package plan
 
 import (
+	"strings"
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
@@ -53,6 +54,31 @@ type Request struct {
 	Hyperparams map[string]any
 	// ModelVersion, when set, wins over the pipeline's and the global one.
 	ModelVersion string
+	// Isolate, when set, keeps the run's writes apart from the pipeline's
+	// own outputs: an experiment's runs write beside them.
+	Isolate *Isolation
+}
+
+// Isolation moves a run's outputs beside the pipeline's own: a selected
+// node writes <path>.experiments/<Writes> instead of <path>, and an output
+// of a Shared node left out of the selection is read back from
+// <path>.experiments/<Reads>. An experiment's trials run this way, each in
+// its own folder, reading what its shared nodes wrote once; the
+// pipeline's own tables are never touched, and two trials never write
+// the same place.
+type Isolation struct {
+	Writes, Reads string
+	// Shared are the nodes whose outputs are read back from Reads; other
+	// nodes left out are read from their own outputs, as in any run.
+	Shared []string
+}
+
+// Isolated is where path goes under sub.
+func Isolated(path, sub string) string {
+	if path == "" || sub == "" {
+		return path
+	}
+	return strings.TrimRight(path, "/") + ".experiments/" + sub
 }
 
 // Pipeline is a validated pipeline with its plan.
@@ -97,6 +123,9 @@ type Pipeline struct {
 	// Config is the pipeline's configuration as plain values, for Python
 	// nodes' ml_context.
 	Config map[string]any
+	// Isolation is the request's: set for an experiment's runs, whose
+	// paths it has already moved.
+	Isolation *Isolation
 }
 
 // Node is one node, resolved.

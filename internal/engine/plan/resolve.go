@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
@@ -143,7 +144,37 @@ func (r *resolver) resolve() *Pipeline {
 	}
 	r.nodeValues(out)
 	r.buildPlan(out, sel)
+	r.isolate(out)
 	return out
+}
+
+// isolate moves the selected nodes' writes, and the read-backs of what
+// they and the nodes left out wrote, to the request's isolation folders.
+func (r *resolver) isolate(out *Pipeline) {
+	iso := r.req.Isolate
+	if iso == nil {
+		return
+	}
+	out.Isolation = iso
+	kept := make(map[string]bool, len(out.Nodes))
+	for _, n := range out.Nodes {
+		kept[n.Name] = true
+	}
+	for _, n := range out.Nodes {
+		for j := range n.OutputSpecs {
+			n.OutputSpecs[j].Path = Isolated(n.OutputSpecs[j].Path, iso.Writes)
+		}
+		for j := range n.InputSpecs {
+			in := &n.InputSpecs[j]
+			switch {
+			case in.Producer == "":
+			case kept[in.Producer]:
+				in.Read.Path = Isolated(in.Read.Path, iso.Writes)
+			case slices.Contains(iso.Shared, in.Producer):
+				in.Read.Path = Isolated(in.Read.Path, iso.Reads)
+			}
+		}
+	}
 }
 
 // nodeValues gives every node what it is run with beyond its own settings:

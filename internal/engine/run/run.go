@@ -86,6 +86,16 @@ type Params struct {
 	FailFast     bool           `json:"fail_fast,omitempty"`
 	// Priority orders the admission queue: higher first.
 	Priority int `json:"priority,omitempty"`
+	// Isolation is set for an experiment's runs: see plan.Isolation.
+	Isolation *Isolation `json:"isolation,omitempty"`
+}
+
+// Isolation says where an experiment's run writes its outputs and reads
+// back those of the nodes it leaves out, beside the pipeline's own.
+type Isolation struct {
+	Writes string   `json:"writes"`
+	Reads  string   `json:"reads,omitempty"`
+	Shared []string `json:"shared,omitempty"`
 }
 
 // Run is a run as stored.

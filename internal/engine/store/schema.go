@@ -84,7 +84,43 @@ CREATE TABLE repair_requests (
 	run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
 `,
-	// 3: a backend's journal of a running run: what a restarted execd needs
+	// 3: experiments, their trials and each experiment's event log. A
+	// trial's run is only named: runs are pruned on their own schedule.
+	`
+CREATE TABLE experiments (
+	id            TEXT PRIMARY KEY,
+	request_id    TEXT UNIQUE,
+	pipeline      TEXT NOT NULL,
+	spec          TEXT NOT NULL, -- experiment.Spec as JSON
+	state         TEXT NOT NULL,
+	message       TEXT NOT NULL,
+	shared_nodes  TEXT NOT NULL, -- JSON list
+	trial_nodes   TEXT NOT NULL, -- JSON list
+	shared_run_id TEXT NOT NULL,
+	create_time   INTEGER NOT NULL,
+	start_time    INTEGER NOT NULL,
+	end_time      INTEGER NOT NULL,
+	last_seq      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX experiments_by_time ON experiments (create_time DESC, id DESC);
+CREATE INDEX experiments_by_state ON experiments (state);
+
+CREATE TABLE trials (
+	experiment_id TEXT NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+	number        INTEGER NOT NULL,
+	body          TEXT NOT NULL, -- experiment.Trial as JSON
+	PRIMARY KEY (experiment_id, number)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE experiment_events (
+	experiment_id TEXT NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+	seq           INTEGER NOT NULL,
+	time          INTEGER NOT NULL,
+	payload       TEXT NOT NULL, -- experiment.Event as JSON
+	PRIMARY KEY (experiment_id, seq)
+) STRICT, WITHOUT ROWID;
+`,
+	// 4: a backend's journal of a running run: what a restarted execd needs
 	// to take up the run's Spark work (its session, the operations in
 	// flight). It is not part of the run's record.
 	`

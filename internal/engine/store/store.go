@@ -187,6 +187,7 @@ type Store struct {
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	hub       hub
+	exps      expSignals
 }
 
 // FileName is the database's name inside the directory given to Open.

@@ -50,6 +50,17 @@ func (h *hub) subscribe(runID string, buffer int) *subscriber {
 	return sub
 }
 
+// count is how many watchers are subscribed.
+func (h *hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.subs {
+		n += len(m)
+	}
+	return n
+}
+
 func (h *hub) unsubscribe(runID string, sub *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -134,6 +145,9 @@ func (s *Store) Watch(ctx context.Context, runID string, after int64) (*Watcher,
 	}
 	return &Watcher{s: s, ctx: ctx, runID: runID, next: after + 1}, nil
 }
+
+// Watchers is how many watchers are following runs live now.
+func (s *Store) Watchers() int { return s.hub.count() }
 
 // Err reports why the stream ended: nil after the run's terminal event,
 // the context's error, ErrClosed, or a database error.

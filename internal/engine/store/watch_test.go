@@ -119,10 +119,16 @@ func TestWatch_EndsWithTheContextsError(t *testing.T) {
 		}
 	}()
 	<-seen
+	if n := s.Watchers(); n != 1 {
+		t.Errorf("Watchers() = %d while one watcher streams; want 1", n)
+	}
 	cancel()
 	<-done
 	if !errors.Is(w.Err(), context.Canceled) {
 		t.Errorf("err = %v; want context.Canceled", w.Err())
+	}
+	if n := s.Watchers(); n != 0 {
+		t.Errorf("Watchers() = %d once the only watcher ended; want 0", n)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
@@ -27,6 +28,8 @@ type writeTx struct {
 	limits Limits
 	// committed are published to watchers once the transaction commits.
 	committed []run.Event
+	// lastExp is the experiment event the transaction appended last.
+	lastExp experiment.Event
 }
 
 // write runs fn in the writer's transaction and publishes what it appended

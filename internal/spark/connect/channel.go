@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	observing "github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
@@ -80,6 +81,7 @@ func (s *Session) withHeaders(ctx context.Context) context.Context {
 }
 
 func (s *Session) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	countCall(ctx, method)
 	s.noteSession(stringField(req, fieldSessionID))
 	s.rewrite(req)
 	s.stamp(req)
@@ -102,6 +104,7 @@ func (s *Session) unaryInterceptor(ctx context.Context, method string, req, repl
 // open until the server reports a running stage (or interruptGrace passes)
 // and only then interrupted; the caller gets its context's error at once.
 func (s *Session) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	countCall(ctx, method)
 	if method != methodExecutePlan && method != methodReattachExecute {
 		return streamer(s.withHeaders(ctx), desc, cc, method, opts...)
 	}
@@ -155,6 +158,7 @@ func (o *operation) SendMsg(m any) error {
 	o.clientID = o.s.rewrite(m)
 	o.s.stamp(m)
 	o.id = stringField(m, fieldOperationID)
+	observing.SparkOperation(o.caller, o.id)
 	err := o.ClientStream.SendMsg(m)
 	go o.pump()
 	if o.s.track() { // not while the session closes: Close itself runs commands

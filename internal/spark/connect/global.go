@@ -33,26 +33,21 @@ func (s *Session) SharedView(name string) string { return "global_temp." + quote
 func (s *Session) sharedName(name string) string { return s.prefix + "__in__" + sanitize(name) }
 
 // AdoptResult takes node's global result view, made by a Python worker, as
-// RunSQL takes a SQL node's: node SQL reads it by the node's name (unless an
-// input has that name) and by each output key, and Close drops it. It
-// returns the view's qualified name, to write outputs from.
-func (s *Session) AdoptResult(ctx context.Context, node string, outputKeys []string) (string, error) {
+// RunSQL takes a SQL node's: node SQL reads it by each of aliases (the
+// node's name unless an input has that name, its output keys: what its
+// dependents read), and Close drops it. It returns the view's qualified
+// name, to write outputs from.
+func (s *Session) AdoptResult(ctx context.Context, node string, aliases []string) (string, error) {
 	op := "take the result of node " + node
 	if err := s.check(op); err != nil {
 		return "", err
 	}
 	view := s.ResultView(node)
 	s.addGlobal(view)
-	var names []string
-	if !s.isInput(node) {
-		names = append(names, node)
-	}
-	for _, k := range outputKeys {
-		if k != "" {
-			names = append(names, k)
+	for _, name := range aliases {
+		if name == "" || (name == node && s.isInput(node)) {
+			continue
 		}
-	}
-	for _, name := range names {
 		if err := s.Alias(ctx, name, view); err != nil {
 			return "", err
 		}

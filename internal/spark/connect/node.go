@@ -26,6 +26,15 @@ type NodeSpec struct {
 	// first dependent), so dependents do not compute it again. The caller
 	// uncaches it after its last dependent.
 	Cache bool
+	// Aliases are the session names other SQL reads the result by. Nil
+	// means the node's name (unless an input has it) and each output key;
+	// a runner that knows its dependents names only what they read, as
+	// each name costs a round trip.
+	Aliases []string
+	// Describe asks Spark for the result's columns (NodeResult.Schema) and
+	// refuses a result without any before anything is written. Without
+	// it, the columns are only looked at when a write fails, to say so.
+	Describe bool
 }
 
 // Field is one column of a result.
@@ -55,11 +64,11 @@ func (r *NodeResult) Warnings() []string {
 }
 
 // RunSQL runs node's query with params bound (start_date, end_date, ...),
-// keeps the result as the node's global view and as session views named
-// after the node and each of its output keys, and writes the outputs. The
-// query is analysed before anything is written: an error in it fails here,
-// permanently, with Spark's message. Nothing is computed twice unless an
-// output needs it: the view is a plan, each write runs it.
+// keeps the result as the node's global view and as the session views
+// node.Aliases names, and writes the outputs. The query is analysed before
+// anything is written: an error in it fails here, permanently, with
+// Spark's message. Nothing is computed twice unless an output needs it: the
+// view is a plan, each write runs it.
 func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]any) (*NodeResult, error) {
 	op := "run node " + node.Name
 	if err := s.check(op); err != nil {
@@ -82,22 +91,29 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 		return nil, err
 	}
 	s.addGlobal(res.View)
-	if res.Schema, err = s.Schema(ctx, res.View); err != nil {
-		return nil, s.fail(ctx, op, err)
+	if node.Describe {
+		if res.Schema, err = s.Schema(ctx, res.View); err != nil {
+			return nil, s.fail(ctx, op, err)
+		}
+		if len(res.Schema) == 0 {
+			return nil, permanent(op, "the query's result has no columns")
+		}
 	}
-	if len(res.Schema) == 0 {
-		return nil, permanent(op, "the query's result has no columns")
-	}
-	var names []string
-	if !s.isInput(node.Name) { // an input of that name wins; the output keys still work
-		names = append(names, node.Name)
-	}
-	for _, out := range node.Outputs {
-		if out.Key != "" {
-			names = append(names, out.Key)
+	names := node.Aliases
+	if names == nil {
+		if !s.isInput(node.Name) { // an input of that name wins; the output keys still work
+			names = append(names, node.Name)
+		}
+		for _, out := range node.Outputs {
+			if out.Key != "" {
+				names = append(names, out.Key)
+			}
 		}
 	}
 	for _, name := range names {
+		if name == node.Name && s.isInput(name) { // an input of that name wins
+			continue
+		}
 		if err := s.Alias(ctx, name, res.View); err != nil {
 			return nil, err
 		}
@@ -108,7 +124,7 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 		}
 	}
 	for i, out := range node.Outputs {
-		r, err := s.WriteOutput(ctx, res.View, out, OutputStep(node.Step, i, out))
+		r, err := s.WriteResult(ctx, res.View, out, OutputStep(node.Step, i, out))
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -97,8 +98,7 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec, 
 	if err := s.check(op); err != nil {
 		return nil, err
 	}
-	mode, options, err := resolveOutput(out)
-	if err != nil {
+	if _, _, err := resolveOutput(out); err != nil {
 		return nil, err
 	}
 	schema, err := s.Schema(ctx, view)
@@ -106,7 +106,28 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec, 
 		return nil, err
 	}
 	if len(schema) == 0 {
-		return nil, permanent(op, "%s has no columns; a node must return at least one", view)
+		return nil, noColumns(op, view)
+	}
+	return s.WriteResult(ctx, view, out, step)
+}
+
+func noColumns(op, view string) error {
+	return permanent(op, "%s has no columns; a node must return at least one", view)
+}
+
+// WriteResult writes view as WriteOutput does, without asking Spark for
+// its columns first: one round trip less for a result known to have some.
+// A write that fails is looked at once more, so that a result without
+// columns is still reported as such rather than by the data source. step
+// is as WriteOutput's.
+func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, step string) (*OutputResult, error) {
+	op := "write output " + out.Key
+	if err := s.check(op); err != nil {
+		return nil, err
+	}
+	mode, options, err := resolveOutput(out)
+	if err != nil {
+		return nil, err
 	}
 	// Counting the rows as they are written costs nothing extra; counting
 	// them afterwards would compute the view again. The observation's name
@@ -122,7 +143,14 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec, 
 	write := writeOperation(view, out.Format, out.Path, mode, out.PartitionBy, options, observation)
 	resp, err := s.executeStep(ctx, step, write)
 	if err != nil {
-		return nil, withSourceHint(s.fail(ctx, op, err), out.Format)
+		err = withSourceHint(s.fail(ctx, op, err), out.Format)
+		var se *Error
+		if ctx.Err() == nil && errors.As(err, &se) && !se.Retryable() {
+			if schema, serr := s.Schema(ctx, view); serr == nil && len(schema) == 0 {
+				return nil, noColumns(op, view)
+			}
+		}
+		return nil, err
 	}
 	res := &OutputResult{Key: out.Key, Path: out.Path, Rows: -1}
 	if n, ok := resp.Observed[observation][rowsMetric]; ok {

@@ -28,8 +28,9 @@ func TestRunSQL_CSVInputWithDateParametersToParquetReadBackRowByRow(t *testing.T
 		Name: "daily",
 		SQL: `SELECT CAST(order_date AS STRING) AS day, sum(quantity * unit_price) AS revenue, count(*) AS orders
 		      FROM sales WHERE order_date BETWEEN :start_date AND :end_date GROUP BY order_date`,
-		Inputs:  []string{"sales"},
-		Outputs: []OutputSpec{{Key: "daily_revenue", Format: "parquet", Path: out}},
+		Inputs:   []string{"sales"},
+		Outputs:  []OutputSpec{{Key: "daily_revenue", Format: "parquet", Path: out}},
+		Describe: true,
 	}, window)
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +335,7 @@ func TestRunSQL_ErrorsInTheQueryArePermanentWithSparksMessage(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := s.RunSQL(ctx, NodeSpec{Name: "bad", SQL: c.sql, Inputs: c.inputs}, nil)
+			_, err := s.RunSQL(ctx, NodeSpec{Name: "bad", SQL: c.sql, Inputs: c.inputs, Describe: true}, nil)
 			se := assertPermanent(t, err, c.class)
 			if se != nil && !strings.Contains(se.Error(), c.inMessage) {
 				t.Errorf("message %q lacks %q", se.Error(), c.inMessage)

@@ -37,4 +37,7 @@ func TestBackend_TransportFailuresInARowOpenTheBreakerForNewRuns(t *testing.T) {
 	if err := b.Ready(); err == nil || !strings.Contains(err.Error(), "circuit breaker open") {
 		t.Fatalf("after %d refused connections Ready() = %v", sparkrunner.BreakerPolicy.Threshold, err)
 	}
+	if !b.BreakerOpen() {
+		t.Error("BreakerOpen() = false while Ready() says the breaker is open")
+	}
 }

@@ -70,7 +70,7 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 			unknown[name] = true
 			continue
 		}
-		res, err := s.RunSQL(ctx, sparkconnect.NodeSpec{Name: name, SQL: n.SQL, Inputs: names}, r.params())
+		res, err := s.RunSQL(ctx, sparkconnect.NodeSpec{Name: name, SQL: n.SQL, Inputs: names, Describe: true}, r.params())
 		if err != nil {
 			probs.Add(fmt.Sprintf("nodes.%s.sql", name), problem.CodeInvalidSQL, "Spark cannot analyse node %q's query: %s", name, sparkMessage(err))
 			unknown[name] = true

@@ -60,7 +60,9 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		if err != nil {
 			return err
 		}
+		phase(ctx, "inputs")
 		nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		phase(ctx, "worker")
 		if err := pythonFailure(nodeErr, err); err != nil {
 			return err
 		}
@@ -68,11 +70,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
-	keys := make([]string, len(n.OutputSpecs))
-	for i, o := range n.OutputSpecs {
-		keys[i] = o.Key
-	}
-	view, err := s.AdoptResult(ctx, n.Name, keys)
+	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name))
 	if err != nil {
 		return err
 	}
@@ -85,13 +83,16 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	r.markRan(ctx, s, n.Name, shared, view)
+	phase(ctx, "handback")
 	for i, o := range n.OutputSpecs {
-		res, err := s.WriteOutput(ctx, view, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
+		// The worker refused a result without columns.
+		res, err := s.WriteResult(ctx, view, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
 		if err != nil {
 			return err
 		}
 		emitOutput(emit, *res)
 	}
+	phase(ctx, "write")
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type Backend struct {
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
 	python  pynode.Runner // nil: Python nodes are unsupported
+	profile bool          // report each node attempt's phases (SetProfile)
 	// durable: the server outlives execd, so runs keep a journal and a
 	// restarted execd takes them up (see resume.go).
 	durable bool
@@ -61,6 +63,9 @@ func (b *Backend) Ready() error {
 	}
 	return b.breaker.Allow()
 }
+
+// BreakerOpen reports whether the Spark breaker refuses new work now.
+func (b *Backend) BreakerOpen() bool { return b.breaker.Open() }
 
 // observe feeds a node attempt's outcome to the backend breaker. Only a
 // failure to reach Spark counts: a query or file error (a write that found
@@ -105,6 +110,7 @@ func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 			r.readers[d]++
 		}
 	}
+	r.aliases = aliasesRead(rc.Pipeline.Nodes)
 	return r
 }
 
@@ -129,6 +135,70 @@ type runExec struct {
 	// attempts a killed execd left under way, for a run taken up.
 	journal engine.Journal
 	live    map[string]run.LiveAttempt
+	// aliases are, per node, the session names its dependents' SQL reads
+	// its result by (see aliasesRead).
+	aliases map[string][]string
+	// releasing tracks cached results being released; Close waits.
+	releasing sync.WaitGroup
+}
+
+// aliasesRead works out which session names each node's result needs: a
+// dependent that runs SQL (a SQL node, or any streaming node, whose
+// sources are session views) reads a dependency by its name and by its
+// output keys, and an input that is another node's output by its key. A
+// batch Python node reads its upstream results' global views, and a node
+// no one reads needs no name at all: each name is a round trip to Spark.
+func aliasesRead(nodes []*plan.Node) map[string][]string {
+	byName := make(map[string]*plan.Node, len(nodes))
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	need := map[string][]string{}
+	add := func(producer, name string) {
+		if !slices.Contains(need[producer], name) {
+			need[producer] = append(need[producer], name)
+		}
+	}
+	for _, c := range nodes {
+		if c.Kind == plan.KindPython && c.Stream == nil {
+			continue
+		}
+		for _, d := range c.Dependencies {
+			add(d, d)
+			if dn := byName[d]; dn != nil {
+				for _, o := range dn.OutputSpecs {
+					add(d, o.Key)
+				}
+			}
+		}
+		for _, in := range c.InputSpecs {
+			if in.Producer != "" {
+				add(in.Producer, in.Key)
+			}
+		}
+		if c.Stream != nil {
+			for _, src := range c.Stream.Sources {
+				if src.Producer != "" {
+					add(src.Producer, src.Key)
+				}
+			}
+		}
+	}
+	for k := range need {
+		if need[k] == nil {
+			need[k] = []string{}
+		}
+	}
+	return need
+}
+
+// aliasesOf is what aliasesRead decided for node: never nil, so a session
+// does not fall back to naming every output.
+func (r *runExec) aliasesOf(node string) []string {
+	if a := r.aliases[node]; a != nil {
+		return a
+	}
+	return []string{}
 }
 
 // inputOnce registers one input view per session, whichever node needs it
@@ -196,6 +266,10 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 		r.b.observe(err)
 		return describe(err)
 	}
+	var prof *profile
+	if r.b.profile {
+		ctx, prof = startProfile(ctx)
+	}
 	switch {
 	case n.Stream != nil:
 		err = r.runStream(ctx, s, n, attempt, emit)
@@ -212,13 +286,18 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 		r.dropSession(context.WithoutCancel(ctx), s)
 	}
 	if err == nil {
-		r.consumed(context.WithoutCancel(ctx), s, n)
+		r.consumed(context.Background(), s, n) // not the attempt's: it may outlive it
+		phase(ctx, "cleanup")
+	}
+	if prof != nil {
+		prof.report(emit)
 	}
 	return describe(err)
 }
 
 // consumed records that n has read its dependencies' results: a cached
-// result whose last reader this was is released.
+// result whose last reader this was is released, in the background: the
+// node is done, and its dependents need not wait for the release.
 func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan.Node) {
 	var release []string
 	r.mu.Lock()
@@ -230,11 +309,18 @@ func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan
 		}
 	}
 	r.mu.Unlock()
-	for _, v := range release {
-		if err := s.Uncache(ctx, v); err != nil {
-			r.log.Warn("releasing a cached result", "view", v, "err", err)
-		}
+	if len(release) == 0 {
+		return
 	}
+	r.releasing.Add(1)
+	go func() {
+		defer r.releasing.Done()
+		for _, v := range release {
+			if err := s.Uncache(ctx, v); err != nil && !errors.Is(err, sparkconnect.ErrClosed) {
+				r.log.Warn("releasing a cached result", "view", v, "err", err)
+			}
+		}
+	}()
 }
 
 // describe names a Spark failure by Spark's error class, so a node's FAILED
@@ -264,21 +350,25 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 		}
 		names = append(names, in.Key)
 	}
+	phase(ctx, "inputs")
 	r.mu.Lock()
 	shared := r.readers[n.Name] > 0
 	r.mu.Unlock()
-	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared, Step: r.step(n.Name, attempt)}
-	for _, o := range n.OutputSpecs {
-		spec.Outputs = append(spec.Outputs, o)
-	}
+	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared, Aliases: r.aliasesOf(n.Name)}
 	res, err := s.RunSQL(ctx, spec, r.params())
+	phase(ctx, "plan")
 	if err != nil {
 		return err
 	}
 	r.markRan(ctx, s, n.Name, shared, res.View)
-	for _, o := range res.Outputs {
-		emitOutput(emit, o)
+	for i, o := range n.OutputSpecs {
+		out, err := s.WriteResult(ctx, res.View, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
+		if err != nil {
+			return err
+		}
+		emitOutput(emit, *out)
 	}
+	phase(ctx, "write")
 	return nil
 }
 
@@ -392,6 +482,7 @@ func inputSpec(in plan.InputSpec, params map[string]any) sparkconnect.InputSpec 
 
 // Close implements engine.RunExecutor.
 func (r *runExec) Close(ctx context.Context) error {
+	r.releasing.Wait()
 	r.mu.Lock()
 	s := r.sess
 	r.sess = nil

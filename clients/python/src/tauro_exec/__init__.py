@@ -28,6 +28,18 @@ from tauro_exec.events import (
     NodeStateChanged,
     RunStateChanged,
 )
+from tauro_exec.experiment import (
+    Categorical,
+    Experiment,
+    ExperimentEvent,
+    ExperimentFailed,
+    ExperimentState,
+    Integer,
+    Real,
+    Trial,
+    Trials,
+    TrialState,
+)
 from tauro_exec.ml import MLContext, Retryable
 from tauro_exec.models import (
     Attempt,
@@ -45,9 +57,15 @@ from tauro_exec.run import Run
 
 __all__ = [
     "Attempt",
+    "Categorical",
     "Client",
     "Event",
+    "Experiment",
+    "ExperimentEvent",
+    "ExperimentFailed",
+    "ExperimentState",
     "FailedPrecondition",
+    "Integer",
     "MLContext",
     "NodeError",
     "NodeFailure",
@@ -64,12 +82,16 @@ __all__ = [
     "PipelineSummary",
     "PipelineType",
     "Plan",
+    "Real",
     "Retryable",
     "Run",
     "RunFailed",
     "RunState",
     "RunStateChanged",
     "TauroExecError",
+    "Trial",
+    "TrialState",
+    "Trials",
     "Unauthenticated",
     "Unavailable",
     "ValidationError",

@@ -14,6 +14,7 @@ from google.protobuf import struct_pb2
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec._rpc import TOKEN_ENV, Security, Transport
+from tauro_exec.experiment import Experiment, space_protos
 from tauro_exec.models import Pipeline, PipelineSummary, Plan, RunState
 from tauro_exec.run import Run
 
@@ -191,6 +192,92 @@ class Client:
             resp = self._rpc.call(self._rpc.stub.ListRuns, req)
             for r in resp.runs:
                 yield Run(self._rpc, r)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            token = resp.next_page_token
+            if not token:
+                return
+
+    # ---- experiments -------------------------------------------------------
+
+    def experiment(
+        self,
+        pipeline: str | None = None,
+        *,
+        declared: str | None = None,
+        space: Sequence[Any] | Mapping[str, Any] | None = None,
+        objective: str | None = None,
+        node: str | None = None,
+        maximize: bool = False,
+        n_trials: int | None = None,
+        max_parallel_trials: int | None = None,
+        seed: int | None = None,
+        sampler: str = "tpe",
+        start_date: DateLike | None = None,
+        end_date: DateLike | None = None,
+        hyperparams: Mapping[str, Any] | None = None,
+        select: Sequence[str] | None = None,
+        env: str | None = None,
+        request_id: str | None = None,
+    ) -> Experiment:
+        """Start a hyperparameter search and return its handle at once.
+
+        Each trial is a run of ``pipeline`` with the trial's hyperparameters
+        over ``hyperparams``; ``objective`` is the metric a node logs with
+        ``ml_context["log_metric"]`` (minimised unless ``maximize``).
+        ``space`` is a list of ``Real``/``Integer``/``Categorical`` (these or
+        skopt's) or a mapping of names to them, ``(low, high)`` tuples or
+        category lists. ``declared`` starts an experiment of the project's
+        experiments config; the other arguments then override its settings.
+        ``sampler="random"`` proposes at random (a baseline) instead of by
+        Bayesian optimisation (TPE).
+        """
+        if sampler not in ("tpe", "random"):
+            raise ValueError(f"sampler must be 'tpe' or 'random', got {sampler!r}")
+        req = pb.RunExperimentRequest(
+            request_id=request_id or str(uuid.uuid4()),
+            experiment=declared or "",
+            pipeline=pipeline or "",
+            env=env or "",
+            select=_names(select),
+            space=space_protos(space),
+            n_trials=n_trials or 0,
+            max_parallel_trials=max_parallel_trials or 0,
+            start_date=_date(start_date, "start_date"),
+            end_date=_date(end_date, "end_date"),
+            sampler=pb.SAMPLER_RANDOM if sampler == "random" else pb.SAMPLER_TPE,
+        )
+        if seed is not None:
+            req.seed = seed
+        if objective or node or maximize:
+            req.objective.CopyFrom(
+                pb.Objective(
+                    metric=objective or "",
+                    node=node or "",
+                    direction=pb.DIRECTION_MAXIMIZE if maximize else pb.DIRECTION_MINIMIZE,
+                )
+            )
+        if hyperparams:
+            req.hyperparams.CopyFrom(_struct(hyperparams))
+        resp = self._rpc.call(self._rpc.stub.RunExperiment, req)
+        return Experiment(self._rpc, resp.experiment)
+
+    def experiment_by_id(self, experiment_id: str) -> Experiment:
+        """The experiment with this id; raises ``NotFound`` if there is none."""
+        resp = self._rpc.call(self._rpc.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=experiment_id))
+        return Experiment(self._rpc, resp.experiment)
+
+    def experiments(self, pipeline: str | None = None, limit: int | None = None) -> Iterator[Experiment]:
+        """Experiments, newest first (their trials: ``refresh()`` each)."""
+        token, seen = "", 0
+        while True:
+            resp = self._rpc.call(
+                self._rpc.stub.ListExperiments,
+                pb.ListExperimentsRequest(page_size=50, page_token=token, pipeline=pipeline or ""),
+            )
+            for x in resp.experiments:
+                yield Experiment(self._rpc, x)
                 seen += 1
                 if limit is not None and seen >= limit:
                     return

@@ -226,6 +226,398 @@ func (PipelineType) EnumDescriptor() ([]byte, []int) {
 	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{2}
 }
 
+// Role is what a caller may do; each role may do everything the one below
+// it may.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	// VIEWER reads: validate, pipelines, runs, events.
+	Role_ROLE_VIEWER Role = 1
+	// OPERATOR also starts, cancels, stops and repairs runs.
+	Role_ROLE_OPERATOR Role = 2
+	// ADMIN may call everything.
+	Role_ROLE_ADMIN Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_VIEWER",
+		2: "ROLE_OPERATOR",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_VIEWER":      1,
+		"ROLE_OPERATOR":    2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[3].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[3]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{3}
+}
+
+// ExperimentState is the state of an experiment.
+type ExperimentState int32
+
+const (
+	ExperimentState_EXPERIMENT_STATE_UNSPECIFIED ExperimentState = 0
+	ExperimentState_EXPERIMENT_STATE_PENDING     ExperimentState = 1
+	// RUNNING: trials are being proposed and run. An experiment running when
+	// execd stopped goes on running after the next start: finished trials are
+	// kept and unfinished ones run again.
+	ExperimentState_EXPERIMENT_STATE_RUNNING ExperimentState = 2
+	// SUCCEEDED: n_trials trials ended and at least one gave the objective.
+	ExperimentState_EXPERIMENT_STATE_SUCCEEDED ExperimentState = 3
+	// FAILED: most trials failed, a trial did not log the objective's metric,
+	// or the shared nodes' run failed.
+	ExperimentState_EXPERIMENT_STATE_FAILED    ExperimentState = 4
+	ExperimentState_EXPERIMENT_STATE_CANCELLED ExperimentState = 5
+)
+
+// Enum value maps for ExperimentState.
+var (
+	ExperimentState_name = map[int32]string{
+		0: "EXPERIMENT_STATE_UNSPECIFIED",
+		1: "EXPERIMENT_STATE_PENDING",
+		2: "EXPERIMENT_STATE_RUNNING",
+		3: "EXPERIMENT_STATE_SUCCEEDED",
+		4: "EXPERIMENT_STATE_FAILED",
+		5: "EXPERIMENT_STATE_CANCELLED",
+	}
+	ExperimentState_value = map[string]int32{
+		"EXPERIMENT_STATE_UNSPECIFIED": 0,
+		"EXPERIMENT_STATE_PENDING":     1,
+		"EXPERIMENT_STATE_RUNNING":     2,
+		"EXPERIMENT_STATE_SUCCEEDED":   3,
+		"EXPERIMENT_STATE_FAILED":      4,
+		"EXPERIMENT_STATE_CANCELLED":   5,
+	}
+)
+
+func (x ExperimentState) Enum() *ExperimentState {
+	p := new(ExperimentState)
+	*p = x
+	return p
+}
+
+func (x ExperimentState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ExperimentState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[4].Descriptor()
+}
+
+func (ExperimentState) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[4]
+}
+
+func (x ExperimentState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ExperimentState.Descriptor instead.
+func (ExperimentState) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{4}
+}
+
+// TrialState is the state of one trial.
+type TrialState int32
+
+const (
+	TrialState_TRIAL_STATE_UNSPECIFIED TrialState = 0
+	// RUNNING: its run is queued or running.
+	TrialState_TRIAL_STATE_RUNNING TrialState = 1
+	// SUCCEEDED: its run succeeded and gave the objective's value.
+	TrialState_TRIAL_STATE_SUCCEEDED TrialState = 2
+	TrialState_TRIAL_STATE_FAILED    TrialState = 3
+	TrialState_TRIAL_STATE_CANCELLED TrialState = 4
+)
+
+// Enum value maps for TrialState.
+var (
+	TrialState_name = map[int32]string{
+		0: "TRIAL_STATE_UNSPECIFIED",
+		1: "TRIAL_STATE_RUNNING",
+		2: "TRIAL_STATE_SUCCEEDED",
+		3: "TRIAL_STATE_FAILED",
+		4: "TRIAL_STATE_CANCELLED",
+	}
+	TrialState_value = map[string]int32{
+		"TRIAL_STATE_UNSPECIFIED": 0,
+		"TRIAL_STATE_RUNNING":     1,
+		"TRIAL_STATE_SUCCEEDED":   2,
+		"TRIAL_STATE_FAILED":      3,
+		"TRIAL_STATE_CANCELLED":   4,
+	}
+)
+
+func (x TrialState) Enum() *TrialState {
+	p := new(TrialState)
+	*p = x
+	return p
+}
+
+func (x TrialState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TrialState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[5].Descriptor()
+}
+
+func (TrialState) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[5]
+}
+
+func (x TrialState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TrialState.Descriptor instead.
+func (TrialState) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{5}
+}
+
+// DimensionKind is what values a searched hyperparameter takes.
+type DimensionKind int32
+
+const (
+	DimensionKind_DIMENSION_KIND_UNSPECIFIED DimensionKind = 0
+	// REAL: a float from low to high (tauro's and skopt's Real).
+	DimensionKind_DIMENSION_KIND_REAL DimensionKind = 1
+	// INTEGER: a whole number from low to high, both included (Integer).
+	DimensionKind_DIMENSION_KIND_INTEGER DimensionKind = 2
+	// CATEGORICAL: one of `categories` (Categorical).
+	DimensionKind_DIMENSION_KIND_CATEGORICAL DimensionKind = 3
+)
+
+// Enum value maps for DimensionKind.
+var (
+	DimensionKind_name = map[int32]string{
+		0: "DIMENSION_KIND_UNSPECIFIED",
+		1: "DIMENSION_KIND_REAL",
+		2: "DIMENSION_KIND_INTEGER",
+		3: "DIMENSION_KIND_CATEGORICAL",
+	}
+	DimensionKind_value = map[string]int32{
+		"DIMENSION_KIND_UNSPECIFIED": 0,
+		"DIMENSION_KIND_REAL":        1,
+		"DIMENSION_KIND_INTEGER":     2,
+		"DIMENSION_KIND_CATEGORICAL": 3,
+	}
+)
+
+func (x DimensionKind) Enum() *DimensionKind {
+	p := new(DimensionKind)
+	*p = x
+	return p
+}
+
+func (x DimensionKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DimensionKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[6].Descriptor()
+}
+
+func (DimensionKind) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[6]
+}
+
+func (x DimensionKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DimensionKind.Descriptor instead.
+func (DimensionKind) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{6}
+}
+
+// Prior is how a numeric dimension is sampled.
+type Prior int32
+
+const (
+	// Unspecified is uniform.
+	Prior_PRIOR_UNSPECIFIED Prior = 0
+	Prior_PRIOR_UNIFORM     Prior = 1
+	// LOG_UNIFORM: uniform in log space; low must be > 0.
+	Prior_PRIOR_LOG_UNIFORM Prior = 2
+)
+
+// Enum value maps for Prior.
+var (
+	Prior_name = map[int32]string{
+		0: "PRIOR_UNSPECIFIED",
+		1: "PRIOR_UNIFORM",
+		2: "PRIOR_LOG_UNIFORM",
+	}
+	Prior_value = map[string]int32{
+		"PRIOR_UNSPECIFIED": 0,
+		"PRIOR_UNIFORM":     1,
+		"PRIOR_LOG_UNIFORM": 2,
+	}
+)
+
+func (x Prior) Enum() *Prior {
+	p := new(Prior)
+	*p = x
+	return p
+}
+
+func (x Prior) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Prior) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[7].Descriptor()
+}
+
+func (Prior) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[7]
+}
+
+func (x Prior) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Prior.Descriptor instead.
+func (Prior) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{7}
+}
+
+// Direction says whether the objective is minimised or maximised.
+type Direction int32
+
+const (
+	// Unspecified is minimise.
+	Direction_DIRECTION_UNSPECIFIED Direction = 0
+	Direction_DIRECTION_MINIMIZE    Direction = 1
+	Direction_DIRECTION_MAXIMIZE    Direction = 2
+)
+
+// Enum value maps for Direction.
+var (
+	Direction_name = map[int32]string{
+		0: "DIRECTION_UNSPECIFIED",
+		1: "DIRECTION_MINIMIZE",
+		2: "DIRECTION_MAXIMIZE",
+	}
+	Direction_value = map[string]int32{
+		"DIRECTION_UNSPECIFIED": 0,
+		"DIRECTION_MINIMIZE":    1,
+		"DIRECTION_MAXIMIZE":    2,
+	}
+)
+
+func (x Direction) Enum() *Direction {
+	p := new(Direction)
+	*p = x
+	return p
+}
+
+func (x Direction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Direction) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[8].Descriptor()
+}
+
+func (Direction) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[8]
+}
+
+func (x Direction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Direction.Descriptor instead.
+func (Direction) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{8}
+}
+
+// Sampler is how trials are proposed.
+type Sampler int32
+
+const (
+	// Unspecified is TPE.
+	Sampler_SAMPLER_UNSPECIFIED Sampler = 0
+	// TPE: Bayesian optimisation with Optuna's tree-structured Parzen estimator.
+	Sampler_SAMPLER_TPE Sampler = 1
+	// RANDOM: independent uniform draws, as a baseline.
+	Sampler_SAMPLER_RANDOM Sampler = 2
+)
+
+// Enum value maps for Sampler.
+var (
+	Sampler_name = map[int32]string{
+		0: "SAMPLER_UNSPECIFIED",
+		1: "SAMPLER_TPE",
+		2: "SAMPLER_RANDOM",
+	}
+	Sampler_value = map[string]int32{
+		"SAMPLER_UNSPECIFIED": 0,
+		"SAMPLER_TPE":         1,
+		"SAMPLER_RANDOM":      2,
+	}
+)
+
+func (x Sampler) Enum() *Sampler {
+	p := new(Sampler)
+	*p = x
+	return p
+}
+
+func (x Sampler) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Sampler) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[9].Descriptor()
+}
+
+func (Sampler) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[9]
+}
+
+func (x Sampler) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Sampler.Descriptor instead.
+func (Sampler) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{9}
+}
+
 type ValidatePipelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pipeline name, as in the project's pipelines file.
@@ -1380,6 +1772,106 @@ func (x *GetPipelineResponse) GetPipeline() *Pipeline {
 	return nil
 }
 
+type GetCallerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerRequest) Reset() {
+	*x = GetCallerRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerRequest) ProtoMessage() {}
+
+func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+}
+
+type GetCallerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's name: its token's name, "cert:" and its certificate's
+	// common name, or "anonymous" on a server without authentication.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role Role   `protobuf:"varint,2,opt,name=role,proto3,enum=tauro.exec.v1.Role" json:"role,omitempty"`
+	// The server authenticates its callers (--tokens or --client-ca). When
+	// false, everyone who can reach it is an admin.
+	AuthenticationRequired bool `protobuf:"varint,3,opt,name=authentication_required,json=authenticationRequired,proto3" json:"authentication_required,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *GetCallerResponse) Reset() {
+	*x = GetCallerResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerResponse) ProtoMessage() {}
+
+func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetCallerResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *GetCallerResponse) GetAuthenticationRequired() bool {
+	if x != nil {
+		return x.AuthenticationRequired
+	}
+	return false
+}
+
 // Pipeline is a pipeline as configured, with its plan.
 type Pipeline struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1393,7 +1885,7 @@ type Pipeline struct {
 
 func (x *Pipeline) Reset() {
 	*x = Pipeline{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1897,7 @@ func (x *Pipeline) String() string {
 func (*Pipeline) ProtoMessage() {}
 
 func (x *Pipeline) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1910,7 @@ func (x *Pipeline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipeline.ProtoReflect.Descriptor instead.
 func (*Pipeline) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{21}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Pipeline) GetName() string {
@@ -1471,7 +1963,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1975,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1988,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{22}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeSpec) GetName() string {
@@ -1594,7 +2086,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +2098,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[23]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +2111,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{23}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Plan) GetOrder() []string {
@@ -1666,7 +2158,7 @@ type Stage struct {
 
 func (x *Stage) Reset() {
 	*x = Stage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +2170,7 @@ func (x *Stage) String() string {
 func (*Stage) ProtoMessage() {}
 
 func (x *Stage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[24]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +2183,7 @@ func (x *Stage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stage.ProtoReflect.Descriptor instead.
 func (*Stage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{24}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Stage) GetNodes() []string {
@@ -1733,7 +2225,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2237,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[25]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2250,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{25}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Run) GetRunId() string {
@@ -1917,7 +2409,7 @@ type NodeRun struct {
 
 func (x *NodeRun) Reset() {
 	*x = NodeRun{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2421,7 @@ func (x *NodeRun) String() string {
 func (*NodeRun) ProtoMessage() {}
 
 func (x *NodeRun) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[26]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2434,7 @@ func (x *NodeRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRun.ProtoReflect.Descriptor instead.
 func (*NodeRun) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{26}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeRun) GetName() string {
@@ -2008,7 +2500,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2512,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[27]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2525,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{27}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Attempt) GetAttempt() int32 {
@@ -2091,7 +2583,7 @@ type NodeError struct {
 
 func (x *NodeError) Reset() {
 	*x = NodeError{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2595,7 @@ func (x *NodeError) String() string {
 func (*NodeError) ProtoMessage() {}
 
 func (x *NodeError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2608,7 @@ func (x *NodeError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeError.ProtoReflect.Descriptor instead.
 func (*NodeError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NodeError) GetType() string {
@@ -2168,7 +2660,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2672,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2685,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RunEvent) GetRunId() string {
@@ -2313,7 +2805,7 @@ type RunStateChanged struct {
 
 func (x *RunStateChanged) Reset() {
 	*x = RunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2817,7 @@ func (x *RunStateChanged) String() string {
 func (*RunStateChanged) ProtoMessage() {}
 
 func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2830,7 @@ func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStateChanged.ProtoReflect.Descriptor instead.
 func (*RunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RunStateChanged) GetState() RunState {
@@ -2371,7 +2863,7 @@ type NodeStateChanged struct {
 
 func (x *NodeStateChanged) Reset() {
 	*x = NodeStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2875,7 @@ func (x *NodeStateChanged) String() string {
 func (*NodeStateChanged) ProtoMessage() {}
 
 func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2888,7 @@ func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateChanged.ProtoReflect.Descriptor instead.
 func (*NodeStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NodeStateChanged) GetNode() string {
@@ -2454,7 +2946,7 @@ type NodeMessage struct {
 
 func (x *NodeMessage) Reset() {
 	*x = NodeMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2958,7 @@ func (x *NodeMessage) String() string {
 func (*NodeMessage) ProtoMessage() {}
 
 func (x *NodeMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2971,7 @@ func (x *NodeMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMessage.ProtoReflect.Descriptor instead.
 func (*NodeMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NodeMessage) GetNode() string {
@@ -2522,7 +3014,7 @@ type NodeMetric struct {
 
 func (x *NodeMetric) Reset() {
 	*x = NodeMetric{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +3026,7 @@ func (x *NodeMetric) String() string {
 func (*NodeMetric) ProtoMessage() {}
 
 func (x *NodeMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +3039,7 @@ func (x *NodeMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMetric.ProtoReflect.Descriptor instead.
 func (*NodeMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeMetric) GetNode() string {
@@ -2600,7 +3092,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +3104,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +3117,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeProgress) GetNode() string {
@@ -2689,6 +3181,1414 @@ func (x *NodeProgress) GetStateRows() int64 {
 		return x.StateRows
 	}
 	return 0
+}
+
+// SearchDimension is one searched hyperparameter.
+type SearchDimension struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hyperparameter's name, as the nodes read it from ml_context.
+	Name string        `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind DimensionKind `protobuf:"varint,2,opt,name=kind,proto3,enum=tauro.exec.v1.DimensionKind" json:"kind,omitempty"`
+	// Bounds of REAL and INTEGER dimensions; low < high.
+	Low   float64 `protobuf:"fixed64,3,opt,name=low,proto3" json:"low,omitempty"`
+	High  float64 `protobuf:"fixed64,4,opt,name=high,proto3" json:"high,omitempty"`
+	Prior Prior   `protobuf:"varint,5,opt,name=prior,proto3,enum=tauro.exec.v1.Prior" json:"prior,omitempty"`
+	// Values of a CATEGORICAL dimension: strings, numbers or booleans.
+	Categories    []*structpb.Value `protobuf:"bytes,6,rep,name=categories,proto3" json:"categories,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchDimension) Reset() {
+	*x = SearchDimension{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchDimension) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchDimension) ProtoMessage() {}
+
+func (x *SearchDimension) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchDimension.ProtoReflect.Descriptor instead.
+func (*SearchDimension) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SearchDimension) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SearchDimension) GetKind() DimensionKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DimensionKind_DIMENSION_KIND_UNSPECIFIED
+}
+
+func (x *SearchDimension) GetLow() float64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *SearchDimension) GetHigh() float64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
+func (x *SearchDimension) GetPrior() Prior {
+	if x != nil {
+		return x.Prior
+	}
+	return Prior_PRIOR_UNSPECIFIED
+}
+
+func (x *SearchDimension) GetCategories() []*structpb.Value {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+// Objective is the metric a trial is judged by.
+type Objective struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The metric's name, as a node logs it with ml_context["log_metric"].
+	Metric string `protobuf:"bytes,1,opt,name=metric,proto3" json:"metric,omitempty"`
+	// The node that logs it; empty means the one node that declares it in its
+	// `metrics` config.
+	Node          string    `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	Direction     Direction `protobuf:"varint,3,opt,name=direction,proto3,enum=tauro.exec.v1.Direction" json:"direction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Objective) Reset() {
+	*x = Objective{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Objective) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Objective) ProtoMessage() {}
+
+func (x *Objective) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Objective.ProtoReflect.Descriptor instead.
+func (*Objective) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Objective) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *Objective) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Objective) GetDirection() Direction {
+	if x != nil {
+		return x.Direction
+	}
+	return Direction_DIRECTION_UNSPECIFIED
+}
+
+type RunExperimentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Makes the call idempotent, as in ExecutePipelineRequest.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// An experiment declared in the project's experiments config. Its settings
+	// are used where the fields below are left empty.
+	Experiment string `protobuf:"bytes,2,opt,name=experiment,proto3" json:"experiment,omitempty"`
+	// The pipeline whose runs are the trials.
+	Pipeline string `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Env      string `protobuf:"bytes,4,opt,name=env,proto3" json:"env,omitempty"`
+	// Node selection, as in ExecutePipelineRequest.select.
+	Select    []string           `protobuf:"bytes,5,rep,name=select,proto3" json:"select,omitempty"`
+	Space     []*SearchDimension `protobuf:"bytes,6,rep,name=space,proto3" json:"space,omitempty"`
+	Objective *Objective         `protobuf:"bytes,7,opt,name=objective,proto3" json:"objective,omitempty"`
+	// Trials to run in all; 0 takes the declared experiment's.
+	NTrials int32 `protobuf:"varint,8,opt,name=n_trials,json=nTrials,proto3" json:"n_trials,omitempty"`
+	// Trials running at once; 0 takes the declared experiment's, else 1.
+	MaxParallelTrials int32 `protobuf:"varint,9,opt,name=max_parallel_trials,json=maxParallelTrials,proto3" json:"max_parallel_trials,omitempty"`
+	// Seed of the optimiser; unset takes the declared experiment's, else 0.
+	Seed      *int64 `protobuf:"varint,10,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
+	StartDate string `protobuf:"bytes,11,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
+	EndDate   string `protobuf:"bytes,12,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
+	// Fixed hyperparameters every trial runs with, under the searched ones.
+	Hyperparams   *structpb.Struct `protobuf:"bytes,13,opt,name=hyperparams,proto3" json:"hyperparams,omitempty"`
+	Sampler       Sampler          `protobuf:"varint,14,opt,name=sampler,proto3,enum=tauro.exec.v1.Sampler" json:"sampler,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunExperimentRequest) Reset() {
+	*x = RunExperimentRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunExperimentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunExperimentRequest) ProtoMessage() {}
+
+func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunExperimentRequest.ProtoReflect.Descriptor instead.
+func (*RunExperimentRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RunExperimentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RunExperimentRequest) GetExperiment() string {
+	if x != nil {
+		return x.Experiment
+	}
+	return ""
+}
+
+func (x *RunExperimentRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *RunExperimentRequest) GetEnv() string {
+	if x != nil {
+		return x.Env
+	}
+	return ""
+}
+
+func (x *RunExperimentRequest) GetSelect() []string {
+	if x != nil {
+		return x.Select
+	}
+	return nil
+}
+
+func (x *RunExperimentRequest) GetSpace() []*SearchDimension {
+	if x != nil {
+		return x.Space
+	}
+	return nil
+}
+
+func (x *RunExperimentRequest) GetObjective() *Objective {
+	if x != nil {
+		return x.Objective
+	}
+	return nil
+}
+
+func (x *RunExperimentRequest) GetNTrials() int32 {
+	if x != nil {
+		return x.NTrials
+	}
+	return 0
+}
+
+func (x *RunExperimentRequest) GetMaxParallelTrials() int32 {
+	if x != nil {
+		return x.MaxParallelTrials
+	}
+	return 0
+}
+
+func (x *RunExperimentRequest) GetSeed() int64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
+func (x *RunExperimentRequest) GetStartDate() string {
+	if x != nil {
+		return x.StartDate
+	}
+	return ""
+}
+
+func (x *RunExperimentRequest) GetEndDate() string {
+	if x != nil {
+		return x.EndDate
+	}
+	return ""
+}
+
+func (x *RunExperimentRequest) GetHyperparams() *structpb.Struct {
+	if x != nil {
+		return x.Hyperparams
+	}
+	return nil
+}
+
+func (x *RunExperimentRequest) GetSampler() Sampler {
+	if x != nil {
+		return x.Sampler
+	}
+	return Sampler_SAMPLER_UNSPECIFIED
+}
+
+type RunExperimentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Experiment    *Experiment            `protobuf:"bytes,1,opt,name=experiment,proto3" json:"experiment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunExperimentResponse) Reset() {
+	*x = RunExperimentResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunExperimentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunExperimentResponse) ProtoMessage() {}
+
+func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunExperimentResponse.ProtoReflect.Descriptor instead.
+func (*RunExperimentResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RunExperimentResponse) GetExperiment() *Experiment {
+	if x != nil {
+		return x.Experiment
+	}
+	return nil
+}
+
+type GetExperimentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId  string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetExperimentRequest) Reset() {
+	*x = GetExperimentRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetExperimentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetExperimentRequest) ProtoMessage() {}
+
+func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetExperimentRequest.ProtoReflect.Descriptor instead.
+func (*GetExperimentRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetExperimentRequest) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+type GetExperimentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Experiment    *Experiment            `protobuf:"bytes,1,opt,name=experiment,proto3" json:"experiment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetExperimentResponse) Reset() {
+	*x = GetExperimentResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetExperimentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetExperimentResponse) ProtoMessage() {}
+
+func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetExperimentResponse.ProtoReflect.Descriptor instead.
+func (*GetExperimentResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetExperimentResponse) GetExperiment() *Experiment {
+	if x != nil {
+		return x.Experiment
+	}
+	return nil
+}
+
+type ListExperimentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many experiments; 0 means 50, more than 1000 is capped.
+	PageSize  int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only experiments of this pipeline.
+	Pipeline      string `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExperimentsRequest) Reset() {
+	*x = ListExperimentsRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExperimentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExperimentsRequest) ProtoMessage() {}
+
+func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExperimentsRequest.ProtoReflect.Descriptor instead.
+func (*ListExperimentsRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListExperimentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListExperimentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListExperimentsRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+type ListExperimentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Without their trials; GetExperiment has them.
+	Experiments   []*Experiment `protobuf:"bytes,1,rep,name=experiments,proto3" json:"experiments,omitempty"`
+	NextPageToken string        `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExperimentsResponse) Reset() {
+	*x = ListExperimentsResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExperimentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExperimentsResponse) ProtoMessage() {}
+
+func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExperimentsResponse.ProtoReflect.Descriptor instead.
+func (*ListExperimentsResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListExperimentsResponse) GetExperiments() []*Experiment {
+	if x != nil {
+		return x.Experiments
+	}
+	return nil
+}
+
+func (x *ListExperimentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type WatchExperimentRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	// Only events with a greater sequence are sent; 0 sends all.
+	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchExperimentRequest) Reset() {
+	*x = WatchExperimentRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchExperimentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchExperimentRequest) ProtoMessage() {}
+
+func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchExperimentRequest.ProtoReflect.Descriptor instead.
+func (*WatchExperimentRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *WatchExperimentRequest) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *WatchExperimentRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+type WatchExperimentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *ExperimentEvent       `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchExperimentResponse) Reset() {
+	*x = WatchExperimentResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchExperimentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchExperimentResponse) ProtoMessage() {}
+
+func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchExperimentResponse.ProtoReflect.Descriptor instead.
+func (*WatchExperimentResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *WatchExperimentResponse) GetEvent() *ExperimentEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type CancelExperimentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId  string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelExperimentRequest) Reset() {
+	*x = CancelExperimentRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelExperimentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelExperimentRequest) ProtoMessage() {}
+
+func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelExperimentRequest.ProtoReflect.Descriptor instead.
+func (*CancelExperimentRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *CancelExperimentRequest) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *CancelExperimentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelExperimentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Experiment    *Experiment            `protobuf:"bytes,1,opt,name=experiment,proto3" json:"experiment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelExperimentResponse) Reset() {
+	*x = CancelExperimentResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelExperimentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelExperimentResponse) ProtoMessage() {}
+
+func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelExperimentResponse.ProtoReflect.Descriptor instead.
+func (*CancelExperimentResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CancelExperimentResponse) GetExperiment() *Experiment {
+	if x != nil {
+		return x.Experiment
+	}
+	return nil
+}
+
+// Experiment is a hyperparameter search and its trials.
+type Experiment struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	// The declared experiment it was started from, if any.
+	Name     string          `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Pipeline string          `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Env      string          `protobuf:"bytes,4,opt,name=env,proto3" json:"env,omitempty"`
+	State    ExperimentState `protobuf:"varint,5,opt,name=state,proto3,enum=tauro.exec.v1.ExperimentState" json:"state,omitempty"`
+	// Why it failed or was cancelled.
+	Message           string             `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Space             []*SearchDimension `protobuf:"bytes,7,rep,name=space,proto3" json:"space,omitempty"`
+	Objective         *Objective         `protobuf:"bytes,8,opt,name=objective,proto3" json:"objective,omitempty"`
+	NTrials           int32              `protobuf:"varint,9,opt,name=n_trials,json=nTrials,proto3" json:"n_trials,omitempty"`
+	MaxParallelTrials int32              `protobuf:"varint,10,opt,name=max_parallel_trials,json=maxParallelTrials,proto3" json:"max_parallel_trials,omitempty"`
+	Seed              int64              `protobuf:"varint,11,opt,name=seed,proto3" json:"seed,omitempty"`
+	Sampler           Sampler            `protobuf:"varint,12,opt,name=sampler,proto3,enum=tauro.exec.v1.Sampler" json:"sampler,omitempty"`
+	StartDate         string             `protobuf:"bytes,13,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
+	EndDate           string             `protobuf:"bytes,14,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
+	Hyperparams       *structpb.Struct   `protobuf:"bytes,15,opt,name=hyperparams,proto3" json:"hyperparams,omitempty"`
+	Select            []string           `protobuf:"bytes,16,rep,name=select,proto3" json:"select,omitempty"`
+	RequestId         string             `protobuf:"bytes,17,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Nodes whose inputs and hyperparameters are the same in every trial: they
+	// run once, in shared_run_id, and trials read back what they wrote.
+	SharedNodes []string `protobuf:"bytes,18,rep,name=shared_nodes,json=sharedNodes,proto3" json:"shared_nodes,omitempty"`
+	SharedRunId string   `protobuf:"bytes,19,opt,name=shared_run_id,json=sharedRunId,proto3" json:"shared_run_id,omitempty"`
+	// Nodes every trial runs.
+	TrialNodes []string               `protobuf:"bytes,20,rep,name=trial_nodes,json=trialNodes,proto3" json:"trial_nodes,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	StartTime  *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime    *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	Trials     []*Trial               `protobuf:"bytes,24,rep,name=trials,proto3" json:"trials,omitempty"`
+	// The succeeded trial with the best value so far; unset before one.
+	Best *Trial `protobuf:"bytes,25,opt,name=best,proto3" json:"best,omitempty"`
+	// Sequence of the newest event when this was read.
+	LastSequence  int64 `protobuf:"varint,26,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Experiment) Reset() {
+	*x = Experiment{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Experiment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Experiment) ProtoMessage() {}
+
+func (x *Experiment) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Experiment.ProtoReflect.Descriptor instead.
+func (*Experiment) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *Experiment) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *Experiment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Experiment) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *Experiment) GetEnv() string {
+	if x != nil {
+		return x.Env
+	}
+	return ""
+}
+
+func (x *Experiment) GetState() ExperimentState {
+	if x != nil {
+		return x.State
+	}
+	return ExperimentState_EXPERIMENT_STATE_UNSPECIFIED
+}
+
+func (x *Experiment) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Experiment) GetSpace() []*SearchDimension {
+	if x != nil {
+		return x.Space
+	}
+	return nil
+}
+
+func (x *Experiment) GetObjective() *Objective {
+	if x != nil {
+		return x.Objective
+	}
+	return nil
+}
+
+func (x *Experiment) GetNTrials() int32 {
+	if x != nil {
+		return x.NTrials
+	}
+	return 0
+}
+
+func (x *Experiment) GetMaxParallelTrials() int32 {
+	if x != nil {
+		return x.MaxParallelTrials
+	}
+	return 0
+}
+
+func (x *Experiment) GetSeed() int64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *Experiment) GetSampler() Sampler {
+	if x != nil {
+		return x.Sampler
+	}
+	return Sampler_SAMPLER_UNSPECIFIED
+}
+
+func (x *Experiment) GetStartDate() string {
+	if x != nil {
+		return x.StartDate
+	}
+	return ""
+}
+
+func (x *Experiment) GetEndDate() string {
+	if x != nil {
+		return x.EndDate
+	}
+	return ""
+}
+
+func (x *Experiment) GetHyperparams() *structpb.Struct {
+	if x != nil {
+		return x.Hyperparams
+	}
+	return nil
+}
+
+func (x *Experiment) GetSelect() []string {
+	if x != nil {
+		return x.Select
+	}
+	return nil
+}
+
+func (x *Experiment) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Experiment) GetSharedNodes() []string {
+	if x != nil {
+		return x.SharedNodes
+	}
+	return nil
+}
+
+func (x *Experiment) GetSharedRunId() string {
+	if x != nil {
+		return x.SharedRunId
+	}
+	return ""
+}
+
+func (x *Experiment) GetTrialNodes() []string {
+	if x != nil {
+		return x.TrialNodes
+	}
+	return nil
+}
+
+func (x *Experiment) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Experiment) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Experiment) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *Experiment) GetTrials() []*Trial {
+	if x != nil {
+		return x.Trials
+	}
+	return nil
+}
+
+func (x *Experiment) GetBest() *Trial {
+	if x != nil {
+		return x.Best
+	}
+	return nil
+}
+
+func (x *Experiment) GetLastSequence() int64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+// Trial is one proposal of the optimiser and the run that tried it.
+type Trial struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From 0, in the order proposed.
+	Number int32      `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	State  TrialState `protobuf:"varint,2,opt,name=state,proto3,enum=tauro.exec.v1.TrialState" json:"state,omitempty"`
+	// The searched hyperparameters' values.
+	Params *structpb.Struct `protobuf:"bytes,3,opt,name=params,proto3" json:"params,omitempty"`
+	// The objective's value, when it succeeded.
+	Value *float64 `protobuf:"fixed64,4,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	// The run of the trial's latest attempt (a trial an execd restart cut
+	// short runs again in a new run).
+	RunId     string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Attempt   int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Why it failed.
+	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Trial) Reset() {
+	*x = Trial{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Trial) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Trial) ProtoMessage() {}
+
+func (x *Trial) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Trial.ProtoReflect.Descriptor instead.
+func (*Trial) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *Trial) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *Trial) GetState() TrialState {
+	if x != nil {
+		return x.State
+	}
+	return TrialState_TRIAL_STATE_UNSPECIFIED
+}
+
+func (x *Trial) GetParams() *structpb.Struct {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *Trial) GetValue() float64 {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return 0
+}
+
+func (x *Trial) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *Trial) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *Trial) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Trial) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *Trial) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ExperimentEvent is one state change of an experiment or of a trial.
+type ExperimentEvent struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	// Per experiment, from 1, with no gaps.
+	Sequence int64                  `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ExperimentEvent_ExperimentStateChanged
+	//	*ExperimentEvent_TrialStateChanged
+	//	*ExperimentEvent_SharedRunStateChanged
+	Kind          isExperimentEvent_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExperimentEvent) Reset() {
+	*x = ExperimentEvent{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExperimentEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExperimentEvent) ProtoMessage() {}
+
+func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExperimentEvent.ProtoReflect.Descriptor instead.
+func (*ExperimentEvent) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ExperimentEvent) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *ExperimentEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ExperimentEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ExperimentEvent) GetKind() isExperimentEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ExperimentEvent) GetExperimentStateChanged() *ExperimentStateChanged {
+	if x != nil {
+		if x, ok := x.Kind.(*ExperimentEvent_ExperimentStateChanged); ok {
+			return x.ExperimentStateChanged
+		}
+	}
+	return nil
+}
+
+func (x *ExperimentEvent) GetTrialStateChanged() *TrialStateChanged {
+	if x != nil {
+		if x, ok := x.Kind.(*ExperimentEvent_TrialStateChanged); ok {
+			return x.TrialStateChanged
+		}
+	}
+	return nil
+}
+
+func (x *ExperimentEvent) GetSharedRunStateChanged() *SharedRunStateChanged {
+	if x != nil {
+		if x, ok := x.Kind.(*ExperimentEvent_SharedRunStateChanged); ok {
+			return x.SharedRunStateChanged
+		}
+	}
+	return nil
+}
+
+type isExperimentEvent_Kind interface {
+	isExperimentEvent_Kind()
+}
+
+type ExperimentEvent_ExperimentStateChanged struct {
+	ExperimentStateChanged *ExperimentStateChanged `protobuf:"bytes,4,opt,name=experiment_state_changed,json=experimentStateChanged,proto3,oneof"`
+}
+
+type ExperimentEvent_TrialStateChanged struct {
+	TrialStateChanged *TrialStateChanged `protobuf:"bytes,5,opt,name=trial_state_changed,json=trialStateChanged,proto3,oneof"`
+}
+
+type ExperimentEvent_SharedRunStateChanged struct {
+	SharedRunStateChanged *SharedRunStateChanged `protobuf:"bytes,6,opt,name=shared_run_state_changed,json=sharedRunStateChanged,proto3,oneof"`
+}
+
+func (*ExperimentEvent_ExperimentStateChanged) isExperimentEvent_Kind() {}
+
+func (*ExperimentEvent_TrialStateChanged) isExperimentEvent_Kind() {}
+
+func (*ExperimentEvent_SharedRunStateChanged) isExperimentEvent_Kind() {}
+
+type ExperimentStateChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         ExperimentState        `protobuf:"varint,1,opt,name=state,proto3,enum=tauro.exec.v1.ExperimentState" json:"state,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExperimentStateChanged) Reset() {
+	*x = ExperimentStateChanged{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExperimentStateChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExperimentStateChanged) ProtoMessage() {}
+
+func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExperimentStateChanged.ProtoReflect.Descriptor instead.
+func (*ExperimentStateChanged) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ExperimentStateChanged) GetState() ExperimentState {
+	if x != nil {
+		return x.State
+	}
+	return ExperimentState_EXPERIMENT_STATE_UNSPECIFIED
+}
+
+func (x *ExperimentStateChanged) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// TrialStateChanged is a trial that started (RUNNING, with its parameters
+// and run) or ended.
+type TrialStateChanged struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Trial *Trial                 `protobuf:"bytes,1,opt,name=trial,proto3" json:"trial,omitempty"`
+	// Set when this trial became the best so far.
+	Best          bool `protobuf:"varint,2,opt,name=best,proto3" json:"best,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrialStateChanged) Reset() {
+	*x = TrialStateChanged{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrialStateChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrialStateChanged) ProtoMessage() {}
+
+func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrialStateChanged.ProtoReflect.Descriptor instead.
+func (*TrialStateChanged) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *TrialStateChanged) GetTrial() *Trial {
+	if x != nil {
+		return x.Trial
+	}
+	return nil
+}
+
+func (x *TrialStateChanged) GetBest() bool {
+	if x != nil {
+		return x.Best
+	}
+	return false
+}
+
+// SharedRunStateChanged is the run of the shared nodes starting or ending.
+type SharedRunStateChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	State         RunState               `protobuf:"varint,2,opt,name=state,proto3,enum=tauro.exec.v1.RunState" json:"state,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SharedRunStateChanged) Reset() {
+	*x = SharedRunStateChanged{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SharedRunStateChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SharedRunStateChanged) ProtoMessage() {}
+
+func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SharedRunStateChanged.ProtoReflect.Descriptor instead.
+func (*SharedRunStateChanged) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SharedRunStateChanged) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SharedRunStateChanged) GetState() RunState {
+	if x != nil {
+		return x.State
+	}
+	return RunState_RUN_STATE_UNSPECIFIED
+}
+
+func (x *SharedRunStateChanged) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 var File_tauro_exec_v1_exec_proto protoreflect.FileDescriptor
@@ -2775,7 +4675,12 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x12\x1a\n" +
 	"\x03env\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\"J\n" +
 	"\x13GetPipelineResponse\x123\n" +
-	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\xa7\x01\n" +
+	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\x12\n" +
+	"\x10GetCallerRequest\"\x89\x01\n" +
+	"\x11GetCallerResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.tauro.exec.v1.RoleR\x04role\x127\n" +
+	"\x17authentication_required\x18\x03 \x01(\bR\x16authenticationRequired\"\xa7\x01\n" +
 	"\bPipeline\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.tauro.exec.v1.PipelineTypeR\x04type\x12-\n" +
@@ -2899,7 +4804,138 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x0ebatch_duration\x18\a \x01(\v2\x19.google.protobuf.DurationR\rbatchDuration\x12\x1c\n" +
 	"\twatermark\x18\b \x01(\tR\twatermark\x12\x1d\n" +
 	"\n" +
-	"state_rows\x18\t \x01(\x03R\tstateRows*\x87\x02\n" +
+	"state_rows\x18\t \x01(\x03R\tstateRows\"\xf8\x01\n" +
+	"\x0fSearchDimension\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x120\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1c.tauro.exec.v1.DimensionKindR\x04kind\x12\x10\n" +
+	"\x03low\x18\x03 \x01(\x01R\x03low\x12\x12\n" +
+	"\x04high\x18\x04 \x01(\x01R\x04high\x12*\n" +
+	"\x05prior\x18\x05 \x01(\x0e2\x14.tauro.exec.v1.PriorR\x05prior\x12A\n" +
+	"\n" +
+	"categories\x18\x06 \x03(\v2\x16.google.protobuf.ValueB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\n" +
+	"categories\"\x83\x01\n" +
+	"\tObjective\x12 \n" +
+	"\x06metric\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06metric\x12\x1c\n" +
+	"\x04node\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x04node\x126\n" +
+	"\tdirection\x18\x03 \x01(\x0e2\x18.tauro.exec.v1.DirectionR\tdirection\"\x9b\x05\n" +
+	"\x14RunExperimentRequest\x125\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\x12(\n" +
+	"\n" +
+	"experiment\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\n" +
+	"experiment\x12$\n" +
+	"\bpipeline\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bpipeline\x12\x1a\n" +
+	"\x03env\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\x12*\n" +
+	"\x06select\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x82\x02R\x06select\x12>\n" +
+	"\x05space\x18\x06 \x03(\v2\x1e.tauro.exec.v1.SearchDimensionB\b\xbaH\x05\x92\x01\x02\x10dR\x05space\x126\n" +
+	"\tobjective\x18\a \x01(\v2\x18.tauro.exec.v1.ObjectiveR\tobjective\x12%\n" +
+	"\bn_trials\x18\b \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x90N(\x00R\anTrials\x12:\n" +
+	"\x13max_parallel_trials\x18\t \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x80\x02(\x00R\x11maxParallelTrials\x12\x17\n" +
+	"\x04seed\x18\n" +
+	" \x01(\x03H\x00R\x04seed\x88\x01\x01\x12&\n" +
+	"\n" +
+	"start_date\x18\v \x01(\tB\a\xbaH\x04r\x02\x18 R\tstartDate\x12\"\n" +
+	"\bend_date\x18\f \x01(\tB\a\xbaH\x04r\x02\x18 R\aendDate\x129\n" +
+	"\vhyperparams\x18\r \x01(\v2\x17.google.protobuf.StructR\vhyperparams\x120\n" +
+	"\asampler\x18\x0e \x01(\x0e2\x16.tauro.exec.v1.SamplerR\asamplerB\a\n" +
+	"\x05_seed\"R\n" +
+	"\x15RunExperimentResponse\x129\n" +
+	"\n" +
+	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
+	"experiment\"F\n" +
+	"\x14GetExperimentRequest\x12.\n" +
+	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\"R\n" +
+	"\x15GetExperimentResponse\x129\n" +
+	"\n" +
+	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
+	"experiment\"\x8d\x01\n" +
+	"\x16ListExperimentsRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12$\n" +
+	"\bpipeline\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bpipeline\"~\n" +
+	"\x17ListExperimentsResponse\x12;\n" +
+	"\vexperiments\x18\x01 \x03(\v2\x19.tauro.exec.v1.ExperimentR\vexperiments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"x\n" +
+	"\x16WatchExperimentRequest\x12.\n" +
+	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\x12.\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\"O\n" +
+	"\x17WatchExperimentResponse\x124\n" +
+	"\x05event\x18\x01 \x01(\v2\x1e.tauro.exec.v1.ExperimentEventR\x05event\"k\n" +
+	"\x17CancelExperimentRequest\x12.\n" +
+	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\x12 \n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"U\n" +
+	"\x18CancelExperimentResponse\x129\n" +
+	"\n" +
+	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
+	"experiment\"\x82\b\n" +
+	"\n" +
+	"Experiment\x12#\n" +
+	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpipeline\x18\x03 \x01(\tR\bpipeline\x12\x10\n" +
+	"\x03env\x18\x04 \x01(\tR\x03env\x124\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1e.tauro.exec.v1.ExperimentStateR\x05state\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x124\n" +
+	"\x05space\x18\a \x03(\v2\x1e.tauro.exec.v1.SearchDimensionR\x05space\x126\n" +
+	"\tobjective\x18\b \x01(\v2\x18.tauro.exec.v1.ObjectiveR\tobjective\x12\x19\n" +
+	"\bn_trials\x18\t \x01(\x05R\anTrials\x12.\n" +
+	"\x13max_parallel_trials\x18\n" +
+	" \x01(\x05R\x11maxParallelTrials\x12\x12\n" +
+	"\x04seed\x18\v \x01(\x03R\x04seed\x120\n" +
+	"\asampler\x18\f \x01(\x0e2\x16.tauro.exec.v1.SamplerR\asampler\x12\x1d\n" +
+	"\n" +
+	"start_date\x18\r \x01(\tR\tstartDate\x12\x19\n" +
+	"\bend_date\x18\x0e \x01(\tR\aendDate\x129\n" +
+	"\vhyperparams\x18\x0f \x01(\v2\x17.google.protobuf.StructR\vhyperparams\x12\x16\n" +
+	"\x06select\x18\x10 \x03(\tR\x06select\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x11 \x01(\tR\trequestId\x12!\n" +
+	"\fshared_nodes\x18\x12 \x03(\tR\vsharedNodes\x12\"\n" +
+	"\rshared_run_id\x18\x13 \x01(\tR\vsharedRunId\x12\x1f\n" +
+	"\vtrial_nodes\x18\x14 \x03(\tR\n" +
+	"trialNodes\x12;\n" +
+	"\vcreate_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x129\n" +
+	"\n" +
+	"start_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12,\n" +
+	"\x06trials\x18\x18 \x03(\v2\x14.tauro.exec.v1.TrialR\x06trials\x12(\n" +
+	"\x04best\x18\x19 \x01(\v2\x14.tauro.exec.v1.TrialR\x04best\x12#\n" +
+	"\rlast_sequence\x18\x1a \x01(\x03R\flastSequence\"\xe3\x02\n" +
+	"\x05Trial\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12/\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x19.tauro.exec.v1.TrialStateR\x05state\x12/\n" +
+	"\x06params\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06params\x12\x19\n" +
+	"\x05value\x18\x04 \x01(\x01H\x00R\x05value\x88\x01\x01\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\x05R\aattempt\x129\n" +
+	"\n" +
+	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
+	"\amessage\x18\t \x01(\tR\amessageB\b\n" +
+	"\x06_value\"\xa2\x03\n" +
+	"\x0fExperimentEvent\x12#\n" +
+	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12a\n" +
+	"\x18experiment_state_changed\x18\x04 \x01(\v2%.tauro.exec.v1.ExperimentStateChangedH\x00R\x16experimentStateChanged\x12R\n" +
+	"\x13trial_state_changed\x18\x05 \x01(\v2 .tauro.exec.v1.TrialStateChangedH\x00R\x11trialStateChanged\x12_\n" +
+	"\x18shared_run_state_changed\x18\x06 \x01(\v2$.tauro.exec.v1.SharedRunStateChangedH\x00R\x15sharedRunStateChangedB\x06\n" +
+	"\x04kind\"h\n" +
+	"\x16ExperimentStateChanged\x124\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1e.tauro.exec.v1.ExperimentStateR\x05state\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"S\n" +
+	"\x11TrialStateChanged\x12*\n" +
+	"\x05trial\x18\x01 \x01(\v2\x14.tauro.exec.v1.TrialR\x05trial\x12\x12\n" +
+	"\x04best\x18\x02 \x01(\bR\x04best\"w\n" +
+	"\x15SharedRunStateChanged\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12-\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x17.tauro.exec.v1.RunStateR\x05state\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage*\x87\x02\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NODE_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -2925,7 +4961,44 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x13PIPELINE_TYPE_BATCH\x10\x01\x12\x1b\n" +
 	"\x17PIPELINE_TYPE_STREAMING\x10\x02\x12\x18\n" +
 	"\x14PIPELINE_TYPE_HYBRID\x10\x03\x12\x14\n" +
-	"\x10PIPELINE_TYPE_ML\x10\x042\xd3\x06\n" +
+	"\x10PIPELINE_TYPE_ML\x10\x04*P\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
+	"\rROLE_OPERATOR\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x03*\xcc\x01\n" +
+	"\x0fExperimentState\x12 \n" +
+	"\x1cEXPERIMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18EXPERIMENT_STATE_PENDING\x10\x01\x12\x1c\n" +
+	"\x18EXPERIMENT_STATE_RUNNING\x10\x02\x12\x1e\n" +
+	"\x1aEXPERIMENT_STATE_SUCCEEDED\x10\x03\x12\x1b\n" +
+	"\x17EXPERIMENT_STATE_FAILED\x10\x04\x12\x1e\n" +
+	"\x1aEXPERIMENT_STATE_CANCELLED\x10\x05*\x90\x01\n" +
+	"\n" +
+	"TrialState\x12\x1b\n" +
+	"\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13TRIAL_STATE_RUNNING\x10\x01\x12\x19\n" +
+	"\x15TRIAL_STATE_SUCCEEDED\x10\x02\x12\x16\n" +
+	"\x12TRIAL_STATE_FAILED\x10\x03\x12\x19\n" +
+	"\x15TRIAL_STATE_CANCELLED\x10\x04*\x84\x01\n" +
+	"\rDimensionKind\x12\x1e\n" +
+	"\x1aDIMENSION_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13DIMENSION_KIND_REAL\x10\x01\x12\x1a\n" +
+	"\x16DIMENSION_KIND_INTEGER\x10\x02\x12\x1e\n" +
+	"\x1aDIMENSION_KIND_CATEGORICAL\x10\x03*H\n" +
+	"\x05Prior\x12\x15\n" +
+	"\x11PRIOR_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rPRIOR_UNIFORM\x10\x01\x12\x15\n" +
+	"\x11PRIOR_LOG_UNIFORM\x10\x02*V\n" +
+	"\tDirection\x12\x19\n" +
+	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12DIRECTION_MINIMIZE\x10\x01\x12\x16\n" +
+	"\x12DIRECTION_MAXIMIZE\x10\x02*G\n" +
+	"\aSampler\x12\x17\n" +
+	"\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vSAMPLER_TPE\x10\x01\x12\x12\n" +
+	"\x0eSAMPLER_RANDOM\x10\x022\x86\v\n" +
 	"\vExecService\x12c\n" +
 	"\x10ValidatePipeline\x12&.tauro.exec.v1.ValidatePipelineRequest\x1a'.tauro.exec.v1.ValidatePipelineResponse\x12`\n" +
 	"\x0fExecutePipeline\x12%.tauro.exec.v1.ExecutePipelineRequest\x1a&.tauro.exec.v1.ExecutePipelineResponse\x12M\n" +
@@ -2936,7 +5009,13 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\aStopRun\x12\x1d.tauro.exec.v1.StopRunRequest\x1a\x1e.tauro.exec.v1.StopRunResponse\x12N\n" +
 	"\tRepairRun\x12\x1f.tauro.exec.v1.RepairRunRequest\x1a .tauro.exec.v1.RepairRunResponse\x12Z\n" +
 	"\rListPipelines\x12#.tauro.exec.v1.ListPipelinesRequest\x1a$.tauro.exec.v1.ListPipelinesResponse\x12T\n" +
-	"\vGetPipeline\x12!.tauro.exec.v1.GetPipelineRequest\x1a\".tauro.exec.v1.GetPipelineResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
+	"\vGetPipeline\x12!.tauro.exec.v1.GetPipelineRequest\x1a\".tauro.exec.v1.GetPipelineResponse\x12Z\n" +
+	"\rRunExperiment\x12#.tauro.exec.v1.RunExperimentRequest\x1a$.tauro.exec.v1.RunExperimentResponse\x12Z\n" +
+	"\rGetExperiment\x12#.tauro.exec.v1.GetExperimentRequest\x1a$.tauro.exec.v1.GetExperimentResponse\x12`\n" +
+	"\x0fListExperiments\x12%.tauro.exec.v1.ListExperimentsRequest\x1a&.tauro.exec.v1.ListExperimentsResponse\x12b\n" +
+	"\x0fWatchExperiment\x12%.tauro.exec.v1.WatchExperimentRequest\x1a&.tauro.exec.v1.WatchExperimentResponse0\x01\x12c\n" +
+	"\x10CancelExperiment\x12&.tauro.exec.v1.CancelExperimentRequest\x1a'.tauro.exec.v1.CancelExperimentResponse\x12N\n" +
+	"\tGetCaller\x12\x1f.tauro.exec.v1.GetCallerRequest\x1a .tauro.exec.v1.GetCallerResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
 	file_tauro_exec_v1_exec_proto_rawDescOnce sync.Once
@@ -2950,124 +5029,199 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_exec_proto_rawDescData
 }
 
-var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
 	(PipelineType)(0),                // 2: tauro.exec.v1.PipelineType
-	(*ValidatePipelineRequest)(nil),  // 3: tauro.exec.v1.ValidatePipelineRequest
-	(*ValidatePipelineResponse)(nil), // 4: tauro.exec.v1.ValidatePipelineResponse
-	(*ExecutePipelineRequest)(nil),   // 5: tauro.exec.v1.ExecutePipelineRequest
-	(*ExecutePipelineResponse)(nil),  // 6: tauro.exec.v1.ExecutePipelineResponse
-	(*WatchRunRequest)(nil),          // 7: tauro.exec.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 8: tauro.exec.v1.WatchRunResponse
-	(*GetRunRequest)(nil),            // 9: tauro.exec.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 10: tauro.exec.v1.GetRunResponse
-	(*ListRunsRequest)(nil),          // 11: tauro.exec.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 12: tauro.exec.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 13: tauro.exec.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 14: tauro.exec.v1.CancelRunResponse
-	(*StopRunRequest)(nil),           // 15: tauro.exec.v1.StopRunRequest
-	(*StopRunResponse)(nil),          // 16: tauro.exec.v1.StopRunResponse
-	(*RepairRunRequest)(nil),         // 17: tauro.exec.v1.RepairRunRequest
-	(*RepairRunResponse)(nil),        // 18: tauro.exec.v1.RepairRunResponse
-	(*ListPipelinesRequest)(nil),     // 19: tauro.exec.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),    // 20: tauro.exec.v1.ListPipelinesResponse
-	(*PipelineSummary)(nil),          // 21: tauro.exec.v1.PipelineSummary
-	(*GetPipelineRequest)(nil),       // 22: tauro.exec.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),      // 23: tauro.exec.v1.GetPipelineResponse
-	(*Pipeline)(nil),                 // 24: tauro.exec.v1.Pipeline
-	(*NodeSpec)(nil),                 // 25: tauro.exec.v1.NodeSpec
-	(*Plan)(nil),                     // 26: tauro.exec.v1.Plan
-	(*Stage)(nil),                    // 27: tauro.exec.v1.Stage
-	(*Run)(nil),                      // 28: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 29: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 30: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 31: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 32: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 33: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 34: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 35: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 36: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 37: tauro.exec.v1.NodeProgress
-	nil,                              // 38: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 39: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(Role)(0),                        // 3: tauro.exec.v1.Role
+	(ExperimentState)(0),             // 4: tauro.exec.v1.ExperimentState
+	(TrialState)(0),                  // 5: tauro.exec.v1.TrialState
+	(DimensionKind)(0),               // 6: tauro.exec.v1.DimensionKind
+	(Prior)(0),                       // 7: tauro.exec.v1.Prior
+	(Direction)(0),                   // 8: tauro.exec.v1.Direction
+	(Sampler)(0),                     // 9: tauro.exec.v1.Sampler
+	(*ValidatePipelineRequest)(nil),  // 10: tauro.exec.v1.ValidatePipelineRequest
+	(*ValidatePipelineResponse)(nil), // 11: tauro.exec.v1.ValidatePipelineResponse
+	(*ExecutePipelineRequest)(nil),   // 12: tauro.exec.v1.ExecutePipelineRequest
+	(*ExecutePipelineResponse)(nil),  // 13: tauro.exec.v1.ExecutePipelineResponse
+	(*WatchRunRequest)(nil),          // 14: tauro.exec.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 15: tauro.exec.v1.WatchRunResponse
+	(*GetRunRequest)(nil),            // 16: tauro.exec.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 17: tauro.exec.v1.GetRunResponse
+	(*ListRunsRequest)(nil),          // 18: tauro.exec.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 19: tauro.exec.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 20: tauro.exec.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 21: tauro.exec.v1.CancelRunResponse
+	(*StopRunRequest)(nil),           // 22: tauro.exec.v1.StopRunRequest
+	(*StopRunResponse)(nil),          // 23: tauro.exec.v1.StopRunResponse
+	(*RepairRunRequest)(nil),         // 24: tauro.exec.v1.RepairRunRequest
+	(*RepairRunResponse)(nil),        // 25: tauro.exec.v1.RepairRunResponse
+	(*ListPipelinesRequest)(nil),     // 26: tauro.exec.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),    // 27: tauro.exec.v1.ListPipelinesResponse
+	(*PipelineSummary)(nil),          // 28: tauro.exec.v1.PipelineSummary
+	(*GetPipelineRequest)(nil),       // 29: tauro.exec.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),      // 30: tauro.exec.v1.GetPipelineResponse
+	(*GetCallerRequest)(nil),         // 31: tauro.exec.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),        // 32: tauro.exec.v1.GetCallerResponse
+	(*Pipeline)(nil),                 // 33: tauro.exec.v1.Pipeline
+	(*NodeSpec)(nil),                 // 34: tauro.exec.v1.NodeSpec
+	(*Plan)(nil),                     // 35: tauro.exec.v1.Plan
+	(*Stage)(nil),                    // 36: tauro.exec.v1.Stage
+	(*Run)(nil),                      // 37: tauro.exec.v1.Run
+	(*NodeRun)(nil),                  // 38: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 39: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 40: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 41: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 42: tauro.exec.v1.RunStateChanged
+	(*NodeStateChanged)(nil),         // 43: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 44: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 45: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 46: tauro.exec.v1.NodeProgress
+	(*SearchDimension)(nil),          // 47: tauro.exec.v1.SearchDimension
+	(*Objective)(nil),                // 48: tauro.exec.v1.Objective
+	(*RunExperimentRequest)(nil),     // 49: tauro.exec.v1.RunExperimentRequest
+	(*RunExperimentResponse)(nil),    // 50: tauro.exec.v1.RunExperimentResponse
+	(*GetExperimentRequest)(nil),     // 51: tauro.exec.v1.GetExperimentRequest
+	(*GetExperimentResponse)(nil),    // 52: tauro.exec.v1.GetExperimentResponse
+	(*ListExperimentsRequest)(nil),   // 53: tauro.exec.v1.ListExperimentsRequest
+	(*ListExperimentsResponse)(nil),  // 54: tauro.exec.v1.ListExperimentsResponse
+	(*WatchExperimentRequest)(nil),   // 55: tauro.exec.v1.WatchExperimentRequest
+	(*WatchExperimentResponse)(nil),  // 56: tauro.exec.v1.WatchExperimentResponse
+	(*CancelExperimentRequest)(nil),  // 57: tauro.exec.v1.CancelExperimentRequest
+	(*CancelExperimentResponse)(nil), // 58: tauro.exec.v1.CancelExperimentResponse
+	(*Experiment)(nil),               // 59: tauro.exec.v1.Experiment
+	(*Trial)(nil),                    // 60: tauro.exec.v1.Trial
+	(*ExperimentEvent)(nil),          // 61: tauro.exec.v1.ExperimentEvent
+	(*ExperimentStateChanged)(nil),   // 62: tauro.exec.v1.ExperimentStateChanged
+	(*TrialStateChanged)(nil),        // 63: tauro.exec.v1.TrialStateChanged
+	(*SharedRunStateChanged)(nil),    // 64: tauro.exec.v1.SharedRunStateChanged
+	nil,                              // 65: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 66: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 67: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 68: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 69: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	26, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	39, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	28, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	32, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	28, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	35, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	66, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	37, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	41, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	37, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,  // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	28, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	28, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	28, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
-	28, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	21, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	37, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	37, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	37, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	37, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	28, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
 	2,  // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	24, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
-	2,  // 13: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	25, // 14: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	26, // 15: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	40, // 16: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	27, // 17: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
-	1,  // 18: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	39, // 19: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	41, // 20: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	41, // 21: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	41, // 22: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	29, // 23: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,  // 24: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	41, // 25: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	41, // 26: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	31, // 27: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	30, // 28: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,  // 29: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	41, // 30: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	41, // 31: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	31, // 32: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	38, // 33: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	41, // 34: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	33, // 35: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	34, // 36: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	35, // 37: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	36, // 38: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	37, // 39: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	1,  // 40: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,  // 41: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	31, // 42: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	40, // 43: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	40, // 44: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	40, // 45: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	3,  // 46: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	5,  // 47: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	7,  // 48: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	9,  // 49: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	11, // 50: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	13, // 51: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	15, // 52: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	17, // 53: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	19, // 54: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	22, // 55: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	4,  // 56: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	6,  // 57: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	8,  // 58: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	10, // 59: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	12, // 60: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	14, // 61: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	16, // 62: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	18, // 63: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	20, // 64: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	23, // 65: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	56, // [56:66] is the sub-list for method output_type
-	46, // [46:56] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	33, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	3,  // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
+	2,  // 14: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
+	34, // 15: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	35, // 16: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	67, // 17: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	36, // 18: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	1,  // 19: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
+	66, // 20: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	68, // 21: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	68, // 22: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	68, // 23: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	38, // 24: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	0,  // 25: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	68, // 26: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	68, // 27: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	40, // 28: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	39, // 29: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,  // 30: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	68, // 31: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	68, // 32: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	40, // 33: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	65, // 34: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	68, // 35: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	42, // 36: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	43, // 37: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	44, // 38: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	45, // 39: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	46, // 40: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	1,  // 41: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,  // 42: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	40, // 43: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	67, // 44: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	67, // 45: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	67, // 46: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	6,  // 47: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	7,  // 48: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	69, // 49: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	8,  // 50: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	47, // 51: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	48, // 52: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	66, // 53: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	9,  // 54: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	59, // 55: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	59, // 56: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	59, // 57: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	61, // 58: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	59, // 59: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	4,  // 60: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	47, // 61: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	48, // 62: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	9,  // 63: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	66, // 64: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	68, // 65: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	68, // 66: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	68, // 67: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	60, // 68: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	60, // 69: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	5,  // 70: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	66, // 71: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	68, // 72: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	68, // 73: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	68, // 74: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	62, // 75: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	63, // 76: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	64, // 77: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	4,  // 78: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	60, // 79: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,  // 80: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	10, // 81: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	12, // 82: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	14, // 83: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	16, // 84: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	18, // 85: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	20, // 86: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	22, // 87: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	24, // 88: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	26, // 89: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	29, // 90: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	49, // 91: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	51, // 92: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	53, // 93: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	55, // 94: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	57, // 95: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	31, // 96: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	11, // 97: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	13, // 98: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	15, // 99: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	17, // 100: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	19, // 101: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	21, // 102: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	23, // 103: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	25, // 104: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	27, // 105: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	30, // 106: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	50, // 107: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	52, // 108: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	54, // 109: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	56, // 110: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	58, // 111: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	32, // 112: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	97, // [97:113] is the sub-list for method output_type
+	81, // [81:97] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -3075,20 +5229,27 @@ func file_tauro_exec_v1_exec_proto_init() {
 	if File_tauro_exec_v1_exec_proto != nil {
 		return
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[29].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[31].OneofWrappers = []any{
 		(*RunEvent_RunStateChanged)(nil),
 		(*RunEvent_NodeStateChanged)(nil),
 		(*RunEvent_NodeMessage)(nil),
 		(*RunEvent_NodeMetric)(nil),
 		(*RunEvent_NodeProgress)(nil),
 	}
+	file_tauro_exec_v1_exec_proto_msgTypes[39].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[50].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[51].OneofWrappers = []any{
+		(*ExperimentEvent_ExperimentStateChanged)(nil),
+		(*ExperimentEvent_TrialStateChanged)(nil),
+		(*ExperimentEvent_SharedRunStateChanged)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   36,
+			NumEnums:      10,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

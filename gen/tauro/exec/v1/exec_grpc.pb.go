@@ -29,6 +29,12 @@ const (
 	ExecService_RepairRun_FullMethodName        = "/tauro.exec.v1.ExecService/RepairRun"
 	ExecService_ListPipelines_FullMethodName    = "/tauro.exec.v1.ExecService/ListPipelines"
 	ExecService_GetPipeline_FullMethodName      = "/tauro.exec.v1.ExecService/GetPipeline"
+	ExecService_RunExperiment_FullMethodName    = "/tauro.exec.v1.ExecService/RunExperiment"
+	ExecService_GetExperiment_FullMethodName    = "/tauro.exec.v1.ExecService/GetExperiment"
+	ExecService_ListExperiments_FullMethodName  = "/tauro.exec.v1.ExecService/ListExperiments"
+	ExecService_WatchExperiment_FullMethodName  = "/tauro.exec.v1.ExecService/WatchExperiment"
+	ExecService_CancelExperiment_FullMethodName = "/tauro.exec.v1.ExecService/CancelExperiment"
+	ExecService_GetCaller_FullMethodName        = "/tauro.exec.v1.ExecService/GetCaller"
 )
 
 // ExecServiceClient is the client API for ExecService service.
@@ -65,6 +71,26 @@ type ExecServiceClient interface {
 	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
 	// GetPipeline returns a pipeline's nodes and its plan.
 	GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*GetPipelineResponse, error)
+	// RunExperiment starts a hyperparameter search and returns it at once: a
+	// Bayesian optimiser proposes each trial's hyperparameters, and each trial
+	// runs as an ordinary run of the pipeline. A request repeated with the same
+	// request_id returns the experiment the first one started.
+	RunExperiment(ctx context.Context, in *RunExperimentRequest, opts ...grpc.CallOption) (*RunExperimentResponse, error)
+	// GetExperiment returns an experiment with its trials and the best so far.
+	GetExperiment(ctx context.Context, in *GetExperimentRequest, opts ...grpc.CallOption) (*GetExperimentResponse, error)
+	// ListExperiments lists experiments, newest first.
+	ListExperiments(ctx context.Context, in *ListExperimentsRequest, opts ...grpc.CallOption) (*ListExperimentsResponse, error)
+	// WatchExperiment streams an experiment's events in sequence order: first
+	// those stored after `after_sequence`, then live ones. It ends after the
+	// experiment's terminal event.
+	WatchExperiment(ctx context.Context, in *WatchExperimentRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExperimentResponse], error)
+	// CancelExperiment cancels every running trial, starts no new one and
+	// returns once the experiment has ended.
+	CancelExperiment(ctx context.Context, in *CancelExperimentRequest, opts ...grpc.CallOption) (*CancelExperimentResponse, error)
+	// GetCaller says who the call's credentials name and what role they
+	// have, so a client such as the web view offers only what the caller may
+	// do. The server checks the role of every call all the same.
+	GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error)
 }
 
 type execServiceClient struct {
@@ -184,6 +210,75 @@ func (c *execServiceClient) GetPipeline(ctx context.Context, in *GetPipelineRequ
 	return out, nil
 }
 
+func (c *execServiceClient) RunExperiment(ctx context.Context, in *RunExperimentRequest, opts ...grpc.CallOption) (*RunExperimentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunExperimentResponse)
+	err := c.cc.Invoke(ctx, ExecService_RunExperiment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *execServiceClient) GetExperiment(ctx context.Context, in *GetExperimentRequest, opts ...grpc.CallOption) (*GetExperimentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetExperimentResponse)
+	err := c.cc.Invoke(ctx, ExecService_GetExperiment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *execServiceClient) ListExperiments(ctx context.Context, in *ListExperimentsRequest, opts ...grpc.CallOption) (*ListExperimentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExperimentsResponse)
+	err := c.cc.Invoke(ctx, ExecService_ListExperiments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *execServiceClient) WatchExperiment(ctx context.Context, in *WatchExperimentRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExperimentResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ExecService_ServiceDesc.Streams[1], ExecService_WatchExperiment_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchExperimentRequest, WatchExperimentResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ExecService_WatchExperimentClient = grpc.ServerStreamingClient[WatchExperimentResponse]
+
+func (c *execServiceClient) CancelExperiment(ctx context.Context, in *CancelExperimentRequest, opts ...grpc.CallOption) (*CancelExperimentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelExperimentResponse)
+	err := c.cc.Invoke(ctx, ExecService_CancelExperiment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *execServiceClient) GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerResponse)
+	err := c.cc.Invoke(ctx, ExecService_GetCaller_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecServiceServer is the server API for ExecService service.
 // All implementations must embed UnimplementedExecServiceServer
 // for forward compatibility.
@@ -218,6 +313,26 @@ type ExecServiceServer interface {
 	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
 	// GetPipeline returns a pipeline's nodes and its plan.
 	GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error)
+	// RunExperiment starts a hyperparameter search and returns it at once: a
+	// Bayesian optimiser proposes each trial's hyperparameters, and each trial
+	// runs as an ordinary run of the pipeline. A request repeated with the same
+	// request_id returns the experiment the first one started.
+	RunExperiment(context.Context, *RunExperimentRequest) (*RunExperimentResponse, error)
+	// GetExperiment returns an experiment with its trials and the best so far.
+	GetExperiment(context.Context, *GetExperimentRequest) (*GetExperimentResponse, error)
+	// ListExperiments lists experiments, newest first.
+	ListExperiments(context.Context, *ListExperimentsRequest) (*ListExperimentsResponse, error)
+	// WatchExperiment streams an experiment's events in sequence order: first
+	// those stored after `after_sequence`, then live ones. It ends after the
+	// experiment's terminal event.
+	WatchExperiment(*WatchExperimentRequest, grpc.ServerStreamingServer[WatchExperimentResponse]) error
+	// CancelExperiment cancels every running trial, starts no new one and
+	// returns once the experiment has ended.
+	CancelExperiment(context.Context, *CancelExperimentRequest) (*CancelExperimentResponse, error)
+	// GetCaller says who the call's credentials name and what role they
+	// have, so a client such as the web view offers only what the caller may
+	// do. The server checks the role of every call all the same.
+	GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error)
 	mustEmbedUnimplementedExecServiceServer()
 }
 
@@ -257,6 +372,24 @@ func (UnimplementedExecServiceServer) ListPipelines(context.Context, *ListPipeli
 }
 func (UnimplementedExecServiceServer) GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPipeline not implemented")
+}
+func (UnimplementedExecServiceServer) RunExperiment(context.Context, *RunExperimentRequest) (*RunExperimentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunExperiment not implemented")
+}
+func (UnimplementedExecServiceServer) GetExperiment(context.Context, *GetExperimentRequest) (*GetExperimentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetExperiment not implemented")
+}
+func (UnimplementedExecServiceServer) ListExperiments(context.Context, *ListExperimentsRequest) (*ListExperimentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListExperiments not implemented")
+}
+func (UnimplementedExecServiceServer) WatchExperiment(*WatchExperimentRequest, grpc.ServerStreamingServer[WatchExperimentResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchExperiment not implemented")
+}
+func (UnimplementedExecServiceServer) CancelExperiment(context.Context, *CancelExperimentRequest) (*CancelExperimentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelExperiment not implemented")
+}
+func (UnimplementedExecServiceServer) GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCaller not implemented")
 }
 func (UnimplementedExecServiceServer) mustEmbedUnimplementedExecServiceServer() {}
 func (UnimplementedExecServiceServer) testEmbeddedByValue()                     {}
@@ -452,6 +585,107 @@ func _ExecService_GetPipeline_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecService_RunExperiment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunExperimentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).RunExperiment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_RunExperiment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).RunExperiment(ctx, req.(*RunExperimentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExecService_GetExperiment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetExperimentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).GetExperiment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_GetExperiment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).GetExperiment(ctx, req.(*GetExperimentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExecService_ListExperiments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExperimentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).ListExperiments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_ListExperiments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).ListExperiments(ctx, req.(*ListExperimentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExecService_WatchExperiment_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchExperimentRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ExecServiceServer).WatchExperiment(m, &grpc.GenericServerStream[WatchExperimentRequest, WatchExperimentResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ExecService_WatchExperimentServer = grpc.ServerStreamingServer[WatchExperimentResponse]
+
+func _ExecService_CancelExperiment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelExperimentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).CancelExperiment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_CancelExperiment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).CancelExperiment(ctx, req.(*CancelExperimentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExecService_GetCaller_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).GetCaller(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_GetCaller_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).GetCaller(ctx, req.(*GetCallerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecService_ServiceDesc is the grpc.ServiceDesc for ExecService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -495,11 +729,36 @@ var ExecService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetPipeline",
 			Handler:    _ExecService_GetPipeline_Handler,
 		},
+		{
+			MethodName: "RunExperiment",
+			Handler:    _ExecService_RunExperiment_Handler,
+		},
+		{
+			MethodName: "GetExperiment",
+			Handler:    _ExecService_GetExperiment_Handler,
+		},
+		{
+			MethodName: "ListExperiments",
+			Handler:    _ExecService_ListExperiments_Handler,
+		},
+		{
+			MethodName: "CancelExperiment",
+			Handler:    _ExecService_CancelExperiment_Handler,
+		},
+		{
+			MethodName: "GetCaller",
+			Handler:    _ExecService_GetCaller_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchRun",
 			Handler:       _ExecService_WatchRun_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchExperiment",
+			Handler:       _ExecService_WatchExperiment_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -903,11 +903,213 @@ func (x *FunctionProblem) GetMessage() string {
 	return ""
 }
 
+type SuggestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Space []*SearchDimension     `protobuf:"bytes,1,rep,name=space,proto3" json:"space,omitempty"`
+	// Every trial of the experiment so far, finished or running.
+	Trials []*TrialObservation `protobuf:"bytes,2,rep,name=trials,proto3" json:"trials,omitempty"`
+	// The number of the trial to propose; with seed it seeds the proposal.
+	Number        int32     `protobuf:"varint,3,opt,name=number,proto3" json:"number,omitempty"`
+	Seed          int64     `protobuf:"varint,4,opt,name=seed,proto3" json:"seed,omitempty"`
+	NTrials       int32     `protobuf:"varint,5,opt,name=n_trials,json=nTrials,proto3" json:"n_trials,omitempty"`
+	Direction     Direction `protobuf:"varint,6,opt,name=direction,proto3,enum=tauro.exec.v1.Direction" json:"direction,omitempty"`
+	Sampler       Sampler   `protobuf:"varint,7,opt,name=sampler,proto3,enum=tauro.exec.v1.Sampler" json:"sampler,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestRequest) Reset() {
+	*x = SuggestRequest{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestRequest) ProtoMessage() {}
+
+func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
+func (*SuggestRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SuggestRequest) GetSpace() []*SearchDimension {
+	if x != nil {
+		return x.Space
+	}
+	return nil
+}
+
+func (x *SuggestRequest) GetTrials() []*TrialObservation {
+	if x != nil {
+		return x.Trials
+	}
+	return nil
+}
+
+func (x *SuggestRequest) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *SuggestRequest) GetSeed() int64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *SuggestRequest) GetNTrials() int32 {
+	if x != nil {
+		return x.NTrials
+	}
+	return 0
+}
+
+func (x *SuggestRequest) GetDirection() Direction {
+	if x != nil {
+		return x.Direction
+	}
+	return Direction_DIRECTION_UNSPECIFIED
+}
+
+func (x *SuggestRequest) GetSampler() Sampler {
+	if x != nil {
+		return x.Sampler
+	}
+	return Sampler_SAMPLER_UNSPECIFIED
+}
+
+// TrialObservation is a trial as the optimiser is told it.
+type TrialObservation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Parameters, JSON object.
+	ParamsJson string     `protobuf:"bytes,1,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	State      TrialState `protobuf:"varint,2,opt,name=state,proto3,enum=tauro.exec.v1.TrialState" json:"state,omitempty"`
+	// The objective's value of a SUCCEEDED trial.
+	Value         float64 `protobuf:"fixed64,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrialObservation) Reset() {
+	*x = TrialObservation{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrialObservation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrialObservation) ProtoMessage() {}
+
+func (x *TrialObservation) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
+func (*TrialObservation) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TrialObservation) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
+func (x *TrialObservation) GetState() TrialState {
+	if x != nil {
+		return x.State
+	}
+	return TrialState_TRIAL_STATE_UNSPECIFIED
+}
+
+func (x *TrialObservation) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+type SuggestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Parameters, JSON object.
+	ParamsJson    string `protobuf:"bytes,1,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuggestResponse) Reset() {
+	*x = SuggestResponse{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuggestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuggestResponse) ProtoMessage() {}
+
+func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
+func (*SuggestResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SuggestResponse) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
 var File_tauro_exec_v1_worker_proto protoreflect.FileDescriptor
 
 const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\"\x89\x04\n" +
+	"\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\x89\x04\n" +
 	"\x0eRunNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
@@ -975,10 +1177,27 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\bproblems\x18\x01 \x03(\v2\x1e.tauro.exec.v1.FunctionProblemR\bproblems\"?\n" +
 	"\x0fFunctionProblem\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xba\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xb0\x02\n" +
+	"\x0eSuggestRequest\x124\n" +
+	"\x05space\x18\x01 \x03(\v2\x1e.tauro.exec.v1.SearchDimensionR\x05space\x127\n" +
+	"\x06trials\x18\x02 \x03(\v2\x1f.tauro.exec.v1.TrialObservationR\x06trials\x12\x16\n" +
+	"\x06number\x18\x03 \x01(\x05R\x06number\x12\x12\n" +
+	"\x04seed\x18\x04 \x01(\x03R\x04seed\x12\x19\n" +
+	"\bn_trials\x18\x05 \x01(\x05R\anTrials\x126\n" +
+	"\tdirection\x18\x06 \x01(\x0e2\x18.tauro.exec.v1.DirectionR\tdirection\x120\n" +
+	"\asampler\x18\a \x01(\x0e2\x16.tauro.exec.v1.SamplerR\asampler\"z\n" +
+	"\x10TrialObservation\x12\x1f\n" +
+	"\vparams_json\x18\x01 \x01(\tR\n" +
+	"paramsJson\x12/\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x19.tauro.exec.v1.TrialStateR\x05state\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\x01R\x05value\"2\n" +
+	"\x0fSuggestResponse\x12\x1f\n" +
+	"\vparams_json\x18\x01 \x01(\tR\n" +
+	"paramsJson2\x84\x02\n" +
 	"\rWorkerService\x12J\n" +
 	"\aRunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n" +
-	"\x0eCheckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
+	"\x0eCheckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12H\n" +
+	"\aSuggest\x12\x1d.tauro.exec.v1.SuggestRequest\x1a\x1e.tauro.exec.v1.SuggestResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
 	file_tauro_exec_v1_worker_proto_rawDescOnce sync.Once
@@ -992,7 +1211,7 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*RunNodeRequest)(nil),         // 0: tauro.exec.v1.RunNodeRequest
 	(*NodeContext)(nil),            // 1: tauro.exec.v1.NodeContext
@@ -1006,10 +1225,17 @@ var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*FunctionRef)(nil),            // 9: tauro.exec.v1.FunctionRef
 	(*CheckFunctionsResponse)(nil), // 10: tauro.exec.v1.CheckFunctionsResponse
 	(*FunctionProblem)(nil),        // 11: tauro.exec.v1.FunctionProblem
-	nil,                            // 12: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	(*SuggestRequest)(nil),         // 12: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),       // 13: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),        // 14: tauro.exec.v1.SuggestResponse
+	nil,                            // 15: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	(*SearchDimension)(nil),        // 16: tauro.exec.v1.SearchDimension
+	(Direction)(0),                 // 17: tauro.exec.v1.Direction
+	(Sampler)(0),                   // 18: tauro.exec.v1.Sampler
+	(TrialState)(0),                // 19: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	12, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	15, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
 	3,  // 2: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
 	4,  // 3: tauro.exec.v1.RunNodeResponse.metric:type_name -> tauro.exec.v1.WorkerMetric
@@ -1018,15 +1244,22 @@ var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
 	6,  // 6: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
 	9,  // 7: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
 	11, // 8: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
-	0,  // 9: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
-	8,  // 10: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	2,  // 11: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	10, // 12: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 9: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	13, // 10: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	17, // 11: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	18, // 12: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	19, // 13: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	0,  // 14: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
+	8,  // 15: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
+	12, // 16: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	2,  // 17: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	10, // 18: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	14, // 19: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_worker_proto_init() }
@@ -1034,6 +1267,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 	if File_tauro_exec_v1_worker_proto != nil {
 		return
 	}
+	file_tauro_exec_v1_exec_proto_init()
 	file_tauro_exec_v1_worker_proto_msgTypes[2].OneofWrappers = []any{
 		(*RunNodeResponse_Log)(nil),
 		(*RunNodeResponse_Metric)(nil),
@@ -1046,7 +1280,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	WorkerService_RunNode_FullMethodName        = "/tauro.exec.v1.WorkerService/RunNode"
 	WorkerService_CheckFunctions_FullMethodName = "/tauro.exec.v1.WorkerService/CheckFunctions"
+	WorkerService_Suggest_FullMethodName        = "/tauro.exec.v1.WorkerService/Suggest"
 )
 
 // WorkerServiceClient is the client API for WorkerService service.
@@ -42,6 +43,9 @@ type WorkerServiceClient interface {
 	// CheckFunctions imports node functions and checks their signatures
 	// without calling them.
 	CheckFunctions(ctx context.Context, in *CheckFunctionsRequest, opts ...grpc.CallOption) (*CheckFunctionsResponse, error)
+	// Suggest proposes the hyperparameters of an experiment's next trial. It
+	// is stateless: the optimiser is rebuilt from the trials given each time.
+	Suggest(ctx context.Context, in *SuggestRequest, opts ...grpc.CallOption) (*SuggestResponse, error)
 }
 
 type workerServiceClient struct {
@@ -81,6 +85,16 @@ func (c *workerServiceClient) CheckFunctions(ctx context.Context, in *CheckFunct
 	return out, nil
 }
 
+func (c *workerServiceClient) Suggest(ctx context.Context, in *SuggestRequest, opts ...grpc.CallOption) (*SuggestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuggestResponse)
+	err := c.cc.Invoke(ctx, WorkerService_Suggest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServiceServer is the server API for WorkerService service.
 // All implementations must embed UnimplementedWorkerServiceServer
 // for forward compatibility.
@@ -100,6 +114,9 @@ type WorkerServiceServer interface {
 	// CheckFunctions imports node functions and checks their signatures
 	// without calling them.
 	CheckFunctions(context.Context, *CheckFunctionsRequest) (*CheckFunctionsResponse, error)
+	// Suggest proposes the hyperparameters of an experiment's next trial. It
+	// is stateless: the optimiser is rebuilt from the trials given each time.
+	Suggest(context.Context, *SuggestRequest) (*SuggestResponse, error)
 	mustEmbedUnimplementedWorkerServiceServer()
 }
 
@@ -115,6 +132,9 @@ func (UnimplementedWorkerServiceServer) RunNode(*RunNodeRequest, grpc.ServerStre
 }
 func (UnimplementedWorkerServiceServer) CheckFunctions(context.Context, *CheckFunctionsRequest) (*CheckFunctionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckFunctions not implemented")
+}
+func (UnimplementedWorkerServiceServer) Suggest(context.Context, *SuggestRequest) (*SuggestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Suggest not implemented")
 }
 func (UnimplementedWorkerServiceServer) mustEmbedUnimplementedWorkerServiceServer() {}
 func (UnimplementedWorkerServiceServer) testEmbeddedByValue()                       {}
@@ -166,6 +186,24 @@ func _WorkerService_CheckFunctions_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_Suggest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SuggestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).Suggest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_Suggest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).Suggest(ctx, req.(*SuggestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WorkerService_ServiceDesc is the grpc.ServiceDesc for WorkerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -176,6 +214,10 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckFunctions",
 			Handler:    _WorkerService_CheckFunctions_Handler,
+		},
+		{
+			MethodName: "Suggest",
+			Handler:    _WorkerService_Suggest_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pyspark.sql.connect.proto as proto
 from pyspark.sql import DataFrame
 from pyspark.sql.connect.session import SparkSession
 
@@ -45,6 +46,10 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         self._session = WarmSession(spark_remote, control)
         self._control = control
         self._node_lock = threading.Lock()
+        # The hyperparameter conf the last node set, and on which session:
+        # the next node unsets what it does not set itself, in one request.
+        self._conf_session: SparkSession | None = None
+        self._conf_left: set[str] = set()
 
     def close(self) -> None:
         self._session.close()
@@ -59,6 +64,21 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             if msg:
                 problems.append(pb.FunctionProblem(node=ref.node, message=msg))
         return pb.CheckFunctionsResponse(problems=problems)
+
+    # -- Suggest --
+
+    def Suggest(self, request: pb.SuggestRequest, context: grpc.ServicerContext) -> pb.SuggestResponse:
+        try:
+            from tauro_exec.worker.proposal import suggest_for
+        except ImportError as e:  # the optimiser is an optional extra
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"experiments need the optimiser: pip install 'tauro-exec[experiments]' in the workers' Python ({e})",
+            )
+        try:
+            return suggest_for(request)
+        except ValueError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     # -- RunNode --
 
@@ -103,7 +123,6 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         for o in outputs:
             o.attach_node(events)
         spark: SparkSession | None = None
-        conf: list[str] = []
         try:
             prefixes = self._functions.prefixes(request.allowed_module_prefixes)
             fn = self._functions.load(request.module, request.function, prefixes)
@@ -112,9 +131,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             spark = self._session.get(request.spark_remote)
             make_active(spark)
             spark.addTag(tag)
-            for key in sorted(request.spark_conf):
-                spark.conf.set(key, request.spark_conf[key])
-                conf.append(key)
+            self._set_conf(spark, dict(request.spark_conf))
             dfs = [spark.table(v) for v in request.input_views]
             kwargs: dict[str, Any] = {
                 "start_date": request.start_date or None,
@@ -137,18 +154,23 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             logging.getLogger().removeHandler(forward)
             ended.set()
             if spark is not None:
-                _cleanup(spark, tag, conf)
+                spark.removeTag(tag)  # local to the client: no request
             events.put(None)
 
-
-def _cleanup(spark: SparkSession, tag: str, conf: Sequence[str]) -> None:
-    """Leaves the session as the next node expects it: no tag, no hyperparameter conf."""
-    try:
-        spark.removeTag(tag)
-        for key in conf:
-            spark.conf.unset(key)
-    except Exception:
-        log.debug("resetting the session after a node failed", exc_info=True)
+    def _set_conf(self, spark: SparkSession, conf: dict[str, str]) -> None:
+        """Gives the node exactly its hyperparameter conf: what the previous
+        node set and this one does not is unset, the rest set, each in one
+        request (none when there is nothing to do)."""
+        left = self._conf_left if self._conf_session is spark else set()
+        stale = sorted(left - conf.keys())
+        self._conf_session, self._conf_left = spark, set(left)
+        if stale:
+            spark.client.config(proto.ConfigRequest.Operation(unset=proto.ConfigRequest.Unset(keys=stale)))
+            self._conf_left.difference_update(stale)
+        if conf:
+            pairs = [proto.KeyValue(key=k, value=conf[k]) for k in sorted(conf)]
+            spark.client.config(proto.ConfigRequest.Operation(set=proto.ConfigRequest.Set(pairs=pairs)))
+            self._conf_left.update(conf)
 
 
 def error_response(e: BaseException) -> pb.RunNodeResponse:

@@ -128,6 +128,192 @@ PIPELINE_TYPE_HYBRID: PipelineType.ValueType  # 3
 PIPELINE_TYPE_ML: PipelineType.ValueType  # 4
 Global___PipelineType: _TypeAlias = PipelineType  # noqa: Y015
 
+class _Role:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROLE_UNSPECIFIED: _Role.ValueType  # 0
+    ROLE_VIEWER: _Role.ValueType  # 1
+    """VIEWER reads: validate, pipelines, runs, events."""
+    ROLE_OPERATOR: _Role.ValueType  # 2
+    """OPERATOR also starts, cancels, stops and repairs runs."""
+    ROLE_ADMIN: _Role.ValueType  # 3
+    """ADMIN may call everything."""
+
+class Role(_Role, metaclass=_RoleEnumTypeWrapper):
+    """Role is what a caller may do; each role may do everything the one below
+    it may.
+    """
+
+ROLE_UNSPECIFIED: Role.ValueType  # 0
+ROLE_VIEWER: Role.ValueType  # 1
+"""VIEWER reads: validate, pipelines, runs, events."""
+ROLE_OPERATOR: Role.ValueType  # 2
+"""OPERATOR also starts, cancels, stops and repairs runs."""
+ROLE_ADMIN: Role.ValueType  # 3
+"""ADMIN may call everything."""
+Global___Role: _TypeAlias = Role  # noqa: Y015
+
+class _ExperimentState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExperimentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExperimentState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPERIMENT_STATE_UNSPECIFIED: _ExperimentState.ValueType  # 0
+    EXPERIMENT_STATE_PENDING: _ExperimentState.ValueType  # 1
+    EXPERIMENT_STATE_RUNNING: _ExperimentState.ValueType  # 2
+    """RUNNING: trials are being proposed and run. An experiment running when
+    execd stopped goes on running after the next start: finished trials are
+    kept and unfinished ones run again.
+    """
+    EXPERIMENT_STATE_SUCCEEDED: _ExperimentState.ValueType  # 3
+    """SUCCEEDED: n_trials trials ended and at least one gave the objective."""
+    EXPERIMENT_STATE_FAILED: _ExperimentState.ValueType  # 4
+    """FAILED: most trials failed, a trial did not log the objective's metric,
+    or the shared nodes' run failed.
+    """
+    EXPERIMENT_STATE_CANCELLED: _ExperimentState.ValueType  # 5
+
+class ExperimentState(_ExperimentState, metaclass=_ExperimentStateEnumTypeWrapper):
+    """ExperimentState is the state of an experiment."""
+
+EXPERIMENT_STATE_UNSPECIFIED: ExperimentState.ValueType  # 0
+EXPERIMENT_STATE_PENDING: ExperimentState.ValueType  # 1
+EXPERIMENT_STATE_RUNNING: ExperimentState.ValueType  # 2
+"""RUNNING: trials are being proposed and run. An experiment running when
+execd stopped goes on running after the next start: finished trials are
+kept and unfinished ones run again.
+"""
+EXPERIMENT_STATE_SUCCEEDED: ExperimentState.ValueType  # 3
+"""SUCCEEDED: n_trials trials ended and at least one gave the objective."""
+EXPERIMENT_STATE_FAILED: ExperimentState.ValueType  # 4
+"""FAILED: most trials failed, a trial did not log the objective's metric,
+or the shared nodes' run failed.
+"""
+EXPERIMENT_STATE_CANCELLED: ExperimentState.ValueType  # 5
+Global___ExperimentState: _TypeAlias = ExperimentState  # noqa: Y015
+
+class _TrialState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TrialStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TrialState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRIAL_STATE_UNSPECIFIED: _TrialState.ValueType  # 0
+    TRIAL_STATE_RUNNING: _TrialState.ValueType  # 1
+    """RUNNING: its run is queued or running."""
+    TRIAL_STATE_SUCCEEDED: _TrialState.ValueType  # 2
+    """SUCCEEDED: its run succeeded and gave the objective's value."""
+    TRIAL_STATE_FAILED: _TrialState.ValueType  # 3
+    TRIAL_STATE_CANCELLED: _TrialState.ValueType  # 4
+
+class TrialState(_TrialState, metaclass=_TrialStateEnumTypeWrapper):
+    """TrialState is the state of one trial."""
+
+TRIAL_STATE_UNSPECIFIED: TrialState.ValueType  # 0
+TRIAL_STATE_RUNNING: TrialState.ValueType  # 1
+"""RUNNING: its run is queued or running."""
+TRIAL_STATE_SUCCEEDED: TrialState.ValueType  # 2
+"""SUCCEEDED: its run succeeded and gave the objective's value."""
+TRIAL_STATE_FAILED: TrialState.ValueType  # 3
+TRIAL_STATE_CANCELLED: TrialState.ValueType  # 4
+Global___TrialState: _TypeAlias = TrialState  # noqa: Y015
+
+class _DimensionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DimensionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DimensionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIMENSION_KIND_UNSPECIFIED: _DimensionKind.ValueType  # 0
+    DIMENSION_KIND_REAL: _DimensionKind.ValueType  # 1
+    """REAL: a float from low to high (tauro's and skopt's Real)."""
+    DIMENSION_KIND_INTEGER: _DimensionKind.ValueType  # 2
+    """INTEGER: a whole number from low to high, both included (Integer)."""
+    DIMENSION_KIND_CATEGORICAL: _DimensionKind.ValueType  # 3
+    """CATEGORICAL: one of `categories` (Categorical)."""
+
+class DimensionKind(_DimensionKind, metaclass=_DimensionKindEnumTypeWrapper):
+    """DimensionKind is what values a searched hyperparameter takes."""
+
+DIMENSION_KIND_UNSPECIFIED: DimensionKind.ValueType  # 0
+DIMENSION_KIND_REAL: DimensionKind.ValueType  # 1
+"""REAL: a float from low to high (tauro's and skopt's Real)."""
+DIMENSION_KIND_INTEGER: DimensionKind.ValueType  # 2
+"""INTEGER: a whole number from low to high, both included (Integer)."""
+DIMENSION_KIND_CATEGORICAL: DimensionKind.ValueType  # 3
+"""CATEGORICAL: one of `categories` (Categorical)."""
+Global___DimensionKind: _TypeAlias = DimensionKind  # noqa: Y015
+
+class _Prior:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Prior.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIOR_UNSPECIFIED: _Prior.ValueType  # 0
+    """Unspecified is uniform."""
+    PRIOR_UNIFORM: _Prior.ValueType  # 1
+    PRIOR_LOG_UNIFORM: _Prior.ValueType  # 2
+    """LOG_UNIFORM: uniform in log space; low must be > 0."""
+
+class Prior(_Prior, metaclass=_PriorEnumTypeWrapper):
+    """Prior is how a numeric dimension is sampled."""
+
+PRIOR_UNSPECIFIED: Prior.ValueType  # 0
+"""Unspecified is uniform."""
+PRIOR_UNIFORM: Prior.ValueType  # 1
+PRIOR_LOG_UNIFORM: Prior.ValueType  # 2
+"""LOG_UNIFORM: uniform in log space; low must be > 0."""
+Global___Prior: _TypeAlias = Prior  # noqa: Y015
+
+class _Direction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Direction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIRECTION_UNSPECIFIED: _Direction.ValueType  # 0
+    """Unspecified is minimise."""
+    DIRECTION_MINIMIZE: _Direction.ValueType  # 1
+    DIRECTION_MAXIMIZE: _Direction.ValueType  # 2
+
+class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+    """Direction says whether the objective is minimised or maximised."""
+
+DIRECTION_UNSPECIFIED: Direction.ValueType  # 0
+"""Unspecified is minimise."""
+DIRECTION_MINIMIZE: Direction.ValueType  # 1
+DIRECTION_MAXIMIZE: Direction.ValueType  # 2
+Global___Direction: _TypeAlias = Direction  # noqa: Y015
+
+class _Sampler:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SamplerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sampler.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SAMPLER_UNSPECIFIED: _Sampler.ValueType  # 0
+    """Unspecified is TPE."""
+    SAMPLER_TPE: _Sampler.ValueType  # 1
+    """TPE: Bayesian optimisation with Optuna's tree-structured Parzen estimator."""
+    SAMPLER_RANDOM: _Sampler.ValueType  # 2
+    """RANDOM: independent uniform draws, as a baseline."""
+
+class Sampler(_Sampler, metaclass=_SamplerEnumTypeWrapper):
+    """Sampler is how trials are proposed."""
+
+SAMPLER_UNSPECIFIED: Sampler.ValueType  # 0
+"""Unspecified is TPE."""
+SAMPLER_TPE: Sampler.ValueType  # 1
+"""TPE: Bayesian optimisation with Optuna's tree-structured Parzen estimator."""
+SAMPLER_RANDOM: Sampler.ValueType  # 2
+"""RANDOM: independent uniform draws, as a baseline."""
+Global___Sampler: _TypeAlias = Sampler  # noqa: Y015
+
 @_typing.final
 class ValidatePipelineRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -648,6 +834,52 @@ class GetPipelineResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPipelineResponse: _TypeAlias = GetPipelineResponse  # noqa: Y015
+
+@_typing.final
+class GetCallerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallerRequest: _TypeAlias = GetCallerRequest  # noqa: Y015
+
+@_typing.final
+class GetCallerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    AUTHENTICATION_REQUIRED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The caller's name: its token's name, "cert:" and its certificate's
+    common name, or "anonymous" on a server without authentication.
+    """
+    role: Global___Role.ValueType
+    authentication_required: _builtins.bool
+    """The server authenticates its callers (--tokens or --client-ca). When
+    false, everyone who can reach it is an admin.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        role: Global___Role.ValueType = ...,
+        authentication_required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication_required", b"authentication_required", "name", b"name", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallerResponse: _TypeAlias = GetCallerResponse  # noqa: Y015
 
 @_typing.final
 class Pipeline(_message.Message):
@@ -1241,3 +1473,643 @@ class NodeProgress(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeProgress: _TypeAlias = NodeProgress  # noqa: Y015
+
+@_typing.final
+class SearchDimension(_message.Message):
+    """SearchDimension is one searched hyperparameter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    PRIOR_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The hyperparameter's name, as the nodes read it from ml_context."""
+    kind: Global___DimensionKind.ValueType
+    low: _builtins.float
+    """Bounds of REAL and INTEGER dimensions; low < high."""
+    high: _builtins.float
+    prior: Global___Prior.ValueType
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Value]:
+        """Values of a CATEGORICAL dimension: strings, numbers or booleans."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___DimensionKind.ValueType = ...,
+        low: _builtins.float = ...,
+        high: _builtins.float = ...,
+        prior: Global___Prior.ValueType = ...,
+        categories: _abc.Iterable[_struct_pb2.Value] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "high", b"high", "kind", b"kind", "low", b"low", "name", b"name", "prior", b"prior"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchDimension: _TypeAlias = SearchDimension  # noqa: Y015
+
+@_typing.final
+class Objective(_message.Message):
+    """Objective is the metric a trial is judged by."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRIC_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    metric: _builtins.str
+    """The metric's name, as a node logs it with ml_context["log_metric"]."""
+    node: _builtins.str
+    """The node that logs it; empty means the one node that declares it in its
+    `metrics` config.
+    """
+    direction: Global___Direction.ValueType
+    def __init__(
+        self,
+        *,
+        metric: _builtins.str = ...,
+        node: _builtins.str = ...,
+        direction: Global___Direction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "metric", b"metric", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Objective: _TypeAlias = Objective  # noqa: Y015
+
+@_typing.final
+class RunExperimentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    SELECT_FIELD_NUMBER: _builtins.int
+    SPACE_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    N_TRIALS_FIELD_NUMBER: _builtins.int
+    MAX_PARALLEL_TRIALS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    HYPERPARAMS_FIELD_NUMBER: _builtins.int
+    SAMPLER_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes the call idempotent, as in ExecutePipelineRequest."""
+    experiment: _builtins.str
+    """An experiment declared in the project's experiments config. Its settings
+    are used where the fields below are left empty.
+    """
+    pipeline: _builtins.str
+    """The pipeline whose runs are the trials."""
+    env: _builtins.str
+    n_trials: _builtins.int
+    """Trials to run in all; 0 takes the declared experiment's."""
+    max_parallel_trials: _builtins.int
+    """Trials running at once; 0 takes the declared experiment's, else 1."""
+    seed: _builtins.int
+    """Seed of the optimiser; unset takes the declared experiment's, else 0."""
+    start_date: _builtins.str
+    end_date: _builtins.str
+    sampler: Global___Sampler.ValueType
+    @_builtins.property
+    def select(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Node selection, as in ExecutePipelineRequest.select."""
+
+    @_builtins.property
+    def space(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchDimension]: ...
+    @_builtins.property
+    def objective(self) -> Global___Objective: ...
+    @_builtins.property
+    def hyperparams(self) -> _struct_pb2.Struct:
+        """Fixed hyperparameters every trial runs with, under the searched ones."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        experiment: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+        env: _builtins.str = ...,
+        select: _abc.Iterable[_builtins.str] | None = ...,
+        space: _abc.Iterable[Global___SearchDimension] | None = ...,
+        objective: Global___Objective | None = ...,
+        n_trials: _builtins.int = ...,
+        max_parallel_trials: _builtins.int = ...,
+        seed: _builtins.int | None = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        hyperparams: _struct_pb2.Struct | None = ...,
+        sampler: Global___Sampler.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "hyperparams", b"hyperparams", "objective", b"objective", "seed", b"seed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "end_date", b"end_date", "env", b"env", "experiment", b"experiment", "hyperparams", b"hyperparams", "max_parallel_trials", b"max_parallel_trials", "n_trials", b"n_trials", "objective", b"objective", "pipeline", b"pipeline", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "space", b"space", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+
+Global___RunExperimentRequest: _TypeAlias = RunExperimentRequest  # noqa: Y015
+
+@_typing.final
+class RunExperimentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment: ...
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunExperimentResponse: _TypeAlias = RunExperimentResponse  # noqa: Y015
+
+@_typing.final
+class GetExperimentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentRequest: _TypeAlias = GetExperimentRequest  # noqa: Y015
+
+@_typing.final
+class GetExperimentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment: ...
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetExperimentResponse: _TypeAlias = GetExperimentResponse  # noqa: Y015
+
+@_typing.final
+class ListExperimentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many experiments; 0 means 50, more than 1000 is capped."""
+    page_token: _builtins.str
+    pipeline: _builtins.str
+    """Only experiments of this pipeline."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentsRequest: _TypeAlias = ListExperimentsRequest  # noqa: Y015
+
+@_typing.final
+class ListExperimentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def experiments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Experiment]:
+        """Without their trials; GetExperiment has them."""
+
+    def __init__(
+        self,
+        *,
+        experiments: _abc.Iterable[Global___Experiment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiments", b"experiments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentsResponse: _TypeAlias = ListExperimentsResponse  # noqa: Y015
+
+@_typing.final
+class WatchExperimentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    after_sequence: _builtins.int
+    """Only events with a greater sequence are sent; 0 sends all."""
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "experiment_id", b"experiment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExperimentRequest: _TypeAlias = WatchExperimentRequest  # noqa: Y015
+
+@_typing.final
+class WatchExperimentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___ExperimentEvent: ...
+    def __init__(
+        self,
+        *,
+        event: Global___ExperimentEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExperimentResponse: _TypeAlias = WatchExperimentResponse  # noqa: Y015
+
+@_typing.final
+class CancelExperimentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExperimentRequest: _TypeAlias = CancelExperimentRequest  # noqa: Y015
+
+@_typing.final
+class CancelExperimentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiment(self) -> Global___Experiment: ...
+    def __init__(
+        self,
+        *,
+        experiment: Global___Experiment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment", b"experiment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelExperimentResponse: _TypeAlias = CancelExperimentResponse  # noqa: Y015
+
+@_typing.final
+class Experiment(_message.Message):
+    """Experiment is a hyperparameter search and its trials."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SPACE_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    N_TRIALS_FIELD_NUMBER: _builtins.int
+    MAX_PARALLEL_TRIALS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    SAMPLER_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    HYPERPARAMS_FIELD_NUMBER: _builtins.int
+    SELECT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SHARED_NODES_FIELD_NUMBER: _builtins.int
+    SHARED_RUN_ID_FIELD_NUMBER: _builtins.int
+    TRIAL_NODES_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    TRIALS_FIELD_NUMBER: _builtins.int
+    BEST_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    name: _builtins.str
+    """The declared experiment it was started from, if any."""
+    pipeline: _builtins.str
+    env: _builtins.str
+    state: Global___ExperimentState.ValueType
+    message: _builtins.str
+    """Why it failed or was cancelled."""
+    n_trials: _builtins.int
+    max_parallel_trials: _builtins.int
+    seed: _builtins.int
+    sampler: Global___Sampler.ValueType
+    start_date: _builtins.str
+    end_date: _builtins.str
+    request_id: _builtins.str
+    shared_run_id: _builtins.str
+    last_sequence: _builtins.int
+    """Sequence of the newest event when this was read."""
+    @_builtins.property
+    def space(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchDimension]: ...
+    @_builtins.property
+    def objective(self) -> Global___Objective: ...
+    @_builtins.property
+    def hyperparams(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def select(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def shared_nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Nodes whose inputs and hyperparameters are the same in every trial: they
+        run once, in shared_run_id, and trials read back what they wrote.
+        """
+
+    @_builtins.property
+    def trial_nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Nodes every trial runs."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def trials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trial]: ...
+    @_builtins.property
+    def best(self) -> Global___Trial:
+        """The succeeded trial with the best value so far; unset before one."""
+
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+        env: _builtins.str = ...,
+        state: Global___ExperimentState.ValueType = ...,
+        message: _builtins.str = ...,
+        space: _abc.Iterable[Global___SearchDimension] | None = ...,
+        objective: Global___Objective | None = ...,
+        n_trials: _builtins.int = ...,
+        max_parallel_trials: _builtins.int = ...,
+        seed: _builtins.int = ...,
+        sampler: Global___Sampler.ValueType = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        hyperparams: _struct_pb2.Struct | None = ...,
+        select: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+        shared_nodes: _abc.Iterable[_builtins.str] | None = ...,
+        shared_run_id: _builtins.str = ...,
+        trial_nodes: _abc.Iterable[_builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        trials: _abc.Iterable[Global___Trial] | None = ...,
+        best: Global___Trial | None = ...,
+        last_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "objective", b"objective", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "experiment_id", b"experiment_id", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_parallel_trials", b"max_parallel_trials", "message", b"message", "n_trials", b"n_trials", "name", b"name", "objective", b"objective", "pipeline", b"pipeline", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "shared_nodes", b"shared_nodes", "shared_run_id", b"shared_run_id", "space", b"space", "start_date", b"start_date", "start_time", b"start_time", "state", b"state", "trial_nodes", b"trial_nodes", "trials", b"trials"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Experiment: _TypeAlias = Experiment  # noqa: Y015
+
+@_typing.final
+class Trial(_message.Message):
+    """Trial is one proposal of the optimiser and the run that tried it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """From 0, in the order proposed."""
+    state: Global___TrialState.ValueType
+    value: _builtins.float
+    """The objective's value, when it succeeded."""
+    run_id: _builtins.str
+    """The run of the trial's latest attempt (a trial an execd restart cut
+    short runs again in a new run).
+    """
+    attempt: _builtins.int
+    message: _builtins.str
+    """Why it failed."""
+    @_builtins.property
+    def params(self) -> _struct_pb2.Struct:
+        """The searched hyperparameters' values."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        state: Global___TrialState.ValueType = ...,
+        params: _struct_pb2.Struct | None = ...,
+        value: _builtins.float | None = ...,
+        run_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "end_time", b"end_time", "params", b"params", "start_time", b"start_time", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "attempt", b"attempt", "end_time", b"end_time", "message", b"message", "number", b"number", "params", b"params", "run_id", b"run_id", "start_time", b"start_time", "state", b"state", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___Trial: _TypeAlias = Trial  # noqa: Y015
+
+@_typing.final
+class ExperimentEvent(_message.Message):
+    """ExperimentEvent is one state change of an experiment or of a trial."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_STATE_CHANGED_FIELD_NUMBER: _builtins.int
+    TRIAL_STATE_CHANGED_FIELD_NUMBER: _builtins.int
+    SHARED_RUN_STATE_CHANGED_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    sequence: _builtins.int
+    """Per experiment, from 1, with no gaps."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def experiment_state_changed(self) -> Global___ExperimentStateChanged: ...
+    @_builtins.property
+    def trial_state_changed(self) -> Global___TrialStateChanged: ...
+    @_builtins.property
+    def shared_run_state_changed(self) -> Global___SharedRunStateChanged: ...
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        experiment_state_changed: Global___ExperimentStateChanged | None = ...,
+        trial_state_changed: Global___TrialStateChanged | None = ...,
+        shared_run_state_changed: Global___SharedRunStateChanged | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["experiment_state_changed", b"experiment_state_changed", "kind", b"kind", "shared_run_state_changed", b"shared_run_state_changed", "time", b"time", "trial_state_changed", b"trial_state_changed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "experiment_state_changed", b"experiment_state_changed", "kind", b"kind", "sequence", b"sequence", "shared_run_state_changed", b"shared_run_state_changed", "time", b"time", "trial_state_changed", b"trial_state_changed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["experiment_state_changed", "trial_state_changed", "shared_run_state_changed"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___ExperimentEvent: _TypeAlias = ExperimentEvent  # noqa: Y015
+
+@_typing.final
+class ExperimentStateChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    state: Global___ExperimentState.ValueType
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        state: Global___ExperimentState.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExperimentStateChanged: _TypeAlias = ExperimentStateChanged  # noqa: Y015
+
+@_typing.final
+class TrialStateChanged(_message.Message):
+    """TrialStateChanged is a trial that started (RUNNING, with its parameters
+    and run) or ended.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRIAL_FIELD_NUMBER: _builtins.int
+    BEST_FIELD_NUMBER: _builtins.int
+    best: _builtins.bool
+    """Set when this trial became the best so far."""
+    @_builtins.property
+    def trial(self) -> Global___Trial: ...
+    def __init__(
+        self,
+        *,
+        trial: Global___Trial | None = ...,
+        best: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trial", b"trial"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "trial", b"trial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialStateChanged: _TypeAlias = TrialStateChanged  # noqa: Y015
+
+@_typing.final
+class SharedRunStateChanged(_message.Message):
+    """SharedRunStateChanged is the run of the shared nodes starting or ending."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    state: Global___RunState.ValueType
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        state: Global___RunState.ValueType = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "run_id", b"run_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SharedRunStateChanged: _TypeAlias = SharedRunStateChanged  # noqa: Y015

@@ -85,6 +85,36 @@ class ExecServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetPipelineRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetPipelineResponse.FromString,
                 _registered_method=True)
+        self.RunExperiment = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/RunExperiment',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.RunExperimentRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.RunExperimentResponse.FromString,
+                _registered_method=True)
+        self.GetExperiment = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/GetExperiment',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetExperimentRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetExperimentResponse.FromString,
+                _registered_method=True)
+        self.ListExperiments = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/ListExperiments',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListExperimentsRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListExperimentsResponse.FromString,
+                _registered_method=True)
+        self.WatchExperiment = channel.unary_stream(
+                '/tauro.exec.v1.ExecService/WatchExperiment',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.WatchExperimentRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.WatchExperimentResponse.FromString,
+                _registered_method=True)
+        self.CancelExperiment = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/CancelExperiment',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentResponse.FromString,
+                _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/GetCaller',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
 
 
 class ExecServiceServicer:
@@ -169,6 +199,56 @@ class ExecServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunExperiment(self, request, context):
+        """RunExperiment starts a hyperparameter search and returns it at once: a
+        Bayesian optimiser proposes each trial's hyperparameters, and each trial
+        runs as an ordinary run of the pipeline. A request repeated with the same
+        request_id returns the experiment the first one started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperiment(self, request, context):
+        """GetExperiment returns an experiment with its trials and the best so far.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperiments(self, request, context):
+        """ListExperiments lists experiments, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExperiment(self, request, context):
+        """WatchExperiment streams an experiment's events in sequence order: first
+        those stored after `after_sequence`, then live ones. It ends after the
+        experiment's terminal event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExperiment(self, request, context):
+        """CancelExperiment cancels every running trial, starts no new one and
+        returns once the experiment has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCaller(self, request, context):
+        """GetCaller says who the call's credentials name and what role they
+        have, so a client such as the web view offers only what the caller may
+        do. The server checks the role of every call all the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +301,36 @@ def add_ExecServiceServicer_to_server(servicer, server):
                     servicer.GetPipeline,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetPipelineRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetPipelineResponse.SerializeToString,
+            ),
+            'RunExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunExperiment,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.RunExperimentRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.RunExperimentResponse.SerializeToString,
+            ),
+            'GetExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperiment,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetExperimentRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetExperimentResponse.SerializeToString,
+            ),
+            'ListExperiments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperiments,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListExperimentsRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListExperimentsResponse.SerializeToString,
+            ),
+            'WatchExperiment': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExperiment,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.WatchExperimentRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.WatchExperimentResponse.SerializeToString,
+            ),
+            'CancelExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExperiment,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +604,168 @@ class ExecService:
             '/tauro.exec.v1.ExecService/GetPipeline',
             tauro_dot_exec_dot_v1_dot_exec__pb2.GetPipelineRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_exec__pb2.GetPipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/RunExperiment',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.RunExperimentRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.RunExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/GetExperiment',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.GetExperimentRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.GetExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperiments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/ListExperiments',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.ListExperimentsRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.ListExperimentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/WatchExperiment',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.WatchExperimentRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.WatchExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/CancelExperiment',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.CancelExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/GetCaller',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,30 @@ class ExecServiceStub:
     """ListPipelines lists the pipelines of the project."""
     GetPipeline: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetPipelineRequest, _exec_pb2.GetPipelineResponse]
     """GetPipeline returns a pipeline's nodes and its plan."""
+    RunExperiment: _grpc.UnaryUnaryMultiCallable[_exec_pb2.RunExperimentRequest, _exec_pb2.RunExperimentResponse]
+    """RunExperiment starts a hyperparameter search and returns it at once: a
+    Bayesian optimiser proposes each trial's hyperparameters, and each trial
+    runs as an ordinary run of the pipeline. A request repeated with the same
+    request_id returns the experiment the first one started.
+    """
+    GetExperiment: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetExperimentRequest, _exec_pb2.GetExperimentResponse]
+    """GetExperiment returns an experiment with its trials and the best so far."""
+    ListExperiments: _grpc.UnaryUnaryMultiCallable[_exec_pb2.ListExperimentsRequest, _exec_pb2.ListExperimentsResponse]
+    """ListExperiments lists experiments, newest first."""
+    WatchExperiment: _grpc.UnaryStreamMultiCallable[_exec_pb2.WatchExperimentRequest, _exec_pb2.WatchExperimentResponse]
+    """WatchExperiment streams an experiment's events in sequence order: first
+    those stored after `after_sequence`, then live ones. It ends after the
+    experiment's terminal event.
+    """
+    CancelExperiment: _grpc.UnaryUnaryMultiCallable[_exec_pb2.CancelExperimentRequest, _exec_pb2.CancelExperimentResponse]
+    """CancelExperiment cancels every running trial, starts no new one and
+    returns once the experiment has ended.
+    """
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetCallerRequest, _exec_pb2.GetCallerResponse]
+    """GetCaller says who the call's credentials name and what role they
+    have, so a client such as the web view offers only what the caller may
+    do. The server checks the role of every call all the same.
+    """
 
 @_typing.type_check_only
 class ExecServiceAsyncStub(ExecServiceStub):
@@ -105,6 +129,30 @@ class ExecServiceAsyncStub(ExecServiceStub):
     """ListPipelines lists the pipelines of the project."""
     GetPipeline: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetPipelineRequest, _exec_pb2.GetPipelineResponse]  # type: ignore[assignment]
     """GetPipeline returns a pipeline's nodes and its plan."""
+    RunExperiment: _aio.UnaryUnaryMultiCallable[_exec_pb2.RunExperimentRequest, _exec_pb2.RunExperimentResponse]  # type: ignore[assignment]
+    """RunExperiment starts a hyperparameter search and returns it at once: a
+    Bayesian optimiser proposes each trial's hyperparameters, and each trial
+    runs as an ordinary run of the pipeline. A request repeated with the same
+    request_id returns the experiment the first one started.
+    """
+    GetExperiment: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetExperimentRequest, _exec_pb2.GetExperimentResponse]  # type: ignore[assignment]
+    """GetExperiment returns an experiment with its trials and the best so far."""
+    ListExperiments: _aio.UnaryUnaryMultiCallable[_exec_pb2.ListExperimentsRequest, _exec_pb2.ListExperimentsResponse]  # type: ignore[assignment]
+    """ListExperiments lists experiments, newest first."""
+    WatchExperiment: _aio.UnaryStreamMultiCallable[_exec_pb2.WatchExperimentRequest, _exec_pb2.WatchExperimentResponse]  # type: ignore[assignment]
+    """WatchExperiment streams an experiment's events in sequence order: first
+    those stored after `after_sequence`, then live ones. It ends after the
+    experiment's terminal event.
+    """
+    CancelExperiment: _aio.UnaryUnaryMultiCallable[_exec_pb2.CancelExperimentRequest, _exec_pb2.CancelExperimentResponse]  # type: ignore[assignment]
+    """CancelExperiment cancels every running trial, starts no new one and
+    returns once the experiment has ended.
+    """
+    GetCaller: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetCallerRequest, _exec_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """GetCaller says who the call's credentials name and what role they
+    have, so a client such as the web view offers only what the caller may
+    do. The server checks the role of every call all the same.
+    """
 
 class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
     """ExecService validates, plans and runs the pipelines of one tauro project."""
@@ -201,5 +249,65 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_exec_pb2.GetPipelineResponse, _abc.Awaitable[_exec_pb2.GetPipelineResponse]]:
         """GetPipeline returns a pipeline's nodes and its plan."""
+
+    @_abc_1.abstractmethod
+    def RunExperiment(
+        self,
+        request: _exec_pb2.RunExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.RunExperimentResponse, _abc.Awaitable[_exec_pb2.RunExperimentResponse]]:
+        """RunExperiment starts a hyperparameter search and returns it at once: a
+        Bayesian optimiser proposes each trial's hyperparameters, and each trial
+        runs as an ordinary run of the pipeline. A request repeated with the same
+        request_id returns the experiment the first one started.
+        """
+
+    @_abc_1.abstractmethod
+    def GetExperiment(
+        self,
+        request: _exec_pb2.GetExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.GetExperimentResponse, _abc.Awaitable[_exec_pb2.GetExperimentResponse]]:
+        """GetExperiment returns an experiment with its trials and the best so far."""
+
+    @_abc_1.abstractmethod
+    def ListExperiments(
+        self,
+        request: _exec_pb2.ListExperimentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.ListExperimentsResponse, _abc.Awaitable[_exec_pb2.ListExperimentsResponse]]:
+        """ListExperiments lists experiments, newest first."""
+
+    @_abc_1.abstractmethod
+    def WatchExperiment(
+        self,
+        request: _exec_pb2.WatchExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_exec_pb2.WatchExperimentResponse], _abc.AsyncIterator[_exec_pb2.WatchExperimentResponse]]:
+        """WatchExperiment streams an experiment's events in sequence order: first
+        those stored after `after_sequence`, then live ones. It ends after the
+        experiment's terminal event.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelExperiment(
+        self,
+        request: _exec_pb2.CancelExperimentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.CancelExperimentResponse, _abc.Awaitable[_exec_pb2.CancelExperimentResponse]]:
+        """CancelExperiment cancels every running trial, starts no new one and
+        returns once the experiment has ended.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _exec_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.GetCallerResponse, _abc.Awaitable[_exec_pb2.GetCallerResponse]]:
+        """GetCaller says who the call's credentials name and what role they
+        have, so a client such as the web view offers only what the caller may
+        do. The server checks the role of every call all the same.
+        """
 
 def add_ExecServiceServicer_to_server(servicer: ExecServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as tauro_dot_exec_dot_v1_dot_exec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\"\xf9\x02\n\x0eRunNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x13\n\x0binput_views\x18\x04 \x03(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x13\n\x0bresult_view\x18\x07 \x01(\t\x12@\n\nspark_conf\x18\x08 \x03(\x0b\x32,.tauro.exec.v1.RunNodeRequest.SparkConfEntry\x12+\n\x07\x63ontext\x18\t \x01(\x0b\x32\x1a.tauro.exec.v1.NodeContext\x12\x1f\n\x17\x61llowed_module_prefixes\x18\n \x03(\t\x12\x14\n\x0cspark_remote\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\t\x1a\x30\n\x0eSparkConfEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x0bNodeContext\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x12\n\nstart_time\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x18\n\x10hyperparams_json\x18\x06 \x01(\t\x12\x18\n\x10node_config_json\x18\x07 \x01(\t\x12\x1c\n\x14pipeline_config_json\x18\x08 \x01(\t\"\xce\x01\n\x0fRunNodeResponse\x12\'\n\x03log\x18\x01 \x01(\x0b\x32\x18.tauro.exec.v1.WorkerLogH\x00\x12-\n\x06metric\x18\x02 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerMetricH\x00\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerResultH\x00\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1a.tauro.exec.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"(\n\tWorkerLog\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"+\n\x0cWorkerMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"H\n\x0cWorkerResult\x12\x0c\n\x04view\x18\x01 \x01(\t\x12*\n\x06schema\x18\x02 \x03(\x0b\x32\x1a.tauro.exec.v1.WorkerField\";\n\x0bWorkerField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\"R\n\x0bWorkerError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"g\n\x15\x43heckFunctionsRequest\x12-\n\tfunctions\x18\x01 \x03(\x0b\x32\x1a.tauro.exec.v1.FunctionRef\x12\x1f\n\x17\x61llowed_module_prefixes\x18\x02 \x03(\t\"M\n\x0b\x46unctionRef\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x0e\n\x06inputs\x18\x04 \x01(\x05\"J\n\x16\x43heckFunctionsResponse\x12\x30\n\x08problems\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.FunctionProblem\"0\n\x0f\x46unctionProblem\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t2\xba\x01\n\rWorkerService\x12J\n\x07RunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n\x0e\x43heckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\xf9\x02\n\x0eRunNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x13\n\x0binput_views\x18\x04 \x03(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x13\n\x0bresult_view\x18\x07 \x01(\t\x12@\n\nspark_conf\x18\x08 \x03(\x0b\x32,.tauro.exec.v1.RunNodeRequest.SparkConfEntry\x12+\n\x07\x63ontext\x18\t \x01(\x0b\x32\x1a.tauro.exec.v1.NodeContext\x12\x1f\n\x17\x61llowed_module_prefixes\x18\n \x03(\t\x12\x14\n\x0cspark_remote\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\t\x1a\x30\n\x0eSparkConfEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x0bNodeContext\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x12\n\nstart_time\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x18\n\x10hyperparams_json\x18\x06 \x01(\t\x12\x18\n\x10node_config_json\x18\x07 \x01(\t\x12\x1c\n\x14pipeline_config_json\x18\x08 \x01(\t\"\xce\x01\n\x0fRunNodeResponse\x12\'\n\x03log\x18\x01 \x01(\x0b\x32\x18.tauro.exec.v1.WorkerLogH\x00\x12-\n\x06metric\x18\x02 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerMetricH\x00\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerResultH\x00\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1a.tauro.exec.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"(\n\tWorkerLog\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"+\n\x0cWorkerMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"H\n\x0cWorkerResult\x12\x0c\n\x04view\x18\x01 \x01(\t\x12*\n\x06schema\x18\x02 \x03(\x0b\x32\x1a.tauro.exec.v1.WorkerField\";\n\x0bWorkerField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\"R\n\x0bWorkerError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"g\n\x15\x43heckFunctionsRequest\x12-\n\tfunctions\x18\x01 \x03(\x0b\x32\x1a.tauro.exec.v1.FunctionRef\x12\x1f\n\x17\x61llowed_module_prefixes\x18\x02 \x03(\t\"M\n\x0b\x46unctionRef\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x0e\n\x06inputs\x18\x04 \x01(\x05\"J\n\x16\x43heckFunctionsResponse\x12\x30\n\x08problems\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.FunctionProblem\"0\n\x0f\x46unctionProblem\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x01\n\x0eSuggestRequest\x12-\n\x05space\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.SearchDimension\x12/\n\x06trials\x18\x02 \x03(\x0b\x32\x1f.tauro.exec.v1.TrialObservation\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08n_trials\x18\x05 \x01(\x05\x12+\n\tdirection\x18\x06 \x01(\x0e\x32\x18.tauro.exec.v1.Direction\x12\'\n\x07sampler\x18\x07 \x01(\x0e\x32\x16.tauro.exec.v1.Sampler\"`\n\x10TrialObservation\x12\x13\n\x0bparams_json\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.tauro.exec.v1.TrialState\x12\r\n\x05value\x18\x03 \x01(\x01\"&\n\x0fSuggestResponse\x12\x13\n\x0bparams_json\x18\x01 \x01(\t2\x84\x02\n\rWorkerService\x12J\n\x07RunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n\x0e\x43heckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12H\n\x07Suggest\x12\x1d.tauro.exec.v1.SuggestRequest\x1a\x1e.tauro.exec.v1.SuggestResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +35,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1'
   _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._loaded_options = None
   _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_options = b'8\001'
-  _globals['_RUNNODEREQUEST']._serialized_start=46
-  _globals['_RUNNODEREQUEST']._serialized_end=423
-  _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_start=375
-  _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_end=423
-  _globals['_NODECONTEXT']._serialized_start=426
-  _globals['_NODECONTEXT']._serialized_end=615
-  _globals['_RUNNODERESPONSE']._serialized_start=618
-  _globals['_RUNNODERESPONSE']._serialized_end=824
-  _globals['_WORKERLOG']._serialized_start=826
-  _globals['_WORKERLOG']._serialized_end=866
-  _globals['_WORKERMETRIC']._serialized_start=868
-  _globals['_WORKERMETRIC']._serialized_end=911
-  _globals['_WORKERRESULT']._serialized_start=913
-  _globals['_WORKERRESULT']._serialized_end=985
-  _globals['_WORKERFIELD']._serialized_start=987
-  _globals['_WORKERFIELD']._serialized_end=1046
-  _globals['_WORKERERROR']._serialized_start=1048
-  _globals['_WORKERERROR']._serialized_end=1130
-  _globals['_CHECKFUNCTIONSREQUEST']._serialized_start=1132
-  _globals['_CHECKFUNCTIONSREQUEST']._serialized_end=1235
-  _globals['_FUNCTIONREF']._serialized_start=1237
-  _globals['_FUNCTIONREF']._serialized_end=1314
-  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_start=1316
-  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_end=1390
-  _globals['_FUNCTIONPROBLEM']._serialized_start=1392
-  _globals['_FUNCTIONPROBLEM']._serialized_end=1440
-  _globals['_WORKERSERVICE']._serialized_start=1443
-  _globals['_WORKERSERVICE']._serialized_end=1629
+  _globals['_RUNNODEREQUEST']._serialized_start=72
+  _globals['_RUNNODEREQUEST']._serialized_end=449
+  _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_start=401
+  _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_end=449
+  _globals['_NODECONTEXT']._serialized_start=452
+  _globals['_NODECONTEXT']._serialized_end=641
+  _globals['_RUNNODERESPONSE']._serialized_start=644
+  _globals['_RUNNODERESPONSE']._serialized_end=850
+  _globals['_WORKERLOG']._serialized_start=852
+  _globals['_WORKERLOG']._serialized_end=892
+  _globals['_WORKERMETRIC']._serialized_start=894
+  _globals['_WORKERMETRIC']._serialized_end=937
+  _globals['_WORKERRESULT']._serialized_start=939
+  _globals['_WORKERRESULT']._serialized_end=1011
+  _globals['_WORKERFIELD']._serialized_start=1013
+  _globals['_WORKERFIELD']._serialized_end=1072
+  _globals['_WORKERERROR']._serialized_start=1074
+  _globals['_WORKERERROR']._serialized_end=1156
+  _globals['_CHECKFUNCTIONSREQUEST']._serialized_start=1158
+  _globals['_CHECKFUNCTIONSREQUEST']._serialized_end=1261
+  _globals['_FUNCTIONREF']._serialized_start=1263
+  _globals['_FUNCTIONREF']._serialized_end=1340
+  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_start=1342
+  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_end=1416
+  _globals['_FUNCTIONPROBLEM']._serialized_start=1418
+  _globals['_FUNCTIONPROBLEM']._serialized_end=1466
+  _globals['_SUGGESTREQUEST']._serialized_start=1469
+  _globals['_SUGGESTREQUEST']._serialized_end=1715
+  _globals['_TRIALOBSERVATION']._serialized_start=1717
+  _globals['_TRIALOBSERVATION']._serialized_end=1813
+  _globals['_SUGGESTRESPONSE']._serialized_start=1815
+  _globals['_SUGGESTRESPONSE']._serialized_end=1853
+  _globals['_WORKERSERVICE']._serialized_start=1856
+  _globals['_WORKERSERVICE']._serialized_end=2116
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as _exec_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -434,3 +435,94 @@ class FunctionProblem(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionProblem: _TypeAlias = FunctionProblem  # noqa: Y015
+
+@_typing.final
+class SuggestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPACE_FIELD_NUMBER: _builtins.int
+    TRIALS_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    N_TRIALS_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    SAMPLER_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """The number of the trial to propose; with seed it seeds the proposal."""
+    seed: _builtins.int
+    n_trials: _builtins.int
+    direction: _exec_pb2.Direction.ValueType
+    sampler: _exec_pb2.Sampler.ValueType
+    @_builtins.property
+    def space(self) -> _containers.RepeatedCompositeFieldContainer[_exec_pb2.SearchDimension]: ...
+    @_builtins.property
+    def trials(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrialObservation]:
+        """Every trial of the experiment so far, finished or running."""
+
+    def __init__(
+        self,
+        *,
+        space: _abc.Iterable[_exec_pb2.SearchDimension] | None = ...,
+        trials: _abc.Iterable[Global___TrialObservation] | None = ...,
+        number: _builtins.int = ...,
+        seed: _builtins.int = ...,
+        n_trials: _builtins.int = ...,
+        direction: _exec_pb2.Direction.ValueType = ...,
+        sampler: _exec_pb2.Sampler.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "n_trials", b"n_trials", "number", b"number", "sampler", b"sampler", "seed", b"seed", "space", b"space", "trials", b"trials"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestRequest: _TypeAlias = SuggestRequest  # noqa: Y015
+
+@_typing.final
+class TrialObservation(_message.Message):
+    """TrialObservation is a trial as the optimiser is told it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMS_JSON_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    params_json: _builtins.str
+    """Parameters, JSON object."""
+    state: _exec_pb2.TrialState.ValueType
+    value: _builtins.float
+    """The objective's value of a SUCCEEDED trial."""
+    def __init__(
+        self,
+        *,
+        params_json: _builtins.str = ...,
+        state: _exec_pb2.TrialState.ValueType = ...,
+        value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["params_json", b"params_json", "state", b"state", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialObservation: _TypeAlias = TrialObservation  # noqa: Y015
+
+@_typing.final
+class SuggestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARAMS_JSON_FIELD_NUMBER: _builtins.int
+    params_json: _builtins.str
+    """Parameters, JSON object."""
+    def __init__(
+        self,
+        *,
+        params_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["params_json", b"params_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestResponse: _TypeAlias = SuggestResponse  # noqa: Y015

@@ -51,6 +51,11 @@ class WorkerServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsResponse.FromString,
                 _registered_method=True)
+        self.Suggest = channel.unary_unary(
+                '/tauro.exec.v1.WorkerService/Suggest',
+                request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -80,6 +85,14 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Suggest(self, request, context):
+        """Suggest proposes the hyperparameters of an experiment's next trial. It
+        is stateless: the optimiser is rebuilt from the trials given each time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CheckFunctions,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsResponse.SerializeToString,
+            ),
+            'Suggest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Suggest,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -155,6 +173,33 @@ class WorkerService:
             '/tauro.exec.v1.WorkerService/CheckFunctions',
             tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Suggest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.WorkerService/Suggest',
+            tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestResponse.FromString,
             options,
             channel_credentials,
             insecure,

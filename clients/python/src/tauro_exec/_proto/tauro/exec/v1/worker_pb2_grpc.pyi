@@ -49,6 +49,10 @@ class WorkerServiceStub:
     """CheckFunctions imports node functions and checks their signatures
     without calling them.
     """
+    Suggest: _grpc.UnaryUnaryMultiCallable[_worker_pb2.SuggestRequest, _worker_pb2.SuggestResponse]
+    """Suggest proposes the hyperparameters of an experiment's next trial. It
+    is stateless: the optimiser is rebuilt from the trials given each time.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -70,6 +74,10 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     CheckFunctions: _aio.UnaryUnaryMultiCallable[_worker_pb2.CheckFunctionsRequest, _worker_pb2.CheckFunctionsResponse]  # type: ignore[assignment]
     """CheckFunctions imports node functions and checks their signatures
     without calling them.
+    """
+    Suggest: _aio.UnaryUnaryMultiCallable[_worker_pb2.SuggestRequest, _worker_pb2.SuggestResponse]  # type: ignore[assignment]
+    """Suggest proposes the hyperparameters of an experiment's next trial. It
+    is stateless: the optimiser is rebuilt from the trials given each time.
     """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -101,6 +109,16 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_worker_pb2.CheckFunctionsResponse, _abc.Awaitable[_worker_pb2.CheckFunctionsResponse]]:
         """CheckFunctions imports node functions and checks their signatures
         without calling them.
+        """
+
+    @_abc_1.abstractmethod
+    def Suggest(
+        self,
+        request: _worker_pb2.SuggestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.SuggestResponse, _abc.Awaitable[_worker_pb2.SuggestResponse]]:
+        """Suggest proposes the hyperparameters of an experiment's next trial. It
+        is stateless: the optimiser is rebuilt from the trials given each time.
         """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

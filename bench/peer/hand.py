@@ -1,0 +1,166 @@
+"""A workload written by hand: the peer execd is measured against.
+
+    python hand.py --mode classic|connect --workload NAME --tmp DIR [--remote sc://...]
+
+One warm process per workload and mode. It opens its SparkSession once,
+then reads commands from stdin, one JSON object per line, and answers each
+with one JSON line on stdout:
+
+    {"cmd": "run", "out": DIR}  runs the workload once, writing under DIR;
+                                answers {"wall": s, "nodes": {name: [start, end]}}
+                                (seconds since the epoch)
+    {"cmd": "digest", "paths": [[format, path], ...]}
+                                answers {"digests": [[rows, checksum], ...]}
+
+The job is what a user writes without an orchestrator: the node functions
+called with their inputs' DataFrames in dependency order by a thread pool of
+the project's width, each result written with DataFrameWriter, nothing
+cached. It is not a tauro interpreter: workloads.py spells each node's reads
+and writes out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import pathlib
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import workloads  # noqa: E402
+from workloads import Node, Workload  # noqa: E402
+
+# The settings the embedded Spark Connect server runs with (internal/spark/server).
+CONF = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "1g",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def session(mode: str, remote: str) -> Any:
+    from pyspark.sql import SparkSession
+
+    if mode == "connect":
+        return SparkSession.builder.remote(remote).getOrCreate()
+    jars = sorted(str(p) for p in (workloads.ROOT / ".venv" / "spark-jars").glob("*.jar"))
+    b = SparkSession.builder.master("local[*]").appName("peer-classic")
+    for k, v in CONF.items():
+        b = b.config(k, v)
+    if jars:
+        b = b.config("spark.jars", ",".join(jars))
+    return b.getOrCreate()
+
+
+def run_node(spark: Any, w: Workload, n: Node, results: dict[str, Any], out: pathlib.Path, metrics: list[tuple[str, float]]) -> Any:
+    start, end = workloads.dates()
+    if n.function:
+        fn = workloads.load(w.project, n.function)
+        args = []
+        for r in n.reads:
+            kind, name = r.split(":", 1)
+            args.append(results[name] if kind == "node" else read_source(spark, w, name))
+        kw: dict[str, Any] = {"start_date": workloads.START, "end_date": workloads.END}
+        if "ml_context" in inspect.signature(fn).parameters:
+            kw["ml_context"] = {
+                "hyperparams": {**w.hyperparams, **n.hyperparams},
+                "model_version": w.model_version,
+                "spark": spark,
+                "log_metric": lambda name, value: metrics.append((name, value)),
+            }
+        df = fn(*args, **kw)
+    else:
+        # A view cannot hold a query's parameters, so the hand-written job
+        # writes the run's dates into its SQL as date literals.
+        sql = n.sql.replace(":start_date", f"DATE'{start}'").replace(":end_date", f"DATE'{end}'")
+        df = spark.sql(sql)
+    df.createOrReplaceTempView(n.name)  # SQL nodes downstream read it by name
+    for o in n.outputs:
+        wr = df.write.format(o.format).mode(o.mode)
+        if o.partition_by:
+            wr = wr.partitionBy(*o.partition_by)
+        for k, v in o.options.items():
+            wr = wr.option(k, v)
+        wr.save(str(out / o.path))
+    return df
+
+
+def read_source(spark: Any, w: Workload, key: str) -> Any:
+    s = w.sources[key]
+    return spark.read.format(s.format).options(**s.options).load(s.path)
+
+
+def run_once(spark: Any, w: Workload, out: pathlib.Path) -> dict[str, Any]:
+    t0 = time.time()
+    for key in w.sources:  # SQL nodes read sources by key
+        read_source(spark, w, key).createOrReplaceTempView(key)
+    results: dict[str, Any] = {}
+    times: dict[str, list[float]] = {}
+    metrics: list[tuple[str, float]] = []
+    ups = {n.name: {r.split(":", 1)[1] for r in n.reads if r.startswith("node:")} for n in w.nodes}
+    todo = list(w.nodes)
+    done: set[str] = set()
+    running: dict[Future[Any], str] = {}
+
+    def task(n: Node) -> Any:
+        s = time.time()
+        df = run_node(spark, w, n, results, out, metrics)
+        times[n.name] = [s, time.time()]
+        return df
+
+    with ThreadPoolExecutor(w.width) as pool:
+        while todo or running:
+            for n in [n for n in todo if ups[n.name] <= done]:
+                todo.remove(n)
+                running[pool.submit(task, n)] = n.name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                name = running.pop(f)
+                results[name] = f.result()
+                done.add(name)
+    return {"wall": time.time() - t0, "nodes": times}
+
+
+def digest(spark: Any, fmt: str, path: str) -> list[Any]:
+    from pyspark.sql import functions as F
+
+    df = spark.read.format(fmt).load(path)
+    cols = sorted(df.columns)
+    row = df.select(F.count("*").alias("n"), F.sum(F.pmod(F.xxhash64(*[F.col(c) for c in cols]), F.lit(2**31))).alias("h")).first()
+    return [int(row["n"]), int(row["h"] or 0)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["classic", "connect"], required=True)
+    ap.add_argument("--workload", choices=sorted(workloads.MAKERS), required=True)
+    ap.add_argument("--tmp", required=True)
+    ap.add_argument("--remote", default=os.environ.get("TAURO_SPARK_REMOTE", ""))
+    a = ap.parse_args()
+    w = workloads.MAKERS[a.workload](pathlib.Path(a.tmp))
+    spark = session(a.mode, a.remote)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "run":
+            reply = run_once(spark, w, pathlib.Path(cmd["out"]))
+        elif cmd["cmd"] == "digest":
+            reply = {"digests": [digest(spark, f, p) for f, p in cmd["paths"]]}
+        else:
+            reply = {"error": f"unknown command {cmd['cmd']!r}"}
+        print(json.dumps(reply), flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""The peer benchmark: execd against the same work written by hand.
+
+    python bench/peer/peer.py [--rounds 5] [--workloads sales_py,dag40_py,...]
+
+For each workload (workloads.py) it starts, once, execd on a Spark Connect
+server and two warm hand-written jobs (hand.py): one over Spark Connect on
+the same server, one on a classic local SparkSession with the same settings.
+Then it runs the workload in interleaved rounds, the order rotating each
+round, after one warm-up round each, and prints:
+
+- the median wall time of each system and the ratios execd / hand over
+  Connect and execd / hand on classic Spark;
+- execd's run overhead: request to its first node's start, and its last
+  node's end to the terminal event reaching the client;
+- each node's median time in each system, and for execd its phases (the
+  node's phase metrics: input views, worker call, result hand-back, write,
+  cleanup), when execd reports them;
+- a text timeline of each system's median round;
+- whether execd's outputs and the hand-written job's are the same rows
+  (count and a checksum of every output).
+
+The Spark Connect server is TAURO_SPARK_REMOTE when set, else one this
+script starts with `execd spark-server` and stops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import workloads  # noqa: E402
+
+from tauro_exec import Client, NodeMetric, RunState, RunStateChanged  # noqa: E402
+
+SYSTEMS: tuple[str, ...] = ("execd", "connect", "classic")
+
+
+@dataclass
+class Round:
+    wall: float
+    nodes: dict[str, tuple[float, float]]  # name -> (start, end), seconds from the round's start
+    first_node: float = 0.0  # execd: request -> first node started
+    terminal: float = 0.0  # execd: last node ended -> terminal event received
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)  # execd: node -> phase -> seconds
+    calls: dict[str, int] = field(default_factory=dict)  # execd: node -> Spark Connect requests
+
+
+def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
+    state = tmp / "spark"
+    state.mkdir()
+    ready = state / "remote"
+    proc = subprocess.Popen(
+        [str(execd), "spark-server", "--state", str(state), "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL, stderr=(state / "server.out").open("w"),
+    )
+    for _ in range(600):
+        if ready.exists() and ready.read_text().strip():
+            return proc, ready.read_text().strip()
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    sys.exit("the Spark Connect server did not start: " + (state / "server.out").read_text()[-2000:])
+
+
+def start_execd(
+    execd: pathlib.Path, w: workloads.Workload, remote: str, state: pathlib.Path, pythonpath: str = "", profile: bool = True
+) -> tuple[subprocess.Popen[str], str]:
+    workers = str(w.width) if w.python else "0"
+    cmd = [str(execd), "serve", "--project", str(w.project), "--state", str(state), "--listen", "127.0.0.1:0",
+           "--spark-remote", remote, "--workers", workers, "--log-level", "warn"] + (["--profile-nodes"] if profile else [])
+    state.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(state / "execd.log").open("w"), text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("execd listening on "):
+            return proc, line.split()[-1]
+    sys.exit("execd did not start: " + (state / "execd.log").read_text()[-2000:])
+
+
+class Hand:
+    """A warm hand-written job process."""
+
+    def __init__(self, mode: str, w: workloads.Workload, tmp: pathlib.Path, remote: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(w.project))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "hand.py"), "--mode", mode, "--workload", w.name, "--tmp", str(tmp), "--remote", remote],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(tmp / f"hand-{mode}.log").open("w"), text=True, env=env,
+        )
+        self.out = tmp / f"out-{mode}"
+        self.mode, self.log = mode, tmp / f"hand-{mode}.log"
+        self.ask({})  # the ready line
+
+    def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if cmd:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the hand-written {self.mode} job ended; see {self.log}")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def run(self) -> Round:
+        r = self.ask({"cmd": "run", "out": str(self.out)})
+        t0 = min(s for s, _ in r["nodes"].values())
+        start = t0 - (r["wall"] - (max(e for _, e in r["nodes"].values()) - t0))  # the job's own start
+        return Round(r["wall"], {n: (s - start, e - start) for n, (s, e) in r["nodes"].items()})
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+
+
+def run_execd(client: Client, w: workloads.Workload) -> Round:
+    t_req = time.time()
+    run = client.execute(w.pipeline, start_date=workloads.START, end_date=workloads.END)
+    t_term = 0.0
+    state = RunState.UNSPECIFIED
+    for ev in run.watch():
+        if isinstance(ev, RunStateChanged) and ev.state.is_terminal:
+            t_term = time.time()
+            state = ev.state
+    if state is not RunState.SUCCEEDED:
+        sys.exit(f"execd run {run.id} of {w.pipeline} ended {state.name}: {run.refresh().message}")
+    run.refresh()
+    nodes: dict[str, tuple[float, float]] = {}
+    for n in run.nodes:
+        assert n.start_time is not None and n.end_time is not None
+        nodes[n.name] = (n.start_time.timestamp() - t_req, n.end_time.timestamp() - t_req)
+    first = min(s for s, _ in nodes.values())
+    last = max(e for _, e in nodes.values())
+    phases, calls = profile_of(client, run.id)
+    return Round(t_term - t_req, nodes, first_node=first, terminal=t_term - t_req - last, phases=phases, calls=calls)
+
+
+def profile_of(client: Client, run_id: str) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """What `execd serve --profile-nodes` reported of each node: its phases
+    (execd.phase.<name>_ms, here in seconds) and its Spark Connect requests."""
+    phases: dict[str, dict[str, float]] = {}
+    calls: dict[str, int] = {}
+    for ev in client.run(run_id).watch():
+        if not isinstance(ev, NodeMetric):
+            continue
+        if ev.name.startswith("execd.phase."):
+            phases.setdefault(ev.node, {})[ev.name.removeprefix("execd.phase.").removesuffix("_ms")] = ev.value / 1000
+        elif ev.name == "execd.calls":
+            calls[ev.node] = int(ev.value)
+    return phases, calls
+
+
+def median_round(rounds: list[Round]) -> Round:
+    return sorted(rounds, key=lambda r: r.wall)[len(rounds) // 2]
+
+
+def gantt(r: Round, width: int = 64) -> list[str]:
+    scale = width / max(r.wall, 1e-9)
+    name_w = max(len(n) for n in r.nodes)
+    lines = []
+    for name, (s, e) in sorted(r.nodes.items(), key=lambda kv: kv[1][0]):
+        a, b = int(s * scale), max(int(s * scale) + 1, int(e * scale))
+        lines.append(f"  {name:<{name_w}} |{' ' * a}{'#' * (b - a)}{' ' * max(0, width - b)}| {e - s:5.2f}s")
+    return lines
+
+
+def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> None:
+    med = {s: statistics.median(r.wall for r in res[s]) for s in SYSTEMS}
+    print(f"\n=== {w.name}: {w.pipeline}, {len(w.nodes)} nodes, width {w.width}, {len(res['execd'])} rounds ===")
+    for s in SYSTEMS:
+        walls = sorted(r.wall for r in res[s])
+        print(f"  {s:<8} median {med[s]:6.2f}s  min {walls[0]:6.2f}s  max {walls[-1]:6.2f}s")
+    print(f"  execd / hand over Connect: {med['execd'] / med['connect']:.2f}x    execd / hand on classic Spark: {med['execd'] / med['classic']:.2f}x")
+    if "before" in res:
+        print(f"  execd / execd before: {med['execd'] / med['before']:.2f}x")
+    for s in ("before", "execd"):
+        if s in res:
+            ex = res[s]
+            print(f"  {s} request -> first node: median {statistics.median(r.first_node for r in ex) * 1000:.0f} ms; "
+                  f"last node -> terminal event: median {statistics.median(r.terminal for r in ex) * 1000:.0f} ms")
+    ex = res["execd"]
+    print(f"  outputs: {same}")
+    names = [n.name for n in w.nodes]
+    node_med = {s: {n: statistics.median(r.nodes[n][1] - r.nodes[n][0] for r in res[s]) for n in names} for s in SYSTEMS}
+    print("  node times, median (s)")
+    name_w = max(len(n) for n in names)
+    for n in names:
+        print(f"    {n:<{name_w}}  " + "  ".join(f"{s} {node_med[s][n]:5.2f}" for s in SYSTEMS))
+    for s in ("before", "execd"):
+        if s not in res:
+            continue
+        rs = res[s]
+        phases = list(dict.fromkeys(p for r in rs for ph in r.phases.values() for p in ph))
+        if not phases:
+            continue
+        print(f"  {s}: each node's Spark Connect requests and phases, median (ms): " + ", ".join(phases))
+        for n in names:
+            calls = statistics.median(r.calls.get(n, 0) for r in rs)
+            vals = [statistics.median(r.phases.get(n, {}).get(p, 0.0) for r in rs) * 1000 for p in phases]
+            print(f"    {n:<{name_w}}  requests {calls:3.0f}  " + " ".join(f"{p} {v:6.1f}" for p, v in zip(phases, vals)))
+    for s in SYSTEMS:
+        m = median_round(res[s])
+        print(f"  timeline of {s}'s median round ({m.wall:.2f}s):")
+        print("\n".join(gantt(m)))
+
+
+def compare(w: workloads.Workload, hand: Hand) -> str:
+    paths = []
+    for n in w.nodes:
+        for o in n.outputs:
+            paths.append((o.format, str(w.project / w.execd_output / o.path), str(hand.out / o.path)))
+    a = hand.ask({"cmd": "digest", "paths": [[f, p] for f, p, _ in paths]})["digests"]
+    b = hand.ask({"cmd": "digest", "paths": [[f, p] for f, _, p in paths]})["digests"]
+    diff = [p[1] for p, x, y in zip(paths, a, b) if x != y]
+    if diff:
+        return f"DIFFERENT in {len(diff)} of {len(paths)}: " + ", ".join(diff[:5])
+    return f"the same rows in all {len(paths)} outputs (count and checksum)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("PEER_ROUNDS", "5")))
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--workloads", default=os.environ.get("PEER_WORKLOADS", "sales_py,sales_sql,dag40_py,dag40_sql"))
+    ap.add_argument("--execd", default=str(workloads.ROOT / "bin" / "execd"))
+    ap.add_argument("--before", default="", help="an earlier execd binary to run interleaved beside --execd, as 'before'")
+    ap.add_argument("--before-pythonpath", default="", help="PYTHONPATH for the earlier execd's workers (its tauro_exec)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    a = ap.parse_args()
+    global SYSTEMS
+    if a.before:
+        SYSTEMS = ("execd", "before", "connect", "classic")
+    execd = pathlib.Path(a.execd)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="peer-"))
+    spark = None
+    remote = os.environ.get("TAURO_SPARK_REMOTE", "")
+    try:
+        if not remote:
+            print("starting a Spark Connect server ...", flush=True)
+            spark, remote = start_spark(execd, tmp)
+        for name in a.workloads.split(","):
+            w = workloads.MAKERS[name](tmp)
+            proc, addr = start_execd(execd, w, remote, tmp / f"state-{name}")
+            procs = [proc]
+            clients = {"execd": Client(addr)}
+            if a.before:
+                bproc, baddr = start_execd(pathlib.Path(a.before), w, remote, tmp / f"state-before-{name}", a.before_pythonpath)
+                procs.append(bproc)
+                clients["before"] = Client(baddr)
+            hands = {m: Hand(m, w, tmp, remote) for m in ("connect", "classic")}
+            res: dict[str, list[Round]] = {s: [] for s in SYSTEMS}
+            try:
+                k = len(SYSTEMS)
+                for i in range(a.warmup + a.rounds):
+                    order = SYSTEMS[i % k:] + SYSTEMS[: i % k]
+                    for s in order:
+                        r = run_execd(clients[s], w) if s in clients else hands[s].run()
+                        if i >= a.warmup:
+                            res[s].append(r)
+                    print(f"  {name} round {i + 1}/{a.warmup + a.rounds}: " + "  ".join(
+                        f"{s} {res[s][-1].wall:.2f}s" for s in SYSTEMS if i >= a.warmup) + (" (warm-up)" if i < a.warmup else ""), flush=True)
+                same = compare(w, hands["connect"])
+                report(w, res, same)
+            finally:
+                for h in hands.values():
+                    h.close()
+                for c in clients.values():
+                    c.close()
+                for p in procs:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(timeout=60)
+    finally:
+        if spark is not None:
+            spark.send_signal(signal.SIGTERM)
+            spark.wait(timeout=120)
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"kept {tmp}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+package runner_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/pyworker"
+	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+)
+
+// TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse counts the
+// Spark Connect requests each node makes, as --profile-nodes reports them:
+// a SQL node's result view and its write, plus a session name for each
+// name a SQL dependent reads it by and a cache when several read it; a
+// Python node's result taken in and written. No schema request, no name
+// that nobody reads, no request after the node for its cleanup.
+func TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse(t *testing.T) {
+	remote := sparktest.Remote(t)
+	python, err := sparktest.Python()
+	if err != nil {
+		t.Skipf("no Python for workers: %v", err)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"settings_yml.json": settings,
+		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_parallel_nodes: 2\nmax_retries: 0\nallowed_module_prefixes: [profnodes]\n",
+		"pipelines.yaml":    "p: {nodes: [a, b, c, d]}\n",
+		"nodes.yaml": `a: {sql: "SELECT id, id % 3 AS k FROM range(100)", output: [o.t.a]}
+b: {sql: "SELECT k, count(*) AS n FROM a GROUP BY k", dependencies: [a], output: [o.t.b]}
+c: {sql: "SELECT max(id) AS m FROM a", dependencies: [a], output: [o.t.c]}
+d: {function: profnodes.keep, input: [o.t.a], output: [o.t.d]}
+`,
+		"profnodes.py": "def keep(df, *, start_date, end_date):\n    return df.where('k = 1')\n",
+		"input.yaml":   "{}\n",
+		"output.yaml":  "o.t.a: {format: parquet}\no.t.b: {format: parquet}\no.t.c: {format: parquet}\no.t.d: {format: parquet}\n",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	st, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	be := sparkrunner.New(func() string { return remote }, func() error { return nil }, log)
+	be.SetPython(pool)
+	be.SetProfile(true)
+	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := eng.Watch(ctx, r.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]map[string]float64{}
+	phases := map[string][]string{}
+	for ev := range w.Events() {
+		if ev.Kind != run.NodeMetric {
+			continue
+		}
+		if calls[ev.Node] == nil {
+			calls[ev.Node] = map[string]float64{}
+		}
+		switch name := ev.MetricName; {
+		case len(name) > 12 && name[:12] == "execd.calls.":
+			calls[ev.Node][name[12:]] = ev.MetricValue
+		case name == "execd.calls":
+			calls[ev.Node]["total"] = ev.MetricValue
+		case len(name) > 12 && name[:12] == "execd.phase.":
+			phases[ev.Node] = append(phases[ev.Node], name[12:])
+		}
+	}
+	done, err := eng.Get(ctx, r.ID)
+	if err != nil || done.State != run.Succeeded {
+		t.Fatalf("run %v %s: %v", done.State, done.Message, err)
+	}
+	// a: its view, the two names b and c read it by (a, o.t.a), a cache for
+	// its two readers, its write. b and c: their view and their write. d:
+	// its write (its input is a's global view; nobody reads d).
+	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1}
+	for node, n := range want {
+		got := calls[node]
+		if got["total"] != n || got["AnalyzePlan"] != 0 {
+			t.Errorf("node %s made %v Spark Connect requests (%v), want %v and no AnalyzePlan", node, got["total"], got, n)
+		}
+	}
+	if got := phases["d"]; len(got) != 5 || got[0] != "inputs_ms" || got[1] != "worker_ms" || got[2] != "handback_ms" || got[3] != "write_ms" || got[4] != "cleanup_ms" {
+		t.Errorf("Python node d's phases = %v", got)
+	}
+	if got := phases["b"]; len(got) != 4 || got[0] != "inputs_ms" || got[1] != "plan_ms" || got[2] != "write_ms" {
+		t.Errorf("SQL node b's phases = %v", got)
+	}
+}

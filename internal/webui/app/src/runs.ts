@@ -1,0 +1,116 @@
+// The runs list: newest first, filtered by pipeline and state (kept in the
+// URL), refreshed every few seconds.
+
+import { client, message, type Run } from "./api";
+import { h, replace } from "./dom";
+import { date, duration, iso, span, when } from "./format";
+import type { Page, Session } from "./main";
+import { activeRun, badge, label, nodeKey, runKey, runStates } from "./states";
+
+const PAGE = 50;
+const REFRESH_MS = 4000;
+
+export function runsPage(session: Session): Page {
+  const params = new URLSearchParams(location.search);
+  let pipeline = params.get("pipeline") ?? "";
+  let state = params.get("state") ?? "";
+  let shown = PAGE;
+  let next = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+
+  const pipelineSel = h("select", { name: "pipeline", "aria-label": "pipeline" }, h("option", { value: "" }, "All pipelines"));
+  if (pipeline) pipelineSel.append(h("option", { value: pipeline }, pipeline));
+  pipelineSel.value = pipeline;
+  const stateSel = h("select", { name: "state", "aria-label": "state" }, h("option", { value: "" }, "Any state"),
+    ...runStates.map((s) => h("option", { value: runKey(s) }, label(runKey(s)))));
+  stateSel.value = state;
+
+  const body = h("tbody");
+  const status = h("p", { class: "muted list-status" });
+  const more = h("button", { class: "btn", hidden: true, onclick: () => { shown += PAGE; void load(); } }, "Load more");
+  const el = h("section", { class: "runs-page" },
+    h("div", { class: "toolbar" },
+      h("h1", null, "Runs"),
+      h("div", { class: "filters" },
+        h("label", null, h("span", null, "Pipeline"), pipelineSel),
+        h("label", null, h("span", null, "State"), stateSel))),
+    h("div", { class: "table-wrap" },
+      h("table", { class: "grid runs" },
+        h("thead", null, h("tr", null,
+          h("th", null, "Run"), h("th", null, "Pipeline"), h("th", null, "State"), h("th", null, "Nodes"),
+          h("th", null, "Created"), h("th", { class: "num" }, "Duration"))),
+        body)),
+    status, more);
+
+  const filtersChanged = () => {
+    pipeline = pipelineSel.value;
+    state = stateSel.value;
+    shown = PAGE;
+    const url = new URL(location.href);
+    for (const [k, v] of [["pipeline", pipeline], ["state", state]]) {
+      if (v) url.searchParams.set(k, v);
+      else url.searchParams.delete(k);
+    }
+    history.replaceState(null, "", url);
+    void load();
+  };
+  pipelineSel.addEventListener("change", filtersChanged);
+  stateSel.addEventListener("change", filtersChanged);
+
+  void client.pipelines().then((pipelines) => {
+    for (const p of pipelines) {
+      if (p.name !== pipeline) pipelineSel.append(h("option", { value: p.name }, p.name));
+    }
+    pipelineSel.value = pipeline;
+  }, (err) => session.failed(err));
+
+  async function load() {
+    clearTimeout(timer);
+    const states = runStates.filter((s) => runKey(s) === state);
+    try {
+      const runs: Run[] = [];
+      let token = "";
+      // Refreshing keeps as many rows as were shown.
+      do {
+        const res = await client.listRuns({ pageSize: Math.min(shown - runs.length, 1000), pageToken: token, pipeline, states });
+        runs.push(...res.runs);
+        token = res.nextPageToken;
+      } while (token && runs.length < shown);
+      next = token;
+      if (closed) return;
+      replace(body, ...runs.map(row));
+      status.textContent = runs.length ? "" : pipeline || state ? "No runs match these filters." : "No runs yet. Start one with the Python client, grpcurl or a Go client.";
+      more.hidden = !next;
+    } catch (err) {
+      session.failed(err);
+      status.textContent = `Runs could not be listed: ${message(err)}`;
+    }
+    if (!closed) timer = setTimeout(() => void load(), REFRESH_MS);
+  }
+  void load();
+
+  return {
+    el,
+    title: "Runs · tauro-exec",
+    close() {
+      closed = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function row(r: Run): HTMLTableRowElement {
+  const created = date(r.createTime);
+  const href = `/runs/${encodeURIComponent(r.runId)}`;
+  const key = runKey(r.state);
+  return h("tr", { "data-run-id": r.runId, "data-state": key, class: activeRun(r.state) ? "active" : null },
+    h("td", null, h("a", { href, "data-link": "", class: "run-link mono" }, r.runId)),
+    h("td", null, r.pipeline),
+    h("td", null, badge(key)),
+    h("td", null, h("span", { class: "cells" }, ...r.nodes.map((n) =>
+      h("span", { class: `cell st-${nodeKey(n.state)}`, title: `${n.name}: ${label(nodeKey(n.state))}` })))),
+    h("td", null, h("time", { datetime: iso(created), title: iso(created) }, when(created))),
+    h("td", { class: "num" }, duration(span(date(r.startTime), date(r.endTime)))),
+  );
+}
