@@ -218,17 +218,30 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 	}
 	out := rec.response()
 	last := rec.LastResponseID
+	resent := false
 	for {
 		began := time.Now()
 		stream, err := s.openStream(ctx, call)
-		if err != nil {
-			return nil, s.operationLost(err, call)
+		var read int
+		var done bool
+		if err == nil {
+			read, done, err = s.drain(ctx, stream, out, &last, func() error {
+				rec.LastResponseID = last
+				rec.keep(out)
+				return s.saveStep(ctx, step, rec)
+			})
 		}
-		read, done, err := s.drain(ctx, stream, out, &last, func() error {
-			rec.LastResponseID = last
-			rec.keep(out)
-			return s.saveStep(ctx, step, rec)
-		})
+		// A process killed between recording the operation and sending it
+		// leaves an operation the server never saw: nothing of it was ever
+		// read, and the server has no trace of it (an operation it gave up
+		// leaves a tombstone, OPERATION_ABANDONED). It is sent now.
+		if err != nil && call.method == methodReattachExecute && last == "" && !resent &&
+			classify(err).Class == "INVALID_HANDLE.OPERATION_NOT_FOUND" {
+			s.log.Info("the Spark operation a previous process recorded never reached the server; sending it", "step", step, "operation", rec.OperationID)
+			resent = true
+			call = reattachableExecutePlanRequest(s.sessionID(), s.remote.user, rec.OperationID, cmd)
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, errJournal) {
 				s.releaseOp(rec.OperationID)

@@ -133,22 +133,41 @@ func TestReopen_AReleasedSessionIsLost(t *testing.T) {
 	}
 }
 
-func TestExecuteStep_AnOperationTheServerDoesNotKnowIsLost(t *testing.T) {
+func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsLost(t *testing.T) {
 	journal := &memJournal{}
 	s := connect(t, nil)
 	s.journal = journal
-	const step = "n/x/1/write/0/x"
-	if err := journal.Save(context.Background(), step, []byte(`{"operation_id":"`+newUUID()+`"}`)); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := s.RunSQL(ctx, NodeSpec{Name: "x", SQL: "SELECT 1 AS x"}, nil)
+	res, err := s.RunSQL(ctx, NodeSpec{Name: "x", SQL: "SELECT id FROM range(5)"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.WriteOutput(ctx, res.View, OutputSpec{Key: "x", Format: "parquet", Path: filepath.Join(t.TempDir(), "x")}, step)
+	out := OutputSpec{Key: "x", Format: "parquet", Path: filepath.Join(t.TempDir(), "x")}
+
+	// Killed between recording the write and sending it: the server never
+	// saw the operation, so it is sent, once, under its recorded id.
+	const unsent = "n/x/1/write/0/x"
+	op := newUUID()
+	if err := journal.Save(ctx, unsent, []byte(`{"operation_id":"`+op+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.WriteOutput(ctx, res.View, out, unsent)
+	if err != nil || got.Rows != 5 {
+		t.Fatalf("a recorded write the server never saw = %+v, %v; want it written, 5 rows", got, err)
+	}
+	if rec, _ := s.loadStep(ctx, unsent); rec == nil || !rec.Done || rec.OperationID != op {
+		t.Errorf("the step's record %+v, want done under operation %s", rec, op)
+	}
+
+	// A write whose responses were read is not sent again when the server
+	// no longer has it: it may have run.
+	const read = "n/x/2/write/0/x"
+	if err := journal.Save(ctx, read, []byte(`{"operation_id":"`+newUUID()+`","last_response_id":"`+newUUID()+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.WriteOutput(ctx, res.View, out, read)
 	if !errors.Is(err, ErrOperationLost) || !strings.Contains(err.Error(), "OPERATION_NOT_FOUND") {
-		t.Fatalf("taking up an unknown operation = %v, want ErrOperationLost naming OPERATION_NOT_FOUND", err)
+		t.Fatalf("taking up a gone operation = %v, want ErrOperationLost naming OPERATION_NOT_FOUND", err)
 	}
 }
