@@ -67,12 +67,12 @@ func (e *Engine) resume(ctx context.Context, id string) bool {
 				Message: fmt.Sprintf("execd restarted; attempt %d goes on where it was on Spark", a.Attempt)})
 			continue
 		}
-		// The attempt's work died with execd (a Python node's worker): it
-		// ends, and the node runs again.
+		// The attempt's work died with execd (a Python node's function
+		// runs in a worker that stops with it): the attempt ends, and the
+		// node runs again as its next one.
 		evs = append(evs, run.Event{Kind: run.NodeStateChanged, Node: a.Node, NodeState: run.NodeRetrying, Attempt: a.Attempt,
 			Error: &run.Error{Type: store.InterruptedErrorType, Retryable: true,
-				Message: "execd stopped while the attempt ran in a Python worker, which stopped with it; the node runs again"}})
-		t.prior.made[a.Node] = a.Attempt
+				Message: "execd stopped while the attempt ran, and its work did not outlive it (a Python node's worker stops with execd); the node runs again"}})
 	}
 	if _, err := e.opt.Store.Append(ctx, id, evs...); err != nil {
 		log.Warn("recording how the run is taken up", "err", err)
