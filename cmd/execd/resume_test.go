@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -249,3 +250,51 @@ func sessionOf(t *testing.T, state, runID string) (id, user string) {
 	}
 	return s.Session, s.User
 }
+
+func TestResume_APythonNodeWhoseWorkerDiedWithExecdRunsAgainAsItsNextAttempt(t *testing.T) {
+	clusterParallel(t)
+	project, state := copyProject(t, "pyproj"), t.TempDir()
+	ctx := testCtx(t, 5*time.Minute)
+	d := startDaemon(t, project, state, "--workers", "1")
+	cl := d.client(t)
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "restarted"})
+	var pid int
+	watchUntil(ctx, t, cl, runID, 0, "the first attempt's pid", func(ev *execv1.RunEvent) bool {
+		m := ev.GetNodeMetric()
+		pid = int(m.GetValue())
+		return m.GetName() == "pid"
+	})
+	before := collectUntilNow(ctx, t, cl, runID)
+	d.Kill()
+	// The worker is execd's child, watching its stdin: it stops with execd.
+	for deadline := time.Now().Add(20 * time.Second); processAlive(pid); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker (pid %d) outlived execd", pid)
+		}
+	}
+
+	d2 := startDaemon(t, project, state, "--workers", "1")
+	cl2 := d2.client(t)
+	all := collect(ctx, t, cl2, runID, 0)
+	got, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got.GetRun()
+	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("the run taken up is %v (%s)\n%s", r.GetState(), r.GetMessage(), d2.Logs())
+	}
+	attempts := r.GetNodes()[0].GetAttempts()
+	if len(attempts) != 2 || attempts[0].GetError().GetType() != "Interrupted" ||
+		attempts[1].GetState() != execv1.NodeState_NODE_STATE_SUCCEEDED {
+		t.Fatalf("slow_first's attempts %v, want the first ended as interrupted and the second succeeded", attempts)
+	}
+	checkEventLog(t, before, all)
+	out := filepath.Join(project, "output", "dev", "test", "restart", "slow_first")
+	if n := sparkCount(ctx, t, "SELECT first(attempt) FROM parquet.`"+out+"`"); n != 2 {
+		t.Errorf("the output was written by attempt %d, want 2", n)
+	}
+}
+
+// processAlive reports whether a process with the pid exists.
+func processAlive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
