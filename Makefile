@@ -14,7 +14,7 @@ PYGEN   := clients/python/src/tauro_exec/_proto
 TSDIR   := clients/typescript
 TSGEN   := $(TSDIR)/src/gen
 
-.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web bench bench-peer demo clean
+.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web test-cluster spark-cluster bench bench-peer demo clean
 
 all: build
 
@@ -175,6 +175,48 @@ test: check-tree check-generated test-fuzz java build testbroker venv npm spark-
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
 	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP"; \
 	  $(MAKE) --no-print-directory test-go test-python test-typescript test-web
+	@# The server and the broker are stopped (the trap above) before the
+	@# cluster starts: the two never run at once.
+	$(MAKE) --no-print-directory test-cluster
+
+# A focused set of integration tests on a local standalone Spark cluster
+# (execd spark-cluster: a master, two workers of one core each, a Connect
+# server whose jobs run on their executors), through --spark-remote: the
+# sales example's batch pipeline over two date windows (Delta replaceWhere)
+# and its Python pipeline, cancel, a killed execd taking up a write in
+# flight and a streaming query, then a check that every executor ran tasks.
+# The tests read where tasks ran from the driver's REST API. The server ends
+# each reattachable call after 4 s, so every longer write is taken up again
+# (ReattachExecute) as it would be after 2 minutes by default. They mostly
+# wait on Spark, so they run side by side (the Python test beside the Go
+# ones, and the Go ones with t.Parallel on the cluster).
+CLUSTER_TEST := .build/spark-cluster
+CLUSTER_GO_TESTS := ^(TestCluster_Sales.*|TestResume_.*|TestExecd_StreamKilledMidRun.*|TestExecd_CancelRunStopsARunningNode)$$
+test-cluster: java build venv spark-jars grpcurl
+	@rm -rf $(CLUSTER_TEST) && mkdir -p $(CLUSTER_TEST)
+	@echo "starting the test Spark cluster (logs: $(CLUSTER_TEST)/spark/)"
+	began=$$(date +%s); \
+	  $(BIN)/execd spark-cluster --state $(CLUSTER_TEST) --workers 2 --ready-file $(CLUSTER_TEST)/remote --ui-file $(CLUSTER_TEST)/ui \
+	    --conf spark.connect.execute.reattachable.senderMaxStreamDuration=4s >$(CLUSTER_TEST)/cluster.out 2>&1 & \
+	  pid=$$!; trap 'kill $${pypid:-} $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	  for i in $$(seq 1 600); do [ -s $(CLUSTER_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	  [ -s $(CLUSTER_TEST)/remote ] || { echo "the Spark cluster did not start:" >&2; tail -40 $(CLUSTER_TEST)/cluster.out >&2; exit 1; }; \
+	  export TAURO_SPARK_REMOTE=$$(cat $(CLUSTER_TEST)/remote) TAURO_SPARK_CLUSTER_REMOTE=$$(cat $(CLUSTER_TEST)/remote) \
+	    TAURO_SPARK_CLUSTER_UI=$$(cat $(CLUSTER_TEST)/ui) TAURO_REQUIRE_SPARK=1 \
+	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
+	  echo "Spark cluster up in $$(( $$(date +%s) - began ))s: Connect at $${TAURO_SPARK_REMOTE%%/;*}, driver UI $$TAURO_SPARK_CLUSTER_UI"; \
+	  (cd clients/python && ../../$(VPY) -m pytest -q tests/test_example.py) >$(CLUSTER_TEST)/pytest.out 2>&1 & \
+	  pypid=$$!; \
+	  $(GO) test -count=1 -timeout 15m -run '$(CLUSTER_GO_TESTS)' ./cmd/execd; \
+	  wait $$pypid || { cat $(CLUSTER_TEST)/pytest.out; exit 1; }; tail -3 $(CLUSTER_TEST)/pytest.out; \
+	  $(GO) test -count=1 -run '^TestCluster_EveryExecutorRanTasks$$' -v ./cmd/execd; \
+	  echo "the cluster tests took $$(( $$(date +%s) - began ))s, the cluster's start included"
+
+# A local standalone cluster to try --spark-remote against, until Ctrl-C:
+# its address with the token is in .build/spark-cluster/remote.
+spark-cluster: java build venv spark-jars
+	@mkdir -p $(CLUSTER_TEST)
+	$(BIN)/execd spark-cluster --state $(CLUSTER_TEST) --workers $(or $(WORKERS),2) --ready-file $(CLUSTER_TEST)/remote --ui-file $(CLUSTER_TEST)/ui
 
 # The gRPC tests drive execd with the real grpcurl, pinned in tools/go.mod.
 grpcurl:

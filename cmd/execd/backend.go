@@ -44,6 +44,9 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 	}
 	b.Backend = sparkrunner.New(remote, b.health.Ready, log)
 	b.SetProfile(cfg.profileNodes)
+	// A server execd did not start outlives it: runs keep a journal, and a
+	// restarted execd takes them up where they were.
+	b.SetDurable(cfg.sparkRemote != "")
 	if cfg.workers > 0 {
 		pool, err := startWorkers(ctx, cfg, remote(), log)
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
@@ -215,7 +216,10 @@ func waitForNodeState(ctx context.Context, t *testing.T, cl execv1.ExecServiceCl
 	}
 }
 
-func TestExecd_KilledMidRunKeepsTheRunInterruptedWithItsEvents(t *testing.T) {
+// A run whose Spark session is gone when execd comes back (the server
+// restarted, or released it) cannot be taken up: it is INTERRUPTED, with
+// every event it had, and RepairRun finishes it.
+func TestExecd_KilledMidRunWhoseSessionIsGoneIsInterruptedWithItsEvents(t *testing.T) {
 	project, state := copyProject(t, "sqlproj"), t.TempDir()
 	d := startDaemon(t, project, state)
 	cl := d.client(t)
@@ -223,6 +227,10 @@ func TestExecd_KilledMidRunKeepsTheRunInterruptedWithItsEvents(t *testing.T) {
 	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
 	before := waitForNodeState(ctx, t, cl, runID, "nap", execv1.NodeState_NODE_STATE_RUNNING)
 	d.Kill()
+	session, user := sessionOf(t, state, runID)
+	if err := sparkconnect.ReleaseAbandoned(ctx, sparktest.Remote(t), session, user); err != nil {
+		t.Fatal(err)
+	}
 
 	// The nap is short on the second daemon so the repair finishes quickly.
 	t.Setenv("NAP_MS", "10")
@@ -284,6 +292,7 @@ func sameEvent(a, b *execv1.RunEvent) bool {
 }
 
 func TestExecd_CancelRunStopsARunningNode(t *testing.T) {
+	clusterParallel(t)
 	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir())
 	cl := d.client(t)
 	ctx := testCtx(t, 2*time.Minute)

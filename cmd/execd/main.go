@@ -22,6 +22,7 @@ const usage = `execd: the tauro-exec daemon and its command line
 Usage:
   execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR] [--spark-remote sc://HOST:PORT]
   execd spark-server [--state DIR]         run only the embedded Spark Connect server
+  execd spark-cluster [--workers N]        run a local standalone Spark cluster with a Connect server
   execd token --name N --role R            make a bearer token and its line for --tokens
   execd pipelines                          list the project's pipelines
   execd validate PIPELINE [flags]          check a pipeline and print its plan
@@ -52,19 +53,20 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmds := map[string]func(context.Context, []string) error{
-		"serve":        serve,
-		"spark-server": sparkServer,
-		"token":        cmdToken,
-		"pipelines":    cmdPipelines,
-		"validate":     cmdValidate,
-		"run":          cmdRun,
-		"watch":        cmdWatch,
-		"runs":         cmdRuns,
-		"get":          cmdGet,
-		"cancel":       cmdCancel,
-		"stop":         cmdStop,
-		"repair":       cmdRepair,
-		"experiment":   cmdExperiment,
+		"serve":         serve,
+		"spark-server":  sparkServer,
+		"spark-cluster": sparkCluster,
+		"token":         cmdToken,
+		"pipelines":     cmdPipelines,
+		"validate":      cmdValidate,
+		"run":           cmdRun,
+		"watch":         cmdWatch,
+		"runs":          cmdRuns,
+		"get":           cmdGet,
+		"cancel":        cmdCancel,
+		"stop":          cmdStop,
+		"repair":        cmdRepair,
+		"experiment":    cmdExperiment,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

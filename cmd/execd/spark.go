@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
@@ -102,4 +104,85 @@ func writeRemote(path, remote string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// sparkCluster runs a local standalone Spark cluster in the foreground
+// until interrupted: a master, --workers workers and a Spark Connect server
+// whose jobs run on their executors. Its address with the token goes to
+// the ready file (mode 0600); stdout shows it without, with the master's
+// and the driver's web UIs.
+func sparkCluster(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("spark-cluster", flag.ContinueOnError)
+	state := fs.String("state", ".tauro-exec-cluster", "folder for the cluster's logs, work folders and warehouse")
+	python := fs.String("python", "", "Python interpreter with pyspark (default: the repo's .venv)")
+	readyFile := fs.String("ready-file", "", "write the Connect server's sc:// address, with its token, here once every executor has registered (mode 0600)")
+	uiFile := fs.String("ui-file", "", "write the Connect server's Spark UI address here (its REST API shows where tasks ran)")
+	workers := fs.Int("workers", 2, "workers, each running one executor")
+	cores := fs.Int("worker-cores", 1, "cores each worker offers")
+	memory := fs.String("worker-memory", "1g", "memory each worker offers, and each executor's")
+	var conf confFlag
+	fs.Var(&conf, "conf", "KEY=VALUE for the Connect server (repeatable), e.g. spark.connect.execute.manager.detachedTimeout=60s")
+	if err := fs.Parse(args); err != nil {
+		return exitError{2}
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see 'execd spark-cluster -h'", fs.Arg(0))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	abs, err := filepath.Abs(*state)
+	if err != nil {
+		return err
+	}
+	py := *python
+	if py == "" {
+		py = defaultPython()
+	}
+	began := time.Now()
+	c, err := sparkserver.StartCluster(ctx, sparkserver.ClusterConfig{
+		Python: py, StateDir: abs, Workers: *workers, WorkerCores: *cores, WorkerMemory: *memory,
+		Conf: conf, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("Spark cluster is up", "master", c.MasterURL(), "workers", *workers, "took", time.Since(began).Round(time.Millisecond))
+	fmt.Println(sparkurl.Redact(c.Remote()))
+	fmt.Println("master", c.MasterURL(), "ui", c.MasterUI())
+	fmt.Println("driver ui", c.DriverUI())
+	if *uiFile != "" {
+		if err := writeRemote(*uiFile, c.DriverUI()); err != nil {
+			return err
+		}
+	}
+	if *readyFile != "" {
+		if err := writeRemote(*readyFile, c.Remote()); err != nil {
+			return err
+		}
+	}
+	var stopErr error
+	select {
+	case <-ctx.Done():
+	case name := <-c.Died():
+		stopErr = fmt.Errorf("Spark %s exited; stopping the cluster", name)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return errors.Join(stopErr, c.Stop(stopCtx))
+}
+
+// confFlag collects repeated KEY=VALUE flags.
+type confFlag map[string]string
+
+func (c *confFlag) String() string { return fmt.Sprint(map[string]string(*c)) }
+
+func (c *confFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("%q: use KEY=VALUE", v)
+	}
+	if *c == nil {
+		*c = confFlag{}
+	}
+	(*c)[strings.TrimSpace(k)] = val
+	return nil
 }

@@ -59,22 +59,11 @@ func watchUntil(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, 
 	}
 }
 
-// checkpointCommits counts the micro-batches a query committed to its checkpoint.
-func checkpointCommits(t *testing.T, checkpoint string) int {
-	t.Helper()
-	return checkpointEntries(t, checkpoint, "commits")
-}
-
 // checkpointBatches counts the micro-batches a query planned: it writes a
 // batch's offsets as it starts it, before the batch's work.
 func checkpointBatches(t *testing.T, checkpoint string) int {
 	t.Helper()
-	return checkpointEntries(t, checkpoint, "offsets")
-}
-
-func checkpointEntries(t *testing.T, checkpoint, log string) int {
-	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(checkpoint, log))
+	entries, err := os.ReadDir(filepath.Join(checkpoint, "offsets"))
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
@@ -106,7 +95,8 @@ func sparkCount(ctx context.Context, t *testing.T, query string) int64 {
 	return n
 }
 
-func TestExecd_StreamKilledMidRunIsEndedAtRestartAndResumesFromItsCheckpointAtRepairWritingEveryRowOnce(t *testing.T) {
+func TestExecd_StreamKilledMidRunIsTakenUpAtRestartKeepingItsOffsetsAndWritingEveryRowOnce(t *testing.T) {
+	clusterParallel(t)
 	project, state := copyProject(t, "streamproj"), t.TempDir()
 	incoming := filepath.Join(project, "data", "incoming")
 	if err := os.MkdirAll(incoming, 0o755); err != nil {
@@ -116,6 +106,19 @@ func TestExecd_StreamKilledMidRunIsEndedAtRestartAndResumesFromItsCheckpointAtRe
 	checkpoint := filepath.Join(project, "output", "_checkpoints", "dev", "orders_stream", "land_orders")
 	ctx := testCtx(t, 6*time.Minute)
 	isProgress := func(ev *execv1.RunEvent) bool { return ev.GetNodeProgress().GetInputRows() > 0 }
+	awaitRows := func(want int64, logs func() string) {
+		t.Helper()
+		for n := int64(0); n != want; {
+			if n > want {
+				t.Fatalf("the sink holds %d rows, more than the %d dropped", n, want)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the sink holds %d rows, not the %d dropped:\n%s", n, want, logs())
+			}
+			time.Sleep(time.Second)
+			n = sparkCount(ctx, t, "SELECT count(*) FROM "+sink)
+		}
+	}
 
 	d := startDaemon(t, project, state, "--workers", "0")
 	cl := d.client(t)
@@ -123,48 +126,28 @@ func TestExecd_StreamKilledMidRunIsEndedAtRestartAndResumesFromItsCheckpointAtRe
 	waitForNodeState(ctx, t, cl, runID, "land_orders", execv1.NodeState_NODE_STATE_STREAMING)
 	dropOrders(t, incoming, "a.csv", 1, 50)
 	watchUntil(ctx, t, cl, runID, 0, "the first batch", isProgress)
-	if n := checkpointCommits(t, checkpoint); n == 0 {
-		t.Fatal("progress was reported before the batch was committed")
-	}
+	before := collectUntilNow(ctx, t, cl, runID)
 	d.Kill()
 
-	// While no execd runs, more files arrive.
+	// While no execd runs, the query goes on in its session on Spark.
 	dropOrders(t, incoming, "b.csv", 51, 100)
+	awaitRows(100, d.Logs)
 	d2 := startDaemon(t, project, state, "--workers", "0")
 	cl2 := d2.client(t)
 	got, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := got.GetRun().GetState(); st != execv1.RunState_RUN_STATE_INTERRUPTED {
-		t.Fatalf("after SIGKILL and restart the run is %v, want INTERRUPTED", st)
+	if st, node := got.GetRun().GetState(), got.GetRun().GetNodes()[0]; st != execv1.RunState_RUN_STATE_RUNNING ||
+		node.GetState() != execv1.NodeState_NODE_STATE_STREAMING || node.GetAttempt() != 1 {
+		t.Fatalf("after SIGKILL and restart the run is %v and its node %v (attempt %d), want RUNNING and STREAMING attempt 1\n%s",
+			st, node.GetState(), node.GetAttempt(), d2.Logs())
 	}
-	// The killed execd's query ran on in its Spark session; the restarted
-	// execd ended it, so no batch starts while the run is INTERRUPTED.
-	before := checkpointBatches(t, checkpoint)
+	// The restarted execd follows the query it took up.
+	last := got.GetRun().GetLastSequence()
 	dropOrders(t, incoming, "c.csv", 101, 130)
-	time.Sleep(8 * time.Second) // four triggers
-	if after := checkpointBatches(t, checkpoint); after != before {
-		t.Fatalf("%d batches were started while the run was INTERRUPTED: the killed execd's query still runs\n%s", after-before, d2.Logs())
-	}
-
-	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "resume-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	watchUntil(ctx, t, cl2, runID, rep.GetRun().GetLastSequence(), "the repaired stream to say where it resumed", func(ev *execv1.RunEvent) bool {
-		return strings.HasPrefix(ev.GetNodeMessage().GetText(), "resumed from the checkpoint at ")
-	})
-	for n := int64(0); n != 130; {
-		if n > 130 {
-			t.Fatalf("the sink holds %d rows, more than the 130 dropped", n)
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the sink holds %d rows, not the 130 dropped:\n%s", n, d2.Logs())
-		}
-		time.Sleep(time.Second)
-		n = sparkCount(ctx, t, "SELECT count(*) FROM "+sink)
-	}
+	watchUntil(ctx, t, cl2, runID, last, "a batch reported by the restarted execd", isProgress)
+	awaitRows(130, d2.Logs)
 
 	stopped, err := cl2.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every file is in"})
 	if err != nil {
@@ -174,16 +157,34 @@ func TestExecd_StreamKilledMidRunIsEndedAtRestartAndResumesFromItsCheckpointAtRe
 	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED || r.GetNodes()[0].GetState() != execv1.NodeState_NODE_STATE_SUCCEEDED {
 		t.Fatalf("stopped run %v (%s), node %v; want both SUCCEEDED", r.GetState(), r.GetMessage(), r.GetNodes()[0].GetState())
 	}
-	if a := r.GetNodes()[0].GetAttempt(); a != 2 {
-		t.Errorf("land_orders made %d attempts, want 2 (the killed one and the repair)", a)
+	if a := r.GetNodes()[0].GetAttempt(); a != 1 {
+		t.Errorf("land_orders made %d attempts, want 1: the query was taken up, not started again", a)
 	}
 
-	// No query of the node runs any more.
-	before = checkpointBatches(t, checkpoint)
+	all := collect(ctx, t, cl2, runID, 0)
+	checkEventLog(t, before, all)
+	lastBatch, resumed := int64(-1), 0
+	for _, ev := range all {
+		if p := ev.GetNodeProgress(); p != nil {
+			if p.GetBatchId() <= lastBatch {
+				t.Errorf("batch %d is reported after batch %d", p.GetBatchId(), lastBatch)
+			}
+			lastBatch = p.GetBatchId()
+		}
+		if strings.HasPrefix(ev.GetNodeMessage().GetText(), "resumed from the checkpoint at ") {
+			resumed++
+		}
+	}
+	if resumed > 1 {
+		t.Errorf("the query said %d times where it resumed from its checkpoint: it was started again", resumed)
+	}
+
+	// No query of the node runs any more, and every row landed once.
+	beforeStop := checkpointBatches(t, checkpoint)
 	dropOrders(t, incoming, "d.csv", 131, 140)
 	time.Sleep(8 * time.Second) // four triggers
-	if after := checkpointBatches(t, checkpoint); after != before {
-		t.Errorf("%d batches were started after the run ended: a query of the node still runs", after-before)
+	if after := checkpointBatches(t, checkpoint); after != beforeStop {
+		t.Errorf("%d batches were started after the run ended: a query of the node still runs", after-beforeStop)
 	}
 	if n := sparkCount(ctx, t, "SELECT count(*) FROM "+sink); n != 130 {
 		t.Errorf("the sink holds %d rows, want the 130 dropped before the stop", n)

@@ -31,10 +31,13 @@ type ticket struct {
 	p        *plan.Pipeline
 	failFast bool
 	prior    *repairState
+	resume   *resumption   // a run taken up after a restart
+	stop     chan struct{} // nil: startLocked makes one
 	priority int
 	seq      uint64
 	writes   []string
-	// recovered is a run a previous execd left queued.
+	// recovered is a run a previous execd left queued, or running on a
+	// Spark that outlived it (taken up, resume.go).
 	recovered bool
 	// ctx is the context the run executes under, from the Observer.
 	ctx context.Context

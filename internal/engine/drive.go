@@ -20,38 +20,54 @@ import (
 // calls once: after recording the end of a run every node of which
 // succeeded (nothing of it still runs, so the end may be told at once and
 // the cleanup follow), before recording any other end (so that nothing of
-// a cancelled or failed run runs on after it is recorded as ended).
-func (e *Engine) drive(ctx context.Context, rc RunContext, failFast bool, prior *repairState, obs observe.Run, log *slog.Logger) (end observe.End, release func()) {
+// a cancelled or failed run runs on after it is recorded as ended). A run
+// taken up after a restart comes with its executor.
+func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, obs observe.Run, log *slog.Logger) (end observe.End, release func()) {
 	recCtx := context.WithoutCancel(ctx)
-	exec, err := e.opt.Backend.OpenRun(ctx, rc)
-	if err != nil {
-		return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err)), func() {}
+	// A run taken up whose Spark work turns out to be gone ends as an
+	// interrupted one: the cause says so.
+	ctx, interrupt := context.WithCancelCause(ctx)
+	defer interrupt(nil)
+	var exec RunExecutor
+	if t.resume != nil {
+		exec = t.resume.exec
+	} else {
+		var err error
+		if exec, err = e.opt.Backend.OpenRun(ctx, rc); err != nil {
+			return e.endState(ctx, fmt.Sprintf("opening the run's Spark session: %v", err)), func() {}
+		}
 	}
 	release = func() {
 		if err := exec.Close(recCtx); err != nil {
 			log.Warn("closing the run's session", "err", err)
 		}
 	}
-	return e.schedule(ctx, rc, exec, failFast, prior, obs, log), release
+	return e.schedule(ctx, rc, exec, t, obs, log, interrupt), release
 }
 
-// schedule runs the nodes on exec and says how the run ended.
-func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, failFast bool, prior *repairState, obs observe.Run, log *slog.Logger) observe.End {
+// schedule runs the nodes on exec and says how the run ended. interrupt
+// ends the run INTERRUPTED.
+func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, tk *ticket, obs observe.Run, log *slog.Logger, interrupt context.CancelCauseFunc) observe.End {
 	recCtx := context.WithoutCancel(ctx)
-	runID, p := rc.RunID, rc.Pipeline
+	runID, p, prior := rc.RunID, rc.Pipeline, tk.prior
 
 	byName := make(map[string]*plan.Node, len(p.Nodes))
 	tasks := make([]schedule.Task, 0, len(p.Nodes))
 	for _, n := range p.Nodes {
 		byName[n.Name] = n
-		tasks = append(tasks, schedule.Task{
+		task := schedule.Task{
 			Name:          n.Name,
 			Deps:          n.Dependencies,
 			Retry:         n.Retry,
 			Timeout:       n.Timeout,
 			Done:          prior.done(n.Name),
+			Ended:         prior.endedAs(n.Name),
 			PriorAttempts: prior.attempts(n.Name),
-		})
+		}
+		if a, ok := tk.resume.attempt(n.Name); ok {
+			task.Resume, task.PriorAttempts, task.Started = true, a.Attempt-1, a.Started
+		}
+		tasks = append(tasks, task)
 	}
 	observed := newAttempts(e.opt.Observer, obs, byName)
 	runner := schedule.RunnerFunc(func(ctx context.Context, a schedule.Attempt) error {
@@ -62,7 +78,12 @@ func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, 
 				log.Warn("recording a node event", "node", a.Node, "err", err)
 			}
 		}
-		return exec.RunNode(ctx, byName[a.Node], a.Attempt, emit)
+		err := exec.RunNode(ctx, byName[a.Node], a.Attempt, emit)
+		if errors.Is(err, ErrNotResumable) {
+			log.Warn("a node's Spark work could not be taken up; the run is interrupted", "node", a.Node, "err", err)
+			interrupt(fmt.Errorf("%w: node %s: %v", ErrNotResumable, a.Node, err))
+		}
+		return err
 	})
 	recorder := schedule.RecorderFunc(func(ctx context.Context, t schedule.Transition) error {
 		_, err := e.opt.Store.Append(recCtx, runID, run.Event{
@@ -85,7 +106,7 @@ func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, 
 	}
 	res, err := schedule.Run(ctx, tasks, runner, recorder, schedule.Options{
 		MaxWorkers: p.MaxWorkers,
-		FailFast:   failFast,
+		FailFast:   tk.failFast,
 		Breaker:    breaker.Policy{Threshold: threshold},
 		Clock:      e.opt.Clock,
 	})
@@ -118,6 +139,8 @@ func (e *Engine) endState(ctx context.Context, msg string) observe.End {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, ErrShutdown):
 		return observe.End{State: run.Interrupted, Message: ErrShutdown.Error() + "; RepairRun finishes the run"}
+	case errors.Is(cause, ErrNotResumable):
+		return observe.End{State: run.Interrupted, Message: cause.Error() + "; RepairRun finishes the run"}
 	case cause != nil:
 		var c cancelCause
 		if errors.As(cause, &c) {
@@ -131,3 +154,12 @@ func (e *Engine) endState(ctx context.Context, msg string) observe.End {
 type cancelCause struct{ reason string }
 
 func (c cancelCause) Error() string { return c.reason }
+
+// attempt returns the attempt of node a run taken up continues, if any.
+func (r *resumption) attempt(node string) (run.LiveAttempt, bool) {
+	if r == nil {
+		return run.LiveAttempt{}, false
+	}
+	a, ok := r.live[node]
+	return a, ok
+}

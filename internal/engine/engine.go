@@ -66,7 +66,53 @@ type RunContext struct {
 	// streaming queries end after their current micro-batch, and a node
 	// ended that way succeeds. Batch nodes do not watch it.
 	Stop <-chan struct{}
+	// Journal is the run's durable record for a Resumer backend: what it
+	// needs to take the run up after execd was killed. It is empty when an
+	// execution begins and cleared when it ends; nil for other backends.
+	Journal Journal
+	// Live lists, for a run taken up after a restart (Resumer.ResumeRun),
+	// the node attempts the killed execd left under way.
+	Live []run.LiveAttempt
 }
+
+// Journal is a run's durable key-value space for its backend. Save is
+// committed when it returns, so a record made before a Spark operation
+// starts survives execd being killed while it runs.
+type Journal interface {
+	Load(ctx context.Context, key string) ([]byte, error)
+	Save(ctx context.Context, key string, value []byte) error
+	// List returns the entries whose keys start with prefix.
+	List(ctx context.Context, prefix string) (map[string][]byte, error)
+}
+
+// Resumer is a Backend whose work can outlive execd: on a Spark Connect
+// server execd did not start, a run's session, the operations in flight
+// and the streaming queries go on when execd is killed. At the next start
+// the engine asks it to take each run it left RUNNING up instead of
+// interrupting it.
+type Resumer interface {
+	// ResumeRun reopens the run's executor as the killed execd left it,
+	// from rc.Journal. An error means the run cannot be taken up (the
+	// backend does not outlive execd, the server lost the session): the
+	// run is then INTERRUPTED, as without a Resumer.
+	ResumeRun(ctx context.Context, rc RunContext) (ResumedRun, error)
+}
+
+// ResumedRun is a run's executor taken up after a restart.
+type ResumedRun interface {
+	RunExecutor
+	// Continues reports whether an attempt that was under way goes on
+	// where it was: RunNode with its attempt number takes its Spark work
+	// up. Otherwise the attempt is ended as interrupted and the node runs
+	// again as its next attempt.
+	Continues(ctx context.Context, a run.LiveAttempt) bool
+}
+
+// ErrNotResumable is returned (wrapped) by a resumed RunExecutor's RunNode
+// when the Spark work of an attempt it was to take up is gone: the server
+// interrupted it after its detached timeout. The run then ends INTERRUPTED,
+// as a run that could not be taken up at all does.
+var ErrNotResumable = errors.New("the Spark work of the run can no longer be taken up")
 
 // RunExecutor runs the nodes of one run.
 type RunExecutor interface {
@@ -159,20 +205,35 @@ func New(opt Options) *Engine {
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
 
-// Recover marks the runs a previous execd left running as INTERRUPTED,
-// ends the streaming queries they had running on a backend that outlived
-// that execd (a remote Spark: a stream never ends by itself, and a run that
-// is not active can no longer be stopped, so it would go on writing while
-// its record says it was interrupted), and queues again the runs it left
-// QUEUED.
+// Recover deals with the runs a previous execd left running. A run whose
+// backend outlived that execd (a Resumer: a remote Spark) is taken up where
+// it was: its nodes' Spark operations and streaming queries go on and are
+// recorded once. Any other is marked INTERRUPTED, and the streaming
+// queries it had running on a backend that outlived that execd are ended
+// (a stream never ends by itself, and a run that is not active can no
+// longer be stopped, so it would go on writing while its record says it
+// was interrupted). Then the runs it left QUEUED are queued again.
 func (e *Engine) Recover(ctx context.Context) error {
-	ids, err := e.opt.Store.Recover(ctx)
+	ids, err := e.opt.Store.Unfinished(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
+		if e.resume(ctx, id) {
+			continue
+		}
+		interrupted, err := e.opt.Store.Interrupt(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !interrupted {
+			continue
+		}
 		e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
 		e.abandon(ctx, id)
+		if err := e.opt.Store.JournalClear(ctx, id); err != nil {
+			e.log.Warn("clearing the journal of an interrupted run", "run_id", id, "err", err)
+		}
 	}
 	if err := e.requeue(ctx); err != nil {
 		return err

@@ -74,7 +74,10 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 // startLocked runs an admitted run in the background. e.mu is held.
 func (e *Engine) startLocked(t *ticket) {
 	ctx, cancel := context.WithCancelCause(t.ctx)
-	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: make(chan struct{})}
+	if t.stop == nil {
+		t.stop = make(chan struct{})
+	}
+	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: t.stop}
 	e.active[t.id] = a
 	e.wg.Add(1)
 	go func() {
@@ -91,32 +94,45 @@ func (e *Engine) startLocked(t *ticket) {
 			release()
 			cancel(nil)
 		}()
-		release = e.execute(ctx, t, a.stop)
+		release = e.execute(ctx, t)
 	}()
 }
 
 // execute drives one run from RUNNING to its terminal state. Records are
 // written with a context that outlives cancellation, so a cancelled run
-// still records how it ended. It returns what is left to release of a run
-// that succeeded (see drive); any other run is released before its end is
-// recorded.
-func (e *Engine) execute(ctx context.Context, t *ticket, stop <-chan struct{}) (release func()) {
+// still records how it ended. A run taken up after a restart is RUNNING
+// already. It returns what is left to release of a run that succeeded (see
+// drive); any other run is released before its end is recorded.
+func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 	recCtx := context.WithoutCancel(ctx)
 	runID, p, obs := t.id, t.p, t.observed()
 	log := e.log.With("run_id", runID, "pipeline", p.Name)
-	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
-		log.Error("recording run start", "err", err)
-		e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
-		return func() {}
+	rc := RunContext{RunID: runID, Pipeline: p, Stop: t.stop, Journal: e.journal(runID)}
+	if t.resume == nil {
+		if rc.Journal != nil {
+			if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
+				log.Warn("clearing the run's journal", "err", err)
+			}
+		}
+		if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
+			log.Error("recording run start", "err", err)
+			e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
+			return func() {}
+		}
 	}
 	e.opt.Observer.RunStarted(ctx, obs)
-	end, release := e.drive(ctx, RunContext{RunID: runID, Pipeline: p, Stop: stop}, t.failFast, t.prior, obs, log)
+	end, release := e.drive(ctx, rc, t, obs, log)
 	if end.State != run.Succeeded {
 		release()
 		release = func() {}
 	}
 	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
+	}
+	if rc.Journal != nil {
+		if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
+			log.Warn("clearing the run's journal", "err", err)
+		}
 	}
 	e.opt.Observer.RunEnded(recCtx, obs, end)
 	log.Info("run ended", "state", end.State, "message", end.Message)

@@ -13,11 +13,19 @@ import (
 
 // repairState is what a repair carries over from earlier executions.
 type repairState struct {
-	kept map[string]bool // succeeded nodes that are not run again
-	made map[string]int  // attempts made so far, per node
+	kept  map[string]bool          // succeeded nodes that are not run again
+	ended map[string]run.NodeState // nodes that ended otherwise and are not run again (a run taken up)
+	made  map[string]int           // attempts made so far, per node
 }
 
 func (r *repairState) done(node string) bool { return r != nil && r.kept[node] }
+
+func (r *repairState) endedAs(node string) run.NodeState {
+	if r == nil {
+		return ""
+	}
+	return r.ended[node]
+}
 
 func (r *repairState) attempts(node string) int {
 	if r == nil {

@@ -61,6 +61,46 @@ type Options struct {
 // restarts it from its checkpoint; ctx's error when the run was cancelled
 // or execd shuts down, once the query is confirmed stopped.
 func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options) error {
+	opt = withDefaults(opt)
+	id, err := s.StartStream(ctx, q)
+	if err != nil {
+		return err
+	}
+	f := &follower{s: s, id: id, opt: opt, lastBatch: -1, lastNew: time.Now()}
+	opt.Log.Info("streaming query started", "query", q.QueryName, "id", id.ID, "run_id", id.RunID, "checkpoint", q.Checkpoint)
+	// The event says where the query runs, so that an execd restarted after
+	// this one was killed can take it up (Adopt) or end it
+	// (engine.Abandoner).
+	session, user := s.Owner()
+	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming,
+		Query: &run.QueryRef{Session: session, User: user, ID: id.ID, RunID: id.RunID}})
+	return f.follow(ctx)
+}
+
+// Adopt follows a query that another process started and can no longer
+// follow (an execd that was killed; its STREAMING event is on record), as
+// Run follows the query it starts, in the session that process opened.
+// lastBatch is the newest micro-batch whose progress was reported already:
+// later ones are reported, earlier ones not again. A query the session no
+// longer has is an error; one that ended meanwhile ends the node as Run
+// would (nil after a finite trigger, a retryable failure after an error).
+func Adopt(ctx context.Context, s Queries, id sparkconnect.QueryID, lastBatch int64, opt Options) error {
+	opt = withDefaults(opt)
+	if _, err := s.QueryStatus(ctx, id); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w: streaming query %s: %w", ErrQueryGone, id.ID, err)
+	}
+	opt.Log.Info("streaming query taken up", "id", id.ID, "run_id", id.RunID, "last_batch", lastBatch)
+	f := &follower{s: s, id: id, opt: opt, lastBatch: lastBatch, lastNew: time.Now(), resumed: true}
+	return f.follow(ctx)
+}
+
+// ErrQueryGone is returned by Adopt for a query its session does not have.
+var ErrQueryGone = errors.New("the streaming query is no longer in its session")
+
+func withDefaults(opt Options) Options {
 	if opt.Poll <= 0 {
 		opt.Poll = 200 * time.Millisecond
 	}
@@ -73,18 +113,12 @@ func Run(ctx context.Context, s Queries, q sparkconnect.StreamStart, opt Options
 	if opt.Emit == nil {
 		opt.Emit = func(run.Event) {}
 	}
-	id, err := s.StartStream(ctx, q)
-	if err != nil {
-		return err
-	}
-	f := &follower{s: s, id: id, opt: opt, lastBatch: -1, lastNew: time.Now()}
-	opt.Log.Info("streaming query started", "query", q.QueryName, "id", id.ID, "run_id", id.RunID, "checkpoint", q.Checkpoint)
-	// The event says where the query runs, so that an execd restarted after
-	// this one was killed can end it (engine.Abandoner).
-	session, user := s.Owner()
-	opt.Emit(run.Event{Kind: run.NodeStateChanged, NodeState: run.NodeStreaming,
-		Query: &run.QueryRef{Session: session, User: user, ID: id.ID, RunID: id.RunID}})
+	return opt
+}
 
+// follow reports the query's progress until it ends or the run ends it.
+func (f *follower) follow(ctx context.Context) error {
+	s, id, opt := f.s, f.id, f.opt
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()
 	var timeout <-chan time.Time

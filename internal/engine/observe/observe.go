@@ -22,8 +22,9 @@ type Run struct {
 	Env      string
 	// Repair is set for an execution that repairs an ended run.
 	Repair bool
-	// Recovered is set for a run a previous execd left queued: nothing of
-	// the request that queued it (its trace context) survived the restart.
+	// Recovered is set for a run a previous execd left queued, or left
+	// running and this one took up: nothing of the request that queued it
+	// (its trace context) survived the restart.
 	Recovered bool
 }
 

@@ -172,6 +172,21 @@ type QueryRef struct {
 	RunID   string `json:"run_id,omitempty"`
 }
 
+// LiveAttempt is a node attempt that was under way when its execd stopped,
+// as the run's record has it: what a restarted execd needs to take it up.
+type LiveAttempt struct {
+	Node      string
+	Attempt   int
+	Started   time.Time
+	Streaming bool
+	// Query is where a streaming attempt's query runs (its STREAMING
+	// event); nil for a batch attempt.
+	Query *QueryRef
+	// LastBatch is the newest micro-batch a progress event of the attempt
+	// reported; -1 when none did.
+	LastBatch int64
+}
+
 // Event is one entry of a run's append-only log. Sequence is assigned by the
 // store when the event is committed: 1, 2, 3... per run.
 type Event struct {

@@ -42,6 +42,17 @@ type Task struct {
 	// made (repair): numbering continues after them, so no attempt record
 	// is overwritten, while the retry policy counts this execution's only.
 	PriorAttempts int
+	// Ended marks a node that already ended without succeeding in this
+	// execution before a restart of the process (FAILED, TIMED_OUT,
+	// CANCELLED, SKIPPED): it is not run and not recorded again, and
+	// counts with that state; pending nodes downstream of it are skipped.
+	Ended run.NodeState
+	// Resume marks a node whose attempt PriorAttempts+1 is under way
+	// already, started by a process that was killed (its RUNNING is on
+	// record): the walk takes it up first, without recording RUNNING
+	// again, and counts it as started at Started.
+	Resume  bool
+	Started time.Time
 }
 
 // Attempt identifies one try at running a node.

@@ -92,29 +92,54 @@ func newWalk(ctx context.Context, nodes []*node, r Runner, rec Recorder, opt Opt
 	// attempt never waits for the loop to take its report.
 	w.done = make(chan completion, min(w.maxWorkers, len(nodes)))
 	for _, n := range nodes {
-		if !n.Done {
+		switch {
+		case n.Done:
+			// Succeeded in an earlier execution: already recorded, so
+			// only release its dependents.
+			n.state = run.NodeSucceeded
+			for _, d := range n.dependents {
+				d.waiting--
+			}
+		case n.Ended != "":
+			n.state = n.Ended // recorded before the restart
+		case n.Resume:
+			n.state = run.NodeRunning // taken up by run, before anything else
 			w.unfinished++
-			continue
-		}
-		// Succeeded in an earlier execution: already recorded, so only
-		// release its dependents.
-		n.state = run.NodeSucceeded
-		for _, d := range n.dependents {
-			d.waiting--
+		default:
+			w.unfinished++
 		}
 	}
-	for _, n := range nodes {
+	return w
+}
+
+// takeUp starts what the walk begins with: the attempts a killed process
+// left under way, then the ready nodes. Pending nodes downstream of one
+// that ended without succeeding before the restart are skipped, in case the
+// process died before recording it.
+func (w *walk) takeUp() {
+	now := w.clock.Now()
+	for _, n := range w.nodes {
+		if n.Ended != "" && n.Ended != run.NodeSkipped {
+			w.skipDownstream(n, now)
+		}
+	}
+	for _, n := range w.nodes {
+		if n.Resume && n.state == run.NodeRunning {
+			w.resume(n)
+		}
+	}
+	for _, n := range w.nodes {
 		if n.state == run.NodePending && n.waiting == 0 {
 			w.ready.push(n)
 		}
 	}
-	return w
 }
 
 // run is the walk: start what is ready, wait for something to happen, act on
 // it, until every node has reached a final state. Then it waits for every
 // attempt goroutine, so none outlives Run.
 func (w *walk) run() (Result, error) {
+	w.takeUp()
 	for w.unfinished > 0 {
 		w.halt()
 		w.wake()
@@ -189,10 +214,26 @@ func (w *walk) start(n *node) {
 		w.halt() // n has not started: it is cancelled with the rest
 		return
 	}
-	n.state, n.attempt, n.started = run.NodeRunning, a.Attempt, now
+	w.begin(n, a, now)
+}
+
+// resume continues n's attempt that a killed process started: its RUNNING
+// is on record, so nothing is recorded; its timeout counts from when it
+// started.
+func (w *walk) resume(n *node) {
+	started := n.Started
+	if started.IsZero() {
+		started = w.clock.Now()
+	}
+	w.begin(n, Attempt{Node: n.Name, Attempt: n.attempt + 1}, started)
+}
+
+// begin runs attempt a of n, started at started, on its own goroutine.
+func (w *walk) begin(n *node, a Attempt, started time.Time) {
+	n.state, n.attempt, n.started = run.NodeRunning, a.Attempt, started
 	n.ctx, n.cancel = context.WithCancelCause(w.ctx)
 	if n.Timeout > 0 {
-		w.deadlines.set(n, now.Add(n.Timeout))
+		w.deadlines.set(n, started.Add(n.Timeout))
 	}
 	w.running++
 	ctx := n.ctx

@@ -18,18 +18,32 @@ const (
 )
 
 // Recover is for daemon start, before any run is executed: every run left
-// PENDING or RUNNING by a previous execd is ended INTERRUPTED, each in its
-// own transaction, and the ids of those runs are returned oldest first.
-// QUEUED runs are left queued: Queued lists them for the engine to admit.
-//
-// Its nodes that were RUNNING, STREAMING or RETRYING become CANCELLED with an error of
-// type "Interrupted" (closing a running attempt the same way), because
-// nothing is running them any more and a run cannot end with nodes in
-// flight. (A streaming query on a Spark server that outlived the execd
-// does run on: InterruptedQueries says where, for the caller to end it.) PENDING nodes stay PENDING: they never started, and a repair runs
-// them like any other. Nodes that had ended keep their state. Every event
-// already stored is kept; Recover only appends.
+// PENDING or RUNNING by a previous execd is ended INTERRUPTED (see
+// Interrupt), and the ids of those runs are returned oldest first. QUEUED
+// runs are left queued: Queued lists them for the engine to admit. A
+// caller that can take some runs up instead lists them with Unfinished
+// and interrupts the others one by one.
 func (s *Store) Recover(ctx context.Context) ([]string, error) {
+	ids, err := s.Unfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var recovered []string
+	for _, id := range ids {
+		interrupted, err := s.Interrupt(ctx, id)
+		if err != nil {
+			return recovered, err
+		}
+		if interrupted {
+			recovered = append(recovered, id)
+		}
+	}
+	return recovered, nil
+}
+
+// Unfinished returns the ids of the runs a previous execd left PENDING or
+// RUNNING, oldest first.
+func (s *Store) Unfinished(ctx context.Context) ([]string, error) {
 	if s.closed() {
 		return nil, ErrClosed
 	}
@@ -37,49 +51,124 @@ func (s *Store) Recover(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: finding unfinished runs: %w", err)
 	}
-	var recovered []string
-	for _, id := range ids {
-		interrupted := false
-		err := s.write(ctx, func(w *writeTx) error {
-			// Read the nodes inside the write: what a run holds is decided
-			// by the transaction that changes it.
-			r, err := w.loadRunRow(id)
-			if err != nil || r.state.Terminal() {
-				return err
-			}
-			rows, err := w.tx.QueryContext(w.ctx, `SELECT name FROM nodes WHERE run_id = ? AND state IN (?, ?, ?) ORDER BY position`,
-				id, string(run.NodeRunning), string(run.NodeRetrying), string(run.NodeStreaming))
-			if err != nil {
-				return err
-			}
-			var evs []run.Event
-			err = eachRow(rows, func() error {
-				var name string
-				if err := rows.Scan(&name); err != nil {
-					return err
-				}
-				evs = append(evs, run.Event{
-					Kind: run.NodeStateChanged, Node: name, NodeState: run.NodeCancelled,
-					Error: &run.Error{Type: InterruptedErrorType, Message: InterruptedMessage},
-				})
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			evs = append(evs, run.Event{Kind: run.RunStateChanged, RunState: run.Interrupted, Message: InterruptedMessage})
-			_, err = w.appendEvents(id, evs, false)
-			interrupted = err == nil
+	return ids, nil
+}
+
+// Interrupt ends a run a previous execd left PENDING or RUNNING as
+// INTERRUPTED, in one transaction, and reports whether it did (false for a
+// run that had ended meanwhile).
+//
+// Its nodes that were RUNNING, STREAMING or RETRYING become CANCELLED with
+// an error of type "Interrupted" (closing a running attempt the same way),
+// because nothing is running them any more and a run cannot end with nodes
+// in flight. (A streaming query on a Spark server that outlived the execd
+// does run on: InterruptedQueries says where, for the caller to end it.)
+// PENDING nodes stay PENDING: they never started, and a repair runs them
+// like any other. Nodes that had ended keep their state. Every event
+// already stored is kept; Interrupt only appends.
+func (s *Store) Interrupt(ctx context.Context, id string) (bool, error) {
+	interrupted := false
+	err := s.write(ctx, func(w *writeTx) error {
+		// Read the nodes inside the write: what a run holds is decided by
+		// the transaction that changes it.
+		r, err := w.loadRunRow(id)
+		if err != nil || r.state.Terminal() || r.state == run.Queued {
 			return err
+		}
+		rows, err := w.tx.QueryContext(w.ctx, `SELECT name FROM nodes WHERE run_id = ? AND state IN (?, ?, ?) ORDER BY position`,
+			id, string(run.NodeRunning), string(run.NodeRetrying), string(run.NodeStreaming))
+		if err != nil {
+			return err
+		}
+		var evs []run.Event
+		err = eachRow(rows, func() error {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				return err
+			}
+			evs = append(evs, run.Event{
+				Kind: run.NodeStateChanged, Node: name, NodeState: run.NodeCancelled,
+				Error: &run.Error{Type: InterruptedErrorType, Message: InterruptedMessage},
+			})
+			return nil
 		})
 		if err != nil {
-			return recovered, fmt.Errorf("store: interrupting run %s: %w", id, err)
+			return err
 		}
-		if interrupted {
-			recovered = append(recovered, id)
-		}
+		evs = append(evs, run.Event{Kind: run.RunStateChanged, RunState: run.Interrupted, Message: InterruptedMessage})
+		_, err = w.appendEvents(id, evs, false)
+		interrupted = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: interrupting run %s: %w", id, err)
 	}
-	return recovered, nil
+	return interrupted, nil
+}
+
+// LiveAttempts returns, for a run a previous execd left RUNNING, each node
+// attempt that was under way (RUNNING or STREAMING), in plan order: what a
+// restarted execd needs to take it up. A streaming attempt carries where
+// its query runs (its STREAMING event) and the newest micro-batch a
+// progress event reported, so the events that follow repeat none.
+func (s *Store) LiveAttempts(ctx context.Context, runID string) ([]run.LiveAttempt, error) {
+	if s.closed() {
+		return nil, ErrClosed
+	}
+	var out []run.LiveAttempt
+	err := s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT name, state, attempt, start_time FROM nodes WHERE run_id = ? AND state IN (?, ?) ORDER BY position`,
+			runID, string(run.NodeRunning), string(run.NodeStreaming))
+		if err != nil {
+			return err
+		}
+		byNode := map[string]int{}
+		err = eachRow(rows, func() error {
+			var a run.LiveAttempt
+			var state string
+			var started int64
+			if err := rows.Scan(&a.Node, &state, &a.Attempt, &started); err != nil {
+				return err
+			}
+			a.Streaming, a.Started, a.LastBatch = state == string(run.NodeStreaming), fromNanos(started), -1
+			byNode[a.Node] = len(out)
+			out = append(out, a)
+			return nil
+		})
+		if err != nil || len(out) == 0 {
+			return err
+		}
+		evs, err := tx.QueryContext(ctx, `SELECT payload FROM events WHERE run_id = ? AND kind IN (?, ?) ORDER BY seq`,
+			runID, string(run.NodeStateChanged), string(run.NodeProgress))
+		if err != nil {
+			return err
+		}
+		return eachRow(evs, func() error {
+			var payload string
+			var ev run.Event
+			if err := evs.Scan(&payload); err != nil {
+				return err
+			}
+			if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+				return err
+			}
+			i, ok := byNode[ev.Node]
+			if !ok || ev.Attempt != out[i].Attempt {
+				return nil
+			}
+			switch {
+			case ev.Kind == run.NodeStateChanged && ev.NodeState == run.NodeStreaming:
+				out[i].Query = ev.Query
+			case ev.Kind == run.NodeProgress && ev.Progress != nil:
+				out[i].LastBatch = max(out[i].LastBatch, ev.Progress.BatchID)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reading the live attempts of run %s: %w", runID, err)
+	}
+	return out, nil
 }
 
 // Queued returns the ids of the QUEUED runs, oldest first.

@@ -120,6 +120,17 @@ CREATE TABLE experiment_events (
 	PRIMARY KEY (experiment_id, seq)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 4: a backend's journal of a running run: what a restarted execd needs
+	// to take up the run's Spark work (its session, the operations in
+	// flight). It is not part of the run's record.
+	`
+CREATE TABLE run_journal (
+	run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	key    TEXT NOT NULL,
+	value  BLOB NOT NULL,
+	PRIMARY KEY (run_id, key)
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // migrate applies the migrations the database has not seen, in one

@@ -99,7 +99,7 @@ func TestWriteOutput_CancelDuringPlanningStillStopsTheJob(t *testing.T) {
 	for _, after := range []time.Duration{50 * time.Millisecond, 300 * time.Millisecond} {
 		wctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(after, cancel)
-		_, err := s.WriteOutput(wctx, res.View, OutputSpec{Key: "long", Format: "parquet", Path: filepath.Join(t.TempDir(), "long")})
+		_, err := s.WriteOutput(wctx, res.View, OutputSpec{Key: "long", Format: "parquet", Path: filepath.Join(t.TempDir(), "long")}, "")
 		cancelled := time.Now()
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("WriteOutput cancelled after %v = %v, want context.Canceled", after, err)

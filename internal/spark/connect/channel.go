@@ -83,6 +83,7 @@ func (s *Session) withHeaders(ctx context.Context) context.Context {
 func (s *Session) unaryInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	countCall(ctx, method)
 	s.noteSession(stringField(req, fieldSessionID))
+	s.rewrite(req)
 	s.stamp(req)
 	err := invoker(s.withHeaders(ctx), method, req, reply, cc, opts...)
 	if err == nil {
@@ -91,7 +92,8 @@ func (s *Session) unaryInterceptor(ctx context.Context, method string, req, repl
 	return err
 }
 
-// streamInterceptor watches every ExecutePlan call, the client's and ours,
+// streamInterceptor watches every ExecutePlan and ReattachExecute call, the
+// client's and ours,
 // so that an operation whose caller gives up (cancel, timeout) is stopped on
 // the server: cancelling the gRPC call alone leaves Spark running the job.
 //
@@ -103,7 +105,7 @@ func (s *Session) unaryInterceptor(ctx context.Context, method string, req, repl
 // and only then interrupted; the caller gets its context's error at once.
 func (s *Session) streamInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	countCall(ctx, method)
-	if method != methodExecutePlan {
+	if method != methodExecutePlan && method != methodReattachExecute {
 		return streamer(s.withHeaders(ctx), desc, cc, method, opts...)
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(s.withHeaders(ctx)))
@@ -135,6 +137,9 @@ type operation struct {
 	cancel context.CancelFunc // ends the real call
 	id     string
 	sent   bool
+	// clientID is the session id the caller sent, which a session taken
+	// up from another process replaces (see Session.rewrite).
+	clientID string
 
 	msgs         chan proto.Message // responses, pumped from the real call
 	final        error              // how the call ended; read after msgs is closed
@@ -150,6 +155,7 @@ func (o *operation) SendMsg(m any) error {
 	}
 	o.sent = true
 	o.s.noteSession(stringField(m, fieldSessionID))
+	o.clientID = o.s.rewrite(m)
 	o.s.stamp(m)
 	o.id = stringField(m, fieldOperationID)
 	observing.SparkOperation(o.caller, o.id)
@@ -173,6 +179,7 @@ func (o *operation) RecvMsg(m any) error {
 		}
 		proto.Reset(dst)
 		proto.Merge(dst, r)
+		restore(dst, o.clientID)
 		return nil
 	case <-o.caller.Done():
 		o.awaitEnd()

@@ -25,9 +25,11 @@ import (
 // registry, as protofields.go lists the fields read by name.
 
 const (
-	methodExecutePlan    = "/spark.connect.SparkConnectService/ExecutePlan"
-	methodInterrupt      = "/spark.connect.SparkConnectService/Interrupt"
-	methodReleaseSession = "/spark.connect.SparkConnectService/ReleaseSession"
+	methodExecutePlan     = "/spark.connect.SparkConnectService/ExecutePlan"
+	methodInterrupt       = "/spark.connect.SparkConnectService/Interrupt"
+	methodReleaseSession  = "/spark.connect.SparkConnectService/ReleaseSession"
+	methodReattachExecute = "/spark.connect.SparkConnectService/ReattachExecute"
+	methodReleaseExecute  = "/spark.connect.SparkConnectService/ReleaseExecute"
 )
 
 // obj is a protojson object under construction.

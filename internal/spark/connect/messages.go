@@ -185,6 +185,50 @@ func executePlanRequest(sessionID, user, operationID string, cmd command) rpc {
 	}
 }
 
+// reattachableExecutePlanRequest runs cmd as executePlanRequest does, but
+// reattachable: the server keeps the operation and its responses when the
+// call breaks (the client died, the stream reached its time limit), until
+// a ReattachExecute takes them up or the operation has been left without a
+// client for spark.connect.execute.manager.detachedTimeout.
+func reattachableExecutePlanRequest(sessionID, user, operationID string, cmd command) rpc {
+	call := executePlanRequest(sessionID, user, operationID, cmd)
+	call.body["requestOptions"] = []obj{{"reattachOptions": obj{"reattachable": true}}}
+	return call
+}
+
+// reattachExecuteRequest takes up a reattachable operation's responses
+// after lastResponseID, or from the first the server still holds when it
+// is "".
+func reattachExecuteRequest(sessionID, user, operationID, lastResponseID string) rpc {
+	body := obj{
+		"sessionId":   sessionID,
+		"userContext": obj{"userId": user},
+		"clientType":  userAgent,
+		"operationId": operationID,
+	}
+	if lastResponseID != "" {
+		body["lastResponseId"] = lastResponseID
+	}
+	return rpc{method: methodReattachExecute, request: "ReattachExecuteRequest", response: "ExecutePlanResponse", body: body}
+}
+
+// releaseExecuteRequest frees a reattachable operation and every response
+// the server holds for it.
+func releaseExecuteRequest(sessionID, user, operationID string) rpc {
+	return rpc{
+		method:   methodReleaseExecute,
+		request:  "ReleaseExecuteRequest",
+		response: "ReleaseExecuteResponse",
+		body: obj{
+			"sessionId":   sessionID,
+			"userContext": obj{"userId": user},
+			"clientType":  userAgent,
+			"operationId": operationID,
+			"releaseAll":  obj{},
+		},
+	}
+}
+
 // interruptRequest stops one operation of the session, or all of them when
 // operationID is "".
 func interruptRequest(sessionID, user, operationID string) rpc {

@@ -95,6 +95,13 @@ var messageBuilders = []struct {
 		return executePlanRequest("6e5f0b5c-0000-4000-8000-000000000001", "ann", "6e5f0b5c-0000-4000-8000-000000000002",
 			createDataframeView("v", namedTable("t", nil), false)), nil
 	}},
+	{"reattachableExecutePlanRequest", func() (any, error) {
+		return reattachableExecutePlanRequest("6e5f0b5c-0000-4000-8000-000000000001", "ann", "6e5f0b5c-0000-4000-8000-000000000002",
+			createDataframeView("v", namedTable("t", nil), false)), nil
+	}},
+	{"reattachExecuteRequest/from the start", func() (any, error) { return reattachExecuteRequest("sid", "ann", "op", ""), nil }},
+	{"reattachExecuteRequest/after a response", func() (any, error) { return reattachExecuteRequest("sid", "ann", "op", "resp"), nil }},
+	{"releaseExecuteRequest", func() (any, error) { return releaseExecuteRequest("sid", "ann", "op"), nil }},
 	{"interruptRequest/all", func() (any, error) { return interruptRequest("sid", "ann", ""), nil }},
 	{"interruptRequest/one operation", func() (any, error) { return interruptRequest("sid", "ann", "op"), nil }},
 	{"releaseSessionRequest", func() (any, error) { return releaseSessionRequest("sid", "ann"), nil }},

@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"fmt"
 	"strings"
 )
 
@@ -18,6 +19,9 @@ type NodeSpec struct {
 	Inputs []string
 	// Outputs are written from the result, in order.
 	Outputs []OutputSpec
+	// Step, when set, names the node's attempt in the session's journal:
+	// each output's write is a step of it (see WriteOutput).
+	Step string
 	// Cache keeps the result once computed (by the first write, or by the
 	// first dependent), so dependents do not compute it again. The caller
 	// uncaches it after its last dependent.
@@ -119,8 +123,8 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 			return nil, err
 		}
 	}
-	for _, out := range node.Outputs {
-		r, err := s.WriteResult(ctx, res.View, out)
+	for i, out := range node.Outputs {
+		r, err := s.WriteResult(ctx, res.View, out, OutputStep(node.Step, i, out))
 		if err != nil {
 			return nil, err
 		}
@@ -158,4 +162,13 @@ func (s *Session) Cache(ctx context.Context, view string) error {
 func (s *Session) Uncache(ctx context.Context, view string) error {
 	_, err := s.spark.Sql(ctx, "UNCACHE TABLE IF EXISTS "+view)
 	return s.fail(ctx, "uncache "+view, err)
+}
+
+// OutputStep names the write of a node attempt's i-th output in the
+// journal; "" when the attempt has no step name.
+func OutputStep(attempt string, i int, out OutputSpec) string {
+	if attempt == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/write/%d/%s", attempt, i, out.Key)
 }

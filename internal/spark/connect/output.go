@@ -2,6 +2,8 @@ package connect
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -87,7 +89,11 @@ func destination(out OutputSpec) string {
 // WriteOperation, as every Spark client's writer does. A view without
 // columns is refused; one without rows is written and reported with a
 // warning.
-func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) (*OutputResult, error) {
+//
+// A non-empty step names the write in the session's journal: it runs once,
+// and another process that takes the session up takes the write up where
+// it was instead of writing again (see executeStep).
+func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec, step string) (*OutputResult, error) {
 	op := "write output " + out.Key
 	if err := s.check(op); err != nil {
 		return nil, err
@@ -102,7 +108,7 @@ func (s *Session) WriteOutput(ctx context.Context, view string, out OutputSpec) 
 	if len(schema) == 0 {
 		return nil, noColumns(op, view)
 	}
-	return s.WriteResult(ctx, view, out)
+	return s.WriteResult(ctx, view, out, step)
 }
 
 func noColumns(op, view string) error {
@@ -112,8 +118,9 @@ func noColumns(op, view string) error {
 // WriteResult writes view as WriteOutput does, without asking Spark for
 // its columns first: one round trip less for a result known to have some.
 // A write that fails is looked at once more, so that a result without
-// columns is still reported as such rather than by the data source.
-func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec) (*OutputResult, error) {
+// columns is still reported as such rather than by the data source. step
+// is as WriteOutput's.
+func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, step string) (*OutputResult, error) {
 	op := "write output " + out.Key
 	if err := s.check(op); err != nil {
 		return nil, err
@@ -126,9 +133,15 @@ func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec) 
 	// them afterwards would compute the view again. The observation's name
 	// is unique per write: the session's writes run concurrently, and
 	// observations of one name would report each other's counts.
+	// A journaled write is named after its step: the process that takes it
+	// up reads the metric the first one asked for.
 	observation := rowsObservation + "_" + strings.ReplaceAll(newUUID(), "-", "")
+	if step != "" {
+		sum := sha256.Sum256([]byte(step))
+		observation = rowsObservation + "_" + hex.EncodeToString(sum[:12])
+	}
 	write := writeOperation(view, out.Format, out.Path, mode, out.PartitionBy, options, observation)
-	resp, err := s.execute(ctx, write)
+	resp, err := s.executeStep(ctx, step, write)
 	if err != nil {
 		err = withSourceHint(s.fail(ctx, op, err), out.Format)
 		var se *Error

@@ -24,6 +24,8 @@ const (
 	fieldServerSideSessionID protoreflect.Name = "server_side_session_id"
 	fieldObservedSessionID   protoreflect.Name = "client_observed_server_side_session_id"
 	fieldOperationID         protoreflect.Name = "operation_id"
+	fieldResponseID          protoreflect.Name = "response_id"
+	fieldResultComplete      protoreflect.Name = "result_complete"
 	fieldExecutionProgress   protoreflect.Name = "execution_progress"
 	fieldStages              protoreflect.Name = "stages"
 	fieldObservedMetrics     protoreflect.Name = "observed_metrics"
@@ -86,7 +88,12 @@ func reflectedFields() ([]reflectedField, error) {
 		{fieldSessionID, str, false, requests},
 		{fieldObservedSessionID, str, false, stamped},
 		{fieldServerSideSessionID, str, false, responses},
-		{fieldOperationID, str, false, []protoreflect.FullName{"spark.connect.ExecutePlanRequest", executeResponseName}},
+		{fieldOperationID, str, false, []protoreflect.FullName{"spark.connect.ExecutePlanRequest", "spark.connect.ReattachExecuteRequest", executeResponseName}},
+		// A session taken up from another process answers under its own id
+		// (see Session.rewrite).
+		{fieldSessionID, str, false, []protoreflect.FullName{executeResponseName}},
+		{fieldResponseID, str, false, []protoreflect.FullName{executeResponseName}},
+		{fieldResultComplete, msg, false, []protoreflect.FullName{executeResponseName}},
 		{fieldExecutionProgress, msg, false, []protoreflect.FullName{executeResponseName}},
 		{fieldStages, msg, true, []protoreflect.FullName{executeResponseName + ".ExecutionProgress"}},
 		{fieldObservedMetrics, msg, true, []protoreflect.FullName{executeResponseName}},

@@ -51,20 +51,26 @@ type Config struct {
 	// skipped and listed by Session.Skipped.
 	Conf   map[string]string
 	Logger *slog.Logger
+	// Journal, when set, makes the steps that must run once (output
+	// writes) reattachable and records them, so that another process can
+	// take them up with the session (Reopen). See reattach.go.
+	Journal Journal
 }
 
 // Session is one Spark Connect session. Its methods are safe for concurrent
 // use: the nodes of a run share it.
 type Session struct {
-	remote remote
-	log    *slog.Logger
-	conn   *grpc.ClientConn
-	spark  sql.SparkSession
-	prefix string
+	remote  remote
+	log     *slog.Logger
+	journal Journal
+	conn    *grpc.ClientConn
+	spark   sql.SparkSession
+	prefix  string
 
 	mu        sync.Mutex
 	sid       string
 	serverSID string
+	adopted   bool // taken up from another process (Reopen)
 	lost      bool
 	closing   bool
 	views     map[string]bool // names node SQL may read, lower-cased
@@ -99,35 +105,12 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 	if err := checkProtocol(); err != nil {
 		return nil, &Error{Op: "connect", Message: err.Error(), Err: err}
 	}
-	runID := cfg.RunID
-	if runID == "" {
-		runID = strings.ReplaceAll(newUUID(), "-", "")[:12]
-	}
-	s := &Session{
-		remote:    r,
-		log:       cfg.Logger,
-		prefix:    "tauro_" + sanitize(runID),
-		views:     map[string]bool{},
-		inputs:    map[string]bool{},
-		closed:    make(chan struct{}),
-		releasing: make(chan struct{}),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.conn, err = s.dial(r); err != nil {
-		return nil, &Error{Op: "connect", Message: err.Error(), Err: err, retryable: true}
-	}
-	s.spark, err = sql.NewSessionBuilder().WithChannelBuilder(channel{conn: s.conn, user: r.user}).Build(ctx)
+	s, err := newSession(r, cfg)
 	if err != nil {
-		_ = s.conn.Close()
-		return nil, s.fail(ctx, "connect", err)
+		return nil, err
 	}
-	// The first request creates the server-side session and tells the
-	// interceptors its id.
-	if _, err := s.spark.Config().GetWithDefault(ctx, "spark.app.name", ""); err != nil {
-		_ = s.conn.Close()
-		return nil, s.fail(ctx, "connect to "+sparkurl.Redact(remoteURL), err)
+	if err := s.build(ctx, "connect to "+sparkurl.Redact(remoteURL)); err != nil {
+		return nil, err
 	}
 	conf := maps.Clone(sessionDefaults)
 	maps.Copy(conf, cfg.Conf)
@@ -145,6 +128,50 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 		}
 	}
 	return s, nil
+}
+
+// newSession dials r for a session of cfg's run.
+func newSession(r remote, cfg Config) (*Session, error) {
+	runID := cfg.RunID
+	if runID == "" {
+		runID = strings.ReplaceAll(newUUID(), "-", "")[:12]
+	}
+	s := &Session{
+		remote:    r,
+		log:       cfg.Logger,
+		journal:   cfg.Journal,
+		prefix:    "tauro_" + sanitize(runID),
+		views:     map[string]bool{},
+		inputs:    map[string]bool{},
+		closed:    make(chan struct{}),
+		releasing: make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if s.conn, err = s.dial(r); err != nil {
+		return nil, &Error{Op: "connect", Message: err.Error(), Err: err, retryable: true}
+	}
+	return s, nil
+}
+
+// build makes the spark-connect-go client on the session's connection and
+// sends the first request, which creates the server-side session (or, for
+// a session taken up, checks that the server still holds it) and tells the
+// interceptors its ids.
+func (s *Session) build(ctx context.Context, op string) error {
+	var err error
+	s.spark, err = sql.NewSessionBuilder().WithChannelBuilder(channel{conn: s.conn, user: s.remote.user}).Build(ctx)
+	if err != nil {
+		_ = s.conn.Close()
+		return s.fail(ctx, op, err)
+	}
+	if _, err := s.spark.Config().GetWithDefault(ctx, "spark.app.name", ""); err != nil {
+		_ = s.conn.Close()
+		return s.fail(ctx, op, err)
+	}
+	return nil
 }
 
 // sessionDefaults are set on every session; Config.Conf overrides them.

@@ -190,7 +190,7 @@ func TestWriteOutput_EveryFormatRoundTripsThroughInputs(t *testing.T) {
 				in.Options = map[string]string{"header": "true"}
 				in.Schema = "order_id INT, region STRING, quantity INT"
 			}
-			r, err := s.WriteOutput(ctx, s.ResultView("src"), out)
+			r, err := s.WriteOutput(ctx, s.ResultView("src"), out, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +250,7 @@ func TestWriteOutput_WriteModesBehaveAsSparkDocuments(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "out")
 	count := func() int64 { return rows(t, s, "SELECT count(*) FROM parquet.`"+path+"`")[0][0].(int64) }
 	write := func(mode string) (*OutputResult, error) {
-		return s.WriteOutput(ctx, view, OutputSpec{Key: "o", Format: "parquet", Path: path, WriteMode: mode})
+		return s.WriteOutput(ctx, view, OutputSpec{Key: "o", Format: "parquet", Path: path, WriteMode: mode}, "")
 	}
 	steps := []struct {
 		mode string

@@ -53,15 +53,22 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 // global views, and its result comes back as one that becomes the node's
 // result in this session, as a SQL node's does; outputs are written here.
 func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
-	views, err := r.globalInputs(ctx, s, n)
-	if err != nil {
-		return err
-	}
-	phase(ctx, "inputs")
-	nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
-	phase(ctx, "worker")
-	if err := pythonFailure(nodeErr, err); err != nil {
-		return err
+	// An attempt taken up after a restart whose function had returned
+	// has its result view on the server: the function is not called again.
+	if !r.pythonDone(ctx, n.Name, attempt) {
+		views, err := r.globalInputs(ctx, s, n)
+		if err != nil {
+			return err
+		}
+		phase(ctx, "inputs")
+		nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		phase(ctx, "worker")
+		if err := pythonFailure(nodeErr, err); err != nil {
+			return err
+		}
+		if err := r.notePythonDone(ctx, n.Name, attempt); err != nil {
+			return err
+		}
 	}
 	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name))
 	if err != nil {
@@ -75,18 +82,11 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
-	r.mu.Lock()
-	if r.sess == s {
-		r.ran[n.Name] = true
-		if shared {
-			r.cached[n.Name] = view
-		}
-	}
-	r.mu.Unlock()
+	r.markRan(ctx, s, n.Name, shared, view)
 	phase(ctx, "handback")
-	for _, o := range n.OutputSpecs {
+	for i, o := range n.OutputSpecs {
 		// The worker refused a result without columns.
-		res, err := s.WriteResult(ctx, view, o)
+		res, err := s.WriteResult(ctx, view, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
 		if err != nil {
 			return err
 		}

@@ -36,6 +36,9 @@ type Backend struct {
 	breaker *breaker.Backend
 	python  pynode.Runner // nil: Python nodes are unsupported
 	profile bool          // report each node attempt's phases (SetProfile)
+	// durable: the server outlives execd, so runs keep a journal and a
+	// restarted execd takes them up (see resume.go).
+	durable bool
 }
 
 // BreakerPolicy guards the Spark backend: five transport failures in a row
@@ -79,15 +82,28 @@ func (b *Backend) observe(err error) {
 
 // OpenRun opens the run's Spark session with the pipeline's spark_config.
 func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.RunExecutor, error) {
-	r := &runExec{
-		b:      b,
-		rc:     rc,
-		conf:   rc.Pipeline.SparkConfig,
-		log:    b.log.With("run_id", rc.RunID),
-		inputs: map[string]*inputOnce{},
-		byName: map[string]*plan.Node{},
+	r := newRunExec(b, rc)
+	if _, err := r.session(ctx); err != nil {
+		b.observe(err)
+		return nil, err
 	}
-	r.readers = map[string]int{}
+	return r, nil
+}
+
+func newRunExec(b *Backend, rc engine.RunContext) *runExec {
+	r := &runExec{
+		b:       b,
+		rc:      rc,
+		conf:    rc.Pipeline.SparkConfig,
+		log:     b.log.With("run_id", rc.RunID),
+		inputs:  map[string]*inputOnce{},
+		byName:  map[string]*plan.Node{},
+		readers: map[string]int{},
+		live:    map[string]run.LiveAttempt{},
+	}
+	if b.durable {
+		r.journal = rc.Journal
+	}
 	for _, n := range rc.Pipeline.Nodes {
 		r.byName[n.Name] = n
 		for _, d := range n.Dependencies {
@@ -95,11 +111,7 @@ func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.Run
 		}
 	}
 	r.aliases = aliasesRead(rc.Pipeline.Nodes)
-	if _, err := r.session(ctx); err != nil {
-		b.observe(err)
-		return nil, err
-	}
-	return r, nil
+	return r
 }
 
 // runExec is one run's use of Spark.
@@ -119,6 +131,10 @@ type runExec struct {
 	// yet; a result with readers is cached until the count reaches zero.
 	readers map[string]int
 	cached  map[string]string // node -> cached view
+	// journal is the run's, when the backend is durable; live holds the
+	// attempts a killed execd left under way, for a run taken up.
+	journal engine.Journal
+	live    map[string]run.LiveAttempt
 	// aliases are, per node, the session names its dependents' SQL reads
 	// its result by (see aliasesRead).
 	aliases map[string][]string
@@ -201,8 +217,12 @@ func (r *runExec) session(ctx context.Context) (*sparkconnect.Session, error) {
 	if r.sess != nil {
 		return r.sess, nil
 	}
-	s, err := sparkconnect.Connect(ctx, r.b.remote(), sparkconnect.Config{RunID: r.rc.RunID, Conf: r.conf, Logger: r.log})
+	s, err := sparkconnect.Connect(ctx, r.b.remote(), sparkconnect.Config{RunID: r.rc.RunID, Conf: r.conf, Logger: r.log, Journal: r.journalOrNil()})
 	if err != nil {
+		return nil, err
+	}
+	if err := r.recordSession(ctx, s); err != nil {
+		_ = s.Close(ctx)
 		return nil, err
 	}
 	if skipped := s.Skipped(); len(skipped) > 0 {
@@ -256,7 +276,10 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 	case n.Kind == plan.KindPython:
 		err = r.runPython(ctx, s, n, attempt, emit)
 	default:
-		err = r.runSQL(ctx, s, n, emit)
+		err = r.runSQL(ctx, s, n, attempt, emit)
+	}
+	if _, ok := r.takenUp(n.Name, attempt); ok && gone(err) {
+		err = fmt.Errorf("%w: %w", engine.ErrNotResumable, err)
 	}
 	r.b.observe(err)
 	if errors.Is(err, sparkconnect.ErrSessionLost) {
@@ -314,7 +337,7 @@ func describe(err error) error {
 	return &retry.Failure{Err: run.Error{Type: typ, Message: se.Error(), Retryable: se.Retryable()}, Cause: err}
 }
 
-func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.Node, emit func(run.Event)) error {
+func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
 	if err := r.upstream(ctx, s, n); err != nil {
 		return err
 	}
@@ -337,16 +360,9 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	if r.sess == s {
-		r.ran[n.Name] = true
-		if shared {
-			r.cached[n.Name] = res.View
-		}
-	}
-	r.mu.Unlock()
-	for _, o := range n.OutputSpecs {
-		out, err := s.WriteResult(ctx, res.View, o)
+	r.markRan(ctx, s, n.Name, shared, res.View)
+	for i, o := range n.OutputSpecs {
+		out, err := s.WriteResult(ctx, res.View, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
 		if err != nil {
 			return err
 		}

@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -18,6 +20,9 @@ import (
 // or the run stops it. The session stays open while the query runs: a
 // query dies with its session.
 func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
+	if a, ok := r.takenUp(n.Name, attempt); ok && a.Query != nil {
+		return r.adoptStream(ctx, s, n, a, emit)
+	}
 	if err := r.upstream(ctx, s, n); err != nil {
 		return err
 	}
@@ -47,12 +52,31 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 	if spec.Sink.Format == "memory" && spec.Sink.Table != "" {
 		start.QueryName, start.Table = spec.Sink.Table, "" // a memory sink's table is its query's name
 	}
+	return streaming.Run(ctx, s, start, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout))
+}
+
+// streamOptions say how a streaming node's query is followed.
+func (r *runExec) streamOptions(n *plan.Node, emit func(run.Event), timeout time.Duration) streaming.Options {
+	spec := n.Stream
 	lag := streaming.Lag{MaxBatchDuration: spec.Health.MaxBatchDuration}
 	if spec.Health.MaxIdleTriggers > 0 && spec.Trigger.Type == plan.TriggerProcessingTime {
 		lag.MaxIdle = time.Duration(spec.Health.MaxIdleTriggers) * spec.Trigger.Interval
 	}
-	return streaming.Run(ctx, s, start, streaming.Options{Stop: r.rc.Stop, Emit: emit, Timeout: r.rc.Pipeline.StreamTimeout,
-		Lag: lag, Log: r.log.With("node", n.Name)})
+	return streaming.Options{Stop: r.rc.Stop, Emit: emit, Timeout: timeout, Lag: lag, Log: r.log.With("node", n.Name)}
+}
+
+// adoptStream follows the query a killed execd started for the attempt
+// taken up; the stream_timeout counts from when the attempt started.
+func (r *runExec) adoptStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node, a run.LiveAttempt, emit func(run.Event)) error {
+	timeout := r.rc.Pipeline.StreamTimeout
+	if timeout > 0 {
+		timeout = max(timeout-time.Since(a.Started), time.Millisecond)
+	}
+	err := streaming.Adopt(ctx, s, sparkconnect.QueryID{ID: a.Query.ID, RunID: a.Query.RunID}, a.LastBatch, r.streamOptions(n, emit, timeout))
+	if err != nil && ctx.Err() == nil && errors.Is(err, streaming.ErrQueryGone) {
+		return fmt.Errorf("%w: %w", engine.ErrNotResumable, err)
+	}
+	return err
 }
 
 // registerSource makes one input of a streaming node a view of the session:

@@ -50,7 +50,7 @@ func (s *Server) launch(ctx context.Context) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("sparkserver: start spark-submit: %w", err)
 	}
-	p := &process{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	p := &process{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{}), name: "Spark Connect server"}
 	go p.wait()
 	s.mu.Lock()
 	s.proc = p
@@ -170,27 +170,11 @@ func (s *Server) env() []string {
 }
 
 // terminate stops p's process group: SIGTERM, then SIGKILL after the grace
-// period.
+// period. The JVM runs short-lived helper processes that outlive it by a
+// moment, so the group is killed until it is empty.
 func (s *Server) terminate(p *process) {
 	s.setHealthy(false)
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(s.cfg.StopGrace):
-		s.log.Warn("Spark Connect server ignored SIGTERM; killing it", "pid", p.pid)
-	}
-	// Kill whatever is left in the group, the JVM included if it lingers,
-	// and wait until the group is empty: the JVM runs short-lived helper
-	// processes that outlive it by a moment.
-	p.signal(syscall.SIGKILL)
-	<-p.exited
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if syscall.Kill(-p.pid, 0) != nil {
-			return
-		}
-		p.signal(syscall.SIGKILL)
-	}
-	s.log.Warn("processes of the Spark Connect server outlived SIGKILL", "pgid", p.pid)
+	stopGroup(p, s.cfg.StopGrace, s.log)
 }
 
 type process struct {
@@ -198,6 +182,7 @@ type process struct {
 	pid    int
 	exited chan struct{}
 	err    error
+	name   string // for messages
 }
 
 func (p *process) wait() {

@@ -34,3 +34,12 @@ def survivor(*, start_date, end_date, ml_context):
 
 def no_dates(people):
     return people
+
+
+def slow_first(*, start_date, end_date, ml_context):
+    """The first attempt waits in Python, where execd being killed ends it."""
+    attempt = ml_context["execution_metadata"]["attempt"]
+    if attempt == 1:
+        ml_context["log_metric"]("pid", os.getpid())
+        time.sleep(120)
+    return ml_context["spark"].createDataFrame([{"attempt": attempt}])
