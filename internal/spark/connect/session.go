@@ -395,7 +395,26 @@ func ReleaseAbandoned(ctx context.Context, remoteURL, sessionID, user string) er
 		return err
 	}
 	defer s.conn.Close()
-	return errors.Join(s.interrupt(ctx, ""), s.releaseSession(ctx))
+	return errors.Join(s.interrupt(ctx, ""), s.releaseUntilDone(ctx))
+}
+
+// releaseUntilDone releases the session, asking again while the server
+// refuses because an operation it was just told to interrupt has not
+// left its started state yet (Spark's STATE_CONSISTENCY error): a few
+// tries, a quarter of a second apart.
+func (s *Session) releaseUntilDone(ctx context.Context) error {
+	var err error
+	for try := 0; try < 8; try++ {
+		if err = s.releaseSession(ctx); err == nil || !strings.Contains(err.Error(), "STATE_CONSISTENCY") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // StopAbandoned ends a streaming query that another process started in its
@@ -413,7 +432,7 @@ func StopAbandoned(ctx context.Context, remoteURL, sessionID, user string, q Que
 	}
 	defer s.conn.Close()
 	_ = s.StopQuery(ctx, q)
-	return errors.Join(s.interrupt(ctx, ""), s.releaseSession(ctx))
+	return errors.Join(s.interrupt(ctx, ""), s.releaseUntilDone(ctx))
 }
 
 // abandoned is a handle on another process's session.
