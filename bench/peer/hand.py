@@ -6,6 +6,9 @@ One warm process per workload and mode. It opens its SparkSession once,
 then reads commands from stdin, one JSON object per line, and answers each
 with one JSON line on stdout:
 
+    the first line, once the session is open: {"ready": true, "conf": {...}}
+                                the settings the session runs with (over
+                                Connect: those of the server it shares)
     {"cmd": "run", "out": DIR}  runs the workload once, writing under DIR;
                                 answers {"wall": s, "nodes": {name: [start, end]}}
                                 (seconds since the epoch)
@@ -36,26 +39,36 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import workloads  # noqa: E402
 from workloads import Node, Workload  # noqa: E402
 
-# The settings the embedded Spark Connect server runs with (internal/spark/server).
+# The classic session runs on this machine's loopback, with the settings
+# the Connect server runs with (shared_conf), which the Connect job reads
+# from the server and peer.py hands to the classic one.
 CONF = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.ui.enabled": "false",
-    "spark.driver.memory": "1g",
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 
 
-def session(mode: str, remote: str) -> Any:
+def shared_conf(spark: Any) -> dict[str, str]:
+    """The Connect server's settings that decide how a job runs (SQL,
+    Delta, the driver's memory, the master), without those of its own
+    process: its folders, ports, ids, jars and artifact isolation."""
+    keep = ("spark.sql.", "spark.databricks.")
+    own = ("spark.sql.warehouse.dir", "spark.sql.artifact.")
+    conf: dict[str, str] = spark.conf.getAll
+    return {
+        k: v for k, v in conf.items()
+        if (k.startswith(keep) and not k.startswith(own)) or k in ("spark.master", "spark.driver.memory", "spark.ui.enabled")
+    }
+
+
+def session(mode: str, remote: str, conf: dict[str, str]) -> Any:
     from pyspark.sql import SparkSession
 
     if mode == "connect":
         return SparkSession.builder.remote(remote).getOrCreate()
     jars = sorted(str(p) for p in (workloads.ROOT / ".venv" / "spark-jars").glob("*.jar"))
-    b = SparkSession.builder.master("local[*]").appName("peer-classic")
-    for k, v in CONF.items():
+    b = SparkSession.builder.appName("peer-classic")
+    for k, v in {**conf, **CONF}.items():
         b = b.config(k, v)
     if jars:
         b = b.config("spark.jars", ",".join(jars))
@@ -149,10 +162,16 @@ def main() -> None:
     ap.add_argument("--workload", choices=sorted(workloads.MAKERS), required=True)
     ap.add_argument("--tmp", required=True)
     ap.add_argument("--remote", default=os.environ.get("TAURO_SPARK_REMOTE", ""))
+    ap.add_argument("--conf", default="{}", help="classic: the settings to run with, as JSON (the Connect job's ready line gives them)")
     a = ap.parse_args()
     w = workloads.MAKERS[a.workload](pathlib.Path(a.tmp))
-    spark = session(a.mode, a.remote)
-    print(json.dumps({"ready": True}), flush=True)
+    spark = session(a.mode, a.remote, json.loads(a.conf))
+    ready: dict[str, Any] = {"ready": True}
+    if a.mode == "connect":
+        ready["conf"] = shared_conf(spark)
+    else:
+        ready["conf"] = {k: spark.conf.get(k) for k in json.loads(a.conf)}
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "run":

@@ -4,7 +4,8 @@
 
 For each workload (workloads.py) it starts, once, execd on a Spark Connect
 server and two warm hand-written jobs (hand.py): one over Spark Connect on
-the same server, one on a classic local SparkSession with the same settings.
+the same server, one on a classic local SparkSession with the settings the
+server runs with (read from the server: SQL, Delta, master, driver memory).
 Then it runs the workload in interleaved rounds, the order rotating each
 round, after one warm-up round each, and prints:
 
@@ -95,15 +96,16 @@ def start_execd(
 class Hand:
     """A warm hand-written job process."""
 
-    def __init__(self, mode: str, w: workloads.Workload, tmp: pathlib.Path, remote: str) -> None:
+    def __init__(self, mode: str, w: workloads.Workload, tmp: pathlib.Path, remote: str, conf: dict[str, str] | None = None) -> None:
         env = dict(os.environ, PYTHONPATH=str(w.project))
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "hand.py"), "--mode", mode, "--workload", w.name, "--tmp", str(tmp), "--remote", remote],
+            [sys.executable, str(HERE / "hand.py"), "--mode", mode, "--workload", w.name, "--tmp", str(tmp), "--remote", remote,
+             "--conf", json.dumps(conf or {})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(tmp / f"hand-{mode}.log").open("w"), text=True, env=env,
         )
         self.out = tmp / f"out-{mode}"
         self.mode, self.log = mode, tmp / f"hand-{mode}.log"
-        self.ask({})  # the ready line
+        self.conf: dict[str, str] = self.ask({})["conf"]  # the ready line
 
     def ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -261,7 +263,11 @@ def main() -> None:
                 bproc, baddr = start_execd(pathlib.Path(a.before), w, remote, tmp / f"state-before-{name}", a.before_pythonpath)
                 procs.append(bproc)
                 clients["before"] = Client(baddr)
-            hands = {m: Hand(m, w, tmp, remote) for m in ("connect", "classic")}
+            # The classic job runs with the settings the server runs with.
+            hands = {"connect": Hand("connect", w, tmp, remote)}
+            hands["classic"] = Hand("classic", w, tmp, remote, hands["connect"].conf)
+            if hands["classic"].conf != hands["connect"].conf:
+                sys.exit(f"the classic session did not take the server's settings: {hands['classic'].conf} against {hands['connect'].conf}")
             res: dict[str, list[Round]] = {s: [] for s in SYSTEMS}
             try:
                 k = len(SYSTEMS)

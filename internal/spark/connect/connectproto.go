@@ -26,6 +26,7 @@ import (
 
 const (
 	methodExecutePlan     = "/spark.connect.SparkConnectService/ExecutePlan"
+	methodConfig          = "/spark.connect.SparkConnectService/Config"
 	methodInterrupt       = "/spark.connect.SparkConnectService/Interrupt"
 	methodReleaseSession  = "/spark.connect.SparkConnectService/ReleaseSession"
 	methodReattachExecute = "/spark.connect.SparkConnectService/ReattachExecute"

@@ -1,6 +1,9 @@
 package connect
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 // What a Python node needs of the run's session: its inputs as global views
 // (the worker has a session of its own) and its result, a global view the
@@ -35,22 +38,54 @@ func (s *Session) sharedName(name string) string { return s.prefix + "__in__" + 
 // AdoptResult takes node's global result view, made by a Python worker, as
 // RunSQL takes a SQL node's: node SQL reads it by each of aliases (the
 // node's name unless an input has that name, its output keys: what its
-// dependents read), and Close drops it. It returns the view's qualified
-// name, to write outputs from.
-func (s *Session) AdoptResult(ctx context.Context, node string, aliases []string) (string, error) {
+// dependents read), it is cached when cache is set, and Close drops it. It
+// returns the view's qualified name, to write outputs from.
+func (s *Session) AdoptResult(ctx context.Context, node string, aliases []string, cache bool) (string, error) {
 	op := "take the result of node " + node
 	if err := s.check(op); err != nil {
 		return "", err
 	}
 	view := s.ResultView(node)
 	s.addGlobal(view)
-	for _, name := range aliases {
+	if err := s.nameResult(ctx, view, node, aliases, cache); err != nil {
+		return "", err
+	}
+	return view, nil
+}
+
+// nameResult makes node's result view readable by node SQL under each of
+// names (an input of the node's name keeps that name) and, when cache is
+// set, keeps it in memory once it is first computed. The requests do not
+// depend on each other, so they are sent together; all have ended when it
+// returns, and the first failure in that order is returned.
+func (s *Session) nameResult(ctx context.Context, view, node string, names []string, cache bool) error {
+	var steps []func() error
+	for _, name := range names {
 		if name == "" || (name == node && s.isInput(node)) {
 			continue
 		}
-		if err := s.Alias(ctx, name, view); err != nil {
-			return "", err
+		steps = append(steps, func() error { return s.Alias(ctx, name, view) })
+	}
+	if cache {
+		steps = append(steps, func() error { return s.Cache(ctx, view) })
+	}
+	if len(steps) == 1 {
+		return steps[0]()
+	}
+	errs := make([]error, len(steps))
+	var wg sync.WaitGroup
+	for i, step := range steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = step()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
-	return view, nil
+	return nil
 }

@@ -245,6 +245,26 @@ func interruptRequest(sessionID, user, operationID string) rpc {
 	return rpc{method: methodInterrupt, request: "InterruptRequest", response: "InterruptResponse", body: body}
 }
 
+// configSetRequest sets conf on the session; the first request of a
+// session opens it on the server.
+func configSetRequest(sessionID, user string, conf map[string]string) rpc {
+	pairs := make([]obj, 0, len(conf))
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		pairs = append(pairs, obj{"key": k, "value": conf[k]})
+	}
+	return rpc{
+		method:   methodConfig,
+		request:  "ConfigRequest",
+		response: "ConfigResponse",
+		body: obj{
+			"sessionId":   sessionID,
+			"userContext": obj{"userId": user},
+			"clientType":  userAgent,
+			"operation":   obj{"set": obj{"pairs": pairs}},
+		},
+	}
+}
+
 // releaseSessionRequest ends the server-side session.
 func releaseSessionRequest(sessionID, user string) rpc {
 	return rpc{

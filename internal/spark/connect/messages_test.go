@@ -105,6 +105,9 @@ var messageBuilders = []struct {
 	{"interruptRequest/all", func() (any, error) { return interruptRequest("sid", "ann", ""), nil }},
 	{"interruptRequest/one operation", func() (any, error) { return interruptRequest("sid", "ann", "op"), nil }},
 	{"releaseSessionRequest", func() (any, error) { return releaseSessionRequest("sid", "ann"), nil }},
+	{"configSetRequest", func() (any, error) {
+		return configSetRequest("sid", "ann", map[string]string{"spark.sql.shuffle.partitions": "4", "spark.sql.ansi.enabled": "true"}), nil
+	}},
 }
 
 func TestMessages_EveryBuilderMatchesTheProtocol(t *testing.T) {

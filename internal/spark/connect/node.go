@@ -110,18 +110,8 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 			}
 		}
 	}
-	for _, name := range names {
-		if name == node.Name && s.isInput(name) { // an input of that name wins
-			continue
-		}
-		if err := s.Alias(ctx, name, res.View); err != nil {
-			return nil, err
-		}
-	}
-	if node.Cache {
-		if err := s.Cache(ctx, res.View); err != nil {
-			return nil, err
-		}
+	if err := s.nameResult(ctx, res.View, node.Name, names, node.Cache); err != nil {
+		return nil, err
 	}
 	for i, out := range node.Outputs {
 		r, err := s.WriteResult(ctx, res.View, out, OutputStep(node.Step, i, out))

@@ -85,7 +85,11 @@ func Reopen(ctx context.Context, remoteURL string, id Identity, cfg Config) (*Se
 		return nil, err
 	}
 	s.sid, s.serverSID, s.adopted = id.Session, id.Server, true
-	if err := s.build(ctx, "reopen session "+id.Session); err != nil {
+	err = s.build(ctx, "reopen session "+id.Session)
+	if err == nil {
+		err = s.probe(ctx, "reopen session "+id.Session)
+	}
+	if err != nil {
 		var se *Error
 		if errors.As(err, &se) && strings.HasPrefix(se.Class, "INVALID_HANDLE.SESSION") {
 			return nil, &Error{Op: se.Op, Class: se.Class, Message: se.Message, Code: se.Code, Err: fmt.Errorf("%w: %w", ErrSessionLost, err)}

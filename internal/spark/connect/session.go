@@ -109,25 +109,49 @@ func Connect(ctx context.Context, remoteURL string, cfg Config) (*Session, error
 	if err != nil {
 		return nil, err
 	}
+	// The session's id is chosen here: its first request, which sets its
+	// configuration, opens it on the server under that id, and
+	// spark-connect-go's requests are sent under it too (rewrite).
+	s.sid = newUUID()
 	if err := s.build(ctx, "connect to "+sparkurl.Redact(remoteURL)); err != nil {
 		return nil, err
 	}
 	conf := maps.Clone(sessionDefaults)
 	maps.Copy(conf, cfg.Conf)
-	for _, k := range slices.Sorted(maps.Keys(conf)) {
-		if err := s.spark.Config().Set(ctx, k, conf[k]); err != nil {
-			e := s.fail(ctx, "set "+k, err)
-			var se *Error
-			if errors.As(e, &se) && unmodifiable(se) {
-				s.skipped = append(s.skipped, k)
-				s.log.Warn("Spark setting cannot be changed per session; skipped", "key", k, "reason", se.Message)
-				continue
-			}
-			_ = s.conn.Close()
-			return nil, e
-		}
+	if err := s.configure(ctx, "connect to "+sparkurl.Redact(remoteURL), conf); err != nil {
+		_ = s.conn.Close()
+		return nil, err
 	}
 	return s, nil
+}
+
+// configure sets conf on the session in one request. A key Spark does not
+// let a session change (a cluster setting) fails that request; the keys
+// are then set one at a time, and those refused are skipped (Skipped).
+func (s *Session) configure(ctx context.Context, op string, conf map[string]string) error {
+	err := s.unary(ctx, configSetRequest(s.sessionID(), s.remote.user, conf))
+	if err == nil {
+		return nil
+	}
+	e := s.fail(ctx, op, err)
+	var se *Error
+	if !errors.As(e, &se) || !unmodifiable(se) {
+		return e
+	}
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
+		err := s.unary(ctx, configSetRequest(s.sessionID(), s.remote.user, map[string]string{k: conf[k]}))
+		if err == nil {
+			continue
+		}
+		e := s.fail(ctx, "set "+k, err)
+		if errors.As(e, &se) && unmodifiable(se) {
+			s.skipped = append(s.skipped, k)
+			s.log.Warn("Spark setting cannot be changed per session; skipped", "key", k, "reason", se.Message)
+			continue
+		}
+		return e
+	}
+	return nil
 }
 
 // newSession dials r for a session of cfg's run.
@@ -167,6 +191,12 @@ func (s *Session) build(ctx context.Context, op string) error {
 		_ = s.conn.Close()
 		return s.fail(ctx, op, err)
 	}
+	return nil
+}
+
+// probe asks the server for a setting: it fails when the server, or the
+// session on it, is not there.
+func (s *Session) probe(ctx context.Context, op string) error {
 	if _, err := s.spark.Config().GetWithDefault(ctx, "spark.app.name", ""); err != nil {
 		_ = s.conn.Close()
 		return s.fail(ctx, op, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
 var window = map[string]any{"start_date": "2024-01-02", "end_date": "2024-01-04"}
@@ -366,6 +367,36 @@ func TestConnect_SetsSessionConfAndSkipsClusterSettings(t *testing.T) {
 	}
 	if !slices.Equal(s.Skipped(), []string{"spark.executor.memory"}) {
 		t.Errorf("Skipped() = %v, want [spark.executor.memory]", s.Skipped())
+	}
+}
+
+// TestConnect_OpensTheSessionWithItsSettingsInOneRequest: opening a session
+// is one Config request whatever the number of settings, and the session it
+// opens is the one every later request (spark-connect-go's too) runs in.
+func TestConnect_OpensTheSessionWithItsSettingsInOneRequest(t *testing.T) {
+	remote := sparktest.Remote(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cctx, calls := CountCalls(ctx)
+	conf := map[string]string{"spark.sql.shuffle.partitions": "3", "spark.sql.ansi.enabled": "false", "spark.sql.session.timeZone": "Asia/Tokyo"}
+	s, err := Connect(cctx, remote, Config{RunID: "oneconfig", Conf: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	if got := calls.Counts(); len(got) != 1 || got["Config"] != 1 {
+		t.Errorf("opening a session with %d settings made requests %v, want one Config", len(conf), got)
+	}
+	for k, want := range conf {
+		if got, err := s.spark.Config().Get(ctx, k); err != nil || got != want {
+			t.Errorf("%s = %q, %v; want %q", k, got, err, want)
+		}
+	}
+	if err := s.RegisterInput(ctx, InputSpec{Name: "tz", Format: "query", Query: "SELECT current_timezone() AS tz"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, s, "SELECT tz FROM tz"); len(got) != 1 || got[0][0] != "Asia/Tokyo" {
+		t.Errorf("the session's time zone read through its view = %v, want Asia/Tokyo", got)
 	}
 }
 

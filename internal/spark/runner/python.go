@@ -70,17 +70,12 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
-	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name))
+	r.mu.Lock()
+	shared := r.readers[n.Name] > 0 // written and read by dependents: compute it once
+	r.mu.Unlock()
+	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared)
 	if err != nil {
 		return err
-	}
-	r.mu.Lock()
-	shared := r.readers[n.Name] > 0
-	r.mu.Unlock()
-	if shared { // written and read by dependents: compute it once
-		if err := s.Cache(ctx, view); err != nil {
-			return err
-		}
 	}
 	r.markRan(ctx, s, n.Name, shared, view)
 	phase(ctx, "handback")

@@ -121,7 +121,7 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 		if err := pythonFailure(nodeErr, err); err != nil {
 			return "", err
 		}
-		return s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name))
+		return s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), false)
 	}
 	return "", &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
 		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
