@@ -88,7 +88,7 @@ def test_integer_and_categorical_dimensions_reach_the_trials_as_written(expclien
 
     exp = expclient.experiment(
         "toy",
-        space=[Integer(-5, 5, name="x"), Categorical([-2.0, 0.5], name="y")],
+        space=[Integer(-5, 5, name="x"), Categorical([-2.0, 0.5], name="y"), Categorical([32, 64], name="batch")],
         objective="loss",
         n_trials=3,
         max_parallel_trials=3,
@@ -96,5 +96,6 @@ def test_integer_and_categorical_dimensions_reach_the_trials_as_written(expclien
     ).wait(timeout=120)
     for t in exp.trials:
         assert isinstance(t.params["x"], int) and -5 <= t.params["x"] <= 5
-        assert t.params["y"] in (-2.0, 0.5)
+        assert t.params["y"] in (-2.0, 0.5) and isinstance(t.params["y"], float)
+        assert t.params["batch"] in (32, 64) and isinstance(t.params["batch"], int), t.params
         assert t.value == pytest.approx((t.params["x"] - 1.5) ** 2 + (t.params["y"] + 2) ** 2)

@@ -70,9 +70,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
-	r.mu.Lock()
-	shared := r.readers[n.Name] > 0 // written and read by dependents: compute it once
-	r.mu.Unlock()
+	shared := r.cacheable(n)
 	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared)
 	if err != nil {
 		return err

@@ -168,9 +168,10 @@ func (b *Backend) ResumeRun(ctx context.Context, rc engine.RunContext) (engine.R
 			r.readers[d]--
 		}
 	}
-	// A result still read by dependents was cached when it was made.
+	// A result still read by dependents was cached when it was made, if
+	// cacheable.
 	for node := range r.ran {
-		if r.readers[node] > 0 {
+		if r.readers[node] > 0 && len(r.byName[node].OutputSpecs)+r.dependents[node] > 1 {
 			r.cached[node] = s.ResultView(node)
 		}
 	}

@@ -110,6 +110,7 @@ func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 			r.readers[d]++
 		}
 	}
+	r.dependents = maps.Clone(r.readers)
 	r.aliases = aliasesRead(rc.Pipeline.Nodes)
 	return r
 }
@@ -130,7 +131,9 @@ type runExec struct {
 	// readers counts, per node, the dependents that have not succeeded
 	// yet; a result with readers is cached until the count reaches zero.
 	readers map[string]int
-	cached  map[string]string // node -> cached view
+	// dependents counts, per node, the nodes that read its result.
+	dependents map[string]int
+	cached     map[string]string // node -> cached view
 	// journal is the run's, when the backend is durable; live holds the
 	// attempts a killed execd left under way, for a run taken up.
 	journal engine.Journal
@@ -295,6 +298,15 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 	return describe(err)
 }
 
+// cacheable reports whether n's result is cached while dependents are
+// still to read it: when it would otherwise be computed more than once, by
+// its writes and its dependents together.
+func (r *runExec) cacheable(n *plan.Node) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readers[n.Name] > 0 && len(n.OutputSpecs)+r.dependents[n.Name] > 1
+}
+
 // consumed records that n has read its dependencies' results: a cached
 // result whose last reader this was is released, in the background: the
 // node is done, and its dependents need not wait for the release.
@@ -351,9 +363,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 		names = append(names, in.Key)
 	}
 	phase(ctx, "inputs")
-	r.mu.Lock()
-	shared := r.readers[n.Name] > 0
-	r.mu.Unlock()
+	shared := r.cacheable(n)
 	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared, Aliases: r.aliasesOf(n.Name)}
 	res, err := s.RunSQL(ctx, spec, r.params())
 	phase(ctx, "plan")

@@ -193,7 +193,7 @@ class Trial:
 
     @classmethod
     def from_proto(cls, t: pb.Trial, integers: frozenset[str] = frozenset()) -> Trial:
-        """The trial; ``integers`` names its Integer dimensions (JSON numbers arrive as floats)."""
+        """The trial; ``integers`` names its dimensions of whole numbers (JSON numbers arrive as floats)."""
         return cls(
             number=t.number,
             state=TrialState(t.state),
@@ -204,6 +204,18 @@ class Trial:
             end_time=timestamp(t.end_time) if t.HasField("end_time") else None,
             message=t.message,
         )
+
+
+def _whole(d: pb.SearchDimension) -> bool:
+    """Whether d's values are whole numbers: an Integer dimension, or a
+    Categorical one whose choices all are (a node reads them as ints)."""
+    if d.kind == pb.DIMENSION_KIND_INTEGER:
+        return True
+    return (
+        d.kind == pb.DIMENSION_KIND_CATEGORICAL
+        and len(d.categories) > 0
+        and all(c.WhichOneof("kind") == "number_value" and c.number_value.is_integer() for c in d.categories)
+    )
 
 
 def _params(s: struct_pb2.Struct, integers: frozenset[str]) -> dict[str, Any]:
@@ -338,7 +350,7 @@ class Experiment:
 
     def _set(self, x: pb.Experiment) -> None:
         self._pb = x
-        self._integers = frozenset(d.name for d in x.space if d.kind == pb.DIMENSION_KIND_INTEGER)
+        self._integers = frozenset(d.name for d in x.space if _whole(d))
         self._trials = {t.number: Trial.from_proto(t, self._integers) for t in x.trials}
         self._best = Trial.from_proto(x.best, self._integers) if x.HasField("best") else None
         self._state = ExperimentState(x.state)
