@@ -78,11 +78,12 @@ def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Pope
 
 
 def start_execd(
-    execd: pathlib.Path, w: workloads.Workload, remote: str, state: pathlib.Path, pythonpath: str = "", profile: bool = True
+    execd: pathlib.Path, w: workloads.Workload, remote: str, state: pathlib.Path, pythonpath: str = "", profile: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[str], str]:
     workers = str(w.width) if w.python else "0"
     cmd = [str(execd), "serve", "--project", str(w.project), "--state", str(state), "--listen", "127.0.0.1:0",
-           "--spark-remote", remote, "--workers", workers, "--log-level", "warn"] + (["--profile-nodes"] if profile else [])
+           "--spark-remote", remote, "--workers", workers, "--log-level", "warn"] + (["--profile-nodes"] if profile else []) + list(extra)
     state.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(state / "execd.log").open("w"), text=True, env=env)

@@ -1,6 +1,6 @@
 """execd's own memory at scale: one run of 2,000 no-op nodes, 200 watchers.
 
-    python bench/peer/scale.py [--nodes 2000] [--watchers 200] [--runs 2]
+    python bench/peer/scale.py [--nodes 2000] [--watchers 200] [--runs 3]
 
 It generates a project of N SQL nodes (50 wide, each depending on the node
 above it; `SELECT 1 AS x`, no outputs, so Spark only analyses them), starts
@@ -9,14 +9,20 @@ then for each run: starts it, opens W WatchRun streams from the first event,
 and samples execd's resident memory (VmRSS) four times a second until every
 watcher has seen the run's last event. It prints the run's wall time, the
 events each watcher saw (all must see all), and execd's RSS: idle before
-the first run, the peak during each run and after each run. The RSS after
-the second run near the first's is what "steady" means here.
+the first run, the peak during each run and after each run; and, from
+execd's metrics endpoint five seconds after each run, the heap the last
+garbage collection found live and the goroutines. "Steady" means they do
+not grow from run to run: nothing of a finished run stays in memory. (The
+RSS after a run stays above its idle value: Go keeps freed memory a few
+minutes before giving it back to the system.)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import urllib.request
 import pathlib
 import shutil
 import sys
@@ -46,6 +52,24 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def go_stats(metrics: str) -> tuple[float, int]:
+    """The heap the last collection found live (MiB) and the goroutines,
+    from execd's metrics."""
+    heap, goroutines = 0.0, 0
+    for line in urllib.request.urlopen(metrics, timeout=10).read().decode().splitlines():
+        if line.startswith("go_gc_heap_live_bytes "):
+            heap = float(line.split()[1]) / 2**20
+        elif line.startswith("go_goroutines "):
+            goroutines = int(float(line.split()[1]))
+    return heap, goroutines
 
 
 def project(tmp: pathlib.Path, n: int) -> pathlib.Path:
@@ -78,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=2000)
     ap.add_argument("--watchers", type=int, default=200)
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--execd", default=str(ROOT / "bin" / "execd"))
     a = ap.parse_args()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="scale-"))
@@ -88,10 +112,15 @@ def main() -> None:
         if not remote:
             spark, remote = start_spark(pathlib.Path(a.execd), tmp)
         w = Workload(name="scale", project=project(tmp, a.nodes), pipeline="wide", width=8, sources={}, nodes=[])
-        proc, addr = start_execd(pathlib.Path(a.execd), w, remote, tmp / "state", profile=False)
+        port = free_port()
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        proc, addr = start_execd(pathlib.Path(a.execd), w, remote, tmp / "state", profile=False,
+                                 extra=("--metrics-listen", f"127.0.0.1:{port}"))
         time.sleep(2)
         idle = rss_kib(proc.pid)
-        print(f"execd idle: {idle / 1024:.0f} MiB RSS; {a.nodes} nodes, {a.watchers} watchers per run")
+        heap, goroutines = go_stats(metrics)
+        print(f"execd idle: {idle / 1024:.0f} MiB RSS, live heap {heap:.0f} MiB, {goroutines} goroutines; "
+              f"{a.nodes} nodes, {a.watchers} watchers per run")
         channels = [grpc.insecure_channel(addr) for _ in range(4)]
         stubs = [pb_grpc.ExecServiceStub(c) for c in channels]
         with Client(addr) as client:
@@ -121,9 +150,12 @@ def main() -> None:
                 wall = time.time() - t0
                 after = rss_kib(proc.pid)
                 final = run.refresh()
+                time.sleep(5)
+                heap, goroutines = go_stats(metrics)
                 ok = len(set(counts)) == 1 and all(s is RunState.SUCCEEDED for s in states)
                 print(f"run {i + 1}: {final.state.name} in {wall:.1f}s; each watcher saw {min(counts)}..{max(counts)} events"
-                      f"{'' if ok else ' (WATCHERS DISAGREE)'}; execd RSS peak {peak / 1024:.0f} MiB, after {after / 1024:.0f} MiB")
+                      f"{'' if ok else ' (WATCHERS DISAGREE)'}; execd RSS peak {peak / 1024:.0f} MiB, after {after / 1024:.0f} MiB; "
+                      f"5 s later live heap {heap:.0f} MiB, {goroutines} goroutines")
                 if not ok or final.state is not RunState.SUCCEEDED:
                     sys.exit(1)
         proc.terminate()

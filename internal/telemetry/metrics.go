@@ -66,7 +66,10 @@ func newMetrics() *Metrics {
 		}, []string{"pipeline"}),
 	}
 	m.reg.MustRegister(m.grpc, m.runsStarted, m.runsFinished, m.breakerTrips, m.nodeDuration, m.nodeRetries,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The Go runtime's figures, with the GC's (go_gc_heap_live_bytes: the heap
+		// the last collection found live, what execd really holds).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
