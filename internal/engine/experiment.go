@@ -166,7 +166,7 @@ func splitNodes(p *plan.Pipeline, searched []string) nodeSplit {
 		n := byName[name]
 		varies[name] = seesSearch(n, searched) || slices.ContainsFunc(n.Dependencies, func(d string) bool { return varies[d] })
 	}
-	stored := func(name string) bool { return len(byName[name].OutputSpecs) > 0 }
+	stored := func(name string) bool { return byName[name].Stored() }
 	// Trial nodes: the varying ones and, walking up from them, every
 	// unchanging dependency that cannot be read back.
 	inTrial := map[string]bool{}

@@ -128,6 +128,12 @@ type Pipeline struct {
 	Isolation *Isolation
 }
 
+// Upstream is a dependency a selection left out: its name and its outputs.
+type Upstream struct {
+	Name    string
+	Outputs []OutputSpec
+}
+
 // Node is one node, resolved.
 type Node struct {
 	Name string
@@ -142,10 +148,14 @@ type Node struct {
 	SQL              string
 	// Dependencies are the nodes this one waits for, explicit and automatic
 	// (an input written by another node), de-duplicated, in declaration
-	// order. A dependency on a node left out by the selection is dropped:
-	// a selected run assumes the unselected upstream already ran and reads
-	// what it wrote.
+	// order. A dependency on a node left out by the selection is dropped
+	// here and kept in Outside: a selected run assumes the unselected
+	// upstream already ran and reads what it wrote.
 	Dependencies []string
+	// Outside are the dependencies the selection left out, with their
+	// outputs: the node's SQL reads their results by name, read back from
+	// what they wrote.
+	Outside []Upstream
 	// Inputs are input keys as written: keys of the input config, or output
 	// keys written by another node of the pipeline (see ProducedBy).
 	Inputs []string

@@ -51,8 +51,8 @@ func (r *resolver) nodeNames() []string {
 }
 
 // buildPlan keeps the selected nodes and plans them. Dependencies on nodes
-// outside the selection are dropped: the caller selected a part of the
-// pipeline because the rest already ran.
+// outside the selection are not waited for but kept as Outside: the caller
+// selected a part of the pipeline because the rest already ran.
 func (r *resolver) buildPlan(out *Pipeline, sels []selector) {
 	n := len(r.nodes)
 	sel := make([]bool, n)
@@ -94,10 +94,13 @@ func (r *resolver) buildPlan(out *Pipeline, sels []selector) {
 		node := r.nodes[i]
 		deps := r.g.deps(int32(i))
 		node.Dependencies = make([]string, 0, len(deps))
+		node.Outside = nil
 		for _, d := range deps {
 			if sel[d] {
 				sub.adj = append(sub.adj, newIdx[d])
 				node.Dependencies = append(node.Dependencies, r.nodes[d].Name)
+			} else {
+				node.Outside = append(node.Outside, Upstream{Name: r.nodes[d].Name, Outputs: r.nodes[d].OutputSpecs})
 			}
 		}
 		sub.start[newIdx[i]+1] = int32(len(sub.adj))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,15 @@ type OutputSpec struct {
 func (o OutputSpec) ReadBack() InputSpec {
 	return InputSpec{Key: o.Key, Format: o.Format, Path: o.Path, Options: o.Options}
 }
+
+// Readable reports whether what o writes can be read back as its node's
+// result. A kafka topic cannot: its records are Kafka's (key, value,
+// offsets) and hold every earlier write as well.
+func (o OutputSpec) Readable() bool { return !strings.EqualFold(o.Format, "kafka") }
+
+// Stored reports whether n writes an output its result can be read back
+// from, by a run that does not run n (a repair, a selection, a trial).
+func (n *Node) Stored() bool { return slices.ContainsFunc(n.OutputSpecs, OutputSpec.Readable) }
 
 // writeModes are the save modes an output may ask for; "" means overwrite.
 var saveModes = map[string]string{"": "overwrite", "overwrite": "overwrite", "append": "append",

@@ -224,3 +224,16 @@ nodes: {a: {sql: "SELECT 1"}}
 		t.Errorf("problems %v; want one naming global_settings.circuit_breaker_threshold", probs)
 	}
 }
+
+func TestStored_AKafkaTopicIsNoOutputToReadBackFrom(t *testing.T) {
+	kafka := OutputSpec{Key: "o.k", Format: "Kafka", Options: map[string]string{"topic": "t"}}
+	file := OutputSpec{Key: "o.f", Format: "parquet", Path: "out/o/f"}
+	for _, tc := range []struct {
+		outs []OutputSpec
+		want bool
+	}{{nil, false}, {[]OutputSpec{kafka}, false}, {[]OutputSpec{kafka, file}, true}, {[]OutputSpec{file}, true}} {
+		if got := (&Node{OutputSpecs: tc.outs}).Stored(); got != tc.want {
+			t.Errorf("a node writing %v: Stored() = %v, want %v", tc.outs, got, tc.want)
+		}
+	}
+}

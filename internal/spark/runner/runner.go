@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -407,18 +408,18 @@ func (r *runExec) upstream(ctx context.Context, s *sparkconnect.Session, n *plan
 		if dn == nil || ran[d] {
 			continue
 		}
-		if len(dn.OutputSpecs) == 0 {
-			return &retry.Failure{Err: run.Error{Type: "UpstreamNotStored", Message: fmt.Sprintf(
-				"node %q reads %q, which did not run in this execution and writes no output to read it back from; run %q too", n.Name, d, d)}}
+		if err := r.readUpstream(ctx, s, n, d, dn.OutputSpecs); err != nil {
+			return err
 		}
-		for _, o := range dn.OutputSpecs {
-			if err := r.readBack(ctx, s, o.ReadBack()); err != nil {
-				return err
-			}
+	}
+	// A dependency the selection left out is read back for the nodes that
+	// read dependencies by name (SQL, streaming), when it writes outputs; a
+	// dependency only waited for may write none.
+	for _, u := range n.Outside {
+		if n.Kind == plan.KindPython && n.Stream == nil || len(u.Outputs) == 0 {
+			continue
 		}
-		if err := r.once(ctx, "alias:"+d, func() error {
-			return s.Alias(ctx, d, "`"+dn.OutputSpecs[0].Key+"`")
-		}); err != nil {
+		if err := r.readUpstream(ctx, s, n, u.Name, u.Outputs); err != nil {
 			return err
 		}
 	}
@@ -426,11 +427,40 @@ func (r *runExec) upstream(ctx context.Context, s *sparkconnect.Session, n *plan
 		if in.Producer == "" || ran[in.Producer] {
 			continue
 		}
+		if strings.EqualFold(in.Read.Format, "kafka") {
+			return &retry.Failure{Err: run.Error{Type: "UpstreamNotStored", Message: fmt.Sprintf(
+				"node %q reads %q, a kafka topic that %q writes, and %q did not run in this execution: a topic cannot be read back as "+
+					"its result (it holds Kafka's records, and every earlier write); run %q too", n.Name, in.Key, in.Producer, in.Producer, in.Producer)}}
+		}
 		if err := r.readBack(ctx, s, in.Read); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readUpstream makes the result of d, a dependency of n that did not run in
+// this execution, readable by name: read back from the outputs it wrote,
+// under their keys and under d's name (its first output).
+func (r *runExec) readUpstream(ctx context.Context, s *sparkconnect.Session, n *plan.Node, d string, outputs []plan.OutputSpec) error {
+	first := ""
+	for _, o := range outputs {
+		if !o.Readable() {
+			continue
+		}
+		if first == "" {
+			first = o.Key
+		}
+		if err := r.readBack(ctx, s, o.ReadBack()); err != nil {
+			return err
+		}
+	}
+	if first == "" {
+		return &retry.Failure{Err: run.Error{Type: "UpstreamNotStored", Message: fmt.Sprintf(
+			"node %q reads %q, which did not run in this execution and writes no output to read it back from "+
+				"(a kafka topic is not one); run %q too", n.Name, d, d)}}
+	}
+	return r.once(ctx, "alias:"+d, func() error { return s.Alias(ctx, d, "`"+first+"`") })
 }
 
 // readBack registers what an earlier execution wrote as a view named after
