@@ -2,15 +2,11 @@ package runner_test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
@@ -101,31 +97,4 @@ o.t.c: {format: parquet}
 	if done.State != run.Failed {
 		t.Errorf("run %v, want FAILED", done.State)
 	}
-}
-
-func newEngine(ctx context.Context, t *testing.T, dir, remote string) *engine.Engine {
-	t.Helper()
-	st, err := store.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	log := slog.New(slog.DiscardHandler)
-	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-		Backend: sparkrunner.New(func() string { return remote }, func() error { return nil }, log)})
-}
-
-func waitRun(ctx context.Context, t *testing.T, eng *engine.Engine, id string) run.Run {
-	t.Helper()
-	w, err := eng.Watch(ctx, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range w.Events() {
-	}
-	done, err := eng.Get(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return done
 }

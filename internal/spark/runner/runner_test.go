@@ -22,25 +22,37 @@ func runPipeline(t *testing.T, dir, pipeline string) run.Run {
 	remote := sparktest.Remote(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	log := slog.New(slog.DiscardHandler)
-	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-		Backend: sparkrunner.New(func() string { return remote }, func() error { return nil }, log)})
+	eng := newEngine(ctx, t, dir, remote)
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: pipeline}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := eng.Watch(ctx, r.ID, 0)
+	return waitRun(ctx, t, eng, r.ID)
+}
+
+// newEngine is an engine on the project in dir, running on Spark at remote,
+// with a store of its own.
+func newEngine(ctx context.Context, t *testing.T, dir, remote string) *engine.Engine {
+	t.Helper()
+	st, err := store.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
+		Backend: sparkrunner.New(func() string { return remote }, func() error { return nil }, log)})
+}
+
+func waitRun(ctx context.Context, t *testing.T, eng *engine.Engine, id string) run.Run {
+	t.Helper()
+	w, err := eng.Watch(ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range w.Events() {
 	}
-	done, err := eng.Get(ctx, r.ID)
+	done, err := eng.Get(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
