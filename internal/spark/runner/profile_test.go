@@ -30,15 +30,17 @@ func TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse(t *testing.T
 	writeFiles(t, dir, map[string]string{
 		"settings_yml.json": settings,
 		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_parallel_nodes: 2\nmax_retries: 0\nallowed_module_prefixes: [profnodes]\n",
-		"pipelines.yaml":    "p: {nodes: [a, b, c, d]}\n",
+		"pipelines.yaml":    "p: {nodes: [a, b, c, d, e, f]}\n",
 		"nodes.yaml": `a: {sql: "SELECT id, id % 3 AS k FROM range(100)", output: [o.t.a]}
 b: {sql: "SELECT k, count(*) AS n FROM a GROUP BY k", dependencies: [a], output: [o.t.b]}
 c: {sql: "SELECT max(id) AS m FROM a", dependencies: [a], output: [o.t.c]}
 d: {function: profnodes.keep, input: [o.t.a], output: [o.t.d]}
+e: {sql: "SELECT 1 AS one"}
+f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 `,
 		"profnodes.py": "def keep(df, *, start_date, end_date):\n    return df.where('k = 1')\n",
 		"input.yaml":   "{}\n",
-		"output.yaml":  "o.t.a: {format: parquet}\no.t.b: {format: parquet}\no.t.c: {format: parquet}\no.t.d: {format: parquet}\n",
+		"output.yaml":  "o.t.a: {format: parquet}\no.t.b: {format: parquet}\no.t.c: {format: parquet}\no.t.d: {format: parquet}\no.t.f: {format: parquet}\n",
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -89,8 +91,10 @@ d: {function: profnodes.keep, input: [o.t.a], output: [o.t.d]}
 	}
 	// a: its view, the two names b and c read it by (a, o.t.a), a cache for
 	// its two readers, its write. b and c: their view and their write. d:
-	// its write (its input is a's global view; nobody reads d).
-	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1}
+	// its write (its input is a's global view; nobody reads d). e: its view
+	// and the name f reads it by, no cache (computed once, by f alone); f:
+	// its view and its write.
+	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1, "e": 2, "f": 2}
 	for node, n := range want {
 		got := calls[node]
 		if got["total"] != n || got["AnalyzePlan"] != 0 {
