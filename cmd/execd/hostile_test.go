@@ -29,6 +29,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // inProcess is the whole gRPC service over a real store and engine, wired
@@ -38,7 +39,7 @@ import (
 // backend takes new runs.
 type inProcess struct {
 	client execv1.ExecServiceClient
-	store  *store.Store
+	store  store.Store
 	ready  func(bool)
 }
 
@@ -61,7 +62,7 @@ func startInProcess(t testing.TB) *inProcess {
 			mu.Unlock()
 		}
 	}()
-	st, err := store.Open(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,8 +448,8 @@ func TestQueue_QueuedRunsSurviveARestart(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	open := func() (*engine.Engine, *store.Store) {
-		st, err := store.Open(ctx, dir)
+	open := func() (*engine.Engine, store.Store) {
+		st, err := sqlite.Open(ctx, dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 const testSecret = "hunter2-s3cr3t-value"
@@ -104,7 +104,7 @@ func TestSecrets_AValueFromTheEnvironmentNeverReachesAClient(t *testing.T) {
 
 	// The state the secret may sit in is execd's user's alone.
 	for path, want := range map[string]os.FileMode{
-		d.state: 0o700, filepath.Join(d.state, store.FileName): 0o600, filepath.Join(d.state, "execd.lock"): 0o600,
+		d.state: 0o700, filepath.Join(d.state, sqlite.FileName): 0o600, filepath.Join(d.state, "execd.lock"): 0o600,
 	} {
 		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
 			t.Errorf("%s: mode %v (%v), want %v", path, fi.Mode().Perm(), err, want)

@@ -22,6 +22,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 	"github.com/tauro-exec/tauro-exec/internal/webui"
 )
 
@@ -134,7 +135,7 @@ func serve(ctx context.Context, args []string) error {
 	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
 	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
-	st, err := store.Open(ctx, cfg.state)
+	st, err := sqlite.Open(ctx, cfg.state)
 	if err != nil {
 		return err
 	}
@@ -277,7 +278,7 @@ func (r *retention) Set(v string) error {
 }
 
 // pruneRuns deletes runs that ended more than keep ago, now and every hour.
-func pruneRuns(ctx context.Context, st *store.Store, keep time.Duration, log *slog.Logger) {
+func pruneRuns(ctx context.Context, st store.Store, keep time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

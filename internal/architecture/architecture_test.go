@@ -23,7 +23,11 @@ var backends = []string{
 	module + "/internal/spark",
 	module + "/internal/pyworker",
 	module + "/internal/streaming",
+	module + "/internal/store",
 }
+
+// sqlDrivers are what a store is built on; the engine knows none of them.
+var sqlDrivers = []string{"database/sql", "modernc.org/sqlite", "github.com/jackc/pgx"}
 
 var rules = []rule{
 	{
@@ -37,8 +41,8 @@ var rules = []rule{
 			module + "/internal/telemetry",
 			"github.com/prometheus",
 			"go.opentelemetry.io",
-		}, backends...),
-		why: "the engine core is config, plan, schedule, store, retry, breaker and run records; backends implement its interfaces, never the other way round; metrics and traces follow it through observe.Observer",
+		}, append(backends, sqlDrivers...)...),
+		why: "the engine core is config, plan, schedule, retry, breaker, run records and the interfaces of its store; backends (the stores among them) implement its interfaces, never the other way round; metrics and traces follow it through observe.Observer",
 	},
 	{
 		from:      "./internal/service/...",
@@ -47,13 +51,18 @@ var rules = []rule{
 	},
 	{
 		from:      "./internal/spark/...",
-		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker", module + "/internal/telemetry"},
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker", module + "/internal/telemetry", module + "/internal/store"},
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
 		from:      "./internal/streaming/...",
-		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker", module + "/internal/telemetry"},
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/pyworker", module + "/internal/telemetry", module + "/internal/store"},
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
+	},
+	{
+		from:      "./internal/store/...",
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/gen", module + "/internal/spark", module + "/internal/pyworker", module + "/internal/streaming", module + "/internal/telemetry"},
+		why:       "a store implements the engine's store interfaces and knows neither the transport, nor another backend, nor telemetry",
 	},
 	{
 		from: "./internal/webui/...",
@@ -68,7 +77,7 @@ var rules = []rule{
 	},
 	{
 		from:      "./internal/pyworker/...",
-		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark", module + "/internal/telemetry"},
+		forbidden: []string{module + "/internal/service", module + "/cmd", module + "/internal/spark", module + "/internal/telemetry", module + "/internal/store"},
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
@@ -126,7 +135,7 @@ func TestLayers_RulesNameRealPackages(t *testing.T) {
 	root := repoRoot(t)
 	all := goList(t, root, "-deps", "./...")
 	for _, want := range []string{module + "/gen", module + "/internal/spark", module + "/internal/pyworker", "google.golang.org/grpc",
-		module + "/internal/telemetry", "github.com/prometheus", "go.opentelemetry.io"} {
+		module + "/internal/telemetry", "github.com/prometheus", "go.opentelemetry.io", module + "/internal/store", "modernc.org/sqlite"} {
 		found := false
 		for _, p := range all {
 			if p == want || strings.HasPrefix(p, want+"/") {

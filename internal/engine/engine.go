@@ -130,7 +130,7 @@ type Options struct {
 	ProjectDir string
 	// Env is used when a request names none.
 	Env     string
-	Store   *store.Store
+	Store   store.Store
 	Backend Backend
 	Logger  *slog.Logger
 	// Clock drives timeouts and backoff; nil means the real clock.

@@ -14,7 +14,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // trialBackend runs a toy pipeline without Spark: the score node logs
@@ -93,7 +93,7 @@ func toyProject(t *testing.T) string {
 
 func toyEngine(t *testing.T, b *trialBackend) *Engine {
 	t.Helper()
-	st, err := store.Open(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // abandoning is a backend that records what it is asked to abandon.
@@ -26,7 +26,7 @@ func TestRecover_EndsTheStreamingQueriesAKilledExecdLeftRunning(t *testing.T) {
 	for _, failing := range []bool{false, true} {
 		ctx := context.Background()
 		dir := t.TempDir()
-		st, err := store.Open(ctx, dir)
+		st, err := sqlite.Open(ctx, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +44,7 @@ func TestRecover_EndsTheStreamingQueriesAKilledExecdLeftRunning(t *testing.T) {
 		}
 		st.Close() // as a SIGKILL leaves it: the run RUNNING, its query live
 
-		st, err = store.Open(ctx, dir)
+		st, err = sqlite.Open(ctx, dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // gatedBackend's runs close only when the test lets them: each Close
@@ -46,7 +46,7 @@ func (r *gatedRun) Close(context.Context) error {
 
 func gatedEngine(t *testing.T, b *gatedBackend) *Engine {
 	t.Helper()
-	st, err := store.Open(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,7 +111,7 @@ func (e *Engine) journal(id string) Journal {
 }
 
 type runJournal struct {
-	st *store.Store
+	st store.Store
 	id string
 }
 

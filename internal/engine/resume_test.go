@@ -15,6 +15,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // chainProject writes a project whose pipeline p runs a -> b -> c.
@@ -84,7 +85,7 @@ func (b *resumable) RunNode(_ context.Context, n *plan.Node, attempt int, _ func
 func killedMidRun(t *testing.T, dir string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, dir)
+	st, err := sqlite.Open(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func killedMidRun(t *testing.T, dir string) {
 func recoverWith(t *testing.T, dir string, b Backend) (run.Run, []run.Event) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, dir)
+	st, err := sqlite.Open(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,113 +1,77 @@
-// Package store keeps runs, their nodes' attempts and each run's append-only
-// event log in an embedded SQLite database, and streams committed events to
-// watchers.
+// Package store is what the engine needs from durable storage: runs, their
+// nodes' attempts and each run's append-only event log; the queue of runs
+// waiting for admission; the journal a backend keeps of a running run; and
+// experiments. The engine talks to these interfaces only. The stores that
+// implement them live beside the other backends (internal/store/...), and
+// every one of them passes the behaviour suite in storetest.
 //
-// # Writes
+// What every store promises:
 //
-// SQLite has one writer, so the store has one: every write takes a
-// one-slot semaphore, runs in a BEGIN IMMEDIATE transaction on a single
-// connection, and publishes the events it committed before it lets the next
-// write in. That gives each run gapless sequences (1, 2, 3...) and makes
-// publication order equal commit order, which is what lets watchers detect a
-// missed event by its sequence alone. Reads use a separate pool of
-// connections; WAL lets them run while a write is in progress.
-//
-// Once a write has the semaphore it runs to its end even if the caller's
-// context is cancelled: the context only bounds the wait for the writer. A
-// write that could be cut between COMMIT and publication could leave a
-// watcher waiting for an event that is stored but was never announced.
-//
-// # Durability
-//
-// The database runs in WAL mode with synchronous=NORMAL: a committed
-// transaction survives the process being killed at any point (the kernel
-// holds the WAL pages), though not necessarily a power cut in the instant
-// after commit. That is the guarantee execd needs: a daemon killed mid-run
-// keeps every event it reported.
-//
-// # The record's state machine
-//
-// Append applies each event to the run, node and attempt rows. The rules
-// are strict on purpose: an event that does not fit the record is refused
-// with ErrInvalidEvent (or ErrRunEnded) instead of being stored, because a
-// stored event can never be taken back and a watcher may already be
-// replaying it.
-//
-//   - Run: PENDING → [QUEUED →] RUNNING → SUCCEEDED | FAILED | CANCELLED |
-//     INTERRUPTED; a QUEUED run may also end CANCELLED without starting.
-//     A run cannot end while one of its nodes is RUNNING, STREAMING or
-//     RETRYING, and
-//     nothing may be appended after its terminal event, except through
-//     PrepareRepair, which moves it back to PENDING.
-//   - Node: PENDING → RUNNING (opens attempt n+1) → RETRYING (closes the
-//     attempt as FAILED with the event's error) → RUNNING (attempt n+2) ...
-//     → a terminal state (closes the open attempt with that state and
-//     error). A RUNNING node whose streaming query has started becomes
-//     STREAMING (same attempt) and ends like a RUNNING one. A PENDING or
-//     RETRYING node may go straight to FAILED, CANCELLED, SKIPPED or
-//     TIMED_OUT; only a RUNNING or STREAMING node may succeed.
-//     Attempt numbers never restart, not even after a repair, so no attempt
-//     row is ever overwritten.
-//   - An event's Attempt 0 means the node's current attempt (for RUNNING,
-//     the next one); the store fills the number in.
-//   - Metrics go on an attempt that exists; messages need no attempt.
-//   - Event times are the store's clock at commit, so record times and log
-//     times always agree; Sequence, Time and RunID given by the caller are
-//     replaced.
+//   - Events are applied to the record by the rules of package run, in the
+//     transaction that stores them, so a record and its log always agree.
+//     An event that does not fit the record is refused (ErrInvalidEvent or
+//     ErrRunEnded) and nothing of its batch is stored.
+//   - Each run's sequences are gapless (1, 2, 3...), given at commit.
+//   - A committed event survives the process being killed.
+//   - Event times are the store's clock at commit; Sequence, Time and RunID
+//     given by the caller are replaced.
+//   - A watcher (Watch) gets every event after the sequence it names,
+//     exactly once and in order.
 package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
 // Errors callers tell apart with errors.Is. Each is wrapped with the detail
 // (which run, node or field).
 var (
-	// ErrNotFound: no run has the id.
+	// ErrNotFound: no run (or experiment) has the id.
 	ErrNotFound = errors.New("store: not found")
-	// ErrAlreadyExists: CreateRun got an id that is taken by another request.
+	// ErrAlreadyExists: an id is taken by another request.
 	ErrAlreadyExists = errors.New("store: already exists")
 	// ErrInvalidArgument: a malformed id, node name, page size, sequence or
 	// parameter set. Nothing was written.
 	ErrInvalidArgument = errors.New("store: invalid argument")
-	// ErrBadPageToken: the page token was not produced by ListRuns for the
-	// same filter.
+	// ErrBadPageToken: the page token was not produced by a list call for
+	// the same filter.
 	ErrBadPageToken = errors.New("store: bad page token")
-	// ErrInvalidEvent: an event does not fit the run's record (see the
-	// package documentation). It points at a bug in the caller, not in the
-	// user's request. Nothing of the batch was written.
-	ErrInvalidEvent = errors.New("store: invalid event")
+	// ErrInvalidEvent: an event does not fit the run's record (see package
+	// run). It points at a bug in the caller. Nothing of the batch was
+	// written.
+	ErrInvalidEvent = run.ErrInvalidEvent
 	// ErrRunEnded: the run has had its terminal event; only PrepareRepair
 	// may write to it now.
-	ErrRunEnded = errors.New("store: run has ended")
+	ErrRunEnded = run.ErrRunEnded
 	// ErrNotRepairable: PrepareRepair on a run that is not FAILED,
 	// CANCELLED or INTERRUPTED.
 	ErrNotRepairable = errors.New("store: run cannot be repaired")
 	// ErrTooManyEvents: the run holds Limits.MaxEventsPerRun events and the
-	// batch had a message or metric.
+	// batch had a message, metric or progress.
 	ErrTooManyEvents = errors.New("store: too many events for one run")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
 )
 
-// Limits bound what one request can make the store keep, so no request can
+// Messages a store records when it interrupts a run, so operators and UIs
+// can tell an interruption from a cancellation.
+const (
+	InterruptedMessage   = "execd stopped while the run was running"
+	InterruptedErrorType = "Interrupted"
+)
+
+// Limits bound what one request can make a store keep, so no request can
 // grow the database without bound or store something that cannot be read
 // back.
 type Limits struct {
-	// MaxEventsPerRun caps node messages and metrics. State changes are
-	// always accepted, so a run that reached the cap can still end and be
-	// repaired.
+	// MaxEventsPerRun caps node messages, metrics and progress. State
+	// changes are always accepted, so a run that reached the cap can still
+	// end and be repaired.
 	MaxEventsPerRun int64
 	// MaxTextBytes caps each free-text field (run message, node message,
 	// error message and traceback). Longer text is cut on a UTF-8 boundary
@@ -129,184 +93,144 @@ var DefaultLimits = Limits{
 	MaxNodes:        10_000,
 }
 
-// Option configures a Store.
-type Option func(*options)
-
-type options struct {
-	limits      Limits
-	now         func() time.Time
-	watchBuffer int
+// Merge returns l with its zero fields taken from DefaultLimits.
+func (l Limits) Merge() Limits {
+	d := DefaultLimits
+	if l.MaxEventsPerRun > 0 {
+		d.MaxEventsPerRun = l.MaxEventsPerRun
+	}
+	if l.MaxTextBytes > 0 {
+		d.MaxTextBytes = l.MaxTextBytes
+	}
+	if l.MaxParamsBytes > 0 {
+		d.MaxParamsBytes = l.MaxParamsBytes
+	}
+	if l.MaxNodes > 0 {
+		d.MaxNodes = l.MaxNodes
+	}
+	return d
 }
 
-// WithLimits replaces DefaultLimits. Zero fields keep their default.
-func WithLimits(l Limits) Option {
-	return func(o *options) {
-		if l.MaxEventsPerRun > 0 {
-			o.limits.MaxEventsPerRun = l.MaxEventsPerRun
-		}
-		if l.MaxTextBytes > 0 {
-			o.limits.MaxTextBytes = l.MaxTextBytes
-		}
-		if l.MaxParamsBytes > 0 {
-			o.limits.MaxParamsBytes = l.MaxParamsBytes
-		}
-		if l.MaxNodes > 0 {
-			o.limits.MaxNodes = l.MaxNodes
-		}
-	}
+// ListFilter selects runs. Zero fields select everything.
+type ListFilter struct {
+	Pipeline string
+	States   []run.State // any of them
 }
 
-// WithClock sets the clock that stamps create and event times, so tests
-// can order runs without sleeping.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
+// Page sizes, as in AIP-158: 0 means the default, larger than the maximum
+// is lowered to it.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// Store is everything the engine keeps.
+type Store interface {
+	Runs
+	Recovery
+	Journal
+	Experiments
+	// Watchers is how many watchers follow runs live now.
+	Watchers() int
+	// PruneRuns deletes the runs that ended before cutoff with everything
+	// stored about them, and says how many went. Runs that have not ended
+	// are never touched.
+	PruneRuns(ctx context.Context, cutoff time.Time) (int, error)
+	// Done is closed when the store closes.
+	Done() <-chan struct{}
+	Close() error
 }
 
-// WithWatchBuffer sets how many live events a watcher may fall behind
-// before it stops receiving them and reads the database instead. Small
-// values exercise that path in tests.
-func WithWatchBuffer(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.watchBuffer = n
-		}
-	}
+// Runs are the records of runs and their event logs.
+type Runs interface {
+	// CreateRun records a new run PENDING with every node PENDING, and its
+	// first event (sequence 1, run_state PENDING, r.Message). Only r.ID,
+	// r.RequestID, r.Params, r.Message and the node names are read; an
+	// empty ID gets a random one. A request id already used returns that
+	// run with created false and writes nothing.
+	CreateRun(ctx context.Context, r run.Run) (stored run.Run, created bool, err error)
+	// GetRun returns a run with its nodes in plan order and each node's
+	// attempts in order.
+	GetRun(ctx context.Context, id string) (run.Run, error)
+	// RunByRequestID returns the run created with the request id.
+	RunByRequestID(ctx context.Context, requestID string) (run.Run, error)
+	// ListRuns returns runs newest first and a token for the next page
+	// ("" after the last). Pagination is by key, so runs created while a
+	// client pages do not shift its pages.
+	ListRuns(ctx context.Context, f ListFilter, pageSize int, pageToken string) ([]run.Run, string, error)
+	// Append commits evs to the run's log in one transaction, applying
+	// each to the record; either every event is stored or none is. It
+	// returns the stored events.
+	Append(ctx context.Context, runID string, evs ...run.Event) ([]run.Event, error)
+	// Watch follows the run's events with sequence > after (see Watcher).
+	// ErrInvalidArgument when after is negative or beyond the run's last
+	// event.
+	Watch(ctx context.Context, runID string, after int64) (*Watcher, error)
+	// Events returns up to limit events with sequence > after (limit 0
+	// means 1000; at most 10000).
+	Events(ctx context.Context, runID string, after int64, limit int) ([]run.Event, error)
+	// PrepareRepair reopens an ended run (FAILED, CANCELLED, INTERRUPTED)
+	// for a repair: the run back to PENDING, its repair count up by one,
+	// each node in reset back to PENDING. A request id already used for
+	// this run changes nothing (repeated true).
+	PrepareRepair(ctx context.Context, runID string, reset []string, requestID string) (stored run.Run, repeated bool, err error)
+	// RepairRequest returns the run a repair request id was used for.
+	RepairRequest(ctx context.Context, requestID string) (string, error)
 }
 
-// Store is the durable record of runs. It is safe for concurrent use.
-type Store struct {
-	writer *sql.DB // one connection: SQLite has one writer
-	reader *sql.DB
-	opt    options
-
-	wconn *writerConn // the writer's connection, held for the store's life
-
-	// sem is the writer's one slot; holding it means owning wconn and the
-	// right to publish.
-	sem       chan struct{}
-	done      chan struct{} // closed by Close
-	closeOnce sync.Once
-	hub       hub
-	exps      expSignals
+// Recovery is what the engine needs to find, at its start, the runs a
+// previous execd left behind.
+type Recovery interface {
+	// Unfinished returns the ids of the runs left PENDING or RUNNING,
+	// oldest first.
+	Unfinished(ctx context.Context) ([]string, error)
+	// Queued returns the ids of the QUEUED runs, oldest first.
+	Queued(ctx context.Context) ([]string, error)
+	// Interrupt ends a run left PENDING or RUNNING as INTERRUPTED: its
+	// nodes under way are CANCELLED with an error of type
+	// InterruptedErrorType. It reports whether it did (false for a run
+	// that had ended meanwhile, or is QUEUED).
+	Interrupt(ctx context.Context, id string) (bool, error)
+	// LiveAttempts returns, for a run left RUNNING, each node attempt that
+	// was under way, in plan order.
+	LiveAttempts(ctx context.Context, runID string) ([]run.LiveAttempt, error)
+	// InterruptedQueries returns where the streaming queries ran that
+	// Interrupt cancelled.
+	InterruptedQueries(ctx context.Context, runID string) ([]run.QueryRef, error)
 }
 
-// FileName is the database's name inside the directory given to Open.
-const FileName = "execd.db"
-
-// Open opens (creating if needed) dir/execd.db and brings its schema up to
-// date.
-func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
-	o := options{limits: DefaultLimits, now: time.Now, watchBuffer: 256}
-	for _, f := range opts {
-		f(&o)
-	}
-	// The driver splits its DSN at the first '?', so a path holding one
-	// would open the wrong file.
-	if dir == "" || strings.ContainsAny(dir, "?#") {
-		return nil, fmt.Errorf("%w: store directory %q must be non-empty and contain no '?' or '#'", ErrInvalidArgument, dir)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
-	}
-	path := filepath.Join(dir, FileName)
-	if err := private(path); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-
-	// busy_timeout covers another process (an operator's sqlite3 shell, a
-	// backup) holding a lock for a moment.
-	const common = "_busy_timeout=10000&_foreign_keys=1"
-	writer, err := sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
-	if err != nil {
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	writer.SetMaxOpenConns(1)
-	writer.SetMaxIdleConns(1)
-	writer.SetConnMaxLifetime(0)
-	writer.SetConnMaxIdleTime(0)
-
-	s := &Store{
-		writer: writer,
-		opt:    o,
-		sem:    make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		hub:    hub{subs: map[string]map[*subscriber]struct{}{}},
-	}
-	if err := s.prepare(ctx); err != nil {
-		writer.Close()
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	conn, err := writer.Conn(ctx)
-	if err != nil {
-		writer.Close()
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	s.wconn = &writerConn{conn: conn, stmts: map[string]*sql.Stmt{}}
-
-	reader, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
-	if err != nil {
-		s.wconn.close()
-		writer.Close()
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	reader.SetMaxOpenConns(n)
-	reader.SetMaxIdleConns(n)
-	s.reader = reader
-	return s, nil
+// Journal is a small key-value space per run that a backend writes while
+// the run executes: where its Spark session is, which operations are in
+// flight. It is no part of the run's record. A put is committed when it
+// returns.
+type Journal interface {
+	JournalPut(ctx context.Context, runID, key string, value []byte) error
+	// JournalGet returns nil when nothing is stored under key.
+	JournalGet(ctx context.Context, runID, key string) ([]byte, error)
+	JournalList(ctx context.Context, runID, prefix string) (map[string][]byte, error)
+	JournalClear(ctx context.Context, runID string) error
 }
 
-// private makes the database readable by its owner only, before SQLite
-// opens it: SQLite gives the -wal and -shm files the database file's mode,
-// and runs hold pipeline parameters and error messages. Files an older
-// execd made are narrowed too.
-func private(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
-// prepare checks that the database really is in WAL mode (some file systems
-// refuse it, and without it readers would block the writer) and migrates it.
-func (s *Store) prepare(ctx context.Context) error {
-	var mode string
-	if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal mode is %q, not WAL; is the directory on a network file system?", mode)
-	}
-	return migrate(ctx, s.writer)
-}
-
-// Close waits for the write in progress, ends every watcher with ErrClosed
-// and closes the database. Later calls return ErrClosed.
-func (s *Store) Close() error {
-	err := ErrClosed
-	s.closeOnce.Do(func() {
-		close(s.done)
-		// Taking the writer slot for good waits out the write in progress
-		// and keeps later ones out.
-		s.sem <- struct{}{}
-		err = errors.Join(s.reader.Close(), s.wconn.close(), s.writer.Close())
-	})
-	return err
-}
-
-// closed reports whether Close has begun.
-func (s *Store) closed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+// Experiments are the records of experiments, their trials and event logs.
+type Experiments interface {
+	// CreateExperiment records a new experiment PENDING with its first
+	// event. A request id already used returns that experiment with
+	// created false.
+	CreateExperiment(ctx context.Context, x experiment.Record) (stored experiment.Record, created bool, err error)
+	ExperimentByRequestID(ctx context.Context, requestID string) (experiment.Record, error)
+	// AppendExperiment stores ev and applies it to the experiment.
+	// Nothing may follow a terminal state.
+	AppendExperiment(ctx context.Context, id string, ev experiment.Event) (experiment.Event, error)
+	GetExperiment(ctx context.Context, id string) (experiment.Record, error)
+	// ListExperiments returns experiments newest first and a token for the
+	// next page.
+	ListExperiments(ctx context.Context, pipeline string, pageSize int, pageToken string) ([]experiment.Record, string, error)
+	// LiveExperiments returns the ids of experiments not ended, oldest
+	// first.
+	LiveExperiments(ctx context.Context) ([]string, error)
+	// ExperimentEvents returns up to limit events after sequence after,
+	// whether the experiment had ended with nothing after them, and a
+	// channel closed at the next commit to the experiment (taken before
+	// the read, so no commit falls between them unseen).
+	ExperimentEvents(ctx context.Context, id string, after int64, limit int) (evs []experiment.Event, ended bool, next <-chan struct{}, err error)
 }

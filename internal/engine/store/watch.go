@@ -2,9 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -14,20 +11,34 @@ import (
 
 // Watching a run, and why it is exactly-once
 //
-// A watcher subscribes to live events first and reads the database second.
-// Every event is committed before it is published, and published in
-// sequence order, so every event is in at least one of the two places the
-// watcher looks: committed before the read (the read sees it) or published
-// after the subscription (the buffer gets it). The watcher keeps the
-// sequence it expects next and uses it to drop what it already has and to
-// notice what it missed: a live event beyond the expected one means the
-// buffer overflowed, and the watcher reads the database from where it is.
-// Publishing never blocks; an overflowing buffer also raises a one-slot
-// "missed" signal, so a watcher whose last events were dropped does not
-// wait for a next event that may never come.
+// A watcher subscribes to live events first and reads the log second.
+// Every event is committed before it is published, so every event is in at
+// least one of the two places the watcher looks: committed before the read
+// (the read sees it) or published after the subscription (the buffer gets
+// it). The watcher keeps the sequence it expects next and uses it to drop
+// what it already has and to notice what it missed: a live event beyond
+// the expected one means the buffer overflowed, or the events were
+// published out of order, and the watcher reads the log from where it is.
+// Publishing never blocks; an overflowing buffer raises a one-slot "missed"
+// signal, so a watcher whose last events were dropped does not wait for a
+// next event that may never come. A store whose events are committed
+// elsewhere (another replica) raises the same signal with Poke, and the
+// watcher reads them from the log.
 
-// hub hands committed events to the watchers of their run.
-type hub struct {
+// Log is what a Watcher reads besides the live events: a run's stored
+// events.
+type Log interface {
+	// ReadLog returns up to limit events of the run from sequence from on
+	// and, when that is all there is (fewer than limit), whether the run
+	// has ended: both from one snapshot, so "ended" means "ended with
+	// nothing after".
+	ReadLog(ctx context.Context, runID string, from int64, limit int) (evs []run.Event, ended bool, err error)
+	// Done is closed when the store closes.
+	Done() <-chan struct{}
+}
+
+// Hub hands committed events to the watchers of their run.
+type Hub struct {
 	mu   sync.Mutex
 	subs map[string]map[*subscriber]struct{}
 }
@@ -37,10 +48,13 @@ type subscriber struct {
 	missed chan struct{}
 }
 
-func (h *hub) subscribe(runID string, buffer int) *subscriber {
+func (h *Hub) subscribe(runID string, buffer int) *subscriber {
 	sub := &subscriber{events: make(chan run.Event, buffer), missed: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.subs == nil {
+		h.subs = map[string]map[*subscriber]struct{}{}
+	}
 	m := h.subs[runID]
 	if m == nil {
 		m = map[*subscriber]struct{}{}
@@ -50,8 +64,17 @@ func (h *hub) subscribe(runID string, buffer int) *subscriber {
 	return sub
 }
 
-// count is how many watchers are subscribed.
-func (h *hub) count() int {
+func (h *Hub) unsubscribe(runID string, sub *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs[runID], sub)
+	if len(h.subs[runID]) == 0 {
+		delete(h.subs, runID)
+	}
+}
+
+// Count is how many watchers are subscribed.
+func (h *Hub) Count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
@@ -61,19 +84,15 @@ func (h *hub) count() int {
 	return n
 }
 
-func (h *hub) unsubscribe(runID string, sub *subscriber) {
+// Watched reports whether anyone follows run id.
+func (h *Hub) Watched(runID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.subs[runID], sub)
-	if len(h.subs[runID]) == 0 {
-		delete(h.subs, runID)
-	}
+	return len(h.subs[runID]) > 0
 }
 
-// publish offers committed events to their watchers without blocking. The
-// writer calls it before it lets the next write in, so events reach every
-// watcher in sequence order.
-func (h *hub) publish(evs []run.Event) {
+// Publish offers committed events to their watchers without blocking.
+func (h *Hub) Publish(evs []run.Event) {
 	if len(evs) == 0 {
 		return
 	}
@@ -86,17 +105,31 @@ func (h *hub) publish(evs []run.Event) {
 			select {
 			case sub.events <- e:
 			default:
-				select {
-				case sub.missed <- struct{}{}:
-				default:
-				}
+				sub.miss()
 			}
 		}
 	}
 }
 
+// Poke tells the watchers of run id that events were committed that they
+// will not receive live: they read the log.
+func (h *Hub) Poke(runID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for sub := range h.subs[runID] {
+		sub.miss()
+	}
+}
+
+func (s *subscriber) miss() {
+	select {
+	case s.missed <- struct{}{}:
+	default:
+	}
+}
+
 // Watcher streams one run's events: every event after the sequence given
-// to Watch, exactly once and in order, first from the database and then
+// to NewWatcher, exactly once and in order, first from the log and then
 // live. It ends after the run's terminal event, when its context ends, or
 // when the store closes; Err tells which.
 //
@@ -109,45 +142,25 @@ func (h *hub) publish(evs []run.Event) {
 // A Watcher is used by one goroutine. Ranging over Events again after a
 // break resumes where the previous range stopped.
 type Watcher struct {
-	s     *Store
-	ctx   context.Context
-	runID string
-	next  int64 // the sequence owed to the consumer next
-	done  bool
-	err   error
-	// fallbacks counts reads from the database after the live buffer
-	// missed events; tests use it to prove that path runs.
+	hub    *Hub
+	log    Log
+	buffer int
+	ctx    context.Context
+	runID  string
+	next   int64 // the sequence owed to the consumer next
+	done   bool
+	err    error
+	// fallbacks counts reads from the log after the live buffer missed
+	// events; tests use it to prove that path runs.
 	fallbacks int
 }
 
-// Watch returns a Watcher for the run's events with sequence > after. It
-// fails with ErrNotFound for an unknown run and with ErrInvalidArgument
-// when after is negative or beyond the run's last event (sequences are
-// only ever learnt from the store, so such a value is a client's mistake).
-// ctx bounds the whole watch.
-func (s *Store) Watch(ctx context.Context, runID string, after int64) (*Watcher, error) {
-	if s.closed() {
-		return nil, ErrClosed
-	}
-	if after < 0 {
-		return nil, fmt.Errorf("%w: after sequence %d is negative", ErrInvalidArgument, after)
-	}
-	var last int64
-	err := s.reader.QueryRowContext(ctx, `SELECT last_seq FROM runs WHERE id = ?`, runID).Scan(&last)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: run %q", ErrNotFound, runID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("store: reading run %s: %w", runID, err)
-	}
-	if after > last {
-		return nil, fmt.Errorf("%w: after sequence %d is beyond the last event of run %s (%d)", ErrInvalidArgument, after, runID, last)
-	}
-	return &Watcher{s: s, ctx: ctx, runID: runID, next: after + 1}, nil
+// NewWatcher returns a Watcher of run id's events after sequence after,
+// fed by hub and log, that may fall buffer live events behind before it
+// reads the log instead. The store checks the run and after first.
+func NewWatcher(ctx context.Context, hub *Hub, log Log, runID string, after int64, buffer int) *Watcher {
+	return &Watcher{hub: hub, log: log, buffer: max(buffer, 1), ctx: ctx, runID: runID, next: after + 1}
 }
-
-// Watchers is how many watchers are following runs live now.
-func (s *Store) Watchers() int { return s.hub.count() }
 
 // Err reports why the stream ended: nil after the run's terminal event,
 // the context's error, ErrClosed, or a database error.
@@ -157,16 +170,20 @@ func (w *Watcher) Err() error { return w.err }
 // Watch): the value to resume from.
 func (w *Watcher) Last() int64 { return w.next - 1 }
 
+// Fallbacks is how often the watcher read the log because live events
+// were missed.
+func (w *Watcher) Fallbacks() int { return w.fallbacks }
+
 // Events yields the events. Live events are buffered per watcher while the
 // range is running; a consumer slower than the run's writer falls back to
-// the database and never slows the writer down.
+// the log and never slows the writer down.
 func (w *Watcher) Events() iter.Seq[run.Event] {
 	return func(yield func(run.Event) bool) {
 		if w.done {
 			return
 		}
-		sub := w.s.hub.subscribe(w.runID, w.s.opt.watchBuffer)
-		defer w.s.hub.unsubscribe(w.runID, sub)
+		sub := w.hub.subscribe(w.runID, w.buffer)
+		defer w.hub.unsubscribe(w.runID, sub)
 		if w.catchUp(yield) {
 			return
 		}
@@ -175,7 +192,7 @@ func (w *Watcher) Events() iter.Seq[run.Event] {
 			case <-w.ctx.Done():
 				w.finish(w.ctx.Err())
 				return
-			case <-w.s.done:
+			case <-w.log.Done():
 				w.finish(ErrClosed)
 				return
 			case <-sub.missed:
@@ -186,7 +203,7 @@ func (w *Watcher) Events() iter.Seq[run.Event] {
 			case ev := <-sub.events:
 				switch {
 				case ev.Sequence < w.next:
-					// Already delivered from the database.
+					// Already delivered from the log.
 				case ev.Sequence > w.next:
 					w.fallbacks++
 					if w.catchUp(yield) {
@@ -197,7 +214,7 @@ func (w *Watcher) Events() iter.Seq[run.Event] {
 						return
 					}
 					// Whether the stream is over depends on whether a
-					// repair has already followed; the database knows.
+					// repair has already followed; the log knows.
 					if ev.Terminal() && w.catchUp(yield) {
 						return
 					}
@@ -207,7 +224,7 @@ func (w *Watcher) Events() iter.Seq[run.Event] {
 	}
 }
 
-// watchPage is how many events a watcher reads from the database at once.
+// watchPage is how many events a watcher reads from the log at once.
 const watchPage = 512
 
 // catchUp delivers every stored event from w.next on. It reports whether
@@ -215,12 +232,15 @@ const watchPage = 512
 // reading failed.
 func (w *Watcher) catchUp(yield func(run.Event) bool) (stop bool) {
 	for {
-		evs, ended, err := w.s.readLog(w.ctx, w.runID, w.next, watchPage)
+		evs, ended, err := w.log.ReadLog(w.ctx, w.runID, w.next, watchPage)
 		if err != nil {
 			w.finish(err)
 			return true
 		}
 		for _, ev := range evs {
+			if ev.Sequence < w.next {
+				continue
+			}
 			if !w.deliver(ev, yield) {
 				return true
 			}
@@ -246,93 +266,20 @@ func (w *Watcher) deliver(ev run.Event, yield func(run.Event) bool) bool {
 }
 
 func (w *Watcher) finish(err error) {
-	if err != nil && w.s.closed() && w.ctx.Err() == nil {
-		err = ErrClosed
+	if err != nil && w.ctx.Err() == nil {
+		select {
+		case <-w.log.Done():
+			err = ErrClosed
+		default:
+		}
 	}
 	w.done, w.err = true, err
 }
 
-// readLog returns up to limit events of the run from sequence from on and,
-// when that is all there is (fewer than limit), whether the run has ended:
-// both from one snapshot, so "ended" means "ended with nothing after".
-func (s *Store) readLog(ctx context.Context, runID string, from int64, limit int) (evs []run.Event, ended bool, err error) {
-	err = s.read(ctx, func(tx *sql.Tx) error {
-		var err error
-		if evs, err = readEvents(ctx, tx, runID, from, limit); err != nil {
-			return err
-		}
-		if len(evs) == limit {
-			return nil
-		}
-		var state string
-		err = tx.QueryRowContext(ctx, `SELECT state FROM runs WHERE id = ?`, runID).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: run %q", ErrNotFound, runID)
-		}
-		ended = run.State(state).Terminal()
-		return err
-	})
-	return evs, ended, err
-}
-
-// Events returns up to limit events of the run with sequence > after, in
-// order (limit 0 means 1000; at most 10000). ErrNotFound for an unknown run.
-func (s *Store) Events(ctx context.Context, runID string, after int64, limit int) ([]run.Event, error) {
-	if s.closed() {
-		return nil, ErrClosed
-	}
-	switch {
-	case after < 0:
-		return nil, fmt.Errorf("%w: after sequence %d is negative", ErrInvalidArgument, after)
-	case limit < 0:
-		return nil, fmt.Errorf("%w: limit %d is negative", ErrInvalidArgument, limit)
-	case limit == 0:
-		limit = 1000
-	case limit > 10000:
-		limit = 10000
-	}
-	var evs []run.Event
-	err := s.read(ctx, func(tx *sql.Tx) error {
-		var exists int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE id = ?`, runID).Scan(&exists)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: run %q", ErrNotFound, runID)
-		}
-		if err != nil {
-			return err
-		}
-		evs, err = readEvents(ctx, tx, runID, after+1, limit)
-		return err
-	})
-	return evs, err
-}
-
-func readEvents(ctx context.Context, q querier, runID string, from int64, limit int) ([]run.Event, error) {
-	rows, err := q.QueryContext(ctx,
-		`SELECT seq, time, payload FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq LIMIT ?`,
-		runID, from, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: reading events of run %s: %w", runID, err)
-	}
-	var evs []run.Event
-	err = eachRow(rows, func() error {
-		var (
-			ev      run.Event
-			t       int64
-			payload string
-		)
-		if err := rows.Scan(&ev.Sequence, &t, &payload); err != nil {
-			return err
-		}
-		if err := json.Unmarshal([]byte(payload), &ev); err != nil {
-			return fmt.Errorf("decoding event %d: %w", ev.Sequence, err)
-		}
-		ev.RunID, ev.Time = runID, fromNanos(t)
-		evs = append(evs, ev)
+func cloneError(e *run.Error) *run.Error {
+	if e == nil {
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: reading events of run %s: %w", runID, err)
 	}
-	return evs, nil
+	c := *e
+	return &c
 }

@@ -10,10 +10,10 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // identityNodes is the Python module of the Python variant: the function
@@ -76,7 +76,7 @@ func BenchmarkPythonNodeOverhead(b *testing.B) {
 			defer pool.Close(context.Background())
 			engines := map[string]*engine.Engine{}
 			for variant, dir := range map[string]string{"sql": sqlDir, "python": pyDir} {
-				st, err := store.Open(ctx, b.TempDir())
+				st, err := sqlite.Open(ctx, b.TempDir())
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 	"github.com/tauro-exec/tauro-exec/internal/streaming/kafkatest"
 )
 
@@ -121,7 +121,7 @@ func BenchmarkSQLPipeline(b *testing.B) {
 			dir := b.TempDir()
 			writeProject(b, dir, tc.sh)
 			ctx := context.Background()
-			st, err := store.Open(ctx, b.TempDir())
+			st, err := sqlite.Open(ctx, b.TempDir())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,9 +13,9 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // recorder is an observe.Observer that writes down what it is told, as
@@ -84,7 +84,7 @@ func TestEngine_TellsTheObserverEveryExecutionAndAttemptWithItsEnd(t *testing.T)
 	remote := sparktest.Remote(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, t.TempDir())
+	st, err := sqlite.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

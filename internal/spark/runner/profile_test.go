@@ -8,10 +8,10 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse counts the
@@ -50,7 +50,7 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 		t.Fatal(err)
 	}
 	defer pool.Close(context.Background())
-	st, err := store.Open(ctx, t.TempDir())
+	st, err := sqlite.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

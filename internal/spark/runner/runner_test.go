@@ -10,9 +10,9 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // runPipeline runs one pipeline of the project in dir to its end on the
@@ -34,7 +34,7 @@ func runPipeline(t *testing.T, dir, pipeline string) run.Run {
 // with a store of its own.
 func newEngine(ctx context.Context, t *testing.T, dir, remote string) *engine.Engine {
 	t.Helper()
-	st, err := store.Open(ctx, t.TempDir())
+	st, err := sqlite.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,10 +12,10 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // streamProject writes a project whose pipeline "s" has the given nodes;
@@ -54,7 +54,7 @@ func nodeNames(nodes string) string {
 func streamEngine(t testing.TB, dir string) *engine.Engine {
 	t.Helper()
 	remote := sparktest.Remote(t)
-	st, err := store.Open(context.Background(), t.TempDir())
+	st, err := sqlite.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +378,7 @@ def double(orders, start_date=None, end_date=None):
 		t.Fatal(err)
 	}
 	defer pool.Close(context.Background())
-	st, err := store.Open(ctx, t.TempDir())
+	st, err := sqlite.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

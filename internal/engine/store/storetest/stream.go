@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -17,23 +17,23 @@ func progress(node string, batch int64) run.Event {
 	}}
 }
 
-func TestAppend_AStreamingNodeIsLiveUntilItEndsAndKeepsItsProgress(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
-	create(t, s, newRun("r", "p", "a"))
-	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1), nodeState("a", run.NodeStreaming, 0))
-	out := appendOK(t, s, "r", progress("a", 0), progress("a", 1))
+func testAppend_AStreamingNodeIsLiveUntilItEndsAndKeepsItsProgress(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 1), NodeState("a", run.NodeStreaming, 0))
+	out := AppendOK(t, s, "r", progress("a", 0), progress("a", 1))
 	if out[0].Attempt != 1 || out[1].Progress.BatchID != 1 || out[0].Progress.InputRate != 0 {
 		t.Errorf("progress events = %+v, %+v; want attempt 1 filled in and NaN rates as 0", out[0], out[0].Progress)
 	}
-	if a := get(t, s, "r").Nodes[0]; a.State != run.NodeStreaming || a.Attempt != 1 || len(a.Attempts) != 1 {
+	if a := Get(t, s, "r").Nodes[0]; a.State != run.NodeStreaming || a.Attempt != 1 || len(a.Attempts) != 1 {
 		t.Errorf("streaming node = %+v", a)
 	}
 	// A run cannot end while a query runs.
-	if _, err := s.Append(context.Background(), "r", runState(run.Succeeded, "")); !errors.Is(err, store.ErrInvalidEvent) {
+	if _, err := s.Append(context.Background(), "r", RunState(run.Succeeded, "")); !errors.Is(err, store.ErrInvalidEvent) {
 		t.Errorf("ending the run under a streaming node: %v; want ErrInvalidEvent", err)
 	}
-	appendOK(t, s, "r", nodeState("a", run.NodeSucceeded, 1), runState(run.Succeeded, ""))
-	a := get(t, s, "r").Nodes[0]
+	AppendOK(t, s, "r", NodeState("a", run.NodeSucceeded, 1), RunState(run.Succeeded, ""))
+	a := Get(t, s, "r").Nodes[0]
 	if a.State != run.NodeSucceeded || a.Attempts[0].State != run.NodeSucceeded || a.Attempts[0].EndTime.IsZero() {
 		t.Errorf("ended node = %+v", a)
 	}
@@ -55,12 +55,12 @@ func TestAppend_AStreamingNodeIsLiveUntilItEndsAndKeepsItsProgress(t *testing.T)
 	}
 }
 
-func TestAppend_StreamingAndProgressNeedARunningQuery(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
-	appendOK(t, s, "r", runState(run.Running, ""))
+func testAppend_StreamingAndProgressNeedARunningQuery(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Running, ""))
 	for name, ev := range map[string]run.Event{
-		"streaming before running":   nodeState("a", run.NodeStreaming, 0),
+		"streaming before running":   NodeState("a", run.NodeStreaming, 0),
 		"progress of a pending node": progress("a", 0),
 		"progress without figures":   {Kind: run.NodeProgress, Node: "a"},
 	} {
@@ -70,49 +70,49 @@ func TestAppend_StreamingAndProgressNeedARunningQuery(t *testing.T) {
 	}
 }
 
-func TestRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled(t *testing.T) {
-	s, dir := open(t)
-	create(t, s, newRun("r", "p", "a"))
-	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1), nodeState("a", run.NodeStreaming, 0))
+func testRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled(t *testing.T, f Factory) {
+	s, dir := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 1), NodeState("a", run.NodeStreaming, 0))
 	s.Close()
-	s2, err := store.Open(context.Background(), dir)
+	s2, err := f.reopen(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if _, err := s2.Recover(context.Background()); err != nil {
+	if _, err := recoverAll(s2); err != nil {
 		t.Fatal(err)
 	}
-	r := get(t, s2, "r")
+	r := Get(t, s2, "r")
 	if r.State != run.Interrupted || r.Nodes[0].State != run.NodeCancelled {
 		t.Errorf("recovered run %s, node %s; want INTERRUPTED with the node CANCELLED", r.State, r.Nodes[0].State)
 	}
 }
 
-func TestInterruptedQueries_AreTheQueriesOfTheNodesRecoverFoundStreaming(t *testing.T) {
-	s, dir := open(t)
-	create(t, s, newRun("r", "p", "a", "b", "c"))
+func testInterruptedQueries_AreTheQueriesOfTheNodesRecoverFoundStreaming(t *testing.T, f Factory) {
+	s, dir := f.open(t)
+	Create(t, s, NewRun("r", "p", "a", "b", "c"))
 	streaming := func(node, session string) run.Event {
-		ev := nodeState(node, run.NodeStreaming, 0)
+		ev := NodeState(node, run.NodeStreaming, 0)
 		ev.Query = &run.QueryRef{Session: session, User: "u", ID: "q-" + node, RunID: "1"}
 		return ev
 	}
-	appendOK(t, s, "r", runState(run.Running, ""),
+	AppendOK(t, s, "r", RunState(run.Running, ""),
 		// a's first query failed and a second one runs; b's was stopped; c's runs.
-		nodeState("a", run.NodeRunning, 1), streaming("a", "s1"), nodeState("a", run.NodeRetrying, 1),
-		nodeState("a", run.NodeRunning, 2), streaming("a", "s1"),
-		nodeState("b", run.NodeRunning, 1), streaming("b", "s1"), nodeState("b", run.NodeSucceeded, 1),
-		nodeState("c", run.NodeRunning, 1), streaming("c", "s2"))
+		NodeState("a", run.NodeRunning, 1), streaming("a", "s1"), NodeState("a", run.NodeRetrying, 1),
+		NodeState("a", run.NodeRunning, 2), streaming("a", "s1"),
+		NodeState("b", run.NodeRunning, 1), streaming("b", "s1"), NodeState("b", run.NodeSucceeded, 1),
+		NodeState("c", run.NodeRunning, 1), streaming("c", "s2"))
 	if q, err := s.InterruptedQueries(context.Background(), "r"); err != nil || len(q) != 0 {
 		t.Errorf("before Recover: %v, %v; want none", q, err)
 	}
 	s.Close()
-	s2, err := store.Open(context.Background(), dir)
+	s2, err := f.reopen(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if _, err := s2.Recover(context.Background()); err != nil {
+	if _, err := recoverAll(s2); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s2.InterruptedQueries(context.Background(), "r")

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"database/sql"
@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // Times are stored as unix nanoseconds with 0 for "not yet", because the
@@ -64,13 +65,13 @@ const (
 func checkIdentifier(field, v string, maxBytes int) error {
 	switch {
 	case v == "":
-		return fmt.Errorf("%w: %s is empty", ErrInvalidArgument, field)
+		return fmt.Errorf("%w: %s is empty", store.ErrInvalidArgument, field)
 	case len(v) > maxBytes:
-		return fmt.Errorf("%w: %s is %d bytes long; the limit is %d", ErrInvalidArgument, field, len(v), maxBytes)
+		return fmt.Errorf("%w: %s is %d bytes long; the limit is %d", store.ErrInvalidArgument, field, len(v), maxBytes)
 	case !utf8.ValidString(v):
-		return fmt.Errorf("%w: %s %q is not valid UTF-8", ErrInvalidArgument, field, v)
+		return fmt.Errorf("%w: %s %q is not valid UTF-8", store.ErrInvalidArgument, field, v)
 	case strings.ContainsFunc(v, unicode.IsControl):
-		return fmt.Errorf("%w: %s %q contains a control character", ErrInvalidArgument, field, v)
+		return fmt.Errorf("%w: %s %q contains a control character", store.ErrInvalidArgument, field, v)
 	}
 	return nil
 }

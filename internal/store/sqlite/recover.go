@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -8,44 +8,14 @@ import (
 	"fmt"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
-
-// Messages Recover records, so operators and UIs can tell an interruption
-// from a cancellation.
-const (
-	InterruptedMessage   = "execd stopped while the run was running"
-	InterruptedErrorType = "Interrupted"
-)
-
-// Recover is for daemon start, before any run is executed: every run left
-// PENDING or RUNNING by a previous execd is ended INTERRUPTED (see
-// Interrupt), and the ids of those runs are returned oldest first. QUEUED
-// runs are left queued: Queued lists them for the engine to admit. A
-// caller that can take some runs up instead lists them with Unfinished
-// and interrupts the others one by one.
-func (s *Store) Recover(ctx context.Context) ([]string, error) {
-	ids, err := s.Unfinished(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var recovered []string
-	for _, id := range ids {
-		interrupted, err := s.Interrupt(ctx, id)
-		if err != nil {
-			return recovered, err
-		}
-		if interrupted {
-			recovered = append(recovered, id)
-		}
-	}
-	return recovered, nil
-}
 
 // Unfinished returns the ids of the runs a previous execd left PENDING or
 // RUNNING, oldest first.
 func (s *Store) Unfinished(ctx context.Context) ([]string, error) {
 	if s.closed() {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	ids, err := s.idsInState(ctx, run.Pending, run.Running)
 	if err != nil {
@@ -71,8 +41,8 @@ func (s *Store) Interrupt(ctx context.Context, id string) (bool, error) {
 	err := s.write(ctx, func(w *writeTx) error {
 		// Read the nodes inside the write: what a run holds is decided by
 		// the transaction that changes it.
-		r, err := w.loadRunRow(id)
-		if err != nil || r.state.Terminal() || r.state == run.Queued {
+		r, _, err := w.loadRunRow(id)
+		if err != nil || r.State.Terminal() || r.State == run.Queued {
 			return err
 		}
 		rows, err := w.tx.QueryContext(w.ctx, `SELECT name FROM nodes WHERE run_id = ? AND state IN (?, ?, ?) ORDER BY position`,
@@ -88,14 +58,14 @@ func (s *Store) Interrupt(ctx context.Context, id string) (bool, error) {
 			}
 			evs = append(evs, run.Event{
 				Kind: run.NodeStateChanged, Node: name, NodeState: run.NodeCancelled,
-				Error: &run.Error{Type: InterruptedErrorType, Message: InterruptedMessage},
+				Error: &run.Error{Type: store.InterruptedErrorType, Message: store.InterruptedMessage},
 			})
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		evs = append(evs, run.Event{Kind: run.RunStateChanged, RunState: run.Interrupted, Message: InterruptedMessage})
+		evs = append(evs, run.Event{Kind: run.RunStateChanged, RunState: run.Interrupted, Message: store.InterruptedMessage})
 		_, err = w.appendEvents(id, evs, false)
 		interrupted = err == nil
 		return err
@@ -113,7 +83,7 @@ func (s *Store) Interrupt(ctx context.Context, id string) (bool, error) {
 // progress event reported, so the events that follow repeat none.
 func (s *Store) LiveAttempts(ctx context.Context, runID string) ([]run.LiveAttempt, error) {
 	if s.closed() {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	var out []run.LiveAttempt
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -174,7 +144,7 @@ func (s *Store) LiveAttempts(ctx context.Context, runID string) ([]run.LiveAttem
 // Queued returns the ids of the QUEUED runs, oldest first.
 func (s *Store) Queued(ctx context.Context) ([]string, error) {
 	if s.closed() {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	ids, err := s.idsInState(ctx, run.Queued)
 	if err != nil {
@@ -216,14 +186,14 @@ func (s *Store) idsInState(ctx context.Context, states ...run.State) ([]string, 
 // and then drives the run as usual, starting with a run_state RUNNING.
 //
 // Only FAILED, CANCELLED and INTERRUPTED runs can be repaired
-// (ErrNotRepairable otherwise). A node's attempts are kept and its attempt
+// (store.ErrNotRepairable otherwise). A node's attempts are kept and its attempt
 // number is kept too, so its next RUNNING event opens attempt n+1.
 //
 // A non-empty requestID is remembered with the repair: a second call with
 // it changes nothing and returns the run as it is (repeated=true).
 func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string, requestID string) (stored run.Run, repeated bool, err error) {
 	if len(reset) == 0 {
-		return run.Run{}, false, fmt.Errorf("%w: a repair must reset at least one node", ErrInvalidArgument)
+		return run.Run{}, false, fmt.Errorf("%w: a repair must reset at least one node", store.ErrInvalidArgument)
 	}
 	if requestID != "" {
 		if err := checkIdentifier("request id", requestID, maxIDBytes); err != nil {
@@ -231,7 +201,7 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 		}
 	}
 	err = s.write(ctx, func(w *writeTx) error {
-		r, err := w.loadRunRow(runID)
+		r, _, err := w.loadRunRow(runID)
 		if err != nil {
 			return err
 		}
@@ -243,7 +213,7 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 				stored, err = readRun(w.ctx, w.tx, runID)
 				return err
 			case err == nil:
-				return fmt.Errorf("%w: request id %q already repaired run %s", ErrAlreadyExists, requestID, owner)
+				return fmt.Errorf("%w: request id %q already repaired run %s", store.ErrAlreadyExists, requestID, owner)
 			case !errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("store: reading repair request %q: %w", requestID, err)
 			}
@@ -251,10 +221,10 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 				return fmt.Errorf("store: recording repair request %q: %w", requestID, err)
 			}
 		}
-		switch r.state {
+		switch r.State {
 		case run.Failed, run.Cancelled, run.Interrupted:
 		default:
-			return fmt.Errorf("%w: run %s is %s; only FAILED, CANCELLED or INTERRUPTED runs can be repaired", ErrNotRepairable, runID, r.state)
+			return fmt.Errorf("%w: run %s is %s; only FAILED, CANCELLED or INTERRUPTED runs can be repaired", store.ErrNotRepairable, runID, r.State)
 		}
 		var count int
 		if err := w.tx.QueryRowContext(w.ctx,
@@ -269,13 +239,13 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 			}
 			seen[name] = true
 			n, err := w.loadNode(runID, name)
-			if errors.Is(err, ErrInvalidEvent) {
-				return fmt.Errorf("%w: run %s has no node %q to reset", ErrInvalidArgument, runID, name)
+			if errors.Is(err, store.ErrInvalidEvent) {
+				return fmt.Errorf("%w: run %s has no node %q to reset", store.ErrInvalidArgument, runID, name)
 			}
 			if err != nil {
 				return err
 			}
-			if n.state != run.NodePending {
+			if n.State != run.NodePending {
 				nodeEvs = append(nodeEvs, run.Event{Kind: run.NodeStateChanged, Node: name, NodeState: run.NodePending})
 			}
 		}
@@ -297,14 +267,14 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 }
 
 // RepairRequest returns the run a repair request id was used for
-// (ErrNotFound when it was not).
+// (store.ErrNotFound when it was not).
 func (s *Store) RepairRequest(ctx context.Context, requestID string) (string, error) {
 	var runID string
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `SELECT run_id FROM repair_requests WHERE request_id = ?`, requestID).Scan(&runID)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
+		return "", store.ErrNotFound
 	}
 	return runID, err
 }
@@ -316,7 +286,7 @@ func (s *Store) RepairRequest(ctx context.Context, requestID string) (string, er
 // STREAMING event recorded no query are left out.
 func (s *Store) InterruptedQueries(ctx context.Context, runID string) ([]run.QueryRef, error) {
 	if s.closed() {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	var out []run.QueryRef
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -338,7 +308,7 @@ func (s *Store) InterruptedQueries(ctx context.Context, runID string) ([]run.Que
 			switch {
 			case ev.NodeState == run.NodeStreaming:
 				live[ev.Node] = ev.Query
-			case ev.NodeState == run.NodeCancelled && ev.Error != nil && ev.Error.Type == InterruptedErrorType && live[ev.Node] != nil:
+			case ev.NodeState == run.NodeCancelled && ev.Error != nil && ev.Error.Type == store.InterruptedErrorType && live[ev.Node] != nil:
 				out = append(out, *live[ev.Node])
 				fallthrough
 			default:

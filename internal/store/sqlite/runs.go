@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // CreateRun records a new run in state PENDING with every node PENDING, and
@@ -35,7 +36,7 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 		}
 	}
 	if len(r.Nodes) > s.opt.limits.MaxNodes {
-		return run.Run{}, false, fmt.Errorf("%w: the run has %d nodes; the limit is %d", ErrInvalidArgument, len(r.Nodes), s.opt.limits.MaxNodes)
+		return run.Run{}, false, fmt.Errorf("%w: the run has %d nodes; the limit is %d", store.ErrInvalidArgument, len(r.Nodes), s.opt.limits.MaxNodes)
 	}
 	seen := make(map[string]bool, len(r.Nodes))
 	for i, n := range r.Nodes {
@@ -43,7 +44,7 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 			return run.Run{}, false, err
 		}
 		if seen[n.Name] {
-			return run.Run{}, false, fmt.Errorf("%w: node %q is listed twice", ErrInvalidArgument, n.Name)
+			return run.Run{}, false, fmt.Errorf("%w: node %q is listed twice", store.ErrInvalidArgument, n.Name)
 		}
 		seen[n.Name] = true
 	}
@@ -75,11 +76,11 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 		} else if n == 0 {
 			if r.RequestID != "" {
 				stored, err = readRunByRequestID(w.ctx, w.tx, r.RequestID)
-				if !errors.Is(err, ErrNotFound) {
+				if !errors.Is(err, store.ErrNotFound) {
 					return err
 				}
 			}
-			return fmt.Errorf("%w: run %q", ErrAlreadyExists, r.ID)
+			return fmt.Errorf("%w: run %q", store.ErrAlreadyExists, r.ID)
 		}
 		for i, n := range r.Nodes {
 			if _, err := w.tx.ExecContext(w.ctx, `
@@ -111,13 +112,13 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 func encodeParams(p run.Params, maxBytes int) (string, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: parameters cannot be stored: %v", ErrInvalidArgument, err)
+		return "", fmt.Errorf("%w: parameters cannot be stored: %v", store.ErrInvalidArgument, err)
 	}
 	if len(b) > maxBytes {
-		return "", fmt.Errorf("%w: parameters are %d bytes as JSON; the limit is %d", ErrInvalidArgument, len(b), maxBytes)
+		return "", fmt.Errorf("%w: parameters are %d bytes as JSON; the limit is %d", store.ErrInvalidArgument, len(b), maxBytes)
 	}
 	if err := json.Unmarshal(b, new(run.Params)); err != nil {
-		return "", fmt.Errorf("%w: parameters cannot be read back: %v", ErrInvalidArgument, err)
+		return "", fmt.Errorf("%w: parameters cannot be read back: %v", store.ErrInvalidArgument, err)
 	}
 	return string(b), nil
 }
@@ -130,10 +131,10 @@ func newRunID() string {
 }
 
 // GetRun returns a run with its nodes in the order they were created and
-// each node's attempts in order. ErrNotFound if there is no such run.
+// each node's attempts in order. store.ErrNotFound if there is no such run.
 func (s *Store) GetRun(ctx context.Context, id string) (run.Run, error) {
 	if s.closed() {
-		return run.Run{}, ErrClosed
+		return run.Run{}, store.ErrClosed
 	}
 	var r run.Run
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -145,10 +146,10 @@ func (s *Store) GetRun(ctx context.Context, id string) (run.Run, error) {
 }
 
 // RunByRequestID returns the run created with the request id, or
-// ErrNotFound.
+// store.ErrNotFound.
 func (s *Store) RunByRequestID(ctx context.Context, requestID string) (run.Run, error) {
 	if s.closed() {
-		return run.Run{}, ErrClosed
+		return run.Run{}, store.ErrClosed
 	}
 	var r run.Run
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -192,7 +193,7 @@ func oneRun(ctx context.Context, q querier, rows *sql.Rows, what string) (run.Ru
 		return run.Run{}, err
 	}
 	if len(runs) == 0 {
-		return run.Run{}, fmt.Errorf("%w: %s", ErrNotFound, what)
+		return run.Run{}, fmt.Errorf("%w: %s", store.ErrNotFound, what)
 	}
 	if err := fillNodes(ctx, q, runs); err != nil {
 		return run.Run{}, err

@@ -1,4 +1,4 @@
-package store_test
+package sqlite_test
 
 import (
 	"context"
@@ -7,7 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store/storetest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // Runs hold pipeline parameters and error messages: the database, its WAL
@@ -18,23 +19,23 @@ func TestOpen_TheDatabaseFilesAreTheOwnersOnly(t *testing.T) {
 	defer syscall.Umask(old)
 
 	dir := filepath.Join(t.TempDir(), "state")
-	db := filepath.Join(dir, store.FileName)
-	s, err := store.Open(context.Background(), dir)
+	db := filepath.Join(dir, sqlite.FileName)
+	s, err := sqlite.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	create(t, s, newRun("run-1", "p", "a"))
+	storetest.Create(t, s, storetest.NewRun("run-1", "p", "a"))
 	s.Close()
 	for _, p := range []string{db, db + "-wal", db + "-shm"} {
 		_ = os.Chmod(p, 0o664) // as an execd before file modes mattered left them
 	}
 
-	s, err = store.Open(context.Background(), dir)
+	s, err = sqlite.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	create(t, s, newRun("run-2", "p", "a")) // the WAL and shm files exist while the store is open
+	storetest.Create(t, s, storetest.NewRun("run-2", "p", "a")) // the WAL and shm files exist while the store is open
 	want := map[string]os.FileMode{dir: 0o700, db: 0o600, db + "-wal": 0o600, db + "-shm": 0o600}
 	for path, mode := range want {
 		fi, err := os.Stat(path)

@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -15,16 +15,16 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
-func TestCreateRun_StoresPendingRunWithNodesAndFirstEvent(t *testing.T) {
+func testCreateRun_StoresPendingRunWithNodesAndFirstEvent(t *testing.T, f Factory) {
 	clk := newClock()
-	s, _ := open(t, store.WithClock(clk.Now))
-	r := newRun("r1", "sales", "extract", "transform", "load")
+	s, _ := f.open(t, WithClock(clk.Now))
+	r := NewRun("r1", "sales", "extract", "transform", "load")
 	r.RequestID = "req-1"
 	r.Params.Hyperparams = map[string]any{"lr": 0.1, "layers": []any{"a", "b"}}
 	r.State = run.Succeeded // ignored: a new run is PENDING
 	r.Nodes[1].State = run.NodeFailed
 
-	stored := create(t, s, r)
+	stored := Create(t, s, r)
 
 	if stored.State != run.Pending || stored.LastSequence != 1 || stored.RequestID != "req-1" {
 		t.Errorf("stored = state %s, last %d, request %q; want PENDING, 1, req-1", stored.State, stored.LastSequence, stored.RequestID)
@@ -45,7 +45,7 @@ func TestCreateRun_StoresPendingRunWithNodesAndFirstEvent(t *testing.T) {
 	if got := stored.Params.Hyperparams["lr"]; got != 0.1 {
 		t.Errorf("hyperparams lr = %v", got)
 	}
-	if got := get(t, s, "r1"); !got.CreateTime.Equal(stored.CreateTime) || len(got.Nodes) != 3 {
+	if got := Get(t, s, "r1"); !got.CreateTime.Equal(stored.CreateTime) || len(got.Nodes) != 3 {
 		t.Errorf("GetRun differs from CreateRun's answer: %+v", got)
 	}
 
@@ -58,21 +58,21 @@ func TestCreateRun_StoresPendingRunWithNodesAndFirstEvent(t *testing.T) {
 	}
 }
 
-func TestCreateRun_EmptyIDGetsOne(t *testing.T) {
-	s, _ := open(t)
-	stored := create(t, s, newRun("", "p", "a"))
+func testCreateRun_EmptyIDGetsOne(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	stored := Create(t, s, NewRun("", "p", "a"))
 	if stored.ID == "" {
 		t.Fatal("no id assigned")
 	}
 }
 
-func TestCreateRun_SameRequestIDReturnsTheExistingRun(t *testing.T) {
-	s, _ := open(t)
-	first := newRun("r1", "p", "a")
+func testCreateRun_SameRequestIDReturnsTheExistingRun(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	first := NewRun("r1", "p", "a")
 	first.RequestID = "req"
-	create(t, s, first)
+	Create(t, s, first)
 
-	again := newRun("r2", "other", "b")
+	again := NewRun("r2", "other", "b")
 	again.RequestID = "req"
 	stored, created, err := s.CreateRun(context.Background(), again)
 	if err != nil || created {
@@ -86,8 +86,8 @@ func TestCreateRun_SameRequestIDReturnsTheExistingRun(t *testing.T) {
 	}
 }
 
-func TestCreateRun_ConcurrentCallsWithOneRequestIDCreateOneRun(t *testing.T) {
-	s, _ := open(t)
+func testCreateRun_ConcurrentCallsWithOneRequestIDCreateOneRun(t *testing.T, f Factory) {
+	s, _ := f.open(t)
 	const callers = 32
 	ids := make([]string, callers)
 	createdCount := 0
@@ -95,7 +95,7 @@ func TestCreateRun_ConcurrentCallsWithOneRequestIDCreateOneRun(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range callers {
 		wg.Go(func() {
-			r := newRun(fmt.Sprintf("r%d", i), "p", "a")
+			r := NewRun(fmt.Sprintf("r%d", i), "p", "a")
 			r.RequestID = "same"
 			stored, created, err := s.CreateRun(context.Background(), r)
 			if err != nil {
@@ -125,16 +125,16 @@ func TestCreateRun_ConcurrentCallsWithOneRequestIDCreateOneRun(t *testing.T) {
 	}
 }
 
-func TestCreateRun_TakenIDIsAlreadyExists(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r1", "p", "a"))
-	_, _, err := s.CreateRun(context.Background(), newRun("r1", "p", "a"))
+func testCreateRun_TakenIDIsAlreadyExists(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r1", "p", "a"))
+	_, _, err := s.CreateRun(context.Background(), NewRun("r1", "p", "a"))
 	if !errors.Is(err, store.ErrAlreadyExists) {
 		t.Errorf("err = %v; want ErrAlreadyExists", err)
 	}
 }
 
-func TestCreateRun_RefusesInputItCouldNotKeepOrReadBack(t *testing.T) {
+func testCreateRun_RefusesInputItCouldNotKeepOrReadBack(t *testing.T, f Factory) {
 	deep := map[string]any{}
 	cur := deep
 	for range 20000 {
@@ -164,8 +164,8 @@ func TestCreateRun_RefusesInputItCouldNotKeepOrReadBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := open(t, store.WithLimits(store.Limits{MaxNodes: 10}))
-			r := newRun("r1", "p", "a")
+			s, _ := f.open(t, WithLimits(store.Limits{MaxNodes: 10}))
+			r := NewRun("r1", "p", "a")
 			tt.edit(&r)
 			_, _, err := s.CreateRun(context.Background(), r)
 			if !errors.Is(err, store.ErrInvalidArgument) {
@@ -179,8 +179,8 @@ func TestCreateRun_RefusesInputItCouldNotKeepOrReadBack(t *testing.T) {
 	}
 }
 
-func TestGetRun_UnknownRunIsNotFound(t *testing.T) {
-	s, _ := open(t)
+func testGetRun_UnknownRunIsNotFound(t *testing.T, f Factory) {
+	s, _ := f.open(t)
 	if _, err := s.GetRun(context.Background(), "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("err = %v; want ErrNotFound", err)
 	}
@@ -189,11 +189,11 @@ func TestGetRun_UnknownRunIsNotFound(t *testing.T) {
 	}
 }
 
-func TestRunByRequestID_FindsTheRun(t *testing.T) {
-	s, _ := open(t)
-	r := newRun("r1", "p", "a")
+func testRunByRequestID_FindsTheRun(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	r := NewRun("r1", "p", "a")
 	r.RequestID = "req"
-	create(t, s, r)
+	Create(t, s, r)
 	got, err := s.RunByRequestID(context.Background(), "req")
 	if err != nil || got.ID != "r1" || len(got.Nodes) != 1 {
 		t.Errorf("RunByRequestID = %+v, %v", got, err)
@@ -201,7 +201,7 @@ func TestRunByRequestID_FindsTheRun(t *testing.T) {
 }
 
 // listAll pages through ListRuns and returns the ids in order.
-func listAll(t *testing.T, s *store.Store, f store.ListFilter, pageSize int) (ids []string, pages int) {
+func listAll(t *testing.T, s store.Store, f store.ListFilter, pageSize int) (ids []string, pages int) {
 	t.Helper()
 	token := ""
 	for {
@@ -223,10 +223,10 @@ func listAll(t *testing.T, s *store.Store, f store.ListFilter, pageSize int) (id
 	}
 }
 
-func TestListRuns_PagesNewestFirst(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testListRuns_PagesNewestFirst(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	for i := range 7 {
-		create(t, s, newRun(fmt.Sprintf("r%d", i), "p", "a"))
+		Create(t, s, NewRun(fmt.Sprintf("r%d", i), "p", "a"))
 	}
 	ids, pages := listAll(t, s, store.ListFilter{}, 3)
 	if want := []string{"r6", "r5", "r4", "r3", "r2", "r1", "r0"}; !slices.Equal(ids, want) {
@@ -241,27 +241,27 @@ func TestListRuns_PagesNewestFirst(t *testing.T) {
 	}
 }
 
-func TestListRuns_OrdersRunsCreatedAtTheSameTimeByID(t *testing.T) {
+func testListRuns_OrdersRunsCreatedAtTheSameTimeByID(t *testing.T, f Factory) {
 	same := newClock().Now()
-	s, _ := open(t, store.WithClock(func() time.Time { return same }))
+	s, _ := f.open(t, WithClock(func() time.Time { return same }))
 	for _, id := range []string{"b", "c", "a"} {
-		create(t, s, newRun(id, "p", "n"))
+		Create(t, s, NewRun(id, "p", "n"))
 	}
 	if ids, _ := listAll(t, s, store.ListFilter{}, 1); !slices.Equal(ids, []string{"c", "b", "a"}) {
 		t.Errorf("ids = %v; want c, b, a", ids)
 	}
 }
 
-func TestListRuns_RunsCreatedWhilePagingDoNotShiftPages(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testListRuns_RunsCreatedWhilePagingDoNotShiftPages(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	for i := range 4 {
-		create(t, s, newRun(fmt.Sprintf("r%d", i), "p", "a"))
+		Create(t, s, NewRun(fmt.Sprintf("r%d", i), "p", "a"))
 	}
 	first, next, err := s.ListRuns(context.Background(), store.ListFilter{}, 2, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	create(t, s, newRun("r9", "p", "a"))
+	Create(t, s, NewRun("r9", "p", "a"))
 	second, _, err := s.ListRuns(context.Background(), store.ListFilter{}, 2, next)
 	if err != nil {
 		t.Fatal(err)
@@ -272,17 +272,17 @@ func TestListRuns_RunsCreatedWhilePagingDoNotShiftPages(t *testing.T) {
 	}
 }
 
-func TestListRuns_FiltersByPipelineAndStates(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testListRuns_FiltersByPipelineAndStates(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	for i := range 6 {
 		pipeline := "sales"
 		if i%2 == 1 {
 			pipeline = "hr"
 		}
 		id := fmt.Sprintf("r%d", i)
-		create(t, s, newRun(id, pipeline, "a"))
+		Create(t, s, NewRun(id, pipeline, "a"))
 		if i >= 3 {
-			appendOK(t, s, id, runState(run.Running, ""))
+			AppendOK(t, s, id, RunState(run.Running, ""))
 		}
 	}
 	tests := []struct {
@@ -305,13 +305,13 @@ func TestListRuns_FiltersByPipelineAndStates(t *testing.T) {
 	}
 }
 
-func TestListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	for i := range 3 {
-		create(t, s, newRun(fmt.Sprintf("r%d", i), "sales", "a"))
+		Create(t, s, NewRun(fmt.Sprintf("r%d", i), "sales", "a"))
 	}
-	f := store.ListFilter{Pipeline: "sales", States: []run.State{run.Pending, run.Running}}
-	_, token, err := s.ListRuns(context.Background(), f, 1, "")
+	lf := store.ListFilter{Pipeline: "sales", States: []run.State{run.Pending, run.Running}}
+	_, token, err := s.ListRuns(context.Background(), lf, 1, "")
 	if err != nil || token == "" {
 		t.Fatalf("ListRuns = %q, %v", token, err)
 	}
@@ -324,11 +324,11 @@ func TestListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt(t *testing.T) {
 		f     store.ListFilter
 		token string
 	}{
-		"other pipeline":       {store.ListFilter{Pipeline: "hr", States: f.States}, token},
+		"other pipeline":       {store.ListFilter{Pipeline: "hr", States: lf.States}, token},
 		"other states":         {store.ListFilter{Pipeline: "sales"}, token},
-		"garbage":              {f, "not-a-token!"},
-		"valid base64 of junk": {f, "eyJ2Ijo5fQ"},
-		"too long":             {f, strings.Repeat("A", 5000)},
+		"garbage":              {lf, "not-a-token!"},
+		"valid base64 of junk": {lf, "eyJ2Ijo5fQ"},
+		"too long":             {lf, strings.Repeat("A", 5000)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, _, err := s.ListRuns(context.Background(), tt.f, 1, tt.token); !errors.Is(err, store.ErrBadPageToken) {
@@ -338,10 +338,10 @@ func TestListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt(t *testing.T) {
 	}
 }
 
-func TestListRuns_PageSizeDefaultsTo50AndRefusesNegative(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testListRuns_PageSizeDefaultsTo50AndRefusesNegative(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	for i := range 55 {
-		create(t, s, newRun(fmt.Sprintf("r%02d", i), "p", "a"))
+		Create(t, s, NewRun(fmt.Sprintf("r%02d", i), "p", "a"))
 	}
 	runs, next, err := s.ListRuns(context.Background(), store.ListFilter{}, 0, "")
 	if err != nil || len(runs) != 50 || next == "" {

@@ -1,11 +1,9 @@
-package store_test
+package storetest
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,28 +11,28 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
-func TestPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThem(t *testing.T) {
+func testPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThem(t *testing.T, f Factory) {
 	c := newClock()
-	s, dir := open(t, store.WithClock(c.Now))
+	s, dir := f.open(t, WithClock(c.Now))
 	ctx := context.Background()
 	end := func(id string, st run.State) {
-		appendOK(t, s, id, runState(run.Running, ""), message("a", "work"), runState(st, "done"))
+		AppendOK(t, s, id, RunState(run.Running, ""), Message("a", "work"), RunState(st, "done"))
 	}
-	old := newRun("old-ok", "p", "a")
+	old := NewRun("old-ok", "p", "a")
 	old.RequestID = "nightly-1"
-	create(t, s, old)
+	Create(t, s, old)
 	end("old-ok", run.Succeeded)
-	create(t, s, newRun("old-failed", "p", "a"))
+	Create(t, s, NewRun("old-failed", "p", "a"))
 	end("old-failed", run.Failed)
-	create(t, s, newRun("old-running", "p", "a"))
-	appendOK(t, s, "old-running", runState(run.Running, ""))
-	create(t, s, newRun("old-pending", "p", "a"))
+	Create(t, s, NewRun("old-running", "p", "a"))
+	AppendOK(t, s, "old-running", RunState(run.Running, ""))
+	Create(t, s, NewRun("old-pending", "p", "a"))
 
 	c.mu.Lock()
 	c.t = c.t.Add(10 * 24 * time.Hour)
 	cutoff := c.t
 	c.mu.Unlock()
-	create(t, s, newRun("new-cancelled", "p", "a"))
+	Create(t, s, NewRun("new-cancelled", "p", "a"))
 	end("new-cancelled", run.Cancelled)
 
 	n, err := s.PruneRuns(ctx, cutoff)
@@ -49,22 +47,16 @@ func TestPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThe
 			t.Errorf("events of %s after pruning: %d (%v)", id, len(evs), err)
 		}
 	}
-	db, err := sql.Open("sqlite", filepath.Join(dir, store.FileName)+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, table := range []string{"nodes", "attempts", "events", "repair_requests"} {
-		var left int
-		if err := db.QueryRow(`SELECT count(*) FROM ` + table + ` WHERE run_id IN ('old-ok', 'old-failed')`).Scan(&left); err != nil || left != 0 {
+	for _, table := range []string{"nodes", "attempts", "events", "repair_requests", "run_journal"} {
+		if left, err := f.CountRows(dir, table, []string{"old-ok", "old-failed"}); err != nil || left != 0 {
 			t.Errorf("%s rows of pruned runs: %d, %v", table, left, err)
 		}
 	}
 	for _, id := range []string{"old-running", "old-pending", "new-cancelled"} {
-		get(t, s, id)
+		Get(t, s, id)
 	}
 	// The pruned run's request id is free again.
-	again := newRun("again", "p", "a")
+	again := NewRun("again", "p", "a")
 	again.RequestID = "nightly-1"
 	if _, created, err := s.CreateRun(ctx, again); err != nil || !created {
 		t.Errorf("CreateRun with a pruned run's request id = created %v, %v; want a new run", created, err)
@@ -74,13 +66,13 @@ func TestPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThe
 	}
 }
 
-func TestPruneRuns_WorksThroughMoreRunsThanOneBatch(t *testing.T) {
+func testPruneRuns_WorksThroughMoreRunsThanOneBatch(t *testing.T, f Factory) {
 	c := newClock()
-	s, _ := open(t, store.WithClock(c.Now))
+	s, _ := f.open(t, WithClock(c.Now))
 	for i := range 450 {
 		id := fmt.Sprintf("r%03d", i)
-		create(t, s, newRun(id, "p", "a"))
-		appendOK(t, s, id, runState(run.Running, ""), runState(run.Succeeded, ""))
+		Create(t, s, NewRun(id, "p", "a"))
+		AppendOK(t, s, id, RunState(run.Running, ""), RunState(run.Succeeded, ""))
 	}
 	n, err := s.PruneRuns(context.Background(), c.Now())
 	if err != nil || n != 450 {

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 // Experiments: the record, its trials and its append-only event log. As
 // with runs, every change is an event applied to the record in the
@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // expSignals wakes the watchers of experiments after a commit.
@@ -60,7 +61,7 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 	}
 	spec, err := json.Marshal(x.Spec)
 	if err != nil || len(spec) > s.opt.limits.MaxParamsBytes {
-		return experiment.Record{}, false, fmt.Errorf("%w: the experiment's specification cannot be stored (%d bytes, %v)", ErrInvalidArgument, len(spec), err)
+		return experiment.Record{}, false, fmt.Errorf("%w: the experiment's specification cannot be stored (%d bytes, %v)", store.ErrInvalidArgument, len(spec), err)
 	}
 	shared, _ := json.Marshal(nonNil(x.SharedNodes))
 	trial, _ := json.Marshal(nonNil(x.TrialNodes))
@@ -71,7 +72,7 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 			if id, err := experimentByRequest(w.ctx, w.tx, x.RequestID); err == nil {
 				stored.ID = id
 				return nil
-			} else if !errors.Is(err, ErrNotFound) {
+			} else if !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 		}
@@ -108,7 +109,7 @@ func experimentByRequest(ctx context.Context, q querier, requestID string) (stri
 	var id string
 	err := q.QueryRowContext(ctx, `SELECT id FROM experiments WHERE request_id = ?`, requestID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("%w: experiment with request id %q", ErrNotFound, requestID)
+		return "", fmt.Errorf("%w: experiment with request id %q", store.ErrNotFound, requestID)
 	}
 	return id, err
 }
@@ -147,13 +148,13 @@ func (w *writeTx) appendExperiment(id string, ev experiment.Event) error {
 	)
 	err := w.tx.QueryRowContext(w.ctx, `SELECT state, last_seq FROM experiments WHERE id = ?`, id).Scan(&state, &last)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: experiment %q", ErrNotFound, id)
+		return fmt.Errorf("%w: experiment %q", store.ErrNotFound, id)
 	}
 	if err != nil {
 		return err
 	}
 	if experiment.State(state).Terminal() {
-		return fmt.Errorf("%w: experiment %s is %s", ErrRunEnded, id, state)
+		return fmt.Errorf("%w: experiment %s is %s", store.ErrRunEnded, id, state)
 	}
 	ev.ExperimentID, ev.Sequence, ev.Time = id, last+1, w.now
 	ev.Message = clampText(ev.Message, w.limits.MaxTextBytes)
@@ -171,28 +172,28 @@ func (w *writeTx) appendExperiment(id string, ev experiment.Event) error {
 		}
 	case experiment.TrialChanged:
 		if ev.Trial == nil {
-			return fmt.Errorf("%w: a trial event without its trial", ErrInvalidEvent)
+			return fmt.Errorf("%w: a trial event without its trial", store.ErrInvalidEvent)
 		}
 		t := *ev.Trial
 		t.Message = clampText(t.Message, w.limits.MaxTextBytes)
 		ev.Trial = &t
 		body, jerr := json.Marshal(t)
 		if jerr != nil {
-			return fmt.Errorf("%w: encoding trial %d: %v", ErrInvalidEvent, t.Number, jerr)
+			return fmt.Errorf("%w: encoding trial %d: %v", store.ErrInvalidEvent, t.Number, jerr)
 		}
 		_, err = w.tx.ExecContext(w.ctx, `INSERT INTO trials (experiment_id, number, body) VALUES (?, ?, ?)
 			ON CONFLICT (experiment_id, number) DO UPDATE SET body = excluded.body`, id, t.Number, string(body))
 	case experiment.SharedRunChanged:
 		_, err = w.tx.ExecContext(w.ctx, `UPDATE experiments SET shared_run_id = ? WHERE id = ?`, ev.RunID, id)
 	default:
-		return fmt.Errorf("%w: unknown experiment event kind %q", ErrInvalidEvent, ev.Kind)
+		return fmt.Errorf("%w: unknown experiment event kind %q", store.ErrInvalidEvent, ev.Kind)
 	}
 	if err != nil {
 		return fmt.Errorf("store: applying an event to experiment %s: %w", id, err)
 	}
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("%w: encoding event: %v", ErrInvalidEvent, err)
+		return fmt.Errorf("%w: encoding event: %v", store.ErrInvalidEvent, err)
 	}
 	if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO experiment_events (experiment_id, seq, time, payload) VALUES (?, ?, ?, ?)`,
 		id, ev.Sequence, now, string(payload)); err != nil {
@@ -230,14 +231,14 @@ func scanExperiment(sc interface{ Scan(...any) error }) (experiment.Record, erro
 // GetExperiment returns an experiment with its trials.
 func (s *Store) GetExperiment(ctx context.Context, id string) (experiment.Record, error) {
 	if s.closed() {
-		return experiment.Record{}, ErrClosed
+		return experiment.Record{}, store.ErrClosed
 	}
 	var x experiment.Record
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		var err error
 		x, err = scanExperiment(tx.QueryRowContext(ctx, `SELECT `+experimentColumns+` FROM experiments WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: experiment %q", ErrNotFound, id)
+			return fmt.Errorf("%w: experiment %q", store.ErrNotFound, id)
 		}
 		if err != nil {
 			return err
@@ -266,15 +267,15 @@ func (s *Store) GetExperiment(ctx context.Context, id string) (experiment.Record
 // and a token for the next page.
 func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize int, pageToken string) ([]experiment.Record, string, error) {
 	if s.closed() {
-		return nil, "", ErrClosed
+		return nil, "", store.ErrClosed
 	}
 	switch {
 	case pageSize < 0:
-		return nil, "", fmt.Errorf("%w: page size %d is negative", ErrInvalidArgument, pageSize)
+		return nil, "", fmt.Errorf("%w: page size %d is negative", store.ErrInvalidArgument, pageSize)
 	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
+		pageSize = store.DefaultPageSize
+	case pageSize > store.MaxPageSize:
+		pageSize = store.MaxPageSize
 	}
 	query := `SELECT ` + experimentColumns + ` FROM experiments WHERE (? = '' OR pipeline = ?)`
 	args := []any{pipeline, pipeline}
@@ -343,7 +344,7 @@ func (s *Store) LiveExperiments(ctx context.Context) ([]string, error) {
 // before the read, so no commit can fall between them unseen).
 func (s *Store) ExperimentEvents(ctx context.Context, id string, after int64, limit int) (evs []experiment.Event, ended bool, next <-chan struct{}, err error) {
 	if s.closed() {
-		return nil, false, nil, ErrClosed
+		return nil, false, nil, store.ErrClosed
 	}
 	next = s.changed(id)
 	err = s.read(ctx, func(tx *sql.Tx) error {
@@ -353,13 +354,13 @@ func (s *Store) ExperimentEvents(ctx context.Context, id string, after int64, li
 		)
 		err := tx.QueryRowContext(ctx, `SELECT state, last_seq FROM experiments WHERE id = ?`, id).Scan(&state, &last)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: experiment %q", ErrNotFound, id)
+			return fmt.Errorf("%w: experiment %q", store.ErrNotFound, id)
 		}
 		if err != nil {
 			return err
 		}
 		if after < 0 || after > last {
-			return fmt.Errorf("%w: after sequence %d is outside the experiment's events (0 to %d)", ErrInvalidArgument, after, last)
+			return fmt.Errorf("%w: after sequence %d is outside the experiment's events (0 to %d)", store.ErrInvalidArgument, after, last)
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT seq, time, payload FROM experiment_events
 			WHERE experiment_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)

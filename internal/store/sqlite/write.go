@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // querier is what reads need from a transaction or a pool.
@@ -25,7 +26,7 @@ type writeTx struct {
 	// now stamps everything the transaction writes, so one batch of
 	// events shares one time.
 	now    time.Time
-	limits Limits
+	limits store.Limits
 	// committed are published to watchers once the transaction commits.
 	committed []run.Event
 	// lastExp is the experiment event the transaction appended last.
@@ -37,18 +38,18 @@ type writeTx struct {
 // writer; see the package documentation for why.
 func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 	if s.closed() {
-		return ErrClosed
+		return store.ErrClosed
 	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.done:
-		return ErrClosed
+		return store.ErrClosed
 	}
 	defer func() { <-s.sem }()
 	if s.closed() {
-		return ErrClosed
+		return store.ErrClosed
 	}
 
 	wctx := context.WithoutCancel(ctx)
@@ -65,7 +66,7 @@ func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 	if err := s.wconn.commit(wctx); err != nil {
 		return fmt.Errorf("store: committing: %w", err)
 	}
-	s.hub.publish(w.committed)
+	s.hub.Publish(w.committed)
 	return nil
 }
 
@@ -75,7 +76,7 @@ func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 func (w *writeTx) insertEvent(ev run.Event) error {
 	payload, err := json.Marshal(ev)
 	if err != nil {
-		return fmt.Errorf("%w: encoding event: %v", ErrInvalidEvent, err)
+		return fmt.Errorf("%w: encoding event: %v", store.ErrInvalidEvent, err)
 	}
 	if _, err := w.tx.ExecContext(w.ctx,
 		`INSERT INTO events (run_id, seq, time, kind, payload) VALUES (?, ?, ?, ?, ?)`,

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // The journal is a small key-value space per run that a backend writes
@@ -23,10 +25,10 @@ const maxJournalBytes = 1 << 20
 // JournalPut stores value under key for the run, replacing what was there.
 func (s *Store) JournalPut(ctx context.Context, runID, key string, value []byte) error {
 	if key == "" || len(key) > 1024 {
-		return fmt.Errorf("%w: journal key of %d bytes", ErrInvalidArgument, len(key))
+		return fmt.Errorf("%w: journal key of %d bytes", store.ErrInvalidArgument, len(key))
 	}
 	if len(value) > maxJournalBytes {
-		return fmt.Errorf("%w: journal value of %d bytes for %s", ErrInvalidArgument, len(value), key)
+		return fmt.Errorf("%w: journal value of %d bytes for %s", store.ErrInvalidArgument, len(value), key)
 	}
 	return s.write(ctx, func(w *writeTx) error {
 		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO run_journal (run_id, key, value) VALUES (?, ?, ?)
@@ -41,7 +43,7 @@ func (s *Store) JournalPut(ctx context.Context, runID, key string, value []byte)
 // JournalGet returns what JournalPut stored under key, nil when nothing.
 func (s *Store) JournalGet(ctx context.Context, runID, key string) ([]byte, error) {
 	if s.closed() {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	var v []byte
 	err := s.read(ctx, func(tx *sql.Tx) error {
@@ -60,7 +62,7 @@ func (s *Store) JournalGet(ctx context.Context, runID, key string) ([]byte, erro
 // prefix.
 func (s *Store) JournalList(ctx context.Context, runID, prefix string) (map[string][]byte, error) {
 	if s.closed() {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	out := map[string][]byte{}
 	err := s.read(ctx, func(tx *sql.Tx) error {

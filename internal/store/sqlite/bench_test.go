@@ -1,4 +1,4 @@
-package store_test
+package sqlite_test
 
 import (
 	"context"
@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store/storetest"
 )
 
 // BenchmarkAppend measures committed events per second, one event per
 // transaction, as the scheduler appends them.
 func BenchmarkAppend(b *testing.B) {
 	s, _ := open(b)
-	create(b, s, newRun("r", "p", "a"))
-	appendOK(b, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1))
+	storetest.Create(b, s, storetest.NewRun("r", "p", "a"))
+	storetest.AppendOK(b, s, "r", storetest.RunState(run.Running, ""), storetest.NodeState("a", run.NodeRunning, 1))
 	ctx := context.Background()
-	ev := message("a", "a line of output from the node")
+	ev := storetest.Message("a", "a line of output from the node")
 	for b.Loop() {
 		if _, err := s.Append(ctx, "r", ev); err != nil {
 			b.Fatal(err)
@@ -29,12 +30,12 @@ func BenchmarkAppend(b *testing.B) {
 // a time.
 func BenchmarkAppendBatch(b *testing.B) {
 	s, _ := open(b)
-	create(b, s, newRun("r", "p", "a"))
-	appendOK(b, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1))
+	storetest.Create(b, s, storetest.NewRun("r", "p", "a"))
+	storetest.AppendOK(b, s, "r", storetest.RunState(run.Running, ""), storetest.NodeState("a", run.NodeRunning, 1))
 	ctx := context.Background()
 	batch := make([]run.Event, 64)
 	for i := range batch {
-		batch[i] = message("a", "a line of output from the node")
+		batch[i] = storetest.Message("a", "a line of output from the node")
 	}
 	for b.Loop() {
 		if _, err := s.Append(ctx, "r", batch...); err != nil {
@@ -48,8 +49,8 @@ func BenchmarkAppendBatch(b *testing.B) {
 // Append call to a live watcher's hands: the commit plus the hand-off.
 func BenchmarkAppendToWatcher(b *testing.B) {
 	s, _ := open(b)
-	create(b, s, newRun("r", "p", "a"))
-	appendOK(b, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1))
+	storetest.Create(b, s, storetest.NewRun("r", "p", "a"))
+	storetest.AppendOK(b, s, "r", storetest.RunState(run.Running, ""), storetest.NodeState("a", run.NodeRunning, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w, err := s.Watch(ctx, "r", 3)
@@ -63,7 +64,7 @@ func BenchmarkAppendToWatcher(b *testing.B) {
 		}
 	}()
 
-	ev := message("a", "a line of output from the node")
+	ev := storetest.Message("a", "a line of output from the node")
 	var lat []time.Duration
 	for b.Loop() {
 		start := time.Now()

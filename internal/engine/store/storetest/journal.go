@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
-func TestJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned(t *testing.T) {
+func testJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned(t *testing.T, f Factory) {
 	ctx := context.Background()
-	s, dir := open(t)
-	create(t, s, newRun("r", "p", "a"))
-	create(t, s, newRun("other", "p", "a"))
+	s, dir := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	Create(t, s, NewRun("other", "p", "a"))
 	for k, v := range map[string]string{"session": `{"session":"s1"}`, "n/a/1/write/0/x": `{"operation_id":"op"}`, "ran/a": "{}"} {
 		if err := s.JournalPut(ctx, "r", k, []byte(v)); err != nil {
 			t.Fatal(err)
@@ -28,7 +27,7 @@ func TestJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned(t *testing.T) {
 	}
 	s.Close() // as a killed execd leaves it
 
-	s, err := store.Open(ctx, dir)
+	s, err := f.reopen(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +52,7 @@ func TestJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned(t *testing.T) {
 		t.Errorf("clearing r cleared other's journal: %v", mapOf(got))
 	}
 	// A pruned run takes its journal with it.
-	appendOK(t, s, "other", runState(run.Running, ""), runState(run.Failed, "x"))
+	AppendOK(t, s, "other", RunState(run.Running, ""), RunState(run.Failed, "x"))
 	if _, err := s.PruneRuns(ctx, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -70,22 +69,22 @@ func mapOf(m map[string][]byte) map[string]string {
 	return out
 }
 
-func TestLiveAttempts_SayWhatEachAttemptUnderWayWasDoing(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "batch", "stream", "done", "old"))
+func testLiveAttempts_SayWhatEachAttemptUnderWayWasDoing(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "batch", "stream", "done", "old"))
 	ref := &run.QueryRef{Session: "sess", User: "u", ID: "q", RunID: "qr2"}
-	streaming := nodeState("stream", run.NodeStreaming, 0)
+	streaming := NodeState("stream", run.NodeStreaming, 0)
 	streaming.Query = ref
-	oldStreaming := nodeState("stream", run.NodeStreaming, 0)
+	oldStreaming := NodeState("stream", run.NodeStreaming, 0)
 	oldStreaming.Query = &run.QueryRef{Session: "sess", ID: "q", RunID: "qr1"}
-	retry := nodeState("stream", run.NodeRetrying, 0)
+	retry := NodeState("stream", run.NodeRetrying, 0)
 	retry.Error = &run.Error{Type: "StreamingQueryException", Message: "x"}
-	appendOK(t, s, "r",
-		runState(run.Running, ""),
-		nodeState("done", run.NodeRunning, 1), nodeState("done", run.NodeSucceeded, 1),
-		nodeState("stream", run.NodeRunning, 1), oldStreaming, progress("stream", 7), retry,
-		nodeState("stream", run.NodeRunning, 2), streaming, progress("stream", 8), progress("stream", 9),
-		nodeState("batch", run.NodeRunning, 1),
+	AppendOK(t, s, "r",
+		RunState(run.Running, ""),
+		NodeState("done", run.NodeRunning, 1), NodeState("done", run.NodeSucceeded, 1),
+		NodeState("stream", run.NodeRunning, 1), oldStreaming, progress("stream", 7), retry,
+		NodeState("stream", run.NodeRunning, 2), streaming, progress("stream", 8), progress("stream", 9),
+		NodeState("batch", run.NodeRunning, 1),
 	)
 	got, err := s.LiveAttempts(context.Background(), "r")
 	if err != nil {

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 // Listing runs: filters, newest-first pages and the opaque page token.
 
@@ -12,37 +12,25 @@ import (
 	"strings"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-)
-
-// ListFilter selects runs. Zero fields select everything.
-type ListFilter struct {
-	Pipeline string
-	States   []run.State // any of them
-}
-
-// Page sizes, as in AIP-158: 0 means the default, larger than the maximum
-// is lowered to it.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 1000
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // ListRuns returns runs newest first (create time, then id, descending) and
 // a token for the next page ("" after the last). The token carries the
 // filter it was made for: presenting it with another filter is
-// ErrBadPageToken. Pagination is by key, not offset, so runs created while
+// store.ErrBadPageToken. Pagination is by key, not offset, so runs created while
 // a client pages do not shift its pages.
-func (s *Store) ListRuns(ctx context.Context, f ListFilter, pageSize int, pageToken string) ([]run.Run, string, error) {
+func (s *Store) ListRuns(ctx context.Context, f store.ListFilter, pageSize int, pageToken string) ([]run.Run, string, error) {
 	if s.closed() {
-		return nil, "", ErrClosed
+		return nil, "", store.ErrClosed
 	}
 	switch {
 	case pageSize < 0:
-		return nil, "", fmt.Errorf("%w: page size %d is negative", ErrInvalidArgument, pageSize)
+		return nil, "", fmt.Errorf("%w: page size %d is negative", store.ErrInvalidArgument, pageSize)
 	case pageSize == 0:
-		pageSize = DefaultPageSize
-	case pageSize > MaxPageSize:
-		pageSize = MaxPageSize
+		pageSize = store.DefaultPageSize
+	case pageSize > store.MaxPageSize:
+		pageSize = store.MaxPageSize
 	}
 	states, err := normalizeStates(f.States)
 	if err != nil {
@@ -124,17 +112,17 @@ func encodePageToken(c pageCursor) string {
 func decodePageToken(tok, pipeline string, states []string) (pageCursor, error) {
 	var c pageCursor
 	if len(tok) > 4096 {
-		return c, fmt.Errorf("%w: token is too long", ErrBadPageToken)
+		return c, fmt.Errorf("%w: token is too long", store.ErrBadPageToken)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return c, fmt.Errorf("%w: not a token this server made", ErrBadPageToken)
+		return c, fmt.Errorf("%w: not a token this server made", store.ErrBadPageToken)
 	}
 	if err := json.Unmarshal(b, &c); err != nil || c.Version != pageTokenVersion || c.ID == "" {
-		return c, fmt.Errorf("%w: not a token this server made", ErrBadPageToken)
+		return c, fmt.Errorf("%w: not a token this server made", store.ErrBadPageToken)
 	}
 	if c.Pipeline != pipeline || !slices.Equal(c.States, states) {
-		return c, fmt.Errorf("%w: the token was made for other filters; list again without it", ErrBadPageToken)
+		return c, fmt.Errorf("%w: the token was made for other filters; list again without it", store.ErrBadPageToken)
 	}
 	return c, nil
 }
@@ -147,7 +135,7 @@ func normalizeStates(in []run.State) ([]string, error) {
 		switch st {
 		case run.Pending, run.Running, run.Succeeded, run.Failed, run.Cancelled, run.Interrupted:
 		default:
-			return nil, fmt.Errorf("%w: unknown run state %q", ErrInvalidArgument, st)
+			return nil, fmt.Errorf("%w: unknown run state %q", store.ErrInvalidArgument, st)
 		}
 		out = append(out, string(st))
 	}

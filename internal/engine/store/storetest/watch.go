@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -30,10 +30,10 @@ func watchInBackground(w *store.Watcher) (wait func() []run.Event) {
 	}
 }
 
-func TestWatch_ReplaysStoredEventsThenStreamsLiveOnesAndEndsAfterTheTerminalEvent(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
-	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1))
+func testWatch_ReplaysStoredEventsThenStreamsLiveOnesAndEndsAfterTheTerminalEvent(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 1))
 
 	w, err := s.Watch(context.Background(), "r", 0)
 	if err != nil {
@@ -41,12 +41,12 @@ func TestWatch_ReplaysStoredEventsThenStreamsLiveOnesAndEndsAfterTheTerminalEven
 	}
 	wait := watchInBackground(w)
 	for i := range 10 {
-		appendOK(t, s, "r", message("a", fmt.Sprint(i)))
+		AppendOK(t, s, "r", Message("a", fmt.Sprint(i)))
 	}
-	appendOK(t, s, "r", nodeState("a", run.NodeSucceeded, 1), runState(run.Succeeded, ""))
+	AppendOK(t, s, "r", NodeState("a", run.NodeSucceeded, 1), RunState(run.Succeeded, ""))
 
 	evs := wait()
-	checkSequences(t, evs, 1, 15)
+	CheckSequences(t, evs, 1, 15)
 	if !evs[len(evs)-1].Terminal() || w.Err() != nil || w.Last() != 15 {
 		t.Errorf("stream ended with %+v, err %v, last %d", evs[len(evs)-1], w.Err(), w.Last())
 	}
@@ -55,30 +55,30 @@ func TestWatch_ReplaysStoredEventsThenStreamsLiveOnesAndEndsAfterTheTerminalEven
 	}
 }
 
-func TestWatch_ResumesAfterTheGivenSequence(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
+func testWatch_ResumesAfterTheGivenSequence(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
 	for i := range 9 {
-		appendOK(t, s, "r", message("a", fmt.Sprint(i)))
+		AppendOK(t, s, "r", Message("a", fmt.Sprint(i)))
 	}
-	appendOK(t, s, "r", runState(run.Cancelled, ""))
+	AppendOK(t, s, "r", RunState(run.Cancelled, ""))
 	for _, after := range []int64{0, 1, 5, 9, 10} {
 		w, err := s.Watch(context.Background(), "r", after)
 		if err != nil {
 			t.Fatal(err)
 		}
 		evs := collect(w)
-		checkSequences(t, evs, after+1, 11)
+		CheckSequences(t, evs, after+1, 11)
 		if w.Err() != nil {
 			t.Errorf("after %d: err %v", after, w.Err())
 		}
 	}
 }
 
-func TestWatch_OfAnEndedRunWithNothingLeftEndsAtOnce(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
-	appendOK(t, s, "r", runState(run.Failed, "x"))
+func testWatch_OfAnEndedRunWithNothingLeftEndsAtOnce(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Failed, "x"))
 	w, err := s.Watch(context.Background(), "r", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -88,9 +88,9 @@ func TestWatch_OfAnEndedRunWithNothingLeftEndsAtOnce(t *testing.T) {
 	}
 }
 
-func TestWatch_RefusesUnknownRunsAndSequencesItNeverGave(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
+func testWatch_RefusesUnknownRunsAndSequencesItNeverGave(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
 	if _, err := s.Watch(context.Background(), "nope", 0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown run: %v", err)
 	}
@@ -102,9 +102,9 @@ func TestWatch_RefusesUnknownRunsAndSequencesItNeverGave(t *testing.T) {
 	}
 }
 
-func TestWatch_EndsWithTheContextsError(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
+func testWatch_EndsWithTheContextsError(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := s.Watch(ctx, "r", 0)
 	if err != nil {
@@ -132,9 +132,9 @@ func TestWatch_EndsWithTheContextsError(t *testing.T) {
 	}
 }
 
-func TestWatch_EndsWithErrClosedWhenTheStoreCloses(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
+func testWatch_EndsWithErrClosedWhenTheStoreCloses(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
 	w, err := s.Watch(context.Background(), "r", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -149,11 +149,11 @@ func TestWatch_EndsWithErrClosedWhenTheStoreCloses(t *testing.T) {
 	}
 }
 
-func TestWatch_RangingAgainAfterABreakResumesWithoutGapOrDuplicate(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
+func testWatch_RangingAgainAfterABreakResumesWithoutGapOrDuplicate(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
 	for i := range 5 {
-		appendOK(t, s, "r", message("a", fmt.Sprint(i)))
+		AppendOK(t, s, "r", Message("a", fmt.Sprint(i)))
 	}
 	w, err := s.Watch(context.Background(), "r", 0)
 	if err != nil {
@@ -166,15 +166,15 @@ func TestWatch_RangingAgainAfterABreakResumesWithoutGapOrDuplicate(t *testing.T)
 			break
 		}
 	}
-	appendOK(t, s, "r", runState(run.Cancelled, ""))
+	AppendOK(t, s, "r", RunState(run.Cancelled, ""))
 	got = append(got, collect(w)...)
-	checkSequences(t, got, 1, 7)
+	CheckSequences(t, got, 1, 7)
 }
 
-func TestWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
-	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1), nodeState("a", run.NodeFailed, 1), runState(run.Failed, "a failed"))
+func testWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 1), NodeState("a", run.NodeFailed, 1), RunState(run.Failed, "a failed"))
 
 	live, err := s.Watch(context.Background(), "r", 5)
 	if err != nil {
@@ -184,22 +184,22 @@ func TestWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed(t *testing.T)
 	if _, _, err := s.PrepareRepair(context.Background(), "r", []string{"a"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	appendOK(t, s, "r", runState(run.Running, ""), nodeState("a", run.NodeRunning, 2), nodeState("a", run.NodeSucceeded, 2), runState(run.Succeeded, ""))
+	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 2), NodeState("a", run.NodeSucceeded, 2), RunState(run.Succeeded, ""))
 
 	w, err := s.Watch(context.Background(), "r", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	evs := collect(w)
-	checkSequences(t, evs, 1, 11)
+	CheckSequences(t, evs, 1, 11)
 	if len(liveEvents) != 0 || live.Err() != nil {
 		t.Errorf("watching an ended run: %v, %v", liveEvents, live.Err())
 	}
 }
 
-func TestWatch_HammerEveryWatcherSeesExactlyItsSuffix(t *testing.T) {
+func testWatch_HammerEveryWatcherSeesExactlyItsSuffix(t *testing.T, f Factory) {
 	for _, buffer := range []int{256, 4} {
-		t.Run(fmt.Sprintf("buffer %d", buffer), func(t *testing.T) { hammer(t, buffer) })
+		t.Run(fmt.Sprintf("buffer %d", buffer), func(t *testing.T) { hammer(t, f, buffer) })
 	}
 }
 
@@ -207,14 +207,14 @@ func TestWatch_HammerEveryWatcherSeesExactlyItsSuffix(t *testing.T) {
 // while watchers attach at random moments with random after values. Each
 // must see exactly after+1..5000, in order, and end cleanly. With a tiny
 // buffer most watchers overflow and fall back to the database on the way.
-func hammer(t *testing.T, buffer int) {
+func hammer(t *testing.T, f Factory, buffer int) {
 	const (
 		total     = 5000
 		watchers  = 48
 		milestone = 100
 	)
-	s, _ := open(t, store.WithWatchBuffer(buffer))
-	create(t, s, newRun("r", "p", "a"))
+	s, _ := f.open(t, WithWatchBuffer(buffer))
+	Create(t, s, NewRun("r", "p", "a"))
 
 	// reached[k] is closed once k*milestone events are committed, so
 	// watchers attach at random points of the write without polling.
@@ -238,12 +238,12 @@ func hammer(t *testing.T, buffer int) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		rng := rand.New(rand.NewPCG(1, 2))
-		progress(appendOK(t, s, "r", runState(run.Running, ""))[0].Sequence)
+		progress(AppendOK(t, s, "r", RunState(run.Running, ""))[0].Sequence)
 		for committed.Load() < total-1 {
 			n := min(1+rng.IntN(8), int(total-1-committed.Load()))
 			batch := make([]run.Event, n)
 			for i := range batch {
-				batch[i] = message("a", "tick")
+				batch[i] = Message("a", "tick")
 			}
 			out, err := s.Append(context.Background(), "r", batch...)
 			if err != nil {
@@ -252,7 +252,7 @@ func hammer(t *testing.T, buffer int) {
 			}
 			progress(out[len(out)-1].Sequence)
 		}
-		out, err := s.Append(context.Background(), "r", runState(run.Succeeded, ""))
+		out, err := s.Append(context.Background(), "r", RunState(run.Succeeded, ""))
 		if err != nil {
 			t.Error(err)
 			return
@@ -296,9 +296,9 @@ func hammer(t *testing.T, buffer int) {
 	}
 }
 
-func TestWatch_AWatcherThatStopsReadingDoesNotBlockAppend(t *testing.T) {
-	s, _ := open(t, store.WithWatchBuffer(16))
-	create(t, s, newRun("r", "p", "a"))
+func testWatch_AWatcherThatStopsReadingDoesNotBlockAppend(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithWatchBuffer(16))
+	Create(t, s, NewRun("r", "p", "a"))
 	w, err := s.Watch(context.Background(), "r", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -325,13 +325,13 @@ func TestWatch_AWatcherThatStopsReadingDoesNotBlockAppend(t *testing.T) {
 	go func() {
 		for i := range n {
 			t0 := time.Now()
-			if _, err := s.Append(context.Background(), "r", message("a", fmt.Sprint(i))); err != nil {
+			if _, err := s.Append(context.Background(), "r", Message("a", fmt.Sprint(i))); err != nil {
 				appended <- err
 				return
 			}
 			slowest = max(slowest, time.Since(t0))
 		}
-		_, err := s.Append(context.Background(), "r", runState(run.Cancelled, ""))
+		_, err := s.Append(context.Background(), "r", RunState(run.Cancelled, ""))
 		appended <- err
 	}()
 	select {
@@ -346,23 +346,23 @@ func TestWatch_AWatcherThatStopsReadingDoesNotBlockAppend(t *testing.T) {
 
 	close(release)
 	<-done
-	checkSequences(t, got, 1, n+2)
+	CheckSequences(t, got, 1, n+2)
 	if w.Err() != nil || w.Fallbacks() == 0 {
 		t.Errorf("err %v, fallbacks %d; want no error and at least one fallback", w.Err(), w.Fallbacks())
 	}
 }
 
-func TestEvents_PagesThroughTheLog(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("r", "p", "a"))
+func testEvents_PagesThroughTheLog(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
 	for range 9 {
-		appendOK(t, s, "r", message("a", "x"))
+		AppendOK(t, s, "r", Message("a", "x"))
 	}
 	evs, err := s.Events(context.Background(), "r", 3, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSequences(t, evs, 4, 7)
+	CheckSequences(t, evs, 4, 7)
 	if _, err := s.Events(context.Background(), "nope", 0, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown run: %v", err)
 	}

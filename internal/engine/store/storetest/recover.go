@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -14,31 +14,31 @@ import (
 // interruptedFixture leaves, as a killed execd would: r1 PENDING; r2
 // RUNNING with node a running, b retrying, c pending and d succeeded; r3
 // SUCCEEDED.
-func interruptedFixture(t *testing.T, s *store.Store) {
+func interruptedFixture(t *testing.T, s store.Store) {
 	t.Helper()
-	create(t, s, newRun("r1", "p", "a"))
-	create(t, s, newRun("r2", "p", "a", "b", "c", "d"))
-	boom := nodeState("b", run.NodeRetrying, 1)
+	Create(t, s, NewRun("r1", "p", "a"))
+	Create(t, s, NewRun("r2", "p", "a", "b", "c", "d"))
+	boom := NodeState("b", run.NodeRetrying, 1)
 	boom.Error = &run.Error{Type: "IOError", Message: "flaky"}
-	appendOK(t, s, "r2",
-		runState(run.Running, ""),
-		nodeState("d", run.NodeRunning, 1), nodeState("d", run.NodeSucceeded, 1),
-		nodeState("a", run.NodeRunning, 1), metric("a", "rows", 3),
-		nodeState("b", run.NodeRunning, 1), boom,
+	AppendOK(t, s, "r2",
+		RunState(run.Running, ""),
+		NodeState("d", run.NodeRunning, 1), NodeState("d", run.NodeSucceeded, 1),
+		NodeState("a", run.NodeRunning, 1), Metric("a", "rows", 3),
+		NodeState("b", run.NodeRunning, 1), boom,
 	)
-	create(t, s, newRun("r3", "p", "a"))
-	appendOK(t, s, "r3", runState(run.Running, ""), nodeState("a", run.NodeRunning, 1), nodeState("a", run.NodeSucceeded, 1), runState(run.Succeeded, ""))
+	Create(t, s, NewRun("r3", "p", "a"))
+	AppendOK(t, s, "r3", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 1), NodeState("a", run.NodeSucceeded, 1), RunState(run.Succeeded, ""))
 }
 
-func TestRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	interruptedFixture(t, s)
 	before, err := s.Events(context.Background(), "r2", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	ids, err := s.Recover(context.Background())
+	ids, err := recoverAll(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents(t *testing.T) {
 		t.Errorf("Recover = %v; want r1, r2", ids)
 	}
 
-	r2 := get(t, s, "r2")
+	r2 := Get(t, s, "r2")
 	if r2.State != run.Interrupted || r2.Message != store.InterruptedMessage || r2.EndTime.IsZero() {
 		t.Errorf("r2 = %s %q end %v", r2.State, r2.Message, r2.EndTime)
 	}
@@ -63,10 +63,10 @@ func TestRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents(t *testing.T) {
 	if c.State != run.NodePending || d.State != run.NodeSucceeded {
 		t.Errorf("c = %s, d = %s; want PENDING and SUCCEEDED kept", c.State, d.State)
 	}
-	if r1 := get(t, s, "r1"); r1.State != run.Interrupted || r1.Nodes[0].State != run.NodePending {
+	if r1 := Get(t, s, "r1"); r1.State != run.Interrupted || r1.Nodes[0].State != run.NodePending {
 		t.Errorf("r1 = %s, node %s", r1.State, r1.Nodes[0].State)
 	}
-	if r3 := get(t, s, "r3"); r3.State != run.Succeeded {
+	if r3 := Get(t, s, "r3"); r3.State != run.Succeeded {
 		t.Errorf("r3 = %s; an ended run must be left alone", r3.State)
 	}
 
@@ -85,20 +85,20 @@ func TestRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkSequences(t, collect(w), 1, r2.LastSequence)
+	CheckSequences(t, collect(w), 1, r2.LastSequence)
 
-	if ids, err := s.Recover(context.Background()); err != nil || len(ids) != 0 {
+	if ids, err := recoverAll(s); err != nil || len(ids) != 0 {
 		t.Errorf("second Recover = %v, %v; want nothing to do", ids, err)
 	}
 }
 
-func TestPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	interruptedFixture(t, s)
-	if _, err := s.Recover(context.Background()); err != nil {
+	if _, err := recoverAll(s); err != nil {
 		t.Fatal(err)
 	}
-	before := get(t, s, "r2")
+	before := Get(t, s, "r2")
 
 	r, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a", "b", "c", "a"}, "")
 	if err != nil {
@@ -134,21 +134,21 @@ func TestPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T) {
 
 	// The engine drives the repair like any run. Attempt 1 exists, so a
 	// new attempt 1 is refused and attempt 0 means "the next one".
-	appendOK(t, s, "r2", runState(run.Running, ""))
-	if _, err := s.Append(context.Background(), "r2", nodeState("a", run.NodeRunning, 1)); !errors.Is(err, store.ErrInvalidEvent) {
+	AppendOK(t, s, "r2", RunState(run.Running, ""))
+	if _, err := s.Append(context.Background(), "r2", NodeState("a", run.NodeRunning, 1)); !errors.Is(err, store.ErrInvalidEvent) {
 		t.Errorf("restarting attempt 1: err = %v; want ErrInvalidEvent", err)
 	}
-	out := appendOK(t, s, "r2", nodeState("a", run.NodeRunning, 0), metric("a", "rows", 9))
+	out := AppendOK(t, s, "r2", NodeState("a", run.NodeRunning, 0), Metric("a", "rows", 9))
 	if out[0].Attempt != 2 {
 		t.Errorf("next attempt = %d; want 2", out[0].Attempt)
 	}
-	appendOK(t, s, "r2",
-		nodeState("a", run.NodeSucceeded, 2),
-		nodeState("b", run.NodeRunning, 2), nodeState("b", run.NodeSucceeded, 2),
-		nodeState("c", run.NodeRunning, 1), nodeState("c", run.NodeSucceeded, 1),
-		runState(run.Succeeded, ""),
+	AppendOK(t, s, "r2",
+		NodeState("a", run.NodeSucceeded, 2),
+		NodeState("b", run.NodeRunning, 2), NodeState("b", run.NodeSucceeded, 2),
+		NodeState("c", run.NodeRunning, 1), NodeState("c", run.NodeSucceeded, 1),
+		RunState(run.Succeeded, ""),
 	)
-	done := get(t, s, "r2")
+	done := Get(t, s, "r2")
 	a := done.Nodes[0]
 	if done.State != run.Succeeded || len(a.Attempts) != 2 || a.Attempts[0].State != run.NodeCancelled ||
 		a.Attempts[0].Metrics["rows"] != 3 || a.Attempts[1].Metrics["rows"] != 9 {
@@ -159,11 +159,11 @@ func TestPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T) {
 	}
 }
 
-func TestPrepareRepair_RefusesWhatItCannotRepair(t *testing.T) {
-	s, _ := open(t)
-	create(t, s, newRun("pending", "p", "a"))
-	create(t, s, newRun("failed", "p", "a"))
-	appendOK(t, s, "failed", runState(run.Failed, "x"))
+func testPrepareRepair_RefusesWhatItCannotRepair(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("pending", "p", "a"))
+	Create(t, s, NewRun("failed", "p", "a"))
+	AppendOK(t, s, "failed", RunState(run.Failed, "x"))
 	tests := []struct {
 		name  string
 		run   string
@@ -182,15 +182,15 @@ func TestPrepareRepair_RefusesWhatItCannotRepair(t *testing.T) {
 			}
 		})
 	}
-	if r := get(t, s, "failed"); r.RepairCount != 0 || r.State != run.Failed || r.LastSequence != 2 {
+	if r := Get(t, s, "failed"); r.RepairCount != 0 || r.State != run.Failed || r.LastSequence != 2 {
 		t.Errorf("a refused repair changed the run: %+v", r)
 	}
 }
 
-func TestPrepareRepair_TheSameRequestIDRepairsOnce(t *testing.T) {
-	s, _ := open(t, store.WithClock(newClock().Now))
+func testPrepareRepair_TheSameRequestIDRepairsOnce(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
 	interruptedFixture(t, s)
-	if _, err := s.Recover(context.Background()); err != nil {
+	if _, err := recoverAll(s); err != nil {
 		t.Fatal(err)
 	}
 	first, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1")

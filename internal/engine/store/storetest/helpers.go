@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -28,19 +28,7 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
-// open opens a store in a fresh directory and closes it when the test ends.
-func open(t testing.TB, opts ...store.Option) (*store.Store, string) {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := store.Open(context.Background(), dir, opts...)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, dir
-}
-
-func newRun(id, pipeline string, nodes ...string) run.Run {
+func NewRun(id, pipeline string, nodes ...string) run.Run {
 	r := run.Run{ID: id, Params: run.Params{Pipeline: pipeline, Env: "dev"}}
 	for _, n := range nodes {
 		r.Nodes = append(r.Nodes, run.Node{Name: n})
@@ -48,7 +36,7 @@ func newRun(id, pipeline string, nodes ...string) run.Run {
 	return r
 }
 
-func create(t testing.TB, s *store.Store, r run.Run) run.Run {
+func Create(t testing.TB, s store.Store, r run.Run) run.Run {
 	t.Helper()
 	stored, created, err := s.CreateRun(context.Background(), r)
 	if err != nil || !created {
@@ -57,7 +45,7 @@ func create(t testing.TB, s *store.Store, r run.Run) run.Run {
 	return stored
 }
 
-func appendOK(t testing.TB, s *store.Store, runID string, evs ...run.Event) []run.Event {
+func AppendOK(t testing.TB, s store.Store, runID string, evs ...run.Event) []run.Event {
 	t.Helper()
 	out, err := s.Append(context.Background(), runID, evs...)
 	if err != nil {
@@ -66,7 +54,7 @@ func appendOK(t testing.TB, s *store.Store, runID string, evs ...run.Event) []ru
 	return out
 }
 
-func get(t testing.TB, s *store.Store, id string) run.Run {
+func Get(t testing.TB, s store.Store, id string) run.Run {
 	t.Helper()
 	r, err := s.GetRun(context.Background(), id)
 	if err != nil {
@@ -75,19 +63,19 @@ func get(t testing.TB, s *store.Store, id string) run.Run {
 	return r
 }
 
-func runState(st run.State, msg string) run.Event {
+func RunState(st run.State, msg string) run.Event {
 	return run.Event{Kind: run.RunStateChanged, RunState: st, Message: msg}
 }
 
-func nodeState(node string, st run.NodeState, attempt int) run.Event {
+func NodeState(node string, st run.NodeState, attempt int) run.Event {
 	return run.Event{Kind: run.NodeStateChanged, Node: node, NodeState: st, Attempt: attempt}
 }
 
-func message(node, text string) run.Event {
+func Message(node, text string) run.Event {
 	return run.Event{Kind: run.NodeMessage, Node: node, Message: text, Level: "info"}
 }
 
-func metric(node, name string, v float64) run.Event {
+func Metric(node, name string, v float64) run.Event {
 	return run.Event{Kind: run.NodeMetric, Node: node, MetricName: name, MetricValue: v}
 }
 
@@ -101,7 +89,7 @@ func collect(w *store.Watcher) []run.Event {
 }
 
 // checkSequences fails unless evs are exactly the sequences from..to.
-func checkSequences(t testing.TB, evs []run.Event, from, to int64) {
+func CheckSequences(t testing.TB, evs []run.Event, from, to int64) {
 	t.Helper()
 	if got, want := int64(len(evs)), to-from+1; got != want {
 		t.Errorf("got %d events, want %d (sequences %d..%d)", got, want, from, to)
@@ -111,4 +99,26 @@ func checkSequences(t testing.TB, evs []run.Event, from, to int64) {
 			t.Fatalf("event %d has sequence %d, want %d", i, ev.Sequence, want)
 		}
 	}
+}
+
+// recoverAll interrupts every run a previous execd left PENDING or
+// RUNNING, as an execd that cannot take runs up does at its start, and
+// returns the ids of the runs it interrupted.
+func recoverAll(s store.Store) ([]string, error) {
+	ctx := context.Background()
+	ids, err := s.Unfinished(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, id := range ids {
+		ok, err := s.Interrupt(ctx, id)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }

@@ -1,0 +1,58 @@
+package storetest
+
+import "testing"
+
+// cases are the behaviour tests, in the order Run runs them.
+var cases = []struct {
+	name string
+	fn   func(*testing.T, Factory)
+}{
+	{"testAppend_AssignsTheNextSequencesAndTheCommitTime", testAppend_AssignsTheNextSequencesAndTheCommitTime},
+	{"testAppend_RecordsAttemptsRetriesErrorsAndMetrics", testAppend_RecordsAttemptsRetriesErrorsAndMetrics},
+	{"testAppend_AttemptZeroMeansTheNodesCurrentAttempt", testAppend_AttemptZeroMeansTheNodesCurrentAttempt},
+	{"testAppend_RefusesEventsThatDoNotFitTheRecord", testAppend_RefusesEventsThatDoNotFitTheRecord},
+	{"testAppend_UnknownRunIsNotFound", testAppend_UnknownRunIsNotFound},
+	{"testAppend_ConcurrentAppendsToDifferentRunsKeepEachRunGapless", testAppend_ConcurrentAppendsToDifferentRunsKeepEachRunGapless},
+	{"testAppend_CutsLongTextOnARuneBoundary", testAppend_CutsLongTextOnARuneBoundary},
+	{"testAppend_CapsMessagesAndMetricsButNotStateChanges", testAppend_CapsMessagesAndMetricsButNotStateChanges},
+	{"testAppend_ReturnedEventsDoNotAliasTheCallersError", testAppend_ReturnedEventsDoNotAliasTheCallersError},
+	{"testJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned", testJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned},
+	{"testLiveAttempts_SayWhatEachAttemptUnderWayWasDoing", testLiveAttempts_SayWhatEachAttemptUnderWayWasDoing},
+	{"testPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThem", testPruneRuns_DeletesOnlyRunsThatEndedBeforeTheCutoffWithEverythingAboutThem},
+	{"testPruneRuns_WorksThroughMoreRunsThanOneBatch", testPruneRuns_WorksThroughMoreRunsThanOneBatch},
+	{"testRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents", testRecover_InterruptsUnfinishedRunsAndKeepsTheirEvents},
+	{"testPrepareRepair_ReopensTheRunAndAttemptNumbersContinue", testPrepareRepair_ReopensTheRunAndAttemptNumbersContinue},
+	{"testPrepareRepair_RefusesWhatItCannotRepair", testPrepareRepair_RefusesWhatItCannotRepair},
+	{"testPrepareRepair_TheSameRequestIDRepairsOnce", testPrepareRepair_TheSameRequestIDRepairsOnce},
+	{"testReopen_AfterCloseKeepsEverything", testReopen_AfterCloseKeepsEverything},
+	{"testReopen_WithoutCloseSeesEveryCommittedEvent", testReopen_WithoutCloseSeesEveryCommittedEvent},
+	{"testCreateRun_StoresPendingRunWithNodesAndFirstEvent", testCreateRun_StoresPendingRunWithNodesAndFirstEvent},
+	{"testCreateRun_EmptyIDGetsOne", testCreateRun_EmptyIDGetsOne},
+	{"testCreateRun_SameRequestIDReturnsTheExistingRun", testCreateRun_SameRequestIDReturnsTheExistingRun},
+	{"testCreateRun_ConcurrentCallsWithOneRequestIDCreateOneRun", testCreateRun_ConcurrentCallsWithOneRequestIDCreateOneRun},
+	{"testCreateRun_TakenIDIsAlreadyExists", testCreateRun_TakenIDIsAlreadyExists},
+	{"testCreateRun_RefusesInputItCouldNotKeepOrReadBack", testCreateRun_RefusesInputItCouldNotKeepOrReadBack},
+	{"testGetRun_UnknownRunIsNotFound", testGetRun_UnknownRunIsNotFound},
+	{"testRunByRequestID_FindsTheRun", testRunByRequestID_FindsTheRun},
+	{"testListRuns_PagesNewestFirst", testListRuns_PagesNewestFirst},
+	{"testListRuns_OrdersRunsCreatedAtTheSameTimeByID", testListRuns_OrdersRunsCreatedAtTheSameTimeByID},
+	{"testListRuns_RunsCreatedWhilePagingDoNotShiftPages", testListRuns_RunsCreatedWhilePagingDoNotShiftPages},
+	{"testListRuns_FiltersByPipelineAndStates", testListRuns_FiltersByPipelineAndStates},
+	{"testListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt", testListRuns_RefusesATokenForOtherFiltersOrNotMadeByIt},
+	{"testListRuns_PageSizeDefaultsTo50AndRefusesNegative", testListRuns_PageSizeDefaultsTo50AndRefusesNegative},
+	{"testAppend_AStreamingNodeIsLiveUntilItEndsAndKeepsItsProgress", testAppend_AStreamingNodeIsLiveUntilItEndsAndKeepsItsProgress},
+	{"testAppend_StreamingAndProgressNeedARunningQuery", testAppend_StreamingAndProgressNeedARunningQuery},
+	{"testRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled", testRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled},
+	{"testInterruptedQueries_AreTheQueriesOfTheNodesRecoverFoundStreaming", testInterruptedQueries_AreTheQueriesOfTheNodesRecoverFoundStreaming},
+	{"testWatch_ReplaysStoredEventsThenStreamsLiveOnesAndEndsAfterTheTerminalEvent", testWatch_ReplaysStoredEventsThenStreamsLiveOnesAndEndsAfterTheTerminalEvent},
+	{"testWatch_ResumesAfterTheGivenSequence", testWatch_ResumesAfterTheGivenSequence},
+	{"testWatch_OfAnEndedRunWithNothingLeftEndsAtOnce", testWatch_OfAnEndedRunWithNothingLeftEndsAtOnce},
+	{"testWatch_RefusesUnknownRunsAndSequencesItNeverGave", testWatch_RefusesUnknownRunsAndSequencesItNeverGave},
+	{"testWatch_EndsWithTheContextsError", testWatch_EndsWithTheContextsError},
+	{"testWatch_EndsWithErrClosedWhenTheStoreCloses", testWatch_EndsWithErrClosedWhenTheStoreCloses},
+	{"testWatch_RangingAgainAfterABreakResumesWithoutGapOrDuplicate", testWatch_RangingAgainAfterABreakResumesWithoutGapOrDuplicate},
+	{"testWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed", testWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed},
+	{"testWatch_HammerEveryWatcherSeesExactlyItsSuffix", testWatch_HammerEveryWatcherSeesExactlyItsSuffix},
+	{"testWatch_AWatcherThatStopsReadingDoesNotBlockAppend", testWatch_AWatcherThatStopsReadingDoesNotBlockAppend},
+	{"testEvents_PagesThroughTheLog", testEvents_PagesThroughTheLog},
+}

@@ -1,0 +1,5 @@
+package storetest
+
+import "testing"
+
+func TestSuite_RunsEveryBehaviourTest(t *testing.T) { SelfCheck(t) }

@@ -1,0 +1,213 @@
+// Package sqlite is the engine's embedded store: runs, their nodes'
+// attempts, each run's event log, the queue, the journal and experiments
+// in one SQLite file, the default when execd is given no --store.
+//
+// # Writes
+//
+// SQLite has one writer, so the store has one: every write takes a
+// one-slot semaphore, runs in a BEGIN IMMEDIATE transaction on a single
+// connection, and publishes the events it committed before it lets the next
+// write in. That gives each run gapless sequences (1, 2, 3...) and makes
+// publication order equal commit order. Reads use a separate pool of
+// connections; WAL lets them run while a write is in progress.
+//
+// Once a write has the semaphore it runs to its end even if the caller's
+// context is cancelled: the context only bounds the wait for the writer. A
+// write that could be cut between COMMIT and publication could leave a
+// watcher waiting for an event that is stored but was never announced.
+//
+// # Durability
+//
+// The database runs in WAL mode with synchronous=NORMAL: a committed
+// transaction survives the process being killed at any point (the kernel
+// holds the WAL pages), though not necessarily a power cut in the instant
+// after commit. That is the guarantee execd needs: a daemon killed mid-run
+// keeps every event it reported.
+//
+// The rules events follow are package run's; package store says what every
+// store promises.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Option configures a Store.
+type Option func(*options)
+
+type options struct {
+	limits      store.Limits
+	now         func() time.Time
+	watchBuffer int
+}
+
+// WithLimits replaces store.DefaultLimits. Zero fields keep their default.
+func WithLimits(l store.Limits) Option {
+	return func(o *options) { o.limits = l.Merge() }
+}
+
+// WithClock sets the clock that stamps create and event times, so tests
+// can order runs without sleeping.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// WithWatchBuffer sets how many live events a watcher may fall behind
+// before it stops receiving them and reads the database instead. Small
+// values exercise that path in tests.
+func WithWatchBuffer(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.watchBuffer = n
+		}
+	}
+}
+
+// Store is the durable record of runs. It is safe for concurrent use.
+type Store struct {
+	writer *sql.DB // one connection: SQLite has one writer
+	reader *sql.DB
+	opt    options
+
+	wconn *writerConn // the writer's connection, held for the store's life
+
+	// sem is the writer's one slot; holding it means owning wconn and the
+	// right to publish.
+	sem       chan struct{}
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	hub       store.Hub
+	exps      expSignals
+}
+
+// FileName is the database's name inside the directory given to Open.
+const FileName = "execd.db"
+
+// Open opens (creating if needed) dir/execd.db and brings its schema up to
+// date.
+func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
+	o := options{limits: store.DefaultLimits, now: time.Now, watchBuffer: 256}
+	for _, f := range opts {
+		f(&o)
+	}
+	// The driver splits its DSN at the first '?', so a path holding one
+	// would open the wrong file.
+	if dir == "" || strings.ContainsAny(dir, "?#") {
+		return nil, fmt.Errorf("%w: store directory %q must be non-empty and contain no '?' or '#'", store.ErrInvalidArgument, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: creating %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	if err := private(path); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+
+	// busy_timeout covers another process (an operator's sqlite3 shell, a
+	// backup) holding a lock for a moment.
+	const common = "_busy_timeout=10000&_foreign_keys=1"
+	writer, err := sql.Open("sqlite", path+"?"+common+"&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+
+	s := &Store{
+		writer: writer,
+		opt:    o,
+		sem:    make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	if err := s.prepare(ctx); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	conn, err := writer.Conn(ctx)
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	s.wconn = &writerConn{conn: conn, stmts: map[string]*sql.Stmt{}}
+
+	reader, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
+	if err != nil {
+		s.wconn.close()
+		writer.Close()
+		return nil, fmt.Errorf("store: opening %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	reader.SetMaxOpenConns(n)
+	reader.SetMaxIdleConns(n)
+	s.reader = reader
+	return s, nil
+}
+
+// private makes the database readable by its owner only, before SQLite
+// opens it: SQLite gives the -wal and -shm files the database file's mode,
+// and runs hold pipeline parameters and error messages. Files an older
+// execd made are narrowed too.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare checks that the database really is in WAL mode (some file systems
+// refuse it, and without it readers would block the writer) and migrates it.
+func (s *Store) prepare(ctx context.Context) error {
+	var mode string
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, not WAL; is the directory on a network file system?", mode)
+	}
+	return migrate(ctx, s.writer)
+}
+
+// Close waits for the write in progress, ends every watcher with store.ErrClosed
+// and closes the database. Later calls return store.ErrClosed.
+func (s *Store) Close() error {
+	err := store.ErrClosed
+	s.closeOnce.Do(func() {
+		close(s.done)
+		// Taking the writer slot for good waits out the write in progress
+		// and keeps later ones out.
+		s.sem <- struct{}{}
+		err = errors.Join(s.reader.Close(), s.wconn.close(), s.writer.Close())
+	})
+	return err
+}
+
+// closed reports whether Close has begun.
+func (s *Store) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
