@@ -24,8 +24,8 @@
 // after commit. That is the guarantee execd needs: a daemon killed mid-run
 // keeps every event it reported.
 //
-// The rules events follow are package run's; package store says what every
-// store promises.
+// The rules events follow are package run's, the SQL package sqlstore's;
+// package store says what every store promises.
 package sqlite
 
 import (
@@ -37,71 +37,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlstore"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
-
-// Option configures a Store.
-type Option func(*options)
-
-type options struct {
-	limits      store.Limits
-	now         func() time.Time
-	watchBuffer int
-}
-
-// WithLimits replaces store.DefaultLimits. Zero fields keep their default.
-func WithLimits(l store.Limits) Option {
-	return func(o *options) { o.limits = l.Merge() }
-}
-
-// WithClock sets the clock that stamps create and event times, so tests
-// can order runs without sleeping.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
-}
-
-// WithWatchBuffer sets how many live events a watcher may fall behind
-// before it stops receiving them and reads the database instead. Small
-// values exercise that path in tests.
-func WithWatchBuffer(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.watchBuffer = n
-		}
-	}
-}
-
-// Store is the durable record of runs. It is safe for concurrent use.
-type Store struct {
-	writer *sql.DB // one connection: SQLite has one writer
-	reader *sql.DB
-	opt    options
-
-	wconn *writerConn // the writer's connection, held for the store's life
-
-	// sem is the writer's one slot; holding it means owning wconn and the
-	// right to publish.
-	sem       chan struct{}
-	done      chan struct{} // closed by Close
-	closeOnce sync.Once
-	hub       store.Hub
-	exps      expSignals
-}
 
 // FileName is the database's name inside the directory given to Open.
 const FileName = "execd.db"
 
 // Open opens (creating if needed) dir/execd.db and brings its schema up to
 // date.
-func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
-	o := options{limits: store.DefaultLimits, now: time.Now, watchBuffer: 256}
-	for _, f := range opts {
-		f(&o)
-	}
+func Open(ctx context.Context, dir string, opts ...sqlstore.Option) (*sqlstore.Store, error) {
 	// The driver splits its DSN at the first '?', so a path holding one
 	// would open the wrong file.
 	if dir == "" || strings.ContainsAny(dir, "?#") {
@@ -127,13 +74,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
-	s := &Store{
-		writer: writer,
-		opt:    o,
-		sem:    make(chan struct{}, 1),
-		done:   make(chan struct{}),
-	}
-	if err := s.prepare(ctx); err != nil {
+	if err := prepare(ctx, writer); err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
@@ -142,19 +83,86 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		writer.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
-	s.wconn = &writerConn{conn: conn, stmts: map[string]*sql.Stmt{}}
+	b := &backend{writer: writer, wconn: &writerConn{conn: conn, stmts: map[string]*sql.Stmt{}}, sem: make(chan struct{}, 1), done: make(chan struct{})}
 
 	reader, err := sql.Open("sqlite", path+"?"+common+"&_query_only=1")
 	if err != nil {
-		s.wconn.close()
+		b.wconn.close()
 		writer.Close()
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
-	s.reader = reader
-	return s, nil
+	b.reader = reader
+	return sqlstore.New(b, opts...), nil
+}
+
+// backend is SQLite's way of running the store's transactions.
+type backend struct {
+	writer *sql.DB // one connection: SQLite has one writer
+	reader *sql.DB
+	wconn  *writerConn // the writer's connection, held for the store's life
+	// sem is the writer's one slot; holding it means owning wconn and the
+	// right to publish.
+	sem  chan struct{}
+	done chan struct{} // closed by Close
+}
+
+// Write runs fn in a BEGIN IMMEDIATE transaction on the one writer
+// connection and calls committed before it lets the next write in, so
+// publication order is commit order.
+func (b *backend) Write(ctx context.Context, fn func(context.Context, sqlstore.Querier) error, committed func()) error {
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-b.done:
+		return store.ErrClosed
+	}
+	defer func() { <-b.sem }()
+	if b.wconn == nil {
+		return store.ErrClosed
+	}
+	wctx := context.WithoutCancel(ctx)
+	if err := b.wconn.begin(wctx); err != nil {
+		return fmt.Errorf("store: beginning a write: %w", err)
+	}
+	if err := fn(wctx, b.wconn); err != nil {
+		if rerr := b.wconn.rollback(wctx); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	if err := b.wconn.commit(wctx); err != nil {
+		return fmt.Errorf("store: committing: %w", err)
+	}
+	committed()
+	return nil
+}
+
+// Read runs fn in a read-only transaction on the reader pool; WAL gives it
+// one snapshot while the writer goes on.
+func (b *backend) Read(ctx context.Context, fn func(sqlstore.Querier) error) error {
+	tx, err := b.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store: beginning a read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// RowLock is empty: the one writer holds the whole database.
+func (b *backend) RowLock() string { return "" }
+
+// Close waits for the write in progress, keeps later ones out and closes
+// the database.
+func (b *backend) Close() error {
+	close(b.done)
+	b.sem <- struct{}{}
+	err := errors.Join(b.reader.Close(), b.wconn.close(), b.writer.Close())
+	b.wconn = nil
+	return err
 }
 
 // private makes the database readable by its owner only, before SQLite
@@ -177,37 +185,13 @@ func private(path string) error {
 
 // prepare checks that the database really is in WAL mode (some file systems
 // refuse it, and without it readers would block the writer) and migrates it.
-func (s *Store) prepare(ctx context.Context) error {
+func prepare(ctx context.Context, writer *sql.DB) error {
 	var mode string
-	if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	if err := writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return err
 	}
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("journal mode is %q, not WAL; is the directory on a network file system?", mode)
 	}
-	return migrate(ctx, s.writer)
-}
-
-// Close waits for the write in progress, ends every watcher with store.ErrClosed
-// and closes the database. Later calls return store.ErrClosed.
-func (s *Store) Close() error {
-	err := store.ErrClosed
-	s.closeOnce.Do(func() {
-		close(s.done)
-		// Taking the writer slot for good waits out the write in progress
-		// and keeps later ones out.
-		s.sem <- struct{}{}
-		err = errors.Join(s.reader.Close(), s.wconn.close(), s.writer.Close())
-	})
-	return err
-}
-
-// closed reports whether Close has begun.
-func (s *Store) closed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+	return migrate(ctx, writer)
 }

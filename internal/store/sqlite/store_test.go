@@ -10,6 +10,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store/storetest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlstore"
 )
 
 // factory opens SQLite stores for the behaviour suite: each test its own
@@ -43,21 +44,21 @@ var factory = storetest.Factory{
 	},
 }
 
-func options(c storetest.Config) []sqlite.Option {
-	var opts []sqlite.Option
+func options(c storetest.Config) []sqlstore.Option {
+	var opts []sqlstore.Option
 	if c.Now != nil {
-		opts = append(opts, sqlite.WithClock(c.Now))
+		opts = append(opts, sqlstore.WithClock(c.Now))
 	}
 	if c.WatchBuffer > 0 {
-		opts = append(opts, sqlite.WithWatchBuffer(c.WatchBuffer))
+		opts = append(opts, sqlstore.WithWatchBuffer(c.WatchBuffer))
 	}
-	return append(opts, sqlite.WithLimits(c.Limits))
+	return append(opts, sqlstore.WithLimits(c.Limits))
 }
 
 func TestStore_Behaviour(t *testing.T) { storetest.Run(t, factory) }
 
 // open opens a store in a fresh directory and closes it when the test ends.
-func open(t testing.TB, opts ...sqlite.Option) (*sqlite.Store, string) {
+func open(t testing.TB, opts ...sqlstore.Option) (*sqlstore.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := sqlite.Open(context.Background(), dir, opts...)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 // Experiments: the record, its trials and its append-only event log. As
 // with runs, every change is an event applied to the record in the
@@ -69,19 +69,31 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 		var requestID sql.NullString
 		if x.RequestID != "" {
 			requestID = sql.NullString{String: x.RequestID, Valid: true}
-			if id, err := experimentByRequest(w.ctx, w.tx, x.RequestID); err == nil {
-				stored.ID = id
-				return nil
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
 		}
-		if _, err := w.tx.ExecContext(w.ctx, `
+		// DO NOTHING on either unique key, then tell which it was: the
+		// request id's experiment is an answer, a taken id an error.
+		res, err := w.tx.ExecContext(w.ctx, `
 			INSERT INTO experiments (id, request_id, pipeline, spec, state, message, shared_nodes, trial_nodes,
 				shared_run_id, create_time, start_time, end_time, last_seq)
-			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', ?, 0, 0, 0)`,
-			x.ID, requestID, x.Spec.Pipeline, string(spec), string(experiment.Pending), string(shared), string(trial), toNanos(w.now)); err != nil {
+			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', ?, 0, 0, 0)
+			ON CONFLICT DO NOTHING`,
+			x.ID, requestID, x.Spec.Pipeline, string(spec), string(experiment.Pending), string(shared), string(trial), toNanos(w.now))
+		if err != nil {
 			return fmt.Errorf("store: inserting experiment %s: %w", x.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			if x.RequestID != "" {
+				id, err := experimentByRequest(w.ctx, w.tx, x.RequestID)
+				if err == nil {
+					stored.ID = id
+				}
+				if !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+			return fmt.Errorf("%w: experiment %q", store.ErrAlreadyExists, x.ID)
 		}
 		created = true
 		return w.appendExperiment(x.ID, experiment.Event{Kind: experiment.StateChanged, State: experiment.Pending})
@@ -93,7 +105,6 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 	if !created {
 		id = stored.ID
 	}
-	s.signal(id)
 	stored, err = s.GetExperiment(ctx, id)
 	return stored, created, err
 }
@@ -105,7 +116,7 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func experimentByRequest(ctx context.Context, q querier, requestID string) (string, error) {
+func experimentByRequest(ctx context.Context, q Querier, requestID string) (string, error) {
 	var id string
 	err := q.QueryRowContext(ctx, `SELECT id FROM experiments WHERE request_id = ?`, requestID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -116,7 +127,12 @@ func experimentByRequest(ctx context.Context, q querier, requestID string) (stri
 
 // ExperimentByRequestID returns the experiment a request id started.
 func (s *Store) ExperimentByRequestID(ctx context.Context, requestID string) (experiment.Record, error) {
-	id, err := experimentByRequest(ctx, s.reader, requestID)
+	var id string
+	err := s.read(ctx, func(q Querier) error {
+		var err error
+		id, err = experimentByRequest(ctx, q, requestID)
+		return err
+	})
 	if err != nil {
 		return experiment.Record{}, err
 	}
@@ -135,9 +151,6 @@ func (s *Store) AppendExperiment(ctx context.Context, id string, ev experiment.E
 		out = w.lastExp
 		return nil
 	})
-	if err == nil {
-		s.signal(id)
-	}
 	return out, err
 }
 
@@ -146,7 +159,7 @@ func (w *writeTx) appendExperiment(id string, ev experiment.Event) error {
 		state string
 		last  int64
 	)
-	err := w.tx.QueryRowContext(w.ctx, `SELECT state, last_seq FROM experiments WHERE id = ?`, id).Scan(&state, &last)
+	err := w.tx.QueryRowContext(w.ctx, `SELECT state, last_seq FROM experiments WHERE id = ?`+w.lock, id).Scan(&state, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: experiment %q", store.ErrNotFound, id)
 	}
@@ -203,6 +216,7 @@ func (w *writeTx) appendExperiment(id string, ev experiment.Event) error {
 		return err
 	}
 	w.lastExp = ev
+	w.experiments = append(w.experiments, id)
 	return nil
 }
 
@@ -234,7 +248,7 @@ func (s *Store) GetExperiment(ctx context.Context, id string) (experiment.Record
 		return experiment.Record{}, store.ErrClosed
 	}
 	var x experiment.Record
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		var err error
 		x, err = scanExperiment(tx.QueryRowContext(ctx, `SELECT `+experimentColumns+` FROM experiments WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -289,15 +303,17 @@ func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize i
 	}
 	query += ` ORDER BY create_time DESC, id DESC LIMIT ?`
 	args = append(args, pageSize+1)
-	rows, err := s.reader.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: listing experiments: %w", err)
-	}
 	var out []experiment.Record
-	err = eachRow(rows, func() error {
-		x, err := scanExperiment(rows)
-		out = append(out, x)
-		return err
+	err := s.read(ctx, func(q Querier) error {
+		rows, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		return eachRow(rows, func() error {
+			x, err := scanExperiment(rows)
+			out = append(out, x)
+			return err
+		})
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("store: listing experiments: %w", err)
@@ -321,19 +337,21 @@ func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize i
 // LiveExperiments returns the ids of experiments not ended, oldest first:
 // those a restarted execd resumes.
 func (s *Store) LiveExperiments(ctx context.Context) ([]string, error) {
-	rows, err := s.reader.QueryContext(ctx, `SELECT id FROM experiments WHERE state IN (?, ?) ORDER BY create_time, id`,
-		string(experiment.Pending), string(experiment.Running))
-	if err != nil {
-		return nil, err
-	}
 	var ids []string
-	err = eachRow(rows, func() error {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+	err := s.read(ctx, func(q Querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT id FROM experiments WHERE state IN (?, ?) ORDER BY create_time, id`,
+			string(experiment.Pending), string(experiment.Running))
+		if err != nil {
 			return err
 		}
-		ids = append(ids, id)
-		return nil
+		return eachRow(rows, func() error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		})
 	})
 	return ids, err
 }
@@ -347,7 +365,7 @@ func (s *Store) ExperimentEvents(ctx context.Context, id string, after int64, li
 		return nil, false, nil, store.ErrClosed
 	}
 	next = s.changed(id)
-	err = s.read(ctx, func(tx *sql.Tx) error {
+	err = s.read(ctx, func(tx Querier) error {
 		var (
 			state string
 			last  int64
@@ -388,6 +406,3 @@ func (s *Store) ExperimentEvents(ctx context.Context, id string, after int64, li
 	})
 	return evs, ended, next, err
 }
-
-// Done is closed when the store closes.
-func (s *Store) Done() <-chan struct{} { return s.done }

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func (s *Store) Watch(ctx context.Context, runID string, after int64) (*store.Wa
 		return nil, fmt.Errorf("%w: after sequence %d is negative", store.ErrInvalidArgument, after)
 	}
 	var last int64
-	err := s.reader.QueryRowContext(ctx, `SELECT last_seq FROM runs WHERE id = ?`, runID).Scan(&last)
+	err := s.queryRow(ctx, `SELECT last_seq FROM runs WHERE id = ?`, []any{runID}, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: run %q", store.ErrNotFound, runID)
 	}
@@ -44,7 +44,7 @@ func (s *Store) Watchers() int { return s.hub.Count() }
 // when that is all there is (fewer than limit), whether the run has ended:
 // both from one snapshot, so "ended" means "ended with nothing after".
 func (s *Store) ReadLog(ctx context.Context, runID string, from int64, limit int) (evs []run.Event, ended bool, err error) {
-	err = s.read(ctx, func(tx *sql.Tx) error {
+	err = s.read(ctx, func(tx Querier) error {
 		var err error
 		if evs, err = readEvents(ctx, tx, runID, from, limit); err != nil {
 			return err
@@ -80,7 +80,7 @@ func (s *Store) Events(ctx context.Context, runID string, after int64, limit int
 		limit = 10000
 	}
 	var evs []run.Event
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		var exists int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE id = ?`, runID).Scan(&exists)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -95,7 +95,7 @@ func (s *Store) Events(ctx context.Context, runID string, after int64, limit int
 	return evs, err
 }
 
-func readEvents(ctx context.Context, q querier, runID string, from int64, limit int) ([]run.Event, error) {
+func readEvents(ctx context.Context, q Querier, runID string, from int64, limit int) ([]run.Event, error) {
 	rows, err := q.QueryContext(ctx,
 		`SELECT seq, time, payload FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq LIMIT ?`,
 		runID, from, limit)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -110,7 +110,7 @@ func (w *writeTx) loadRunRow(runID string) (*run.RunRecord, int64, error) {
 	)
 	r := &run.RunRecord{ID: runID}
 	err := w.tx.QueryRowContext(w.ctx,
-		`SELECT state, message, start_time, end_time, last_seq FROM runs WHERE id = ?`, runID).
+		`SELECT state, message, start_time, end_time, last_seq FROM runs WHERE id = ?`+w.lock, runID).
 		Scan(&state, &r.Message, &start, &end, &lastSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, fmt.Errorf("%w: run %q", store.ErrNotFound, runID)

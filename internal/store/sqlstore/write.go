@@ -1,10 +1,8 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,61 +11,64 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
-// querier is what reads need from a transaction or a pool.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// writeTx is one write transaction and the events it commits.
+// writeTx is one write transaction and what it appends.
 type writeTx struct {
 	ctx context.Context
-	tx  *writerConn
+	tx  Querier
+	// lock is the Backend's row lock.
+	lock string
 	// now stamps everything the transaction writes, so one batch of
 	// events shares one time.
 	now    time.Time
 	limits store.Limits
 	// committed are published to watchers once the transaction commits.
 	committed []run.Event
+	// experiments are the experiments the transaction appended to.
+	experiments []string
 	// lastExp is the experiment event the transaction appended last.
 	lastExp experiment.Event
 }
 
-// write runs fn in the writer's transaction and publishes what it appended
-// once the transaction has committed. ctx bounds only the wait for the
-// writer; see the package documentation for why.
+// write runs fn in a write transaction and, once it has committed, hands
+// what it appended to the watchers.
 func (s *Store) write(ctx context.Context, fn func(*writeTx) error) error {
 	if s.closed() {
 		return store.ErrClosed
 	}
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return store.ErrClosed
-	}
-	defer func() { <-s.sem }()
-	if s.closed() {
-		return store.ErrClosed
-	}
-
-	wctx := context.WithoutCancel(ctx)
-	if err := s.wconn.begin(wctx); err != nil {
-		return fmt.Errorf("store: beginning a write: %w", err)
-	}
-	w := &writeTx{ctx: wctx, tx: s.wconn, now: s.opt.now(), limits: s.opt.limits}
-	if err := fn(w); err != nil {
-		if rerr := s.wconn.rollback(wctx); rerr != nil {
-			return errors.Join(err, rerr)
+	var w *writeTx
+	err := s.b.Write(ctx, func(ctx context.Context, q Querier) error {
+		if s.closed() {
+			return store.ErrClosed
 		}
-		return err
+		w = &writeTx{ctx: ctx, tx: q, lock: s.lock, now: s.opt.now(), limits: s.opt.limits}
+		if err := fn(w); err != nil {
+			return err
+		}
+		if n, ok := s.b.(Notifier); ok && (len(w.committed) > 0 || len(w.experiments) > 0) {
+			return n.Notify(ctx, q, runsOf(w.committed), w.experiments)
+		}
+		return nil
+	}, func() {
+		s.hub.Publish(w.committed)
+		for _, id := range w.experiments {
+			s.signal(id)
+		}
+	})
+	if err != nil && s.closed() {
+		return store.ErrClosed
 	}
-	if err := s.wconn.commit(wctx); err != nil {
-		return fmt.Errorf("store: committing: %w", err)
+	return err
+}
+
+// runsOf lists the runs evs belong to, each once.
+func runsOf(evs []run.Event) []string {
+	var out []string
+	for i, ev := range evs {
+		if i == 0 || ev.RunID != evs[i-1].RunID {
+			out = append(out, ev.RunID)
+		}
 	}
-	s.hub.Publish(w.committed)
-	return nil
+	return out
 }
 
 // insertEvent writes ev, whose RunID, Sequence and Time are set, to the log

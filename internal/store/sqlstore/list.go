@@ -1,10 +1,9 @@
-package sqlite
+package sqlstore
 
 // Listing runs: filters, newest-first pages and the opaque page token.
 
 import (
 	"context"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -67,7 +66,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.ListFilter, pageSize int, 
 		runs []run.Run
 		more bool
 	)
-	err = s.read(ctx, func(tx *sql.Tx) error {
+	err = s.read(ctx, func(tx Querier) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("store: listing runs: %w", err)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func (s *Store) JournalGet(ctx context.Context, runID, key string) ([]byte, erro
 		return nil, store.ErrClosed
 	}
 	var v []byte
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		return tx.QueryRowContext(ctx, `SELECT value FROM run_journal WHERE run_id = ? AND key = ?`, runID, key).Scan(&v)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -65,7 +65,7 @@ func (s *Store) JournalList(ctx context.Context, runID, prefix string) (map[stri
 		return nil, store.ErrClosed
 	}
 	out := map[string][]byte{}
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		rows, err := tx.QueryContext(ctx, `SELECT key, value FROM run_journal WHERE run_id = ? ORDER BY key`, runID)
 		if err != nil {
 			return err

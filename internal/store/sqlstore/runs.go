@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -137,7 +137,7 @@ func (s *Store) GetRun(ctx context.Context, id string) (run.Run, error) {
 		return run.Run{}, store.ErrClosed
 	}
 	var r run.Run
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		var err error
 		r, err = readRun(ctx, tx, id)
 		return err
@@ -152,7 +152,7 @@ func (s *Store) RunByRequestID(ctx context.Context, requestID string) (run.Run, 
 		return run.Run{}, store.ErrClosed
 	}
 	var r run.Run
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		var err error
 		r, err = readRunByRequestID(ctx, tx, requestID)
 		return err
@@ -160,18 +160,7 @@ func (s *Store) RunByRequestID(ctx context.Context, requestID string) (run.Run, 
 	return r, err
 }
 
-// read runs fn in a read transaction, so that the several queries that
-// assemble one answer see one snapshot.
-func (s *Store) read(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return fmt.Errorf("store: beginning a read: %w", err)
-	}
-	defer tx.Rollback()
-	return fn(tx)
-}
-
-func readRun(ctx context.Context, q querier, id string) (run.Run, error) {
+func readRun(ctx context.Context, q Querier, id string) (run.Run, error) {
 	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE id = ?", id)
 	if err != nil {
 		return run.Run{}, fmt.Errorf("store: reading run %s: %w", id, err)
@@ -179,7 +168,7 @@ func readRun(ctx context.Context, q querier, id string) (run.Run, error) {
 	return oneRun(ctx, q, rows, fmt.Sprintf("run %q", id))
 }
 
-func readRunByRequestID(ctx context.Context, q querier, requestID string) (run.Run, error) {
+func readRunByRequestID(ctx context.Context, q Querier, requestID string) (run.Run, error) {
 	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE request_id = ?", requestID)
 	if err != nil {
 		return run.Run{}, fmt.Errorf("store: reading the run of request %s: %w", requestID, err)
@@ -187,7 +176,7 @@ func readRunByRequestID(ctx context.Context, q querier, requestID string) (run.R
 	return oneRun(ctx, q, rows, fmt.Sprintf("run with request id %q", requestID))
 }
 
-func oneRun(ctx context.Context, q querier, rows *sql.Rows, what string) (run.Run, error) {
+func oneRun(ctx context.Context, q Querier, rows *sql.Rows, what string) (run.Run, error) {
 	runs, err := scanRuns(rows)
 	if err != nil {
 		return run.Run{}, err
@@ -230,7 +219,7 @@ func scanRuns(rows *sql.Rows) ([]run.Run, error) {
 
 // fillNodes loads the nodes, attempts and metrics of runs with three
 // queries, whatever the number of runs.
-func fillNodes(ctx context.Context, q querier, runs []run.Run) error {
+func fillNodes(ctx context.Context, q Querier, runs []run.Run) error {
 	if len(runs) == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -86,7 +86,7 @@ func (s *Store) LiveAttempts(ctx context.Context, runID string) ([]run.LiveAttem
 		return nil, store.ErrClosed
 	}
 	var out []run.LiveAttempt
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		rows, err := tx.QueryContext(ctx, `SELECT name, state, attempt, start_time FROM nodes WHERE run_id = ? AND state IN (?, ?) ORDER BY position`,
 			runID, string(run.NodeRunning), string(run.NodeStreaming))
 		if err != nil {
@@ -160,7 +160,7 @@ func (s *Store) idsInState(ctx context.Context, states ...run.State) ([]string, 
 		args[i] = string(st)
 	}
 	var ids []string
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state IN (`+placeholders(len(states))+`) ORDER BY create_time, id`, args...)
 		if err != nil {
 			return err
@@ -270,7 +270,7 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 // (store.ErrNotFound when it was not).
 func (s *Store) RepairRequest(ctx context.Context, requestID string) (string, error) {
 	var runID string
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		return tx.QueryRowContext(ctx, `SELECT run_id FROM repair_requests WHERE request_id = ?`, requestID).Scan(&runID)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -289,7 +289,7 @@ func (s *Store) InterruptedQueries(ctx context.Context, runID string) ([]run.Que
 		return nil, store.ErrClosed
 	}
 	var out []run.QueryRef
-	err := s.read(ctx, func(tx *sql.Tx) error {
+	err := s.read(ctx, func(tx Querier) error {
 		rows, err := tx.QueryContext(ctx, `SELECT payload FROM events WHERE run_id = ? AND kind = ? ORDER BY seq`,
 			runID, string(run.NodeStateChanged))
 		if err != nil {
