@@ -121,6 +121,17 @@ func (h *Hub) Poke(runID string) {
 	}
 }
 
+// PokeAll tells every watcher to read the log.
+func (h *Hub) PokeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.subs {
+		for sub := range m {
+			sub.miss()
+		}
+	}
+}
+
 func (s *subscriber) miss() {
 	select {
 	case s.missed <- struct{}{}:

@@ -48,6 +48,15 @@ func (s *Store) signal(id string) {
 	}
 }
 
+func (s *Store) signalAll() {
+	s.exps.mu.Lock()
+	defer s.exps.mu.Unlock()
+	for id, c := range s.exps.ch {
+		close(c)
+		delete(s.exps.ch, id)
+	}
+}
+
 // CreateExperiment records a new experiment PENDING with its first event.
 // A request id already used returns that experiment with created false.
 func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stored experiment.Record, created bool, err error) {

@@ -139,6 +139,19 @@ func (s *Store) closed() bool {
 // they read them from the database.
 func (s *Store) Poke(runID string) { s.hub.Poke(runID) }
 
+// PokeAll tells every watcher, of runs and experiments, to read the
+// database: for a store that may have missed announcements.
+func (s *Store) PokeAll() {
+	s.hub.PokeAll()
+	s.signalAll()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.queryRow(ctx, `SELECT 1`, nil, &one)
+}
+
 // PokeExperiment wakes the watchers of experiment id.
 func (s *Store) PokeExperiment(id string) { s.signal(id) }
 

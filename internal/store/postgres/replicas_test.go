@@ -1,0 +1,141 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store/storetest"
+	"github.com/tauro-exec/tauro-exec/internal/store/postgres"
+	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlstore"
+)
+
+// replicas opens n stores on one schema, as n execd replicas on one
+// database.
+func replicas(t testing.TB, n int) []*sqlstore.Store {
+	t.Helper()
+	url, pw := pgtest.Schema(t)
+	out := make([]*sqlstore.Store, n)
+	for i := range out {
+		s, err := postgres.Open(context.Background(), postgres.Config{URL: url, PasswordFile: pw, Replica: fmt.Sprintf("replica-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		out[i] = s
+	}
+	return out
+}
+
+// Two replicas appending to one run at once: PostgreSQL's row lock orders
+// them, so the run's sequences stay gapless and every event is applied.
+func TestReplicas_AppendsToOneRunFromTwoReplicasAreGapless(t *testing.T) {
+	rs := replicas(t, 2)
+	storetest.Create(t, rs[0], storetest.NewRun("r", "p", "a"))
+	storetest.AppendOK(t, rs[0], "r", storetest.RunState(run.Running, ""), storetest.NodeState("a", run.NodeRunning, 1))
+	var wg sync.WaitGroup
+	for i, s := range rs {
+		wg.Go(func() {
+			for j := range 100 {
+				storetest.AppendOK(t, s, "r", storetest.Metric("a", fmt.Sprintf("m%d_%d", i, j), 1))
+			}
+		})
+	}
+	wg.Wait()
+	evs, err := rs[1].Events(context.Background(), "r", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckSequences(t, evs, 1, 203)
+	if got := len(storetest.Get(t, rs[0], "r").Nodes[0].Attempts[0].Metrics); got != 200 {
+		t.Errorf("the attempt holds %d metrics; want 200", got)
+	}
+}
+
+// A watcher on one replica sees every event another replica commits,
+// live, exactly once and in order, and ends at the run's end.
+func TestReplicas_AWatcherOnOneReplicaSeesEveryEventCommittedOnAnother(t *testing.T) {
+	rs := replicas(t, 2)
+	writer, reader := rs[0], rs[1]
+	storetest.Create(t, writer, storetest.NewRun("r", "p", "a"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := reader.Watch(ctx, "r", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []run.Event)
+	go func() {
+		var evs []run.Event
+		for ev := range w.Events() {
+			evs = append(evs, ev)
+		}
+		got <- evs
+	}()
+	storetest.AppendOK(t, writer, "r", storetest.RunState(run.Running, ""), storetest.NodeState("a", run.NodeRunning, 1))
+	for i := range 300 {
+		storetest.AppendOK(t, writer, "r", storetest.Message("a", fmt.Sprint(i)))
+	}
+	storetest.AppendOK(t, writer, "r", storetest.NodeState("a", run.NodeSucceeded, 1), storetest.RunState(run.Succeeded, ""))
+	evs := <-got
+	if w.Err() != nil {
+		t.Fatalf("the watch ended with %v", w.Err())
+	}
+	storetest.CheckSequences(t, evs, 1, 305)
+}
+
+// An experiment's watcher on another replica is woken by its events too.
+func TestReplicas_ExperimentEventsWakeWatchersOnAnotherReplica(t *testing.T) {
+	rs := replicas(t, 2)
+	ctx := context.Background()
+	x := storetest.NewExperiment("x")
+	if _, _, err := rs[0].CreateExperiment(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	_, _, next, err := rs[1].ExperimentEvents(ctx, "x", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.StartExperiment(t, rs[0], "x")
+	select {
+	case <-next:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other replica's watcher was not woken")
+	}
+}
+
+// A password in the URL would show in process lists and logs: refused,
+// and the error does not repeat it. A wrong password's error does not
+// hold it either.
+func TestConfig_ThePasswordIsNeverInTheURLNorInAnError(t *testing.T) {
+	_, err := postgres.ConnConfig(postgres.Config{URL: "postgres://u:s3cret-pw@127.0.0.1:1/db"})
+	if !errors.Is(err, store.ErrInvalidArgument) || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("a URL with a password: %v; want ErrInvalidArgument without the password", err)
+	}
+	_, err = postgres.ConnConfig(postgres.Config{URL: "postgres://u@127.0.0.1:1/db?password=s3cret-pw"})
+	if !errors.Is(err, store.ErrInvalidArgument) || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Errorf("a URL with a password parameter: %v", err)
+	}
+	url, _ := pgtest.Schema(t)
+	wrong := t.TempDir() + "/pw"
+	if err := os.WriteFile(wrong, []byte("not-the-password-42\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = postgres.Open(ctx, postgres.Config{URL: url, PasswordFile: wrong})
+	if err == nil || strings.Contains(err.Error(), "not-the-password-42") {
+		t.Errorf("a wrong password: %v; want an error without the password", err)
+	}
+	if !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Errorf("the error does not say what it was connecting to: %v", err)
+	}
+}
