@@ -16,13 +16,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
-	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 	"github.com/tauro-exec/tauro-exec/internal/webui"
 )
 
@@ -47,6 +45,7 @@ type serveConfig struct {
 	corsOrigins    string
 	workerEnv      []string // from the project's worker_env, as allowed
 	metricsListen  string
+	store          storeFlags
 }
 
 func serve(ctx context.Context, args []string) error {
@@ -70,6 +69,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "", "address to serve Prometheus metrics on, at /metrics (e.g. 127.0.0.1:9464); empty serves none")
 	fs.StringVar(&cfg.corsOrigins, "cors-origins", "", "comma-separated origins (scheme://host[:port], or * for any) whose web pages may call execd with gRPC-Web or Connect; empty allows none")
 	cfg.security.register(fs)
+	cfg.store.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -135,22 +135,20 @@ func serve(ctx context.Context, args []string) error {
 	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
 	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
-	st, err := sqlite.Open(ctx, cfg.state)
+	st, err := openStore(ctx, cfg.store, cfg.state, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
 	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	backend, err := newBackend(ctx, cfg, log, func(serving bool) {
-		s := healthpb.HealthCheckResponse_NOT_SERVING
-		if serving {
-			s = healthpb.HealthCheckResponse_SERVING
-		}
-		hs.SetServingStatus("", s)
-		hs.SetServingStatus("tauro.exec.v1.ExecService", s)
-	})
+	healthy := newHealthState(hs)
+	if cfg.store.url != "" {
+		hctx, stopFollowing := context.WithCancel(ctx)
+		defer stopFollowing()
+		go followStore(hctx, st, 2*time.Second, healthy, log)
+	}
+	backend, err := newBackend(ctx, cfg, log, healthy.sparkServing)
 	if err != nil {
 		return err
 	}
