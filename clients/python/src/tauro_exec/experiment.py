@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import grpc
 from google.protobuf import json_format, struct_pb2
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
-from tauro_exec._rpc import Backoff, Transport, remaining
-from tauro_exec.errors import TauroExecError, Unavailable, from_rpc_error
+from tauro_exec._rpc import Transport
+from tauro_exec._watch import DEFAULT_RECONNECT_TIMEOUT, Stream, follow
+from tauro_exec.errors import TauroExecError
 from tauro_exec.models import RunState, timestamp
 
 
@@ -440,13 +440,16 @@ class Experiment:
         self._set(self._rpc.call(self._rpc.stub.CancelExperiment, req, retry=False).experiment)
         return self
 
-    def watch(self, after_sequence: int = 0, *, reconnect_timeout: float = 60.0) -> Iterator[ExperimentEvent]:
+    def watch(
+        self, after_sequence: int = 0, *, reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT
+    ) -> Iterator[ExperimentEvent]:
         """Yield the experiment's events after ``after_sequence``, replayed then live, each once.
 
-        A dropped stream resumes after the last event seen. Ends after the
-        terminal event.
+        A dropped stream or an unreachable daemon is retried (for up to
+        ``reconnect_timeout`` seconds without progress) and resumes after the
+        last event seen. Ends after the terminal event.
         """
-        return self._follow(after_sequence, None, reconnect_timeout)
+        return follow(self, self._rpc, after_sequence, None, reconnect_timeout)
 
     def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> Experiment:
         """Block until the experiment ends; return self if it succeeded.
@@ -458,7 +461,7 @@ class Experiment:
         deadline = None if timeout is None else time.monotonic() + timeout
         show = _progress(self, progress)
         try:
-            for ev in self._follow(self._last, deadline, 60.0):
+            for ev in follow(self, self._rpc, self._last, deadline, DEFAULT_RECONNECT_TIMEOUT):
                 if show is not None:
                     show(ev)
         finally:
@@ -468,45 +471,25 @@ class Experiment:
             raise ExperimentFailed(self)
         return self
 
-    def _follow(self, after: int, deadline: float | None, reconnect_timeout: float) -> Iterator[ExperimentEvent]:
-        stub = self._rpc.stub
-        last = after
-        down_since: float | None = None
-        delays = Backoff().delays()
-        while True:
-            try:
-                stream = stub.WatchExperiment(
-                    pb.WatchExperimentRequest(experiment_id=self.id, after_sequence=last), timeout=remaining(deadline)
-                )
-                try:
-                    for resp in stream:
-                        ev = ExperimentEvent.from_proto(resp.event, self._integers)
-                        if ev.sequence <= last:
-                            continue
-                        last = ev.sequence
-                        down_since, delays = None, Backoff().delays()
-                        self._apply(ev)
-                        yield ev
-                except grpc.RpcError as err:
-                    raise from_rpc_error(err) from None
-                finally:
-                    stream.cancel()
-                got = self._rpc.call(stub.GetExperiment, pb.GetExperimentRequest(experiment_id=self.id), retry=False)
-            except Unavailable:
-                now = time.monotonic()
-                down_since = now if down_since is None else down_since
-                if now - down_since > reconnect_timeout:
-                    raise
-                _sleep(next(delays), deadline, self.id)
-                continue
-            except TauroExecError as err:
-                if deadline is not None and err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise TimeoutError(f"experiment {self.id} is still {self._state.name} (wait timed out)") from None
-                raise
-            self._set(got.experiment)
-            if self._state.is_terminal and last >= got.experiment.last_sequence:
-                return
-            _sleep(next(delays), deadline, self.id)
+    # ---- following (the loop is _watch.follow) ------------------------------
+
+    def _open_watch(self, after_sequence: int, timeout: float | None) -> Stream:
+        req = pb.WatchExperimentRequest(experiment_id=self.id, after_sequence=after_sequence)
+        return self._rpc.stub.WatchExperiment(req, timeout=timeout)
+
+    def _event(self, response: pb.WatchExperimentResponse) -> ExperimentEvent:
+        return ExperimentEvent.from_proto(response.event, self._integers)
+
+    def _reread(self, timeout: float | None) -> tuple[bool, int]:
+        req = pb.GetExperimentRequest(experiment_id=self.id)
+        got = self._rpc.call(self._rpc.stub.GetExperiment, req, retry=False, timeout=timeout)
+        seen = self._last
+        self._set(got.experiment)
+        self._last = max(self._last, seen)
+        return self._state.is_terminal, got.experiment.last_sequence
+
+    def _timeout_error(self) -> TimeoutError:
+        return TimeoutError(f"experiment {self.id} is still {self._state.name} (wait timed out)")
 
     def _apply(self, ev: ExperimentEvent) -> None:
         self._last = max(self._last, ev.sequence)
@@ -516,13 +499,6 @@ class Experiment:
             self._trials[ev.trial.number] = ev.trial
             if ev.best:
                 self._best = ev.trial
-
-
-def _sleep(seconds: float, deadline: float | None, xid: str) -> None:
-    left = remaining(deadline)
-    if left is not None and left <= seconds:
-        raise TimeoutError(f"experiment {xid} did not end in time")
-    time.sleep(seconds)
 
 
 def _progress(x: Experiment, enabled: bool | None) -> Any:
