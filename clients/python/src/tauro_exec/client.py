@@ -14,9 +14,10 @@ from google.protobuf import struct_pb2
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec._rpc import TOKEN_ENV, Security, Transport
-from tauro_exec.experiment import Experiment, space_protos
+from tauro_exec.experiment import Experiment
 from tauro_exec.models import Pipeline, PipelineSummary, Plan, RunState
 from tauro_exec.run import Run
+from tauro_exec.space import space_protos
 
 DateLike = str | date
 # PEM data, or the path of a file that holds it.

@@ -16,7 +16,7 @@ from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec._rpc import Transport
 from tauro_exec._watch import DEFAULT_RECONNECT_TIMEOUT, Stream, follow
 from tauro_exec.errors import NodeFailure, RunFailed
-from tauro_exec.events import Event, NodeStateChanged, RunStateChanged, event_from_proto
+from tauro_exec.events import Event, NodeStateChanged, RunStateChanged, describe_event, event_from_proto
 from tauro_exec.models import NodeError, NodeRun, NodeState, RunState, timestamp
 
 
@@ -197,7 +197,7 @@ class Run:
         ``progress`` shows live progress; by default only inside IPython/Jupyter.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        shown = _display.progress_for(self, progress)
+        shown = _display.progress_for(self._repr_html_, describe_event, progress)
         try:
             for ev in follow(self, self._rpc, self._last_sequence, deadline, DEFAULT_RECONNECT_TIMEOUT):
                 if shown is not None:
