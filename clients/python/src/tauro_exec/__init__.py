@@ -32,6 +32,7 @@ from tauro_exec.events import (
 from tauro_exec.experiment import Experiment
 from tauro_exec.experiment_events import ExperimentEvent
 from tauro_exec.experiment_models import ExperimentState, Trial, Trials, TrialState
+from tauro_exec.listing import Experiments, Runs
 from tauro_exec.ml import MLContext, Retryable
 from tauro_exec.models import (
     Attempt,
@@ -57,6 +58,7 @@ __all__ = [
     "ExperimentEvent",
     "ExperimentFailed",
     "ExperimentState",
+    "Experiments",
     "FailedPrecondition",
     "Integer",
     "MLContext",
@@ -81,6 +83,7 @@ __all__ = [
     "RunFailed",
     "RunState",
     "RunStateChanged",
+    "Runs",
     "TauroExecError",
     "Trial",
     "TrialState",

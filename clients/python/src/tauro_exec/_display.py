@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TextIO, TypeVar
 
-from tauro_exec.experiment_models import Trial, TrialState, format_param
+from tauro_exec.experiment_models import ExperimentState, Trial, TrialState, format_param
 from tauro_exec.models import NodeState, RunState
 
 if TYPE_CHECKING:
+    from tauro_exec.experiment import Experiment
     from tauro_exec.run import Run
 
 E_contra = TypeVar("E_contra", contravariant=True)
@@ -29,6 +30,12 @@ _RUN_COLOURS = {
     RunState.CANCELLED: "#9a6700",
     RunState.INTERRUPTED: "#9a6700",
     RunState.RUNNING: "#0969da",
+}
+_EXPERIMENT_COLOURS = {
+    ExperimentState.SUCCEEDED: "#1a7f37",
+    ExperimentState.FAILED: "#cf222e",
+    ExperimentState.CANCELLED: "#9a6700",
+    ExperimentState.RUNNING: "#0969da",
 }
 _TRIAL_COLOURS = {
     TrialState.SUCCEEDED: "#1a7f37",
@@ -102,6 +109,60 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
         )
     parts.append("</tbody></table></div>")
     return "".join(parts)
+
+
+def runs_html(runs: Sequence[Run], *, more: bool) -> str:
+    """A table of runs, one row each; ``more`` says that further pages were not fetched."""
+    rows = []
+    for r in runs:
+        colour = _RUN_COLOURS.get(r.state, "inherit")
+        created = r.create_time.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.create_time else ""
+        counts: dict[str, int] = {}
+        for n in r.nodes:
+            counts[n.state.name.lower()] = counts.get(n.state.name.lower(), 0) + 1
+        nodes = ", ".join(f"{c} {s}" for s, c in counts.items())
+        rows.append(
+            f'<tr><td><code>{_e(r.id)}</code></td><td>{_e(r.pipeline)}</td>'
+            f'<td style="color:{colour}">{_e(r.state.name)}</td><td>{_e(created)}</td>'
+            f'<td style="text-align:right">{_e(format_duration(r.duration))}</td><td>{_e(nodes)}</td>'
+            f"<td>{_e(_first_line(r.message))}</td></tr>"
+        )
+    head = "<th>run</th><th>pipeline</th><th>state</th><th>created</th><th>took</th><th>nodes</th><th></th>"
+    return _list_table(head, rows, "run", more)
+
+
+def experiments_html(experiments: Sequence[Experiment], *, more: bool) -> str:
+    """A table of experiments, one row each; ``more`` says that further pages were not fetched."""
+    rows = []
+    for x in experiments:
+        colour = _EXPERIMENT_COLOURS.get(x.state, "inherit")
+        metric, _, direction = x.objective
+        best = "" if x.best is None or x.best.value is None else f"{x.best.value:.6g}"
+        rows.append(
+            f"<tr><td><code>{_e(x.id)}</code></td><td>{_e(x.name)}</td><td>{_e(x.pipeline)}</td>"
+            f'<td style="color:{colour}">{_e(x.state.name)}</td><td style="text-align:right">{_e(x.n_trials)}</td>'
+            f'<td>{_e(direction)} {_e(metric)}</td><td style="text-align:right">{_e(best)}</td>'
+            f"<td>{_e(_first_line(x.message))}</td></tr>"
+        )
+    head = (
+        "<th>experiment</th><th>name</th><th>pipeline</th><th>state</th><th>trials</th>"
+        "<th>objective</th><th>best</th><th></th>"
+    )
+    return _list_table(head, rows, "experiment", more)
+
+
+def _first_line(message: str) -> str:
+    return message.partition("\n")[0][:200]
+
+
+def _list_table(head: str, rows: list[str], noun: str, more: bool) -> str:
+    shown = f"{len(rows)} {noun}{'' if len(rows) == 1 else 's'}"
+    if more:
+        shown += " shown; more not fetched yet (iterate, index or len() fetches them)"
+    return (
+        f'<table class="tauro-exec-list"><caption style="text-align:left">{shown}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def trials_html(trials: Sequence[Trial], best: int | None, caption: str = "") -> str:
