@@ -56,7 +56,7 @@ func main() {
 	}
 }
 
-// rule allows the tests of one package whose names match a pattern
+// rule allows the tests whose package and name match its patterns
 // (path.Match) to skip.
 type rule struct {
 	pkg, test, why string
@@ -73,18 +73,27 @@ func parseRules(text string) ([]rule, error) {
 		if len(f) < 3 {
 			return nil, fmt.Errorf("line %d: want a package, a test name pattern and why it may skip, got %q", i+1, line)
 		}
-		if _, err := path.Match(f[1], ""); err != nil {
-			return nil, fmt.Errorf("line %d: test pattern %q: %v", i+1, f[1], err)
+		for _, p := range f[:2] {
+			if _, err := path.Match(p, ""); err != nil {
+				return nil, fmt.Errorf("line %d: pattern %q: %v", i+1, p, err)
+			}
 		}
 		rules = append(rules, rule{pkg: f[0], test: f[1], why: strings.Join(f[2:], " ")})
 	}
 	return rules, nil
 }
 
-// allows reports whether r covers test of pkg (an import path, which ends
-// with r's package: the file names packages without the module path).
+// allows reports whether r covers test of pkg, an import path. The file
+// names packages without the module path, so r's package pattern is matched
+// against as many of the import path's last elements as it has: "cmd/execd"
+// against the last two, "*" against the last one (any package).
 func (r rule) allows(pkg, test string) bool {
-	if pkg != r.pkg && !strings.HasSuffix(pkg, "/"+r.pkg) {
+	elems := strings.Split(pkg, "/")
+	n := strings.Count(r.pkg, "/") + 1
+	if n > len(elems) {
+		return false
+	}
+	if ok, _ := path.Match(r.pkg, strings.Join(elems[len(elems)-n:], "/")); !ok {
 		return false
 	}
 	ok, _ := path.Match(r.test, test)

@@ -98,7 +98,8 @@ func TestReport_FailsOnAFailedTest(t *testing.T) {
 }
 
 func TestReport_ARequiredSkipFailsAndAnAllowedOneDoesNot(t *testing.T) {
-	const allowed = "# comment\nb TestCluster_* make test-cluster runs it\n"
+	const allowed = "# comment\nb TestCluster_* make test-cluster runs it\n" +
+		"* TestHelperProcess not a test\ncmd/execd TestNeedsCluster make test-cluster runs it\n"
 	rules, err := parseRules(allowed)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +116,9 @@ func TestReport_ARequiredSkipFailsAndAnAllowedOneDoesNot(t *testing.T) {
 		{"an allowed skip", []skip{{"m/b", "TestCluster_Sales", "no cluster"}}, true, true},
 		{"the allowed test in another package", []skip{{"m/a", "TestCluster_Sales", "no cluster"}}, true, false},
 		{"a package whose name only ends like the allowed one", []skip{{"m/bb", "TestCluster_Sales", ""}}, true, false},
+		{"any package's helper", []skip{{"m/x/y", "TestHelperProcess", ""}}, true, true},
+		{"a path of two elements", []skip{{"m/cmd/execd", "TestNeedsCluster", ""}}, true, true},
+		{"the same last element elsewhere", []skip{{"m/internal/execd", "TestNeedsCluster", ""}}, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
