@@ -239,9 +239,13 @@ spark-cluster: java build venv spark-jars
 grpcurl:
 	GOBIN=$(abspath $(BIN)) $(GO) install -modfile=tools/go.mod github.com/fullstorydev/grpcurl/cmd/grpcurl
 
+# skipcheck prints go test's usual lines, then every skipped test and why;
+# under make test (TAURO_REQUIRE_SPARK=1) a skip fails unless
+# tools/skipcheck/allowed-skips lists the test.
 test-go:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -C tools -count=1 ./skipcheck && $(GO) build -C tools -o $(abspath $(BIN))/skipcheck ./skipcheck
+	$(GO) test -json -race -count=1 -timeout 20m ./... | $(BIN)/skipcheck -allowed tools/skipcheck/allowed-skips
 
 # Brief fuzzing on every run: a panic on any input fails the build. The
 # budgets are counts of inputs (about ten seconds each here), not durations:
@@ -259,7 +263,7 @@ test-fuzz:
 
 test-python: venv
 	cd clients/python && ../../$(VPY) -m mypy --strict src/tauro_exec --exclude '_proto/'
-	cd clients/python && ../../$(VPY) -m pytest -q tests
+	cd clients/python && ../../$(VPY) -m pytest -q -rfEs tests
 
 # The TypeScript client: type-checked and compiled with tsc, then its tests
 # (node's own runner) drive a real execd ($EXECD) on the test run's Spark

@@ -15,11 +15,14 @@ with one JSON line on stdout:
     {"cmd": "digest", "paths": [[format, path], ...]}
                                 answers {"digests": [[rows, checksum], ...]}
 
-The job is what a user writes without an orchestrator: the node functions
-called with their inputs' DataFrames in dependency order by a thread pool of
-the project's width, each result written with DataFrameWriter, nothing
-cached. It is not a tauro interpreter: workloads.py spells each node's reads
-and writes out.
+The job is what a careful user writes without an orchestrator: the node
+functions called with their inputs' DataFrames in dependency order by a
+thread pool of the project's width, each result written with
+DataFrameWriter. Each source is read once per run. A result that would
+otherwise be computed more than once, by its writes and the nodes that read
+it together, is cached (lazily: its first write or reader computes it) and
+released after its last reader, as execd does. It is not a tauro
+interpreter: workloads.py spells each node's reads and writes out.
 """
 
 from __future__ import annotations
@@ -75,14 +78,18 @@ def session(mode: str, remote: str, conf: dict[str, str]) -> Any:
     return b.getOrCreate()
 
 
-def run_node(spark: Any, w: Workload, n: Node, results: dict[str, Any], out: pathlib.Path, metrics: list[tuple[str, float]]) -> Any:
+def run_node(
+    spark: Any, w: Workload, n: Node, results: dict[str, Any], sources: dict[str, Any], readers: int,
+    out: pathlib.Path, metrics: list[tuple[str, float]],
+) -> Any:
+    """Run one node; ``readers`` is how many nodes read its result."""
     start, end = workloads.dates()
     if n.function:
         fn = workloads.load(w.project, n.function)
         args = []
         for r in n.reads:
             kind, name = r.split(":", 1)
-            args.append(results[name] if kind == "node" else read_source(spark, w, name))
+            args.append(results[name] if kind == "node" else sources[name])
         kw: dict[str, Any] = {"start_date": workloads.START, "end_date": workloads.END}
         if "ml_context" in inspect.signature(fn).parameters:
             kw["ml_context"] = {
@@ -97,7 +104,9 @@ def run_node(spark: Any, w: Workload, n: Node, results: dict[str, Any], out: pat
         # writes the run's dates into its SQL as date literals.
         sql = n.sql.replace(":start_date", f"DATE'{start}'").replace(":end_date", f"DATE'{end}'")
         df = spark.sql(sql)
-    df.createOrReplaceTempView(n.name)  # SQL nodes downstream read it by name
+    if shared(n, readers):
+        df = df.cache()
+    df.createOrReplaceTempView(n.name)  # SQL nodes downstream read it by name (the cache too)
     for o in n.outputs:
         wr = df.write.format(o.format).mode(o.mode)
         if o.partition_by:
@@ -108,6 +117,12 @@ def run_node(spark: Any, w: Workload, n: Node, results: dict[str, Any], out: pat
     return df
 
 
+def shared(n: Node, readers: int) -> bool:
+    """Whether n's result would be computed more than once (by its writes and its
+    readers together) if it were not cached; execd's rule too."""
+    return readers > 0 and len(n.outputs) + readers > 1
+
+
 def read_source(spark: Any, w: Workload, key: str) -> Any:
     s = w.sources[key]
     return spark.read.format(s.format).options(**s.options).load(s.path)
@@ -115,19 +130,24 @@ def read_source(spark: Any, w: Workload, key: str) -> Any:
 
 def run_once(spark: Any, w: Workload, out: pathlib.Path) -> dict[str, Any]:
     t0 = time.time()
-    for key in w.sources:  # SQL nodes read sources by key
-        read_source(spark, w, key).createOrReplaceTempView(key)
+    sources = {}
+    for key in w.sources:  # read once; SQL nodes read them by key
+        sources[key] = read_source(spark, w, key)
+        sources[key].createOrReplaceTempView(key)
     results: dict[str, Any] = {}
     times: dict[str, list[float]] = {}
     metrics: list[tuple[str, float]] = []
     ups = {n.name: {r.split(":", 1)[1] for r in n.reads if r.startswith("node:")} for n in w.nodes}
+    readers = {n.name: sum(n.name in u for u in ups.values()) for n in w.nodes}
+    left = dict(readers)  # readers that have not finished yet
+    by_name = {n.name: n for n in w.nodes}
     todo = list(w.nodes)
     done: set[str] = set()
     running: dict[Future[Any], str] = {}
 
     def task(n: Node) -> Any:
         s = time.time()
-        df = run_node(spark, w, n, results, out, metrics)
+        df = run_node(spark, w, n, results, sources, readers[n.name], out, metrics)
         times[n.name] = [s, time.time()]
         return df
 
@@ -141,6 +161,10 @@ def run_once(spark: Any, w: Workload, out: pathlib.Path) -> dict[str, Any]:
                 name = running.pop(f)
                 results[name] = f.result()
                 done.add(name)
+                for up in ups[name]:  # a cached result is released after its last reader
+                    left[up] -= 1
+                    if left[up] == 0 and shared(by_name[up], readers[up]):
+                        results[up].unpersist()
     return {"wall": time.time() - t0, "nodes": times}
 
 

@@ -17,8 +17,13 @@ round, after one warm-up round each, and prints:
   node's phase metrics: input views, worker call, result hand-back, write,
   cleanup), when execd reports them;
 - a text timeline of each system's median round;
-- whether execd's outputs and the hand-written job's are the same rows
-  (count and a checksum of every output).
+- whether execd's outputs and both hand-written jobs' are the same rows
+  (count and a checksum of every output); any difference makes the script
+  exit 1, after its report.
+
+Every round, warm-up included, is written to a JSON file (--results,
+default bench/peer/results/peer-<UTC time>.json), after each workload, with
+the machine, the commit and the settings: the raw rounds behind a report.
 
 The Spark Connect server is TAURO_SPARK_REMOTE when set, else one this
 script starts with `execd spark-server` and stops at the end.
@@ -30,6 +35,7 @@ import argparse
 import json
 import os
 import pathlib
+import platform
 import shutil
 import signal
 import statistics
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -221,17 +227,65 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
         print("\n".join(gantt(m)))
 
 
-def compare(w: workloads.Workload, hand: Hand) -> str:
-    paths = []
-    for n in w.nodes:
-        for o in n.outputs:
-            paths.append((o.format, str(w.project / w.execd_output / o.path), str(hand.out / o.path)))
-    a = hand.ask({"cmd": "digest", "paths": [[f, p] for f, p, _ in paths]})["digests"]
-    b = hand.ask({"cmd": "digest", "paths": [[f, p] for f, _, p in paths]})["digests"]
-    diff = [p[1] for p, x, y in zip(paths, a, b) if x != y]
-    if diff:
-        return f"DIFFERENT in {len(diff)} of {len(paths)}: " + ", ".join(diff[:5])
-    return f"the same rows in all {len(paths)} outputs (count and checksum)"
+@dataclass
+class Outputs:
+    """Each system's digest (rows, checksum) of every output, and whether they agree."""
+
+    digests: dict[str, dict[str, list[int]]]  # system -> output path -> [rows, checksum]
+    different: dict[str, list[str]]  # hand-written system -> outputs that differ from execd's
+
+    @property
+    def same(self) -> bool:
+        return not any(self.different.values())
+
+    def describe(self) -> str:
+        n = len(self.digests["execd"])
+        if self.same:
+            return f"the same rows in all {n} outputs of execd and both hand-written jobs (count and checksum)"
+        return "; ".join(
+            f"{s} DIFFERENT from execd in {len(d)} of {n}: " + ", ".join(d[:5]) for s, d in self.different.items() if d
+        )
+
+
+def compare(w: workloads.Workload, hands: dict[str, Hand]) -> Outputs:
+    """Digest execd's outputs and each hand-written job's (all read by the
+    Connect job's session) and compare them output by output."""
+    outs = [(o.format, o.path) for n in w.nodes for o in n.outputs]
+    roots = {"execd": w.project / w.execd_output, **{s: h.out for s, h in hands.items()}}
+    reader = hands["connect"]
+    digests: dict[str, dict[str, list[int]]] = {}
+    for system, root in roots.items():
+        got = reader.ask({"cmd": "digest", "paths": [[f, str(root / p)] for f, p in outs]})["digests"]
+        digests[system] = {p: d for (_, p), d in zip(outs, got)}
+    different = {s: [p for _, p in outs if digests[s][p] != digests["execd"][p]] for s in hands}
+    return Outputs(digests, different)
+
+
+def results_path(given: str) -> pathlib.Path:
+    if given:
+        return pathlib.Path(given)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return HERE / "results" / f"peer-{stamp}.json"
+
+
+def machine() -> dict[str, Any]:
+    commit = subprocess.run(["git", "-C", str(workloads.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(workloads.ROOT), "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "commit": commit + ("-dirty" if dirty else ""),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": load,
+    }
+
+
+def write_results(path: pathlib.Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def main() -> None:
@@ -243,6 +297,7 @@ def main() -> None:
     ap.add_argument("--before", default="", help="an earlier execd binary to run interleaved beside --execd, as 'before'")
     ap.add_argument("--before-pythonpath", default="", help="PYTHONPATH for the earlier execd's workers (its tauro_exec)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--results", default="", help="where to write every round as JSON (default: bench/peer/results/peer-<UTC time>.json)")
     a = ap.parse_args()
     global SYSTEMS
     if a.before:
@@ -251,6 +306,14 @@ def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="peer-"))
     spark = None
     remote = os.environ.get("TAURO_SPARK_REMOTE", "")
+    out_file = results_path(a.results)
+    record: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "settings": {"rounds": a.rounds, "warmup": a.warmup, "systems": list(SYSTEMS), "before": a.before},
+        "workloads": {},
+    }
+    differ: list[str] = []
     try:
         if not remote:
             print("starting a Spark Connect server ...", flush=True)
@@ -270,18 +333,30 @@ def main() -> None:
             if hands["classic"].conf != hands["connect"].conf:
                 sys.exit(f"the classic session did not take the server's settings: {hands['classic'].conf} against {hands['connect'].conf}")
             res: dict[str, list[Round]] = {s: [] for s in SYSTEMS}
+            warm: dict[str, list[Round]] = {s: [] for s in SYSTEMS}
             try:
                 k = len(SYSTEMS)
                 for i in range(a.warmup + a.rounds):
                     order = SYSTEMS[i % k:] + SYSTEMS[: i % k]
                     for s in order:
                         r = run_execd(clients[s], w) if s in clients else hands[s].run()
-                        if i >= a.warmup:
-                            res[s].append(r)
+                        (res if i >= a.warmup else warm)[s].append(r)
                     print(f"  {name} round {i + 1}/{a.warmup + a.rounds}: " + "  ".join(
                         f"{s} {res[s][-1].wall:.2f}s" for s in SYSTEMS if i >= a.warmup) + (" (warm-up)" if i < a.warmup else ""), flush=True)
-                same = compare(w, hands["connect"])
-                report(w, res, same)
+                outputs = compare(w, hands)
+                report(w, res, outputs.describe())
+                if not outputs.same:
+                    differ.append(name)
+                record["workloads"][name] = {
+                    "pipeline": w.pipeline,
+                    "nodes": len(w.nodes),
+                    "width": w.width,
+                    "orders": [list(SYSTEMS[i % k:] + SYSTEMS[: i % k]) for i in range(a.warmup + a.rounds)],
+                    "warmup": {s: [asdict(r) for r in rs] for s, rs in warm.items()},
+                    "rounds": {s: [asdict(r) for r in rs] for s, rs in res.items()},
+                    "outputs": {"same": outputs.same, "different": outputs.different, "digests": outputs.digests},
+                }
+                write_results(out_file, record)
             finally:
                 for h in hands.values():
                     h.close()
@@ -298,6 +373,9 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"kept {tmp}")
+    print(f"\nevery round: {out_file}")
+    if differ:
+        sys.exit(f"outputs differ from execd's in {', '.join(differ)}: see the report above")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 The daemon talks to the Spark Connect server named by $TAURO_SPARK_REMOTE
 (`make test` starts one per test run). Nothing here is mocked.
+
+Under `make test` (TAURO_REQUIRE_SPARK=1) every Python test is required: a
+skipped test, or a skipped test module, fails the run (-rs says why each skipped).
 """
 
 from __future__ import annotations
@@ -9,12 +12,50 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import CuttableProxy, Daemon, execd_binary, make_project
 
 from tauro_exec import Client
+
+
+REQUIRE_ENV = "TAURO_REQUIRE_SPARK"
+
+
+class RequireEveryTest:
+    """Fails a run in which any test or test module skipped; -rs lists them and why."""
+
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    def _note(self, report: pytest.TestReport | pytest.CollectReport) -> None:
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skipped.append(report.nodeid)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._note(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self._note(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.skipped and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.skipped:
+            terminalreporter.write_line(
+                f"FAIL: {len(self.skipped)} skipped, and {REQUIRE_ENV}=1 requires every Python test to run: "
+                + ", ".join(self.skipped),
+                red=True,
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(REQUIRE_ENV) == "1":
+        config.pluginmanager.register(RequireEveryTest(), "tauro-require-every-test")
 
 
 @pytest.fixture(scope="session")

@@ -166,6 +166,11 @@ def test_runs_lists_newest_first_across_pages(client: Client) -> None:
     assert [r.id for r in client.runs(pipeline="quick", limit=3, page_size=2)] == ids[::-1]
     assert all(r.pipeline == "quick" for r in client.runs(pipeline="quick", page_size=2))
 
+    listed_lazily = client.runs(pipeline="quick", page_size=2)
+    assert listed_lazily[2].id == ids[0]  # the second page, fetched on demand
+    table = listed_lazily._repr_html_()
+    assert table.startswith("<table") and f"<code>{ids[2]}</code>" in table and "SUCCEEDED" in table
+
 
 def test_runs_filters_by_state(client: Client) -> None:
     failed = client.execute("failing")

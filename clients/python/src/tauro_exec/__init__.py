@@ -9,6 +9,7 @@
 
 from tauro_exec.client import Client
 from tauro_exec.errors import (
+    ExperimentFailed,
     FailedPrecondition,
     NodeFailure,
     NotFound,
@@ -28,18 +29,10 @@ from tauro_exec.events import (
     NodeStateChanged,
     RunStateChanged,
 )
-from tauro_exec.experiment import (
-    Categorical,
-    Experiment,
-    ExperimentEvent,
-    ExperimentFailed,
-    ExperimentState,
-    Integer,
-    Real,
-    Trial,
-    Trials,
-    TrialState,
-)
+from tauro_exec.experiment import Experiment
+from tauro_exec.experiment_events import ExperimentEvent
+from tauro_exec.experiment_models import ExperimentState, Trial, Trials, TrialState
+from tauro_exec.listing import Experiments, Runs
 from tauro_exec.ml import MLContext, Retryable
 from tauro_exec.models import (
     Attempt,
@@ -54,6 +47,7 @@ from tauro_exec.models import (
     RunState,
 )
 from tauro_exec.run import Run
+from tauro_exec.space import Categorical, Integer, Real
 
 __all__ = [
     "Attempt",
@@ -64,6 +58,7 @@ __all__ = [
     "ExperimentEvent",
     "ExperimentFailed",
     "ExperimentState",
+    "Experiments",
     "FailedPrecondition",
     "Integer",
     "MLContext",
@@ -88,6 +83,7 @@ __all__ = [
     "RunFailed",
     "RunState",
     "RunStateChanged",
+    "Runs",
     "TauroExecError",
     "Trial",
     "TrialState",

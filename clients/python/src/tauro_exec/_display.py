@@ -1,4 +1,4 @@
-"""How a run looks in a notebook, and the live progress ``Run.wait()`` shows.
+"""How runs and experiments look in a notebook, and the live progress ``wait()`` shows.
 
 IPython is never imported here at module import: the client must load fast and
 work without it. Inside Jupyter the progress is an HTML table updated in place;
@@ -11,14 +11,18 @@ import html
 import importlib
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TextIO, TypeVar
 
-from tauro_exec.events import Event, describe_event
+from tauro_exec.experiment_models import ExperimentState, Trial, TrialState, format_param
 from tauro_exec.models import NodeState, RunState
 
 if TYPE_CHECKING:
+    from tauro_exec.experiment import Experiment
     from tauro_exec.run import Run
+
+E_contra = TypeVar("E_contra", contravariant=True)
 
 _RUN_COLOURS = {
     RunState.SUCCEEDED: "#1a7f37",
@@ -26,6 +30,18 @@ _RUN_COLOURS = {
     RunState.CANCELLED: "#9a6700",
     RunState.INTERRUPTED: "#9a6700",
     RunState.RUNNING: "#0969da",
+}
+_EXPERIMENT_COLOURS = {
+    ExperimentState.SUCCEEDED: "#1a7f37",
+    ExperimentState.FAILED: "#cf222e",
+    ExperimentState.CANCELLED: "#9a6700",
+    ExperimentState.RUNNING: "#0969da",
+}
+_TRIAL_COLOURS = {
+    TrialState.SUCCEEDED: "#1a7f37",
+    TrialState.FAILED: "#cf222e",
+    TrialState.CANCELLED: "#9a6700",
+    TrialState.RUNNING: "#0969da",
 }
 _NODE_COLOURS = {
     NodeState.SUCCEEDED: "#1a7f37",
@@ -95,38 +111,120 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
     return "".join(parts)
 
 
-class Progress(Protocol):
-    def update(self, event: Event) -> None: ...
+def runs_html(runs: Sequence[Run], *, more: bool) -> str:
+    """A table of runs, one row each; ``more`` says that further pages were not fetched."""
+    rows = []
+    for r in runs:
+        colour = _RUN_COLOURS.get(r.state, "inherit")
+        created = r.create_time.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.create_time else ""
+        counts: dict[str, int] = {}
+        for n in r.nodes:
+            counts[n.state.name.lower()] = counts.get(n.state.name.lower(), 0) + 1
+        nodes = ", ".join(f"{c} {s}" for s, c in counts.items())
+        rows.append(
+            f'<tr><td><code>{_e(r.id)}</code></td><td>{_e(r.pipeline)}</td>'
+            f'<td style="color:{colour}">{_e(r.state.name)}</td><td>{_e(created)}</td>'
+            f'<td style="text-align:right">{_e(format_duration(r.duration))}</td><td>{_e(nodes)}</td>'
+            f"<td>{_e(_first_line(r.message))}</td></tr>"
+        )
+    head = "<th>run</th><th>pipeline</th><th>state</th><th>created</th><th>took</th><th>nodes</th><th></th>"
+    return _list_table(head, rows, "run", more)
+
+
+def experiments_html(experiments: Sequence[Experiment], *, more: bool) -> str:
+    """A table of experiments, one row each; ``more`` says that further pages were not fetched."""
+    rows = []
+    for x in experiments:
+        colour = _EXPERIMENT_COLOURS.get(x.state, "inherit")
+        metric, _, direction = x.objective
+        best = "" if x.best is None or x.best.value is None else f"{x.best.value:.6g}"
+        rows.append(
+            f"<tr><td><code>{_e(x.id)}</code></td><td>{_e(x.name)}</td><td>{_e(x.pipeline)}</td>"
+            f'<td style="color:{colour}">{_e(x.state.name)}</td><td style="text-align:right">{_e(x.n_trials)}</td>'
+            f'<td>{_e(direction)} {_e(metric)}</td><td style="text-align:right">{_e(best)}</td>'
+            f"<td>{_e(_first_line(x.message))}</td></tr>"
+        )
+    head = (
+        "<th>experiment</th><th>name</th><th>pipeline</th><th>state</th><th>trials</th>"
+        "<th>objective</th><th>best</th><th></th>"
+    )
+    return _list_table(head, rows, "experiment", more)
+
+
+def _first_line(message: str) -> str:
+    return message.partition("\n")[0][:200]
+
+
+def _list_table(head: str, rows: list[str], noun: str, more: bool) -> str:
+    shown = f"{len(rows)} {noun}{'' if len(rows) == 1 else 's'}"
+    if more:
+        shown += " shown; more not fetched yet (iterate, index or len() fetches them)"
+    return (
+        f'<table class="tauro-exec-list"><caption style="text-align:left">{shown}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def trials_html(trials: Sequence[Trial], best: int | None, caption: str = "") -> str:
+    """An HTML table of trials, one column per parameter; the best one starred."""
+    names: list[str] = []
+    for t in trials:
+        names.extend(k for k in t.params if k not in names)
+    e = html.escape
+    head = "".join(f"<th>{e(n)}</th>" for n in names)
+    rows = []
+    for t in trials:
+        colour = _TRIAL_COLOURS.get(t.state, "inherit")
+        params = "".join(f"<td>{e(format_param(t.params.get(n, '')))}</td>" for n in names)
+        value = "" if t.value is None else f"{t.value:.6g}"
+        mark = " &#9733;" if best == t.number else ""
+        took = "" if t.duration is None else f"{t.duration.total_seconds():.1f}s"
+        rows.append(
+            f"<tr><td>{t.number}{mark}</td><td style='color:{colour}'>{t.state.name}</td>{params}"
+            f"<td>{value}</td><td>{took}</td><td><code>{e(t.run_id)}</code></td><td>{e(t.message[:200])}</td></tr>"
+        )
+    cap = f"<caption style='text-align:left'>{e(caption)}</caption>" if caption else ""
+    return (
+        f"<table>{cap}<thead><tr><th>trial</th><th>state</th>{head}<th>value</th><th>took</th><th>run</th><th></th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+class Progress(Protocol[E_contra]):
+    def update(self, event: E_contra) -> None: ...
 
     def close(self) -> None: ...
 
 
-class TextProgress:
-    """One line per event, for terminals and logs."""
+class TextProgress(Generic[E_contra]):
+    """One line per event, for terminals and logs; ``line`` returns None for an event not worth one."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, line: Callable[[E_contra], str | None]) -> None:
         self._out = out
+        self._line = line
 
-    def update(self, event: Event) -> None:
-        print(describe_event(event), file=self._out, flush=True)
+    def update(self, event: E_contra) -> None:
+        text = self._line(event)
+        if text is not None:
+            print(text, file=self._out, flush=True)
 
     def close(self) -> None:
         pass
 
 
 class NotebookProgress:
-    """The run's HTML table, redrawn in place as events arrive."""
+    """An HTML view (a run's nodes, an experiment's trials), redrawn in place as events arrive."""
 
     # Redrawing on every event of a large pipeline would flood the front end.
     _min_interval = 0.25
 
-    def __init__(self, run: Run, display_module: Any) -> None:
-        self._run = run
+    def __init__(self, render: Callable[[], str], display_module: Any) -> None:
+        self._render = render
         self._html = display_module.HTML
-        self._handle = display_module.display(self._html(run_html(run)), display_id=True)
+        self._handle = display_module.display(self._html(render()), display_id=True)
         self._drawn = time.monotonic()
 
-    def update(self, event: Event) -> None:
+    def update(self, event: object) -> None:
         now = time.monotonic()
         if now - self._drawn >= self._min_interval:
             self._draw()
@@ -137,7 +235,7 @@ class NotebookProgress:
 
     def _draw(self) -> None:
         if self._handle is not None:
-            self._handle.update(self._html(run_html(self._run)))
+            self._handle.update(self._html(self._render()))
 
 
 def _ipython_shell() -> Any:
@@ -151,10 +249,14 @@ def in_ipython() -> bool:
     return _ipython_shell() is not None
 
 
-def progress_for(run: Run, enabled: bool | None) -> Progress | None:
+def progress_for(
+    render: Callable[[], str], line: Callable[[E_contra], str | None], enabled: bool | None
+) -> Progress[E_contra] | None:
     """The progress display wait() should use, or None for none.
 
-    ``enabled=None`` turns progress on only inside IPython or Jupyter.
+    Inside Jupyter, ``render()``'s HTML redrawn in place; elsewhere ``line``
+    of each event on stderr. ``enabled=None`` turns progress on only inside
+    IPython or Jupyter.
     """
     shell = _ipython_shell()
     if enabled is None:
@@ -167,5 +269,5 @@ def progress_for(run: Run, enabled: bool | None) -> Progress | None:
         except ImportError:
             pass
         else:
-            return NotebookProgress(run, display)
-    return TextProgress(sys.stderr)
+            return NotebookProgress(render, display)
+    return TextProgress(sys.stderr, line)

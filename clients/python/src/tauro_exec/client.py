@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -14,9 +14,11 @@ from google.protobuf import struct_pb2
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec._rpc import TOKEN_ENV, Security, Transport
-from tauro_exec.experiment import Experiment, space_protos
+from tauro_exec.experiment import Experiment
+from tauro_exec.listing import Experiments, Runs
 from tauro_exec.models import Pipeline, PipelineSummary, Plan, RunState
 from tauro_exec.run import Run
+from tauro_exec.space import space_protos
 
 DateLike = str | date
 # PEM data, or the path of a file that holds it.
@@ -174,30 +176,23 @@ class Client:
         limit: int | None = None,
         *,
         page_size: int = 100,
-    ) -> Iterator[Run]:
-        """Runs, newest first, fetched a page at a time as the iterator advances.
+    ) -> Runs:
+        """Runs, newest first: a list fetched a page at a time as it is read.
 
         ``states`` filters by state (``RunState`` or its name, any case);
-        ``limit`` stops after that many runs.
+        ``limit`` stops after that many runs. Iterating or indexing fetches
+        only the pages it needs; ``len()`` fetches every page. In Jupyter it
+        shows as a table of the first page.
         """
         wanted = [_run_state(s).value for s in states or ()]
         size = min(page_size, limit) if limit is not None else page_size
-        if size <= 0:
-            return
-        token, seen = "", 0
-        while True:
-            req = pb.ListRunsRequest(
-                page_size=size, page_token=token, pipeline=pipeline or "", states=wanted
-            )
+
+        def page(token: str) -> tuple[list[Run], str]:
+            req = pb.ListRunsRequest(page_size=size, page_token=token, pipeline=pipeline or "", states=wanted)
             resp = self._rpc.call(self._rpc.stub.ListRuns, req)
-            for r in resp.runs:
-                yield Run(self._rpc, r)
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-            token = resp.next_page_token
-            if not token:
-                return
+            return [Run(self._rpc, r) for r in resp.runs], resp.next_page_token
+
+        return Runs(page, limit=limit if size > 0 else 0)
 
     # ---- experiments -------------------------------------------------------
 
@@ -268,23 +263,23 @@ class Client:
         resp = self._rpc.call(self._rpc.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=experiment_id))
         return Experiment(self._rpc, resp.experiment)
 
-    def experiments(self, pipeline: str | None = None, limit: int | None = None) -> Iterator[Experiment]:
-        """Experiments, newest first (their trials: ``refresh()`` each)."""
-        token, seen = "", 0
-        while True:
-            resp = self._rpc.call(
-                self._rpc.stub.ListExperiments,
-                pb.ListExperimentsRequest(page_size=50, page_token=token, pipeline=pipeline or ""),
-            )
-            for x in resp.experiments:
-                yield Experiment(self._rpc, x)
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
-            token = resp.next_page_token
-            if not token:
-                return
+    def experiments(
+        self, pipeline: str | None = None, limit: int | None = None, *, page_size: int = 50
+    ) -> Experiments:
+        """Experiments, newest first: a list fetched a page at a time as it is read.
 
+        Their trials are not listed: ``refresh()`` an experiment to read them.
+        Iterating or indexing fetches only the pages it needs; ``len()``
+        fetches every page. In Jupyter it shows as a table of the first page.
+        """
+        size = min(page_size, limit) if limit is not None else page_size
+
+        def page(token: str) -> tuple[list[Experiment], str]:
+            req = pb.ListExperimentsRequest(page_size=size, page_token=token, pipeline=pipeline or "")
+            resp = self._rpc.call(self._rpc.stub.ListExperiments, req)
+            return [Experiment(self._rpc, x) for x in resp.experiments], resp.next_page_token
+
+        return Experiments(page, limit=limit if size > 0 else 0)
 
 def _pem(value: PEM | None) -> bytes | None:
     if value is None or isinstance(value, bytes):

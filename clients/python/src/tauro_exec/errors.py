@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from tauro_exec.models import NodeError
 
 if TYPE_CHECKING:
+    from tauro_exec.experiment import Experiment
     from tauro_exec.run import Run
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -112,6 +113,14 @@ class RunFailed(TauroExecError):
             head += f": {run.message}"
         lines = [head] + [f"  {f}" for f in failures]
         super().__init__("\n".join(lines))
+
+
+class ExperimentFailed(TauroExecError):
+    """An experiment ended FAILED or CANCELLED; ``experiment`` is it as it ended."""
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.experiment = experiment
+        super().__init__(f"experiment {experiment.id} ended {experiment.state.name}: {experiment.message}")
 
 
 _BY_CODE: dict[grpc.StatusCode, type[TauroExecError]] = {

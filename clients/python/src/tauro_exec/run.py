@@ -9,18 +9,15 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from tauro_exec import _display
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
-from tauro_exec._rpc import Backoff, Transport, remaining
-from tauro_exec.errors import NodeFailure, RunFailed, TauroExecError, Unavailable, from_rpc_error
-from tauro_exec.events import Event, NodeStateChanged, RunStateChanged, event_from_proto
+from tauro_exec._rpc import Transport
+from tauro_exec._watch import DEFAULT_RECONNECT_TIMEOUT, Stream, follow
+from tauro_exec.errors import NodeFailure, RunFailed
+from tauro_exec.events import Event, NodeStateChanged, RunStateChanged, describe_event, event_from_proto
 from tauro_exec.models import NodeError, NodeRun, NodeState, RunState, timestamp
-
-# How long watch() keeps reconnecting while execd cannot be reached.
-DEFAULT_RECONNECT_TIMEOUT = 60.0
 
 
 class Run:
@@ -190,7 +187,7 @@ class Run:
         sequence is yielded exactly once. Ends once the run is terminal and
         every event up to its last one has been yielded.
         """
-        return self._follow(after_sequence, deadline=None, reconnect_timeout=reconnect_timeout)
+        return follow(self, self._rpc, after_sequence, None, reconnect_timeout)
 
     def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> Run:
         """Block until the run is terminal; return self if it succeeded.
@@ -200,9 +197,9 @@ class Run:
         ``progress`` shows live progress; by default only inside IPython/Jupyter.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        shown = _display.progress_for(self, progress)
+        shown = _display.progress_for(self._repr_html_, describe_event, progress)
         try:
-            for ev in self._follow(self._last_sequence, deadline, DEFAULT_RECONNECT_TIMEOUT):
+            for ev in follow(self, self._rpc, self._last_sequence, deadline, DEFAULT_RECONNECT_TIMEOUT):
                 if shown is not None:
                     shown.update(ev)
         finally:
@@ -212,58 +209,20 @@ class Run:
             raise RunFailed(self, self._failures())
         return self
 
-    # ---- following ---------------------------------------------------------
+    # ---- following (the loop is _watch.follow) ------------------------------
 
-    def _follow(self, after: int, deadline: float | None, reconnect_timeout: float) -> Iterator[Event]:
-        stub = self._rpc.stub
-        last = after
-        down_since: float | None = None
-        delays = Backoff().delays()
-        while True:
-            try:
-                stream = stub.WatchRun(
-                    pb.WatchRunRequest(run_id=self.id, after_sequence=last), timeout=remaining(deadline)
-                )
-                try:
-                    for resp in stream:
-                        ev = event_from_proto(resp.event)
-                        if ev.sequence <= last:
-                            continue  # already yielded before a reconnect
-                        last = ev.sequence
-                        down_since, delays = None, Backoff().delays()
-                        self._apply(ev)
-                        yield ev
-                except grpc.RpcError as err:
-                    raise from_rpc_error(err) from None
-                finally:
-                    stream.cancel()
-                got = self._rpc.call(
-                    stub.GetRun, pb.GetRunRequest(run_id=self.id), retry=False, timeout=_call_timeout(self._rpc, deadline)
-                )
-            except Unavailable:
-                now = time.monotonic()
-                down_since = now if down_since is None else down_since
-                if now - down_since > reconnect_timeout:
-                    raise
-                self._sleep(next(delays), deadline)
-                continue
-            except TauroExecError as err:
-                if deadline is not None and err.code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise self._timeout_error() from None
-                raise
-            self._set(got.run)
-            self._last_sequence = max(self._last_sequence, last)
-            if self.state.is_terminal and last >= got.run.last_sequence:
-                return
-            # The stream ended before the run did, or before its last event
-            # reached us (the daemon restarted): resume after the last one seen.
-            self._sleep(next(delays), deadline)
+    def _open_watch(self, after_sequence: int, timeout: float | None) -> Stream:
+        return self._rpc.stub.WatchRun(pb.WatchRunRequest(run_id=self.id, after_sequence=after_sequence), timeout=timeout)
 
-    def _sleep(self, seconds: float, deadline: float | None) -> None:
-        left = remaining(deadline)
-        if left is not None and left <= seconds:
-            raise self._timeout_error()
-        time.sleep(seconds)
+    def _event(self, response: pb.WatchRunResponse) -> Event:
+        return event_from_proto(response.event)
+
+    def _reread(self, timeout: float | None) -> tuple[bool, int]:
+        got = self._rpc.call(self._rpc.stub.GetRun, pb.GetRunRequest(run_id=self.id), retry=False, timeout=timeout)
+        seen = self._last_sequence
+        self._set(got.run)
+        self._last_sequence = max(self._last_sequence, seen)
+        return self.state.is_terminal, got.run.last_sequence
 
     def _timeout_error(self) -> TimeoutError:
         return TimeoutError(f"run {self.id} is still {self.state.name} (wait timed out)")
@@ -304,9 +263,3 @@ def _advance(n: NodeRun, ev: NodeStateChanged) -> NodeRun:
         error = None
     return dataclasses.replace(n, state=ev.state, attempt=ev.attempt or n.attempt, start_time=start, end_time=end, error=error)
 
-
-def _call_timeout(rpc: Transport, deadline: float | None) -> float | None:
-    left = remaining(deadline)
-    if left is None:
-        return rpc.timeout
-    return left if rpc.timeout is None else min(left, rpc.timeout)
