@@ -113,6 +113,10 @@ type Run struct {
 	Nodes []Node
 	// LastSequence is the sequence of the run's newest event.
 	LastSequence int64
+	// Owner is the replica that executes the run (or did last), under
+	// the lease of Epoch; "" for none.
+	Owner string
+	Epoch int64
 }
 
 // Node is one node of a run with its attempts.

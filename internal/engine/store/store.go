@@ -56,6 +56,11 @@ var (
 	ErrTooManyEvents = errors.New("store: too many events for one run")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrFenced: a write made under a lease the run no longer has: another
+	// replica has claimed the run since. Nothing was written.
+	ErrFenced = errors.New("store: the run's lease has passed to another replica")
+	// ErrLeaseHeld: Claim of a run a live replica owns.
+	ErrLeaseHeld = errors.New("store: the run is owned by a live replica")
 )
 
 // Messages a store records when it interrupts a run, so operators and UIs
@@ -130,6 +135,7 @@ type Store interface {
 	Recovery
 	Journal
 	Experiments
+	Replicas
 	// Watchers is how many watchers follow runs live now.
 	Watchers() int
 	// PruneRuns deletes the runs that ended before cutoff with everything
@@ -145,8 +151,9 @@ type Store interface {
 type Runs interface {
 	// CreateRun records a new run PENDING with every node PENDING, and its
 	// first event (sequence 1, run_state PENDING, r.Message). Only r.ID,
-	// r.RequestID, r.Params, r.Message and the node names are read; an
-	// empty ID gets a random one. A request id already used returns that
+	// r.RequestID, r.Params, r.Message, r.Owner and the node names are
+	// read; an empty ID gets a random one, and an owner holds the run's
+	// first lease (epoch 1). A request id already used returns that
 	// run with created false and writes nothing.
 	CreateRun(ctx context.Context, r run.Run) (stored run.Run, created bool, err error)
 	// GetRun returns a run with its nodes in plan order and each node's
@@ -162,6 +169,9 @@ type Runs interface {
 	// each to the record; either every event is stored or none is. It
 	// returns the stored events.
 	Append(ctx context.Context, runID string, evs ...run.Event) ([]run.Event, error)
+	// AppendAs is Append by the replica that holds lease: ErrFenced, and
+	// nothing written, once another replica has claimed the run.
+	AppendAs(ctx context.Context, lease Lease, evs ...run.Event) ([]run.Event, error)
 	// Watch follows the run's events with sequence > after (see Watcher).
 	// ErrInvalidArgument when after is negative or beyond the run's last
 	// event.
@@ -171,9 +181,10 @@ type Runs interface {
 	Events(ctx context.Context, runID string, after int64, limit int) ([]run.Event, error)
 	// PrepareRepair reopens an ended run (FAILED, CANCELLED, INTERRUPTED)
 	// for a repair: the run back to PENDING, its repair count up by one,
-	// each node in reset back to PENDING. A request id already used for
-	// this run changes nothing (repeated true).
-	PrepareRepair(ctx context.Context, runID string, reset []string, requestID string) (stored run.Run, repeated bool, err error)
+	// each node in reset back to PENDING, and owner (when not "") its
+	// owner under the next epoch. A request id already used for this run
+	// changes nothing (repeated true).
+	PrepareRepair(ctx context.Context, runID string, reset []string, requestID, owner string) (stored run.Run, repeated bool, err error)
 	// RepairRequest returns the run a repair request id was used for.
 	RepairRequest(ctx context.Context, requestID string) (string, error)
 }
@@ -203,12 +214,90 @@ type Recovery interface {
 // the run executes: where its Spark session is, which operations are in
 // flight. It is no part of the run's record. A put is committed when it
 // returns.
+// Writes are fenced by the run's lease, as AppendAs is.
 type Journal interface {
-	JournalPut(ctx context.Context, runID, key string, value []byte) error
+	JournalPut(ctx context.Context, lease Lease, key string, value []byte) error
 	// JournalGet returns nil when nothing is stored under key.
 	JournalGet(ctx context.Context, runID, key string) ([]byte, error)
 	JournalList(ctx context.Context, runID, prefix string) (map[string][]byte, error)
-	JournalClear(ctx context.Context, runID string) error
+	JournalClear(ctx context.Context, lease Lease) error
+}
+
+// Lease is a replica's right to execute a run and write its record. Each
+// claim of a run gives it the next epoch; a write under an older epoch is
+// refused (fencing), so a replica that paused past its lease cannot record
+// anything for a run another replica took over.
+type Lease struct {
+	RunID string
+	Owner string
+	Epoch int64
+}
+
+// Replica is one execd sharing the store.
+type Replica struct {
+	Name    string
+	Address string
+	Started time.Time
+	// Heartbeat is its last; its runs may be taken over after Expires.
+	Heartbeat time.Time
+	Expires   time.Time
+	// Runs are the runs it owns that have not ended, oldest first.
+	Runs []string
+}
+
+// LeaseRecord is one claim of a run: who held it from when.
+type LeaseRecord struct {
+	Epoch    int64
+	Owner    string
+	Acquired time.Time
+}
+
+// Control is what a replica asks of a run another replica owns.
+type Control string
+
+const (
+	// ControlCancel asks the owner to cancel the run.
+	ControlCancel Control = "cancel"
+	// ControlStop asks the owner to stop the run's streams gracefully.
+	ControlStop Control = "stop"
+)
+
+// ControlRequest is a cancel or stop asked of an owner.
+type ControlRequest struct {
+	RunID  string
+	Kind   Control
+	Reason string
+}
+
+// Replicas are how the execd processes sharing a store know each other
+// and divide the runs among them. A replica is alive while its heartbeats
+// come; a run is owned by the replica that claimed it last, and may be
+// claimed by another once its owner's heartbeats have lapsed.
+type Replicas interface {
+	// Heartbeat records that replica name (serving at address) is alive
+	// until ttl from now. lapsed reports that its previous heartbeat had
+	// already expired: other replicas may have taken its runs.
+	Heartbeat(ctx context.Context, name, address string, ttl time.Duration) (lapsed bool, err error)
+	// ListReplicas returns the replicas with a heartbeat on record, by
+	// name, each with the runs it owns.
+	ListReplicas(ctx context.Context) ([]Replica, error)
+	// Claim makes replica the owner of the run under the next epoch. It
+	// fails with ErrLeaseHeld when another replica owns the run and is
+	// alive, and with ErrRunEnded when the run has ended.
+	Claim(ctx context.Context, runID, replica string) (Lease, error)
+	// Orphans returns the runs not ended (PENDING, QUEUED or RUNNING)
+	// whose owner is none, or a replica whose heartbeats have lapsed,
+	// oldest first.
+	Orphans(ctx context.Context) ([]string, error)
+	// LeaseHistory returns the run's claims in order.
+	LeaseHistory(ctx context.Context, runID string) ([]LeaseRecord, error)
+	// RequestControl asks the run's owner to cancel or stop it. The
+	// request stays until the owner takes it; a run that has ended
+	// fails with ErrRunEnded.
+	RequestControl(ctx context.Context, runID string, kind Control, reason string) error
+	// TakeControlRequests returns, and clears, the requests made of runs
+	// replica owns.
+	TakeControlRequests(ctx context.Context, replica string) ([]ControlRequest, error)
 }
 
 // Experiments are the records of experiments, their trials and event logs.

@@ -131,6 +131,32 @@ CREATE TABLE run_journal (
 	PRIMARY KEY (run_id, key)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 5: replicas and the runs they own: a run's owner and the epoch of
+	// its lease (every write for it is fenced by both), what another
+	// replica asked of it, the replicas' heartbeats and each run's claims.
+	`
+ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN control TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN control_reason TEXT NOT NULL DEFAULT '';
+CREATE INDEX runs_by_owner ON runs (owner, state);
+
+CREATE TABLE replicas (
+	name      TEXT PRIMARY KEY,
+	address   TEXT NOT NULL,
+	started   INTEGER NOT NULL,
+	heartbeat INTEGER NOT NULL,
+	expires   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE run_leases (
+	run_id   TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	epoch    INTEGER NOT NULL,
+	owner    TEXT NOT NULL,
+	acquired INTEGER NOT NULL,
+	PRIMARY KEY (run_id, epoch)
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // migrate applies the migrations the database has not seen, in one

@@ -18,6 +18,16 @@ import (
 // events only after the commit. The returned events are the stored ones;
 // with no events Append does nothing.
 func (s *Store) Append(ctx context.Context, runID string, evs ...run.Event) ([]run.Event, error) {
+	return s.appendFenced(ctx, runID, nil, evs)
+}
+
+// AppendAs is Append under lease: refused with store.ErrFenced once
+// another replica has claimed the run.
+func (s *Store) AppendAs(ctx context.Context, lease store.Lease, evs ...run.Event) ([]run.Event, error) {
+	return s.appendFenced(ctx, lease.RunID, &lease, evs)
+}
+
+func (s *Store) appendFenced(ctx context.Context, runID string, lease *store.Lease, evs []run.Event) ([]run.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -28,6 +38,9 @@ func (s *Store) Append(ctx context.Context, runID string, evs ...run.Event) ([]r
 	var out []run.Event
 	err = s.write(ctx, func(w *writeTx) error {
 		var err error
+		if err := w.fence(runID, lease); err != nil {
+			return err
+		}
 		out, err = w.appendEvents(runID, evs, false)
 		return err
 	})
@@ -120,6 +133,29 @@ func (w *writeTx) loadRunRow(runID string) (*run.RunRecord, int64, error) {
 	}
 	r.State, r.Start, r.End = run.State(state), fromNanos(start), fromNanos(end)
 	return r, lastSeq, nil
+}
+
+// fence locks the run's row and checks that lease (when given) is still
+// the run's.
+func (w *writeTx) fence(runID string, lease *store.Lease) error {
+	if lease == nil {
+		return nil
+	}
+	var (
+		owner string
+		epoch int64
+	)
+	err := w.tx.QueryRowContext(w.ctx, `SELECT owner, epoch FROM runs WHERE id = ?`+w.lock, runID).Scan(&owner, &epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: run %q", store.ErrNotFound, runID)
+	}
+	if err != nil {
+		return fmt.Errorf("store: reading the lease of run %s: %w", runID, err)
+	}
+	if owner != lease.Owner || epoch != lease.Epoch {
+		return fmt.Errorf("%w: run %s is %s's under epoch %d, not %s's under epoch %d", store.ErrFenced, runID, owner, epoch, lease.Owner, lease.Epoch)
+	}
+	return nil
 }
 
 // appendEvents applies and stores evs, which normalizeEvents has checked.

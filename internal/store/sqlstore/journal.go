@@ -23,7 +23,8 @@ import (
 const maxJournalBytes = 1 << 20
 
 // JournalPut stores value under key for the run, replacing what was there.
-func (s *Store) JournalPut(ctx context.Context, runID, key string, value []byte) error {
+func (s *Store) JournalPut(ctx context.Context, lease store.Lease, key string, value []byte) error {
+	runID := lease.RunID
 	if key == "" || len(key) > 1024 {
 		return fmt.Errorf("%w: journal key of %d bytes", store.ErrInvalidArgument, len(key))
 	}
@@ -31,6 +32,9 @@ func (s *Store) JournalPut(ctx context.Context, runID, key string, value []byte)
 		return fmt.Errorf("%w: journal value of %d bytes for %s", store.ErrInvalidArgument, len(value), key)
 	}
 	return s.write(ctx, func(w *writeTx) error {
+		if err := w.fence(runID, &lease); err != nil {
+			return err
+		}
 		_, err := w.tx.ExecContext(w.ctx, `INSERT INTO run_journal (run_id, key, value) VALUES (?, ?, ?)
 			ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value`, runID, key, value)
 		if err != nil {
@@ -89,8 +93,12 @@ func (s *Store) JournalList(ctx context.Context, runID, prefix string) (map[stri
 }
 
 // JournalClear deletes the run's journal.
-func (s *Store) JournalClear(ctx context.Context, runID string) error {
+func (s *Store) JournalClear(ctx context.Context, lease store.Lease) error {
+	runID := lease.RunID
 	return s.write(ctx, func(w *writeTx) error {
+		if err := w.fence(runID, &lease); err != nil {
+			return err
+		}
 		if _, err := w.tx.ExecContext(w.ctx, `DELETE FROM run_journal WHERE run_id = ?`, runID); err != nil {
 			return fmt.Errorf("store: clearing the journal of run %s: %w", runID, err)
 		}

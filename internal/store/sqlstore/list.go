@@ -147,4 +147,4 @@ func placeholders(n int) string {
 }
 
 const runColumns = `id, COALESCE(request_id, ''), params, state, message,
-	create_time, start_time, end_time, repair_count, last_seq`
+	create_time, start_time, end_time, repair_count, last_seq, owner, epoch`

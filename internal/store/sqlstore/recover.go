@@ -191,7 +191,7 @@ func (s *Store) idsInState(ctx context.Context, states ...run.State) ([]string, 
 //
 // A non-empty requestID is remembered with the repair: a second call with
 // it changes nothing and returns the run as it is (repeated=true).
-func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string, requestID string) (stored run.Run, repeated bool, err error) {
+func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string, requestID, owner string) (stored run.Run, repeated bool, err error) {
 	if len(reset) == 0 {
 		return run.Run{}, false, fmt.Errorf("%w: a repair must reset at least one node", store.ErrInvalidArgument)
 	}
@@ -226,10 +226,23 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 		default:
 			return fmt.Errorf("%w: run %s is %s; only FAILED, CANCELLED or INTERRUPTED runs can be repaired", store.ErrNotRepairable, runID, r.State)
 		}
-		var count int
+		var (
+			count int
+			epoch int64
+		)
 		if err := w.tx.QueryRowContext(w.ctx,
-			`UPDATE runs SET repair_count = repair_count + 1 WHERE id = ? RETURNING repair_count`, runID).Scan(&count); err != nil {
+			`UPDATE runs SET repair_count = repair_count + 1 WHERE id = ? RETURNING repair_count, epoch`, runID).Scan(&count, &epoch); err != nil {
 			return fmt.Errorf("store: counting the repair of run %s: %w", runID, err)
+		}
+		if owner != "" {
+			// The repairing replica executes the run: it claims it in the
+			// transaction that reopens it, so no other takes it as an orphan.
+			if _, err := w.tx.ExecContext(w.ctx, `UPDATE runs SET owner = ?, epoch = ?, control = '', control_reason = '' WHERE id = ?`, owner, epoch+1, runID); err != nil {
+				return err
+			}
+			if err := w.recordLease(runID, owner, epoch+1); err != nil {
+				return err
+			}
 		}
 		var nodeEvs []run.Event
 		seen := map[string]bool{}

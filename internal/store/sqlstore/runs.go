@@ -62,12 +62,16 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 		// DO NOTHING on either unique key (id, request_id) and then tell
 		// which one it was: the request id's run is an answer, a taken id
 		// is an error.
+		var epoch int64
+		if r.Owner != "" {
+			epoch = 1
+		}
 		res, err := w.tx.ExecContext(w.ctx, `
 			INSERT INTO runs (id, request_id, pipeline, params, state, message,
-				create_time, start_time, end_time, repair_count, last_seq)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 1)
+				create_time, start_time, end_time, repair_count, last_seq, owner, epoch)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 1, ?, ?)
 			ON CONFLICT DO NOTHING`,
-			r.ID, requestID, r.Params.Pipeline, params, string(run.Pending), msg, toNanos(w.now))
+			r.ID, requestID, r.Params.Pipeline, params, string(run.Pending), msg, toNanos(w.now), r.Owner, epoch)
 		if err != nil {
 			return fmt.Errorf("store: inserting run %s: %w", r.ID, err)
 		}
@@ -81,6 +85,11 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 				}
 			}
 			return fmt.Errorf("%w: run %q", store.ErrAlreadyExists, r.ID)
+		}
+		if r.Owner != "" {
+			if err := w.recordLease(r.ID, r.Owner, epoch); err != nil {
+				return err
+			}
 		}
 		for i, n := range r.Nodes {
 			if _, err := w.tx.ExecContext(w.ctx, `
@@ -201,7 +210,7 @@ func scanRuns(rows *sql.Rows) ([]run.Run, error) {
 			create, start, end_ int64
 		)
 		if err := rows.Scan(&r.ID, &r.RequestID, &params, &state, &r.Message,
-			&create, &start, &end_, &r.RepairCount, &r.LastSequence); err != nil {
+			&create, &start, &end_, &r.RepairCount, &r.LastSequence, &r.Owner, &r.Epoch); err != nil {
 			return nil, fmt.Errorf("store: reading runs: %w", err)
 		}
 		if err := json.Unmarshal([]byte(params), &r.Params); err != nil {

@@ -21,6 +21,13 @@ func newClock() *clock {
 	return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 }
 
+// advance moves the clock on by d.
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -121,4 +128,14 @@ func recoverAll(s store.Store) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Claim claims the run for replica and returns its lease.
+func Claim(t testing.TB, s store.Store, runID, replica string) store.Lease {
+	t.Helper()
+	l, err := s.Claim(context.Background(), runID, replica)
+	if err != nil {
+		t.Fatalf("Claim(%s, %s): %v", runID, replica, err)
+	}
+	return l
 }

@@ -14,15 +14,16 @@ func testJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned(t *testing.T, f Fa
 	s, dir := f.open(t)
 	Create(t, s, NewRun("r", "p", "a"))
 	Create(t, s, NewRun("other", "p", "a"))
+	lr, lo := Claim(t, s, "r", "replica-1"), Claim(t, s, "other", "replica-1")
 	for k, v := range map[string]string{"session": `{"session":"s1"}`, "n/a/1/write/0/x": `{"operation_id":"op"}`, "ran/a": "{}"} {
-		if err := s.JournalPut(ctx, "r", k, []byte(v)); err != nil {
+		if err := s.JournalPut(ctx, lr, k, []byte(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.JournalPut(ctx, "r", "session", []byte(`{"session":"s2"}`)); err != nil {
+	if err := s.JournalPut(ctx, lr, "session", []byte(`{"session":"s2"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.JournalPut(ctx, "other", "ran/a", []byte("{}")); err != nil {
+	if err := s.JournalPut(ctx, lo, "ran/a", []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
 	s.Close() // as a killed execd leaves it
@@ -42,7 +43,7 @@ func testJournal_KeepsValuesAcrossAReopenUntilClearedOrPruned(t *testing.T, f Fa
 	if err != nil || !maps.Equal(mapOf(got), map[string]string{"n/a/1/write/0/x": `{"operation_id":"op"}`}) {
 		t.Errorf("list n/a/1/ = %v, %v", mapOf(got), err)
 	}
-	if err := s.JournalClear(ctx, "r"); err != nil {
+	if err := s.JournalClear(ctx, lr); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.JournalList(ctx, "r", ""); len(got) != 0 {

@@ -100,7 +100,7 @@ func testPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T, f Fa
 	}
 	before := Get(t, s, "r2")
 
-	r, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a", "b", "c", "a"}, "")
+	r, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a", "b", "c", "a"}, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func testPrepareRepair_ReopensTheRunAndAttemptNumbersContinue(t *testing.T, f Fa
 		a.Attempts[0].Metrics["rows"] != 3 || a.Attempts[1].Metrics["rows"] != 9 {
 		t.Errorf("after the repair: run %s, node a %+v", done.State, a)
 	}
-	if _, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, ""); !errors.Is(err, store.ErrNotRepairable) {
+	if _, _, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "", ""); !errors.Is(err, store.ErrNotRepairable) {
 		t.Errorf("repairing a succeeded run: err = %v; want ErrNotRepairable", err)
 	}
 }
@@ -177,7 +177,7 @@ func testPrepareRepair_RefusesWhatItCannotRepair(t *testing.T, f Factory) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, _, err := s.PrepareRepair(context.Background(), tt.run, tt.reset, ""); !errors.Is(err, tt.want) {
+			if _, _, err := s.PrepareRepair(context.Background(), tt.run, tt.reset, "", ""); !errors.Is(err, tt.want) {
 				t.Errorf("err = %v; want %v", err, tt.want)
 			}
 		})
@@ -193,11 +193,11 @@ func testPrepareRepair_TheSameRequestIDRepairsOnce(t *testing.T, f Factory) {
 	if _, err := recoverAll(s); err != nil {
 		t.Fatal(err)
 	}
-	first, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1")
+	first, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1", "")
 	if err != nil || repeated {
 		t.Fatalf("first repair: repeated=%v err=%v", repeated, err)
 	}
-	second, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1")
+	second, repeated, err := s.PrepareRepair(context.Background(), "r2", []string{"a"}, "fix-1", "")
 	if err != nil || !repeated {
 		t.Fatalf("second repair: repeated=%v err=%v", repeated, err)
 	}

@@ -181,7 +181,7 @@ func testWatch_ReplayReadsThroughAFailureIntoTheRepairThatFollowed(t *testing.T,
 		t.Fatal(err)
 	}
 	liveEvents := collect(live) // the run has ended: the live watcher ends at once
-	if _, _, err := s.PrepareRepair(context.Background(), "r", []string{"a"}, ""); err != nil {
+	if _, _, err := s.PrepareRepair(context.Background(), "r", []string{"a"}, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 2), NodeState("a", run.NodeSucceeded, 2), RunState(run.Succeeded, ""))

@@ -1,0 +1,179 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+)
+
+const ttl = 10 * time.Second
+
+func heartbeat(t testing.TB, s store.Store, name string) (lapsed bool) {
+	t.Helper()
+	lapsed, err := s.Heartbeat(context.Background(), name, name+":50051", ttl)
+	if err != nil {
+		t.Fatalf("Heartbeat(%s): %v", name, err)
+	}
+	return lapsed
+}
+
+func testReplicas_ARunPassesToAnotherReplicaOnlyWhenItsOwnersHeartbeatsLapse(t *testing.T, f Factory) {
+	c := newClock()
+	s, _ := f.open(t, WithClock(c.Now))
+	ctx := context.Background()
+	heartbeat(t, s, "a")
+	heartbeat(t, s, "b")
+	r := NewRun("r", "p", "n")
+	r.Owner = "a"
+	if got := Create(t, s, r); got.Owner != "a" || got.Epoch != 1 {
+		t.Fatalf("created run: owner %q epoch %d; want a's first lease", got.Owner, got.Epoch)
+	}
+	la := store.Lease{RunID: "r", Owner: "a", Epoch: 1}
+	if _, err := s.AppendAs(ctx, la, RunState(run.Running, "")); err != nil {
+		t.Fatalf("the owner's write: %v", err)
+	}
+	if _, err := s.Claim(ctx, "r", "b"); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("b claiming a live replica's run: %v; want ErrLeaseHeld", err)
+	}
+	if orphans, err := s.Orphans(ctx); err != nil || len(orphans) != 0 {
+		t.Fatalf("Orphans with a alive = %v, %v", orphans, err)
+	}
+
+	c.advance(ttl + time.Second) // a stops beating; b goes on
+	heartbeat(t, s, "b")
+	if orphans, err := s.Orphans(ctx); err != nil || !slices.Equal(orphans, []string{"r"}) {
+		t.Fatalf("Orphans after a lapsed = %v, %v; want r", orphans, err)
+	}
+	lb := Claim(t, s, "r", "b")
+	if lb.Epoch != 2 {
+		t.Fatalf("b's lease = %+v; want epoch 2", lb)
+	}
+	before := Get(t, s, "r").LastSequence
+	// a comes back from a pause: everything it writes for r is refused.
+	if _, err := s.AppendAs(ctx, la, NodeState("n", run.NodeRunning, 1)); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("a's append after b claimed: %v; want ErrFenced", err)
+	}
+	if err := s.JournalPut(ctx, la, "session", []byte("x")); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("a's journal write after b claimed: %v; want ErrFenced", err)
+	}
+	if err := s.JournalClear(ctx, la); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("a's journal clear after b claimed: %v; want ErrFenced", err)
+	}
+	if got := Get(t, s, "r"); got.LastSequence != before || got.Owner != "b" || got.Epoch != 2 {
+		t.Errorf("after a's refused writes: last %d (want %d), owner %s epoch %d", got.LastSequence, before, got.Owner, got.Epoch)
+	}
+	if lapsed := heartbeat(t, s, "a"); !lapsed {
+		t.Error("a's heartbeat after its lease expired does not say it lapsed")
+	}
+	if _, err := s.AppendAs(ctx, lb, NodeState("n", run.NodeRunning, 1)); err != nil {
+		t.Errorf("the new owner's write: %v", err)
+	}
+	hist, err := s.LeaseHistory(ctx, "r")
+	if err != nil || len(hist) != 2 || hist[0].Owner != "a" || hist[0].Epoch != 1 || hist[1].Owner != "b" || hist[1].Epoch != 2 || !hist[1].Acquired.After(hist[0].Acquired) {
+		t.Errorf("lease history = %+v, %v; want a then b", hist, err)
+	}
+}
+
+func testReplicas_AReplicaClaimsItsOwnRunsAgainAndNobodyClaimsAnEndedRun(t *testing.T, f Factory) {
+	s, _ := f.open(t, WithClock(newClock().Now))
+	ctx := context.Background()
+	heartbeat(t, s, "a")
+	Create(t, s, NewRun("r", "p", "n"))
+	if orphans, _ := s.Orphans(ctx); !slices.Equal(orphans, []string{"r"}) {
+		t.Errorf("a run nobody owns is an orphan: %v", orphans)
+	}
+	l1 := Claim(t, s, "r", "a")
+	l2 := Claim(t, s, "r", "a") // a restarted a, under the same name
+	if l1.Epoch != 1 || l2.Epoch != 2 {
+		t.Errorf("epochs %d, %d; want 1, 2", l1.Epoch, l2.Epoch)
+	}
+	if _, err := s.AppendAs(ctx, l1, RunState(run.Running, "")); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("the earlier incarnation's write: %v; want ErrFenced", err)
+	}
+	AppendOK(t, s, "r", RunState(run.Cancelled, "x"))
+	if _, err := s.Claim(ctx, "r", "a"); !errors.Is(err, store.ErrRunEnded) {
+		t.Errorf("claiming an ended run: %v; want ErrRunEnded", err)
+	}
+	if orphans, _ := s.Orphans(ctx); len(orphans) != 0 {
+		t.Errorf("an ended run is no orphan: %v", orphans)
+	}
+	// A repair by another replica makes it the owner in the same step.
+	heartbeat(t, s, "b")
+	r, _, err := s.PrepareRepair(ctx, "r", []string{"n"}, "", "b")
+	if err != nil || r.Owner != "b" || r.Epoch != 3 {
+		t.Fatalf("PrepareRepair by b = owner %q epoch %d, %v; want b under epoch 3", r.Owner, r.Epoch, err)
+	}
+	if _, err := s.AppendAs(ctx, store.Lease{RunID: "r", Owner: "b", Epoch: 3}, RunState(run.Running, "")); err != nil {
+		t.Errorf("the repairing replica's write: %v", err)
+	}
+}
+
+func testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns(t *testing.T, f Factory) {
+	c := newClock()
+	s, _ := f.open(t, WithClock(c.Now))
+	ctx := context.Background()
+	heartbeat(t, s, "b")
+	heartbeat(t, s, "a")
+	for _, id := range []string{"r1", "r2", "r3"} {
+		r := NewRun(id, "p", "n")
+		r.Owner = "a"
+		if id == "r2" {
+			r.Owner = "b"
+		}
+		Create(t, s, r)
+	}
+	AppendOK(t, s, "r3", RunState(run.Cancelled, "gone"))
+	list, err := s.ListReplicas(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("ListReplicas = %+v, %v", list, err)
+	}
+	a, b := list[0], list[1]
+	if a.Name != "a" || a.Address != "a:50051" || !slices.Equal(a.Runs, []string{"r1"}) || !a.Expires.Equal(a.Heartbeat.Add(ttl)) || a.Started.IsZero() {
+		t.Errorf("a = %+v; want its heartbeat and r1 (r3 ended)", a)
+	}
+	if b.Name != "b" || !slices.Equal(b.Runs, []string{"r2"}) {
+		t.Errorf("b = %+v", b)
+	}
+	if _, err := s.Heartbeat(ctx, "", "x", ttl); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("a nameless heartbeat: %v", err)
+	}
+}
+
+func testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	ctx := context.Background()
+	r := NewRun("r", "p", "n")
+	r.Owner = "b"
+	Create(t, s, r)
+	if err := s.RequestControl(ctx, "r", store.ControlStop, "enough"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestControl(ctx, "r", store.ControlCancel, "really"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RequestControl(ctx, "r", store.ControlStop, "softer"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TakeControlRequests(ctx, "a"); err != nil || len(got) != 0 {
+		t.Errorf("a, which owns nothing, took %+v, %v", got, err)
+	}
+	got, err := s.TakeControlRequests(ctx, "b")
+	if err != nil || len(got) != 1 || got[0] != (store.ControlRequest{RunID: "r", Kind: store.ControlCancel, Reason: "really"}) {
+		t.Errorf("b took %+v, %v; want the cancel (a stop after it does not soften it)", got, err)
+	}
+	if got, _ := s.TakeControlRequests(ctx, "b"); len(got) != 0 {
+		t.Errorf("taken twice: %+v", got)
+	}
+	AppendOK(t, s, "r", RunState(run.Cancelled, "really"))
+	if err := s.RequestControl(ctx, "r", store.ControlCancel, "late"); !errors.Is(err, store.ErrRunEnded) {
+		t.Errorf("a cancel of an ended run: %v; want ErrRunEnded", err)
+	}
+	if err := s.RequestControl(ctx, "nope", store.ControlCancel, ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a cancel of no run: %v; want ErrNotFound", err)
+	}
+}
