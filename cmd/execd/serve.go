@@ -135,7 +135,11 @@ func serve(ctx context.Context, args []string) error {
 	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
 	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
-	st, err := openStore(ctx, cfg.store, cfg.state, log)
+	replica := cfg.store.replicaName(lis.Addr().String())
+	if cfg.store.leaseTTL < 3*time.Second || cfg.store.leaseTTL > 10*time.Minute {
+		return fmt.Errorf("--lease-ttl %s: use 3s to 10m", cfg.store.leaseTTL)
+	}
+	st, err := openStore(ctx, cfg.store, cfg.state, replica, log)
 	if err != nil {
 		return err
 	}
@@ -156,7 +160,8 @@ func serve(ctx context.Context, args []string) error {
 	backend.exportMetrics(tel.Metrics())
 
 	opts := engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
-		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer()}
+		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer(),
+		Replica: replica, Address: lis.Addr().String(), LeaseTTL: cfg.store.leaseTTL}
 	if backend.pool != nil { // the workers' optimiser proposes experiments' trials
 		opts.Suggester = backend.pool
 	}

@@ -6,13 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/store/postgres"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlstore"
@@ -23,22 +26,37 @@ type storeFlags struct {
 	url          string
 	passwordFile string
 	replica      string
+	leaseTTL     time.Duration
 }
 
 func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.url, "store", "", "where runs are recorded: empty for the embedded SQLite file in --state, or postgres://USER@HOST:PORT/DBNAME[?sslmode=...] shared by several replicas (the password comes from --store-password-file or PGPASSWORD, never the URL)")
 	fs.StringVar(&f.passwordFile, "store-password-file", "", "file whose first line is the PostgreSQL password (default: the PGPASSWORD variable)")
-	fs.StringVar(&f.replica, "replica", "", "this replica's name among the replicas sharing --store (default: a random name)")
+	fs.StringVar(&f.replica, "replica", "", "this replica's name among those sharing --store, unique to one process at a time; a replica restarted under its name takes its runs up at once (default: HOST:PORT of --listen, or \"local\" without --store)")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", engine.DefaultLeaseTTL, "how long after a replica's last heartbeat its runs stay its own; then another replica takes them up")
+}
+
+// replicaName is the flag's name, or the default for the store.
+func (f storeFlags) replicaName(listen string) string {
+	switch {
+	case f.replica != "":
+		return f.replica
+	case f.url == "":
+		return engine.DefaultReplica
+	}
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(listen)
+	return host + ":" + port
 }
 
 // openStore opens the store the flags name. Its errors never repeat the
 // URL, which may be a mistyped one holding a password.
-func openStore(ctx context.Context, f storeFlags, state string, log *slog.Logger) (*sqlstore.Store, error) {
+func openStore(ctx context.Context, f storeFlags, state, replica string, log *slog.Logger) (*sqlstore.Store, error) {
 	switch {
 	case f.url == "":
 		return sqlite.Open(ctx, state)
 	case postgres.IsURL(f.url):
-		s, err := postgres.Open(ctx, postgres.Config{URL: f.url, PasswordFile: f.passwordFile, Replica: f.replica, Logger: log})
+		s, err := postgres.Open(ctx, postgres.Config{URL: f.url, PasswordFile: f.passwordFile, Replica: replica, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("--store: %w", err)
 		}

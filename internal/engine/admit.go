@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // Admission: every run waits QUEUED until it may execute, as Dagster's run
@@ -36,6 +38,11 @@ type ticket struct {
 	priority int
 	seq      uint64
 	writes   []string
+	// lease is the run's, held by this replica: every write for the run
+	// is made under it.
+	lease store.Lease
+	// cancel ends the run's execution with a cause (set when it starts).
+	cancel context.CancelCauseFunc
 	// recovered is a run a previous execd left queued, or running on a
 	// Spark that outlived it (taken up, resume.go).
 	recovered bool
@@ -128,7 +135,7 @@ func (e *Engine) maxConcurrent() int {
 // restart) and admits what can start. e.mu is held.
 func (e *Engine) enqueueLocked(ctx context.Context, t *ticket, record bool) error {
 	if record {
-		if _, err := e.opt.Store.Append(context.WithoutCancel(ctx), t.id, run.Event{Kind: run.RunStateChanged, RunState: run.Queued}); err != nil {
+		if _, err := e.opt.Store.AppendAs(context.WithoutCancel(ctx), t.lease, run.Event{Kind: run.RunStateChanged, RunState: run.Queued}); err != nil {
 			return err
 		}
 	}
@@ -188,32 +195,57 @@ func (e *Engine) requeue(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, id := range ids {
-		r, err := e.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		p, err := e.plan(r.Params)
-		if err != nil {
-			e.log.Warn("a queued run no longer resolves; failing it", "run_id", id, "err", err)
-			if _, aerr := e.opt.Store.Append(ctx, id, run.Event{Kind: run.RunStateChanged, RunState: run.Failed,
-				Message: "the pipeline no longer resolves after a restart: " + err.Error()}); aerr != nil {
-				return aerr
-			}
-			continue
-		}
-		var prior *repairState
-		if r.RepairCount > 0 {
-			prior = priorOf(p, r)
-		}
-		e.log.Info("run queued by a previous execd is queued again", "run_id", id)
-		t := e.newTicket(id, p, r.Params, prior)
-		t.recovered = true
-		if err := e.enqueueLocked(ctx, t, false); err != nil {
+		if err := e.requeueRun(ctx, id); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// requeueRun queues a QUEUED run again once it has claimed it; one a
+// live replica owns is left to it.
+func (e *Engine) requeueRun(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.active[id]; ok || e.queuedLocked(id) {
+		return nil
+	}
+	lease, err := e.opt.Store.Claim(ctx, id, e.opt.Replica)
+	if errors.Is(err, store.ErrLeaseHeld) || errors.Is(err, store.ErrRunEnded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r, err := e.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	p, err := e.plan(r.Params)
+	if err != nil {
+		e.log.Warn("a queued run no longer resolves; failing it", "run_id", id, "err", err)
+		_, err := e.opt.Store.AppendAs(ctx, lease, run.Event{Kind: run.RunStateChanged, RunState: run.Failed,
+			Message: "the pipeline no longer resolves after a restart: " + err.Error()})
+		return err
+	}
+	var prior *repairState
+	if r.RepairCount > 0 {
+		prior = priorOf(p, r)
+	}
+	e.log.Info("run queued by a previous execd is queued again", "run_id", id)
+	t := e.newTicket(id, p, r.Params, prior)
+	t.recovered, t.lease = true, lease
+	return e.enqueueLocked(ctx, t, false)
+}
+
+// queuedLocked reports whether run id waits in this replica's queue. e.mu
+// is held.
+func (e *Engine) queuedLocked(id string) bool {
+	for _, t := range e.queue {
+		if t.id == id {
+			return true
+		}
+	}
+	return false
 }

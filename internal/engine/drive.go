@@ -49,7 +49,7 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, obs observ
 // ends the run INTERRUPTED.
 func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, tk *ticket, obs observe.Run, log *slog.Logger, interrupt context.CancelCauseFunc) observe.End {
 	recCtx := context.WithoutCancel(ctx)
-	runID, p, prior := rc.RunID, rc.Pipeline, tk.prior
+	p, prior := rc.Pipeline, tk.prior
 
 	byName := make(map[string]*plan.Node, len(p.Nodes))
 	tasks := make([]schedule.Task, 0, len(p.Nodes))
@@ -74,7 +74,8 @@ func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, 
 		ctx = observed.start(ctx, a)
 		emit := func(ev run.Event) {
 			ev.Node, ev.Attempt = a.Node, a.Attempt
-			if _, err := e.opt.Store.Append(recCtx, runID, ev); err != nil {
+			if _, err := e.opt.Store.AppendAs(recCtx, tk.lease, ev); err != nil {
+				tk.fenced(err)
 				log.Warn("recording a node event", "node", a.Node, "err", err)
 			}
 		}
@@ -86,7 +87,7 @@ func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, 
 		return err
 	})
 	recorder := schedule.RecorderFunc(func(ctx context.Context, t schedule.Transition) error {
-		_, err := e.opt.Store.Append(recCtx, runID, run.Event{
+		_, err := e.opt.Store.AppendAs(recCtx, tk.lease, run.Event{
 			Kind:      run.NodeStateChanged,
 			Node:      t.Node,
 			NodeState: t.State,
@@ -98,6 +99,7 @@ func (e *Engine) schedule(ctx context.Context, rc RunContext, exec RunExecutor, 
 		if err == nil {
 			observed.end(t)
 		}
+		tk.fenced(err)
 		return err
 	})
 	threshold := e.opt.BreakerThreshold
@@ -139,6 +141,8 @@ func (e *Engine) endState(ctx context.Context, msg string) observe.End {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, ErrShutdown):
 		return observe.End{State: run.Interrupted, Message: ErrShutdown.Error() + "; RepairRun finishes the run"}
+	case errors.Is(cause, ErrLeaseLost):
+		return observe.End{State: run.Interrupted, Message: cause.Error()}
 	case errors.Is(cause, ErrNotResumable):
 		return observe.End{State: run.Interrupted, Message: cause.Error() + "; RepairRun finishes the run"}
 	case cause != nil:

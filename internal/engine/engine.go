@@ -155,6 +155,14 @@ type Options struct {
 	CodeRoots []string
 	// Suggester proposes experiments' trials; nil refuses experiments.
 	Suggester experiment.Suggester
+	// Replica names this execd among those sharing the store (see
+	// replica.go); "" means DefaultReplica.
+	Replica string
+	// Address is where this replica serves, for ListReplicas.
+	Address string
+	// LeaseTTL is how long a replica's heartbeat keeps its runs its own;
+	// 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -171,6 +179,8 @@ type Engine struct {
 	exps    map[string]*activeExperiment
 	closing bool
 	wg      sync.WaitGroup
+
+	replica replicaLoop // heartbeats, adoption, control requests
 }
 
 // DefaultMaxConcurrentRuns is the machine's cores, at least 2: the runs of
@@ -202,6 +212,12 @@ func New(opt Options) *Engine {
 	if opt.Observer == nil {
 		opt.Observer = observe.Nop{}
 	}
+	if opt.Replica == "" {
+		opt.Replica = DefaultReplica
+	}
+	if opt.LeaseTTL <= 0 {
+		opt.LeaseTTL = DefaultLeaseTTL
+	}
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
 
@@ -213,32 +229,58 @@ func New(opt Options) *Engine {
 // (a stream never ends by itself, and a run that is not active can no
 // longer be stopped, so it would go on writing while its record says it
 // was interrupted). Then the runs it left QUEUED are queued again.
+//
+// With several replicas on one store, a replica recovers only the runs it
+// can claim: its own (a replica restarted under the same name) and those
+// whose owner's heartbeats have lapsed. It then goes on doing so while it
+// serves (replica.go).
 func (e *Engine) Recover(ctx context.Context) error {
+	if _, err := e.opt.Store.Heartbeat(ctx, e.opt.Replica, e.opt.Address, e.opt.LeaseTTL); err != nil {
+		return err
+	}
 	ids, err := e.opt.Store.Unfinished(ctx)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
-		if e.resume(ctx, id) {
-			continue
-		}
-		interrupted, err := e.opt.Store.Interrupt(ctx, id)
-		if err != nil {
+		if err := e.recoverRun(ctx, id); err != nil {
 			return err
-		}
-		if !interrupted {
-			continue
-		}
-		e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
-		e.abandon(ctx, id)
-		if err := e.opt.Store.JournalClear(ctx, id); err != nil {
-			e.log.Warn("clearing the journal of an interrupted run", "run_id", id, "err", err)
 		}
 	}
 	if err := e.requeue(ctx); err != nil {
 		return err
 	}
-	return e.resumeExperiments(ctx)
+	if err := e.resumeExperiments(ctx); err != nil {
+		return err
+	}
+	e.serveReplica()
+	return nil
+}
+
+// recoverRun takes up or interrupts a PENDING or RUNNING run another
+// execd left, once it has claimed it. A run a live replica owns is left
+// to it.
+func (e *Engine) recoverRun(ctx context.Context, id string) error {
+	lease, err := e.opt.Store.Claim(ctx, id, e.opt.Replica)
+	if errors.Is(err, store.ErrLeaseHeld) || errors.Is(err, store.ErrRunEnded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if e.resume(ctx, lease) {
+		return nil
+	}
+	interrupted, err := e.opt.Store.Interrupt(ctx, id)
+	if err != nil || !interrupted {
+		return err
+	}
+	e.log.Warn("run interrupted by a previous stop; RepairRun finishes it", "run_id", id)
+	e.abandon(ctx, id)
+	if err := e.opt.Store.JournalClear(ctx, lease); err != nil {
+		e.log.Warn("clearing the journal of an interrupted run", "run_id", id, "err", err)
+	}
+	return nil
 }
 
 // abandonTimeout bounds how long ending one left-over query may hold up
@@ -287,6 +329,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		x.cancel(ErrShutdown)
 	}
 	e.mu.Unlock()
+	e.stopReplica()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {

@@ -40,6 +40,7 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 		RequestID: requestID,
 		Params:    decided(params, p),
 		State:     run.Pending,
+		Owner:     e.opt.Replica,
 	}
 	for _, n := range p.Nodes {
 		rec.Nodes = append(rec.Nodes, run.Node{Name: n.Name, State: run.NodePending})
@@ -65,6 +66,7 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 	if !created {
 		return stored, nil
 	}
+	t.lease = store.Lease{RunID: stored.ID, Owner: stored.Owner, Epoch: stored.Epoch}
 	if err := e.enqueueLocked(ctx, t, true); err != nil {
 		return run.Run{}, err
 	}
@@ -77,6 +79,7 @@ func (e *Engine) startLocked(t *ticket) {
 	if t.stop == nil {
 		t.stop = make(chan struct{})
 	}
+	t.cancel = cancel
 	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: t.stop}
 	e.active[t.id] = a
 	e.wg.Add(1)
@@ -107,14 +110,14 @@ func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 	recCtx := context.WithoutCancel(ctx)
 	runID, p, obs := t.id, t.p, t.observed()
 	log := e.log.With("run_id", runID, "pipeline", p.Name)
-	rc := RunContext{RunID: runID, Pipeline: p, Stop: t.stop, Journal: e.journal(runID)}
+	rc := RunContext{RunID: runID, Pipeline: p, Stop: t.stop, Journal: e.journal(t.lease)}
 	if t.resume == nil {
 		if rc.Journal != nil {
-			if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
+			if err := e.opt.Store.JournalClear(recCtx, t.lease); err != nil {
 				log.Warn("clearing the run's journal", "err", err)
 			}
 		}
-		if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
+		if _, err := e.opt.Store.AppendAs(recCtx, t.lease, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
 			log.Error("recording run start", "err", err)
 			e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
 			return func() {}
@@ -122,15 +125,23 @@ func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 	}
 	e.opt.Observer.RunStarted(ctx, obs)
 	end, release := e.drive(ctx, rc, t, obs, log)
+	if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		// Another replica has the run: it records the rest, and its Spark
+		// work is that replica's to take up, not this one's to release.
+		log.Warn("the run's lease passed to another replica; this replica stops executing it", "err", context.Cause(ctx))
+		release = func() {}
+		e.opt.Observer.RunEnded(recCtx, obs, end)
+		return release
+	}
 	if end.State != run.Succeeded {
 		release()
 		release = func() {}
 	}
-	if _, err := e.opt.Store.Append(recCtx, runID, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
+	if _, err := e.opt.Store.AppendAs(recCtx, t.lease, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
 	}
 	if rc.Journal != nil {
-		if err := e.opt.Store.JournalClear(recCtx, runID); err != nil {
+		if err := e.opt.Store.JournalClear(recCtx, t.lease); err != nil {
 			log.Warn("clearing the run's journal", "err", err)
 		}
 	}
@@ -147,6 +158,9 @@ func (e *Engine) Cancel(ctx context.Context, id, reason string) (run.Run, error)
 		reason = "cancelled by request"
 	}
 	a, err := e.activeRun(ctx, id, reason)
+	if errors.Is(err, errElsewhere) {
+		return e.forward(ctx, id, store.ControlCancel, reason)
+	}
 	if err != nil || a == nil {
 		return e.ended(ctx, id, err)
 	}
@@ -162,6 +176,9 @@ func (e *Engine) Stop(ctx context.Context, id, reason string) (run.Run, error) {
 		reason = "stopped by request"
 	}
 	a, err := e.activeRun(ctx, id, reason)
+	if errors.Is(err, errElsewhere) {
+		return e.forward(ctx, id, store.ControlStop, reason)
+	}
 	if err != nil || a == nil {
 		return e.ended(ctx, id, err)
 	}
@@ -171,7 +188,8 @@ func (e *Engine) Stop(ctx context.Context, id, reason string) (run.Run, error) {
 }
 
 // activeRun returns the run id names if it executes here. A queued run is
-// taken out of the queue and recorded CANCELLED with reason (nil, nil).
+// taken out of the queue and recorded CANCELLED with reason (nil, nil). A
+// run another replica owns is errElsewhere.
 func (e *Engine) activeRun(ctx context.Context, id, reason string) (*activeRun, error) {
 	r, err := e.Get(ctx, id)
 	if err != nil {
@@ -181,11 +199,14 @@ func (e *Engine) activeRun(ctx context.Context, id, reason string) (*activeRun, 
 	defer e.mu.Unlock()
 	if t := e.dequeueLocked(id); t != nil {
 		end := observe.End{State: run.Cancelled, Message: reason + " (before it started)"}
-		_, err := e.opt.Store.Append(context.WithoutCancel(ctx), id, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message})
+		_, err := e.opt.Store.AppendAs(context.WithoutCancel(ctx), t.lease, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message})
 		e.opt.Observer.RunEnded(t.ctx, t.observed(), end)
 		return nil, err
 	}
 	a := e.active[id]
+	if a == nil && !r.State.Terminal() && r.Owner != e.opt.Replica {
+		return nil, errElsewhere
+	}
 	if a == nil || r.State.Terminal() {
 		return nil, fmt.Errorf("run %s is %s, not running: %w", id, r.State, ErrFailedPrecondition)
 	}

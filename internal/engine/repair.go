@@ -85,14 +85,16 @@ func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, err
 			names = append(names, n.Name)
 		}
 	}
-	stored, repeated, err := e.opt.Store.PrepareRepair(ctx, id, names, requestID)
+	stored, repeated, err := e.opt.Store.PrepareRepair(ctx, id, names, requestID, e.opt.Replica)
 	if err != nil {
 		return run.Run{}, err
 	}
 	if repeated { // a concurrent call with the same request id won
 		return stored, nil
 	}
-	if err := e.enqueueLocked(ctx, e.newTicket(id, p, stored.Params, prior), true); err != nil {
+	t := e.newTicket(id, p, stored.Params, prior)
+	t.lease = store.Lease{RunID: id, Owner: stored.Owner, Epoch: stored.Epoch}
+	if err := e.enqueueLocked(ctx, t, true); err != nil {
 		return run.Run{}, err
 	}
 	return e.Get(ctx, id)

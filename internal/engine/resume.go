@@ -23,11 +23,12 @@ type resumption struct {
 
 // resume takes run id up if its backend can, and starts it. False means
 // the run is to be interrupted.
-func (e *Engine) resume(ctx context.Context, id string) bool {
+func (e *Engine) resume(ctx context.Context, lease store.Lease) bool {
 	res, ok := e.opt.Backend.(Resumer)
 	if !ok {
 		return false
 	}
+	id := lease.RunID
 	log := e.log.With("run_id", id)
 	r, err := e.Get(ctx, id)
 	if err != nil || r.State != run.Running {
@@ -50,14 +51,14 @@ func (e *Engine) resume(ctx context.Context, id string) bool {
 		return false
 	}
 	stop := make(chan struct{})
-	rc := RunContext{RunID: id, Pipeline: p, Stop: stop, Journal: e.journal(id), Live: live}
+	rc := RunContext{RunID: id, Pipeline: p, Stop: stop, Journal: e.journal(lease), Live: live}
 	exec, err := res.ResumeRun(ctx, rc)
 	if err != nil {
 		log.Warn("the run's Spark work cannot be taken up", "err", err)
 		return false
 	}
 	t := e.newTicket(id, p, r.Params, resumedState(r))
-	t.stop, t.recovered = stop, true
+	t.stop, t.recovered, t.lease = stop, true, lease
 	t.resume = &resumption{exec: exec, live: map[string]run.LiveAttempt{}}
 	var evs []run.Event
 	for _, a := range live {
@@ -74,7 +75,7 @@ func (e *Engine) resume(ctx context.Context, id string) bool {
 			Error: &run.Error{Type: store.InterruptedErrorType, Retryable: true,
 				Message: "execd stopped while the attempt ran, and its work did not outlive it (a Python node's worker stops with execd); the node runs again"}})
 	}
-	if _, err := e.opt.Store.Append(ctx, id, evs...); err != nil {
+	if _, err := e.opt.Store.AppendAs(ctx, lease, evs...); err != nil {
 		log.Warn("recording how the run is taken up", "err", err)
 		_ = exec.Close(context.WithoutCancel(ctx))
 		return false
@@ -102,27 +103,27 @@ func resumedState(r run.Run) *repairState {
 	return prior
 }
 
-// journal is run id's journal in the store.
-func (e *Engine) journal(id string) Journal {
+// journal is the run's journal in the store, written under its lease.
+func (e *Engine) journal(lease store.Lease) Journal {
 	if _, ok := e.opt.Backend.(Resumer); !ok {
 		return nil
 	}
-	return runJournal{st: e.opt.Store, id: id}
+	return runJournal{st: e.opt.Store, lease: lease}
 }
 
 type runJournal struct {
-	st store.Store
-	id string
+	st    store.Store
+	lease store.Lease
 }
 
 func (j runJournal) Load(ctx context.Context, key string) ([]byte, error) {
-	return j.st.JournalGet(ctx, j.id, key)
+	return j.st.JournalGet(ctx, j.lease.RunID, key)
 }
 
 func (j runJournal) Save(ctx context.Context, key string, value []byte) error {
-	return j.st.JournalPut(ctx, j.id, key, value)
+	return j.st.JournalPut(ctx, j.lease, key, value)
 }
 
 func (j runJournal) List(ctx context.Context, prefix string) (map[string][]byte, error) {
-	return j.st.JournalList(ctx, j.id, prefix)
+	return j.st.JournalList(ctx, j.lease.RunID, prefix)
 }
