@@ -19,6 +19,7 @@ import (
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
 )
 
 // execdBinary is built once per test binary (or taken from $EXECD).
@@ -236,4 +237,9 @@ func collect(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, run
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(sparktest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(runFunc(func() int { return sparktest.Main(m) }))) }
+
+// runFunc runs a test binary's tests.
+type runFunc func() int
+
+func (f runFunc) Run() int { return f() }

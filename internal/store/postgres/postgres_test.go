@@ -14,11 +14,16 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
+// passwordFile is the test database's, for Reopen and CountRows, which
+// get no testing.TB.
+var passwordFile string
+
 // factory gives each test of the behaviour suite its own schema.
 var factory = storetest.Factory{
 	New: func(t testing.TB, c storetest.Config) (store.Store, string) {
 		t.Helper()
 		url, pw := pgtest.Schema(t)
+		passwordFile = pw
 		s, err := postgres.Open(context.Background(), postgres.Config{URL: url, PasswordFile: pw}, options(c)...)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
@@ -26,11 +31,11 @@ var factory = storetest.Factory{
 		return s, url
 	},
 	Reopen: func(ctx context.Context, url string, c storetest.Config) (store.Store, error) {
-		return postgres.Open(ctx, postgres.Config{URL: url, PasswordFile: os.Getenv(pgtest.EnvPasswordFile)}, options(c)...)
+		return postgres.Open(ctx, postgres.Config{URL: url, PasswordFile: passwordFile}, options(c)...)
 	},
 	CountRows: func(url, table string, runIDs []string) (int, error) {
 		ctx := context.Background()
-		conn, err := pgtest.Connect(ctx, url)
+		conn, err := pgtest.Connect(ctx, url, passwordFile)
 		if err != nil {
 			return 0, err
 		}

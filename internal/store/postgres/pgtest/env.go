@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -20,26 +21,42 @@ const (
 	EnvRequire = "TAURO_REQUIRE_POSTGRES"
 )
 
-// Main runs a test binary's tests against the test run's cluster, or
-// against one it starts and stops itself when none is named (a developer
-// running go test by hand). Call it from TestMain.
+// shared is the cluster a test binary started itself, when the test run
+// named none.
+var shared struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Main runs a test binary's tests and stops the cluster they started, if
+// any. Call it from TestMain.
 func Main(m interface{ Run() int }) int {
-	if os.Getenv(EnvURL) != "" {
-		return m.Run()
+	code := m.Run()
+	if shared.c != nil {
+		if err := shared.c.Stop(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest: stopping PostgreSQL:", err)
+		}
+	}
+	return code
+}
+
+// base returns the test run's database and password file: the one `make
+// test` names, or one started for this test binary the first time a test
+// asks (a developer running go test by hand).
+func base(t testing.TB) (dbURL, passwordFile string) {
+	t.Helper()
+	if u := os.Getenv(EnvURL); u != "" {
+		return u, os.Getenv(EnvPasswordFile)
 	}
 	if os.Getenv(EnvRequire) == "1" {
-		fmt.Fprintf(os.Stderr, "%s is not set but %s=1: make test starts the cluster\n", EnvURL, EnvRequire)
-		return 1
+		t.Fatalf("%s is not set but %s=1: make test starts the cluster", EnvURL, EnvRequire)
 	}
-	c, err := Start(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting a PostgreSQL cluster for the tests:", err)
-		return 1
+	shared.once.Do(func() { shared.c, shared.err = Start(context.Background()) })
+	if shared.err != nil {
+		t.Fatalf("starting a PostgreSQL cluster for the tests: %v", shared.err)
 	}
-	defer c.Stop(context.Background())
-	os.Setenv(EnvURL, c.URL)
-	os.Setenv(EnvPasswordFile, c.PasswordFile)
-	return m.Run()
+	return shared.c.URL, shared.c.PasswordFile
 }
 
 // Schema makes a new, empty schema in the test run's database and returns
@@ -47,10 +64,7 @@ func Main(m interface{ Run() int }) int {
 // dropped when the test ends.
 func Schema(t testing.TB) (dbURL, passwordFile string) {
 	t.Helper()
-	base, pwFile := os.Getenv(EnvURL), os.Getenv(EnvPasswordFile)
-	if base == "" {
-		t.Fatalf("%s is not set: call pgtest.Main from TestMain", EnvURL)
-	}
+	base, pwFile := base(t)
 	name := "t_" + random()[:16]
 	exec := func(sql string) error {
 		ctx := context.Background()
@@ -80,10 +94,10 @@ func Schema(t testing.TB) (dbURL, passwordFile string) {
 	return u.String(), pwFile
 }
 
-// Connect opens a connection to the database url names, as the tests'
-// own client (to look at tables, or to break things).
-func Connect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
-	return connect(ctx, dbURL, os.Getenv(EnvPasswordFile))
+// Connect opens a connection to the database url names (a Schema's, with
+// its password file), as the tests' own client, to look at tables.
+func Connect(ctx context.Context, dbURL, passwordFile string) (*pgx.Conn, error) {
+	return connect(ctx, dbURL, passwordFile)
 }
 
 func connect(ctx context.Context, dbURL, passwordFile string) (*pgx.Conn, error) {

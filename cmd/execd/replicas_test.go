@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
+)
+
+// Replicas of one execd share a PostgreSQL schema of the test run's
+// cluster, the test run's Spark and one project folder. Their lease TTL is
+// short so that a killed replica's runs move within seconds.
+type replicaSet struct {
+	url, passwordFile, project string
+}
+
+func newReplicaSet(t *testing.T, project string) replicaSet {
+	t.Helper()
+	url, pw := pgtest.Schema(t)
+	return replicaSet{url: url, passwordFile: pw, project: project}
+}
+
+// start runs replica name, with its own state folder.
+func (rs replicaSet) start(t *testing.T, name string, extra ...string) *daemon {
+	t.Helper()
+	return startDaemon(t, rs.project, t.TempDir(), append([]string{"--store", rs.url, "--store-password-file", rs.passwordFile,
+		"--replica", name, "--lease-ttl", "3s", "--workers", "0"}, extra...)...)
+}
+
+// journal lists the keys of a run's journal with the given prefix.
+func (rs replicaSet) journal(ctx context.Context, t *testing.T, runID, prefix string) []string {
+	t.Helper()
+	conn, err := pgtest.Connect(ctx, rs.url, rs.passwordFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT key FROM run_journal WHERE run_id = $1 AND key LIKE $2 ORDER BY key`, runID, prefix+"%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// leases is the run's lease history: owner by epoch.
+func (rs replicaSet) leases(ctx context.Context, t *testing.T, runID string) []string {
+	t.Helper()
+	conn, err := pgtest.Connect(ctx, rs.url, rs.passwordFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT owner FROM run_leases WHERE run_id = $1 ORDER BY epoch`, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var owners []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		owners = append(owners, o)
+	}
+	return owners
+}
+
+// A replica killed in the middle of a Delta write: another replica, which
+// a client watches the run through all along, claims the run once the
+// killed one's heartbeats lapse and takes the write up where Spark has it;
+// Spark runs it once, and the log that watcher saw is whole.
+func TestReplicas_AKilledReplicasWriteInFlightIsTakenUpByAnotherAndSparkRunsItOnce(t *testing.T) {
+	project := copyProject(t, "sqlproj")
+	rs := newReplicaSet(t, project)
+	ctx := testCtx(t, 5*time.Minute)
+	a, b := rs.start(t, "a"), rs.start(t, "b")
+	ca, cb := a.client(t), b.client(t)
+
+	runID := startRun(ctx, t, ca, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
+	waitForNodeState(ctx, t, cb, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
+	for len(rs.journal(ctx, t, runID, "n/long_append/1/write/")) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the write was never journaled")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // into the write, which takes ~16 s
+	before := collectUntilNow(ctx, t, cb, runID)
+	a.Kill()
+
+	all := collect(ctx, t, cb, runID, 0) // b's watcher: live across the move
+	final, err := cb.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := final.GetRun()
+	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("the run is %v (%s)\n%s", r.GetState(), r.GetMessage(), b.Logs())
+	}
+	for _, n := range r.GetNodes() {
+		if n.GetAttempt() != 1 {
+			t.Errorf("node %s made %d attempts, want 1: nothing ran again", n.GetName(), n.GetAttempt())
+		}
+	}
+	if !strings.Contains(b.Logs(), "taking up a Spark operation a previous process started") {
+		t.Errorf("replica b did not take the write up:\n%s", b.Logs())
+	}
+	checkEventLog(t, before, all)
+	if owners := rs.leases(ctx, t, runID); strings.Join(owners, ",") != "a,b" {
+		t.Errorf("lease history %v; want a then b", owners)
+	}
+	appended := filepath.Join(project, "output", "dev", "scratch", "slow", "appended")
+	if n := deltaCommits(ctx, t, appended); n != 1 {
+		t.Errorf("the appended table has %d commits, want 1: Spark ran the write %d times", n, n)
+	}
+}
+
+// A cancel sent to a replica that does not own the run reaches the owner,
+// and the call returns the run as the owner ended it. One request id sent
+// to both replicas at once makes one run.
+func TestReplicas_ACancelOrARequestIDSentToAnyReplicaActsOnTheOneRun(t *testing.T) {
+	rs := newReplicaSet(t, copyProject(t, "sqlproj"))
+	ctx := testCtx(t, 3*time.Minute)
+	a, b := rs.start(t, "a"), rs.start(t, "b")
+	ca, cb := a.client(t), b.client(t)
+
+	ids := make([]string, 2)
+	var wg sync.WaitGroup
+	for i, cl := range []execv1.ExecServiceClient{ca, cb} {
+		wg.Go(func() {
+			resp, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "slow_append", RequestId: "nightly-2026-12-06"})
+			if err != nil {
+				t.Errorf("ExecutePipeline through replica %d: %v", i, err)
+				return
+			}
+			ids[i] = resp.GetRun().GetRunId()
+		})
+	}
+	wg.Wait()
+	if ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("one request id through two replicas made runs %v; want one", ids)
+	}
+	runID := ids[0]
+	got, err := ca.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cancel through the replica that does not own the run.
+	other := cb
+	if owner := rs.leases(ctx, t, runID); len(owner) == 1 && owner[0] == "b" {
+		other = ca
+	}
+	waitForNodeState(ctx, t, other, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
+	resp, err := other.CancelRun(ctx, &execv1.CancelRunRequest{RunId: runID, Reason: "not tonight"})
+	if err != nil {
+		t.Fatalf("CancelRun through the replica that does not own the run: %v", err)
+	}
+	if st := resp.GetRun().GetState(); st != execv1.RunState_RUN_STATE_CANCELLED || resp.GetRun().GetMessage() != "not tonight" {
+		t.Errorf("the cancelled run is %v (%q); want CANCELLED with the reason given", st, resp.GetRun().GetMessage())
+	}
+	if got.GetRun().GetState() == execv1.RunState_RUN_STATE_CANCELLED {
+		t.Error("the run was cancelled before the request")
+	}
+}
