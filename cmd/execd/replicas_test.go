@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,5 +176,74 @@ func TestReplicas_ACancelOrARequestIDSentToAnyReplicaActsOnTheOneRun(t *testing.
 	}
 	if got.GetRun().GetState() == execv1.RunState_RUN_STATE_CANCELLED {
 		t.Error("the run was cancelled before the request")
+	}
+}
+
+// A replica frozen (SIGSTOP) past its lease while its run writes, and
+// thawed as soon as another replica has taken the run over: the thawed
+// replica records nothing more for the run (its writes are fenced), and
+// leaves the Spark operation to the replica that has it, which finishes
+// the run with one attempt and one output commit.
+func TestReplicas_AReplicaFrozenPastItsLeaseWritesNothingForTheRunAnotherTookOver(t *testing.T) {
+	project := copyProject(t, "sqlproj")
+	rs := newReplicaSet(t, project)
+	ctx := testCtx(t, 5*time.Minute)
+	a, b := rs.start(t, "a"), rs.start(t, "b")
+	ca, cb := a.client(t), b.client(t)
+
+	runID := startRun(ctx, t, ca, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
+	waitForNodeState(ctx, t, cb, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
+	for len(rs.journal(ctx, t, runID, "n/long_append/1/write/")) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the write was never journaled")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := collectUntilNow(ctx, t, cb, runID)
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for strings.Join(rs.leases(ctx, t, runID), ",") != "a,b" {
+		if ctx.Err() != nil {
+			t.Fatal("b never claimed the frozen replica's run")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Thawed while b runs the write it took up (~16 s in all).
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	all := collect(ctx, t, cb, runID, 0)
+	final, err := cb.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := final.GetRun()
+	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("the run b took over is %v (%s): %v\na:\n%s\nb:\n%s", r.GetState(), r.GetMessage(), r.GetNodes(), a.Logs(), b.Logs())
+	}
+	for _, n := range r.GetNodes() {
+		if n.GetAttempt() != 1 {
+			t.Errorf("node %s made %d attempts, want 1", n.GetName(), n.GetAttempt())
+		}
+	}
+	checkEventLog(t, before, all)
+	if !strings.Contains(a.Logs(), "lease passed to another replica") {
+		t.Errorf("the thawed replica did not stop executing the run:\n%s", a.Logs())
+	}
+	time.Sleep(2 * time.Second)
+	after, err := cb.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := after.GetRun().GetLastSequence(), int64(len(all)); got != want {
+		t.Errorf("the log grew from %d to %d events after the run ended", want, got)
+	}
+	appended := filepath.Join(project, "output", "dev", "scratch", "slow", "appended")
+	if n := deltaCommits(ctx, t, appended); n != 1 {
+		t.Errorf("the appended table has %d commits, want 1", n)
+	}
+	if strings.Contains(a.Logs(), "interrupted Spark operation") {
+		t.Errorf("the thawed replica interrupted the Spark operation b had taken up:\n%s", a.Logs())
 	}
 }

@@ -188,6 +188,7 @@ type Engine struct {
 var DefaultMaxConcurrentRuns = max(2, runtime.NumCPU())
 
 type activeRun struct {
+	ticket   *ticket
 	key      string   // pipelineKey
 	writes   []string // writeLocations
 	cancel   context.CancelCauseFunc

@@ -80,7 +80,7 @@ func (e *Engine) startLocked(t *ticket) {
 		t.stop = make(chan struct{})
 	}
 	t.cancel = cancel
-	a := &activeRun{key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: t.stop}
+	a := &activeRun{ticket: t, key: pipelineKey(t.p), writes: t.writes, cancel: cancel, done: make(chan struct{}), stop: t.stop}
 	e.active[t.id] = a
 	e.wg.Add(1)
 	go func() {

@@ -41,7 +41,17 @@ const controlPoll = 500 * time.Millisecond
 
 // ErrLeaseLost is the cause of a run's context when another replica has
 // claimed the run: this replica stops executing it and records nothing.
+// Its Spark work is the other replica's to take up, so it is left running
+// (the cause says Detached): a backend does not interrupt an operation or
+// stop a streaming query for it.
 var ErrLeaseLost = errors.New("the run's lease passed to another replica")
+
+// leaseLost is ErrLeaseLost with what fenced the run.
+type leaseLost struct{ err error }
+
+func (l leaseLost) Error() string  { return ErrLeaseLost.Error() + ": " + l.err.Error() }
+func (l leaseLost) Unwrap() error  { return ErrLeaseLost }
+func (l leaseLost) Detached() bool { return true }
 
 // replicaLoop is the background work of a replica: heartbeats, adopting
 // runs whose owners lapsed, taking control requests.
@@ -54,7 +64,7 @@ type replicaLoop struct {
 // fenced ends the ticket's execution when err says its lease is gone.
 func (t *ticket) fenced(err error) {
 	if errors.Is(err, store.ErrFenced) && t.cancel != nil {
-		t.cancel(fmt.Errorf("%w: %v", ErrLeaseLost, err))
+		t.cancel(leaseLost{err})
 	}
 }
 
@@ -100,7 +110,8 @@ func (e *Engine) replicaLoop() {
 			case err != nil && ctx.Err() == nil:
 				e.log.Warn("recording this replica's heartbeat", "err", err, "since_last", time.Since(lastBeat).Round(time.Millisecond))
 			case err == nil && lapsed:
-				e.log.Warn("this replica's lease had lapsed; runs another replica claimed meanwhile stop here at their next write")
+				e.log.Warn("this replica's heartbeats had lapsed; it stops the runs another replica claimed meanwhile")
+				e.dropLostRuns(ctx)
 			}
 			if err == nil {
 				lastBeat = time.Now()
@@ -109,6 +120,26 @@ func (e *Engine) replicaLoop() {
 			e.adoptOrphans(ctx)
 		case <-control.C:
 			e.takeControlRequests(ctx)
+		}
+	}
+}
+
+// dropLostRuns stops executing the active runs whose lease another replica
+// holds now, without recording anything or ending their Spark work.
+func (e *Engine) dropLostRuns(ctx context.Context) {
+	e.mu.Lock()
+	tickets := make([]*ticket, 0, len(e.active))
+	for _, a := range e.active {
+		tickets = append(tickets, a.ticket)
+	}
+	e.mu.Unlock()
+	for _, t := range tickets {
+		r, err := e.Get(ctx, t.id)
+		if err != nil {
+			continue
+		}
+		if r.Owner != t.lease.Owner || r.Epoch != t.lease.Epoch {
+			t.fenced(fmt.Errorf("%w: run %s is %s's under epoch %d now", store.ErrFenced, t.id, r.Owner, r.Epoch))
 		}
 	}
 }

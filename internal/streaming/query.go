@@ -137,6 +137,9 @@ func (f *follower) follow(ctx context.Context) error {
 			f.progress(ctx)
 			return nil
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), engine.ErrLeaseLost) {
+				return ctx.Err() // the query is the replica's that took the run
+			}
 			graceful := errors.Is(context.Cause(ctx), engine.ErrShutdown)
 			if err := f.stop(context.WithoutCancel(ctx), graceful); err != nil {
 				return err

@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -244,7 +245,7 @@ func (o *operation) watch() {
 	case <-o.caller.Done():
 	}
 	close(o.abandoned)
-	if o.id == "" {
+	if o.id == "" || detached(o.caller) {
 		return
 	}
 	grace := time.NewTimer(interruptGrace)
@@ -270,6 +271,14 @@ func (o *operation) watch() {
 	case <-ctx.Done():
 	case <-o.s.closed:
 	}
+}
+
+// detached reports whether the caller gave up without ending the work: its
+// cause says Detached (the run passed to another process, which takes the
+// operation up), so the operation is left running on the server.
+func detached(ctx context.Context) bool {
+	var d interface{ Detached() bool }
+	return errors.As(context.Cause(ctx), &d) && d.Detached()
 }
 
 // runningStage reports a progress message that lists a stage: a job of the

@@ -222,7 +222,7 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 	}
 	out := rec.response()
 	last := rec.LastResponseID
-	resent := false
+	resent, stolen := false, 0
 	for {
 		began := time.Now()
 		stream, err := s.openStream(ctx, call)
@@ -246,8 +246,22 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 			call = reattachableExecutePlanRequest(s.sessionID(), s.remote.user, rec.OperationID, cmd)
 			continue
 		}
+		// Another process attached to the operation, and the server
+		// disconnected this one: a replica that took the run over, or a
+		// stale one that lost it. Whoever still holds the run's lease can
+		// record the step again and attaches again; the other cannot, and
+		// leaves the operation alone.
+		if err != nil && classify(err).Class == "INVALID_CURSOR.DISCONNECTED" && stolen < maxStolen {
+			stolen++
+			if serr := s.saveStep(ctx, step, rec); serr != nil {
+				return nil, fmt.Errorf("%w: %w (the Spark operation is left to the process that attached to it)", errJournal, serr)
+			}
+			s.log.Info("another process attached to the Spark operation; attaching again", "step", step, "operation", rec.OperationID)
+			call = reattachExecuteRequest(s.sessionID(), s.remote.user, rec.OperationID, last)
+			continue
+		}
 		if err != nil {
-			if !errors.Is(err, errJournal) {
+			if ours(ctx, err) {
 				s.releaseOp(rec.OperationID)
 			}
 			return nil, s.operationLost(err, call)
@@ -275,6 +289,20 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 		}
 		call = reattachExecuteRequest(s.sessionID(), s.remote.user, rec.OperationID, last)
 	}
+}
+
+// maxStolen bounds how often one step attaches again to an operation
+// another process attached to.
+const maxStolen = 20
+
+// ours reports whether an operation that failed with err is this
+// process's to release on the server. It is not when the step could not be
+// recorded (a later process may take the operation up), when the caller
+// gave the run up detached (another process has it), or when the server
+// already had an operation of that id (another process sent it).
+func ours(ctx context.Context, err error) bool {
+	return !errors.Is(err, errJournal) && !detached(ctx) &&
+		classify(err).Class != "INVALID_HANDLE.OPERATION_ALREADY_EXISTS"
 }
 
 // errJournal marks a failure to record a step: the operation goes on, and
