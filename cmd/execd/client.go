@@ -157,6 +157,34 @@ func cmdPipelines(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
+func cmdReplicas(ctx context.Context, args []string) error {
+	c := newClientFlags("replicas", "")
+	_, cl, closeFn, err := c.connect(args, 0)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	resp, err := cl.ListReplicas(ctx, &execv1.ListReplicasRequest{})
+	if err != nil {
+		return describe(err)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tADDRESS\tSTATE\tHEARTBEAT\tRUNS")
+	for _, r := range resp.GetReplicas() {
+		state := "alive"
+		if !r.GetAlive() {
+			state = "lapsed"
+		}
+		runs := strings.Join(r.GetRunIds(), ",")
+		if runs == "" {
+			runs = "-"
+		}
+		ago := time.Since(r.GetHeartbeatTime().AsTime()).Round(100 * time.Millisecond)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", r.GetName(), r.GetAddress(), state, ago, runs)
+	}
+	return tw.Flush()
+}
+
 func cmdValidate(ctx context.Context, args []string) error {
 	c := newClientFlags("validate", "PIPELINE [flags]")
 	env, start, end, _, sel, _, _, _ := runFlags(c)

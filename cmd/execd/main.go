@@ -34,6 +34,7 @@ Usage:
   execd stop RUN_ID [--reason TEXT]        end a run's streaming queries after their current micro-batch
   execd repair RUN_ID [--watch]            re-run what did not succeed
   execd experiment start|watch|get|list|cancel   hyperparameter search ("execd experiment" for more)
+  execd replicas                           list the replicas sharing the store, their heartbeats and runs
 
 Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051),
 with --token (default $TAURO_EXEC_TOKEN) and --tls-ca FILE when it requires them.
@@ -67,6 +68,7 @@ func main() {
 		"stop":          cmdStop,
 		"repair":        cmdRepair,
 		"experiment":    cmdExperiment,
+		"replicas":      cmdReplicas,
 	}
 	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {

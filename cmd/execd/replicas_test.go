@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -167,6 +168,28 @@ func TestReplicas_ACancelOrARequestIDSentToAnyReplicaActsOnTheOneRun(t *testing.
 		other = ca
 	}
 	waitForNodeState(ctx, t, other, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
+	// Every replica lists both, alive, and the run under its owner.
+	list, err := other.ListReplicas(ctx, &execv1.ListReplicasRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string][]string{}
+	for _, r := range list.GetReplicas() {
+		if !r.GetAlive() || r.GetAddress() == "" {
+			t.Errorf("replica %s is listed %+v; want alive with its address", r.GetName(), r)
+		}
+		owners[r.GetName()] = r.GetRunIds()
+	}
+	if len(owners) != 2 || len(owners["a"])+len(owners["b"]) != 1 {
+		t.Errorf("ListReplicas = %v; want a and b, one of them owning the run", owners)
+	}
+	if got, _ := other.GetRun(ctx, &execv1.GetRunRequest{RunId: runID}); len(owners[got.GetRun().GetReplica()]) != 1 {
+		t.Errorf("the run names replica %q, which does not list it", got.GetRun().GetReplica())
+	}
+	out, err := exec.CommandContext(ctx, execdBin(t), "replicas", "--addr", a.addr).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "alive") || !strings.Contains(string(out), runID) {
+		t.Errorf("execd replicas:\n%s%v", out, err)
+	}
 	resp, err := other.CancelRun(ctx, &execv1.CancelRunRequest{RunId: runID, Reason: "not tonight"})
 	if err != nil {
 		t.Fatalf("CancelRun through the replica that does not own the run: %v", err)

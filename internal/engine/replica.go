@@ -232,3 +232,10 @@ func (e *Engine) forward(ctx context.Context, id string, kind store.Control, rea
 	}
 	return e.Get(ctx, id)
 }
+
+// Replicas lists the replicas sharing the store, and the time by which
+// to tell the live ones (Expires after it).
+func (e *Engine) Replicas(ctx context.Context) ([]store.Replica, time.Time, error) {
+	rs, err := e.opt.Store.ListReplicas(ctx)
+	return rs, e.opt.Now(), err
+}

@@ -39,6 +39,7 @@ var methodRoles = map[string]Role{
 	execv1.ExecService_ListPipelines_FullMethodName:    RoleViewer,
 	execv1.ExecService_GetPipeline_FullMethodName:      RoleViewer,
 	execv1.ExecService_GetCaller_FullMethodName:        RoleViewer,
+	execv1.ExecService_ListReplicas_FullMethodName:     RoleViewer,
 	execv1.ExecService_ExecutePipeline_FullMethodName:  RoleOperator,
 	execv1.ExecService_CancelRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_RepairRun_FullMethodName:        RoleOperator,

@@ -91,6 +91,7 @@ func runToProto(r run.Run) *execv1.Run {
 		RepairCount:  int32(r.RepairCount),
 		LastSequence: r.LastSequence,
 		Priority:     int32(r.Params.Priority),
+		Replica:      r.Owner,
 	}
 	if len(r.Params.Hyperparams) > 0 {
 		if s, err := structpb.NewStruct(r.Params.Hyperparams); err == nil {

@@ -145,3 +145,19 @@ func (s *Service) GetPipeline(ctx context.Context, req *execv1.GetPipelineReques
 	}
 	return &execv1.GetPipelineResponse{Pipeline: pipelineToProto(p)}, nil
 }
+
+// ListReplicas lists the replicas sharing the store.
+func (s *Service) ListReplicas(ctx context.Context, _ *execv1.ListReplicasRequest) (*execv1.ListReplicasResponse, error) {
+	rs, now, err := s.eng.Replicas(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &execv1.ListReplicasResponse{}
+	for _, r := range rs {
+		resp.Replicas = append(resp.Replicas, &execv1.Replica{
+			Name: r.Name, Address: r.Address, StartTime: ts(r.Started), HeartbeatTime: ts(r.Heartbeat),
+			ExpireTime: ts(r.Expires), Alive: r.Expires.After(now), RunIds: r.Runs,
+		})
+	}
+	return resp, nil
+}

@@ -2217,8 +2217,10 @@ type Run struct {
 	RepairCount int32 `protobuf:"varint,18,opt,name=repair_count,json=repairCount,proto3" json:"repair_count,omitempty"`
 	// Sequence of the run's newest event when this was read: WatchRun with
 	// after_sequence set to it follows only what happens next.
-	LastSequence  int64 `protobuf:"varint,19,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
-	Priority      int32 `protobuf:"varint,20,opt,name=priority,proto3" json:"priority,omitempty"`
+	LastSequence int64 `protobuf:"varint,19,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	Priority     int32 `protobuf:"varint,20,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The execd replica that executes the run (or did last).
+	Replica       string `protobuf:"bytes,21,opt,name=replica,proto3" json:"replica,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2391,6 +2393,13 @@ func (x *Run) GetPriority() int32 {
 		return x.Priority
 	}
 	return 0
+}
+
+func (x *Run) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
 }
 
 type NodeRun struct {
@@ -4591,6 +4600,183 @@ func (x *SharedRunStateChanged) GetMessage() string {
 	return ""
 }
 
+type ListReplicasRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReplicasRequest) Reset() {
+	*x = ListReplicasRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReplicasRequest) ProtoMessage() {}
+
+func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ListReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
+}
+
+type ListReplicasResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replicas      []*Replica             `protobuf:"bytes,1,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReplicasResponse) Reset() {
+	*x = ListReplicasResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReplicasResponse) ProtoMessage() {}
+
+func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ListReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListReplicasResponse) GetReplicas() []*Replica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// Replica is one execd sharing the store.
+type Replica struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Where it serves.
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	HeartbeatTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=heartbeat_time,json=heartbeatTime,proto3" json:"heartbeat_time,omitempty"`
+	// Its runs may be taken over by another replica after this time.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Whether its heartbeats come: expire_time is still ahead.
+	Alive bool `protobuf:"varint,6,opt,name=alive,proto3" json:"alive,omitempty"`
+	// The runs it owns that have not ended, oldest first.
+	RunIds        []string `protobuf:"bytes,7,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replica) Reset() {
+	*x = Replica{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replica) ProtoMessage() {}
+
+func (x *Replica) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replica.ProtoReflect.Descriptor instead.
+func (*Replica) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *Replica) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Replica) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Replica) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *Replica) GetHeartbeatTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatTime
+	}
+	return nil
+}
+
+func (x *Replica) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Replica) GetAlive() bool {
+	if x != nil {
+		return x.Alive
+	}
+	return false
+}
+
+func (x *Replica) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
 var File_tauro_exec_v1_exec_proto protoreflect.FileDescriptor
 
 const file_tauro_exec_v1_exec_proto_rawDesc = "" +
@@ -4708,7 +4894,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xe3\x05\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xfd\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -4735,7 +4921,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x05nodes\x18\x11 \x03(\v2\x16.tauro.exec.v1.NodeRunR\x05nodes\x12!\n" +
 	"\frepair_count\x18\x12 \x01(\x05R\vrepairCount\x12#\n" +
 	"\rlast_sequence\x18\x13 \x01(\x03R\flastSequence\x12\x1a\n" +
-	"\bpriority\x18\x14 \x01(\x05R\bpriority\"\xbd\x02\n" +
+	"\bpriority\x18\x14 \x01(\x05R\bpriority\x12\x18\n" +
+	"\areplica\x18\x15 \x01(\tR\areplica\"\xbd\x02\n" +
 	"\aNodeRun\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x12\x18\n" +
@@ -4935,7 +5122,20 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x15SharedRunStateChanged\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tauro.exec.v1.RunStateR\x05state\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage*\x87\x02\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x15\n" +
+	"\x13ListReplicasRequest\"J\n" +
+	"\x14ListReplicasResponse\x122\n" +
+	"\breplicas\x18\x01 \x03(\v2\x16.tauro.exec.v1.ReplicaR\breplicas\"\xa1\x02\n" +
+	"\aReplica\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x129\n" +
+	"\n" +
+	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12A\n" +
+	"\x0eheartbeat_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rheartbeatTime\x12;\n" +
+	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x14\n" +
+	"\x05alive\x18\x06 \x01(\bR\x05alive\x12\x17\n" +
+	"\arun_ids\x18\a \x03(\tR\x06runIds*\x87\x02\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NODE_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -4998,7 +5198,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\aSampler\x12\x17\n" +
 	"\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSAMPLER_TPE\x10\x01\x12\x12\n" +
-	"\x0eSAMPLER_RANDOM\x10\x022\x86\v\n" +
+	"\x0eSAMPLER_RANDOM\x10\x022\xdf\v\n" +
 	"\vExecService\x12c\n" +
 	"\x10ValidatePipeline\x12&.tauro.exec.v1.ValidatePipelineRequest\x1a'.tauro.exec.v1.ValidatePipelineResponse\x12`\n" +
 	"\x0fExecutePipeline\x12%.tauro.exec.v1.ExecutePipelineRequest\x1a&.tauro.exec.v1.ExecutePipelineResponse\x12M\n" +
@@ -5015,7 +5215,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x0fListExperiments\x12%.tauro.exec.v1.ListExperimentsRequest\x1a&.tauro.exec.v1.ListExperimentsResponse\x12b\n" +
 	"\x0fWatchExperiment\x12%.tauro.exec.v1.WatchExperimentRequest\x1a&.tauro.exec.v1.WatchExperimentResponse0\x01\x12c\n" +
 	"\x10CancelExperiment\x12&.tauro.exec.v1.CancelExperimentRequest\x1a'.tauro.exec.v1.CancelExperimentResponse\x12N\n" +
-	"\tGetCaller\x12\x1f.tauro.exec.v1.GetCallerRequest\x1a .tauro.exec.v1.GetCallerResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
+	"\tGetCaller\x12\x1f.tauro.exec.v1.GetCallerRequest\x1a .tauro.exec.v1.GetCallerResponse\x12W\n" +
+	"\fListReplicas\x12\".tauro.exec.v1.ListReplicasRequest\x1a#.tauro.exec.v1.ListReplicasResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
 	file_tauro_exec_v1_exec_proto_rawDescOnce sync.Once
@@ -5030,7 +5231,7 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 }
 
 var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
@@ -5097,131 +5298,140 @@ var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(*ExperimentStateChanged)(nil),   // 62: tauro.exec.v1.ExperimentStateChanged
 	(*TrialStateChanged)(nil),        // 63: tauro.exec.v1.TrialStateChanged
 	(*SharedRunStateChanged)(nil),    // 64: tauro.exec.v1.SharedRunStateChanged
-	nil,                              // 65: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 66: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 67: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 68: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 69: google.protobuf.Value
+	(*ListReplicasRequest)(nil),      // 65: tauro.exec.v1.ListReplicasRequest
+	(*ListReplicasResponse)(nil),     // 66: tauro.exec.v1.ListReplicasResponse
+	(*Replica)(nil),                  // 67: tauro.exec.v1.Replica
+	nil,                              // 68: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 69: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 70: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 71: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 72: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	35, // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	66, // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	37, // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	41, // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	37, // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
-	1,  // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	37, // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	37, // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	37, // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
-	37, // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	28, // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
-	2,  // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	33, // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
-	3,  // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
-	2,  // 14: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	34, // 15: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	35, // 16: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	67, // 17: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	36, // 18: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
-	1,  // 19: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	66, // 20: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	68, // 21: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	68, // 22: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	68, // 23: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	38, // 24: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,  // 25: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	68, // 26: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	68, // 27: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	40, // 28: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	39, // 29: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,  // 30: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	68, // 31: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	68, // 32: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	40, // 33: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	65, // 34: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	68, // 35: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	42, // 36: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	43, // 37: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	44, // 38: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	45, // 39: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	46, // 40: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	1,  // 41: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,  // 42: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	40, // 43: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	67, // 44: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	67, // 45: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	67, // 46: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	6,  // 47: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
-	7,  // 48: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
-	69, // 49: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
-	8,  // 50: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
-	47, // 51: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	48, // 52: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
-	66, // 53: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
-	9,  // 54: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	59, // 55: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	59, // 56: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	59, // 57: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
-	61, // 58: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
-	59, // 59: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	4,  // 60: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
-	47, // 61: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
-	48, // 62: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
-	9,  // 63: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
-	66, // 64: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
-	68, // 65: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
-	68, // 66: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
-	68, // 67: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
-	60, // 68: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
-	60, // 69: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
-	5,  // 70: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
-	66, // 71: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
-	68, // 72: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
-	68, // 73: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
-	68, // 74: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
-	62, // 75: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
-	63, // 76: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
-	64, // 77: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
-	4,  // 78: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
-	60, // 79: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
-	1,  // 80: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	10, // 81: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	12, // 82: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	14, // 83: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	16, // 84: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	18, // 85: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	20, // 86: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	22, // 87: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	24, // 88: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	26, // 89: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	29, // 90: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	49, // 91: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
-	51, // 92: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
-	53, // 93: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
-	55, // 94: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
-	57, // 95: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
-	31, // 96: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
-	11, // 97: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	13, // 98: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	15, // 99: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	17, // 100: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	19, // 101: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	21, // 102: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	23, // 103: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	25, // 104: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	27, // 105: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	30, // 106: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	50, // 107: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
-	52, // 108: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
-	54, // 109: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
-	56, // 110: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
-	58, // 111: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
-	32, // 112: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
-	97, // [97:113] is the sub-list for method output_type
-	81, // [81:97] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	35,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	69,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	37,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	41,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	37,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	1,   // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
+	37,  // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	37,  // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	37,  // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	37,  // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	28,  // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	2,   // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
+	33,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	3,   // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
+	2,   // 14: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
+	34,  // 15: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	35,  // 16: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	70,  // 17: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	36,  // 18: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	1,   // 19: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
+	69,  // 20: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	71,  // 21: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	71,  // 22: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	71,  // 23: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	38,  // 24: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	0,   // 25: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	71,  // 26: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	71,  // 27: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	40,  // 28: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	39,  // 29: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,   // 30: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	71,  // 31: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	71,  // 32: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	40,  // 33: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	68,  // 34: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	71,  // 35: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	42,  // 36: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	43,  // 37: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	44,  // 38: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	45,  // 39: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	46,  // 40: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	1,   // 41: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,   // 42: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	40,  // 43: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	70,  // 44: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	70,  // 45: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	70,  // 46: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	6,   // 47: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	7,   // 48: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	72,  // 49: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	8,   // 50: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	47,  // 51: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	48,  // 52: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	69,  // 53: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	9,   // 54: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	59,  // 55: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	59,  // 56: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	59,  // 57: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	61,  // 58: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	59,  // 59: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	4,   // 60: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	47,  // 61: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	48,  // 62: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	9,   // 63: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	69,  // 64: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	71,  // 65: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	71,  // 66: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	71,  // 67: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	60,  // 68: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	60,  // 69: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	5,   // 70: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	69,  // 71: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	71,  // 72: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	71,  // 73: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	71,  // 74: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	62,  // 75: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	63,  // 76: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	64,  // 77: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	4,   // 78: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	60,  // 79: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,   // 80: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	67,  // 81: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
+	71,  // 82: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	71,  // 83: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
+	71,  // 84: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
+	10,  // 85: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	12,  // 86: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	14,  // 87: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	16,  // 88: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	18,  // 89: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	20,  // 90: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	22,  // 91: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	24,  // 92: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	26,  // 93: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	29,  // 94: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	49,  // 95: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	51,  // 96: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	53,  // 97: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	55,  // 98: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	57,  // 99: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	31,  // 100: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	65,  // 101: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
+	11,  // 102: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	13,  // 103: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	15,  // 104: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	17,  // 105: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	19,  // 106: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	21,  // 107: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	23,  // 108: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	25,  // 109: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	27,  // 110: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	30,  // 111: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	50,  // 112: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	52,  // 113: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	54,  // 114: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	56,  // 115: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	58,  // 116: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	32,  // 117: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	66,  // 118: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
+	102, // [102:119] is the sub-list for method output_type
+	85,  // [85:102] is the sub-list for method input_type
+	85,  // [85:85] is the sub-list for extension type_name
+	85,  // [85:85] is the sub-list for extension extendee
+	0,   // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -5249,7 +5459,7 @@ func file_tauro_exec_v1_exec_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   56,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	ExecService_WatchExperiment_FullMethodName  = "/tauro.exec.v1.ExecService/WatchExperiment"
 	ExecService_CancelExperiment_FullMethodName = "/tauro.exec.v1.ExecService/CancelExperiment"
 	ExecService_GetCaller_FullMethodName        = "/tauro.exec.v1.ExecService/GetCaller"
+	ExecService_ListReplicas_FullMethodName     = "/tauro.exec.v1.ExecService/ListReplicas"
 )
 
 // ExecServiceClient is the client API for ExecService service.
@@ -91,6 +92,9 @@ type ExecServiceClient interface {
 	// have, so a client such as the web view offers only what the caller may
 	// do. The server checks the role of every call all the same.
 	GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error)
+	// ListReplicas lists the execd replicas that share this one's store,
+	// with their heartbeats and the runs each owns.
+	ListReplicas(ctx context.Context, in *ListReplicasRequest, opts ...grpc.CallOption) (*ListReplicasResponse, error)
 }
 
 type execServiceClient struct {
@@ -279,6 +283,16 @@ func (c *execServiceClient) GetCaller(ctx context.Context, in *GetCallerRequest,
 	return out, nil
 }
 
+func (c *execServiceClient) ListReplicas(ctx context.Context, in *ListReplicasRequest, opts ...grpc.CallOption) (*ListReplicasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReplicasResponse)
+	err := c.cc.Invoke(ctx, ExecService_ListReplicas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecServiceServer is the server API for ExecService service.
 // All implementations must embed UnimplementedExecServiceServer
 // for forward compatibility.
@@ -333,6 +347,9 @@ type ExecServiceServer interface {
 	// have, so a client such as the web view offers only what the caller may
 	// do. The server checks the role of every call all the same.
 	GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error)
+	// ListReplicas lists the execd replicas that share this one's store,
+	// with their heartbeats and the runs each owns.
+	ListReplicas(context.Context, *ListReplicasRequest) (*ListReplicasResponse, error)
 	mustEmbedUnimplementedExecServiceServer()
 }
 
@@ -390,6 +407,9 @@ func (UnimplementedExecServiceServer) CancelExperiment(context.Context, *CancelE
 }
 func (UnimplementedExecServiceServer) GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCaller not implemented")
+}
+func (UnimplementedExecServiceServer) ListReplicas(context.Context, *ListReplicasRequest) (*ListReplicasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReplicas not implemented")
 }
 func (UnimplementedExecServiceServer) mustEmbedUnimplementedExecServiceServer() {}
 func (UnimplementedExecServiceServer) testEmbeddedByValue()                     {}
@@ -686,6 +706,24 @@ func _ExecService_GetCaller_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecService_ListReplicas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReplicasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).ListReplicas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_ListReplicas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).ListReplicas(ctx, req.(*ListReplicasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecService_ServiceDesc is the grpc.ServiceDesc for ExecService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -748,6 +786,10 @@ var ExecService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCaller",
 			Handler:    _ExecService_GetCaller_Handler,
+		},
+		{
+			MethodName: "ListReplicas",
+			Handler:    _ExecService_ListReplicas_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

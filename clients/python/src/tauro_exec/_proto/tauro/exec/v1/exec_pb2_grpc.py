@@ -115,6 +115,11 @@ class ExecServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.FromString,
                 _registered_method=True)
+        self.ListReplicas = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/ListReplicas',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasResponse.FromString,
+                _registered_method=True)
 
 
 class ExecServiceServicer:
@@ -249,6 +254,14 @@ class ExecServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReplicas(self, request, context):
+        """ListReplicas lists the execd replicas that share this one's store,
+        with their heartbeats and the runs each owns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -331,6 +344,11 @@ def add_ExecServiceServicer_to_server(servicer, server):
                     servicer.GetCaller,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.SerializeToString,
+            ),
+            'ListReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReplicas,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -766,6 +784,33 @@ class ExecService:
             '/tauro.exec.v1.ExecService/GetCaller',
             tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_exec__pb2.GetCallerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/ListReplicas',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -90,6 +90,10 @@ class ExecServiceStub:
     have, so a client such as the web view offers only what the caller may
     do. The server checks the role of every call all the same.
     """
+    ListReplicas: _grpc.UnaryUnaryMultiCallable[_exec_pb2.ListReplicasRequest, _exec_pb2.ListReplicasResponse]
+    """ListReplicas lists the execd replicas that share this one's store,
+    with their heartbeats and the runs each owns.
+    """
 
 @_typing.type_check_only
 class ExecServiceAsyncStub(ExecServiceStub):
@@ -152,6 +156,10 @@ class ExecServiceAsyncStub(ExecServiceStub):
     """GetCaller says who the call's credentials name and what role they
     have, so a client such as the web view offers only what the caller may
     do. The server checks the role of every call all the same.
+    """
+    ListReplicas: _aio.UnaryUnaryMultiCallable[_exec_pb2.ListReplicasRequest, _exec_pb2.ListReplicasResponse]  # type: ignore[assignment]
+    """ListReplicas lists the execd replicas that share this one's store,
+    with their heartbeats and the runs each owns.
     """
 
 class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -308,6 +316,16 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetCaller says who the call's credentials name and what role they
         have, so a client such as the web view offers only what the caller may
         do. The server checks the role of every call all the same.
+        """
+
+    @_abc_1.abstractmethod
+    def ListReplicas(
+        self,
+        request: _exec_pb2.ListReplicasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.ListReplicasResponse, _abc.Awaitable[_exec_pb2.ListReplicasResponse]]:
+        """ListReplicas lists the execd replicas that share this one's store,
+        with their heartbeats and the runs each owns.
         """
 
 def add_ExecServiceServicer_to_server(servicer: ExecServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
