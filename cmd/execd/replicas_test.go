@@ -11,6 +11,7 @@ import (
 	"time"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
 )
 
@@ -30,7 +31,14 @@ func newReplicaSet(t *testing.T, project string) replicaSet {
 // start runs replica name, with its own state folder.
 func (rs replicaSet) start(t *testing.T, name string, extra ...string) *daemon {
 	t.Helper()
-	return startDaemon(t, rs.project, t.TempDir(), append([]string{"--store", rs.url, "--store-password-file", rs.passwordFile,
+	return rs.startEnv(t, nil, name, extra...)
+}
+
+// startEnv is start with env added to the replica's environment.
+func (rs replicaSet) startEnv(t *testing.T, env []string, name string, extra ...string) *daemon {
+	t.Helper()
+	return launchEnv(t, env, rs.project, t.TempDir(), append([]string{"--spark-remote", sparktest.Remote(t),
+		"--store", rs.url, "--store-password-file", rs.passwordFile,
 		"--replica", name, "--lease-ttl", "3s", "--workers", "0"}, extra...)...)
 }
 
@@ -268,5 +276,42 @@ func TestReplicas_AReplicaFrozenPastItsLeaseWritesNothingForTheRunAnotherTookOve
 	}
 	if strings.Contains(a.Logs(), "interrupted Spark operation") {
 		t.Errorf("the thawed replica interrupted the Spark operation b had taken up:\n%s", a.Logs())
+	}
+}
+
+// Admission holds across replicas: a pipeline's max_active_runs (1 here)
+// and the rule that two runs writing one place never execute together
+// keep a run submitted to one replica queued while another replica
+// executes a run of the same pipeline, until that run ends.
+func TestReplicas_AdmissionHoldsAcrossReplicas(t *testing.T) {
+	rs := newReplicaSet(t, copyProject(t, "sqlproj"))
+	ctx := testCtx(t, 3*time.Minute)
+	env := []string{"NAP_MS=3000"}
+	a, b := rs.startEnv(t, env, "a"), rs.startEnv(t, env, "b")
+	ca, cb := a.client(t), b.client(t)
+
+	first := startRun(ctx, t, ca, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
+	waitForNodeState(ctx, t, ca, first, "nap", execv1.NodeState_NODE_STATE_RUNNING)
+	second := startRun(ctx, t, cb, &execv1.ExecutePipelineRequest{Pipeline: "slow"})
+	time.Sleep(1500 * time.Millisecond) // b has looked at its queue at least once
+	got, err := cb.GetRun(ctx, &execv1.GetRunRequest{RunId: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := got.GetRun().GetState(); st != execv1.RunState_RUN_STATE_QUEUED {
+		t.Fatalf("the second run is %v while the first executes on another replica; want QUEUED", st)
+	}
+	collect(ctx, t, ca, first, 0)
+	collect(ctx, t, cb, second, 0)
+	r1, _ := ca.GetRun(ctx, &execv1.GetRunRequest{RunId: first})
+	r2, _ := ca.GetRun(ctx, &execv1.GetRunRequest{RunId: second})
+	if r1.GetRun().GetState() != execv1.RunState_RUN_STATE_SUCCEEDED || r2.GetRun().GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("runs ended %v and %v; want both SUCCEEDED", r1.GetRun().GetState(), r2.GetRun().GetState())
+	}
+	if start, end := r2.GetRun().GetStartTime().AsTime(), r1.GetRun().GetEndTime().AsTime(); start.Before(end) {
+		t.Errorf("the second run started at %v, before the first ended at %v", start, end)
+	}
+	if r2.GetRun().GetReplica() != "b" {
+		t.Errorf("the second run was executed by %q; want b, where it was submitted", r2.GetRun().GetReplica())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
@@ -26,6 +27,13 @@ import (
 // they were queued; one that cannot start yet does not hold back a later
 // one that can. The queue lives in the store (the runs' QUEUED state), so
 // it survives a restart.
+//
+// With several replicas on one store, each admits the runs in its own
+// queue, against --max-concurrent-runs of its own; max_active_runs and
+// where runs write are judged against the runs executing on every replica,
+// in the store's StartRun, which admits one run at a time across them. A
+// replica looks at its queue again every admitPoll, since runs that end on
+// another replica do not tell it.
 
 // ticket is a queued run.
 type ticket struct {
@@ -68,7 +76,7 @@ func pipelineKey(p *plan.Pipeline) string {
 	if p.Isolation != nil {
 		return ""
 	}
-	return p.Env + "\x00" + p.Name
+	return p.Env + "\x1f" + p.Name // no NUL: a database text column may not hold one
 }
 
 // writeLocations are the places a run writes to: every selected node's
@@ -104,21 +112,37 @@ func overlap(a, b []string) (string, bool) {
 	return "", false
 }
 
-// blockerLocked says why t cannot start now, "" when it can. e.mu is held.
+// admitPoll is how often a replica with runs waiting looks at its queue
+// again.
+const admitPoll = time.Second
+
+// blockerLocked says why t cannot start now, "" when it can, judged by the
+// runs this replica executes. e.mu is held.
 func (e *Engine) blockerLocked(t *ticket) string {
 	if len(e.active) >= e.maxConcurrent() {
 		return fmt.Sprintf("%d runs are executing, the most --max-concurrent-runs allows", len(e.active))
 	}
+	executing := make([]store.Admission, 0, len(e.active))
+	for id, a := range e.active {
+		executing = append(executing, store.Admission{RunID: id, Key: a.key, Writes: a.writes})
+	}
+	slices.SortFunc(executing, func(a, b store.Admission) int { return cmp.Compare(a.RunID, b.RunID) })
+	return blocker(t, executing)
+}
+
+// blocker says which of the executing runs keeps t from starting: one too
+// many of its pipeline, or one that writes where it writes.
+func blocker(t *ticket, executing []store.Admission) string {
 	same := 0
 	key := pipelineKey(t.p)
-	for id, a := range e.active {
-		if key != "" && a.key == key {
+	for _, x := range executing {
+		if key != "" && x.Key == key {
 			if same++; same >= max(t.p.MaxActiveRuns, 1) {
-				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), id)
+				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), x.RunID)
 			}
 		}
-		if loc, ok := overlap(t.writes, a.writes); ok {
-			return fmt.Sprintf("run %s is writing %s", id, loc)
+		if loc, ok := overlap(t.writes, x.Writes); ok {
+			return fmt.Sprintf("run %s is writing %s", x.RunID, loc)
 		}
 	}
 	return ""
@@ -160,6 +184,21 @@ func (e *Engine) admitLocked() {
 	kept := e.queue[:0]
 	for _, t := range e.queue {
 		if e.blockerLocked(t) != "" {
+			kept = append(kept, t)
+			continue
+		}
+		why, err := e.opt.Store.StartRun(context.WithoutCancel(t.ctx), t.lease,
+			store.Admission{RunID: t.id, Key: pipelineKey(t.p), Writes: t.writes},
+			func(executing []store.Admission) string { return blocker(t, executing) })
+		switch {
+		case errors.Is(err, store.ErrFenced):
+			e.log.Warn("a queued run passed to another replica", "run_id", t.id, "err", err)
+			continue
+		case err != nil:
+			e.log.Warn("admitting a run; it stays queued", "run_id", t.id, "err", err)
+			kept = append(kept, t)
+			continue
+		case why != "":
 			kept = append(kept, t)
 			continue
 		}

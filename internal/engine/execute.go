@@ -117,11 +117,7 @@ func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 				log.Warn("clearing the run's journal", "err", err)
 			}
 		}
-		if _, err := e.opt.Store.AppendAs(recCtx, t.lease, run.Event{Kind: run.RunStateChanged, RunState: run.Running}); err != nil {
-			log.Error("recording run start", "err", err)
-			e.opt.Observer.RunEnded(recCtx, obs, observe.End{State: run.Failed, Message: "recording the run's start: " + err.Error()})
-			return func() {}
-		}
+		// Admission (StartRun) recorded the run RUNNING.
 	}
 	e.opt.Observer.RunStarted(ctx, obs)
 	end, release := e.drive(ctx, rc, t, obs, log)

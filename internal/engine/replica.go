@@ -99,6 +99,8 @@ func (e *Engine) replicaLoop() {
 	defer adopt.Stop()
 	control := time.NewTicker(controlPoll)
 	defer control.Stop()
+	admit := time.NewTicker(admitPoll)
+	defer admit.Stop()
 	lastBeat := time.Now()
 	for {
 		select {
@@ -120,6 +122,8 @@ func (e *Engine) replicaLoop() {
 			e.adoptOrphans(ctx)
 		case <-control.C:
 			e.takeControlRequests(ctx)
+		case <-admit.C:
+			e.admit()
 		}
 	}
 }

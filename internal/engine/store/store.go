@@ -172,6 +172,13 @@ type Runs interface {
 	// AppendAs is Append by the replica that holds lease: ErrFenced, and
 	// nothing written, once another replica has claimed the run.
 	AppendAs(ctx context.Context, lease Lease, evs ...run.Event) ([]run.Event, error)
+	// StartRun admits a queued run: it records the run RUNNING under
+	// lease, with the key and places its admission is judged by, if
+	// decide, given every other run executing now on any replica, finds
+	// nothing that blocks it (""). No two StartRun calls decide at once,
+	// whichever replicas make them. A blocked run is left as it was, and
+	// the blocker returned.
+	StartRun(ctx context.Context, lease Lease, a Admission, decide func(executing []Admission) string) (blocker string, err error)
 	// Watch follows the run's events with sequence > after (see Watcher).
 	// ErrInvalidArgument when after is negative or beyond the run's last
 	// event.
@@ -221,6 +228,15 @@ type Journal interface {
 	JournalGet(ctx context.Context, runID, key string) ([]byte, error)
 	JournalList(ctx context.Context, runID, prefix string) (map[string][]byte, error)
 	JournalClear(ctx context.Context, lease Lease) error
+}
+
+// Admission is what admitting a run is judged by: its pipeline's key
+// (runs of one key count together against max_active_runs) and the places
+// it writes.
+type Admission struct {
+	RunID  string
+	Key    string
+	Writes []string
 }
 
 // Lease is a replica's right to execute a run and write its record. Each

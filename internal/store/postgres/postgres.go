@@ -226,6 +226,16 @@ func (b *backend) Read(ctx context.Context, fn func(sqlstore.Querier) error) err
 // RowLock locks the row a write reads before changing it.
 func (b *backend) RowLock() string { return " FOR UPDATE" }
 
+// admissionLock is the advisory lock admissions take, held until their
+// transaction ends.
+const admissionLock = 0x7461757265786563 // "tauroexec"
+
+// Exclusive takes the admission lock.
+func (b *backend) Exclusive(ctx context.Context, q sqlstore.Querier) error {
+	_, err := q.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(admissionLock))
+	return err
+}
+
 // Close stops the listener and closes the pool.
 func (b *backend) Close() error {
 	b.stopOnce.Do(func() { close(b.stop) })

@@ -133,12 +133,15 @@ CREATE TABLE run_journal (
 `,
 	// 5: replicas and the runs they own: a run's owner and the epoch of
 	// its lease (every write for it is fenced by both), what another
-	// replica asked of it, the replicas' heartbeats and each run's claims.
+	// replica asked of it, what its admission was judged by, the
+	// replicas' heartbeats and each run's claims.
 	`
 ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN control TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN control_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN admission_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN writes TEXT NOT NULL DEFAULT '[]';
 CREATE INDEX runs_by_owner ON runs (owner, state);
 
 CREATE TABLE replicas (

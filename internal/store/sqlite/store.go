@@ -155,6 +155,9 @@ func (b *backend) Read(ctx context.Context, fn func(sqlstore.Querier) error) err
 // RowLock is empty: the one writer holds the whole database.
 func (b *backend) RowLock() string { return "" }
 
+// Exclusive needs nothing: the one writer is exclusive already.
+func (b *backend) Exclusive(context.Context, sqlstore.Querier) error { return nil }
+
 // Close waits for the write in progress, keeps later ones out and closes
 // the database.
 func (b *backend) Close() error {

@@ -6,6 +6,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -252,4 +253,54 @@ func (s *Store) TakeControlRequests(ctx context.Context, replica string) ([]stor
 		return nil
 	})
 	return out, err
+}
+
+// StartRun records a queued run RUNNING, with what its admission is
+// judged by, when decide finds nothing blocking among the runs executing.
+func (s *Store) StartRun(ctx context.Context, lease store.Lease, a store.Admission, decide func([]store.Admission) string) (string, error) {
+	writes, err := json.Marshal(nonNil(a.Writes))
+	if err != nil {
+		return "", err
+	}
+	blocker := ""
+	err = s.write(ctx, func(w *writeTx) error {
+		if err := s.b.Exclusive(w.ctx, w.tx); err != nil {
+			return err
+		}
+		if err := w.fence(lease.RunID, &lease); err != nil {
+			return err
+		}
+		rows, err := w.tx.QueryContext(w.ctx, `SELECT id, admission_key, writes FROM runs WHERE state = ? AND id != ?`, string(run.Running), lease.RunID)
+		if err != nil {
+			return err
+		}
+		var executing []store.Admission
+		err = eachRow(rows, func() error {
+			var e store.Admission
+			var ws string
+			if err := rows.Scan(&e.RunID, &e.Key, &ws); err != nil {
+				return err
+			}
+			if err := json.Unmarshal([]byte(ws), &e.Writes); err != nil {
+				return fmt.Errorf("decoding the outputs of run %s: %w", e.RunID, err)
+			}
+			executing = append(executing, e)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if blocker = decide(executing); blocker != "" {
+			return nil
+		}
+		if _, err := w.tx.ExecContext(w.ctx, `UPDATE runs SET admission_key = ?, writes = ? WHERE id = ?`, a.Key, string(writes), lease.RunID); err != nil {
+			return err
+		}
+		_, err = w.appendEvents(lease.RunID, []run.Event{{Kind: run.RunStateChanged, RunState: run.Running}}, false)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("store: admitting run %s: %w", lease.RunID, err)
+	}
+	return blocker, nil
 }

@@ -46,6 +46,10 @@ type Backend interface {
 	// row lock that orders concurrent writers ("" where there is only one
 	// writer).
 	RowLock() string
+	// Exclusive takes, in a write transaction, the lock that lets one
+	// transaction at a time decide which runs to admit (nothing where
+	// there is only one writer).
+	Exclusive(ctx context.Context, q Querier) error
 	Close() error
 }
 

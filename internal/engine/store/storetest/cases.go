@@ -34,6 +34,7 @@ var cases = []struct {
 	{"testReplicas_AReplicaClaimsItsOwnRunsAgainAndNobodyClaimsAnEndedRun", testReplicas_AReplicaClaimsItsOwnRunsAgainAndNobodyClaimsAnEndedRun},
 	{"testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns", testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns},
 	{"testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce", testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce},
+	{"testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime", testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime},
 	{"testCreateRun_StoresPendingRunWithNodesAndFirstEvent", testCreateRun_StoresPendingRunWithNodesAndFirstEvent},
 	{"testCreateRun_EmptyIDGetsOne", testCreateRun_EmptyIDGetsOne},
 	{"testCreateRun_SameRequestIDReturnsTheExistingRun", testCreateRun_SameRequestIDReturnsTheExistingRun},

@@ -177,3 +177,85 @@ func testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce(t *testing.T, 
 		t.Errorf("a cancel of no run: %v; want ErrNotFound", err)
 	}
 }
+
+func testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime(t *testing.T, f Factory) {
+	s, key := f.open(t)
+	ctx := context.Background()
+	s2, err := f.reopen(ctx, key) // a second replica on the same database
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	leases := map[string]store.Lease{}
+	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+		r := NewRun(id, "p", "n")
+		r.Owner = "a"
+		Create(t, s, r)
+		leases[id] = store.Lease{RunID: id, Owner: "a", Epoch: 1}
+		if _, err := s.AppendAs(ctx, leases[id], RunState(run.Queued, "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At most one run of key k at a time.
+	oneOfK := func(executing []store.Admission) string {
+		for _, x := range executing {
+			if x.Key == "k" {
+				return "run " + x.RunID + " of k is executing"
+			}
+		}
+		return ""
+	}
+	admission := func(id string) store.Admission {
+		return store.Admission{RunID: id, Key: "k", Writes: []string{"/out/" + id}}
+	}
+	// r1 and r2 race from two store instances: exactly one is admitted.
+	type result struct {
+		id, blocker string
+		err         error
+	}
+	results := make(chan result, 2)
+	for i, id := range []string{"r1", "r2"} {
+		st := []store.Store{s, s2}[i]
+		go func() {
+			why, err := st.StartRun(ctx, leases[id], admission(id), oneOfK)
+			results <- result{id, why, err}
+		}()
+	}
+	started, blocked := "", ""
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("StartRun(%s): %v", r.id, r.err)
+		}
+		if r.blocker == "" {
+			started = r.id
+		} else {
+			blocked = r.id
+		}
+	}
+	if started == "" || blocked == "" {
+		t.Fatalf("started %q, blocked %q; want one of r1, r2 each", started, blocked)
+	}
+	if got := Get(t, s, started); got.State != run.Running {
+		t.Errorf("the admitted run is %s; want RUNNING", got.State)
+	}
+	if got := Get(t, s, blocked); got.State != run.Queued {
+		t.Errorf("the blocked run is %s; want still QUEUED", got.State)
+	}
+	// decide sees the admitted run's key and places.
+	var seen []store.Admission
+	if why, err := s.StartRun(ctx, leases["r3"], store.Admission{RunID: "r3", Key: "other"}, func(x []store.Admission) string {
+		seen = x
+		return ""
+	}); err != nil || why != "" {
+		t.Fatalf("StartRun(r3) = %q, %v", why, err)
+	}
+	if len(seen) != 1 || seen[0].RunID != started || seen[0].Key != "k" || !slices.Equal(seen[0].Writes, []string{"/out/" + started}) {
+		t.Errorf("decide saw %+v; want the admitted run with its key and writes", seen)
+	}
+	// A stale lease admits nothing.
+	Claim(t, s, "r4", "a")
+	if _, err := s.StartRun(ctx, leases["r4"], admission("r4"), func([]store.Admission) string { return "" }); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("StartRun under a stale lease: %v; want ErrFenced", err)
+	}
+}

@@ -1,11 +1,14 @@
 -- +goose Up
 -- Replicas and the runs they own: a run's owner and the epoch of its
 -- lease (every write for it is fenced by both), what another replica asked
--- of it, the replicas' heartbeats and each run's claims.
+-- of it, what its admission was judged by, the replicas' heartbeats and
+-- each run's claims.
 ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN control TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN control_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN admission_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN writes TEXT NOT NULL DEFAULT '[]';
 CREATE INDEX runs_by_owner ON runs (owner, state);
 
 CREATE TABLE replicas (
@@ -27,4 +30,5 @@ CREATE TABLE run_leases (
 -- +goose Down
 DROP TABLE run_leases, replicas;
 DROP INDEX runs_by_owner;
-ALTER TABLE runs DROP COLUMN control_reason, DROP COLUMN control, DROP COLUMN epoch, DROP COLUMN owner;
+ALTER TABLE runs DROP COLUMN writes, DROP COLUMN admission_key, DROP COLUMN control_reason,
+	DROP COLUMN control, DROP COLUMN epoch, DROP COLUMN owner;
