@@ -72,6 +72,11 @@ var rules = []rule{
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
+		from:      "./internal/contract/...",
+		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/internal/telemetry"}, backends...),
+		why:       "the contract's conversions are shared by the service, the command line and a backend, so they know none of them",
+	},
+	{
 		from:      "./internal/telemetry/...",
 		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/gen"}, backends...),
 		why:       "telemetry implements the engine's observe.Observer and reads backends only through functions cmd/execd hands it",
