@@ -77,7 +77,7 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close(ctx)
-	if err := sess.RegisterInput(ctx, sparkconnect.InputSpec{Name: "one", Format: "query", Query: "SELECT 1 AS x"}); err != nil {
+	if err := sess.RegisterInput(ctx, sparkconnect.InputSpec{Key: "one", Format: "query", Query: "SELECT 1 AS x"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	inFlight := make(chan error, 1)
