@@ -72,6 +72,11 @@ var rules = []rule{
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
+		from:      "./internal/jvm/...",
+		forbidden: append([]string{module + "/gen", module + "/internal/engine", module + "/internal/service", module + "/cmd", module + "/internal/telemetry"}, backends...),
+		why:       "finding Java is shared by the Spark server and the Kafka test broker, so it knows neither of them, nor anything else here",
+	},
+	{
 		from:      "./internal/contract/...",
 		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/internal/telemetry"}, backends...),
 		why:       "the contract's conversions are shared by the service, the command line and a backend, so they know none of them",

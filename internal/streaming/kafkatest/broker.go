@@ -15,13 +15,16 @@ import (
 	"syscall"
 	"time"
 
-	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
+	"github.com/tauro-exec/tauro-exec/internal/jvm"
 )
 
 // LibsDirName is the folder of the project venv that holds Apache Kafka's
 // broker and its dependencies, copied from Maven Central by
 // `make kafka-libs` (tools/kafka/pom.xml names the version).
 const LibsDirName = "kafka-libs"
+
+// minJava is the oldest Java a Kafka 4 broker runs on.
+const minJava = 17
 
 // ErrKafkaMissing says that the broker's jars are not there, as opposed to
 // a broker that failed to start.
@@ -79,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("kafkatest: %w", err)
 	}
-	java, err := sparkserver.CheckJava(ctx, "")
+	java, err := jvm.Find(ctx, "", minJava)
 	if err != nil {
 		return nil, err
 	}
