@@ -72,16 +72,6 @@ var rules = []rule{
 		why:       "a backend implements the engine's interfaces and knows neither the transport, nor another backend, nor telemetry (cmd/execd hands its counters over)",
 	},
 	{
-		from:      "./internal/jvm/...",
-		forbidden: append([]string{module + "/gen", module + "/internal/engine", module + "/internal/service", module + "/cmd", module + "/internal/telemetry"}, backends...),
-		why:       "finding Java is shared by the Spark server and the Kafka test broker, so it knows neither of them, nor anything else here",
-	},
-	{
-		from:      "./internal/contract/...",
-		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/internal/telemetry"}, backends...),
-		why:       "the contract's conversions are shared by the service, the command line and a backend, so they know none of them",
-	},
-	{
 		from:      "./internal/telemetry/...",
 		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/gen"}, backends...),
 		why:       "telemetry implements the engine's observe.Observer and reads backends only through functions cmd/execd hands it",
@@ -113,7 +103,7 @@ func goList(t *testing.T, root string, args ...string) []string {
 
 func TestLayers_NoPackageImportsALayerItMustNotKnow(t *testing.T) {
 	root := repoRoot(t)
-	for _, r := range rules {
+	for _, r := range append(rules, sharedRules...) {
 		pkgs := goList(t, root, r.from)
 		if len(pkgs) == 0 {
 			t.Errorf("%s matches no package; fix the rule", r.from)
