@@ -2,11 +2,7 @@ package sparktest
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +10,9 @@ import (
 )
 
 // What the tests ask of the test cluster: which jobs its Connect server
-// ran, and on which executors, read from the driver's REST API. Starting
-// the cluster is the server package's; reading its work is the tests'.
+// ran, and on which executors, read from the driver's REST API (ui.go).
+// Starting the cluster is the server package's; reading its work is the
+// tests'.
 
 // The test cluster of make test-cluster (execd spark-cluster).
 const (
@@ -96,82 +93,4 @@ func ClusterJobExecutors(tb testing.TB, job Job) map[string]int {
 		}
 	}
 	return out
-}
-
-// Job is one job of an application as its driver's REST API reports it.
-// A Spark Connect server tags each job with the session and the operation
-// that ran it (SparkConnect_OperationTag_User_U_Session_S_Operation_O).
-type Job struct {
-	ID          int      `json:"jobId"`
-	Description string   `json:"description"`
-	Tags        []string `json:"jobTags"`
-	Status      string   `json:"status"`
-	NumTasks    int      `json:"numTasks"`
-	StageIDs    []int    `json:"stageIds"`
-}
-
-// stageExecutors counts the tasks of a stage's attempts by the executor
-// that ran them.
-func stageExecutors(ctx context.Context, driverUI, appID string, stageID int) (map[string]int, error) {
-	var attempts []struct {
-		Tasks map[string]struct {
-			ExecutorID string `json:"executorId"`
-		} `json:"tasks"`
-	}
-	url := fmt.Sprintf("%s/api/v1/applications/%s/stages/%d?details=true", driverUI, appID, stageID)
-	if err := getJSON(ctx, url, &attempts); err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, a := range attempts {
-		for _, t := range a.Tasks {
-			out[t.ExecutorID]++
-		}
-	}
-	return out, nil
-}
-
-// jobs lists the application's jobs, newest first.
-func jobs(ctx context.Context, driverUI, appID string) ([]Job, error) {
-	var jobs []Job
-	err := getJSON(ctx, driverUI+"/api/v1/applications/"+appID+"/jobs", &jobs)
-	return jobs, err
-}
-
-// Operation is the Spark Connect operation that ran the job, from its tags,
-// "" when the job carries none.
-func (j Job) Operation() string {
-	for _, t := range j.Tags {
-		if _, op, ok := strings.Cut(t, "_Operation_"); ok && strings.HasPrefix(t, "SparkConnect_OperationTag_") {
-			return op
-		}
-	}
-	return ""
-}
-
-// InSession reports whether a job ran in the Spark Connect session.
-func (j Job) InSession(session string) bool {
-	for _, t := range j.Tags {
-		if strings.HasPrefix(t, "SparkConnect_OperationTag_") && strings.Contains(t, "_Session_"+session+"_Operation_") {
-			return true
-		}
-	}
-	return false
-}
-
-// getJSON decodes the answer to a GET of url into into.
-func getJSON(ctx context.Context, url string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(into)
 }
