@@ -12,9 +12,10 @@ import (
 type InputSpec = plan.InputSpec
 
 // RegisterInput makes in readable by node SQL as a session view named
-// in.Key; a query input binds params (the run's dates). File inputs are read with the schema and options given, as
-// DataFrameReader would; Spark resolves the source at once, so a missing
-// path or a bad schema fails here with Spark's message.
+// in.Key; a query input binds params (the run's dates). File inputs are
+// read with the schema and options given, as DataFrameReader would; Spark
+// resolves the source at once, so a missing path or a bad schema fails
+// here with Spark's message.
 func (s *Session) RegisterInput(ctx context.Context, in InputSpec, params map[string]any) error {
 	op := "register input " + in.Key
 	if err := s.check(op); err != nil {
