@@ -249,11 +249,17 @@ logger.started.level = info
 `
 
 // clusterID is a new cluster's id: 16 random bytes in URL-safe base64, the
-// form Kafka's Uuid takes.
+// form Kafka's Uuid takes. Like Kafka's own Uuid.randomUuid it never starts
+// with '-', which the storage tool would read as an option (one start in
+// 64 failed with "argument --cluster-id: expected one argument").
 func clusterID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // freePorts finds n distinct free loopback ports, holding each open until
