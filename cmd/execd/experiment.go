@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/contract"
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 )
@@ -157,11 +158,18 @@ func cmdExperimentStart(ctx context.Context, args []string) error {
 	}
 	var probs problem.List
 	for i, s := range space {
-		d := experiment.ParseDimension(s, "", fmt.Sprintf("--space[%d]", i), &probs)
-		if d.Prior != "" && d.Prior != experiment.Uniform && d.Prior != experiment.LogUniform {
-			probs.Add(fmt.Sprintf("--space[%d]", i), problem.CodeInvalidValue, "prior must be uniform or log-uniform, got %q", d.Prior)
+		f := fmt.Sprintf("--space[%d]", i)
+		before := len(probs)
+		d := experiment.ParseDimension(s, "", f, &probs)
+		if len(probs) > before {
+			continue
 		}
-		req.Space = append(req.Space, dimensionMessage(d))
+		pd, err := contract.SearchDimension(d)
+		if err != nil {
+			probs.Add(f, problem.CodeInvalidValue, "%v", err)
+			continue
+		}
+		req.Space = append(req.Space, pd)
 	}
 	if len(probs) > 0 {
 		var b strings.Builder
@@ -196,29 +204,6 @@ func cmdExperimentStart(ctx context.Context, args []string) error {
 		return nil
 	}
 	return followExperiment(ctx, cl, x.GetExperimentId(), 0, os.Stdout)
-}
-
-func dimensionMessage(d experiment.Dimension) *execv1.SearchDimension {
-	out := &execv1.SearchDimension{Name: d.Name, Low: d.Low, High: d.High,
-		Kind: execv1.DimensionKind(execv1.DimensionKind_value["DIMENSION_KIND_"+strings.ToUpper(string(d.Kind))])}
-	switch d.Prior {
-	case experiment.LogUniform:
-		out.Prior = execv1.Prior_PRIOR_LOG_UNIFORM
-	case experiment.Uniform:
-		out.Prior = execv1.Prior_PRIOR_UNIFORM
-	case "":
-	default:
-		out.Prior = execv1.Prior(-1) // unknown: the daemon names it
-	}
-	for _, c := range d.Categories {
-		if i, ok := c.(int64); ok {
-			c = float64(i)
-		}
-		if v, err := structpb.NewValue(c); err == nil {
-			out.Categories = append(out.Categories, v)
-		}
-	}
-	return out
 }
 
 // followExperiment prints an experiment's events as they come, resuming

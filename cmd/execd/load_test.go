@@ -7,9 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
@@ -161,5 +165,51 @@ func checkDailySales(ctx context.Context, t *testing.T, project string) {
 		if len(rows) != 1 || fmt.Sprint(rows[0].At(0), " ", rows[0].At(1)) != want {
 			t.Errorf("%s = %v, want %s", query, rows, want)
 		}
+	}
+}
+
+// With max_active_runs far above the runs started and room for every run
+// at once, only the output-overlap rule holds runs apart: a second run of
+// admit_shared, which writes the same output as the first, waits for it
+// (no_wait names the run writing there as the reason), while a run of
+// admit_other, whose output is its own, executes beside the first.
+func TestLoad_OnlyTheOutputOverlapRuleHoldsRunsApartWhenMaxActiveRunsIsHigh(t *testing.T) {
+	project := copyProject(t, "sqlproj")
+	d := startDaemon(t, project, t.TempDir(), "--workers", "0", "--max-concurrent-runs", "4")
+	cl := d.client(t)
+	ctx := testCtx(t, 3*time.Minute)
+
+	first := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "admit_shared", RequestId: "first"})
+	waitForNodeState(ctx, t, cl, first, "shared_nap_write", execv1.NodeState_NODE_STATE_RUNNING)
+
+	_, err := cl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Pipeline: "admit_shared", RequestId: "refused", NoWait: true})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "run "+first+" is writing") {
+		t.Fatalf("a second admit_shared run with no_wait while the first writes: %v; want FAILED_PRECONDITION naming run %s writing its output", err, first)
+	}
+	second := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "admit_shared", RequestId: "second"})
+	other := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "admit_other", RequestId: "other"})
+
+	runs := map[string]*execv1.Run{}
+	for name, id := range map[string]string{"first": first, "second": second, "other": other} {
+		runs[name] = waitEnded(ctx, t, cl, id)
+		if runs[name].GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+			t.Fatalf("run %s (%s) ended %s: %s", name, id, runs[name].GetState(), runs[name].GetMessage())
+		}
+	}
+	span := func(r *execv1.Run) (time.Time, time.Time) { return r.GetStartTime().AsTime(), r.GetEndTime().AsTime() }
+	together := func(a, b *execv1.Run) bool {
+		as, ae := span(a)
+		bs, be := span(b)
+		return as.Before(be) && bs.Before(ae)
+	}
+	if together(runs["first"], runs["second"]) {
+		fs, fe := span(runs["first"])
+		ss, se := span(runs["second"])
+		t.Errorf("the two admit_shared runs write the same output but executed together: %s-%s and %s-%s", fs, fe, ss, se)
+	}
+	if !together(runs["first"], runs["other"]) {
+		fs, fe := span(runs["first"])
+		obs, obe := span(runs["other"])
+		t.Errorf("admit_other writes elsewhere but did not execute beside the first run: %s-%s and %s-%s", fs, fe, obs, obe)
 	}
 }

@@ -112,7 +112,7 @@ func goList(t *testing.T, root string, args ...string) []string {
 
 func TestLayers_NoPackageImportsALayerItMustNotKnow(t *testing.T) {
 	root := repoRoot(t)
-	for _, r := range rules {
+	for _, r := range append(rules, sharedRules...) {
 		pkgs := goList(t, root, r.from)
 		if len(pkgs) == 0 {
 			t.Errorf("%s matches no package; fix the rule", r.from)

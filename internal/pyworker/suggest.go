@@ -9,8 +9,8 @@ import (
 	"time"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/contract"
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 var _ experiment.Suggester = (*Pool)(nil)
@@ -62,7 +62,7 @@ func suggestRequest(prop experiment.Proposal) (*execv1.SuggestRequest, error) {
 		req.Sampler = execv1.Sampler_SAMPLER_TPE
 	}
 	for _, d := range prop.Space {
-		pd, err := DimensionProto(d)
+		pd, err := contract.SearchDimension(d)
 		if err != nil {
 			return nil, err
 		}
@@ -87,36 +87,6 @@ func suggestRequest(prop experiment.Proposal) (*execv1.SuggestRequest, error) {
 		req.Trials = append(req.Trials, o)
 	}
 	return req, nil
-}
-
-// DimensionProto is d in the contract's terms.
-func DimensionProto(d experiment.Dimension) (*execv1.SearchDimension, error) {
-	out := &execv1.SearchDimension{Name: d.Name, Low: d.Low, High: d.High}
-	switch d.Kind {
-	case experiment.Real:
-		out.Kind = execv1.DimensionKind_DIMENSION_KIND_REAL
-	case experiment.Integer:
-		out.Kind = execv1.DimensionKind_DIMENSION_KIND_INTEGER
-	case experiment.Categorical:
-		out.Kind = execv1.DimensionKind_DIMENSION_KIND_CATEGORICAL
-	}
-	switch d.Prior {
-	case experiment.LogUniform:
-		out.Prior = execv1.Prior_PRIOR_LOG_UNIFORM
-	case experiment.Uniform:
-		out.Prior = execv1.Prior_PRIOR_UNIFORM
-	}
-	for _, c := range d.Categories {
-		if i, ok := c.(int64); ok {
-			c = float64(i)
-		}
-		v, err := structpb.NewValue(c)
-		if err != nil {
-			return nil, fmt.Errorf("dimension %q: category %v: %w", d.Name, c, err)
-		}
-		out.Categories = append(out.Categories, v)
-	}
-	return out, nil
 }
 
 // decodeParams reads the worker's proposal, giving Integer dimensions

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
@@ -37,8 +38,8 @@ func runRequest(c pynode.Call, remote string) (*execv1.RunNodeRequest, *run.Erro
 		Module:                c.Module,
 		Function:              c.Function,
 		InputViews:            c.InputViews,
-		StartDate:             day(c.StartDate),
-		EndDate:               day(c.EndDate),
+		StartDate:             plan.FormatDate(c.StartDate),
+		EndDate:               plan.FormatDate(c.EndDate),
 		ResultView:            c.ResultView,
 		SparkConf:             c.SparkConf,
 		AllowedModulePrefixes: c.AllowedModulePrefixes,
@@ -54,14 +55,6 @@ func runRequest(c pynode.Call, remote string) (*execv1.RunNodeRequest, *run.Erro
 			PipelineConfigJson: pipeCfg,
 		},
 	}, nil
-}
-
-// day is t as the worker's YYYY-MM-DD, and the zero time (no date) as "".
-func day(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Format(time.DateOnly)
 }
 
 // jsonText is m as a JSON object; a nil map is "null", which the worker

@@ -75,3 +75,12 @@ func TestStates_ExperimentAndTrialStatesAreTheContractsBothWays(t *testing.T) {
 		}
 	}
 }
+
+func TestExperimentToProto_ACategoryTheContractCannotCarryIsAnError(t *testing.T) {
+	x := experiment.Record{ID: "x1", Spec: experiment.Spec{Space: []experiment.Dimension{
+		{Name: "c", Kind: experiment.Categorical, Categories: []any{"a", struct{}{}}},
+	}}}
+	if _, err := experimentToProto(x, false); err == nil || !strings.Contains(err.Error(), `"c"`) {
+		t.Errorf("err = %v, want one naming dimension c (the category is not dropped)", err)
+	}
+}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	"github.com/tauro-exec/tauro-exec/internal/contract"
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
 )
@@ -22,7 +22,11 @@ func (s *Service) RunExperiment(ctx context.Context, req *execv1.RunExperimentRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &execv1.RunExperimentResponse{Experiment: experimentToProto(x, true)}, nil
+	out, err := experimentToProto(x, true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.RunExperimentResponse{Experiment: out}, nil
 }
 
 func (s *Service) GetExperiment(ctx context.Context, req *execv1.GetExperimentRequest) (*execv1.GetExperimentResponse, error) {
@@ -30,7 +34,11 @@ func (s *Service) GetExperiment(ctx context.Context, req *execv1.GetExperimentRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &execv1.GetExperimentResponse{Experiment: experimentToProto(x, true)}, nil
+	out, err := experimentToProto(x, true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.GetExperimentResponse{Experiment: out}, nil
 }
 
 func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimentsRequest) (*execv1.ListExperimentsResponse, error) {
@@ -40,7 +48,11 @@ func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimen
 	}
 	resp := &execv1.ListExperimentsResponse{NextPageToken: next}
 	for _, x := range xs {
-		resp.Experiments = append(resp.Experiments, experimentToProto(x, false))
+		out, err := experimentToProto(x, false)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Experiments = append(resp.Experiments, out)
 	}
 	return resp, nil
 }
@@ -65,7 +77,11 @@ func (s *Service) CancelExperiment(ctx context.Context, req *execv1.CancelExperi
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &execv1.CancelExperimentResponse{Experiment: experimentToProto(x, true)}, nil
+	out, err := experimentToProto(x, true)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &execv1.CancelExperimentResponse{Experiment: out}, nil
 }
 
 // specFromProto is the request as the engine's Spec; checking it is the
@@ -107,32 +123,7 @@ func specFromProto(req *execv1.RunExperimentRequest) (experiment.Spec, error) {
 		}
 	}
 	for _, d := range req.GetSpace() {
-		dim := experiment.Dimension{Name: d.GetName(), Low: d.GetLow(), High: d.GetHigh()}
-		switch d.GetKind() {
-		case execv1.DimensionKind_DIMENSION_KIND_REAL:
-			dim.Kind = experiment.Real
-		case execv1.DimensionKind_DIMENSION_KIND_INTEGER:
-			dim.Kind = experiment.Integer
-		case execv1.DimensionKind_DIMENSION_KIND_CATEGORICAL:
-			dim.Kind = experiment.Categorical
-		}
-		switch d.GetPrior() {
-		case execv1.Prior_PRIOR_LOG_UNIFORM:
-			dim.Prior = experiment.LogUniform
-		case execv1.Prior_PRIOR_UNIFORM:
-			dim.Prior = experiment.Uniform
-		case execv1.Prior_PRIOR_UNSPECIFIED:
-		default: // the engine's check names it with the rest
-			dim.Prior = experiment.Prior(fmt.Sprintf("enum value %d", d.GetPrior()))
-		}
-		for _, c := range d.GetCategories() {
-			v := c.AsInterface()
-			if f, ok := v.(float64); ok && f == float64(int64(f)) {
-				v = int64(f)
-			}
-			dim.Categories = append(dim.Categories, v)
-		}
-		spec.Space = append(spec.Space, dim)
+		spec.Space = append(spec.Space, contract.Dimension(d))
 	}
 	return spec, nil
 }
@@ -145,26 +136,6 @@ func trialStateToProto(s experiment.TrialState) execv1.TrialState {
 	return execv1.TrialState(execv1.TrialState_value["TRIAL_STATE_"+string(s)])
 }
 
-func dimensionToProto(d experiment.Dimension) *execv1.SearchDimension {
-	out := &execv1.SearchDimension{Name: d.Name, Low: d.Low, High: d.High,
-		Kind: execv1.DimensionKind(execv1.DimensionKind_value["DIMENSION_KIND_"+strings.ToUpper(string(d.Kind))])}
-	switch d.Prior {
-	case experiment.Uniform:
-		out.Prior = execv1.Prior_PRIOR_UNIFORM
-	case experiment.LogUniform:
-		out.Prior = execv1.Prior_PRIOR_LOG_UNIFORM
-	}
-	for _, c := range d.Categories {
-		if i, ok := c.(int64); ok {
-			c = float64(i)
-		}
-		if v, err := structpb.NewValue(c); err == nil {
-			out.Categories = append(out.Categories, v)
-		}
-	}
-	return out
-}
-
 func trialToProto(t experiment.Trial) *execv1.Trial {
 	params, _ := structpb.NewStruct(t.Params)
 	return &execv1.Trial{
@@ -173,7 +144,7 @@ func trialToProto(t experiment.Trial) *execv1.Trial {
 	}
 }
 
-func experimentToProto(x experiment.Record, withTrials bool) *execv1.Experiment {
+func experimentToProto(x experiment.Record, withTrials bool) (*execv1.Experiment, error) {
 	hp, _ := structpb.NewStruct(x.Spec.Hyperparams)
 	out := &execv1.Experiment{
 		ExperimentId:      x.ID,
@@ -210,7 +181,11 @@ func experimentToProto(x experiment.Record, withTrials bool) *execv1.Experiment 
 		out.Sampler = execv1.Sampler_SAMPLER_TPE
 	}
 	for _, d := range x.Spec.Space {
-		out.Space = append(out.Space, dimensionToProto(d))
+		pd, err := contract.SearchDimension(d)
+		if err != nil {
+			return nil, fmt.Errorf("experiment %s: %w", x.ID, err)
+		}
+		out.Space = append(out.Space, pd)
 	}
 	if best := x.Best(); best != nil {
 		out.Best = trialToProto(*best)
@@ -220,7 +195,7 @@ func experimentToProto(x experiment.Record, withTrials bool) *execv1.Experiment 
 			out.Trials = append(out.Trials, trialToProto(t))
 		}
 	}
-	return out
+	return out, nil
 }
 
 func experimentEventToProto(ev experiment.Event) *execv1.ExperimentEvent {

@@ -3,7 +3,6 @@ package experiment
 import (
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -272,7 +271,7 @@ func Declared(experiments *config.Map, name string) (Spec, bool, problem.List) {
 				probs.Add(kf, problem.CodeInvalidType, "hyperparams must be a mapping of name to value")
 				continue
 			}
-			s.Hyperparams = plainMap(hm)
+			s.Hyperparams, _ = config.Plain(hm).(map[string]any)
 		case "description":
 		default:
 			probs.Add(kf, problem.CodeInvalidValue,
@@ -490,22 +489,4 @@ func integer(v any, f string, probs *problem.List) int {
 		return 0
 	}
 	return int(n)
-}
-
-func plainMap(m *config.Map) map[string]any {
-	out := make(map[string]any, len(m.Keys))
-	for _, k := range m.Keys {
-		out[k] = plainValue(m.Values[k])
-	}
-	return out
-}
-
-func plainValue(v any) any {
-	switch x := v.(type) {
-	case *config.Map:
-		return plainMap(x)
-	case []any:
-		return slices.Clone(x)
-	}
-	return v
 }

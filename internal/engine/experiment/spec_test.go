@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -113,5 +114,29 @@ func TestDeclared_ReadsAnExperimentAndMergeLaysARequestOverIt(t *testing.T) {
 	}
 	if _, ok, _ := Declared(exps, "nope"); ok {
 		t.Error("an undeclared experiment was found")
+	}
+}
+
+func TestDeclared_HyperparamsAreHandedOnAsPlainValuesAtEveryDepth(t *testing.T) {
+	layer := config.NewMap()
+	layer.Set("units", int64(64))
+	hp := config.NewMap()
+	hp.Set("layers", []any{layer, []any{layer}})
+	m := config.NewMap()
+	m.Set("pipeline", "toy")
+	m.Set("hyperparams", hp)
+	exps := config.NewMap()
+	exps.Set("deep", m)
+
+	s, _, probs := Declared(exps, "deep")
+	if len(probs) > 0 {
+		t.Fatalf("declared: %v", probs)
+	}
+	want := map[string]any{"layers": []any{
+		map[string]any{"units": int64(64)},
+		[]any{map[string]any{"units": int64(64)}},
+	}}
+	if !reflect.DeepEqual(s.Hyperparams, want) {
+		t.Errorf("hyperparams = %#v, want plain maps and lists %#v", s.Hyperparams, want)
 	}
 }

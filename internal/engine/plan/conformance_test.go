@@ -71,7 +71,7 @@ func strs(v any) []string {
 
 func caseName(i int, c *config.Map) string {
 	in, _ := c.Get("in")
-	return fmt.Sprintf("%d:%s", i, strings.ReplaceAll(fmt.Sprint(plain(in)), " ", "_"))
+	return fmt.Sprintf("%d:%s", i, strings.ReplaceAll(fmt.Sprint(config.Plain(in)), " ", "_"))
 }
 
 // checkOutcome compares an outcome with a case's error or success.

@@ -66,3 +66,13 @@ func dateShape(s string) bool {
 	}
 	return true
 }
+
+// FormatDate writes a date as YYYY-MM-DD, "" for the zero time (no date):
+// the one way a run's dates are written, in run records, SQL predicates and
+// the Python worker protocol.
+func FormatDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.DateOnly)
+}

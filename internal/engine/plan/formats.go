@@ -36,9 +36,11 @@ var (
 		"parquet", "csv", "json", "orc", "delta", "avro", "xml",
 		"table", "unity_catalog", "query",
 	}
-	knownBatchOutputs     = []string{"parquet", "delta", "csv", "json", "orc", "kafka"}
-	knownStreamingInputs  = []string{"kafka", "kinesis", "delta_stream", "file_stream", "socket", "rate", "memory"}
-	knownStreamingOutputs = []string{"kafka", "memory", "console", "delta", "parquet", "json", "csv"}
+	knownBatchOutputs = []string{"parquet", "delta", "csv", "json", "orc", "kafka"}
+	// The streaming formats are those of streamformats.go, where a
+	// streaming source or sink is added.
+	knownStreamingInputs  = streamSourceNames()
+	knownStreamingOutputs = streamSinkNames()
 )
 
 // DefaultFormatPolicy is every format execd runs, with tauro's default
@@ -49,13 +51,7 @@ func DefaultFormatPolicy() FormatPolicy {
 		BatchOutputs:     slices.Clone(knownBatchOutputs),
 		StreamingInputs:  slices.Clone(knownStreamingInputs),
 		StreamingOutputs: slices.Clone(knownStreamingOutputs),
-		Compatibility: map[string][]string{
-			"parquet": {"file_stream"},
-			"delta":   {"delta_stream"},
-			"json":    {"file_stream"},
-			"csv":     {"file_stream"},
-			"kafka":   {"kafka"},
-		},
+		Compatibility:    defaultCompatibility(),
 	}
 }
 

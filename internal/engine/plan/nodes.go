@@ -25,7 +25,7 @@ func (r *resolver) parseNode(i int32) {
 	}
 	if v, ok := r.get(i, "hyperparams"); ok && v != nil {
 		if _, isMap := mapKeys(v); isMap {
-			n.Hyperparams, _ = plain(v).(map[string]any)
+			n.Hyperparams, _ = config.Plain(v).(map[string]any)
 		} else {
 			r.add(r.field(i, "hyperparams"), problem.CodeInvalidType, "hyperparams must be a mapping of name to value, got %s", typeName(v))
 		}

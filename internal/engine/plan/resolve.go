@@ -186,7 +186,7 @@ func (r *resolver) nodeValues(out *Pipeline) {
 		maps.Copy(hp, out.Hyperparams)
 		maps.Copy(hp, n.Hyperparams)
 		n.Hyperparams = hp
-		n.Config, _ = plain(n.raw).(map[string]any)
+		n.Config, _ = config.Plain(n.raw).(map[string]any)
 	}
 }
 
@@ -322,7 +322,7 @@ func (r *resolver) pipelineSettings(out *Pipeline) {
 	out.Hyperparams = maps.Clone(r.set.DefaultHyperparams)
 	if v, ok := r.pcfg.Get("hyperparams"); ok && v != nil {
 		if _, isMap := mapKeys(v); isMap {
-			hp, _ := plain(v).(map[string]any)
+			hp, _ := config.Plain(v).(map[string]any)
 			if out.Hyperparams == nil {
 				out.Hyperparams = make(map[string]any, len(hp))
 			}
@@ -337,7 +337,7 @@ func (r *resolver) pipelineSettings(out *Pipeline) {
 		}
 		maps.Copy(out.Hyperparams, r.req.Hyperparams)
 	}
-	out.Config, _ = plain(r.pcfg).(map[string]any)
+	out.Config, _ = config.Plain(r.pcfg).(map[string]any)
 	out.ModelVersion = r.set.DefaultModelVersion
 	if v, ok := r.pcfg.Get("model_version"); ok && v != nil {
 		if s, ok := scalarString(v); ok {

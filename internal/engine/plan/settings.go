@@ -134,7 +134,7 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 	}
 	if v, ok := global.Get("default_hyperparams"); ok && v != nil {
 		if _, isMap := mapKeys(v); isMap {
-			s.DefaultHyperparams, _ = plain(v).(map[string]any)
+			s.DefaultHyperparams, _ = config.Plain(v).(map[string]any)
 		} else {
 			probs.Add(globalField+"default_hyperparams", problem.CodeInvalidType,
 				"default_hyperparams must be a mapping of name to value, got %s", typeName(v))

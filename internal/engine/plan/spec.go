@@ -255,14 +255,6 @@ func WindowPredicate(column string, start, end time.Time) (string, error) {
 	return fmt.Sprintf("%s >= '%s' AND %s < '%s'", c, FormatDate(start), c, FormatDate(end.AddDate(0, 0, 1))), nil
 }
 
-// FormatDate writes a date as YYYY-MM-DD; "" for the zero time (no date).
-func FormatDate(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Format(time.DateOnly)
-}
-
 // outputPath is where output k is written: tauro's path rule under the
 // output path (the project's "output" folder when none is set).
 func (r *resolver) outputPath(k config.OutputKey) string {

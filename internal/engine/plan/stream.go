@@ -74,9 +74,6 @@ type StreamSink struct {
 	PartitionBy []string
 }
 
-// fileStreamFormats are the file formats a file_stream may read.
-var fileStreamFormats = []string{"parquet", "csv", "json", "orc", "text"}
-
 // resolveStream builds the StreamSpec of streaming node i.
 func (r *resolver) resolveStream(i int32, out *Pipeline) {
 	n := r.nodes[i]
@@ -93,13 +90,9 @@ func (r *resolver) resolveStream(i int32, out *Pipeline) {
 		src := StreamSource{Key: in.Key, Producer: in.Producer}
 		switch readAs := n.ReadAs[in.Key]; {
 		case in.Producer != "" && readAs != "":
-			src.Path, src.Options = in.Read.Path, in.Read.Options
-			src.Format = in.Read.Format // delta_stream reads delta; file_stream the file format written
-			switch readAs {
-			case "delta_stream":
-				src.Format = "delta"
-			case "kafka":
-				src.Options = kafkaReadBack(in.Read.Options)
+			src.Format, src.Path, src.Options = in.Read.Format, in.Read.Path, in.Read.Options
+			if f := sourceFormat(readAs); f != nil && f.readBack != nil {
+				f.readBack(&src)
 			}
 		case in.Producer != "":
 			src.Static, src.Read = true, in.Read
@@ -115,6 +108,9 @@ func (r *resolver) resolveStream(i int32, out *Pipeline) {
 		spec.Sources = append(spec.Sources, src)
 	}
 	spec.Sink = r.streamSink(i)
+	if sf := sinkFormat(spec.Sink.Format); sf != nil && sf.tableIsQueryName && spec.Sink.Table != "" {
+		spec.QueryName, spec.Sink.Table = spec.Sink.Table, ""
+	}
 	spec.Checkpoint = r.checkpoint(i, out)
 	n.Stream = spec
 }
@@ -154,21 +150,6 @@ func (r *resolver) streamHealth(i int32) StreamHealth {
 	return h
 }
 
-// kafkaReadBack is how a stream reads the topic a batch node writes with
-// options out: the same brokers and client settings, subscribed to the
-// topic, from its first record on the query's first start (later starts
-// resume from the checkpoint), so the records the batch node wrote before
-// the query started are read too.
-func kafkaReadBack(out map[string]string) map[string]string {
-	opts := map[string]string{"subscribe": out["topic"], "startingOffsets": "earliest"}
-	for k, v := range out {
-		if strings.HasPrefix(k, "kafka.") {
-			opts[k] = v
-		}
-	}
-	return opts
-}
-
 // streamSetting reads a string under the node's streaming mapping.
 func (r *resolver) streamSetting(i int32, key string) (string, bool) {
 	v, _ := r.get(i, "streaming")
@@ -196,42 +177,10 @@ func (r *resolver) streamSource(f, key string, m *config.Map) StreamSource {
 		src.Path = r.abs(p)
 	}
 	format := strings.ToLower(strings.TrimSpace(text(m, "format")))
-	switch format {
-	case "kafka":
-		src.Format = "kafka"
-		r.checkKafkaSource(f, src.Options)
-	case "rate":
-		src.Format = "rate"
-	case "delta_stream":
-		src.Format = "delta"
-		if src.Path == "" {
-			r.add(f+".path", problem.CodeRequired, "a delta_stream input needs the path of the Delta table it follows")
-		}
-	case "file_stream":
-		fileFormat := strings.ToLower(firstText(m, "file_format"))
-		if fileFormat == "" {
-			fileFormat = strings.ToLower(src.Options["format"])
-		}
-		delete(src.Options, "format")
-		if fileFormat == "" {
-			fileFormat = "parquet"
-		}
-		if !containsString(fileStreamFormats, fileFormat) {
-			r.add(f+".file_format", problem.CodeInvalidFormat, "a file_stream reads %s files, not %s", strings.Join(fileStreamFormats, ", "), q(fileFormat))
-		}
-		src.Format = fileFormat
-		if src.Path == "" {
-			r.add(f+".path", problem.CodeRequired, "a file_stream input needs the path of the folder new files arrive in")
-		}
-		if src.Schema == "" && fileFormat != "parquet" && fileFormat != "text" && !strings.EqualFold(src.Options["inferSchema"], "true") {
-			r.add(f+".schema", problem.CodeRequired,
-				"a %s file_stream needs a schema (DDL, e.g. \"id INT, at TIMESTAMP\"): Spark does not infer the schema of a stream", fileFormat)
-		}
-	case "memory":
-		r.add(f+".format", problem.CodeInvalidFormat,
-			"a memory stream exists only inside one JVM program and cannot be read through Spark Connect; use rate for a test source")
-	default:
-		src.Format = format // kinesis, socket: passed to Spark as named
+	if sf := sourceFormat(format); sf != nil {
+		sf.resolve(r, f, m, &src)
+	} else {
+		src.Format = format // not one execd runs: the format policy says so
 	}
 	if pj, _ := m.Get("parse_json"); pj == true {
 		src.JSONSchema = text(m, "json_schema")
@@ -258,25 +207,6 @@ func (r *resolver) streamSource(f, key string, m *config.Map) StreamSource {
 	return src
 }
 
-// checkKafkaSource applies Kafka's own rules before Spark is asked: the
-// brokers, and exactly one way of choosing topics.
-func (r *resolver) checkKafkaSource(f string, opts map[string]string) {
-	if opts["kafka.bootstrap.servers"] == "" {
-		r.add(f+".options.kafka.bootstrap.servers", problem.CodeRequired,
-			"a kafka input needs options.kafka.bootstrap.servers, the brokers as host:port[,host:port]")
-	}
-	var set []string
-	for _, k := range []string{"subscribe", "subscribePattern", "assign"} {
-		if opts[k] != "" {
-			set = append(set, k)
-		}
-	}
-	if len(set) != 1 {
-		r.add(f+".options", problem.CodeInvalidValue,
-			"a kafka input takes exactly one of subscribe, subscribePattern or assign; it has %d (%s)", len(set), strings.Join(set, ", "))
-	}
-}
-
 // streamSink resolves a streaming node's sink: its output key's entry with
 // tauro's path rule, or its inline output.
 func (r *resolver) streamSink(i int32) StreamSink {
@@ -299,28 +229,10 @@ func (r *resolver) streamSink(i int32) StreamSink {
 	if p := firstText(m, "path", "filepath"); p != "" {
 		sink.Path = r.abs(p)
 	}
-	switch sink.Format {
-	case "delta", "parquet", "json", "csv", "orc":
-		if sink.Path == "" && sink.Table == "" {
-			r.add(f+".path", problem.CodeRequired, "a %s sink needs a path (or a table_name)", sink.Format)
-		}
-	case "kafka":
-		r.checkKafkaSink(f, "a kafka sink", sink.Options)
+	if sf := sinkFormat(sink.Format); sf != nil && sf.check != nil {
+		sf.check(r, f, sink)
 	}
 	return sink
-}
-
-// checkKafkaSink checks the options Spark's Kafka writer needs of an output
-// (what names it in messages): the brokers and the topic. Spark could take
-// the topic from a topic column instead; tauro names it in the config.
-func (r *resolver) checkKafkaSink(f, what string, opts map[string]string) {
-	if opts["kafka.bootstrap.servers"] == "" {
-		r.add(f+".options.kafka.bootstrap.servers", problem.CodeRequired,
-			"%s needs options.kafka.bootstrap.servers, the brokers as host:port[,host:port]", what)
-	}
-	if opts["topic"] == "" {
-		r.add(f+".options.topic", problem.CodeRequired, "%s needs options.topic, the topic it writes to", what)
-	}
 }
 
 // checkpoint is the node's checkpoint folder.

@@ -135,35 +135,6 @@ func asDuration(v any) (time.Duration, bool) {
 	return 0, false
 }
 
-// plain converts a decoded config value into plain Go values (maps instead
-// of *config.Map) so that callers can hand it to JSON or protobuf Struct.
-// Depth is bounded by config.Parse; the guard keeps hand-built trees honest.
-func plain(v any) any { return plainDepth(v, 0) }
-
-func plainDepth(v any, depth int) any {
-	if depth > 128 {
-		return nil
-	}
-	switch x := v.(type) {
-	case *config.Map:
-		if x == nil {
-			return map[string]any{}
-		}
-		out := make(map[string]any, len(x.Keys))
-		for _, k := range x.Keys {
-			out[k] = plainDepth(x.Values[k], depth+1)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plainDepth(e, depth+1)
-		}
-		return out
-	}
-	return v
-}
-
 // mapKeys returns a mapping's keys in declaration order; plain Go maps have
 // no order, so theirs are sorted to stay deterministic.
 func mapKeys(v any) ([]string, bool) {

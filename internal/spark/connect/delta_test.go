@@ -65,7 +65,7 @@ func TestWriteOutput_DeltaReplaceWhereRewritesOnlyTheRunsWindow(t *testing.T) {
 			if res.Outputs[0].Rows != 2 {
 				t.Errorf("Rows = %d, want 2", res.Outputs[0].Rows)
 			}
-			if err := s.RegisterInput(ctx, InputSpec{Name: "back", Format: "delta", Path: path}); err != nil {
+			if err := s.RegisterInput(ctx, InputSpec{Key: "back", Format: "delta", Path: path}, nil); err != nil {
 				t.Fatal(err)
 			}
 			got := rows(t, s, "SELECT id, CAST(day AS STRING), amount FROM back ORDER BY id")
@@ -73,7 +73,7 @@ func TestWriteOutput_DeltaReplaceWhereRewritesOnlyTheRunsWindow(t *testing.T) {
 				t.Errorf("table after the February rerun =\n%v\nwant\n%v", got, want)
 			}
 			// Delta kept both versions: the first write is still readable.
-			if err := s.RegisterInput(ctx, InputSpec{Name: "v0", Format: "delta", Path: path, Options: map[string]string{"versionAsOf": "0"}}); err != nil {
+			if err := s.RegisterInput(ctx, InputSpec{Key: "v0", Format: "delta", Path: path, Options: map[string]string{"versionAsOf": "0"}}, nil); err != nil {
 				t.Fatal(err)
 			}
 			if got := rows(t, s, "SELECT count(*), sum(amount) FROM v0"); !reflect.DeepEqual(got, [][]any{{int64(4), 10.0}}) {
@@ -98,7 +98,7 @@ func TestWriteOutput_DeltaReplaceWhereRefusesRowsOutsideTheWindow(t *testing.T) 
 	if se != nil {
 		t.Logf("Spark said: %s (class %s)", se.Message, se.Class)
 	}
-	if err := s.RegisterInput(ctx, InputSpec{Name: "back", Format: "delta", Path: path}); err != nil {
+	if err := s.RegisterInput(ctx, InputSpec{Key: "back", Format: "delta", Path: path}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := rows(t, s, "SELECT count(*), sum(amount) FROM back"); !reflect.DeepEqual(got, [][]any{{int64(4), 10.0}}) {
@@ -119,7 +119,7 @@ func TestConnect_BindsParametersInTheAnalyzerSoDeltasParserCannotDropThem(t *tes
 	if _, err := s.RunSQL(ctx, NodeSpec{Name: "w", SQL: janFeb, Outputs: []OutputSpec{{Key: "w", Format: "delta", Path: path}}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterInput(ctx, InputSpec{Name: "t", Format: "delta", Path: path}); err != nil {
+	if err := s.RegisterInput(ctx, InputSpec{Key: "t", Format: "delta", Path: path}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RunSQL(ctx, NodeSpec{Name: "feb", SQL: "SELECT id FROM t WHERE day BETWEEN :start_date AND :end_date", Inputs: []string{"t"}},

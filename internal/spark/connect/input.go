@@ -3,61 +3,43 @@ package connect
 import (
 	"context"
 	"strings"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 )
 
-// InputSpec is one input of a run, as the engine resolved it from the input
+// InputSpec is one input of a run as planning resolved it from the input
 // config: paths interpolated and made absolute.
-type InputSpec struct {
-	// Name is the view name node SQL reads the input by: the input key.
-	Name string
-	// Format is a Spark data source (parquet, csv, json, orc, avro, delta,
-	// xml, text), "table" for a catalog table or "query" for a SQL query.
-	Format string
-	// Path is the file or directory to read; it may be a glob.
-	Path string
-	// Options are data source options (header, delimiter, mergeSchema...).
-	Options map[string]string
-	// Schema is a DDL schema ("id BIGINT, name STRING") used instead of
-	// inference.
-	Schema string
-	// Table is the table name for format "table".
-	Table string
-	// Query is the SQL for format "query"; Params are bound to it.
-	Query  string
-	Params map[string]any
-	// Filter is a SQL condition applied to the input (tauro's
-	// partition_filter), so Spark can prune partitions.
-	Filter string
-}
+type InputSpec = plan.InputSpec
 
 // RegisterInput makes in readable by node SQL as a session view named
-// in.Name. File inputs are read with the schema and options given, as
-// DataFrameReader would; Spark resolves the source at once, so a missing
-// path or a bad schema fails here with Spark's message.
-func (s *Session) RegisterInput(ctx context.Context, in InputSpec) error {
-	op := "register input " + in.Name
+// in.Key; a query input binds params (the run's dates). File inputs are
+// read with the schema and options given, as DataFrameReader would; Spark
+// resolves the source at once, so a missing path or a bad schema fails
+// here with Spark's message.
+func (s *Session) RegisterInput(ctx context.Context, in InputSpec, params map[string]any) error {
+	op := "register input " + in.Key
 	if err := s.check(op); err != nil {
 		return err
 	}
-	if in.Name == "" {
+	if in.Key == "" {
 		return permanent(op, "the input has no name")
 	}
-	rel, err := inputRelation(op, in)
+	rel, err := inputRelation(op, in, params)
 	if err != nil {
 		return err
 	}
 	if in.Filter != "" {
 		rel = filtered(rel, in.Filter)
 	}
-	if err := s.createView(ctx, op, in.Name, rel, false); err != nil {
+	if err := s.createView(ctx, op, in.Key, rel, false); err != nil {
 		return withSourceHint(err, in.Format)
 	}
-	s.addInput(in.Name)
+	s.addInput(in.Key)
 	return nil
 }
 
 // inputRelation checks in and picks the relation that reads it.
-func inputRelation(op string, in InputSpec) (relation, error) {
+func inputRelation(op string, in InputSpec, params map[string]any) (relation, error) {
 	switch format := strings.ToLower(in.Format); format {
 	case "table":
 		if in.Table == "" {
@@ -68,7 +50,7 @@ func inputRelation(op string, in InputSpec) (relation, error) {
 		if strings.TrimSpace(in.Query) == "" {
 			return nil, permanent(op, "format query needs a query")
 		}
-		return sqlRelation(in.Query, in.Params)
+		return sqlRelation(in.Query, params)
 	case "":
 		return nil, permanent(op, "the input has no format; set one of parquet, csv, json, orc, avro, delta, table, query")
 	default:

@@ -62,7 +62,7 @@ func testdata(t *testing.T, name string) string {
 
 func salesInput(t *testing.T) InputSpec {
 	return InputSpec{
-		Name:    "sales",
+		Key:     "sales",
 		Format:  "csv",
 		Path:    testdata(t, "sales.csv"),
 		Options: map[string]string{"header": "true"},

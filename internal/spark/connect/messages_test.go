@@ -68,13 +68,13 @@ var messageBuilders = []struct {
 	{"activeQueries", func() (any, error) { return activeQueries(), nil }},
 
 	{"inputRelation/table", func() (any, error) {
-		return inputRelation("op", InputSpec{Name: "t", Format: "table", Table: "db.t", Options: map[string]string{"a": "b"}})
+		return inputRelation("op", InputSpec{Key: "t", Format: "table", Table: "db.t", Options: map[string]string{"a": "b"}}, nil)
 	}},
 	{"inputRelation/query", func() (any, error) {
-		return inputRelation("op", InputSpec{Name: "q", Format: "query", Query: "SELECT :d AS d", Params: map[string]any{"d": "2024-01-02"}})
+		return inputRelation("op", InputSpec{Key: "q", Format: "query", Query: "SELECT :d AS d"}, map[string]any{"d": "2024-01-02"})
 	}},
 	{"inputRelation/file", func() (any, error) {
-		return inputRelation("op", InputSpec{Name: "f", Format: "JSON", Path: "/in.json", Schema: "a INT", Options: map[string]string{"multiLine": "true"}})
+		return inputRelation("op", InputSpec{Key: "f", Format: "JSON", Path: "/in.json", Schema: "a INT", Options: map[string]string{"multiLine": "true"}}, nil)
 	}},
 	{"createDataframeView/global", func() (any, error) { return createDataframeView("tauro_r_n", namedTable("n", nil), true), nil }},
 	{"createDataframeView/of the session", func() (any, error) {

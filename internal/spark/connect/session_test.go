@@ -21,7 +21,7 @@ var window = map[string]any{"start_date": "2024-01-02", "end_date": "2024-01-04"
 func TestRunSQL_CSVInputWithDateParametersToParquetReadBackRowByRow(t *testing.T) {
 	s := connect(t, nil)
 	ctx := context.Background()
-	if err := s.RegisterInput(ctx, salesInput(t)); err != nil {
+	if err := s.RegisterInput(ctx, salesInput(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "daily")
@@ -56,7 +56,7 @@ func TestRunSQL_CSVInputWithDateParametersToParquetReadBackRowByRow(t *testing.T
 func TestRunSQL_ParametersAreBoundNotPasted(t *testing.T) {
 	s := connect(t, nil)
 	ctx := context.Background()
-	if err := s.RegisterInput(ctx, salesInput(t)); err != nil {
+	if err := s.RegisterInput(ctx, salesInput(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	evil := "north' OR '1'='1"
@@ -88,7 +88,7 @@ func TestRunSQL_ParametersAreBoundNotPasted(t *testing.T) {
 func TestRunSQL_ChainedNodesReadEachOthersResultsByOutputKeyAndAcrossSessions(t *testing.T) {
 	s := connect(t, nil)
 	ctx := context.Background()
-	if err := s.RegisterInput(ctx, salesInput(t)); err != nil {
+	if err := s.RegisterInput(ctx, salesInput(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	first, err := s.RunSQL(ctx, NodeSpec{
@@ -174,7 +174,7 @@ func TestClose_DropsTheRunsGlobalViews(t *testing.T) {
 func TestWriteOutput_EveryFormatRoundTripsThroughInputs(t *testing.T) {
 	s := connect(t, nil)
 	ctx := context.Background()
-	if err := s.RegisterInput(ctx, salesInput(t)); err != nil {
+	if err := s.RegisterInput(ctx, salesInput(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.RunSQL(ctx, NodeSpec{Name: "src", SQL: "SELECT order_id, region, quantity FROM sales"}, nil); err != nil {
@@ -185,7 +185,7 @@ func TestWriteOutput_EveryFormatRoundTripsThroughInputs(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), format)
 			out := OutputSpec{Key: "out_" + format, Format: format, Path: path}
-			in := InputSpec{Name: "in_" + format, Format: format, Path: path}
+			in := InputSpec{Key: "in_" + format, Format: format, Path: path}
 			if format == "csv" {
 				out.Options = map[string]string{"header": "true"}
 				in.Options = map[string]string{"header": "true"}
@@ -198,7 +198,7 @@ func TestWriteOutput_EveryFormatRoundTripsThroughInputs(t *testing.T) {
 			if r.Rows != 8 {
 				t.Errorf("Rows = %d, want 8", r.Rows)
 			}
-			if err := s.RegisterInput(ctx, in); err != nil {
+			if err := s.RegisterInput(ctx, in, nil); err != nil {
 				t.Fatal(err)
 			}
 			got := rows(t, s, fmt.Sprintf("SELECT CAST(order_id AS INT), region, CAST(quantity AS INT) FROM in_%s ORDER BY 1", format))
@@ -221,23 +221,24 @@ func TestRegisterInput_TablesQueriesGlobsAndFilters(t *testing.T) {
 		}
 	}
 	cases := []struct {
-		in   InputSpec
-		want int64
+		in     InputSpec
+		params map[string]any
+		want   int64
 	}{
-		{InputSpec{Name: "glob", Format: "json", Path: filepath.Join(dir, "day=*", "*.json")}, 2},
-		{InputSpec{Name: "filtered", Format: "json", Path: dir, Filter: "day = '2024-01-02'"}, 1},
-		{InputSpec{Name: "q", Format: "query", Query: "SELECT * FROM glob WHERE day >= :start_date", Params: map[string]any{"start_date": "2024-01-02"}}, 1},
-		{InputSpec{Name: "tbl", Format: "table", Table: "glob"}, 2},
+		{InputSpec{Key: "glob", Format: "json", Path: filepath.Join(dir, "day=*", "*.json")}, nil, 2},
+		{InputSpec{Key: "filtered", Format: "json", Path: dir, Filter: "day = '2024-01-02'"}, nil, 1},
+		{InputSpec{Key: "q", Format: "query", Query: "SELECT * FROM glob WHERE day >= :start_date"}, map[string]any{"start_date": "2024-01-02"}, 1},
+		{InputSpec{Key: "tbl", Format: "table", Table: "glob"}, nil, 2},
 	}
 	for _, c := range cases {
-		if err := s.RegisterInput(ctx, c.in); err != nil {
-			t.Fatalf("%s: %v", c.in.Name, err)
+		if err := s.RegisterInput(ctx, c.in, c.params); err != nil {
+			t.Fatalf("%s: %v", c.in.Key, err)
 		}
-		if got := rows(t, s, "SELECT count(*) FROM "+c.in.Name); got[0][0] != c.want {
-			t.Errorf("%s has %v rows, want %d", c.in.Name, got[0][0], c.want)
+		if got := rows(t, s, "SELECT count(*) FROM "+c.in.Key); got[0][0] != c.want {
+			t.Errorf("%s has %v rows, want %d", c.in.Key, got[0][0], c.want)
 		}
 	}
-	err := s.RegisterInput(ctx, InputSpec{Name: "missing", Format: "parquet", Path: filepath.Join(dir, "nope")})
+	err := s.RegisterInput(ctx, InputSpec{Key: "missing", Format: "parquet", Path: filepath.Join(dir, "nope")}, nil)
 	assertPermanent(t, err, "PATH_NOT_FOUND")
 }
 
@@ -274,7 +275,7 @@ func TestWriteOutput_WriteModesBehaveAsSparkDocuments(t *testing.T) {
 func TestWriteOutput_PartitionColumnsAndOptions(t *testing.T) {
 	s := connect(t, nil)
 	ctx := context.Background()
-	if err := s.RegisterInput(ctx, salesInput(t)); err != nil {
+	if err := s.RegisterInput(ctx, salesInput(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "by_region")
@@ -291,7 +292,7 @@ func TestWriteOutput_PartitionColumnsAndOptions(t *testing.T) {
 			t.Errorf("no gzip csv under region=%s; %s holds %v", region, path, entries)
 		}
 	}
-	if err := s.RegisterInput(ctx, InputSpec{Name: "back", Format: "csv", Path: path, Options: map[string]string{"header": "true"}}); err != nil {
+	if err := s.RegisterInput(ctx, InputSpec{Key: "back", Format: "csv", Path: path, Options: map[string]string{"header": "true"}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := rows(t, s, "SELECT region, count(*) FROM back GROUP BY region ORDER BY region")
@@ -319,7 +320,7 @@ func TestWriteOutput_ZeroRowsIsAWarning(t *testing.T) {
 func TestRunSQL_ErrorsInTheQueryArePermanentWithSparksMessage(t *testing.T) {
 	s := connect(t, nil)
 	ctx := context.Background()
-	if err := s.RegisterInput(ctx, salesInput(t)); err != nil {
+	if err := s.RegisterInput(ctx, salesInput(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -392,7 +393,7 @@ func TestConnect_OpensTheSessionWithItsSettingsInOneRequest(t *testing.T) {
 			t.Errorf("%s = %q, %v; want %q", k, got, err, want)
 		}
 	}
-	if err := s.RegisterInput(ctx, InputSpec{Name: "tz", Format: "query", Query: "SELECT current_timezone() AS tz"}); err != nil {
+	if err := s.RegisterInput(ctx, InputSpec{Key: "tz", Format: "query", Query: "SELECT current_timezone() AS tz"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := rows(t, s, "SELECT tz FROM tz"); len(got) != 1 || got[0][0] != "Asia/Tokyo" {

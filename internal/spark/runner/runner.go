@@ -466,7 +466,7 @@ func (r *runExec) readUpstream(ctx context.Context, s *sparkconnect.Session, n *
 // readBack registers what an earlier execution wrote as a view named after
 // its output key.
 func (r *runExec) readBack(ctx context.Context, s *sparkconnect.Session, in plan.InputSpec) error {
-	return r.once(ctx, "output:"+in.Key, func() error { return s.RegisterInput(ctx, inputSpec(in, nil)) })
+	return r.once(ctx, "output:"+in.Key, func() error { return s.RegisterInput(ctx, in, nil) })
 }
 
 // params are the SQL parameters every node may use: the run's dates, as
@@ -488,7 +488,7 @@ func (r *runExec) registerInput(ctx context.Context, s *sparkconnect.Session, in
 		if in.Query != "" {
 			params = r.params()
 		}
-		return s.RegisterInput(ctx, inputSpec(in, params))
+		return s.RegisterInput(ctx, in, params)
 	})
 }
 
@@ -511,13 +511,6 @@ func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
 		r.mu.Unlock()
 	}
 	return o.err
-}
-
-// inputSpec hands the plan's input spec to the session, with the
-// parameters a query input binds.
-func inputSpec(in plan.InputSpec, params map[string]any) sparkconnect.InputSpec {
-	return sparkconnect.InputSpec{Name: in.Key, Format: in.Format, Path: in.Path, Options: in.Options, Schema: in.Schema,
-		Table: in.Table, Query: in.Query, Params: params, Filter: in.Filter}
 }
 
 // Close implements engine.RunExecutor.

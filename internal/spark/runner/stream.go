@@ -49,9 +49,6 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		QueryName:   spec.QueryName,
 		Checkpoint:  spec.Checkpoint,
 	}
-	if spec.Sink.Format == "memory" && spec.Sink.Table != "" {
-		start.QueryName, start.Table = spec.Sink.Table, "" // a memory sink's table is its query's name
-	}
 	return streaming.Run(ctx, s, start, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout))
 }
 

@@ -469,67 +469,6 @@ func Executors(ctx context.Context, driverUI, appID string) ([]Executor, error) 
 	return slices.DeleteFunc(all, func(e Executor) bool { return e.ID == "driver" || !e.Active }), nil
 }
 
-// Job is one job of an application as its driver's REST API reports it.
-// A Spark Connect server tags each job with the session and the operation
-// that ran it (SparkConnect_OperationTag_User_U_Session_S_Operation_O).
-type Job struct {
-	ID          int      `json:"jobId"`
-	Description string   `json:"description"`
-	Tags        []string `json:"jobTags"`
-	Status      string   `json:"status"`
-	NumTasks    int      `json:"numTasks"`
-	StageIDs    []int    `json:"stageIds"`
-}
-
-// StageExecutors counts the tasks of a stage's attempts by the executor
-// that ran them.
-func StageExecutors(ctx context.Context, driverUI, appID string, stageID int) (map[string]int, error) {
-	var attempts []struct {
-		Tasks map[string]struct {
-			ExecutorID string `json:"executorId"`
-		} `json:"tasks"`
-	}
-	url := fmt.Sprintf("%s/api/v1/applications/%s/stages/%d?details=true", driverUI, appID, stageID)
-	if err := getJSON(ctx, url, &attempts); err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, a := range attempts {
-		for _, t := range a.Tasks {
-			out[t.ExecutorID]++
-		}
-	}
-	return out, nil
-}
-
-// Jobs lists the application's jobs, newest first.
-func Jobs(ctx context.Context, driverUI, appID string) ([]Job, error) {
-	var jobs []Job
-	err := getJSON(ctx, driverUI+"/api/v1/applications/"+appID+"/jobs", &jobs)
-	return jobs, err
-}
-
-// Operation is the Spark Connect operation that ran the job, from its tags,
-// "" when the job carries none.
-func (j Job) Operation() string {
-	for _, t := range j.Tags {
-		if _, op, ok := strings.Cut(t, "_Operation_"); ok && strings.HasPrefix(t, "SparkConnect_OperationTag_") {
-			return op
-		}
-	}
-	return ""
-}
-
-// InSession reports whether a job ran in the Spark Connect session.
-func (j Job) InSession(session string) bool {
-	for _, t := range j.Tags {
-		if strings.HasPrefix(t, "SparkConnect_OperationTag_") && strings.Contains(t, "_Session_"+session+"_Operation_") {
-			return true
-		}
-	}
-	return false
-}
-
 func getJSON(ctx context.Context, url string, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

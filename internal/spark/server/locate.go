@@ -8,10 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/jvm"
 )
 
 // MinJavaVersion is the oldest Java that Spark 4 runs on.
@@ -20,7 +20,7 @@ const MinJavaVersion = 17
 // ErrJavaMissing and ErrSparkMissing say that the machine lacks what the
 // embedded server needs, as opposed to a server that failed to start.
 var (
-	ErrJavaMissing  = errors.New("java not found")
+	ErrJavaMissing  = jvm.ErrMissing
 	ErrSparkMissing = errors.New("pyspark not found")
 )
 
@@ -56,39 +56,10 @@ func checkSparkHome(home string) error {
 	return nil
 }
 
-var javaVersionRE = regexp.MustCompile(`version "(\d+)(?:\.(\d+))?`)
-
-// CheckJava runs java -version from javaHome (or PATH when empty) and
-// returns the java binary when its major version is at least 17.
+// CheckJava returns the java binary of javaHome (or PATH when empty) when
+// it is Java 17 or later, the oldest Spark 4 runs on.
 func CheckJava(ctx context.Context, javaHome string) (string, error) {
-	java := "java"
-	if javaHome != "" {
-		java = filepath.Join(javaHome, "bin", "java")
-	}
-	path, err := exec.LookPath(java)
-	if err != nil {
-		return "", fmt.Errorf("%w: Java %d+ is needed for Spark (install openjdk-%d-jre-headless or set JAVA_HOME): %v",
-			ErrJavaMissing, MinJavaVersion, MinJavaVersion, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "-version").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%w: %s -version failed: %v: %s", ErrJavaMissing, path, err, lastLine(string(out)))
-	}
-	m := javaVersionRE.FindStringSubmatch(string(out))
-	if m == nil {
-		return "", fmt.Errorf("%w: cannot read the version of %s from %q", ErrJavaMissing, path, lastLine(string(out)))
-	}
-	major, _ := strconv.Atoi(m[1])
-	if major == 1 && m[2] != "" { // 1.8 is Java 8
-		major, _ = strconv.Atoi(m[2])
-	}
-	if major < MinJavaVersion {
-		return "", fmt.Errorf("%w: Java %d+ is needed for Spark, %s is Java %d (set JAVA_HOME to a newer JDK)",
-			ErrJavaMissing, MinJavaVersion, path, major)
-	}
-	return path, nil
+	return jvm.Find(ctx, javaHome, MinJavaVersion)
 }
 
 func lastLine(s string) string {

@@ -77,7 +77,7 @@ func TestServer_AnswersQueriesRestartsAfterKillAndStopsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close(ctx)
-	if err := sess.RegisterInput(ctx, sparkconnect.InputSpec{Name: "one", Format: "query", Query: "SELECT 1 AS x"}); err != nil {
+	if err := sess.RegisterInput(ctx, sparkconnect.InputSpec{Key: "one", Format: "query", Query: "SELECT 1 AS x"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	inFlight := make(chan error, 1)
@@ -189,32 +189,6 @@ func TestStart_FailsWithTheLogTailWhenTheServerCannotStart(t *testing.T) {
 		}
 	}
 	t.Log(msg)
-}
-
-func TestCheckJava_RejectsJavaOlderThan17(t *testing.T) {
-	home := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(home, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	script := "#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n"
-	if err := os.WriteFile(filepath.Join(home, "bin", "java"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_, err := sparkserver.CheckJava(context.Background(), home)
-	if !errors.Is(err, sparkserver.ErrJavaMissing) || !strings.Contains(err.Error(), "Java 17+") || !strings.Contains(err.Error(), "Java 11") {
-		t.Fatalf("CheckJava = %v, want ErrJavaMissing naming Java 17+ and the found Java 11", err)
-	}
-}
-
-func TestCheckJava_ReadsJava8StyleVersions(t *testing.T) {
-	home := t.TempDir()
-	_ = os.MkdirAll(filepath.Join(home, "bin"), 0o755)
-	script := "#!/bin/sh\necho 'java version \"1.8.0_292\"' >&2\n"
-	_ = os.WriteFile(filepath.Join(home, "bin", "java"), []byte(script), 0o755)
-	_, err := sparkserver.CheckJava(context.Background(), home)
-	if err == nil || !strings.Contains(err.Error(), "Java 8") {
-		t.Fatalf("CheckJava = %v, want a rejection of Java 8", err)
-	}
 }
 
 func TestStart_NamesAMissingSparkHome(t *testing.T) {

@@ -15,13 +15,16 @@ import (
 	"syscall"
 	"time"
 
-	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
+	"github.com/tauro-exec/tauro-exec/internal/jvm"
 )
 
 // LibsDirName is the folder of the project venv that holds Apache Kafka's
 // broker and its dependencies, copied from Maven Central by
 // `make kafka-libs` (tools/kafka/pom.xml names the version).
 const LibsDirName = "kafka-libs"
+
+// minJava is the oldest Java a Kafka 4 broker runs on.
+const minJava = 17
 
 // ErrKafkaMissing says that the broker's jars are not there, as opposed to
 // a broker that failed to start.
@@ -79,7 +82,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("kafkatest: %w", err)
 	}
-	java, err := sparkserver.CheckJava(ctx, "")
+	java, err := jvm.Find(ctx, "", minJava)
 	if err != nil {
 		return nil, err
 	}
@@ -246,11 +249,17 @@ logger.started.level = info
 `
 
 // clusterID is a new cluster's id: 16 random bytes in URL-safe base64, the
-// form Kafka's Uuid takes.
+// form Kafka's Uuid takes. Like Kafka's own Uuid.randomUuid it never starts
+// with '-', which the storage tool would read as an option (one start in
+// 64 failed with "argument --cluster-id: expected one argument").
 func clusterID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	for {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		if id := base64.RawURLEncoding.EncodeToString(b[:]); id[0] != '-' {
+			return id
+		}
+	}
 }
 
 // freePorts finds n distinct free loopback ports, holding each open until

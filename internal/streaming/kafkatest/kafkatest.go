@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
+	"github.com/tauro-exec/tauro-exec/internal/jvm"
 )
 
 // Environment variables that steer the tests.
@@ -48,7 +48,7 @@ func Bootstrap(tb testing.TB) string {
 	}
 	once.Do(start)
 	if startErr != nil {
-		missing := errors.Is(startErr, ErrKafkaMissing) || errors.Is(startErr, sparkserver.ErrJavaMissing)
+		missing := errors.Is(startErr, ErrKafkaMissing) || errors.Is(startErr, jvm.ErrMissing)
 		if missing && os.Getenv(EnvRequire) != "1" {
 			tb.Skipf("no Kafka broker for integration tests (%v); set %s=1 to make this an error", startErr, EnvRequire)
 		}

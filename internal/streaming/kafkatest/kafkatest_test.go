@@ -48,3 +48,11 @@ func TestTopic_IsAValidKafkaNameUniquePerCall(t *testing.T) {
 		t.Errorf("Topic = %q, then %q; want two different valid topic names", a, b)
 	}
 }
+
+func TestClusterID_NeverStartsWithADashTheStorageToolWouldReadAsAnOption(t *testing.T) {
+	for range 2000 {
+		if id := clusterID(); id[0] == '-' || len(id) != 22 {
+			t.Fatalf("clusterID = %q", id)
+		}
+	}
+}
