@@ -288,9 +288,14 @@ test-web: build chromium
 # peer benchmark (bench/peer) runs execd against the same work written by
 # hand, over Spark Connect and on classic Spark, in interleaved rounds
 # (PEER_ROUNDS, default 5; PEER_WORKLOADS picks workloads).
-bench: java build venv spark-jars
+# The store benchmarks include PostgreSQL's (from an event committed on one
+# replica to a watcher on another), and the throughput benchmark runs tiny
+# runs through one execd on SQLite and one and three replicas on
+# PostgreSQL; both start a throwaway PostgreSQL cluster of their own.
+bench: java postgres build venv spark-jars
 	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead' -benchmem -count=1 ./internal/...
 	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/spark/runner
+	EXECD=$(abspath $(BIN)/execd) $(GO) test -run='^$$' -bench='Throughput' -benchtime=2x -count=1 ./cmd/execd
 	$(MAKE) --no-print-directory bench-peer
 
 bench-peer: java build venv spark-jars

@@ -29,7 +29,7 @@ var (
 	buildErr  error
 )
 
-func execdBin(t *testing.T) string {
+func execdBin(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if p := os.Getenv("EXECD"); p != "" {
@@ -55,7 +55,7 @@ func execdBin(t *testing.T) string {
 
 // daemon is an execd process started by a test.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	addr    string
 	metrics string // with --metrics-listen: the metrics endpoint's address
@@ -68,13 +68,13 @@ type daemon struct {
 
 // startDaemon runs `execd serve` on a free port against project, with the
 // test run's Spark server, and waits until it listens.
-func startDaemon(t *testing.T, project, state string, extra ...string) *daemon {
+func startDaemon(t testing.TB, project, state string, extra ...string) *daemon {
 	t.Helper()
 	return launch(t, project, state, append([]string{"--spark-remote", sparktest.Remote(t)}, extra...)...)
 }
 
 // startDaemonEmbedded runs execd with its own embedded Spark server.
-func startDaemonEmbedded(t *testing.T, project, state string) *daemon {
+func startDaemonEmbedded(t testing.TB, project, state string) *daemon {
 	t.Helper()
 	py, err := sparktest.Python()
 	if err != nil {
@@ -83,13 +83,13 @@ func startDaemonEmbedded(t *testing.T, project, state string) *daemon {
 	return launch(t, project, state, "--python", py)
 }
 
-func launch(t *testing.T, project, state string, extra ...string) *daemon {
+func launch(t testing.TB, project, state string, extra ...string) *daemon {
 	t.Helper()
 	return launchEnv(t, nil, project, state, extra...)
 }
 
 // launchEnv is launch with env added to the daemon's environment.
-func launchEnv(t *testing.T, env []string, project, state string, extra ...string) *daemon {
+func launchEnv(t testing.TB, env []string, project, state string, extra ...string) *daemon {
 	t.Helper()
 	args := []string{"serve", "--project", project, "--state", state, "--listen", "127.0.0.1:0"}
 	args = append(args, extra...)
@@ -161,7 +161,7 @@ func (d *daemon) Kill() {
 	<-d.exited
 }
 
-func (d *daemon) client(t *testing.T, opts ...grpc.DialOption) execv1.ExecServiceClient {
+func (d *daemon) client(t testing.TB, opts ...grpc.DialOption) execv1.ExecServiceClient {
 	t.Helper()
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
@@ -182,7 +182,7 @@ var _ io.Writer = writerFunc(nil)
 
 // copyProject copies a testdata project into a temp folder, so outputs and
 // state stay out of the tree.
-func copyProject(t *testing.T, name string) string {
+func copyProject(t testing.TB, name string) string {
 	t.Helper()
 	src := filepath.Join("testdata", name)
 	dst := filepath.Join(t.TempDir(), name)
@@ -209,7 +209,7 @@ func copyProject(t *testing.T, name string) string {
 
 // collect reads a WatchRun stream to its end.
 // startRun executes req and returns the new run's id.
-func startRun(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, req *execv1.ExecutePipelineRequest) string {
+func startRun(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, req *execv1.ExecutePipelineRequest) string {
 	t.Helper()
 	resp, err := cl.ExecutePipeline(ctx, req)
 	if err != nil {
@@ -218,7 +218,7 @@ func startRun(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, re
 	return resp.GetRun().GetRunId()
 }
 
-func collect(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, runID string, after int64) []*execv1.RunEvent {
+func collect(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, runID string, after int64) []*execv1.RunEvent {
 	t.Helper()
 	stream, err := cl.WatchRun(ctx, &execv1.WatchRunRequest{RunId: runID, AfterSequence: after})
 	if err != nil {

@@ -22,20 +22,20 @@ type replicaSet struct {
 	url, passwordFile, project string
 }
 
-func newReplicaSet(t *testing.T, project string) replicaSet {
+func newReplicaSet(t testing.TB, project string) replicaSet {
 	t.Helper()
 	url, pw := pgtest.Schema(t)
 	return replicaSet{url: url, passwordFile: pw, project: project}
 }
 
 // start runs replica name, with its own state folder.
-func (rs replicaSet) start(t *testing.T, name string, extra ...string) *daemon {
+func (rs replicaSet) start(t testing.TB, name string, extra ...string) *daemon {
 	t.Helper()
 	return rs.startEnv(t, nil, name, extra...)
 }
 
 // startEnv is start with env added to the replica's environment.
-func (rs replicaSet) startEnv(t *testing.T, env []string, name string, extra ...string) *daemon {
+func (rs replicaSet) startEnv(t testing.TB, env []string, name string, extra ...string) *daemon {
 	t.Helper()
 	return launchEnv(t, env, rs.project, t.TempDir(), append([]string{"--spark-remote", sparktest.Remote(t),
 		"--store", rs.url, "--store-password-file", rs.passwordFile,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -138,4 +139,41 @@ func TestConfig_ThePasswordIsNeverInTheURLNorInAnError(t *testing.T) {
 	if !strings.Contains(err.Error(), "PostgreSQL") {
 		t.Errorf("the error does not say what it was connecting to: %v", err)
 	}
+}
+
+// BenchmarkCrossReplicaWatch: from an event committed on one replica to a
+// watcher on another (the commit, the NOTIFY, the watcher's read of the
+// table), one event at a time.
+func BenchmarkCrossReplicaWatch(b *testing.B) {
+	rs := replicas(b, 2)
+	storetest.Create(b, rs[0], storetest.NewRun("r", "p", "a"))
+	storetest.AppendOK(b, rs[0], "r", storetest.RunState(run.Running, ""), storetest.NodeState("a", run.NodeRunning, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := rs[1].Watch(ctx, "r", 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	received := make(chan time.Time, 1)
+	go func() {
+		for range w.Events() {
+			received <- time.Now()
+		}
+	}()
+	ev := storetest.Message("a", "a line of output from the node")
+	var lat []time.Duration
+	for b.Loop() {
+		if _, err := rs[0].Append(ctx, "r", ev); err != nil {
+			b.Fatal(err)
+		}
+		committed := time.Now()
+		lat = append(lat, (<-received).Sub(committed))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
 }
