@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -314,4 +316,157 @@ func TestReplicas_AdmissionHoldsAcrossReplicas(t *testing.T) {
 	if r2.GetRun().GetReplica() != "b" {
 		t.Errorf("the second run was executed by %q; want b, where it was submitted", r2.GetRun().GetReplica())
 	}
+}
+
+// The failover test: three replicas on one PostgreSQL and the test run's
+// Spark; 20 runs (SQL, Python and one streaming) submitted through all
+// three; one replica killed (SIGKILL) three times while they run, and
+// restarted: twice after its lease lapsed (the others take its runs up),
+// once at once (it takes them up itself). Every run ends SUCCEEDED (the
+// stream by StopRun); every Delta output holds the one commit its run
+// makes; each run's log read from each replica is the same and gap-free;
+// and the lease history of every run is one owner per epoch, in order.
+func TestReplicas_FailoverOfAReplicaKilledThreeTimesWhileTwentyRunsRun(t *testing.T) {
+	project := copyProject(t, "failoverproj")
+	incoming := filepath.Join(project, "data", "incoming")
+	if err := os.MkdirAll(incoming, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rs := newReplicaSet(t, project)
+	ctx := testCtx(t, 8*time.Minute)
+	ds := make([]*daemon, 3)
+	for i := range ds {
+		ds[i] = rs.start(t, fmt.Sprintf("r%d", i), "--workers", "1")
+	}
+
+	type submitted struct{ id, pipeline, env string }
+	var runs []submitted
+	stream := startRun(ctx, t, ds[0].client(t), &execv1.ExecutePipelineRequest{Pipeline: "stream_work", Env: "sandbox_stream"})
+	for i := range 19 {
+		p := "sql_work"
+		if i%3 == 2 {
+			p = "py_work"
+		}
+		env := fmt.Sprintf("sandbox_f%02d", i)
+		id := startRun(ctx, t, ds[i%3].client(t), &execv1.ExecutePipelineRequest{Pipeline: p, Env: env})
+		runs = append(runs, submitted{id, p, env})
+	}
+	dropOrders(t, incoming, "a.csv", 1, 40)
+
+	killed := ds[1]
+	kill := func(after, down time.Duration) {
+		time.Sleep(after)
+		killed.Kill()
+		time.Sleep(down)
+		killed = rs.start(t, "r1", "--workers", "1")
+		ds[1] = killed
+	}
+	kill(2*time.Second, 5*time.Second) // past its 3 s lease: the others take its runs
+	kill(3*time.Second, 0)             // back at once: it takes its own runs up
+	dropOrders(t, incoming, "b.csv", 41, 80)
+	kill(4*time.Second, 5*time.Second)
+
+	for _, r := range runs {
+		collect(ctx, t, ds[0].client(t), r.id, 0)
+	}
+	sink := "delta.`" + filepath.Join(project, "output", "sandbox_stream", "fo", "stream", "landed") + "`"
+	for n := int64(0); n < 80; n = sparkCount(ctx, t, "SELECT count(*) FROM "+sink) {
+		if ctx.Err() != nil {
+			t.Fatalf("the stream landed %d of the 80 rows", n)
+		}
+		time.Sleep(time.Second)
+	}
+	if _, err := ds[2].client(t).StopRun(ctx, &execv1.StopRunRequest{RunId: stream, Reason: "every file is in"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sparkCount(ctx, t, "SELECT count(DISTINCT id) FROM "+sink); n != 80 {
+		t.Errorf("the stream's sink holds %d distinct ids, want 80", n)
+	}
+
+	moved := 0
+	clients := []execv1.ExecServiceClient{ds[0].client(t), ds[1].client(t), ds[2].client(t)}
+	for _, r := range append(runs, submitted{stream, "stream_work", "sandbox_stream"}) {
+		got, err := clients[0].GetRun(ctx, &execv1.GetRunRequest{RunId: r.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := got.GetRun().GetState(); st != execv1.RunState_RUN_STATE_SUCCEEDED {
+			t.Errorf("run %s (%s) is %v: %s", r.id, r.pipeline, st, got.GetRun().GetMessage())
+		}
+		// The same log from every replica, without a gap.
+		first := collect(ctx, t, clients[0], r.id, 0)
+		for i, ev := range first {
+			if ev.GetSequence() != int64(i+1) {
+				t.Fatalf("run %s: event %d has sequence %d", r.id, i+1, ev.GetSequence())
+			}
+		}
+		for _, cl := range clients[1:] {
+			other := collect(ctx, t, cl, r.id, 0)
+			if len(other) != len(first) {
+				t.Errorf("run %s: %d events from one replica, %d from another", r.id, len(first), len(other))
+				continue
+			}
+			for i := range first {
+				if !sameEvent(first[i], other[i]) {
+					t.Errorf("run %s: event %d differs between replicas", r.id, i+1)
+				}
+			}
+		}
+		// One owner per epoch, in the order of the claims.
+		hist := rs.history(ctx, t, r.id)
+		for i, h := range hist {
+			if h.epoch != int64(i+1) || (i > 0 && !h.acquired.After(hist[i-1].acquired)) {
+				t.Errorf("run %s: lease history %+v is not one claim per epoch in order", r.id, hist)
+				break
+			}
+		}
+		if len(hist) > 1 && hist[len(hist)-1].owner != hist[0].owner {
+			moved++
+		}
+		if r.pipeline == "stream_work" {
+			continue
+		}
+		for _, out := range map[string][]string{"sql_work": {"fo/sql/numbers", "fo/sql/totals"}, "py_work": {"fo/py/tagged", "fo/py/counts"}}[r.pipeline] {
+			if n := deltaCommits(ctx, t, filepath.Join(project, "output", r.env, out)); n != 1 {
+				t.Errorf("run %s wrote %s with %d commits, want 1", r.id, out, n)
+			}
+		}
+	}
+	if moved == 0 {
+		t.Error("no run moved to another replica: the kills missed every run")
+	}
+	t.Logf("%d of 20 runs ended on another replica than the one that started them", moved)
+}
+
+// claim is one line of a run's lease history.
+type claim struct {
+	epoch    int64
+	owner    string
+	acquired time.Time
+}
+
+// history is the run's lease history, in epoch order.
+func (rs replicaSet) history(ctx context.Context, t *testing.T, runID string) []claim {
+	t.Helper()
+	conn, err := pgtest.Connect(ctx, rs.url, rs.passwordFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT epoch, owner, acquired FROM run_leases WHERE run_id = $1 ORDER BY epoch`, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []claim
+	for rows.Next() {
+		var c claim
+		var ns int64
+		if err := rows.Scan(&c.epoch, &c.owner, &ns); err != nil {
+			t.Fatal(err)
+		}
+		c.acquired = time.Unix(0, ns)
+		out = append(out, c)
+	}
+	return out
 }

@@ -29,11 +29,13 @@ import (
 // it survives a restart.
 //
 // With several replicas on one store, each admits the runs in its own
-// queue, against --max-concurrent-runs of its own; max_active_runs and
-// where runs write are judged against the runs executing on every replica,
-// in the store's StartRun, which admits one run at a time across them. A
-// replica looks at its queue again every admitPoll, since runs that end on
-// another replica do not tell it.
+// queue, against --max-concurrent-runs of its own; max_active_runs, where
+// runs write and priority are judged against the runs executing and
+// waiting on every replica, in the store's StartRun, which admits one run
+// at a time across them: a run waits while a run ahead of it in the queue
+// (on any replica) could start and would then block it. A replica looks at
+// its queue again every admitPoll, since runs that end on another replica
+// do not tell it.
 
 // ticket is a queued run.
 type ticket struct {
@@ -45,6 +47,9 @@ type ticket struct {
 	stop     chan struct{} // nil: startLocked makes one
 	priority int
 	seq      uint64
+	// created is when its run was created: its place among runs of equal
+	// priority on every replica.
+	created time.Time
 	writes   []string
 	// lease is the run's, held by this replica: every write for the run
 	// is made under it.
@@ -127,25 +132,60 @@ func (e *Engine) blockerLocked(t *ticket) string {
 		executing = append(executing, store.Admission{RunID: id, Key: a.key, Writes: a.writes})
 	}
 	slices.SortFunc(executing, func(a, b store.Admission) int { return cmp.Compare(a.RunID, b.RunID) })
-	return blocker(t, executing)
+	return blocker(t.admission(), executing)
 }
 
-// blocker says which of the executing runs keeps t from starting: one too
+// admission is what t's admission is judged by.
+func (t *ticket) admission() store.Admission {
+	return store.Admission{RunID: t.id, Pipeline: t.p.Name, Key: pipelineKey(t.p), MaxActive: max(t.p.MaxActiveRuns, 1),
+		Writes: t.writes, Priority: t.priority, Created: t.created}
+}
+
+// blocker says which of the executing runs keeps a from starting: one too
 // many of its pipeline, or one that writes where it writes.
-func blocker(t *ticket, executing []store.Admission) string {
+func blocker(a store.Admission, executing []store.Admission) string {
 	same := 0
-	key := pipelineKey(t.p)
 	for _, x := range executing {
-		if key != "" && x.Key == key {
-			if same++; same >= max(t.p.MaxActiveRuns, 1) {
-				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", t.p.Name, same, max(t.p.MaxActiveRuns, 1), x.RunID)
+		if a.Key != "" && x.Key == a.Key {
+			if same++; same >= max(a.MaxActive, 1) {
+				return fmt.Sprintf("pipeline %s already has %d run(s) executing (max_active_runs %d; the latest is %s)", a.Pipeline, same, max(a.MaxActive, 1), x.RunID)
 			}
 		}
-		if loc, ok := overlap(t.writes, x.Writes); ok {
+		if loc, ok := overlap(a.Writes, x.Writes); ok {
 			return fmt.Sprintf("run %s is writing %s", x.RunID, loc)
 		}
 	}
 	return ""
+}
+
+// admissible says why a cannot start among the executing runs, or, when
+// it could, which run waiting ahead of it in the queue could start too and
+// would then block it: priority holds across replicas.
+func admissible(a store.Admission, executing, waiting []store.Admission) string {
+	if why := blocker(a, executing); why != "" {
+		return why
+	}
+	for _, w := range waiting {
+		if !ahead(w, a) || blocker(w, executing) != "" {
+			continue
+		}
+		if blocker(a, append(slices.Clip(executing), w)) != "" {
+			return fmt.Sprintf("run %s is ahead in the queue (priority %d) and would block it", w.RunID, w.Priority)
+		}
+	}
+	return ""
+}
+
+// ahead reports whether w comes before a in the queue: higher priority
+// first, then the earlier created.
+func ahead(w, a store.Admission) bool {
+	if w.Priority != a.Priority {
+		return w.Priority > a.Priority
+	}
+	if !w.Created.Equal(a.Created) {
+		return w.Created.Before(a.Created)
+	}
+	return w.RunID < a.RunID
 }
 
 func (e *Engine) maxConcurrent() int {
@@ -159,7 +199,7 @@ func (e *Engine) maxConcurrent() int {
 // restart) and admits what can start. e.mu is held.
 func (e *Engine) enqueueLocked(ctx context.Context, t *ticket, record bool) error {
 	if record {
-		if _, err := e.opt.Store.AppendAs(context.WithoutCancel(ctx), t.lease, run.Event{Kind: run.RunStateChanged, RunState: run.Queued}); err != nil {
+		if err := e.opt.Store.Queue(context.WithoutCancel(ctx), t.lease, t.admission()); err != nil {
 			return err
 		}
 	}
@@ -187,9 +227,9 @@ func (e *Engine) admitLocked() {
 			kept = append(kept, t)
 			continue
 		}
-		why, err := e.opt.Store.StartRun(context.WithoutCancel(t.ctx), t.lease,
-			store.Admission{RunID: t.id, Key: pipelineKey(t.p), Writes: t.writes},
-			func(executing []store.Admission) string { return blocker(t, executing) })
+		a := t.admission()
+		why, err := e.opt.Store.StartRun(context.WithoutCancel(t.ctx), t.lease, a,
+			func(executing, waiting []store.Admission) string { return admissible(a, executing, waiting) })
 		switch {
 		case errors.Is(err, store.ErrFenced):
 			e.log.Warn("a queued run passed to another replica", "run_id", t.id, "err", err)
@@ -274,7 +314,7 @@ func (e *Engine) requeueRun(ctx context.Context, id string) error {
 	}
 	e.log.Info("run queued by a previous execd is queued again", "run_id", id)
 	t := e.newTicket(id, p, r.Params, prior)
-	t.recovered, t.lease = true, lease
+	t.recovered, t.lease, t.created = true, lease, r.CreateTime
 	return e.enqueueLocked(ctx, t, false)
 }
 

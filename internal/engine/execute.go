@@ -67,6 +67,7 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 		return stored, nil
 	}
 	t.lease = store.Lease{RunID: stored.ID, Owner: stored.Owner, Epoch: stored.Epoch}
+	t.created = stored.CreateTime
 	if err := e.enqueueLocked(ctx, t, true); err != nil {
 		return run.Run{}, err
 	}

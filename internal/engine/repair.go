@@ -94,6 +94,7 @@ func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, err
 	}
 	t := e.newTicket(id, p, stored.Params, prior)
 	t.lease = store.Lease{RunID: id, Owner: stored.Owner, Epoch: stored.Epoch}
+	t.created = stored.CreateTime
 	if err := e.enqueueLocked(ctx, t, true); err != nil {
 		return run.Run{}, err
 	}

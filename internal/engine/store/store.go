@@ -172,13 +172,16 @@ type Runs interface {
 	// AppendAs is Append by the replica that holds lease: ErrFenced, and
 	// nothing written, once another replica has claimed the run.
 	AppendAs(ctx context.Context, lease Lease, evs ...run.Event) ([]run.Event, error)
+	// Queue records the run QUEUED under lease, with what its admission
+	// will be judged by.
+	Queue(ctx context.Context, lease Lease, a Admission) error
 	// StartRun admits a queued run: it records the run RUNNING under
-	// lease, with the key and places its admission is judged by, if
-	// decide, given every other run executing now on any replica, finds
-	// nothing that blocks it (""). No two StartRun calls decide at once,
-	// whichever replicas make them. A blocked run is left as it was, and
-	// the blocker returned.
-	StartRun(ctx context.Context, lease Lease, a Admission, decide func(executing []Admission) string) (blocker string, err error)
+	// lease (with a, in case it was queued without it) if decide, given
+	// every other run executing now and every other run waiting, on any
+	// replica, finds nothing that blocks it (""). No two StartRun calls
+	// decide at once, whichever replicas make them. A blocked run is left
+	// as it was, and the blocker returned.
+	StartRun(ctx context.Context, lease Lease, a Admission, decide func(executing, waiting []Admission) string) (blocker string, err error)
 	// Watch follows the run's events with sequence > after (see Watcher).
 	// ErrInvalidArgument when after is negative or beyond the run's last
 	// event.
@@ -231,12 +234,17 @@ type Journal interface {
 }
 
 // Admission is what admitting a run is judged by: its pipeline's key
-// (runs of one key count together against max_active_runs) and the places
-// it writes.
+// (runs of one key count together against its max_active_runs), the places
+// it writes, and its place in the queue (priority, then the time it was
+// created).
 type Admission struct {
-	RunID  string
-	Key    string
-	Writes []string
+	RunID     string
+	Pipeline  string
+	Key       string
+	MaxActive int
+	Writes    []string
+	Priority  int
+	Created   time.Time
 }
 
 // Lease is a replica's right to execute a run and write its record. Each

@@ -255,45 +255,53 @@ func (s *Store) TakeControlRequests(ctx context.Context, replica string) ([]stor
 	return out, err
 }
 
-// StartRun records a queued run RUNNING, with what its admission is
-// judged by, when decide finds nothing blocking among the runs executing.
-func (s *Store) StartRun(ctx context.Context, lease store.Lease, a store.Admission, decide func([]store.Admission) string) (string, error) {
+// Queue records the run QUEUED with what its admission is judged by.
+func (s *Store) Queue(ctx context.Context, lease store.Lease, a store.Admission) error {
+	return s.write(ctx, func(w *writeTx) error {
+		if err := w.fence(lease.RunID, &lease); err != nil {
+			return err
+		}
+		if err := w.setAdmission(lease.RunID, a); err != nil {
+			return err
+		}
+		_, err := w.appendEvents(lease.RunID, []run.Event{{Kind: run.RunStateChanged, RunState: run.Queued}}, false)
+		return err
+	})
+}
+
+func (w *writeTx) setAdmission(runID string, a store.Admission) error {
 	writes, err := json.Marshal(nonNil(a.Writes))
 	if err != nil {
-		return "", err
+		return err
 	}
+	_, err = w.tx.ExecContext(w.ctx, `UPDATE runs SET admission_key = ?, writes = ?, max_active = ?, priority = ? WHERE id = ?`,
+		a.Key, string(writes), a.MaxActive, a.Priority, runID)
+	return err
+}
+
+// StartRun records a queued run RUNNING when decide finds nothing blocking
+// among the runs executing and waiting.
+func (s *Store) StartRun(ctx context.Context, lease store.Lease, a store.Admission, decide func(executing, waiting []store.Admission) string) (string, error) {
 	blocker := ""
-	err = s.write(ctx, func(w *writeTx) error {
+	err := s.write(ctx, func(w *writeTx) error {
 		if err := s.b.Exclusive(w.ctx, w.tx); err != nil {
 			return err
 		}
 		if err := w.fence(lease.RunID, &lease); err != nil {
 			return err
 		}
-		rows, err := w.tx.QueryContext(w.ctx, `SELECT id, admission_key, writes FROM runs WHERE state = ? AND id != ?`, string(run.Running), lease.RunID)
+		executing, err := w.admissions(run.Running, lease.RunID)
 		if err != nil {
 			return err
 		}
-		var executing []store.Admission
-		err = eachRow(rows, func() error {
-			var e store.Admission
-			var ws string
-			if err := rows.Scan(&e.RunID, &e.Key, &ws); err != nil {
-				return err
-			}
-			if err := json.Unmarshal([]byte(ws), &e.Writes); err != nil {
-				return fmt.Errorf("decoding the outputs of run %s: %w", e.RunID, err)
-			}
-			executing = append(executing, e)
-			return nil
-		})
+		waiting, err := w.admissions(run.Queued, lease.RunID)
 		if err != nil {
 			return err
 		}
-		if blocker = decide(executing); blocker != "" {
+		if blocker = decide(executing, waiting); blocker != "" {
 			return nil
 		}
-		if _, err := w.tx.ExecContext(w.ctx, `UPDATE runs SET admission_key = ?, writes = ? WHERE id = ?`, a.Key, string(writes), lease.RunID); err != nil {
+		if err := w.setAdmission(lease.RunID, a); err != nil {
 			return err
 		}
 		_, err = w.appendEvents(lease.RunID, []run.Event{{Kind: run.RunStateChanged, RunState: run.Running}}, false)
@@ -303,4 +311,30 @@ func (s *Store) StartRun(ctx context.Context, lease store.Lease, a store.Admissi
 		return "", fmt.Errorf("store: admitting run %s: %w", lease.RunID, err)
 	}
 	return blocker, nil
+}
+
+// admissions reads what the runs in state (but except) were admitted or
+// queued with.
+func (w *writeTx) admissions(state run.State, except string) ([]store.Admission, error) {
+	rows, err := w.tx.QueryContext(w.ctx, `SELECT id, pipeline, admission_key, max_active, writes, priority, create_time
+		FROM runs WHERE state = ? AND id != ? ORDER BY create_time, id`, string(state), except)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Admission
+	err = eachRow(rows, func() error {
+		var a store.Admission
+		var ws string
+		var created int64
+		if err := rows.Scan(&a.RunID, &a.Pipeline, &a.Key, &a.MaxActive, &ws, &a.Priority, &created); err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(ws), &a.Writes); err != nil {
+			return fmt.Errorf("decoding the outputs of run %s: %w", a.RunID, err)
+		}
+		a.Created = fromNanos(created)
+		out = append(out, a)
+		return nil
+	})
+	return out, err
 }

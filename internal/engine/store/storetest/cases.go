@@ -34,7 +34,7 @@ var cases = []struct {
 	{"testReplicas_AReplicaClaimsItsOwnRunsAgainAndNobodyClaimsAnEndedRun", testReplicas_AReplicaClaimsItsOwnRunsAgainAndNobodyClaimsAnEndedRun},
 	{"testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns", testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns},
 	{"testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce", testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce},
-	{"testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime", testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime},
+	{"testStartRun_AdmitsAgainstEveryRunExecutingAndWaitingOneDecisionAtATime", testStartRun_AdmitsAgainstEveryRunExecutingAndWaitingOneDecisionAtATime},
 	{"testCreateRun_StoresPendingRunWithNodesAndFirstEvent", testCreateRun_StoresPendingRunWithNodesAndFirstEvent},
 	{"testCreateRun_EmptyIDGetsOne", testCreateRun_EmptyIDGetsOne},
 	{"testCreateRun_SameRequestIDReturnsTheExistingRun", testCreateRun_SameRequestIDReturnsTheExistingRun},

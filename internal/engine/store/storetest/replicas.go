@@ -178,7 +178,7 @@ func testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce(t *testing.T, 
 	}
 }
 
-func testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime(t *testing.T, f Factory) {
+func testStartRun_AdmitsAgainstEveryRunExecutingAndWaitingOneDecisionAtATime(t *testing.T, f Factory) {
 	s, key := f.open(t)
 	ctx := context.Background()
 	s2, err := f.reopen(ctx, key) // a second replica on the same database
@@ -186,27 +186,30 @@ func testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime(t *testing.T,
 		t.Fatal(err)
 	}
 	defer s2.Close()
+	admission := func(id string, priority int) store.Admission {
+		return store.Admission{RunID: id, Pipeline: "p", Key: "k", MaxActive: 1, Writes: []string{"/out/" + id}, Priority: priority}
+	}
 	leases := map[string]store.Lease{}
-	for _, id := range []string{"r1", "r2", "r3", "r4"} {
+	for i, id := range []string{"r1", "r2", "r3", "r4"} {
 		r := NewRun(id, "p", "n")
 		r.Owner = "a"
 		Create(t, s, r)
 		leases[id] = store.Lease{RunID: id, Owner: "a", Epoch: 1}
-		if _, err := s.AppendAs(ctx, leases[id], RunState(run.Queued, "")); err != nil {
+		if err := s.Queue(ctx, leases[id], admission(id, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if got := Get(t, s, "r1"); got.State != run.Queued {
+		t.Fatalf("a queued run is %s", got.State)
+	}
 	// At most one run of key k at a time.
-	oneOfK := func(executing []store.Admission) string {
+	oneOfK := func(executing, _ []store.Admission) string {
 		for _, x := range executing {
 			if x.Key == "k" {
 				return "run " + x.RunID + " of k is executing"
 			}
 		}
 		return ""
-	}
-	admission := func(id string) store.Admission {
-		return store.Admission{RunID: id, Key: "k", Writes: []string{"/out/" + id}}
 	}
 	// r1 and r2 race from two store instances: exactly one is admitted.
 	type result struct {
@@ -217,7 +220,7 @@ func testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime(t *testing.T,
 	for i, id := range []string{"r1", "r2"} {
 		st := []store.Store{s, s2}[i]
 		go func() {
-			why, err := st.StartRun(ctx, leases[id], admission(id), oneOfK)
+			why, err := st.StartRun(ctx, leases[id], admission(id, i), oneOfK)
 			results <- result{id, why, err}
 		}()
 	}
@@ -242,20 +245,27 @@ func testStartRun_AdmitsAgainstEveryExecutingRunOneDecisionAtATime(t *testing.T,
 	if got := Get(t, s, blocked); got.State != run.Queued {
 		t.Errorf("the blocked run is %s; want still QUEUED", got.State)
 	}
-	// decide sees the admitted run's key and places.
-	var seen []store.Admission
-	if why, err := s.StartRun(ctx, leases["r3"], store.Admission{RunID: "r3", Key: "other"}, func(x []store.Admission) string {
-		seen = x
+	// decide sees the admitted run and the runs waiting, as queued.
+	var executing, waiting []store.Admission
+	if why, err := s.StartRun(ctx, leases["r3"], store.Admission{RunID: "r3", Key: "other"}, func(e, w []store.Admission) string {
+		executing, waiting = e, w
 		return ""
 	}); err != nil || why != "" {
 		t.Fatalf("StartRun(r3) = %q, %v", why, err)
 	}
-	if len(seen) != 1 || seen[0].RunID != started || seen[0].Key != "k" || !slices.Equal(seen[0].Writes, []string{"/out/" + started}) {
-		t.Errorf("decide saw %+v; want the admitted run with its key and writes", seen)
+	if len(executing) != 1 || executing[0].RunID != started || executing[0].Key != "k" || executing[0].Pipeline != "p" ||
+		!slices.Equal(executing[0].Writes, []string{"/out/" + started}) {
+		t.Errorf("decide saw executing %+v; want the admitted run with its key and writes", executing)
+	}
+	if len(waiting) != 2 || waiting[0].RunID != blocked || waiting[1].RunID != "r4" || waiting[1].Priority != 3 || waiting[1].MaxActive != 1 || waiting[1].Created.IsZero() {
+		t.Errorf("decide saw waiting %+v; want %s and r4 as they were queued, oldest first", waiting, blocked)
 	}
 	// A stale lease admits nothing.
 	Claim(t, s, "r4", "a")
-	if _, err := s.StartRun(ctx, leases["r4"], admission("r4"), func([]store.Admission) string { return "" }); !errors.Is(err, store.ErrFenced) {
+	if _, err := s.StartRun(ctx, leases["r4"], admission("r4", 3), func(_, _ []store.Admission) string { return "" }); !errors.Is(err, store.ErrFenced) {
 		t.Errorf("StartRun under a stale lease: %v; want ErrFenced", err)
+	}
+	if err := s.Queue(ctx, leases["r4"], admission("r4", 3)); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("Queue under a stale lease: %v; want ErrFenced", err)
 	}
 }

@@ -9,6 +9,8 @@ ALTER TABLE runs ADD COLUMN control TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN control_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN admission_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE runs ADD COLUMN writes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE runs ADD COLUMN max_active INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_by_owner ON runs (owner, state);
 
 CREATE TABLE replicas (
@@ -30,5 +32,5 @@ CREATE TABLE run_leases (
 -- +goose Down
 DROP TABLE run_leases, replicas;
 DROP INDEX runs_by_owner;
-ALTER TABLE runs DROP COLUMN writes, DROP COLUMN admission_key, DROP COLUMN control_reason,
+ALTER TABLE runs DROP COLUMN priority, DROP COLUMN max_active, DROP COLUMN writes, DROP COLUMN admission_key, DROP COLUMN control_reason,
 	DROP COLUMN control, DROP COLUMN epoch, DROP COLUMN owner;
