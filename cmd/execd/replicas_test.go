@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
@@ -469,4 +473,36 @@ func (rs replicaSet) history(ctx context.Context, t *testing.T, runID string) []
 		out = append(out, c)
 	}
 	return out
+}
+
+// A replica that cannot reach its database reports NOT_SERVING, so a load
+// balancer sends calls to the replicas that can.
+func TestReplicas_AReplicaIsNotServingWhileItCannotReachTheDatabase(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	c, err := pgtest.Start(ctx) // a cluster of its own, to stop
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = c.Stop(context.Background())
+		}
+	}()
+	d := startDaemon(t, copyProject(t, "sqlproj"), t.TempDir(), "--store", c.URL, "--store-password-file", c.PasswordFile, "--workers", "0")
+	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	waitHealth(ctx, t, hc, healthpb.HealthCheckResponse_SERVING)
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	waitHealth(ctx, t, hc, healthpb.HealthCheckResponse_NOT_SERVING)
+	if !strings.Contains(d.Logs(), "the store does not answer") {
+		t.Errorf("the replica did not say why it stopped serving:\n%s", d.Logs())
+	}
 }
