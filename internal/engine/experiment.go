@@ -56,7 +56,7 @@ func (e *Engine) RunExperiment(ctx context.Context, requestID string, req experi
 	if err := e.opt.Backend.Ready(); err != nil {
 		return experiment.Record{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	x.ID, x.RequestID = newID("exp-"), requestID
+	x.ID, x.RequestID, x.Owner = newID("exp-"), requestID, e.opt.Replica
 	stored, created, err := e.opt.Store.CreateExperiment(ctx, x)
 	if err != nil {
 		return experiment.Record{}, err
@@ -336,13 +336,35 @@ func (e *Engine) resumeExperiments(ctx context.Context) error {
 		return err
 	}
 	for _, id := range ids {
-		x, err := e.opt.Store.GetExperiment(ctx, id)
-		if err != nil {
+		if err := e.resumeExperiment(ctx, id); err != nil {
 			return err
 		}
-		e.log.Info("experiment left running by a previous execd is resumed", "experiment_id", id, "trials", len(x.Trials))
-		e.startExperiment(x)
 	}
+	return nil
+}
+
+// resumeExperiment drives an experiment another execd left, once it has
+// claimed it; one a live replica drives is left to it.
+func (e *Engine) resumeExperiment(ctx context.Context, id string) error {
+	e.mu.Lock()
+	_, driven := e.exps[id]
+	e.mu.Unlock()
+	if driven {
+		return nil
+	}
+	err := e.opt.Store.ClaimExperiment(ctx, id, e.opt.Replica)
+	if errors.Is(err, store.ErrLeaseHeld) || errors.Is(err, store.ErrRunEnded) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	x, err := e.opt.Store.GetExperiment(ctx, id)
+	if err != nil {
+		return err
+	}
+	e.log.Info("experiment left running by a previous execd is resumed", "experiment_id", id, "trials", len(x.Trials))
+	e.startExperiment(x)
 	return nil
 }
 

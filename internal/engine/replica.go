@@ -164,6 +164,15 @@ func (e *Engine) adoptOrphans(ctx context.Context) {
 		}
 		return
 	}
+	xs, err := e.opt.Store.OrphanExperiments(ctx)
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("looking for experiments whose replica stopped", "err", err)
+	}
+	for _, id := range xs {
+		if err := e.resumeExperiment(ctx, id); err != nil && ctx.Err() == nil {
+			e.log.Warn("taking up an experiment whose replica stopped", "experiment_id", id, "err", err)
+		}
+	}
 	for _, id := range ids {
 		r, err := e.Get(ctx, id)
 		if err != nil {

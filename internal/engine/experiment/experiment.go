@@ -157,6 +157,8 @@ type Record struct {
 	// Trials by number.
 	Trials       []Trial
 	LastSequence int64
+	// Owner is the replica that drives the experiment.
+	Owner string
 }
 
 // Best is the succeeded trial with the best value, nil before one.

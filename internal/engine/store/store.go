@@ -313,6 +313,13 @@ type Replicas interface {
 	// whose owner is none, or a replica whose heartbeats have lapsed,
 	// oldest first.
 	Orphans(ctx context.Context) ([]string, error)
+	// ClaimExperiment makes replica the driver of an experiment that has
+	// not ended, unless a live replica other than it drives it
+	// (ErrLeaseHeld).
+	ClaimExperiment(ctx context.Context, id, replica string) error
+	// OrphanExperiments returns the experiments not ended whose driver is
+	// none or a replica whose heartbeats have lapsed, oldest first.
+	OrphanExperiments(ctx context.Context) ([]string, error)
 	// LeaseHistory returns the run's claims in order.
 	LeaseHistory(ctx context.Context, runID string) ([]LeaseRecord, error)
 	// RequestControl asks the run's owner to cancel or stop it. The

@@ -83,10 +83,10 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 		// request id's experiment is an answer, a taken id an error.
 		res, err := w.tx.ExecContext(w.ctx, `
 			INSERT INTO experiments (id, request_id, pipeline, spec, state, message, shared_nodes, trial_nodes,
-				shared_run_id, create_time, start_time, end_time, last_seq)
-			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', ?, 0, 0, 0)
+				shared_run_id, create_time, start_time, end_time, last_seq, owner)
+			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', ?, 0, 0, 0, ?)
 			ON CONFLICT DO NOTHING`,
-			x.ID, requestID, x.Spec.Pipeline, string(spec), string(experiment.Pending), string(shared), string(trial), toNanos(w.now))
+			x.ID, requestID, x.Spec.Pipeline, string(spec), string(experiment.Pending), string(shared), string(trial), toNanos(w.now), x.Owner)
 		if err != nil {
 			return fmt.Errorf("store: inserting experiment %s: %w", x.ID, err)
 		}
@@ -230,7 +230,7 @@ func (w *writeTx) appendExperiment(id string, ev experiment.Event) error {
 }
 
 const experimentColumns = `id, COALESCE(request_id, ''), spec, state, message, shared_nodes, trial_nodes, shared_run_id,
-	create_time, start_time, end_time, last_seq`
+	create_time, start_time, end_time, last_seq, owner`
 
 func scanExperiment(sc interface{ Scan(...any) error }) (experiment.Record, error) {
 	var (
@@ -238,7 +238,7 @@ func scanExperiment(sc interface{ Scan(...any) error }) (experiment.Record, erro
 		spec, state, shared, trls string
 		ct, st, et                int64
 	)
-	if err := sc.Scan(&x.ID, &x.RequestID, &spec, &state, &x.Message, &shared, &trls, &x.SharedRunID, &ct, &st, &et, &x.LastSequence); err != nil {
+	if err := sc.Scan(&x.ID, &x.RequestID, &spec, &state, &x.Message, &shared, &trls, &x.SharedRunID, &ct, &st, &et, &x.LastSequence, &x.Owner); err != nil {
 		return x, err
 	}
 	x.State = experiment.State(state)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -337,4 +338,60 @@ func (w *writeTx) admissions(state run.State, except string) ([]store.Admission,
 		return nil
 	})
 	return out, err
+}
+
+// ClaimExperiment makes replica the experiment's driver, unless a live
+// replica other than it drives it.
+func (s *Store) ClaimExperiment(ctx context.Context, id, replica string) error {
+	if err := checkIdentifier("replica name", replica, maxNameBytes); err != nil {
+		return err
+	}
+	return s.write(ctx, func(w *writeTx) error {
+		var state, owner string
+		err := w.tx.QueryRowContext(w.ctx, `SELECT state, owner FROM experiments WHERE id = ?`+w.lock, id).Scan(&state, &owner)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: experiment %q", store.ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		if experiment.State(state).Terminal() {
+			return fmt.Errorf("%w: experiment %s is %s", store.ErrRunEnded, id, state)
+		}
+		if owner != "" && owner != replica {
+			alive, err := w.alive(owner)
+			if err != nil {
+				return err
+			}
+			if alive {
+				return fmt.Errorf("%w: experiment %s is driven by %s", store.ErrLeaseHeld, id, owner)
+			}
+		}
+		_, err = w.tx.ExecContext(w.ctx, `UPDATE experiments SET owner = ? WHERE id = ?`, replica, id)
+		return err
+	})
+}
+
+// OrphanExperiments returns the experiments not ended with no driver or a
+// lapsed one.
+func (s *Store) OrphanExperiments(ctx context.Context) ([]string, error) {
+	now := toNanos(s.opt.now())
+	var ids []string
+	err := s.read(ctx, func(q Querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT x.id FROM experiments x LEFT JOIN replicas p ON p.name = x.owner
+			WHERE x.state IN (?, ?) AND (x.owner = '' OR p.name IS NULL OR p.expires < ?)
+			ORDER BY x.create_time, x.id`, string(experiment.Pending), string(experiment.Running), now)
+		if err != nil {
+			return err
+		}
+		return eachRow(rows, func() error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		})
+	})
+	return ids, err
 }

@@ -35,6 +35,7 @@ var cases = []struct {
 	{"testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns", testReplicas_ListShowsHeartbeatsAndTheRunsEachOwns},
 	{"testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce", testReplicas_ACancelAskedOfAnotherReplicaReachesTheOwnerOnce},
 	{"testStartRun_AdmitsAgainstEveryRunExecutingAndWaitingOneDecisionAtATime", testStartRun_AdmitsAgainstEveryRunExecutingAndWaitingOneDecisionAtATime},
+	{"testReplicas_AnExperimentPassesToAnotherReplicaOnlyWhenItsDriversHeartbeatsLapse", testReplicas_AnExperimentPassesToAnotherReplicaOnlyWhenItsDriversHeartbeatsLapse},
 	{"testCreateRun_StoresPendingRunWithNodesAndFirstEvent", testCreateRun_StoresPendingRunWithNodesAndFirstEvent},
 	{"testCreateRun_EmptyIDGetsOne", testCreateRun_EmptyIDGetsOne},
 	{"testCreateRun_SameRequestIDReturnsTheExistingRun", testCreateRun_SameRequestIDReturnsTheExistingRun},

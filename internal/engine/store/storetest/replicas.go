@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -267,5 +268,41 @@ func testStartRun_AdmitsAgainstEveryRunExecutingAndWaitingOneDecisionAtATime(t *
 	}
 	if err := s.Queue(ctx, leases["r4"], admission("r4", 3)); !errors.Is(err, store.ErrFenced) {
 		t.Errorf("Queue under a stale lease: %v; want ErrFenced", err)
+	}
+}
+
+func testReplicas_AnExperimentPassesToAnotherReplicaOnlyWhenItsDriversHeartbeatsLapse(t *testing.T, f Factory) {
+	c := newClock()
+	s, _ := f.open(t, WithClock(c.Now))
+	ctx := context.Background()
+	heartbeat(t, s, "a")
+	heartbeat(t, s, "b")
+	x := NewExperiment("x")
+	x.Owner = "a"
+	if got, _, err := s.CreateExperiment(ctx, x); err != nil || got.Owner != "a" {
+		t.Fatalf("CreateExperiment = owner %q, %v", got.Owner, err)
+	}
+	if err := s.ClaimExperiment(ctx, "x", "b"); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Errorf("b claiming a live replica's experiment: %v; want ErrLeaseHeld", err)
+	}
+	if ids, err := s.OrphanExperiments(ctx); err != nil || len(ids) != 0 {
+		t.Errorf("OrphanExperiments with a alive = %v, %v", ids, err)
+	}
+	c.advance(ttl + time.Second)
+	heartbeat(t, s, "b")
+	if ids, err := s.OrphanExperiments(ctx); err != nil || !slices.Equal(ids, []string{"x"}) {
+		t.Errorf("OrphanExperiments after a lapsed = %v, %v; want x", ids, err)
+	}
+	if err := s.ClaimExperiment(ctx, "x", "b"); err != nil {
+		t.Fatalf("b claiming a lapsed replica's experiment: %v", err)
+	}
+	if got, _ := s.GetExperiment(ctx, "x"); got.Owner != "b" {
+		t.Errorf("the experiment's driver is %q; want b", got.Owner)
+	}
+	if _, err := s.AppendExperiment(ctx, "x", experiment.Event{Kind: experiment.StateChanged, State: experiment.Cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimExperiment(ctx, "x", "b"); !errors.Is(err, store.ErrRunEnded) {
+		t.Errorf("claiming an ended experiment: %v; want ErrRunEnded", err)
 	}
 }

@@ -12,6 +12,7 @@ ALTER TABLE runs ADD COLUMN writes TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE runs ADD COLUMN max_active INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_by_owner ON runs (owner, state);
+ALTER TABLE experiments ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 
 CREATE TABLE replicas (
 	name      TEXT PRIMARY KEY,
@@ -32,5 +33,6 @@ CREATE TABLE run_leases (
 -- +goose Down
 DROP TABLE run_leases, replicas;
 DROP INDEX runs_by_owner;
+ALTER TABLE experiments DROP COLUMN owner;
 ALTER TABLE runs DROP COLUMN priority, DROP COLUMN max_active, DROP COLUMN writes, DROP COLUMN admission_key, DROP COLUMN control_reason,
 	DROP COLUMN control, DROP COLUMN epoch, DROP COLUMN owner;
