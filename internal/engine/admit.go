@@ -50,7 +50,7 @@ type ticket struct {
 	// created is when its run was created: its place among runs of equal
 	// priority on every replica.
 	created time.Time
-	writes   []string
+	writes  []string
 	// lease is the run's, held by this replica: every write for the run
 	// is made under it.
 	lease store.Lease
