@@ -415,42 +415,19 @@ func (e *Engine) CancelExperiment(ctx context.Context, id, reason string) (exper
 	return e.GetExperiment(ctx, id)
 }
 
-// WatchExperiment yields an experiment's events after sequence after, from
-// the store and then as they are committed, until its terminal event. The
-// returned function says why the stream ended (nil after the terminal
-// event).
-func (e *Engine) WatchExperiment(ctx context.Context, id string, after int64, yield func(experiment.Event) bool) error {
-	for {
-		evs, ended, next, err := e.opt.Store.ExperimentEvents(ctx, id, after, 512)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return fmt.Errorf("experiment %q: %w", id, ErrNotFound)
-		case errors.Is(err, store.ErrInvalidArgument):
-			return problem.List{{Field: "after_sequence", Code: problem.CodeInvalidValue,
-				Message: err.Error() + "; resume from a sequence this experiment sent"}}
-		case err != nil:
-			return err
-		}
-		for _, ev := range evs {
-			if !yield(ev) {
-				return nil
-			}
-			after = ev.Sequence
-		}
-		if ended {
-			return nil
-		}
-		if len(evs) == 512 {
-			continue
-		}
-		select {
-		case <-next:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-e.opt.Store.Done():
-			return store.ErrClosed
-		}
+// WatchExperiment follows an experiment's events after sequence after,
+// from the store and then as they are committed, until its terminal event:
+// the same shape as Watch for a run.
+func (e *Engine) WatchExperiment(ctx context.Context, id string, after int64) (*store.ExperimentWatcher, error) {
+	w, err := store.WatchExperiment(ctx, e.opt.Store, id, after)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("experiment %q: %w", id, ErrNotFound)
+	case errors.Is(err, store.ErrInvalidArgument):
+		return nil, problem.List{{Field: "after_sequence", Code: problem.CodeInvalidValue,
+			Message: err.Error() + "; resume from a sequence this experiment sent"}}
 	}
+	return w, err
 }
 
 // newID returns prefix and an id that sorts by creation time.

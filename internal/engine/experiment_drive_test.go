@@ -137,8 +137,13 @@ func runToy(t *testing.T, b *trialBackend, spec experiment.Spec) experiment.Reco
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = e.WatchExperiment(ctx, x.ID, 0, func(experiment.Event) bool { return true })
+	w, err := e.WatchExperiment(ctx, x.ID, 0)
 	if err != nil {
+		t.Fatal(err)
+	}
+	for range w.Events() {
+	}
+	if err := w.Err(); err != nil {
 		t.Fatal(err)
 	}
 	x, err = e.GetExperiment(ctx, x.ID)

@@ -58,15 +58,16 @@ func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimen
 }
 
 func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream execv1.ExecService_WatchExperimentServer) error {
-	var sendErr error
-	err := s.eng.WatchExperiment(stream.Context(), req.GetExperimentId(), req.GetAfterSequence(), func(ev experiment.Event) bool {
-		sendErr = stream.Send(&execv1.WatchExperimentResponse{Event: experimentEventToProto(ev)})
-		return sendErr == nil
-	})
-	if sendErr != nil {
-		return sendErr
+	w, err := s.eng.WatchExperiment(stream.Context(), req.GetExperimentId(), req.GetAfterSequence())
+	if err != nil {
+		return toStatus(err)
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	for ev := range w.Events() {
+		if err := stream.Send(&execv1.WatchExperimentResponse{Event: experimentEventToProto(ev)}); err != nil {
+			return err
+		}
+	}
+	if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
 		return toStatus(err)
 	}
 	return nil

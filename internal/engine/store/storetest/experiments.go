@@ -201,3 +201,45 @@ func testExperiments_EventsResumeAfterASequenceAndACommitWakesTheWaiter(t *testi
 		t.Errorf("an unknown experiment: %v; want ErrNotFound", err)
 	}
 }
+
+func testExperiments_AWatcherGetsEveryEventOnceAndEndsAtTheEnd(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := s.CreateExperiment(ctx, NewExperiment("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.WatchExperiment(ctx, s, "nope", 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("watching no experiment: %v; want ErrNotFound", err)
+	}
+	w, err := store.WatchExperiment(ctx, s, "x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []int64)
+	go func() {
+		var seqs []int64
+		for ev := range w.Events() {
+			seqs = append(seqs, ev.Sequence)
+		}
+		got <- seqs
+	}()
+	StartExperiment(t, s, "x")
+	for n := 1; n <= 600; n++ { // more than a page
+		if _, err := s.AppendExperiment(ctx, "x", trial(n, experiment.TrialRunning, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.AppendExperiment(ctx, "x", experiment.Event{Kind: experiment.StateChanged, State: experiment.Succeeded}); err != nil {
+		t.Fatal(err)
+	}
+	seqs := <-got
+	if w.Err() != nil || len(seqs) != 603 || seqs[0] != 1 || seqs[602] != 603 || w.Last() != 603 {
+		t.Fatalf("the watcher got %d events (%v), last %d, err %v; want 1..603", len(seqs), seqs[:min(3, len(seqs))], w.Last(), w.Err())
+	}
+	for i, q := range seqs {
+		if q != int64(i+1) {
+			t.Fatalf("event %d has sequence %d", i+1, q)
+		}
+	}
+}
