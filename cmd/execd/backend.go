@@ -9,15 +9,15 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
 )
 
 // backend is the Spark side of execd: the embedded server or a remote one,
 // its health as the health service reports it, and the node backend.
 type backend struct {
-	*sparkrunner.Backend
+	*sparkbackend.Backend
 	srv    *sparkserver.Server // nil with --spark-remote
 	pool   *pyworker.Pool      // nil with --workers 0
 	health *sparkserver.Health
@@ -42,7 +42,7 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 		}
 		b.health, remote = h, func() string { return cfg.sparkRemote }
 	}
-	b.Backend = sparkrunner.New(remote, b.health.Ready, log)
+	b.Backend = sparkbackend.New(remote, b.health.Ready, log)
 	b.SetProfile(cfg.profileNodes)
 	// A server execd did not start outlives it: runs keep a journal, and a
 	// restarted execd takes them up where they were.

@@ -25,7 +25,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 	"github.com/tauro-exec/tauro-exec/internal/service"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
@@ -66,7 +66,7 @@ func startInProcess(t testing.TB) *inProcess {
 	log := slog.New(slog.DiscardHandler)
 	var readyMu sync.Mutex
 	up := false
-	backend := sparkrunner.New(func() string { return "sc://" + silent.Addr().String() }, func() error {
+	backend := sparkbackend.New(func() string { return "sc://" + silent.Addr().String() }, func() error {
 		readyMu.Lock()
 		defer readyMu.Unlock()
 		if !up {
@@ -451,7 +451,7 @@ func TestQueue_QueuedRunsSurviveARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := slog.New(slog.DiscardHandler)
-		be := sparkrunner.New(func() string { return "sc://" + silent.Addr().String() }, func() error { return nil }, log)
+		be := sparkbackend.New(func() string { return "sc://" + silent.Addr().String() }, func() error { return nil }, log)
 		eng := engine.New(engine.Options{ProjectDir: "testdata/sqlproj", Env: "dev", Store: st, Backend: be, Logger: log, MaxConcurrentRuns: 1})
 		if err := eng.Recover(ctx); err != nil {
 			t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 // would make the folders one tangle.
 var crossings = map[[2]string]string{
 	{"internal/streaming", "internal/spark/connect"}: "a streaming query runs in a Spark Connect session, and streaming follows it through the session's calls",
-	{"internal/spark/runner", "internal/streaming"}:  "the Spark backend runs a plan's streaming nodes by handing streaming the query to follow",
+	{"internal/spark/backend", "internal/streaming"}: "the Spark backend runs a plan's streaming nodes by handing streaming the query to follow",
 }
 
 func TestBackends_SparkAndStreamingMeetOnlyWhereAllowed(t *testing.T) {

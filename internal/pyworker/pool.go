@@ -1,12 +1,12 @@
 // Package pyworker runs Python node functions in a pool of long-lived worker
 // processes (python -m tauro_exec.worker, from clients/python) that it starts
-// and supervises. The pool is a pynode.Runner: callers speak in pynode's
+// and supervises. The pool is a pycall.Runner: callers speak in pynode's
 // values, and only this package knows the workers' protocol.
 //
 // Each worker serves WorkerService on a Unix socket and runs one node attempt
 // at a time; the pool hands an attempt to a free worker. A worker that dies
 // is started again, and the attempt it was running fails with a retryable
-// *DiedError (pynode.ErrWorkerDied), so the retry lands on a live worker; the
+// *DiedError (pycall.ErrWorkerDied), so the retry lands on a live worker; the
 // pool itself never goes down with a worker.
 //
 // Besides the socket, a worker writes control lines on a pipe (fd 3): "ready"
@@ -31,7 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
@@ -82,7 +82,7 @@ var ErrClosed = errors.New("the Python worker pool is closed")
 
 // DiedError is an attempt whose worker died (or stopped answering) under
 // it. Another worker may well succeed, so it is retryable, and it is
-// pynode.ErrWorkerDied to errors.Is.
+// pycall.ErrWorkerDied to errors.Is.
 type DiedError struct {
 	Node   string
 	Worker int
@@ -106,8 +106,8 @@ func (e *DiedError) Error() string {
 // Retryable reports that a fresh worker may succeed.
 func (e *DiedError) Retryable() bool { return true }
 
-// Is reports target to be pynode.ErrWorkerDied.
-func (e *DiedError) Is(target error) bool { return target == pynode.ErrWorkerDied }
+// Is reports target to be pycall.ErrWorkerDied.
+func (e *DiedError) Is(target error) bool { return target == pycall.ErrWorkerDied }
 
 // Pool is a set of supervised Python workers.
 type Pool struct {
@@ -131,7 +131,7 @@ type Pool struct {
 	changed chan struct{} // closed and replaced when live changes
 }
 
-var _ pynode.Runner = (*Pool)(nil)
+var _ pycall.Runner = (*Pool)(nil)
 
 // maxSocketPath keeps socket names within sun_path on every Unix.
 const maxSocketPath = 100
@@ -244,7 +244,7 @@ func (p *Pool) release(w *worker) {
 // taken). A worker that dies under the attempt gives a *DiedError; a ctx
 // that ends gives ctx's error once the worker has stopped the node (or been
 // killed for not stopping).
-func (p *Pool) Run(ctx context.Context, c pynode.Call, on func(pynode.Event)) (*run.Error, error) {
+func (p *Pool) Run(ctx context.Context, c pycall.Call, on func(pycall.Event)) (*run.Error, error) {
 	req, nodeErr := runRequest(c, p.cfg.SparkRemote)
 	if nodeErr != nil {
 		return nodeErr, nil
@@ -259,7 +259,7 @@ func (p *Pool) Run(ctx context.Context, c pynode.Call, on func(pynode.Event)) (*
 	}
 	if w == nil {
 		if on != nil { // the wait counts against the node's timeout: say why it is not starting
-			on(pynode.Event{Log: &pynode.Log{Level: "info",
+			on(pycall.Event{Log: &pycall.Log{Level: "info",
 				Text: fmt.Sprintf("waiting for a free Python worker (all %d are busy; execd --workers sets how many)", p.cfg.Size)}})
 		}
 		var err error
@@ -289,7 +289,7 @@ func (p *Pool) Run(ctx context.Context, c pynode.Call, on func(pynode.Event)) (*
 
 // CheckFunctions asks a live worker to import and check functions. It does
 // not take the worker from the pool: checks may run beside a node.
-func (p *Pool) CheckFunctions(ctx context.Context, fns []pynode.Function, allowed []string) ([]pynode.Problem, error) {
+func (p *Pool) CheckFunctions(ctx context.Context, fns []pycall.Function, allowed []string) ([]pycall.Problem, error) {
 	var lastErr error
 	for range 3 {
 		w, err := p.anyLive(ctx)

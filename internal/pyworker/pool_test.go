@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
@@ -69,8 +69,8 @@ func startPool(t *testing.T, size int) (*Pool, string) {
 	return p, remote
 }
 
-func nodeCall(node, function string, inputs ...string) pynode.Call {
-	return pynode.Call{
+func nodeCall(node, function string, inputs ...string) pycall.Call {
+	return pycall.Call{
 		Node:       node,
 		Module:     "pwtest.nodes",
 		Function:   function,
@@ -85,12 +85,12 @@ func nodeCall(node, function string, inputs ...string) pynode.Call {
 }
 
 // runNode runs c, which must not fail to run; the node may fail.
-func runNode(t *testing.T, p *Pool, c pynode.Call) (*run.Error, []pynode.Event) {
+func runNode(t *testing.T, p *Pool, c pycall.Call) (*run.Error, []pycall.Event) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var events []pynode.Event
-	nodeErr, err := p.Run(ctx, c, func(e pynode.Event) { events = append(events, e) })
+	var events []pycall.Event
+	nodeErr, err := p.Run(ctx, c, func(e pycall.Event) { events = append(events, e) })
 	if err != nil {
 		t.Fatalf("run %s: %v", c.Node, err)
 	}
@@ -99,7 +99,7 @@ func runNode(t *testing.T, p *Pool, c pynode.Call) (*run.Error, []pynode.Event) 
 
 // resultSchema reads the schema of the global view a node left its result
 // in, from a session of its own.
-func resultSchema(t *testing.T, remote string, c pynode.Call) []sparkconnect.Field {
+func resultSchema(t *testing.T, remote string, c pycall.Call) []sparkconnect.Field {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -177,8 +177,8 @@ func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
 }
 
 // runUntilLogged runs c and calls act once the node logs text.
-func runUntilLogged(ctx context.Context, p *Pool, c pynode.Call, text string, act func()) (*run.Error, error) {
-	return p.Run(ctx, c, func(e pynode.Event) {
+func runUntilLogged(ctx context.Context, p *Pool, c pycall.Call, text string, act func()) (*run.Error, error) {
+	return p.Run(ctx, c, func(e pycall.Event) {
 		if l := e.Log; l != nil && strings.Contains(l.Text, text) {
 			go act()
 		}
@@ -198,8 +198,8 @@ func TestPool_WorkerKilledMidNodeFailsTheAttemptRetryablyAndIsReplaced(t *testin
 	if !errors.As(err, &died) || !strings.Contains(died.Error(), "killed") {
 		t.Fatalf("err = %v; want a DiedError saying the worker was killed", err)
 	}
-	if !errors.Is(err, pynode.ErrWorkerDied) {
-		t.Errorf("err = %v; want it to be pynode.ErrWorkerDied", err)
+	if !errors.Is(err, pycall.ErrWorkerDied) {
+		t.Errorf("err = %v; want it to be pycall.ErrWorkerDied", err)
 	}
 	if c := retry.Classify(err); !c.Retryable() {
 		t.Errorf("class = %v; want retryable", c)
@@ -303,7 +303,7 @@ func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T)
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer wcancel()
 	var logs []string
-	_, err := p.Run(wctx, nodeCall("numbers", "numbers"), func(e pynode.Event) {
+	_, err := p.Run(wctx, nodeCall("numbers", "numbers"), func(e pycall.Event) {
 		if l := e.Log; l != nil {
 			logs = append(logs, l.Text)
 		}
@@ -325,7 +325,7 @@ func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *te
 	p, _ := startPool(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	problems, err := p.CheckFunctions(ctx, []pynode.Function{
+	problems, err := p.CheckFunctions(ctx, []pycall.Function{
 		{Node: "ok", Module: "pwtest.nodes", Function: "double", Inputs: 1},
 		{Node: "ok_ml", Module: "pwtest.nodes", Function: "numbers"},
 		{Node: "too_many", Module: "pwtest.nodes", Function: "double", Inputs: 2},

@@ -10,14 +10,14 @@ import (
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
-	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
 // runRequest is c as a worker's RunNode request, without its call id.
 // remote stands in for an empty c.SparkRemote. A mapping that cannot be
 // written as JSON fails the node, as its own (permanent) error.
-func runRequest(c pynode.Call, remote string) (*execv1.RunNodeRequest, *run.Error) {
+func runRequest(c pycall.Call, remote string) (*execv1.RunNodeRequest, *run.Error) {
 	hp, err := jsonText(c.Hyperparams)
 	if err != nil {
 		return nil, notForPython(c.Node, "hyperparams", err)
@@ -71,7 +71,7 @@ func notForPython(node, what string, err error) *run.Error {
 // runNode makes the RunNode call on w, passing the metrics and log records
 // to on as they arrive. It returns the node's error, if the stream ended
 // with one, and an error if the call broke.
-func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on func(pynode.Event)) (*run.Error, error) {
+func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on func(pycall.Event)) (*run.Error, error) {
 	stream, err := w.client.RunNode(ctx, req)
 	if err != nil {
 		return nil, err
@@ -98,11 +98,11 @@ func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on fun
 			ended, nodeErr = true, runError(ev.Error)
 		case *execv1.RunNodeResponse_Metric:
 			if on != nil {
-				on(pynode.Event{Metric: &pynode.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue()}})
+				on(pycall.Event{Metric: &pycall.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue()}})
 			}
 		case *execv1.RunNodeResponse_Log:
 			if on != nil {
-				on(pynode.Event{Log: &pynode.Log{Level: ev.Log.GetLevel(), Text: ev.Log.GetText()}})
+				on(pycall.Event{Log: &pycall.Log{Level: ev.Log.GetLevel(), Text: ev.Log.GetText()}})
 			}
 		}
 	}
@@ -113,7 +113,7 @@ func runError(e *execv1.WorkerError) *run.Error {
 }
 
 // checkFunctions makes the CheckFunctions call on w.
-func (w *worker) checkFunctions(ctx context.Context, fns []pynode.Function, allowed []string) ([]pynode.Problem, error) {
+func (w *worker) checkFunctions(ctx context.Context, fns []pycall.Function, allowed []string) ([]pycall.Problem, error) {
 	req := &execv1.CheckFunctionsRequest{AllowedModulePrefixes: allowed}
 	for _, f := range fns {
 		req.Functions = append(req.Functions, &execv1.FunctionRef{
@@ -124,9 +124,9 @@ func (w *worker) checkFunctions(ctx context.Context, fns []pynode.Function, allo
 	if err != nil {
 		return nil, err
 	}
-	var probs []pynode.Problem
+	var probs []pycall.Problem
 	for _, pr := range resp.GetProblems() {
-		probs = append(probs, pynode.Problem{Node: pr.GetNode(), Message: pr.GetMessage()})
+		probs = append(probs, pycall.Problem{Node: pr.GetNode(), Message: pr.GetMessage()})
 	}
 	return probs, nil
 }

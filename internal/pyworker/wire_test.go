@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 )
 
 func TestRunRequest_PassesDatesAsDaysAndTheZeroDateAsEmpty(t *testing.T) {
@@ -21,7 +21,7 @@ func TestRunRequest_PassesDatesAsDaysAndTheZeroDateAsEmpty(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, nodeErr := runRequest(pynode.Call{StartDate: tt.start, EndDate: tt.end}, "")
+			req, nodeErr := runRequest(pycall.Call{StartDate: tt.start, EndDate: tt.end}, "")
 			if nodeErr != nil {
 				t.Fatal(nodeErr)
 			}
@@ -34,14 +34,14 @@ func TestRunRequest_PassesDatesAsDaysAndTheZeroDateAsEmpty(t *testing.T) {
 
 func TestRunRequest_PassesTheStartTimeInUTC(t *testing.T) {
 	start := time.Date(2025, 6, 1, 14, 30, 0, 123456789, time.FixedZone("CEST", 2*3600))
-	req, _ := runRequest(pynode.Call{StartTime: start}, "")
+	req, _ := runRequest(pycall.Call{StartTime: start}, "")
 	if got, want := req.Context.StartTime, "2025-06-01T12:30:00.123456789Z"; got != want {
 		t.Errorf("start time = %q, want %q", got, want)
 	}
 }
 
 func TestRunRequest_PassesMappingsAsJSONAndNoMappingAsNull(t *testing.T) {
-	req, nodeErr := runRequest(pynode.Call{
+	req, nodeErr := runRequest(pycall.Call{
 		Hyperparams: map[string]any{"epochs": int64(10), "rate": 0.5},
 		NodeConfig:  map[string]any{},
 	}, "")
@@ -56,7 +56,7 @@ func TestRunRequest_PassesMappingsAsJSONAndNoMappingAsNull(t *testing.T) {
 }
 
 func TestRunRequest_AMappingJSONCannotCarryFailsTheNodeNamingIt(t *testing.T) {
-	_, nodeErr := runRequest(pynode.Call{Node: "train", Hyperparams: map[string]any{"rate": math.NaN()}}, "")
+	_, nodeErr := runRequest(pycall.Call{Node: "train", Hyperparams: map[string]any{"rate": math.NaN()}}, "")
 	if nodeErr == nil || nodeErr.Type != "ConfigError" || nodeErr.Retryable ||
 		!strings.Contains(nodeErr.Message, `node "train": hyperparams cannot be passed to Python`) {
 		t.Errorf("error = %+v; want a permanent ConfigError naming the node and its hyperparams", nodeErr)
@@ -69,7 +69,7 @@ func TestRunRequest_UsesThePoolsSparkRemoteWhenTheCallHasNone(t *testing.T) {
 		{"sc://moved:15002", "sc://moved:15002"},
 	}
 	for _, tt := range tests {
-		req, _ := runRequest(pynode.Call{SparkRemote: tt.call}, "sc://pool:15002")
+		req, _ := runRequest(pycall.Call{SparkRemote: tt.call}, "sc://pool:15002")
 		if req.SparkRemote != tt.want {
 			t.Errorf("call's remote %q: request's = %q, want %q", tt.call, req.SparkRemote, tt.want)
 		}

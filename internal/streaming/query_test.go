@@ -18,7 +18,7 @@ import (
 // fakeQueries plays a query's side of the protocol from a script: the
 // progress reports it has, whether it is active or mid-batch, and how it
 // failed. A unit test of the lifecycle only; the integration tests in
-// internal/spark/runner run real queries.
+// internal/spark/backend run real queries.
 type fakeQueries struct {
 	mu        sync.Mutex
 	reports   []string

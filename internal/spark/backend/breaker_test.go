@@ -1,4 +1,4 @@
-package runner_test
+package backend_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 )
 
 func TestBackend_TransportFailuresInARowOpenTheBreakerForNewRuns(t *testing.T) {
@@ -21,9 +21,9 @@ func TestBackend_TransportFailuresInARowOpenTheBreakerForNewRuns(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	b := sparkrunner.New(func() string { return "sc://" + addr }, func() error { return nil }, slog.New(slog.DiscardHandler))
+	b := sparkbackend.New(func() string { return "sc://" + addr }, func() error { return nil }, slog.New(slog.DiscardHandler))
 	rc := engine.RunContext{RunID: "r", Pipeline: &plan.Pipeline{}}
-	for i := 0; i < sparkrunner.BreakerPolicy.Threshold; i++ {
+	for i := 0; i < sparkbackend.BreakerPolicy.Threshold; i++ {
 		if err := b.Ready(); err != nil {
 			t.Fatalf("breaker open after %d failures: %v", i, err)
 		}
@@ -35,7 +35,7 @@ func TestBackend_TransportFailuresInARowOpenTheBreakerForNewRuns(t *testing.T) {
 		}
 	}
 	if err := b.Ready(); err == nil || !strings.Contains(err.Error(), "circuit breaker open") {
-		t.Fatalf("after %d refused connections Ready() = %v", sparkrunner.BreakerPolicy.Threshold, err)
+		t.Fatalf("after %d refused connections Ready() = %v", sparkbackend.BreakerPolicy.Threshold, err)
 	}
 	if !b.BreakerOpen() {
 		t.Error("BreakerOpen() = false while Ready() says the breaker is open")

@@ -1,4 +1,4 @@
-package runner_test
+package backend_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -61,7 +61,7 @@ func streamEngine(t testing.TB, dir string) *engine.Engine {
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-		Backend: sparkrunner.New(func() string { return remote }, func() error { return nil }, log)})
+		Backend: sparkbackend.New(func() string { return remote }, func() error { return nil }, log)})
 }
 
 // follow collects a run's events until the run ends, calling on for each.
@@ -383,7 +383,7 @@ def double(orders, start_date=None, end_date=None):
 		t.Fatal(err)
 	}
 	defer st.Close()
-	be := sparkrunner.New(func() string { return remote }, func() error { return nil }, log)
+	be := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
 	be.SetPython(pool)
 	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)

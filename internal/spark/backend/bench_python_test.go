@@ -1,4 +1,4 @@
-package runner_test
+package backend_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -81,7 +81,7 @@ func BenchmarkPythonNodeOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer st.Close()
-				be := sparkrunner.New(func() string { return remote }, func() error { return nil }, log)
+				be := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
 				if variant == "python" {
 					be.SetPython(pool)
 				}

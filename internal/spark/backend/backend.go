@@ -1,8 +1,8 @@
-// Package runner runs a pipeline's nodes on Spark: it turns the tauro
+// Package backend runs a pipeline's nodes on Spark: it turns the tauro
 // input and output configuration of each node into Spark Connect specs, opens one
 // Spark Connect session per run, registers inputs as views, runs SQL nodes
 // and writes their outputs. It is the engine's Backend for Spark.
-package runner
+package backend
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/breaker"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
-	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
@@ -35,7 +35,7 @@ type Backend struct {
 	// runs fail fast with UNAVAILABLE instead of each retrying into a dead
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
-	python  pynode.Runner // nil: Python nodes are unsupported
+	python  pycall.Runner // nil: Python nodes are unsupported
 	profile bool          // report each node attempt's phases (SetProfile)
 	// durable: the server outlives execd, so runs keep a journal and a
 	// restarted execd takes them up (see resume.go).

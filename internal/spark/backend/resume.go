@@ -1,4 +1,4 @@
-package runner
+package backend
 
 // Runs that outlive execd. On a Spark Connect server execd did not start
 // (--spark-remote), a run's session, the writes in flight and the streaming

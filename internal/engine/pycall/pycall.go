@@ -1,8 +1,8 @@
-// Package pynode describes one call of a Python node function as the Spark
+// Package pycall describes one call of a Python node function as the Spark
 // backend asks for it and a Python worker pool carries it out. The values
 // are the domain's (dates as dates, hyperparameters as values); turning them
 // into the worker protocol is the pool's business.
-package pynode
+package pycall
 
 import (
 	"context"

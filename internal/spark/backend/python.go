@@ -1,4 +1,4 @@
-package runner
+package backend
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
-	"github.com/tauro-exec/tauro-exec/internal/engine/pynode"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
@@ -20,7 +20,7 @@ import (
 
 // SetPython makes the backend run Python nodes with py (the worker pool).
 // Without one they fail as unsupported.
-func (b *Backend) SetPython(py pynode.Runner) { b.python = py }
+func (b *Backend) SetPython(py pycall.Runner) { b.python = py }
 
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
@@ -29,10 +29,10 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 	if b.python == nil {
 		return nil, nil
 	}
-	var fns []pynode.Function
+	var fns []pycall.Function
 	for _, n := range p.Nodes {
 		if n.Kind == plan.KindPython {
-			fns = append(fns, pynode.Function{Node: n.Name, Module: n.Module, Function: n.Function, Inputs: len(n.Inputs)})
+			fns = append(fns, pycall.Function{Node: n.Name, Module: n.Module, Function: n.Function, Inputs: len(n.Inputs)})
 		}
 	}
 	if len(fns) == 0 {
@@ -90,8 +90,8 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 }
 
 // pythonEvents records what a running function reports.
-func pythonEvents(emit func(run.Event)) func(pynode.Event) {
-	return func(ev pynode.Event) {
+func pythonEvents(emit func(run.Event)) func(pycall.Event) {
+	return func(ev pycall.Event) {
 		switch {
 		case ev.Metric != nil:
 			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value})
@@ -106,7 +106,7 @@ func pythonEvents(emit func(run.Event)) func(pynode.Event) {
 // only when it says so (tauro_exec.Retryable).
 func pythonFailure(nodeErr *run.Error, err error) error {
 	switch {
-	case errors.Is(err, pynode.ErrWorkerDied):
+	case errors.Is(err, pycall.ErrWorkerDied):
 		return &retry.Failure{Err: run.Error{Type: "WorkerDied", Message: err.Error(), Retryable: true}, Cause: err}
 	case err != nil:
 		return err
@@ -151,13 +151,13 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 
 // pythonCall is the call of n's function: everything in it was decided by
 // planning.
-func (r *runExec) pythonCall(s *sparkconnect.Session, n *plan.Node, attempt int, views []string) pynode.Call {
+func (r *runExec) pythonCall(s *sparkconnect.Session, n *plan.Node, attempt int, views []string) pycall.Call {
 	p := r.rc.Pipeline
 	conf := make(map[string]string, len(n.Hyperparams))
 	for k, v := range n.Hyperparams {
 		conf["tauro.ml."+k] = confValue(v)
 	}
-	return pynode.Call{
+	return pycall.Call{
 		Node:                  n.Name,
 		Module:                n.Module,
 		Function:              n.Function,

@@ -1,4 +1,4 @@
-package runner_test
+package backend_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package runner_test
+package backend_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	sparkrunner "github.com/tauro-exec/tauro-exec/internal/spark/runner"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -41,7 +41,7 @@ func newEngine(ctx context.Context, t *testing.T, dir, remote string) *engine.En
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-		Backend: sparkrunner.New(func() string { return remote }, func() error { return nil }, log)})
+		Backend: sparkbackend.New(func() string { return remote }, func() error { return nil }, log)})
 }
 
 func waitRun(ctx context.Context, t *testing.T, eng *engine.Engine, id string) run.Run {
