@@ -72,6 +72,21 @@ func (rs replicaSet) journal(ctx context.Context, t *testing.T, runID, prefix st
 	return keys
 }
 
+// startSlowAppend starts sqlproj's slow_append through one replica and
+// returns once its long write is journaled, as another replica sees it.
+func (rs replicaSet) startSlowAppend(ctx context.Context, t *testing.T, through, other execv1.ExecServiceClient) string {
+	t.Helper()
+	runID := startRun(ctx, t, through, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
+	waitForNodeState(ctx, t, other, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
+	for len(rs.journal(ctx, t, runID, "n/long_append/1/write/")) == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the write was never journaled")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return runID
+}
+
 // leases is the run's lease history: owner by epoch.
 func (rs replicaSet) leases(ctx context.Context, t *testing.T, runID string) []string {
 	t.Helper()
@@ -107,14 +122,7 @@ func TestReplicas_AKilledReplicasWriteInFlightIsTakenUpByAnotherAndSparkRunsItOn
 	a, b := rs.start(t, "a"), rs.start(t, "b")
 	ca, cb := a.client(t), b.client(t)
 
-	runID := startRun(ctx, t, ca, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
-	waitForNodeState(ctx, t, cb, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
-	for len(rs.journal(ctx, t, runID, "n/long_append/1/write/")) == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the write was never journaled")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	runID := rs.startSlowAppend(ctx, t, ca, cb)
 	time.Sleep(time.Second) // into the write, which takes ~16 s
 	before := collectUntilNow(ctx, t, cb, runID)
 	a.Kill()
@@ -228,14 +236,7 @@ func TestReplicas_AReplicaFrozenPastItsLeaseWritesNothingForTheRunAnotherTookOve
 	a, b := rs.start(t, "a"), rs.start(t, "b")
 	ca, cb := a.client(t), b.client(t)
 
-	runID := startRun(ctx, t, ca, &execv1.ExecutePipelineRequest{Pipeline: "slow_append"})
-	waitForNodeState(ctx, t, cb, runID, "long_append", execv1.NodeState_NODE_STATE_RUNNING)
-	for len(rs.journal(ctx, t, runID, "n/long_append/1/write/")) == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("the write was never journaled")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	runID := rs.startSlowAppend(ctx, t, ca, cb)
 	before := collectUntilNow(ctx, t, cb, runID)
 	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

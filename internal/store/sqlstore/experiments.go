@@ -346,23 +346,8 @@ func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize i
 // LiveExperiments returns the ids of experiments not ended, oldest first:
 // those a restarted execd resumes.
 func (s *Store) LiveExperiments(ctx context.Context) ([]string, error) {
-	var ids []string
-	err := s.read(ctx, func(q Querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT id FROM experiments WHERE state IN (?, ?) ORDER BY create_time, id`,
-			string(experiment.Pending), string(experiment.Running))
-		if err != nil {
-			return err
-		}
-		return eachRow(rows, func() error {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-			return nil
-		})
-	})
-	return ids, err
+	return s.ids(ctx, `SELECT id FROM experiments WHERE state IN (?, ?) ORDER BY create_time, id`,
+		string(experiment.Pending), string(experiment.Running))
 }
 
 // ExperimentEvents returns up to limit events after sequence after, and

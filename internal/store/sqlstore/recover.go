@@ -159,22 +159,7 @@ func (s *Store) idsInState(ctx context.Context, states ...run.State) ([]string, 
 	for i, st := range states {
 		args[i] = string(st)
 	}
-	var ids []string
-	err := s.read(ctx, func(tx Querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE state IN (`+placeholders(len(states))+`) ORDER BY create_time, id`, args...)
-		if err != nil {
-			return err
-		}
-		return eachRow(rows, func() error {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-			return nil
-		})
-	})
-	return ids, err
+	return s.ids(ctx, `SELECT id FROM runs WHERE state IN (`+placeholders(len(states))+`) ORDER BY create_time, id`, args...)
 }
 
 // PrepareRepair reopens an ended run for a repair, in one transaction: the

@@ -112,14 +112,8 @@ func (s *Store) Claim(ctx context.Context, runID, replica string) (store.Lease, 
 		if run.State(state).Terminal() {
 			return fmt.Errorf("%w: run %s is %s", store.ErrRunEnded, runID, state)
 		}
-		if owner != "" && owner != replica {
-			alive, err := w.alive(owner)
-			if err != nil {
-				return err
-			}
-			if alive {
-				return fmt.Errorf("%w: run %s is owned by %s", store.ErrLeaseHeld, runID, owner)
-			}
+		if err := w.takeable(owner, replica); err != nil {
+			return fmt.Errorf("run %s: %w", runID, err)
 		}
 		lease = store.Lease{RunID: runID, Owner: replica, Epoch: epoch + 1}
 		if _, err := w.tx.ExecContext(w.ctx, `UPDATE runs SET owner = ?, epoch = ? WHERE id = ?`, replica, lease.Epoch, runID); err != nil {
@@ -140,36 +134,30 @@ func (w *writeTx) recordLease(runID, owner string, epoch int64) error {
 	return err
 }
 
-// alive reports whether the replica's heartbeats have not lapsed.
-func (w *writeTx) alive(name string) (bool, error) {
-	var expires int64
-	err := w.tx.QueryRowContext(w.ctx, `SELECT expires FROM replicas WHERE name = ?`, name).Scan(&expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+// takeable says whether replica may take what owner holds: it holds
+// nothing, replica holds it itself, or owner's heartbeats have lapsed.
+func (w *writeTx) takeable(owner, replica string) error {
+	if owner == "" || owner == replica {
+		return nil
 	}
-	return err == nil && expires >= toNanos(w.now), err
+	var expires int64
+	err := w.tx.QueryRowContext(w.ctx, `SELECT expires FROM replicas WHERE name = ?`, owner).Scan(&expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	case expires >= toNanos(w.now):
+		return fmt.Errorf("%w: %s, whose heartbeats come, has it", store.ErrLeaseHeld, owner)
+	}
+	return nil
 }
 
 // Orphans returns the unended runs with no owner or a lapsed one.
 func (s *Store) Orphans(ctx context.Context) ([]string, error) {
-	now := toNanos(s.opt.now())
-	var ids []string
-	err := s.read(ctx, func(q Querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT r.id FROM runs r LEFT JOIN replicas p ON p.name = r.owner
-			WHERE r.state IN (?, ?, ?) AND (r.owner = '' OR p.name IS NULL OR p.expires < ?)
-			ORDER BY r.create_time, r.id`, append(append([]any{}, unended...), now)...)
-		if err != nil {
-			return err
-		}
-		return eachRow(rows, func() error {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-			return nil
-		})
-	})
+	ids, err := s.ids(ctx, `SELECT r.id FROM runs r LEFT JOIN replicas p ON p.name = r.owner
+		WHERE r.state IN (?, ?, ?) AND (r.owner = '' OR p.name IS NULL OR p.expires < ?)
+		ORDER BY r.create_time, r.id`, append(append([]any{}, unended...), toNanos(s.opt.now()))...)
 	if err != nil {
 		return nil, fmt.Errorf("store: finding runs without a live owner: %w", err)
 	}
@@ -358,14 +346,8 @@ func (s *Store) ClaimExperiment(ctx context.Context, id, replica string) error {
 		if experiment.State(state).Terminal() {
 			return fmt.Errorf("%w: experiment %s is %s", store.ErrRunEnded, id, state)
 		}
-		if owner != "" && owner != replica {
-			alive, err := w.alive(owner)
-			if err != nil {
-				return err
-			}
-			if alive {
-				return fmt.Errorf("%w: experiment %s is driven by %s", store.ErrLeaseHeld, id, owner)
-			}
+		if err := w.takeable(owner, replica); err != nil {
+			return fmt.Errorf("experiment %s: %w", id, err)
 		}
 		_, err = w.tx.ExecContext(w.ctx, `UPDATE experiments SET owner = ? WHERE id = ?`, replica, id)
 		return err
@@ -375,23 +357,7 @@ func (s *Store) ClaimExperiment(ctx context.Context, id, replica string) error {
 // OrphanExperiments returns the experiments not ended with no driver or a
 // lapsed one.
 func (s *Store) OrphanExperiments(ctx context.Context) ([]string, error) {
-	now := toNanos(s.opt.now())
-	var ids []string
-	err := s.read(ctx, func(q Querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT x.id FROM experiments x LEFT JOIN replicas p ON p.name = x.owner
-			WHERE x.state IN (?, ?) AND (x.owner = '' OR p.name IS NULL OR p.expires < ?)
-			ORDER BY x.create_time, x.id`, string(experiment.Pending), string(experiment.Running), now)
-		if err != nil {
-			return err
-		}
-		return eachRow(rows, func() error {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-			return nil
-		})
-	})
-	return ids, err
+	return s.ids(ctx, `SELECT x.id FROM experiments x LEFT JOIN replicas p ON p.name = x.owner
+		WHERE x.state IN (?, ?) AND (x.owner = '' OR p.name IS NULL OR p.expires < ?)
+		ORDER BY x.create_time, x.id`, string(experiment.Pending), string(experiment.Running), toNanos(s.opt.now()))
 }

@@ -172,6 +172,26 @@ func (s *Store) read(ctx context.Context, fn func(Querier) error) error {
 	return err
 }
 
+// ids runs a query whose rows are ids, in a read transaction.
+func (s *Store) ids(ctx context.Context, query string, args ...any) ([]string, error) {
+	var ids []string
+	err := s.read(ctx, func(q Querier) error {
+		rows, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		return eachRow(rows, func() error {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			return nil
+		})
+	})
+	return ids, err
+}
+
 // readRow reads one row outside of a transaction of its own.
 func (s *Store) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
 	return s.read(ctx, func(q Querier) error { return q.QueryRowContext(ctx, query, args...).Scan(dest...) })
