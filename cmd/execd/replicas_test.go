@@ -346,7 +346,9 @@ func TestReplicas_FailoverOfAReplicaKilledThreeTimesWhileTwentyRunsRun(t *testin
 
 	type submitted struct{ id, pipeline, env string }
 	var runs []submitted
-	stream := startRun(ctx, t, ds[0].client(t), &execv1.ExecutePipelineRequest{Pipeline: "stream_work", Env: "sandbox_stream"})
+	// The stream runs on the replica that is killed: it is taken up by its
+	// session and query id, by another replica or by the restarted one.
+	stream := startRun(ctx, t, ds[1].client(t), &execv1.ExecutePipelineRequest{Pipeline: "stream_work", Env: "sandbox_stream"})
 	for i := range 19 {
 		p := "sql_work"
 		if i%3 == 2 {
