@@ -389,6 +389,9 @@ func TestReplicas_FailoverOfAReplicaKilledThreeTimesWhileTwentyRunsRun(t *testin
 	if n := sparkCount(ctx, t, "SELECT count(DISTINCT id) FROM "+sink); n != 80 {
 		t.Errorf("the stream's sink holds %d distinct ids, want 80", n)
 	}
+	if n := sparkCount(ctx, t, "SELECT count(*) FROM "+sink); n != 80 {
+		t.Errorf("the stream's sink holds %d rows, want the 80 dropped, each once", n)
+	}
 
 	moved := 0
 	clients := []execv1.ExecServiceClient{ds[0].client(t), ds[1].client(t), ds[2].client(t)}
