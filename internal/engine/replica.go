@@ -93,37 +93,53 @@ func (e *Engine) replicaLoop() {
 		<-e.replica.stop
 		cancel()
 	}()
-	beat := time.NewTicker(e.opt.LeaseTTL / 3)
-	defer beat.Stop()
+	// The heartbeat has a goroutine of its own: taking runs up (which may
+	// wait on Spark) must not delay it past the lease.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { e.beat(ctx) })
 	adopt := time.NewTicker(e.opt.LeaseTTL / 2)
 	defer adopt.Stop()
 	control := time.NewTicker(controlPoll)
 	defer control.Stop()
 	admit := time.NewTicker(admitPoll)
 	defer admit.Stop()
-	lastBeat := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-beat.C:
-			lapsed, err := e.opt.Store.Heartbeat(ctx, e.opt.Replica, e.opt.Address, e.opt.LeaseTTL)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				e.log.Warn("recording this replica's heartbeat", "err", err, "since_last", time.Since(lastBeat).Round(time.Millisecond))
-			case err == nil && lapsed:
-				e.log.Warn("this replica's heartbeats had lapsed; it stops the runs another replica claimed meanwhile")
-				e.dropLostRuns(ctx)
-			}
-			if err == nil {
-				lastBeat = time.Now()
-			}
 		case <-adopt.C:
 			e.adoptOrphans(ctx)
 		case <-control.C:
 			e.takeControlRequests(ctx)
 		case <-admit.C:
 			e.admit()
+		}
+	}
+}
+
+// beat records this replica's heartbeat every third of its lease until ctx
+// ends.
+func (e *Engine) beat(ctx context.Context) {
+	t := time.NewTicker(e.opt.LeaseTTL / 3)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lapsed, err := e.opt.Store.Heartbeat(ctx, e.opt.Replica, e.opt.Address, e.opt.LeaseTTL)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			e.log.Warn("recording this replica's heartbeat", "err", err, "since_last", time.Since(last).Round(time.Millisecond))
+		case err == nil && lapsed:
+			e.log.Warn("this replica's heartbeats had lapsed; it stops the runs another replica claimed meanwhile")
+			e.dropLostRuns(ctx)
+		}
+		if err == nil {
+			last = time.Now()
 		}
 	}
 }

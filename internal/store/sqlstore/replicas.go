@@ -213,25 +213,40 @@ func (s *Store) RequestControl(ctx context.Context, runID string, kind store.Con
 }
 
 // TakeControlRequests returns and clears the requests made of the runs
-// replica owns.
+// replica owns. It looks first, and writes only when there is one.
 func (s *Store) TakeControlRequests(ctx context.Context, replica string) ([]store.ControlRequest, error) {
-	var out []store.ControlRequest
-	err := s.write(ctx, func(w *writeTx) error {
-		rows, err := w.tx.QueryContext(w.ctx, `SELECT id, control, control_reason FROM runs WHERE owner = ? AND control != '' ORDER BY create_time, id`, replica)
-		if err != nil {
-			return err
-		}
-		err = eachRow(rows, func() error {
+	const pending = `SELECT id, control, control_reason FROM runs WHERE owner = ? AND control != '' ORDER BY create_time, id`
+	scan := func(rows *sql.Rows, out *[]store.ControlRequest) error {
+		return eachRow(rows, func() error {
 			var c store.ControlRequest
 			var kind string
 			if err := rows.Scan(&c.RunID, &kind, &c.Reason); err != nil {
 				return err
 			}
 			c.Kind = store.Control(kind)
-			out = append(out, c)
+			*out = append(*out, c)
 			return nil
 		})
+	}
+	var seen []store.ControlRequest
+	err := s.read(ctx, func(q Querier) error {
+		rows, err := q.QueryContext(ctx, pending, replica)
 		if err != nil {
+			return err
+		}
+		return scan(rows, &seen)
+	})
+	if err != nil || len(seen) == 0 {
+		return nil, err
+	}
+	var out []store.ControlRequest
+	err = s.write(ctx, func(w *writeTx) error {
+		out = out[:0]
+		rows, err := w.tx.QueryContext(w.ctx, pending+w.lock, replica)
+		if err != nil {
+			return err
+		}
+		if err := scan(rows, &out); err != nil {
 			return err
 		}
 		for _, c := range out {
