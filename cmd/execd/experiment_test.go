@@ -264,6 +264,7 @@ func TestExperiment_ResumesAfterExecdIsKilled(t *testing.T) {
 		}
 		return done >= 2 && live >= 1
 	})
+	killedAt := time.Now()
 	d.Kill()
 	finished := map[int32]*execv1.Trial{}
 	for _, tr := range before.GetTrials() {
@@ -283,7 +284,7 @@ func TestExperiment_ResumesAfterExecdIsKilled(t *testing.T) {
 	if x.GetState() != execv1.ExperimentState_EXPERIMENT_STATE_SUCCEEDED || len(x.GetTrials()) != 6 {
 		t.Fatalf("after the restart: %s with %d trials (%s); events %d", x.GetState(), len(x.GetTrials()), x.GetMessage(), len(events))
 	}
-	repaired := 0
+	cutOff := 0
 	for _, tr := range x.GetTrials() {
 		if tr.GetState() != execv1.TrialState_TRIAL_STATE_SUCCEEDED {
 			t.Errorf("trial %d ended %s: %s", tr.GetNumber(), tr.GetState(), tr.GetMessage())
@@ -298,19 +299,35 @@ func TestExperiment_ResumesAfterExecdIsKilled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The trial the kill cut off ran its node again: in a repair, or
-		// as the node's next attempt when the new execd took the run up.
+		evs := collect(ctx, t, cl2, tr.GetRunId(), 0)
+		endedBefore := false
+		for _, ev := range evs {
+			if st := ev.GetRunStateChanged().GetState(); st == execv1.RunState_RUN_STATE_SUCCEEDED && ev.GetTime().AsTime().Before(killedAt) {
+				endedBefore = true // its run had ended; the trial was only not yet recorded
+			}
+		}
+		if endedBefore || len(evs) == 0 || evs[0].GetTime().AsTime().After(killedAt) {
+			continue // ended before the kill, or started after it
+		}
+		cutOff++
+		// The trial the kill cut off was carried on: its node ran again (in a
+		// repair, or as its next attempt when the new execd took the run
+		// up), or its write in flight was taken up where Spark had it.
 		again := r.GetRun().GetRepairCount() > 0
 		for _, n := range r.GetRun().GetNodes() {
 			again = again || n.GetAttempt() > 1
 		}
-		if again {
-			repaired++
+		for _, ev := range evs {
+			again = again || strings.Contains(ev.GetNodeMessage().GetText(), "goes on where it was")
+		}
+		if !again {
+			t.Errorf("trial %d, cut off by the kill, was not carried on (repaired, run again as a new attempt, or its write taken up)", tr.GetNumber())
 		}
 	}
-	if repaired == 0 {
-		t.Errorf("no trial the kill interrupted was run again (repaired, or taken up with a new attempt)")
+	if cutOff == 0 {
+		t.Errorf("the kill cut off no trial")
 	}
+	t.Logf("%d trial(s) cut off by the kill, each carried on", cutOff)
 }
 
 func sameParams(a, b *execv1.Trial) bool {

@@ -15,7 +15,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -192,10 +191,7 @@ func (s *Store) ids(ctx context.Context, query string, args ...any) ([]string, e
 	return ids, err
 }
 
-// readRow reads one row outside of a transaction of its own.
+// queryRow reads one row, in a read transaction of its own.
 func (s *Store) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
 	return s.read(ctx, func(q Querier) error { return q.QueryRowContext(ctx, query, args...).Scan(dest...) })
 }
-
-// errBegin marks the failure to begin a transaction.
-func errBegin(err error) error { return fmt.Errorf("store: beginning a write: %w", err) }
