@@ -84,13 +84,6 @@ func (h *Hub) Count() int {
 	return n
 }
 
-// Watched reports whether anyone follows run id.
-func (h *Hub) Watched(runID string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs[runID]) > 0
-}
-
 // Publish offers committed events to their watchers without blocking.
 func (h *Hub) Publish(evs []run.Event) {
 	if len(evs) == 0 {

@@ -21,7 +21,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -183,26 +182,4 @@ func random() string {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// Wait polls until the cluster's database answers or ctx ends.
-func Wait(ctx context.Context, url, passwordFile string) error {
-	for {
-		cc, err := pgx.ParseConfig(url)
-		if err != nil {
-			return err
-		}
-		if b, err := os.ReadFile(passwordFile); err == nil {
-			cc.Password = strings.TrimSpace(string(b))
-		}
-		conn, err := pgx.ConnectConfig(ctx, cc)
-		if err == nil {
-			return conn.Close(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
