@@ -90,23 +90,9 @@ func (rs replicaSet) startSlowAppend(ctx context.Context, t *testing.T, through,
 // leases is the run's lease history: owner by epoch.
 func (rs replicaSet) leases(ctx context.Context, t *testing.T, runID string) []string {
 	t.Helper()
-	conn, err := pgtest.Connect(ctx, rs.url, rs.passwordFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT owner FROM run_leases WHERE run_id = $1 ORDER BY epoch`, runID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var owners []string
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			t.Fatal(err)
-		}
-		owners = append(owners, o)
+	for _, c := range rs.history(ctx, t, runID) {
+		owners = append(owners, c.owner)
 	}
 	return owners
 }
