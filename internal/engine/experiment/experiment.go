@@ -75,7 +75,10 @@ func (d Direction) Better(a, b float64) bool {
 // as it runs: every field is then set (the node, the dates, the seed).
 type Spec struct {
 	// Name is the declared experiment it came from, if any.
-	Name        string         `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Project names the project of the pipeline; the store keeps it in a
+	// column of its own, which is what a stored experiment reads back.
+	Project     string         `json:"project,omitempty"`
 	Pipeline    string         `json:"pipeline"`
 	Env         string         `json:"env,omitempty"`
 	Select      []string       `json:"select,omitempty"`

@@ -75,6 +75,9 @@ type Error struct {
 
 // Params are what a run was asked to do.
 type Params struct {
+	// Project names the project the pipeline is one of. The store keeps
+	// it in a column of its own, which is what a stored run reads back.
+	Project      string         `json:"project,omitempty"`
 	Pipeline     string         `json:"pipeline"`
 	Env          string         `json:"env"`
 	StartDate    string         `json:"start_date,omitempty"`

@@ -116,10 +116,13 @@ func (l Limits) Merge() Limits {
 	return d
 }
 
-// ListFilter selects runs. Zero fields select everything.
+// ListFilter selects runs and experiments. Zero fields select everything.
 type ListFilter struct {
+	// Projects are the projects whose records are listed, any of them;
+	// nil lists every project's.
+	Projects []string
 	Pipeline string
-	States   []run.State // any of them
+	States   []run.State // any of them; experiments ignore it
 }
 
 // Page sizes, as in AIP-158: 0 means the default, larger than the maximum
@@ -142,6 +145,10 @@ type Store interface {
 	// stored about them, and says how many went. Runs that have not ended
 	// are never touched.
 	PruneRuns(ctx context.Context, cutoff time.Time) (int, error)
+	// AdoptUnnamed gives project the runs and experiments recorded before
+	// execd named projects (their project is ""), and says how many runs
+	// it named. execd calls it when it serves one project.
+	AdoptUnnamed(ctx context.Context, project string) (int, error)
 	// Done is closed when the store closes.
 	Done() <-chan struct{}
 	Close() error
@@ -159,8 +166,9 @@ type Runs interface {
 	// GetRun returns a run with its nodes in plan order and each node's
 	// attempts in order.
 	GetRun(ctx context.Context, id string) (run.Run, error)
-	// RunByRequestID returns the run created with the request id.
-	RunByRequestID(ctx context.Context, requestID string) (run.Run, error)
+	// RunByRequestID returns the project's run created with the request
+	// id. Request ids are unique per project.
+	RunByRequestID(ctx context.Context, project, requestID string) (run.Run, error)
 	// ListRuns returns runs newest first and a token for the next page
 	// ("" after the last). Pagination is by key, so runs created while a
 	// client pages do not shift its pages.
@@ -193,10 +201,12 @@ type Runs interface {
 	// for a repair: the run back to PENDING, its repair count up by one,
 	// each node in reset back to PENDING, and owner (when not "") its
 	// owner under the next epoch. A request id already used for this run
-	// changes nothing (repeated true).
+	// changes nothing (repeated true). Repair request ids are unique per
+	// project.
 	PrepareRepair(ctx context.Context, runID string, reset []string, requestID, owner string) (stored run.Run, repeated bool, err error)
-	// RepairRequest returns the run a repair request id was used for.
-	RepairRequest(ctx context.Context, requestID string) (string, error)
+	// RepairRequest returns the run a repair request id of the project was
+	// used for.
+	RepairRequest(ctx context.Context, project, requestID string) (string, error)
 }
 
 // Recovery is what the engine needs to find, at its start, the runs a
@@ -337,14 +347,14 @@ type Experiments interface {
 	// event. A request id already used returns that experiment with
 	// created false.
 	CreateExperiment(ctx context.Context, x experiment.Record) (stored experiment.Record, created bool, err error)
-	ExperimentByRequestID(ctx context.Context, requestID string) (experiment.Record, error)
+	ExperimentByRequestID(ctx context.Context, project, requestID string) (experiment.Record, error)
 	// AppendExperiment stores ev and applies it to the experiment.
 	// Nothing may follow a terminal state.
 	AppendExperiment(ctx context.Context, id string, ev experiment.Event) (experiment.Event, error)
 	GetExperiment(ctx context.Context, id string) (experiment.Record, error)
 	// ListExperiments returns experiments newest first and a token for the
 	// next page.
-	ListExperiments(ctx context.Context, pipeline string, pageSize int, pageToken string) ([]experiment.Record, string, error)
+	ListExperiments(ctx context.Context, f ListFilter, pageSize int, pageToken string) ([]experiment.Record, string, error)
 	// LiveExperiments returns the ids of experiments not ended, oldest
 	// first.
 	LiveExperiments(ctx context.Context) ([]string, error)

@@ -618,6 +618,59 @@ func (Sampler) EnumDescriptor() ([]byte, []int) {
 	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{9}
 }
 
+// ProjectState says whether execd can run a project's pipelines.
+type ProjectState int32
+
+const (
+	ProjectState_PROJECT_STATE_UNSPECIFIED ProjectState = 0
+	// SERVING: loaded, its workers started.
+	ProjectState_PROJECT_STATE_SERVING ProjectState = 1
+	// BROKEN: its folder, settings or workers failed to load; `error` says
+	// why. Its runs and experiments can still be read.
+	ProjectState_PROJECT_STATE_BROKEN ProjectState = 2
+)
+
+// Enum value maps for ProjectState.
+var (
+	ProjectState_name = map[int32]string{
+		0: "PROJECT_STATE_UNSPECIFIED",
+		1: "PROJECT_STATE_SERVING",
+		2: "PROJECT_STATE_BROKEN",
+	}
+	ProjectState_value = map[string]int32{
+		"PROJECT_STATE_UNSPECIFIED": 0,
+		"PROJECT_STATE_SERVING":     1,
+		"PROJECT_STATE_BROKEN":      2,
+	}
+)
+
+func (x ProjectState) Enum() *ProjectState {
+	p := new(ProjectState)
+	*p = x
+	return p
+}
+
+func (x ProjectState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProjectState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[10].Descriptor()
+}
+
+func (ProjectState) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[10]
+}
+
+func (x ProjectState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProjectState.Descriptor instead.
+func (ProjectState) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{10}
+}
+
 type ValidatePipelineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pipeline name, as in the project's pipelines file.
@@ -628,7 +681,10 @@ type ValidatePipelineRequest struct {
 	StartDate string `protobuf:"bytes,3,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
 	EndDate   string `protobuf:"bytes,4,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
 	// Node selection, as in ExecutePipelineRequest.select.
-	Select        []string `protobuf:"bytes,5,rep,name=select,proto3" json:"select,omitempty"`
+	Select []string `protobuf:"bytes,5,rep,name=select,proto3" json:"select,omitempty"`
+	// The project, as named in execd's projects file. Empty means the only
+	// project when execd serves one; with several it is required.
+	Project       string `protobuf:"bytes,6,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -696,6 +752,13 @@ func (x *ValidatePipelineRequest) GetSelect() []string {
 		return x.Select
 	}
 	return nil
+}
+
+func (x *ValidatePipelineRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
 }
 
 type ValidatePipelineResponse struct {
@@ -767,7 +830,10 @@ type ExecutePipelineRequest struct {
 	Priority int32 `protobuf:"varint,11,opt,name=priority,proto3" json:"priority,omitempty"`
 	// Refuse the run (FAILED_PRECONDITION, nothing recorded) instead of
 	// queueing it when it cannot start at once.
-	NoWait        bool `protobuf:"varint,12,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	NoWait bool `protobuf:"varint,12,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
+	// The project, as named in execd's projects file. Empty means the only
+	// project when execd serves one; with several it is required.
+	Project       string `protobuf:"bytes,13,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -886,6 +952,13 @@ func (x *ExecutePipelineRequest) GetNoWait() bool {
 	return false
 }
 
+func (x *ExecutePipelineRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 type ExecutePipelineResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
@@ -935,6 +1008,9 @@ type WatchRunRequest struct {
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	// Only events with a greater sequence are sent; 0 sends all.
 	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// The run's project, if the caller knows it: a run of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -983,6 +1059,13 @@ func (x *WatchRunRequest) GetAfterSequence() int64 {
 	return 0
 }
 
+func (x *WatchRunRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 type WatchRunResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Event         *RunEvent              `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
@@ -1028,8 +1111,11 @@ func (x *WatchRunResponse) GetEvent() *RunEvent {
 }
 
 type GetRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The run's project, if the caller knows it: a run of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1067,6 +1153,13 @@ func (*GetRunRequest) Descriptor() ([]byte, []int) {
 func (x *GetRunRequest) GetRunId() string {
 	if x != nil {
 		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetRunRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -1124,7 +1217,9 @@ type ListRunsRequest struct {
 	// Only runs of this pipeline.
 	Pipeline string `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	// Only runs in one of these states.
-	States        []RunState `protobuf:"varint,4,rep,packed,name=states,proto3,enum=tauro.exec.v1.RunState" json:"states,omitempty"`
+	States []RunState `protobuf:"varint,4,rep,packed,name=states,proto3,enum=tauro.exec.v1.RunState" json:"states,omitempty"`
+	// Only runs of this project; empty lists every project the caller may view.
+	Project       string `protobuf:"bytes,5,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1187,6 +1282,13 @@ func (x *ListRunsRequest) GetStates() []RunState {
 	return nil
 }
 
+func (x *ListRunsRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 type ListRunsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Runs          []*Run                 `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
@@ -1240,9 +1342,12 @@ func (x *ListRunsResponse) GetNextPageToken() string {
 }
 
 type CancelRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RunId  string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The run's project, if the caller knows it: a run of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1287,6 +1392,13 @@ func (x *CancelRunRequest) GetRunId() string {
 func (x *CancelRunRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -1336,9 +1448,12 @@ func (x *CancelRunResponse) GetRun() *Run {
 }
 
 type StopRunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RunId  string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The run's project, if the caller knows it: a run of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1383,6 +1498,13 @@ func (x *StopRunRequest) GetRunId() string {
 func (x *StopRunRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *StopRunRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -1435,7 +1557,10 @@ type RepairRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	RunId string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	// Makes the call idempotent, as in ExecutePipelineRequest.
-	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The run's project, if the caller knows it: a run of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1480,6 +1605,13 @@ func (x *RepairRunRequest) GetRunId() string {
 func (x *RepairRunRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RepairRunRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -1529,8 +1661,11 @@ func (x *RepairRunResponse) GetRun() *Run {
 }
 
 type ListPipelinesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Env           string                 `protobuf:"bytes,1,opt,name=env,proto3" json:"env,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Env   string                 `protobuf:"bytes,1,opt,name=env,proto3" json:"env,omitempty"`
+	// The project, as named in execd's projects file. Empty means the only
+	// project when execd serves one; with several it is required.
+	Project       string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1568,6 +1703,13 @@ func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
 func (x *ListPipelinesRequest) GetEnv() string {
 	if x != nil {
 		return x.Env
+	}
+	return ""
+}
+
+func (x *ListPipelinesRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -1677,9 +1819,12 @@ func (x *PipelineSummary) GetNodeCount() int32 {
 }
 
 type GetPipelineRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Env           string                 `protobuf:"bytes,2,opt,name=env,proto3" json:"env,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Env   string                 `protobuf:"bytes,2,opt,name=env,proto3" json:"env,omitempty"`
+	// The project, as named in execd's projects file. Empty means the only
+	// project when execd serves one; with several it is required.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1724,6 +1869,13 @@ func (x *GetPipelineRequest) GetName() string {
 func (x *GetPipelineRequest) GetEnv() string {
 	if x != nil {
 		return x.Env
+	}
+	return ""
+}
+
+func (x *GetPipelineRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -1817,8 +1969,11 @@ type GetCallerResponse struct {
 	// The server authenticates its callers (--tokens or --client-ca). When
 	// false, everyone who can reach it is an admin.
 	AuthenticationRequired bool `protobuf:"varint,3,opt,name=authentication_required,json=authenticationRequired,proto3" json:"authentication_required,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The caller's role in each project it may reach that differs from
+	// `role` (a token scoped to projects); `role` holds everywhere else.
+	Projects      []*ProjectRole `protobuf:"bytes,4,rep,name=projects,proto3" json:"projects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCallerResponse) Reset() {
@@ -1870,6 +2025,13 @@ func (x *GetCallerResponse) GetAuthenticationRequired() bool {
 		return x.AuthenticationRequired
 	}
 	return false
+}
+
+func (x *GetCallerResponse) GetProjects() []*ProjectRole {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
 }
 
 // Pipeline is a pipeline as configured, with its plan.
@@ -2220,7 +2382,9 @@ type Run struct {
 	LastSequence int64 `protobuf:"varint,19,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	Priority     int32 `protobuf:"varint,20,opt,name=priority,proto3" json:"priority,omitempty"`
 	// The execd replica that executes the run (or did last).
-	Replica       string `protobuf:"bytes,21,opt,name=replica,proto3" json:"replica,omitempty"`
+	Replica string `protobuf:"bytes,21,opt,name=replica,proto3" json:"replica,omitempty"`
+	// The project the run belongs to.
+	Project       string `protobuf:"bytes,22,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2398,6 +2562,13 @@ func (x *Run) GetPriority() int32 {
 func (x *Run) GetReplica() string {
 	if x != nil {
 		return x.Replica
+	}
+	return ""
+}
+
+func (x *Run) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -2662,7 +2833,9 @@ type RunEvent struct {
 	//	*RunEvent_NodeMessage
 	//	*RunEvent_NodeMetric
 	//	*RunEvent_NodeProgress
-	Kind          isRunEvent_Kind `protobuf_oneof:"kind"`
+	Kind isRunEvent_Kind `protobuf_oneof:"kind"`
+	// The project of the run.
+	Project       string `protobuf:"bytes,9,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2768,6 +2941,13 @@ func (x *RunEvent) GetNodeProgress() *NodeProgress {
 		}
 	}
 	return nil
+}
+
+func (x *RunEvent) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
 }
 
 type isRunEvent_Kind interface {
@@ -3367,8 +3547,11 @@ type RunExperimentRequest struct {
 	StartDate string `protobuf:"bytes,11,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
 	EndDate   string `protobuf:"bytes,12,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
 	// Fixed hyperparameters every trial runs with, under the searched ones.
-	Hyperparams   *structpb.Struct `protobuf:"bytes,13,opt,name=hyperparams,proto3" json:"hyperparams,omitempty"`
-	Sampler       Sampler          `protobuf:"varint,14,opt,name=sampler,proto3,enum=tauro.exec.v1.Sampler" json:"sampler,omitempty"`
+	Hyperparams *structpb.Struct `protobuf:"bytes,13,opt,name=hyperparams,proto3" json:"hyperparams,omitempty"`
+	Sampler     Sampler          `protobuf:"varint,14,opt,name=sampler,proto3,enum=tauro.exec.v1.Sampler" json:"sampler,omitempty"`
+	// The project, as named in execd's projects file. Empty means the only
+	// project when execd serves one; with several it is required.
+	Project       string `protobuf:"bytes,15,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3501,6 +3684,13 @@ func (x *RunExperimentRequest) GetSampler() Sampler {
 	return Sampler_SAMPLER_UNSPECIFIED
 }
 
+func (x *RunExperimentRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 type RunExperimentResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Experiment    *Experiment            `protobuf:"bytes,1,opt,name=experiment,proto3" json:"experiment,omitempty"`
@@ -3546,8 +3736,11 @@ func (x *RunExperimentResponse) GetExperiment() *Experiment {
 }
 
 type GetExperimentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ExperimentId  string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	// The experiment's project, if the caller knows it: an experiment of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3585,6 +3778,13 @@ func (*GetExperimentRequest) Descriptor() ([]byte, []int) {
 func (x *GetExperimentRequest) GetExperimentId() string {
 	if x != nil {
 		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *GetExperimentRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -3639,7 +3839,9 @@ type ListExperimentsRequest struct {
 	PageSize  int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Only experiments of this pipeline.
-	Pipeline      string `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Pipeline string `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// Only experiments of this project; empty lists every project the caller may view.
+	Project       string `protobuf:"bytes,4,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3691,6 +3893,13 @@ func (x *ListExperimentsRequest) GetPageToken() string {
 func (x *ListExperimentsRequest) GetPipeline() string {
 	if x != nil {
 		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *ListExperimentsRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -3753,6 +3962,9 @@ type WatchExperimentRequest struct {
 	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
 	// Only events with a greater sequence are sent; 0 sends all.
 	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// The experiment's project, if the caller knows it: an experiment of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3801,6 +4013,13 @@ func (x *WatchExperimentRequest) GetAfterSequence() int64 {
 	return 0
 }
 
+func (x *WatchExperimentRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 type WatchExperimentResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Event         *ExperimentEvent       `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
@@ -3846,9 +4065,12 @@ func (x *WatchExperimentResponse) GetEvent() *ExperimentEvent {
 }
 
 type CancelExperimentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ExperimentId  string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	Reason       string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The experiment's project, if the caller knows it: an experiment of another project
+	// is then NOT_FOUND.
+	Project       string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3893,6 +4115,13 @@ func (x *CancelExperimentRequest) GetExperimentId() string {
 func (x *CancelExperimentRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelExperimentRequest) GetProject() string {
+	if x != nil {
+		return x.Project
 	}
 	return ""
 }
@@ -3976,7 +4205,9 @@ type Experiment struct {
 	// The succeeded trial with the best value so far; unset before one.
 	Best *Trial `protobuf:"bytes,25,opt,name=best,proto3" json:"best,omitempty"`
 	// Sequence of the newest event when this was read.
-	LastSequence  int64 `protobuf:"varint,26,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	LastSequence int64 `protobuf:"varint,26,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	// The project the experiment belongs to.
+	Project       string `protobuf:"bytes,27,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4193,6 +4424,13 @@ func (x *Experiment) GetLastSequence() int64 {
 	return 0
 }
 
+func (x *Experiment) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 // Trial is one proposal of the optimiser and the run that tried it.
 type Trial struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4320,7 +4558,9 @@ type ExperimentEvent struct {
 	//	*ExperimentEvent_ExperimentStateChanged
 	//	*ExperimentEvent_TrialStateChanged
 	//	*ExperimentEvent_SharedRunStateChanged
-	Kind          isExperimentEvent_Kind `protobuf_oneof:"kind"`
+	Kind isExperimentEvent_Kind `protobuf_oneof:"kind"`
+	// The project of the experiment.
+	Project       string `protobuf:"bytes,7,opt,name=project,proto3" json:"project,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4408,6 +4648,13 @@ func (x *ExperimentEvent) GetSharedRunStateChanged() *SharedRunStateChanged {
 		}
 	}
 	return nil
+}
+
+func (x *ExperimentEvent) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
 }
 
 type isExperimentEvent_Kind interface {
@@ -4777,11 +5024,250 @@ func (x *Replica) GetRunIds() []string {
 	return nil
 }
 
+// ProjectRole is a caller's role in one project.
+type ProjectRole struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	Role          Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=tauro.exec.v1.Role" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProjectRole) Reset() {
+	*x = ProjectRole{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProjectRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProjectRole) ProtoMessage() {}
+
+func (x *ProjectRole) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProjectRole.ProtoReflect.Descriptor instead.
+func (*ProjectRole) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ProjectRole) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *ProjectRole) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+type ListProjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProjectsRequest) Reset() {
+	*x = ListProjectsRequest{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProjectsRequest) ProtoMessage() {}
+
+func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
+func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
+}
+
+type ListProjectsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Projects      []*Project             `protobuf:"bytes,1,rep,name=projects,proto3" json:"projects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProjectsResponse) Reset() {
+	*x = ListProjectsResponse{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProjectsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProjectsResponse) ProtoMessage() {}
+
+func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
+func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListProjectsResponse) GetProjects() []*Project {
+	if x != nil {
+		return x.Projects
+	}
+	return nil
+}
+
+// Project is one tauro project execd serves.
+type Project struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The project's folder on execd's machine.
+	Folder string `protobuf:"bytes,2,opt,name=folder,proto3" json:"folder,omitempty"`
+	// The environment requests that name none use.
+	DefaultEnv string       `protobuf:"bytes,3,opt,name=default_env,json=defaultEnv,proto3" json:"default_env,omitempty"`
+	State      ProjectState `protobuf:"varint,4,opt,name=state,proto3,enum=tauro.exec.v1.ProjectState" json:"state,omitempty"`
+	// Why the project is BROKEN.
+	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// The caller's role in the project.
+	Role Role `protobuf:"varint,6,opt,name=role,proto3,enum=tauro.exec.v1.Role" json:"role,omitempty"`
+	// The Python interpreter its node workers run, and how many there are.
+	Python        string `protobuf:"bytes,7,opt,name=python,proto3" json:"python,omitempty"`
+	Workers       int32  `protobuf:"varint,8,opt,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Project) Reset() {
+	*x = Project{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Project) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Project) ProtoMessage() {}
+
+func (x *Project) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Project.ProtoReflect.Descriptor instead.
+func (*Project) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *Project) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Project) GetFolder() string {
+	if x != nil {
+		return x.Folder
+	}
+	return ""
+}
+
+func (x *Project) GetDefaultEnv() string {
+	if x != nil {
+		return x.DefaultEnv
+	}
+	return ""
+}
+
+func (x *Project) GetState() ProjectState {
+	if x != nil {
+		return x.State
+	}
+	return ProjectState_PROJECT_STATE_UNSPECIFIED
+}
+
+func (x *Project) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Project) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *Project) GetPython() string {
+	if x != nil {
+		return x.Python
+	}
+	return ""
+}
+
+func (x *Project) GetWorkers() int32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
 var File_tauro_exec_v1_exec_proto protoreflect.FileDescriptor
 
 const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\n" +
-	"\x18tauro/exec/v1/exec.proto\x12\rtauro.exec.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x01\n" +
+	"\x18tauro/exec/v1/exec.proto\x12\rtauro.exec.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n" +
 	"\x17ValidatePipelineRequest\x12&\n" +
 	"\bpipeline\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\bpipeline\x12\x1a\n" +
@@ -4789,9 +5275,10 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\n" +
 	"start_date\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\tstartDate\x12\"\n" +
 	"\bend_date\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 R\aendDate\x12*\n" +
-	"\x06select\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x82\x02R\x06select\"C\n" +
+	"\x06select\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x82\x02R\x06select\x12B\n" +
+	"\aproject\x18\x06 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"C\n" +
 	"\x18ValidatePipelineResponse\x12'\n" +
-	"\x04plan\x18\x01 \x01(\v2\x13.tauro.exec.v1.PlanR\x04plan\"\x89\x04\n" +
+	"\x04plan\x18\x01 \x01(\v2\x13.tauro.exec.v1.PlanR\x04plan\"\xcd\x04\n" +
 	"\x16ExecutePipelineRequest\x125\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\x12&\n" +
@@ -4810,63 +5297,73 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\tfail_fast\x18\n" +
 	" \x01(\bR\bfailFast\x12/\n" +
 	"\bpriority\x18\v \x01(\x05B\x13\xbaH\x10\x1a\x0e\x18\xe8\a(\x98\xf8\xff\xff\xff\xff\xff\xff\xff\x01R\bpriority\x12\x17\n" +
-	"\ano_wait\x18\f \x01(\bR\x06noWait\"?\n" +
+	"\ano_wait\x18\f \x01(\bR\x06noWait\x12B\n" +
+	"\aproject\x18\r \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"?\n" +
 	"\x17ExecutePipelineResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"c\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"\xa7\x01\n" +
 	"\x0fWatchRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12.\n" +
-	"\x0eafter_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\"A\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"A\n" +
 	"\x10WatchRunResponse\x12-\n" +
-	"\x05event\x18\x01 \x01(\v2\x17.tauro.exec.v1.RunEventR\x05event\"1\n" +
+	"\x05event\x18\x01 \x01(\v2\x17.tauro.exec.v1.RunEventR\x05event\"u\n" +
 	"\rGetRunRequest\x12 \n" +
-	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\"6\n" +
+	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12B\n" +
+	"\aproject\x18\x02 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"6\n" +
 	"\x0eGetRunResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"\xca\x01\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"\x8e\x02\n" +
 	"\x0fListRunsRequest\x12$\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12$\n" +
 	"\bpipeline\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bpipeline\x12B\n" +
-	"\x06states\x18\x04 \x03(\x0e2\x17.tauro.exec.v1.RunStateB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\a\x82\x01\x04\x10\x01 \x00R\x06states\"b\n" +
+	"\x06states\x18\x04 \x03(\x0e2\x17.tauro.exec.v1.RunStateB\x11\xbaH\x0e\x92\x01\v\x10\x10\"\a\x82\x01\x04\x10\x01 \x00R\x06states\x12B\n" +
+	"\aproject\x18\x05 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"b\n" +
 	"\x10ListRunsResponse\x12&\n" +
 	"\x04runs\x18\x01 \x03(\v2\x12.tauro.exec.v1.RunR\x04runs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"V\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9a\x01\n" +
 	"\x10CancelRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12 \n" +
-	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"9\n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"9\n" +
 	"\x11CancelRunResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"T\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"\x98\x01\n" +
 	"\x0eStopRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x12 \n" +
-	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"7\n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"7\n" +
 	"\x0fStopRunResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"k\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"\xaf\x01\n" +
 	"\x10RepairRunRequest\x12 \n" +
 	"\x06run_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05runId\x125\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\"9\n" +
+	"request_id\x18\x02 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"9\n" +
 	"\x11RepairRunResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"2\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"v\n" +
 	"\x14ListPipelinesRequest\x12\x1a\n" +
-	"\x03env\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\"U\n" +
+	"\x03env\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\x12B\n" +
+	"\aproject\x18\x02 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"U\n" +
 	"\x15ListPipelinesResponse\x12<\n" +
 	"\tpipelines\x18\x01 \x03(\v2\x1e.tauro.exec.v1.PipelineSummaryR\tpipelines\"u\n" +
 	"\x0fPipelineSummary\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.tauro.exec.v1.PipelineTypeR\x04type\x12\x1d\n" +
 	"\n" +
-	"node_count\x18\x03 \x01(\x05R\tnodeCount\"P\n" +
+	"node_count\x18\x03 \x01(\x05R\tnodeCount\"\x94\x01\n" +
 	"\x12GetPipelineRequest\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x12\x1a\n" +
-	"\x03env\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\"J\n" +
+	"\x03env\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03env\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"J\n" +
 	"\x13GetPipelineResponse\x123\n" +
 	"\bpipeline\x18\x01 \x01(\v2\x17.tauro.exec.v1.PipelineR\bpipeline\"\x12\n" +
-	"\x10GetCallerRequest\"\x89\x01\n" +
+	"\x10GetCallerRequest\"\xc1\x01\n" +
 	"\x11GetCallerResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.tauro.exec.v1.RoleR\x04role\x127\n" +
-	"\x17authentication_required\x18\x03 \x01(\bR\x16authenticationRequired\"\xa7\x01\n" +
+	"\x17authentication_required\x18\x03 \x01(\bR\x16authenticationRequired\x126\n" +
+	"\bprojects\x18\x04 \x03(\v2\x1a.tauro.exec.v1.ProjectRoleR\bprojects\"\xa7\x01\n" +
 	"\bPipeline\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.tauro.exec.v1.PipelineTypeR\x04type\x12-\n" +
@@ -4894,7 +5391,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xfd\x05\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\x97\x06\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -4922,7 +5419,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\frepair_count\x18\x12 \x01(\x05R\vrepairCount\x12#\n" +
 	"\rlast_sequence\x18\x13 \x01(\x03R\flastSequence\x12\x1a\n" +
 	"\bpriority\x18\x14 \x01(\x05R\bpriority\x12\x18\n" +
-	"\areplica\x18\x15 \x01(\tR\areplica\"\xbd\x02\n" +
+	"\areplica\x18\x15 \x01(\tR\areplica\x12\x18\n" +
+	"\aproject\x18\x16 \x01(\tR\aproject\"\xbd\x02\n" +
 	"\aNodeRun\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x12\x18\n" +
@@ -4947,7 +5445,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\ttraceback\x18\x03 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xd7\x03\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xf1\x03\n" +
 	"\bRunEvent\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
@@ -4957,7 +5455,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\fnode_message\x18\x06 \x01(\v2\x1a.tauro.exec.v1.NodeMessageH\x00R\vnodeMessage\x12<\n" +
 	"\vnode_metric\x18\a \x01(\v2\x19.tauro.exec.v1.NodeMetricH\x00R\n" +
 	"nodeMetric\x12B\n" +
-	"\rnode_progress\x18\b \x01(\v2\x1b.tauro.exec.v1.NodeProgressH\x00R\fnodeProgressB\x06\n" +
+	"\rnode_progress\x18\b \x01(\v2\x1b.tauro.exec.v1.NodeProgressH\x00R\fnodeProgress\x12\x18\n" +
+	"\aproject\x18\t \x01(\tR\aprojectB\x06\n" +
 	"\x04kind\"Z\n" +
 	"\x0fRunStateChanged\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.tauro.exec.v1.RunStateR\x05state\x12\x18\n" +
@@ -5005,7 +5504,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\tObjective\x12 \n" +
 	"\x06metric\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06metric\x12\x1c\n" +
 	"\x04node\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x04node\x126\n" +
-	"\tdirection\x18\x03 \x01(\x0e2\x18.tauro.exec.v1.DirectionR\tdirection\"\x9b\x05\n" +
+	"\tdirection\x18\x03 \x01(\x0e2\x18.tauro.exec.v1.DirectionR\tdirection\"\xdf\x05\n" +
 	"\x14RunExperimentRequest\x125\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\x12(\n" +
@@ -5027,38 +5526,43 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"start_date\x18\v \x01(\tB\a\xbaH\x04r\x02\x18 R\tstartDate\x12\"\n" +
 	"\bend_date\x18\f \x01(\tB\a\xbaH\x04r\x02\x18 R\aendDate\x129\n" +
 	"\vhyperparams\x18\r \x01(\v2\x17.google.protobuf.StructR\vhyperparams\x120\n" +
-	"\asampler\x18\x0e \x01(\x0e2\x16.tauro.exec.v1.SamplerR\asamplerB\a\n" +
+	"\asampler\x18\x0e \x01(\x0e2\x16.tauro.exec.v1.SamplerR\asampler\x12B\n" +
+	"\aproject\x18\x0f \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aprojectB\a\n" +
 	"\x05_seed\"R\n" +
 	"\x15RunExperimentResponse\x129\n" +
 	"\n" +
 	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
-	"experiment\"F\n" +
+	"experiment\"\x8a\x01\n" +
 	"\x14GetExperimentRequest\x12.\n" +
-	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\"R\n" +
+	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\x12B\n" +
+	"\aproject\x18\x02 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"R\n" +
 	"\x15GetExperimentResponse\x129\n" +
 	"\n" +
 	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
-	"experiment\"\x8d\x01\n" +
+	"experiment\"\xd1\x01\n" +
 	"\x16ListExperimentsRequest\x12$\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\x12$\n" +
-	"\bpipeline\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bpipeline\"~\n" +
+	"\bpipeline\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bpipeline\x12B\n" +
+	"\aproject\x18\x04 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"~\n" +
 	"\x17ListExperimentsResponse\x12;\n" +
 	"\vexperiments\x18\x01 \x03(\v2\x19.tauro.exec.v1.ExperimentR\vexperiments\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"x\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbc\x01\n" +
 	"\x16WatchExperimentRequest\x12.\n" +
 	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\x12.\n" +
-	"\x0eafter_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\"O\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"O\n" +
 	"\x17WatchExperimentResponse\x124\n" +
-	"\x05event\x18\x01 \x01(\v2\x1e.tauro.exec.v1.ExperimentEventR\x05event\"k\n" +
+	"\x05event\x18\x01 \x01(\v2\x1e.tauro.exec.v1.ExperimentEventR\x05event\"\xaf\x01\n" +
 	"\x17CancelExperimentRequest\x12.\n" +
 	"\rexperiment_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fexperimentId\x12 \n" +
-	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\"U\n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason\x12B\n" +
+	"\aproject\x18\x03 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"U\n" +
 	"\x18CancelExperimentResponse\x129\n" +
 	"\n" +
 	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
-	"experiment\"\x82\b\n" +
+	"experiment\"\x9c\b\n" +
 	"\n" +
 	"Experiment\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x12\n" +
@@ -5092,7 +5596,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bend_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12,\n" +
 	"\x06trials\x18\x18 \x03(\v2\x14.tauro.exec.v1.TrialR\x06trials\x12(\n" +
 	"\x04best\x18\x19 \x01(\v2\x14.tauro.exec.v1.TrialR\x04best\x12#\n" +
-	"\rlast_sequence\x18\x1a \x01(\x03R\flastSequence\"\xe3\x02\n" +
+	"\rlast_sequence\x18\x1a \x01(\x03R\flastSequence\x12\x18\n" +
+	"\aproject\x18\x1b \x01(\tR\aproject\"\xe3\x02\n" +
 	"\x05Trial\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.tauro.exec.v1.TrialStateR\x05state\x12/\n" +
@@ -5104,14 +5609,15 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
 	"\amessage\x18\t \x01(\tR\amessageB\b\n" +
-	"\x06_value\"\xa2\x03\n" +
+	"\x06_value\"\xbc\x03\n" +
 	"\x0fExperimentEvent\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12a\n" +
 	"\x18experiment_state_changed\x18\x04 \x01(\v2%.tauro.exec.v1.ExperimentStateChangedH\x00R\x16experimentStateChanged\x12R\n" +
 	"\x13trial_state_changed\x18\x05 \x01(\v2 .tauro.exec.v1.TrialStateChangedH\x00R\x11trialStateChanged\x12_\n" +
-	"\x18shared_run_state_changed\x18\x06 \x01(\v2$.tauro.exec.v1.SharedRunStateChangedH\x00R\x15sharedRunStateChangedB\x06\n" +
+	"\x18shared_run_state_changed\x18\x06 \x01(\v2$.tauro.exec.v1.SharedRunStateChangedH\x00R\x15sharedRunStateChanged\x12\x18\n" +
+	"\aproject\x18\a \x01(\tR\aprojectB\x06\n" +
 	"\x04kind\"h\n" +
 	"\x16ExperimentStateChanged\x124\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1e.tauro.exec.v1.ExperimentStateR\x05state\x12\x18\n" +
@@ -5135,7 +5641,23 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x14\n" +
 	"\x05alive\x18\x06 \x01(\bR\x05alive\x12\x17\n" +
-	"\arun_ids\x18\a \x03(\tR\x06runIds*\x87\x02\n" +
+	"\arun_ids\x18\a \x03(\tR\x06runIds\"P\n" +
+	"\vProjectRole\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x12'\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.tauro.exec.v1.RoleR\x04role\"\x15\n" +
+	"\x13ListProjectsRequest\"J\n" +
+	"\x14ListProjectsResponse\x122\n" +
+	"\bprojects\x18\x01 \x03(\v2\x16.tauro.exec.v1.ProjectR\bprojects\"\xfa\x01\n" +
+	"\aProject\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06folder\x18\x02 \x01(\tR\x06folder\x12\x1f\n" +
+	"\vdefault_env\x18\x03 \x01(\tR\n" +
+	"defaultEnv\x121\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x1b.tauro.exec.v1.ProjectStateR\x05state\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\x12'\n" +
+	"\x04role\x18\x06 \x01(\x0e2\x13.tauro.exec.v1.RoleR\x04role\x12\x16\n" +
+	"\x06python\x18\a \x01(\tR\x06python\x12\x18\n" +
+	"\aworkers\x18\b \x01(\x05R\aworkers*\x87\x02\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NODE_STATE_PENDING\x10\x01\x12\x16\n" +
@@ -5198,7 +5720,11 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\aSampler\x12\x17\n" +
 	"\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSAMPLER_TPE\x10\x01\x12\x12\n" +
-	"\x0eSAMPLER_RANDOM\x10\x022\xdf\v\n" +
+	"\x0eSAMPLER_RANDOM\x10\x02*b\n" +
+	"\fProjectState\x12\x1d\n" +
+	"\x19PROJECT_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15PROJECT_STATE_SERVING\x10\x01\x12\x18\n" +
+	"\x14PROJECT_STATE_BROKEN\x10\x022\xb8\f\n" +
 	"\vExecService\x12c\n" +
 	"\x10ValidatePipeline\x12&.tauro.exec.v1.ValidatePipelineRequest\x1a'.tauro.exec.v1.ValidatePipelineResponse\x12`\n" +
 	"\x0fExecutePipeline\x12%.tauro.exec.v1.ExecutePipelineRequest\x1a&.tauro.exec.v1.ExecutePipelineResponse\x12M\n" +
@@ -5216,7 +5742,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x0fWatchExperiment\x12%.tauro.exec.v1.WatchExperimentRequest\x1a&.tauro.exec.v1.WatchExperimentResponse0\x01\x12c\n" +
 	"\x10CancelExperiment\x12&.tauro.exec.v1.CancelExperimentRequest\x1a'.tauro.exec.v1.CancelExperimentResponse\x12N\n" +
 	"\tGetCaller\x12\x1f.tauro.exec.v1.GetCallerRequest\x1a .tauro.exec.v1.GetCallerResponse\x12W\n" +
-	"\fListReplicas\x12\".tauro.exec.v1.ListReplicasRequest\x1a#.tauro.exec.v1.ListReplicasResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
+	"\fListReplicas\x12\".tauro.exec.v1.ListReplicasRequest\x1a#.tauro.exec.v1.ListReplicasResponse\x12W\n" +
+	"\fListProjects\x12\".tauro.exec.v1.ListProjectsRequest\x1a#.tauro.exec.v1.ListProjectsResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
 	file_tauro_exec_v1_exec_proto_rawDescOnce sync.Once
@@ -5230,8 +5757,8 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_exec_proto_rawDescData
 }
 
-var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
@@ -5243,195 +5770,207 @@ var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(Prior)(0),                       // 7: tauro.exec.v1.Prior
 	(Direction)(0),                   // 8: tauro.exec.v1.Direction
 	(Sampler)(0),                     // 9: tauro.exec.v1.Sampler
-	(*ValidatePipelineRequest)(nil),  // 10: tauro.exec.v1.ValidatePipelineRequest
-	(*ValidatePipelineResponse)(nil), // 11: tauro.exec.v1.ValidatePipelineResponse
-	(*ExecutePipelineRequest)(nil),   // 12: tauro.exec.v1.ExecutePipelineRequest
-	(*ExecutePipelineResponse)(nil),  // 13: tauro.exec.v1.ExecutePipelineResponse
-	(*WatchRunRequest)(nil),          // 14: tauro.exec.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 15: tauro.exec.v1.WatchRunResponse
-	(*GetRunRequest)(nil),            // 16: tauro.exec.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 17: tauro.exec.v1.GetRunResponse
-	(*ListRunsRequest)(nil),          // 18: tauro.exec.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 19: tauro.exec.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 20: tauro.exec.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 21: tauro.exec.v1.CancelRunResponse
-	(*StopRunRequest)(nil),           // 22: tauro.exec.v1.StopRunRequest
-	(*StopRunResponse)(nil),          // 23: tauro.exec.v1.StopRunResponse
-	(*RepairRunRequest)(nil),         // 24: tauro.exec.v1.RepairRunRequest
-	(*RepairRunResponse)(nil),        // 25: tauro.exec.v1.RepairRunResponse
-	(*ListPipelinesRequest)(nil),     // 26: tauro.exec.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),    // 27: tauro.exec.v1.ListPipelinesResponse
-	(*PipelineSummary)(nil),          // 28: tauro.exec.v1.PipelineSummary
-	(*GetPipelineRequest)(nil),       // 29: tauro.exec.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),      // 30: tauro.exec.v1.GetPipelineResponse
-	(*GetCallerRequest)(nil),         // 31: tauro.exec.v1.GetCallerRequest
-	(*GetCallerResponse)(nil),        // 32: tauro.exec.v1.GetCallerResponse
-	(*Pipeline)(nil),                 // 33: tauro.exec.v1.Pipeline
-	(*NodeSpec)(nil),                 // 34: tauro.exec.v1.NodeSpec
-	(*Plan)(nil),                     // 35: tauro.exec.v1.Plan
-	(*Stage)(nil),                    // 36: tauro.exec.v1.Stage
-	(*Run)(nil),                      // 37: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 38: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 39: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 40: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 41: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 42: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 43: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 44: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 45: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 46: tauro.exec.v1.NodeProgress
-	(*SearchDimension)(nil),          // 47: tauro.exec.v1.SearchDimension
-	(*Objective)(nil),                // 48: tauro.exec.v1.Objective
-	(*RunExperimentRequest)(nil),     // 49: tauro.exec.v1.RunExperimentRequest
-	(*RunExperimentResponse)(nil),    // 50: tauro.exec.v1.RunExperimentResponse
-	(*GetExperimentRequest)(nil),     // 51: tauro.exec.v1.GetExperimentRequest
-	(*GetExperimentResponse)(nil),    // 52: tauro.exec.v1.GetExperimentResponse
-	(*ListExperimentsRequest)(nil),   // 53: tauro.exec.v1.ListExperimentsRequest
-	(*ListExperimentsResponse)(nil),  // 54: tauro.exec.v1.ListExperimentsResponse
-	(*WatchExperimentRequest)(nil),   // 55: tauro.exec.v1.WatchExperimentRequest
-	(*WatchExperimentResponse)(nil),  // 56: tauro.exec.v1.WatchExperimentResponse
-	(*CancelExperimentRequest)(nil),  // 57: tauro.exec.v1.CancelExperimentRequest
-	(*CancelExperimentResponse)(nil), // 58: tauro.exec.v1.CancelExperimentResponse
-	(*Experiment)(nil),               // 59: tauro.exec.v1.Experiment
-	(*Trial)(nil),                    // 60: tauro.exec.v1.Trial
-	(*ExperimentEvent)(nil),          // 61: tauro.exec.v1.ExperimentEvent
-	(*ExperimentStateChanged)(nil),   // 62: tauro.exec.v1.ExperimentStateChanged
-	(*TrialStateChanged)(nil),        // 63: tauro.exec.v1.TrialStateChanged
-	(*SharedRunStateChanged)(nil),    // 64: tauro.exec.v1.SharedRunStateChanged
-	(*ListReplicasRequest)(nil),      // 65: tauro.exec.v1.ListReplicasRequest
-	(*ListReplicasResponse)(nil),     // 66: tauro.exec.v1.ListReplicasResponse
-	(*Replica)(nil),                  // 67: tauro.exec.v1.Replica
-	nil,                              // 68: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 69: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 70: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 71: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 72: google.protobuf.Value
+	(ProjectState)(0),                // 10: tauro.exec.v1.ProjectState
+	(*ValidatePipelineRequest)(nil),  // 11: tauro.exec.v1.ValidatePipelineRequest
+	(*ValidatePipelineResponse)(nil), // 12: tauro.exec.v1.ValidatePipelineResponse
+	(*ExecutePipelineRequest)(nil),   // 13: tauro.exec.v1.ExecutePipelineRequest
+	(*ExecutePipelineResponse)(nil),  // 14: tauro.exec.v1.ExecutePipelineResponse
+	(*WatchRunRequest)(nil),          // 15: tauro.exec.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 16: tauro.exec.v1.WatchRunResponse
+	(*GetRunRequest)(nil),            // 17: tauro.exec.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 18: tauro.exec.v1.GetRunResponse
+	(*ListRunsRequest)(nil),          // 19: tauro.exec.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 20: tauro.exec.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 21: tauro.exec.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 22: tauro.exec.v1.CancelRunResponse
+	(*StopRunRequest)(nil),           // 23: tauro.exec.v1.StopRunRequest
+	(*StopRunResponse)(nil),          // 24: tauro.exec.v1.StopRunResponse
+	(*RepairRunRequest)(nil),         // 25: tauro.exec.v1.RepairRunRequest
+	(*RepairRunResponse)(nil),        // 26: tauro.exec.v1.RepairRunResponse
+	(*ListPipelinesRequest)(nil),     // 27: tauro.exec.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),    // 28: tauro.exec.v1.ListPipelinesResponse
+	(*PipelineSummary)(nil),          // 29: tauro.exec.v1.PipelineSummary
+	(*GetPipelineRequest)(nil),       // 30: tauro.exec.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),      // 31: tauro.exec.v1.GetPipelineResponse
+	(*GetCallerRequest)(nil),         // 32: tauro.exec.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),        // 33: tauro.exec.v1.GetCallerResponse
+	(*Pipeline)(nil),                 // 34: tauro.exec.v1.Pipeline
+	(*NodeSpec)(nil),                 // 35: tauro.exec.v1.NodeSpec
+	(*Plan)(nil),                     // 36: tauro.exec.v1.Plan
+	(*Stage)(nil),                    // 37: tauro.exec.v1.Stage
+	(*Run)(nil),                      // 38: tauro.exec.v1.Run
+	(*NodeRun)(nil),                  // 39: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 40: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 41: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 42: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 43: tauro.exec.v1.RunStateChanged
+	(*NodeStateChanged)(nil),         // 44: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 45: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 46: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 47: tauro.exec.v1.NodeProgress
+	(*SearchDimension)(nil),          // 48: tauro.exec.v1.SearchDimension
+	(*Objective)(nil),                // 49: tauro.exec.v1.Objective
+	(*RunExperimentRequest)(nil),     // 50: tauro.exec.v1.RunExperimentRequest
+	(*RunExperimentResponse)(nil),    // 51: tauro.exec.v1.RunExperimentResponse
+	(*GetExperimentRequest)(nil),     // 52: tauro.exec.v1.GetExperimentRequest
+	(*GetExperimentResponse)(nil),    // 53: tauro.exec.v1.GetExperimentResponse
+	(*ListExperimentsRequest)(nil),   // 54: tauro.exec.v1.ListExperimentsRequest
+	(*ListExperimentsResponse)(nil),  // 55: tauro.exec.v1.ListExperimentsResponse
+	(*WatchExperimentRequest)(nil),   // 56: tauro.exec.v1.WatchExperimentRequest
+	(*WatchExperimentResponse)(nil),  // 57: tauro.exec.v1.WatchExperimentResponse
+	(*CancelExperimentRequest)(nil),  // 58: tauro.exec.v1.CancelExperimentRequest
+	(*CancelExperimentResponse)(nil), // 59: tauro.exec.v1.CancelExperimentResponse
+	(*Experiment)(nil),               // 60: tauro.exec.v1.Experiment
+	(*Trial)(nil),                    // 61: tauro.exec.v1.Trial
+	(*ExperimentEvent)(nil),          // 62: tauro.exec.v1.ExperimentEvent
+	(*ExperimentStateChanged)(nil),   // 63: tauro.exec.v1.ExperimentStateChanged
+	(*TrialStateChanged)(nil),        // 64: tauro.exec.v1.TrialStateChanged
+	(*SharedRunStateChanged)(nil),    // 65: tauro.exec.v1.SharedRunStateChanged
+	(*ListReplicasRequest)(nil),      // 66: tauro.exec.v1.ListReplicasRequest
+	(*ListReplicasResponse)(nil),     // 67: tauro.exec.v1.ListReplicasResponse
+	(*Replica)(nil),                  // 68: tauro.exec.v1.Replica
+	(*ProjectRole)(nil),              // 69: tauro.exec.v1.ProjectRole
+	(*ListProjectsRequest)(nil),      // 70: tauro.exec.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),     // 71: tauro.exec.v1.ListProjectsResponse
+	(*Project)(nil),                  // 72: tauro.exec.v1.Project
+	nil,                              // 73: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 74: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 75: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 76: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 77: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	35,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	69,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	37,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	41,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	37,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	36,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	74,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	38,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	42,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	38,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,   // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	37,  // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	37,  // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	37,  // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
-	37,  // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	28,  // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	38,  // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	38,  // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	38,  // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	38,  // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	29,  // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
 	2,   // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	33,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	34,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
 	3,   // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
-	2,   // 14: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	34,  // 15: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	35,  // 16: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	70,  // 17: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	36,  // 18: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
-	1,   // 19: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	69,  // 20: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	71,  // 21: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	71,  // 22: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 23: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	38,  // 24: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,   // 25: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	71,  // 26: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 27: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	40,  // 28: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	39,  // 29: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,   // 30: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	71,  // 31: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 32: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	40,  // 33: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	68,  // 34: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	71,  // 35: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	42,  // 36: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	43,  // 37: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	44,  // 38: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	45,  // 39: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	46,  // 40: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	1,   // 41: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,   // 42: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	40,  // 43: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	70,  // 44: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	70,  // 45: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	70,  // 46: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	6,   // 47: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
-	7,   // 48: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
-	72,  // 49: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
-	8,   // 50: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
-	47,  // 51: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	48,  // 52: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
-	69,  // 53: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
-	9,   // 54: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	59,  // 55: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	59,  // 56: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	59,  // 57: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
-	61,  // 58: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
-	59,  // 59: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	4,   // 60: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
-	47,  // 61: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
-	48,  // 62: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
-	9,   // 63: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
-	69,  // 64: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
-	71,  // 65: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
-	71,  // 66: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 67: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
-	60,  // 68: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
-	60,  // 69: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
-	5,   // 70: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
-	69,  // 71: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
-	71,  // 72: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 73: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
-	71,  // 74: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
-	62,  // 75: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
-	63,  // 76: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
-	64,  // 77: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
-	4,   // 78: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
-	60,  // 79: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
-	1,   // 80: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	67,  // 81: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
-	71,  // 82: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
-	71,  // 83: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
-	71,  // 84: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
-	10,  // 85: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	12,  // 86: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	14,  // 87: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	16,  // 88: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	18,  // 89: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	20,  // 90: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	22,  // 91: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	24,  // 92: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	26,  // 93: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	29,  // 94: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	49,  // 95: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
-	51,  // 96: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
-	53,  // 97: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
-	55,  // 98: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
-	57,  // 99: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
-	31,  // 100: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
-	65,  // 101: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
-	11,  // 102: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	13,  // 103: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	15,  // 104: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	17,  // 105: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	19,  // 106: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	21,  // 107: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	23,  // 108: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	25,  // 109: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	27,  // 110: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	30,  // 111: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	50,  // 112: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
-	52,  // 113: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
-	54,  // 114: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
-	56,  // 115: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
-	58,  // 116: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
-	32,  // 117: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
-	66,  // 118: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
-	102, // [102:119] is the sub-list for method output_type
-	85,  // [85:102] is the sub-list for method input_type
-	85,  // [85:85] is the sub-list for extension type_name
-	85,  // [85:85] is the sub-list for extension extendee
-	0,   // [0:85] is the sub-list for field type_name
+	69,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
+	2,   // 15: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
+	35,  // 16: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	36,  // 17: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	75,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	37,  // 19: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	1,   // 20: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
+	74,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	76,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	76,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	76,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	39,  // 25: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	0,   // 26: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	76,  // 27: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	76,  // 28: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	41,  // 29: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	40,  // 30: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,   // 31: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	76,  // 32: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	76,  // 33: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	41,  // 34: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	73,  // 35: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	76,  // 36: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	43,  // 37: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	44,  // 38: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	45,  // 39: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	46,  // 40: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	47,  // 41: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	1,   // 42: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,   // 43: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	41,  // 44: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	75,  // 45: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	75,  // 46: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	75,  // 47: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	6,   // 48: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	7,   // 49: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	77,  // 50: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	8,   // 51: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	48,  // 52: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	49,  // 53: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	74,  // 54: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	9,   // 55: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	60,  // 56: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	60,  // 57: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	60,  // 58: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	62,  // 59: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	60,  // 60: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	4,   // 61: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	48,  // 62: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	49,  // 63: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	9,   // 64: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	74,  // 65: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	76,  // 66: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	76,  // 67: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	76,  // 68: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	61,  // 69: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	61,  // 70: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	5,   // 71: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	74,  // 72: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	76,  // 73: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	76,  // 74: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	76,  // 75: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	63,  // 76: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	64,  // 77: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	65,  // 78: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	4,   // 79: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	61,  // 80: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,   // 81: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	68,  // 82: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
+	76,  // 83: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	76,  // 84: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
+	76,  // 85: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
+	3,   // 86: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
+	72,  // 87: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
+	10,  // 88: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
+	3,   // 89: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
+	11,  // 90: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	13,  // 91: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	15,  // 92: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	17,  // 93: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	19,  // 94: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	21,  // 95: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	23,  // 96: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	25,  // 97: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	27,  // 98: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	30,  // 99: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	50,  // 100: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	52,  // 101: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	54,  // 102: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	56,  // 103: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	58,  // 104: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	32,  // 105: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	66,  // 106: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
+	70,  // 107: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
+	12,  // 108: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	14,  // 109: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	16,  // 110: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	18,  // 111: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	20,  // 112: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	22,  // 113: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	24,  // 114: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	26,  // 115: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	28,  // 116: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	31,  // 117: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	51,  // 118: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	53,  // 119: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	55,  // 120: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	57,  // 121: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	59,  // 122: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	33,  // 123: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	67,  // 124: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
+	71,  // 125: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
+	108, // [108:126] is the sub-list for method output_type
+	90,  // [90:108] is the sub-list for method input_type
+	90,  // [90:90] is the sub-list for extension type_name
+	90,  // [90:90] is the sub-list for extension extendee
+	0,   // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -5458,8 +5997,8 @@ func file_tauro_exec_v1_exec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   59,
+			NumEnums:      11,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

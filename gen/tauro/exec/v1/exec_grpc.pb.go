@@ -36,13 +36,14 @@ const (
 	ExecService_CancelExperiment_FullMethodName = "/tauro.exec.v1.ExecService/CancelExperiment"
 	ExecService_GetCaller_FullMethodName        = "/tauro.exec.v1.ExecService/GetCaller"
 	ExecService_ListReplicas_FullMethodName     = "/tauro.exec.v1.ExecService/ListReplicas"
+	ExecService_ListProjects_FullMethodName     = "/tauro.exec.v1.ExecService/ListProjects"
 )
 
 // ExecServiceClient is the client API for ExecService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ExecService validates, plans and runs the pipelines of one tauro project.
+// ExecService validates, plans and runs the pipelines of tauro projects.
 type ExecServiceClient interface {
 	// ValidatePipeline checks a pipeline without side effects. A valid pipeline
 	// returns its plan; an invalid one fails with INVALID_ARGUMENT whose
@@ -68,7 +69,7 @@ type ExecServiceClient interface {
 	// RepairRun re-runs, in the same run record, the nodes that did not succeed
 	// and everything downstream of them. Succeeded nodes are kept.
 	RepairRun(ctx context.Context, in *RepairRunRequest, opts ...grpc.CallOption) (*RepairRunResponse, error)
-	// ListPipelines lists the pipelines of the project.
+	// ListPipelines lists the pipelines of a project.
 	ListPipelines(ctx context.Context, in *ListPipelinesRequest, opts ...grpc.CallOption) (*ListPipelinesResponse, error)
 	// GetPipeline returns a pipeline's nodes and its plan.
 	GetPipeline(ctx context.Context, in *GetPipelineRequest, opts ...grpc.CallOption) (*GetPipelineResponse, error)
@@ -95,6 +96,9 @@ type ExecServiceClient interface {
 	// ListReplicas lists the execd replicas that share this one's store,
 	// with their heartbeats and the runs each owns.
 	ListReplicas(ctx context.Context, in *ListReplicasRequest, opts ...grpc.CallOption) (*ListReplicasResponse, error)
+	// ListProjects lists the projects execd serves that the caller may view,
+	// with each one's state and the caller's role in it.
+	ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error)
 }
 
 type execServiceClient struct {
@@ -293,11 +297,21 @@ func (c *execServiceClient) ListReplicas(ctx context.Context, in *ListReplicasRe
 	return out, nil
 }
 
+func (c *execServiceClient) ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProjectsResponse)
+	err := c.cc.Invoke(ctx, ExecService_ListProjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecServiceServer is the server API for ExecService service.
 // All implementations must embed UnimplementedExecServiceServer
 // for forward compatibility.
 //
-// ExecService validates, plans and runs the pipelines of one tauro project.
+// ExecService validates, plans and runs the pipelines of tauro projects.
 type ExecServiceServer interface {
 	// ValidatePipeline checks a pipeline without side effects. A valid pipeline
 	// returns its plan; an invalid one fails with INVALID_ARGUMENT whose
@@ -323,7 +337,7 @@ type ExecServiceServer interface {
 	// RepairRun re-runs, in the same run record, the nodes that did not succeed
 	// and everything downstream of them. Succeeded nodes are kept.
 	RepairRun(context.Context, *RepairRunRequest) (*RepairRunResponse, error)
-	// ListPipelines lists the pipelines of the project.
+	// ListPipelines lists the pipelines of a project.
 	ListPipelines(context.Context, *ListPipelinesRequest) (*ListPipelinesResponse, error)
 	// GetPipeline returns a pipeline's nodes and its plan.
 	GetPipeline(context.Context, *GetPipelineRequest) (*GetPipelineResponse, error)
@@ -350,6 +364,9 @@ type ExecServiceServer interface {
 	// ListReplicas lists the execd replicas that share this one's store,
 	// with their heartbeats and the runs each owns.
 	ListReplicas(context.Context, *ListReplicasRequest) (*ListReplicasResponse, error)
+	// ListProjects lists the projects execd serves that the caller may view,
+	// with each one's state and the caller's role in it.
+	ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error)
 	mustEmbedUnimplementedExecServiceServer()
 }
 
@@ -410,6 +427,9 @@ func (UnimplementedExecServiceServer) GetCaller(context.Context, *GetCallerReque
 }
 func (UnimplementedExecServiceServer) ListReplicas(context.Context, *ListReplicasRequest) (*ListReplicasResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListReplicas not implemented")
+}
+func (UnimplementedExecServiceServer) ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListProjects not implemented")
 }
 func (UnimplementedExecServiceServer) mustEmbedUnimplementedExecServiceServer() {}
 func (UnimplementedExecServiceServer) testEmbeddedByValue()                     {}
@@ -724,6 +744,24 @@ func _ExecService_ListReplicas_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecService_ListProjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecServiceServer).ListProjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecService_ListProjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecServiceServer).ListProjects(ctx, req.(*ListProjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecService_ServiceDesc is the grpc.ServiceDesc for ExecService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -790,6 +828,10 @@ var ExecService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListReplicas",
 			Handler:    _ExecService_ListReplicas_Handler,
+		},
+		{
+			MethodName: "ListProjects",
+			Handler:    _ExecService_ListProjects_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

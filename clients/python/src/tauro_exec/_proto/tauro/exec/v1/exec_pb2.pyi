@@ -314,6 +314,32 @@ SAMPLER_RANDOM: Sampler.ValueType  # 2
 """RANDOM: independent uniform draws, as a baseline."""
 Global___Sampler: _TypeAlias = Sampler  # noqa: Y015
 
+class _ProjectState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProjectStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ProjectState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROJECT_STATE_UNSPECIFIED: _ProjectState.ValueType  # 0
+    PROJECT_STATE_SERVING: _ProjectState.ValueType  # 1
+    """SERVING: loaded, its workers started."""
+    PROJECT_STATE_BROKEN: _ProjectState.ValueType  # 2
+    """BROKEN: its folder, settings or workers failed to load; `error` says
+    why. Its runs and experiments can still be read.
+    """
+
+class ProjectState(_ProjectState, metaclass=_ProjectStateEnumTypeWrapper):
+    """ProjectState says whether execd can run a project's pipelines."""
+
+PROJECT_STATE_UNSPECIFIED: ProjectState.ValueType  # 0
+PROJECT_STATE_SERVING: ProjectState.ValueType  # 1
+"""SERVING: loaded, its workers started."""
+PROJECT_STATE_BROKEN: ProjectState.ValueType  # 2
+"""BROKEN: its folder, settings or workers failed to load; `error` says
+why. Its runs and experiments can still be read.
+"""
+Global___ProjectState: _TypeAlias = ProjectState  # noqa: Y015
+
 @_typing.final
 class ValidatePipelineRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -323,6 +349,7 @@ class ValidatePipelineRequest(_message.Message):
     START_DATE_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
     SELECT_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     pipeline: _builtins.str
     """Pipeline name, as in the project's pipelines file."""
     env: _builtins.str
@@ -330,6 +357,10 @@ class ValidatePipelineRequest(_message.Message):
     start_date: _builtins.str
     """Dates as YYYY-MM-DD; empty falls back to global settings."""
     end_date: _builtins.str
+    project: _builtins.str
+    """The project, as named in execd's projects file. Empty means the only
+    project when execd serves one; with several it is required.
+    """
     @_builtins.property
     def select(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Node selection, as in ExecutePipelineRequest.select."""
@@ -342,10 +373,11 @@ class ValidatePipelineRequest(_message.Message):
         start_date: _builtins.str = ...,
         end_date: _builtins.str = ...,
         select: _abc.Iterable[_builtins.str] | None = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "pipeline", b"pipeline", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "pipeline", b"pipeline", "project", b"project", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -387,6 +419,7 @@ class ExecutePipelineRequest(_message.Message):
     FAIL_FAST_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     NO_WAIT_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen id that makes the call idempotent: a retry with the same id
     returns the run the first call started instead of starting another.
@@ -407,6 +440,10 @@ class ExecutePipelineRequest(_message.Message):
     no_wait: _builtins.bool
     """Refuse the run (FAILED_PRECONDITION, nothing recorded) instead of
     queueing it when it cannot start at once.
+    """
+    project: _builtins.str
+    """The project, as named in execd's projects file. Empty means the only
+    project when execd serves one; with several it is required.
     """
     @_builtins.property
     def hyperparams(self) -> _struct_pb2.Struct:
@@ -434,10 +471,11 @@ class ExecutePipelineRequest(_message.Message):
         fail_fast: _builtins.bool = ...,
         priority: _builtins.int = ...,
         no_wait: _builtins.bool = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hyperparams", b"hyperparams"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "request_id", b"request_id", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "request_id", b"request_id", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -469,18 +507,24 @@ class WatchRunRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     after_sequence: _builtins.int
     """Only events with a greater sequence are sent; 0 sends all."""
+    project: _builtins.str
+    """The run's project, if the caller knows it: a run of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         after_sequence: _builtins.int = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "project", b"project", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -511,15 +555,21 @@ class GetRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    project: _builtins.str
+    """The run's project, if the caller knows it: a run of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -553,12 +603,15 @@ class ListRunsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PIPELINE_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many runs; 0 means 50, more than 1000 is capped."""
     page_token: _builtins.str
     """next_page_token of a previous call with the same filters."""
     pipeline: _builtins.str
     """Only runs of this pipeline."""
+    project: _builtins.str
+    """Only runs of this project; empty lists every project the caller may view."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___RunState.ValueType]:
         """Only runs in one of these states."""
@@ -570,10 +623,11 @@ class ListRunsRequest(_message.Message):
         page_token: _builtins.str = ...,
         pipeline: _builtins.str = ...,
         states: _abc.Iterable[Global___RunState.ValueType] | None = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "project", b"project", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -608,17 +662,23 @@ class CancelRunRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     reason: _builtins.str
+    project: _builtins.str
+    """The run's project, if the caller knows it: a run of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -650,17 +710,23 @@ class StopRunRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     reason: _builtins.str
+    project: _builtins.str
+    """The run's project, if the caller knows it: a run of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -692,18 +758,24 @@ class RepairRunRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     request_id: _builtins.str
     """Makes the call idempotent, as in ExecutePipelineRequest."""
+    project: _builtins.str
+    """The run's project, if the caller knows it: a run of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "request_id", b"request_id", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -734,15 +806,21 @@ class ListPipelinesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENV_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     env: _builtins.str
+    project: _builtins.str
+    """The project, as named in execd's projects file. Empty means the only
+    project when execd serves one; with several it is required.
+    """
     def __init__(
         self,
         *,
         env: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -799,17 +877,23 @@ class GetPipelineRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     ENV_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     env: _builtins.str
+    project: _builtins.str
+    """The project, as named in execd's projects file. Empty means the only
+    project when execd serves one; with several it is required.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         env: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "name", b"name", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -857,6 +941,7 @@ class GetCallerResponse(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     AUTHENTICATION_REQUIRED_FIELD_NUMBER: _builtins.int
+    PROJECTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The caller's name: its token's name, "cert:" and its certificate's
     common name, or "anonymous" on a server without authentication.
@@ -866,16 +951,23 @@ class GetCallerResponse(_message.Message):
     """The server authenticates its callers (--tokens or --client-ca). When
     false, everyone who can reach it is an admin.
     """
+    @_builtins.property
+    def projects(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectRole]:
+        """The caller's role in each project it may reach that differs from
+        `role` (a token scoped to projects); `role` holds everywhere else.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         role: Global___Role.ValueType = ...,
         authentication_required: _builtins.bool = ...,
+        projects: _abc.Iterable[Global___ProjectRole] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication_required", b"authentication_required", "name", b"name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication_required", b"authentication_required", "name", b"name", "projects", b"projects", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1061,6 +1153,7 @@ class Run(_message.Message):
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     REPLICA_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     pipeline: _builtins.str
     env: _builtins.str
@@ -1082,6 +1175,8 @@ class Run(_message.Message):
     priority: _builtins.int
     replica: _builtins.str
     """The execd replica that executes the run (or did last)."""
+    project: _builtins.str
+    """The project the run belongs to."""
     @_builtins.property
     def hyperparams(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -1118,10 +1213,11 @@ class Run(_message.Message):
         last_sequence: _builtins.int = ...,
         priority: _builtins.int = ...,
         replica: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1270,9 +1366,12 @@ class RunEvent(_message.Message):
     NODE_MESSAGE_FIELD_NUMBER: _builtins.int
     NODE_METRIC_FIELD_NUMBER: _builtins.int
     NODE_PROGRESS_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     sequence: _builtins.int
     """Per run, from 1, with no gaps."""
+    project: _builtins.str
+    """The project of the run."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1296,10 +1395,11 @@ class RunEvent(_message.Message):
         node_message: Global___NodeMessage | None = ...,
         node_metric: Global___NodeMetric | None = ...,
         node_progress: Global___NodeProgress | None = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
@@ -1568,6 +1668,7 @@ class RunExperimentRequest(_message.Message):
     END_DATE_FIELD_NUMBER: _builtins.int
     HYPERPARAMS_FIELD_NUMBER: _builtins.int
     SAMPLER_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Makes the call idempotent, as in ExecutePipelineRequest."""
     experiment: _builtins.str
@@ -1586,6 +1687,10 @@ class RunExperimentRequest(_message.Message):
     start_date: _builtins.str
     end_date: _builtins.str
     sampler: Global___Sampler.ValueType
+    project: _builtins.str
+    """The project, as named in execd's projects file. Empty means the only
+    project when execd serves one; with several it is required.
+    """
     @_builtins.property
     def select(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Node selection, as in ExecutePipelineRequest.select."""
@@ -1615,10 +1720,11 @@ class RunExperimentRequest(_message.Message):
         end_date: _builtins.str = ...,
         hyperparams: _struct_pb2.Struct | None = ...,
         sampler: Global___Sampler.ValueType = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "hyperparams", b"hyperparams", "objective", b"objective", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "end_date", b"end_date", "env", b"env", "experiment", b"experiment", "hyperparams", b"hyperparams", "max_parallel_trials", b"max_parallel_trials", "n_trials", b"n_trials", "objective", b"objective", "pipeline", b"pipeline", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "space", b"space", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "end_date", b"end_date", "env", b"env", "experiment", b"experiment", "hyperparams", b"hyperparams", "max_parallel_trials", b"max_parallel_trials", "n_trials", b"n_trials", "objective", b"objective", "pipeline", b"pipeline", "project", b"project", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "space", b"space", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
@@ -1651,15 +1757,21 @@ class GetExperimentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     experiment_id: _builtins.str
+    project: _builtins.str
+    """The experiment's project, if the caller knows it: an experiment of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         experiment_id: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1692,21 +1804,25 @@ class ListExperimentsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     PIPELINE_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many experiments; 0 means 50, more than 1000 is capped."""
     page_token: _builtins.str
     pipeline: _builtins.str
     """Only experiments of this pipeline."""
+    project: _builtins.str
+    """Only experiments of this project; empty lists every project the caller may view."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         pipeline: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1743,18 +1859,24 @@ class WatchExperimentRequest(_message.Message):
 
     EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     experiment_id: _builtins.str
     after_sequence: _builtins.int
     """Only events with a greater sequence are sent; 0 sends all."""
+    project: _builtins.str
+    """The experiment's project, if the caller knows it: an experiment of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         experiment_id: _builtins.str = ...,
         after_sequence: _builtins.int = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "experiment_id", b"experiment_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "experiment_id", b"experiment_id", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1786,17 +1908,23 @@ class CancelExperimentRequest(_message.Message):
 
     EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     experiment_id: _builtins.str
     reason: _builtins.str
+    project: _builtins.str
+    """The experiment's project, if the caller knows it: an experiment of another project
+    is then NOT_FOUND.
+    """
     def __init__(
         self,
         *,
         experiment_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "project", b"project", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1854,6 +1982,7 @@ class Experiment(_message.Message):
     TRIALS_FIELD_NUMBER: _builtins.int
     BEST_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     experiment_id: _builtins.str
     name: _builtins.str
     """The declared experiment it was started from, if any."""
@@ -1872,6 +2001,8 @@ class Experiment(_message.Message):
     shared_run_id: _builtins.str
     last_sequence: _builtins.int
     """Sequence of the newest event when this was read."""
+    project: _builtins.str
+    """The project the experiment belongs to."""
     @_builtins.property
     def space(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchDimension]: ...
     @_builtins.property
@@ -1931,10 +2062,11 @@ class Experiment(_message.Message):
         trials: _abc.Iterable[Global___Trial] | None = ...,
         best: Global___Trial | None = ...,
         last_sequence: _builtins.int = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "objective", b"objective", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "experiment_id", b"experiment_id", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_parallel_trials", b"max_parallel_trials", "message", b"message", "n_trials", b"n_trials", "name", b"name", "objective", b"objective", "pipeline", b"pipeline", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "shared_nodes", b"shared_nodes", "shared_run_id", b"shared_run_id", "space", b"space", "start_date", b"start_date", "start_time", b"start_time", "state", b"state", "trial_nodes", b"trial_nodes", "trials", b"trials"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "experiment_id", b"experiment_id", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_parallel_trials", b"max_parallel_trials", "message", b"message", "n_trials", b"n_trials", "name", b"name", "objective", b"objective", "pipeline", b"pipeline", "project", b"project", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "shared_nodes", b"shared_nodes", "shared_run_id", b"shared_run_id", "space", b"space", "start_date", b"start_date", "start_time", b"start_time", "state", b"state", "trial_nodes", b"trial_nodes", "trials", b"trials"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2010,9 +2142,12 @@ class ExperimentEvent(_message.Message):
     EXPERIMENT_STATE_CHANGED_FIELD_NUMBER: _builtins.int
     TRIAL_STATE_CHANGED_FIELD_NUMBER: _builtins.int
     SHARED_RUN_STATE_CHANGED_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     experiment_id: _builtins.str
     sequence: _builtins.int
     """Per experiment, from 1, with no gaps."""
+    project: _builtins.str
+    """The project of the experiment."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -2030,10 +2165,11 @@ class ExperimentEvent(_message.Message):
         experiment_state_changed: Global___ExperimentStateChanged | None = ...,
         trial_state_changed: Global___TrialStateChanged | None = ...,
         shared_run_state_changed: Global___SharedRunStateChanged | None = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["experiment_state_changed", b"experiment_state_changed", "kind", b"kind", "shared_run_state_changed", b"shared_run_state_changed", "time", b"time", "trial_state_changed", b"trial_state_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "experiment_state_changed", b"experiment_state_changed", "kind", b"kind", "sequence", b"sequence", "shared_run_state_changed", b"shared_run_state_changed", "time", b"time", "trial_state_changed", b"trial_state_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "experiment_state_changed", b"experiment_state_changed", "kind", b"kind", "project", b"project", "sequence", b"sequence", "shared_run_state_changed", b"shared_run_state_changed", "time", b"time", "trial_state_changed", b"trial_state_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["experiment_state_changed", "trial_state_changed", "shared_run_state_changed"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
@@ -2201,3 +2337,109 @@ class Replica(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Replica: _TypeAlias = Replica  # noqa: Y015
+
+@_typing.final
+class ProjectRole(_message.Message):
+    """ProjectRole is a caller's role in one project."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    project: _builtins.str
+    role: Global___Role.ValueType
+    def __init__(
+        self,
+        *,
+        project: _builtins.str = ...,
+        role: Global___Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectRole: _TypeAlias = ProjectRole  # noqa: Y015
+
+@_typing.final
+class ListProjectsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProjectsRequest: _TypeAlias = ListProjectsRequest  # noqa: Y015
+
+@_typing.final
+class ListProjectsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def projects(self) -> _containers.RepeatedCompositeFieldContainer[Global___Project]: ...
+    def __init__(
+        self,
+        *,
+        projects: _abc.Iterable[Global___Project] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["projects", b"projects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProjectsResponse: _TypeAlias = ListProjectsResponse  # noqa: Y015
+
+@_typing.final
+class Project(_message.Message):
+    """Project is one tauro project execd serves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FOLDER_FIELD_NUMBER: _builtins.int
+    DEFAULT_ENV_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    PYTHON_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    folder: _builtins.str
+    """The project's folder on execd's machine."""
+    default_env: _builtins.str
+    """The environment requests that name none use."""
+    state: Global___ProjectState.ValueType
+    error: _builtins.str
+    """Why the project is BROKEN."""
+    role: Global___Role.ValueType
+    """The caller's role in the project."""
+    python: _builtins.str
+    """The Python interpreter its node workers run, and how many there are."""
+    workers: _builtins.int
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        folder: _builtins.str = ...,
+        default_env: _builtins.str = ...,
+        state: Global___ProjectState.ValueType = ...,
+        error: _builtins.str = ...,
+        role: Global___Role.ValueType = ...,
+        python: _builtins.str = ...,
+        workers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_env", b"default_env", "error", b"error", "folder", b"folder", "name", b"name", "python", b"python", "role", b"role", "state", b"state", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Project: _TypeAlias = Project  # noqa: Y015

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ExecServiceStub:
-    """ExecService validates, plans and runs the pipelines of one tauro project.
+    """ExecService validates, plans and runs the pipelines of tauro projects.
     """
 
     def __init__(self, channel):
@@ -120,10 +120,15 @@ class ExecServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasResponse.FromString,
                 _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/tauro.exec.v1.ExecService/ListProjects',
+                request_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
 
 
 class ExecServiceServicer:
-    """ExecService validates, plans and runs the pipelines of one tauro project.
+    """ExecService validates, plans and runs the pipelines of tauro projects.
     """
 
     def ValidatePipeline(self, request, context):
@@ -191,7 +196,7 @@ class ExecServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPipelines(self, request, context):
-        """ListPipelines lists the pipelines of the project.
+        """ListPipelines lists the pipelines of a project.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -257,6 +262,14 @@ class ExecServiceServicer:
     def ListReplicas(self, request, context):
         """ListReplicas lists the execd replicas that share this one's store,
         with their heartbeats and the runs each owns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """ListProjects lists the projects execd serves that the caller may view,
+        with each one's state and the caller's role in it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -350,6 +363,11 @@ def add_ExecServiceServicer_to_server(servicer, server):
                     request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasResponse.SerializeToString,
             ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListProjectsRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_exec__pb2.ListProjectsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tauro.exec.v1.ExecService', rpc_method_handlers)
@@ -359,7 +377,7 @@ def add_ExecServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ExecService:
-    """ExecService validates, plans and runs the pipelines of one tauro project.
+    """ExecService validates, plans and runs the pipelines of tauro projects.
     """
 
     @staticmethod
@@ -811,6 +829,33 @@ class ExecService:
             '/tauro.exec.v1.ExecService/ListReplicas',
             tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_exec__pb2.ListReplicasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.ExecService/ListProjects',
+            tauro_dot_exec_dot_v1_dot_exec__pb2.ListProjectsRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_exec__pb2.ListProjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ExecServiceStub:
-    """ExecService validates, plans and runs the pipelines of one tauro project."""
+    """ExecService validates, plans and runs the pipelines of tauro projects."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -63,7 +63,7 @@ class ExecServiceStub:
     and everything downstream of them. Succeeded nodes are kept.
     """
     ListPipelines: _grpc.UnaryUnaryMultiCallable[_exec_pb2.ListPipelinesRequest, _exec_pb2.ListPipelinesResponse]
-    """ListPipelines lists the pipelines of the project."""
+    """ListPipelines lists the pipelines of a project."""
     GetPipeline: _grpc.UnaryUnaryMultiCallable[_exec_pb2.GetPipelineRequest, _exec_pb2.GetPipelineResponse]
     """GetPipeline returns a pipeline's nodes and its plan."""
     RunExperiment: _grpc.UnaryUnaryMultiCallable[_exec_pb2.RunExperimentRequest, _exec_pb2.RunExperimentResponse]
@@ -94,10 +94,14 @@ class ExecServiceStub:
     """ListReplicas lists the execd replicas that share this one's store,
     with their heartbeats and the runs each owns.
     """
+    ListProjects: _grpc.UnaryUnaryMultiCallable[_exec_pb2.ListProjectsRequest, _exec_pb2.ListProjectsResponse]
+    """ListProjects lists the projects execd serves that the caller may view,
+    with each one's state and the caller's role in it.
+    """
 
 @_typing.type_check_only
 class ExecServiceAsyncStub(ExecServiceStub):
-    """ExecService validates, plans and runs the pipelines of one tauro project."""
+    """ExecService validates, plans and runs the pipelines of tauro projects."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ValidatePipeline: _aio.UnaryUnaryMultiCallable[_exec_pb2.ValidatePipelineRequest, _exec_pb2.ValidatePipelineResponse]  # type: ignore[assignment]
@@ -130,7 +134,7 @@ class ExecServiceAsyncStub(ExecServiceStub):
     and everything downstream of them. Succeeded nodes are kept.
     """
     ListPipelines: _aio.UnaryUnaryMultiCallable[_exec_pb2.ListPipelinesRequest, _exec_pb2.ListPipelinesResponse]  # type: ignore[assignment]
-    """ListPipelines lists the pipelines of the project."""
+    """ListPipelines lists the pipelines of a project."""
     GetPipeline: _aio.UnaryUnaryMultiCallable[_exec_pb2.GetPipelineRequest, _exec_pb2.GetPipelineResponse]  # type: ignore[assignment]
     """GetPipeline returns a pipeline's nodes and its plan."""
     RunExperiment: _aio.UnaryUnaryMultiCallable[_exec_pb2.RunExperimentRequest, _exec_pb2.RunExperimentResponse]  # type: ignore[assignment]
@@ -161,9 +165,13 @@ class ExecServiceAsyncStub(ExecServiceStub):
     """ListReplicas lists the execd replicas that share this one's store,
     with their heartbeats and the runs each owns.
     """
+    ListProjects: _aio.UnaryUnaryMultiCallable[_exec_pb2.ListProjectsRequest, _exec_pb2.ListProjectsResponse]  # type: ignore[assignment]
+    """ListProjects lists the projects execd serves that the caller may view,
+    with each one's state and the caller's role in it.
+    """
 
 class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
-    """ExecService validates, plans and runs the pipelines of one tauro project."""
+    """ExecService validates, plans and runs the pipelines of tauro projects."""
 
     @_abc_1.abstractmethod
     def ValidatePipeline(
@@ -248,7 +256,7 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _exec_pb2.ListPipelinesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exec_pb2.ListPipelinesResponse, _abc.Awaitable[_exec_pb2.ListPipelinesResponse]]:
-        """ListPipelines lists the pipelines of the project."""
+        """ListPipelines lists the pipelines of a project."""
 
     @_abc_1.abstractmethod
     def GetPipeline(
@@ -326,6 +334,16 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_exec_pb2.ListReplicasResponse, _abc.Awaitable[_exec_pb2.ListReplicasResponse]]:
         """ListReplicas lists the execd replicas that share this one's store,
         with their heartbeats and the runs each owns.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProjects(
+        self,
+        request: _exec_pb2.ListProjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_exec_pb2.ListProjectsResponse, _abc.Awaitable[_exec_pb2.ListProjectsResponse]]:
+        """ListProjects lists the projects execd serves that the caller may view,
+        with each one's state and the caller's role in it.
         """
 
 def add_ExecServiceServicer_to_server(servicer: ExecServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
