@@ -30,9 +30,10 @@ func defaultAddr() string {
 
 // clientFlags are the flags every client command has.
 type clientFlags struct {
-	fs   *flag.FlagSet
-	addr *string
-	conn *connFlags
+	fs      *flag.FlagSet
+	addr    *string
+	project *string
+	conn    *connFlags
 }
 
 func newClientFlags(name, args string) clientFlags {
@@ -41,7 +42,8 @@ func newClientFlags(name, args string) clientFlags {
 		fmt.Fprintf(fs.Output(), "Usage: execd %s %s\n", name, args)
 		fs.PrintDefaults()
 	}
-	c := clientFlags{fs: fs, addr: fs.String("addr", defaultAddr(), "execd address"), conn: &connFlags{}}
+	c := clientFlags{fs: fs, addr: fs.String("addr", defaultAddr(), "execd address"), conn: &connFlags{},
+		project: fs.String("project", os.Getenv("TAURO_EXEC_PROJECT"), "the project, when execd serves several (default: $TAURO_EXEC_PROJECT)")}
 	c.conn.register(fs)
 	return c
 }
@@ -114,6 +116,15 @@ func describe(err error) error {
 	return errors.New(b.String())
 }
 
+// pipelineArg reads PIPELINE or PROJECT/PIPELINE; a project named there
+// wins over --project.
+func (c clientFlags) pipelineArg(arg string) (project, pipeline string) {
+	if p, name, ok := strings.Cut(arg, "/"); ok {
+		return p, name
+	}
+	return *c.project, arg
+}
+
 func runFlags(c clientFlags) (env, start, end *string, workers *int, sel *string, hp *string, mv *string, failFast *bool) {
 	fs := c.fs
 	env = fs.String("env", "", "environment (default: the daemon's)")
@@ -145,7 +156,7 @@ func cmdPipelines(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFn()
-	resp, err := cl.ListPipelines(ctx, &execv1.ListPipelinesRequest{Env: *env})
+	resp, err := cl.ListPipelines(ctx, &execv1.ListPipelinesRequest{Project: *c.project, Env: *env})
 	if err != nil {
 		return describe(err)
 	}
@@ -155,6 +166,34 @@ func cmdPipelines(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\n", p.GetName(), shortEnum(p.GetType().String(), "PIPELINE_TYPE_"), p.GetNodeCount())
 	}
 	return tw.Flush()
+}
+
+func cmdProjects(ctx context.Context, args []string) error {
+	c := newClientFlags("projects", "")
+	_, cl, closeFn, err := c.connect(args, 0)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	resp, err := cl.ListProjects(ctx, &execv1.ListProjectsRequest{})
+	if err != nil {
+		return describe(err)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROJECT\tSTATE\tENV\tWORKERS\tYOUR ROLE\tFOLDER")
+	for _, p := range resp.GetProjects() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.GetName(), shortEnum(p.GetState().String(), "PROJECT_STATE_"), p.GetDefaultEnv(),
+			p.GetWorkers(), strings.ToLower(shortEnum(p.GetRole().String(), "ROLE_")), p.GetFolder())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range resp.GetProjects() {
+		if p.GetError() != "" {
+			fmt.Printf("%s: %s\n", p.GetName(), p.GetError())
+		}
+	}
+	return nil
 }
 
 func cmdReplicas(ctx context.Context, args []string) error {
@@ -186,15 +225,16 @@ func cmdReplicas(ctx context.Context, args []string) error {
 }
 
 func cmdValidate(ctx context.Context, args []string) error {
-	c := newClientFlags("validate", "PIPELINE [flags]")
+	c := newClientFlags("validate", "[PROJECT/]PIPELINE [flags]")
 	env, start, end, _, sel, _, _, _ := runFlags(c)
 	pos, cl, closeFn, err := c.connect(args, 1)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	project, pipeline := c.pipelineArg(pos[0])
 	resp, err := cl.ValidatePipeline(ctx, &execv1.ValidatePipelineRequest{
-		Pipeline: pos[0], Env: *env, StartDate: *start, EndDate: *end, Select: splitList(*sel),
+		Project: project, Pipeline: pipeline, Env: *env, StartDate: *start, EndDate: *end, Select: splitList(*sel),
 	})
 	if err != nil {
 		return describe(err)
@@ -213,7 +253,7 @@ func cmdValidate(ctx context.Context, args []string) error {
 }
 
 func cmdRun(ctx context.Context, args []string) error {
-	c := newClientFlags("run", "PIPELINE [--watch] [flags]")
+	c := newClientFlags("run", "[PROJECT/]PIPELINE [--watch] [flags]")
 	env, start, end, workers, sel, hp, mv, failFast := runFlags(c)
 	watch := c.fs.Bool("watch", false, "follow the run until it ends; exit 1 if it does not succeed")
 	reqID := c.fs.String("request-id", "", "idempotency key: repeating it returns the same run")
@@ -225,8 +265,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		c.fs.Usage()
 		return exitError{2}
 	}
+	project, pipeline := c.pipelineArg(pos[0])
 	req := &execv1.ExecutePipelineRequest{
-		RequestId: *reqID, Pipeline: pos[0], Env: *env, StartDate: *start, EndDate: *end,
+		Project: project, RequestId: *reqID, Pipeline: pipeline, Env: *env, StartDate: *start, EndDate: *end,
 		MaxWorkers: int32(*workers), Select: splitList(*sel), ModelVersion: *mv, FailFast: *failFast,
 	}
 	if *hp != "" {
@@ -402,7 +443,7 @@ func cmdRuns(ctx context.Context, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	req := &execv1.ListRunsRequest{Pipeline: *pipeline, PageSize: int32(*limit)}
+	req := &execv1.ListRunsRequest{Project: *c.project, Pipeline: *pipeline, PageSize: int32(*limit)}
 	for _, s := range splitList(*state) {
 		v, ok := execv1.RunState_value["RUN_STATE_"+strings.ToUpper(s)]
 		if !ok {
@@ -422,7 +463,7 @@ func cmdRuns(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tPIPELINE\tSTATE\tCREATED\tNODES")
 	for _, r := range resp.GetRuns() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.GetRunId(), r.GetPipeline(), shortEnum(r.GetState().String(), "RUN_STATE_"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", r.GetRunId(), r.GetProject()+"/"+r.GetPipeline(), shortEnum(r.GetState().String(), "RUN_STATE_"),
 			r.GetCreateTime().AsTime().Local().Format(time.DateTime), len(r.GetNodes()))
 	}
 	return tw.Flush()

@@ -69,7 +69,7 @@ func cmdExperiment(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeFn()
-		resp, err := cl.ListExperiments(ctx, &execv1.ListExperimentsRequest{Pipeline: *pipeline})
+		resp, err := cl.ListExperiments(ctx, &execv1.ListExperimentsRequest{Project: *c.project, Pipeline: *pipeline})
 		if err != nil {
 			return describe(err)
 		}
@@ -137,7 +137,7 @@ func cmdExperimentStart(ctx context.Context, args []string) error {
 		fs.Usage()
 		return exitError{2}
 	}
-	req := &execv1.RunExperimentRequest{Pipeline: *pipeline, Env: *env, Select: splitList(*sel),
+	req := &execv1.RunExperimentRequest{Project: *c.project, Pipeline: *pipeline, Env: *env, Select: splitList(*sel),
 		NTrials: int32(*trials), MaxParallelTrials: int32(*parallel), StartDate: *start, EndDate: *end, RequestId: *requestID}
 	if len(pos) == 1 {
 		req.Experiment = pos[0]

@@ -20,15 +20,16 @@ import (
 const usage = `execd: the tauro-exec daemon and its command line
 
 Usage:
-  execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR] [--spark-remote sc://HOST:PORT]
+  execd serve --project DIR | --projects FILE [--env ENV] [--listen ADDR] [--state DIR] [--spark-remote sc://HOST:PORT]
   execd spark-server [--state DIR]         run only the embedded Spark Connect server
   execd spark-cluster [--workers N]        run a local standalone Spark cluster with a Connect server
   execd token --name N --role R            make a bearer token and its line for --tokens
-  execd pipelines                          list the project's pipelines
-  execd validate PIPELINE [flags]          check a pipeline and print its plan
-  execd run PIPELINE [--watch] [flags]     start a run (--watch follows it, exit 1 if it fails)
+  execd projects                           list the projects execd serves and your role in each
+  execd pipelines [--project P]            list a project's pipelines
+  execd validate [PROJECT/]PIPELINE        check a pipeline and print its plan
+  execd run [PROJECT/]PIPELINE [--watch]   start a run (--watch follows it, exit 1 if it fails)
   execd watch RUN_ID [--after N]           follow a run's events
-  execd runs [--pipeline P] [--state S]    list runs, newest first
+  execd runs [--project P] [--pipeline P] [--state S]   list runs, newest first
   execd get RUN_ID                         show a run and its nodes
   execd cancel RUN_ID [--reason TEXT]      cancel a run
   execd stop RUN_ID [--reason TEXT]        end a run's streaming queries after their current micro-batch
@@ -38,6 +39,8 @@ Usage:
 
 Client commands reach the daemon at --addr (default $EXECD_ADDR or 127.0.0.1:50051),
 with --token (default $TAURO_EXEC_TOKEN) and --tls-ca FILE when it requires them.
+When execd serves several projects, name one with --project (default
+$TAURO_EXEC_PROJECT) or as PROJECT/PIPELINE.
 Run "execd COMMAND -h" for a command's flags.
 `
 
@@ -58,6 +61,7 @@ func main() {
 		"spark-server":  sparkServer,
 		"spark-cluster": sparkCluster,
 		"token":         cmdToken,
+		"projects":      cmdProjects,
 		"pipelines":     cmdPipelines,
 		"validate":      cmdValidate,
 		"run":           cmdRun,

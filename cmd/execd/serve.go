@@ -20,6 +20,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/service"
 	"github.com/tauro-exec/tauro-exec/internal/webui"
 )
@@ -27,6 +28,7 @@ import (
 // serveConfig is what `execd serve` is told.
 type serveConfig struct {
 	project        string
+	projectsFile   string
 	env            string
 	listen         string
 	state          string
@@ -43,7 +45,6 @@ type serveConfig struct {
 	security       securityFlags
 	envAllow       string
 	corsOrigins    string
-	workerEnv      []string // from the project's worker_env, as allowed
 	metricsListen  string
 	store          storeFlags
 }
@@ -51,13 +52,14 @@ type serveConfig struct {
 func serve(ctx context.Context, args []string) error {
 	var cfg serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&cfg.project, "project", ".", "tauro project folder (the one with settings_yml.json or settings_json.json)")
-	fs.StringVar(&cfg.env, "env", "dev", "environment used when a request names none")
+	fs.StringVar(&cfg.project, "project", ".", "tauro project folder (the one with settings_yml.json or settings_json.json), when execd serves one")
+	fs.StringVar(&cfg.projectsFile, "projects", "", "YAML file naming each project execd serves (folder, env, python, workers, worker_dir); read again when it changes or on SIGHUP")
+	fs.StringVar(&cfg.env, "env", "dev", "environment used when a request names none (a project's env in --projects overrides it)")
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:50051", "address to serve on: gRPC, gRPC-Web and Connect share it")
-	fs.StringVar(&cfg.state, "state", "", "folder for run state and logs (default: PROJECT/.tauro-exec)")
+	fs.StringVar(&cfg.state, "state", "", "folder for run state and logs (default: PROJECT/.tauro-exec, or .tauro-exec beside the --projects file)")
 	fs.StringVar(&cfg.sparkRemote, "spark-remote", "", "Spark Connect URL sc://host:port[/;params]; empty starts an embedded local server")
 	fs.StringVar(&cfg.python, "python", "", "Python interpreter with pyspark and tauro-exec[worker], for the embedded Spark server and the node workers (default: .venv/bin/python of the repo, else python3)")
-	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run; 0 runs SQL nodes only")
+	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run for each project; 0 runs SQL nodes only")
 	fs.StringVar(&cfg.sparkReadyFile, "spark-ready-file", "", "write the embedded Spark Connect server's address, with its token, here (mode 0600) once execd serves")
 	fs.IntVar(&cfg.maxRuns, "max-concurrent-runs", engine.DefaultMaxConcurrentRuns, "runs executing at once; more wait QUEUED (default: the machine's cores, at least 2)")
 	fs.BoolVar(&cfg.profileNodes, "profile-nodes", false, "report each node attempt's phases and Spark Connect requests as execd.phase.* and execd.calls.* metrics")
@@ -86,14 +88,9 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	project, err := filepath.Abs(cfg.project)
-	if err != nil {
+	if err := cfg.resolveProjects(fs); err != nil {
 		return err
 	}
-	if st, err := os.Stat(project); err != nil || !st.IsDir() {
-		return fmt.Errorf("--project %s is not a folder", cfg.project)
-	}
-	cfg.project = project
 	if strings.ContainsRune(cfg.python, filepath.Separator) {
 		// Workers run in the project folder: a relative path must not move with them.
 		if cfg.python, err = filepath.Abs(cfg.python); err != nil {
@@ -107,7 +104,10 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("--workers %d: use 0 to 64", cfg.workers)
 	}
 	if cfg.state == "" {
-		cfg.state = filepath.Join(project, ".tauro-exec")
+		cfg.state = filepath.Join(cfg.project, ".tauro-exec")
+		if cfg.projectsFile != "" {
+			cfg.state = filepath.Join(filepath.Dir(cfg.projectsFile), ".tauro-exec")
+		}
 	}
 	if err := privateDir(cfg.state, log); err != nil {
 		return fmt.Errorf("--state: %w", err)
@@ -133,7 +133,6 @@ func serve(ctx context.Context, args []string) error {
 	}
 	defer shutdownTelemetry(tel, log)
 	environ := config.NewEnvironment(os.LookupEnv, splitList(cfg.envAllow))
-	cfg.workerEnv = projectWorkerEnv(cfg, environ, log)
 
 	replica := cfg.store.replicaName(lis.Addr().String())
 	if cfg.store.leaseTTL < 3*time.Second || cfg.store.leaseTTL > 10*time.Minute {
@@ -157,26 +156,34 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer backend.Close()
-	backend.exportMetrics(tel.Metrics())
+	projects, err := serveProjects(ctx, cfg, backend, environ, log)
+	if err != nil {
+		return err
+	}
+	defer projects.Close()
+	backend.SetPythonFor(projects.python)
+	backend.exportMetrics(tel.Metrics(), projects)
+	if cfg.projectsFile == "" {
+		// Runs recorded before execd named projects are this one's.
+		if n, err := st.AdoptUnnamed(ctx, projects.Names()[0]); err != nil {
+			return err
+		} else if n > 0 {
+			log.Info("runs recorded before projects were named joined the project", "project", projects.Names()[0], "runs", n)
+		}
+	}
 
-	opts := engine.Options{ProjectDir: cfg.project, Env: cfg.env, Store: st, Backend: backend, Logger: log,
+	opts := engine.Options{Projects: projects, Store: st, Backend: backend, Logger: log,
 		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer(),
 		Replica: replica, Address: lis.Addr().String(), LeaseTTL: cfg.store.leaseTTL}
-	if backend.pool != nil { // the workers' optimiser proposes experiments' trials
-		opts.Suggester = backend.pool
-	}
-	opts.CodeRoots = []string{cfg.project} // where the workers import node code from
-	if cfg.workerDir != "" {
-		if dir, err := filepath.Abs(cfg.workerDir); err == nil {
-			opts.CodeRoots = append(opts.CodeRoots, dir)
-		}
+	if projects.hasWorkers() { // the workers' optimiser proposes experiments' trials
+		opts.Suggester = projects
 	}
 	eng := engine.New(opts)
 	tel.Metrics().Engine(eng.Load, st.Watchers)
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng), hs, log, append(sec.opts, service.WithRedaction(environ.Redact),
+	srv, err := service.NewServer(service.New(eng).WithProjectCatalog(projects), hs, log, append(sec.opts, service.WithRedaction(environ.Redact),
 		service.WithServerOptions(tel.ServerOptions()...))...)
 	if err != nil {
 		return err
@@ -190,8 +197,9 @@ func serve(ctx context.Context, args []string) error {
 	// its own origin, so it needs no CORS.
 	router.Handle("/", webui.Handler())
 	web := httpServer(router, sec.tls, log)
-	if sec.tokens != nil {
-		go reloadOnHangup(ctx, sec.tokens, log)
+	go reloadOnHangup(ctx, sec.tokens, projects, log)
+	if cfg.projectsFile != "" {
+		go projects.follow(ctx, 2*time.Second)
 	}
 	if cfg.keepRuns > 0 {
 		pctx, stopPruning := context.WithCancel(ctx)
@@ -201,7 +209,7 @@ func serve(ctx context.Context, args []string) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serveHTTP(web, lis) }()
 	log.Info("execd serving", "listen", lis.Addr().String(), "protocols", "grpc,grpc-web,connect", "cors_origins", cors.String(),
-		"project", cfg.project, "env", cfg.env, "state", cfg.state)
+		"projects", strings.Join(projects.Names(), ","), "state", cfg.state)
 	// The address goes to stdout too, so scripts that listen on :0 can find
 	// execd. The embedded Spark's address carries its token: it goes only to
 	// --spark-ready-file, for a script that shares that Spark (a second
@@ -317,8 +325,9 @@ func privateDir(dir string, log *slog.Logger) error {
 	return nil
 }
 
-// reloadOnHangup reads the tokens file again on each SIGHUP.
-func reloadOnHangup(ctx context.Context, tokens *service.Tokens, log *slog.Logger) {
+// reloadOnHangup reads the tokens file and the projects file again on each
+// SIGHUP.
+func reloadOnHangup(ctx context.Context, tokens *service.Tokens, projects *projectSet, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -328,10 +337,92 @@ func reloadOnHangup(ctx context.Context, tokens *service.Tokens, log *slog.Logge
 			return
 		case <-hup:
 		}
+		if projects.file != "" {
+			if err := projects.Reload(ctx); err != nil {
+				log.Error("projects file not reloaded; the projects read before stay served", "err", err)
+			} else {
+				log.Info("projects file reloaded", "projects", strings.Join(projects.Names(), ","))
+			}
+		}
+		if tokens == nil {
+			continue
+		}
 		if err := tokens.Reload(); err != nil {
 			log.Error("tokens file not reloaded; the tokens read before stay in use", "err", err)
 			continue
 		}
 		log.Info("tokens file reloaded", "tokens", tokens.Len())
 	}
+}
+
+// resolveProjects checks --project and --projects: one or the other, as
+// absolute paths.
+func (cfg *serveConfig) resolveProjects(fs *flag.FlagSet) error {
+	if cfg.projectsFile != "" {
+		projectSet := false
+		fs.Visit(func(f *flag.Flag) { projectSet = projectSet || f.Name == "project" })
+		if projectSet {
+			return errors.New("--project and --projects both given; a projects file names every project, --project is the shorthand for one")
+		}
+		file, err := filepath.Abs(cfg.projectsFile)
+		if err != nil {
+			return err
+		}
+		cfg.projectsFile = file
+		return nil
+	}
+	project, err := filepath.Abs(cfg.project)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(project); err != nil || !st.IsDir() {
+		return fmt.Errorf("--project %s is not a folder", cfg.project)
+	}
+	cfg.project = project
+	if cfg.workerDir != "" {
+		if cfg.workerDir, err = filepath.Abs(cfg.workerDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveProjects starts serving the projects: the projects file's, or the
+// one of --project. With a file, a project that fails to load is served
+// broken and the others serve; the one project of --project must start.
+func serveProjects(ctx context.Context, cfg serveConfig, b *backend, environ *config.Environment, log *slog.Logger) (*projectSet, error) {
+	ps := &projectSet{file: cfg.projectsFile, log: log,
+		def: projectDefaults{env: cfg.env, python: cfg.python, workers: cfg.workers}}
+	ps.start = func(ctx context.Context, c projectConf) (*pyworker.Pool, error) {
+		if ps.file != "" {
+			if _, err := config.LoadFrom(c.Folder, c.Env, environ); err != nil {
+				return nil, fmt.Errorf("its settings do not load: %w", err)
+			}
+		}
+		passEnv := workerEnv(c, environ, log)
+		if c.Workers == 0 {
+			return nil, nil
+		}
+		sockets := filepath.Join(cfg.state, "workers")
+		if ps.file != "" {
+			sockets = filepath.Join(sockets, c.Name)
+		}
+		return startWorkers(ctx, c, b.remote(), sockets, passEnv, log)
+	}
+	if ps.file == "" {
+		c := projectConf{Name: engine.ProjectNameOf(cfg.project), Folder: cfg.project, Env: cfg.env,
+			Python: cfg.python, Workers: cfg.workers, WorkerDir: cfg.workerDir}
+		pool, err := ps.start(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		ps.served = map[string]*servedProject{c.Name: {conf: c, pool: pool}}
+		return ps, nil
+	}
+	want, err := parseProjects(ps.file, ps.def)
+	if err != nil {
+		return nil, err
+	}
+	ps.apply(ctx, want)
+	return ps, nil
 }

@@ -37,14 +37,14 @@ func startTelemetry(ctx context.Context, cfg serveConfig, log *slog.Logger) (*te
 
 // exportMetrics hands the metrics what the backends keep, read at each
 // scrape.
-func (b *backend) exportMetrics(m *telemetry.Metrics) {
+func (b *backend) exportMetrics(m *telemetry.Metrics, projects *projectSet) {
 	var restarts func() int
 	if b.srv != nil {
 		restarts = b.srv.Restarts
 	}
 	m.Spark(func() bool { return b.health.Ready() == nil }, b.BreakerOpen, restarts)
-	if b.pool != nil {
-		m.Workers(b.pool.Load, b.pool.Restarts)
+	if projects.hasWorkers() {
+		m.Workers(projects.load, projects.restarts)
 	}
 }
 

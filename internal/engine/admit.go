@@ -81,7 +81,7 @@ func pipelineKey(p *plan.Pipeline) string {
 	if p.Isolation != nil {
 		return ""
 	}
-	return p.Env + "\x1f" + p.Name // no NUL: a database text column may not hold one
+	return p.Project + "\x1f" + p.Env + "\x1f" + p.Name // no NUL: a database text column may not hold one
 }
 
 // writeLocations are the places a run writes to: every selected node's

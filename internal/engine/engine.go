@@ -127,8 +127,12 @@ type RunExecutor interface {
 
 // Options configure an Engine.
 type Options struct {
+	// Projects are the projects served. Nil serves one, from ProjectDir,
+	// Env and CodeRoots, named after its folder.
+	Projects Projects
+	// ProjectDir is the one project's folder when Projects is nil.
 	ProjectDir string
-	// Env is used when a request names none.
+	// Env is used when a request names none (the one project's).
 	Env     string
 	Store   store.Store
 	Backend Backend
@@ -149,9 +153,7 @@ type Options struct {
 	// Observer follows runs and node attempts for metrics and traces; nil
 	// observes nothing.
 	Observer observe.Observer
-	// CodeRoots are the folders Python node code is imported from (the
-	// workers' roots); nil means ProjectDir. A passed check of a pipeline's
-	// functions is remembered until a file of their packages there changes.
+	// CodeRoots are the one project's (see Project.CodeRoots).
 	CodeRoots []string
 	// Suggester proposes experiments' trials; nil refuses experiments.
 	Suggester experiment.Suggester
@@ -218,6 +220,9 @@ func New(opt Options) *Engine {
 	}
 	if opt.LeaseTTL <= 0 {
 		opt.LeaseTTL = DefaultLeaseTTL
+	}
+	if opt.Projects == nil {
+		opt.Projects = OneProject{Name: ProjectNameOf(opt.ProjectDir), Dir: opt.ProjectDir, Env: opt.Env, CodeRoots: opt.CodeRoots}
 	}
 	return &Engine{opt: opt, log: opt.Logger, active: map[string]*activeRun{}}
 }
@@ -348,20 +353,29 @@ func (e *Engine) Load() (queued, executing int) {
 	return len(e.queue), len(e.active)
 }
 
-func (e *Engine) load(env string) (*config.Project, error) {
+// load reads the configuration of a project ("" the only one) for env
+// ("" the project's default).
+func (e *Engine) load(project, env string) (*config.Project, Project, error) {
+	pr, err := e.project(project)
+	if err != nil {
+		return nil, Project{}, err
+	}
 	if env == "" {
-		env = e.opt.Env
+		env = pr.Env
 	}
+	var proj *config.Project
 	if e.opt.Environ != nil {
-		return config.LoadFrom(e.opt.ProjectDir, env, e.opt.Environ)
+		proj, err = config.LoadFrom(pr.Dir, env, e.opt.Environ)
+	} else {
+		proj, err = config.Load(pr.Dir, env)
 	}
-	return config.Load(e.opt.ProjectDir, env)
+	return proj, pr, err
 }
 
 // plan loads the project and resolves the pipeline params ask for. The
 // result holds every value the run is executed with.
 func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
-	proj, err := e.load(params.Env)
+	proj, pr, err := e.load(params.Project, params.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +391,11 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 	if iso := params.Isolation; iso != nil {
 		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared}
 	}
-	return plan.Resolve(proj, req)
+	p, err := plan.Resolve(proj, req)
+	if p != nil {
+		p.Project = pr.Name
+	}
+	return p, err
 }
 
 // decided is what a run record keeps of its plan: the request as planning
@@ -385,6 +403,7 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 // effective), so that a repair runs with the same values.
 func decided(params run.Params, p *plan.Pipeline) run.Params {
 	return run.Params{
+		Project:      p.Project,
 		Pipeline:     p.Name,
 		Env:          p.Env,
 		StartDate:    plan.FormatDate(p.StartDate),

@@ -18,8 +18,13 @@ import (
 // returns that run instead. With noWait, a run that cannot start at once is
 // refused (ErrFailedPrecondition) and nothing is recorded.
 func (e *Engine) Execute(ctx context.Context, requestID string, params run.Params, noWait bool) (run.Run, error) {
+	pr, err := e.project(params.Project)
+	if err != nil {
+		return run.Run{}, err
+	}
+	params.Project = pr.Name
 	if requestID != "" {
-		if r, err := e.opt.Store.RunByRequestID(ctx, requestID); err == nil {
+		if r, err := e.opt.Store.RunByRequestID(ctx, pr.Name, requestID); err == nil {
 			return r, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return run.Run{}, err

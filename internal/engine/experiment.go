@@ -36,8 +36,13 @@ type activeExperiment struct {
 // (seedSet says whether req's Seed is set). A request id already used
 // returns that experiment.
 func (e *Engine) RunExperiment(ctx context.Context, requestID string, req experiment.Spec, seedSet bool) (experiment.Record, error) {
+	pr, err := e.project(req.Project)
+	if err != nil {
+		return experiment.Record{}, err
+	}
+	req.Project = pr.Name
 	if requestID != "" {
-		if x, err := e.opt.Store.ExperimentByRequestID(ctx, requestID); err == nil {
+		if x, err := e.opt.Store.ExperimentByRequestID(ctx, pr.Name, requestID); err == nil {
 			return x, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return experiment.Record{}, err
@@ -70,7 +75,7 @@ func (e *Engine) RunExperiment(ctx context.Context, requestID string, req experi
 // decideExperiment merges req over its declared experiment, checks it and
 // the pipeline, and splits the pipeline's nodes into shared and trial ones.
 func (e *Engine) decideExperiment(req experiment.Spec, seedSet bool) (experiment.Record, *plan.Pipeline, error) {
-	proj, err := e.load(req.Env)
+	proj, pr, err := e.load(req.Project, req.Env)
 	if err != nil {
 		return experiment.Record{}, nil, err
 	}
@@ -131,7 +136,8 @@ func (e *Engine) decideExperiment(req experiment.Spec, seedSet bool) (experiment
 		return experiment.Record{}, nil, problem.List{*prob}
 	}
 	spec.Objective.Node = node
-	spec.Pipeline, spec.Env = p.Name, p.Env
+	p.Project = pr.Name
+	spec.Project, spec.Pipeline, spec.Env = pr.Name, p.Name, p.Env
 	spec.StartDate, spec.EndDate = "", ""
 	if !p.StartDate.IsZero() {
 		spec.StartDate, spec.EndDate = plan.FormatDate(p.StartDate), plan.FormatDate(p.EndDate)
@@ -378,8 +384,8 @@ func (e *Engine) GetExperiment(ctx context.Context, id string) (experiment.Recor
 }
 
 // ListExperiments pages through experiments, newest first.
-func (e *Engine) ListExperiments(ctx context.Context, pipeline string, pageSize int, pageToken string) ([]experiment.Record, string, error) {
-	xs, next, err := e.opt.Store.ListExperiments(ctx, pipeline, pageSize, pageToken)
+func (e *Engine) ListExperiments(ctx context.Context, f store.ListFilter, pageSize int, pageToken string) ([]experiment.Record, string, error) {
+	xs, next, err := e.opt.Store.ListExperiments(ctx, f, pageSize, pageToken)
 	if errors.Is(err, store.ErrBadPageToken) {
 		return nil, "", problem.List{{Field: "page_token", Code: problem.CodeInvalidValue,
 			Message: "page_token is not one this server returned for these filters; start again without it"}}
@@ -449,6 +455,7 @@ func trialParams(x experiment.Record, t experiment.Trial) run.Params {
 		hp[k] = v
 	}
 	return run.Params{
+		Project:     x.Spec.Project,
 		Pipeline:    x.Spec.Pipeline,
 		Env:         x.Spec.Env,
 		StartDate:   x.Spec.StartDate,
@@ -466,6 +473,7 @@ func trialParams(x experiment.Record, t experiment.Trial) run.Params {
 // sharedParams are the run parameters of the experiment's shared nodes.
 func sharedParams(x experiment.Record) run.Params {
 	return run.Params{
+		Project:     x.Spec.Project,
 		Pipeline:    x.Spec.Pipeline,
 		Env:         x.Spec.Env,
 		StartDate:   x.Spec.StartDate,

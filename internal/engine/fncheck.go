@@ -98,13 +98,13 @@ func stampTree(w io.Writer, path string) {
 	})
 }
 
-// codeRoots are the folders node code is imported from.
-func (e *Engine) codeRoots() []string {
-	if len(e.opt.CodeRoots) > 0 {
-		return e.opt.CodeRoots
+// codeRoots are the folders a project's node code is imported from.
+func codeRoots(pr Project) []string {
+	if len(pr.CodeRoots) > 0 {
+		return pr.CodeRoots
 	}
-	if dir, err := filepath.Abs(e.opt.ProjectDir); err == nil {
+	if dir, err := filepath.Abs(pr.Dir); err == nil {
 		return []string{dir}
 	}
-	return []string{e.opt.ProjectDir}
+	return []string{pr.Dir}
 }

@@ -17,14 +17,14 @@ import (
 
 // ValidateRequest names a pipeline to check.
 type ValidateRequest struct {
-	Pipeline, Env, StartDate, EndDate string
-	Select                            []string
+	Project, Pipeline, Env, StartDate, EndDate string
+	Select                                     []string
 }
 
 // Validate resolves and plans a pipeline without side effects.
 // When the backend is a Checker, the pipeline is checked against it too.
 func (e *Engine) Validate(ctx context.Context, req ValidateRequest) (*plan.Pipeline, error) {
-	p, err := e.plan(run.Params{Pipeline: req.Pipeline, Env: req.Env, StartDate: req.StartDate, EndDate: req.EndDate, Select: req.Select})
+	p, err := e.plan(run.Params{Project: req.Project, Pipeline: req.Pipeline, Env: req.Env, StartDate: req.StartDate, EndDate: req.EndDate, Select: req.Select})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,11 @@ func (e *Engine) checkFunctions(ctx context.Context, p *plan.Pipeline) (problem.
 	if !ok {
 		return nil, nil
 	}
-	key, python := checkKey(p, e.codeRoots())
+	pr, err := e.project(p.Project)
+	if err != nil {
+		return nil, err
+	}
+	key, python := checkKey(p, codeRoots(pr))
 	if !python || e.checked.has(key) {
 		return nil, nil
 	}
@@ -70,9 +74,9 @@ type PipelineSummary struct {
 	Nodes int
 }
 
-// Pipelines lists the project's pipelines in declaration order.
-func (e *Engine) Pipelines(ctx context.Context, env string) ([]PipelineSummary, error) {
-	proj, err := e.load(env)
+// Pipelines lists a project's pipelines in declaration order.
+func (e *Engine) Pipelines(ctx context.Context, project, env string) ([]PipelineSummary, error) {
+	proj, _, err := e.load(project, env)
 	if err != nil {
 		return nil, err
 	}
@@ -95,8 +99,8 @@ func (e *Engine) Pipelines(ctx context.Context, env string) ([]PipelineSummary, 
 // Pipeline resolves one pipeline with its global date defaults, for display.
 // Date problems are ignored here: a pipeline is shown even when it needs
 // dates that only a run request gives.
-func (e *Engine) Pipeline(ctx context.Context, name, env string) (*plan.Pipeline, error) {
-	proj, err := e.load(env)
+func (e *Engine) Pipeline(ctx context.Context, project, name, env string) (*plan.Pipeline, error) {
+	proj, pr, err := e.load(project, env)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +111,7 @@ func (e *Engine) Pipeline(ctx context.Context, name, env string) (*plan.Pipeline
 	if err != nil {
 		return nil, err
 	}
+	p.Project = pr.Name
 	return p, nil
 }
 

@@ -39,21 +39,21 @@ func (r *repairState) attempts(node string) int {
 // A repeated call with the same requestID returns the run instead of
 // repairing it again.
 func (e *Engine) Repair(ctx context.Context, id, requestID string) (run.Run, error) {
+	r, err := e.Get(ctx, id)
+	if err != nil {
+		return run.Run{}, err
+	}
 	if requestID != "" {
-		owner, err := e.opt.Store.RepairRequest(ctx, requestID)
+		owner, err := e.opt.Store.RepairRequest(ctx, r.Params.Project, requestID)
 		switch {
 		case err == nil && owner == id:
-			return e.Get(ctx, id)
+			return r, nil
 		case err == nil:
 			return run.Run{}, problem.List{{Field: "request_id", Code: problem.CodeInvalidValue,
 				Message: fmt.Sprintf("request_id %q was already used to repair run %s; use a new one", requestID, owner)}}
 		case !errors.Is(err, store.ErrNotFound):
 			return run.Run{}, err
 		}
-	}
-	r, err := e.Get(ctx, id)
-	if err != nil {
-		return run.Run{}, err
 	}
 	if err := checkRepairable(r); err != nil {
 		return run.Run{}, err

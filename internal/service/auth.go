@@ -40,6 +40,7 @@ var methodRoles = map[string]Role{
 	execv1.ExecService_GetPipeline_FullMethodName:      RoleViewer,
 	execv1.ExecService_GetCaller_FullMethodName:        RoleViewer,
 	execv1.ExecService_ListReplicas_FullMethodName:     RoleViewer,
+	execv1.ExecService_ListProjects_FullMethodName:     RoleViewer,
 	execv1.ExecService_ExecutePipeline_FullMethodName:  RoleOperator,
 	execv1.ExecService_CancelRun_FullMethodName:        RoleOperator,
 	execv1.ExecService_RepairRun_FullMethodName:        RoleOperator,

@@ -74,6 +74,7 @@ func errToProto(e *run.Error) *execv1.NodeError {
 func runToProto(r run.Run) *execv1.Run {
 	out := &execv1.Run{
 		RunId:        r.ID,
+		Project:      r.Params.Project,
 		Pipeline:     r.Params.Pipeline,
 		Env:          r.Params.Env,
 		State:        runStateToProto(r.State),
@@ -122,8 +123,8 @@ func runToProto(r run.Run) *execv1.Run {
 	return out
 }
 
-func eventToProto(e run.Event) *execv1.RunEvent {
-	out := &execv1.RunEvent{RunId: e.RunID, Sequence: e.Sequence, Time: ts(e.Time)}
+func eventToProto(e run.Event, project string) *execv1.RunEvent {
+	out := &execv1.RunEvent{RunId: e.RunID, Project: project, Sequence: e.Sequence, Time: ts(e.Time)}
 	switch e.Kind {
 	case run.RunStateChanged:
 		out.Kind = &execv1.RunEvent_RunStateChanged{RunStateChanged: &execv1.RunStateChanged{

@@ -11,13 +11,19 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/contract"
 	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/problem"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 func (s *Service) RunExperiment(ctx context.Context, req *execv1.RunExperimentRequest) (*execv1.RunExperimentResponse, error) {
+	project, err := s.inProject(ctx, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
 	spec, err := specFromProto(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	spec.Project = project
 	x, err := s.eng.RunExperiment(ctx, req.GetRequestId(), spec, req.Seed != nil)
 	if err != nil {
 		return nil, toStatus(err)
@@ -30,9 +36,9 @@ func (s *Service) RunExperiment(ctx context.Context, req *execv1.RunExperimentRe
 }
 
 func (s *Service) GetExperiment(ctx context.Context, req *execv1.GetExperimentRequest) (*execv1.GetExperimentResponse, error) {
-	x, err := s.eng.GetExperiment(ctx, req.GetExperimentId())
+	x, err := s.experimentIn(ctx, req.GetExperimentId(), req.GetProject())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	out, err := experimentToProto(x, true)
 	if err != nil {
@@ -42,7 +48,12 @@ func (s *Service) GetExperiment(ctx context.Context, req *execv1.GetExperimentRe
 }
 
 func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimentsRequest) (*execv1.ListExperimentsResponse, error) {
-	xs, next, err := s.eng.ListExperiments(ctx, req.GetPipeline(), int(req.GetPageSize()), req.GetPageToken())
+	projects, none, err := s.listedProjects(ctx, req.GetProject())
+	if err != nil || none {
+		return &execv1.ListExperimentsResponse{}, err
+	}
+	f := store.ListFilter{Projects: projects, Pipeline: req.GetPipeline()}
+	xs, next, err := s.eng.ListExperiments(ctx, f, int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -58,12 +69,16 @@ func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimen
 }
 
 func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream execv1.ExecService_WatchExperimentServer) error {
+	x, err := s.experimentIn(stream.Context(), req.GetExperimentId(), req.GetProject())
+	if err != nil {
+		return err
+	}
 	w, err := s.eng.WatchExperiment(stream.Context(), req.GetExperimentId(), req.GetAfterSequence())
 	if err != nil {
 		return toStatus(err)
 	}
 	for ev := range w.Events() {
-		if err := stream.Send(&execv1.WatchExperimentResponse{Event: experimentEventToProto(ev)}); err != nil {
+		if err := stream.Send(&execv1.WatchExperimentResponse{Event: experimentEventToProto(ev, x.Spec.Project)}); err != nil {
 			return err
 		}
 	}
@@ -74,6 +89,9 @@ func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream exe
 }
 
 func (s *Service) CancelExperiment(ctx context.Context, req *execv1.CancelExperimentRequest) (*execv1.CancelExperimentResponse, error) {
+	if _, err := s.experimentIn(ctx, req.GetExperimentId(), req.GetProject()); err != nil {
+		return nil, err
+	}
 	x, err := s.eng.CancelExperiment(ctx, req.GetExperimentId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(err)
@@ -150,6 +168,7 @@ func experimentToProto(x experiment.Record, withTrials bool) (*execv1.Experiment
 	out := &execv1.Experiment{
 		ExperimentId:      x.ID,
 		Name:              x.Spec.Name,
+		Project:           x.Spec.Project,
 		Pipeline:          x.Spec.Pipeline,
 		Env:               x.Spec.Env,
 		State:             experimentStateToProto(x.State),
@@ -199,8 +218,8 @@ func experimentToProto(x experiment.Record, withTrials bool) (*execv1.Experiment
 	return out, nil
 }
 
-func experimentEventToProto(ev experiment.Event) *execv1.ExperimentEvent {
-	out := &execv1.ExperimentEvent{ExperimentId: ev.ExperimentID, Sequence: ev.Sequence, Time: ts(ev.Time)}
+func experimentEventToProto(ev experiment.Event, project string) *execv1.ExperimentEvent {
+	out := &execv1.ExperimentEvent{ExperimentId: ev.ExperimentID, Project: project, Sequence: ev.Sequence, Time: ts(ev.Time)}
 	switch ev.Kind {
 	case experiment.StateChanged:
 		out.Kind = &execv1.ExperimentEvent_ExperimentStateChanged{ExperimentStateChanged: &execv1.ExperimentStateChanged{

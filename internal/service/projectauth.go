@@ -23,3 +23,9 @@ func visibleProjects(ctx context.Context, projects []string) []string {
 	// TODO(projects): per-project roles.
 	return nil
 }
+
+// roleIn is the caller's role in project.
+func roleIn(ctx context.Context, project string) Role {
+	// TODO(projects): per-project roles.
+	return principalOf(ctx).Role
+}

@@ -97,6 +97,7 @@ func NewServer(svc *Service, hs *health.Server, log *slog.Logger, opts ...Option
 	for _, f := range opts {
 		f(&o)
 	}
+	svc.log = log
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("building the request validator: %w", err)

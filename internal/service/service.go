@@ -6,6 +6,7 @@ package service
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/engine"
@@ -16,14 +17,21 @@ import (
 // Service implements execv1.ExecServiceServer over an Engine.
 type Service struct {
 	execv1.UnimplementedExecServiceServer
-	eng *engine.Engine
+	eng     *engine.Engine
+	log     *slog.Logger   // set by NewServer
+	catalog ProjectCatalog // nil: ListProjects describes the engine's
 }
 
 // New returns the service for eng.
-func New(eng *engine.Engine) *Service { return &Service{eng: eng} }
+func New(eng *engine.Engine) *Service { return &Service{eng: eng, log: slog.Default()} }
 
 func (s *Service) ValidatePipeline(ctx context.Context, req *execv1.ValidatePipelineRequest) (*execv1.ValidatePipelineResponse, error) {
+	project, err := s.inProject(ctx, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
 	p, err := s.eng.Validate(ctx, engine.ValidateRequest{
+		Project:   project,
 		Pipeline:  req.GetPipeline(),
 		Env:       req.GetEnv(),
 		StartDate: req.GetStartDate(),
@@ -37,11 +45,16 @@ func (s *Service) ValidatePipeline(ctx context.Context, req *execv1.ValidatePipe
 }
 
 func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipelineRequest) (*execv1.ExecutePipelineResponse, error) {
+	project, err := s.inProject(ctx, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
 	hp, err := hyperparamsFromProto(req.GetHyperparams())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	r, err := s.eng.Execute(ctx, req.GetRequestId(), run.Params{
+		Project:      project,
 		Pipeline:     req.GetPipeline(),
 		Env:          req.GetEnv(),
 		StartDate:    req.GetStartDate(),
@@ -61,12 +74,16 @@ func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipeli
 
 func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecService_WatchRunServer) error {
 	ctx := stream.Context()
+	r, err := s.runIn(ctx, req.GetRunId(), req.GetProject())
+	if err != nil {
+		return err
+	}
 	w, err := s.eng.Watch(ctx, req.GetRunId(), req.GetAfterSequence())
 	if err != nil {
 		return toStatus(err)
 	}
 	for ev := range w.Events() {
-		if err := stream.Send(&execv1.WatchRunResponse{Event: eventToProto(ev)}); err != nil {
+		if err := stream.Send(&execv1.WatchRunResponse{Event: eventToProto(ev, r.Params.Project)}); err != nil {
 			return err
 		}
 	}
@@ -77,15 +94,19 @@ func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecServic
 }
 
 func (s *Service) GetRun(ctx context.Context, req *execv1.GetRunRequest) (*execv1.GetRunResponse, error) {
-	r, err := s.eng.Get(ctx, req.GetRunId())
+	r, err := s.runIn(ctx, req.GetRunId(), req.GetProject())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &execv1.GetRunResponse{Run: runToProto(r)}, nil
 }
 
 func (s *Service) ListRuns(ctx context.Context, req *execv1.ListRunsRequest) (*execv1.ListRunsResponse, error) {
-	f := store.ListFilter{Pipeline: req.GetPipeline()}
+	projects, none, err := s.listedProjects(ctx, req.GetProject())
+	if err != nil || none {
+		return &execv1.ListRunsResponse{}, err
+	}
+	f := store.ListFilter{Projects: projects, Pipeline: req.GetPipeline()}
 	for _, st := range req.GetStates() {
 		f.States = append(f.States, runStateFromProto(st))
 	}
@@ -101,6 +122,9 @@ func (s *Service) ListRuns(ctx context.Context, req *execv1.ListRunsRequest) (*e
 }
 
 func (s *Service) CancelRun(ctx context.Context, req *execv1.CancelRunRequest) (*execv1.CancelRunResponse, error) {
+	if _, err := s.runIn(ctx, req.GetRunId(), req.GetProject()); err != nil {
+		return nil, err
+	}
 	r, err := s.eng.Cancel(ctx, req.GetRunId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(err)
@@ -109,6 +133,9 @@ func (s *Service) CancelRun(ctx context.Context, req *execv1.CancelRunRequest) (
 }
 
 func (s *Service) StopRun(ctx context.Context, req *execv1.StopRunRequest) (*execv1.StopRunResponse, error) {
+	if _, err := s.runIn(ctx, req.GetRunId(), req.GetProject()); err != nil {
+		return nil, err
+	}
 	r, err := s.eng.Stop(ctx, req.GetRunId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(err)
@@ -117,6 +144,9 @@ func (s *Service) StopRun(ctx context.Context, req *execv1.StopRunRequest) (*exe
 }
 
 func (s *Service) RepairRun(ctx context.Context, req *execv1.RepairRunRequest) (*execv1.RepairRunResponse, error) {
+	if _, err := s.runIn(ctx, req.GetRunId(), req.GetProject()); err != nil {
+		return nil, err
+	}
 	r, err := s.eng.Repair(ctx, req.GetRunId(), req.GetRequestId())
 	if err != nil {
 		return nil, toStatus(err)
@@ -125,7 +155,11 @@ func (s *Service) RepairRun(ctx context.Context, req *execv1.RepairRunRequest) (
 }
 
 func (s *Service) ListPipelines(ctx context.Context, req *execv1.ListPipelinesRequest) (*execv1.ListPipelinesResponse, error) {
-	ps, err := s.eng.Pipelines(ctx, req.GetEnv())
+	project, err := s.inProject(ctx, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
+	ps, err := s.eng.Pipelines(ctx, project, req.GetEnv())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -139,7 +173,11 @@ func (s *Service) ListPipelines(ctx context.Context, req *execv1.ListPipelinesRe
 }
 
 func (s *Service) GetPipeline(ctx context.Context, req *execv1.GetPipelineRequest) (*execv1.GetPipelineResponse, error) {
-	p, err := s.eng.Pipeline(ctx, req.GetName(), req.GetEnv())
+	project, err := s.inProject(ctx, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.eng.Pipeline(ctx, project, req.GetName(), req.GetEnv())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -83,7 +83,10 @@ func Isolated(path, sub string) string {
 
 // Pipeline is a validated pipeline with its plan.
 type Pipeline struct {
-	Name string
+	// Project names the project the pipeline is one of (the engine sets
+	// it): backends run its Python nodes in that project's workers.
+	Project string
+	Name    string
 	// Env is the project environment the pipeline was resolved for,
 	// normalised ("dev", "prod", "sandbox_x"...).
 	Env string

@@ -17,6 +17,7 @@ const (
 	CodeInvalidDate       = "INVALID_DATE"
 	CodeDateRange         = "DATE_RANGE"
 	CodeUnknownPipeline   = "UNKNOWN_PIPELINE"
+	CodeUnknownProject    = "UNKNOWN_PROJECT"
 	CodeUnknownNode       = "UNKNOWN_NODE"
 	CodeUnknownDependency = "UNKNOWN_DEPENDENCY"
 	CodeMissingNodeConfig = "MISSING_NODE_CONFIG"

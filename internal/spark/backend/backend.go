@@ -35,8 +35,8 @@ type Backend struct {
 	// runs fail fast with UNAVAILABLE instead of each retrying into a dead
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
-	python  pycall.Runner // nil: Python nodes are unsupported
-	profile bool          // report each node attempt's phases (SetProfile)
+	python  func(project string) pycall.Runner // nil: Python nodes are unsupported
+	profile bool                               // report each node attempt's phases (SetProfile)
 	// durable: the server outlives execd, so runs keep a journal and a
 	// restarted execd takes them up (see resume.go).
 	durable bool
@@ -255,7 +255,7 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 	switch {
 	case n.Stream != nil:
 	case n.Kind == plan.KindSQL:
-	case n.Kind == plan.KindPython && r.b.python != nil:
+	case n.Kind == plan.KindPython && r.b.pythonFor(r.rc.Pipeline.Project) != nil:
 	default:
 		return &retry.Failure{Err: run.Error{
 			Type:    "UnsupportedNode",

@@ -18,15 +18,31 @@ import (
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 )
 
-// SetPython makes the backend run Python nodes with py (the worker pool).
-// Without one they fail as unsupported.
-func (b *Backend) SetPython(py pycall.Runner) { b.python = py }
+// SetPython makes the backend run every project's Python nodes with py
+// (the worker pool). Without one they fail as unsupported.
+func (b *Backend) SetPython(py pycall.Runner) {
+	b.python = func(string) pycall.Runner { return py }
+}
+
+// SetPythonFor makes the backend run each project's Python nodes with the
+// runner py returns for it (the project's worker pool); nil from py means
+// that project runs SQL nodes only.
+func (b *Backend) SetPythonFor(py func(project string) pycall.Runner) { b.python = py }
+
+// pythonFor is the runner of project's Python nodes, nil if none.
+func (b *Backend) pythonFor(project string) pycall.Runner {
+	if b.python == nil {
+		return nil
+	}
+	return b.python(project)
+}
 
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
 // start_date and end_date as keywords.
 func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error) {
-	if b.python == nil {
+	py := b.pythonFor(p.Project)
+	if py == nil {
 		return nil, nil
 	}
 	var fns []pycall.Function
@@ -38,7 +54,7 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 	if len(fns) == 0 {
 		return nil, nil
 	}
-	found, err := b.python.CheckFunctions(ctx, fns, p.Settings.AllowedModulePrefixes)
+	found, err := py.CheckFunctions(ctx, fns, p.Settings.AllowedModulePrefixes)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +77,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 		phase(ctx, "inputs")
-		nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
 		phase(ctx, "worker")
 		if err := pythonFailure(nodeErr, err); err != nil {
 			return err

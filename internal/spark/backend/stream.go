@@ -107,14 +107,15 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 	case plan.KindPassthrough:
 		return n.Stream.Sources[0].Key, nil
 	case plan.KindPython:
-		if r.b.python == nil {
+		py := r.b.pythonFor(r.rc.Pipeline.Project)
+		if py == nil {
 			break
 		}
 		views, err := r.globalInputs(ctx, s, n)
 		if err != nil {
 			return "", err
 		}
-		nodeErr, err := r.b.python.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		nodeErr, err := py.Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
 		if err := pythonFailure(nodeErr, err); err != nil {
 			return "", err
 		}
