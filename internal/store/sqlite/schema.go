@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strings"
 )
 
 // migrations[i] brings the schema from version i to version i+1. They are
@@ -163,12 +165,115 @@ CREATE TABLE run_leases (
 	PRIMARY KEY (run_id, epoch)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 6: projects. Runs, experiments and repair requests name the project
+	// they belong to, and request ids are unique per project. SQLite cannot
+	// drop the old column constraints, so the three tables are rebuilt
+	// (https://www.sqlite.org/lang_altertable.html#otheralter): migrate
+	// runs this with foreign keys off, or dropping runs would delete every
+	// row that refers to it.
+	`
+CREATE TABLE runs_new (
+	id             TEXT PRIMARY KEY,
+	request_id     TEXT, -- NULL when the caller gave none
+	pipeline       TEXT NOT NULL,
+	params         TEXT NOT NULL, -- run.Params as JSON
+	state          TEXT NOT NULL,
+	message        TEXT NOT NULL,
+	create_time    INTEGER NOT NULL,
+	start_time     INTEGER NOT NULL,
+	end_time       INTEGER NOT NULL,
+	repair_count   INTEGER NOT NULL,
+	last_seq       INTEGER NOT NULL,
+	owner          TEXT NOT NULL DEFAULT '',
+	epoch          INTEGER NOT NULL DEFAULT 0,
+	control        TEXT NOT NULL DEFAULT '',
+	control_reason TEXT NOT NULL DEFAULT '',
+	admission_key  TEXT NOT NULL DEFAULT '',
+	writes         TEXT NOT NULL DEFAULT '[]',
+	max_active     INTEGER NOT NULL DEFAULT 1,
+	priority       INTEGER NOT NULL DEFAULT 0,
+	project        TEXT NOT NULL DEFAULT '',
+	UNIQUE (project, request_id)
+) STRICT;
+INSERT INTO runs_new (id, request_id, pipeline, params, state, message, create_time, start_time, end_time,
+	repair_count, last_seq, owner, epoch, control, control_reason, admission_key, writes, max_active, priority)
+SELECT id, request_id, pipeline, params, state, message, create_time, start_time, end_time,
+	repair_count, last_seq, owner, epoch, control, control_reason, admission_key, writes, max_active, priority
+FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_new RENAME TO runs;
+CREATE INDEX runs_by_time ON runs (create_time DESC, id DESC);
+CREATE INDEX runs_by_pipeline ON runs (pipeline, create_time DESC, id DESC);
+CREATE INDEX runs_by_state ON runs (state);
+CREATE INDEX runs_by_owner ON runs (owner, state);
+CREATE INDEX runs_by_project ON runs (project, create_time DESC, id DESC);
+
+CREATE TABLE experiments_new (
+	id            TEXT PRIMARY KEY,
+	request_id    TEXT,
+	pipeline      TEXT NOT NULL,
+	spec          TEXT NOT NULL, -- experiment.Spec as JSON
+	state         TEXT NOT NULL,
+	message       TEXT NOT NULL,
+	shared_nodes  TEXT NOT NULL, -- JSON list
+	trial_nodes   TEXT NOT NULL, -- JSON list
+	shared_run_id TEXT NOT NULL,
+	create_time   INTEGER NOT NULL,
+	start_time    INTEGER NOT NULL,
+	end_time      INTEGER NOT NULL,
+	last_seq      INTEGER NOT NULL,
+	owner         TEXT NOT NULL DEFAULT '',
+	project       TEXT NOT NULL DEFAULT '',
+	UNIQUE (project, request_id)
+) STRICT;
+INSERT INTO experiments_new (id, request_id, pipeline, spec, state, message, shared_nodes, trial_nodes,
+	shared_run_id, create_time, start_time, end_time, last_seq, owner)
+SELECT id, request_id, pipeline, spec, state, message, shared_nodes, trial_nodes,
+	shared_run_id, create_time, start_time, end_time, last_seq, owner
+FROM experiments;
+DROP TABLE experiments;
+ALTER TABLE experiments_new RENAME TO experiments;
+CREATE INDEX experiments_by_time ON experiments (create_time DESC, id DESC);
+CREATE INDEX experiments_by_state ON experiments (state);
+CREATE INDEX experiments_by_project ON experiments (project, create_time DESC, id DESC);
+
+CREATE TABLE repair_requests_new (
+	project    TEXT NOT NULL DEFAULT '', -- its run's
+	request_id TEXT NOT NULL,
+	run_id     TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	PRIMARY KEY (project, request_id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO repair_requests_new (request_id, run_id) SELECT request_id, run_id FROM repair_requests;
+DROP TABLE repair_requests;
+ALTER TABLE repair_requests_new RENAME TO repair_requests;
+`,
 }
 
 // migrate applies the migrations the database has not seen, in one
 // transaction, so a daemon killed halfway leaves the old schema intact.
-func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
+//
+// Foreign keys are off while it runs (a migration that rebuilds a table
+// drops it, which would otherwise cascade), and checked before it commits.
+// SQLite ignores the pragma inside a transaction, so migrate holds one
+// connection for the pragma, the transaction and the pragma that turns
+// them back on.
+func migrate(ctx context.Context, db *sql.DB) (err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return fmt.Errorf("turning foreign keys off to migrate: %w", err)
+	}
+	defer func() {
+		// Open gives up on the database when this fails, so no write runs
+		// without foreign keys.
+		if _, ferr := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("turning foreign keys back on: %w", ferr))
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -199,5 +304,40 @@ func migrate(ctx context.Context, db *sql.DB) error {
 			return err
 		}
 	}
+	if err := checkForeignKeys(ctx, tx); err != nil {
+		return err
+	}
 	return tx.Commit()
+}
+
+// checkForeignKeys fails, naming the first few, when rows refer to rows
+// that do not exist.
+func checkForeignKeys(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `PRAGMA foreign_key_check`)
+	if err != nil {
+		return fmt.Errorf("checking foreign keys: %w", err)
+	}
+	defer rows.Close()
+	var bad []string
+	n := 0
+	for rows.Next() {
+		var (
+			table, parent string
+			rowid         sql.NullInt64
+			fkid          int
+		)
+		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
+			return fmt.Errorf("checking foreign keys: %w", err)
+		}
+		if n++; len(bad) < 5 {
+			bad = append(bad, fmt.Sprintf("a row of %s refers to a missing row of %s", table, parent))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("checking foreign keys: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("migrating the schema would leave %d rows referring to rows that do not exist (%s); the database is left as it was", n, strings.Join(bad, "; "))
+	}
+	return nil
 }

@@ -76,6 +76,16 @@ func checkIdentifier(field, v string, maxBytes int) error {
 	return nil
 }
 
+// checkProject accepts "" (the project of records made before execd named
+// projects, and of an execd serving one unnamed) and any other name
+// checkIdentifier accepts.
+func checkProject(project string) error {
+	if project == "" {
+		return nil
+	}
+	return checkIdentifier("project", project, maxNameBytes)
+}
+
 // truncatedMark ends text the store cut, so a reader knows it is not whole.
 const truncatedMark = "… [truncated by execd]"
 

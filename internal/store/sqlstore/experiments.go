@@ -58,7 +58,8 @@ func (s *Store) signalAll() {
 }
 
 // CreateExperiment records a new experiment PENDING with its first event.
-// A request id already used returns that experiment with created false.
+// A request id already used in the experiment's project (x.Spec.Project)
+// returns that experiment with created false.
 func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stored experiment.Record, created bool, err error) {
 	if err := checkIdentifier("experiment id", x.ID, maxIDBytes); err != nil {
 		return experiment.Record{}, false, err
@@ -67,6 +68,9 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 		if err := checkIdentifier("request id", x.RequestID, maxIDBytes); err != nil {
 			return experiment.Record{}, false, err
 		}
+	}
+	if err := checkProject(x.Spec.Project); err != nil {
+		return experiment.Record{}, false, err
 	}
 	spec, err := json.Marshal(x.Spec)
 	if err != nil || len(spec) > s.opt.limits.MaxParamsBytes {
@@ -82,11 +86,11 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 		// DO NOTHING on either unique key, then tell which it was: the
 		// request id's experiment is an answer, a taken id an error.
 		res, err := w.tx.ExecContext(w.ctx, `
-			INSERT INTO experiments (id, request_id, pipeline, spec, state, message, shared_nodes, trial_nodes,
+			INSERT INTO experiments (id, project, request_id, pipeline, spec, state, message, shared_nodes, trial_nodes,
 				shared_run_id, create_time, start_time, end_time, last_seq, owner)
-			VALUES (?, ?, ?, ?, ?, '', ?, ?, '', ?, 0, 0, 0, ?)
+			VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, '', ?, 0, 0, 0, ?)
 			ON CONFLICT DO NOTHING`,
-			x.ID, requestID, x.Spec.Pipeline, string(spec), string(experiment.Pending), string(shared), string(trial), toNanos(w.now), x.Owner)
+			x.ID, x.Spec.Project, requestID, x.Spec.Pipeline, string(spec), string(experiment.Pending), string(shared), string(trial), toNanos(w.now), x.Owner)
 		if err != nil {
 			return fmt.Errorf("store: inserting experiment %s: %w", x.ID, err)
 		}
@@ -94,7 +98,7 @@ func (s *Store) CreateExperiment(ctx context.Context, x experiment.Record) (stor
 			return err
 		} else if n == 0 {
 			if x.RequestID != "" {
-				id, err := experimentByRequest(w.ctx, w.tx, x.RequestID)
+				id, err := experimentByRequest(w.ctx, w.tx, x.Spec.Project, x.RequestID)
 				if err == nil {
 					stored.ID = id
 				}
@@ -125,21 +129,22 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func experimentByRequest(ctx context.Context, q Querier, requestID string) (string, error) {
+func experimentByRequest(ctx context.Context, q Querier, project, requestID string) (string, error) {
 	var id string
-	err := q.QueryRowContext(ctx, `SELECT id FROM experiments WHERE request_id = ?`, requestID).Scan(&id)
+	err := q.QueryRowContext(ctx, `SELECT id FROM experiments WHERE project = ? AND request_id = ?`, project, requestID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("%w: experiment with request id %q", store.ErrNotFound, requestID)
+		return "", fmt.Errorf("%w: experiment with request id %q in project %q", store.ErrNotFound, requestID, project)
 	}
 	return id, err
 }
 
-// ExperimentByRequestID returns the experiment a request id started.
-func (s *Store) ExperimentByRequestID(ctx context.Context, requestID string) (experiment.Record, error) {
+// ExperimentByRequestID returns the experiment a request id of the project
+// started.
+func (s *Store) ExperimentByRequestID(ctx context.Context, project, requestID string) (experiment.Record, error) {
 	var id string
 	err := s.read(ctx, func(q Querier) error {
 		var err error
-		id, err = experimentByRequest(ctx, q, requestID)
+		id, err = experimentByRequest(ctx, q, project, requestID)
 		return err
 	})
 	if err != nil {
@@ -229,16 +234,16 @@ func (w *writeTx) appendExperiment(id string, ev experiment.Event) error {
 	return nil
 }
 
-const experimentColumns = `id, COALESCE(request_id, ''), spec, state, message, shared_nodes, trial_nodes, shared_run_id,
+const experimentColumns = `id, project, COALESCE(request_id, ''), spec, state, message, shared_nodes, trial_nodes, shared_run_id,
 	create_time, start_time, end_time, last_seq, owner`
 
 func scanExperiment(sc interface{ Scan(...any) error }) (experiment.Record, error) {
 	var (
-		x                         experiment.Record
-		spec, state, shared, trls string
-		ct, st, et                int64
+		x                                  experiment.Record
+		project, spec, state, shared, trls string
+		ct, st, et                         int64
 	)
-	if err := sc.Scan(&x.ID, &x.RequestID, &spec, &state, &x.Message, &shared, &trls, &x.SharedRunID, &ct, &st, &et, &x.LastSequence, &x.Owner); err != nil {
+	if err := sc.Scan(&x.ID, &project, &x.RequestID, &spec, &state, &x.Message, &shared, &trls, &x.SharedRunID, &ct, &st, &et, &x.LastSequence, &x.Owner); err != nil {
 		return x, err
 	}
 	x.State = experiment.State(state)
@@ -246,6 +251,8 @@ func scanExperiment(sc interface{ Scan(...any) error }) (experiment.Record, erro
 	if err := json.Unmarshal([]byte(spec), &x.Spec); err != nil {
 		return x, fmt.Errorf("decoding the specification of experiment %s: %w", x.ID, err)
 	}
+	// The column, as for runs: older specifications name no project.
+	x.Spec.Project = project
 	_ = json.Unmarshal([]byte(shared), &x.SharedNodes)
 	_ = json.Unmarshal([]byte(trls), &x.TrialNodes)
 	return x, nil
@@ -286,9 +293,10 @@ func (s *Store) GetExperiment(ctx context.Context, id string) (experiment.Record
 	return x, err
 }
 
-// ListExperiments returns experiments newest first, without their trials,
-// and a token for the next page.
-func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize int, pageToken string) ([]experiment.Record, string, error) {
+// ListExperiments returns experiments newest first, with their trials,
+// and a token for the next page. f.Projects and f.Pipeline filter as in
+// ListRuns; f.States is ignored.
+func (s *Store) ListExperiments(ctx context.Context, f store.ListFilter, pageSize int, pageToken string) ([]experiment.Record, string, error) {
 	if s.closed() {
 		return nil, "", store.ErrClosed
 	}
@@ -300,15 +308,25 @@ func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize i
 	case pageSize > store.MaxPageSize:
 		pageSize = store.MaxPageSize
 	}
+	// The States of an experiment's token say it is one, so that a token
+	// of ListRuns is refused here.
+	filter := pageCursor{Pipeline: f.Pipeline, States: []string{"experiments"}, Projects: normalizeProjects(f.Projects)}
 	query := `SELECT ` + experimentColumns + ` FROM experiments WHERE (? = '' OR pipeline = ?)`
-	args := []any{pipeline, pipeline}
+	args := []any{f.Pipeline, f.Pipeline}
+	if len(filter.Projects) > 0 {
+		query += ` AND project IN (` + placeholders(len(filter.Projects)) + `)`
+		args = append(args, anys(filter.Projects)...)
+	}
 	if pageToken != "" {
-		c, err := decodePageToken(pageToken, pipeline, []string{"experiments"})
+		c, err := decodePageToken(pageToken, filter)
 		if err != nil {
 			return nil, "", err
 		}
 		query += ` AND (create_time < ? OR (create_time = ? AND id < ?))`
 		args = append(args, c.CreateTime, c.CreateTime, c.ID)
+	}
+	if filter.Projects != nil && len(filter.Projects) == 0 {
+		return nil, "", nil // any of no projects: none
 	}
 	query += ` ORDER BY create_time DESC, id DESC LIMIT ?`
 	args = append(args, pageSize+1)
@@ -338,7 +356,8 @@ func (s *Store) ListExperiments(ctx context.Context, pipeline string, pageSize i
 	if len(out) > pageSize {
 		out = out[:pageSize]
 		lastX := out[len(out)-1]
-		next = encodePageToken(pageCursor{CreateTime: toNanos(lastX.CreateTime), ID: lastX.ID, Pipeline: pipeline, States: []string{"experiments"}})
+		filter.CreateTime, filter.ID = toNanos(lastX.CreateTime), lastX.ID
+		next = encodePageToken(filter)
 	}
 	return out, next, nil
 }

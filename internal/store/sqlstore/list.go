@@ -15,8 +15,9 @@ import (
 )
 
 // ListRuns returns runs newest first (create time, then id, descending) and
-// a token for the next page ("" after the last). The token carries the
-// filter it was made for: presenting it with another filter is
+// a token for the next page ("" after the last). f.Projects nil lists every
+// project's runs, an empty non-nil list none. The token carries the filter
+// it was made for: presenting it with another filter is
 // store.ErrBadPageToken. Pagination is by key, not offset, so runs created while
 // a client pages do not shift its pages.
 func (s *Store) ListRuns(ctx context.Context, f store.ListFilter, pageSize int, pageToken string) ([]run.Run, string, error) {
@@ -35,8 +36,13 @@ func (s *Store) ListRuns(ctx context.Context, f store.ListFilter, pageSize int, 
 	if err != nil {
 		return nil, "", err
 	}
+	projects := normalizeProjects(f.Projects)
 	var where []string
 	var args []any
+	if len(projects) > 0 {
+		where = append(where, "project IN ("+placeholders(len(projects))+")")
+		args = append(args, anys(projects)...)
+	}
 	if f.Pipeline != "" {
 		where = append(where, "pipeline = ?")
 		args = append(args, f.Pipeline)
@@ -48,12 +54,15 @@ func (s *Store) ListRuns(ctx context.Context, f store.ListFilter, pageSize int, 
 		}
 	}
 	if pageToken != "" {
-		c, err := decodePageToken(pageToken, f.Pipeline, states)
+		c, err := decodePageToken(pageToken, pageCursor{Pipeline: f.Pipeline, States: states, Projects: projects})
 		if err != nil {
 			return nil, "", err
 		}
 		where = append(where, "(create_time < ? OR (create_time = ? AND id < ?))")
 		args = append(args, c.CreateTime, c.CreateTime, c.ID)
+	}
+	if projects != nil && len(projects) == 0 {
+		return nil, "", nil // any of no projects: none
 	}
 	query := "SELECT " + runColumns + " FROM runs"
 	if len(where) > 0 {
@@ -85,7 +94,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.ListFilter, pageSize int, 
 	next := ""
 	if more {
 		last := runs[len(runs)-1]
-		next = encodePageToken(pageCursor{CreateTime: toNanos(last.CreateTime), ID: last.ID, Pipeline: f.Pipeline, States: states})
+		next = encodePageToken(pageCursor{CreateTime: toNanos(last.CreateTime), ID: last.ID, Pipeline: f.Pipeline, States: states, Projects: projects})
 	}
 	return runs, next, nil
 }
@@ -98,6 +107,7 @@ type pageCursor struct {
 	ID         string   `json:"i"`
 	Pipeline   string   `json:"p,omitempty"`
 	States     []string `json:"s,omitempty"`
+	Projects   []string `json:"j,omitempty"`
 }
 
 const pageTokenVersion = 1
@@ -108,7 +118,9 @@ func encodePageToken(c pageCursor) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodePageToken(tok, pipeline string, states []string) (pageCursor, error) {
+// decodePageToken reads tok and checks that it was made for the filter in
+// want (its Pipeline, States and Projects).
+func decodePageToken(tok string, want pageCursor) (pageCursor, error) {
 	var c pageCursor
 	if len(tok) > 4096 {
 		return c, fmt.Errorf("%w: token is too long", store.ErrBadPageToken)
@@ -120,7 +132,7 @@ func decodePageToken(tok, pipeline string, states []string) (pageCursor, error) 
 	if err := json.Unmarshal(b, &c); err != nil || c.Version != pageTokenVersion || c.ID == "" {
 		return c, fmt.Errorf("%w: not a token this server made", store.ErrBadPageToken)
 	}
-	if c.Pipeline != pipeline || !slices.Equal(c.States, states) {
+	if c.Pipeline != want.Pipeline || !slices.Equal(c.States, want.States) || !slices.Equal(c.Projects, want.Projects) {
 		return c, fmt.Errorf("%w: the token was made for other filters; list again without it", store.ErrBadPageToken)
 	}
 	return c, nil
@@ -142,9 +154,30 @@ func normalizeStates(in []run.State) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
+// normalizeProjects sorts and de-duplicates projects as normalizeStates
+// does states. nil (every project) stays nil and an empty list (none)
+// stays empty.
+func normalizeProjects(in []string) []string {
+	if in == nil {
+		return nil
+	}
+	out := append([]string{}, in...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// anys is vs as query arguments.
+func anys(vs []string) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = v
+	}
+	return out
+}
+
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-const runColumns = `id, COALESCE(request_id, ''), params, state, message,
+const runColumns = `id, project, COALESCE(request_id, ''), params, state, message,
 	create_time, start_time, end_time, repair_count, last_seq, owner, epoch`

@@ -174,8 +174,9 @@ func (s *Store) idsInState(ctx context.Context, states ...run.State) ([]string, 
 // (store.ErrNotRepairable otherwise). A node's attempts are kept and its attempt
 // number is kept too, so its next RUNNING event opens attempt n+1.
 //
-// A non-empty requestID is remembered with the repair: a second call with
-// it changes nothing and returns the run as it is (repeated=true).
+// A non-empty requestID is remembered with the repair, under the run's
+// project: a second call with it changes nothing and returns the run as it
+// is (repeated=true). The same id in another project is another request.
 func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string, requestID, owner string) (stored run.Run, repeated bool, err error) {
 	if len(reset) == 0 {
 		return run.Run{}, false, fmt.Errorf("%w: a repair must reset at least one node", store.ErrInvalidArgument)
@@ -191,18 +192,22 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 			return err
 		}
 		if requestID != "" {
+			var project string
+			if err := w.tx.QueryRowContext(w.ctx, `SELECT project FROM runs WHERE id = ?`, runID).Scan(&project); err != nil {
+				return fmt.Errorf("store: reading the project of run %s: %w", runID, err)
+			}
 			var owner string
-			switch err := w.tx.QueryRowContext(w.ctx, `SELECT run_id FROM repair_requests WHERE request_id = ?`, requestID).Scan(&owner); {
+			switch err := w.tx.QueryRowContext(w.ctx, `SELECT run_id FROM repair_requests WHERE project = ? AND request_id = ?`, project, requestID).Scan(&owner); {
 			case err == nil && owner == runID:
 				repeated = true
 				stored, err = readRun(w.ctx, w.tx, runID)
 				return err
 			case err == nil:
-				return fmt.Errorf("%w: request id %q already repaired run %s", store.ErrAlreadyExists, requestID, owner)
+				return fmt.Errorf("%w: request id %q already repaired run %s of project %q", store.ErrAlreadyExists, requestID, owner, project)
 			case !errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("store: reading repair request %q: %w", requestID, err)
 			}
-			if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO repair_requests (request_id, run_id) VALUES (?, ?)`, requestID, runID); err != nil {
+			if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO repair_requests (project, request_id, run_id) VALUES (?, ?, ?)`, project, requestID, runID); err != nil {
 				return fmt.Errorf("store: recording repair request %q: %w", requestID, err)
 			}
 		}
@@ -264,12 +269,12 @@ func (s *Store) PrepareRepair(ctx context.Context, runID string, reset []string,
 	return stored, repeated, nil
 }
 
-// RepairRequest returns the run a repair request id was used for
-// (store.ErrNotFound when it was not).
-func (s *Store) RepairRequest(ctx context.Context, requestID string) (string, error) {
+// RepairRequest returns the run a repair request id of the project was
+// used for (store.ErrNotFound when it was not).
+func (s *Store) RepairRequest(ctx context.Context, project, requestID string) (string, error) {
 	var runID string
 	err := s.read(ctx, func(tx Querier) error {
-		return tx.QueryRowContext(ctx, `SELECT run_id FROM repair_requests WHERE request_id = ?`, requestID).Scan(&runID)
+		return tx.QueryRowContext(ctx, `SELECT run_id FROM repair_requests WHERE project = ? AND request_id = ?`, project, requestID).Scan(&runID)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", store.ErrNotFound

@@ -18,11 +18,12 @@ import (
 // Only r.ID, r.RequestID, r.Params, r.Message and the node names are read;
 // an empty ID gets a random one, and CreateTime is the store's clock.
 //
-// A non-empty RequestID makes the call idempotent: if a run with that
-// request id exists, it is returned with created false and nothing is
-// written, even if the parameters differ (the caller decides whether that
-// is an error). The request id is a unique key written in the same
-// transaction as the run, so concurrent calls cannot both create one.
+// A non-empty RequestID makes the call idempotent: if a run of the same
+// project (r.Params.Project) has that request id, it is returned with
+// created false and nothing is written, even if the parameters differ (the
+// caller decides whether that is an error). (project, request id) is a
+// unique key written in the same transaction as the run, so concurrent
+// calls cannot both create one.
 func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, created bool, err error) {
 	if r.ID == "" {
 		r.ID = newRunID()
@@ -34,6 +35,9 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 		if err := checkIdentifier("request id", r.RequestID, maxIDBytes); err != nil {
 			return run.Run{}, false, err
 		}
+	}
+	if err := checkProject(r.Params.Project); err != nil {
+		return run.Run{}, false, err
 	}
 	if len(r.Nodes) > s.opt.limits.MaxNodes {
 		return run.Run{}, false, fmt.Errorf("%w: the run has %d nodes; the limit is %d", store.ErrInvalidArgument, len(r.Nodes), s.opt.limits.MaxNodes)
@@ -59,19 +63,19 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 		if r.RequestID != "" {
 			requestID = sql.NullString{String: r.RequestID, Valid: true}
 		}
-		// DO NOTHING on either unique key (id, request_id) and then tell
-		// which one it was: the request id's run is an answer, a taken id
-		// is an error.
+		// DO NOTHING on either unique key (id, (project, request_id)) and
+		// then tell which one it was: the request id's run is an answer, a
+		// taken id is an error.
 		var epoch int64
 		if r.Owner != "" {
 			epoch = 1
 		}
 		res, err := w.tx.ExecContext(w.ctx, `
-			INSERT INTO runs (id, request_id, pipeline, params, state, message,
+			INSERT INTO runs (id, project, request_id, pipeline, params, state, message,
 				create_time, start_time, end_time, repair_count, last_seq, owner, epoch)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 1, ?, ?)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 1, ?, ?)
 			ON CONFLICT DO NOTHING`,
-			r.ID, requestID, r.Params.Pipeline, params, string(run.Pending), msg, toNanos(w.now), r.Owner, epoch)
+			r.ID, r.Params.Project, requestID, r.Params.Pipeline, params, string(run.Pending), msg, toNanos(w.now), r.Owner, epoch)
 		if err != nil {
 			return fmt.Errorf("store: inserting run %s: %w", r.ID, err)
 		}
@@ -79,7 +83,7 @@ func (s *Store) CreateRun(ctx context.Context, r run.Run) (stored run.Run, creat
 			return err
 		} else if n == 0 {
 			if r.RequestID != "" {
-				stored, err = readRunByRequestID(w.ctx, w.tx, r.RequestID)
+				stored, err = readRunByRequestID(w.ctx, w.tx, r.Params.Project, r.RequestID)
 				if !errors.Is(err, store.ErrNotFound) {
 					return err
 				}
@@ -154,16 +158,16 @@ func (s *Store) GetRun(ctx context.Context, id string) (run.Run, error) {
 	return r, err
 }
 
-// RunByRequestID returns the run created with the request id, or
+// RunByRequestID returns the project's run created with the request id, or
 // store.ErrNotFound.
-func (s *Store) RunByRequestID(ctx context.Context, requestID string) (run.Run, error) {
+func (s *Store) RunByRequestID(ctx context.Context, project, requestID string) (run.Run, error) {
 	if s.closed() {
 		return run.Run{}, store.ErrClosed
 	}
 	var r run.Run
 	err := s.read(ctx, func(tx Querier) error {
 		var err error
-		r, err = readRunByRequestID(ctx, tx, requestID)
+		r, err = readRunByRequestID(ctx, tx, project, requestID)
 		return err
 	})
 	return r, err
@@ -177,12 +181,12 @@ func readRun(ctx context.Context, q Querier, id string) (run.Run, error) {
 	return oneRun(ctx, q, rows, fmt.Sprintf("run %q", id))
 }
 
-func readRunByRequestID(ctx context.Context, q Querier, requestID string) (run.Run, error) {
-	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE request_id = ?", requestID)
+func readRunByRequestID(ctx context.Context, q Querier, project, requestID string) (run.Run, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+runColumns+" FROM runs WHERE project = ? AND request_id = ?", project, requestID)
 	if err != nil {
-		return run.Run{}, fmt.Errorf("store: reading the run of request %s: %w", requestID, err)
+		return run.Run{}, fmt.Errorf("store: reading the run of request %s in project %q: %w", requestID, project, err)
 	}
-	return oneRun(ctx, q, rows, fmt.Sprintf("run with request id %q", requestID))
+	return oneRun(ctx, q, rows, fmt.Sprintf("run with request id %q in project %q", requestID, project))
 }
 
 func oneRun(ctx context.Context, q Querier, rows *sql.Rows, what string) (run.Run, error) {
@@ -205,17 +209,21 @@ func scanRuns(rows *sql.Rows) ([]run.Run, error) {
 	var runs []run.Run
 	for rows.Next() {
 		var (
-			r                   run.Run
-			params, state       string
-			create, start, end_ int64
+			r                      run.Run
+			project, params, state string
+			create, start, end_    int64
 		)
-		if err := rows.Scan(&r.ID, &r.RequestID, &params, &state, &r.Message,
+		if err := rows.Scan(&r.ID, &project, &r.RequestID, &params, &state, &r.Message,
 			&create, &start, &end_, &r.RepairCount, &r.LastSequence, &r.Owner, &r.Epoch); err != nil {
 			return nil, fmt.Errorf("store: reading runs: %w", err)
 		}
 		if err := json.Unmarshal([]byte(params), &r.Params); err != nil {
 			return nil, fmt.Errorf("store: decoding the parameters of run %s: %w", r.ID, err)
 		}
+		// The column, not the JSON: runs recorded before projects have
+		// none in their parameters, and AdoptUnnamed changes only the
+		// column.
+		r.Params.Project = project
 		r.State = run.State(state)
 		r.CreateTime, r.StartTime, r.EndTime = fromNanos(create), fromNanos(start), fromNanos(end_)
 		runs = append(runs, r)

@@ -66,4 +66,10 @@ var cases = []struct {
 	{"testWatch_HammerEveryWatcherSeesExactlyItsSuffix", testWatch_HammerEveryWatcherSeesExactlyItsSuffix},
 	{"testWatch_AWatcherThatStopsReadingDoesNotBlockAppend", testWatch_AWatcherThatStopsReadingDoesNotBlockAppend},
 	{"testEvents_PagesThroughTheLog", testEvents_PagesThroughTheLog},
+	{"testProjects_ARunAndAnExperimentReadTheirProjectBack", testProjects_ARunAndAnExperimentReadTheirProjectBack},
+	{"testProjects_ARequestIDIsUniquePerProject", testProjects_ARequestIDIsUniquePerProject},
+	{"testPrepareRepair_ARequestIDIsPerProject", testPrepareRepair_ARequestIDIsPerProject},
+	{"testList_FiltersRunsAndExperimentsByProjects", testList_FiltersRunsAndExperimentsByProjects},
+	{"testList_RefusesATokenMadeForOtherProjects", testList_RefusesATokenMadeForOtherProjects},
+	{"testAdoptUnnamed_GivesTheProjectWhatNamedNoneAndNothingElse", testAdoptUnnamed_GivesTheProjectWhatNamedNoneAndNothingElse},
 }

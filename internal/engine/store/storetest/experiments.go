@@ -115,7 +115,7 @@ func testExperiments_ARequestIDStartsOneExperiment(t *testing.T, f Factory) {
 	if createdCount != 1 || len(slices.Compact(slices.Sorted(slices.Values(ids)))) != 1 {
 		t.Errorf("created %d experiments, ids %v; want one, returned to every call", createdCount, ids)
 	}
-	byReq, err := s.ExperimentByRequestID(ctx, "nightly-search")
+	byReq, err := s.ExperimentByRequestID(ctx, "", "nightly-search")
 	if err != nil || byReq.ID != ids[0] {
 		t.Errorf("ExperimentByRequestID = %s, %v; want %s", byReq.ID, err, ids[0])
 	}
@@ -143,7 +143,7 @@ func testExperiments_ListPagesNewestFirstAndLiveListsTheUnended(t *testing.T, f 
 	var got []string
 	token := ""
 	for range 10 {
-		page, next, err := s.ListExperiments(ctx, "train", 2, token)
+		page, next, err := s.ListExperiments(ctx, store.ListFilter{Pipeline: "train"}, 2, token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +157,7 @@ func testExperiments_ListPagesNewestFirstAndLiveListsTheUnended(t *testing.T, f 
 	if !slices.Equal(got, []string{"x4", "x2", "x1", "x0"}) {
 		t.Errorf("pages = %v; want the train experiments newest first", got)
 	}
-	if _, _, err := s.ListExperiments(ctx, "other", 2, "garbage!"); !errors.Is(err, store.ErrBadPageToken) {
+	if _, _, err := s.ListExperiments(ctx, store.ListFilter{Pipeline: "other"}, 2, "garbage!"); !errors.Is(err, store.ErrBadPageToken) {
 		t.Errorf("a bad token: %v; want ErrBadPageToken", err)
 	}
 	live, err := s.LiveExperiments(ctx)

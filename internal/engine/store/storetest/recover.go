@@ -204,10 +204,10 @@ func testPrepareRepair_TheSameRequestIDRepairsOnce(t *testing.T, f Factory) {
 	if second.RepairCount != first.RepairCount || second.LastSequence != first.LastSequence {
 		t.Errorf("the repeated call changed the run: %d/%d then %d/%d", first.RepairCount, first.LastSequence, second.RepairCount, second.LastSequence)
 	}
-	if id, err := s.RepairRequest(context.Background(), "fix-1"); err != nil || id != "r2" {
+	if id, err := s.RepairRequest(context.Background(), "", "fix-1"); err != nil || id != "r2" {
 		t.Errorf("RepairRequest = %q, %v", id, err)
 	}
-	if _, err := s.RepairRequest(context.Background(), "nope"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.RepairRequest(context.Background(), "", "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown request id: %v", err)
 	}
 }

@@ -184,7 +184,7 @@ func testGetRun_UnknownRunIsNotFound(t *testing.T, f Factory) {
 	if _, err := s.GetRun(context.Background(), "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("err = %v; want ErrNotFound", err)
 	}
-	if _, err := s.RunByRequestID(context.Background(), "nope"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.RunByRequestID(context.Background(), "", "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RunByRequestID err = %v; want ErrNotFound", err)
 	}
 }
@@ -194,7 +194,7 @@ func testRunByRequestID_FindsTheRun(t *testing.T, f Factory) {
 	r := NewRun("r1", "p", "a")
 	r.RequestID = "req"
 	Create(t, s, r)
-	got, err := s.RunByRequestID(context.Background(), "req")
+	got, err := s.RunByRequestID(context.Background(), "", "req")
 	if err != nil || got.ID != "r1" || len(got.Nodes) != 1 {
 		t.Errorf("RunByRequestID = %+v, %v", got, err)
 	}
