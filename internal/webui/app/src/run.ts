@@ -1,14 +1,15 @@
-// The run page: a header with the run's id, pipeline, state and actions,
+// The run page: a header with the run's id, project, pipeline, state and actions,
 // the DAG with every node's live state, a timeline of the nodes, and a side
 // panel with the selected node's attempts, error, metrics, progress and log.
 
-import { api, client, follow, message, type Link, type Run } from "./api";
+import { api, follow, message, type Link, ProjectState, type Run } from "./api";
 import { Dag } from "./dag";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
 import { RunModel, type NodeModel } from "./model";
 import { nodePanel, runPanel } from "./panel";
 import type { Page, Session } from "./main";
+import { runsHref } from "./projects";
 import { activeNode, activeRun, badge, label, nodeKey, repairableRun, runKey } from "./states";
 import { RunState } from "./api";
 
@@ -20,6 +21,9 @@ export function runPage(runId: string, session: Session): Page {
   let selected: string | undefined = new URLSearchParams(location.search).get("node") ?? undefined;
   let link: Link | "ended" = "live";
   let notice = "";
+  // The run's project: the URL's until the run is read, then the run's own.
+  // Every call names it, so a run of another project is not found.
+  let project = new URLSearchParams(location.search).get("project") ?? "";
 
   const head = h("header", { class: "run-head" });
   const graph = h("div", { class: "dag", "aria-label": "DAG" });
@@ -48,8 +52,8 @@ export function runPage(runId: string, session: Session): Page {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(async () => {
       try {
-        const run = await client.getRun(runId);
-        if (model) {
+        const { run } = await api.getRun({ runId, project });
+        if (run && model) {
           model.snapshot(run);
           render();
         }
@@ -91,11 +95,11 @@ export function runPage(runId: string, session: Session): Page {
     render();
   };
 
-  const act = async (what: string, call: () => Promise<Run | undefined>) => {
+  const act = async (what: string, call: () => Promise<{ run?: Run }>) => {
     if (!confirm(`${what} run ${runId}?`)) return;
     notice = "";
     try {
-      const run = await call();
+      const { run } = await call();
       if (run && model) model.snapshot(run);
       if (link === "ended") void watch(); // a repaired run runs again
     } catch (err) {
@@ -140,31 +144,37 @@ export function runPage(runId: string, session: Session): Page {
     const start = date(run.startTime);
     const end = date(run.endTime);
     const actions = h("div", { class: "actions" });
-    if (session.canOperate) {
+    // What the caller's role in the run's project allows.
+    if (session.canOperate(project)) {
       if (activeRun(run.state)) {
-        actions.append(h("button", { class: "btn danger", "data-action": "cancel", onclick: () => act("Cancel", () => client.cancel(runId, `cancelled by ${session.caller.name} in the web view`)) }, "Cancel run"));
+        actions.append(h("button", { class: "btn danger", "data-action": "cancel", onclick: () => act("Cancel", () => api.cancelRun({ runId, project, reason: `cancelled by ${session.caller.name} in the web view` })) }, "Cancel run"));
         const streaming = [...model!.nodes.values()].some((n) => n.spec?.streaming);
         if (streaming && run.state === RunState.RUNNING) {
-          actions.append(h("button", { class: "btn", "data-action": "stop", onclick: () => act("Stop the streams of", async () => (await api.stopRun({ runId, reason: `stopped by ${session.caller.name} in the web view` })).run) }, "Stop streams"));
+          actions.append(h("button", { class: "btn", "data-action": "stop", onclick: () => act("Stop the streams of", () => api.stopRun({ runId, project, reason: `stopped by ${session.caller.name} in the web view` })) }, "Stop streams"));
         }
       }
       if (repairableRun(run.state)) {
-        actions.append(h("button", { class: "btn primary", "data-action": "repair", onclick: () => act("Repair", () => client.repair(runId)) }, "Repair run"));
+        const requestId = crypto.randomUUID(); // a retried click repairs once
+        actions.append(h("button", { class: "btn primary", "data-action": "repair", onclick: () => act("Repair", () => api.repairRun({ runId, project, requestId })) }, "Repair run"));
       }
     }
+    const listed = session.projects.find((p) => p.name === project);
+    const several = session.projects.length > 1;
     const counts = new Map<string, number>();
     for (const n of model!.nodes.values()) counts.set(nodeKey(n.state), (counts.get(nodeKey(n.state)) ?? 0) + 1);
 
     replace(head,
       h("div", { class: "run-title" },
-        h("a", { href: "/", "data-link": "", class: "crumb" }, "Runs"),
+        h("a", { href: runsHref(several ? project : ""), "data-link": "", class: "crumb" }, several && project ? `Runs · ${project}` : "Runs"),
         h("span", { class: "crumb-sep" }, "/"),
         h("h1", { class: "run-id", title: "run id" }, run.runId),
         badge(state, "big"),
         h("span", { class: `link link-${link}`, title: "live updates" }, link === "live" ? "live" : link === "ended" ? "" : "reconnecting…"),
       ),
       h("div", { class: "run-meta" },
-        meta("Pipeline", h("a", { href: `/?pipeline=${encodeURIComponent(run.pipeline)}`, "data-link": "", class: "pipeline-name" }, run.pipeline)),
+        project ? meta("Project", h("a", { href: runsHref(project), "data-link": "", class: "project-name", "data-state": listed?.state === ProjectState.BROKEN ? "broken" : null },
+          listed?.state === ProjectState.BROKEN ? `${project} (broken)` : project)) : null,
+        meta("Pipeline", h("a", { href: runsHref(several ? project : "", { pipeline: run.pipeline }), "data-link": "", class: "pipeline-name" }, run.pipeline)),
         meta("Env", run.env),
         run.startDate || run.endDate ? meta("Dates", `${run.startDate} → ${run.endDate}`) : null,
         meta("Created", h("time", { datetime: iso(date(run.createTime)) }, when(date(run.createTime)))),
@@ -216,10 +226,13 @@ export function runPage(runId: string, session: Session): Page {
 
   void (async () => {
     try {
-      const run = await client.getRun(runId);
+      const { run } = await api.getRun({ runId, project });
+      if (!run) throw new Error("GetRun answered without a run");
+      project = run.project;
+      session.show(project);
       let specs: Awaited<ReturnType<typeof api.getPipeline>>["pipeline"];
       try {
-        specs = (await api.getPipeline({ name: run.pipeline, env: run.env })).pipeline;
+        specs = (await api.getPipeline({ project, name: run.pipeline, env: run.env })).pipeline;
       } catch (err) {
         // The pipeline may have left the project since; the nodes still show.
         session.failed(err);
@@ -237,7 +250,7 @@ export function runPage(runId: string, session: Session): Page {
       replace(el, h("div", { class: "empty" },
         h("h1", null, "Run not shown"),
         h("p", null, message(err)),
-        h("a", { href: "/", "data-link": "" }, "Back to the runs")));
+        h("a", { href: runsHref(session.projects.length > 1 ? project : ""), "data-link": "" }, "Back to the runs")));
     }
   })();
 

@@ -1,16 +1,20 @@
-// The runs list: newest first, filtered by pipeline and state (kept in the
-// URL), refreshed every few seconds.
+// The runs list of one project: newest first, filtered by pipeline and
+// state (kept in the URL with the project), refreshed every few seconds. An
+// operator of the project may start a run of the chosen pipeline.
 
-import { client, message, type Run } from "./api";
+import { api, message, ProjectState, type Run } from "./api";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
 import type { Page, Session } from "./main";
+import { brokenNotice } from "./projects";
 import { activeRun, badge, label, nodeKey, runKey, runStates } from "./states";
 
 const PAGE = 50;
 const REFRESH_MS = 4000;
 
 export function runsPage(session: Session): Page {
+  const project = session.project;
+  const listed = session.projects.find((p) => p.name === project);
   const params = new URLSearchParams(location.search);
   let pipeline = params.get("pipeline") ?? "";
   let state = params.get("state") ?? "";
@@ -29,12 +33,24 @@ export function runsPage(session: Session): Page {
   const body = h("tbody");
   const status = h("p", { class: "muted list-status" });
   const more = h("button", { class: "btn", hidden: true, onclick: () => { shown += PAGE; void load(); } }, "Load more");
-  const el = h("section", { class: "runs-page" },
+  // Starting is offered where the caller's role in this project allows it.
+  const startBtn = h("button", {
+    class: "btn primary", "data-action": "start", onclick: () => void startRun(),
+    hidden: !session.canOperate(project) || listed?.state === ProjectState.BROKEN,
+  }, "Start run");
+  const notice = h("p", { class: "notice", role: "alert", hidden: true });
+  const several = session.projects.length > 1;
+  const el = h("section", { class: "runs-page", "data-project": project },
     h("div", { class: "toolbar" },
-      h("h1", null, "Runs"),
+      h("h1", null, "Runs", several && project ? h("span", { class: "project-name" }, project) : null),
       h("div", { class: "filters" },
         h("label", null, h("span", null, "Pipeline"), pipelineSel),
-        h("label", null, h("span", null, "State"), stateSel))),
+        h("label", null, h("span", null, "State"), stateSel),
+        startBtn)),
+    several && listed && listed.state !== ProjectState.BROKEN
+      ? h("p", { class: "project-facts muted" }, listed.folder, listed.defaultEnv ? ` · env ${listed.defaultEnv}` : "") : null,
+    brokenNotice(listed),
+    notice,
     h("div", { class: "table-wrap" },
       h("table", { class: "grid runs" },
         h("thead", null, h("tr", null,
@@ -43,10 +59,29 @@ export function runsPage(session: Session): Page {
         body)),
     status, more);
 
+  const startable = () => {
+    startBtn.disabled = !pipeline;
+    startBtn.title = pipeline ? `start a run of ${pipeline}` : "choose a pipeline to start";
+  };
+  startable();
+  const startRun = async () => {
+    if (!pipeline || !confirm(`Start a run of ${pipeline}${several ? ` in ${project}` : ""}?`)) return;
+    notice.hidden = true;
+    try {
+      const { run } = await api.executePipeline({ project, pipeline, requestId: crypto.randomUUID() });
+      if (run && !closed) session.open(`/runs/${encodeURIComponent(run.runId)}`);
+    } catch (err) {
+      session.failed(err);
+      notice.textContent = `The run did not start: ${message(err)}`;
+      notice.hidden = false;
+    }
+  };
+
   const filtersChanged = () => {
     pipeline = pipelineSel.value;
     state = stateSel.value;
     shown = PAGE;
+    startable();
     const url = new URL(location.href);
     for (const [k, v] of [["pipeline", pipeline], ["state", state]]) {
       if (v) url.searchParams.set(k, v);
@@ -58,7 +93,7 @@ export function runsPage(session: Session): Page {
   pipelineSel.addEventListener("change", filtersChanged);
   stateSel.addEventListener("change", filtersChanged);
 
-  void client.pipelines().then((pipelines) => {
+  void api.listPipelines({ project }).then(({ pipelines }) => {
     for (const p of pipelines) {
       if (p.name !== pipeline) pipelineSel.append(h("option", { value: p.name }, p.name));
     }
@@ -73,7 +108,7 @@ export function runsPage(session: Session): Page {
       let token = "";
       // Refreshing keeps as many rows as were shown.
       do {
-        const res = await client.listRuns({ pageSize: Math.min(shown - runs.length, 1000), pageToken: token, pipeline, states });
+        const res = await api.listRuns({ project, pageSize: Math.min(shown - runs.length, 1000), pageToken: token, pipeline, states });
         runs.push(...res.runs);
         token = res.nextPageToken;
       } while (token && runs.length < shown);
@@ -92,7 +127,7 @@ export function runsPage(session: Session): Page {
 
   return {
     el,
-    title: "Runs · tauro-exec",
+    title: several && project ? `Runs · ${project} · tauro-exec` : "Runs · tauro-exec",
     close() {
       closed = true;
       clearTimeout(timer);
