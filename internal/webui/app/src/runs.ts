@@ -42,7 +42,7 @@ export function runsPage(session: Session): Page {
   const several = session.projects.length > 1;
   const el = h("section", { class: "runs-page", "data-project": project },
     h("div", { class: "toolbar" },
-      h("h1", null, "Runs", several && project ? h("span", { class: "project-name" }, project) : null),
+      h("h1", null, "Runs", project ? h("span", { class: "project-name" }, project) : null),
       h("div", { class: "filters" },
         h("label", null, h("span", null, "Pipeline"), pipelineSel),
         h("label", null, h("span", null, "State"), stateSel),
