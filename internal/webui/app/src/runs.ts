@@ -115,7 +115,9 @@ export function runsPage(session: Session): Page {
       next = token;
       if (closed) return;
       replace(body, ...runs.map(row));
-      status.textContent = runs.length ? "" : pipeline || state ? "No runs match these filters." : "No runs yet. Start one with the Python client, grpcurl or a Go client.";
+      status.textContent = runs.length ? "" : pipeline || state ? "No runs match these filters."
+        : listed?.state === ProjectState.BROKEN ? "No runs of this project are on record."
+        : "No runs yet. Start one with the Python client, grpcurl or a Go client.";
       more.hidden = !next;
     } catch (err) {
       session.failed(err);
