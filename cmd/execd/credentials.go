@@ -124,7 +124,7 @@ func cmdToken(_ context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--role: %w", err)
 	}
-	token, line, err := service.NewToken(*name, role)
+	token, line, err := service.NewToken(*name, role, nil)
 	if err != nil {
 		return err
 	}

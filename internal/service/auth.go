@@ -73,7 +73,30 @@ func open(method string) bool {
 // Principal is who made a call.
 type Principal struct {
 	Name string
+	// Role holds in every project not in Projects; RoleNone for a token
+	// that reaches only the projects it names.
 	Role Role
+	// Projects is the role in each project the token names; nil for
+	// client certificates, the anonymous caller and unscoped tokens.
+	// Principals of one token share it: it is never written.
+	Projects map[string]Role
+}
+
+// roleIn is the principal's role in project.
+func (p Principal) roleIn(project string) Role {
+	if r, ok := p.Projects[project]; ok {
+		return r
+	}
+	return p.Role
+}
+
+// bestRole is the principal's highest role in any project.
+func (p Principal) bestRole() Role {
+	best := p.Role
+	for _, r := range p.Projects {
+		best = max(best, r)
+	}
+	return best
 }
 
 // anonymous is the caller of a server without authentication: execd then
