@@ -185,17 +185,24 @@ func verifiedClient(ctx context.Context) string {
 	return "cert:" + subject.String()
 }
 
-// authorize checks the caller's role against the method's.
+// authorize checks the caller's best role in any project against the
+// method's; the handler then checks the role in the project the call
+// concerns (authorizeProject).
 func authorize(ctx context.Context, method string, log *slog.Logger) error {
 	need := requiredRole(method)
 	p := principalOf(ctx)
-	if p.Role >= need {
+	has := p.bestRole()
+	if has >= need {
 		return nil
 	}
-	log.WarnContext(ctx, "permission denied", "method", method, "principal", p.Name, "role", p.Role.String(), "needs", need.String())
+	log.WarnContext(ctx, "permission denied", "method", method, "principal", p.Name, "role", has.String(), "needs", need.String())
+	where := ""
+	if p.Projects != nil {
+		where = " in any project"
+	}
 	return authError(codes.PermissionDenied, "PERMISSION_DENIED",
-		fmt.Sprintf("%s (role %s) may not call %s; it needs the %s role", p.Name, p.Role, method, need),
-		map[string]string{"method": method, "role": p.Role.String(), "required_role": need.String()})
+		fmt.Sprintf("%s (role %s%s) may not call %s; it needs the %s role", p.Name, has, where, method, need),
+		map[string]string{"method": method, "role": has.String(), "required_role": need.String()})
 }
 
 // guarded selects the calls that need credentials: all but the health

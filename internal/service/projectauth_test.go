@@ -1,11 +1,23 @@
 package service
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 )
 
 // hash is a well-formed sha256 for lines whose token no test sends.
@@ -121,5 +133,208 @@ func TestNewToken_WritesTheProjectRoles(t *testing.T) {
 		if _, _, err := NewToken("x", RoleNone, projects); err == nil {
 			t.Errorf("%s: NewToken made a token", name)
 		}
+	}
+}
+
+// The principals of the per-project tests.
+var (
+	// ana views every project and operates sales.
+	ana = Principal{Name: "ana", Role: RoleViewer, Projects: map[string]Role{"sales": RoleOperator}}
+	// bob views hybrid and nothing else.
+	bob = Principal{Name: "bob", Projects: map[string]Role{"hybrid": RoleViewer}}
+	// carl administers everything but may only view prod.
+	carl = Principal{Name: "carl", Role: RoleAdmin, Projects: map[string]Role{"prod": RoleViewer}}
+	// A client certificate: one role everywhere.
+	cert = Principal{Name: "cert:ci", Role: RoleAdmin}
+)
+
+func TestPrincipal_RoleInAProjectAndBestRole(t *testing.T) {
+	cases := []struct {
+		p       Principal
+		project string
+		in      Role
+		best    Role
+	}{
+		{ana, "sales", RoleOperator, RoleOperator},
+		{ana, "hybrid", RoleViewer, RoleOperator},
+		{bob, "hybrid", RoleViewer, RoleViewer},
+		{bob, "sales", RoleNone, RoleViewer},
+		{carl, "prod", RoleViewer, RoleAdmin},
+		{carl, "sales", RoleAdmin, RoleAdmin},
+		{cert, "sales", RoleAdmin, RoleAdmin},
+		{anonymous, "sales", RoleAdmin, RoleAdmin},
+	}
+	for _, c := range cases {
+		if got := c.p.roleIn(c.project); got != c.in {
+			t.Errorf("%s in %s: %v, want %v", c.p.Name, c.project, got, c.in)
+		}
+		if got := roleIn(as(c.p, ""), c.project); got != c.in {
+			t.Errorf("roleIn(ctx of %s, %s) = %v, want %v", c.p.Name, c.project, got, c.in)
+		}
+		if got := c.p.bestRole(); got != c.best {
+			t.Errorf("%s best role: %v, want %v", c.p.Name, got, c.best)
+		}
+	}
+}
+
+// methodStream names the method of a call, as the server does for a
+// handler's context.
+type methodStream struct{ method string }
+
+func (m methodStream) Method() string             { return m.method }
+func (methodStream) SetHeader(metadata.MD) error  { return nil }
+func (methodStream) SendHeader(metadata.MD) error { return nil }
+func (methodStream) SetTrailer(metadata.MD) error { return nil }
+
+// as is a handler's context for a call by p; method "" leaves the method
+// unknown. A zero p is a server without authentication.
+func as(p Principal, method string) context.Context {
+	ctx := context.Background()
+	if p.Name != "" {
+		ctx = context.WithValue(ctx, principalKey{}, p)
+	}
+	if method != "" {
+		ctx = grpc.NewContextWithServerTransportStream(ctx, methodStream{method})
+	}
+	return ctx
+}
+
+func TestAuthorizeProject_AllowsTheRoleInTheProjectAndNamesItWhenDenying(t *testing.T) {
+	execute := execv1.ExecService_ExecutePipeline_FullMethodName
+	cases := []struct {
+		p       Principal
+		method  string
+		project string
+		need    Role
+		// want is "" when allowed, else what the message says.
+		want string
+		// meta is the ErrorInfo metadata of a denial.
+		meta map[string]string
+	}{
+		{ana, execute, "sales", RoleOperator, "", nil},
+		{ana, execute, "hybrid", RoleViewer, "", nil},
+		{ana, execute, "hybrid", RoleOperator,
+			"ana (role viewer in project hybrid) may not call " + execute + " in project hybrid; it needs the operator role",
+			map[string]string{"method": execute, "role": "viewer", "required_role": "operator", "project": "hybrid"}},
+		{bob, execute, "sales", RoleViewer,
+			"bob has no access to project sales; it needs the viewer role there",
+			map[string]string{"method": execute, "role": "none", "required_role": "viewer", "project": "sales"}},
+		{bob, "", "sales", RoleOperator,
+			"bob has no access to project sales",
+			map[string]string{"role": "none", "required_role": "operator", "project": "sales"}},
+		{ana, "", "hybrid", RoleOperator,
+			"ana (role viewer in project hybrid) may not do this in project hybrid",
+			map[string]string{"role": "viewer", "required_role": "operator", "project": "hybrid"}},
+		{carl, execute, "prod", RoleOperator, "carl (role viewer in project prod)",
+			map[string]string{"method": execute, "role": "viewer", "required_role": "operator", "project": "prod"}},
+		{carl, execute, "sales", RoleAdmin, "", nil},
+		{cert, execute, "sales", RoleAdmin, "", nil},
+		{Principal{}, execute, "sales", RoleAdmin, "", nil}, // anonymous
+	}
+	for _, c := range cases {
+		logs := &syncBuffer{}
+		err := authorizeProject(as(c.p, c.method), c.project, c.need, slog.New(slog.NewTextHandler(logs, nil)))
+		name := c.p.Name + " needing " + c.need.String() + " in " + c.project
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v, want allowed", name, err)
+			}
+			continue
+		}
+		st := status.Convert(err)
+		if st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), c.want) {
+			t.Errorf("%s: %v, want PERMISSION_DENIED saying %q", name, err, c.want)
+		}
+		ei := errorInfo(err)
+		if ei.GetReason() != "PERMISSION_DENIED" || ei.GetDomain() != errorDomain || !maps.Equal(ei.GetMetadata(), c.meta) {
+			t.Errorf("%s: ErrorInfo %v, want reason PERMISSION_DENIED with %v", name, ei, c.meta)
+		}
+		if l := logs.String(); !strings.Contains(l, "permission denied") || !strings.Contains(l, "project="+c.project) {
+			t.Errorf("%s: no warning naming the project:\n%s", name, l)
+		}
+	}
+}
+
+func TestVisibleProjects_NilMeansEveryProject(t *testing.T) {
+	served := []string{"hybrid", "prod", "sales"}
+	cases := []struct {
+		p    Principal
+		want []string // nil: no filter
+	}{
+		{ana, nil},
+		{carl, nil},
+		{cert, nil},
+		{Principal{}, nil}, // anonymous
+		{Principal{Name: "ci", Role: RoleViewer}, nil},
+		{bob, []string{"hybrid"}},
+		{Principal{Name: "dee", Projects: map[string]Role{"sales": RoleAdmin, "prod": RoleViewer, "gone": RoleViewer}}, []string{"prod", "sales"}},
+		// Not nil even when it names every project served: the store
+		// may hold records of projects no longer served.
+		{Principal{Name: "eve", Projects: map[string]Role{"hybrid": RoleViewer, "prod": RoleViewer, "sales": RoleViewer}}, served},
+		// None of them: empty, which filters everything out.
+		{Principal{Name: "fay", Projects: map[string]Role{"gone": RoleViewer}}, []string{}},
+	}
+	for _, c := range cases {
+		got := visibleProjects(as(c.p, ""), served)
+		if (got == nil) != (c.want == nil) || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %#v, want %#v", c.p.Name, got, c.want)
+		}
+	}
+}
+
+// projectTokens serves with a tokens file of project-scoped tokens and
+// returns a client per token name.
+func projectTokens(t *testing.T, tokens map[string]struct {
+	role     Role
+	projects map[string]Role
+}) map[string]execv1.ExecServiceClient {
+	t.Helper()
+	var lines []string
+	byName := map[string]string{}
+	for name, tk := range tokens {
+		tok, line, err := NewToken(name, tk.role, tk.projects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName[name] = tok
+		lines = append(lines, line)
+	}
+	path := filepath.Join(t.TempDir(), "tokens.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveWith(t, io.Discard, WithTokens(ts))
+	clients := map[string]execv1.ExecServiceClient{}
+	for name, tok := range byName {
+		clients[name] = execv1.NewExecServiceClient(dial(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(bearerToken(tok))))
+	}
+	return clients
+}
+
+func TestAuth_TheInterceptorChecksTheBestRoleInAnyProject(t *testing.T) {
+	cl := projectTokens(t, map[string]struct {
+		role     Role
+		projects map[string]Role
+	}{
+		"bob": {RoleNone, map[string]Role{"hybrid": RoleViewer}},
+		"ana": {RoleViewer, map[string]Role{"sales": RoleOperator}},
+	})
+	// Past the interceptor, the engine-less handler panics: INTERNAL.
+	if _, err := cl["bob"].GetRun(ctx(t), &execv1.GetRunRequest{RunId: "run-x"}); status.Code(err) != codes.Internal {
+		t.Errorf("bob, a viewer of hybrid only, GetRun: %v, want past the interceptor", err)
+	}
+	_, err := cl["bob"].ExecutePipeline(ctx(t), &execv1.ExecutePipelineRequest{Pipeline: "p"})
+	ei := errorInfo(err)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "bob (role viewer in any project)") ||
+		ei.GetMetadata()["role"] != "viewer" || ei.GetMetadata()["required_role"] != "operator" {
+		t.Errorf("bob, an operator nowhere, ExecutePipeline: %v (%v), want PERMISSION_DENIED naming his best role", err, ei)
+	}
+	if _, err := cl["ana"].ExecutePipeline(ctx(t), &execv1.ExecutePipelineRequest{Pipeline: "p"}); status.Code(err) != codes.Internal {
+		t.Errorf("ana, an operator of sales, ExecutePipeline: %v, want past the interceptor", err)
 	}
 }
