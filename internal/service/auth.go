@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
@@ -120,9 +122,16 @@ func callerOf(ctx context.Context) (Principal, bool) {
 }
 
 // GetCaller answers from what authentication found; it reads no run.
+// role is the role in every project the token does not name
+// (unspecified for a token that reaches only those), projects the role in
+// each it names.
 func (s *Service) GetCaller(ctx context.Context, _ *execv1.GetCallerRequest) (*execv1.GetCallerResponse, error) {
 	p, authenticated := callerOf(ctx)
-	return &execv1.GetCallerResponse{Name: p.Name, Role: roleToProto(p.Role), AuthenticationRequired: authenticated}, nil
+	resp := &execv1.GetCallerResponse{Name: p.Name, Role: roleToProto(p.Role), AuthenticationRequired: authenticated}
+	for _, project := range slices.Sorted(maps.Keys(p.Projects)) {
+		resp.Projects = append(resp.Projects, &execv1.ProjectRole{Project: project, Role: roleToProto(p.Projects[project])})
+	}
+	return resp, nil
 }
 
 func roleToProto(r Role) execv1.Role {

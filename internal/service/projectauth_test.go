@@ -338,3 +338,36 @@ func TestAuth_TheInterceptorChecksTheBestRoleInAnyProject(t *testing.T) {
 		t.Errorf("ana, an operator of sales, ExecutePipeline: %v, want past the interceptor", err)
 	}
 }
+
+func TestAuth_GetCallerGivesTheRoleInEachProjectTheTokenNames(t *testing.T) {
+	cl := projectTokens(t, map[string]struct {
+		role     Role
+		projects map[string]Role
+	}{
+		"ana": {RoleViewer, map[string]Role{"sales": RoleOperator, "hybrid": RoleAdmin, "prod": RoleViewer}},
+		"bob": {RoleNone, map[string]Role{"hybrid": RoleViewer}},
+		"ci":  {RoleOperator, nil},
+	})
+	cases := []struct {
+		name     string
+		role     execv1.Role
+		projects string // project=role, sorted by project
+	}{
+		{"ana", execv1.Role_ROLE_VIEWER, "hybrid=ROLE_ADMIN prod=ROLE_VIEWER sales=ROLE_OPERATOR"},
+		{"bob", execv1.Role_ROLE_UNSPECIFIED, "hybrid=ROLE_VIEWER"},
+		{"ci", execv1.Role_ROLE_OPERATOR, ""},
+	}
+	for _, c := range cases {
+		got, err := cl[c.name].GetCaller(ctx(t), &execv1.GetCallerRequest{})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var projects []string
+		for _, pr := range got.GetProjects() {
+			projects = append(projects, pr.GetProject()+"="+pr.GetRole().String())
+		}
+		if got.GetName() != c.name || got.GetRole() != c.role || strings.Join(projects, " ") != c.projects {
+			t.Errorf("%s: %v, want role %v and projects %q", c.name, got, c.role, c.projects)
+		}
+	}
+}
