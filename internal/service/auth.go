@@ -273,7 +273,18 @@ var errPanicked = status.Error(codes.Internal, "the handler panicked")
 
 func auditLog(ctx context.Context, log *slog.Logger, method string, req any, err error) {
 	p := principalOf(ctx)
-	attrs := []any{"method", method, "principal", p.Name, "role", p.Role.String()}
+	// The role that let the call through: in the project it names, if it
+	// names one, else the best anywhere.
+	role := p.bestRole()
+	project := ""
+	if r, ok := req.(interface{ GetProject() string }); ok && r.GetProject() != "" {
+		project = r.GetProject()
+		role = p.roleIn(project)
+	}
+	attrs := []any{"method", method, "principal", p.Name, "role", role.String()}
+	if project != "" {
+		attrs = append(attrs, "project", project)
+	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		attrs = append(attrs, "peer", pr.Addr.String())
 	}

@@ -282,9 +282,9 @@ func TestVisibleProjects_NilMeansEveryProject(t *testing.T) {
 	}
 }
 
-// projectTokens serves with a tokens file of project-scoped tokens and
-// returns a client per token name.
-func projectTokens(t *testing.T, tokens map[string]struct {
+// projectTokens serves with a tokens file of project-scoped tokens, its
+// logs to logs, and returns a client per token name.
+func projectTokens(t *testing.T, logs io.Writer, tokens map[string]struct {
 	role     Role
 	projects map[string]Role
 }) map[string]execv1.ExecServiceClient {
@@ -307,7 +307,7 @@ func projectTokens(t *testing.T, tokens map[string]struct {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveWith(t, io.Discard, WithTokens(ts))
+	addr := serveWith(t, logs, WithTokens(ts))
 	clients := map[string]execv1.ExecServiceClient{}
 	for name, tok := range byName {
 		clients[name] = execv1.NewExecServiceClient(dial(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -317,7 +317,8 @@ func projectTokens(t *testing.T, tokens map[string]struct {
 }
 
 func TestAuth_TheInterceptorChecksTheBestRoleInAnyProject(t *testing.T) {
-	cl := projectTokens(t, map[string]struct {
+	logs := &syncBuffer{}
+	cl := projectTokens(t, logs, map[string]struct {
 		role     Role
 		projects map[string]Role
 	}{
@@ -334,13 +335,16 @@ func TestAuth_TheInterceptorChecksTheBestRoleInAnyProject(t *testing.T) {
 		ei.GetMetadata()["role"] != "viewer" || ei.GetMetadata()["required_role"] != "operator" {
 		t.Errorf("bob, an operator nowhere, ExecutePipeline: %v (%v), want PERMISSION_DENIED naming his best role", err, ei)
 	}
-	if _, err := cl["ana"].ExecutePipeline(ctx(t), &execv1.ExecutePipelineRequest{Pipeline: "p"}); status.Code(err) != codes.Internal {
+	if _, err := cl["ana"].ExecutePipeline(ctx(t), &execv1.ExecutePipelineRequest{Pipeline: "p", Project: "sales"}); status.Code(err) != codes.Internal {
 		t.Errorf("ana, an operator of sales, ExecutePipeline: %v, want past the interceptor", err)
+	}
+	if l := logs.String(); !strings.Contains(l, "principal=ana role=operator project=sales") {
+		t.Errorf("the audit line does not give ana's role in sales:\n%s", l)
 	}
 }
 
 func TestAuth_GetCallerGivesTheRoleInEachProjectTheTokenNames(t *testing.T) {
-	cl := projectTokens(t, map[string]struct {
+	cl := projectTokens(t, io.Discard, map[string]struct {
 		role     Role
 		projects map[string]Role
 	}{
