@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -107,5 +109,44 @@ func TestProjects_RunsNameTheirProjectAndOneRemovedWhileItsRunWaitsDoesNotStart(
 	}
 	if _, err := e.Pipelines(ctx, "beta", ""); !errors.As(err, new(problem.List)) {
 		t.Errorf("the removed project's pipelines: %v, want a problem on project", err)
+	}
+}
+
+// A pipeline's max_active_runs counts its runs within its project, while
+// two runs writing one place wait for each other whichever projects they
+// are of.
+func TestProjects_PipelinesOfTheSameNameRunTogetherUnlessTheyWriteTheSamePlace(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	alphaDir := toyProject(t)
+	// gamma's outputs go where alpha's do.
+	gammaDir := toyProject(t)
+	global := "output_path: " + filepath.Join(alphaDir, "out") + "\nstart_date: '2025-01-01'\nend_date: '2025-01-02'\nmax_retries: 0\n"
+	if err := os.WriteFile(filepath.Join(gammaDir, "g.yaml"), []byte(global), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	projects := &projectMap{m: map[string]Project{
+		"alpha": {Name: "alpha", Dir: alphaDir, Env: "dev"},
+		"beta":  {Name: "beta", Dir: toyProject(t), Env: "dev"},
+		"gamma": {Name: "gamma", Dir: gammaDir, Env: "dev"},
+	}}
+	b := &heldBackend{release: make(chan struct{})}
+	e := New(Options{Projects: projects, Store: st, Backend: b, MaxConcurrentRuns: 8, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { close(b.release); _ = e.Close(context.Background()) })
+
+	alpha, err := e.Execute(ctx, "", run.Params{Project: "alpha", Pipeline: "toy"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Execute(ctx, "", run.Params{Project: "beta", Pipeline: "toy"}, true); err != nil {
+		t.Errorf("beta's toy beside alpha's: %v, want it to start (max_active_runs is per project)", err)
+	}
+	_, err = e.Execute(ctx, "", run.Params{Project: "gamma", Pipeline: "toy"}, true)
+	if !errors.Is(err, ErrFailedPrecondition) || !strings.Contains(err.Error(), "run "+alpha.ID+" is writing "+filepath.Join(alphaDir, "out")) {
+		t.Errorf("gamma's toy, writing where alpha's does: %v, want it held back by %s", err, alpha.ID)
 	}
 }
