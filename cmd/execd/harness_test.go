@@ -88,10 +88,21 @@ func launch(t testing.TB, project, state string, extra ...string) *daemon {
 	return launchEnv(t, nil, project, state, extra...)
 }
 
-// launchEnv is launch with env added to the daemon's environment.
+// startProjects runs execd serving the projects of a projects file on the
+// test run's Spark.
+func startProjects(t testing.TB, file, state string, extra ...string) *daemon {
+	t.Helper()
+	return launch(t, "", state, append([]string{"--projects", file, "--spark-remote", sparktest.Remote(t)}, extra...)...)
+}
+
+// launchEnv is launch with env added to the daemon's environment. An
+// empty project leaves --project out (extra names --projects).
 func launchEnv(t testing.TB, env []string, project, state string, extra ...string) *daemon {
 	t.Helper()
-	args := []string{"serve", "--project", project, "--state", state, "--listen", "127.0.0.1:0"}
+	args := []string{"serve", "--state", state, "--listen", "127.0.0.1:0"}
+	if project != "" {
+		args = append(args, "--project", project)
+	}
 	args = append(args, extra...)
 	cmd := exec.Command(execdBin(t), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -207,7 +218,6 @@ func copyProject(t testing.TB, name string) string {
 	return dst
 }
 
-// collect reads a WatchRun stream to its end.
 // startRun executes req and returns the new run's id.
 func startRun(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, req *execv1.ExecutePipelineRequest) string {
 	t.Helper()
@@ -218,6 +228,7 @@ func startRun(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, re
 	return resp.GetRun().GetRunId()
 }
 
+// collect reads a WatchRun stream to its end.
 func collect(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, runID string, after int64) []*execv1.RunEvent {
 	t.Helper()
 	stream, err := cl.WatchRun(ctx, &execv1.WatchRunRequest{RunId: runID, AfterSequence: after})
