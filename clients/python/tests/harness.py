@@ -16,6 +16,7 @@ import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[3]
 SQLPROJ = REPO / "cmd" / "execd" / "testdata" / "sqlproj"
+TINYPROJ = REPO / "cmd" / "execd" / "testdata" / "tinyproj"
 LISTENING = "execd listening on "
 
 # The nap node sleeps this long on Spark: long enough to act on a running run,
@@ -68,8 +69,21 @@ def make_project(root: Path) -> Path:
     return project
 
 
+def make_projects(root: Path) -> Path:
+    """A projects file serving alpha (make_project's sqlproj) and beta (tinyproj, one worker)."""
+    make_project(root)
+    shutil.copytree(TINYPROJ, root / "tinyproj")
+    projects = {"alpha": {"folder": str(root / "sqlproj")}, "beta": {"folder": "tinyproj", "workers": 1}}
+    path = root / "projects.yaml"
+    path.write_text(yaml.safe_dump({"projects": projects}))
+    return path
+
+
 class Daemon:
-    """One `execd serve` process; restartable on the same port and state."""
+    """One `execd serve` process; restartable on the same port and state.
+
+    ``project`` is a project's folder, or a projects file naming several.
+    """
 
     def __init__(
         self, binary: Path, project: Path, state: Path, spark_remote: str, log: Path, args: tuple[str, ...] = ()
@@ -83,7 +97,7 @@ class Daemon:
     def start(self, *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
         cmd = [
             str(self.binary), "serve",
-            "--project", str(self.project),
+            "--projects" if self.project.is_file() else "--project", str(self.project),
             "--state", str(self.state),
             "--listen", self.listen,
             "--spark-remote", self.spark_remote,
