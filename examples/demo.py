@@ -1,7 +1,8 @@
 """The tauro-exec demo: what `make demo` runs.
 
-It writes the sales example's input, starts execd on the embedded local Spark,
-then drives it with the Python client the way a notebook would: validate each
+It writes the sales example's input, starts one execd on the embedded local
+Spark serving the two example projects (examples/projects.yaml: sales and
+hybrid, one web view for both), then drives it with the Python client the way a notebook would: validate each
 pipeline, execute it, follow every node's state live, and show the result.
 daily_sales is all SQL; customer_insights is all Python (pipelines/customers.py)
 with an ML-style scoring node that reads its hyperparameters from ml_context.
@@ -11,8 +12,8 @@ config/experiments.yaml) tunes a Spark MLlib decision tree by Bayesian
 optimisation, a few trials two at a time, each trial an ordinary run; the
 demo prints every trial as it starts and ends, and the best one.
 
-Then the hybrid example (examples/hybrid), served by a second execd on the
-same Spark: store_orders builds a store dimension in a batch node and starts
+Then the hybrid example (examples/hybrid), the other project of the same
+execd: store_orders builds a store dimension in a batch node and starts
 a streaming node that joins every order file arriving in a folder with it.
 The demo drops order files while the query runs, prints each micro-batch's
 progress as it comes, stops the run with run.stop() and totals the joined
@@ -49,19 +50,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 HYBRID = ROOT / "examples" / "hybrid"
 
 
-def start_execd(
-    execd: pathlib.Path, project: pathlib.Path, state: pathlib.Path, *, spark_remote: str | None = None, workers: int | None = None
-) -> tuple[subprocess.Popen[str], str, str]:
-    """Start `execd serve` on a free port; return it, its address and its Spark's."""
-    cmd = [str(execd), "serve", "--project", str(project), "--state", str(state), "--listen", "127.0.0.1:0"]
+def start_execd(execd: pathlib.Path, projects: pathlib.Path, state: pathlib.Path, *, spark_remote: str | None = None) -> tuple[subprocess.Popen[str], str, str]:
+    """Start `execd serve` for the projects file on a free port; return it, its address and its Spark's."""
+    cmd = [str(execd), "serve", "--projects", str(projects), "--state", str(state), "--listen", "127.0.0.1:0"]
     if spark_remote:
         cmd += ["--spark-remote", spark_remote]
         shown = spark_remote.split("/;")[0]  # its parameters may carry the server's token
-        print(f"starting execd for {project.relative_to(ROOT)} on the Spark Connect server at {shown} ...", flush=True)
+        print(f"starting execd for {projects.relative_to(ROOT)} on the Spark Connect server at {shown} ...", flush=True)
     else:
-        print("starting execd and its embedded Spark Connect server (the first start takes a little while) ...", flush=True)
-    if workers is not None:
-        cmd += ["--workers", str(workers)]
+        print(f"starting execd for {projects.relative_to(ROOT)} and its embedded Spark Connect server (the first start takes a little while) ...", flush=True)
     state.mkdir(parents=True, exist_ok=True)
     ready = state / "spark-remote"  # the embedded Spark's address with its token (0600)
     if not spark_remote:
@@ -173,28 +170,24 @@ ORDER_LINES = 20
 STREAM_LIMIT = 90.0
 
 
-def run_hybrid(execd: pathlib.Path, spark_remote: str, state: pathlib.Path) -> None:
-    print("\n=== store_orders (examples/hybrid): a batch node, then a stream that runs until stopped ===")
+def run_hybrid(addr: str, spark_remote: str) -> None:
+    print("\n=== hybrid/store_orders (examples/hybrid): a batch node, then a stream that runs until stopped ===")
     # The sink and the stream's checkpoint go, so the demo starts over: the
     # stream remembers the files it has read by name.
     shutil.rmtree(HYBRID / "output", ignore_errors=True)
     subprocess.run([sys.executable, str(HYBRID / "generate_data.py")], check=True)
-    proc, addr, _ = start_execd(execd, HYBRID, state, spark_remote=spark_remote, workers=0)
-    try:
-        with Client(addr) as client:
-            try:
-                plan = client.validate("store_orders")
-            except ValidationError as e:
-                sys.exit(str(e))
-            print(f"valid. batch nodes: {', '.join(plan.batch_nodes)}; streaming nodes: {', '.join(plan.streaming_nodes)}\n")
-            started = time.monotonic()
-            run = client.execute("store_orders")
-            print(f"run {run.id} started (its page: {web_view(addr)}/runs/{run.id}); order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
-            follow_stream(client, run)
-            print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s: "
-                  + ", ".join(f"{n.name} {n.state.name}" for n in run.nodes))  # fmt: skip
-    finally:
-        stop_execd(proc)
+    with Client(addr, project="hybrid") as client:
+        try:
+            plan = client.validate("store_orders")
+        except ValidationError as e:
+            sys.exit(str(e))
+        print(f"valid. batch nodes: {', '.join(plan.batch_nodes)}; streaming nodes: {', '.join(plan.streaming_nodes)}\n")
+        started = time.monotonic()
+        run = client.execute("store_orders")
+        print(f"run {run.id} started (its page: {web_view(addr)}/runs/{run.id}); order files are dropped into {HYBRID.relative_to(ROOT)}/data/incoming_orders as it runs:\n")
+        follow_stream(client, run)
+        print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s: "
+              + ", ".join(f"{n.name} {n.state.name}" for n in run.nodes))  # fmt: skip
     show_joined(spark_remote)
 
 
@@ -265,9 +258,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pipeline", action="append", choices=sorted([*PIPELINES, EXPERIMENT, "store_orders"]),
                         help="run only this pipeline or experiment (repeatable)")
-    parser.add_argument("--addr", help="use a running execd for the sales example instead of starting one")
+    parser.add_argument("--addr", help="use a running execd serving examples/projects.yaml instead of starting one")
     parser.add_argument("--spark-remote", help="run on this Spark Connect server instead of execd's embedded one (needed with --addr for the hybrid example)")
-    parser.add_argument("--serve", action="store_true", help="keep the sales example's execd and its web view up after the demo, until Ctrl-C")
+    parser.add_argument("--serve", action="store_true", help="keep execd and its web view up after the demo, until Ctrl-C")
     args = parser.parse_args()
     chosen = args.pipeline or [*PIPELINES, EXPERIMENT, "store_orders"]
 
@@ -279,11 +272,12 @@ def main() -> None:
     proc = None
     addr, spark_remote = args.addr, args.spark_remote or ""
     if addr is None:
-        proc, addr, spark_remote = start_execd(execd, project, state, spark_remote=args.spark_remote)
+        proc, addr, spark_remote = start_execd(execd, ROOT / "examples" / "projects.yaml", state, spark_remote=args.spark_remote)
     try:
-        with Client(addr) as client:
-            print(f"\nexecd at {addr}; its web view, with every run's graph, logs and errors live: {web_view(addr)}/")
-            print("pipelines:")
+        with Client(addr, project="sales") as client:
+            print(f"\nexecd at {addr}; its web view, every project's runs with their graphs, logs and errors live: {web_view(addr)}/")
+            print("projects: " + ", ".join(f"{p.name} ({p.state.name.lower()})" for p in client.projects()))
+            print("pipelines of sales:")
             for p in client.pipelines():
                 print(f"  {p.name:18} {p.type.name.lower():9} {p.node_count} nodes")
             for name in chosen:
@@ -300,7 +294,7 @@ def main() -> None:
                 run_experiment(client)
         if "store_orders" in chosen:
             if spark_remote:
-                run_hybrid(execd, spark_remote, state / "hybrid")
+                run_hybrid(addr, spark_remote)
             else:
                 print("\nthe hybrid example needs the Spark server's address: pass --spark-remote with --addr")
         if proc is not None and args.serve:

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -107,29 +109,50 @@ func (b bearer) RequireTransportSecurity() bool { return b.overTLS }
 func cmdToken(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: execd token --name NAME --role viewer|operator|admin [--append FILE]")
+		fmt.Fprintln(fs.Output(), "Usage: execd token --name NAME [--role viewer|operator|admin] [--project-role PROJECT=ROLE]... [--append FILE]")
+		fmt.Fprintln(fs.Output(), "Give --role, at least one --project-role, or both.")
 		fs.PrintDefaults()
 	}
 	name := fs.String("name", "", "who holds the token; logs name the caller by it")
-	roleName := fs.String("role", "", "viewer (read), operator (also run, cancel, stop, repair) or admin (everything)")
+	roleName := fs.String("role", "", "viewer (read), operator (also run, cancel, stop, repair) or admin (everything); with --project-role, the role in every project not named")
+	projects := map[string]service.Role{}
+	fs.Func("project-role", "PROJECT=ROLE, the role in one project; repeat it for others. Without --role the token reaches only the projects named", func(v string) error {
+		project, roleName, ok := strings.Cut(v, "=")
+		if !ok {
+			return errors.New("want PROJECT=ROLE, such as sales=operator")
+		}
+		if _, dup := projects[project]; dup {
+			return fmt.Errorf("project %q is given twice", project)
+		}
+		r, err := service.ParseRole(roleName)
+		if err != nil {
+			return fmt.Errorf("project %q: %w", project, err)
+		}
+		projects[project] = r
+		return nil
+	})
 	appendTo := fs.String("append", "", "append the token's line to this tokens file (created with mode 0600) and print only the token")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
-	if *name == "" || *roleName == "" || fs.NArg() > 0 {
+	if *name == "" || (*roleName == "" && len(projects) == 0) || fs.NArg() > 0 {
 		fs.Usage()
 		return exitError{2}
 	}
-	role, err := service.ParseRole(*roleName)
-	if err != nil {
-		return fmt.Errorf("--role: %w", err)
+	role := service.RoleNone // only the projects named
+	if *roleName != "" {
+		r, err := service.ParseRole(*roleName)
+		if err != nil {
+			return fmt.Errorf("--role: %w", err)
+		}
+		role = r
 	}
-	token, line, err := service.NewToken(*name, role)
+	token, line, err := service.NewToken(*name, role, projects)
 	if err != nil {
 		return err
 	}
 	if *appendTo == "" {
-		fmt.Printf("# token for %s (%s); execd keeps only its hash, so store it now:\n%s\n", *name, role, token)
+		fmt.Printf("# token for %s (%s); execd keeps only its hash, so store it now:\n%s\n", *name, tokenRoles(role, projects), token)
 		fmt.Printf("# its line for the tokens file (--tokens):\n%s\n", line)
 		return nil
 	}
@@ -146,4 +169,19 @@ func cmdToken(_ context.Context, args []string) error {
 	}
 	fmt.Println(token)
 	return nil
+}
+
+// tokenRoles says what a token may do where, for the line above it.
+func tokenRoles(role service.Role, projects map[string]service.Role) string {
+	var in []string
+	for _, p := range slices.Sorted(maps.Keys(projects)) {
+		in = append(in, fmt.Sprintf("%s in %s", projects[p], p))
+	}
+	switch {
+	case len(in) == 0:
+		return role.String()
+	case role == service.RoleNone:
+		return strings.Join(in, ", ") + "; no other project"
+	}
+	return strings.Join(in, ", ") + "; " + role.String() + " elsewhere"
 }

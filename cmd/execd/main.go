@@ -1,7 +1,7 @@
 // Command execd is the tauro-exec daemon and its command line.
 //
 //	execd serve --project DIR [--env ENV] [--listen ADDR] [--state DIR] [--tokens FILE] [--tls-cert F --tls-key F]
-//	execd token --name NAME --role ROLE [--append FILE]
+//	execd token --name NAME [--role ROLE] [--project-role PROJECT=ROLE]... [--append FILE]
 //	execd validate PIPELINE | run PIPELINE [--watch] | watch RUN | runs | cancel RUN | stop RUN | repair RUN | pipelines
 //
 // The client commands talk to a running daemon (--addr, or $EXECD_ADDR),
@@ -23,7 +23,7 @@ Usage:
   execd serve --project DIR | --projects FILE [--env ENV] [--listen ADDR] [--state DIR] [--spark-remote sc://HOST:PORT]
   execd spark-server [--state DIR]         run only the embedded Spark Connect server
   execd spark-cluster [--workers N]        run a local standalone Spark cluster with a Connect server
-  execd token --name N --role R            make a bearer token and its line for --tokens
+  execd token --name N [--role R] [--project-role P=R]...  make a bearer token and its line for --tokens
   execd projects                           list the projects execd serves and your role in each
   execd pipelines [--project P]            list a project's pipelines
   execd validate [PROJECT/]PIPELINE        check a pipeline and print its plan

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
@@ -281,5 +284,72 @@ func TestProjects_TheProjectsFileIsFollowedWhileExecdServes(t *testing.T) {
 	slices.Sort(got)
 	if err != nil || !slices.Equal(got, []string{"alpha", "beta"}) {
 		t.Errorf("every run listed after beta was removed: projects %v (%v)", got, err)
+	}
+}
+
+func TestProjects_ATokenScopedToOneProjectIsRefusedOnTheOther(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	root := t.TempDir()
+	for _, p := range []string{"alpha", "beta"} {
+		if err := os.Rename(copyProject(t, "sqlproj"), filepath.Join(root, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := writeProjectsFile(t, root, "alpha: {folder: alpha}\n  beta: {folder: beta}")
+	tokensPath := filepath.Join(t.TempDir(), "tokens.jsonl")
+	token := func(args ...string) string {
+		out, err := exec.Command(execdBin(t), append([]string{"token", "--append", tokensPath}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("execd token %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	admin := token("--name", "admin", "--role", "admin")
+	ana := token("--name", "ana", "--project-role", "alpha=operator")
+	d := startProjects(t, file, t.TempDir(), "--workers", "0", "--tokens", tokensPath)
+	as := func(tok string) execv1.ExecServiceClient {
+		return d.client(t, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer{token: tok}))
+	}
+	adminCl, anaCl := as(admin), as(ana)
+	betaRun := startRun(ctx, t, adminCl, &execv1.ExecutePipelineRequest{Project: "beta", Pipeline: "quick"})
+	alphaRun := startRun(ctx, t, anaCl, &execv1.ExecutePipelineRequest{Project: "alpha", Pipeline: "quick"})
+
+	denied := func(what string, err error) {
+		t.Helper()
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "project beta") {
+			t.Errorf("ana's %s in beta: %v, want PERMISSION_DENIED naming the project", what, err)
+		}
+	}
+	_, err := anaCl.ExecutePipeline(ctx, &execv1.ExecutePipelineRequest{Project: "beta", Pipeline: "quick"})
+	denied("run", err)
+	_, err = anaCl.ListPipelines(ctx, &execv1.ListPipelinesRequest{Project: "beta"})
+	denied("pipelines", err)
+	_, err = anaCl.GetRun(ctx, &execv1.GetRunRequest{RunId: betaRun})
+	denied("GetRun", err)
+	_, err = anaCl.CancelRun(ctx, &execv1.CancelRunRequest{RunId: betaRun})
+	denied("CancelRun", err)
+	_, err = anaCl.ListRuns(ctx, &execv1.ListRunsRequest{Project: "beta"})
+	denied("ListRuns", err)
+
+	// What ana may see is alpha's alone.
+	if r := waitRun(ctx, t, anaCl, alphaRun); r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("ana's run in alpha: %v (%s)", r.GetState(), r.GetMessage())
+	}
+	list, err := anaCl.ListRuns(ctx, &execv1.ListRunsRequest{})
+	if err != nil || len(list.GetRuns()) != 1 || list.GetRuns()[0].GetRunId() != alphaRun {
+		t.Errorf("ana's runs: %v (%v), want alpha's only", list.GetRuns(), err)
+	}
+	projects, err := anaCl.ListProjects(ctx, &execv1.ListProjectsRequest{})
+	if err != nil || len(projects.GetProjects()) != 1 || projects.GetProjects()[0].GetName() != "alpha" ||
+		projects.GetProjects()[0].GetRole() != execv1.Role_ROLE_OPERATOR {
+		t.Errorf("ana's projects: %v (%v), want alpha, as operator", projects.GetProjects(), err)
+	}
+	caller, err := anaCl.GetCaller(ctx, &execv1.GetCallerRequest{})
+	if err != nil || caller.GetRole() != execv1.Role_ROLE_UNSPECIFIED || len(caller.GetProjects()) != 1 ||
+		caller.GetProjects()[0].GetProject() != "alpha" || caller.GetProjects()[0].GetRole() != execv1.Role_ROLE_OPERATOR {
+		t.Errorf("ana's GetCaller: %v (%v)", caller, err)
+	}
+	if all, err := adminCl.ListRuns(ctx, &execv1.ListRunsRequest{}); err != nil || len(all.GetRuns()) != 2 {
+		t.Errorf("the admin's runs: %v (%v), want both projects'", all.GetRuns(), err)
 	}
 }

@@ -126,7 +126,14 @@ func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 		// Admission (StartRun) recorded the run RUNNING.
 	}
 	e.opt.Observer.RunStarted(ctx, obs)
-	end, release := e.drive(ctx, rc, t, obs, log)
+	var end observe.End
+	if _, err := e.project(p.Project); err != nil {
+		// Removed from the projects, or broken, since the run was queued:
+		// its workers are gone, so it does not start.
+		end, release = observe.End{State: run.Failed, Message: "the run's project is not served now: " + err.Error()}, func() {}
+	} else {
+		end, release = e.drive(ctx, rc, t, obs, log)
+	}
 	if errors.Is(context.Cause(ctx), ErrLeaseLost) {
 		// Another replica has the run: it records the rest, and its Spark
 		// work is that replica's to take up, not this one's to release.

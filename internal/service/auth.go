@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
@@ -74,7 +76,30 @@ func open(method string) bool {
 // Principal is who made a call.
 type Principal struct {
 	Name string
+	// Role holds in every project not in Projects; RoleNone for a token
+	// that reaches only the projects it names.
 	Role Role
+	// Projects is the role in each project the token names; nil for
+	// client certificates, the anonymous caller and unscoped tokens.
+	// Principals of one token share it: it is never written.
+	Projects map[string]Role
+}
+
+// roleIn is the principal's role in project.
+func (p Principal) roleIn(project string) Role {
+	if r, ok := p.Projects[project]; ok {
+		return r
+	}
+	return p.Role
+}
+
+// bestRole is the principal's highest role in any project.
+func (p Principal) bestRole() Role {
+	best := p.Role
+	for _, r := range p.Projects {
+		best = max(best, r)
+	}
+	return best
 }
 
 // anonymous is the caller of a server without authentication: execd then
@@ -98,9 +123,16 @@ func callerOf(ctx context.Context) (Principal, bool) {
 }
 
 // GetCaller answers from what authentication found; it reads no run.
+// role is the role in every project the token does not name
+// (unspecified for a token that reaches only those), projects the role in
+// each it names.
 func (s *Service) GetCaller(ctx context.Context, _ *execv1.GetCallerRequest) (*execv1.GetCallerResponse, error) {
 	p, authenticated := callerOf(ctx)
-	return &execv1.GetCallerResponse{Name: p.Name, Role: roleToProto(p.Role), AuthenticationRequired: authenticated}, nil
+	resp := &execv1.GetCallerResponse{Name: p.Name, Role: roleToProto(p.Role), AuthenticationRequired: authenticated}
+	for _, project := range slices.Sorted(maps.Keys(p.Projects)) {
+		resp.Projects = append(resp.Projects, &execv1.ProjectRole{Project: project, Role: roleToProto(p.Projects[project])})
+	}
+	return resp, nil
 }
 
 func roleToProto(r Role) execv1.Role {
@@ -163,17 +195,24 @@ func verifiedClient(ctx context.Context) string {
 	return "cert:" + subject.String()
 }
 
-// authorize checks the caller's role against the method's.
+// authorize checks the caller's best role in any project against the
+// method's; the handler then checks the role in the project the call
+// concerns (authorizeProject).
 func authorize(ctx context.Context, method string, log *slog.Logger) error {
 	need := requiredRole(method)
 	p := principalOf(ctx)
-	if p.Role >= need {
+	has := p.bestRole()
+	if has >= need {
 		return nil
 	}
-	log.WarnContext(ctx, "permission denied", "method", method, "principal", p.Name, "role", p.Role.String(), "needs", need.String())
+	log.WarnContext(ctx, "permission denied", "method", method, "principal", p.Name, "role", has.String(), "needs", need.String())
+	where := ""
+	if p.Projects != nil {
+		where = " in any project"
+	}
 	return authError(codes.PermissionDenied, "PERMISSION_DENIED",
-		fmt.Sprintf("%s (role %s) may not call %s; it needs the %s role", p.Name, p.Role, method, need),
-		map[string]string{"method": method, "role": p.Role.String(), "required_role": need.String()})
+		fmt.Sprintf("%s (role %s%s) may not call %s; it needs the %s role", p.Name, has, where, method, need),
+		map[string]string{"method": method, "role": has.String(), "required_role": need.String()})
 }
 
 // guarded selects the calls that need credentials: all but the health
@@ -235,7 +274,18 @@ var errPanicked = status.Error(codes.Internal, "the handler panicked")
 
 func auditLog(ctx context.Context, log *slog.Logger, method string, req any, err error) {
 	p := principalOf(ctx)
-	attrs := []any{"method", method, "principal", p.Name, "role", p.Role.String()}
+	// The role that let the call through: in the project it names, if it
+	// names one, else the best anywhere.
+	role := p.bestRole()
+	project := ""
+	if r, ok := req.(interface{ GetProject() string }); ok && r.GetProject() != "" {
+		project = r.GetProject()
+		role = p.roleIn(project)
+	}
+	attrs := []any{"method", method, "principal", p.Name, "role", role.String()}
+	if project != "" {
+		attrs = append(attrs, "project", project)
+	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		attrs = append(attrs, "peer", pr.Addr.String())
 	}

@@ -92,7 +92,7 @@ func tokensFile(t *testing.T) (*Tokens, map[Role]string) {
 	var lines []string
 	tokens := map[Role]string{}
 	for _, r := range []Role{RoleViewer, RoleOperator, RoleAdmin} {
-		tok, line, err := NewToken("the-"+r.String(), r)
+		tok, line, err := NewToken("the-"+r.String(), r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +302,7 @@ func TestAuth_MutualTLSRefusesACertificateItsCADidNotSign(t *testing.T) {
 }
 
 func TestTokens_FileProblemsAreNamedByLine(t *testing.T) {
-	_, good, _ := NewToken("a", RoleViewer)
+	_, good, _ := NewToken("a", RoleViewer, nil)
 	cases := map[string]string{
 		"":                 "no tokens",
 		good + "\n" + good: `name "a" is used twice`,
@@ -318,14 +318,14 @@ func TestTokens_FileProblemsAreNamedByLine(t *testing.T) {
 			t.Errorf("parseTokens(%q) = %v, want an error with %q", text, err, want)
 		}
 	}
-	tok, line, _ := NewToken("ci", RoleOperator)
+	tok, line, _ := NewToken("ci", RoleOperator, nil)
 	entries, err := parseTokens(strings.NewReader("# who\n" + line + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := &Tokens{}
 	ts.entries.Store(&entries)
-	if p, ok := ts.lookup(tok); !ok || p != (Principal{Name: "ci", Role: RoleOperator}) {
+	if p, ok := ts.lookup(tok); !ok || p.Name != "ci" || p.Role != RoleOperator || p.Projects != nil {
 		t.Errorf("lookup of a listed token = %v, %v", p, ok)
 	}
 	if _, ok := ts.lookup(tok + "x"); ok {

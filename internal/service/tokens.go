@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -54,19 +57,38 @@ func ParseRole(s string) (Role, error) {
 // A tokens file holds one JSON object per line,
 //
 //	{"name": "ci", "role": "operator", "sha256": "<hex of SHA-256 of the token>"}
+//	{"name": "ana", "role": "viewer", "projects": {"sales": "operator"}, "sha256": "..."}
+//	{"name": "bob", "projects": {"hybrid": "viewer"}, "sha256": "..."}
 //
-// and blank lines and lines starting with '#'. Only hashes are stored, so
-// the file reveals no token; `execd token` makes a token and its line.
+// and blank lines and lines starting with '#'. "projects" gives the role
+// in each project it names; "role" holds in every other project, and
+// without it the token reaches only the projects named. Only hashes are
+// stored, so the file reveals no token; `execd token` makes a token and
+// its line.
 type tokenLine struct {
-	Name   string `json:"name"`
-	Role   string `json:"role"`
-	SHA256 string `json:"sha256"`
+	Name     string            `json:"name"`
+	Role     string            `json:"role,omitempty"`
+	Projects map[string]string `json:"projects,omitempty"`
+	SHA256   string            `json:"sha256"`
 }
 
 type tokenEntry struct {
-	name string
-	role Role
-	hash [sha256.Size]byte
+	name     string
+	role     Role
+	projects map[string]Role // nil: role in every project
+	hash     [sha256.Size]byte
+}
+
+// projectName is what execd's projects file and the API accept as a
+// project's name.
+var projectName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// checkProject says what is wrong with a project name, if anything.
+func checkProject(name string) error {
+	if !projectName.MatchString(name) {
+		return fmt.Errorf("project %q: a project name is a letter or digit and then up to 63 letters, digits, '_', '.' or '-'", name)
+	}
+	return nil
 }
 
 // Tokens are the bearer tokens execd accepts. Safe for concurrent use;
@@ -117,7 +139,7 @@ func parseTokens(r io.Reader) ([]tokenEntry, error) {
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&tl); err != nil {
-			return nil, fmt.Errorf("line %d: %v; want {\"name\": ..., \"role\": ..., \"sha256\": ...}", n, err)
+			return nil, fmt.Errorf("line %d: %v; want {\"name\": ..., \"role\": ..., \"projects\": {\"PROJECT\": \"ROLE\", ...}, \"sha256\": ...}", n, err)
 		}
 		if tl.Name == "" {
 			return nil, fmt.Errorf("line %d: no name; name each token so logs can say who called", n)
@@ -126,15 +148,37 @@ func parseTokens(r io.Reader) ([]tokenEntry, error) {
 			return nil, fmt.Errorf("line %d: name %q is used twice", n, tl.Name)
 		}
 		names[tl.Name] = true
-		role, err := ParseRole(tl.Role)
-		if err != nil {
-			return nil, fmt.Errorf("line %d (%s): %v", n, tl.Name, err)
+		if tl.Role == "" && len(tl.Projects) == 0 {
+			return nil, fmt.Errorf("line %d (%s): no role and no projects; give \"role\" (the role in every project), \"projects\" ({\"PROJECT\": \"ROLE\"}), or both", n, tl.Name)
+		}
+		role := RoleNone // only the projects named
+		if tl.Role != "" {
+			r, err := ParseRole(tl.Role)
+			if err != nil {
+				return nil, fmt.Errorf("line %d (%s): %v", n, tl.Name, err)
+			}
+			role = r
+		}
+		var projects map[string]Role
+		// Sorted, so the same file always names the same problem first.
+		for _, project := range slices.Sorted(maps.Keys(tl.Projects)) {
+			if err := checkProject(project); err != nil {
+				return nil, fmt.Errorf("line %d (%s): %v", n, tl.Name, err)
+			}
+			r, err := ParseRole(tl.Projects[project])
+			if err != nil {
+				return nil, fmt.Errorf("line %d (%s): project %q: %v", n, tl.Name, project, err)
+			}
+			if projects == nil {
+				projects = map[string]Role{}
+			}
+			projects[project] = r
 		}
 		h, err := hex.DecodeString(tl.SHA256)
 		if err != nil || len(h) != sha256.Size {
 			return nil, fmt.Errorf("line %d (%s): sha256 must be 64 hex digits, the SHA-256 of the token", n, tl.Name)
 		}
-		e := tokenEntry{name: tl.Name, role: role}
+		e := tokenEntry{name: tl.Name, role: role, projects: projects}
 		copy(e.hash[:], h)
 		if other, dup := hashes[e.hash]; dup {
 			return nil, fmt.Errorf("line %d (%s): the same token as %s; give each its own", n, tl.Name, other)
@@ -159,7 +203,7 @@ func (t *Tokens) lookup(token string) (Principal, bool) {
 	ok := false
 	for _, e := range *t.entries.Load() {
 		if subtle.ConstantTimeCompare(sum[:], e.hash[:]) == 1 {
-			found, ok = Principal{Name: e.name, Role: e.role}, true
+			found, ok = Principal{Name: e.name, Role: e.role, Projects: e.projects}, true
 		}
 	}
 	return found, ok
@@ -168,13 +212,35 @@ func (t *Tokens) lookup(token string) (Principal, bool) {
 // tokenPrefix makes a token recognisable to secret scanners.
 const tokenPrefix = "tauro_"
 
-// NewToken makes a random token and its line for a tokens file.
-func NewToken(name string, role Role) (token, line string, err error) {
+// NewToken makes a random token and its line for a tokens file. role
+// holds in every project not in projects; RoleNone, with projects given,
+// makes a token that reaches only those.
+func NewToken(name string, role Role, projects map[string]Role) (token, line string, err error) {
 	if strings.TrimSpace(name) == "" {
 		return "", "", errors.New("a token needs a name")
 	}
-	if role <= RoleNone || role > RoleAdmin {
+	if role == RoleNone && len(projects) == 0 {
+		return "", "", errors.New("a token needs a role, a role in at least one project, or both")
+	}
+	if role < RoleNone || role > RoleAdmin {
 		return "", "", fmt.Errorf("unknown role %v", role)
+	}
+	tl := tokenLine{Name: name}
+	if role != RoleNone {
+		tl.Role = role.String()
+	}
+	for _, project := range slices.Sorted(maps.Keys(projects)) {
+		r := projects[project]
+		if err := checkProject(project); err != nil {
+			return "", "", err
+		}
+		if r <= RoleNone || r > RoleAdmin {
+			return "", "", fmt.Errorf("project %q: unknown role %v", project, r)
+		}
+		if tl.Projects == nil {
+			tl.Projects = map[string]string{}
+		}
+		tl.Projects[project] = r.String()
 	}
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -182,6 +248,7 @@ func NewToken(name string, role Role) (token, line string, err error) {
 	}
 	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
 	sum := sha256.Sum256([]byte(token))
-	l, err := json.Marshal(tokenLine{Name: name, Role: role.String(), SHA256: hex.EncodeToString(sum[:])})
+	tl.SHA256 = hex.EncodeToString(sum[:])
+	l, err := json.Marshal(tl)
 	return token, string(l), err
 }

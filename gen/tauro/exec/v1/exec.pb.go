@@ -1969,8 +1969,9 @@ type GetCallerResponse struct {
 	// The server authenticates its callers (--tokens or --client-ca). When
 	// false, everyone who can reach it is an admin.
 	AuthenticationRequired bool `protobuf:"varint,3,opt,name=authentication_required,json=authenticationRequired,proto3" json:"authentication_required,omitempty"`
-	// The caller's role in each project it may reach that differs from
-	// `role` (a token scoped to projects); `role` holds everywhere else.
+	// The role in each project the caller's token names, sorted by name;
+	// `role` holds in every other project (ROLE_UNSPECIFIED: no access to
+	// them).
 	Projects      []*ProjectRole `protobuf:"bytes,4,rep,name=projects,proto3" json:"projects,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

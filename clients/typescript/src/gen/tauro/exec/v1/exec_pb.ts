@@ -659,8 +659,9 @@ export type GetCallerResponse = Message<"tauro.exec.v1.GetCallerResponse"> & {
   authenticationRequired: boolean;
 
   /**
-   * The caller's role in each project it may reach that differs from
-   * `role` (a token scoped to projects); `role` holds everywhere else.
+   * The role in each project the caller's token names, sorted by name;
+   * `role` holds in every other project (ROLE_UNSPECIFIED: no access to
+   * them).
    *
    * @generated from field: repeated tauro.exec.v1.ProjectRole projects = 4;
    */

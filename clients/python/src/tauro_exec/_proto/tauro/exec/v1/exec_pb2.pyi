@@ -953,8 +953,9 @@ class GetCallerResponse(_message.Message):
     """
     @_builtins.property
     def projects(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectRole]:
-        """The caller's role in each project it may reach that differs from
-        `role` (a token scoped to projects); `role` holds everywhere else.
+        """The role in each project the caller's token names, sorted by name;
+        `role` holds in every other project (ROLE_UNSPECIFIED: no access to
+        them).
         """
 
     def __init__(
