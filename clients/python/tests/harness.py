@@ -214,10 +214,11 @@ def make_certificates(root: Path) -> dict[str, Path]:
     return {n: root / f"{n}.pem" for n in names}
 
 
-def new_token(binary: Path, tokens: Path, role: str) -> str:
-    """A token of role, appended to the tokens file with `execd token`."""
+def new_token(binary: Path, tokens: Path, role: str, **project_roles: str) -> str:
+    """A token of role (and of another role in each project of project_roles), appended to the tokens file with `execd token`."""
+    scoped = [a for p, r in project_roles.items() for a in ("--project-role", f"{p}={r}")]
     out = subprocess.run(
-        [str(binary), "token", "--name", f"py-{role}", "--role", role, "--append", str(tokens)],
+        [str(binary), "token", "--name", f"py-{role}", "--role", role, *scoped, "--append", str(tokens)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return out.stdout.strip()

@@ -7,12 +7,13 @@ checks that execd understands it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from harness import Daemon
+from harness import Daemon, make_projects, new_token
 
-from tauro_exec import Client, NotFound, ProjectState, Role, RunState, ValidationError
+from tauro_exec import Client, NotFound, PermissionDenied, ProjectState, Role, RunState, ValidationError
 
 
 @pytest.fixture
@@ -73,3 +74,28 @@ def test_runs_are_listed_from_the_default_project_or_the_one_asked(two_projects:
     listed = list(alpha.runs())
     assert a.id in {r.id for r in listed} and {r.project for r in listed} == {"alpha"}
     assert {a.id, b.id} <= {r.id for r in alpha.runs(project="")}
+
+
+@pytest.fixture
+def scoped(tmp_path: Path, binary: Path, spark_remote: str) -> Iterator[tuple[Daemon, str]]:
+    """A two-project execd that requires tokens, and a token: viewer, but operator in alpha."""
+    tokens = tmp_path / "tokens.jsonl"
+    token = new_token(binary, tokens, "viewer", alpha="operator")
+    d = Daemon(binary, make_projects(tmp_path), tmp_path / "state", spark_remote, tmp_path / "execd.log",
+               ("--workers", "0", "--tokens", str(tokens)))  # fmt: skip
+    d.start()
+    yield d, token
+    d.stop()
+
+
+def test_a_token_scoped_to_a_project_shows_its_role_there(scoped: tuple[Daemon, str]) -> None:
+    daemon, token = scoped
+    with Client(daemon.address, timeout=60, token=token, project="alpha") as c:
+        caller = c.caller()
+        assert (caller.name, caller.role, caller.authentication_required) == ("py-viewer", Role.VIEWER, True)
+        assert caller.projects == {"alpha": Role.OPERATOR} and caller.role_in("beta") is Role.VIEWER
+        assert [(p.name, p.role) for p in c.projects()] == [("alpha", Role.OPERATOR), ("beta", Role.VIEWER)]
+
+        assert c.execute("quick").wait(timeout=180).state is RunState.SUCCEEDED
+        with pytest.raises(PermissionDenied):
+            c.execute("tiny", project="beta")
