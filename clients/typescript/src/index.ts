@@ -3,9 +3,10 @@
 // It speaks the Connect protocol (or gRPC-Web) over fetch, so the same
 // code runs in a browser and in Node 20+. The generated messages and
 // service (./gen) are the contract; this file adds what every caller
-// would otherwise write again: the bearer token, request ids that make a
-// retried submit safe, and a watch that resumes after a dropped stream
-// from the last event it saw, with no gap and no duplicate.
+// would otherwise write again: the bearer token, a default project,
+// request ids that make a retried submit safe, and a watch that resumes
+// after a dropped stream from the last event it saw, with no gap and no
+// duplicate.
 
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -41,7 +42,8 @@ export interface TauroClientOptions {
   /**
    * The project that pipelines(), execute() and listRuns() name when their
    * call names none; an execd serving several projects needs one. Without
-   * it, execd's only project. Calls by run id find the run in any project.
+   * it, calls mean execd's only project and listRuns() lists every project.
+   * Calls by run id find the run whatever its project.
    */
   project?: string;
 }

@@ -45,8 +45,9 @@ class Client:
     An execd that serves several projects needs each call about pipelines to
     name one: ``project`` (default: $TAURO_EXEC_PROJECT) is the project the
     calls name when they pass no ``project=`` of their own, and the one runs
-    and experiments are listed from. Without one, execd's only project is
-    meant. A run or an experiment read by id is found whatever its project.
+    and experiments are listed from. Without one, calls mean execd's only
+    project and listings cover every project the caller may view. A run or
+    an experiment read by id is found whatever its project.
     """
 
     def __init__(
@@ -184,8 +185,8 @@ class Client:
         run is writing); higher ``priority`` goes first. With ``no_wait`` a run
         that cannot start at once is refused instead of queued.
         ``select`` takes dbt-style node selectors ("node", "+node", "node+").
-        ``request_id`` makes the call idempotent: the same id returns the run
-        the first call started. A fresh one is made when none is given, and a
+        ``request_id`` makes the call idempotent: the same id in the same
+        project returns the run the first call started. A fresh one is made when none is given, and a
         call that fails with UNAVAILABLE is retried once with it.
         ``project`` is the client's unless given.
         """
