@@ -1,4 +1,5 @@
-"""A real execd for the client tests, on a copy of cmd/execd/testdata/sqlproj.
+"""A real execd for the client tests, on a copy of cmd/execd/testdata/sqlproj
+(and one serving it and tinyproj as two projects).
 
 The daemon talks to the Spark Connect server named by $TAURO_SPARK_REMOTE
 (`make test` starts one per test run). Nothing here is mocked.
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness import CuttableProxy, Daemon, execd_binary, make_project
+from harness import CuttableProxy, Daemon, execd_binary, make_project, make_projects
 
 from tauro_exec import Client
 
@@ -81,6 +82,16 @@ def binary() -> Path:
 def daemon(tmp_path_factory: pytest.TempPathFactory, binary: Path, spark_remote: str) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("execd")
     d = Daemon(binary, make_project(root), root / "state", spark_remote, root / "execd.log")
+    d.start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def two_projects(tmp_path_factory: pytest.TempPathFactory, binary: Path, spark_remote: str) -> Iterator[Daemon]:
+    """One execd serving two projects (harness.make_projects): alpha, with no workers, and beta."""
+    root = tmp_path_factory.mktemp("execd-projects")
+    d = Daemon(binary, make_projects(root), root / "state", spark_remote, root / "execd.log", args=("--workers", "0"))
     d.start()
     yield d
     d.stop()

@@ -16,6 +16,7 @@ import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[3]
 SQLPROJ = REPO / "cmd" / "execd" / "testdata" / "sqlproj"
+TINYPROJ = REPO / "cmd" / "execd" / "testdata" / "tinyproj"
 LISTENING = "execd listening on "
 
 # The nap node sleeps this long on Spark: long enough to act on a running run,
@@ -68,8 +69,21 @@ def make_project(root: Path) -> Path:
     return project
 
 
+def make_projects(root: Path) -> Path:
+    """A projects file serving alpha (make_project's sqlproj) and beta (tinyproj, one worker)."""
+    make_project(root)
+    shutil.copytree(TINYPROJ, root / "tinyproj")
+    projects = {"alpha": {"folder": str(root / "sqlproj")}, "beta": {"folder": "tinyproj", "workers": 1}}
+    path = root / "projects.yaml"
+    path.write_text(yaml.safe_dump({"projects": projects}))
+    return path
+
+
 class Daemon:
-    """One `execd serve` process; restartable on the same port and state."""
+    """One `execd serve` process; restartable on the same port and state.
+
+    ``project`` is a project's folder, or a projects file naming several.
+    """
 
     def __init__(
         self, binary: Path, project: Path, state: Path, spark_remote: str, log: Path, args: tuple[str, ...] = ()
@@ -83,7 +97,7 @@ class Daemon:
     def start(self, *, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
         cmd = [
             str(self.binary), "serve",
-            "--project", str(self.project),
+            "--projects" if self.project.is_file() else "--project", str(self.project),
             "--state", str(self.state),
             "--listen", self.listen,
             "--spark-remote", self.spark_remote,
@@ -200,10 +214,11 @@ def make_certificates(root: Path) -> dict[str, Path]:
     return {n: root / f"{n}.pem" for n in names}
 
 
-def new_token(binary: Path, tokens: Path, role: str) -> str:
-    """A token of role, appended to the tokens file with `execd token`."""
+def new_token(binary: Path, tokens: Path, role: str, **project_roles: str) -> str:
+    """A token of role (and of another role in each project of project_roles), appended to the tokens file with `execd token`."""
+    scoped = [a for p, r in project_roles.items() for a in ("--project-role", f"{p}={r}")]
     out = subprocess.run(
-        [str(binary), "token", "--name", f"py-{role}", "--role", role, "--append", str(tokens)],
+        [str(binary), "token", "--name", f"py-{role}", "--role", role, *scoped, "--append", str(tokens)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return out.stdout.strip()

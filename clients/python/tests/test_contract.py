@@ -8,7 +8,7 @@ import enum
 import pytest
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from tauro_exec import Event, NodeState, PipelineType, RunState
+from tauro_exec import Event, NodeState, PipelineType, ProjectState, Role, RunState
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec.events import event_from_proto
 
@@ -16,6 +16,8 @@ ENUMS = [
     (RunState, pb.RunState, "RUN_STATE_"),
     (NodeState, pb.NodeState, "NODE_STATE_"),
     (PipelineType, pb.PipelineType, "PIPELINE_TYPE_"),
+    (ProjectState, pb.ProjectState, "PROJECT_STATE_"),
+    (Role, pb.Role, "ROLE_"),
 ]
 
 

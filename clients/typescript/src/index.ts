@@ -3,9 +3,10 @@
 // It speaks the Connect protocol (or gRPC-Web) over fetch, so the same
 // code runs in a browser and in Node 20+. The generated messages and
 // service (./gen) are the contract; this file adds what every caller
-// would otherwise write again: the bearer token, request ids that make a
-// retried submit safe, and a watch that resumes after a dropped stream
-// from the last event it saw, with no gap and no duplicate.
+// would otherwise write again: the bearer token, a default project,
+// request ids that make a retried submit safe, and a watch that resumes
+// after a dropped stream from the last event it saw, with no gap and no
+// duplicate.
 
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -17,6 +18,7 @@ import {
   RunState,
   type ListRunsResponse,
   type PipelineSummary,
+  type Project,
   type Run,
   type RunEvent,
 } from "./gen/tauro/exec/v1/exec_pb.js";
@@ -37,9 +39,18 @@ export interface TauroClientOptions {
   fetch?: typeof globalThis.fetch;
   /** A transport of your own; baseUrl, protocol, binary and fetch are then ignored. */
   transport?: Transport;
+  /**
+   * The project that pipelines(), execute() and listRuns() name when their
+   * call names none; an execd serving several projects needs one. Without
+   * it, calls mean execd's only project and listRuns() lists every project.
+   * Calls by run id find the run whatever its project.
+   */
+  project?: string;
 }
 
 export interface ExecuteOptions {
+  /** The pipeline's project; the client's by default. */
+  project?: string;
   /** Makes a retried submit return the first run; a random one by default. */
   requestId?: string;
   env?: string;
@@ -70,6 +81,8 @@ export interface WatchOptions {
 }
 
 export interface ListRunsOptions {
+  /** Only runs of this project; the client's by default, "" for every project the caller may view. */
+  project?: string;
   pipeline?: string;
   states?: RunState[];
   pageSize?: number;
@@ -95,8 +108,11 @@ export function createTauroClient(options: TauroClientOptions): TauroClient {
 export class TauroClient {
   /** The generated client, on the same transport, for the calls this class does not wrap. */
   readonly raw: Client<typeof ExecService>;
+  /** The project calls name when they name none (TauroClientOptions.project). */
+  readonly project: string | undefined;
 
   constructor(options: TauroClientOptions) {
+    this.project = options.project;
     const interceptors: Interceptor[] = [];
     const token = options.token;
     if (token !== undefined) {
@@ -119,9 +135,14 @@ export class TauroClient {
     this.raw = createClient(ExecService, transport);
   }
 
-  /** The project's pipelines. */
-  async pipelines(env = ""): Promise<PipelineSummary[]> {
-    return (await this.raw.listPipelines({ env })).pipelines;
+  /** The projects execd serves that the caller may view, by name, with each one's state and the caller's role there. */
+  async listProjects(signal?: AbortSignal): Promise<Project[]> {
+    return (await retryOnce(() => this.raw.listProjects({}, { signal }), signal)).projects;
+  }
+
+  /** The pipelines of project (the client's by default). */
+  async pipelines(env = "", project = this.project): Promise<PipelineSummary[]> {
+    return (await this.raw.listPipelines({ env, project })).pipelines;
   }
 
   /**
@@ -131,6 +152,7 @@ export class TauroClient {
    */
   async execute(pipeline: string, options: ExecuteOptions = {}): Promise<Run> {
     const req = create(ExecutePipelineRequestSchema, {
+      project: options.project ?? this.project,
       pipeline,
       requestId: options.requestId ?? newRequestId(),
       env: options.env,
@@ -155,8 +177,8 @@ export class TauroClient {
 
   /** One page of runs, newest first; pass nextPageToken back for the next. */
   async listRuns(options: ListRunsOptions = {}): Promise<ListRunsResponse> {
-    const { signal, ...req } = options;
-    return retryOnce(() => this.raw.listRuns(req, { signal }), signal);
+    const { signal, project = this.project, ...req } = options;
+    return retryOnce(() => this.raw.listRuns({ ...req, project }, { signal }), signal);
   }
 
   /** Cancels a run; cancelling an ended run changes nothing. */

@@ -9,6 +9,8 @@ import {
   createTauroClient,
   isTerminal,
   NodeState,
+  ProjectState,
+  Role,
   RunState,
   type RunEvent,
   type TauroClient,
@@ -206,5 +208,41 @@ describe("the client with tokens", () => {
     current = tokens.operator;
     const run = await operator.execute("quick");
     assert.equal((await viewer.wait(run.runId)).state, RunState.SUCCEEDED);
+  });
+});
+
+describe("the client against an execd serving two projects", () => {
+  let execd: Daemon;
+
+  before(async () => {
+    execd = await startExecd({ projects: { alpha: "sqlproj", beta: "tinyproj" } });
+  });
+  after(async () => {
+    await execd?.stop();
+  });
+
+  test("the project option names the project; listProjects lists both", { timeout }, async () => {
+    const projects = await createTauroClient({ baseUrl: execd.baseUrl }).listProjects();
+    assert.deepEqual(projects.map((p) => [p.name, p.state, p.role]), [
+      ["alpha", ProjectState.SERVING, Role.ADMIN],
+      ["beta", ProjectState.SERVING, Role.ADMIN],
+    ]);
+
+    const anywhere = createTauroClient({ baseUrl: execd.baseUrl });
+    assert.equal(await codeOf(anywhere.execute("tiny")), Code.InvalidArgument);
+
+    const beta = createTauroClient({ baseUrl: execd.baseUrl, project: "beta" });
+    assert.deepEqual((await beta.pipelines()).map((p) => p.name), ["tiny"]);
+    const run = await beta.execute("tiny");
+    assert.equal(run.project, "beta");
+    const quick = await beta.execute("quick", { project: "alpha" });
+    assert.equal(quick.project, "alpha");
+    assert.equal((await beta.wait(run.runId)).state, RunState.SUCCEEDED);
+    assert.equal((await beta.wait(quick.runId)).state, RunState.SUCCEEDED);
+
+    const listed = (await beta.listRuns()).runs;
+    assert.deepEqual(listed.map((r) => [r.runId, r.project]), [[run.runId, "beta"]]);
+    const every = (await beta.listRuns({ project: "" })).runs;
+    assert.deepEqual(new Set(every.map((r) => r.runId)), new Set([run.runId, quick.runId]));
   });
 });

@@ -1,9 +1,10 @@
-// A real execd for the client tests, on a copy of cmd/execd/testdata/sqlproj,
+// A real execd for the client tests, on a copy of cmd/execd/testdata/sqlproj
+// (or of several of its projects),
 // using the Spark Connect server named by $TAURO_SPARK_REMOTE (`make test`
 // starts one per test run) and the daemon named by $EXECD. Nothing is mocked.
 
 import { spawn, execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,12 +42,30 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** Starts `execd serve` on a free port with a temporary state folder. */
-export async function startExecd(options: { args?: string[]; env?: Record<string, string> } = {}): Promise<Daemon> {
+/**
+ * Starts `execd serve` on a free port with a temporary state folder, on
+ * sqlproj, or with projects (name: a folder of cmd/execd/testdata) on a
+ * projects file serving each.
+ */
+export async function startExecd(
+  options: { args?: string[]; env?: Record<string, string>; projects?: Record<string, string> } = {},
+): Promise<Daemon> {
   const root = mkdtempSync(join(tmpdir(), "tauro-ts-"));
-  const project = join(root, "sqlproj");
-  cpSync(join(repoRoot, "cmd/execd/testdata/sqlproj"), project, { recursive: true });
-  const args = ["serve", "--project", project, "--state", join(root, "state"), "--listen", "127.0.0.1:0",
+  const copy = (testdata: string): string => {
+    const dir = join(root, testdata);
+    cpSync(join(repoRoot, "cmd/execd/testdata", testdata), dir, { recursive: true });
+    return dir;
+  };
+  let served: string[];
+  if (options.projects === undefined) {
+    served = ["--project", copy("sqlproj")];
+  } else {
+    const file = join(root, "projects.yaml");
+    const entries = Object.entries(options.projects).map(([name, testdata]) => `  ${name}:\n    folder: ${copy(testdata)}\n`);
+    writeFileSync(file, `projects:\n${entries.join("")}`);
+    served = ["--projects", file];
+  }
+  const args = ["serve", ...served, "--state", join(root, "state"), "--listen", "127.0.0.1:0",
     "--spark-remote", sparkRemote(), "--workers", "0", ...(options.args ?? [])];
   const child = spawn(execdBinary(), args, { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
   let logs = "";

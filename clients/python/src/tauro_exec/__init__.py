@@ -32,10 +32,11 @@ from tauro_exec.events import (
 from tauro_exec.experiment import Experiment
 from tauro_exec.experiment_events import ExperimentEvent
 from tauro_exec.experiment_models import ExperimentState, Trial, Trials, TrialState
-from tauro_exec.listing import Experiments, Runs
+from tauro_exec.listing import Experiments, Projects, Runs
 from tauro_exec.ml import MLContext, Retryable
 from tauro_exec.models import (
     Attempt,
+    Caller,
     NodeError,
     NodeRun,
     NodeSpec,
@@ -44,6 +45,9 @@ from tauro_exec.models import (
     PipelineSummary,
     PipelineType,
     Plan,
+    Project,
+    ProjectState,
+    Role,
     RunState,
 )
 from tauro_exec.run import Run
@@ -51,6 +55,7 @@ from tauro_exec.space import Categorical, Integer, Real
 
 __all__ = [
     "Attempt",
+    "Caller",
     "Categorical",
     "Client",
     "Event",
@@ -77,8 +82,12 @@ __all__ = [
     "PipelineSummary",
     "PipelineType",
     "Plan",
+    "Project",
+    "ProjectState",
+    "Projects",
     "Real",
     "Retryable",
+    "Role",
     "Run",
     "RunFailed",
     "RunState",

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TextIO, TypeVar
 
 from tauro_exec.experiment_models import ExperimentState, Trial, TrialState, format_param
-from tauro_exec.models import NodeState, RunState
+from tauro_exec.models import NodeState, Project, ProjectState, RunState
 
 if TYPE_CHECKING:
     from tauro_exec.experiment import Experiment
@@ -42,6 +42,10 @@ _TRIAL_COLOURS = {
     TrialState.FAILED: "#cf222e",
     TrialState.CANCELLED: "#9a6700",
     TrialState.RUNNING: "#0969da",
+}
+_PROJECT_COLOURS = {
+    ProjectState.SERVING: "#1a7f37",
+    ProjectState.BROKEN: "#cf222e",
 }
 _NODE_COLOURS = {
     NodeState.SUCCEEDED: "#1a7f37",
@@ -73,8 +77,10 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
     """An HTML table of the run's nodes, states, attempts and durations."""
     now = now or datetime.now(timezone.utc)
     colour = _RUN_COLOURS.get(run.state, "inherit")
+    # PROJECT/PIPELINE, as the CLI names a pipeline; a daemon older than projects sends none.
+    pipeline = f"{run.project}/{run.pipeline}" if run.project else run.pipeline
     head = (
-        f"<b>run</b> <code>{_e(run.id)}</code> &middot; pipeline <b>{_e(run.pipeline)}</b> &middot; "
+        f"<b>run</b> <code>{_e(run.id)}</code> &middot; pipeline <b>{_e(pipeline)}</b> &middot; "
         f'<span style="color:{colour};font-weight:bold">{_e(run.state.name)}</span>'
     )
     if run.duration is not None:
@@ -122,12 +128,12 @@ def runs_html(runs: Sequence[Run], *, more: bool) -> str:
             counts[n.state.name.lower()] = counts.get(n.state.name.lower(), 0) + 1
         nodes = ", ".join(f"{c} {s}" for s, c in counts.items())
         rows.append(
-            f'<tr><td><code>{_e(r.id)}</code></td><td>{_e(r.pipeline)}</td>'
+            f"<tr><td><code>{_e(r.id)}</code></td><td>{_e(r.project)}</td><td>{_e(r.pipeline)}</td>"
             f'<td style="color:{colour}">{_e(r.state.name)}</td><td>{_e(created)}</td>'
             f'<td style="text-align:right">{_e(format_duration(r.duration))}</td><td>{_e(nodes)}</td>'
             f"<td>{_e(_first_line(r.message))}</td></tr>"
         )
-    head = "<th>run</th><th>pipeline</th><th>state</th><th>created</th><th>took</th><th>nodes</th><th></th>"
+    head = "<th>run</th><th>project</th><th>pipeline</th><th>state</th><th>created</th><th>took</th><th>nodes</th><th></th>"
     return _list_table(head, rows, "run", more)
 
 
@@ -139,16 +145,31 @@ def experiments_html(experiments: Sequence[Experiment], *, more: bool) -> str:
         metric, _, direction = x.objective
         best = "" if x.best is None or x.best.value is None else f"{x.best.value:.6g}"
         rows.append(
-            f"<tr><td><code>{_e(x.id)}</code></td><td>{_e(x.name)}</td><td>{_e(x.pipeline)}</td>"
+            f"<tr><td><code>{_e(x.id)}</code></td><td>{_e(x.project)}</td><td>{_e(x.name)}</td><td>{_e(x.pipeline)}</td>"
             f'<td style="color:{colour}">{_e(x.state.name)}</td><td style="text-align:right">{_e(x.n_trials)}</td>'
             f'<td>{_e(direction)} {_e(metric)}</td><td style="text-align:right">{_e(best)}</td>'
             f"<td>{_e(_first_line(x.message))}</td></tr>"
         )
     head = (
-        "<th>experiment</th><th>name</th><th>pipeline</th><th>state</th><th>trials</th>"
+        "<th>experiment</th><th>project</th><th>name</th><th>pipeline</th><th>state</th><th>trials</th>"
         "<th>objective</th><th>best</th><th></th>"
     )
     return _list_table(head, rows, "experiment", more)
+
+
+def projects_html(projects: Sequence[Project]) -> str:
+    """A table of projects, one row each, with the caller's role and why a broken one is."""
+    rows = []
+    for p in projects:
+        colour = _PROJECT_COLOURS.get(p.state, "inherit")
+        rows.append(
+            f'<tr><td><b>{_e(p.name)}</b></td><td style="color:{colour}">{_e(p.state.name)}</td>'
+            f"<td>{_e(p.role.name.lower())}</td><td>{_e(p.default_env)}</td>"
+            f'<td style="text-align:right">{_e(p.workers)}</td><td><code>{_e(p.folder)}</code></td>'
+            f"<td>{_e(_first_line(p.error))}</td></tr>"
+        )
+    head = "<th>project</th><th>state</th><th>your role</th><th>env</th><th>workers</th><th>folder</th><th></th>"
+    return _list_table(head, rows, "project", False)
 
 
 def _first_line(message: str) -> str:

@@ -1,4 +1,4 @@
-"""Client: validate, start and find runs on an execd daemon."""
+"""Client: validate, start and find runs on an execd daemon, in one of its projects."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from google.protobuf import struct_pb2
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec._rpc import TOKEN_ENV, Security, Transport
 from tauro_exec.experiment import Experiment
-from tauro_exec.listing import Experiments, Runs
-from tauro_exec.models import Pipeline, PipelineSummary, Plan, RunState
+from tauro_exec.listing import Experiments, Projects, Runs
+from tauro_exec.models import Caller, Pipeline, PipelineSummary, Plan, Project, RunState
 from tauro_exec.run import Run
 from tauro_exec.space import space_protos
+
+PROJECT_ENV = "TAURO_EXEC_PROJECT"
 
 DateLike = str | date
 # PEM data, or the path of a file that holds it.
@@ -39,6 +41,13 @@ class Client:
     ``tls=True``, with ``root_certificates`` (the CA to trust, PEM bytes or a
     file path), or with ``certificate_chain`` and ``private_key`` (this
     client's certificate and key for mutual TLS, PEM bytes or file paths).
+
+    An execd that serves several projects needs each call about pipelines to
+    name one: ``project`` (default: $TAURO_EXEC_PROJECT) is the project the
+    calls name when they pass no ``project=`` of their own, and the one runs
+    and experiments are listed from. Without one, calls mean execd's only
+    project and listings cover every project the caller may view. A run or
+    an experiment read by id is found whatever its project.
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class Client:
         root_certificates: PEM | None = None,
         certificate_chain: PEM | None = None,
         private_key: PEM | None = None,
+        project: str | None = None,
     ) -> None:
         if (certificate_chain is None) != (private_key is None):
             raise ValueError("certificate_chain and private_key go together")
@@ -62,10 +72,20 @@ class Client:
             private_key=_pem(private_key),
         )
         self._rpc = Transport(target, timeout, security)
+        self._project = project if project is not None else os.environ.get(PROJECT_ENV) or None
 
     @property
     def target(self) -> str:
         return self._rpc.target
+
+    @property
+    def project(self) -> str | None:
+        """The project calls name when they pass none; None means execd's only project."""
+        return self._project
+
+    def _in(self, project: str | None) -> str:
+        """The project a call names: its own ``project=``, else the client's ("" for none)."""
+        return (self._project if project is None else project) or ""
 
     def __enter__(self) -> Client:
         return self
@@ -82,18 +102,37 @@ class Client:
         self._rpc.close()
 
     def __repr__(self) -> str:
+        if self._project:
+            return f"Client({self.target!r}, project={self._project!r})"
         return f"Client({self.target!r})"
+
+    # ---- projects ----------------------------------------------------------
+
+    def projects(self) -> Projects:
+        """The projects execd serves that the caller may view, by name.
+
+        Each has its folder, default environment, state (a ``BROKEN`` one
+        says why in ``error``), worker pool and the caller's role in it.
+        """
+        resp = self._rpc.call(self._rpc.stub.ListProjects, pb.ListProjectsRequest())
+        return Projects(Project.from_proto(p) for p in resp.projects)
+
+    def caller(self) -> Caller:
+        """Who execd takes this client's credentials for, and their role in each project."""
+        return Caller.from_proto(self._rpc.call(self._rpc.stub.GetCaller, pb.GetCallerRequest()))
 
     # ---- pipelines ---------------------------------------------------------
 
-    def pipelines(self, *, env: str | None = None) -> list[PipelineSummary]:
-        """The project's pipelines."""
-        resp = self._rpc.call(self._rpc.stub.ListPipelines, pb.ListPipelinesRequest(env=env or ""))
+    def pipelines(self, *, env: str | None = None, project: str | None = None) -> list[PipelineSummary]:
+        """The project's pipelines (``project``: the client's unless given)."""
+        req = pb.ListPipelinesRequest(project=self._in(project), env=env or "")
+        resp = self._rpc.call(self._rpc.stub.ListPipelines, req)
         return [PipelineSummary.from_proto(p) for p in resp.pipelines]
 
-    def pipeline(self, name: str, *, env: str | None = None) -> Pipeline:
-        """A pipeline's nodes and plan."""
-        resp = self._rpc.call(self._rpc.stub.GetPipeline, pb.GetPipelineRequest(name=name, env=env or ""))
+    def pipeline(self, name: str, *, env: str | None = None, project: str | None = None) -> Pipeline:
+        """A pipeline's nodes and plan (``project``: the client's unless given)."""
+        req = pb.GetPipelineRequest(project=self._in(project), name=name, env=env or "")
+        resp = self._rpc.call(self._rpc.stub.GetPipeline, req)
         return Pipeline.from_proto(resp.pipeline)
 
     def validate(
@@ -104,12 +143,15 @@ class Client:
         start_date: DateLike | None = None,
         end_date: DateLike | None = None,
         select: Sequence[str] | None = None,
+        project: str | None = None,
     ) -> Plan:
         """Check a pipeline without running anything and return its plan.
 
         Raises ``ValidationError`` whose ``violations`` list every problem found.
+        ``project`` is the client's unless given.
         """
         req = pb.ValidatePipelineRequest(
+            project=self._in(project),
             pipeline=pipeline,
             env=env or "",
             start_date=_date(start_date, "start_date"),
@@ -135,6 +177,7 @@ class Client:
         request_id: str | None = None,
         priority: int = 0,
         no_wait: bool = False,
+        project: str | None = None,
     ) -> Run:
         """Start a run and return its handle at once; ``Run.wait()`` waits for it.
 
@@ -142,12 +185,14 @@ class Client:
         run is writing); higher ``priority`` goes first. With ``no_wait`` a run
         that cannot start at once is refused instead of queued.
         ``select`` takes dbt-style node selectors ("node", "+node", "node+").
-        ``request_id`` makes the call idempotent: the same id returns the run
-        the first call started. A fresh one is made when none is given, and a
+        ``request_id`` makes the call idempotent: the same id in the same
+        project returns the run the first call started. A fresh one is made when none is given, and a
         call that fails with UNAVAILABLE is retried once with it.
+        ``project`` is the client's unless given.
         """
         req = pb.ExecutePipelineRequest(
             request_id=request_id or str(uuid.uuid4()),
+            project=self._in(project),
             pipeline=pipeline,
             env=env or "",
             start_date=_date(start_date, "start_date"),
@@ -164,9 +209,13 @@ class Client:
         resp = self._rpc.call(self._rpc.stub.ExecutePipeline, req)
         return Run(self._rpc, resp.run)
 
-    def run(self, run_id: str) -> Run:
-        """The run with this id; raises ``NotFound`` if there is none."""
-        resp = self._rpc.call(self._rpc.stub.GetRun, pb.GetRunRequest(run_id=run_id))
+    def run(self, run_id: str, *, project: str | None = None) -> Run:
+        """The run with this id; raises ``NotFound`` if there is none.
+
+        A run id names one run of any project, so the client's project does
+        not apply; a ``project`` given makes a run of another one NotFound.
+        """
+        resp = self._rpc.call(self._rpc.stub.GetRun, pb.GetRunRequest(run_id=run_id, project=project or ""))
         return Run(self._rpc, resp.run)
 
     def runs(
@@ -175,20 +224,26 @@ class Client:
         states: Iterable[RunState | str] | None = None,
         limit: int | None = None,
         *,
+        project: str | None = None,
         page_size: int = 100,
     ) -> Runs:
         """Runs, newest first: a list fetched a page at a time as it is read.
 
         ``states`` filters by state (``RunState`` or its name, any case);
-        ``limit`` stops after that many runs. Iterating or indexing fetches
+        ``limit`` stops after that many runs. Only runs of ``project`` (the
+        client's unless given) are listed; ``project=""`` lists those of every
+        project the caller may view. Iterating or indexing fetches
         only the pages it needs; ``len()`` fetches every page. In Jupyter it
         shows as a table of the first page.
         """
         wanted = [_run_state(s).value for s in states or ()]
         size = min(page_size, limit) if limit is not None else page_size
+        in_project = self._in(project)
 
         def page(token: str) -> tuple[list[Run], str]:
-            req = pb.ListRunsRequest(page_size=size, page_token=token, pipeline=pipeline or "", states=wanted)
+            req = pb.ListRunsRequest(
+                page_size=size, page_token=token, project=in_project, pipeline=pipeline or "", states=wanted
+            )
             resp = self._rpc.call(self._rpc.stub.ListRuns, req)
             return [Run(self._rpc, r) for r in resp.runs], resp.next_page_token
 
@@ -215,6 +270,7 @@ class Client:
         select: Sequence[str] | None = None,
         env: str | None = None,
         request_id: str | None = None,
+        project: str | None = None,
     ) -> Experiment:
         """Start a hyperparameter search and return its handle at once.
 
@@ -226,12 +282,13 @@ class Client:
         category lists. ``declared`` starts an experiment of the project's
         experiments config; the other arguments then override its settings.
         ``sampler="random"`` proposes at random (a baseline) instead of by
-        Bayesian optimisation (TPE).
+        Bayesian optimisation (TPE). ``project`` is the client's unless given.
         """
         if sampler not in ("tpe", "random"):
             raise ValueError(f"sampler must be 'tpe' or 'random', got {sampler!r}")
         req = pb.RunExperimentRequest(
             request_id=request_id or str(uuid.uuid4()),
+            project=self._in(project),
             experiment=declared or "",
             pipeline=pipeline or "",
             env=env or "",
@@ -258,24 +315,37 @@ class Client:
         resp = self._rpc.call(self._rpc.stub.RunExperiment, req)
         return Experiment(self._rpc, resp.experiment)
 
-    def experiment_by_id(self, experiment_id: str) -> Experiment:
-        """The experiment with this id; raises ``NotFound`` if there is none."""
-        resp = self._rpc.call(self._rpc.stub.GetExperiment, pb.GetExperimentRequest(experiment_id=experiment_id))
+    def experiment_by_id(self, experiment_id: str, *, project: str | None = None) -> Experiment:
+        """The experiment with this id; raises ``NotFound`` if there is none.
+
+        As for ``run()``, the client's project does not apply; a ``project``
+        given makes an experiment of another one NotFound.
+        """
+        req = pb.GetExperimentRequest(experiment_id=experiment_id, project=project or "")
+        resp = self._rpc.call(self._rpc.stub.GetExperiment, req)
         return Experiment(self._rpc, resp.experiment)
 
     def experiments(
-        self, pipeline: str | None = None, limit: int | None = None, *, page_size: int = 50
+        self,
+        pipeline: str | None = None,
+        limit: int | None = None,
+        *,
+        project: str | None = None,
+        page_size: int = 50,
     ) -> Experiments:
         """Experiments, newest first: a list fetched a page at a time as it is read.
 
-        Their trials are not listed: ``refresh()`` an experiment to read them.
-        Iterating or indexing fetches only the pages it needs; ``len()``
+        Only experiments of ``project`` (the client's unless given) are
+        listed; ``project=""`` lists those of every project the caller may
+        view. Their trials are not listed: ``refresh()`` an experiment to read
+        them. Iterating or indexing fetches only the pages it needs; ``len()``
         fetches every page. In Jupyter it shows as a table of the first page.
         """
         size = min(page_size, limit) if limit is not None else page_size
+        in_project = self._in(project)
 
         def page(token: str) -> tuple[list[Experiment], str]:
-            req = pb.ListExperimentsRequest(page_size=size, page_token=token, pipeline=pipeline or "")
+            req = pb.ListExperimentsRequest(page_size=size, page_token=token, project=in_project, pipeline=pipeline or "")
             resp = self._rpc.call(self._rpc.stub.ListExperiments, req)
             return [Experiment(self._rpc, x) for x in resp.experiments], resp.next_page_token
 

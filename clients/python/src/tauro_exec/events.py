@@ -1,13 +1,13 @@
 """Typed run events, as ``Run.watch()`` yields them.
 
-Every event carries the run-wide ``sequence`` (from 1, no gaps) and the time it
-was recorded. An event of a kind this client does not know yet is yielded as a
+Every event carries the run-wide ``sequence`` (from 1, no gaps), the time it
+was recorded and the run's project. An event of a kind this client does not know yet is yielded as a
 plain ``Event`` so that sequences stay complete.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
@@ -19,6 +19,8 @@ class Event:
     run_id: str
     sequence: int
     time: datetime | None
+    # Keyword-only, so that the kinds' own fields keep their positions.
+    project: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -72,18 +74,19 @@ class NodeProgress(Event):
 
 
 def event_from_proto(ev: pb.RunEvent) -> Event:
-    run_id, seq = ev.run_id, ev.sequence
+    run_id, seq, project = ev.run_id, ev.sequence, ev.project
     at = timestamp(ev.time) if ev.HasField("time") else None
     kind = ev.WhichOneof("kind")
     if kind == "run_state_changed":
         r = ev.run_state_changed
-        return RunStateChanged(run_id, seq, at, state=RunState(r.state), message=r.message)
+        return RunStateChanged(run_id, seq, at, project=project, state=RunState(r.state), message=r.message)
     if kind == "node_state_changed":
         n = ev.node_state_changed
         return NodeStateChanged(
             run_id,
             seq,
             at,
+            project=project,
             node=n.node,
             state=NodeState(n.state),
             attempt=n.attempt,
@@ -93,16 +96,17 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
         )
     if kind == "node_message":
         m = ev.node_message
-        return NodeMessage(run_id, seq, at, node=m.node, attempt=m.attempt, level=m.level, text=m.text)
+        return NodeMessage(run_id, seq, at, project=project, node=m.node, attempt=m.attempt, level=m.level, text=m.text)
     if kind == "node_metric":
         x = ev.node_metric
-        return NodeMetric(run_id, seq, at, node=x.node, attempt=x.attempt, name=x.name, value=x.value)
+        return NodeMetric(run_id, seq, at, project=project, node=x.node, attempt=x.attempt, name=x.name, value=x.value)
     if kind == "node_progress":
         p = ev.node_progress
         return NodeProgress(
             run_id,
             seq,
             at,
+            project=project,
             node=p.node,
             attempt=p.attempt,
             batch_id=p.batch_id,
@@ -113,7 +117,7 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
             watermark=p.watermark,
             state_rows=p.state_rows,
         )
-    return Event(run_id, seq, at)
+    return Event(run_id, seq, at, project=project)
 
 
 def describe_event(ev: Event) -> str:

@@ -60,6 +60,11 @@ class Experiment:
         return self._pb.name
 
     @property
+    def project(self) -> str:
+        """The project the experiment belongs to, as execd's projects file names it."""
+        return self._pb.project
+
+    @property
     def pipeline(self) -> str:
         return self._pb.pipeline
 

@@ -1,7 +1,7 @@
 """Typed experiment events, as ``Experiment.watch()`` yields them.
 
-Every event carries the experiment-wide ``sequence`` and the time it was
-recorded; an event of a kind this client does not know yet keeps its
+Every event carries the experiment-wide ``sequence``, the time it was
+recorded and the experiment's project; an event of a kind this client does not know yet keeps its
 sequence with nothing else set.
 """
 
@@ -27,21 +27,26 @@ class ExperimentEvent:
     best: bool = False
     shared_run_id: str = ""
     shared_run_state: RunState | None = None
+    # The experiment's project.
+    project: str = ""
 
     @classmethod
     def from_proto(cls, ev: pb.ExperimentEvent, integers: frozenset[str] = frozenset()) -> ExperimentEvent:
         t = timestamp(ev.time) if ev.HasField("time") else None
+        project = ev.project
         kind = ev.WhichOneof("kind")
         if kind == "experiment_state_changed":
             c = ev.experiment_state_changed
-            return cls(ev.sequence, t, state=ExperimentState(c.state), message=c.message)
+            return cls(ev.sequence, t, state=ExperimentState(c.state), message=c.message, project=project)
         if kind == "trial_state_changed":
             tc = ev.trial_state_changed
-            return cls(ev.sequence, t, trial=Trial.from_proto(tc.trial, integers), best=tc.best)
+            return cls(ev.sequence, t, trial=Trial.from_proto(tc.trial, integers), best=tc.best, project=project)
         if kind == "shared_run_state_changed":
             s = ev.shared_run_state_changed
-            return cls(ev.sequence, t, shared_run_id=s.run_id, shared_run_state=RunState(s.state), message=s.message)
-        return cls(ev.sequence, t)
+            return cls(
+                ev.sequence, t, shared_run_id=s.run_id, shared_run_state=RunState(s.state), message=s.message, project=project
+            )
+        return cls(ev.sequence, t, project=project)
 
     def describe(self) -> str:
         if self.state is not None:

@@ -2,6 +2,8 @@
 
 ``Client.runs()`` and ``Client.experiments()`` return them: they iterate,
 index and slice like a list (read-only), and render as a table in Jupyter.
+``Client.projects()`` returns ``Projects``, a plain list (execd sends every
+project at once) that renders as a table too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar, overload
 
 from tauro_exec import _display
+from tauro_exec.models import Project
 
 if TYPE_CHECKING:
     from tauro_exec.experiment import Experiment
@@ -122,3 +125,10 @@ class Experiments(Paged["Experiment"]):
 
     def _repr_html_(self) -> str:
         return _display.experiments_html(self._shown(), more=not self._done)
+
+
+class Projects(list[Project]):
+    """The projects execd serves that the caller may view, by name; a table in Jupyter."""
+
+    def _repr_html_(self) -> str:
+        return _display.projects_html(self)

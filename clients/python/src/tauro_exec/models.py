@@ -1,4 +1,4 @@
-"""Plain Python values for what execd returns: states, nodes, pipelines and plans.
+"""Plain Python values for what execd returns: states, nodes, pipelines, plans and projects.
 
 Each ``from_proto`` keeps the generated messages out of user code, so a notebook
 sees enums, datetimes and lists instead of protobuf wrappers.
@@ -262,4 +262,93 @@ class Pipeline:
             type=PipelineType(p.type),
             nodes=[NodeSpec.from_proto(n) for n in p.nodes],
             plan=Plan.from_proto(p.plan),
+        )
+
+
+class Role(enum.Enum):
+    """What a caller may do: the contract's Role without its ROLE_ prefix, weakest first."""
+
+    UNSPECIFIED = pb.ROLE_UNSPECIFIED
+    # Reads: validate, pipelines, runs, events.
+    VIEWER = pb.ROLE_VIEWER
+    # Also starts, cancels, stops and repairs runs.
+    OPERATOR = pb.ROLE_OPERATOR
+    ADMIN = pb.ROLE_ADMIN
+
+    @classmethod
+    def _missing_(cls, value: object) -> Role:
+        return cls.UNSPECIFIED
+
+
+class ProjectState(enum.Enum):
+    """Whether execd can run a project's pipelines: the contract's ProjectState without its prefix."""
+
+    UNSPECIFIED = pb.PROJECT_STATE_UNSPECIFIED
+    # Loaded, its workers started.
+    SERVING = pb.PROJECT_STATE_SERVING
+    # Its folder, settings or workers failed to load (``Project.error`` says
+    # why); its runs and experiments can still be read.
+    BROKEN = pb.PROJECT_STATE_BROKEN
+
+    @classmethod
+    def _missing_(cls, value: object) -> ProjectState:
+        return cls.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class Project:
+    """A tauro project execd serves, and the caller's role in it."""
+
+    name: str
+    # The project's folder on execd's machine.
+    folder: str
+    # The environment a request that names none uses.
+    default_env: str
+    state: ProjectState
+    # Why the project is BROKEN, "" when it serves.
+    error: str
+    role: Role
+    # The Python interpreter its node workers run, and how many there are.
+    python: str
+    workers: int
+
+    @classmethod
+    def from_proto(cls, p: pb.Project) -> Project:
+        return cls(
+            name=p.name,
+            folder=p.folder,
+            default_env=p.default_env,
+            state=ProjectState(p.state),
+            error=p.error,
+            role=Role(p.role),
+            python=p.python,
+            workers=p.workers,
+        )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who execd takes the client's credentials for, and what they may do.
+
+    ``role`` holds in every project but those of ``projects``, which maps a
+    project to the caller's role there when it differs (a token scoped to
+    projects). Without authentication everyone is an admin.
+    """
+
+    name: str
+    role: Role
+    authentication_required: bool
+    projects: dict[str, Role] = field(default_factory=dict)
+
+    def role_in(self, project: str) -> Role:
+        """The caller's role in one project."""
+        return self.projects.get(project, self.role)
+
+    @classmethod
+    def from_proto(cls, c: pb.GetCallerResponse) -> Caller:
+        return cls(
+            name=c.name,
+            role=Role(c.role),
+            authentication_required=c.authentication_required,
+            projects={p.project: Role(p.role) for p in c.projects},
         )

@@ -45,6 +45,11 @@ class Run:
         return self._pb.run_id
 
     @property
+    def project(self) -> str:
+        """The project the run belongs to, as execd's projects file names it."""
+        return self._pb.project
+
+    @property
     def pipeline(self) -> str:
         return self._pb.pipeline
 
