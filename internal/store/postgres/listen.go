@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,8 +15,22 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlstore"
 )
 
-// channel is where every replica announces what it appended.
-const channel = "tauro_exec_events"
+// channelOf is where the replicas sharing the store's schema announce
+// what they appended. Notifications reach every connection to the
+// database that listens, whatever its schema: a channel per schema keeps
+// stores in other schemas of the database (another deployment, a
+// parallel test) from waking watchers here for ids that only look alike.
+func channelOf(ctx context.Context, db *sql.DB) (string, error) {
+	var schema sql.NullString // NULL when no schema of the search path exists
+	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return "", fmt.Errorf("reading the current schema: %w", err)
+	}
+	if !schema.Valid || schema.String == "public" {
+		return "tauro_exec_events", nil
+	}
+	sum := sha256.Sum256([]byte(schema.String))
+	return "tauro_exec_events_" + hex.EncodeToString(sum[:8]), nil // a plain identifier, whatever the schema's name
+}
 
 // notice is a notification's payload: ids only; the tables hold the rest.
 type notice struct {
@@ -33,7 +50,7 @@ func (b *backend) Notify(ctx context.Context, q sqlstore.Querier, runs, experime
 		if err != nil {
 			return err
 		}
-		if _, err := q.ExecContext(ctx, `SELECT pg_notify(?, ?)`, channel, string(payload)); err != nil {
+		if _, err := q.ExecContext(ctx, `SELECT pg_notify(?, ?)`, b.channel, string(payload)); err != nil {
 			return err
 		}
 	}
@@ -102,7 +119,7 @@ func (b *backend) listenOnce(ctx context.Context, s *sqlstore.Store) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+b.channel); err != nil {
 		return err
 	}
 	// Anything committed before LISTEN took effect was not announced to

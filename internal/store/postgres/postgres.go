@@ -123,7 +123,12 @@ func Open(ctx context.Context, cfg Config, opts ...sqlstore.Option) (*sqlstore.S
 		db.Close()
 		return nil, fmt.Errorf("store: migrating the PostgreSQL schema: %w", redact(err, cc.Password))
 	}
-	b := &backend{db: db, conn: cc, replica: cfg.Replica, log: cfg.Logger, stop: make(chan struct{})}
+	ch, err := channelOf(pctx, db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", redact(err, cc.Password))
+	}
+	b := &backend{db: db, conn: cc, replica: cfg.Replica, channel: ch, log: cfg.Logger, stop: make(chan struct{})}
 	s := sqlstore.New(b, opts...)
 	b.wg.Add(1)
 	go b.listen(s)
@@ -168,6 +173,7 @@ type backend struct {
 	db      *sql.DB
 	conn    *pgx.ConnConfig
 	replica string
+	channel string // see channelOf
 	log     *slog.Logger
 
 	stop     chan struct{}

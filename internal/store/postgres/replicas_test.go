@@ -177,3 +177,32 @@ func BenchmarkCrossReplicaWatch(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(pct(1), "max-ms")
 }
+
+// Stores in other schemas of the database (another deployment, a parallel
+// test) announce on their own channel: an experiment of the same id
+// committed there wakes no watcher here.
+func TestReplicas_AnotherSchemasCommitsWakeNoWatcherHere(t *testing.T) {
+	here := replicas(t, 1)[0]
+	ctx := context.Background()
+	url, pw := pgtest.Schema(t)
+	there, err := postgres.Open(ctx, postgres.Config{URL: url, PasswordFile: pw, Replica: "elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { there.Close() })
+	for _, s := range []*sqlstore.Store{here, there} {
+		if _, _, err := s.CreateExperiment(ctx, storetest.NewExperiment("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, next, err := here.ExperimentEvents(ctx, "x", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.StartExperiment(t, there, "x")
+	select {
+	case <-next:
+		t.Fatal("a commit in another schema woke a watcher here")
+	case <-time.After(time.Second):
+	}
+}
