@@ -226,8 +226,21 @@ func TestPool_DeadWorkersSparkWorkIsStopped(t *testing.T) {
 	runID := "dead" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	ticking := nodeCall("ticking", "ticking")
 	ticking.RunID = runID
+	spark := sparktest.Session(ctx, t)
 	_, err := runUntilLogged(ctx, p, ticking, "ticking", func() {
-		time.Sleep(2 * time.Second) // the job is ticking by now
+		// Killed once the job has ticked: on a loaded machine its first
+		// task may take seconds to start.
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			df, err := spark.Sql(ctx, "SELECT reflect('java.lang.System', 'getProperty', 'tauro.pwtest.tick."+runID+"') AS t")
+			if err != nil {
+				continue
+			}
+			if rows, err := df.Collect(ctx); err == nil && len(rows) == 1 {
+				if tick, _ := rows[0].At(0).(string); tick != "" && tick != "null" { // getProperty of a key not set
+					break
+				}
+			}
+		}
 		_ = syscall.Kill(p.Pids()[0], syscall.SIGKILL)
 	})
 	var died *DiedError
