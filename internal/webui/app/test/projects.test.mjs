@@ -8,30 +8,16 @@
 // and $TAURO_SPARK_REMOTE. Screenshots go to .build/web-test/.
 
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
-const shots = path.join(repo, ".build", "web-test");
+import { CHROMIUM_ARGS, EXECD, repo, shots, skip, startExecd, stopExecd } from "../testing/harness.mjs";
+
 const testdata = path.join(repo, "internal", "webui", "testdata");
-
-const { EXECD, TAURO_SPARK_REMOTE } = process.env;
-const python = process.env.TAURO_PYTHON || path.join(repo, ".venv", "bin", "python");
-const missing = !EXECD || !TAURO_SPARK_REMOTE;
-if (missing && process.env.TAURO_REQUIRE_SPARK) {
-  throw new Error("the browser test needs $EXECD and $TAURO_SPARK_REMOTE (make test-web inside make test sets them)");
-}
-const skip = missing ? "needs $EXECD and $TAURO_SPARK_REMOTE" : false;
-
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
 // Each token's flags for `execd token`, and the role its holder has in the
 // project the test looks at first.
@@ -79,22 +65,8 @@ before(async () => {
       tokenErrors[name] = `execd token ${flags.join(" ")}: ${String(err.stderr ?? err).trim()}`;
     }
   }
-  daemon = spawn(EXECD, [
-    "serve", "--projects", projectsFile, "--state", path.join(work, "state"),
-    "--listen", "127.0.0.1:0", "--spark-remote", TAURO_SPARK_REMOTE, "--python", python,
-    "--workers", "0", "--tokens", tokensFile, "--log-level", "warn",
-  ], { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  daemon.stderr.on("data", (b) => { stderr += b; });
-  const addr = await new Promise((resolve, reject) => {
-    let out = "";
-    daemon.stdout.on("data", (b) => {
-      out += b;
-      const m = out.match(/execd listening on (\S+)/);
-      if (m) resolve(m[1]);
-    });
-    daemon.on("exit", (code) => reject(new Error(`execd exited (${code}) before it listened:\n${stderr.slice(-3000)}`)));
-  });
+  let addr;
+  ({ daemon, addr } = await startExecd(["--projects", projectsFile, "--state", path.join(work, "state"), "--workers", "0", "--tokens", tokensFile]));
   base = `http://${addr}`;
   // Two runs in each project: one that succeeds, one that fails.
   const started = await Promise.all([["alpha", "tally"], ["alpha", "overdraw"], ["beta", "census"], ["beta", "recount"]].map(
@@ -110,11 +82,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (daemon && daemon.exitCode === null) {
-    const exited = new Promise((r) => daemon.once("exit", r));
-    daemon.kill("SIGTERM");
-    await exited;
-  }
+  await stopExecd(daemon);
   if (work) rmSync(work, { recursive: true, force: true });
 });
 

@@ -5,33 +5,17 @@
 // Screenshots go to .build/web-test/.
 
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createServer, request } from "node:http";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
-const shots = path.join(repo, ".build", "web-test");
+import { CHROMIUM_ARGS, EXECD, repo, shots, skip, startExecd, stopExecd } from "../testing/harness.mjs";
+
 const project = path.join(repo, "internal", "webui", "testdata", "webproj");
-
-const { EXECD, TAURO_SPARK_REMOTE } = process.env;
-const python = process.env.TAURO_PYTHON || path.join(repo, ".venv", "bin", "python");
-const missing = !EXECD || !TAURO_SPARK_REMOTE;
-if (missing && process.env.TAURO_REQUIRE_SPARK) {
-  throw new Error("the browser test needs $EXECD and $TAURO_SPARK_REMOTE (make test-web inside make test sets them)");
-}
-const skip = missing ? "needs $EXECD and $TAURO_SPARK_REMOTE" : false;
-
-// Chromium as the brief of this test fixes it: no sandbox (root in CI), no
-// GPU, nothing fetched in the background.
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
 let work; // the test's own folder: project copy, state, tokens, profile
 let daemon; // the execd process
@@ -50,22 +34,8 @@ before(async () => {
   for (const role of ["viewer", "operator"]) {
     tokens[role] = execFileSync(EXECD, ["token", "--name", `web-${role}`, "--role", role, "--append", tokensFile], { encoding: "utf8" }).trim();
   }
-  daemon = spawn(EXECD, [
-    "serve", "--project", path.join(work, "project"), "--state", path.join(work, "state"),
-    "--listen", "127.0.0.1:0", "--spark-remote", TAURO_SPARK_REMOTE, "--python", python,
-    "--workers", "1", "--tokens", tokensFile, "--log-level", "warn",
-  ], { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  daemon.stderr.on("data", (b) => { stderr += b; });
-  const addr = await new Promise((resolve, reject) => {
-    let out = "";
-    daemon.stdout.on("data", (b) => {
-      out += b;
-      const m = out.match(/execd listening on (\S+)/);
-      if (m) resolve(m[1]);
-    });
-    daemon.on("exit", (code) => reject(new Error(`execd exited (${code}) before it listened:\n${stderr.slice(-3000)}`)));
-  });
+  let addr;
+  ({ daemon, addr } = await startExecd(["--project", path.join(work, "project"), "--state", path.join(work, "state"), "--workers", "1", "--tokens", tokensFile]));
   proxy = await cuttingProxy(addr);
   base = `http://127.0.0.1:${proxy.address().port}`;
   browser = await chromium.launchPersistentContext(path.join(work, "profile"), {
@@ -79,11 +49,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   proxy?.close();
-  if (daemon && daemon.exitCode === null) {
-    const exited = new Promise((r) => daemon.once("exit", r));
-    daemon.kill("SIGTERM");
-    await exited;
-  }
+  await stopExecd(daemon);
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
