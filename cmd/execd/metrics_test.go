@@ -183,7 +183,7 @@ func TestMetrics_AScrapeBeforeDuringAndAfterARunShowsItsCountersMove(t *testing.
 		}
 		return nil
 	})
-	if n := after.value("tauro_exec_runs_finished_total", map[string]string{"pipeline": "slow", "state": "SUCCEEDED"}); n != 1 {
+	if n := after.value("tauro_exec_runs_finished_total", map[string]string{"project": "sqlproj", "pipeline": "slow", "state": "SUCCEEDED"}); n != 1 {
 		t.Errorf("runs finished SUCCEEDED: %v; want 1\n%s", n, d.Logs())
 	}
 	count, sum := after.histogram("tauro_exec_node_duration_seconds", map[string]string{"pipeline": "slow", "state": "SUCCEEDED"})

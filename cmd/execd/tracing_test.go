@@ -218,6 +218,9 @@ func traceARun(t *testing.T, protocol string) {
 		if p := attr(s.GetAttributes(), "tauro.pipeline").GetStringValue(); p != "quick" {
 			t.Errorf("node %s: tauro.pipeline %q", node, p)
 		}
+		if p := attr(s.GetAttributes(), "tauro.project").GetStringValue(); p != "sqlproj" {
+			t.Errorf("node %s: tauro.project %q", node, p)
+		}
 		if a := attr(s.GetAttributes(), "tauro.attempt").GetIntValue(); a != 1 {
 			t.Errorf("node %s: tauro.attempt %d; want 1", node, a)
 		}

@@ -71,7 +71,7 @@ func (e *Engine) newTicket(id string, p *plan.Pipeline, params run.Params, prior
 
 // observed names t's execution to the Observer.
 func (t *ticket) observed() observe.Run {
-	return observe.Run{ID: t.id, Pipeline: t.p.Name, Env: t.p.Env, Repair: t.prior != nil, Recovered: t.recovered}
+	return observe.Run{ID: t.id, Project: t.p.Project, Pipeline: t.p.Name, Env: t.p.Env, Repair: t.prior != nil, Recovered: t.recovered}
 }
 
 // pipelineKey names the runs one max_active_runs counts together. An

@@ -46,24 +46,24 @@ func newMetrics() *Metrics {
 		runsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "runs_started_total",
 			Help: "Run executions admitted and started (a repair is a new execution).",
-		}, []string{"pipeline"}),
+		}, []string{"project", "pipeline"}),
 		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "runs_finished_total",
 			Help: "Run executions ended, by final state (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED).",
-		}, []string{"pipeline", "state"}),
+		}, []string{"project", "pipeline", "state"}),
 		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "run_breaker_trips_total",
 			Help: "Runs stopped by their circuit breaker (too many node failures in a row).",
-		}, []string{"pipeline"}),
+		}, []string{"project", "pipeline"}),
 		nodeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "node_duration_seconds",
 			Help:    "How long node attempts ran, by how they ended (SUCCEEDED, RETRYING, FAILED, TIMED_OUT, CANCELLED).",
 			Buckets: nodeBuckets,
-		}, []string{"pipeline", "state"}),
+		}, []string{"project", "pipeline", "state"}),
 		nodeRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "node_retries_total",
 			Help: "Node attempts that failed and are retried after a backoff.",
-		}, []string{"pipeline"}),
+		}, []string{"project", "pipeline"}),
 	}
 	m.reg.MustRegister(m.grpc, m.runsStarted, m.runsFinished, m.breakerTrips, m.nodeDuration, m.nodeRetries,
 		// The Go runtime's figures, with the GC's (go_gc_heap_live_bytes: the heap
@@ -149,7 +149,7 @@ func boolValue(b bool) float64 {
 
 func (m *Metrics) runStarted(r observe.Run) {
 	if m != nil {
-		m.runsStarted.WithLabelValues(r.Pipeline).Inc()
+		m.runsStarted.WithLabelValues(r.Project, r.Pipeline).Inc()
 	}
 }
 
@@ -157,9 +157,9 @@ func (m *Metrics) runEnded(r observe.Run, end observe.End) {
 	if m == nil || !end.State.Terminal() {
 		return
 	}
-	m.runsFinished.WithLabelValues(r.Pipeline, string(end.State)).Inc()
+	m.runsFinished.WithLabelValues(r.Project, r.Pipeline, string(end.State)).Inc()
 	if end.Tripped {
-		m.breakerTrips.WithLabelValues(r.Pipeline).Inc()
+		m.breakerTrips.WithLabelValues(r.Project, r.Pipeline).Inc()
 	}
 }
 
@@ -167,9 +167,9 @@ func (m *Metrics) attemptEnded(a observe.Attempt, end observe.AttemptEnd) {
 	if m == nil {
 		return
 	}
-	m.nodeDuration.WithLabelValues(a.Run.Pipeline, string(end.State)).Observe(end.Duration.Seconds())
+	m.nodeDuration.WithLabelValues(a.Run.Project, a.Run.Pipeline, string(end.State)).Observe(end.Duration.Seconds())
 	if end.State == run.NodeRetrying {
-		m.nodeRetries.WithLabelValues(a.Run.Pipeline).Inc()
+		m.nodeRetries.WithLabelValues(a.Run.Project, a.Run.Pipeline).Inc()
 	}
 }
 

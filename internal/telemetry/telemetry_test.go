@@ -70,14 +70,14 @@ func TestNew_WithNothingAskedObservesNothingAndAddsNoServerOption(t *testing.T) 
 	tel.Metrics().Spark(func() bool { return true }, func() bool { return false }, nil)
 }
 
-func TestObserver_CountsRunsAndAttemptsByPipelineAndState(t *testing.T) {
+func TestObserver_CountsRunsAndAttemptsByProjectPipelineAndState(t *testing.T) {
 	tel, err := New(context.Background(), Options{Metrics: true, Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, obs := tel.Metrics(), tel.Observer()
 	ctx := context.Background()
-	r := observe.Run{ID: "run-1", Pipeline: "daily"}
+	r := observe.Run{ID: "run-1", Project: "sales", Pipeline: "daily"}
 	ctx = obs.RunQueued(ctx, r)
 	obs.RunStarted(ctx, r)
 	a := observe.Attempt{Run: r, Node: "load", Kind: "sql", Attempt: 1}
@@ -88,22 +88,22 @@ func TestObserver_CountsRunsAndAttemptsByPipelineAndState(t *testing.T) {
 	obs.AttemptEnded(actx, a, observe.AttemptEnd{State: run.NodeFailed, Duration: 2 * time.Second, Error: &run.Error{Type: "Unavailable"}})
 	obs.RunEnded(ctx, r, observe.End{State: run.Failed, Message: "breaker", Tripped: true})
 	// A run left queued at shutdown has not finished.
-	left := observe.Run{ID: "run-2", Pipeline: "daily"}
+	left := observe.Run{ID: "run-2", Project: "sales", Pipeline: "daily"}
 	obs.RunEnded(obs.RunQueued(context.Background(), left), left, observe.End{State: run.Queued})
 
-	if n := testutil.ToFloat64(m.runsStarted.WithLabelValues("daily")); n != 1 {
+	if n := testutil.ToFloat64(m.runsStarted.WithLabelValues("sales", "daily")); n != 1 {
 		t.Errorf("runs started %v; want 1", n)
 	}
-	if n := testutil.ToFloat64(m.runsFinished.WithLabelValues("daily", "FAILED")); n != 1 {
+	if n := testutil.ToFloat64(m.runsFinished.WithLabelValues("sales", "daily", "FAILED")); n != 1 {
 		t.Errorf("runs finished FAILED %v; want 1", n)
 	}
 	if n := testutil.CollectAndCount(m.runsFinished); n != 1 {
 		t.Errorf("%d runs_finished series; want only FAILED's (the run left QUEUED did not finish)", n)
 	}
-	if n := testutil.ToFloat64(m.breakerTrips.WithLabelValues("daily")); n != 1 {
+	if n := testutil.ToFloat64(m.breakerTrips.WithLabelValues("sales", "daily")); n != 1 {
 		t.Errorf("breaker trips %v; want 1", n)
 	}
-	if n := testutil.ToFloat64(m.nodeRetries.WithLabelValues("daily")); n != 1 {
+	if n := testutil.ToFloat64(m.nodeRetries.WithLabelValues("sales", "daily")); n != 1 {
 		t.Errorf("retries %v; want 1", n)
 	}
 	durations := map[string][2]float64{} // state -> count, sum
@@ -120,7 +120,7 @@ func TestObserver_CountsRunsAndAttemptsByPipelineAndState(t *testing.T) {
 			for _, l := range s.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["pipeline"] != "daily" {
+			if labels["project"] != "sales" || labels["pipeline"] != "daily" {
 				t.Errorf("a node duration series with labels %v", labels)
 			}
 			durations[labels["state"]] = [2]float64{float64(s.GetHistogram().GetSampleCount()), s.GetHistogram().GetSampleSum()}

@@ -100,6 +100,7 @@ func tracingWith(tp *sdktrace.TracerProvider) *tracing {
 const (
 	attrRunID      = attribute.Key("tauro.run.id")
 	attrPipeline   = attribute.Key("tauro.pipeline")
+	attrProject    = attribute.Key("tauro.project")
 	attrEnv        = attribute.Key("tauro.env")
 	attrRepair     = attribute.Key("tauro.run.repair")
 	attrRecovered  = attribute.Key("tauro.run.recovered")
@@ -136,7 +137,7 @@ func (a *attemptSpan) operation(id string) {
 // caller's traceparent). A run queued by a previous execd has no parent.
 func (t *tracing) runQueued(ctx context.Context, r observe.Run) context.Context {
 	_, span := t.tracer.Start(ctx, "run "+r.Pipeline, trace.WithAttributes(
-		attrRunID.String(r.ID), attrPipeline.String(r.Pipeline), attrEnv.String(r.Env),
+		attrRunID.String(r.ID), attrProject.String(r.Project), attrPipeline.String(r.Pipeline), attrEnv.String(r.Env),
 		attrRepair.Bool(r.Repair), attrRecovered.Bool(r.Recovered)))
 	ctx = trace.ContextWithSpan(context.Background(), span)
 	return context.WithValue(ctx, runSpanKey{}, span)
@@ -164,7 +165,7 @@ func (t *tracing) runEnded(ctx context.Context, end observe.End) {
 
 func (t *tracing) attemptStarted(ctx context.Context, a observe.Attempt) context.Context {
 	ctx, span := t.tracer.Start(ctx, "node "+a.Node, trace.WithAttributes(
-		attrRunID.String(a.Run.ID), attrPipeline.String(a.Run.Pipeline), attrNode.String(a.Node),
+		attrRunID.String(a.Run.ID), attrProject.String(a.Run.Project), attrPipeline.String(a.Run.Pipeline), attrNode.String(a.Node),
 		attrNodeKind.String(a.Kind), attrAttempt.Int(a.Attempt)))
 	as := &attemptSpan{span: span}
 	ctx = context.WithValue(ctx, attemptSpanKey{}, as)

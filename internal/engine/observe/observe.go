@@ -18,6 +18,7 @@ import (
 // a previous execd left queued.
 type Run struct {
 	ID       string
+	Project  string
 	Pipeline string
 	Env      string
 	// Repair is set for an execution that repairs an ended run.
