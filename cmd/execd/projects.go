@@ -250,8 +250,9 @@ func (ps *projectSet) python(project string) pycall.Runner {
 	return nil
 }
 
-// Suggest implements experiment.Suggester with the workers of the
-// experiment's project, else any project's.
+// Suggest implements experiment.Suggester with the first project's
+// workers that has some: the optimiser is tauro-exec's own code, the same
+// in every project's workers, and sees no node code.
 func (ps *projectSet) Suggest(ctx context.Context, prop experiment.Proposal) (map[string]any, error) {
 	ps.mu.RLock()
 	var pool *pyworker.Pool
