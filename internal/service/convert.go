@@ -145,14 +145,49 @@ func eventToProto(e run.Event, project string) *execv1.RunEvent {
 		}}
 	case run.NodeProgress:
 		if p := e.Progress; p != nil {
-			out.Kind = &execv1.RunEvent_NodeProgress{NodeProgress: &execv1.NodeProgress{
-				Node: e.Node, Attempt: int32(e.Attempt), BatchId: p.BatchID, InputRows: p.InputRows,
-				InputRowsPerSecond: p.InputRate, ProcessedRowsPerSecond: p.ProcessRate,
-				BatchDuration: dur(p.BatchDuration), Watermark: p.Watermark, StateRows: p.StateRows,
+			out.Kind = &execv1.RunEvent_NodeProgress{NodeProgress: progressToProto(e, p)}
+		}
+	case run.NodeLag:
+		if l := e.Lag; l != nil {
+			out.Kind = &execv1.RunEvent_NodeLag{NodeLag: &execv1.NodeLag{
+				Node: e.Node, Attempt: int32(e.Attempt), State: lagStateToProto(l.State), Reason: l.Reason, BatchId: l.BatchID,
 			}}
 		}
 	}
 	return out
+}
+
+func progressToProto(e run.Event, p *run.Progress) *execv1.NodeProgress {
+	out := &execv1.NodeProgress{
+		Node: e.Node, Attempt: int32(e.Attempt), BatchId: p.BatchID, InputRows: p.InputRows,
+		InputRowsPerSecond: p.InputRate, ProcessedRowsPerSecond: p.ProcessRate,
+		BatchDuration: dur(p.BatchDuration), Watermark: p.Watermark, StateRows: p.StateRows,
+	}
+	for _, s := range p.Sources {
+		out.Sources = append(out.Sources, &execv1.SourceProgress{
+			Description: s.Description, StartOffset: s.StartOffset, EndOffset: s.EndOffset, LatestOffset: s.LatestOffset,
+			InputRows: s.InputRows, InputRowsPerSecond: s.InputRate, ProcessedRowsPerSecond: s.ProcessRate,
+		})
+	}
+	if s := p.Sink; s != nil {
+		out.Sink = &execv1.SinkProgress{Description: s.Description, OutputRows: s.OutputRows}
+	}
+	if len(p.Observed) > 0 {
+		fields := make(map[string]any, len(p.Observed))
+		for name, row := range p.Observed {
+			fields[name] = row
+		}
+		// Values Spark observed that a Struct cannot hold (none it reports
+		// as JSON) leave the metrics out rather than the event.
+		if st, err := structpb.NewStruct(fields); err == nil {
+			out.ObservedMetrics = st
+		}
+	}
+	return out
+}
+
+func lagStateToProto(s run.LagState) execv1.LagState {
+	return execv1.LagState(execv1.LagState_value["LAG_STATE_"+string(s)])
 }
 
 func planToProto(p *plan.Pipeline) *execv1.Plan {

@@ -25,7 +25,16 @@ type report struct {
 		InputRate    float64         `json:"inputRowsPerSecond"`
 		ProcessRate  float64         `json:"processedRowsPerSecond"`
 		StartOffset  json.RawMessage `json:"startOffset"`
+		EndOffset    json.RawMessage `json:"endOffset"`
+		LatestOffset json.RawMessage `json:"latestOffset"`
 	} `json:"sources"`
+	Sink *struct {
+		Description   string `json:"description"`
+		NumOutputRows *int64 `json:"numOutputRows"`
+	} `json:"sink"`
+	// ObservedMetrics holds, per observation name, the row Dataset.observe
+	// computed for the batch.
+	ObservedMetrics map[string]map[string]any `json:"observedMetrics"`
 }
 
 // parseReport reads one progress report. Spark writes NaN for a rate it
@@ -58,6 +67,18 @@ func (r *report) progress() run.Progress {
 		p.InputRows += s.NumInputRows
 		p.InputRate += s.InputRate
 		p.ProcessRate += s.ProcessRate
+		p.Sources = append(p.Sources, run.SourceProgress{Description: s.Description,
+			StartOffset: offset(s.StartOffset), EndOffset: offset(s.EndOffset), LatestOffset: offset(s.LatestOffset),
+			InputRows: s.NumInputRows, InputRate: s.InputRate, ProcessRate: s.ProcessRate})
+	}
+	if s := r.Sink; s != nil {
+		p.Sink = &run.SinkProgress{Description: s.Description, OutputRows: -1}
+		if s.NumOutputRows != nil {
+			p.Sink.OutputRows = *s.NumOutputRows
+		}
+	}
+	if len(r.ObservedMetrics) > 0 {
+		p.Observed = r.ObservedMetrics
 	}
 	for _, op := range r.StateOperators {
 		p.StateRows += op.NumRowsTotal
@@ -65,13 +86,22 @@ func (r *report) progress() run.Progress {
 	return p
 }
 
+// offset is a source's offset as its JSON, "" when it has none.
+func offset(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	if s == "null" {
+		return ""
+	}
+	return s
+}
+
 // startOffsets describes where the batch's sources started, "" when every
 // source started from nothing (a query's first run).
 func (r *report) startOffsets() string {
 	var parts []string
 	for _, s := range r.Sources {
-		off := strings.TrimSpace(string(s.StartOffset))
-		if off == "" || off == "null" {
+		off := offset(s.StartOffset)
+		if off == "" {
 			continue
 		}
 		parts = append(parts, s.Description+" offset "+off)

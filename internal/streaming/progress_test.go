@@ -125,3 +125,38 @@ func TestRun_AQueryRestartedFromItsCheckpointSaysWhereItResumedEvenWhenIdle(t *t
 		t.Errorf("progress events %q; want batch 3 alone", got)
 	}
 }
+
+func TestProgress_KeepsEachSourceTheSinkAndTheObservedMetrics(t *testing.T) {
+	r, err := parseReport(`{"batchId": 7, "durationMs": {"triggerExecution": 900, "addBatch": 700},
+		"sources": [
+			{"description": "KafkaV2[Subscribe[orders]]", "startOffset": {"orders": {"0": 10}}, "endOffset": {"orders": {"0": 30}},
+			 "latestOffset": {"orders": {"0": 45}}, "numInputRows": 20, "inputRowsPerSecond": NaN, "processedRowsPerSecond": 22.5},
+			{"description": "RateStreamV2[rowsPerSecond=5]", "startOffset": null, "endOffset": 12, "latestOffset": null, "numInputRows": 5}],
+		"sink": {"description": "DeltaSink[/out]", "numOutputRows": 25},
+		"observedMetrics": {"dq": {"rows": 25, "bad": 2, "last": "2025-01-01"}}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.progress()
+	if p.InputRows != 25 || len(p.Sources) != 2 {
+		t.Fatalf("progress %+v", p)
+	}
+	kafka, rate := p.Sources[0], p.Sources[1]
+	if kafka.StartOffset != `{"orders": {"0": 10}}` || kafka.EndOffset != `{"orders": {"0": 30}}` || kafka.LatestOffset != `{"orders": {"0": 45}}` ||
+		kafka.InputRows != 20 || kafka.ProcessRate != 22.5 {
+		t.Errorf("kafka source %+v", kafka)
+	}
+	if rate.StartOffset != "" || rate.EndOffset != "12" || rate.LatestOffset != "" || rate.InputRows != 5 {
+		t.Errorf("rate source %+v; want a null offset as empty", rate)
+	}
+	if p.Sink == nil || p.Sink.Description != "DeltaSink[/out]" || p.Sink.OutputRows != 25 {
+		t.Errorf("sink %+v", p.Sink)
+	}
+	if dq := p.Observed["dq"]; dq["bad"] != float64(2) || dq["last"] != "2025-01-01" {
+		t.Errorf("observed metrics %v", p.Observed)
+	}
+	noSinkRows, err := parseReport(`{"batchId": 1, "sink": {"description": "ForeachBatchSink"}}`)
+	if err != nil || noSinkRows.progress().Sink.OutputRows != -1 {
+		t.Errorf("a sink that gives no row count: %+v (%v); want -1", noSinkRows.progress().Sink, err)
+	}
+}

@@ -209,7 +209,7 @@ func (f *follower) progress(ctx context.Context) {
 	}
 	if newest == nil {
 		if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
-			f.lag(fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
+			f.lag(nil, fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
 		}
 		return
 	}
@@ -217,20 +217,22 @@ func (f *follower) progress(ctx context.Context) {
 	p := newest.progress()
 	f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
 	if f.opt.Lag.slow(p.BatchDuration) {
-		f.lag(fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
+		f.lag(&p.BatchID, fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
 	} else if f.lagging {
 		f.lagging = false
-		f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: fmt.Sprintf("CAUGHT UP: batch %d took %s", p.BatchID, p.BatchDuration)})
+		f.opt.Emit(run.Event{Kind: run.NodeLag, Lag: &run.Lag{State: run.CaughtUp, BatchID: &p.BatchID,
+			Reason: fmt.Sprintf("batch %d took %s", p.BatchID, p.BatchDuration)}})
 	}
 }
 
-// lag reports the query LAGGING, once until it catches up.
-func (f *follower) lag(why string) {
+// lag reports the query LAGGING, once until it catches up; batch is the
+// one that showed it, nil when none came.
+func (f *follower) lag(batch *int64, why string) {
 	if f.lagging {
 		return
 	}
 	f.lagging = true
-	f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: "LAGGING: " + why})
+	f.opt.Emit(run.Event{Kind: run.NodeLag, Lag: &run.Lag{State: run.Lagging, Reason: why, BatchID: batch}})
 }
 
 // Lag is a streaming node's lag rules.

@@ -102,6 +102,23 @@ func (r *recorder) messages() []string {
 	return out
 }
 
+// lags lists the lag events as "STATE reason (batch)".
+func (r *recorder) lags() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, ev := range r.evs {
+		if ev.Kind == run.NodeLag {
+			batch := "none"
+			if ev.Lag.BatchID != nil {
+				batch = fmt.Sprint(*ev.Lag.BatchID)
+			}
+			out = append(out, fmt.Sprintf("%s %s (%s)", ev.Lag.State, ev.Lag.Reason, batch))
+		}
+	}
+	return out
+}
+
 func (r *recorder) progress() []run.Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -222,15 +239,19 @@ func TestRun_LagRulesReportLaggingOnceAndCaughtUp(t *testing.T) {
 			Lag: Lag{MaxBatchDuration: time.Second, MaxIdle: 150 * time.Millisecond}})
 	}()
 	f.batch(0, 3000, "null")
-	eventually(t, "LAGGING for a slow batch", func() bool { return len(rec.messages()) == 1 })
+	eventually(t, "LAGGING for a slow batch", func() bool { return len(rec.lags()) == 1 })
 	f.batch(1, 4000, "null") // still slow: said once
 	eventually(t, "the second batch", func() bool { return len(rec.progress()) == 2 })
 	f.batch(2, 200, "null")
-	eventually(t, "CAUGHT UP", func() bool { return len(rec.messages()) == 2 })
-	eventually(t, "LAGGING for no batch", func() bool { return len(rec.messages()) == 3 })
-	msgs := rec.messages()
-	if !strings.HasPrefix(msgs[0], "warning LAGGING: batch 0 took 3s") || !strings.HasPrefix(msgs[1], "info CAUGHT UP: batch 2") ||
-		!strings.HasPrefix(msgs[2], "warning LAGGING: no micro-batch for") {
-		t.Errorf("messages = %q", msgs)
+	eventually(t, "CAUGHT UP", func() bool { return len(rec.lags()) == 2 })
+	eventually(t, "LAGGING for no batch", func() bool { return len(rec.lags()) == 3 })
+	lags := rec.lags()
+	if !strings.HasPrefix(lags[0], "LAGGING batch 0 took 3s") || !strings.HasSuffix(lags[0], "(0)") ||
+		!strings.HasPrefix(lags[1], "CAUGHT_UP batch 2 took 200ms (2)") ||
+		!strings.HasPrefix(lags[2], "LAGGING no micro-batch for") || !strings.HasSuffix(lags[2], "(none)") {
+		t.Errorf("lag events = %q", lags)
+	}
+	if msgs := rec.messages(); len(msgs) != 0 {
+		t.Errorf("lag also said in messages %q", msgs)
 	}
 }

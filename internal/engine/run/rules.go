@@ -220,6 +220,14 @@ func ApplyProgress(runID string, n NodeRecord, ev *Event) error {
 	return nil
 }
 
+// ApplyLag accepts a lag change of node n's running query.
+func ApplyLag(runID string, n NodeRecord, ev *Event) error {
+	if ev.Lag == nil || (ev.Lag.State != Lagging && ev.Lag.State != CaughtUp) {
+		return fmt.Errorf("%w: run %s, node %q: a lag event must say LAGGING or CAUGHT_UP", ErrInvalidEvent, runID, n.Name)
+	}
+	return ApplyProgress(runID, n, ev)
+}
+
 // ApplyMessage accepts a message about node n, or about the run when n is
 // nil.
 func ApplyMessage(runID string, n *NodeRecord, ev *Event) error {

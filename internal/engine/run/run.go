@@ -152,6 +152,7 @@ const (
 	NodeMessage      EventKind = "node_message"
 	NodeMetric       EventKind = "node_metric"
 	NodeProgress     EventKind = "node_progress"
+	NodeLag          EventKind = "node_lag"
 )
 
 // Progress is one micro-batch of a streaming node's query.
@@ -165,6 +166,48 @@ type Progress struct {
 	// Watermark is the event-time watermark, RFC 3339; "" when none.
 	Watermark string `json:"watermark,omitempty"`
 	StateRows int64  `json:"state_rows,omitempty"`
+	// Sources are each source's part, in the query's order.
+	Sources []SourceProgress `json:"sources,omitempty"`
+	// Sink is what the batch wrote; nil when Spark did not say.
+	Sink *SinkProgress `json:"sink,omitempty"`
+	// Observed are the batch's observed metrics (Dataset.observe), by
+	// observation name: each a row of named values.
+	Observed map[string]map[string]any `json:"observed,omitempty"`
+}
+
+// SourceProgress is one source's part of a micro-batch. Offsets are the
+// source's own JSON.
+type SourceProgress struct {
+	Description  string  `json:"description"`
+	StartOffset  string  `json:"start_offset,omitempty"`
+	EndOffset    string  `json:"end_offset,omitempty"`
+	LatestOffset string  `json:"latest_offset,omitempty"`
+	InputRows    int64   `json:"input_rows"`
+	InputRate    float64 `json:"input_rate,omitempty"`
+	ProcessRate  float64 `json:"process_rate,omitempty"`
+}
+
+// SinkProgress is what a micro-batch wrote; OutputRows is -1 when the
+// sink does not say.
+type SinkProgress struct {
+	Description string `json:"description"`
+	OutputRows  int64  `json:"output_rows"`
+}
+
+// LagState says whether a streaming query keeps up.
+type LagState string
+
+const (
+	Lagging  LagState = "LAGGING"
+	CaughtUp LagState = "CAUGHT_UP"
+)
+
+// Lag is a streaming query starting to lag or catching up.
+type Lag struct {
+	State  LagState `json:"state"`
+	Reason string   `json:"reason,omitempty"`
+	// BatchID is the batch that showed it; nil for "no batch came".
+	BatchID *int64 `json:"batch_id,omitempty"`
 }
 
 // QueryRef is where a streaming node's query runs, as its STREAMING event
@@ -223,6 +266,9 @@ type Event struct {
 
 	// NodeProgress
 	Progress *Progress `json:"progress,omitempty"`
+
+	// NodeLag
+	Lag *Lag `json:"lag,omitempty"`
 
 	// NodeStateChanged to STREAMING: where the query runs.
 	Query *QueryRef `json:"query,omitempty"`

@@ -91,7 +91,23 @@ func (s *Store) normalizeEvents(runID string, in []run.Event) ([]run.Event, erro
 				}
 			}
 			p.Watermark = clampText(p.Watermark, maxNameBytes)
+			p.Sources = clampSources(p.Sources, maxText)
+			if p.Sink != nil {
+				sink := *p.Sink
+				sink.Description = clampText(sink.Description, maxNameBytes)
+				p.Sink = &sink
+			}
+			if len(p.Observed) > maxObservations {
+				return nil, fmt.Errorf("%w: progress event %d holds %d observed metrics; at most %d are kept", store.ErrInvalidEvent, i, len(p.Observed), maxObservations)
+			}
 			ev.Progress = &p
+		case run.NodeLag:
+			if ev.Node == "" || ev.Lag == nil {
+				return nil, fmt.Errorf("%w: lag event %d names no node or carries no lag", store.ErrInvalidEvent, i)
+			}
+			l := *ev.Lag
+			l.Reason = clampText(l.Reason, maxText)
+			ev.Lag = &l
 		case run.NodeMetric:
 			if ev.Node == "" {
 				return nil, fmt.Errorf("%w: metric event %d names no node", store.ErrInvalidEvent, i)
@@ -171,7 +187,7 @@ func (w *writeTx) appendEvents(runID string, evs []run.Event, repair bool) ([]ru
 		if err := run.CheckAppend(*r, ev, repair); err != nil {
 			return nil, err
 		}
-		if (ev.Kind == run.NodeMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress) && lastSeq >= w.limits.MaxEventsPerRun {
+		if (ev.Kind == run.NodeMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress || ev.Kind == run.NodeLag) && lastSeq >= w.limits.MaxEventsPerRun {
 			return nil, fmt.Errorf("%w: run %s holds %d events; the limit is %d (state changes are still accepted)",
 				store.ErrTooManyEvents, runID, lastSeq, w.limits.MaxEventsPerRun)
 		}
@@ -228,6 +244,8 @@ func (w *writeTx) apply(r *run.RunRecord, ev *run.Event, repair bool) error {
 		return run.ApplyMessage(r.ID, n, ev)
 	case run.NodeProgress:
 		return run.ApplyProgress(r.ID, *n, ev)
+	case run.NodeLag:
+		return run.ApplyLag(r.ID, *n, ev)
 	case run.NodeMetric:
 		if err := run.ApplyMetric(r.ID, *n, ev); err != nil {
 			return err
@@ -307,4 +325,29 @@ func (w *writeTx) closeAttempt(runID, node string, attempt int, state run.NodeSt
 		return fmt.Errorf("store: closing attempt %d of node %q: %w", attempt, node, err)
 	}
 	return nil
+}
+
+// maxObservations bounds a batch's observed metrics: a query has as many
+// as its transform observes, a handful.
+const maxObservations = 64
+
+// clampSources bounds what a batch's sources say, each text at most max
+// bytes; a query has a source per input, a handful.
+func clampSources(in []run.SourceProgress, max int) []run.SourceProgress {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]run.SourceProgress, len(in))
+	for i, s := range in {
+		for _, f := range []*string{&s.Description, &s.StartOffset, &s.EndOffset, &s.LatestOffset} {
+			*f = clampText(*f, max)
+		}
+		for _, f := range []*float64{&s.InputRate, &s.ProcessRate} {
+			if math.IsNaN(*f) || math.IsInf(*f, 0) {
+				*f = 0
+			}
+		}
+		out[i] = s
+	}
+	return out
 }

@@ -23,11 +23,15 @@ from tauro_exec.errors import (
 )
 from tauro_exec.events import (
     Event,
+    LagState,
+    NodeLag,
     NodeMessage,
     NodeMetric,
     NodeProgress,
     NodeStateChanged,
     RunStateChanged,
+    SinkProgress,
+    SourceProgress,
 )
 from tauro_exec.experiment import Experiment
 from tauro_exec.experiment_events import ExperimentEvent
@@ -66,9 +70,11 @@ __all__ = [
     "Experiments",
     "FailedPrecondition",
     "Integer",
+    "LagState",
     "MLContext",
     "NodeError",
     "NodeFailure",
+    "NodeLag",
     "NodeMessage",
     "NodeMetric",
     "NodeProgress",
@@ -93,6 +99,8 @@ __all__ = [
     "RunState",
     "RunStateChanged",
     "Runs",
+    "SinkProgress",
+    "SourceProgress",
     "TauroExecError",
     "Trial",
     "TrialState",

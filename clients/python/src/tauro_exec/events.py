@@ -7,8 +7,12 @@ plain ``Event`` so that sequences stay complete.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
 from tauro_exec.models import NodeError, NodeState, RunState, duration, timestamp
@@ -58,6 +62,27 @@ class NodeMetric(Event):
 
 
 @dataclass(frozen=True)
+class SourceProgress:
+    """One source's part of a micro-batch; offsets are the source's own JSON, "" when it has none."""
+
+    description: str
+    start_offset: str
+    end_offset: str
+    latest_offset: str
+    input_rows: int
+    input_rows_per_second: float
+    processed_rows_per_second: float
+
+
+@dataclass(frozen=True)
+class SinkProgress:
+    """What a micro-batch wrote; ``output_rows`` is -1 when the sink does not say."""
+
+    description: str
+    output_rows: int
+
+
+@dataclass(frozen=True)
 class NodeProgress(Event):
     """One micro-batch of a streaming node's query, as Spark reported it."""
 
@@ -71,6 +96,37 @@ class NodeProgress(Event):
     # The event-time watermark (RFC 3339), "" when the query has none.
     watermark: str
     state_rows: int
+    # Each source's part, in the query's order; the sink; the batch's
+    # observed metrics (Dataset.observe) by observation name.
+    sources: tuple[SourceProgress, ...] = field(default=(), kw_only=True)
+    sink: SinkProgress | None = field(default=None, kw_only=True)
+    observed_metrics: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
+
+class LagState(enum.Enum):
+    """Whether a streaming query keeps up: the contract's LagState without its prefix."""
+
+    UNSPECIFIED = pb.LAG_STATE_UNSPECIFIED
+    # A batch took longer than max_batch_duration, or none came for too long.
+    LAGGING = pb.LAG_STATE_LAGGING
+    # A batch within max_batch_duration after LAGGING.
+    CAUGHT_UP = pb.LAG_STATE_CAUGHT_UP
+
+    @classmethod
+    def _missing_(cls, value: object) -> LagState:
+        return cls.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class NodeLag(Event):
+    """A streaming node's query starting to lag, or catching up."""
+
+    node: str
+    attempt: int
+    state: LagState
+    reason: str
+    # The batch that showed it; None for "no batch came".
+    batch_id: int | None
 
 
 def event_from_proto(ev: pb.RunEvent) -> Event:
@@ -116,6 +172,33 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
             batch_duration=duration(p.batch_duration) if p.HasField("batch_duration") else None,
             watermark=p.watermark,
             state_rows=p.state_rows,
+            sources=tuple(
+                SourceProgress(
+                    s.description,
+                    s.start_offset,
+                    s.end_offset,
+                    s.latest_offset,
+                    s.input_rows,
+                    s.input_rows_per_second,
+                    s.processed_rows_per_second,
+                )
+                for s in p.sources
+            ),
+            sink=SinkProgress(p.sink.description, p.sink.output_rows) if p.HasField("sink") else None,
+            observed_metrics=MessageToDict(p.observed_metrics) if p.HasField("observed_metrics") else {},
+        )
+    if kind == "node_lag":
+        g = ev.node_lag
+        return NodeLag(
+            run_id,
+            seq,
+            at,
+            project=project,
+            node=g.node,
+            attempt=g.attempt,
+            state=LagState(g.state),
+            reason=g.reason,
+            batch_id=g.batch_id if g.HasField("batch_id") else None,
         )
     return Event(run_id, seq, at, project=project)
 
@@ -152,6 +235,8 @@ def describe_event(ev: Event) -> str:
         if ev.state_rows:
             line += f"  state {ev.state_rows} rows"
         return line
+    if isinstance(ev, NodeLag):
+        return f"{head} {ev.node:<24} {ev.state.name}: {ev.reason}"
     return f"{head} (event of a kind this client does not know)"
 
 

@@ -283,6 +283,59 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{3}
 }
 
+// LagState says whether a streaming query keeps up.
+type LagState int32
+
+const (
+	LagState_LAG_STATE_UNSPECIFIED LagState = 0
+	// LAGGING: a batch took longer than the node's max_batch_duration, or no
+	// batch came for longer than its max_idle.
+	LagState_LAG_STATE_LAGGING LagState = 1
+	// CAUGHT_UP: a batch within max_batch_duration after LAGGING.
+	LagState_LAG_STATE_CAUGHT_UP LagState = 2
+)
+
+// Enum value maps for LagState.
+var (
+	LagState_name = map[int32]string{
+		0: "LAG_STATE_UNSPECIFIED",
+		1: "LAG_STATE_LAGGING",
+		2: "LAG_STATE_CAUGHT_UP",
+	}
+	LagState_value = map[string]int32{
+		"LAG_STATE_UNSPECIFIED": 0,
+		"LAG_STATE_LAGGING":     1,
+		"LAG_STATE_CAUGHT_UP":   2,
+	}
+)
+
+func (x LagState) Enum() *LagState {
+	p := new(LagState)
+	*p = x
+	return p
+}
+
+func (x LagState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LagState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tauro_exec_v1_exec_proto_enumTypes[4].Descriptor()
+}
+
+func (LagState) Type() protoreflect.EnumType {
+	return &file_tauro_exec_v1_exec_proto_enumTypes[4]
+}
+
+func (x LagState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LagState.Descriptor instead.
+func (LagState) EnumDescriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{4}
+}
+
 // ExperimentState is the state of an experiment.
 type ExperimentState int32
 
@@ -332,11 +385,11 @@ func (x ExperimentState) String() string {
 }
 
 func (ExperimentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[4].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[5].Descriptor()
 }
 
 func (ExperimentState) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[4]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[5]
 }
 
 func (x ExperimentState) Number() protoreflect.EnumNumber {
@@ -345,7 +398,7 @@ func (x ExperimentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ExperimentState.Descriptor instead.
 func (ExperimentState) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{4}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{5}
 }
 
 // TrialState is the state of one trial.
@@ -390,11 +443,11 @@ func (x TrialState) String() string {
 }
 
 func (TrialState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[5].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[6].Descriptor()
 }
 
 func (TrialState) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[5]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[6]
 }
 
 func (x TrialState) Number() protoreflect.EnumNumber {
@@ -403,7 +456,7 @@ func (x TrialState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TrialState.Descriptor instead.
 func (TrialState) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{5}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{6}
 }
 
 // DimensionKind is what values a searched hyperparameter takes.
@@ -446,11 +499,11 @@ func (x DimensionKind) String() string {
 }
 
 func (DimensionKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[6].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[7].Descriptor()
 }
 
 func (DimensionKind) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[6]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[7]
 }
 
 func (x DimensionKind) Number() protoreflect.EnumNumber {
@@ -459,7 +512,7 @@ func (x DimensionKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DimensionKind.Descriptor instead.
 func (DimensionKind) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{6}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{7}
 }
 
 // Prior is how a numeric dimension is sampled.
@@ -498,11 +551,11 @@ func (x Prior) String() string {
 }
 
 func (Prior) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[7].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[8].Descriptor()
 }
 
 func (Prior) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[7]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[8]
 }
 
 func (x Prior) Number() protoreflect.EnumNumber {
@@ -511,7 +564,7 @@ func (x Prior) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Prior.Descriptor instead.
 func (Prior) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{7}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{8}
 }
 
 // Direction says whether the objective is minimised or maximised.
@@ -549,11 +602,11 @@ func (x Direction) String() string {
 }
 
 func (Direction) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[8].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[9].Descriptor()
 }
 
 func (Direction) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[8]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[9]
 }
 
 func (x Direction) Number() protoreflect.EnumNumber {
@@ -562,7 +615,7 @@ func (x Direction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Direction.Descriptor instead.
 func (Direction) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{8}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{9}
 }
 
 // Sampler is how trials are proposed.
@@ -602,11 +655,11 @@ func (x Sampler) String() string {
 }
 
 func (Sampler) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[9].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[10].Descriptor()
 }
 
 func (Sampler) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[9]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[10]
 }
 
 func (x Sampler) Number() protoreflect.EnumNumber {
@@ -615,7 +668,7 @@ func (x Sampler) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Sampler.Descriptor instead.
 func (Sampler) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{9}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{10}
 }
 
 // ProjectState says whether execd can run a project's pipelines.
@@ -655,11 +708,11 @@ func (x ProjectState) String() string {
 }
 
 func (ProjectState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tauro_exec_v1_exec_proto_enumTypes[10].Descriptor()
+	return file_tauro_exec_v1_exec_proto_enumTypes[11].Descriptor()
 }
 
 func (ProjectState) Type() protoreflect.EnumType {
-	return &file_tauro_exec_v1_exec_proto_enumTypes[10]
+	return &file_tauro_exec_v1_exec_proto_enumTypes[11]
 }
 
 func (x ProjectState) Number() protoreflect.EnumNumber {
@@ -668,7 +721,7 @@ func (x ProjectState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProjectState.Descriptor instead.
 func (ProjectState) EnumDescriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{10}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{11}
 }
 
 type ValidatePipelineRequest struct {
@@ -2834,6 +2887,7 @@ type RunEvent struct {
 	//	*RunEvent_NodeMessage
 	//	*RunEvent_NodeMetric
 	//	*RunEvent_NodeProgress
+	//	*RunEvent_NodeLag
 	Kind isRunEvent_Kind `protobuf_oneof:"kind"`
 	// The project of the run.
 	Project       string `protobuf:"bytes,9,opt,name=project,proto3" json:"project,omitempty"`
@@ -2944,6 +2998,15 @@ func (x *RunEvent) GetNodeProgress() *NodeProgress {
 	return nil
 }
 
+func (x *RunEvent) GetNodeLag() *NodeLag {
+	if x != nil {
+		if x, ok := x.Kind.(*RunEvent_NodeLag); ok {
+			return x.NodeLag
+		}
+	}
+	return nil
+}
+
 func (x *RunEvent) GetProject() string {
 	if x != nil {
 		return x.Project
@@ -2975,6 +3038,10 @@ type RunEvent_NodeProgress struct {
 	NodeProgress *NodeProgress `protobuf:"bytes,8,opt,name=node_progress,json=nodeProgress,proto3,oneof"`
 }
 
+type RunEvent_NodeLag struct {
+	NodeLag *NodeLag `protobuf:"bytes,10,opt,name=node_lag,json=nodeLag,proto3,oneof"`
+}
+
 func (*RunEvent_RunStateChanged) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeStateChanged) isRunEvent_Kind() {}
@@ -2984,6 +3051,8 @@ func (*RunEvent_NodeMessage) isRunEvent_Kind() {}
 func (*RunEvent_NodeMetric) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeProgress) isRunEvent_Kind() {}
+
+func (*RunEvent_NodeLag) isRunEvent_Kind() {}
 
 type RunStateChanged struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3275,9 +3344,16 @@ type NodeProgress struct {
 	// The event-time watermark, RFC 3339, when the query has one.
 	Watermark string `protobuf:"bytes,8,opt,name=watermark,proto3" json:"watermark,omitempty"`
 	// Rows held in the query's state stores.
-	StateRows     int64 `protobuf:"varint,9,opt,name=state_rows,json=stateRows,proto3" json:"state_rows,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StateRows int64 `protobuf:"varint,9,opt,name=state_rows,json=stateRows,proto3" json:"state_rows,omitempty"`
+	// Each source's part of the batch, in the query's order.
+	Sources []*SourceProgress `protobuf:"bytes,10,rep,name=sources,proto3" json:"sources,omitempty"`
+	// What the sink wrote.
+	Sink *SinkProgress `protobuf:"bytes,11,opt,name=sink,proto3" json:"sink,omitempty"`
+	// The batch's observed metrics (Dataset.observe): by observation name,
+	// each a row of named values.
+	ObservedMetrics *structpb.Struct `protobuf:"bytes,12,opt,name=observed_metrics,json=observedMetrics,proto3" json:"observed_metrics,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NodeProgress) Reset() {
@@ -3373,6 +3449,256 @@ func (x *NodeProgress) GetStateRows() int64 {
 	return 0
 }
 
+func (x *NodeProgress) GetSources() []*SourceProgress {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+func (x *NodeProgress) GetSink() *SinkProgress {
+	if x != nil {
+		return x.Sink
+	}
+	return nil
+}
+
+func (x *NodeProgress) GetObservedMetrics() *structpb.Struct {
+	if x != nil {
+		return x.ObservedMetrics
+	}
+	return nil
+}
+
+// SourceProgress is one source's part of a micro-batch.
+type SourceProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Spark's description of the source, e.g. "KafkaV2[Subscribe[orders]]".
+	Description string `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	// Offsets as the source writes them (JSON): where the batch started and
+	// ended, and the newest the source had when the batch was planned.
+	StartOffset            string  `protobuf:"bytes,2,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
+	EndOffset              string  `protobuf:"bytes,3,opt,name=end_offset,json=endOffset,proto3" json:"end_offset,omitempty"`
+	LatestOffset           string  `protobuf:"bytes,4,opt,name=latest_offset,json=latestOffset,proto3" json:"latest_offset,omitempty"`
+	InputRows              int64   `protobuf:"varint,5,opt,name=input_rows,json=inputRows,proto3" json:"input_rows,omitempty"`
+	InputRowsPerSecond     float64 `protobuf:"fixed64,6,opt,name=input_rows_per_second,json=inputRowsPerSecond,proto3" json:"input_rows_per_second,omitempty"`
+	ProcessedRowsPerSecond float64 `protobuf:"fixed64,7,opt,name=processed_rows_per_second,json=processedRowsPerSecond,proto3" json:"processed_rows_per_second,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *SourceProgress) Reset() {
+	*x = SourceProgress{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceProgress) ProtoMessage() {}
+
+func (x *SourceProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceProgress.ProtoReflect.Descriptor instead.
+func (*SourceProgress) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SourceProgress) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *SourceProgress) GetStartOffset() string {
+	if x != nil {
+		return x.StartOffset
+	}
+	return ""
+}
+
+func (x *SourceProgress) GetEndOffset() string {
+	if x != nil {
+		return x.EndOffset
+	}
+	return ""
+}
+
+func (x *SourceProgress) GetLatestOffset() string {
+	if x != nil {
+		return x.LatestOffset
+	}
+	return ""
+}
+
+func (x *SourceProgress) GetInputRows() int64 {
+	if x != nil {
+		return x.InputRows
+	}
+	return 0
+}
+
+func (x *SourceProgress) GetInputRowsPerSecond() float64 {
+	if x != nil {
+		return x.InputRowsPerSecond
+	}
+	return 0
+}
+
+func (x *SourceProgress) GetProcessedRowsPerSecond() float64 {
+	if x != nil {
+		return x.ProcessedRowsPerSecond
+	}
+	return 0
+}
+
+// SinkProgress is what a micro-batch wrote.
+type SinkProgress struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	// Rows written; -1 when the sink does not say.
+	OutputRows    int64 `protobuf:"varint,2,opt,name=output_rows,json=outputRows,proto3" json:"output_rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkProgress) Reset() {
+	*x = SinkProgress{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkProgress) ProtoMessage() {}
+
+func (x *SinkProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkProgress.ProtoReflect.Descriptor instead.
+func (*SinkProgress) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SinkProgress) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *SinkProgress) GetOutputRows() int64 {
+	if x != nil {
+		return x.OutputRows
+	}
+	return 0
+}
+
+// NodeLag is a streaming node's query starting to lag or catching up.
+type NodeLag struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	State   LagState               `protobuf:"varint,3,opt,name=state,proto3,enum=tauro.exec.v1.LagState" json:"state,omitempty"`
+	// Why, in words: which batch took how long, or how long none came.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The batch that showed it; unset for "no batch came".
+	BatchId       *int64 `protobuf:"varint,5,opt,name=batch_id,json=batchId,proto3,oneof" json:"batch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLag) Reset() {
+	*x = NodeLag{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLag) ProtoMessage() {}
+
+func (x *NodeLag) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLag.ProtoReflect.Descriptor instead.
+func (*NodeLag) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *NodeLag) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeLag) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *NodeLag) GetState() LagState {
+	if x != nil {
+		return x.State
+	}
+	return LagState_LAG_STATE_UNSPECIFIED
+}
+
+func (x *NodeLag) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *NodeLag) GetBatchId() int64 {
+	if x != nil && x.BatchId != nil {
+		return *x.BatchId
+	}
+	return 0
+}
+
 // SearchDimension is one searched hyperparameter.
 type SearchDimension struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3391,7 +3717,7 @@ type SearchDimension struct {
 
 func (x *SearchDimension) Reset() {
 	*x = SearchDimension{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3729,7 @@ func (x *SearchDimension) String() string {
 func (*SearchDimension) ProtoMessage() {}
 
 func (x *SearchDimension) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3742,7 @@ func (x *SearchDimension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchDimension.ProtoReflect.Descriptor instead.
 func (*SearchDimension) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchDimension) GetName() string {
@@ -3476,7 +3802,7 @@ type Objective struct {
 
 func (x *Objective) Reset() {
 	*x = Objective{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3814,7 @@ func (x *Objective) String() string {
 func (*Objective) ProtoMessage() {}
 
 func (x *Objective) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3827,7 @@ func (x *Objective) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Objective.ProtoReflect.Descriptor instead.
 func (*Objective) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Objective) GetMetric() string {
@@ -3559,7 +3885,7 @@ type RunExperimentRequest struct {
 
 func (x *RunExperimentRequest) Reset() {
 	*x = RunExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3571,7 +3897,7 @@ func (x *RunExperimentRequest) String() string {
 func (*RunExperimentRequest) ProtoMessage() {}
 
 func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3584,7 +3910,7 @@ func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentRequest.ProtoReflect.Descriptor instead.
 func (*RunExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RunExperimentRequest) GetRequestId() string {
@@ -3701,7 +4027,7 @@ type RunExperimentResponse struct {
 
 func (x *RunExperimentResponse) Reset() {
 	*x = RunExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3713,7 +4039,7 @@ func (x *RunExperimentResponse) String() string {
 func (*RunExperimentResponse) ProtoMessage() {}
 
 func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3726,7 +4052,7 @@ func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentResponse.ProtoReflect.Descriptor instead.
 func (*RunExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RunExperimentResponse) GetExperiment() *Experiment {
@@ -3748,7 +4074,7 @@ type GetExperimentRequest struct {
 
 func (x *GetExperimentRequest) Reset() {
 	*x = GetExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +4086,7 @@ func (x *GetExperimentRequest) String() string {
 func (*GetExperimentRequest) ProtoMessage() {}
 
 func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +4099,7 @@ func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentRequest.ProtoReflect.Descriptor instead.
 func (*GetExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetExperimentRequest) GetExperimentId() string {
@@ -3799,7 +4125,7 @@ type GetExperimentResponse struct {
 
 func (x *GetExperimentResponse) Reset() {
 	*x = GetExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +4137,7 @@ func (x *GetExperimentResponse) String() string {
 func (*GetExperimentResponse) ProtoMessage() {}
 
 func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +4150,7 @@ func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentResponse.ProtoReflect.Descriptor instead.
 func (*GetExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetExperimentResponse) GetExperiment() *Experiment {
@@ -3849,7 +4175,7 @@ type ListExperimentsRequest struct {
 
 func (x *ListExperimentsRequest) Reset() {
 	*x = ListExperimentsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3861,7 +4187,7 @@ func (x *ListExperimentsRequest) String() string {
 func (*ListExperimentsRequest) ProtoMessage() {}
 
 func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3874,7 +4200,7 @@ func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsRequest.ProtoReflect.Descriptor instead.
 func (*ListExperimentsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListExperimentsRequest) GetPageSize() int32 {
@@ -3916,7 +4242,7 @@ type ListExperimentsResponse struct {
 
 func (x *ListExperimentsResponse) Reset() {
 	*x = ListExperimentsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4254,7 @@ func (x *ListExperimentsResponse) String() string {
 func (*ListExperimentsResponse) ProtoMessage() {}
 
 func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4267,7 @@ func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsResponse.ProtoReflect.Descriptor instead.
 func (*ListExperimentsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListExperimentsResponse) GetExperiments() []*Experiment {
@@ -3972,7 +4298,7 @@ type WatchExperimentRequest struct {
 
 func (x *WatchExperimentRequest) Reset() {
 	*x = WatchExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3984,7 +4310,7 @@ func (x *WatchExperimentRequest) String() string {
 func (*WatchExperimentRequest) ProtoMessage() {}
 
 func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3997,7 +4323,7 @@ func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentRequest.ProtoReflect.Descriptor instead.
 func (*WatchExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WatchExperimentRequest) GetExperimentId() string {
@@ -4030,7 +4356,7 @@ type WatchExperimentResponse struct {
 
 func (x *WatchExperimentResponse) Reset() {
 	*x = WatchExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4368,7 @@ func (x *WatchExperimentResponse) String() string {
 func (*WatchExperimentResponse) ProtoMessage() {}
 
 func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4381,7 @@ func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentResponse.ProtoReflect.Descriptor instead.
 func (*WatchExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchExperimentResponse) GetEvent() *ExperimentEvent {
@@ -4078,7 +4404,7 @@ type CancelExperimentRequest struct {
 
 func (x *CancelExperimentRequest) Reset() {
 	*x = CancelExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4090,7 +4416,7 @@ func (x *CancelExperimentRequest) String() string {
 func (*CancelExperimentRequest) ProtoMessage() {}
 
 func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4103,7 +4429,7 @@ func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentRequest.ProtoReflect.Descriptor instead.
 func (*CancelExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CancelExperimentRequest) GetExperimentId() string {
@@ -4136,7 +4462,7 @@ type CancelExperimentResponse struct {
 
 func (x *CancelExperimentResponse) Reset() {
 	*x = CancelExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4148,7 +4474,7 @@ func (x *CancelExperimentResponse) String() string {
 func (*CancelExperimentResponse) ProtoMessage() {}
 
 func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4161,7 +4487,7 @@ func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentResponse.ProtoReflect.Descriptor instead.
 func (*CancelExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CancelExperimentResponse) GetExperiment() *Experiment {
@@ -4215,7 +4541,7 @@ type Experiment struct {
 
 func (x *Experiment) Reset() {
 	*x = Experiment{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4227,7 +4553,7 @@ func (x *Experiment) String() string {
 func (*Experiment) ProtoMessage() {}
 
 func (x *Experiment) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4240,7 +4566,7 @@ func (x *Experiment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Experiment.ProtoReflect.Descriptor instead.
 func (*Experiment) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Experiment) GetExperimentId() string {
@@ -4456,7 +4782,7 @@ type Trial struct {
 
 func (x *Trial) Reset() {
 	*x = Trial{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4468,7 +4794,7 @@ func (x *Trial) String() string {
 func (*Trial) ProtoMessage() {}
 
 func (x *Trial) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4481,7 +4807,7 @@ func (x *Trial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trial.ProtoReflect.Descriptor instead.
 func (*Trial) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Trial) GetNumber() int32 {
@@ -4568,7 +4894,7 @@ type ExperimentEvent struct {
 
 func (x *ExperimentEvent) Reset() {
 	*x = ExperimentEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4906,7 @@ func (x *ExperimentEvent) String() string {
 func (*ExperimentEvent) ProtoMessage() {}
 
 func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4919,7 @@ func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentEvent.ProtoReflect.Descriptor instead.
 func (*ExperimentEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExperimentEvent) GetExperimentId() string {
@@ -4690,7 +5016,7 @@ type ExperimentStateChanged struct {
 
 func (x *ExperimentStateChanged) Reset() {
 	*x = ExperimentStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4702,7 +5028,7 @@ func (x *ExperimentStateChanged) String() string {
 func (*ExperimentStateChanged) ProtoMessage() {}
 
 func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4715,7 +5041,7 @@ func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentStateChanged.ProtoReflect.Descriptor instead.
 func (*ExperimentStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExperimentStateChanged) GetState() ExperimentState {
@@ -4745,7 +5071,7 @@ type TrialStateChanged struct {
 
 func (x *TrialStateChanged) Reset() {
 	*x = TrialStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4757,7 +5083,7 @@ func (x *TrialStateChanged) String() string {
 func (*TrialStateChanged) ProtoMessage() {}
 
 func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4770,7 +5096,7 @@ func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialStateChanged.ProtoReflect.Descriptor instead.
 func (*TrialStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TrialStateChanged) GetTrial() *Trial {
@@ -4799,7 +5125,7 @@ type SharedRunStateChanged struct {
 
 func (x *SharedRunStateChanged) Reset() {
 	*x = SharedRunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4811,7 +5137,7 @@ func (x *SharedRunStateChanged) String() string {
 func (*SharedRunStateChanged) ProtoMessage() {}
 
 func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4824,7 +5150,7 @@ func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRunStateChanged.ProtoReflect.Descriptor instead.
 func (*SharedRunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SharedRunStateChanged) GetRunId() string {
@@ -4856,7 +5182,7 @@ type ListReplicasRequest struct {
 
 func (x *ListReplicasRequest) Reset() {
 	*x = ListReplicasRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +5194,7 @@ func (x *ListReplicasRequest) String() string {
 func (*ListReplicasRequest) ProtoMessage() {}
 
 func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +5207,7 @@ func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicasRequest.ProtoReflect.Descriptor instead.
 func (*ListReplicasRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
 }
 
 type ListReplicasResponse struct {
@@ -4893,7 +5219,7 @@ type ListReplicasResponse struct {
 
 func (x *ListReplicasResponse) Reset() {
 	*x = ListReplicasResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4905,7 +5231,7 @@ func (x *ListReplicasResponse) String() string {
 func (*ListReplicasResponse) ProtoMessage() {}
 
 func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4918,7 +5244,7 @@ func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicasResponse.ProtoReflect.Descriptor instead.
 func (*ListReplicasResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListReplicasResponse) GetReplicas() []*Replica {
@@ -4948,7 +5274,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4960,7 +5286,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4973,7 +5299,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Replica) GetName() string {
@@ -5036,7 +5362,7 @@ type ProjectRole struct {
 
 func (x *ProjectRole) Reset() {
 	*x = ProjectRole{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5048,7 +5374,7 @@ func (x *ProjectRole) String() string {
 func (*ProjectRole) ProtoMessage() {}
 
 func (x *ProjectRole) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5061,7 +5387,7 @@ func (x *ProjectRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProjectRole.ProtoReflect.Descriptor instead.
 func (*ProjectRole) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ProjectRole) GetProject() string {
@@ -5086,7 +5412,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5098,7 +5424,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5111,7 +5437,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{62}
 }
 
 type ListProjectsResponse struct {
@@ -5123,7 +5449,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5135,7 +5461,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5148,7 +5474,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -5180,7 +5506,7 @@ type Project struct {
 
 func (x *Project) Reset() {
 	*x = Project{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5192,7 +5518,7 @@ func (x *Project) String() string {
 func (*Project) ProtoMessage() {}
 
 func (x *Project) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5205,7 +5531,7 @@ func (x *Project) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Project.ProtoReflect.Descriptor instead.
 func (*Project) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Project) GetName() string {
@@ -5446,7 +5772,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\ttraceback\x18\x03 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xf1\x03\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xa6\x04\n" +
 	"\bRunEvent\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
@@ -5456,7 +5782,9 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\fnode_message\x18\x06 \x01(\v2\x1a.tauro.exec.v1.NodeMessageH\x00R\vnodeMessage\x12<\n" +
 	"\vnode_metric\x18\a \x01(\v2\x19.tauro.exec.v1.NodeMetricH\x00R\n" +
 	"nodeMetric\x12B\n" +
-	"\rnode_progress\x18\b \x01(\v2\x1b.tauro.exec.v1.NodeProgressH\x00R\fnodeProgress\x12\x18\n" +
+	"\rnode_progress\x18\b \x01(\v2\x1b.tauro.exec.v1.NodeProgressH\x00R\fnodeProgress\x123\n" +
+	"\bnode_lag\x18\n" +
+	" \x01(\v2\x16.tauro.exec.v1.NodeLagH\x00R\anodeLag\x12\x18\n" +
 	"\aproject\x18\t \x01(\tR\aprojectB\x06\n" +
 	"\x04kind\"Z\n" +
 	"\x0fRunStateChanged\x12-\n" +
@@ -5479,7 +5807,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x04 \x01(\x01R\x05value\"\xe3\x02\n" +
+	"\x05value\x18\x04 \x01(\x01R\x05value\"\x91\x04\n" +
 	"\fNodeProgress\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
@@ -5491,7 +5819,32 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x0ebatch_duration\x18\a \x01(\v2\x19.google.protobuf.DurationR\rbatchDuration\x12\x1c\n" +
 	"\twatermark\x18\b \x01(\tR\twatermark\x12\x1d\n" +
 	"\n" +
-	"state_rows\x18\t \x01(\x03R\tstateRows\"\xf8\x01\n" +
+	"state_rows\x18\t \x01(\x03R\tstateRows\x127\n" +
+	"\asources\x18\n" +
+	" \x03(\v2\x1d.tauro.exec.v1.SourceProgressR\asources\x12/\n" +
+	"\x04sink\x18\v \x01(\v2\x1b.tauro.exec.v1.SinkProgressR\x04sink\x12B\n" +
+	"\x10observed_metrics\x18\f \x01(\v2\x17.google.protobuf.StructR\x0fobservedMetrics\"\xa6\x02\n" +
+	"\x0eSourceProgress\x12 \n" +
+	"\vdescription\x18\x01 \x01(\tR\vdescription\x12!\n" +
+	"\fstart_offset\x18\x02 \x01(\tR\vstartOffset\x12\x1d\n" +
+	"\n" +
+	"end_offset\x18\x03 \x01(\tR\tendOffset\x12#\n" +
+	"\rlatest_offset\x18\x04 \x01(\tR\flatestOffset\x12\x1d\n" +
+	"\n" +
+	"input_rows\x18\x05 \x01(\x03R\tinputRows\x121\n" +
+	"\x15input_rows_per_second\x18\x06 \x01(\x01R\x12inputRowsPerSecond\x129\n" +
+	"\x19processed_rows_per_second\x18\a \x01(\x01R\x16processedRowsPerSecond\"Q\n" +
+	"\fSinkProgress\x12 \n" +
+	"\vdescription\x18\x01 \x01(\tR\vdescription\x12\x1f\n" +
+	"\voutput_rows\x18\x02 \x01(\x03R\n" +
+	"outputRows\"\xab\x01\n" +
+	"\aNodeLag\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12-\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x17.tauro.exec.v1.LagStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1e\n" +
+	"\bbatch_id\x18\x05 \x01(\x03H\x00R\abatchId\x88\x01\x01B\v\n" +
+	"\t_batch_id\"\xf8\x01\n" +
 	"\x0fSearchDimension\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04name\x120\n" +
@@ -5690,7 +6043,11 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\vROLE_VIEWER\x10\x01\x12\x11\n" +
 	"\rROLE_OPERATOR\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x03*\xcc\x01\n" +
+	"ROLE_ADMIN\x10\x03*U\n" +
+	"\bLagState\x12\x19\n" +
+	"\x15LAG_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11LAG_STATE_LAGGING\x10\x01\x12\x17\n" +
+	"\x13LAG_STATE_CAUGHT_UP\x10\x02*\xcc\x01\n" +
 	"\x0fExperimentState\x12 \n" +
 	"\x1cEXPERIMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18EXPERIMENT_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -5758,220 +6115,229 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_exec_proto_rawDescData
 }
 
-var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
 	(PipelineType)(0),                // 2: tauro.exec.v1.PipelineType
 	(Role)(0),                        // 3: tauro.exec.v1.Role
-	(ExperimentState)(0),             // 4: tauro.exec.v1.ExperimentState
-	(TrialState)(0),                  // 5: tauro.exec.v1.TrialState
-	(DimensionKind)(0),               // 6: tauro.exec.v1.DimensionKind
-	(Prior)(0),                       // 7: tauro.exec.v1.Prior
-	(Direction)(0),                   // 8: tauro.exec.v1.Direction
-	(Sampler)(0),                     // 9: tauro.exec.v1.Sampler
-	(ProjectState)(0),                // 10: tauro.exec.v1.ProjectState
-	(*ValidatePipelineRequest)(nil),  // 11: tauro.exec.v1.ValidatePipelineRequest
-	(*ValidatePipelineResponse)(nil), // 12: tauro.exec.v1.ValidatePipelineResponse
-	(*ExecutePipelineRequest)(nil),   // 13: tauro.exec.v1.ExecutePipelineRequest
-	(*ExecutePipelineResponse)(nil),  // 14: tauro.exec.v1.ExecutePipelineResponse
-	(*WatchRunRequest)(nil),          // 15: tauro.exec.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 16: tauro.exec.v1.WatchRunResponse
-	(*GetRunRequest)(nil),            // 17: tauro.exec.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 18: tauro.exec.v1.GetRunResponse
-	(*ListRunsRequest)(nil),          // 19: tauro.exec.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 20: tauro.exec.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 21: tauro.exec.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 22: tauro.exec.v1.CancelRunResponse
-	(*StopRunRequest)(nil),           // 23: tauro.exec.v1.StopRunRequest
-	(*StopRunResponse)(nil),          // 24: tauro.exec.v1.StopRunResponse
-	(*RepairRunRequest)(nil),         // 25: tauro.exec.v1.RepairRunRequest
-	(*RepairRunResponse)(nil),        // 26: tauro.exec.v1.RepairRunResponse
-	(*ListPipelinesRequest)(nil),     // 27: tauro.exec.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil),    // 28: tauro.exec.v1.ListPipelinesResponse
-	(*PipelineSummary)(nil),          // 29: tauro.exec.v1.PipelineSummary
-	(*GetPipelineRequest)(nil),       // 30: tauro.exec.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),      // 31: tauro.exec.v1.GetPipelineResponse
-	(*GetCallerRequest)(nil),         // 32: tauro.exec.v1.GetCallerRequest
-	(*GetCallerResponse)(nil),        // 33: tauro.exec.v1.GetCallerResponse
-	(*Pipeline)(nil),                 // 34: tauro.exec.v1.Pipeline
-	(*NodeSpec)(nil),                 // 35: tauro.exec.v1.NodeSpec
-	(*Plan)(nil),                     // 36: tauro.exec.v1.Plan
-	(*Stage)(nil),                    // 37: tauro.exec.v1.Stage
-	(*Run)(nil),                      // 38: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 39: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 40: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 41: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 42: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 43: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 44: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 45: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 46: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 47: tauro.exec.v1.NodeProgress
-	(*SearchDimension)(nil),          // 48: tauro.exec.v1.SearchDimension
-	(*Objective)(nil),                // 49: tauro.exec.v1.Objective
-	(*RunExperimentRequest)(nil),     // 50: tauro.exec.v1.RunExperimentRequest
-	(*RunExperimentResponse)(nil),    // 51: tauro.exec.v1.RunExperimentResponse
-	(*GetExperimentRequest)(nil),     // 52: tauro.exec.v1.GetExperimentRequest
-	(*GetExperimentResponse)(nil),    // 53: tauro.exec.v1.GetExperimentResponse
-	(*ListExperimentsRequest)(nil),   // 54: tauro.exec.v1.ListExperimentsRequest
-	(*ListExperimentsResponse)(nil),  // 55: tauro.exec.v1.ListExperimentsResponse
-	(*WatchExperimentRequest)(nil),   // 56: tauro.exec.v1.WatchExperimentRequest
-	(*WatchExperimentResponse)(nil),  // 57: tauro.exec.v1.WatchExperimentResponse
-	(*CancelExperimentRequest)(nil),  // 58: tauro.exec.v1.CancelExperimentRequest
-	(*CancelExperimentResponse)(nil), // 59: tauro.exec.v1.CancelExperimentResponse
-	(*Experiment)(nil),               // 60: tauro.exec.v1.Experiment
-	(*Trial)(nil),                    // 61: tauro.exec.v1.Trial
-	(*ExperimentEvent)(nil),          // 62: tauro.exec.v1.ExperimentEvent
-	(*ExperimentStateChanged)(nil),   // 63: tauro.exec.v1.ExperimentStateChanged
-	(*TrialStateChanged)(nil),        // 64: tauro.exec.v1.TrialStateChanged
-	(*SharedRunStateChanged)(nil),    // 65: tauro.exec.v1.SharedRunStateChanged
-	(*ListReplicasRequest)(nil),      // 66: tauro.exec.v1.ListReplicasRequest
-	(*ListReplicasResponse)(nil),     // 67: tauro.exec.v1.ListReplicasResponse
-	(*Replica)(nil),                  // 68: tauro.exec.v1.Replica
-	(*ProjectRole)(nil),              // 69: tauro.exec.v1.ProjectRole
-	(*ListProjectsRequest)(nil),      // 70: tauro.exec.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),     // 71: tauro.exec.v1.ListProjectsResponse
-	(*Project)(nil),                  // 72: tauro.exec.v1.Project
-	nil,                              // 73: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 74: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 75: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 76: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 77: google.protobuf.Value
+	(LagState)(0),                    // 4: tauro.exec.v1.LagState
+	(ExperimentState)(0),             // 5: tauro.exec.v1.ExperimentState
+	(TrialState)(0),                  // 6: tauro.exec.v1.TrialState
+	(DimensionKind)(0),               // 7: tauro.exec.v1.DimensionKind
+	(Prior)(0),                       // 8: tauro.exec.v1.Prior
+	(Direction)(0),                   // 9: tauro.exec.v1.Direction
+	(Sampler)(0),                     // 10: tauro.exec.v1.Sampler
+	(ProjectState)(0),                // 11: tauro.exec.v1.ProjectState
+	(*ValidatePipelineRequest)(nil),  // 12: tauro.exec.v1.ValidatePipelineRequest
+	(*ValidatePipelineResponse)(nil), // 13: tauro.exec.v1.ValidatePipelineResponse
+	(*ExecutePipelineRequest)(nil),   // 14: tauro.exec.v1.ExecutePipelineRequest
+	(*ExecutePipelineResponse)(nil),  // 15: tauro.exec.v1.ExecutePipelineResponse
+	(*WatchRunRequest)(nil),          // 16: tauro.exec.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 17: tauro.exec.v1.WatchRunResponse
+	(*GetRunRequest)(nil),            // 18: tauro.exec.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 19: tauro.exec.v1.GetRunResponse
+	(*ListRunsRequest)(nil),          // 20: tauro.exec.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 21: tauro.exec.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 22: tauro.exec.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 23: tauro.exec.v1.CancelRunResponse
+	(*StopRunRequest)(nil),           // 24: tauro.exec.v1.StopRunRequest
+	(*StopRunResponse)(nil),          // 25: tauro.exec.v1.StopRunResponse
+	(*RepairRunRequest)(nil),         // 26: tauro.exec.v1.RepairRunRequest
+	(*RepairRunResponse)(nil),        // 27: tauro.exec.v1.RepairRunResponse
+	(*ListPipelinesRequest)(nil),     // 28: tauro.exec.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil),    // 29: tauro.exec.v1.ListPipelinesResponse
+	(*PipelineSummary)(nil),          // 30: tauro.exec.v1.PipelineSummary
+	(*GetPipelineRequest)(nil),       // 31: tauro.exec.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),      // 32: tauro.exec.v1.GetPipelineResponse
+	(*GetCallerRequest)(nil),         // 33: tauro.exec.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),        // 34: tauro.exec.v1.GetCallerResponse
+	(*Pipeline)(nil),                 // 35: tauro.exec.v1.Pipeline
+	(*NodeSpec)(nil),                 // 36: tauro.exec.v1.NodeSpec
+	(*Plan)(nil),                     // 37: tauro.exec.v1.Plan
+	(*Stage)(nil),                    // 38: tauro.exec.v1.Stage
+	(*Run)(nil),                      // 39: tauro.exec.v1.Run
+	(*NodeRun)(nil),                  // 40: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 41: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 42: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 43: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 44: tauro.exec.v1.RunStateChanged
+	(*NodeStateChanged)(nil),         // 45: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 46: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 47: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 48: tauro.exec.v1.NodeProgress
+	(*SourceProgress)(nil),           // 49: tauro.exec.v1.SourceProgress
+	(*SinkProgress)(nil),             // 50: tauro.exec.v1.SinkProgress
+	(*NodeLag)(nil),                  // 51: tauro.exec.v1.NodeLag
+	(*SearchDimension)(nil),          // 52: tauro.exec.v1.SearchDimension
+	(*Objective)(nil),                // 53: tauro.exec.v1.Objective
+	(*RunExperimentRequest)(nil),     // 54: tauro.exec.v1.RunExperimentRequest
+	(*RunExperimentResponse)(nil),    // 55: tauro.exec.v1.RunExperimentResponse
+	(*GetExperimentRequest)(nil),     // 56: tauro.exec.v1.GetExperimentRequest
+	(*GetExperimentResponse)(nil),    // 57: tauro.exec.v1.GetExperimentResponse
+	(*ListExperimentsRequest)(nil),   // 58: tauro.exec.v1.ListExperimentsRequest
+	(*ListExperimentsResponse)(nil),  // 59: tauro.exec.v1.ListExperimentsResponse
+	(*WatchExperimentRequest)(nil),   // 60: tauro.exec.v1.WatchExperimentRequest
+	(*WatchExperimentResponse)(nil),  // 61: tauro.exec.v1.WatchExperimentResponse
+	(*CancelExperimentRequest)(nil),  // 62: tauro.exec.v1.CancelExperimentRequest
+	(*CancelExperimentResponse)(nil), // 63: tauro.exec.v1.CancelExperimentResponse
+	(*Experiment)(nil),               // 64: tauro.exec.v1.Experiment
+	(*Trial)(nil),                    // 65: tauro.exec.v1.Trial
+	(*ExperimentEvent)(nil),          // 66: tauro.exec.v1.ExperimentEvent
+	(*ExperimentStateChanged)(nil),   // 67: tauro.exec.v1.ExperimentStateChanged
+	(*TrialStateChanged)(nil),        // 68: tauro.exec.v1.TrialStateChanged
+	(*SharedRunStateChanged)(nil),    // 69: tauro.exec.v1.SharedRunStateChanged
+	(*ListReplicasRequest)(nil),      // 70: tauro.exec.v1.ListReplicasRequest
+	(*ListReplicasResponse)(nil),     // 71: tauro.exec.v1.ListReplicasResponse
+	(*Replica)(nil),                  // 72: tauro.exec.v1.Replica
+	(*ProjectRole)(nil),              // 73: tauro.exec.v1.ProjectRole
+	(*ListProjectsRequest)(nil),      // 74: tauro.exec.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),     // 75: tauro.exec.v1.ListProjectsResponse
+	(*Project)(nil),                  // 76: tauro.exec.v1.Project
+	nil,                              // 77: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 78: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 79: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 80: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 81: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
-	36,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	74,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
-	38,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	42,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
-	38,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
+	37,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
+	78,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	39,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
+	43,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	39,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,   // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
-	38,  // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
-	38,  // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
-	38,  // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
-	38,  // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
-	29,  // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
+	39,  // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
+	39,  // 7: tauro.exec.v1.CancelRunResponse.run:type_name -> tauro.exec.v1.Run
+	39,  // 8: tauro.exec.v1.StopRunResponse.run:type_name -> tauro.exec.v1.Run
+	39,  // 9: tauro.exec.v1.RepairRunResponse.run:type_name -> tauro.exec.v1.Run
+	30,  // 10: tauro.exec.v1.ListPipelinesResponse.pipelines:type_name -> tauro.exec.v1.PipelineSummary
 	2,   // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
-	34,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
+	35,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
 	3,   // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
-	69,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
+	73,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
 	2,   // 15: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
-	35,  // 16: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
-	36,  // 17: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	75,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
-	37,  // 19: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
+	36,  // 16: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
+	37,  // 17: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
+	79,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	38,  // 19: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
 	1,   // 20: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	74,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	76,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	76,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	76,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	39,  // 25: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	78,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	80,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	80,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	40,  // 25: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
 	0,   // 26: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	76,  // 27: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	76,  // 28: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	41,  // 29: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	40,  // 30: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	80,  // 27: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 28: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	42,  // 29: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	41,  // 30: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
 	0,   // 31: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	76,  // 32: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	76,  // 33: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	41,  // 34: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	73,  // 35: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	76,  // 36: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	43,  // 37: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	44,  // 38: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	45,  // 39: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	46,  // 40: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	47,  // 41: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	1,   // 42: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,   // 43: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	41,  // 44: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	75,  // 45: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	75,  // 46: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	75,  // 47: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	6,   // 48: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
-	7,   // 49: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
-	77,  // 50: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
-	8,   // 51: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
-	48,  // 52: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	49,  // 53: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
-	74,  // 54: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
-	9,   // 55: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	60,  // 56: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	60,  // 57: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	60,  // 58: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
-	62,  // 59: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
-	60,  // 60: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	4,   // 61: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
-	48,  // 62: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
-	49,  // 63: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
-	9,   // 64: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
-	74,  // 65: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
-	76,  // 66: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
-	76,  // 67: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
-	76,  // 68: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
-	61,  // 69: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
-	61,  // 70: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
-	5,   // 71: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
-	74,  // 72: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
-	76,  // 73: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
-	76,  // 74: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
-	76,  // 75: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
-	63,  // 76: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
-	64,  // 77: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
-	65,  // 78: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
-	4,   // 79: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
-	61,  // 80: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
-	1,   // 81: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	68,  // 82: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
-	76,  // 83: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
-	76,  // 84: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
-	76,  // 85: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
-	3,   // 86: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
-	72,  // 87: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
-	10,  // 88: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
-	3,   // 89: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
-	11,  // 90: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	13,  // 91: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	15,  // 92: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	17,  // 93: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	19,  // 94: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	21,  // 95: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	23,  // 96: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	25,  // 97: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	27,  // 98: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	30,  // 99: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	50,  // 100: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
-	52,  // 101: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
-	54,  // 102: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
-	56,  // 103: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
-	58,  // 104: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
-	32,  // 105: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
-	66,  // 106: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
-	70,  // 107: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
-	12,  // 108: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	14,  // 109: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	16,  // 110: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	18,  // 111: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	20,  // 112: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	22,  // 113: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	24,  // 114: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	26,  // 115: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	28,  // 116: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	31,  // 117: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	51,  // 118: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
-	53,  // 119: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
-	55,  // 120: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
-	57,  // 121: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
-	59,  // 122: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
-	33,  // 123: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
-	67,  // 124: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
-	71,  // 125: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
-	108, // [108:126] is the sub-list for method output_type
-	90,  // [90:108] is the sub-list for method input_type
-	90,  // [90:90] is the sub-list for extension type_name
-	90,  // [90:90] is the sub-list for extension extendee
-	0,   // [0:90] is the sub-list for field type_name
+	80,  // 32: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 33: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	42,  // 34: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	77,  // 35: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	80,  // 36: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	44,  // 37: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	45,  // 38: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	46,  // 39: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	47,  // 40: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	48,  // 41: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	51,  // 42: tauro.exec.v1.RunEvent.node_lag:type_name -> tauro.exec.v1.NodeLag
+	1,   // 43: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,   // 44: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	42,  // 45: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	79,  // 46: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	79,  // 47: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	79,  // 48: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	49,  // 49: tauro.exec.v1.NodeProgress.sources:type_name -> tauro.exec.v1.SourceProgress
+	50,  // 50: tauro.exec.v1.NodeProgress.sink:type_name -> tauro.exec.v1.SinkProgress
+	78,  // 51: tauro.exec.v1.NodeProgress.observed_metrics:type_name -> google.protobuf.Struct
+	4,   // 52: tauro.exec.v1.NodeLag.state:type_name -> tauro.exec.v1.LagState
+	7,   // 53: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	8,   // 54: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	81,  // 55: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	9,   // 56: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	52,  // 57: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	53,  // 58: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	78,  // 59: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	10,  // 60: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	64,  // 61: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	64,  // 62: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	64,  // 63: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	66,  // 64: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	64,  // 65: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	5,   // 66: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	52,  // 67: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	53,  // 68: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	10,  // 69: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	78,  // 70: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	80,  // 71: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	80,  // 72: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 73: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	65,  // 74: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	65,  // 75: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	6,   // 76: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	78,  // 77: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	80,  // 78: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 79: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	80,  // 80: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	67,  // 81: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	68,  // 82: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	69,  // 83: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	5,   // 84: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	65,  // 85: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,   // 86: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	72,  // 87: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
+	80,  // 88: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 89: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
+	80,  // 90: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
+	3,   // 91: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
+	76,  // 92: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
+	11,  // 93: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
+	3,   // 94: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
+	12,  // 95: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	14,  // 96: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	16,  // 97: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	18,  // 98: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	20,  // 99: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	22,  // 100: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	24,  // 101: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	26,  // 102: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	28,  // 103: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	31,  // 104: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	54,  // 105: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	56,  // 106: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	58,  // 107: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	60,  // 108: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	62,  // 109: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	33,  // 110: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	70,  // 111: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
+	74,  // 112: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
+	13,  // 113: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	15,  // 114: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	17,  // 115: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	19,  // 116: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	21,  // 117: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	23,  // 118: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	25,  // 119: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	27,  // 120: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	29,  // 121: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	32,  // 122: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	55,  // 123: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	57,  // 124: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	59,  // 125: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	61,  // 126: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	63,  // 127: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	34,  // 128: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	71,  // 129: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
+	75,  // 130: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
+	113, // [113:131] is the sub-list for method output_type
+	95,  // [95:113] is the sub-list for method input_type
+	95,  // [95:95] is the sub-list for extension type_name
+	95,  // [95:95] is the sub-list for extension extendee
+	0,   // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -5985,10 +6351,12 @@ func file_tauro_exec_v1_exec_proto_init() {
 		(*RunEvent_NodeMessage)(nil),
 		(*RunEvent_NodeMetric)(nil),
 		(*RunEvent_NodeProgress)(nil),
+		(*RunEvent_NodeLag)(nil),
 	}
 	file_tauro_exec_v1_exec_proto_msgTypes[39].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[50].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[51].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[42].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[53].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[54].OneofWrappers = []any{
 		(*ExperimentEvent_ExperimentStateChanged)(nil),
 		(*ExperimentEvent_TrialStateChanged)(nil),
 		(*ExperimentEvent_SharedRunStateChanged)(nil),
@@ -5998,8 +6366,8 @@ func file_tauro_exec_v1_exec_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   63,
+			NumEnums:      12,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -70,6 +70,46 @@ func testAppend_StreamingAndProgressNeedARunningQuery(t *testing.T, f Factory) {
 	}
 }
 
+func testAppend_ProgressKeepsItsSourcesSinkAndObservedMetricsAndLagIsAnEvent(t *testing.T, f Factory) {
+	s, _ := f.open(t)
+	Create(t, s, NewRun("r", "p", "a"))
+	AppendOK(t, s, "r", RunState(run.Running, ""), NodeState("a", run.NodeRunning, 1), NodeState("a", run.NodeStreaming, 0))
+	p := progress("a", 3)
+	p.Progress.Sources = []run.SourceProgress{{Description: "KafkaV2[Subscribe[orders]]", StartOffset: `{"orders":{"0":10}}`,
+		EndOffset: `{"orders":{"0":20}}`, LatestOffset: `{"orders":{"0":25}}`, InputRows: 10, InputRate: math.Inf(1)}}
+	p.Progress.Sink = &run.SinkProgress{Description: "DeltaSink[/out]", OutputRows: 10}
+	p.Progress.Observed = map[string]map[string]any{"dq": {"rows": float64(10), "bad": float64(2)}}
+	batch := int64(3)
+	AppendOK(t, s, "r", p,
+		run.Event{Kind: run.NodeLag, Node: "a", Lag: &run.Lag{State: run.Lagging, Reason: "batch 3 took 9s", BatchID: &batch}},
+		run.Event{Kind: run.NodeLag, Node: "a", Lag: &run.Lag{State: run.CaughtUp, Reason: "batch 4 took 1s"}})
+	evs, err := s.Events(context.Background(), "r", 4, 0)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("events after the streaming one: %+v (%v)", evs, err)
+	}
+	got := evs[0].Progress
+	if len(got.Sources) != 1 || got.Sources[0].EndOffset != `{"orders":{"0":20}}` || got.Sources[0].LatestOffset != `{"orders":{"0":25}}` ||
+		got.Sources[0].InputRate != 0 || got.Sink == nil || got.Sink.OutputRows != 10 || got.Observed["dq"]["bad"] != float64(2) {
+		t.Errorf("stored progress %+v, sources %+v, sink %+v; want every detail back (an infinite rate as 0)", got, got.Sources, got.Sink)
+	}
+	if l := evs[1].Lag; evs[1].Kind != run.NodeLag || evs[1].Attempt != 1 || l.State != run.Lagging || l.BatchID == nil || *l.BatchID != 3 {
+		t.Errorf("stored lag %+v (%+v)", evs[1], l)
+	}
+	if l := evs[2].Lag; l.State != run.CaughtUp || l.BatchID != nil {
+		t.Errorf("stored catch-up %+v", l)
+	}
+	for name, ev := range map[string]run.Event{
+		"a lag of no state":  {Kind: run.NodeLag, Node: "a", Lag: &run.Lag{State: "SLOW"}},
+		"a lag with no lag":  {Kind: run.NodeLag, Node: "a"},
+		"a lag of no node":   {Kind: run.NodeLag, Lag: &run.Lag{State: run.Lagging}},
+		"a lag of a pending": {Kind: run.NodeLag, Node: "b", Lag: &run.Lag{State: run.Lagging}},
+	} {
+		if _, err := s.Append(context.Background(), "r", ev); !errors.Is(err, store.ErrInvalidEvent) {
+			t.Errorf("%s: %v; want ErrInvalidEvent", name, err)
+		}
+	}
+}
+
 func testRecover_AStreamingNodeLeftByAStoppedExecdIsCancelled(t *testing.T, f Factory) {
 	s, dir := f.open(t)
 	Create(t, s, NewRun("r", "p", "a"))

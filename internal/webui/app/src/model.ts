@@ -4,7 +4,7 @@
 // older one (the replay from the start) only fills the logs and charts.
 
 import type { Attempt, NodeError, NodeSpec, Run, RunEvent } from "./api";
-import { NodeState, RunState } from "./api";
+import { LagState, NodeState, RunState } from "./api";
 import { date, duration } from "./format";
 import { label, nodeKey } from "./states";
 
@@ -24,6 +24,16 @@ export interface Progress {
   batchMs?: number;
   watermark: string;
   stateRows: bigint;
+  // Each source's offsets where the batch ended, "description: offset".
+  sources: string[];
+  // Rows the sink wrote; undefined when it does not say.
+  outputRows?: bigint;
+}
+
+export interface Lag {
+  lagging: boolean;
+  reason: string;
+  time?: Date;
 }
 
 export interface NodeModel {
@@ -40,6 +50,7 @@ export interface NodeModel {
   metrics: Map<number, Map<string, number>>; // by attempt
   log: LogLine[];
   progress: Progress[];
+  lag?: Lag; // the newest lag event of its query
 }
 
 // Charts keep this many micro-batches.
@@ -165,9 +176,20 @@ export class RunModel {
           processedRate: p.processedRowsPerSecond,
           batchMs: p.batchDuration ? Number(p.batchDuration.seconds) * 1000 + p.batchDuration.nanos / 1e6 : undefined,
           watermark: p.watermark, stateRows: p.stateRows,
+          sources: p.sources.map((s) => `${s.description}: ${s.endOffset || "–"}`),
+          outputRows: p.sink && p.sink.outputRows >= 0n ? p.sink.outputRows : undefined,
         });
         if (n.progress.length > PROGRESS_KEPT) n.progress.splice(0, n.progress.length - PROGRESS_KEPT);
         return false;
+      }
+      case "nodeLag": {
+        const g = k.value;
+        const n = this.nodes.get(g.node);
+        if (!n) return false;
+        const lagging = g.state === LagState.LAGGING;
+        n.log.push({ seq: ev.sequence, time, level: lagging ? "warning" : "info", text: `${lagging ? "Lagging" : "Caught up"}: ${g.reason}` });
+        n.lag = { lagging, reason: g.reason, time };
+        return true;
       }
     }
     return false;

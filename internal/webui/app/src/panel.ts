@@ -94,12 +94,15 @@ function errorBlock(type: string, msg: string, traceback: string, upstream: bool
 function progressBlock(n: NodeModel): HTMLElement {
   const last = n.progress[n.progress.length - 1];
   return section("Streaming progress", h("div", { class: "progress" },
+    n.lag?.lagging ? h("p", { class: "lagging" }, h("strong", null, "Lagging: "), n.lag.reason) : null,
     h("div", { class: "progress-facts" },
       stat("Batch", `#${last.batchId}`),
       stat("Rows in batch", num(last.inputRows)),
+      last.outputRows !== undefined ? stat("Rows written", num(last.outputRows)) : null,
       stat("Batch took", last.batchMs !== undefined ? duration(last.batchMs) : "–"),
       last.watermark ? stat("Watermark", last.watermark) : null,
       last.stateRows ? stat("State rows", num(last.stateRows)) : null),
+    last.sources.length ? h("ul", { class: "progress-sources" }, ...last.sources.map((s) => h("li", null, s))) : null,
     chart("Input rows/s", n.progress.map((p) => p.inputRate), "input"),
     chart("Processed rows/s", n.progress.map((p) => p.processedRate), "processed")));
 }

@@ -156,6 +156,32 @@ ROLE_ADMIN: Role.ValueType  # 3
 """ADMIN may call everything."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
+class _LagState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LagStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LagState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LAG_STATE_UNSPECIFIED: _LagState.ValueType  # 0
+    LAG_STATE_LAGGING: _LagState.ValueType  # 1
+    """LAGGING: a batch took longer than the node's max_batch_duration, or no
+    batch came for longer than its max_idle.
+    """
+    LAG_STATE_CAUGHT_UP: _LagState.ValueType  # 2
+    """CAUGHT_UP: a batch within max_batch_duration after LAGGING."""
+
+class LagState(_LagState, metaclass=_LagStateEnumTypeWrapper):
+    """LagState says whether a streaming query keeps up."""
+
+LAG_STATE_UNSPECIFIED: LagState.ValueType  # 0
+LAG_STATE_LAGGING: LagState.ValueType  # 1
+"""LAGGING: a batch took longer than the node's max_batch_duration, or no
+batch came for longer than its max_idle.
+"""
+LAG_STATE_CAUGHT_UP: LagState.ValueType  # 2
+"""CAUGHT_UP: a batch within max_batch_duration after LAGGING."""
+Global___LagState: _TypeAlias = LagState  # noqa: Y015
+
 class _ExperimentState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1367,6 +1393,7 @@ class RunEvent(_message.Message):
     NODE_MESSAGE_FIELD_NUMBER: _builtins.int
     NODE_METRIC_FIELD_NUMBER: _builtins.int
     NODE_PROGRESS_FIELD_NUMBER: _builtins.int
+    NODE_LAG_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     sequence: _builtins.int
@@ -1385,6 +1412,8 @@ class RunEvent(_message.Message):
     def node_metric(self) -> Global___NodeMetric: ...
     @_builtins.property
     def node_progress(self) -> Global___NodeProgress: ...
+    @_builtins.property
+    def node_lag(self) -> Global___NodeLag: ...
     def __init__(
         self,
         *,
@@ -1396,13 +1425,14 @@ class RunEvent(_message.Message):
         node_message: Global___NodeMessage | None = ...,
         node_metric: Global___NodeMetric | None = ...,
         node_progress: Global___NodeProgress | None = ...,
+        node_lag: Global___NodeLag | None = ...,
         project: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress", "node_lag"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1545,6 +1575,9 @@ class NodeProgress(_message.Message):
     BATCH_DURATION_FIELD_NUMBER: _builtins.int
     WATERMARK_FIELD_NUMBER: _builtins.int
     STATE_ROWS_FIELD_NUMBER: _builtins.int
+    SOURCES_FIELD_NUMBER: _builtins.int
+    SINK_FIELD_NUMBER: _builtins.int
+    OBSERVED_METRICS_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     attempt: _builtins.int
     batch_id: _builtins.int
@@ -1558,6 +1591,20 @@ class NodeProgress(_message.Message):
     """Rows held in the query's state stores."""
     @_builtins.property
     def batch_duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceProgress]:
+        """Each source's part of the batch, in the query's order."""
+
+    @_builtins.property
+    def sink(self) -> Global___SinkProgress:
+        """What the sink wrote."""
+
+    @_builtins.property
+    def observed_metrics(self) -> _struct_pb2.Struct:
+        """The batch's observed metrics (Dataset.observe): by observation name,
+        each a row of named values.
+        """
+
     def __init__(
         self,
         *,
@@ -1570,14 +1617,122 @@ class NodeProgress(_message.Message):
         batch_duration: _duration_pb2.Duration | None = ...,
         watermark: _builtins.str = ...,
         state_rows: _builtins.int = ...,
+        sources: _abc.Iterable[Global___SourceProgress] | None = ...,
+        sink: Global___SinkProgress | None = ...,
+        observed_metrics: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch_duration", b"batch_duration"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch_duration", b"batch_duration", "observed_metrics", b"observed_metrics", "sink", b"sink"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "batch_duration", b"batch_duration", "batch_id", b"batch_id", "input_rows", b"input_rows", "input_rows_per_second", b"input_rows_per_second", "node", b"node", "processed_rows_per_second", b"processed_rows_per_second", "state_rows", b"state_rows", "watermark", b"watermark"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "batch_duration", b"batch_duration", "batch_id", b"batch_id", "input_rows", b"input_rows", "input_rows_per_second", b"input_rows_per_second", "node", b"node", "observed_metrics", b"observed_metrics", "processed_rows_per_second", b"processed_rows_per_second", "sink", b"sink", "sources", b"sources", "state_rows", b"state_rows", "watermark", b"watermark"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeProgress: _TypeAlias = NodeProgress  # noqa: Y015
+
+@_typing.final
+class SourceProgress(_message.Message):
+    """SourceProgress is one source's part of a micro-batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    START_OFFSET_FIELD_NUMBER: _builtins.int
+    END_OFFSET_FIELD_NUMBER: _builtins.int
+    LATEST_OFFSET_FIELD_NUMBER: _builtins.int
+    INPUT_ROWS_FIELD_NUMBER: _builtins.int
+    INPUT_ROWS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    PROCESSED_ROWS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    description: _builtins.str
+    """Spark's description of the source, e.g. "KafkaV2[Subscribe[orders]]"."""
+    start_offset: _builtins.str
+    """Offsets as the source writes them (JSON): where the batch started and
+    ended, and the newest the source had when the batch was planned.
+    """
+    end_offset: _builtins.str
+    latest_offset: _builtins.str
+    input_rows: _builtins.int
+    input_rows_per_second: _builtins.float
+    processed_rows_per_second: _builtins.float
+    def __init__(
+        self,
+        *,
+        description: _builtins.str = ...,
+        start_offset: _builtins.str = ...,
+        end_offset: _builtins.str = ...,
+        latest_offset: _builtins.str = ...,
+        input_rows: _builtins.int = ...,
+        input_rows_per_second: _builtins.float = ...,
+        processed_rows_per_second: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "end_offset", b"end_offset", "input_rows", b"input_rows", "input_rows_per_second", b"input_rows_per_second", "latest_offset", b"latest_offset", "processed_rows_per_second", b"processed_rows_per_second", "start_offset", b"start_offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceProgress: _TypeAlias = SourceProgress  # noqa: Y015
+
+@_typing.final
+class SinkProgress(_message.Message):
+    """SinkProgress is what a micro-batch wrote."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    OUTPUT_ROWS_FIELD_NUMBER: _builtins.int
+    description: _builtins.str
+    output_rows: _builtins.int
+    """Rows written; -1 when the sink does not say."""
+    def __init__(
+        self,
+        *,
+        description: _builtins.str = ...,
+        output_rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "output_rows", b"output_rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SinkProgress: _TypeAlias = SinkProgress  # noqa: Y015
+
+@_typing.final
+class NodeLag(_message.Message):
+    """NodeLag is a streaming node's query starting to lag or catching up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    attempt: _builtins.int
+    state: Global___LagState.ValueType
+    reason: _builtins.str
+    """Why, in words: which batch took how long, or how long none came."""
+    batch_id: _builtins.int
+    """The batch that showed it; unset for "no batch came"."""
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        state: Global___LagState.ValueType = ...,
+        reason: _builtins.str = ...,
+        batch_id: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_id", b"_batch_id", "batch_id", b"batch_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_id", b"_batch_id", "attempt", b"attempt", "batch_id", b"batch_id", "node", b"node", "reason", b"reason", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__batch_id: _TypeAlias = _typing.Literal["batch_id"]  # noqa: Y015
+    _WhichOneofArgType__batch_id: _TypeAlias = _typing.Literal["_batch_id", b"_batch_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__batch_id) -> _WhichOneofReturnType__batch_id | None: ...
+
+Global___NodeLag: _TypeAlias = NodeLag  # noqa: Y015
 
 @_typing.final
 class SearchDimension(_message.Message):
