@@ -92,6 +92,17 @@ func TestKafka_StreamFromATopicIntoDeltaReadsEveryRecordOnceAcrossRuns(t *testin
 	if !sawState(evs, "load", run.NodeStreaming) || !sawProgress(evs, "load") {
 		t.Errorf("the node was never STREAMING with progress")
 	}
+	// A batch that read rows says which offsets of the topic it read and
+	// what the Delta sink wrote.
+	for _, ev := range evs {
+		if p := ev.Progress; ev.Kind == run.NodeProgress && p.InputRows > 0 {
+			if len(p.Sources) != 1 || !strings.Contains(p.Sources[0].EndOffset, topic) || p.Sources[0].InputRows != p.InputRows ||
+				p.Sink == nil || !strings.Contains(p.Sink.Description, "Delta") {
+				t.Errorf("batch %d's detail: sources %+v, sink %+v", p.BatchID, p.Sources, p.Sink)
+			}
+			break
+		}
+	}
 	// Every record parsed: its id, the name and amount derived from it.
 	got := ints(ctx, t, nil, "SELECT count(*), count_if(name = concat('n', CAST(id AS STRING)) AND amount = id * 1.5 AND id BETWEEN 1 AND "+
 		fmt.Sprint(first)+") FROM "+table)
