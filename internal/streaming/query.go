@@ -42,7 +42,7 @@ type Options struct {
 	// Emit records the node's events (state, progress, messages).
 	Emit func(run.Event)
 	// Poll is how often the query is asked about its progress; 0 means
-	// 200 ms, which also bounds progress events to five a second.
+	// 200 ms.
 	Poll time.Duration
 	// Grace bounds how long a graceful stop waits for the micro-batch under
 	// way; 0 means two minutes.
@@ -179,17 +179,18 @@ type follower struct {
 	lagging   bool
 }
 
-// progress emits the newest micro-batch Spark reported since the last
-// call, if any; the first report tells where the query resumed. A trigger
-// that found nothing new ran no batch: Spark reports it under the id of the
-// batch still to come, so it is not emitted, and that batch's own report
-// is not mistaken for one already seen.
+// progress emits every micro-batch Spark reported since the last call, in
+// order, each once; the first report tells where the query resumed. Spark
+// keeps the last hundred reports, far more than run between two calls. A
+// trigger that found nothing new ran no batch: Spark reports it under the
+// id of the batch still to come, so it is not emitted, and that batch's own
+// report is not mistaken for one already seen.
 func (f *follower) progress(ctx context.Context) {
 	reports, err := f.s.QueryProgress(ctx, f.id)
 	if err != nil || len(reports) == 0 {
 		return
 	}
-	var newest *report
+	var fresh []run.Progress
 	for _, js := range reports {
 		r, err := parseReport(js)
 		if err != nil {
@@ -205,22 +206,24 @@ func (f *follower) progress(ctx context.Context) {
 		if !r.ranBatch() || r.BatchID <= f.lastBatch {
 			continue
 		}
-		newest = r
+		f.lastBatch = r.BatchID
+		fresh = append(fresh, r.progress())
 	}
-	if newest == nil {
+	if len(fresh) == 0 {
 		if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
 			f.lag(fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
 		}
 		return
 	}
-	f.lastBatch, f.lastNew = newest.BatchID, time.Now()
-	p := newest.progress()
-	f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
-	if f.opt.Lag.slow(p.BatchDuration) {
-		f.lag(fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
-	} else if f.lagging {
-		f.lagging = false
-		f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: fmt.Sprintf("CAUGHT UP: batch %d took %s", p.BatchID, p.BatchDuration)})
+	f.lastNew = time.Now()
+	for _, p := range fresh {
+		f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
+		if f.opt.Lag.slow(p.BatchDuration) {
+			f.lag(fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
+		} else if f.lagging {
+			f.lagging = false
+			f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "info", Message: fmt.Sprintf("CAUGHT UP: batch %d took %s", p.BatchID, p.BatchDuration)})
+		}
 	}
 }
 
