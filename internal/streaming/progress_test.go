@@ -40,6 +40,13 @@ func (q *scripted) QueryProgress(context.Context, sparkconnect.QueryID) ([]strin
 	return q.snapshots[i], nil
 }
 
+func (q *scripted) QueryLastProgress(context.Context, sparkconnect.QueryID) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	last := q.snapshots[min(q.calls, len(q.snapshots)-1)]
+	return last[len(last)-1], nil
+}
+
 func (q *scripted) QueryException(context.Context, sparkconnect.QueryID) (*sparkconnect.QueryError, error) {
 	return nil, nil
 }
