@@ -14,6 +14,7 @@ import (
 // batch: they are sums over the sources, as Spark defines them.
 type report struct {
 	BatchID        int64             `json:"batchId"`
+	Timestamp      string            `json:"timestamp"` // when the trigger started
 	DurationMs     map[string]int64  `json:"durationMs"`
 	EventTime      map[string]string `json:"eventTime"`
 	StateOperators []struct {
@@ -46,6 +47,15 @@ func parseReport(js string) (*report, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// triggerOf names the trigger a report (or "", none) is of: its start
+// time, or the report itself when it cannot be read.
+func triggerOf(js string) string {
+	if r, err := parseReport(js); err == nil && r.Timestamp != "" {
+		return r.Timestamp
+	}
+	return js
 }
 
 // ranBatch reports whether the trigger ran a micro-batch. One that found no

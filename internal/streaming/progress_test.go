@@ -40,6 +40,13 @@ func (q *scripted) QueryProgress(context.Context, sparkconnect.QueryID) ([]strin
 	return q.snapshots[i], nil
 }
 
+func (q *scripted) QueryLastProgress(context.Context, sparkconnect.QueryID) (string, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	last := q.snapshots[min(q.calls, len(q.snapshots)-1)]
+	return last[len(last)-1], nil
+}
+
 func (q *scripted) QueryException(context.Context, sparkconnect.QueryID) (*sparkconnect.QueryError, error) {
 	return nil, nil
 }
@@ -61,13 +68,22 @@ func ran(batch, rows int, start string) string {
 		"sources": [{"description": "FileStreamSource[in]", "startOffset": %s, "numInputRows": %d}]}`, batch, start, rows)
 }
 
-// played runs a scripted query to its end and returns its events.
+// played runs a scripted query to its end and returns its events; each
+// poll finds one more report.
 func played(t *testing.T, reports ...string) []run.Event {
 	t.Helper()
-	q := &scripted{}
+	var snapshots [][]string
 	for i := range reports {
-		q.snapshots = append(q.snapshots, reports[:i+1])
+		snapshots = append(snapshots, reports[:i+1])
 	}
+	return playedSnapshots(t, snapshots...)
+}
+
+// playedSnapshots runs a query whose recentProgress is each snapshot in
+// turn, one a poll, to its end and returns its events.
+func playedSnapshots(t *testing.T, snapshots ...[]string) []run.Event {
+	t.Helper()
+	q := &scripted{snapshots: snapshots}
 	var evs []run.Event
 	err := Run(context.Background(), q, sparkconnect.StreamStart{QueryName: "t"},
 		Options{Poll: time.Millisecond, Log: slog.New(slog.DiscardHandler), Emit: func(ev run.Event) { evs = append(evs, ev) }})
@@ -158,5 +174,16 @@ func TestProgress_KeepsEachSourceTheSinkAndTheObservedMetrics(t *testing.T) {
 	noSinkRows, err := parseReport(`{"batchId": 1, "sink": {"description": "ForeachBatchSink"}}`)
 	if err != nil || noSinkRows.progress().Sink.OutputRows != -1 {
 		t.Errorf("a sink that gives no row count: %+v (%v); want -1", noSinkRows.progress().Sink, err)
+	}
+}
+
+func TestRun_EveryBatchBecomesAnEventInOrderOnceEvenWhenSeveralRanBetweenPolls(t *testing.T) {
+	first := []string{ran(0, 10, "null")}
+	// Three batches, an idle trigger among them, commit before the next poll.
+	burst := append(first[:1:1], ran(1, 11, "1"), idle(2, "2"), ran(2, 12, "2"), ran(3, 13, "3"))
+	evs := playedSnapshots(t, first, burst, burst, append(burst[1:], ran(4, 14, "4")))
+	got := strings.Join(progressOf(evs), "; ")
+	if want := "batch 0: 10 rows; batch 1: 11 rows; batch 2: 12 rows; batch 3: 13 rows; batch 4: 14 rows"; got != want {
+		t.Errorf("progress events %q; want %q", got, want)
 	}
 }

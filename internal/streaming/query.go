@@ -1,8 +1,8 @@
 // Package streaming owns the life of a streaming node's query: it starts
 // the query, follows its progress into the run's events, tells a query
 // that ended from one that failed, and stops it the way the run asks: at
-// once when the run is cancelled, after the current micro-batch when the
-// run is stopped or execd shuts down.
+// once when the run is cancelled, once the micro-batch under way has
+// committed when the run is stopped or execd shuts down.
 //
 // A query belongs to its Spark Connect session and dies with it, so the
 // session must outlive the query: the caller keeps it open until Run
@@ -28,6 +28,7 @@ type Queries interface {
 	StartStream(ctx context.Context, q sparkconnect.StreamStart) (sparkconnect.QueryID, error)
 	QueryStatus(ctx context.Context, q sparkconnect.QueryID) (sparkconnect.QueryStatus, error)
 	QueryProgress(ctx context.Context, q sparkconnect.QueryID) ([]string, error)
+	QueryLastProgress(ctx context.Context, q sparkconnect.QueryID) (string, error)
 	QueryException(ctx context.Context, q sparkconnect.QueryID) (*sparkconnect.QueryError, error)
 	StopQuery(ctx context.Context, q sparkconnect.QueryID) error
 	// Owner names the session the query runs in, for the STREAMING event.
@@ -36,16 +37,16 @@ type Queries interface {
 
 // Options say how Run follows a query.
 type Options struct {
-	// Stop, when closed, ends the query after its current micro-batch and
-	// Run returns nil.
+	// Stop, when closed, ends the query once the micro-batch under way has
+	// committed, and Run returns nil.
 	Stop <-chan struct{}
 	// Emit records the node's events (state, progress, messages).
 	Emit func(run.Event)
 	// Poll is how often the query is asked about its progress; 0 means
-	// 200 ms, which also bounds progress events to five a second.
+	// 200 ms. A graceful stop asks five times as often.
 	Poll time.Duration
 	// Grace bounds how long a graceful stop waits for the micro-batch under
-	// way; 0 means two minutes.
+	// way to commit before it interrupts the batch; 0 means two minutes.
 	Grace time.Duration
 	// Timeout, when set, stops the query that long after it started, as
 	// Stop does (the pipeline's stream_timeout).
@@ -179,17 +180,18 @@ type follower struct {
 	lagging   bool
 }
 
-// progress emits the newest micro-batch Spark reported since the last
-// call, if any; the first report tells where the query resumed. A trigger
-// that found nothing new ran no batch: Spark reports it under the id of the
-// batch still to come, so it is not emitted, and that batch's own report
-// is not mistaken for one already seen.
+// progress emits every micro-batch Spark reported since the last call, in
+// order, each once; the first report tells where the query resumed. Spark
+// keeps the last hundred reports, far more than run between two calls. A
+// trigger that found nothing new ran no batch: Spark reports it under the
+// id of the batch still to come, so it is not emitted, and that batch's own
+// report is not mistaken for one already seen.
 func (f *follower) progress(ctx context.Context) {
 	reports, err := f.s.QueryProgress(ctx, f.id)
 	if err != nil || len(reports) == 0 {
 		return
 	}
-	var newest *report
+	var fresh []run.Progress
 	for _, js := range reports {
 		r, err := parseReport(js)
 		if err != nil {
@@ -205,23 +207,25 @@ func (f *follower) progress(ctx context.Context) {
 		if !r.ranBatch() || r.BatchID <= f.lastBatch {
 			continue
 		}
-		newest = r
+		f.lastBatch = r.BatchID
+		fresh = append(fresh, r.progress())
 	}
-	if newest == nil {
+	if len(fresh) == 0 {
 		if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
 			f.lag(nil, fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
 		}
 		return
 	}
-	f.lastBatch, f.lastNew = newest.BatchID, time.Now()
-	p := newest.progress()
-	f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
-	if f.opt.Lag.slow(p.BatchDuration) {
-		f.lag(&p.BatchID, fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
-	} else if f.lagging {
-		f.lagging = false
-		f.opt.Emit(run.Event{Kind: run.NodeLag, Lag: &run.Lag{State: run.CaughtUp, BatchID: &p.BatchID,
-			Reason: fmt.Sprintf("batch %d took %s", p.BatchID, p.BatchDuration)}})
+	f.lastNew = time.Now()
+	for _, p := range fresh {
+		f.opt.Emit(run.Event{Kind: run.NodeProgress, Progress: &p})
+		if f.opt.Lag.slow(p.BatchDuration) {
+			f.lag(&p.BatchID, fmt.Sprintf("batch %d took %s, over max_batch_duration %s", p.BatchID, p.BatchDuration, f.opt.Lag.MaxBatchDuration))
+		} else if f.lagging {
+			f.lagging = false
+			f.opt.Emit(run.Event{Kind: run.NodeLag, Lag: &run.Lag{State: run.CaughtUp, BatchID: &p.BatchID,
+				Reason: fmt.Sprintf("batch %d took %s", p.BatchID, p.BatchDuration)}})
+		}
 	}
 }
 
@@ -266,18 +270,12 @@ func (f *follower) ended(ctx context.Context) error {
 		Cause: fmt.Errorf("streaming query %s failed: %s", f.id.ID, firstLine(ex.Message))}
 }
 
-// stop ends the query, after the micro-batch under way when graceful, and
-// confirms that Spark no longer runs it.
+// stop ends the query, once the micro-batch under way has committed when
+// graceful, and confirms that Spark no longer runs it.
 func (f *follower) stop(ctx context.Context, graceful bool) error {
-	if graceful {
-		deadline := time.Now().Add(f.opt.Grace)
-		for time.Now().Before(deadline) {
-			st, err := f.s.QueryStatus(ctx, f.id)
-			if err != nil || !st.Active || !st.TriggerActive {
-				break
-			}
-			time.Sleep(f.opt.Poll / 5)
-		}
+	if graceful && !f.awaitCommit(ctx) {
+		f.opt.Emit(run.Event{Kind: run.NodeMessage, Level: "warning", Message: fmt.Sprintf(
+			"the micro-batch under way did not commit within %s of the stop: the query was stopped during it, and its next start runs that batch again from the checkpoint", f.opt.Grace)})
 	}
 	if err := f.s.StopQuery(ctx, f.id); err != nil {
 		return fmt.Errorf("stopping streaming query %s: %w", f.id.ID, err)
@@ -288,6 +286,43 @@ func (f *follower) stop(ctx context.Context, graceful bool) error {
 	}
 	f.opt.Log.Info("streaming query stopped", "id", f.id.ID, "graceful", graceful)
 	return nil
+}
+
+// awaitCommit waits until the trigger under way when it is called has
+// ended; false when that takes longer than Grace.
+//
+// Spark cannot stop a query between two micro-batches: stop interrupts
+// whatever runs, and when batches run back to back a moment with no
+// trigger active hardly ever comes. But Spark reports a batch only after
+// writing its commit to the checkpoint, so once the newest report is not
+// the one seen at the request, the batch under way then has committed,
+// and stopping at once is safe: what it interrupts is at most the batch
+// that followed, whose offsets the checkpoint holds without a commit, so
+// the query's next start runs that batch again over the same offsets, and
+// the Delta and file sinks, which record the batches they wrote, write its
+// rows once. Stopping a query whose trigger is not active interrupts
+// nothing.
+func (f *follower) awaitCommit(ctx context.Context) bool {
+	seen, err := f.s.QueryLastProgress(ctx, f.id)
+	if err != nil {
+		return true // the stop that follows says what is wrong
+	}
+	seen = triggerOf(seen)
+	deadline := time.Now().Add(f.opt.Grace)
+	for {
+		st, err := f.s.QueryStatus(ctx, f.id)
+		if err != nil || !st.Active || !st.TriggerActive {
+			return true
+		}
+		last, err := f.s.QueryLastProgress(ctx, f.id)
+		if err != nil || triggerOf(last) != seen {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(f.opt.Poll / 5)
+	}
 }
 
 func firstLine(s string) string {

@@ -20,14 +20,16 @@ import (
 // failed. A unit test of the lifecycle only; the integration tests in
 // internal/spark/backend run real queries.
 type fakeQueries struct {
-	mu        sync.Mutex
-	reports   []string
-	active    bool
-	trigger   bool // a micro-batch is under way
-	failure   *sparkconnect.QueryError
-	stops     int
-	started   sparkconnect.StreamStart
-	statusErr error
+	mu          sync.Mutex
+	reports     []string
+	active      bool
+	trigger     bool // a micro-batch is under way
+	failure     *sparkconnect.QueryError
+	stops       int
+	interrupted int // stops that came while a micro-batch was under way
+	reported    int // reports there were at the first stop
+	started     sparkconnect.StreamStart
+	statusErr   error
 }
 
 func (f *fakeQueries) StartStream(_ context.Context, q sparkconnect.StreamStart) (sparkconnect.QueryID, error) {
@@ -49,6 +51,15 @@ func (f *fakeQueries) QueryProgress(context.Context, sparkconnect.QueryID) ([]st
 	return append([]string(nil), f.reports...), nil
 }
 
+func (f *fakeQueries) QueryLastProgress(context.Context, sparkconnect.QueryID) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.reports) == 0 {
+		return "", nil
+	}
+	return f.reports[len(f.reports)-1], nil
+}
+
 func (f *fakeQueries) QueryException(context.Context, sparkconnect.QueryID) (*sparkconnect.QueryError, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -59,7 +70,10 @@ func (f *fakeQueries) StopQuery(context.Context, sparkconnect.QueryID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.trigger {
-		return errors.New("stopped mid-batch")
+		f.interrupted++
+	}
+	if f.stops == 0 {
+		f.reported = len(f.reports)
 	}
 	f.stops++
 	f.active = false
@@ -71,12 +85,12 @@ func (f *fakeQueries) Owner() (string, string) { return "session", "tauro-exec" 
 func (f *fakeQueries) batch(id int64, ms int, start string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.reports = append(f.reports, fmt.Sprintf(`{"batchId": %d,
+	f.reports = append(f.reports, fmt.Sprintf(`{"batchId": %d, "timestamp": "2025-01-01T00:00:%02d.000Z",
 		"durationMs": {"triggerExecution": %d, "addBatch": 1}, "eventTime": {"watermark": "2025-01-01T00:00:00.000Z"},
 		"stateOperators": [{"numRowsTotal": 3}, {"numRowsTotal": 4}],
 		"sources": [{"description": "FileStreamSource[in]", "numInputRows": 5, "startOffset": %s, "inputRowsPerSecond": NaN, "processedRowsPerSecond": 6.0},
 		{"description": "rate", "numInputRows": 2, "startOffset": null, "processedRowsPerSecond": 4.0}]}`,
-		id, ms, start))
+		id, len(f.reports), ms, start))
 }
 
 type recorder struct {
@@ -180,8 +194,57 @@ func TestRun_StopWaitsForTheBatchUnderWayThenStops(t *testing.T) {
 	f.mu.Lock()
 	f.trigger = false // the batch ends
 	f.mu.Unlock()
-	if err := <-done; err != nil || f.stops != 1 {
-		t.Fatalf("Run = %v after %d stops; want nil after one stop between batches", err, f.stops)
+	if err := <-done; err != nil || f.stops != 1 || f.interrupted != 0 {
+		t.Fatalf("Run = %v after %d stops (%d mid-batch); want nil after one stop between batches", err, f.stops, f.interrupted)
+	}
+}
+
+func TestRun_StopWithBatchesBackToBackEndsTheQueryOnceTheBatchUnderWayCommits(t *testing.T) {
+	// The trigger never goes idle: each batch outlasts the trigger
+	// interval, so the next one starts as soon as one commits.
+	f, rec := &fakeQueries{trigger: true}, &recorder{}
+	f.batch(0, 1500, "null")
+	stop := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- Run(context.Background(), f, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Stop: stop, Poll: 10 * time.Millisecond, Grace: time.Minute})
+	}()
+	eventually(t, "batch 0's progress", func() bool { return len(rec.progress()) == 1 })
+	requested := time.Now()
+	close(stop)
+	time.Sleep(50 * time.Millisecond)
+	f.batch(1, 1500, "null") // the batch under way at the stop commits; batch 2 starts
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v; want nil", err)
+	}
+	if took := time.Since(requested); took > time.Second {
+		t.Errorf("the stop took %s; want it soon after batch 1 committed, not after Grace", took)
+	}
+	if f.stops != 1 || f.reported != 2 {
+		t.Errorf("%d stops, the first with %d batches reported; want one, after batch 1", f.stops, f.reported)
+	}
+	var ids []int64
+	for _, p := range rec.progress() {
+		ids = append(ids, p.BatchID)
+	}
+	if fmt.Sprint(ids) != "[0 1]" {
+		t.Errorf("progress events for batches %v; want [0 1]: every batch committed before the stop, once", ids)
+	}
+	if msgs := rec.messages(); len(msgs) != 0 {
+		t.Errorf("messages %q; want none", msgs)
+	}
+}
+
+func TestRun_StopInterruptsABatchThatOutlastsGraceAndSaysSo(t *testing.T) {
+	f, rec := &fakeQueries{trigger: true}, &recorder{}
+	stop := make(chan struct{})
+	close(stop)
+	err := Run(context.Background(), f, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Stop: stop, Poll: 10 * time.Millisecond, Grace: 50 * time.Millisecond})
+	if err != nil || f.interrupted != 1 {
+		t.Fatalf("Run = %v after %d stops mid-batch; want nil after one", err, f.interrupted)
+	}
+	if msgs := rec.messages(); len(msgs) != 1 || !strings.HasPrefix(msgs[0], "warning the micro-batch under way did not commit within 50ms of the stop") {
+		t.Errorf("messages %q; want a warning that the batch was interrupted", msgs)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,6 +250,87 @@ func TestStream_StopEndsAnUnboundedQueryAfterItsBatchAndTheRunSucceeds(t *testin
 	assertQueryGone(t, checkpoint)
 	if n := count(ctx, t, "SELECT count(*) FROM parquet.`"+filepath.Join(dir, "out", "bronze", "ticks", "raw")+"`"); n == 0 {
 		t.Error("the sink is empty")
+	}
+}
+
+func TestStream_StopWithBatchesBackToBackEndsWithinTwoBatchesAndEveryCommittedBatchHasItsEvent(t *testing.T) {
+	// Each micro-batch sleeps 1 s once, on the static side of a stream-static
+	// join, which Spark computes again for every batch (the join condition
+	// keeps the column from being pruned): with its own work, a batch takes
+	// longer than the 1 s trigger, the next one starts as soon as one
+	// commits, and a moment with no trigger active hardly ever comes.
+	dir := streamProject(t,
+		"ticks: {sql: \"SELECT value, timestamp FROM rate JOIN (SELECT reflect('java.lang.Thread', 'sleep', CAST(1000 AS BIGINT)) AS slept) ON slept IS NOT NULL\", input: [rate], output: [bronze.ticks.raw], streaming: {trigger: {type: processing_time, interval: \"1 second\"}}}\n",
+		"rate: {format: rate, options: {rowsPerSecond: 40}}\n",
+		"bronze.ticks.raw: {format: parquet}\n")
+	checkpoint := filepath.Join(dir, "out", "_checkpoints", "base", "s", "ticks")
+	eng := streamEngine(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stop comes as batch 2's event arrives, when batch 3 has just
+	// begun: the longest wait, a whole batch.
+	var requested, ended time.Time
+	evs := follow(ctx, t, eng, r.ID, func(ev run.Event) {
+		if ev.Kind == run.NodeProgress && ev.Progress.BatchID == 2 && requested.IsZero() {
+			requested = time.Now()
+			go func() {
+				if _, err := eng.Stop(ctx, r.ID, "test"); err != nil {
+					t.Errorf("Stop: %v", err)
+				}
+			}()
+		}
+		if ev.Kind == run.NodeStateChanged && ev.Node == "ticks" && ev.NodeState.Terminal() {
+			ended = time.Now()
+		}
+	})
+	done, err := eng.Get(ctx, r.ID)
+	if err != nil {
+		t.Fatalf("the run did not end: %v", err)
+	}
+	if done.State != run.Succeeded || done.Nodes[0].State != run.NodeSucceeded || requested.IsZero() {
+		t.Fatalf("run %s (%s), node %s, stop requested: %v; want both SUCCEEDED after a stop", done.State, done.Message, done.Nodes[0].State, !requested.IsZero())
+	}
+
+	var ids []int64
+	var rows int64
+	var durations []time.Duration
+	for _, ev := range evs {
+		switch {
+		case ev.Kind == run.NodeProgress:
+			ids = append(ids, ev.Progress.BatchID)
+			rows += ev.Progress.InputRows
+			durations = append(durations, ev.Progress.BatchDuration)
+		case ev.Kind == run.NodeMessage && ev.Level == "warning":
+			t.Errorf("warning: %s", ev.Message)
+		}
+	}
+	// Batch 0 also starts the query: the batch duration is the longest of
+	// the others. The slack covers seeing the commit (a poll of 40 ms),
+	// Spark interrupting the batch that had begun, and the event's way here.
+	const slack = time.Second
+	longest := slices.Max(durations[1:])
+	took := ended.Sub(requested)
+	t.Logf("stop took %s; batches took %v; %d rows reported", took, durations, rows)
+	if longest <= time.Second {
+		t.Errorf("the longest batch took %s, not longer than the 1 s trigger: batches did not run back to back", longest)
+	}
+	if took > 2*longest+slack {
+		t.Errorf("the node ended %s after the stop; want within two batch durations (%s) + %s", took, 2*longest, slack)
+	}
+	for i, id := range ids {
+		if id != int64(i) {
+			t.Fatalf("progress events for batches %v; want 0, 1, 2, ... each once", ids)
+		}
+	}
+	if n := commits(t, checkpoint); n != len(ids) {
+		t.Errorf("the checkpoint has %d committed batches, the run %d progress events: every committed batch has one", n, len(ids))
+	}
+	if n := count(ctx, t, "SELECT count(*) FROM parquet.`"+filepath.Join(dir, "out", "bronze", "ticks", "raw")+"`"); n != rows {
+		t.Errorf("the sink holds %d rows, the progress events sum to %d", n, rows)
 	}
 }
 

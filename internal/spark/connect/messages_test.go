@@ -65,6 +65,9 @@ var messageBuilders = []struct {
 	{"streamingQueryCommand/recent progress", func() (any, error) {
 		return streamingQueryCommand("id", "run", "recentProgress", true), nil
 	}},
+	{"streamingQueryCommand/last progress", func() (any, error) {
+		return streamingQueryCommand("id", "run", "lastProgress", true), nil
+	}},
 	{"activeQueries", func() (any, error) { return activeQueries(), nil }},
 
 	{"inputRelation/table", func() (any, error) {

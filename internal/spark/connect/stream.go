@@ -122,16 +122,29 @@ func (s *Session) QueryStatus(ctx context.Context, q QueryID) (QueryStatus, erro
 	return res.Status, err
 }
 
+// progressResult is how Spark answers both recentProgress and lastProgress.
+type progressResult struct {
+	Recent struct {
+		JSON []string `json:"recentProgressJson"`
+	} `json:"recentProgress"`
+}
+
 // QueryProgress returns the query's recent progress reports as Spark's
 // JSON, oldest first (Spark keeps the last hundred or so).
 func (s *Session) QueryProgress(ctx context.Context, q QueryID) ([]string, error) {
-	var res struct {
-		Recent struct {
-			JSON []string `json:"recentProgressJson"`
-		} `json:"recentProgress"`
-	}
+	var res progressResult
 	err := s.queryCommand(ctx, q, "recentProgress", true, &res)
 	return res.Recent.JSON, err
+}
+
+// QueryLastProgress returns the query's newest progress report as Spark's
+// JSON, "" before its first: one report, where QueryProgress sends them all.
+func (s *Session) QueryLastProgress(ctx context.Context, q QueryID) (string, error) {
+	var res progressResult
+	if err := s.queryCommand(ctx, q, "lastProgress", true, &res); err != nil || len(res.Recent.JSON) == 0 {
+		return "", err
+	}
+	return res.Recent.JSON[0], nil
 }
 
 // QueryError is why a query failed.

@@ -117,8 +117,8 @@ func sparkInterval(d time.Duration) string {
 }
 
 // streamingQueryCommand asks query id (of run runID) one thing: the command
-// is one of StreamingQueryCommand's fields, status, recentProgress,
-// exception, stop, processAllAvailable or awaitTermination.
+// is one of StreamingQueryCommand's fields, status, lastProgress,
+// recentProgress, exception, stop, processAllAvailable or awaitTermination.
 func streamingQueryCommand(id, runID, which string, arg any) command {
 	return command{"streamingQueryCommand": obj{
 		"queryId": obj{"id": id, "runId": runID},
