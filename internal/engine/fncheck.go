@@ -59,7 +59,7 @@ func checkKey(p *plan.Pipeline, roots []string) ([32]byte, bool) {
 			continue
 		}
 		python = true
-		fmt.Fprintf(h, "fn %q %q %q %d\n", n.Name, n.Module, n.Function, len(n.Inputs))
+		fmt.Fprintf(h, "fn %q %q %q %d\n", n.Name, n.Module, n.Function, len(n.FunctionInputs()))
 		top, _, _ := strings.Cut(n.Module, ".")
 		tops[top] = true
 	}
