@@ -39,7 +39,8 @@ func (b *Backend) pythonFor(project string) pycall.Runner {
 
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
-// start_date and end_date as keywords.
+// start_date and end_date as keywords, or, for a streaming node, be in
+// tauro's streaming form.
 func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error) {
 	py := b.pythonFor(p.Project)
 	if py == nil {
@@ -48,7 +49,8 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 	var fns []pycall.Function
 	for _, n := range p.Nodes {
 		if n.Kind == plan.KindPython {
-			fns = append(fns, pycall.Function{Node: n.Name, Module: n.Module, Function: n.Function, Inputs: len(n.FunctionInputs())})
+			fns = append(fns, pycall.Function{Node: n.Name, Module: n.Module, Function: n.Function,
+				Inputs: len(n.FunctionInputs()), Streaming: n.Stream != nil})
 		}
 	}
 	if len(fns) == 0 {
@@ -201,6 +203,7 @@ func (r *runExec) pythonCall(s *sparkconnect.Session, n *plan.Node, attempt int,
 		Module:                n.Module,
 		Function:              n.Function,
 		InputViews:            views,
+		Streaming:             n.Stream != nil,
 		StartDate:             p.StartDate,
 		EndDate:               p.EndDate,
 		ResultView:            s.ResultName(n.Name),
