@@ -193,3 +193,45 @@ func TestExecd_StreamKilledMidRunIsTakenUpAtRestartKeepingItsOffsetsAndWritingEv
 		t.Errorf("the sink holds %d distinct ids, want 130: a row was written twice", n)
 	}
 }
+
+// A streaming node written for tauro's streaming query manager runs
+// unchanged: an inline rate source, function: {module, function} with
+// def label_ticks(input_df, node_config), an inline Delta sink and a
+// processing-time trigger. The function writes what it saw of its node's
+// configuration into the rows, read back here from the sink.
+func TestExecd_ATauroStreamingNodeValidatesRunsAndItsFunctionSeesItsNodeConfig(t *testing.T) {
+	clusterParallel(t)
+	py, err := sparktest.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	project := copyProject(t, "taurostreamproj")
+	d := startDaemon(t, project, t.TempDir(), "--python", py, "--workers", "1")
+	cl := d.client(t)
+	ctx := testCtx(t, 4*time.Minute)
+
+	if _, err := cl.ValidatePipeline(ctx, &execv1.ValidatePipelineRequest{Pipeline: "ticks_stream"}); err != nil {
+		t.Fatalf("validate: %v\n%s", err, d.Logs())
+	}
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "ticks_stream"})
+	watchUntil(ctx, t, cl, runID, 0, "a batch with rows", func(ev *execv1.RunEvent) bool { return ev.GetNodeProgress().GetInputRows() > 0 })
+
+	sink := "delta.`" + filepath.Join(project, "output", "ticks") + "`"
+	if n := sparkCount(ctx, t, "SELECT count(*) FROM "+sink); n == 0 {
+		t.Fatalf("a batch with rows was reported, but the sink is empty:\n%s", d.Logs())
+	}
+	// The sink grows as the query runs: count the rows that miss anything.
+	if n := sparkCount(ctx, t, "SELECT count(*) FROM "+sink+" WHERE NOT coalesce("+
+		"label = 'sensor-a' AND node = 'label_ticks' AND trigger_every = '5 seconds' AND was_streaming, false)"); n != 0 {
+		t.Errorf("%d rows of the sink lack the node's label, name or trigger, or came from a batch input", n)
+	}
+
+	stopped, err := cl.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "the sink has rows"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := stopped.GetRun()
+	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED || r.GetNodes()[0].GetState() != execv1.NodeState_NODE_STATE_SUCCEEDED {
+		t.Fatalf("stopped run %v (%s), node %v; want both SUCCEEDED", r.GetState(), r.GetMessage(), r.GetNodes()[0].GetState())
+	}
+}

@@ -18,7 +18,7 @@ import (
 // round trip that a run would wait for before its first node, and one that
 // waits for a free worker. A check that found nothing wrong is remembered
 // by what it depended on: the functions asked about (module, name, number
-// of inputs), the modules a node may come from, and the size and change
+// of inputs, streaming or not), the modules a node may come from, and the size and change
 // time of every file of the packages those modules are in, under the
 // folders node code is imported from. Change any of them and the next run
 // is checked again, as the workers import changed code again. Code
@@ -59,7 +59,7 @@ func checkKey(p *plan.Pipeline, roots []string) ([32]byte, bool) {
 			continue
 		}
 		python = true
-		fmt.Fprintf(h, "fn %q %q %q %d\n", n.Name, n.Module, n.Function, len(n.Inputs))
+		fmt.Fprintf(h, "fn %q %q %q %d %t\n", n.Name, n.Module, n.Function, len(n.FunctionInputs()), n.Stream != nil)
 		top, _, _ := strings.Cut(n.Module, ".")
 		tops[top] = true
 	}

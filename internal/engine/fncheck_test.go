@@ -55,6 +55,15 @@ func TestCheckKey_ChangesWithTheFunctionsAndTheirPackagesFiles(t *testing.T) {
 	if k, _ := checkKey(p, []string{root}); k == changed {
 		t.Error("a node with another number of inputs kept the key")
 	}
+	// The same inputs on a streaming node: a streaming node's function may
+	// be in tauro's form, a batch node's not.
+	p.Nodes[0].Inputs = []string{"x"}
+	batch, _ := checkKey(p, []string{root})
+	p.Nodes[0].Stream = &plan.StreamSpec{Sources: []plan.StreamSource{{Key: "x"}}}
+	if k, _ := checkKey(p, []string{root}); k == batch {
+		t.Error("a node becoming streaming kept the key")
+	}
+	p.Nodes[0].Stream, p.Nodes[0].Inputs = nil, nil
 	p.Settings.AllowedModulePrefixes = []string{"nodes"}
 	if k, _ := checkKey(p, []string{root}); k == changed {
 		t.Error("other allowed module prefixes kept the key")

@@ -343,6 +343,9 @@ func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *te
 		{Node: "ok_ml", Module: "pwtest.nodes", Function: "numbers"},
 		{Node: "too_many", Module: "pwtest.nodes", Function: "double", Inputs: 2},
 		{Node: "no_dates", Module: "pwtest.nodes", Function: "no_dates", Inputs: 1},
+		{Node: "tauro_stream", Module: "pwtest.nodes", Function: "tauro_stream", Inputs: 1, Streaming: true},
+		{Node: "tauro_batch", Module: "pwtest.nodes", Function: "tauro_stream", Inputs: 1},
+		{Node: "no_dates_stream", Module: "pwtest.nodes", Function: "no_dates", Inputs: 1, Streaming: true},
 		{Node: "import", Module: "pwtest.broken", Function: "fn"},
 		{Node: "absent", Module: "pwtest.nowhere", Function: "fn"},
 		{Node: "stdlib", Module: "os", Function: "system"},
@@ -358,17 +361,20 @@ func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *te
 	want := map[string]string{
 		"too_many": "cannot take 2 input DataFrame(s)",
 		"no_dates": "start_date/end_date as keywords",
-		"import":   "ModuleNotFoundError: No module named 'does_not_exist'",
-		"absent":   "No module named 'pwtest.nowhere'",
-		"stdlib":   "is not a project module",
-		"outside":  "outside the allowed modules (pwtest)",
+		// tauro's streaming form fits a streaming node only.
+		"tauro_batch":     "tauro's form for streaming nodes, and this node is a batch node",
+		"no_dates_stream": "write it as def fn(input_df, node_config) (tauro's streaming form) or def fn(input_df, *, start_date, end_date)",
+		"import":          "ModuleNotFoundError: No module named 'does_not_exist'",
+		"absent":          "No module named 'pwtest.nowhere'",
+		"stdlib":          "is not a project module",
+		"outside":         "outside the allowed modules (pwtest)",
 	}
 	for node, text := range want {
 		if !strings.Contains(got[node], text) {
 			t.Errorf("problem for %s = %q; want it to contain %q", node, got[node], text)
 		}
 	}
-	for _, node := range []string{"ok", "ok_ml"} {
+	for _, node := range []string{"ok", "ok_ml", "tauro_stream"} {
 		if msg, ok := got[node]; ok {
 			t.Errorf("%s reported: %s", node, msg)
 		}

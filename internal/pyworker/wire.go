@@ -38,6 +38,7 @@ func runRequest(c pycall.Call, remote string) (*execv1.RunNodeRequest, *run.Erro
 		Module:                c.Module,
 		Function:              c.Function,
 		InputViews:            c.InputViews,
+		Streaming:             c.Streaming,
 		StartDate:             plan.FormatDate(c.StartDate),
 		EndDate:               plan.FormatDate(c.EndDate),
 		ResultView:            c.ResultView,
@@ -117,7 +118,7 @@ func (w *worker) checkFunctions(ctx context.Context, fns []pycall.Function, allo
 	req := &execv1.CheckFunctionsRequest{AllowedModulePrefixes: allowed}
 	for _, f := range fns {
 		req.Functions = append(req.Functions, &execv1.FunctionRef{
-			Node: f.Node, Module: f.Module, Function: f.Function, Inputs: int32(f.Inputs),
+			Node: f.Node, Module: f.Module, Function: f.Function, Inputs: int32(f.Inputs), Streaming: f.Streaming,
 		})
 	}
 	resp, err := w.client.CheckFunctions(ctx, req)

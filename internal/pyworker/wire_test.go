@@ -75,3 +75,14 @@ func TestRunRequest_UsesThePoolsSparkRemoteWhenTheCallHasNone(t *testing.T) {
 		}
 	}
 }
+
+// The worker calls a streaming node's function in tauro's streaming form
+// only when told the node is one.
+func TestRunRequest_SaysWhetherTheNodeIsStreaming(t *testing.T) {
+	for _, streaming := range []bool{false, true} {
+		req, _ := runRequest(pycall.Call{Streaming: streaming}, "")
+		if req.Streaming != streaming {
+			t.Errorf("a call with Streaming %t made a request with %t", streaming, req.Streaming)
+		}
+	}
+}

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 
 from tauro_exec.worker import (
+    CallForm,
     FunctionError,
     ProjectCode,
     accepts_ml_context,
+    call_arguments,
+    call_form,
     load_function,
     project_packages,
     project_roots,
-    signature_problem,
 )
 
 
@@ -68,6 +70,12 @@ def _kwargs(*dfs: object, **kwargs: object) -> None: ...
 def _no_dates(a: object) -> None: ...
 
 
+def _tauro(input_df: object, node_config: dict[str, Any]) -> None: ...
+def _tauro_ml(input_df: object, node_config: dict[str, Any], *, ml_context: object) -> None: ...
+def _tauro_one_date(input_df: object, node_config: dict[str, Any], start_date: str = "") -> None: ...
+def _either(input_df: object, node_config: object = None, *, start_date: str, end_date: str) -> None: ...
+
+
 @pytest.mark.parametrize(
     ("fn", "inputs", "problem"),
     [
@@ -77,14 +85,56 @@ def _no_dates(a: object) -> None: ...
         (_ml, 0, None),
         (_kwargs, 5, None),
         (_no_dates, 1, "unexpected keyword argument 'start_date'"),
+        # tauro's streaming form is for streaming nodes only, and says so.
+        (_tauro, 1, "fn(input_df, node_config) is tauro's form for streaming nodes, and this node is a batch node"),
     ],
 )
-def test_signature_problem_checks_the_call_the_worker_makes(fn: object, inputs: int, problem: str | None) -> None:
-    got = signature_problem(fn, inputs)  # type: ignore[arg-type]
+def test_a_batch_nodes_function_takes_its_inputs_and_the_dates(fn: Any, inputs: int, problem: str | None) -> None:
     if problem is None:
-        assert got is None
+        assert call_form(fn, inputs, streaming=False) is CallForm.EXECD
     else:
-        assert got is not None and problem in got
+        with pytest.raises(FunctionError, match="start_date/end_date as keywords") as caught:
+            call_form(fn, inputs, streaming=False)
+        assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fn", "form"),
+    [
+        (_tauro, CallForm.TAURO_STREAMING),
+        (_tauro_ml, CallForm.TAURO_STREAMING),
+        # A function that can take the dates gets execd's call, as before.
+        (_two, CallForm.EXECD),
+        (_kwargs, CallForm.EXECD),
+        (_either, CallForm.EXECD),
+    ],
+)
+def test_a_streaming_nodes_function_may_be_in_tauros_form(fn: Any, form: CallForm) -> None:
+    inputs = 2 if fn is _two else 1
+    assert call_form(fn, inputs, streaming=True) is form
+
+
+@pytest.mark.parametrize(
+    ("fn", "inputs", "problem", "fix"),
+    [
+        (_no_dates, 1, "(got an unexpected keyword argument 'start_date'), or tauro's fn(input_df, node_config) (too many", "def fn(input_df, node_config) (tauro's streaming form)"),
+        (_tauro_one_date, 1, "it names start_date, which that call does not pass", "def fn(input_df, *, start_date, end_date)"),
+        (_tauro, 2, "for a streaming node with one input, and this one has 2", "def fn(df1, ..., *, start_date, end_date)"),
+    ],
+)
+def test_a_streaming_function_in_neither_form_is_told_both(fn: Any, inputs: int, problem: str, fix: str) -> None:
+    with pytest.raises(FunctionError, match="cannot take either call of a streaming node") as caught:
+        call_form(fn, inputs, streaming=True)
+    assert problem in str(caught.value) and fix in str(caught.value)
+
+
+def test_tauros_streaming_call_gets_the_input_and_the_nodes_configuration_with_its_name() -> None:
+    config = {"function": {"module": "m", "function": "f"}, "input": {"format": "rate"}, "label": "x"}
+    args, kwargs = call_arguments(CallForm.TAURO_STREAMING, ["df"], "ticks", "2025-01-01", None, config)
+    assert args == ["df", {**config, "name": "ticks"}] and kwargs == {}
+    assert "name" not in config  # the worker's copy is not changed
+    args, kwargs = call_arguments(CallForm.EXECD, ["a", "b"], "ticks", "2025-01-01", None, config)
+    assert args == ["a", "b"] and kwargs == {"start_date": "2025-01-01", "end_date": None}
 
 
 def test_ml_context_is_passed_only_to_functions_that_take_it() -> None:

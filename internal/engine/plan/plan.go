@@ -210,6 +210,21 @@ type Node struct {
 // MaxRetries is tauro's max_retries: the attempts after the first.
 func (n *Node) MaxRetries() int { return max(n.Retry.MaxAttempts-1, 0) }
 
+// FunctionInputs are the views a Python node's function gets as its
+// DataFrames, in order: a streaming node's sources (its inline input, which
+// tauro hands a streaming function, or its input keys), else the node's
+// input keys.
+func (n *Node) FunctionInputs() []string {
+	if n.Stream == nil {
+		return n.Inputs
+	}
+	keys := make([]string, len(n.Stream.Sources))
+	for i, src := range n.Stream.Sources {
+		keys[i] = src.Key
+	}
+	return keys
+}
+
 // Plan is the order the selected nodes run in.
 type Plan struct {
 	// Order is a topological order: of the nodes whose dependencies are

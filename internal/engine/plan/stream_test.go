@@ -3,6 +3,7 @@ package plan
 import (
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +210,57 @@ output:
 	_, err := Resolve(p, dated("h"))
 	wantProblem(t, problems(t, err), problem.CodeIncompatible, "nodes.enrich.dependencies[0]",
 		"input config entry of format 'delta' whose filepath is "+filepath.Join("/proj", "out", "silver", "ref", "stores"))
+}
+
+// A node written for tauro's streaming query manager: an inline input, the
+// function as {module, function}, an inline sink. Its function is handed
+// the inline input, and its configuration as written.
+func TestResolve_ATauroStreamingNodeHandsItsFunctionItsInlineInputAndConfiguration(t *testing.T) {
+	p := project(t, `
+global_settings: {output_path: out}
+pipelines:
+  s: {type: streaming, nodes: [ticks, joined]}
+  b: {type: batch, nodes: [daily]}
+nodes:
+  ticks:
+    input: {format: rate, options: {rowsPerSecond: 5}}
+    function: {module: streamnodes, function: label}
+    output: {format: delta, path: sinks/ticks}
+    streaming: {trigger: {type: processing_time, interval: "2 seconds"}}
+    label: hello
+  joined: {input: [orders, dims], function: streamnodes.join, output: {format: console}}
+  daily: {function: nodes.daily, input: [dims, facts], output: [gold.d.daily]}
+input:
+  orders: {format: rate}
+  dims: {format: parquet, filepath: in/dims}
+  facts: {format: parquet, filepath: in/facts}
+output:
+  gold.d.daily: {format: parquet}
+`)
+	pl := mustResolve(t, p, dated("s"))
+	ticks := pl.Nodes[0]
+	if ticks.Kind != KindPython || ticks.Module != "streamnodes" || ticks.Function != "label" || ticks.Stream == nil {
+		t.Fatalf("ticks = %+v; want a streaming Python node calling streamnodes.label", ticks)
+	}
+	if src := ticks.Stream.Sources[0]; src.Key != "ticks_input" || src.Format != "rate" || src.Options["rowsPerSecond"] != "5" {
+		t.Errorf("ticks' source = %+v; want its inline rate input", src)
+	}
+	if got := ticks.FunctionInputs(); !slices.Equal(got, []string{"ticks_input"}) {
+		t.Errorf("ticks' function gets %q; want its inline input", got)
+	}
+	fn, _ := ticks.Config["function"].(map[string]any)
+	in, _ := ticks.Config["input"].(map[string]any)
+	if ticks.Config["label"] != "hello" || fn["module"] != "streamnodes" || in["format"] != "rate" {
+		t.Errorf("ticks' configuration = %v; want its mapping as written", ticks.Config)
+	}
+	// A streaming node of input keys: its stream and its table, in order.
+	if got := pl.Nodes[1].FunctionInputs(); !slices.Equal(got, []string{"orders", "dims"}) {
+		t.Errorf("joined's function gets %q; want orders, dims", got)
+	}
+
+	// A batch node's function gets its input keys, in order.
+	daily := mustResolve(t, p, dated("b")).Nodes[0]
+	if got := daily.FunctionInputs(); daily.Stream != nil || !slices.Equal(got, []string{"dims", "facts"}) {
+		t.Errorf("daily's function gets %q; want its inputs dims, facts", got)
+	}
 }

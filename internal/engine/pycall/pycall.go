@@ -18,6 +18,9 @@ type Call struct {
 	Module, Function string
 	// InputViews are global temp views, passed to the function positionally.
 	InputViews []string
+	// Streaming marks a streaming node's call: a function in tauro's
+	// streaming form, fn(input_df, node_config), is called that way.
+	Streaming bool
 	// StartDate and EndDate are the run's window; zero when the pipeline
 	// has none. The function receives them as YYYY-MM-DD strings, as in tauro.
 	StartDate, EndDate time.Time
@@ -67,6 +70,8 @@ type Function struct {
 	Module, Function string
 	// Inputs is how many DataFrames the node passes positionally.
 	Inputs int
+	// Streaming: the function may also be in tauro's streaming form.
+	Streaming bool
 }
 
 // Problem is what a check found wrong with one node's function.
@@ -86,7 +91,8 @@ type Runner interface {
 	// error; both nil mean the result is in ResultView.
 	Run(ctx context.Context, c Call, on func(Event)) (*run.Error, error)
 	// CheckFunctions imports each function and checks that it takes its
-	// inputs positionally and start_date and end_date as keywords, with
-	// modules limited to allowed (empty allows all).
+	// inputs positionally and start_date and end_date as keywords (or, for
+	// a streaming node, tauro's input_df and node_config), with modules
+	// limited to allowed (empty allows all).
 	CheckFunctions(ctx context.Context, fns []Function, allowed []string) ([]Problem, error)
 }

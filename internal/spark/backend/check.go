@@ -41,7 +41,8 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 		if n == nil {
 			continue
 		}
-		blocked := n.Kind != plan.KindSQL && !(n.Stream != nil && n.Kind == plan.KindPassthrough)
+		// A streaming node's sources are resolved whatever its transform.
+		blocked := n.Kind != plan.KindSQL && n.Stream == nil
 		for _, d := range n.Dependencies {
 			blocked = blocked || unknown[d]
 		}
@@ -87,7 +88,7 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 }
 
 // checkStream has Spark resolve a streaming node's sources and analyse its
-// query, without starting it.
+// query (a SQL node's), without starting it.
 func (r *runExec) checkStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node) problem.List {
 	var probs problem.List
 	for _, src := range n.Stream.Sources {

@@ -39,7 +39,8 @@ func (b *Backend) pythonFor(project string) pycall.Runner {
 
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
-// start_date and end_date as keywords.
+// start_date and end_date as keywords, or, for a streaming node, be in
+// tauro's streaming form.
 func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error) {
 	py := b.pythonFor(p.Project)
 	if py == nil {
@@ -48,7 +49,8 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 	var fns []pycall.Function
 	for _, n := range p.Nodes {
 		if n.Kind == plan.KindPython {
-			fns = append(fns, pycall.Function{Node: n.Name, Module: n.Module, Function: n.Function, Inputs: len(n.Inputs)})
+			fns = append(fns, pycall.Function{Node: n.Name, Module: n.Module, Function: n.Function,
+				Inputs: len(n.FunctionInputs()), Streaming: n.Stream != nil})
 		}
 	}
 	if len(fns) == 0 {
@@ -132,10 +134,10 @@ func pythonFailure(nodeErr *run.Error, err error) error {
 	return nil
 }
 
-// globalInputs returns a global view for each of n's inputs, in order. An
-// upstream result computed in this session is one already; config inputs
-// and results read back from an earlier execution are session views,
-// shared once per session.
+// globalInputs returns a global view for each of batch node n's inputs, in
+// order. An upstream result computed in this session is one already;
+// config inputs and results read back from an earlier execution are
+// session views, shared once per session.
 func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *plan.Node) ([]string, error) {
 	if err := r.upstream(ctx, s, n); err != nil {
 		return nil, err
@@ -145,24 +147,47 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 	r.mu.Unlock()
 	views := make([]string, 0, len(n.InputSpecs))
 	for _, in := range n.InputSpecs {
-		if in.Producer != "" && ran[in.Producer] && n.Stream == nil {
+		if in.Producer != "" && ran[in.Producer] {
 			views = append(views, s.ResultView(in.Producer))
 			continue
 		}
-		if in.Producer == "" && n.Stream == nil { // a streaming node's sources are registered as streams
+		if in.Producer == "" {
 			if err := r.registerInput(ctx, s, in.Read); err != nil {
 				return nil, err
 			}
 		}
-		if err := r.once(ctx, "share:"+in.Key, func() error {
-			_, err := s.Share(ctx, in.Key)
-			return err
-		}); err != nil {
+		view, err := r.share(ctx, s, in.Key)
+		if err != nil {
 			return nil, err
 		}
-		views = append(views, s.SharedView(in.Key))
+		views = append(views, view)
 	}
 	return views, nil
+}
+
+// sharedSources returns a global view for each of streaming node n's
+// function inputs, an inline input too: runStream has made each a view of
+// the session.
+func (r *runExec) sharedSources(ctx context.Context, s *sparkconnect.Session, n *plan.Node) ([]string, error) {
+	keys := n.FunctionInputs()
+	views := make([]string, 0, len(keys))
+	for _, key := range keys {
+		view, err := r.share(ctx, s, key)
+		if err != nil {
+			return nil, err
+		}
+		views = append(views, view)
+	}
+	return views, nil
+}
+
+// share makes the session view name global, once per session.
+func (r *runExec) share(ctx context.Context, s *sparkconnect.Session, name string) (string, error) {
+	err := r.once(ctx, "share:"+name, func() error {
+		_, err := s.Share(ctx, name)
+		return err
+	})
+	return s.SharedView(name), err
 }
 
 // pythonCall is the call of n's function: everything in it was decided by
@@ -178,6 +203,7 @@ func (r *runExec) pythonCall(s *sparkconnect.Session, n *plan.Node, attempt int,
 		Module:                n.Module,
 		Function:              n.Function,
 		InputViews:            views,
+		Streaming:             n.Stream != nil,
 		StartDate:             p.StartDate,
 		EndDate:               p.EndDate,
 		ResultView:            s.ResultName(n.Name),

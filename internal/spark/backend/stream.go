@@ -111,7 +111,7 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 		if py == nil {
 			break
 		}
-		views, err := r.globalInputs(ctx, s, n)
+		views, err := r.sharedSources(ctx, s, n)
 		if err != nil {
 			return "", err
 		}

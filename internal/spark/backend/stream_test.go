@@ -432,6 +432,21 @@ func TestStream_ValidateHasSparkAnalyseAStreamingQueryWithoutStartingIt(t *testi
 	}
 }
 
+// A Python streaming node's sources are resolved as a SQL node's are,
+// though its function is not called before the run.
+func TestStream_ValidateHasSparkResolveAPythonStreamingNodesSources(t *testing.T) {
+	dir := streamProject(t,
+		"follow: {input: {format: delta_stream, path: nowhere}, function: {module: streamnodes, function: follow}, output: {format: console}}\n",
+		"{}\n", "{}\n")
+	eng := streamEngine(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := eng.Validate(ctx, engine.ValidateRequest{Pipeline: "s"})
+	if err == nil || !strings.Contains(err.Error(), "nodes.follow.input") || !strings.Contains(err.Error(), "follow_input") {
+		t.Fatalf("Validate = %v; want Spark's error at nodes.follow.input naming follow_input", err)
+	}
+}
+
 func TestStream_APythonFunctionTransformsTheStream(t *testing.T) {
 	python, err := sparktest.Python()
 	if err != nil {

@@ -51,7 +51,11 @@ type RunNodeRequest struct {
 	SparkRemote string `protobuf:"bytes,11,opt,name=spark_remote,json=sparkRemote,proto3" json:"spark_remote,omitempty"`
 	// Identifies this call in the worker's control channel and as the tag of
 	// its Spark operations.
-	CallId        string `protobuf:"bytes,12,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	CallId string `protobuf:"bytes,12,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The node is a streaming node: its inputs are streams, and a function
+	// written in tauro's streaming form is called as tauro's streaming query
+	// manager calls it, fn(input_df, node_config) (see FunctionRef.streaming).
+	Streaming     bool `protobuf:"varint,13,opt,name=streaming,proto3" json:"streaming,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +172,13 @@ func (x *RunNodeRequest) GetCallId() string {
 		return x.CallId
 	}
 	return ""
+}
+
+func (x *RunNodeRequest) GetStreaming() bool {
+	if x != nil {
+		return x.Streaming
+	}
+	return false
 }
 
 // NodeContext is the node's ML context. Mappings are JSON objects rather
@@ -743,7 +754,11 @@ type FunctionRef struct {
 	Module   string                 `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
 	Function string                 `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
 	// How many input DataFrames the node passes positionally.
-	Inputs        int32 `protobuf:"varint,4,opt,name=inputs,proto3" json:"inputs,omitempty"`
+	Inputs int32 `protobuf:"varint,4,opt,name=inputs,proto3" json:"inputs,omitempty"`
+	// The node is a streaming node. Its function may then also be written in
+	// tauro's streaming form, fn(input_df, node_config): one input, two
+	// positional parameters, and neither start_date nor end_date.
+	Streaming     bool `protobuf:"varint,5,opt,name=streaming,proto3" json:"streaming,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -804,6 +819,13 @@ func (x *FunctionRef) GetInputs() int32 {
 		return x.Inputs
 	}
 	return 0
+}
+
+func (x *FunctionRef) GetStreaming() bool {
+	if x != nil {
+		return x.Streaming
+	}
+	return false
 }
 
 type CheckFunctionsResponse struct {
@@ -1109,7 +1131,7 @@ var File_tauro_exec_v1_worker_proto protoreflect.FileDescriptor
 
 const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\x89\x04\n" +
+	"\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\xa7\x04\n" +
 	"\x0eRunNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
@@ -1127,7 +1149,8 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x17allowed_module_prefixes\x18\n" +
 	" \x03(\tR\x15allowedModulePrefixes\x12!\n" +
 	"\fspark_remote\x18\v \x01(\tR\vsparkRemote\x12\x17\n" +
-	"\acall_id\x18\f \x01(\tR\x06callId\x1a<\n" +
+	"\acall_id\x18\f \x01(\tR\x06callId\x12\x1c\n" +
+	"\tstreaming\x18\r \x01(\bR\tstreaming\x1a<\n" +
 	"\x0eSparkConfEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x02\n" +
@@ -1167,12 +1190,13 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\tretryable\x18\x04 \x01(\bR\tretryable\"\x89\x01\n" +
 	"\x15CheckFunctionsRequest\x128\n" +
 	"\tfunctions\x18\x01 \x03(\v2\x1a.tauro.exec.v1.FunctionRefR\tfunctions\x126\n" +
-	"\x17allowed_module_prefixes\x18\x02 \x03(\tR\x15allowedModulePrefixes\"m\n" +
+	"\x17allowed_module_prefixes\x18\x02 \x03(\tR\x15allowedModulePrefixes\"\x8b\x01\n" +
 	"\vFunctionRef\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x16\n" +
-	"\x06inputs\x18\x04 \x01(\x05R\x06inputs\"T\n" +
+	"\x06inputs\x18\x04 \x01(\x05R\x06inputs\x12\x1c\n" +
+	"\tstreaming\x18\x05 \x01(\bR\tstreaming\"T\n" +
 	"\x16CheckFunctionsResponse\x12:\n" +
 	"\bproblems\x18\x01 \x03(\v2\x1e.tauro.exec.v1.FunctionProblemR\bproblems\"?\n" +
 	"\x0fFunctionProblem\x12\x12\n" +

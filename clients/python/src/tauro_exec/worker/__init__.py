@@ -20,27 +20,31 @@ code has really ended, which after a cancel may be later than the call. With
 """
 
 from tauro_exec.worker.functions import (
+    CallForm,
     FunctionError,
     ProjectCode,
     accepts_ml_context,
+    call_arguments,
+    call_form,
     load_function,
     project_packages,
     project_roots,
-    signature_problem,
 )
 from tauro_exec.worker.service import NodeWorker, ResultError, error_response
 from tauro_exec.worker.session import with_user
 
 __all__ = [
+    "CallForm",
     "FunctionError",
     "NodeWorker",
     "ProjectCode",
     "ResultError",
     "accepts_ml_context",
+    "call_arguments",
+    "call_form",
     "error_response",
     "load_function",
     "project_packages",
     "project_roots",
-    "signature_problem",
     "with_user",
 ]

@@ -3,6 +3,7 @@ imported (again, when the project's code changed) and the call they must accept.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
 import logging
@@ -153,24 +154,83 @@ def accepts_ml_context(fn: Callable[..., Any]) -> bool:
     return False
 
 
-def signature_problem(fn: Callable[..., Any], inputs: int) -> str | None:
-    """Why fn(*inputs, start_date=..., end_date=...[, ml_context=...]) cannot be called, or None."""
+class CallForm(enum.Enum):
+    """How a node function is called."""
+
+    # fn(*dfs, start_date=..., end_date=...): every node, as tauro calls a batch node.
+    EXECD = "execd"
+    # fn(input_df, node_config): a streaming node's function, as tauro's
+    # streaming query manager calls it.
+    TAURO_STREAMING = "tauro_streaming"
+
+
+_DATES = ("start_date", "end_date")
+
+
+def call_form(fn: Callable[..., Any], inputs: int, streaming: bool) -> CallForm:
+    """How fn is called for a node passing that many input DataFrames.
+
+    execd's call, fn(*dfs, start_date=..., end_date=...), whenever fn can take
+    it. Otherwise, for a streaming node with one input, tauro's streaming call,
+    fn(input_df, node_config), when fn can take that and names neither date:
+    a function that asks for a date wants execd's call. Either way ml_context
+    is added when fn has that parameter (or **kwargs). Raises FunctionError
+    saying which call fn should be written for when it fits none.
+    """
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None  # no introspectable signature: the call itself will tell
-    kwargs: dict[str, object] = {"start_date": "", "end_date": ""}
-    if accepts_ml_context(fn):
-        kwargs["ml_context"] = None
+        return CallForm.EXECD  # no introspectable signature: the call itself will tell
+    ml: dict[str, object] = {"ml_context": None} if accepts_ml_context(fn) else {}
     try:
-        sig.bind(*range(inputs), **kwargs)
+        sig.bind(*range(inputs), start_date="", end_date="", **ml)
+        return CallForm.EXECD
     except TypeError as e:
-        dfs = "no input DataFrames" if inputs == 0 else f"{inputs} input DataFrame(s) positionally"
-        return (
-            f"{getattr(fn, '__qualname__', fn)}{sig} cannot take {dfs} and start_date/end_date as keywords: {e}; "
-            "write it as def fn(df1, ..., *, start_date, end_date) (or add **kwargs)"
-        )
+        execd = str(e)
+    name = f"{getattr(fn, '__qualname__', fn)}{sig}"
+    dfs = "no input DataFrames" if inputs == 0 else f"{inputs} input DataFrame(s) positionally"
+    fix = "write it as def fn(df1, ..., *, start_date, end_date) (or add **kwargs)"
+    tauro = _tauro_streaming_problem(sig, ml, inputs, streaming)
+    if tauro is None:
+        return CallForm.TAURO_STREAMING
+    if not streaming:
+        if _tauro_streaming_problem(sig, ml, inputs, True) is None:
+            fix += "; fn(input_df, node_config) is tauro's form for streaming nodes, and this node is a batch node"
+        raise FunctionError(f"{name} cannot take {dfs} and start_date/end_date as keywords: {execd}; {fix}")
+    if inputs == 1:
+        fix = "write it as def fn(input_df, node_config) (tauro's streaming form) or def fn(input_df, *, start_date, end_date)"
+    raise FunctionError(
+        f"{name} cannot take either call of a streaming node: {dfs} with start_date/end_date as keywords ({execd}), "
+        f"or tauro's fn(input_df, node_config) ({tauro}); {fix}"
+    )
+
+
+def _tauro_streaming_problem(sig: inspect.Signature, ml: dict[str, object], inputs: int, streaming: bool) -> str | None:
+    """Why a function of signature sig cannot be called as fn(input_df, node_config), or None."""
+    if not streaming:
+        return "that call is for streaming nodes"
+    if inputs != 1:
+        return f"that call is for a streaming node with one input, and this one has {inputs}"
+    if named := [d for d in _DATES if d in sig.parameters]:
+        return f"it names {' and '.join(named)}, which that call does not pass"
+    try:
+        sig.bind(None, {}, **ml)
+    except TypeError as e:
+        return str(e)
     return None
+
+
+def call_arguments(
+    form: CallForm, dfs: Sequence[Any], node: str, start_date: str | None, end_date: str | None, node_config: dict[str, Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """The positional and keyword arguments of the call of form, ml_context aside.
+
+    tauro's streaming call gets the node's configuration as tauro passes it:
+    the node's mapping as configured, with its name under "name".
+    """
+    if form is CallForm.TAURO_STREAMING:
+        return [*dfs, {**node_config, "name": node}], {}
+    return list(dfs), {"start_date": start_date, "end_date": end_date}
 
 
 class Loader:
@@ -197,7 +257,7 @@ class Loader:
             finally:
                 self._code.record()
 
-    def problem(self, module: str, function: str, inputs: int, prefixes: Sequence[str]) -> str | None:
+    def problem(self, module: str, function: str, inputs: int, streaming: bool, prefixes: Sequence[str]) -> str | None:
         """Why module.function cannot be a node with that many inputs, or None; its import runs."""
         try:
             fn = self.load(module, function, prefixes)
@@ -211,4 +271,8 @@ class Loader:
             if isinstance(e, SyntaxError) and e.filename:
                 where = f" (at {e.filename}:{e.lineno})"
             return f"importing {module} fails: {type(e).__name__}: {e}{where}"
-        return signature_problem(fn, inputs)
+        try:
+            call_form(fn, inputs, streaming)
+        except FunctionError as e:
+            return str(e)
+        return None

@@ -23,7 +23,7 @@ from tauro_exec._proto.tauro.exec.v1 import worker_pb2 as pb
 from tauro_exec._proto.tauro.exec.v1 import worker_pb2_grpc as pb_grpc
 from tauro_exec.ml import ExecutionMetadata, MLContext, Retryable
 from tauro_exec.worker.control import Control
-from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, signature_problem
+from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
 from tauro_exec.worker.session import WarmSession, connection_lost, make_active
 
@@ -60,7 +60,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         prefixes = self._functions.prefixes(request.allowed_module_prefixes)
         problems = []
         for ref in request.functions:
-            msg = self._functions.problem(ref.module, ref.function, ref.inputs, prefixes)
+            msg = self._functions.problem(ref.module, ref.function, ref.inputs, ref.streaming, prefixes)
             if msg:
                 problems.append(pb.FunctionProblem(node=ref.node, message=msg))
         return pb.CheckFunctionsResponse(problems=problems)
@@ -126,20 +126,23 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         try:
             prefixes = self._functions.prefixes(request.allowed_module_prefixes)
             fn = self._functions.load(request.module, request.function, prefixes)
-            if problem := signature_problem(fn, len(request.input_views)):
-                raise FunctionError(problem)
+            form = call_form(fn, len(request.input_views), request.streaming)
             spark = self._session.get(request.spark_remote)
             make_active(spark)
             spark.addTag(tag)
             self._set_conf(spark, dict(request.spark_conf))
             dfs = [spark.table(v) for v in request.input_views]
-            kwargs: dict[str, Any] = {
-                "start_date": request.start_date or None,
-                "end_date": request.end_date or None,
-            }
+            args, kwargs = call_arguments(
+                form,
+                dfs,
+                request.node,
+                request.start_date or None,
+                request.end_date or None,
+                _json_object(request.context.node_config_json),
+            )
             if accepts_ml_context(fn):
                 kwargs["ml_context"] = _ml_context(request, spark, events)
-            result = fn(*dfs, **kwargs)
+            result = fn(*args, **kwargs)
             df = _as_dataframe(spark, result, request.node)
             df.createOrReplaceGlobalTempView(request.result_view)
             fields = [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in df.schema.fields]

@@ -55,6 +55,7 @@ class RunNodeRequest(_message.Message):
     ALLOWED_MODULE_PREFIXES_FIELD_NUMBER: _builtins.int
     SPARK_REMOTE_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
+    STREAMING_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     """Node name, for messages."""
     module: _builtins.str
@@ -72,6 +73,11 @@ class RunNodeRequest(_message.Message):
     call_id: _builtins.str
     """Identifies this call in the worker's control channel and as the tag of
     its Spark operations.
+    """
+    streaming: _builtins.bool
+    """The node is a streaming node: its inputs are streams, and a function
+    written in tauro's streaming form is called as tauro's streaming query
+    manager calls it, fn(input_df, node_config) (see FunctionRef.streaming).
     """
     @_builtins.property
     def input_views(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -112,10 +118,11 @@ class RunNodeRequest(_message.Message):
         allowed_module_prefixes: _abc.Iterable[_builtins.str] | None = ...,
         spark_remote: _builtins.str = ...,
         call_id: _builtins.str = ...,
+        streaming: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "call_id", b"call_id", "context", b"context", "end_date", b"end_date", "function", b"function", "input_views", b"input_views", "module", b"module", "node", b"node", "result_view", b"result_view", "spark_conf", b"spark_conf", "spark_remote", b"spark_remote", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "call_id", b"call_id", "context", b"context", "end_date", b"end_date", "function", b"function", "input_views", b"input_views", "module", b"module", "node", b"node", "result_view", b"result_view", "spark_conf", b"spark_conf", "spark_remote", b"spark_remote", "start_date", b"start_date", "streaming", b"streaming"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,11 +378,17 @@ class FunctionRef(_message.Message):
     MODULE_FIELD_NUMBER: _builtins.int
     FUNCTION_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
+    STREAMING_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     module: _builtins.str
     function: _builtins.str
     inputs: _builtins.int
     """How many input DataFrames the node passes positionally."""
+    streaming: _builtins.bool
+    """The node is a streaming node. Its function may then also be written in
+    tauro's streaming form, fn(input_df, node_config): one input, two
+    positional parameters, and neither start_date nor end_date.
+    """
     def __init__(
         self,
         *,
@@ -383,10 +396,11 @@ class FunctionRef(_message.Message):
         module: _builtins.str = ...,
         function: _builtins.str = ...,
         inputs: _builtins.int = ...,
+        streaming: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "inputs", b"inputs", "module", b"module", "node", b"node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "inputs", b"inputs", "module", b"module", "node", b"node", "streaming", b"streaming"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
