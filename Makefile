@@ -14,7 +14,7 @@ PYGEN   := clients/python/src/tauro_exec/_proto
 TSDIR   := clients/typescript
 TSGEN   := $(TSDIR)/src/gen
 
-.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker testpg postgres java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web test-cluster spark-cluster bench bench-peer demo clean
+.PHONY: all build web generate check-generated check-tree lint venv npm spark-jars kafka-libs testbroker testpg testmlflow postgres java grpcurl chromium test test-go test-fuzz test-python test-typescript test-web test-cluster spark-cluster bench bench-peer demo clean
 
 all: build
 
@@ -115,6 +115,11 @@ testbroker:
 testpg:
 	$(GO) build -o $(BIN)/testpg ./internal/store/postgres/pgtest/testpg
 
+# The command that runs the test run's MLflow tracking server
+# (internal/mlops/mlflowtest), the venv's pinned mlflow.
+testmlflow:
+	$(GO) build -o $(BIN)/testmlflow ./internal/mlops/mlflowtest/testmlflow
+
 # PostgreSQL's server for the tests of the PostgreSQL store and of several
 # replicas: Debian's package, installed when missing (as Chromium is).
 postgres:
@@ -164,33 +169,41 @@ check-tree:
 SPARK_TEST := .build/spark-test
 KAFKA_TEST := .build/kafka-test
 PG_TEST := .build/postgres-test
+MLFLOW_TEST := .build/mlflow-test
 
 # One Spark Connect server, one Kafka broker (KRaft, its own controller, a
-# fresh cluster each run) and one PostgreSQL cluster (a temp folder, a free
-# loopback port) serve the whole test run: Go integration tests and the
-# Python client's tests reach them through TAURO_SPARK_REMOTE,
-# TAURO_KAFKA_BOOTSTRAP and TAURO_POSTGRES_URL (with the password in
-# TAURO_POSTGRES_PASSWORD_FILE). All start at once; all are stopped on exit.
-test: check-tree check-generated test-fuzz java postgres build testbroker testpg venv npm spark-jars kafka-libs grpcurl
+# fresh cluster each run), one PostgreSQL cluster (a temp folder, a free
+# loopback port) and one MLflow tracking server (SQLite and artifacts in
+# $(MLFLOW_TEST), a free loopback port) serve the whole test run: Go
+# integration tests and the Python client's tests reach them through
+# TAURO_SPARK_REMOTE, TAURO_KAFKA_BOOTSTRAP, TAURO_POSTGRES_URL (with the
+# password in TAURO_POSTGRES_PASSWORD_FILE) and TAURO_MLFLOW_URI. All start
+# at once; all are stopped on exit.
+test: check-tree check-generated test-fuzz java postgres build testbroker testpg testmlflow venv npm spark-jars kafka-libs grpcurl
 	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
-	@rm -rf $(KAFKA_TEST) $(PG_TEST) && mkdir -p $(KAFKA_TEST) $(PG_TEST)
-	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log), Kafka broker (log: $(KAFKA_TEST)/broker.log) and PostgreSQL"
+	@rm -rf $(KAFKA_TEST) $(PG_TEST) $(MLFLOW_TEST) && mkdir -p $(KAFKA_TEST) $(PG_TEST) $(MLFLOW_TEST)
+	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log), Kafka broker (log: $(KAFKA_TEST)/broker.log), PostgreSQL and MLflow (log: $(MLFLOW_TEST)/mlflow.log)"
 	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
 	  pid=$$!; \
 	  $(BIN)/testbroker --libs $(KAFKA_LIBS_DIR) --state $(KAFKA_TEST) --ready-file $(KAFKA_TEST)/bootstrap >$(KAFKA_TEST)/testbroker.out 2>&1 & \
 	  kpid=$$!; \
 	  $(BIN)/testpg --ready-file $(PG_TEST)/ready >$(PG_TEST)/testpg.out 2>&1 & \
-	  ppid=$$!; trap 'kill $$pid $$kpid $$ppid 2>/dev/null; wait $$pid $$kpid $$ppid 2>/dev/null' EXIT; \
+	  ppid=$$!; \
+	  $(BIN)/testmlflow --state $(MLFLOW_TEST) --ready-file $(MLFLOW_TEST)/uri >$(MLFLOW_TEST)/testmlflow.out 2>&1 & \
+	  mpid=$$!; trap 'kill $$pid $$kpid $$ppid $$mpid 2>/dev/null; wait $$pid $$kpid $$ppid $$mpid 2>/dev/null' EXIT; \
 	  for i in $$(seq 1 360); do [ -s $(SPARK_TEST)/remote ] && break; kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(SPARK_TEST)/remote ] || { echo "Spark Connect did not start:" >&2; tail -40 $(SPARK_TEST)/server.out >&2; exit 1; }; \
 	  for i in $$(seq 1 240); do [ -s $(KAFKA_TEST)/bootstrap ] && break; kill -0 $$kpid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(KAFKA_TEST)/bootstrap ] || { echo "the Kafka broker did not start:" >&2; tail -40 $(KAFKA_TEST)/testbroker.out >&2; exit 1; }; \
 	  for i in $$(seq 1 120); do [ -s $(PG_TEST)/ready ] && break; kill -0 $$ppid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(PG_TEST)/ready ] || { echo "PostgreSQL did not start:" >&2; tail -40 $(PG_TEST)/testpg.out >&2; exit 1; }; \
+	  for i in $$(seq 1 240); do [ -s $(MLFLOW_TEST)/uri ] && break; kill -0 $$mpid 2>/dev/null || break; sleep 0.5; done; \
+	  [ -s $(MLFLOW_TEST)/uri ] || { echo "the MLflow tracking server did not start:" >&2; tail -40 $(MLFLOW_TEST)/testmlflow.out >&2; exit 1; }; \
 	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    TAURO_POSTGRES_URL=$$(sed -n 1p $(PG_TEST)/ready) TAURO_POSTGRES_PASSWORD_FILE=$$(sed -n 2p $(PG_TEST)/ready) TAURO_REQUIRE_POSTGRES=1 \
+	    TAURO_MLFLOW_URI=$$(cat $(MLFLOW_TEST)/uri) TAURO_REQUIRE_MLFLOW=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \
-	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP, PostgreSQL at $$TAURO_POSTGRES_URL"; \
+	  echo "Spark Connect at $${TAURO_SPARK_REMOTE%%/;*} (its token is in $(SPARK_TEST)/remote), Kafka at $$TAURO_KAFKA_BOOTSTRAP, PostgreSQL at $$TAURO_POSTGRES_URL, MLflow at $$TAURO_MLFLOW_URI"; \
 	  $(MAKE) --no-print-directory test-go test-python test-typescript test-web
 	@# The servers are stopped (the trap above) before the cluster starts:
 	@# the two never run at once.
