@@ -75,23 +75,6 @@ func URI(tb testing.TB) string {
 	return shared.s.URI()
 }
 
-// Own starts a tracking server for this test alone, in its temp folder, for
-// a test that stops it; it is stopped when the test ends if the test has
-// not.
-func Own(tb testing.TB) *Server {
-	tb.Helper()
-	s, err := Start(context.Background(), tb.TempDir())
-	check(tb, err)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.Stop(ctx); err != nil {
-			tb.Errorf("stopping the test's MLflow: %v", err)
-		}
-	})
-	return s
-}
-
 // check skips the test when the venv has no mlflow, unless the run
 // requires one, and fails it on any other error.
 func check(tb testing.TB, err error) {
