@@ -17,12 +17,12 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"iter"
 	"os"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -164,7 +164,7 @@ func (c *Client) Execute(ctx context.Context, pipeline string, o ExecuteOptions)
 		EndDate: o.EndDate, ModelVersion: o.ModelVersion, Select: o.Select, MaxWorkers: o.MaxWorkers, FailFast: o.FailFast,
 		Priority: o.Priority, NoWait: o.NoWait, Project: c.in(o.Project)}
 	if req.RequestId == "" {
-		req.RequestId = uuid.NewString()
+		req.RequestId = rand.Text()
 	}
 	if len(o.Hyperparams) > 0 {
 		s, err := structpb.NewStruct(o.Hyperparams)

@@ -2,11 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"iter"
 	"sync"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
@@ -38,7 +38,7 @@ func (c *Client) RunExperiment(ctx context.Context, o ExperimentOptions) (*Exper
 		Select: o.Select, Space: o.Space, Objective: o.Objective, NTrials: o.Trials, MaxParallelTrials: o.MaxParallelTrials,
 		Seed: o.Seed, Sampler: o.Sampler, StartDate: o.StartDate, EndDate: o.EndDate, Project: c.in(o.Project)}
 	if req.RequestId == "" {
-		req.RequestId = uuid.NewString()
+		req.RequestId = rand.Text()
 	}
 	if len(o.Hyperparams) > 0 {
 		s, err := structpb.NewStruct(o.Hyperparams)

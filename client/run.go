@@ -2,11 +2,10 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"iter"
 	"sync"
-
-	"github.com/google/uuid"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 )
@@ -146,7 +145,7 @@ func (r *Run) Stop(ctx context.Context, reason string) (*execv1.Run, error) {
 // depends on them; Wait waits for the repair. A request id makes it safe
 // to retry.
 func (r *Run) Repair(ctx context.Context) (*execv1.Run, error) {
-	req := &execv1.RepairRunRequest{RunId: r.id, RequestId: uuid.NewString(), Project: r.project}
+	req := &execv1.RepairRunRequest{RunId: r.id, RequestId: rand.Text(), Project: r.project}
 	resp, err := retry(ctx, r.c, func(ctx context.Context) (*execv1.RepairRunResponse, error) {
 		return r.c.svc.RepairRun(ctx, req)
 	})
