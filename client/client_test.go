@@ -373,3 +373,54 @@ func TestValidate_ReturnsEveryProblemWithItsFieldPath(t *testing.T) {
 		t.Errorf("Validate(quick) = %v, %v; want a plan of 4 nodes", plan.GetOrder(), err)
 	}
 }
+
+func TestExperiment_WatchAndWaitFollowASearchToItsBestTrial(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	py, err := sparktest.Python()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The workers' tauro_exec is this repository's (the shared venv's may
+	// be another checkout's).
+	env := []string{"PYTHONPATH=" + filepath.Join(execdtest.Root(), "clients", "python", "src")}
+	d := execdtest.Start(t, execdtest.CopyProject(t, "expproj"), t.TempDir(), "127.0.0.1:0", env, "--python", py, "--workers", "2")
+	c := dial(ctx, t, d.Addr)
+
+	x, err := c.RunExperiment(ctx, client.ExperimentOptions{Declared: "quadratic", Trials: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	ended := 0
+	for ev, err := range x.Watch(ctx) {
+		if err != nil {
+			t.Fatalf("watch after %v: %v", seqs, err)
+		}
+		seqs = append(seqs, ev.Sequence)
+		if tr, ok := ev.Change.(*client.TrialStateChanged); ok && tr.Trial.GetState() != client.TrialRunning {
+			ended++
+		}
+	}
+	for i, s := range seqs {
+		if s != int64(i+1) {
+			t.Fatalf("experiment sequences %v, want 1, 2, 3...", seqs)
+		}
+	}
+	if ended != 3 {
+		t.Errorf("%d trials ended, want 3", ended)
+	}
+	final, err := x.Wait(ctx)
+	if err != nil || final.GetBest() == nil {
+		t.Fatalf("Wait = %v (best %v), %v", final.GetState(), final.GetBest(), err)
+	}
+	var listed []string
+	for e, err := range c.Experiments(ctx, client.ExperimentsOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, e.ID())
+	}
+	if len(listed) != 1 || listed[0] != x.ID() {
+		t.Errorf("Experiments listed %v, want [%s]", listed, x.ID())
+	}
+}

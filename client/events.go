@@ -37,6 +37,19 @@ const (
 	NodeStreaming = execv1.NodeState_NODE_STATE_STREAMING
 )
 
+const (
+	ExperimentPending   = execv1.ExperimentState_EXPERIMENT_STATE_PENDING
+	ExperimentRunning   = execv1.ExperimentState_EXPERIMENT_STATE_RUNNING
+	ExperimentSucceeded = execv1.ExperimentState_EXPERIMENT_STATE_SUCCEEDED
+	ExperimentFailed    = execv1.ExperimentState_EXPERIMENT_STATE_FAILED
+	ExperimentCancelled = execv1.ExperimentState_EXPERIMENT_STATE_CANCELLED
+
+	TrialRunning   = execv1.TrialState_TRIAL_STATE_RUNNING
+	TrialSucceeded = execv1.TrialState_TRIAL_STATE_SUCCEEDED
+	TrialFailed    = execv1.TrialState_TRIAL_STATE_FAILED
+	TrialCancelled = execv1.TrialState_TRIAL_STATE_CANCELLED
+)
+
 // RunTerminal reports a run state that does not change without a repair.
 func RunTerminal(s RunState) bool {
 	switch s {
@@ -49,8 +62,7 @@ func RunTerminal(s RunState) bool {
 // ExperimentTerminal reports an experiment state that does not change.
 func ExperimentTerminal(s ExperimentState) bool {
 	switch s {
-	case execv1.ExperimentState_EXPERIMENT_STATE_SUCCEEDED, execv1.ExperimentState_EXPERIMENT_STATE_FAILED,
-		execv1.ExperimentState_EXPERIMENT_STATE_CANCELLED:
+	case ExperimentSucceeded, ExperimentFailed, ExperimentCancelled:
 		return true
 	}
 	return false

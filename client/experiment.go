@@ -175,7 +175,7 @@ func (x *Experiment) Wait(ctx context.Context) (*execv1.Experiment, error) {
 		}
 	}
 	px := x.Snapshot()
-	if px.GetState() != execv1.ExperimentState_EXPERIMENT_STATE_SUCCEEDED {
+	if px.GetState() != ExperimentSucceeded {
 		return px, &ExperimentFailedError{ExperimentID: x.id, Project: px.GetProject(), State: px.GetState(), Message: px.GetMessage()}
 	}
 	return px, nil
