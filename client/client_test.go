@@ -424,3 +424,84 @@ func TestExperiment_WatchAndWaitFollowASearchToItsBestTrial(t *testing.T) {
 		t.Errorf("Experiments listed %v, want [%s]", listed, x.ID())
 	}
 }
+
+func TestCancelAndRepair_ACancelledRunRepairedSucceeds(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	d := execdtest.Start(t, execdtest.CopyProject(t, "sqlproj"), t.TempDir(), "127.0.0.1:0", []string{"NAP_MS=3000"})
+	c := dial(ctx, t, d.Addr)
+
+	run, err := c.Execute(ctx, "slow", client.ExecuteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev, err := range run.Watch(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := ev.Change.(*client.NodeStateChanged); ok && n.Node == "nap" && n.State == client.NodeRunning {
+			break
+		}
+	}
+	if _, err := run.Cancel(ctx, "the test cancels it"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = run.Wait(ctx)
+	var failed *client.RunFailedError
+	if !errors.As(err, &failed) || failed.State != client.RunCancelled {
+		t.Fatalf("Wait after Cancel: %v, want a *RunFailedError in state CANCELLED", err)
+	}
+	if _, err := run.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if final, err := run.Wait(ctx); err != nil || final.GetRepairCount() != 1 {
+		t.Fatalf("Wait after Repair: %v (repairs %d)", err, final.GetRepairCount())
+	}
+	if _, err := c.Run("run-that-is-not").Get(ctx); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("Get of an unknown run: %v, want ErrNotFound", err)
+	}
+}
+
+func TestUnavailable_ReadsAndExecuteAreRetriedCancelIsNot(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	project, state := execdtest.CopyProject(t, "sqlproj"), t.TempDir()
+	d := execdtest.Start(t, project, state, "127.0.0.1:0", nil)
+	c := dial(ctx, t, d.Addr)
+	d.Stop()
+
+	began := time.Now()
+	if _, err := c.Run("run-x").Cancel(ctx, ""); !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("Cancel with execd down: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("Cancel with execd down took %v: it must not be retried", took)
+	}
+
+	type result struct {
+		run *client.Run
+		err error
+	}
+	started := make(chan result, 1)
+	go func() {
+		r, err := c.Execute(ctx, "quick", client.ExecuteOptions{})
+		started <- result{r, err}
+	}()
+	time.Sleep(time.Second) // Execute meets UNAVAILABLE and retries
+	execdtest.Start(t, project, state, d.Addr, nil)
+	res := <-started
+	if res.err != nil {
+		t.Fatalf("Execute while execd restarts: %v", res.err)
+	}
+	if _, err := res.run.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, err := range c.Runs(ctx, client.RunsOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Errorf("%d runs listed, want the one Execute started once", n)
+	}
+}
