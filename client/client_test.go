@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -10,12 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/client"
 	"github.com/tauro-exec/tauro-exec/internal/execdtest"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/testcerts"
 )
 
 func TestMain(m *testing.M) { os.Exit(sparktest.Main(m)) }
@@ -503,5 +507,44 @@ func TestUnavailable_ReadsAndExecuteAreRetriedCancelIsNot(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d runs listed, want the one Execute started once", n)
+	}
+}
+
+func TestDial_MutualTLSWithATokenSource(t *testing.T) {
+	ctx := testCtx(t, 60*time.Second)
+	files, err := testcerts.Generate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := filepath.Join(t.TempDir(), "tokens.jsonl")
+	out, err := exec.Command(execdtest.Binary(t), "token", "--name", "svc", "--role", "operator", "--append", tokens).Output()
+	if err != nil {
+		t.Fatalf("execd token: %v", err)
+	}
+	d := execdtest.Start(t, execdtest.CopyProject(t, "sqlproj"), t.TempDir(), "127.0.0.1:0", nil,
+		"--tokens", tokens, "--tls-cert", files.ServerCert, "--tls-key", files.ServerKey, "--client-ca", files.CA)
+	caPEM, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	cert, err := tls.LoadX509KeyPair(files.ClientCert, files.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	src := func(context.Context) (string, error) { asked.Add(1); return strings.TrimSpace(string(out)), nil }
+
+	c := dial(ctx, t, d.Addr, client.WithRootCAs(pool), client.WithClientCertificate(cert), client.WithTokenSource(src))
+	caller, err := c.Caller(ctx)
+	if err != nil || caller.GetName() != "svc" {
+		t.Fatalf("Caller = %q, %v; want the token's name svc", caller.GetName(), err)
+	}
+	if _, err := c.Validate(ctx, "quick", client.ValidateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := asked.Load(); n < 3 {
+		t.Errorf("the token source was asked %d times for 3 calls: it must be asked on each", n)
 	}
 }
