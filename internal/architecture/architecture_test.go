@@ -85,6 +85,16 @@ var rules = []rule{
 		forbidden: append([]string{module + "/internal/service", module + "/cmd", module + "/gen"}, backends...),
 		why:       "telemetry implements the engine's observe.Observer and reads backends only through functions cmd/execd hands it",
 	},
+	{
+		from:      "./client/...",
+		forbidden: append([]string{module + "/internal", module + "/cmd", "github.com/apache/spark-connect-go", "github.com/prometheus", "go.opentelemetry.io"}, sqlDrivers...),
+		why:       "the Go client is imported by other services: it knows the generated contract (gen/) and gRPC only, not execd's insides",
+	},
+	{
+		from:      "./examples/...",
+		forbidden: []string{module + "/internal", module + "/cmd"},
+		why:       "the examples call execd the way another team's service would: through the client",
+	},
 }
 
 func repoRoot(t *testing.T) string {
