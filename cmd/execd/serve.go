@@ -183,7 +183,8 @@ func serve(ctx context.Context, args []string) error {
 	if err := eng.Recover(ctx); err != nil {
 		return err
 	}
-	srv, err := service.NewServer(service.New(eng).WithProjectCatalog(projects), hs, log, append(sec.opts, service.WithRedaction(environ.Redact),
+	svc := service.New(eng).WithProjectCatalog(projects)
+	srv, err := service.NewServer(svc, hs, log, append(sec.opts, service.WithRedaction(environ.Redact),
 		service.WithServerOptions(tel.ServerOptions()...))...)
 	if err != nil {
 		return err
@@ -233,6 +234,10 @@ func serve(ctx context.Context, args []string) error {
 	if err := eng.Close(stopCtx); err != nil {
 		log.Warn("runs did not record their end in time", "err", err)
 	}
+	// The runs' ends are recorded and sent: open watches end now, each
+	// telling its client where to pick up on the next execd, instead of
+	// holding the stop until the shutdown timeout.
+	svc.EndWatches()
 	if err := drain(stopCtx, web, srv); err != nil {
 		log.Warn("calls still open at the shutdown timeout were cut", "err", err)
 	}

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -69,23 +68,24 @@ func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimen
 }
 
 func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream execv1.ExecService_WatchExperimentServer) error {
-	x, err := s.experimentIn(stream.Context(), req.GetExperimentId(), req.GetProject())
+	ctx, cancel := s.watching(stream.Context())
+	defer cancel()
+	x, err := s.experimentIn(ctx, req.GetExperimentId(), req.GetProject())
 	if err != nil {
 		return err
 	}
-	w, err := s.eng.WatchExperiment(stream.Context(), req.GetExperimentId(), req.GetAfterSequence())
+	w, err := s.eng.WatchExperiment(ctx, req.GetExperimentId(), req.GetAfterSequence())
 	if err != nil {
-		return toStatus(err)
+		return s.watchEnded(err, req.GetAfterSequence())
 	}
+	last := req.GetAfterSequence()
 	for ev := range w.Events() {
 		if err := stream.Send(&execv1.WatchExperimentResponse{Event: experimentEventToProto(ev, x.Spec.Project)}); err != nil {
 			return err
 		}
+		last = ev.Sequence
 	}
-	if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		return toStatus(err)
-	}
-	return nil
+	return s.watchEnded(w.Err(), last)
 }
 
 func (s *Service) CancelExperiment(ctx context.Context, req *execv1.CancelExperimentRequest) (*execv1.CancelExperimentResponse, error) {

@@ -7,6 +7,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/engine"
@@ -20,10 +24,50 @@ type Service struct {
 	eng     *engine.Engine
 	log     *slog.Logger   // set by NewServer
 	catalog ProjectCatalog // nil: ListProjects describes the engine's
+
+	stopping chan struct{} // closed by EndWatches
+	stopOnce sync.Once
 }
 
 // New returns the service for eng.
-func New(eng *engine.Engine) *Service { return &Service{eng: eng, log: slog.Default()} }
+func New(eng *engine.Engine) *Service {
+	return &Service{eng: eng, log: slog.Default(), stopping: make(chan struct{})}
+}
+
+// EndWatches ends every WatchRun and WatchExperiment stream, and refuses
+// new ones, with UNAVAILABLE saying after which sequence to watch again:
+// execd is stopping, and a stream left open would hold its stop until the
+// shutdown timeout. Call it once the runs have recorded how they ended, so
+// the streams carry that first.
+func (s *Service) EndWatches() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// watching is ctx, cancelled as well once EndWatches is called.
+func (s *Service) watching(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// watchEnded is what a watch that stopped sending returns: UNAVAILABLE
+// when execd is stopping, the watcher's error otherwise (nil when the
+// caller went away or the stream reached its end).
+func (s *Service) watchEnded(err error, last int64) error {
+	select {
+	case <-s.stopping:
+		return status.Errorf(codes.Unavailable, "execd is stopping; watch again with after_sequence %d once it is back", last)
+	default:
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return toStatus(err)
+	}
+	return nil
+}
 
 func (s *Service) ValidatePipeline(ctx context.Context, req *execv1.ValidatePipelineRequest) (*execv1.ValidatePipelineResponse, error) {
 	project, err := s.inProject(ctx, req.GetProject())
@@ -73,24 +117,24 @@ func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipeli
 }
 
 func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecService_WatchRunServer) error {
-	ctx := stream.Context()
+	ctx, cancel := s.watching(stream.Context())
+	defer cancel()
 	r, err := s.runIn(ctx, req.GetRunId(), req.GetProject())
 	if err != nil {
 		return err
 	}
 	w, err := s.eng.Watch(ctx, req.GetRunId(), req.GetAfterSequence())
 	if err != nil {
-		return toStatus(err)
+		return s.watchEnded(err, req.GetAfterSequence())
 	}
+	last := req.GetAfterSequence()
 	for ev := range w.Events() {
 		if err := stream.Send(&execv1.WatchRunResponse{Event: eventToProto(ev, r.Params.Project)}); err != nil {
 			return err
 		}
+		last = ev.Sequence
 	}
-	if err := w.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		return toStatus(err)
-	}
-	return nil
+	return s.watchEnded(w.Err(), last)
 }
 
 func (s *Service) GetRun(ctx context.Context, req *execv1.GetRunRequest) (*execv1.GetRunResponse, error) {
