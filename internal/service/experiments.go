@@ -68,7 +68,10 @@ func (s *Service) ListExperiments(ctx context.Context, req *execv1.ListExperimen
 }
 
 func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream execv1.ExecService_WatchExperimentServer) error {
-	ctx, cancel := s.watching(stream.Context())
+	ctx, cancel := s.watching(stream.Context(), func(ctx context.Context) bool {
+		x, err := s.eng.GetExperiment(ctx, req.GetExperimentId())
+		return err == nil && x.State.Terminal()
+	})
 	defer cancel()
 	x, err := s.experimentIn(ctx, req.GetExperimentId(), req.GetProject())
 	if err != nil {
@@ -76,7 +79,7 @@ func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream exe
 	}
 	w, err := s.eng.WatchExperiment(ctx, req.GetExperimentId(), req.GetAfterSequence())
 	if err != nil {
-		return s.watchEnded(err, req.GetAfterSequence())
+		return s.watchEnded(ctx, err, req.GetAfterSequence())
 	}
 	last := req.GetAfterSequence()
 	for ev := range w.Events() {
@@ -85,7 +88,7 @@ func (s *Service) WatchExperiment(req *execv1.WatchExperimentRequest, stream exe
 		}
 		last = ev.Sequence
 	}
-	return s.watchEnded(w.Err(), last)
+	return s.watchEnded(ctx, w.Err(), last)
 }
 
 func (s *Service) CancelExperiment(ctx context.Context, req *execv1.CancelExperimentRequest) (*execv1.CancelExperimentResponse, error) {

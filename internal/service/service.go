@@ -34,34 +34,40 @@ func New(eng *engine.Engine) *Service {
 	return &Service{eng: eng, log: slog.Default(), stopping: make(chan struct{})}
 }
 
-// EndWatches ends every WatchRun and WatchExperiment stream, and refuses
-// new ones, with UNAVAILABLE saying after which sequence to watch again:
-// execd is stopping, and a stream left open would hold its stop until the
-// shutdown timeout. Call it once the runs have recorded how they ended, so
-// the streams carry that first.
+// EndWatches ends the WatchRun and WatchExperiment streams of runs and
+// experiments that have not ended (a queued run, an experiment the next
+// execd carries on) with UNAVAILABLE saying after which sequence to watch
+// again, and refuses new ones likewise: execd is stopping, and a stream
+// left open would hold its stop until the shutdown timeout. A stream of
+// one that has ended finishes by itself with its terminal event. Call it
+// once the runs have recorded how they ended.
 func (s *Service) EndWatches() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
-// watching is ctx, cancelled as well once EndWatches is called.
-func (s *Service) watching(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
+// watching is ctx, cancelled as well once EndWatches is called unless
+// what is watched has ended by then.
+func (s *Service) watching(ctx context.Context, ended func(context.Context) bool) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
 		select {
 		case <-s.stopping:
-			cancel()
+			if !ended(ctx) {
+				cancel(errStopping)
+			}
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, cancel
+	return ctx, func() { cancel(nil) }
 }
 
+// errStopping is the cause of a watch EndWatches ended.
+var errStopping = errors.New("execd is stopping")
+
 // watchEnded is what a watch that stopped sending returns: UNAVAILABLE
-// when execd is stopping, the watcher's error otherwise (nil when the
+// when EndWatches ended it, the watcher's error otherwise (nil when the
 // caller went away or the stream reached its end).
-func (s *Service) watchEnded(err error, last int64) error {
-	select {
-	case <-s.stopping:
+func (s *Service) watchEnded(ctx context.Context, err error, last int64) error {
+	if errors.Is(context.Cause(ctx), errStopping) {
 		return status.Errorf(codes.Unavailable, "execd is stopping; watch again with after_sequence %d once it is back", last)
-	default:
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return toStatus(err)
@@ -117,7 +123,10 @@ func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipeli
 }
 
 func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecService_WatchRunServer) error {
-	ctx, cancel := s.watching(stream.Context())
+	ctx, cancel := s.watching(stream.Context(), func(ctx context.Context) bool {
+		r, err := s.eng.Get(ctx, req.GetRunId())
+		return err == nil && r.State.Terminal()
+	})
 	defer cancel()
 	r, err := s.runIn(ctx, req.GetRunId(), req.GetProject())
 	if err != nil {
@@ -125,7 +134,7 @@ func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecServic
 	}
 	w, err := s.eng.Watch(ctx, req.GetRunId(), req.GetAfterSequence())
 	if err != nil {
-		return s.watchEnded(err, req.GetAfterSequence())
+		return s.watchEnded(ctx, err, req.GetAfterSequence())
 	}
 	last := req.GetAfterSequence()
 	for ev := range w.Events() {
@@ -134,7 +143,7 @@ func (s *Service) WatchRun(req *execv1.WatchRunRequest, stream execv1.ExecServic
 		}
 		last = ev.Sequence
 	}
-	return s.watchEnded(w.Err(), last)
+	return s.watchEnded(ctx, w.Err(), last)
 }
 
 func (s *Service) GetRun(ctx context.Context, req *execv1.GetRunRequest) (*execv1.GetRunResponse, error) {
