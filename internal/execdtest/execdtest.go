@@ -59,9 +59,12 @@ func Binary(tb testing.TB) string {
 
 // Daemon is an execd process a test started.
 type Daemon struct {
-	Addr   string
+	// Addr is where it serves; Metrics its metrics endpoint (with
+	// --metrics-listen).
+	Addr, Metrics string
+	// Cmd is its process.
+	Cmd    *exec.Cmd
 	tb     testing.TB
-	cmd    *exec.Cmd
 	mu     sync.Mutex
 	logs   strings.Builder
 	exited chan struct{}
@@ -73,27 +76,37 @@ type Daemon struct {
 // to its environment; extra to its arguments.
 func Start(tb testing.TB, project, state, listen string, env []string, extra ...string) *Daemon {
 	tb.Helper()
-	args := append([]string{"serve", "--project", project, "--state", state, "--listen", listen,
-		"--spark-remote", sparktest.Remote(tb), "--workers", "0"}, extra...)
-	d := &Daemon{tb: tb, cmd: exec.Command(Binary(tb), args...), exited: make(chan struct{})}
-	d.cmd.Env = append(os.Environ(), env...)
-	stdout, err := d.cmd.StdoutPipe()
+	return Launch(tb, env, append([]string{"serve", "--project", project, "--state", state, "--listen", listen,
+		"--spark-remote", sparktest.Remote(tb), "--workers", "0"}, extra...)...)
+}
+
+// Launch runs execd with args (`serve` and its flags) and env added to its
+// environment, and waits until it listens; it is stopped when the test
+// ends.
+func Launch(tb testing.TB, env []string, args ...string) *Daemon {
+	tb.Helper()
+	d := &Daemon{tb: tb, Cmd: exec.Command(Binary(tb), args...), exited: make(chan struct{})}
+	d.Cmd.Env = append(os.Environ(), env...)
+	stdout, err := d.Cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d.cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+	d.Cmd.Stderr = writerFunc(func(p []byte) (int, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return d.logs.Write(p)
 	})
-	if err := d.cmd.Start(); err != nil {
+	if err := d.Cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	go func() { _ = d.Cmd.Wait(); close(d.exited) }()
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "execd metrics on "); ok {
+				d.Metrics = a // printed before the gRPC address, which publishes it
+			}
 			if a, ok := strings.CutPrefix(sc.Text(), "execd listening on "); ok {
 				addr <- a
 			}
@@ -103,12 +116,15 @@ func Start(tb testing.TB, project, state, listen string, env []string, extra ...
 	case d.Addr = <-addr:
 	case <-d.exited:
 		tb.Fatalf("execd exited before listening:\n%s", d.Logs())
-	case <-time.After(time.Minute):
-		tb.Fatalf("execd did not listen within a minute:\n%s", d.Logs())
+	case <-time.After(4 * time.Minute): // an embedded Spark starts first
+		tb.Fatalf("execd did not listen within 4 minutes:\n%s", d.Logs())
 	}
 	tb.Cleanup(d.Stop)
 	return d
 }
+
+// Exited is closed once the process has exited.
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
 // Logs is what execd wrote to stderr.
 func (d *Daemon) Logs() string {
@@ -124,11 +140,11 @@ func (d *Daemon) Stop() {
 		return
 	default:
 	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
 	case <-time.After(40 * time.Second):
-		_ = d.cmd.Process.Kill()
+		_ = d.Cmd.Process.Kill()
 		<-d.exited
 		d.tb.Errorf("execd did not stop within 40s of SIGTERM:\n%s", d.Logs())
 	}
@@ -136,7 +152,7 @@ func (d *Daemon) Stop() {
 
 // Kill sends SIGKILL: execd records nothing more.
 func (d *Daemon) Kill() {
-	_ = d.cmd.Process.Kill()
+	_ = d.Cmd.Process.Kill()
 	<-d.exited
 }
 
