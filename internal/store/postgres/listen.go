@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,7 +88,7 @@ func split(n notice) []notice {
 // of what they name, until the store closes. After a lost connection it
 // wakes every watcher: what was committed while it was away is in the
 // tables, and the watchers read it there.
-func (b *backend) listen(s *sqlstore.Store) {
+func (b *backend) listen(s *sqlstore.Store, first chan<- struct{}) {
 	defer b.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -95,9 +96,14 @@ func (b *backend) listen(s *sqlstore.Store) {
 		<-b.stop
 		cancel()
 	}()
+	// first is closed once the first LISTEN has taken effect, or failed.
+	var once sync.Once
+	listening := func() { once.Do(func() { close(first) }) }
+	defer listening()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := b.listenOnce(ctx, s)
+		err := b.listenOnce(ctx, s, listening)
+		listening()
 		if ctx.Err() != nil {
 			return
 		}
@@ -113,7 +119,7 @@ func (b *backend) listen(s *sqlstore.Store) {
 }
 
 // listenOnce holds one listening connection until it fails.
-func (b *backend) listenOnce(ctx context.Context, s *sqlstore.Store) error {
+func (b *backend) listenOnce(ctx context.Context, s *sqlstore.Store, listening func()) error {
 	conn, err := pgx.ConnectConfig(ctx, b.conn)
 	if err != nil {
 		return err
@@ -125,6 +131,7 @@ func (b *backend) listenOnce(ctx context.Context, s *sqlstore.Store) error {
 	// Anything committed before LISTEN took effect was not announced to
 	// this connection.
 	s.PokeAll()
+	listening()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

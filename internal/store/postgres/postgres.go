@@ -131,7 +131,15 @@ func Open(ctx context.Context, cfg Config, opts ...sqlstore.Option) (*sqlstore.S
 	b := &backend{db: db, conn: cc, replica: cfg.Replica, channel: ch, log: cfg.Logger, stop: make(chan struct{})}
 	s := sqlstore.New(b, opts...)
 	b.wg.Add(1)
-	go b.listen(s)
+	first := make(chan struct{})
+	go b.listen(s, first)
+	// Watchers come once Open returns: the listener's first LISTEN, and the
+	// wake-up of every watcher that follows it, come before, so that a
+	// watcher is woken only by what is committed after it asked.
+	select {
+	case <-first:
+	case <-pctx.Done():
+	}
 	return s, nil
 }
 
