@@ -163,16 +163,11 @@ func (c *Client) Execute(ctx context.Context, pipeline string, o ExecuteOptions)
 	req := &execv1.ExecutePipelineRequest{RequestId: o.RequestID, Pipeline: pipeline, Env: o.Env, StartDate: o.StartDate,
 		EndDate: o.EndDate, ModelVersion: o.ModelVersion, Select: o.Select, MaxWorkers: o.MaxWorkers, FailFast: o.FailFast,
 		Priority: o.Priority, NoWait: o.NoWait, Project: c.in(o.Project)}
-	if req.RequestId == "" {
-		req.RequestId = rand.Text()
+	hp, err := hyperparams(o.Hyperparams)
+	if err != nil {
+		return nil, err
 	}
-	if len(o.Hyperparams) > 0 {
-		s, err := structpb.NewStruct(o.Hyperparams)
-		if err != nil {
-			return nil, fmt.Errorf("hyperparams: %w", err)
-		}
-		req.Hyperparams = s
-	}
+	req.RequestId, req.Hyperparams = requestID(req.RequestId), hp
 	resp, err := retry(ctx, c, func(ctx context.Context) (*execv1.ExecutePipelineResponse, error) {
 		return c.svc.ExecutePipeline(ctx, req)
 	})
@@ -182,6 +177,27 @@ func (c *Client) Execute(ctx context.Context, pipeline string, o ExecuteOptions)
 	r := c.Run(resp.GetRun().GetRunId())
 	r.set(resp.GetRun())
 	return r, nil
+}
+
+// requestID is id, or a random one: a request with an id can be retried
+// without starting a second run.
+func requestID(id string) string {
+	if id == "" {
+		return rand.Text()
+	}
+	return id
+}
+
+// hyperparams is m as the contract carries it; nil when empty.
+func hyperparams(m map[string]any) (*structpb.Struct, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil, fmt.Errorf("hyperparams: %w", err)
+	}
+	return s, nil
 }
 
 // Run is the handle of a run by id; it makes no call. By-id calls find the

@@ -2,12 +2,9 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"iter"
 	"sync"
-
-	"google.golang.org/protobuf/types/known/structpb"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 )
@@ -37,16 +34,11 @@ func (c *Client) RunExperiment(ctx context.Context, o ExperimentOptions) (*Exper
 	req := &execv1.RunExperimentRequest{RequestId: o.RequestID, Experiment: o.Declared, Pipeline: o.Pipeline, Env: o.Env,
 		Select: o.Select, Space: o.Space, Objective: o.Objective, NTrials: o.Trials, MaxParallelTrials: o.MaxParallelTrials,
 		Seed: o.Seed, Sampler: o.Sampler, StartDate: o.StartDate, EndDate: o.EndDate, Project: c.in(o.Project)}
-	if req.RequestId == "" {
-		req.RequestId = rand.Text()
+	hp, err := hyperparams(o.Hyperparams)
+	if err != nil {
+		return nil, err
 	}
-	if len(o.Hyperparams) > 0 {
-		s, err := structpb.NewStruct(o.Hyperparams)
-		if err != nil {
-			return nil, fmt.Errorf("hyperparams: %w", err)
-		}
-		req.Hyperparams = s
-	}
+	req.RequestId, req.Hyperparams = requestID(req.RequestId), hp
 	resp, err := retry(ctx, c, func(ctx context.Context) (*execv1.RunExperimentResponse, error) {
 		return c.svc.RunExperiment(ctx, req)
 	})
