@@ -2438,7 +2438,9 @@ type Run struct {
 	// The execd replica that executes the run (or did last).
 	Replica string `protobuf:"bytes,21,opt,name=replica,proto3" json:"replica,omitempty"`
 	// The project the run belongs to.
-	Project       string `protobuf:"bytes,22,opt,name=project,proto3" json:"project,omitempty"`
+	Project string `protobuf:"bytes,22,opt,name=project,proto3" json:"project,omitempty"`
+	// The run's parent run in MLflow, when its pipeline's mlops block is on.
+	Mlflow        *MlflowRun `protobuf:"bytes,23,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2627,6 +2629,75 @@ func (x *Run) GetProject() string {
 	return ""
 }
 
+func (x *Run) GetMlflow() *MlflowRun {
+	if x != nil {
+		return x.Mlflow
+	}
+	return nil
+}
+
+// MlflowRun is a run in an MLflow tracking server.
+type MlflowRun struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ExperimentId string                 `protobuf:"bytes,1,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	RunId        string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The run's page in the MLflow UI.
+	Url           string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MlflowRun) Reset() {
+	*x = MlflowRun{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MlflowRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MlflowRun) ProtoMessage() {}
+
+func (x *MlflowRun) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MlflowRun.ProtoReflect.Descriptor instead.
+func (*MlflowRun) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MlflowRun) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *MlflowRun) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *MlflowRun) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
 type NodeRun struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2643,7 +2714,7 @@ type NodeRun struct {
 
 func (x *NodeRun) Reset() {
 	*x = NodeRun{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2726,7 @@ func (x *NodeRun) String() string {
 func (*NodeRun) ProtoMessage() {}
 
 func (x *NodeRun) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[28]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2739,7 @@ func (x *NodeRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRun.ProtoReflect.Descriptor instead.
 func (*NodeRun) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{28}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeRun) GetName() string {
@@ -2721,20 +2792,22 @@ func (x *NodeRun) GetAttempts() []*Attempt {
 }
 
 type Attempt struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attempt       int32                  `protobuf:"varint,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	State         NodeState              `protobuf:"varint,2,opt,name=state,proto3,enum=tauro.exec.v1.NodeState" json:"state,omitempty"`
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	Error         *NodeError             `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	Metrics       map[string]float64     `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Attempt   int32                  `protobuf:"varint,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	State     NodeState              `protobuf:"varint,2,opt,name=state,proto3,enum=tauro.exec.v1.NodeState" json:"state,omitempty"`
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	Error     *NodeError             `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Metrics   map[string]float64     `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// The attempt's child run in MLflow, for an ML node with tracking on.
+	Mlflow        *MlflowRun `protobuf:"bytes,7,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2819,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[29]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2832,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{29}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Attempt) GetAttempt() int32 {
@@ -2804,6 +2877,13 @@ func (x *Attempt) GetMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *Attempt) GetMlflow() *MlflowRun {
+	if x != nil {
+		return x.Mlflow
+	}
+	return nil
+}
+
 type NodeError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Error type, e.g. the Python exception class or "Timeout".
@@ -2817,7 +2897,7 @@ type NodeError struct {
 
 func (x *NodeError) Reset() {
 	*x = NodeError{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +2909,7 @@ func (x *NodeError) String() string {
 func (*NodeError) ProtoMessage() {}
 
 func (x *NodeError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[30]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +2922,7 @@ func (x *NodeError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeError.ProtoReflect.Descriptor instead.
 func (*NodeError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{30}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NodeError) GetType() string {
@@ -2888,6 +2968,7 @@ type RunEvent struct {
 	//	*RunEvent_NodeMetric
 	//	*RunEvent_NodeProgress
 	//	*RunEvent_NodeLag
+	//	*RunEvent_RunMessage
 	Kind isRunEvent_Kind `protobuf_oneof:"kind"`
 	// The project of the run.
 	Project       string `protobuf:"bytes,9,opt,name=project,proto3" json:"project,omitempty"`
@@ -2897,7 +2978,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +2990,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[31]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3003,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{31}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RunEvent) GetRunId() string {
@@ -3007,6 +3088,15 @@ func (x *RunEvent) GetNodeLag() *NodeLag {
 	return nil
 }
 
+func (x *RunEvent) GetRunMessage() *RunMessage {
+	if x != nil {
+		if x, ok := x.Kind.(*RunEvent_RunMessage); ok {
+			return x.RunMessage
+		}
+	}
+	return nil
+}
+
 func (x *RunEvent) GetProject() string {
 	if x != nil {
 		return x.Project
@@ -3042,6 +3132,10 @@ type RunEvent_NodeLag struct {
 	NodeLag *NodeLag `protobuf:"bytes,10,opt,name=node_lag,json=nodeLag,proto3,oneof"`
 }
 
+type RunEvent_RunMessage struct {
+	RunMessage *RunMessage `protobuf:"bytes,11,opt,name=run_message,json=runMessage,proto3,oneof"`
+}
+
 func (*RunEvent_RunStateChanged) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeStateChanged) isRunEvent_Kind() {}
@@ -3054,6 +3148,8 @@ func (*RunEvent_NodeProgress) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeLag) isRunEvent_Kind() {}
 
+func (*RunEvent_RunMessage) isRunEvent_Kind() {}
+
 type RunStateChanged struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         RunState               `protobuf:"varint,1,opt,name=state,proto3,enum=tauro.exec.v1.RunState" json:"state,omitempty"`
@@ -3064,7 +3160,7 @@ type RunStateChanged struct {
 
 func (x *RunStateChanged) Reset() {
 	*x = RunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3172,7 @@ func (x *RunStateChanged) String() string {
 func (*RunStateChanged) ProtoMessage() {}
 
 func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[32]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3185,7 @@ func (x *RunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStateChanged.ProtoReflect.Descriptor instead.
 func (*RunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{32}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RunStateChanged) GetState() RunState {
@@ -3102,6 +3198,62 @@ func (x *RunStateChanged) GetState() RunState {
 func (x *RunStateChanged) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+// RunMessage is something said about the run as a whole, e.g. that its
+// MLflow tracking server does not answer and what it did not take is kept
+// to be sent later.
+type RunMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "info" or "warning".
+	Level         string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunMessage) Reset() {
+	*x = RunMessage{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunMessage) ProtoMessage() {}
+
+func (x *RunMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunMessage.ProtoReflect.Descriptor instead.
+func (*RunMessage) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RunMessage) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *RunMessage) GetText() string {
+	if x != nil {
+		return x.Text
 	}
 	return ""
 }
@@ -3122,7 +3274,7 @@ type NodeStateChanged struct {
 
 func (x *NodeStateChanged) Reset() {
 	*x = NodeStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3286,7 @@ func (x *NodeStateChanged) String() string {
 func (*NodeStateChanged) ProtoMessage() {}
 
 func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[33]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3299,7 @@ func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateChanged.ProtoReflect.Descriptor instead.
 func (*NodeStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{33}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeStateChanged) GetNode() string {
@@ -3205,7 +3357,7 @@ type NodeMessage struct {
 
 func (x *NodeMessage) Reset() {
 	*x = NodeMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +3369,7 @@ func (x *NodeMessage) String() string {
 func (*NodeMessage) ProtoMessage() {}
 
 func (x *NodeMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +3382,7 @@ func (x *NodeMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMessage.ProtoReflect.Descriptor instead.
 func (*NodeMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NodeMessage) GetNode() string {
@@ -3262,18 +3414,20 @@ func (x *NodeMessage) GetText() string {
 }
 
 type NodeMetric struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Value         float64                `protobuf:"fixed64,4,opt,name=value,proto3" json:"value,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Name    string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Value   float64                `protobuf:"fixed64,4,opt,name=value,proto3" json:"value,omitempty"`
+	// The step the node logged it at (MLflow's step); 0 when it gave none.
+	Step          int64 `protobuf:"varint,5,opt,name=step,proto3" json:"step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeMetric) Reset() {
 	*x = NodeMetric{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3285,7 +3439,7 @@ func (x *NodeMetric) String() string {
 func (*NodeMetric) ProtoMessage() {}
 
 func (x *NodeMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3298,7 +3452,7 @@ func (x *NodeMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMetric.ProtoReflect.Descriptor instead.
 func (*NodeMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeMetric) GetNode() string {
@@ -3325,6 +3479,13 @@ func (x *NodeMetric) GetName() string {
 func (x *NodeMetric) GetValue() float64 {
 	if x != nil {
 		return x.Value
+	}
+	return 0
+}
+
+func (x *NodeMetric) GetStep() int64 {
+	if x != nil {
+		return x.Step
 	}
 	return 0
 }
@@ -3358,7 +3519,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3531,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3544,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeProgress) GetNode() string {
@@ -3489,7 +3650,7 @@ type SourceProgress struct {
 
 func (x *SourceProgress) Reset() {
 	*x = SourceProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3501,7 +3662,7 @@ func (x *SourceProgress) String() string {
 func (*SourceProgress) ProtoMessage() {}
 
 func (x *SourceProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3514,7 +3675,7 @@ func (x *SourceProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceProgress.ProtoReflect.Descriptor instead.
 func (*SourceProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SourceProgress) GetDescription() string {
@@ -3578,7 +3739,7 @@ type SinkProgress struct {
 
 func (x *SinkProgress) Reset() {
 	*x = SinkProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3751,7 @@ func (x *SinkProgress) String() string {
 func (*SinkProgress) ProtoMessage() {}
 
 func (x *SinkProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3764,7 @@ func (x *SinkProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SinkProgress.ProtoReflect.Descriptor instead.
 func (*SinkProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SinkProgress) GetDescription() string {
@@ -3636,7 +3797,7 @@ type NodeLag struct {
 
 func (x *NodeLag) Reset() {
 	*x = NodeLag{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3809,7 @@ func (x *NodeLag) String() string {
 func (*NodeLag) ProtoMessage() {}
 
 func (x *NodeLag) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3822,7 @@ func (x *NodeLag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeLag.ProtoReflect.Descriptor instead.
 func (*NodeLag) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *NodeLag) GetNode() string {
@@ -3717,7 +3878,7 @@ type SearchDimension struct {
 
 func (x *SearchDimension) Reset() {
 	*x = SearchDimension{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3729,7 +3890,7 @@ func (x *SearchDimension) String() string {
 func (*SearchDimension) ProtoMessage() {}
 
 func (x *SearchDimension) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3742,7 +3903,7 @@ func (x *SearchDimension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchDimension.ProtoReflect.Descriptor instead.
 func (*SearchDimension) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchDimension) GetName() string {
@@ -3802,7 +3963,7 @@ type Objective struct {
 
 func (x *Objective) Reset() {
 	*x = Objective{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3814,7 +3975,7 @@ func (x *Objective) String() string {
 func (*Objective) ProtoMessage() {}
 
 func (x *Objective) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3827,7 +3988,7 @@ func (x *Objective) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Objective.ProtoReflect.Descriptor instead.
 func (*Objective) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Objective) GetMetric() string {
@@ -3885,7 +4046,7 @@ type RunExperimentRequest struct {
 
 func (x *RunExperimentRequest) Reset() {
 	*x = RunExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3897,7 +4058,7 @@ func (x *RunExperimentRequest) String() string {
 func (*RunExperimentRequest) ProtoMessage() {}
 
 func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3910,7 +4071,7 @@ func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentRequest.ProtoReflect.Descriptor instead.
 func (*RunExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RunExperimentRequest) GetRequestId() string {
@@ -4027,7 +4188,7 @@ type RunExperimentResponse struct {
 
 func (x *RunExperimentResponse) Reset() {
 	*x = RunExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4039,7 +4200,7 @@ func (x *RunExperimentResponse) String() string {
 func (*RunExperimentResponse) ProtoMessage() {}
 
 func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4052,7 +4213,7 @@ func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentResponse.ProtoReflect.Descriptor instead.
 func (*RunExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RunExperimentResponse) GetExperiment() *Experiment {
@@ -4074,7 +4235,7 @@ type GetExperimentRequest struct {
 
 func (x *GetExperimentRequest) Reset() {
 	*x = GetExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4247,7 @@ func (x *GetExperimentRequest) String() string {
 func (*GetExperimentRequest) ProtoMessage() {}
 
 func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4260,7 @@ func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentRequest.ProtoReflect.Descriptor instead.
 func (*GetExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetExperimentRequest) GetExperimentId() string {
@@ -4125,7 +4286,7 @@ type GetExperimentResponse struct {
 
 func (x *GetExperimentResponse) Reset() {
 	*x = GetExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4298,7 @@ func (x *GetExperimentResponse) String() string {
 func (*GetExperimentResponse) ProtoMessage() {}
 
 func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4311,7 @@ func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentResponse.ProtoReflect.Descriptor instead.
 func (*GetExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetExperimentResponse) GetExperiment() *Experiment {
@@ -4175,7 +4336,7 @@ type ListExperimentsRequest struct {
 
 func (x *ListExperimentsRequest) Reset() {
 	*x = ListExperimentsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4187,7 +4348,7 @@ func (x *ListExperimentsRequest) String() string {
 func (*ListExperimentsRequest) ProtoMessage() {}
 
 func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4200,7 +4361,7 @@ func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsRequest.ProtoReflect.Descriptor instead.
 func (*ListExperimentsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListExperimentsRequest) GetPageSize() int32 {
@@ -4242,7 +4403,7 @@ type ListExperimentsResponse struct {
 
 func (x *ListExperimentsResponse) Reset() {
 	*x = ListExperimentsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4254,7 +4415,7 @@ func (x *ListExperimentsResponse) String() string {
 func (*ListExperimentsResponse) ProtoMessage() {}
 
 func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4267,7 +4428,7 @@ func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsResponse.ProtoReflect.Descriptor instead.
 func (*ListExperimentsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListExperimentsResponse) GetExperiments() []*Experiment {
@@ -4298,7 +4459,7 @@ type WatchExperimentRequest struct {
 
 func (x *WatchExperimentRequest) Reset() {
 	*x = WatchExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4310,7 +4471,7 @@ func (x *WatchExperimentRequest) String() string {
 func (*WatchExperimentRequest) ProtoMessage() {}
 
 func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4323,7 +4484,7 @@ func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentRequest.ProtoReflect.Descriptor instead.
 func (*WatchExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchExperimentRequest) GetExperimentId() string {
@@ -4356,7 +4517,7 @@ type WatchExperimentResponse struct {
 
 func (x *WatchExperimentResponse) Reset() {
 	*x = WatchExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4368,7 +4529,7 @@ func (x *WatchExperimentResponse) String() string {
 func (*WatchExperimentResponse) ProtoMessage() {}
 
 func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4381,7 +4542,7 @@ func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentResponse.ProtoReflect.Descriptor instead.
 func (*WatchExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WatchExperimentResponse) GetEvent() *ExperimentEvent {
@@ -4404,7 +4565,7 @@ type CancelExperimentRequest struct {
 
 func (x *CancelExperimentRequest) Reset() {
 	*x = CancelExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4416,7 +4577,7 @@ func (x *CancelExperimentRequest) String() string {
 func (*CancelExperimentRequest) ProtoMessage() {}
 
 func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4429,7 +4590,7 @@ func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentRequest.ProtoReflect.Descriptor instead.
 func (*CancelExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CancelExperimentRequest) GetExperimentId() string {
@@ -4462,7 +4623,7 @@ type CancelExperimentResponse struct {
 
 func (x *CancelExperimentResponse) Reset() {
 	*x = CancelExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4474,7 +4635,7 @@ func (x *CancelExperimentResponse) String() string {
 func (*CancelExperimentResponse) ProtoMessage() {}
 
 func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4487,7 +4648,7 @@ func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentResponse.ProtoReflect.Descriptor instead.
 func (*CancelExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CancelExperimentResponse) GetExperiment() *Experiment {
@@ -4534,14 +4695,17 @@ type Experiment struct {
 	// Sequence of the newest event when this was read.
 	LastSequence int64 `protobuf:"varint,26,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
 	// The project the experiment belongs to.
-	Project       string `protobuf:"bytes,27,opt,name=project,proto3" json:"project,omitempty"`
+	Project string `protobuf:"bytes,27,opt,name=project,proto3" json:"project,omitempty"`
+	// The experiment's parent run in MLflow, when its pipeline's mlops block
+	// is on; each trial is a child run of it.
+	Mlflow        *MlflowRun `protobuf:"bytes,28,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Experiment) Reset() {
 	*x = Experiment{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4717,7 @@ func (x *Experiment) String() string {
 func (*Experiment) ProtoMessage() {}
 
 func (x *Experiment) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4730,7 @@ func (x *Experiment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Experiment.ProtoReflect.Descriptor instead.
 func (*Experiment) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Experiment) GetExperimentId() string {
@@ -4758,6 +4922,13 @@ func (x *Experiment) GetProject() string {
 	return ""
 }
 
+func (x *Experiment) GetMlflow() *MlflowRun {
+	if x != nil {
+		return x.Mlflow
+	}
+	return nil
+}
+
 // Trial is one proposal of the optimiser and the run that tried it.
 type Trial struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -4775,14 +4946,16 @@ type Trial struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	EndTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Why it failed.
-	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	// The trial's child run in MLflow.
+	Mlflow        *MlflowRun `protobuf:"bytes,10,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Trial) Reset() {
 	*x = Trial{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4794,7 +4967,7 @@ func (x *Trial) String() string {
 func (*Trial) ProtoMessage() {}
 
 func (x *Trial) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4807,7 +4980,7 @@ func (x *Trial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trial.ProtoReflect.Descriptor instead.
 func (*Trial) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Trial) GetNumber() int32 {
@@ -4873,6 +5046,13 @@ func (x *Trial) GetMessage() string {
 	return ""
 }
 
+func (x *Trial) GetMlflow() *MlflowRun {
+	if x != nil {
+		return x.Mlflow
+	}
+	return nil
+}
+
 // ExperimentEvent is one state change of an experiment or of a trial.
 type ExperimentEvent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -4894,7 +5074,7 @@ type ExperimentEvent struct {
 
 func (x *ExperimentEvent) Reset() {
 	*x = ExperimentEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4906,7 +5086,7 @@ func (x *ExperimentEvent) String() string {
 func (*ExperimentEvent) ProtoMessage() {}
 
 func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4919,7 +5099,7 @@ func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentEvent.ProtoReflect.Descriptor instead.
 func (*ExperimentEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ExperimentEvent) GetExperimentId() string {
@@ -5016,7 +5196,7 @@ type ExperimentStateChanged struct {
 
 func (x *ExperimentStateChanged) Reset() {
 	*x = ExperimentStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5028,7 +5208,7 @@ func (x *ExperimentStateChanged) String() string {
 func (*ExperimentStateChanged) ProtoMessage() {}
 
 func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5041,7 +5221,7 @@ func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentStateChanged.ProtoReflect.Descriptor instead.
 func (*ExperimentStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ExperimentStateChanged) GetState() ExperimentState {
@@ -5071,7 +5251,7 @@ type TrialStateChanged struct {
 
 func (x *TrialStateChanged) Reset() {
 	*x = TrialStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5083,7 +5263,7 @@ func (x *TrialStateChanged) String() string {
 func (*TrialStateChanged) ProtoMessage() {}
 
 func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5096,7 +5276,7 @@ func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialStateChanged.ProtoReflect.Descriptor instead.
 func (*TrialStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TrialStateChanged) GetTrial() *Trial {
@@ -5125,7 +5305,7 @@ type SharedRunStateChanged struct {
 
 func (x *SharedRunStateChanged) Reset() {
 	*x = SharedRunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5137,7 +5317,7 @@ func (x *SharedRunStateChanged) String() string {
 func (*SharedRunStateChanged) ProtoMessage() {}
 
 func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5150,7 +5330,7 @@ func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRunStateChanged.ProtoReflect.Descriptor instead.
 func (*SharedRunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SharedRunStateChanged) GetRunId() string {
@@ -5182,7 +5362,7 @@ type ListReplicasRequest struct {
 
 func (x *ListReplicasRequest) Reset() {
 	*x = ListReplicasRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5194,7 +5374,7 @@ func (x *ListReplicasRequest) String() string {
 func (*ListReplicasRequest) ProtoMessage() {}
 
 func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5207,7 +5387,7 @@ func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicasRequest.ProtoReflect.Descriptor instead.
 func (*ListReplicasRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
 }
 
 type ListReplicasResponse struct {
@@ -5219,7 +5399,7 @@ type ListReplicasResponse struct {
 
 func (x *ListReplicasResponse) Reset() {
 	*x = ListReplicasResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5231,7 +5411,7 @@ func (x *ListReplicasResponse) String() string {
 func (*ListReplicasResponse) ProtoMessage() {}
 
 func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5244,7 +5424,7 @@ func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicasResponse.ProtoReflect.Descriptor instead.
 func (*ListReplicasResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListReplicasResponse) GetReplicas() []*Replica {
@@ -5274,7 +5454,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5286,7 +5466,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5299,7 +5479,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Replica) GetName() string {
@@ -5362,7 +5542,7 @@ type ProjectRole struct {
 
 func (x *ProjectRole) Reset() {
 	*x = ProjectRole{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5374,7 +5554,7 @@ func (x *ProjectRole) String() string {
 func (*ProjectRole) ProtoMessage() {}
 
 func (x *ProjectRole) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5387,7 +5567,7 @@ func (x *ProjectRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProjectRole.ProtoReflect.Descriptor instead.
 func (*ProjectRole) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ProjectRole) GetProject() string {
@@ -5412,7 +5592,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5424,7 +5604,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5437,7 +5617,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{62}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{64}
 }
 
 type ListProjectsResponse struct {
@@ -5449,7 +5629,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5461,7 +5641,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5474,7 +5654,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{63}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -5506,7 +5686,7 @@ type Project struct {
 
 func (x *Project) Reset() {
 	*x = Project{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5518,7 +5698,7 @@ func (x *Project) String() string {
 func (*Project) ProtoMessage() {}
 
 func (x *Project) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5531,7 +5711,7 @@ func (x *Project) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Project.ProtoReflect.Descriptor instead.
 func (*Project) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{64}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Project) GetName() string {
@@ -5718,7 +5898,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\x97\x06\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xc9\x06\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -5747,7 +5927,12 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\rlast_sequence\x18\x13 \x01(\x03R\flastSequence\x12\x1a\n" +
 	"\bpriority\x18\x14 \x01(\x05R\bpriority\x12\x18\n" +
 	"\areplica\x18\x15 \x01(\tR\areplica\x12\x18\n" +
-	"\aproject\x18\x16 \x01(\tR\aproject\"\xbd\x02\n" +
+	"\aproject\x18\x16 \x01(\tR\aproject\x120\n" +
+	"\x06mlflow\x18\x17 \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\"Y\n" +
+	"\tMlflowRun\x12#\n" +
+	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\"\xbd\x02\n" +
 	"\aNodeRun\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x12\x18\n" +
@@ -5756,7 +5941,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12.\n" +
 	"\x05error\x18\x06 \x01(\v2\x18.tauro.exec.v1.NodeErrorR\x05error\x122\n" +
-	"\battempts\x18\a \x03(\v2\x16.tauro.exec.v1.AttemptR\battempts\"\xf0\x02\n" +
+	"\battempts\x18\a \x03(\v2\x16.tauro.exec.v1.AttemptR\battempts\"\xa2\x03\n" +
 	"\aAttempt\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x129\n" +
@@ -5764,7 +5949,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"start_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12.\n" +
 	"\x05error\x18\x05 \x01(\v2\x18.tauro.exec.v1.NodeErrorR\x05error\x12=\n" +
-	"\ametrics\x18\x06 \x03(\v2#.tauro.exec.v1.Attempt.MetricsEntryR\ametrics\x1a:\n" +
+	"\ametrics\x18\x06 \x03(\v2#.tauro.exec.v1.Attempt.MetricsEntryR\ametrics\x120\n" +
+	"\x06mlflow\x18\a \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"u\n" +
@@ -5772,7 +5958,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\ttraceback\x18\x03 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xa6\x04\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xe4\x04\n" +
 	"\bRunEvent\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
@@ -5784,12 +5970,18 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"nodeMetric\x12B\n" +
 	"\rnode_progress\x18\b \x01(\v2\x1b.tauro.exec.v1.NodeProgressH\x00R\fnodeProgress\x123\n" +
 	"\bnode_lag\x18\n" +
-	" \x01(\v2\x16.tauro.exec.v1.NodeLagH\x00R\anodeLag\x12\x18\n" +
+	" \x01(\v2\x16.tauro.exec.v1.NodeLagH\x00R\anodeLag\x12<\n" +
+	"\vrun_message\x18\v \x01(\v2\x19.tauro.exec.v1.RunMessageH\x00R\n" +
+	"runMessage\x12\x18\n" +
 	"\aproject\x18\t \x01(\tR\aprojectB\x06\n" +
 	"\x04kind\"Z\n" +
 	"\x0fRunStateChanged\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.tauro.exec.v1.RunStateR\x05state\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x8d\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"6\n" +
+	"\n" +
+	"RunMessage\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"\x8d\x02\n" +
 	"\x10NodeStateChanged\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x12\x18\n" +
@@ -5801,13 +5993,14 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x14\n" +
 	"\x05level\x18\x03 \x01(\tR\x05level\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"d\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"x\n" +
 	"\n" +
 	"NodeMetric\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x04 \x01(\x01R\x05value\"\x91\x04\n" +
+	"\x05value\x18\x04 \x01(\x01R\x05value\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\x03R\x04step\"\x91\x04\n" +
 	"\fNodeProgress\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x19\n" +
@@ -5916,7 +6109,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x18CancelExperimentResponse\x129\n" +
 	"\n" +
 	"experiment\x18\x01 \x01(\v2\x19.tauro.exec.v1.ExperimentR\n" +
-	"experiment\"\x9c\b\n" +
+	"experiment\"\xce\b\n" +
 	"\n" +
 	"Experiment\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x12\n" +
@@ -5951,7 +6144,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x06trials\x18\x18 \x03(\v2\x14.tauro.exec.v1.TrialR\x06trials\x12(\n" +
 	"\x04best\x18\x19 \x01(\v2\x14.tauro.exec.v1.TrialR\x04best\x12#\n" +
 	"\rlast_sequence\x18\x1a \x01(\x03R\flastSequence\x12\x18\n" +
-	"\aproject\x18\x1b \x01(\tR\aproject\"\xe3\x02\n" +
+	"\aproject\x18\x1b \x01(\tR\aproject\x120\n" +
+	"\x06mlflow\x18\x1c \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\"\x95\x03\n" +
 	"\x05Trial\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.tauro.exec.v1.TrialStateR\x05state\x12/\n" +
@@ -5962,7 +6156,9 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
-	"\amessage\x18\t \x01(\tR\amessageB\b\n" +
+	"\amessage\x18\t \x01(\tR\amessage\x120\n" +
+	"\x06mlflow\x18\n" +
+	" \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflowB\b\n" +
 	"\x06_value\"\xbc\x03\n" +
 	"\x0fExperimentEvent\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x1a\n" +
@@ -6116,7 +6312,7 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 }
 
 var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
@@ -6158,54 +6354,56 @@ var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(*Plan)(nil),                     // 37: tauro.exec.v1.Plan
 	(*Stage)(nil),                    // 38: tauro.exec.v1.Stage
 	(*Run)(nil),                      // 39: tauro.exec.v1.Run
-	(*NodeRun)(nil),                  // 40: tauro.exec.v1.NodeRun
-	(*Attempt)(nil),                  // 41: tauro.exec.v1.Attempt
-	(*NodeError)(nil),                // 42: tauro.exec.v1.NodeError
-	(*RunEvent)(nil),                 // 43: tauro.exec.v1.RunEvent
-	(*RunStateChanged)(nil),          // 44: tauro.exec.v1.RunStateChanged
-	(*NodeStateChanged)(nil),         // 45: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 46: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 47: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 48: tauro.exec.v1.NodeProgress
-	(*SourceProgress)(nil),           // 49: tauro.exec.v1.SourceProgress
-	(*SinkProgress)(nil),             // 50: tauro.exec.v1.SinkProgress
-	(*NodeLag)(nil),                  // 51: tauro.exec.v1.NodeLag
-	(*SearchDimension)(nil),          // 52: tauro.exec.v1.SearchDimension
-	(*Objective)(nil),                // 53: tauro.exec.v1.Objective
-	(*RunExperimentRequest)(nil),     // 54: tauro.exec.v1.RunExperimentRequest
-	(*RunExperimentResponse)(nil),    // 55: tauro.exec.v1.RunExperimentResponse
-	(*GetExperimentRequest)(nil),     // 56: tauro.exec.v1.GetExperimentRequest
-	(*GetExperimentResponse)(nil),    // 57: tauro.exec.v1.GetExperimentResponse
-	(*ListExperimentsRequest)(nil),   // 58: tauro.exec.v1.ListExperimentsRequest
-	(*ListExperimentsResponse)(nil),  // 59: tauro.exec.v1.ListExperimentsResponse
-	(*WatchExperimentRequest)(nil),   // 60: tauro.exec.v1.WatchExperimentRequest
-	(*WatchExperimentResponse)(nil),  // 61: tauro.exec.v1.WatchExperimentResponse
-	(*CancelExperimentRequest)(nil),  // 62: tauro.exec.v1.CancelExperimentRequest
-	(*CancelExperimentResponse)(nil), // 63: tauro.exec.v1.CancelExperimentResponse
-	(*Experiment)(nil),               // 64: tauro.exec.v1.Experiment
-	(*Trial)(nil),                    // 65: tauro.exec.v1.Trial
-	(*ExperimentEvent)(nil),          // 66: tauro.exec.v1.ExperimentEvent
-	(*ExperimentStateChanged)(nil),   // 67: tauro.exec.v1.ExperimentStateChanged
-	(*TrialStateChanged)(nil),        // 68: tauro.exec.v1.TrialStateChanged
-	(*SharedRunStateChanged)(nil),    // 69: tauro.exec.v1.SharedRunStateChanged
-	(*ListReplicasRequest)(nil),      // 70: tauro.exec.v1.ListReplicasRequest
-	(*ListReplicasResponse)(nil),     // 71: tauro.exec.v1.ListReplicasResponse
-	(*Replica)(nil),                  // 72: tauro.exec.v1.Replica
-	(*ProjectRole)(nil),              // 73: tauro.exec.v1.ProjectRole
-	(*ListProjectsRequest)(nil),      // 74: tauro.exec.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),     // 75: tauro.exec.v1.ListProjectsResponse
-	(*Project)(nil),                  // 76: tauro.exec.v1.Project
-	nil,                              // 77: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 78: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 79: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 80: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 81: google.protobuf.Value
+	(*MlflowRun)(nil),                // 40: tauro.exec.v1.MlflowRun
+	(*NodeRun)(nil),                  // 41: tauro.exec.v1.NodeRun
+	(*Attempt)(nil),                  // 42: tauro.exec.v1.Attempt
+	(*NodeError)(nil),                // 43: tauro.exec.v1.NodeError
+	(*RunEvent)(nil),                 // 44: tauro.exec.v1.RunEvent
+	(*RunStateChanged)(nil),          // 45: tauro.exec.v1.RunStateChanged
+	(*RunMessage)(nil),               // 46: tauro.exec.v1.RunMessage
+	(*NodeStateChanged)(nil),         // 47: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 48: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 49: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 50: tauro.exec.v1.NodeProgress
+	(*SourceProgress)(nil),           // 51: tauro.exec.v1.SourceProgress
+	(*SinkProgress)(nil),             // 52: tauro.exec.v1.SinkProgress
+	(*NodeLag)(nil),                  // 53: tauro.exec.v1.NodeLag
+	(*SearchDimension)(nil),          // 54: tauro.exec.v1.SearchDimension
+	(*Objective)(nil),                // 55: tauro.exec.v1.Objective
+	(*RunExperimentRequest)(nil),     // 56: tauro.exec.v1.RunExperimentRequest
+	(*RunExperimentResponse)(nil),    // 57: tauro.exec.v1.RunExperimentResponse
+	(*GetExperimentRequest)(nil),     // 58: tauro.exec.v1.GetExperimentRequest
+	(*GetExperimentResponse)(nil),    // 59: tauro.exec.v1.GetExperimentResponse
+	(*ListExperimentsRequest)(nil),   // 60: tauro.exec.v1.ListExperimentsRequest
+	(*ListExperimentsResponse)(nil),  // 61: tauro.exec.v1.ListExperimentsResponse
+	(*WatchExperimentRequest)(nil),   // 62: tauro.exec.v1.WatchExperimentRequest
+	(*WatchExperimentResponse)(nil),  // 63: tauro.exec.v1.WatchExperimentResponse
+	(*CancelExperimentRequest)(nil),  // 64: tauro.exec.v1.CancelExperimentRequest
+	(*CancelExperimentResponse)(nil), // 65: tauro.exec.v1.CancelExperimentResponse
+	(*Experiment)(nil),               // 66: tauro.exec.v1.Experiment
+	(*Trial)(nil),                    // 67: tauro.exec.v1.Trial
+	(*ExperimentEvent)(nil),          // 68: tauro.exec.v1.ExperimentEvent
+	(*ExperimentStateChanged)(nil),   // 69: tauro.exec.v1.ExperimentStateChanged
+	(*TrialStateChanged)(nil),        // 70: tauro.exec.v1.TrialStateChanged
+	(*SharedRunStateChanged)(nil),    // 71: tauro.exec.v1.SharedRunStateChanged
+	(*ListReplicasRequest)(nil),      // 72: tauro.exec.v1.ListReplicasRequest
+	(*ListReplicasResponse)(nil),     // 73: tauro.exec.v1.ListReplicasResponse
+	(*Replica)(nil),                  // 74: tauro.exec.v1.Replica
+	(*ProjectRole)(nil),              // 75: tauro.exec.v1.ProjectRole
+	(*ListProjectsRequest)(nil),      // 76: tauro.exec.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),     // 77: tauro.exec.v1.ListProjectsResponse
+	(*Project)(nil),                  // 78: tauro.exec.v1.Project
+	nil,                              // 79: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 80: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 81: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 82: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 83: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
 	37,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	78,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	80,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
 	39,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
-	43,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
+	44,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
 	39,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
 	1,   // 5: tauro.exec.v1.ListRunsRequest.states:type_name -> tauro.exec.v1.RunState
 	39,  // 6: tauro.exec.v1.ListRunsResponse.runs:type_name -> tauro.exec.v1.Run
@@ -6216,128 +6414,133 @@ var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
 	2,   // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
 	35,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
 	3,   // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
-	73,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
+	75,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
 	2,   // 15: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
 	36,  // 16: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
 	37,  // 17: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	79,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	81,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
 	38,  // 19: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
 	1,   // 20: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	78,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	80,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	80,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	80,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	40,  // 25: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
-	0,   // 26: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	80,  // 27: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	80,  // 28: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
-	42,  // 29: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
-	41,  // 30: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
-	0,   // 31: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	80,  // 32: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	80,  // 33: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
-	42,  // 34: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	77,  // 35: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
-	80,  // 36: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	44,  // 37: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	45,  // 38: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	46,  // 39: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	47,  // 40: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	48,  // 41: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	51,  // 42: tauro.exec.v1.RunEvent.node_lag:type_name -> tauro.exec.v1.NodeLag
-	1,   // 43: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,   // 44: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	42,  // 45: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	79,  // 46: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	79,  // 47: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	79,  // 48: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	49,  // 49: tauro.exec.v1.NodeProgress.sources:type_name -> tauro.exec.v1.SourceProgress
-	50,  // 50: tauro.exec.v1.NodeProgress.sink:type_name -> tauro.exec.v1.SinkProgress
-	78,  // 51: tauro.exec.v1.NodeProgress.observed_metrics:type_name -> google.protobuf.Struct
-	4,   // 52: tauro.exec.v1.NodeLag.state:type_name -> tauro.exec.v1.LagState
-	7,   // 53: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
-	8,   // 54: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
-	81,  // 55: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
-	9,   // 56: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
-	52,  // 57: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	53,  // 58: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
-	78,  // 59: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
-	10,  // 60: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	64,  // 61: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	64,  // 62: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	64,  // 63: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
-	66,  // 64: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
-	64,  // 65: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	5,   // 66: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
-	52,  // 67: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
-	53,  // 68: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
-	10,  // 69: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
-	78,  // 70: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
-	80,  // 71: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
-	80,  // 72: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
-	80,  // 73: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
-	65,  // 74: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
-	65,  // 75: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
-	6,   // 76: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
-	78,  // 77: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
-	80,  // 78: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
-	80,  // 79: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
-	80,  // 80: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
-	67,  // 81: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
-	68,  // 82: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
-	69,  // 83: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
-	5,   // 84: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
-	65,  // 85: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
-	1,   // 86: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	72,  // 87: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
-	80,  // 88: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
-	80,  // 89: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
-	80,  // 90: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
-	3,   // 91: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
-	76,  // 92: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
-	11,  // 93: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
-	3,   // 94: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
-	12,  // 95: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	14,  // 96: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	16,  // 97: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	18,  // 98: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	20,  // 99: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	22,  // 100: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	24,  // 101: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	26,  // 102: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	28,  // 103: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	31,  // 104: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	54,  // 105: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
-	56,  // 106: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
-	58,  // 107: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
-	60,  // 108: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
-	62,  // 109: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
-	33,  // 110: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
-	70,  // 111: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
-	74,  // 112: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
-	13,  // 113: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	15,  // 114: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	17,  // 115: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	19,  // 116: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	21,  // 117: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	23,  // 118: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	25,  // 119: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	27,  // 120: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	29,  // 121: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	32,  // 122: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	55,  // 123: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
-	57,  // 124: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
-	59,  // 125: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
-	61,  // 126: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
-	63,  // 127: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
-	34,  // 128: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
-	71,  // 129: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
-	75,  // 130: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
-	113, // [113:131] is the sub-list for method output_type
-	95,  // [95:113] is the sub-list for method input_type
-	95,  // [95:95] is the sub-list for extension type_name
-	95,  // [95:95] is the sub-list for extension extendee
-	0,   // [0:95] is the sub-list for field type_name
+	80,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	82,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	82,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	41,  // 25: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
+	40,  // 26: tauro.exec.v1.Run.mlflow:type_name -> tauro.exec.v1.MlflowRun
+	0,   // 27: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
+	82,  // 28: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	82,  // 29: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	43,  // 30: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
+	42,  // 31: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
+	0,   // 32: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
+	82,  // 33: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	82,  // 34: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	43,  // 35: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
+	79,  // 36: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	40,  // 37: tauro.exec.v1.Attempt.mlflow:type_name -> tauro.exec.v1.MlflowRun
+	82,  // 38: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	45,  // 39: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	47,  // 40: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	48,  // 41: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	49,  // 42: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	50,  // 43: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	53,  // 44: tauro.exec.v1.RunEvent.node_lag:type_name -> tauro.exec.v1.NodeLag
+	46,  // 45: tauro.exec.v1.RunEvent.run_message:type_name -> tauro.exec.v1.RunMessage
+	1,   // 46: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	0,   // 47: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	43,  // 48: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	81,  // 49: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	81,  // 50: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	81,  // 51: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	51,  // 52: tauro.exec.v1.NodeProgress.sources:type_name -> tauro.exec.v1.SourceProgress
+	52,  // 53: tauro.exec.v1.NodeProgress.sink:type_name -> tauro.exec.v1.SinkProgress
+	80,  // 54: tauro.exec.v1.NodeProgress.observed_metrics:type_name -> google.protobuf.Struct
+	4,   // 55: tauro.exec.v1.NodeLag.state:type_name -> tauro.exec.v1.LagState
+	7,   // 56: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	8,   // 57: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	83,  // 58: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	9,   // 59: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	54,  // 60: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	55,  // 61: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	80,  // 62: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	10,  // 63: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	66,  // 64: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	66,  // 65: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	66,  // 66: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	68,  // 67: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	66,  // 68: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	5,   // 69: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	54,  // 70: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	55,  // 71: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	10,  // 72: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	80,  // 73: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	82,  // 74: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 75: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	82,  // 76: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	67,  // 77: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	67,  // 78: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	40,  // 79: tauro.exec.v1.Experiment.mlflow:type_name -> tauro.exec.v1.MlflowRun
+	6,   // 80: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	80,  // 81: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	82,  // 82: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	82,  // 83: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	40,  // 84: tauro.exec.v1.Trial.mlflow:type_name -> tauro.exec.v1.MlflowRun
+	82,  // 85: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	69,  // 86: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	70,  // 87: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	71,  // 88: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	5,   // 89: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	67,  // 90: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,   // 91: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	74,  // 92: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
+	82,  // 93: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	82,  // 94: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
+	82,  // 95: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
+	3,   // 96: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
+	78,  // 97: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
+	11,  // 98: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
+	3,   // 99: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
+	12,  // 100: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	14,  // 101: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	16,  // 102: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	18,  // 103: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	20,  // 104: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	22,  // 105: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	24,  // 106: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	26,  // 107: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	28,  // 108: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	31,  // 109: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	56,  // 110: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	58,  // 111: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	60,  // 112: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	62,  // 113: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	64,  // 114: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	33,  // 115: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	72,  // 116: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
+	76,  // 117: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
+	13,  // 118: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	15,  // 119: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	17,  // 120: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	19,  // 121: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	21,  // 122: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	23,  // 123: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	25,  // 124: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	27,  // 125: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	29,  // 126: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	32,  // 127: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	57,  // 128: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	59,  // 129: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	61,  // 130: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	63,  // 131: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	65,  // 132: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	34,  // 133: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	73,  // 134: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
+	77,  // 135: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
+	118, // [118:136] is the sub-list for method output_type
+	100, // [100:118] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -6345,18 +6548,19 @@ func file_tauro_exec_v1_exec_proto_init() {
 	if File_tauro_exec_v1_exec_proto != nil {
 		return
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[31].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[32].OneofWrappers = []any{
 		(*RunEvent_RunStateChanged)(nil),
 		(*RunEvent_NodeStateChanged)(nil),
 		(*RunEvent_NodeMessage)(nil),
 		(*RunEvent_NodeMetric)(nil),
 		(*RunEvent_NodeProgress)(nil),
 		(*RunEvent_NodeLag)(nil),
+		(*RunEvent_RunMessage)(nil),
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[39].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[42].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[53].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[54].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[41].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[44].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[55].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[56].OneofWrappers = []any{
 		(*ExperimentEvent_ExperimentStateChanged)(nil),
 		(*ExperimentEvent_TrialStateChanged)(nil),
 		(*ExperimentEvent_SharedRunStateChanged)(nil),
@@ -6367,7 +6571,7 @@ func file_tauro_exec_v1_exec_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   66,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

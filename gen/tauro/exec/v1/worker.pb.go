@@ -197,8 +197,11 @@ type NodeContext struct {
 	// The node's and the pipeline's configuration, JSON objects.
 	NodeConfigJson     string `protobuf:"bytes,7,opt,name=node_config_json,json=nodeConfigJson,proto3" json:"node_config_json,omitempty"`
 	PipelineConfigJson string `protobuf:"bytes,8,opt,name=pipeline_config_json,json=pipelineConfigJson,proto3" json:"pipeline_config_json,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The attempt's own MLflow run, when the pipeline's mlops block is on and
+	// the node is an ML node; unset otherwise.
+	Mlflow        *MlflowContext `protobuf:"bytes,9,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeContext) Reset() {
@@ -287,6 +290,97 @@ func (x *NodeContext) GetPipelineConfigJson() string {
 	return ""
 }
 
+func (x *NodeContext) GetMlflow() *MlflowContext {
+	if x != nil {
+		return x.Mlflow
+	}
+	return nil
+}
+
+// MlflowContext is where a node attempt's tracker writes in MLflow. run_id is
+// empty when the tracking server could not be reached before the call: the
+// node's metrics still reach MLflow later through execd, but what only the
+// server can take (artifacts, models) cannot be logged then.
+type MlflowContext struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tracking server, e.g. http://127.0.0.1:5000, or a local folder.
+	TrackingUri  string `protobuf:"bytes,1,opt,name=tracking_uri,json=trackingUri,proto3" json:"tracking_uri,omitempty"`
+	ExperimentId string `protobuf:"bytes,2,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
+	// The attempt's child run, and the execd run's parent run.
+	RunId       string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	ParentRunId string `protobuf:"bytes,4,opt,name=parent_run_id,json=parentRunId,proto3" json:"parent_run_id,omitempty"`
+	// The block's required: true; a tracker call that cannot be made fails the
+	// node rather than warning.
+	Required      bool `protobuf:"varint,5,opt,name=required,proto3" json:"required,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MlflowContext) Reset() {
+	*x = MlflowContext{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MlflowContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MlflowContext) ProtoMessage() {}
+
+func (x *MlflowContext) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MlflowContext.ProtoReflect.Descriptor instead.
+func (*MlflowContext) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MlflowContext) GetTrackingUri() string {
+	if x != nil {
+		return x.TrackingUri
+	}
+	return ""
+}
+
+func (x *MlflowContext) GetExperimentId() string {
+	if x != nil {
+		return x.ExperimentId
+	}
+	return ""
+}
+
+func (x *MlflowContext) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *MlflowContext) GetParentRunId() string {
+	if x != nil {
+		return x.ParentRunId
+	}
+	return ""
+}
+
+func (x *MlflowContext) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
 type RunNodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -302,7 +396,7 @@ type RunNodeResponse struct {
 
 func (x *RunNodeResponse) Reset() {
 	*x = RunNodeResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[2]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +408,7 @@ func (x *RunNodeResponse) String() string {
 func (*RunNodeResponse) ProtoMessage() {}
 
 func (x *RunNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[2]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +421,7 @@ func (x *RunNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeResponse.ProtoReflect.Descriptor instead.
 func (*RunNodeResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{2}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RunNodeResponse) GetEvent() isRunNodeResponse_Event {
@@ -413,7 +507,7 @@ type WorkerLog struct {
 
 func (x *WorkerLog) Reset() {
 	*x = WorkerLog{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[3]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +519,7 @@ func (x *WorkerLog) String() string {
 func (*WorkerLog) ProtoMessage() {}
 
 func (x *WorkerLog) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[3]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +532,7 @@ func (x *WorkerLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLog.ProtoReflect.Descriptor instead.
 func (*WorkerLog) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{3}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WorkerLog) GetLevel() string {
@@ -455,18 +549,21 @@ func (x *WorkerLog) GetText() string {
 	return ""
 }
 
-// WorkerMetric is a value the node reported with ml_context["log_metric"].
+// WorkerMetric is a value the node reported with ml_context["log_metric"]
+// (or its tracker's log_metric).
 type WorkerMetric struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	// The step the node gave; 0 when it gave none, as MLflow does.
+	Step          int64 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerMetric) Reset() {
 	*x = WorkerMetric{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[4]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +575,7 @@ func (x *WorkerMetric) String() string {
 func (*WorkerMetric) ProtoMessage() {}
 
 func (x *WorkerMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[4]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +588,7 @@ func (x *WorkerMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMetric.ProtoReflect.Descriptor instead.
 func (*WorkerMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{4}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WorkerMetric) GetName() string {
@@ -508,6 +605,13 @@ func (x *WorkerMetric) GetValue() float64 {
 	return 0
 }
 
+func (x *WorkerMetric) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
 // WorkerResult is a node that succeeded.
 type WorkerResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -520,7 +624,7 @@ type WorkerResult struct {
 
 func (x *WorkerResult) Reset() {
 	*x = WorkerResult{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[5]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +636,7 @@ func (x *WorkerResult) String() string {
 func (*WorkerResult) ProtoMessage() {}
 
 func (x *WorkerResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[5]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +649,7 @@ func (x *WorkerResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerResult.ProtoReflect.Descriptor instead.
 func (*WorkerResult) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{5}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WorkerResult) GetView() string {
@@ -574,7 +678,7 @@ type WorkerField struct {
 
 func (x *WorkerField) Reset() {
 	*x = WorkerField{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[6]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +690,7 @@ func (x *WorkerField) String() string {
 func (*WorkerField) ProtoMessage() {}
 
 func (x *WorkerField) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[6]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +703,7 @@ func (x *WorkerField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerField.ProtoReflect.Descriptor instead.
 func (*WorkerField) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WorkerField) GetName() string {
@@ -639,7 +743,7 @@ type WorkerError struct {
 
 func (x *WorkerError) Reset() {
 	*x = WorkerError{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +755,7 @@ func (x *WorkerError) String() string {
 func (*WorkerError) ProtoMessage() {}
 
 func (x *WorkerError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +768,7 @@ func (x *WorkerError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerError.ProtoReflect.Descriptor instead.
 func (*WorkerError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WorkerError) GetType() string {
@@ -705,7 +809,7 @@ type CheckFunctionsRequest struct {
 
 func (x *CheckFunctionsRequest) Reset() {
 	*x = CheckFunctionsRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +821,7 @@ func (x *CheckFunctionsRequest) String() string {
 func (*CheckFunctionsRequest) ProtoMessage() {}
 
 func (x *CheckFunctionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +834,7 @@ func (x *CheckFunctionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckFunctionsRequest.ProtoReflect.Descriptor instead.
 func (*CheckFunctionsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckFunctionsRequest) GetFunctions() []*FunctionRef {
@@ -765,7 +869,7 @@ type FunctionRef struct {
 
 func (x *FunctionRef) Reset() {
 	*x = FunctionRef{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +881,7 @@ func (x *FunctionRef) String() string {
 func (*FunctionRef) ProtoMessage() {}
 
 func (x *FunctionRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +894,7 @@ func (x *FunctionRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionRef.ProtoReflect.Descriptor instead.
 func (*FunctionRef) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FunctionRef) GetNode() string {
@@ -838,7 +942,7 @@ type CheckFunctionsResponse struct {
 
 func (x *CheckFunctionsResponse) Reset() {
 	*x = CheckFunctionsResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +954,7 @@ func (x *CheckFunctionsResponse) String() string {
 func (*CheckFunctionsResponse) ProtoMessage() {}
 
 func (x *CheckFunctionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +967,7 @@ func (x *CheckFunctionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckFunctionsResponse.ProtoReflect.Descriptor instead.
 func (*CheckFunctionsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CheckFunctionsResponse) GetProblems() []*FunctionProblem {
@@ -883,7 +987,7 @@ type FunctionProblem struct {
 
 func (x *FunctionProblem) Reset() {
 	*x = FunctionProblem{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +999,7 @@ func (x *FunctionProblem) String() string {
 func (*FunctionProblem) ProtoMessage() {}
 
 func (x *FunctionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1012,7 @@ func (x *FunctionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionProblem.ProtoReflect.Descriptor instead.
 func (*FunctionProblem) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FunctionProblem) GetNode() string {
@@ -942,7 +1046,7 @@ type SuggestRequest struct {
 
 func (x *SuggestRequest) Reset() {
 	*x = SuggestRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1058,7 @@ func (x *SuggestRequest) String() string {
 func (*SuggestRequest) ProtoMessage() {}
 
 func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1071,7 @@ func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
 func (*SuggestRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SuggestRequest) GetSpace() []*SearchDimension {
@@ -1033,7 +1137,7 @@ type TrialObservation struct {
 
 func (x *TrialObservation) Reset() {
 	*x = TrialObservation{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1149,7 @@ func (x *TrialObservation) String() string {
 func (*TrialObservation) ProtoMessage() {}
 
 func (x *TrialObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1162,7 @@ func (x *TrialObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
 func (*TrialObservation) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TrialObservation) GetParamsJson() string {
@@ -1092,7 +1196,7 @@ type SuggestResponse struct {
 
 func (x *SuggestResponse) Reset() {
 	*x = SuggestResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1208,7 @@ func (x *SuggestResponse) String() string {
 func (*SuggestResponse) ProtoMessage() {}
 
 func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1221,7 @@ func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
 func (*SuggestResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SuggestResponse) GetParamsJson() string {
@@ -1153,7 +1257,7 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\tstreaming\x18\r \x01(\bR\tstreaming\x1a<\n" +
 	"\x0eSparkConfEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x02\n" +
 	"\vNodeContext\x12\x1a\n" +
 	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x18\n" +
@@ -1163,7 +1267,14 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\rmodel_version\x18\x05 \x01(\tR\fmodelVersion\x12)\n" +
 	"\x10hyperparams_json\x18\x06 \x01(\tR\x0fhyperparamsJson\x12(\n" +
 	"\x10node_config_json\x18\a \x01(\tR\x0enodeConfigJson\x120\n" +
-	"\x14pipeline_config_json\x18\b \x01(\tR\x12pipelineConfigJson\"\xea\x01\n" +
+	"\x14pipeline_config_json\x18\b \x01(\tR\x12pipelineConfigJson\x124\n" +
+	"\x06mlflow\x18\t \x01(\v2\x1c.tauro.exec.v1.MlflowContextR\x06mlflow\"\xae\x01\n" +
+	"\rMlflowContext\x12!\n" +
+	"\ftracking_uri\x18\x01 \x01(\tR\vtrackingUri\x12#\n" +
+	"\rexperiment_id\x18\x02 \x01(\tR\fexperimentId\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\"\n" +
+	"\rparent_run_id\x18\x04 \x01(\tR\vparentRunId\x12\x1a\n" +
+	"\brequired\x18\x05 \x01(\bR\brequired\"\xea\x01\n" +
 	"\x0fRunNodeResponse\x12,\n" +
 	"\x03log\x18\x01 \x01(\v2\x18.tauro.exec.v1.WorkerLogH\x00R\x03log\x125\n" +
 	"\x06metric\x18\x02 \x01(\v2\x1b.tauro.exec.v1.WorkerMetricH\x00R\x06metric\x125\n" +
@@ -1172,10 +1283,11 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x05event\"5\n" +
 	"\tWorkerLog\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04text\"8\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\"L\n" +
 	"\fWorkerMetric\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value\"V\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\x03R\x04step\"V\n" +
 	"\fWorkerResult\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x122\n" +
 	"\x06schema\x18\x02 \x03(\v2\x1a.tauro.exec.v1.WorkerFieldR\x06schema\"Q\n" +
@@ -1235,55 +1347,57 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*RunNodeRequest)(nil),         // 0: tauro.exec.v1.RunNodeRequest
 	(*NodeContext)(nil),            // 1: tauro.exec.v1.NodeContext
-	(*RunNodeResponse)(nil),        // 2: tauro.exec.v1.RunNodeResponse
-	(*WorkerLog)(nil),              // 3: tauro.exec.v1.WorkerLog
-	(*WorkerMetric)(nil),           // 4: tauro.exec.v1.WorkerMetric
-	(*WorkerResult)(nil),           // 5: tauro.exec.v1.WorkerResult
-	(*WorkerField)(nil),            // 6: tauro.exec.v1.WorkerField
-	(*WorkerError)(nil),            // 7: tauro.exec.v1.WorkerError
-	(*CheckFunctionsRequest)(nil),  // 8: tauro.exec.v1.CheckFunctionsRequest
-	(*FunctionRef)(nil),            // 9: tauro.exec.v1.FunctionRef
-	(*CheckFunctionsResponse)(nil), // 10: tauro.exec.v1.CheckFunctionsResponse
-	(*FunctionProblem)(nil),        // 11: tauro.exec.v1.FunctionProblem
-	(*SuggestRequest)(nil),         // 12: tauro.exec.v1.SuggestRequest
-	(*TrialObservation)(nil),       // 13: tauro.exec.v1.TrialObservation
-	(*SuggestResponse)(nil),        // 14: tauro.exec.v1.SuggestResponse
-	nil,                            // 15: tauro.exec.v1.RunNodeRequest.SparkConfEntry
-	(*SearchDimension)(nil),        // 16: tauro.exec.v1.SearchDimension
-	(Direction)(0),                 // 17: tauro.exec.v1.Direction
-	(Sampler)(0),                   // 18: tauro.exec.v1.Sampler
-	(TrialState)(0),                // 19: tauro.exec.v1.TrialState
+	(*MlflowContext)(nil),          // 2: tauro.exec.v1.MlflowContext
+	(*RunNodeResponse)(nil),        // 3: tauro.exec.v1.RunNodeResponse
+	(*WorkerLog)(nil),              // 4: tauro.exec.v1.WorkerLog
+	(*WorkerMetric)(nil),           // 5: tauro.exec.v1.WorkerMetric
+	(*WorkerResult)(nil),           // 6: tauro.exec.v1.WorkerResult
+	(*WorkerField)(nil),            // 7: tauro.exec.v1.WorkerField
+	(*WorkerError)(nil),            // 8: tauro.exec.v1.WorkerError
+	(*CheckFunctionsRequest)(nil),  // 9: tauro.exec.v1.CheckFunctionsRequest
+	(*FunctionRef)(nil),            // 10: tauro.exec.v1.FunctionRef
+	(*CheckFunctionsResponse)(nil), // 11: tauro.exec.v1.CheckFunctionsResponse
+	(*FunctionProblem)(nil),        // 12: tauro.exec.v1.FunctionProblem
+	(*SuggestRequest)(nil),         // 13: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),       // 14: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),        // 15: tauro.exec.v1.SuggestResponse
+	nil,                            // 16: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	(*SearchDimension)(nil),        // 17: tauro.exec.v1.SearchDimension
+	(Direction)(0),                 // 18: tauro.exec.v1.Direction
+	(Sampler)(0),                   // 19: tauro.exec.v1.Sampler
+	(TrialState)(0),                // 20: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	15, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	16, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
-	3,  // 2: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
-	4,  // 3: tauro.exec.v1.RunNodeResponse.metric:type_name -> tauro.exec.v1.WorkerMetric
-	5,  // 4: tauro.exec.v1.RunNodeResponse.result:type_name -> tauro.exec.v1.WorkerResult
-	7,  // 5: tauro.exec.v1.RunNodeResponse.error:type_name -> tauro.exec.v1.WorkerError
-	6,  // 6: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
-	9,  // 7: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
-	11, // 8: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
-	16, // 9: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	13, // 10: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
-	17, // 11: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
-	18, // 12: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	19, // 13: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
-	0,  // 14: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
-	8,  // 15: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	12, // 16: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
-	2,  // 17: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	10, // 18: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	14, // 19: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 2: tauro.exec.v1.NodeContext.mlflow:type_name -> tauro.exec.v1.MlflowContext
+	4,  // 3: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
+	5,  // 4: tauro.exec.v1.RunNodeResponse.metric:type_name -> tauro.exec.v1.WorkerMetric
+	6,  // 5: tauro.exec.v1.RunNodeResponse.result:type_name -> tauro.exec.v1.WorkerResult
+	8,  // 6: tauro.exec.v1.RunNodeResponse.error:type_name -> tauro.exec.v1.WorkerError
+	7,  // 7: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
+	10, // 8: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
+	12, // 9: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
+	17, // 10: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	14, // 11: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	18, // 12: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	19, // 13: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	20, // 14: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	0,  // 15: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
+	9,  // 16: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
+	13, // 17: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	3,  // 18: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	11, // 19: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	15, // 20: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_worker_proto_init() }
@@ -1292,7 +1406,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 		return
 	}
 	file_tauro_exec_v1_exec_proto_init()
-	file_tauro_exec_v1_worker_proto_msgTypes[2].OneofWrappers = []any{
+	file_tauro_exec_v1_worker_proto_msgTypes[3].OneofWrappers = []any{
 		(*RunNodeResponse_Log)(nil),
 		(*RunNodeResponse_Metric)(nil),
 		(*RunNodeResponse_Result)(nil),
@@ -1304,7 +1418,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tauro/exec/v1/worker.proto.
  */
 export const file_tauro_exec_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK9AQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCSLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIisKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBIkgKDFdvcmtlclJlc3VsdBIMCgR2aWV3GAEgASgJEioKBnNjaGVtYRgCIAMoCzIaLnRhdXJvLmV4ZWMudjEuV29ya2VyRmllbGQiOwoLV29ya2VyRmllbGQSDAoEbmFtZRgBIAEoCRIMCgR0eXBlGAIgASgJEhAKCG51bGxhYmxlGAMgASgIIlIKC1dvcmtlckVycm9yEgwKBHR5cGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIRCgl0cmFjZWJhY2sYAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIImcKFUNoZWNrRnVuY3Rpb25zUmVxdWVzdBItCglmdW5jdGlvbnMYASADKAsyGi50YXVyby5leGVjLnYxLkZ1bmN0aW9uUmVmEh8KF2FsbG93ZWRfbW9kdWxlX3ByZWZpeGVzGAIgAygJImAKC0Z1bmN0aW9uUmVmEgwKBG5vZGUYASABKAkSDgoGbW9kdWxlGAIgASgJEhAKCGZ1bmN0aW9uGAMgASgJEg4KBmlucHV0cxgEIAEoBRIRCglzdHJlYW1pbmcYBSABKAgiSgoWQ2hlY2tGdW5jdGlvbnNSZXNwb25zZRIwCghwcm9ibGVtcxgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25Qcm9ibGVtIjAKD0Z1bmN0aW9uUHJvYmxlbRIMCgRub2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAki9gEKDlN1Z2dlc3RSZXF1ZXN0Ei0KBXNwYWNlGAEgAygLMh4udGF1cm8uZXhlYy52MS5TZWFyY2hEaW1lbnNpb24SLwoGdHJpYWxzGAIgAygLMh8udGF1cm8uZXhlYy52MS5UcmlhbE9ic2VydmF0aW9uEg4KBm51bWJlchgDIAEoBRIMCgRzZWVkGAQgASgDEhAKCG5fdHJpYWxzGAUgASgFEisKCWRpcmVjdGlvbhgGIAEoDjIYLnRhdXJvLmV4ZWMudjEuRGlyZWN0aW9uEicKB3NhbXBsZXIYByABKA4yFi50YXVyby5leGVjLnYxLlNhbXBsZXIiYAoQVHJpYWxPYnNlcnZhdGlvbhITCgtwYXJhbXNfanNvbhgBIAEoCRIoCgVzdGF0ZRgCIAEoDjIZLnRhdXJvLmV4ZWMudjEuVHJpYWxTdGF0ZRINCgV2YWx1ZRgDIAEoASImCg9TdWdnZXN0UmVzcG9uc2USEwoLcGFyYW1zX2pzb24YASABKAkyhAIKDVdvcmtlclNlcnZpY2USSgoHUnVuTm9kZRIdLnRhdXJvLmV4ZWMudjEuUnVuTm9kZVJlcXVlc3QaHi50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXNwb25zZTABEl0KDkNoZWNrRnVuY3Rpb25zEiQudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1JlcXVlc3QaJS50YXVyby5leGVjLnYxLkNoZWNrRnVuY3Rpb25zUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
+  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkiYAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iMAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSL2AQoOU3VnZ2VzdFJlcXVlc3QSLQoFc3BhY2UYASADKAsyHi50YXVyby5leGVjLnYxLlNlYXJjaERpbWVuc2lvbhIvCgZ0cmlhbHMYAiADKAsyHy50YXVyby5leGVjLnYxLlRyaWFsT2JzZXJ2YXRpb24SDgoGbnVtYmVyGAMgASgFEgwKBHNlZWQYBCABKAMSEAoIbl90cmlhbHMYBSABKAUSKwoJZGlyZWN0aW9uGAYgASgOMhgudGF1cm8uZXhlYy52MS5EaXJlY3Rpb24SJwoHc2FtcGxlchgHIAEoDjIWLnRhdXJvLmV4ZWMudjEuU2FtcGxlciJgChBUcmlhbE9ic2VydmF0aW9uEhMKC3BhcmFtc19qc29uGAEgASgJEigKBXN0YXRlGAIgASgOMhkudGF1cm8uZXhlYy52MS5UcmlhbFN0YXRlEg0KBXZhbHVlGAMgASgBIiYKD1N1Z2dlc3RSZXNwb25zZRITCgtwYXJhbXNfanNvbhgBIAEoCTKEAgoNV29ya2VyU2VydmljZRJKCgdSdW5Ob2RlEh0udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuUnVuTm9kZVJlc3BvbnNlMAESXQoOQ2hlY2tGdW5jdGlvbnMSJC50YXVyby5leGVjLnYxLkNoZWNrRnVuY3Rpb25zUmVxdWVzdBolLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXNwb25zZRJICgdTdWdnZXN0Eh0udGF1cm8uZXhlYy52MS5TdWdnZXN0UmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlc3BvbnNlQjtaOWdpdGh1Yi5jb20vdGF1cm8tZXhlYy90YXVyby1leGVjL2dlbi90YXVyby9leGVjL3YxO2V4ZWN2MWIGcHJvdG8z", [file_tauro_exec_v1_exec]);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeRequest
@@ -175,6 +175,14 @@ export type NodeContext = Message<"tauro.exec.v1.NodeContext"> & {
    * @generated from field: string pipeline_config_json = 8;
    */
   pipelineConfigJson: string;
+
+  /**
+   * The attempt's own MLflow run, when the pipeline's mlops block is on and
+   * the node is an ML node; unset otherwise.
+   *
+   * @generated from field: tauro.exec.v1.MlflowContext mlflow = 9;
+   */
+  mlflow?: MlflowContext | undefined;
 };
 
 /**
@@ -183,6 +191,55 @@ export type NodeContext = Message<"tauro.exec.v1.NodeContext"> & {
  */
 export const NodeContextSchema: GenMessage<NodeContext> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_worker, 1);
+
+/**
+ * MlflowContext is where a node attempt's tracker writes in MLflow. run_id is
+ * empty when the tracking server could not be reached before the call: the
+ * node's metrics still reach MLflow later through execd, but what only the
+ * server can take (artifacts, models) cannot be logged then.
+ *
+ * @generated from message tauro.exec.v1.MlflowContext
+ */
+export type MlflowContext = Message<"tauro.exec.v1.MlflowContext"> & {
+  /**
+   * The tracking server, e.g. http://127.0.0.1:5000, or a local folder.
+   *
+   * @generated from field: string tracking_uri = 1;
+   */
+  trackingUri: string;
+
+  /**
+   * @generated from field: string experiment_id = 2;
+   */
+  experimentId: string;
+
+  /**
+   * The attempt's child run, and the execd run's parent run.
+   *
+   * @generated from field: string run_id = 3;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string parent_run_id = 4;
+   */
+  parentRunId: string;
+
+  /**
+   * The block's required: true; a tracker call that cannot be made fails the
+   * node rather than warning.
+   *
+   * @generated from field: bool required = 5;
+   */
+  required: boolean;
+};
+
+/**
+ * Describes the message tauro.exec.v1.MlflowContext.
+ * Use `create(MlflowContextSchema)` to create a new message.
+ */
+export const MlflowContextSchema: GenMessage<MlflowContext> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 2);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeResponse
@@ -223,7 +280,7 @@ export type RunNodeResponse = Message<"tauro.exec.v1.RunNodeResponse"> & {
  * Use `create(RunNodeResponseSchema)` to create a new message.
  */
 export const RunNodeResponseSchema: GenMessage<RunNodeResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 2);
+  messageDesc(file_tauro_exec_v1_worker, 3);
 
 /**
  * WorkerLog is a log record the node emitted.
@@ -249,10 +306,11 @@ export type WorkerLog = Message<"tauro.exec.v1.WorkerLog"> & {
  * Use `create(WorkerLogSchema)` to create a new message.
  */
 export const WorkerLogSchema: GenMessage<WorkerLog> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 3);
+  messageDesc(file_tauro_exec_v1_worker, 4);
 
 /**
- * WorkerMetric is a value the node reported with ml_context["log_metric"].
+ * WorkerMetric is a value the node reported with ml_context["log_metric"]
+ * (or its tracker's log_metric).
  *
  * @generated from message tauro.exec.v1.WorkerMetric
  */
@@ -266,6 +324,13 @@ export type WorkerMetric = Message<"tauro.exec.v1.WorkerMetric"> & {
    * @generated from field: double value = 2;
    */
   value: number;
+
+  /**
+   * The step the node gave; 0 when it gave none, as MLflow does.
+   *
+   * @generated from field: int64 step = 3;
+   */
+  step: bigint;
 };
 
 /**
@@ -273,7 +338,7 @@ export type WorkerMetric = Message<"tauro.exec.v1.WorkerMetric"> & {
  * Use `create(WorkerMetricSchema)` to create a new message.
  */
 export const WorkerMetricSchema: GenMessage<WorkerMetric> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 4);
+  messageDesc(file_tauro_exec_v1_worker, 5);
 
 /**
  * WorkerResult is a node that succeeded.
@@ -299,7 +364,7 @@ export type WorkerResult = Message<"tauro.exec.v1.WorkerResult"> & {
  * Use `create(WorkerResultSchema)` to create a new message.
  */
 export const WorkerResultSchema: GenMessage<WorkerResult> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 5);
+  messageDesc(file_tauro_exec_v1_worker, 6);
 
 /**
  * @generated from message tauro.exec.v1.WorkerField
@@ -328,7 +393,7 @@ export type WorkerField = Message<"tauro.exec.v1.WorkerField"> & {
  * Use `create(WorkerFieldSchema)` to create a new message.
  */
 export const WorkerFieldSchema: GenMessage<WorkerField> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 6);
+  messageDesc(file_tauro_exec_v1_worker, 7);
 
 /**
  * WorkerError is a node that failed.
@@ -368,7 +433,7 @@ export type WorkerError = Message<"tauro.exec.v1.WorkerError"> & {
  * Use `create(WorkerErrorSchema)` to create a new message.
  */
 export const WorkerErrorSchema: GenMessage<WorkerError> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 7);
+  messageDesc(file_tauro_exec_v1_worker, 8);
 
 /**
  * @generated from message tauro.exec.v1.CheckFunctionsRequest
@@ -390,7 +455,7 @@ export type CheckFunctionsRequest = Message<"tauro.exec.v1.CheckFunctionsRequest
  * Use `create(CheckFunctionsRequestSchema)` to create a new message.
  */
 export const CheckFunctionsRequestSchema: GenMessage<CheckFunctionsRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 8);
+  messageDesc(file_tauro_exec_v1_worker, 9);
 
 /**
  * FunctionRef is one node function to check.
@@ -435,7 +500,7 @@ export type FunctionRef = Message<"tauro.exec.v1.FunctionRef"> & {
  * Use `create(FunctionRefSchema)` to create a new message.
  */
 export const FunctionRefSchema: GenMessage<FunctionRef> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 9);
+  messageDesc(file_tauro_exec_v1_worker, 10);
 
 /**
  * @generated from message tauro.exec.v1.CheckFunctionsResponse
@@ -454,7 +519,7 @@ export type CheckFunctionsResponse = Message<"tauro.exec.v1.CheckFunctionsRespon
  * Use `create(CheckFunctionsResponseSchema)` to create a new message.
  */
 export const CheckFunctionsResponseSchema: GenMessage<CheckFunctionsResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 10);
+  messageDesc(file_tauro_exec_v1_worker, 11);
 
 /**
  * @generated from message tauro.exec.v1.FunctionProblem
@@ -476,7 +541,7 @@ export type FunctionProblem = Message<"tauro.exec.v1.FunctionProblem"> & {
  * Use `create(FunctionProblemSchema)` to create a new message.
  */
 export const FunctionProblemSchema: GenMessage<FunctionProblem> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 11);
+  messageDesc(file_tauro_exec_v1_worker, 12);
 
 /**
  * @generated from message tauro.exec.v1.SuggestRequest
@@ -527,7 +592,7 @@ export type SuggestRequest = Message<"tauro.exec.v1.SuggestRequest"> & {
  * Use `create(SuggestRequestSchema)` to create a new message.
  */
 export const SuggestRequestSchema: GenMessage<SuggestRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 12);
+  messageDesc(file_tauro_exec_v1_worker, 13);
 
 /**
  * TrialObservation is a trial as the optimiser is told it.
@@ -560,7 +625,7 @@ export type TrialObservation = Message<"tauro.exec.v1.TrialObservation"> & {
  * Use `create(TrialObservationSchema)` to create a new message.
  */
 export const TrialObservationSchema: GenMessage<TrialObservation> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 13);
+  messageDesc(file_tauro_exec_v1_worker, 14);
 
 /**
  * @generated from message tauro.exec.v1.SuggestResponse
@@ -579,7 +644,7 @@ export type SuggestResponse = Message<"tauro.exec.v1.SuggestResponse"> & {
  * Use `create(SuggestResponseSchema)` to create a new message.
  */
 export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 14);
+  messageDesc(file_tauro_exec_v1_worker, 15);
 
 /**
  * WorkerService is what a Python node worker (`python -m tauro_exec.worker`)

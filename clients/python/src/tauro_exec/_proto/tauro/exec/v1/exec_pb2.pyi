@@ -1181,6 +1181,7 @@ class Run(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     REPLICA_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
+    MLFLOW_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     pipeline: _builtins.str
     env: _builtins.str
@@ -1216,6 +1217,10 @@ class Run(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeRun]: ...
+    @_builtins.property
+    def mlflow(self) -> Global___MlflowRun:
+        """The run's parent run in MLflow, when its pipeline's mlops block is on."""
+
     def __init__(
         self,
         *,
@@ -1241,14 +1246,43 @@ class Run(_message.Message):
         priority: _builtins.int = ...,
         replica: _builtins.str = ...,
         project: _builtins.str = ...,
+        mlflow: Global___MlflowRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "mlflow", b"mlflow", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "mlflow", b"mlflow", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class MlflowRun(_message.Message):
+    """MlflowRun is a run in an MLflow tracking server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    experiment_id: _builtins.str
+    run_id: _builtins.str
+    url: _builtins.str
+    """The run's page in the MLflow UI."""
+    def __init__(
+        self,
+        *,
+        experiment_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "run_id", b"run_id", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MlflowRun: _TypeAlias = MlflowRun  # noqa: Y015
 
 @_typing.final
 class NodeRun(_message.Message):
@@ -1322,6 +1356,7 @@ class Attempt(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    MLFLOW_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     state: Global___NodeState.ValueType
     @_builtins.property
@@ -1332,6 +1367,10 @@ class Attempt(_message.Message):
     def error(self) -> Global___NodeError: ...
     @_builtins.property
     def metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def mlflow(self) -> Global___MlflowRun:
+        """The attempt's child run in MLflow, for an ML node with tracking on."""
+
     def __init__(
         self,
         *,
@@ -1341,10 +1380,11 @@ class Attempt(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         error: Global___NodeError | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        mlflow: Global___MlflowRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "mlflow", b"mlflow", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_time", b"end_time", "error", b"error", "metrics", b"metrics", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_time", b"end_time", "error", b"error", "metrics", b"metrics", "mlflow", b"mlflow", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1394,6 +1434,7 @@ class RunEvent(_message.Message):
     NODE_METRIC_FIELD_NUMBER: _builtins.int
     NODE_PROGRESS_FIELD_NUMBER: _builtins.int
     NODE_LAG_FIELD_NUMBER: _builtins.int
+    RUN_MESSAGE_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     sequence: _builtins.int
@@ -1414,6 +1455,8 @@ class RunEvent(_message.Message):
     def node_progress(self) -> Global___NodeProgress: ...
     @_builtins.property
     def node_lag(self) -> Global___NodeLag: ...
+    @_builtins.property
+    def run_message(self) -> Global___RunMessage: ...
     def __init__(
         self,
         *,
@@ -1426,13 +1469,14 @@ class RunEvent(_message.Message):
         node_metric: Global___NodeMetric | None = ...,
         node_progress: Global___NodeProgress | None = ...,
         node_lag: Global___NodeLag | None = ...,
+        run_message: Global___RunMessage | None = ...,
         project: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_message", b"run_message", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_message", b"run_message", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress", "node_lag"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress", "node_lag", "run_message"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1459,6 +1503,34 @@ class RunStateChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunStateChanged: _TypeAlias = RunStateChanged  # noqa: Y015
+
+@_typing.final
+class RunMessage(_message.Message):
+    """RunMessage is something said about the run as a whole, e.g. that its
+    MLflow tracking server does not answer and what it did not take is kept
+    to be sent later.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    level: _builtins.str
+    """"info" or "warning"."""
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        level: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunMessage: _TypeAlias = RunMessage  # noqa: Y015
 
 @_typing.final
 class NodeStateChanged(_message.Message):
@@ -1538,10 +1610,13 @@ class NodeMetric(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     attempt: _builtins.int
     name: _builtins.str
     value: _builtins.float
+    step: _builtins.int
+    """The step the node logged it at (MLflow's step); 0 when it gave none."""
     def __init__(
         self,
         *,
@@ -1549,10 +1624,11 @@ class NodeMetric(_message.Message):
         attempt: _builtins.int = ...,
         name: _builtins.str = ...,
         value: _builtins.float = ...,
+        step: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "name", b"name", "node", b"node", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "name", b"name", "node", b"node", "step", b"step", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2139,6 +2215,7 @@ class Experiment(_message.Message):
     BEST_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
+    MLFLOW_FIELD_NUMBER: _builtins.int
     experiment_id: _builtins.str
     name: _builtins.str
     """The declared experiment it was started from, if any."""
@@ -2189,6 +2266,12 @@ class Experiment(_message.Message):
     def best(self) -> Global___Trial:
         """The succeeded trial with the best value so far; unset before one."""
 
+    @_builtins.property
+    def mlflow(self) -> Global___MlflowRun:
+        """The experiment's parent run in MLflow, when its pipeline's mlops block
+        is on; each trial is a child run of it.
+        """
+
     def __init__(
         self,
         *,
@@ -2219,10 +2302,11 @@ class Experiment(_message.Message):
         best: Global___Trial | None = ...,
         last_sequence: _builtins.int = ...,
         project: _builtins.str = ...,
+        mlflow: Global___MlflowRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "objective", b"objective", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "mlflow", b"mlflow", "objective", b"objective", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "experiment_id", b"experiment_id", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_parallel_trials", b"max_parallel_trials", "message", b"message", "n_trials", b"n_trials", "name", b"name", "objective", b"objective", "pipeline", b"pipeline", "project", b"project", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "shared_nodes", b"shared_nodes", "shared_run_id", b"shared_run_id", "space", b"space", "start_date", b"start_date", "start_time", b"start_time", "state", b"state", "trial_nodes", b"trial_nodes", "trials", b"trials"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "experiment_id", b"experiment_id", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_parallel_trials", b"max_parallel_trials", "message", b"message", "mlflow", b"mlflow", "n_trials", b"n_trials", "name", b"name", "objective", b"objective", "pipeline", b"pipeline", "project", b"project", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "select", b"select", "shared_nodes", b"shared_nodes", "shared_run_id", b"shared_run_id", "space", b"space", "start_date", b"start_date", "start_time", b"start_time", "state", b"state", "trial_nodes", b"trial_nodes", "trials", b"trials"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2243,6 +2327,7 @@ class Trial(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    MLFLOW_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     """From 0, in the order proposed."""
     state: Global___TrialState.ValueType
@@ -2263,6 +2348,10 @@ class Trial(_message.Message):
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def mlflow(self) -> Global___MlflowRun:
+        """The trial's child run in MLflow."""
+
     def __init__(
         self,
         *,
@@ -2275,10 +2364,11 @@ class Trial(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         message: _builtins.str = ...,
+        mlflow: Global___MlflowRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "end_time", b"end_time", "params", b"params", "start_time", b"start_time", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "end_time", b"end_time", "mlflow", b"mlflow", "params", b"params", "start_time", b"start_time", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "attempt", b"attempt", "end_time", b"end_time", "message", b"message", "number", b"number", "params", b"params", "run_id", b"run_id", "start_time", b"start_time", "state", b"state", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_value", b"_value", "attempt", b"attempt", "end_time", b"end_time", "message", b"message", "mlflow", b"mlflow", "number", b"number", "params", b"params", "run_id", b"run_id", "start_time", b"start_time", "state", b"state", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
     _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015

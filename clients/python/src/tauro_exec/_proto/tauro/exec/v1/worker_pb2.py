@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as tauro_dot_exec_dot_v1_dot_exec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\x8c\x03\n\x0eRunNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x13\n\x0binput_views\x18\x04 \x03(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x13\n\x0bresult_view\x18\x07 \x01(\t\x12@\n\nspark_conf\x18\x08 \x03(\x0b\x32,.tauro.exec.v1.RunNodeRequest.SparkConfEntry\x12+\n\x07\x63ontext\x18\t \x01(\x0b\x32\x1a.tauro.exec.v1.NodeContext\x12\x1f\n\x17\x61llowed_module_prefixes\x18\n \x03(\t\x12\x14\n\x0cspark_remote\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\t\x12\x11\n\tstreaming\x18\r \x01(\x08\x1a\x30\n\x0eSparkConfEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x0bNodeContext\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x12\n\nstart_time\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x18\n\x10hyperparams_json\x18\x06 \x01(\t\x12\x18\n\x10node_config_json\x18\x07 \x01(\t\x12\x1c\n\x14pipeline_config_json\x18\x08 \x01(\t\"\xce\x01\n\x0fRunNodeResponse\x12\'\n\x03log\x18\x01 \x01(\x0b\x32\x18.tauro.exec.v1.WorkerLogH\x00\x12-\n\x06metric\x18\x02 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerMetricH\x00\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerResultH\x00\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1a.tauro.exec.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"(\n\tWorkerLog\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"+\n\x0cWorkerMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"H\n\x0cWorkerResult\x12\x0c\n\x04view\x18\x01 \x01(\t\x12*\n\x06schema\x18\x02 \x03(\x0b\x32\x1a.tauro.exec.v1.WorkerField\";\n\x0bWorkerField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\"R\n\x0bWorkerError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"g\n\x15\x43heckFunctionsRequest\x12-\n\tfunctions\x18\x01 \x03(\x0b\x32\x1a.tauro.exec.v1.FunctionRef\x12\x1f\n\x17\x61llowed_module_prefixes\x18\x02 \x03(\t\"`\n\x0b\x46unctionRef\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x0e\n\x06inputs\x18\x04 \x01(\x05\x12\x11\n\tstreaming\x18\x05 \x01(\x08\"J\n\x16\x43heckFunctionsResponse\x12\x30\n\x08problems\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.FunctionProblem\"0\n\x0f\x46unctionProblem\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x01\n\x0eSuggestRequest\x12-\n\x05space\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.SearchDimension\x12/\n\x06trials\x18\x02 \x03(\x0b\x32\x1f.tauro.exec.v1.TrialObservation\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08n_trials\x18\x05 \x01(\x05\x12+\n\tdirection\x18\x06 \x01(\x0e\x32\x18.tauro.exec.v1.Direction\x12\'\n\x07sampler\x18\x07 \x01(\x0e\x32\x16.tauro.exec.v1.Sampler\"`\n\x10TrialObservation\x12\x13\n\x0bparams_json\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.tauro.exec.v1.TrialState\x12\r\n\x05value\x18\x03 \x01(\x01\"&\n\x0fSuggestResponse\x12\x13\n\x0bparams_json\x18\x01 \x01(\t2\x84\x02\n\rWorkerService\x12J\n\x07RunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n\x0e\x43heckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12H\n\x07Suggest\x12\x1d.tauro.exec.v1.SuggestRequest\x1a\x1e.tauro.exec.v1.SuggestResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\x8c\x03\n\x0eRunNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x13\n\x0binput_views\x18\x04 \x03(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x13\n\x0bresult_view\x18\x07 \x01(\t\x12@\n\nspark_conf\x18\x08 \x03(\x0b\x32,.tauro.exec.v1.RunNodeRequest.SparkConfEntry\x12+\n\x07\x63ontext\x18\t \x01(\x0b\x32\x1a.tauro.exec.v1.NodeContext\x12\x1f\n\x17\x61llowed_module_prefixes\x18\n \x03(\t\x12\x14\n\x0cspark_remote\x18\x0b \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x0c \x01(\t\x12\x11\n\tstreaming\x18\r \x01(\x08\x1a\x30\n\x0eSparkConfEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xeb\x01\n\x0bNodeContext\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x12\n\nstart_time\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x18\n\x10hyperparams_json\x18\x06 \x01(\t\x12\x18\n\x10node_config_json\x18\x07 \x01(\t\x12\x1c\n\x14pipeline_config_json\x18\x08 \x01(\t\x12,\n\x06mlflow\x18\t \x01(\x0b\x32\x1c.tauro.exec.v1.MlflowContext\"u\n\rMlflowContext\x12\x14\n\x0ctracking_uri\x18\x01 \x01(\t\x12\x15\n\rexperiment_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x15\n\rparent_run_id\x18\x04 \x01(\t\x12\x10\n\x08required\x18\x05 \x01(\x08\"\xce\x01\n\x0fRunNodeResponse\x12\'\n\x03log\x18\x01 \x01(\x0b\x32\x18.tauro.exec.v1.WorkerLogH\x00\x12-\n\x06metric\x18\x02 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerMetricH\x00\x12-\n\x06result\x18\x03 \x01(\x0b\x32\x1b.tauro.exec.v1.WorkerResultH\x00\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1a.tauro.exec.v1.WorkerErrorH\x00\x42\x07\n\x05\x65vent\"(\n\tWorkerLog\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"9\n\x0cWorkerMetric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04step\x18\x03 \x01(\x03\"H\n\x0cWorkerResult\x12\x0c\n\x04view\x18\x01 \x01(\t\x12*\n\x06schema\x18\x02 \x03(\x0b\x32\x1a.tauro.exec.v1.WorkerField\";\n\x0bWorkerField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\"R\n\x0bWorkerError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\"g\n\x15\x43heckFunctionsRequest\x12-\n\tfunctions\x18\x01 \x03(\x0b\x32\x1a.tauro.exec.v1.FunctionRef\x12\x1f\n\x17\x61llowed_module_prefixes\x18\x02 \x03(\t\"`\n\x0b\x46unctionRef\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x66unction\x18\x03 \x01(\t\x12\x0e\n\x06inputs\x18\x04 \x01(\x05\x12\x11\n\tstreaming\x18\x05 \x01(\x08\"J\n\x16\x43heckFunctionsResponse\x12\x30\n\x08problems\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.FunctionProblem\"0\n\x0f\x46unctionProblem\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf6\x01\n\x0eSuggestRequest\x12-\n\x05space\x18\x01 \x03(\x0b\x32\x1e.tauro.exec.v1.SearchDimension\x12/\n\x06trials\x18\x02 \x03(\x0b\x32\x1f.tauro.exec.v1.TrialObservation\x12\x0e\n\x06number\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08n_trials\x18\x05 \x01(\x05\x12+\n\tdirection\x18\x06 \x01(\x0e\x32\x18.tauro.exec.v1.Direction\x12\'\n\x07sampler\x18\x07 \x01(\x0e\x32\x16.tauro.exec.v1.Sampler\"`\n\x10TrialObservation\x12\x13\n\x0bparams_json\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.tauro.exec.v1.TrialState\x12\r\n\x05value\x18\x03 \x01(\x01\"&\n\x0fSuggestResponse\x12\x13\n\x0bparams_json\x18\x01 \x01(\t2\x84\x02\n\rWorkerService\x12J\n\x07RunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n\x0e\x43heckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12H\n\x07Suggest\x12\x1d.tauro.exec.v1.SuggestRequest\x1a\x1e.tauro.exec.v1.SuggestResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,33 +40,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_start=420
   _globals['_RUNNODEREQUEST_SPARKCONFENTRY']._serialized_end=468
   _globals['_NODECONTEXT']._serialized_start=471
-  _globals['_NODECONTEXT']._serialized_end=660
-  _globals['_RUNNODERESPONSE']._serialized_start=663
-  _globals['_RUNNODERESPONSE']._serialized_end=869
-  _globals['_WORKERLOG']._serialized_start=871
-  _globals['_WORKERLOG']._serialized_end=911
-  _globals['_WORKERMETRIC']._serialized_start=913
-  _globals['_WORKERMETRIC']._serialized_end=956
-  _globals['_WORKERRESULT']._serialized_start=958
-  _globals['_WORKERRESULT']._serialized_end=1030
-  _globals['_WORKERFIELD']._serialized_start=1032
-  _globals['_WORKERFIELD']._serialized_end=1091
-  _globals['_WORKERERROR']._serialized_start=1093
-  _globals['_WORKERERROR']._serialized_end=1175
-  _globals['_CHECKFUNCTIONSREQUEST']._serialized_start=1177
-  _globals['_CHECKFUNCTIONSREQUEST']._serialized_end=1280
-  _globals['_FUNCTIONREF']._serialized_start=1282
-  _globals['_FUNCTIONREF']._serialized_end=1378
-  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_start=1380
-  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_end=1454
-  _globals['_FUNCTIONPROBLEM']._serialized_start=1456
-  _globals['_FUNCTIONPROBLEM']._serialized_end=1504
-  _globals['_SUGGESTREQUEST']._serialized_start=1507
-  _globals['_SUGGESTREQUEST']._serialized_end=1753
-  _globals['_TRIALOBSERVATION']._serialized_start=1755
-  _globals['_TRIALOBSERVATION']._serialized_end=1851
-  _globals['_SUGGESTRESPONSE']._serialized_start=1853
-  _globals['_SUGGESTRESPONSE']._serialized_end=1891
-  _globals['_WORKERSERVICE']._serialized_start=1894
-  _globals['_WORKERSERVICE']._serialized_end=2154
+  _globals['_NODECONTEXT']._serialized_end=706
+  _globals['_MLFLOWCONTEXT']._serialized_start=708
+  _globals['_MLFLOWCONTEXT']._serialized_end=825
+  _globals['_RUNNODERESPONSE']._serialized_start=828
+  _globals['_RUNNODERESPONSE']._serialized_end=1034
+  _globals['_WORKERLOG']._serialized_start=1036
+  _globals['_WORKERLOG']._serialized_end=1076
+  _globals['_WORKERMETRIC']._serialized_start=1078
+  _globals['_WORKERMETRIC']._serialized_end=1135
+  _globals['_WORKERRESULT']._serialized_start=1137
+  _globals['_WORKERRESULT']._serialized_end=1209
+  _globals['_WORKERFIELD']._serialized_start=1211
+  _globals['_WORKERFIELD']._serialized_end=1270
+  _globals['_WORKERERROR']._serialized_start=1272
+  _globals['_WORKERERROR']._serialized_end=1354
+  _globals['_CHECKFUNCTIONSREQUEST']._serialized_start=1356
+  _globals['_CHECKFUNCTIONSREQUEST']._serialized_end=1459
+  _globals['_FUNCTIONREF']._serialized_start=1461
+  _globals['_FUNCTIONREF']._serialized_end=1557
+  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_start=1559
+  _globals['_CHECKFUNCTIONSRESPONSE']._serialized_end=1633
+  _globals['_FUNCTIONPROBLEM']._serialized_start=1635
+  _globals['_FUNCTIONPROBLEM']._serialized_end=1683
+  _globals['_SUGGESTREQUEST']._serialized_start=1686
+  _globals['_SUGGESTREQUEST']._serialized_end=1932
+  _globals['_TRIALOBSERVATION']._serialized_start=1934
+  _globals['_TRIALOBSERVATION']._serialized_end=2030
+  _globals['_SUGGESTRESPONSE']._serialized_start=2032
+  _globals['_SUGGESTRESPONSE']._serialized_end=2070
+  _globals['_WORKERSERVICE']._serialized_start=2073
+  _globals['_WORKERSERVICE']._serialized_end=2333
 # @@protoc_insertion_point(module_scope)

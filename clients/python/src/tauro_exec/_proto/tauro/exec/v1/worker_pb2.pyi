@@ -145,6 +145,7 @@ class NodeContext(_message.Message):
     HYPERPARAMS_JSON_FIELD_NUMBER: _builtins.int
     NODE_CONFIG_JSON_FIELD_NUMBER: _builtins.int
     PIPELINE_CONFIG_JSON_FIELD_NUMBER: _builtins.int
+    MLFLOW_FIELD_NUMBER: _builtins.int
     pipeline: _builtins.str
     run_id: _builtins.str
     attempt: _builtins.int
@@ -156,6 +157,12 @@ class NodeContext(_message.Message):
     node_config_json: _builtins.str
     """The node's and the pipeline's configuration, JSON objects."""
     pipeline_config_json: _builtins.str
+    @_builtins.property
+    def mlflow(self) -> Global___MlflowContext:
+        """The attempt's own MLflow run, when the pipeline's mlops block is on and
+        the node is an ML node; unset otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -167,14 +174,57 @@ class NodeContext(_message.Message):
         hyperparams_json: _builtins.str = ...,
         node_config_json: _builtins.str = ...,
         pipeline_config_json: _builtins.str = ...,
+        mlflow: Global___MlflowContext | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mlflow", b"mlflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "hyperparams_json", b"hyperparams_json", "model_version", b"model_version", "node_config_json", b"node_config_json", "pipeline", b"pipeline", "pipeline_config_json", b"pipeline_config_json", "run_id", b"run_id", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "hyperparams_json", b"hyperparams_json", "mlflow", b"mlflow", "model_version", b"model_version", "node_config_json", b"node_config_json", "pipeline", b"pipeline", "pipeline_config_json", b"pipeline_config_json", "run_id", b"run_id", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NodeContext: _TypeAlias = NodeContext  # noqa: Y015
+
+@_typing.final
+class MlflowContext(_message.Message):
+    """MlflowContext is where a node attempt's tracker writes in MLflow. run_id is
+    empty when the tracking server could not be reached before the call: the
+    node's metrics still reach MLflow later through execd, but what only the
+    server can take (artifacts, models) cannot be logged then.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACKING_URI_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    tracking_uri: _builtins.str
+    """The tracking server, e.g. http://127.0.0.1:5000, or a local folder."""
+    experiment_id: _builtins.str
+    run_id: _builtins.str
+    """The attempt's child run, and the execd run's parent run."""
+    parent_run_id: _builtins.str
+    required: _builtins.bool
+    """The block's required: true; a tracker call that cannot be made fails the
+    node rather than warning.
+    """
+    def __init__(
+        self,
+        *,
+        tracking_uri: _builtins.str = ...,
+        experiment_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        parent_run_id: _builtins.str = ...,
+        required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiment_id", b"experiment_id", "parent_run_id", b"parent_run_id", "required", b"required", "run_id", b"run_id", "tracking_uri", b"tracking_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MlflowContext: _TypeAlias = MlflowContext  # noqa: Y015
 
 @_typing.final
 class RunNodeResponse(_message.Message):
@@ -237,23 +287,29 @@ Global___WorkerLog: _TypeAlias = WorkerLog  # noqa: Y015
 
 @_typing.final
 class WorkerMetric(_message.Message):
-    """WorkerMetric is a value the node reported with ml_context["log_metric"]."""
+    """WorkerMetric is a value the node reported with ml_context["log_metric"]
+    (or its tracker's log_metric).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     value: _builtins.float
+    step: _builtins.int
+    """The step the node gave; 0 when it gave none, as MLflow does."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         value: _builtins.float = ...,
+        step: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "step", b"step", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
