@@ -171,7 +171,8 @@ KAFKA_TEST := .build/kafka-test
 PG_TEST := .build/postgres-test
 MLFLOW_TEST := .build/mlflow-test
 
-# One Spark Connect server, one Kafka broker (KRaft, its own controller, a
+# One Spark Connect server (its UI on, TAURO_SPARK_UI, for the tests that
+# read Spark's own record of what ran), one Kafka broker (KRaft, its own controller, a
 # fresh cluster each run), one PostgreSQL cluster (a temp folder, a free
 # loopback port) and one MLflow tracking server (SQLite and artifacts in
 # $(MLFLOW_TEST), a free loopback port) serve the whole test run: Go
@@ -180,10 +181,10 @@ MLFLOW_TEST := .build/mlflow-test
 # password in TAURO_POSTGRES_PASSWORD_FILE) and TAURO_MLFLOW_URI. All start
 # at once; all are stopped on exit.
 test: check-tree check-generated test-fuzz java postgres build testbroker testpg testmlflow venv npm spark-jars kafka-libs grpcurl
-	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote
+	@mkdir -p $(SPARK_TEST) && rm -f $(SPARK_TEST)/remote $(SPARK_TEST)/ui
 	@rm -rf $(KAFKA_TEST) $(PG_TEST) $(MLFLOW_TEST) && mkdir -p $(KAFKA_TEST) $(PG_TEST) $(MLFLOW_TEST)
 	@echo "starting the test run's Spark Connect server (log: $(SPARK_TEST)/spark/connect.log), Kafka broker (log: $(KAFKA_TEST)/broker.log), PostgreSQL and MLflow (log: $(MLFLOW_TEST)/mlflow.log)"
-	$(BIN)/execd spark-server --state $(SPARK_TEST) --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
+	$(BIN)/execd spark-server --state $(SPARK_TEST) --ui-file $(SPARK_TEST)/ui --ready-file $(SPARK_TEST)/remote >$(SPARK_TEST)/server.out 2>&1 & \
 	  pid=$$!; \
 	  $(BIN)/testbroker --libs $(KAFKA_LIBS_DIR) --state $(KAFKA_TEST) --ready-file $(KAFKA_TEST)/bootstrap >$(KAFKA_TEST)/testbroker.out 2>&1 & \
 	  kpid=$$!; \
@@ -199,7 +200,7 @@ test: check-tree check-generated test-fuzz java postgres build testbroker testpg
 	  [ -s $(PG_TEST)/ready ] || { echo "PostgreSQL did not start:" >&2; tail -40 $(PG_TEST)/testpg.out >&2; exit 1; }; \
 	  for i in $$(seq 1 240); do [ -s $(MLFLOW_TEST)/uri ] && break; kill -0 $$mpid 2>/dev/null || break; sleep 0.5; done; \
 	  [ -s $(MLFLOW_TEST)/uri ] || { echo "the MLflow tracking server did not start:" >&2; tail -40 $(MLFLOW_TEST)/testmlflow.out >&2; exit 1; }; \
-	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
+	  export TAURO_SPARK_REMOTE=$$(cat $(SPARK_TEST)/remote) TAURO_SPARK_UI=$$(cat $(SPARK_TEST)/ui) TAURO_KAFKA_BOOTSTRAP=$$(cat $(KAFKA_TEST)/bootstrap) TAURO_REQUIRE_SPARK=1 \
 	    TAURO_POSTGRES_URL=$$(sed -n 1p $(PG_TEST)/ready) TAURO_POSTGRES_PASSWORD_FILE=$$(sed -n 2p $(PG_TEST)/ready) TAURO_REQUIRE_POSTGRES=1 \
 	    TAURO_MLFLOW_URI=$$(cat $(MLFLOW_TEST)/uri) TAURO_REQUIRE_MLFLOW=1 \
 	    EXECD=$(abspath $(BIN)/execd) GRPCURL=$(abspath $(BIN)/grpcurl); \

@@ -15,29 +15,31 @@ import (
 
 // A run recorded CANCELLED writes nothing more: its Delta output gets no
 // commit after the run's terminal event. The test reads Spark's own record
-// (its driver's REST API, on a server of the test's own with the UI on):
-// the write has started when a job of it runs, and it has ended when every
-// SQL execution of the run's Spark Connect session has; only then is the
-// Delta log read, so a write that went on after the cancel would have
-// committed by then.
+// (its driver's REST API; the shared server runs with its UI on in
+// `make test`): the write has started when a job of the run's Spark Connect
+// session (named in the run's journal) runs, and it has ended when every SQL
+// execution of that session has; only then is the Delta log read, so a
+// write that went on after the cancel would have committed by then.
 func TestCancel_ACancelledRunsDeltaOutputGetsNoCommitAfterItsEnd(t *testing.T) {
 	remote, ui := sparktest.ServerWithUI(t)
 	project := copyProject(t, "sqlproj")
-	d := launch(t, project, t.TempDir(), "--spark-remote", remote)
+	state := t.TempDir()
+	d := launch(t, project, state, "--spark-remote", remote)
 	cl := d.client(t)
 	ctx := testCtx(t, 3*time.Minute)
 	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "slow_delta"})
+	session := runSession(ctx, t, state, runID)
 
 	var write sparktest.Job
 	for write.Session() == "" {
 		for _, j := range sparktest.Jobs(t, ui) {
-			if j.Status == "RUNNING" && j.Session() != "" {
+			if j.Status == "RUNNING" && j.InSession(session) {
 				write = j
 			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the write never started: Spark ran no job for run %s", runID)
+			t.Fatalf("the write never started: Spark ran no job in run %s's session %s", runID, session)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -86,6 +88,20 @@ func TestCancel_ACancelledRunsDeltaOutputGetsNoCommitAfterItsEnd(t *testing.T) {
 		names = append(names, e.Name())
 	}
 	t.Logf("Spark ended session %s's work; Delta log entries %v, none committed after the run's end", write.Session(), names)
+}
+
+// runSession is the Spark Connect session a run executes in, as its
+// journal records it before any node runs.
+func runSession(ctx context.Context, t *testing.T, state, runID string) string {
+	t.Helper()
+	awaitJournal(ctx, t, state, runID, "session")
+	var id struct {
+		Session string `json:"session"`
+	}
+	if err := json.Unmarshal([]byte(journalKeys(t, state, runID, "session")["session"]), &id); err != nil || id.Session == "" {
+		t.Fatalf("run %s's journal names no session (%v)", runID, err)
+	}
+	return id.Session
 }
 
 // awaitSessionIdle waits until Spark records every SQL execution of the

@@ -68,6 +68,7 @@ func sparkServer(ctx context.Context, args []string) error {
 	state := fs.String("state", ".tauro-exec", "folder for the server's log, warehouse and scratch space")
 	python := fs.String("python", "", "Python interpreter with pyspark (default: the repo's .venv)")
 	readyFile := fs.String("ready-file", "", "write the sc:// address, with the server's token, here once the server answers (mode 0600)")
+	uiFile := fs.String("ui-file", "", "turn the driver's web UI on, on a free loopback port, and write its http:// address here, before the ready file")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -76,11 +77,27 @@ func sparkServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := startEmbeddedSpark(ctx, *python, abs, nil, log)
+	var conf map[string]string
+	if *uiFile != "" {
+		if conf, err = sparkserver.FreeUIConf(); err != nil {
+			return err
+		}
+	}
+	srv, err := startEmbeddedSpark(ctx, *python, abs, conf, log)
 	if err != nil {
 		return err
 	}
 	fmt.Println(sparkurl.Redact(srv.Remote()))
+	if *uiFile != "" {
+		ui, err := srv.UI(ctx)
+		if err != nil {
+			return errors.Join(err, srv.Stop(context.WithoutCancel(ctx)))
+		}
+		fmt.Println("Spark UI at", ui)
+		if err := writeRemote(*uiFile, ui); err != nil {
+			return err
+		}
+	}
 	if *readyFile != "" {
 		if err := writeRemote(*readyFile, srv.Remote()); err != nil {
 			return err

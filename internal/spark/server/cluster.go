@@ -158,16 +158,14 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 	}
 
 	c.driverUI = "http://" + hostPort(driverUIPort)
-	conf := map[string]string{
+	// The driver's UI serves the REST API that shows where tasks ran.
+	conf := UIConf(driverUIPort)
+	maps.Copy(conf, map[string]string{
 		"spark.master":          c.masterURL,
 		"spark.executor.memory": cfg.ExecutorMemory,
 		"spark.executor.cores":  strconv.Itoa(cfg.WorkerCores),
 		"spark.cores.max":       strconv.Itoa(cfg.WorkerCores * cfg.Workers),
-		// The driver's UI serves the REST API that shows where tasks ran.
-		"spark.ui.enabled":             "true",
-		"spark.ui.port":                strconv.Itoa(driverUIPort),
-		"spark.port.maxRetries":        "0", // the port chosen, or fail
-		"spark.ui.showConsoleProgress": "false",
+		"spark.port.maxRetries": "0", // the port chosen, or fail
 		// Python UDFs and foreachBatch functions run on the executors with
 		// the project's Python.
 		"spark.pyspark.python": cfg.Python,
@@ -175,7 +173,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (c *Cluster, err error
 		// waits for every executor before the first job, not for locality.
 		"spark.scheduler.minRegisteredResourcesRatio":       "1.0",
 		"spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
-	}
+	})
 	maps.Copy(conf, cfg.Conf)
 	c.connect, err = Start(ctx, Config{
 		SparkHome: home, Python: cfg.Python, JavaHome: cfg.JavaHome, StateDir: cfg.StateDir,

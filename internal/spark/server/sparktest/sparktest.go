@@ -31,6 +31,7 @@ const (
 	EnvRemote  = "TAURO_SPARK_REMOTE"  // sc://host:port of a running server
 	EnvRequire = "TAURO_REQUIRE_SPARK" // "1": a missing Java or venv fails the test
 	EnvPython  = "TAURO_PYTHON"        // the interpreter whose pyspark to use
+	EnvUI      = "TAURO_SPARK_UI"      // http://host:port of EnvRemote's Spark UI, when it has one on
 )
 
 var (

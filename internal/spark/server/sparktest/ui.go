@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,14 +20,19 @@ import (
 // session and operation that ran them, and the SQL executions, which end
 // only once their command has (a Delta write's commit included).
 
-// ServerWithUI starts a Spark Connect server of the test's own, with its
-// Spark UI on a free loopback port, and returns its connection string and
-// its UI's address; the server is stopped when the test ends. It is for
-// the tests that wait on Spark's record of an operation, which the shared
-// server (UI off, as execd runs it) does not keep. A missing Java or venv
-// skips the test, or fails it when TAURO_REQUIRE_SPARK=1.
+// ServerWithUI returns a Spark Connect server with its Spark UI on, and
+// the UI's address: the test run's shared server when the Makefile started
+// it with its UI (TAURO_SPARK_UI beside TAURO_SPARK_REMOTE), otherwise one
+// of the test's own, stopped when the test ends. It is for the tests that
+// wait on Spark's record of an operation; they must pick out their own
+// session's work, as other tests use the shared server at the same time.
+// A missing Java or venv skips the test, or fails it when
+// TAURO_REQUIRE_SPARK=1.
 func ServerWithUI(tb testing.TB) (remote, ui string) {
 	tb.Helper()
+	if ui, remote := os.Getenv(EnvUI), os.Getenv(EnvRemote); ui != "" && remote != "" {
+		return remote, ui
+	}
 	remote, ui, err := startWithUI(tb)
 	if err != nil {
 		missing := errors.Is(err, sparkserver.ErrJavaMissing) || errors.Is(err, sparkserver.ErrSparkMissing)
@@ -47,19 +49,15 @@ func startWithUI(tb testing.TB) (remote, ui string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	port, err := freePort() // not Spark's default 4040, which another server may hold
+	conf, err := sparkserver.FreeUIConf()
 	if err != nil {
 		return "", "", err
 	}
 	srv, err := sparkserver.Start(context.Background(), sparkserver.Config{
 		Python:   python,
 		StateDir: tb.TempDir(),
-		Conf: map[string]string{
-			"spark.ui.enabled":             "true",
-			"spark.ui.port":                strconv.Itoa(port),
-			"spark.ui.showConsoleProgress": "false",
-		},
-		Logger: slog.New(slog.DiscardHandler),
+		Conf:     conf,
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return "", "", err
@@ -69,33 +67,8 @@ func startWithUI(tb testing.TB) (remote, ui string, err error) {
 		defer cancel()
 		_ = srv.Stop(ctx)
 	})
-	// Spark takes the next port when the one chosen was taken meanwhile;
-	// its log says where the UI is.
-	ui, err = boundUI(srv.LogPath())
+	ui, err = srv.UI(context.Background())
 	return srv.Remote(), ui, err
-}
-
-// uiBound is Spark's log line naming the UI's port.
-var uiBound = regexp.MustCompile(`Successfully started service 'SparkUI' on port (\d+)`)
-
-// boundUI reads the Spark UI's address from the server's log.
-func boundUI(logPath string) (string, error) {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		b, _ := os.ReadFile(logPath)
-		if m := uiBound.FindSubmatch(b); m != nil {
-			return "http://127.0.0.1:" + string(m[1]), nil
-		}
-	}
-	return "", fmt.Errorf("the Spark UI's port is not in %s", logPath)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Jobs lists the jobs of the application whose driver UI is ui, newest
