@@ -40,21 +40,3 @@ func TestBackends_SparkAndStreamingMeetOnlyWhereAllowed(t *testing.T) {
 		}
 	}
 }
-
-// The Kafka test broker is for tests and the testbroker command that
-// `make test` runs; nothing execd is built from may import it.
-func TestBackends_NoProductPackageImportsTheKafkaTestBroker(t *testing.T) {
-	root := repoRoot(t)
-	broker := module + "/internal/streaming/kafkatest"
-	for _, line := range goList(t, root, "-f", "{{.ImportPath}}:{{join .Deps \",\"}}", "./...") {
-		pkg, deps, _ := strings.Cut(line, ":")
-		if pkg == broker || strings.HasPrefix(pkg, broker+"/") {
-			continue
-		}
-		for _, dep := range strings.Split(deps, ",") {
-			if dep == broker {
-				t.Errorf("%s depends on %s, a test helper", pkg, broker)
-			}
-		}
-	}
-}

@@ -12,58 +12,27 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
-	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/streaming/kafkatest"
+	"github.com/tauro-exec/tauro-exec/internal/testserve"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "testbroker:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
 	libs := flag.String("libs", filepath.Join(".venv", kafkatest.LibsDirName), "folder of the broker's jars (make kafka-libs)")
 	state := flag.String("state", "", "folder for the broker's configuration, log and data (required)")
 	readyFile := flag.String("ready-file", "", "write the broker's host:port here once it answers")
 	flag.Parse()
-	if *state == "" {
-		return fmt.Errorf("--state is required")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	began := time.Now()
-	b, err := kafkatest.Start(ctx, kafkatest.Config{LibsDir: *libs, Dir: *state})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("Kafka broker at %s, up in %s (log: %s)\n", b.Bootstrap(), time.Since(began).Round(time.Millisecond), b.LogPath())
-	if *readyFile != "" {
-		tmp := *readyFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(b.Bootstrap()+"\n"), 0o644); err != nil {
-			_ = b.Stop(context.Background())
-			return err
+	testserve.Main("testbroker", *readyFile, func(ctx context.Context) (testserve.Server, []string, error) {
+		if *state == "" {
+			return nil, nil, errors.New("--state is required")
 		}
-		if err := os.Rename(tmp, *readyFile); err != nil {
-			_ = b.Stop(context.Background())
-			return err
+		b, err := kafkatest.Start(ctx, kafkatest.Config{LibsDir: *libs, Dir: *state})
+		if err != nil {
+			return nil, nil, err
 		}
-	}
-	select {
-	case <-ctx.Done():
-	case <-b.Done():
-		return fmt.Errorf("the broker exited; see %s", b.LogPath())
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return b.Stop(stopCtx)
+		return b, []string{b.Bootstrap()}, nil
+	})
 }
