@@ -8,34 +8,10 @@ import { h, replace } from "./dom";
 import { projectKey, runsHref } from "./projects";
 import { runPage } from "./run";
 import { runsPage } from "./runs";
-
-/** Session is what every page knows of the caller. */
-export interface Session {
-  caller: GetCallerResponse;
-  /** projects: those the caller may view (ListProjects), in the server's order. */
-  projects: Project[];
-  /** project: the project the page shows, named in every call about it. */
-  project: string;
-  /** role is the caller's role in project p. */
-  role(p: string): Role;
-  /** canOperate: the role in p may start, cancel and repair its runs (the server checks too). */
-  canOperate(p: string): boolean;
-  /** show makes p the project the top bar and its links name. */
-  show(p: string): void;
-  /** open goes to href, a page of the app, without a reload. */
-  open(href: string): void;
-  /** failed hands an API error over: an expired or unknown token asks for a new one. */
-  failed(err: unknown): void;
-}
+import type { Page, Session } from "./session";
 
 // The project last looked at, for a URL that names none.
 const PROJECT_KEY = "tauro-exec.project";
-
-export interface Page {
-  el: HTMLElement;
-  title: string;
-  close(): void;
-}
 
 const root = document.getElementById("app")!;
 let page: Page | undefined;

@@ -8,7 +8,7 @@ import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
 import { RunModel, type NodeModel } from "./model";
 import { nodePanel, runPanel } from "./panel";
-import type { Page, Session } from "./main";
+import type { Page, Session } from "./session";
 import { runsHref } from "./projects";
 import { activeNode, activeRun, badge, label, nodeKey, repairableRun, runKey } from "./states";
 import { RunState } from "./api";

@@ -5,7 +5,7 @@
 import { api, message, ProjectState, type Run } from "./api";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
-import type { Page, Session } from "./main";
+import type { Page, Session } from "./session";
 import { brokenNotice } from "./projects";
 import { activeRun, badge, label, nodeKey, runKey, runStates } from "./states";
 
