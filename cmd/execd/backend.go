@@ -11,6 +11,7 @@ import (
 	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	sparkserver "github.com/tauro-exec/tauro-exec/internal/spark/server"
+	"github.com/tauro-exec/tauro-exec/internal/streaming"
 )
 
 // backend is the Spark side of execd: the embedded server or a remote one,
@@ -43,6 +44,7 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 	}
 	b.Backend = sparkbackend.New(b.remote, b.health.Ready, log)
 	b.SetProfile(cfg.profileNodes)
+	b.SetStreams(streaming.Follower{})
 	// A server execd did not start outlives it: runs keep a journal, and a
 	// restarted execd takes them up where they were.
 	b.SetDurable(cfg.sparkRemote != "")

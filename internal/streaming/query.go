@@ -20,6 +20,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 )
 
@@ -98,8 +99,10 @@ func Adopt(ctx context.Context, s Queries, id sparkconnect.QueryID, lastBatch in
 	return f.follow(ctx)
 }
 
-// ErrQueryGone is returned by Adopt for a query its session does not have.
-var ErrQueryGone = errors.New("the streaming query is no longer in its session")
+// ErrQueryGone is returned by Adopt for a query its session does not have;
+// it is the Spark backend's, which tells such an attempt from one that
+// failed.
+var ErrQueryGone = sparkbackend.ErrQueryGone
 
 func withDefaults(opt Options) Options {
 	if opt.Poll <= 0 {

@@ -13,6 +13,7 @@ import (
 	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
+	"github.com/tauro-exec/tauro-exec/internal/streaming"
 )
 
 // runPipeline runs one pipeline of the project in dir to its end on the
@@ -41,7 +42,7 @@ func newEngine(ctx context.Context, t *testing.T, dir, remote string) *engine.En
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-		Backend: sparkbackend.New(func() string { return remote }, func() error { return nil }, log)})
+		Backend: testBackend(remote, log)})
 }
 
 func waitRun(ctx context.Context, t *testing.T, eng *engine.Engine, id string) run.Run {
@@ -156,4 +157,12 @@ check:
 	if got := string(csv); got != "doubled\n36\n" {
 		t.Errorf("check output = %q", got)
 	}
+}
+
+// testBackend is the Spark backend as execd wires it: on the server at
+// remote, with internal/streaming following its streaming queries.
+func testBackend(remote string, log *slog.Logger) *sparkbackend.Backend {
+	b := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
+	b.SetStreams(streaming.Follower{})
+	return b
 }

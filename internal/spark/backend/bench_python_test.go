@@ -11,7 +11,6 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
-	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -81,7 +80,7 @@ func BenchmarkPythonNodeOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer st.Close()
-				be := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
+				be := testBackend(remote, log)
 				if variant == "python" {
 					be.SetPython(pool)
 				}

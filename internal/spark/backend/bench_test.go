@@ -12,7 +12,6 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 	"github.com/tauro-exec/tauro-exec/internal/streaming/kafkatest"
@@ -128,7 +127,7 @@ func BenchmarkSQLPipeline(b *testing.B) {
 			defer st.Close()
 			log := slog.New(slog.DiscardHandler)
 			eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-				Backend: sparkbackend.New(func() string { return remote }, func() error { return nil }, log)})
+				Backend: testBackend(remote, log)})
 			var overhead, wallSum, bound, fixed time.Duration
 			for i := 0; i < b.N; i++ {
 				start := time.Now()

@@ -13,7 +13,6 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -92,7 +91,7 @@ func TestEngine_TellsTheObserverEveryExecutionAndAttemptWithItsEnd(t *testing.T)
 	log := slog.New(slog.DiscardHandler)
 	rec := &recorder{ops: map[string]int{}}
 	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Observer: rec,
-		Backend: sparkbackend.New(func() string { return remote }, func() error { return nil }, log)})
+		Backend: testBackend(remote, log)})
 
 	// a times out twice (a retry between); b waits behind it (same
 	// pipeline) and is cancelled before it starts.

@@ -9,7 +9,6 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
-	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -55,7 +54,7 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 		t.Fatal(err)
 	}
 	defer st.Close()
-	be := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
+	be := testBackend(remote, log)
 	be.SetPython(pool)
 	be.SetProfile(true)
 	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})

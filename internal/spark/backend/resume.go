@@ -21,7 +21,6 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
-	"github.com/tauro-exec/tauro-exec/internal/streaming"
 )
 
 // SetDurable says that the Spark server outlives execd (it is not execd's
@@ -122,7 +121,7 @@ func (r *runExec) takenUp(node string, attempt int) (run.LiveAttempt, bool) {
 // taken up was to continue.
 func gone(err error) bool {
 	return errors.Is(err, sparkconnect.ErrOperationLost) || errors.Is(err, sparkconnect.ErrSessionLost) ||
-		errors.Is(err, streaming.ErrQueryGone)
+		errors.Is(err, ErrQueryGone)
 }
 
 // ResumeRun implements engine.Resumer: it reopens the run's session from

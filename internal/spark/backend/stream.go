@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
@@ -11,8 +12,47 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
-	"github.com/tauro-exec/tauro-exec/internal/streaming"
 )
+
+// Streams follows a streaming node's query in its run's session, from its
+// start to its end, into the run's events: internal/streaming's Follower,
+// which execd hands the backend (SetStreams), so that the backend does not
+// depend on the package that follows what it starts.
+type Streams interface {
+	// Run starts q and follows it until it ends: nil when a finite trigger
+	// has processed everything or opt.Stop asked it to end; a retryable
+	// failure when the query failed; ctx's error once the query is stopped
+	// after a cancel.
+	Run(ctx context.Context, s *sparkconnect.Session, q sparkconnect.StreamStart, opt StreamOptions) error
+	// Adopt follows a query a killed execd started, from the batch after
+	// lastBatch; an error wrapping ErrQueryGone when the session has it no
+	// more.
+	Adopt(ctx context.Context, s *sparkconnect.Session, id sparkconnect.QueryID, lastBatch int64, opt StreamOptions) error
+}
+
+// StreamOptions say how a streaming node's query is followed.
+type StreamOptions struct {
+	// Stop, when closed, ends the query once the micro-batch under way has
+	// committed.
+	Stop <-chan struct{}
+	// Emit records the node's events.
+	Emit func(run.Event)
+	// Timeout, when set, stops the query that long after it started.
+	Timeout time.Duration
+	// MaxBatchDuration and MaxIdle say when the query is lagging: a batch
+	// longer than the first, or no batch for longer than the second (0:
+	// never).
+	MaxBatchDuration, MaxIdle time.Duration
+	Log                       *slog.Logger
+}
+
+// ErrQueryGone is what Streams.Adopt wraps for a query its session no
+// longer has.
+var ErrQueryGone = errors.New("the streaming query is no longer in its session")
+
+// SetStreams gives the backend what follows its streaming queries; without
+// it, a streaming node fails saying so.
+func (b *Backend) SetStreams(s Streams) { b.streams = s }
 
 // runStream runs a streaming node: its streams and tables become views of
 // the run's session, its transform (SQL, a Python function, or none) a view
@@ -20,6 +60,10 @@ import (
 // or the run stops it. The session stays open while the query runs: a
 // query dies with its session.
 func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
+	if r.b.streams == nil {
+		return &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
+			Message: fmt.Sprintf("streaming node %q cannot run: this execd's Spark backend has nothing to follow streaming queries with", n.Name)}}
+	}
 	if a, ok := r.takenUp(n.Name, attempt); ok && a.Query != nil {
 		return r.adoptStream(ctx, s, n, a, emit)
 	}
@@ -49,17 +93,17 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		QueryName:   spec.QueryName,
 		Checkpoint:  spec.Checkpoint,
 	}
-	return streaming.Run(ctx, s, start, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout))
+	return r.b.streams.Run(ctx, s, start, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout))
 }
 
 // streamOptions say how a streaming node's query is followed.
-func (r *runExec) streamOptions(n *plan.Node, emit func(run.Event), timeout time.Duration) streaming.Options {
+func (r *runExec) streamOptions(n *plan.Node, emit func(run.Event), timeout time.Duration) StreamOptions {
 	spec := n.Stream
-	lag := streaming.Lag{MaxBatchDuration: spec.Health.MaxBatchDuration}
+	opt := StreamOptions{Stop: r.rc.Stop, Emit: emit, Timeout: timeout, MaxBatchDuration: spec.Health.MaxBatchDuration, Log: r.log.With("node", n.Name)}
 	if spec.Health.MaxIdleTriggers > 0 && spec.Trigger.Type == plan.TriggerProcessingTime {
-		lag.MaxIdle = time.Duration(spec.Health.MaxIdleTriggers) * spec.Trigger.Interval
+		opt.MaxIdle = time.Duration(spec.Health.MaxIdleTriggers) * spec.Trigger.Interval
 	}
-	return streaming.Options{Stop: r.rc.Stop, Emit: emit, Timeout: timeout, Lag: lag, Log: r.log.With("node", n.Name)}
+	return opt
 }
 
 // adoptStream follows the query a killed execd started for the attempt
@@ -69,8 +113,8 @@ func (r *runExec) adoptStream(ctx context.Context, s *sparkconnect.Session, n *p
 	if timeout > 0 {
 		timeout = max(timeout-time.Since(a.Started), time.Millisecond)
 	}
-	err := streaming.Adopt(ctx, s, sparkconnect.QueryID{ID: a.Query.ID, RunID: a.Query.RunID}, a.LastBatch, r.streamOptions(n, emit, timeout))
-	if err != nil && ctx.Err() == nil && errors.Is(err, streaming.ErrQueryGone) {
+	err := r.b.streams.Adopt(ctx, s, sparkconnect.QueryID{ID: a.Query.ID, RunID: a.Query.RunID}, a.LastBatch, r.streamOptions(n, emit, timeout))
+	if err != nil && ctx.Err() == nil && errors.Is(err, ErrQueryGone) {
 		return fmt.Errorf("%w: %w", engine.ErrNotResumable, err)
 	}
 	return err

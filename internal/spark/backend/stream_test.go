@@ -14,7 +14,6 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
-	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -62,7 +61,7 @@ func streamEngine(t testing.TB, dir string) *engine.Engine {
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log,
-		Backend: sparkbackend.New(func() string { return remote }, func() error { return nil }, log)})
+		Backend: testBackend(remote, log)})
 }
 
 // follow collects a run's events until the run ends, calling on for each.
@@ -480,7 +479,7 @@ def double(orders, start_date=None, end_date=None):
 		t.Fatal(err)
 	}
 	defer st.Close()
-	be := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
+	be := testBackend(remote, log)
 	be.SetPython(pool)
 	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
