@@ -384,8 +384,18 @@ func printEvent(out io.Writer, ev *execv1.RunEvent) {
 		fmt.Fprintln(out, line)
 	case *execv1.RunEvent_NodeMessage:
 		fmt.Fprintf(out, "%s  #%-4d %-24s %s: %s\n", at, ev.GetSequence(), k.NodeMessage.GetNode(), k.NodeMessage.GetLevel(), k.NodeMessage.GetText())
+	case *execv1.RunEvent_RunMessage:
+		fmt.Fprintf(out, "%s  #%-4d run %s: %s\n", at, ev.GetSequence(), k.RunMessage.GetLevel(), k.RunMessage.GetText())
 	case *execv1.RunEvent_NodeMetric:
-		fmt.Fprintf(out, "%s  #%-4d %-24s metric %s = %g\n", at, ev.GetSequence(), k.NodeMetric.GetNode(), k.NodeMetric.GetName(), k.NodeMetric.GetValue())
+		m := k.NodeMetric
+		line := fmt.Sprintf("%s  #%-4d %-24s metric %s = %g", at, ev.GetSequence(), m.GetNode(), m.GetName(), m.GetValue())
+		if m.GetStep() != 0 {
+			line += fmt.Sprintf("  step %d", m.GetStep())
+		}
+		fmt.Fprintln(out, line)
+	case *execv1.RunEvent_NodeLag:
+		l := k.NodeLag
+		fmt.Fprintf(out, "%s  #%-4d %-24s %s: %s\n", at, ev.GetSequence(), l.GetNode(), strings.ToLower(shortEnum(l.GetState().String(), "LAG_STATE_")), l.GetReason())
 	case *execv1.RunEvent_NodeProgress:
 		p := k.NodeProgress
 		line := fmt.Sprintf("%s  #%-4d %-24s batch %d: %d rows  %.1f in/s  %.1f done/s", at, ev.GetSequence(), p.GetNode(),
@@ -418,6 +428,9 @@ func printRun(out io.Writer, r *execv1.Run) {
 	if m := r.GetMessage(); m != "" {
 		fmt.Fprintf(out, "\n  %s", m)
 	}
+	if u := r.GetMlflow().GetUrl(); u != "" {
+		fmt.Fprintf(out, "\n  MLflow: %s", u)
+	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tATTEMPTS\tDURATION\tERROR")
@@ -433,6 +446,19 @@ func printRun(out io.Writer, r *execv1.Run) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", n.GetName(), shortEnum(n.GetState().String(), "NODE_STATE_"), n.GetAttempt(), d, e)
 	}
 	_ = tw.Flush()
+	printTracked(out, r)
+}
+
+// printTracked lists the MLflow run of each node attempt that has one,
+// under the run's node table.
+func printTracked(out io.Writer, r *execv1.Run) {
+	for _, n := range r.GetNodes() {
+		for _, a := range n.GetAttempts() {
+			if u := a.GetMlflow().GetUrl(); u != "" {
+				fmt.Fprintf(out, "  %s attempt %d in MLflow: %s\n", n.GetName(), a.GetAttempt(), u)
+			}
+		}
+	}
 }
 
 func cmdRuns(ctx context.Context, args []string) error {
