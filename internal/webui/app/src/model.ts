@@ -154,6 +154,10 @@ export class RunModel {
         if (e.duration || e.state === NodeState.SKIPPED || e.state === NodeState.CANCELLED) n.end = time;
         return true;
       }
+      case "runMessage": {
+        this.log.push({ seq: ev.sequence, time, level: k.value.level === "warning" ? "warning" : "info", text: k.value.text });
+        return false;
+      }
       case "nodeMessage": {
         const n = this.nodes.get(k.value.node);
         n?.log.push({ seq: ev.sequence, time, level: k.value.level === "warning" ? "warning" : "info", text: k.value.text });

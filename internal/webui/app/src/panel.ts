@@ -1,6 +1,7 @@
 // The side panel: the selected node in detail, or the run's parameters and
 // log when no node is selected.
 
+import type { MlflowRun } from "./api";
 import { h } from "./dom";
 import { date, duration, iso, num, rate, span, when } from "./format";
 import type { LogLine, NodeModel, RunModel } from "./model";
@@ -37,8 +38,10 @@ export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
         h("tr", null, h("th", null, k), h("td", { class: "num" }, num(v))))))));
   }
   if (n.attempts.length) {
+    const tracked = n.attempts.some((a) => a.mlflow?.url);
     out.append(section("Attempts", h("table", { class: "grid attempts" },
-      h("thead", null, h("tr", null, h("th", null, "#"), h("th", null, "State"), h("th", null, "Started"), h("th", null, "Took"), h("th", null, "Error"))),
+      h("thead", null, h("tr", null, h("th", null, "#"), h("th", null, "State"), h("th", null, "Started"), h("th", null, "Took"), h("th", null, "Error"),
+        tracked ? h("th", null, "MLflow") : null)),
       h("tbody", null, ...n.attempts.map((a) => {
         const st = date(a.startTime);
         return h("tr", null,
@@ -46,7 +49,8 @@ export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
           h("td", null, badge(nodeKey(a.state), "small")),
           h("td", null, when(st)),
           h("td", { class: "num", "data-live-start": st && !a.endTime && activeNode(a.state) ? st.getTime() : null }, duration(span(st, date(a.endTime)))),
-          h("td", { class: "err-cell", title: a.error?.message ?? "" }, a.error ? `${a.error.type}: ${a.error.message}` : ""));
+          h("td", { class: "err-cell", title: a.error?.message ?? "" }, a.error ? `${a.error.type}: ${a.error.message}` : ""),
+          tracked ? h("td", null, mlflowLink(a.mlflow, "run")) : null);
       })))));
   }
   out.append(section("Log", logList(n.log, "No events for this node yet.")));
@@ -69,10 +73,17 @@ export function runPanel(m: RunModel): HTMLElement {
       ["Selection", r.select.join(" ")],
       ["Fail fast", r.failFast ? "yes" : ""],
       ["Model", r.modelVersion],
+      ["MLflow", mlflowLink(r.mlflow, "run " + (r.mlflow?.runId ?? ""))],
     ]),
     hp ? section("Hyperparameters", h("pre", { class: "code" }, hp)) : null,
     section("Log", logList(m.log, "No events yet.")),
   );
+}
+
+/** mlflowLink opens a run's page in the MLflow UI, in a new tab; "" when it has none. */
+function mlflowLink(run: MlflowRun | undefined, text: string): HTMLElement | "" {
+  if (!run?.url) return "";
+  return h("a", { class: "mlflow", href: run.url, target: "_blank", rel: "noopener noreferrer", title: `MLflow run ${run.runId}` }, text);
 }
 
 /** sorted is a JSON value with its objects' keys in order, so it reads the same each time. */
