@@ -2800,7 +2800,10 @@ type Attempt struct {
 	Error     *NodeError             `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	Metrics   map[string]float64     `protobuf:"bytes,6,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// The attempt's child run in MLflow, for an ML node with tracking on.
-	Mlflow        *MlflowRun `protobuf:"bytes,7,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
+	Mlflow *MlflowRun `protobuf:"bytes,7,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
+	// The node's expectations over what the attempt produced: for a streaming
+	// node, summed over its micro-batches.
+	Expectations  []*ExpectationResult `protobuf:"bytes,8,rep,name=expectations,proto3" json:"expectations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2880,6 +2883,13 @@ func (x *Attempt) GetMetrics() map[string]float64 {
 func (x *Attempt) GetMlflow() *MlflowRun {
 	if x != nil {
 		return x.Mlflow
+	}
+	return nil
+}
+
+func (x *Attempt) GetExpectations() []*ExpectationResult {
+	if x != nil {
+		return x.Expectations
 	}
 	return nil
 }
@@ -2969,6 +2979,7 @@ type RunEvent struct {
 	//	*RunEvent_NodeProgress
 	//	*RunEvent_NodeLag
 	//	*RunEvent_RunMessage
+	//	*RunEvent_NodeExpectations
 	Kind isRunEvent_Kind `protobuf_oneof:"kind"`
 	// The project of the run.
 	Project       string `protobuf:"bytes,9,opt,name=project,proto3" json:"project,omitempty"`
@@ -3097,6 +3108,15 @@ func (x *RunEvent) GetRunMessage() *RunMessage {
 	return nil
 }
 
+func (x *RunEvent) GetNodeExpectations() *NodeExpectations {
+	if x != nil {
+		if x, ok := x.Kind.(*RunEvent_NodeExpectations); ok {
+			return x.NodeExpectations
+		}
+	}
+	return nil
+}
+
 func (x *RunEvent) GetProject() string {
 	if x != nil {
 		return x.Project
@@ -3136,6 +3156,10 @@ type RunEvent_RunMessage struct {
 	RunMessage *RunMessage `protobuf:"bytes,11,opt,name=run_message,json=runMessage,proto3,oneof"`
 }
 
+type RunEvent_NodeExpectations struct {
+	NodeExpectations *NodeExpectations `protobuf:"bytes,12,opt,name=node_expectations,json=nodeExpectations,proto3,oneof"`
+}
+
 func (*RunEvent_RunStateChanged) isRunEvent_Kind() {}
 
 func (*RunEvent_NodeStateChanged) isRunEvent_Kind() {}
@@ -3149,6 +3173,8 @@ func (*RunEvent_NodeProgress) isRunEvent_Kind() {}
 func (*RunEvent_NodeLag) isRunEvent_Kind() {}
 
 func (*RunEvent_RunMessage) isRunEvent_Kind() {}
+
+func (*RunEvent_NodeExpectations) isRunEvent_Kind() {}
 
 type RunStateChanged struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3202,6 +3228,179 @@ func (x *RunStateChanged) GetMessage() string {
 	return ""
 }
 
+// NodeExpectations is how a node's result met its expectations: once per
+// attempt for a batch node, once per micro-batch for a streaming node.
+type NodeExpectations struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The micro-batch, for a streaming node.
+	BatchId       *int64               `protobuf:"varint,3,opt,name=batch_id,json=batchId,proto3,oneof" json:"batch_id,omitempty"`
+	Results       []*ExpectationResult `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeExpectations) Reset() {
+	*x = NodeExpectations{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeExpectations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeExpectations) ProtoMessage() {}
+
+func (x *NodeExpectations) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeExpectations.ProtoReflect.Descriptor instead.
+func (*NodeExpectations) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *NodeExpectations) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *NodeExpectations) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *NodeExpectations) GetBatchId() int64 {
+	if x != nil && x.BatchId != nil {
+		return *x.BatchId
+	}
+	return 0
+}
+
+func (x *NodeExpectations) GetResults() []*ExpectationResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ExpectationResult is one expectation or check over a node's result.
+type ExpectationResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// A row expectation's action ("warn", "drop", "fail"), or a whole-result
+	// check's kind ("row_count", "unique", "not_null", "freshness").
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Rows that met the condition and rows that did not; for a check, the
+	// rows it looked at and those that broke it (duplicates, nulls, stale
+	// rows), where it counts rows.
+	Passed int64 `protobuf:"varint,3,opt,name=passed,proto3" json:"passed,omitempty"`
+	Failed int64 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// "error" (a broken one fails the node and blocks its dependents) or
+	// "warn" (it is reported only).
+	Severity string `protobuf:"bytes,5,opt,name=severity,proto3" json:"severity,omitempty"`
+	// Whether it held.
+	Ok bool `protobuf:"varint,6,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What was found, in words, when it did not hold.
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectationResult) Reset() {
+	*x = ExpectationResult{}
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectationResult) ProtoMessage() {}
+
+func (x *ExpectationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectationResult.ProtoReflect.Descriptor instead.
+func (*ExpectationResult) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ExpectationResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExpectationResult) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ExpectationResult) GetPassed() int64 {
+	if x != nil {
+		return x.Passed
+	}
+	return 0
+}
+
+func (x *ExpectationResult) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *ExpectationResult) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *ExpectationResult) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ExpectationResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // RunMessage is something said about the run as a whole, e.g. that its
 // MLflow tracking server does not answer and what it did not take is kept
 // to be sent later.
@@ -3216,7 +3415,7 @@ type RunMessage struct {
 
 func (x *RunMessage) Reset() {
 	*x = RunMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3228,7 +3427,7 @@ func (x *RunMessage) String() string {
 func (*RunMessage) ProtoMessage() {}
 
 func (x *RunMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[34]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3241,7 +3440,7 @@ func (x *RunMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunMessage.ProtoReflect.Descriptor instead.
 func (*RunMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{34}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RunMessage) GetLevel() string {
@@ -3274,7 +3473,7 @@ type NodeStateChanged struct {
 
 func (x *NodeStateChanged) Reset() {
 	*x = NodeStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3485,7 @@ func (x *NodeStateChanged) String() string {
 func (*NodeStateChanged) ProtoMessage() {}
 
 func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[35]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3498,7 @@ func (x *NodeStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStateChanged.ProtoReflect.Descriptor instead.
 func (*NodeStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{35}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NodeStateChanged) GetNode() string {
@@ -3357,7 +3556,7 @@ type NodeMessage struct {
 
 func (x *NodeMessage) Reset() {
 	*x = NodeMessage{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3369,7 +3568,7 @@ func (x *NodeMessage) String() string {
 func (*NodeMessage) ProtoMessage() {}
 
 func (x *NodeMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[36]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3382,7 +3581,7 @@ func (x *NodeMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMessage.ProtoReflect.Descriptor instead.
 func (*NodeMessage) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{36}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeMessage) GetNode() string {
@@ -3427,7 +3626,7 @@ type NodeMetric struct {
 
 func (x *NodeMetric) Reset() {
 	*x = NodeMetric{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3638,7 @@ func (x *NodeMetric) String() string {
 func (*NodeMetric) ProtoMessage() {}
 
 func (x *NodeMetric) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[37]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3651,7 @@ func (x *NodeMetric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMetric.ProtoReflect.Descriptor instead.
 func (*NodeMetric) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{37}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *NodeMetric) GetNode() string {
@@ -3519,7 +3718,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3531,7 +3730,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[38]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3544,7 +3743,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{38}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NodeProgress) GetNode() string {
@@ -3650,7 +3849,7 @@ type SourceProgress struct {
 
 func (x *SourceProgress) Reset() {
 	*x = SourceProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3662,7 +3861,7 @@ func (x *SourceProgress) String() string {
 func (*SourceProgress) ProtoMessage() {}
 
 func (x *SourceProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[39]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3675,7 +3874,7 @@ func (x *SourceProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourceProgress.ProtoReflect.Descriptor instead.
 func (*SourceProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{39}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SourceProgress) GetDescription() string {
@@ -3739,7 +3938,7 @@ type SinkProgress struct {
 
 func (x *SinkProgress) Reset() {
 	*x = SinkProgress{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +3950,7 @@ func (x *SinkProgress) String() string {
 func (*SinkProgress) ProtoMessage() {}
 
 func (x *SinkProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[40]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +3963,7 @@ func (x *SinkProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SinkProgress.ProtoReflect.Descriptor instead.
 func (*SinkProgress) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{40}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SinkProgress) GetDescription() string {
@@ -3797,7 +3996,7 @@ type NodeLag struct {
 
 func (x *NodeLag) Reset() {
 	*x = NodeLag{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3809,7 +4008,7 @@ func (x *NodeLag) String() string {
 func (*NodeLag) ProtoMessage() {}
 
 func (x *NodeLag) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[41]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3822,7 +4021,7 @@ func (x *NodeLag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeLag.ProtoReflect.Descriptor instead.
 func (*NodeLag) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{41}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *NodeLag) GetNode() string {
@@ -3878,7 +4077,7 @@ type SearchDimension struct {
 
 func (x *SearchDimension) Reset() {
 	*x = SearchDimension{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3890,7 +4089,7 @@ func (x *SearchDimension) String() string {
 func (*SearchDimension) ProtoMessage() {}
 
 func (x *SearchDimension) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[42]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3903,7 +4102,7 @@ func (x *SearchDimension) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchDimension.ProtoReflect.Descriptor instead.
 func (*SearchDimension) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{42}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SearchDimension) GetName() string {
@@ -3963,7 +4162,7 @@ type Objective struct {
 
 func (x *Objective) Reset() {
 	*x = Objective{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3975,7 +4174,7 @@ func (x *Objective) String() string {
 func (*Objective) ProtoMessage() {}
 
 func (x *Objective) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[43]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3988,7 +4187,7 @@ func (x *Objective) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Objective.ProtoReflect.Descriptor instead.
 func (*Objective) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{43}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Objective) GetMetric() string {
@@ -4046,7 +4245,7 @@ type RunExperimentRequest struct {
 
 func (x *RunExperimentRequest) Reset() {
 	*x = RunExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4058,7 +4257,7 @@ func (x *RunExperimentRequest) String() string {
 func (*RunExperimentRequest) ProtoMessage() {}
 
 func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[44]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4071,7 +4270,7 @@ func (x *RunExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentRequest.ProtoReflect.Descriptor instead.
 func (*RunExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{44}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RunExperimentRequest) GetRequestId() string {
@@ -4188,7 +4387,7 @@ type RunExperimentResponse struct {
 
 func (x *RunExperimentResponse) Reset() {
 	*x = RunExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4399,7 @@ func (x *RunExperimentResponse) String() string {
 func (*RunExperimentResponse) ProtoMessage() {}
 
 func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[45]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4412,7 @@ func (x *RunExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExperimentResponse.ProtoReflect.Descriptor instead.
 func (*RunExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{45}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RunExperimentResponse) GetExperiment() *Experiment {
@@ -4235,7 +4434,7 @@ type GetExperimentRequest struct {
 
 func (x *GetExperimentRequest) Reset() {
 	*x = GetExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4247,7 +4446,7 @@ func (x *GetExperimentRequest) String() string {
 func (*GetExperimentRequest) ProtoMessage() {}
 
 func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[46]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4260,7 +4459,7 @@ func (x *GetExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentRequest.ProtoReflect.Descriptor instead.
 func (*GetExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{46}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetExperimentRequest) GetExperimentId() string {
@@ -4286,7 +4485,7 @@ type GetExperimentResponse struct {
 
 func (x *GetExperimentResponse) Reset() {
 	*x = GetExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4497,7 @@ func (x *GetExperimentResponse) String() string {
 func (*GetExperimentResponse) ProtoMessage() {}
 
 func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[47]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4510,7 @@ func (x *GetExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetExperimentResponse.ProtoReflect.Descriptor instead.
 func (*GetExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{47}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetExperimentResponse) GetExperiment() *Experiment {
@@ -4336,7 +4535,7 @@ type ListExperimentsRequest struct {
 
 func (x *ListExperimentsRequest) Reset() {
 	*x = ListExperimentsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4348,7 +4547,7 @@ func (x *ListExperimentsRequest) String() string {
 func (*ListExperimentsRequest) ProtoMessage() {}
 
 func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[48]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4361,7 +4560,7 @@ func (x *ListExperimentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsRequest.ProtoReflect.Descriptor instead.
 func (*ListExperimentsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{48}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListExperimentsRequest) GetPageSize() int32 {
@@ -4403,7 +4602,7 @@ type ListExperimentsResponse struct {
 
 func (x *ListExperimentsResponse) Reset() {
 	*x = ListExperimentsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +4614,7 @@ func (x *ListExperimentsResponse) String() string {
 func (*ListExperimentsResponse) ProtoMessage() {}
 
 func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[49]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +4627,7 @@ func (x *ListExperimentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExperimentsResponse.ProtoReflect.Descriptor instead.
 func (*ListExperimentsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{49}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListExperimentsResponse) GetExperiments() []*Experiment {
@@ -4459,7 +4658,7 @@ type WatchExperimentRequest struct {
 
 func (x *WatchExperimentRequest) Reset() {
 	*x = WatchExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4471,7 +4670,7 @@ func (x *WatchExperimentRequest) String() string {
 func (*WatchExperimentRequest) ProtoMessage() {}
 
 func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[50]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4484,7 +4683,7 @@ func (x *WatchExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentRequest.ProtoReflect.Descriptor instead.
 func (*WatchExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{50}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WatchExperimentRequest) GetExperimentId() string {
@@ -4517,7 +4716,7 @@ type WatchExperimentResponse struct {
 
 func (x *WatchExperimentResponse) Reset() {
 	*x = WatchExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4529,7 +4728,7 @@ func (x *WatchExperimentResponse) String() string {
 func (*WatchExperimentResponse) ProtoMessage() {}
 
 func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[51]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4542,7 +4741,7 @@ func (x *WatchExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchExperimentResponse.ProtoReflect.Descriptor instead.
 func (*WatchExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{51}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WatchExperimentResponse) GetEvent() *ExperimentEvent {
@@ -4565,7 +4764,7 @@ type CancelExperimentRequest struct {
 
 func (x *CancelExperimentRequest) Reset() {
 	*x = CancelExperimentRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4577,7 +4776,7 @@ func (x *CancelExperimentRequest) String() string {
 func (*CancelExperimentRequest) ProtoMessage() {}
 
 func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[52]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4590,7 +4789,7 @@ func (x *CancelExperimentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentRequest.ProtoReflect.Descriptor instead.
 func (*CancelExperimentRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{52}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CancelExperimentRequest) GetExperimentId() string {
@@ -4623,7 +4822,7 @@ type CancelExperimentResponse struct {
 
 func (x *CancelExperimentResponse) Reset() {
 	*x = CancelExperimentResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4635,7 +4834,7 @@ func (x *CancelExperimentResponse) String() string {
 func (*CancelExperimentResponse) ProtoMessage() {}
 
 func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[53]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4648,7 +4847,7 @@ func (x *CancelExperimentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelExperimentResponse.ProtoReflect.Descriptor instead.
 func (*CancelExperimentResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{53}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CancelExperimentResponse) GetExperiment() *Experiment {
@@ -4705,7 +4904,7 @@ type Experiment struct {
 
 func (x *Experiment) Reset() {
 	*x = Experiment{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4717,7 +4916,7 @@ func (x *Experiment) String() string {
 func (*Experiment) ProtoMessage() {}
 
 func (x *Experiment) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[54]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4730,7 +4929,7 @@ func (x *Experiment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Experiment.ProtoReflect.Descriptor instead.
 func (*Experiment) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{54}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Experiment) GetExperimentId() string {
@@ -4955,7 +5154,7 @@ type Trial struct {
 
 func (x *Trial) Reset() {
 	*x = Trial{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4967,7 +5166,7 @@ func (x *Trial) String() string {
 func (*Trial) ProtoMessage() {}
 
 func (x *Trial) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[55]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4980,7 +5179,7 @@ func (x *Trial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Trial.ProtoReflect.Descriptor instead.
 func (*Trial) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{55}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Trial) GetNumber() int32 {
@@ -5074,7 +5273,7 @@ type ExperimentEvent struct {
 
 func (x *ExperimentEvent) Reset() {
 	*x = ExperimentEvent{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5086,7 +5285,7 @@ func (x *ExperimentEvent) String() string {
 func (*ExperimentEvent) ProtoMessage() {}
 
 func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[56]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5099,7 +5298,7 @@ func (x *ExperimentEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentEvent.ProtoReflect.Descriptor instead.
 func (*ExperimentEvent) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{56}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ExperimentEvent) GetExperimentId() string {
@@ -5196,7 +5395,7 @@ type ExperimentStateChanged struct {
 
 func (x *ExperimentStateChanged) Reset() {
 	*x = ExperimentStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5208,7 +5407,7 @@ func (x *ExperimentStateChanged) String() string {
 func (*ExperimentStateChanged) ProtoMessage() {}
 
 func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[57]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5221,7 +5420,7 @@ func (x *ExperimentStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExperimentStateChanged.ProtoReflect.Descriptor instead.
 func (*ExperimentStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{57}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ExperimentStateChanged) GetState() ExperimentState {
@@ -5251,7 +5450,7 @@ type TrialStateChanged struct {
 
 func (x *TrialStateChanged) Reset() {
 	*x = TrialStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5263,7 +5462,7 @@ func (x *TrialStateChanged) String() string {
 func (*TrialStateChanged) ProtoMessage() {}
 
 func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[58]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5276,7 +5475,7 @@ func (x *TrialStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialStateChanged.ProtoReflect.Descriptor instead.
 func (*TrialStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{58}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TrialStateChanged) GetTrial() *Trial {
@@ -5305,7 +5504,7 @@ type SharedRunStateChanged struct {
 
 func (x *SharedRunStateChanged) Reset() {
 	*x = SharedRunStateChanged{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5317,7 +5516,7 @@ func (x *SharedRunStateChanged) String() string {
 func (*SharedRunStateChanged) ProtoMessage() {}
 
 func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[59]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5330,7 +5529,7 @@ func (x *SharedRunStateChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedRunStateChanged.ProtoReflect.Descriptor instead.
 func (*SharedRunStateChanged) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{59}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *SharedRunStateChanged) GetRunId() string {
@@ -5362,7 +5561,7 @@ type ListReplicasRequest struct {
 
 func (x *ListReplicasRequest) Reset() {
 	*x = ListReplicasRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5374,7 +5573,7 @@ func (x *ListReplicasRequest) String() string {
 func (*ListReplicasRequest) ProtoMessage() {}
 
 func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[60]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5387,7 +5586,7 @@ func (x *ListReplicasRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicasRequest.ProtoReflect.Descriptor instead.
 func (*ListReplicasRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{60}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{62}
 }
 
 type ListReplicasResponse struct {
@@ -5399,7 +5598,7 @@ type ListReplicasResponse struct {
 
 func (x *ListReplicasResponse) Reset() {
 	*x = ListReplicasResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5411,7 +5610,7 @@ func (x *ListReplicasResponse) String() string {
 func (*ListReplicasResponse) ProtoMessage() {}
 
 func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[61]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5424,7 +5623,7 @@ func (x *ListReplicasResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReplicasResponse.ProtoReflect.Descriptor instead.
 func (*ListReplicasResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{61}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListReplicasResponse) GetReplicas() []*Replica {
@@ -5454,7 +5653,7 @@ type Replica struct {
 
 func (x *Replica) Reset() {
 	*x = Replica{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5466,7 +5665,7 @@ func (x *Replica) String() string {
 func (*Replica) ProtoMessage() {}
 
 func (x *Replica) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[62]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5479,7 +5678,7 @@ func (x *Replica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replica.ProtoReflect.Descriptor instead.
 func (*Replica) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{62}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Replica) GetName() string {
@@ -5542,7 +5741,7 @@ type ProjectRole struct {
 
 func (x *ProjectRole) Reset() {
 	*x = ProjectRole{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5554,7 +5753,7 @@ func (x *ProjectRole) String() string {
 func (*ProjectRole) ProtoMessage() {}
 
 func (x *ProjectRole) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[63]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5567,7 +5766,7 @@ func (x *ProjectRole) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProjectRole.ProtoReflect.Descriptor instead.
 func (*ProjectRole) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{63}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ProjectRole) GetProject() string {
@@ -5592,7 +5791,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5803,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[64]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5816,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{64}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{66}
 }
 
 type ListProjectsResponse struct {
@@ -5629,7 +5828,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[65]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5641,7 +5840,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[65]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5654,7 +5853,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{65}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -5686,7 +5885,7 @@ type Project struct {
 
 func (x *Project) Reset() {
 	*x = Project{}
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[66]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5698,7 +5897,7 @@ func (x *Project) String() string {
 func (*Project) ProtoMessage() {}
 
 func (x *Project) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_exec_proto_msgTypes[66]
+	mi := &file_tauro_exec_v1_exec_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5711,7 +5910,7 @@ func (x *Project) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Project.ProtoReflect.Descriptor instead.
 func (*Project) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{66}
+	return file_tauro_exec_v1_exec_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Project) GetName() string {
@@ -5941,7 +6140,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12.\n" +
 	"\x05error\x18\x06 \x01(\v2\x18.tauro.exec.v1.NodeErrorR\x05error\x122\n" +
-	"\battempts\x18\a \x03(\v2\x16.tauro.exec.v1.AttemptR\battempts\"\xa2\x03\n" +
+	"\battempts\x18\a \x03(\v2\x16.tauro.exec.v1.AttemptR\battempts\"\xe8\x03\n" +
 	"\aAttempt\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x05R\aattempt\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.tauro.exec.v1.NodeStateR\x05state\x129\n" +
@@ -5950,7 +6149,8 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bend_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12.\n" +
 	"\x05error\x18\x05 \x01(\v2\x18.tauro.exec.v1.NodeErrorR\x05error\x12=\n" +
 	"\ametrics\x18\x06 \x03(\v2#.tauro.exec.v1.Attempt.MetricsEntryR\ametrics\x120\n" +
-	"\x06mlflow\x18\a \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\x1a:\n" +
+	"\x06mlflow\x18\a \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\x12D\n" +
+	"\fexpectations\x18\b \x03(\v2 .tauro.exec.v1.ExpectationResultR\fexpectations\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"u\n" +
@@ -5958,7 +6158,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\ttraceback\x18\x03 \x01(\tR\ttraceback\x12\x1c\n" +
-	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xe4\x04\n" +
+	"\tretryable\x18\x04 \x01(\bR\tretryable\"\xb4\x05\n" +
 	"\bRunEvent\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x12.\n" +
@@ -5972,12 +6172,27 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bnode_lag\x18\n" +
 	" \x01(\v2\x16.tauro.exec.v1.NodeLagH\x00R\anodeLag\x12<\n" +
 	"\vrun_message\x18\v \x01(\v2\x19.tauro.exec.v1.RunMessageH\x00R\n" +
-	"runMessage\x12\x18\n" +
+	"runMessage\x12N\n" +
+	"\x11node_expectations\x18\f \x01(\v2\x1f.tauro.exec.v1.NodeExpectationsH\x00R\x10nodeExpectations\x12\x18\n" +
 	"\aproject\x18\t \x01(\tR\aprojectB\x06\n" +
 	"\x04kind\"Z\n" +
 	"\x0fRunStateChanged\x12-\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x17.tauro.exec.v1.RunStateR\x05state\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"6\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xa9\x01\n" +
+	"\x10NodeExpectations\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1e\n" +
+	"\bbatch_id\x18\x03 \x01(\x03H\x00R\abatchId\x88\x01\x01\x12:\n" +
+	"\aresults\x18\x04 \x03(\v2 .tauro.exec.v1.ExpectationResultR\aresultsB\v\n" +
+	"\t_batch_id\"\xb1\x01\n" +
+	"\x11ExpectationResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06passed\x18\x03 \x01(\x03R\x06passed\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12\x1a\n" +
+	"\bseverity\x18\x05 \x01(\tR\bseverity\x12\x0e\n" +
+	"\x02ok\x18\x06 \x01(\bR\x02ok\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"6\n" +
 	"\n" +
 	"RunMessage\x12\x14\n" +
 	"\x05level\x18\x01 \x01(\tR\x05level\x12\x12\n" +
@@ -6312,7 +6527,7 @@ func file_tauro_exec_v1_exec_proto_rawDescGZIP() []byte {
 }
 
 var file_tauro_exec_v1_exec_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_tauro_exec_v1_exec_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(NodeState)(0),                   // 0: tauro.exec.v1.NodeState
 	(RunState)(0),                    // 1: tauro.exec.v1.RunState
@@ -6360,48 +6575,50 @@ var file_tauro_exec_v1_exec_proto_goTypes = []any{
 	(*NodeError)(nil),                // 43: tauro.exec.v1.NodeError
 	(*RunEvent)(nil),                 // 44: tauro.exec.v1.RunEvent
 	(*RunStateChanged)(nil),          // 45: tauro.exec.v1.RunStateChanged
-	(*RunMessage)(nil),               // 46: tauro.exec.v1.RunMessage
-	(*NodeStateChanged)(nil),         // 47: tauro.exec.v1.NodeStateChanged
-	(*NodeMessage)(nil),              // 48: tauro.exec.v1.NodeMessage
-	(*NodeMetric)(nil),               // 49: tauro.exec.v1.NodeMetric
-	(*NodeProgress)(nil),             // 50: tauro.exec.v1.NodeProgress
-	(*SourceProgress)(nil),           // 51: tauro.exec.v1.SourceProgress
-	(*SinkProgress)(nil),             // 52: tauro.exec.v1.SinkProgress
-	(*NodeLag)(nil),                  // 53: tauro.exec.v1.NodeLag
-	(*SearchDimension)(nil),          // 54: tauro.exec.v1.SearchDimension
-	(*Objective)(nil),                // 55: tauro.exec.v1.Objective
-	(*RunExperimentRequest)(nil),     // 56: tauro.exec.v1.RunExperimentRequest
-	(*RunExperimentResponse)(nil),    // 57: tauro.exec.v1.RunExperimentResponse
-	(*GetExperimentRequest)(nil),     // 58: tauro.exec.v1.GetExperimentRequest
-	(*GetExperimentResponse)(nil),    // 59: tauro.exec.v1.GetExperimentResponse
-	(*ListExperimentsRequest)(nil),   // 60: tauro.exec.v1.ListExperimentsRequest
-	(*ListExperimentsResponse)(nil),  // 61: tauro.exec.v1.ListExperimentsResponse
-	(*WatchExperimentRequest)(nil),   // 62: tauro.exec.v1.WatchExperimentRequest
-	(*WatchExperimentResponse)(nil),  // 63: tauro.exec.v1.WatchExperimentResponse
-	(*CancelExperimentRequest)(nil),  // 64: tauro.exec.v1.CancelExperimentRequest
-	(*CancelExperimentResponse)(nil), // 65: tauro.exec.v1.CancelExperimentResponse
-	(*Experiment)(nil),               // 66: tauro.exec.v1.Experiment
-	(*Trial)(nil),                    // 67: tauro.exec.v1.Trial
-	(*ExperimentEvent)(nil),          // 68: tauro.exec.v1.ExperimentEvent
-	(*ExperimentStateChanged)(nil),   // 69: tauro.exec.v1.ExperimentStateChanged
-	(*TrialStateChanged)(nil),        // 70: tauro.exec.v1.TrialStateChanged
-	(*SharedRunStateChanged)(nil),    // 71: tauro.exec.v1.SharedRunStateChanged
-	(*ListReplicasRequest)(nil),      // 72: tauro.exec.v1.ListReplicasRequest
-	(*ListReplicasResponse)(nil),     // 73: tauro.exec.v1.ListReplicasResponse
-	(*Replica)(nil),                  // 74: tauro.exec.v1.Replica
-	(*ProjectRole)(nil),              // 75: tauro.exec.v1.ProjectRole
-	(*ListProjectsRequest)(nil),      // 76: tauro.exec.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),     // 77: tauro.exec.v1.ListProjectsResponse
-	(*Project)(nil),                  // 78: tauro.exec.v1.Project
-	nil,                              // 79: tauro.exec.v1.Attempt.MetricsEntry
-	(*structpb.Struct)(nil),          // 80: google.protobuf.Struct
-	(*durationpb.Duration)(nil),      // 81: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 82: google.protobuf.Timestamp
-	(*structpb.Value)(nil),           // 83: google.protobuf.Value
+	(*NodeExpectations)(nil),         // 46: tauro.exec.v1.NodeExpectations
+	(*ExpectationResult)(nil),        // 47: tauro.exec.v1.ExpectationResult
+	(*RunMessage)(nil),               // 48: tauro.exec.v1.RunMessage
+	(*NodeStateChanged)(nil),         // 49: tauro.exec.v1.NodeStateChanged
+	(*NodeMessage)(nil),              // 50: tauro.exec.v1.NodeMessage
+	(*NodeMetric)(nil),               // 51: tauro.exec.v1.NodeMetric
+	(*NodeProgress)(nil),             // 52: tauro.exec.v1.NodeProgress
+	(*SourceProgress)(nil),           // 53: tauro.exec.v1.SourceProgress
+	(*SinkProgress)(nil),             // 54: tauro.exec.v1.SinkProgress
+	(*NodeLag)(nil),                  // 55: tauro.exec.v1.NodeLag
+	(*SearchDimension)(nil),          // 56: tauro.exec.v1.SearchDimension
+	(*Objective)(nil),                // 57: tauro.exec.v1.Objective
+	(*RunExperimentRequest)(nil),     // 58: tauro.exec.v1.RunExperimentRequest
+	(*RunExperimentResponse)(nil),    // 59: tauro.exec.v1.RunExperimentResponse
+	(*GetExperimentRequest)(nil),     // 60: tauro.exec.v1.GetExperimentRequest
+	(*GetExperimentResponse)(nil),    // 61: tauro.exec.v1.GetExperimentResponse
+	(*ListExperimentsRequest)(nil),   // 62: tauro.exec.v1.ListExperimentsRequest
+	(*ListExperimentsResponse)(nil),  // 63: tauro.exec.v1.ListExperimentsResponse
+	(*WatchExperimentRequest)(nil),   // 64: tauro.exec.v1.WatchExperimentRequest
+	(*WatchExperimentResponse)(nil),  // 65: tauro.exec.v1.WatchExperimentResponse
+	(*CancelExperimentRequest)(nil),  // 66: tauro.exec.v1.CancelExperimentRequest
+	(*CancelExperimentResponse)(nil), // 67: tauro.exec.v1.CancelExperimentResponse
+	(*Experiment)(nil),               // 68: tauro.exec.v1.Experiment
+	(*Trial)(nil),                    // 69: tauro.exec.v1.Trial
+	(*ExperimentEvent)(nil),          // 70: tauro.exec.v1.ExperimentEvent
+	(*ExperimentStateChanged)(nil),   // 71: tauro.exec.v1.ExperimentStateChanged
+	(*TrialStateChanged)(nil),        // 72: tauro.exec.v1.TrialStateChanged
+	(*SharedRunStateChanged)(nil),    // 73: tauro.exec.v1.SharedRunStateChanged
+	(*ListReplicasRequest)(nil),      // 74: tauro.exec.v1.ListReplicasRequest
+	(*ListReplicasResponse)(nil),     // 75: tauro.exec.v1.ListReplicasResponse
+	(*Replica)(nil),                  // 76: tauro.exec.v1.Replica
+	(*ProjectRole)(nil),              // 77: tauro.exec.v1.ProjectRole
+	(*ListProjectsRequest)(nil),      // 78: tauro.exec.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),     // 79: tauro.exec.v1.ListProjectsResponse
+	(*Project)(nil),                  // 80: tauro.exec.v1.Project
+	nil,                              // 81: tauro.exec.v1.Attempt.MetricsEntry
+	(*structpb.Struct)(nil),          // 82: google.protobuf.Struct
+	(*durationpb.Duration)(nil),      // 83: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 84: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 85: google.protobuf.Value
 }
 var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
 	37,  // 0: tauro.exec.v1.ValidatePipelineResponse.plan:type_name -> tauro.exec.v1.Plan
-	80,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
+	82,  // 1: tauro.exec.v1.ExecutePipelineRequest.hyperparams:type_name -> google.protobuf.Struct
 	39,  // 2: tauro.exec.v1.ExecutePipelineResponse.run:type_name -> tauro.exec.v1.Run
 	44,  // 3: tauro.exec.v1.WatchRunResponse.event:type_name -> tauro.exec.v1.RunEvent
 	39,  // 4: tauro.exec.v1.GetRunResponse.run:type_name -> tauro.exec.v1.Run
@@ -6414,133 +6631,136 @@ var file_tauro_exec_v1_exec_proto_depIdxs = []int32{
 	2,   // 11: tauro.exec.v1.PipelineSummary.type:type_name -> tauro.exec.v1.PipelineType
 	35,  // 12: tauro.exec.v1.GetPipelineResponse.pipeline:type_name -> tauro.exec.v1.Pipeline
 	3,   // 13: tauro.exec.v1.GetCallerResponse.role:type_name -> tauro.exec.v1.Role
-	75,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
+	77,  // 14: tauro.exec.v1.GetCallerResponse.projects:type_name -> tauro.exec.v1.ProjectRole
 	2,   // 15: tauro.exec.v1.Pipeline.type:type_name -> tauro.exec.v1.PipelineType
 	36,  // 16: tauro.exec.v1.Pipeline.nodes:type_name -> tauro.exec.v1.NodeSpec
 	37,  // 17: tauro.exec.v1.Pipeline.plan:type_name -> tauro.exec.v1.Plan
-	81,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
+	83,  // 18: tauro.exec.v1.NodeSpec.timeout:type_name -> google.protobuf.Duration
 	38,  // 19: tauro.exec.v1.Plan.stages:type_name -> tauro.exec.v1.Stage
 	1,   // 20: tauro.exec.v1.Run.state:type_name -> tauro.exec.v1.RunState
-	80,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
-	82,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	82,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	82,  // 21: tauro.exec.v1.Run.hyperparams:type_name -> google.protobuf.Struct
+	84,  // 22: tauro.exec.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	84,  // 23: tauro.exec.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 24: tauro.exec.v1.Run.end_time:type_name -> google.protobuf.Timestamp
 	41,  // 25: tauro.exec.v1.Run.nodes:type_name -> tauro.exec.v1.NodeRun
 	40,  // 26: tauro.exec.v1.Run.mlflow:type_name -> tauro.exec.v1.MlflowRun
 	0,   // 27: tauro.exec.v1.NodeRun.state:type_name -> tauro.exec.v1.NodeState
-	82,  // 28: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
-	82,  // 29: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
+	84,  // 28: tauro.exec.v1.NodeRun.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 29: tauro.exec.v1.NodeRun.end_time:type_name -> google.protobuf.Timestamp
 	43,  // 30: tauro.exec.v1.NodeRun.error:type_name -> tauro.exec.v1.NodeError
 	42,  // 31: tauro.exec.v1.NodeRun.attempts:type_name -> tauro.exec.v1.Attempt
 	0,   // 32: tauro.exec.v1.Attempt.state:type_name -> tauro.exec.v1.NodeState
-	82,  // 33: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
-	82,  // 34: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
+	84,  // 33: tauro.exec.v1.Attempt.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 34: tauro.exec.v1.Attempt.end_time:type_name -> google.protobuf.Timestamp
 	43,  // 35: tauro.exec.v1.Attempt.error:type_name -> tauro.exec.v1.NodeError
-	79,  // 36: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
+	81,  // 36: tauro.exec.v1.Attempt.metrics:type_name -> tauro.exec.v1.Attempt.MetricsEntry
 	40,  // 37: tauro.exec.v1.Attempt.mlflow:type_name -> tauro.exec.v1.MlflowRun
-	82,  // 38: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	45,  // 39: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
-	47,  // 40: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
-	48,  // 41: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
-	49,  // 42: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
-	50,  // 43: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
-	53,  // 44: tauro.exec.v1.RunEvent.node_lag:type_name -> tauro.exec.v1.NodeLag
-	46,  // 45: tauro.exec.v1.RunEvent.run_message:type_name -> tauro.exec.v1.RunMessage
-	1,   // 46: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	0,   // 47: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
-	43,  // 48: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
-	81,  // 49: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
-	81,  // 50: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
-	81,  // 51: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
-	51,  // 52: tauro.exec.v1.NodeProgress.sources:type_name -> tauro.exec.v1.SourceProgress
-	52,  // 53: tauro.exec.v1.NodeProgress.sink:type_name -> tauro.exec.v1.SinkProgress
-	80,  // 54: tauro.exec.v1.NodeProgress.observed_metrics:type_name -> google.protobuf.Struct
-	4,   // 55: tauro.exec.v1.NodeLag.state:type_name -> tauro.exec.v1.LagState
-	7,   // 56: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
-	8,   // 57: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
-	83,  // 58: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
-	9,   // 59: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
-	54,  // 60: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	55,  // 61: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
-	80,  // 62: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
-	10,  // 63: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	66,  // 64: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	66,  // 65: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	66,  // 66: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
-	68,  // 67: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
-	66,  // 68: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
-	5,   // 69: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
-	54,  // 70: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
-	55,  // 71: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
-	10,  // 72: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
-	80,  // 73: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
-	82,  // 74: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 75: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
-	82,  // 76: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
-	67,  // 77: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
-	67,  // 78: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
-	40,  // 79: tauro.exec.v1.Experiment.mlflow:type_name -> tauro.exec.v1.MlflowRun
-	6,   // 80: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
-	80,  // 81: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
-	82,  // 82: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
-	82,  // 83: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
-	40,  // 84: tauro.exec.v1.Trial.mlflow:type_name -> tauro.exec.v1.MlflowRun
-	82,  // 85: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
-	69,  // 86: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
-	70,  // 87: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
-	71,  // 88: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
-	5,   // 89: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
-	67,  // 90: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
-	1,   // 91: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
-	74,  // 92: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
-	82,  // 93: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
-	82,  // 94: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
-	82,  // 95: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
-	3,   // 96: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
-	78,  // 97: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
-	11,  // 98: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
-	3,   // 99: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
-	12,  // 100: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
-	14,  // 101: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
-	16,  // 102: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
-	18,  // 103: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
-	20,  // 104: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
-	22,  // 105: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
-	24,  // 106: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
-	26,  // 107: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
-	28,  // 108: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
-	31,  // 109: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
-	56,  // 110: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
-	58,  // 111: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
-	60,  // 112: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
-	62,  // 113: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
-	64,  // 114: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
-	33,  // 115: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
-	72,  // 116: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
-	76,  // 117: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
-	13,  // 118: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
-	15,  // 119: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
-	17,  // 120: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
-	19,  // 121: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
-	21,  // 122: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
-	23,  // 123: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
-	25,  // 124: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
-	27,  // 125: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
-	29,  // 126: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
-	32,  // 127: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
-	57,  // 128: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
-	59,  // 129: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
-	61,  // 130: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
-	63,  // 131: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
-	65,  // 132: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
-	34,  // 133: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
-	73,  // 134: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
-	77,  // 135: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
-	118, // [118:136] is the sub-list for method output_type
-	100, // [100:118] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	47,  // 38: tauro.exec.v1.Attempt.expectations:type_name -> tauro.exec.v1.ExpectationResult
+	84,  // 39: tauro.exec.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	45,  // 40: tauro.exec.v1.RunEvent.run_state_changed:type_name -> tauro.exec.v1.RunStateChanged
+	49,  // 41: tauro.exec.v1.RunEvent.node_state_changed:type_name -> tauro.exec.v1.NodeStateChanged
+	50,  // 42: tauro.exec.v1.RunEvent.node_message:type_name -> tauro.exec.v1.NodeMessage
+	51,  // 43: tauro.exec.v1.RunEvent.node_metric:type_name -> tauro.exec.v1.NodeMetric
+	52,  // 44: tauro.exec.v1.RunEvent.node_progress:type_name -> tauro.exec.v1.NodeProgress
+	55,  // 45: tauro.exec.v1.RunEvent.node_lag:type_name -> tauro.exec.v1.NodeLag
+	48,  // 46: tauro.exec.v1.RunEvent.run_message:type_name -> tauro.exec.v1.RunMessage
+	46,  // 47: tauro.exec.v1.RunEvent.node_expectations:type_name -> tauro.exec.v1.NodeExpectations
+	1,   // 48: tauro.exec.v1.RunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	47,  // 49: tauro.exec.v1.NodeExpectations.results:type_name -> tauro.exec.v1.ExpectationResult
+	0,   // 50: tauro.exec.v1.NodeStateChanged.state:type_name -> tauro.exec.v1.NodeState
+	43,  // 51: tauro.exec.v1.NodeStateChanged.error:type_name -> tauro.exec.v1.NodeError
+	83,  // 52: tauro.exec.v1.NodeStateChanged.retry_in:type_name -> google.protobuf.Duration
+	83,  // 53: tauro.exec.v1.NodeStateChanged.duration:type_name -> google.protobuf.Duration
+	83,  // 54: tauro.exec.v1.NodeProgress.batch_duration:type_name -> google.protobuf.Duration
+	53,  // 55: tauro.exec.v1.NodeProgress.sources:type_name -> tauro.exec.v1.SourceProgress
+	54,  // 56: tauro.exec.v1.NodeProgress.sink:type_name -> tauro.exec.v1.SinkProgress
+	82,  // 57: tauro.exec.v1.NodeProgress.observed_metrics:type_name -> google.protobuf.Struct
+	4,   // 58: tauro.exec.v1.NodeLag.state:type_name -> tauro.exec.v1.LagState
+	7,   // 59: tauro.exec.v1.SearchDimension.kind:type_name -> tauro.exec.v1.DimensionKind
+	8,   // 60: tauro.exec.v1.SearchDimension.prior:type_name -> tauro.exec.v1.Prior
+	85,  // 61: tauro.exec.v1.SearchDimension.categories:type_name -> google.protobuf.Value
+	9,   // 62: tauro.exec.v1.Objective.direction:type_name -> tauro.exec.v1.Direction
+	56,  // 63: tauro.exec.v1.RunExperimentRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	57,  // 64: tauro.exec.v1.RunExperimentRequest.objective:type_name -> tauro.exec.v1.Objective
+	82,  // 65: tauro.exec.v1.RunExperimentRequest.hyperparams:type_name -> google.protobuf.Struct
+	10,  // 66: tauro.exec.v1.RunExperimentRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	68,  // 67: tauro.exec.v1.RunExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	68,  // 68: tauro.exec.v1.GetExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	68,  // 69: tauro.exec.v1.ListExperimentsResponse.experiments:type_name -> tauro.exec.v1.Experiment
+	70,  // 70: tauro.exec.v1.WatchExperimentResponse.event:type_name -> tauro.exec.v1.ExperimentEvent
+	68,  // 71: tauro.exec.v1.CancelExperimentResponse.experiment:type_name -> tauro.exec.v1.Experiment
+	5,   // 72: tauro.exec.v1.Experiment.state:type_name -> tauro.exec.v1.ExperimentState
+	56,  // 73: tauro.exec.v1.Experiment.space:type_name -> tauro.exec.v1.SearchDimension
+	57,  // 74: tauro.exec.v1.Experiment.objective:type_name -> tauro.exec.v1.Objective
+	10,  // 75: tauro.exec.v1.Experiment.sampler:type_name -> tauro.exec.v1.Sampler
+	82,  // 76: tauro.exec.v1.Experiment.hyperparams:type_name -> google.protobuf.Struct
+	84,  // 77: tauro.exec.v1.Experiment.create_time:type_name -> google.protobuf.Timestamp
+	84,  // 78: tauro.exec.v1.Experiment.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 79: tauro.exec.v1.Experiment.end_time:type_name -> google.protobuf.Timestamp
+	69,  // 80: tauro.exec.v1.Experiment.trials:type_name -> tauro.exec.v1.Trial
+	69,  // 81: tauro.exec.v1.Experiment.best:type_name -> tauro.exec.v1.Trial
+	40,  // 82: tauro.exec.v1.Experiment.mlflow:type_name -> tauro.exec.v1.MlflowRun
+	6,   // 83: tauro.exec.v1.Trial.state:type_name -> tauro.exec.v1.TrialState
+	82,  // 84: tauro.exec.v1.Trial.params:type_name -> google.protobuf.Struct
+	84,  // 85: tauro.exec.v1.Trial.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 86: tauro.exec.v1.Trial.end_time:type_name -> google.protobuf.Timestamp
+	40,  // 87: tauro.exec.v1.Trial.mlflow:type_name -> tauro.exec.v1.MlflowRun
+	84,  // 88: tauro.exec.v1.ExperimentEvent.time:type_name -> google.protobuf.Timestamp
+	71,  // 89: tauro.exec.v1.ExperimentEvent.experiment_state_changed:type_name -> tauro.exec.v1.ExperimentStateChanged
+	72,  // 90: tauro.exec.v1.ExperimentEvent.trial_state_changed:type_name -> tauro.exec.v1.TrialStateChanged
+	73,  // 91: tauro.exec.v1.ExperimentEvent.shared_run_state_changed:type_name -> tauro.exec.v1.SharedRunStateChanged
+	5,   // 92: tauro.exec.v1.ExperimentStateChanged.state:type_name -> tauro.exec.v1.ExperimentState
+	69,  // 93: tauro.exec.v1.TrialStateChanged.trial:type_name -> tauro.exec.v1.Trial
+	1,   // 94: tauro.exec.v1.SharedRunStateChanged.state:type_name -> tauro.exec.v1.RunState
+	76,  // 95: tauro.exec.v1.ListReplicasResponse.replicas:type_name -> tauro.exec.v1.Replica
+	84,  // 96: tauro.exec.v1.Replica.start_time:type_name -> google.protobuf.Timestamp
+	84,  // 97: tauro.exec.v1.Replica.heartbeat_time:type_name -> google.protobuf.Timestamp
+	84,  // 98: tauro.exec.v1.Replica.expire_time:type_name -> google.protobuf.Timestamp
+	3,   // 99: tauro.exec.v1.ProjectRole.role:type_name -> tauro.exec.v1.Role
+	80,  // 100: tauro.exec.v1.ListProjectsResponse.projects:type_name -> tauro.exec.v1.Project
+	11,  // 101: tauro.exec.v1.Project.state:type_name -> tauro.exec.v1.ProjectState
+	3,   // 102: tauro.exec.v1.Project.role:type_name -> tauro.exec.v1.Role
+	12,  // 103: tauro.exec.v1.ExecService.ValidatePipeline:input_type -> tauro.exec.v1.ValidatePipelineRequest
+	14,  // 104: tauro.exec.v1.ExecService.ExecutePipeline:input_type -> tauro.exec.v1.ExecutePipelineRequest
+	16,  // 105: tauro.exec.v1.ExecService.WatchRun:input_type -> tauro.exec.v1.WatchRunRequest
+	18,  // 106: tauro.exec.v1.ExecService.GetRun:input_type -> tauro.exec.v1.GetRunRequest
+	20,  // 107: tauro.exec.v1.ExecService.ListRuns:input_type -> tauro.exec.v1.ListRunsRequest
+	22,  // 108: tauro.exec.v1.ExecService.CancelRun:input_type -> tauro.exec.v1.CancelRunRequest
+	24,  // 109: tauro.exec.v1.ExecService.StopRun:input_type -> tauro.exec.v1.StopRunRequest
+	26,  // 110: tauro.exec.v1.ExecService.RepairRun:input_type -> tauro.exec.v1.RepairRunRequest
+	28,  // 111: tauro.exec.v1.ExecService.ListPipelines:input_type -> tauro.exec.v1.ListPipelinesRequest
+	31,  // 112: tauro.exec.v1.ExecService.GetPipeline:input_type -> tauro.exec.v1.GetPipelineRequest
+	58,  // 113: tauro.exec.v1.ExecService.RunExperiment:input_type -> tauro.exec.v1.RunExperimentRequest
+	60,  // 114: tauro.exec.v1.ExecService.GetExperiment:input_type -> tauro.exec.v1.GetExperimentRequest
+	62,  // 115: tauro.exec.v1.ExecService.ListExperiments:input_type -> tauro.exec.v1.ListExperimentsRequest
+	64,  // 116: tauro.exec.v1.ExecService.WatchExperiment:input_type -> tauro.exec.v1.WatchExperimentRequest
+	66,  // 117: tauro.exec.v1.ExecService.CancelExperiment:input_type -> tauro.exec.v1.CancelExperimentRequest
+	33,  // 118: tauro.exec.v1.ExecService.GetCaller:input_type -> tauro.exec.v1.GetCallerRequest
+	74,  // 119: tauro.exec.v1.ExecService.ListReplicas:input_type -> tauro.exec.v1.ListReplicasRequest
+	78,  // 120: tauro.exec.v1.ExecService.ListProjects:input_type -> tauro.exec.v1.ListProjectsRequest
+	13,  // 121: tauro.exec.v1.ExecService.ValidatePipeline:output_type -> tauro.exec.v1.ValidatePipelineResponse
+	15,  // 122: tauro.exec.v1.ExecService.ExecutePipeline:output_type -> tauro.exec.v1.ExecutePipelineResponse
+	17,  // 123: tauro.exec.v1.ExecService.WatchRun:output_type -> tauro.exec.v1.WatchRunResponse
+	19,  // 124: tauro.exec.v1.ExecService.GetRun:output_type -> tauro.exec.v1.GetRunResponse
+	21,  // 125: tauro.exec.v1.ExecService.ListRuns:output_type -> tauro.exec.v1.ListRunsResponse
+	23,  // 126: tauro.exec.v1.ExecService.CancelRun:output_type -> tauro.exec.v1.CancelRunResponse
+	25,  // 127: tauro.exec.v1.ExecService.StopRun:output_type -> tauro.exec.v1.StopRunResponse
+	27,  // 128: tauro.exec.v1.ExecService.RepairRun:output_type -> tauro.exec.v1.RepairRunResponse
+	29,  // 129: tauro.exec.v1.ExecService.ListPipelines:output_type -> tauro.exec.v1.ListPipelinesResponse
+	32,  // 130: tauro.exec.v1.ExecService.GetPipeline:output_type -> tauro.exec.v1.GetPipelineResponse
+	59,  // 131: tauro.exec.v1.ExecService.RunExperiment:output_type -> tauro.exec.v1.RunExperimentResponse
+	61,  // 132: tauro.exec.v1.ExecService.GetExperiment:output_type -> tauro.exec.v1.GetExperimentResponse
+	63,  // 133: tauro.exec.v1.ExecService.ListExperiments:output_type -> tauro.exec.v1.ListExperimentsResponse
+	65,  // 134: tauro.exec.v1.ExecService.WatchExperiment:output_type -> tauro.exec.v1.WatchExperimentResponse
+	67,  // 135: tauro.exec.v1.ExecService.CancelExperiment:output_type -> tauro.exec.v1.CancelExperimentResponse
+	34,  // 136: tauro.exec.v1.ExecService.GetCaller:output_type -> tauro.exec.v1.GetCallerResponse
+	75,  // 137: tauro.exec.v1.ExecService.ListReplicas:output_type -> tauro.exec.v1.ListReplicasResponse
+	79,  // 138: tauro.exec.v1.ExecService.ListProjects:output_type -> tauro.exec.v1.ListProjectsResponse
+	121, // [121:139] is the sub-list for method output_type
+	103, // [103:121] is the sub-list for method input_type
+	103, // [103:103] is the sub-list for extension type_name
+	103, // [103:103] is the sub-list for extension extendee
+	0,   // [0:103] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_exec_proto_init() }
@@ -6556,11 +6776,13 @@ func file_tauro_exec_v1_exec_proto_init() {
 		(*RunEvent_NodeProgress)(nil),
 		(*RunEvent_NodeLag)(nil),
 		(*RunEvent_RunMessage)(nil),
+		(*RunEvent_NodeExpectations)(nil),
 	}
-	file_tauro_exec_v1_exec_proto_msgTypes[41].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[44].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[55].OneofWrappers = []any{}
-	file_tauro_exec_v1_exec_proto_msgTypes[56].OneofWrappers = []any{
+	file_tauro_exec_v1_exec_proto_msgTypes[34].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[43].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[46].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[57].OneofWrappers = []any{}
+	file_tauro_exec_v1_exec_proto_msgTypes[58].OneofWrappers = []any{
 		(*ExperimentEvent_ExperimentStateChanged)(nil),
 		(*ExperimentEvent_TrialStateChanged)(nil),
 		(*ExperimentEvent_SharedRunStateChanged)(nil),
@@ -6571,7 +6793,7 @@ func file_tauro_exec_v1_exec_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_exec_proto_rawDesc), len(file_tauro_exec_v1_exec_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   68,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1357,6 +1357,7 @@ class Attempt(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     MLFLOW_FIELD_NUMBER: _builtins.int
+    EXPECTATIONS_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     state: Global___NodeState.ValueType
     @_builtins.property
@@ -1371,6 +1372,12 @@ class Attempt(_message.Message):
     def mlflow(self) -> Global___MlflowRun:
         """The attempt's child run in MLflow, for an ML node with tracking on."""
 
+    @_builtins.property
+    def expectations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExpectationResult]:
+        """The node's expectations over what the attempt produced: for a streaming
+        node, summed over its micro-batches.
+        """
+
     def __init__(
         self,
         *,
@@ -1381,10 +1388,11 @@ class Attempt(_message.Message):
         error: Global___NodeError | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         mlflow: Global___MlflowRun | None = ...,
+        expectations: _abc.Iterable[Global___ExpectationResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error", b"error", "mlflow", b"mlflow", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_time", b"end_time", "error", b"error", "metrics", b"metrics", "mlflow", b"mlflow", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "end_time", b"end_time", "error", b"error", "expectations", b"expectations", "metrics", b"metrics", "mlflow", b"mlflow", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1435,6 +1443,7 @@ class RunEvent(_message.Message):
     NODE_PROGRESS_FIELD_NUMBER: _builtins.int
     NODE_LAG_FIELD_NUMBER: _builtins.int
     RUN_MESSAGE_FIELD_NUMBER: _builtins.int
+    NODE_EXPECTATIONS_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     sequence: _builtins.int
@@ -1457,6 +1466,8 @@ class RunEvent(_message.Message):
     def node_lag(self) -> Global___NodeLag: ...
     @_builtins.property
     def run_message(self) -> Global___RunMessage: ...
+    @_builtins.property
+    def node_expectations(self) -> Global___NodeExpectations: ...
     def __init__(
         self,
         *,
@@ -1470,13 +1481,14 @@ class RunEvent(_message.Message):
         node_progress: Global___NodeProgress | None = ...,
         node_lag: Global___NodeLag | None = ...,
         run_message: Global___RunMessage | None = ...,
+        node_expectations: Global___NodeExpectations | None = ...,
         project: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_message", b"run_message", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_expectations", b"node_expectations", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "run_message", b"run_message", "run_state_changed", b"run_state_changed", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_message", b"run_message", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_expectations", b"node_expectations", "node_lag", b"node_lag", "node_message", b"node_message", "node_metric", b"node_metric", "node_progress", b"node_progress", "node_state_changed", b"node_state_changed", "project", b"project", "run_id", b"run_id", "run_message", b"run_message", "run_state_changed", b"run_state_changed", "sequence", b"sequence", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress", "node_lag", "run_message"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["run_state_changed", "node_state_changed", "node_message", "node_metric", "node_progress", "node_lag", "run_message", "node_expectations"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -1503,6 +1515,93 @@ class RunStateChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunStateChanged: _TypeAlias = RunStateChanged  # noqa: Y015
+
+@_typing.final
+class NodeExpectations(_message.Message):
+    """NodeExpectations is how a node's result met its expectations: once per
+    attempt for a batch node, once per micro-batch for a streaming node.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    attempt: _builtins.int
+    batch_id: _builtins.int
+    """The micro-batch, for a streaming node."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExpectationResult]: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        batch_id: _builtins.int | None = ...,
+        results: _abc.Iterable[Global___ExpectationResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_batch_id", b"_batch_id", "batch_id", b"batch_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_batch_id", b"_batch_id", "attempt", b"attempt", "batch_id", b"batch_id", "node", b"node", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__batch_id: _TypeAlias = _typing.Literal["batch_id"]  # noqa: Y015
+    _WhichOneofArgType__batch_id: _TypeAlias = _typing.Literal["_batch_id", b"_batch_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__batch_id) -> _WhichOneofReturnType__batch_id | None: ...
+
+Global___NodeExpectations: _TypeAlias = NodeExpectations  # noqa: Y015
+
+@_typing.final
+class ExpectationResult(_message.Message):
+    """ExpectationResult is one expectation or check over a node's result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    kind: _builtins.str
+    """A row expectation's action ("warn", "drop", "fail"), or a whole-result
+    check's kind ("row_count", "unique", "not_null", "freshness").
+    """
+    passed: _builtins.int
+    """Rows that met the condition and rows that did not; for a check, the
+    rows it looked at and those that broke it (duplicates, nulls, stale
+    rows), where it counts rows.
+    """
+    failed: _builtins.int
+    severity: _builtins.str
+    """"error" (a broken one fails the node and blocks its dependents) or
+    "warn" (it is reported only).
+    """
+    ok: _builtins.bool
+    """Whether it held."""
+    message: _builtins.str
+    """What was found, in words, when it did not hold."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        passed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        severity: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "kind", b"kind", "message", b"message", "name", b"name", "ok", b"ok", "passed", b"passed", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpectationResult: _TypeAlias = ExpectationResult  # noqa: Y015
 
 @_typing.final
 class RunMessage(_message.Message):
