@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tauro_exec.ml import Retryable
+from tauro_exec.ml import LogMetric, MlflowInfo, Retryable
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tauro_exec.worker.tracking")
 
-# Sends one metric of the attempt as a WorkerMetric event: name, value, step.
-MetricSink = Callable[[str, float, int], None]
 
 T = TypeVar("T")
 
@@ -78,18 +76,21 @@ class MlflowTarget:
             return None
         return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "tracking_uri": self.tracking_uri,
-            "experiment_id": self.experiment_id,
-            "run_id": self.run_id or None,
-            "parent_run_id": self.parent_run_id or None,
-            "required": self.required,
-            "url": self.url,
-        }
+    def info(self) -> MlflowInfo | None:
+        """What ml_context["mlflow"] shows; None without a tracking server."""
+        if not self.tracking_uri:
+            return None
+        return MlflowInfo(
+            tracking_uri=self.tracking_uri,
+            experiment_id=self.experiment_id,
+            run_id=self.run_id or None,
+            parent_run_id=self.parent_run_id or None,
+            required=self.required,
+            url=self.url,
+        )
 
 
-def metric_sink(put: Callable[[str, float, int], None]) -> MetricSink:
+def metric_sink(put: Callable[[str, float, int], None]) -> LogMetric:
     """Checks a metric as MLflow would take it before it is sent: a name, a
     finite number and an integer step."""
 
@@ -115,15 +116,17 @@ class _Server:
         """The client to make ``what`` with, or None (after a warning) when
         the attempt has no MLflow run."""
         if not self.target.tracking_uri:
-            return self.unavailable(
+            self.unavailable(
                 what, "this node attempt has no MLflow run (the pipeline's mlops block is off, or the node is not an ML node)"
             )
+            return None
         if not self.target.run_id:
-            return self.unavailable(
+            self.unavailable(
                 what,
                 f"the MLflow tracking server at {self.target.tracking_uri} did not answer before the node started, "
                 "so this attempt has no MLflow run (its metrics still reach MLflow through execd)",
             )
+            return None
         if self._client is None:
             try:
                 from mlflow import MlflowClient
@@ -139,7 +142,6 @@ class _Server:
         if self.target.required:
             raise TrackingUnavailable(message + "; the pipeline's mlops block is required, so the node fails") from cause
         log.warning("%s; the node goes on without it", message)
-        return None
 
     def call(self, what: str, fn: Callable[[MlflowClient], T]) -> T | None:
         """fn(client), or the unavailable rule when there is no run or the
@@ -152,7 +154,8 @@ class _Server:
         try:
             return fn(client)
         except (MlflowException, OSError) as e:
-            return self.unavailable(what, f"MLflow at {self.target.tracking_uri} failed: {e}", e)
+            self.unavailable(what, f"MLflow at {self.target.tracking_uri} failed: {e}", e)
+            return None
 
 
 class Tracker:
@@ -162,7 +165,7 @@ class Tracker:
     ``set_tag``, ``log_artifact`` and ``log_model`` write to the run in MLflow.
     """
 
-    def __init__(self, target: MlflowTarget, metric: MetricSink) -> None:
+    def __init__(self, target: MlflowTarget, metric: LogMetric) -> None:
         self._server = _Server(target)
         self._metric = metric
         self.last_model_uri: str | None = None
@@ -219,13 +222,19 @@ class Tracker:
         if not os.path.exists(path):
             raise FileNotFoundError(f"log_artifact: {path} does not exist")
         run_id = self._server.target.run_id
-        if os.path.isdir(path):
-            done = self._server.call(f"artifact {path}", lambda c: c.log_artifacts(run_id, path, artifact_path) or True)
-            where = artifact_path or ""
-        else:
-            done = self._server.call(f"artifact {path}", lambda c: c.log_artifact(run_id, path, artifact_path) or True)
-            where = posixpath.join(artifact_path or "", os.path.basename(path))
-        return _runs_uri(run_id, where) if done else None
+        is_dir = os.path.isdir(path)
+
+        def upload(c: MlflowClient) -> bool:
+            if is_dir:
+                c.log_artifacts(run_id, path, artifact_path)
+            else:
+                c.log_artifact(run_id, path, artifact_path)
+            return True
+
+        if not self._server.call(f"artifact {path}", upload):
+            return None
+        where = (artifact_path or "") if is_dir else posixpath.join(artifact_path or "", os.path.basename(path))
+        return _runs_uri(run_id, where)
 
     def log_artifacts(self, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> str | None:
         path = os.fspath(local_dir)
@@ -328,12 +337,17 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="tauro-model-") as tmp:
             from mlflow.artifacts import download_artifacts
 
-            local = self._server.call(
-                f"model {model_uri}",
-                lambda c: download_artifacts(
-                    artifact_uri=model_uri, dst_path=tmp, tracking_uri=target.tracking_uri, registry_uri=target.tracking_uri
-                ),
-            )
+            def download(c: MlflowClient) -> str:
+                # mlflow resolves models:/ with the process's global registry
+                # URI whatever it is given, so the version's source is looked
+                # up here, on the attempt's server.
+                return str(
+                    download_artifacts(
+                        artifact_uri=_version_source(c, model_uri), dst_path=tmp, tracking_uri=target.tracking_uri
+                    )
+                )
+
+            local = self._server.call(f"model {model_uri}", download)
             if local is None:
                 return None
             return flavours.load(local)
@@ -350,6 +364,26 @@ def _source(c: MlflowClient, uri: str) -> tuple[str, str | None]:
         root = c.get_run(run_id).info.artifact_uri
         return (posixpath.join(root, path) if path else root), run_id
     return uri, None
+
+
+def _version_source(c: MlflowClient, uri: str) -> str:
+    """Where a ``models:/name/version[/path]`` or ``models:/name@alias[/path]``
+    URI points; any other URI as it is."""
+    if not uri.startswith("models:/"):
+        return uri
+    rest = uri[len("models:/") :].strip("/")
+    first, _, tail = rest.partition("/")
+    if "@" in first:
+        name, _, alias = first.partition("@")
+        mv = c.get_model_version_by_alias(name, alias)
+        path = tail
+    else:
+        version, _, path = tail.partition("/")
+        if not version:
+            raise ValueError(f"{uri} names no version or alias: use models:/NAME/VERSION or models:/NAME@ALIAS")
+        mv = c.get_model_version(first, version)
+    source = str(mv.source)
+    return posixpath.join(source, path) if path else source
 
 
 def _quoted(name: str) -> str:
