@@ -314,3 +314,26 @@ def test_a_node_written_for_tauros_mlops_layer_runs_unchanged(worker: Worker, cl
 
     with open(Path(_download(f"models:/{name}/2", mlflow_uri)) / "model.pkl", "rb") as f:
         assert pickle.load(f).predict([[2.0]])[0] == pytest.approx(4.0)
+
+
+def test_a_metric_needs_a_name_a_finite_value_and_an_integer_step() -> None:
+    from tauro_exec.worker.tracking import metric_sink
+
+    sent: list[tuple[str, float, int]] = []
+    log_metric = metric_sink(lambda n, v, s: sent.append((n, v, s)))
+    np = pytest.importorskip("numpy")
+    log_metric("loss", np.float32(0.5), step=np.int64(4))
+    log_metric("acc", 1)
+    assert sent == [("loss", 0.5, 4), ("acc", 1.0, 0)] and all(type(s) is int for _, _, s in sent)
+    bad: list[tuple[str, float, Any]] = [("", 1.0, 0), ("x", float("nan"), 0), ("x", 1.0, 1.5), ("x", 1.0, True)]
+    for name, value, step in bad:
+        with pytest.raises(ValueError):
+            log_metric(name, value, step)
+
+
+def test_log_model_of_an_unsupported_model_says_what_it_logs_even_without_a_run() -> None:
+    from tauro_exec.worker.tracking import MlflowTarget, Tracker, metric_sink
+
+    tracker = Tracker(MlflowTarget(), metric_sink(lambda n, v, s: None))
+    with pytest.raises(TypeError, match="it logs scikit-learn estimators and Spark ML models"):
+        tracker.log_model(object())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import posixpath
 import tempfile
@@ -98,9 +99,9 @@ def metric_sink(put: Callable[[str, float, int], None]) -> LogMetric:
         number = float(value)
         if not name or not math.isfinite(number):
             raise ValueError(f"log_metric needs a name and a finite number, got {name!r}={value!r}")
-        if isinstance(step, bool) or not isinstance(step, int):
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):  # numpy's integers are welcome
             raise ValueError(f"log_metric's step must be an integer, got {step!r}")
-        put(str(name), number, step)
+        put(str(name), number, int(step))
 
     return send
 
