@@ -337,3 +337,17 @@ def test_log_model_of_an_unsupported_model_says_what_it_logs_even_without_a_run(
     tracker = Tracker(MlflowTarget(), metric_sink(lambda n, v, s: None))
     with pytest.raises(TypeError, match="it logs scikit-learn estimators and Spark ML models"):
         tracker.log_model(object())
+
+
+def test_a_wrong_call_fails_as_mlflow_says_even_when_tracking_is_not_required(client: Any, mlflow_uri: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from tauro_exec.worker.tracking import MlflowTarget, Registry, Tracker, metric_sink
+
+    experiment, parent, child = _runs(client)
+    tracker = Tracker(MlflowTarget(mlflow_uri, experiment, child, parent), metric_sink(lambda n, v, s: None))
+    tracker.log_param("alpha", 1)
+    with pytest.raises(MlflowException, match="alpha"):
+        tracker.log_param("alpha", 2)  # MLflow keeps a param's first value
+    with pytest.raises(MlflowException, match="not found"):
+        Registry(tracker).get_version(f"no-such-model-{uuid.uuid4().hex[:8]}", 1)

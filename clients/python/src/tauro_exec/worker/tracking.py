@@ -133,13 +133,13 @@ class _Server:
                 from mlflow import MlflowClient
             except ImportError as e:
                 raise ImportError(
-                    f"{what} needs MLflow in the worker's Python: pip install 'tauro-exec[mlops]' ({e})"
+                    f"{what}: the worker's Python has no MLflow; pip install 'tauro-exec[mlops]' ({e})"
                 ) from e
             self._client = MlflowClient(tracking_uri=self.target.tracking_uri, registry_uri=self.target.tracking_uri)
         return self._client
 
     def unavailable(self, what: str, why: str, cause: BaseException | None = None) -> None:
-        message = f"{what} was not logged: {why}"
+        message = f"{what}: {why}"
         if self.target.required:
             raise TrackingUnavailable(message + "; the pipeline's mlops block is required, so the node fails") from cause
         log.warning("%s; the node goes on without it", message)
@@ -154,9 +154,13 @@ class _Server:
 
         try:
             return fn(client)
-        except (MlflowException, OSError) as e:
+        except MlflowException as e:
+            if 400 <= e.get_http_status_code() < 500:
+                raise  # the call was wrong (a name, a value): the node's bug, not the server's absence
             self.unavailable(what, f"MLflow at {self.target.tracking_uri} failed: {e}", e)
-            return None
+        except OSError as e:
+            self.unavailable(what, f"MLflow at {self.target.tracking_uri} failed: {e}", e)
+        return None
 
 
 class Tracker:
@@ -192,7 +196,7 @@ class Tracker:
 
     def log_param(self, key: str, value: Any) -> None:
         run_id = self._server.target.run_id
-        self._server.call(f"param {key}", lambda c: c.log_param(run_id, key, value))
+        self._server.call(f"param {key} was not logged", lambda c: c.log_param(run_id, key, value))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         def batch(c: MlflowClient) -> None:
@@ -201,11 +205,11 @@ class Tracker:
             c.log_batch(run_id, params=[Param(str(k), str(v)) for k, v in params.items()])
 
         run_id = self._server.target.run_id
-        self._server.call(f"params {', '.join(params)}", batch)
+        self._server.call(f"params {', '.join(params)} were not logged", batch)
 
     def set_tag(self, key: str, value: Any) -> None:
         run_id = self._server.target.run_id
-        self._server.call(f"tag {key}", lambda c: c.set_tag(run_id, key, value))
+        self._server.call(f"tag {key} was not set", lambda c: c.set_tag(run_id, key, value))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         def batch(c: MlflowClient) -> None:
@@ -214,7 +218,7 @@ class Tracker:
             c.log_batch(run_id, tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
 
         run_id = self._server.target.run_id
-        self._server.call(f"tags {', '.join(tags)}", batch)
+        self._server.call(f"tags {', '.join(tags)} were not set", batch)
 
     def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> str | None:
         """Uploads a file or a directory (its contents) to the run, under
@@ -232,7 +236,7 @@ class Tracker:
                 c.log_artifact(run_id, path, artifact_path)
             return True
 
-        if not self._server.call(f"artifact {path}", upload):
+        if not self._server.call(f"artifact {path} was not logged", upload):
             return None
         where = (artifact_path or "") if is_dir else posixpath.join(artifact_path or "", os.path.basename(path))
         return _runs_uri(run_id, where)
@@ -251,7 +255,7 @@ class Tracker:
         from tauro_exec.worker import flavours
 
         flavour = flavours.detect(model)  # an unsupported model fails even without a run
-        if self._server.client(f"model {name}") is None:
+        if self._server.client(f"model {name} was not logged") is None:
             return None
         with tempfile.TemporaryDirectory(prefix="tauro-model-") as tmp:
             local = os.path.join(tmp, name.strip("/").replace("/", "_") or "model")
@@ -285,7 +289,7 @@ class Registry:
         if not name:
             raise ValueError("register_model needs the registered model's name")
         if uri is None:
-            if self._server.client(f"model version of {name}") is None:
+            if self._server.client(f"no version of model {name} was registered") is None:
                 return None  # nothing was logged because there is no run
             raise ValueError(f"register_model({name!r}) has no model_uri and this node logged no model: call log_model first")
         version_tags = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -304,11 +308,11 @@ class Registry:
                 c.set_registered_model_alias(name, alias, mv.version)
             return int(mv.version)
 
-        return self._server.call(f"model version of {name}", register)
+        return self._server.call(f"no version of model {name} was registered", register)
 
     def set_alias(self, name: str, alias: str, version: int | str) -> None:
         self._server.call(
-            f"alias {alias} of {name}", lambda c: c.set_registered_model_alias(name, alias, str(version))
+            f"alias {alias} of model {name} was not set", lambda c: c.set_registered_model_alias(name, alias, str(version))
         )
 
     def get_version(self, name: str, version: int | str | None = None, *, alias: str | None = None) -> ModelVersion | None:
@@ -324,7 +328,7 @@ class Registry:
                 raise ValueError(f"registered model {name!r} has no versions")
             return max(versions, key=lambda v: int(v.version))
 
-        return self._server.call(f"model version of {name}", get)
+        return self._server.call(f"model {name}'s version was not read", get)
 
     def load_model(self, model_uri: str) -> Any:
         """Loads a model this worker can use from ``runs:/``, ``models:/`` or
@@ -332,7 +336,7 @@ class Registry:
         scikit-learn model as itself, anything else as an MLflow pyfunc."""
         from tauro_exec.worker import flavours
 
-        if self._server.client(f"model {model_uri}") is None:
+        if self._server.client(f"model {model_uri} was not loaded") is None:
             return None
         target = self._server.target
         with tempfile.TemporaryDirectory(prefix="tauro-model-") as tmp:
@@ -348,7 +352,7 @@ class Registry:
                     )
                 )
 
-            local = self._server.call(f"model {model_uri}", download)
+            local = self._server.call(f"model {model_uri} was not loaded", download)
             if local is None:
                 return None
             return flavours.load(local)
