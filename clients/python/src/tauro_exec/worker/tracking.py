@@ -155,7 +155,8 @@ class _Server:
         try:
             return fn(client)
         except MlflowException as e:
-            if 400 <= e.get_http_status_code() < 500:
+            status: int = e.get_http_status_code()  # type: ignore[no-untyped-call]
+            if 400 <= status < 500:
                 raise  # the call was wrong (a name, a value): the node's bug, not the server's absence
             self.unavailable(what, f"MLflow at {self.target.tracking_uri} failed: {e}", e)
         except OSError as e:
