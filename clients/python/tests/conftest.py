@@ -74,6 +74,19 @@ def spark_remote() -> str:
 
 
 @pytest.fixture(scope="session")
+def mlflow_uri() -> str:
+    """The MLflow tracking server of the test run ($TAURO_MLFLOW_URI). Tests
+    that need it skip without it, and fail instead under `make test`, which
+    starts one (TAURO_REQUIRE_MLFLOW=1)."""
+    uri = os.environ.get("TAURO_MLFLOW_URI", "")
+    if not uri:
+        if os.environ.get("TAURO_REQUIRE_MLFLOW"):
+            pytest.fail("TAURO_REQUIRE_MLFLOW is set but TAURO_MLFLOW_URI is not: no MLflow tracking server to test against", pytrace=False)
+        pytest.skip("TAURO_MLFLOW_URI is not set: no MLflow tracking server (make test starts one)")
+    return uri
+
+
+@pytest.fixture(scope="session")
 def binary() -> Path:
     return execd_binary()
 

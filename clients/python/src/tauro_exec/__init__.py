@@ -29,6 +29,7 @@ from tauro_exec.events import (
     NodeMetric,
     NodeProgress,
     NodeStateChanged,
+    RunMessage,
     RunStateChanged,
     SinkProgress,
     SourceProgress,
@@ -37,10 +38,11 @@ from tauro_exec.experiment import Experiment
 from tauro_exec.experiment_events import ExperimentEvent
 from tauro_exec.experiment_models import ExperimentState, Trial, Trials, TrialState
 from tauro_exec.listing import Experiments, Projects, Runs
-from tauro_exec.ml import MLContext, Retryable
+from tauro_exec.ml import MLContext, MlflowInfo, Retryable
 from tauro_exec.models import (
     Attempt,
     Caller,
+    MlflowRun,
     NodeError,
     NodeRun,
     NodeSpec,
@@ -72,6 +74,8 @@ __all__ = [
     "Integer",
     "LagState",
     "MLContext",
+    "MlflowInfo",
+    "MlflowRun",
     "NodeError",
     "NodeFailure",
     "NodeLag",
@@ -96,6 +100,7 @@ __all__ = [
     "Role",
     "Run",
     "RunFailed",
+    "RunMessage",
     "RunState",
     "RunStateChanged",
     "Runs",

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TextIO, TypeVar
 
 from tauro_exec.experiment_models import ExperimentState, Trial, TrialState, format_param
-from tauro_exec.models import NodeState, Project, ProjectState, RunState
+from tauro_exec.models import MlflowRun, NodeState, Project, ProjectState, RunState
 
 if TYPE_CHECKING:
     from tauro_exec.experiment import Experiment
@@ -85,6 +85,8 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
     )
     if run.duration is not None:
         head += f" &middot; {_e(format_duration(run.duration))}"
+    if run.mlflow is not None:
+        head += f" &middot; {_mlflow_link(run.mlflow, 'MLflow run')}"
     parts = [f'<div class="tauro-exec-run"><p>{head}</p>']
     if run.message:
         parts.append(f"<p>{_e(run.message)}</p>")
@@ -106,8 +108,11 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
             error = f"{n.error.type}: {first}" if n.error.type else first
         tip = f' title="{_e(n.error)}"' if n.error is not None else ""
         node_colour = _NODE_COLOURS.get(n.state, "inherit")
+        # The latest attempt's own MLflow run, beside the node's name.
+        tracked = next((a.mlflow for a in reversed(n.attempts) if a.mlflow is not None), None)
+        mlflow = f" {_mlflow_link(tracked, 'mlflow')}" if tracked is not None else ""
         parts.append(
-            f'<tr><td style="text-align:left"><code>{_e(n.name)}</code></td>'
+            f'<tr><td style="text-align:left"><code>{_e(n.name)}</code>{mlflow}</td>'
             f'<td style="text-align:left;color:{node_colour}">{_e(n.state.name)}</td>'
             f'<td style="text-align:right">{_e(n.attempt)}</td>'
             f'<td style="text-align:right">{_e(took)}</td>'
@@ -115,6 +120,13 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
         )
     parts.append("</tbody></table></div>")
     return "".join(parts)
+
+
+def _mlflow_link(m: MlflowRun, label: str) -> str:
+    """A link to an MLflow run's page, or its id when execd knows no URL."""
+    if m.url:
+        return f'<a href="{_e(m.url)}" target="_blank" title="MLflow run {_e(m.run_id)}">{_e(label)}</a>'
+    return f'<span title="MLflow run">{_e(label)} <code>{_e(m.run_id)}</code></span>'
 
 
 def runs_html(runs: Sequence[Run], *, more: bool) -> str:
@@ -200,9 +212,10 @@ def trials_html(trials: Sequence[Trial], best: int | None, caption: str = "") ->
         value = "" if t.value is None else f"{t.value:.6g}"
         mark = " &#9733;" if best == t.number else ""
         took = "" if t.duration is None else f"{t.duration.total_seconds():.1f}s"
+        mlflow = f" {_mlflow_link(t.mlflow, 'mlflow')}" if t.mlflow is not None else ""
         rows.append(
             f"<tr><td>{t.number}{mark}</td><td style='color:{colour}'>{t.state.name}</td>{params}"
-            f"<td>{value}</td><td>{took}</td><td><code>{e(t.run_id)}</code></td><td>{e(t.message[:200])}</td></tr>"
+            f"<td>{value}</td><td>{took}</td><td><code>{e(t.run_id)}</code>{mlflow}</td><td>{e(t.message[:200])}</td></tr>"
         )
     cap = f"<caption style='text-align:left'>{e(caption)}</caption>" if caption else ""
     return (

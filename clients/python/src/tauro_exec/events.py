@@ -34,6 +34,15 @@ class RunStateChanged(Event):
 
 
 @dataclass(frozen=True)
+class RunMessage(Event):
+    """Something said about the run as a whole, e.g. that its MLflow tracking
+    server does not answer and what it did not take is kept to send later."""
+
+    level: str
+    text: str
+
+
+@dataclass(frozen=True)
 class NodeStateChanged(Event):
     node: str
     state: NodeState
@@ -59,6 +68,8 @@ class NodeMetric(Event):
     attempt: int
     name: str
     value: float
+    # The step the node logged it at (MLflow's step); 0 when it gave none.
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,12 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
         return NodeMessage(run_id, seq, at, project=project, node=m.node, attempt=m.attempt, level=m.level, text=m.text)
     if kind == "node_metric":
         x = ev.node_metric
-        return NodeMetric(run_id, seq, at, project=project, node=x.node, attempt=x.attempt, name=x.name, value=x.value)
+        return NodeMetric(
+            run_id, seq, at, project=project, node=x.node, attempt=x.attempt, name=x.name, value=x.value, step=x.step
+        )
+    if kind == "run_message":
+        rm = ev.run_message
+        return RunMessage(run_id, seq, at, project=project, level=rm.level, text=rm.text)
     if kind == "node_progress":
         p = ev.node_progress
         return NodeProgress(
@@ -221,8 +237,11 @@ def describe_event(ev: Event) -> str:
         return line
     if isinstance(ev, NodeMessage):
         return f"{head} {ev.node:<24} {ev.level}: {ev.text}"
+    if isinstance(ev, RunMessage):
+        return f"{head} run {ev.level}: {ev.text}"
     if isinstance(ev, NodeMetric):
-        return f"{head} {ev.node:<24} metric {ev.name} = {ev.value:g}"
+        line = f"{head} {ev.node:<24} metric {ev.name} = {ev.value:g}"
+        return f"{line} (step {ev.step})" if ev.step else line
     if isinstance(ev, NodeProgress):
         line = (
             f"{head} {ev.node:<24} batch {ev.batch_id}: {ev.input_rows} rows"

@@ -28,6 +28,7 @@ from tauro_exec._watch import DEFAULT_RECONNECT_TIMEOUT, Stream, follow
 from tauro_exec.errors import ExperimentFailed
 from tauro_exec.experiment_events import ExperimentEvent
 from tauro_exec.experiment_models import ExperimentState, Trial, Trials, TrialState
+from tauro_exec.models import MlflowRun, mlflow_run
 from tauro_exec.space import whole_number_names
 
 
@@ -103,6 +104,12 @@ class Experiment:
         return self._pb.shared_run_id
 
     @property
+    def mlflow(self) -> MlflowRun | None:
+        """The experiment's parent run in MLflow, when its pipeline's mlops
+        block is on; each trial is a child run of it (``Trial.mlflow``)."""
+        return mlflow_run(self._pb.HasField("mlflow"), self._pb.mlflow)
+
+    @property
     def best(self) -> Trial | None:
         """The succeeded trial with the best value so far."""
         return self._best
@@ -126,6 +133,8 @@ class Experiment:
         caption = f"experiment {self.id} ({self.name or self.pipeline}): {self.state.name}, {direction} {metric}"
         if self._message:
             caption += f" — {self._message}"
+        if self.mlflow:
+            caption += f" · MLflow {self.mlflow}"
         return _display.trials_html(self.trials, self.trials.best, caption)
 
     def refresh(self) -> Experiment:

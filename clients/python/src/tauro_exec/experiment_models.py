@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
-from tauro_exec.models import timestamp
+from tauro_exec.models import MlflowRun, mlflow_run, timestamp
 
 
 class ExperimentState(enum.Enum):
@@ -59,6 +59,8 @@ class Trial:
     start_time: datetime | None
     end_time: datetime | None
     message: str
+    # The trial's child run in MLflow, when its pipeline's mlops block is on.
+    mlflow: MlflowRun | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -78,6 +80,7 @@ class Trial:
             start_time=timestamp(t.start_time) if t.HasField("start_time") else None,
             end_time=timestamp(t.end_time) if t.HasField("end_time") else None,
             message=t.message,
+            mlflow=mlflow_run(t.HasField("mlflow"), t.mlflow),
         )
 
 
@@ -107,6 +110,7 @@ class Trials(list[Trial]):
             row: dict[str, Any] = {"number": t.number, "state": t.state.name, "value": t.value}
             row.update(t.params)
             row.update({"run_id": t.run_id, "start_time": t.start_time, "end_time": t.end_time, "message": t.message})
+            row["mlflow_run_id"] = t.mlflow.run_id if t.mlflow else None
             rows.append(row)
         return pd.DataFrame(rows)
 

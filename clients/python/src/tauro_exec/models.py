@@ -127,6 +127,29 @@ def _node_error(has: bool, e: pb.NodeError) -> NodeError | None:
 
 
 @dataclass(frozen=True)
+class MlflowRun:
+    """A run in an MLflow tracking server: a run's or experiment's parent run,
+    or an attempt's or trial's child run."""
+
+    experiment_id: str
+    run_id: str
+    # The run's page in the MLflow UI; "" when execd knows none.
+    url: str
+
+    def __str__(self) -> str:
+        return self.url or self.run_id
+
+    @classmethod
+    def from_proto(cls, m: pb.MlflowRun) -> MlflowRun:
+        return cls(experiment_id=m.experiment_id, run_id=m.run_id, url=m.url)
+
+
+def mlflow_run(has: bool, m: pb.MlflowRun) -> MlflowRun | None:
+    """The MLflow run of a message's ``mlflow`` field, None when unset (tracking off)."""
+    return MlflowRun.from_proto(m) if has and m.run_id else None
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One attempt at running a node."""
 
@@ -136,6 +159,8 @@ class Attempt:
     end_time: datetime | None
     error: NodeError | None
     metrics: dict[str, float] = field(default_factory=dict)
+    # The attempt's own MLflow run, for an ML node with tracking on.
+    mlflow: MlflowRun | None = None
 
     @classmethod
     def from_proto(cls, a: pb.Attempt) -> Attempt:
@@ -146,6 +171,7 @@ class Attempt:
             end_time=timestamp(a.end_time) if a.HasField("end_time") else None,
             error=_node_error(a.HasField("error"), a.error),
             metrics=dict(a.metrics),
+            mlflow=mlflow_run(a.HasField("mlflow"), a.mlflow),
         )
 
 

@@ -17,7 +17,7 @@ from tauro_exec._rpc import Transport
 from tauro_exec._watch import DEFAULT_RECONNECT_TIMEOUT, Stream, follow
 from tauro_exec.errors import NodeFailure, RunFailed
 from tauro_exec.events import Event, NodeStateChanged, RunStateChanged, describe_event, event_from_proto
-from tauro_exec.models import NodeError, NodeRun, NodeState, RunState, timestamp
+from tauro_exec.models import MlflowRun, NodeError, NodeRun, NodeState, RunState, mlflow_run, timestamp
 
 
 class Run:
@@ -94,6 +94,12 @@ class Run:
         return self._pb.model_version
 
     @property
+    def mlflow(self) -> MlflowRun | None:
+        """The run's parent run in MLflow, when its pipeline's mlops block is
+        on; each ML node attempt's run is its child (``Attempt.mlflow``)."""
+        return mlflow_run(self._pb.HasField("mlflow"), self._pb.mlflow)
+
+    @property
     def select(self) -> list[str]:
         return list(self._pb.select)
 
@@ -140,7 +146,8 @@ class Run:
         return self._last_sequence
 
     def __repr__(self) -> str:
-        return f"<Run {self.id} pipeline={self.pipeline} state={self.state.name}>"
+        tracked = f" mlflow={self.mlflow}" if self.mlflow else ""
+        return f"<Run {self.id} pipeline={self.pipeline} state={self.state.name}{tracked}>"
 
     def _repr_html_(self) -> str:
         return _display.run_html(self)

@@ -16,6 +16,9 @@ code has really ended, which after a cancel may be later than the call. With
     control     the lines on the control pipe
     session     the warm Spark Connect session
     service     WorkerService: CheckFunctions and RunNode
+    tracking    ml_context's tracker and registry, on the attempt's own MLflow run
+    flavours    models in MLflow's format: scikit-learn, and Spark ML over Spark Connect
+    tauro_mlops tauro's mlops objects (mlops_integration) on that tracker and registry
     __main__    the command line and serving
 """
 

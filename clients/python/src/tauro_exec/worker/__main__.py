@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     # pyspark.sql.SparkSession's class methods then answer with Connect sessions.
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    # A node's stderr becomes its warnings: MLflow's upload and download
+    # progress bars there would be noise on the run, not progress.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().handlers[0].setLevel(logging.WARNING)  # node logs go to execd, not twice to stderr
     sys.stdout = NodeOutput(sys.stdout, "info")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 import threading
@@ -26,6 +25,8 @@ from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
 from tauro_exec.worker.session import WarmSession, connection_lost, make_active
+from tauro_exec.worker.tauro_mlops import MLOpsIntegration
+from tauro_exec.worker.tracking import MlflowTarget, Registry, Tracker, metric_sink
 
 log = logging.getLogger("tauro_exec.worker")  # the worker's one logger, whichever module logs
 
@@ -216,12 +217,13 @@ def _json_object(text: str) -> dict[str, Any]:
 def _ml_context(request: pb.RunNodeRequest, spark: SparkSession, events: NodeEvents) -> MLContext:
     c = request.context
 
-    def log_metric(name: str, value: float) -> None:
-        number = float(value)
-        if not name or not math.isfinite(number):
-            raise ValueError(f"log_metric needs a name and a finite number, got {name!r}={value!r}")
-        events.put(pb.RunNodeResponse(metric=pb.WorkerMetric(name=str(name), value=number)))
+    def put_metric(name: str, value: float, step: int) -> None:
+        events.put(pb.RunNodeResponse(metric=pb.WorkerMetric(name=name, value=value, step=step)))
 
+    log_metric = metric_sink(put_metric)
+    target = MlflowTarget.from_proto(c.mlflow) if c.HasField("mlflow") else MlflowTarget()
+    tracker = Tracker(target, log_metric)
+    registry = Registry(tracker)
     meta = ExecutionMetadata(
         node=request.node, pipeline=c.pipeline, run_id=c.run_id, attempt=c.attempt, start_time=c.start_time
     )
@@ -233,6 +235,11 @@ def _ml_context(request: pb.RunNodeRequest, spark: SparkSession, events: NodeEve
         execution_metadata=meta,
         spark=spark,
         log_metric=log_metric,
+        tracker=tracker,
+        registry=registry,
+        mlflow=target.info(),
+        mlops_run_id=tracker.run_id,
+        mlops_integration=MLOpsIntegration(tracker, registry),
     )
 
 
