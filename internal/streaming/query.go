@@ -33,6 +33,9 @@ type Queries interface {
 	StopQuery(ctx context.Context, q sparkconnect.QueryID) error
 	// Owner names the session the query runs in, for the STREAMING event.
 	Owner() (sessionID, user string)
+	// The session's listener bus, which reports each micro-batch as it
+	// commits; a session whose server has none is polled.
+	Listener
 }
 
 // Options say how Run follows a query.
@@ -42,9 +45,14 @@ type Options struct {
 	Stop <-chan struct{}
 	// Emit records the node's events (state, progress, messages).
 	Emit func(run.Event)
-	// Poll is how often the query is asked about its progress; 0 means
-	// 200 ms. A graceful stop asks five times as often.
+	// Poll is how often the query is asked whether it still runs and, while
+	// the session's listener bus is not open (a server without one, a
+	// stream that dropped), about its progress; 0 means 200 ms. A graceful
+	// stop asks five times as often.
 	Poll time.Duration
+	// PollOnly follows the query's progress by polling even where the
+	// listener bus is open: to compare the two (BenchmarkProgressLatency).
+	PollOnly bool
 	// Grace bounds how long a graceful stop waits for the micro-batch under
 	// way to commit before it interrupts the batch; 0 means two minutes.
 	Grace time.Duration
@@ -117,9 +125,21 @@ func withDefaults(opt Options) Options {
 	return opt
 }
 
-// follow reports the query's progress until it ends or the run ends it.
+// follow reports the query's progress until it ends or the run ends it:
+// each micro-batch as the listener bus reports it, or as polling finds it
+// while the bus is not open.
 func (f *follower) follow(ctx context.Context) error {
 	s, id, opt := f.s, f.id, f.opt
+	var (
+		in    *inbox
+		notes <-chan struct{} // nil, never ready, when polling only
+	)
+	if !opt.PollOnly {
+		var release func()
+		in, release = listen(s, id)
+		defer release()
+		notes = in.ready
+	}
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()
 	var timeout <-chan time.Time
@@ -152,9 +172,19 @@ func (f *follower) follow(ctx context.Context) error {
 			}
 			f.progress(ctx) // the last batches' figures
 			return nil
+		case <-notes:
+			if f.onNotes(ctx, in.take()) {
+				f.progress(ctx)
+				return f.ended(ctx)
+			}
+			continue
 		case <-tick.C:
 		}
-		f.progress(ctx)
+		if !f.live {
+			f.progress(ctx)
+		} else if f.resumed {
+			f.idle()
+		}
 		st, err := s.QueryStatus(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -178,19 +208,29 @@ type follower struct {
 	lastNew   time.Time // when the newest batch was first seen
 	resumed   bool
 	lagging   bool
+	live      bool // the listener bus is open: progress comes from its events
 }
 
-// progress emits every micro-batch Spark reported since the last call, in
-// order, each once; the first report tells where the query resumed. Spark
-// keeps the last hundred reports, far more than run between two calls. A
-// trigger that found nothing new ran no batch: Spark reports it under the
-// id of the batch still to come, so it is not emitted, and that batch's own
-// report is not mistaken for one already seen.
+// progress polls the query's recent progress and reports the micro-batches
+// not reported yet. Spark keeps the last hundred reports, far more than run
+// between two polls or while a dropped listener stream is opened again.
 func (f *follower) progress(ctx context.Context) {
 	reports, err := f.s.QueryProgress(ctx, f.id)
 	if err != nil || len(reports) == 0 {
 		return
 	}
+	if f.report(reports) == 0 {
+		f.idle()
+	}
+}
+
+// report emits the micro-batches of reports (Spark's JSON, oldest first)
+// not reported yet, in order, each once, and returns how many; the first
+// report tells where the query resumed. A trigger that found nothing new
+// ran no batch: Spark reports it under the id of the batch still to come,
+// so it is not emitted, and that batch's own report is not mistaken for
+// one already seen.
+func (f *follower) report(reports []string) int {
 	var fresh []run.Progress
 	for _, js := range reports {
 		r, err := parseReport(js)
@@ -211,10 +251,7 @@ func (f *follower) progress(ctx context.Context) {
 		fresh = append(fresh, r.progress())
 	}
 	if len(fresh) == 0 {
-		if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
-			f.lag(nil, fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
-		}
-		return
+		return 0
 	}
 	f.lastNew = time.Now()
 	for _, p := range fresh {
@@ -226,6 +263,14 @@ func (f *follower) progress(ctx context.Context) {
 			f.opt.Emit(run.Event{Kind: run.NodeLag, Lag: &run.Lag{State: run.CaughtUp, BatchID: &p.BatchID,
 				Reason: fmt.Sprintf("batch %d took %s", p.BatchID, p.BatchDuration)}})
 		}
+	}
+	return len(fresh)
+}
+
+// idle reports the query LAGGING when no micro-batch came for MaxIdle.
+func (f *follower) idle() {
+	if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
+		f.lag(nil, fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
 	}
 }
 
