@@ -137,7 +137,9 @@ func TestBus_ADroppedStreamIsReopenedAndTheBatchesMissedMeanwhileReportedOnce(t 
 func TestBus_ATerminationEventEndsTheNode(t *testing.T) {
 	b, rec := newFakeBus(), &recorder{}
 	done := make(chan error, 1)
-	go func() { done <- Run(context.Background(), b, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Poll: time.Hour}) }()
+	go func() {
+		done <- Run(context.Background(), b, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Poll: time.Hour})
+	}()
 	eventually(t, "the listener stream open", b.open)
 	b.commit(0) // its event comes after the termination's: recovered
 	b.feed <- sparkconnect.QueryEvent{Kind: sparkconnect.QueryTerminated, Query: sparkconnect.QueryID{ID: "q1", RunID: "r1"}}
@@ -205,7 +207,9 @@ func TestBus_AServerWithoutTheBusIsPolled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, f, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Poll: 10 * time.Millisecond}) }()
+	go func() {
+		done <- Run(ctx, f, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Poll: 10 * time.Millisecond})
+	}()
 	eventually(t, "batch 0 polled", func() bool { return batchIDs(rec) == "[0]" })
 	f.batch(1, 100, "null")
 	eventually(t, "batch 1 polled", func() bool { return batchIDs(rec) == "[0 1]" })

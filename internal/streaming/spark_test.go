@@ -30,8 +30,8 @@ type rateRun struct {
 // runRate runs the query for about d (bounded: a loaded machine runs fewer
 // batches, not a longer test), calling during(r) once it has reported its
 // first batch, then stops it as a run's stop does and returns once Run
-// has.
-func runRate(t testing.TB, d time.Duration, opt Options, during func(r *rateRun)) *rateRun {
+// has. Run is given wrap(session), or the session when wrap is nil.
+func runRate(t testing.TB, d time.Duration, opt Options, wrap func(*sparkconnect.Session) Queries, during func(r *rateRun)) *rateRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
@@ -65,8 +65,12 @@ func runRate(t testing.TB, d time.Duration, opt Options, during func(r *rateRun)
 		}
 		r.rec.emit(ev)
 	}
+	var q Queries = s
+	if wrap != nil {
+		q = wrap(s)
+	}
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, s, start, opt) }()
+	go func() { done <- Run(ctx, q, start, opt) }()
 	select {
 	case <-first:
 	case err := <-done:
@@ -146,13 +150,13 @@ func lastCommit(t *testing.T, checkpoint string) int64 {
 }
 
 func TestSpark_EveryMicroBatchIsOneProgressEventAndTheSinkHoldsTheRowsTheyCount(t *testing.T) {
-	r := runRate(t, 30*time.Second, Options{}, nil)
+	r := runRate(t, 30*time.Second, Options{}, nil, nil)
 	r.checkEveryBatchOnce(t)
 }
 
 func TestSpark_AListenerStreamCutMidRunLosesAndRepeatsNoBatch(t *testing.T) {
 	var cutAt int
-	r := runRate(t, 20*time.Second, Options{}, func(r *rateRun) {
+	r := runRate(t, 20*time.Second, Options{}, nil, func(r *rateRun) {
 		time.Sleep(5 * time.Second)
 		b := busOf(r.session)
 		if b == nil {
