@@ -47,9 +47,12 @@ type QueryEvent struct {
 // that refuses the command).
 var ErrNoListenerBus = errors.New("the Spark Connect server has no streaming query listener bus")
 
-// removeWait bounds how long ListenQueries waits, once ctx has ended, for
-// the server to remove its listener and end the stream.
-const removeWait = 10 * time.Second
+// Bounds on the listener call: how long the server may take to confirm
+// the listener, and, once ctx has ended, to remove it and end the call.
+const (
+	addWait    = 10 * time.Second
+	removeWait = 10 * time.Second
+)
 
 // ListenQueries follows the session's listener bus until ctx ends or the
 // stream drops: added is called once the server has added the listener,
@@ -60,30 +63,29 @@ const removeWait = 10 * time.Second
 // caller that opens the bus again finds them in the queries' recent
 // progress.
 //
-// The server keeps one listener per session: a listener left behind by a
-// stream that dropped refuses the next one (the server ends its call
-// without confirming), so it is removed and the add sent once more.
+// The server keeps one listener per session, and leaves an add that finds
+// one there unanswered for good. A stream that dropped can leave its
+// listener behind (the server notices only when it next fails to send an
+// event), so any listener of the session is removed first: the session's
+// bus is this process's alone.
 func (s *Session) ListenQueries(ctx context.Context, added func(), each func(QueryEvent)) error {
 	const op = "listen to the session's streaming queries"
 	if err := s.check(op); err != nil {
 		return err
 	}
-	for try := 0; ; try++ {
-		confirmed, err := s.listenOnce(ctx, added, each)
-		switch {
-		case ctx.Err() != nil:
-			return fmt.Errorf("%s: %w", op, context.Cause(ctx))
-		case err != nil:
-			return noListenerBus(s.fail(ctx, op, err))
-		case confirmed:
-			return &Error{Op: op, Message: "the server ended the listener stream", retryable: true}
-		case try > 0:
-			return &Error{Op: op, Message: "the server did not add the listener", retryable: true}
-		}
-		if err := s.removeListener(ctx); err != nil {
-			return noListenerBus(s.fail(ctx, op, err))
-		}
+	if err := s.removeListener(ctx); err != nil {
+		return noListenerBus(s.fail(ctx, op, err))
 	}
+	confirmed, err := s.listenOnce(ctx, added, each)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s: %w", op, context.Cause(ctx))
+	case err != nil && !confirmed:
+		return noListenerBus(s.fail(ctx, op, fmt.Errorf("the server did not add the listener: %w", err)))
+	case err != nil:
+		return s.fail(ctx, op, err)
+	}
+	return &Error{Op: op, Message: "the server ended the listener stream", retryable: true}
 }
 
 // listenOnce runs one listener call to its end. The call is not cancelled
@@ -91,33 +93,51 @@ func (s *Session) ListenQueries(ctx context.Context, added func(), each func(Que
 // end the call at once (an abandoned ExecutePlan is interrupted only after
 // a grace period, see streamInterceptor).
 func (s *Session) listenOnce(ctx context.Context, added func(), each func(QueryEvent)) (confirmed bool, err error) {
-	callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	call, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	stream, err := s.openStream(callCtx, executePlanRequest(s.sessionID(), s.remote.user, newUUID(), listenerBus(true)))
+	stream, err := s.openStream(call, executePlanRequest(s.sessionID(), s.remote.user, newUUID(), listenerBus(true)))
 	if err != nil {
 		return false, err
 	}
-	ended := make(chan struct{})
+	ended, isAdded := make(chan struct{}), make(chan struct{})
 	defer close(ended)
-	go func() {
-		select {
-		case <-ended:
-			return
-		case <-ctx.Done():
-		}
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), removeWait)
-		defer rcancel()
-		if s.removeListener(rctx) != nil {
-			cancel()
-			return
-		}
-		select {
-		case <-ended:
-		case <-rctx.Done():
-			cancel()
-		}
-	}()
-	return readListenerEvents(stream, added, each)
+	go s.endListener(ctx, ended, isAdded, cancel)
+	return readListenerEvents(stream, func() { close(isAdded); added() }, each)
+}
+
+// endListener ends a listener call that the server does not confirm in
+// time, or, once ctx ends, removes the listener, which ends the call; the
+// call is cancelled when that fails.
+func (s *Session) endListener(ctx context.Context, ended, isAdded <-chan struct{}, cancel context.CancelFunc) {
+	unconfirmed := time.NewTimer(addWait)
+	defer unconfirmed.Stop()
+	select {
+	case <-ended:
+		return
+	case <-unconfirmed.C:
+		cancel()
+		return
+	case <-ctx.Done():
+		cancel()
+		return
+	case <-isAdded:
+	}
+	select {
+	case <-ended:
+		return
+	case <-ctx.Done():
+	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), removeWait)
+	defer rcancel()
+	if s.removeListener(rctx) != nil {
+		cancel()
+		return
+	}
+	select {
+	case <-ended:
+	case <-rctx.Done():
+		cancel()
+	}
 }
 
 // removeListener removes the session's server-side listener; the server

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // The listener bus carries the progress reports of the session's queries,
@@ -101,4 +104,50 @@ func TestListenQueries_CarriesEachBatchsProgressAndStopsWithItsContext(t *testin
 	case <-time.After(removeWait + 5*time.Second):
 		t.Fatal("ListenQueries did not return once its context ended")
 	}
+}
+
+// A listener left on the server by a stream this process no longer reads
+// (one that dropped without the server noticing) would leave the next add
+// unanswered: ListenQueries removes it and adds its own.
+func TestListenQueries_ReplacesAListenerLeftBehind(t *testing.T) {
+	s := connect(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stale, err := s.openStream(ctx, executePlanRequest(s.sessionID(), s.remote.user, newUUID(), listenerBus(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if confirmed, err := readListenerEvents(&firstOnly{ClientStream: stale}, func() {}, func(QueryEvent) {}); !confirmed || err != nil {
+		t.Fatalf("the first listener: confirmed %v, %v", confirmed, err)
+	}
+
+	listenCtx, stopListening := context.WithCancel(ctx)
+	added := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.ListenQueries(listenCtx, func() { close(added) }, func(QueryEvent) {}) }()
+	select {
+	case <-added:
+	case err := <-done:
+		t.Fatalf("ListenQueries with a listener left behind: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no listener added in 30 s")
+	}
+	stopListening()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("ListenQueries after its context ended: %v", err)
+	}
+}
+
+// firstOnly ends a stream after its first response, leaving the call open.
+type firstOnly struct {
+	grpc.ClientStream
+	read bool
+}
+
+func (f *firstOnly) RecvMsg(m any) error {
+	if f.read {
+		return io.EOF
+	}
+	f.read = true
+	return f.ClientStream.RecvMsg(m)
 }
