@@ -38,7 +38,8 @@ type bus struct {
 	ended error              // why the bus ended for good, nil while it runs
 }
 
-// buses holds the bus of each session that has a followed query.
+// buses holds the bus of each session that has a followed query, keyed by
+// the session (a *sparkconnect.Session: a pointer, so comparable).
 var buses = struct {
 	sync.Mutex
 	of map[Listener]*bus
