@@ -16,8 +16,8 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(sparktest.Main(m)) }
 
-// rateRun is a query of a rate-micro-batch source written to parquet with a 100 ms
-// trigger, followed by Run on a real Spark Connect server.
+// rateRun is a query of a rate-micro-batch source written to parquet with
+// a 100 ms trigger, followed by Run on a real Spark Connect server.
 type rateRun struct {
 	session    *sparkconnect.Session
 	sink       string
@@ -25,13 +25,26 @@ type rateRun struct {
 	rec        *recorder
 	// receivedAt is when each NodeProgress event reached Emit, by batch.
 	receivedAt map[int64]time.Time
+	first      chan struct{} // has a value once the first batch is reported
+	done       chan error    // Run's result
 }
 
-// runRate runs the query for about d (bounded: a loaded machine runs fewer
-// batches, not a longer test), calling during(r) once it has reported its
-// first batch, then stops it as a run's stop does and returns once Run
-// has. Run is given wrap(session), or the session when wrap is nil.
+// runRate runs the query for about d, as runRates does.
 func runRate(t testing.TB, d time.Duration, opt Options, wrap func(*sparkconnect.Session) Queries, during func(r *rateRun)) *rateRun {
+	t.Helper()
+	return runRates(t, 1, d, opt, wrap, func(rs []*rateRun) {
+		if during != nil {
+			during(rs[0])
+		}
+	})[0]
+}
+
+// runRates runs n queries in one session for about d (bounded: a loaded
+// machine runs fewer batches, not a longer test), calling during once
+// each has reported its first batch, then stops them as a run's stop does
+// and returns once Run has returned for each. Run is given wrap(session),
+// or the session when wrap is nil.
+func runRates(t testing.TB, n int, d time.Duration, opt Options, wrap func(*sparkconnect.Session) Queries, during func(rs []*rateRun)) []*rateRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
@@ -46,48 +59,56 @@ func runRate(t testing.TB, d time.Duration, opt Options, wrap func(*sparkconnect
 		Options: map[string]string{"rowsPerBatch": "10", "numPartitions": "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	r := &rateRun{session: s, sink: filepath.Join(dir, "out"), checkpoint: filepath.Join(dir, "chk"), rec: &recorder{}, receivedAt: map[int64]time.Time{}}
-	start := sparkconnect.StreamStart{View: "ticks", Format: "parquet", Path: r.sink, Checkpoint: r.checkpoint,
-		Trigger: sparkconnect.TriggerProcessingTime, Interval: 100 * time.Millisecond, OutputMode: "append"}
-	stop := make(chan struct{})
-	first := make(chan struct{}, 1)
-	opt.Stop = stop
-	opt.Emit = func(ev run.Event) {
-		if ev.Kind == run.NodeProgress {
-			r.rec.mu.Lock()
-			r.receivedAt[ev.Progress.BatchID] = time.Now()
-			r.rec.mu.Unlock()
-			select {
-			case first <- struct{}{}:
-			default:
-			}
-		}
-		r.rec.emit(ev)
-	}
 	var q Queries = s
 	if wrap != nil {
 		q = wrap(s)
 	}
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, q, start, opt) }()
-	select {
-	case <-first:
-	case err := <-done:
-		t.Fatalf("Run ended before the first batch: %v", err)
-	case <-time.After(2 * time.Minute):
-		t.Fatal("no batch in two minutes")
+	stop := make(chan struct{})
+	opt.Stop = stop
+	rs := make([]*rateRun, n)
+	for i := range rs {
+		dir := t.TempDir()
+		r := &rateRun{session: s, sink: filepath.Join(dir, "out"), checkpoint: filepath.Join(dir, "chk"), rec: &recorder{},
+			receivedAt: map[int64]time.Time{}, first: make(chan struct{}, 1), done: make(chan error, 1)}
+		rs[i] = r
+		start := sparkconnect.StreamStart{View: "ticks", Format: "parquet", Path: r.sink, Checkpoint: r.checkpoint,
+			Trigger: sparkconnect.TriggerProcessingTime, Interval: 100 * time.Millisecond, OutputMode: "append"}
+		opt := opt
+		opt.Emit = func(ev run.Event) {
+			if ev.Kind == run.NodeProgress {
+				r.rec.mu.Lock()
+				r.receivedAt[ev.Progress.BatchID] = time.Now()
+				r.rec.mu.Unlock()
+				select {
+				case r.first <- struct{}{}:
+				default:
+				}
+			}
+			r.rec.emit(ev)
+		}
+		go func() { r.done <- Run(ctx, q, start, opt) }()
+	}
+	for _, r := range rs {
+		select {
+		case <-r.first:
+		case err := <-r.done:
+			t.Fatalf("Run ended before the first batch: %v", err)
+		case <-time.After(2 * time.Minute):
+			t.Fatal("no batch in two minutes")
+		}
 	}
 	began := time.Now()
 	if during != nil {
-		during(r)
+		during(rs)
 	}
 	time.Sleep(d - time.Since(began))
 	close(stop)
-	if err := <-done; err != nil {
-		t.Fatalf("Run = %v; want nil after a stop", err)
+	for _, r := range rs {
+		if err := <-r.done; err != nil {
+			t.Fatalf("Run = %v; want nil after a stop", err)
+		}
 	}
-	return r
+	return rs
 }
 
 // checkEveryBatchOnce checks that the batches reported are contiguous,
@@ -176,6 +197,20 @@ func TestSpark_AListenerStreamCutMidRunLosesAndRepeatsNoBatch(t *testing.T) {
 	r.checkEveryBatchOnce(t)
 	if after := len(r.rec.progress()) - cutAt; after < 5 {
 		t.Errorf("%d batches reported after the cut; want the run to go on", after)
+	}
+}
+
+func TestSpark_TwoQueriesOfASessionShareItsListenerStreamEachWithItsOwnBatches(t *testing.T) {
+	rs := runRates(t, 2, 15*time.Second, Options{}, nil, func(rs []*rateRun) {
+		b := busOf(rs[0].session)
+		buses.Lock()
+		defer buses.Unlock()
+		if b == nil || b.refs != 2 {
+			t.Error("the two queries do not share the session's listener bus")
+		}
+	})
+	for _, r := range rs {
+		r.checkEveryBatchOnce(t)
 	}
 }
 
