@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,6 +132,22 @@ func TestBus_ADroppedStreamIsReopenedAndTheBatchesMissedMeanwhileReportedOnce(t 
 	time.Sleep(20 * time.Millisecond)
 	if got := batchIDs(rec); got != "[0 1 2 3]" {
 		t.Errorf("batches %s; want [0 1 2 3]", got)
+	}
+}
+
+func TestBus_NoBatchForMaxIdleIsLaggingWhileTheStreamIsOpen(t *testing.T) {
+	b, rec := newFakeBus(), &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, b, sparkconnect.StreamStart{}, Options{Emit: rec.emit, Poll: 10 * time.Millisecond, Lag: Lag{MaxIdle: 100 * time.Millisecond}})
+	}()
+	defer func() { cancel(); <-done }()
+	eventually(t, "the listener stream open", b.open)
+	b.send(t, b.commit(0))
+	eventually(t, "LAGGING for no batch", func() bool { return len(rec.lags()) == 1 })
+	if lags := rec.lags(); !strings.HasPrefix(lags[0], "LAGGING no micro-batch for") {
+		t.Errorf("lag events = %q", lags)
 	}
 }
 

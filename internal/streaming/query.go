@@ -4,6 +4,12 @@
 // once when the run is cancelled, once the micro-batch under way has
 // committed when the run is stopped or execd shuts down.
 //
+// Each micro-batch is reported as the session's listener bus sends its
+// progress event (bus.go), the session's queries sharing one stream; the
+// query's recent progress is polled only while that stream is not open
+// (a server without the bus, a stream that dropped and is being opened
+// again) and to recover the batches missed meanwhile.
+//
 // A query belongs to its Spark Connect session and dies with it, so the
 // session must outlive the query: the caller keeps it open until Run
 // returns, and Run does not return while the query runs.
