@@ -2,6 +2,7 @@ package streaming
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,9 @@ import (
 //     of milliseconds after it writes that file (it then computes the
 //     batch's figures), and reports the batch only then.
 //
+// Batches that end after the stop is asked for are left out: the stop
+// reports them once it has stopped the query.
+//
 // "listener" follows the session's listener bus, "polling" forces the
 // fallback that asks for recentProgress every 200 ms. Each iteration is a
 // run of about 15 s.
@@ -37,14 +41,16 @@ func BenchmarkProgressLatency(b *testing.B) {
 			var lags, fromCommit []time.Duration
 			for range b.N {
 				var timed *batchEnds
-				r := runRate(b, 15*time.Second, Options{PollOnly: mode.pollOnly}, func(s *sparkconnect.Session) Queries {
+				r := runRate(b, 15*time.Second, Options{PollOnly: mode.pollOnly, Log: slog.New(slog.DiscardHandler)}, func(s *sparkconnect.Session) Queries {
 					timed = &batchEnds{Session: s, at: map[int64]time.Time{}}
 					return timed
 				}, nil)
 				for id, received := range r.receivedAt {
-					if end, ok := timed.end(id); ok {
-						lags = append(lags, received.Sub(end))
+					end, ok := timed.end(id)
+					if !ok || end.After(r.stopped) {
+						continue
 					}
+					lags = append(lags, received.Sub(end))
 					if st, err := os.Stat(filepath.Join(r.checkpoint, "commits", strconv.FormatInt(id, 10))); err == nil {
 						fromCommit = append(fromCommit, received.Sub(st.ModTime()))
 					}

@@ -3,6 +3,7 @@ package streaming
 import (
 	"context"
 	"errors"
+	"time"
 
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 )
@@ -17,7 +18,9 @@ func (f *follower) onNotes(ctx context.Context, notes []note) (terminated bool) 
 			// this follower subscribed, or while a dropped stream was
 			// down) are in the query's recent progress; those after it
 			// come as events, and the ones in both are reported once.
-			f.live = true
+			// A query that ended while there was no stream sent its
+			// termination to none: its status is asked at the next tick.
+			f.live, f.statusAt = true, time.Time{}
 			f.progress(ctx)
 		case noteDown:
 			f.live = false

@@ -186,11 +186,17 @@ func (f *follower) follow(ctx context.Context) error {
 			continue
 		case <-tick.C:
 		}
-		if !f.live {
+		if f.live {
+			if f.resumed {
+				f.idle()
+			}
+			if time.Since(f.statusAt) < liveStatusEvery {
+				continue
+			}
+		} else {
 			f.progress(ctx)
-		} else if f.resumed {
-			f.idle()
 		}
+		f.statusAt = time.Now()
 		st, err := s.QueryStatus(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -214,8 +220,14 @@ type follower struct {
 	lastNew   time.Time // when the newest batch was first seen
 	resumed   bool
 	lagging   bool
-	live      bool // the listener bus is open: progress comes from its events
+	live      bool      // the listener bus is open: progress comes from its events
+	statusAt  time.Time // when the query's status was last asked
 }
+
+// liveStatusEvery is how often the query's status is asked while the
+// listener stream is open: its end comes as an event then, and a call
+// under way when an event arrives delays that event's report.
+const liveStatusEvery = 5 * time.Second
 
 // progress polls the query's recent progress and reports the micro-batches
 // not reported yet. Spark keeps the last hundred reports, far more than run

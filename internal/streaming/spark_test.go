@@ -27,6 +27,7 @@ type rateRun struct {
 	receivedAt map[int64]time.Time
 	first      chan struct{} // has a value once the first batch is reported
 	done       chan error    // Run's result
+	stopped    time.Time     // when the stop was asked for
 }
 
 // runRate runs the query for about d, as runRates does.
@@ -102,6 +103,9 @@ func runRates(t testing.TB, n int, d time.Duration, opt Options, wrap func(*spar
 		during(rs)
 	}
 	time.Sleep(d - time.Since(began))
+	for _, r := range rs {
+		r.stopped = time.Now()
+	}
 	close(stop)
 	for _, r := range rs {
 		if err := <-r.done; err != nil {
