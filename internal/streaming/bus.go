@@ -21,7 +21,7 @@ type Listener interface {
 // follower of the session and ends with the last (see listen).
 //
 // A stream that drops is opened again, after a pause that grows while it
-// keeps dropping; meanwhile the followers poll (see follower.onNote), and
+// keeps dropping; meanwhile the followers poll (see follower.onNotes), and
 // once it is back each follower recovers the batches it missed from its
 // query's recent progress. A server without the bus (ErrNoListenerBus)
 // leaves the followers polling for good.
@@ -39,11 +39,15 @@ type bus struct {
 }
 
 // buses holds the bus of each session that has a followed query, keyed by
-// the session (a *sparkconnect.Session: a pointer, so comparable).
+// the session (a *sparkconnect.Session: a pointer, so comparable), and
+// the end of each bus that is closing, which a new bus of the session
+// waits for: the server keeps one listener per session, and the old bus's
+// removal of its own must not remove the new one's.
 var buses = struct {
 	sync.Mutex
-	of map[Listener]*bus
-}{of: map[Listener]*bus{}}
+	of      map[Listener]*bus
+	closing map[Listener]chan struct{}
+}{of: map[Listener]*bus{}, closing: map[Listener]chan struct{}{}}
 
 // listen subscribes query id to the events of src's bus, opening the bus
 // for the session's first query. The inbox receives, in order: noteUp each
@@ -57,7 +61,7 @@ func listen(src Listener, id sparkconnect.QueryID) (in *inbox, release func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		b = &bus{src: src, cancel: cancel, done: make(chan struct{}), subs: map[sparkconnect.QueryID]*inbox{}}
 		buses.of[src] = b
-		go b.run(ctx)
+		go b.run(ctx, buses.closing[src])
 	}
 	b.refs++
 	buses.Unlock()
@@ -81,12 +85,19 @@ func listen(src Listener, id sparkconnect.QueryID) (in *inbox, release func()) {
 		last := b.refs == 0
 		if last {
 			delete(buses.of, src)
+			buses.closing[src] = b.done
 		}
 		buses.Unlock()
-		if last {
-			b.cancel()
-			<-b.done // the server-side listener is removed before the session may close
+		if !last {
+			return
 		}
+		b.cancel()
+		<-b.done // the server-side listener is removed before the session may close
+		buses.Lock()
+		if buses.closing[src] == b.done {
+			delete(buses.closing, src)
+		}
+		buses.Unlock()
 	}
 }
 
@@ -97,9 +108,13 @@ const (
 	reopenMost  = 10 * time.Second
 )
 
-// run keeps the stream open until ctx ends.
-func (b *bus) run(ctx context.Context) {
+// run keeps the stream open until ctx ends, once the session's previous
+// bus, if it is closing, has ended.
+func (b *bus) run(ctx context.Context, previous <-chan struct{}) {
 	defer close(b.done)
+	if previous != nil {
+		<-previous
+	}
 	pause := reopenFirst
 	for {
 		stream, drop := context.WithCancel(ctx)

@@ -233,3 +233,47 @@ func TestBus_AServerWithoutTheBusIsPolled(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// slowRemoval is a session whose listener takes a while to be removed.
+type slowRemoval struct {
+	mu       sync.Mutex
+	open     int // streams open at once
+	mostOpen int
+}
+
+func (s *slowRemoval) ListenQueries(ctx context.Context, added func(), _ func(sparkconnect.QueryEvent)) error {
+	s.mu.Lock()
+	s.open++
+	s.mostOpen = max(s.mostOpen, s.open)
+	s.mu.Unlock()
+	added()
+	<-ctx.Done()
+	time.Sleep(50 * time.Millisecond)
+	s.mu.Lock()
+	s.open--
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func TestBus_ANewBusOfASessionOpensOnceTheClosingOneHasEnded(t *testing.T) {
+	src := &slowRemoval{}
+	_, release := listen(src, sparkconnect.QueryID{ID: "a"})
+	eventually(t, "the first stream open", func() bool { src.mu.Lock(); defer src.mu.Unlock(); return src.open == 1 })
+	released := make(chan struct{})
+	go func() { release(); close(released) }()
+	eventually(t, "the first bus closing", func() bool { return busOf(src) == nil })
+	in, releaseB := listen(src, sparkconnect.QueryID{ID: "b"})
+	<-released
+	eventually(t, "the second stream open", func() bool {
+		for _, n := range in.take() {
+			if n.kind == noteUp {
+				return true
+			}
+		}
+		return false
+	})
+	releaseB()
+	if src.mostOpen != 1 {
+		t.Errorf("%d streams of the session open at once; want one", src.mostOpen)
+	}
+}
