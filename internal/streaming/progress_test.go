@@ -16,6 +16,7 @@ import (
 // scripted is a query whose recentProgress grows one snapshot per call, as
 // Spark's does; it ends once the script is played.
 type scripted struct {
+	noBus
 	mu        sync.Mutex
 	snapshots [][]string
 	calls     int

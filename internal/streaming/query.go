@@ -4,6 +4,12 @@
 // once when the run is cancelled, once the micro-batch under way has
 // committed when the run is stopped or execd shuts down.
 //
+// Each micro-batch is reported as the session's listener bus sends its
+// progress event (bus.go), the session's queries sharing one stream; the
+// query's recent progress is polled only while that stream is not open
+// (a server without the bus, a stream that dropped and is being opened
+// again) and to recover the batches missed meanwhile.
+//
 // A query belongs to its Spark Connect session and dies with it, so the
 // session must outlive the query: the caller keeps it open until Run
 // returns, and Run does not return while the query runs.
@@ -34,6 +40,9 @@ type Queries interface {
 	StopQuery(ctx context.Context, q sparkconnect.QueryID) error
 	// Owner names the session the query runs in, for the STREAMING event.
 	Owner() (sessionID, user string)
+	// The session's listener bus, which reports each micro-batch as it
+	// commits; a session whose server has none is polled.
+	Listener
 }
 
 // Options say how Run follows a query.
@@ -43,9 +52,14 @@ type Options struct {
 	Stop <-chan struct{}
 	// Emit records the node's events (state, progress, messages).
 	Emit func(run.Event)
-	// Poll is how often the query is asked about its progress; 0 means
-	// 200 ms. A graceful stop asks five times as often.
+	// Poll is how often the query is asked whether it still runs and, while
+	// the session's listener bus is not open (a server without one, a
+	// stream that dropped), about its progress; 0 means 200 ms. A graceful
+	// stop asks five times as often.
 	Poll time.Duration
+	// PollOnly follows the query's progress by polling even where the
+	// listener bus is open: to compare the two (BenchmarkProgressLatency).
+	PollOnly bool
 	// Grace bounds how long a graceful stop waits for the micro-batch under
 	// way to commit before it interrupts the batch; 0 means two minutes.
 	Grace time.Duration
@@ -120,9 +134,21 @@ func withDefaults(opt Options) Options {
 	return opt
 }
 
-// follow reports the query's progress until it ends or the run ends it.
+// follow reports the query's progress until it ends or the run ends it:
+// each micro-batch as the listener bus reports it, or as polling finds it
+// while the bus is not open.
 func (f *follower) follow(ctx context.Context) error {
 	s, id, opt := f.s, f.id, f.opt
+	var (
+		in    *inbox
+		notes <-chan struct{} // nil, never ready, when polling only
+	)
+	if !opt.PollOnly {
+		var release func()
+		in, release = listen(s, id)
+		defer release()
+		notes = in.ready
+	}
 	tick := time.NewTicker(opt.Poll)
 	defer tick.Stop()
 	var timeout <-chan time.Time
@@ -155,9 +181,25 @@ func (f *follower) follow(ctx context.Context) error {
 			}
 			f.progress(ctx) // the last batches' figures
 			return nil
+		case <-notes:
+			if f.onNotes(ctx, in.take()) {
+				f.progress(ctx)
+				return f.ended(ctx)
+			}
+			continue
 		case <-tick.C:
 		}
-		f.progress(ctx)
+		if f.live {
+			if f.resumed {
+				f.idle()
+			}
+			if time.Since(f.statusAt) < liveStatusEvery {
+				continue
+			}
+		} else {
+			f.progress(ctx)
+		}
+		f.statusAt = time.Now()
 		st, err := s.QueryStatus(ctx, id)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -181,19 +223,35 @@ type follower struct {
 	lastNew   time.Time // when the newest batch was first seen
 	resumed   bool
 	lagging   bool
+	live      bool      // the listener bus is open: progress comes from its events
+	statusAt  time.Time // when the query's status was last asked
 }
 
-// progress emits every micro-batch Spark reported since the last call, in
-// order, each once; the first report tells where the query resumed. Spark
-// keeps the last hundred reports, far more than run between two calls. A
-// trigger that found nothing new ran no batch: Spark reports it under the
-// id of the batch still to come, so it is not emitted, and that batch's own
-// report is not mistaken for one already seen.
+// liveStatusEvery is how often the query's status is asked while the
+// listener stream is open: its end comes as an event then, and a call
+// under way when an event arrives delays that event's report.
+const liveStatusEvery = 5 * time.Second
+
+// progress polls the query's recent progress and reports the micro-batches
+// not reported yet. Spark keeps the last hundred reports, far more than run
+// between two polls or while a dropped listener stream is opened again.
 func (f *follower) progress(ctx context.Context) {
 	reports, err := f.s.QueryProgress(ctx, f.id)
 	if err != nil || len(reports) == 0 {
 		return
 	}
+	if f.report(reports) == 0 {
+		f.idle()
+	}
+}
+
+// report emits the micro-batches of reports (Spark's JSON, oldest first)
+// not reported yet, in order, each once, and returns how many; the first
+// report tells where the query resumed. A trigger that found nothing new
+// ran no batch: Spark reports it under the id of the batch still to come,
+// so it is not emitted, and that batch's own report is not mistaken for
+// one already seen.
+func (f *follower) report(reports []string) int {
 	var fresh []run.Progress
 	for _, js := range reports {
 		r, err := parseReport(js)
@@ -214,10 +272,7 @@ func (f *follower) progress(ctx context.Context) {
 		fresh = append(fresh, r.progress())
 	}
 	if len(fresh) == 0 {
-		if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
-			f.lag(nil, fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
-		}
-		return
+		return 0
 	}
 	f.lastNew = time.Now()
 	for _, p := range fresh {
@@ -229,6 +284,14 @@ func (f *follower) progress(ctx context.Context) {
 			f.opt.Emit(run.Event{Kind: run.NodeLag, Lag: &run.Lag{State: run.CaughtUp, BatchID: &p.BatchID,
 				Reason: fmt.Sprintf("batch %d took %s", p.BatchID, p.BatchDuration)}})
 		}
+	}
+	return len(fresh)
+}
+
+// idle reports the query LAGGING when no micro-batch came for MaxIdle.
+func (f *follower) idle() {
+	if idle := time.Since(f.lastNew); f.opt.Lag.idle(idle) {
+		f.lag(nil, fmt.Sprintf("no micro-batch for %s", idle.Round(time.Second)))
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 // failed. A unit test of the lifecycle only; the integration tests in
 // internal/spark/backend run real queries.
 type fakeQueries struct {
+	noBus
 	mu          sync.Mutex
 	reports     []string
 	active      bool
@@ -91,6 +92,14 @@ func (f *fakeQueries) batch(id int64, ms int, start string) {
 		"sources": [{"description": "FileStreamSource[in]", "numInputRows": 5, "startOffset": %s, "inputRowsPerSecond": NaN, "processedRowsPerSecond": 6.0},
 		{"description": "rate", "numInputRows": 2, "startOffset": null, "processedRowsPerSecond": 4.0}]}`,
 		id, len(f.reports), ms, start))
+}
+
+// noBus is a session whose server has no listener bus: the query is
+// polled.
+type noBus struct{}
+
+func (noBus) ListenQueries(context.Context, func(), func(sparkconnect.QueryEvent)) error {
+	return sparkconnect.ErrNoListenerBus
 }
 
 type recorder struct {

@@ -60,6 +60,8 @@ var messageBuilders = []struct {
 	{"writeStreamStart/once, continuous", func() (any, error) {
 		return writeStreamStart(StreamStart{View: "v", Format: "memory", Trigger: TriggerContinuous, Interval: 1500 * time.Millisecond, OutputMode: "complete", QueryName: "t"}), nil
 	}},
+	{"listenerBus/add", func() (any, error) { return listenerBus(true), nil }},
+	{"listenerBus/remove", func() (any, error) { return listenerBus(false), nil }},
 	{"streamingQueryCommand/status", func() (any, error) { return streamingQueryCommand("id", "run", "status", true), nil }},
 	{"streamingQueryCommand/stop", func() (any, error) { return streamingQueryCommand("id", "run", "stop", true), nil }},
 	{"streamingQueryCommand/recent progress", func() (any, error) {

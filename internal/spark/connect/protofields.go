@@ -38,6 +38,8 @@ const (
 	fieldStreamStartResult   protoreflect.Name = "write_stream_operation_start_result"
 	fieldStreamQueryResult   protoreflect.Name = "streaming_query_command_result"
 	fieldStreamManagerResult protoreflect.Name = "streaming_query_manager_command_result"
+	// The listener bus's events (see listenerbus.go).
+	fieldListenerEventsResult protoreflect.Name = "streaming_query_listener_events_result"
 )
 
 const (
@@ -105,6 +107,7 @@ func reflectedFields() ([]reflectedField, error) {
 		{fieldStreamStartResult, msg, false, []protoreflect.FullName{executeResponseName}},
 		{fieldStreamQueryResult, msg, false, []protoreflect.FullName{executeResponseName}},
 		{fieldStreamManagerResult, msg, false, []protoreflect.FullName{executeResponseName}},
+		{fieldListenerEventsResult, msg, false, []protoreflect.FullName{executeResponseName}},
 	}, nil
 }
 

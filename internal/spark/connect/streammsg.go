@@ -130,3 +130,14 @@ func streamingQueryCommand(id, runID, which string, arg any) command {
 func activeQueries() command {
 	return command{"streamingQueryManagerCommand": obj{"active": true}}
 }
+
+// listenerBus adds the session's streaming query listener bus listener
+// (add) or removes it: the add is a long-lived command whose response
+// stream carries the session's query events until the remove.
+func listenerBus(add bool) command {
+	which := "removeListenerBusListener"
+	if add {
+		which = "addListenerBusListener"
+	}
+	return command{"streamingQueryListenerBusCommand": obj{which: true}}
+}
