@@ -386,6 +386,8 @@ func printEvent(out io.Writer, ev *execv1.RunEvent) {
 		fmt.Fprintf(out, "%s  #%-4d %-24s %s: %s\n", at, ev.GetSequence(), k.NodeMessage.GetNode(), k.NodeMessage.GetLevel(), k.NodeMessage.GetText())
 	case *execv1.RunEvent_NodeMetric:
 		fmt.Fprintf(out, "%s  #%-4d %-24s metric %s = %g\n", at, ev.GetSequence(), k.NodeMetric.GetNode(), k.NodeMetric.GetName(), k.NodeMetric.GetValue())
+	case *execv1.RunEvent_RunMessage:
+		fmt.Fprintf(out, "%s  #%-4d run %s: %s\n", at, ev.GetSequence(), k.RunMessage.GetLevel(), k.RunMessage.GetText())
 	case *execv1.RunEvent_NodeProgress:
 		p := k.NodeProgress
 		line := fmt.Sprintf("%s  #%-4d %-24s batch %d: %d rows  %.1f in/s  %.1f done/s", at, ev.GetSequence(), p.GetNode(),

@@ -99,7 +99,7 @@ func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on fun
 			ended, nodeErr = true, runError(ev.Error)
 		case *execv1.RunNodeResponse_Metric:
 			if on != nil {
-				on(pycall.Event{Metric: &pycall.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue()}})
+				on(pycall.Event{Metric: &pycall.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue(), Step: ev.Metric.GetStep()}})
 			}
 		case *execv1.RunNodeResponse_Log:
 			if on != nil {

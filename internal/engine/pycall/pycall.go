@@ -57,6 +57,8 @@ type Event struct {
 type Metric struct {
 	Name  string
 	Value float64
+	// Step is the step the function gave (MLflow's); 0 when none.
+	Step int64
 }
 
 // Log is a line the function printed or logged; Level is info or warning.

@@ -112,7 +112,7 @@ func pythonEvents(emit func(run.Event)) func(pycall.Event) {
 	return func(ev pycall.Event) {
 		switch {
 		case ev.Metric != nil:
-			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value})
+			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value, MetricStep: ev.Metric.Step})
 		case ev.Log != nil:
 			emit(run.Event{Kind: run.NodeMessage, Level: ev.Log.Level, Message: ev.Log.Text})
 		}
