@@ -8,6 +8,7 @@ var cases = []struct {
 	fn   func(*testing.T, Factory)
 }{
 	{"testAppend_AssignsTheNextSequencesAndTheCommitTime", testAppend_AssignsTheNextSequencesAndTheCommitTime},
+	{"testMLflow_AMirrorsCursorAndRunsSurviveAReopen", testMLflow_AMirrorsCursorAndRunsSurviveAReopen},
 	{"testAppend_RecordsAttemptsRetriesErrorsAndMetrics", testAppend_RecordsAttemptsRetriesErrorsAndMetrics},
 	{"testAppend_AttemptZeroMeansTheNodesCurrentAttempt", testAppend_AttemptZeroMeansTheNodesCurrentAttempt},
 	{"testAppend_RefusesEventsThatDoNotFitTheRecord", testAppend_RefusesEventsThatDoNotFitTheRecord},
