@@ -165,6 +165,17 @@ type Options struct {
 	// LeaseTTL is how long a replica's heartbeat keeps its runs its own;
 	// 0 means DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Tracker records runs in an experiment tracking server (the MLflow
+	// mirror); nil records none.
+	Tracker Tracker
+}
+
+// Tracker is told of every execution of a run (a first one, a repair,
+// one taken up after a restart) before its nodes run, and records it in
+// an experiment tracking server when the pipeline asks for it. It must
+// not fail the run for a server that does not answer.
+type Tracker interface {
+	Track(ctx context.Context, runID string, p *plan.Pipeline) error
 }
 
 // Engine executes pipelines and answers questions about runs.

@@ -54,8 +54,17 @@ func runRequest(c pycall.Call, remote string) (*execv1.RunNodeRequest, *run.Erro
 			HyperparamsJson:    hp,
 			NodeConfigJson:     nodeCfg,
 			PipelineConfigJson: pipeCfg,
+			Mlflow:             mlflowContext(c.MLflow),
 		},
 	}, nil
+}
+
+func mlflowContext(m *pycall.MLflow) *execv1.MlflowContext {
+	if m == nil {
+		return nil
+	}
+	return &execv1.MlflowContext{TrackingUri: m.TrackingURI, ExperimentId: m.ExperimentID,
+		RunId: m.RunID, ParentRunId: m.ParentRunID, Required: m.Required}
 }
 
 // jsonText is m as a JSON object; a nil map is "null", which the worker

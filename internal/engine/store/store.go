@@ -374,7 +374,8 @@ type Experiments interface {
 type MLflow interface {
 	// TrackMLflow marks the run as recorded in MLflow, with spec (what its
 	// mirror needs, the mirror's own encoding). A run already tracked
-	// keeps its spec.
+	// keeps its spec and is taken up again where its mirror was (a repair
+	// adds to its log).
 	TrackMLflow(ctx context.Context, runID string, spec []byte) error
 	// ClaimMLflow returns the tracked runs not yet wholly sent, each
 	// claimed for replica until ttl from now: none is returned to two

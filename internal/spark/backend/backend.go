@@ -36,6 +36,7 @@ type Backend struct {
 	// server. Errors in queries or data never count.
 	breaker *breaker.Backend
 	python  func(project string) pycall.Runner // nil: Python nodes are unsupported
+	tracker AttemptTracker                     // nil: no MLflow runs for Python nodes
 	profile bool                               // report each node attempt's phases (SetProfile)
 	// durable: the server outlives execd, so runs keep a journal and a
 	// restarted execd takes them up (see resume.go).

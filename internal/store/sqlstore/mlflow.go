@@ -15,7 +15,7 @@ import (
 func (s *Store) TrackMLflow(ctx context.Context, runID string, spec []byte) error {
 	return s.write(ctx, func(w *writeTx) error {
 		if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO mlflow_mirror (run_id, spec) VALUES (?, ?)
-			ON CONFLICT (run_id) DO NOTHING`, runID, string(spec)); err != nil {
+			ON CONFLICT (run_id) DO UPDATE SET done = 0`, runID, string(spec)); err != nil {
 			return fmt.Errorf("store: tracking run %s in MLflow: %w", runID, err)
 		}
 		return nil
@@ -25,8 +25,16 @@ func (s *Store) TrackMLflow(ctx context.Context, runID string, spec []byte) erro
 // ClaimMLflow implements store.MLflow: one UPDATE takes every row that is
 // free, lapsed or already the replica's, so two replicas cannot both win.
 func (s *Store) ClaimMLflow(ctx context.Context, replica string, ttl time.Duration) ([]store.MLflowTrack, error) {
+	// Most execds track nothing: a read says so without a write.
+	var pending int
+	err := s.read(ctx, func(q Querier) error {
+		return q.QueryRowContext(ctx, `SELECT COUNT(*) FROM mlflow_mirror WHERE done = 0`).Scan(&pending)
+	})
+	if err != nil || pending == 0 {
+		return nil, err
+	}
 	var out []store.MLflowTrack
-	err := s.write(ctx, func(w *writeTx) error {
+	err = s.write(ctx, func(w *writeTx) error {
 		now := toNanos(w.now)
 		if _, err := w.tx.ExecContext(w.ctx, `UPDATE mlflow_mirror SET claimer = ?, claim_until = ?
 			WHERE done = 0 AND (claimer = '' OR claimer = ? OR claim_until < ?)`,

@@ -95,4 +95,10 @@ func testMLflow_AMirrorsCursorAndRunsSurviveAReopen(t *testing.T, f Factory) {
 	if got, err := s2.ClaimMLflow(ctx, "one", time.Hour); err != nil || len(got) != 0 {
 		t.Errorf("ClaimMLflow of a run wholly sent = %+v, %v; want none", got, err)
 	}
+	if err := s2.TrackMLflow(ctx, "r1", []byte(`{"a":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s2.ClaimMLflow(ctx, "one", time.Hour); err != nil || len(got) != 1 || got[0].Sent != 5 || string(got[0].Spec) != `{"a":1}` {
+		t.Errorf("ClaimMLflow of a run tracked again (a repair) = %+v, %v; want it where it was", got, err)
+	}
 }
