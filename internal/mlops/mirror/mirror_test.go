@@ -79,16 +79,15 @@ func metric(n, name string, v float64, step int64) run.Event {
 	return run.Event{Kind: run.NodeMetric, Node: n, MetricName: name, MetricValue: v, MetricStep: step}
 }
 
-// theRun appends a run in which train fails once and then succeeds,
-// score fails, prep (not ML) logs a metric, and the run fails.
-func theRun(t *testing.T, s store.Store, id string) {
-	t.Helper()
+// theRun is a run in which train fails once and then succeeds, score
+// fails, prep (not ML) logs a metric, and the run fails.
+func theRun() []run.Event {
 	failed := node("train", run.NodeRetrying, 1)
 	failed.Error = &run.Error{Type: "ValueError", Message: "bad batch", Retryable: true}
 	scoreFailed := node("score", run.NodeFailed, 1)
 	scoreFailed.Error = &run.Error{Type: "KeyError", Message: "no column 'y'"}
-	appendOK(t, s, id,
-		run.Event{Kind: run.RunStateChanged, RunState: run.Running},
+	return []run.Event{
+		{Kind: run.RunStateChanged, RunState: run.Running},
 		node("prep", run.NodeRunning, 1), metric("prep", "rows", 10, 0), node("prep", run.NodeSucceeded, 1),
 		node("train", run.NodeRunning, 1), metric("train", "loss", 0.9, 0), failed,
 		node("train", run.NodeRunning, 2),
@@ -96,8 +95,8 @@ func theRun(t *testing.T, s store.Store, id string) {
 		metric("train", "execd.rows_written", 5, 0),
 		node("train", run.NodeSucceeded, 2),
 		node("score", run.NodeRunning, 1), metric("score", "auc", 0.75, 0), scoreFailed,
-		run.Event{Kind: run.RunStateChanged, RunState: run.Failed, Message: "score failed"},
-	)
+		{Kind: run.RunStateChanged, RunState: run.Failed, Message: "score failed"},
+	}
 }
 
 // found is what the server holds of one execd run.
@@ -241,7 +240,7 @@ func TestMirror_OneParentAndAChildPerMLAttemptWithParamsMetricsAndStatuses(t *te
 	if err := m.Track(ctx, id, pipeline(uri, experiment)); err != nil {
 		t.Fatal(err)
 	}
-	theRun(t, s, id)
+	appendOK(t, s, id, theRun()...)
 	m.round(ctx)
 	c, _ := m.client(uri)
 	f := checkRun(t, c, experiment, id)
@@ -282,7 +281,7 @@ func TestMirror_ThePythonCallGetsTheAttemptsChildRunTheMirrorThenUses(t *testing
 	if err != nil || mc == nil || mc.RunID == "" || mc.ParentRunID == "" || mc.ExperimentID == "" || mc.TrackingURI != uri {
 		t.Fatalf("Attempt = %+v, %v; want the child run", mc, err)
 	}
-	theRun(t, s, id)
+	appendOK(t, s, id, theRun()...)
 	m.round(ctx)
 	c, _ := m.client(uri)
 	f := checkRun(t, c, experiment, id)

@@ -206,4 +206,3 @@ func attemptStatus(s run.NodeState) (mlflow.RunStatus, bool) {
 	}
 	return mlflow.StatusRunning, false
 }
-
