@@ -37,7 +37,7 @@ func (m *Mirror) parent(ctx context.Context, c *mlflow.Client, runID string, s *
 	if err != nil {
 		return run.MLflowRun{}, err
 	}
-	if err := c.LogBatch(ctx, id, mlflow.Batch{Params: params(s.Params)}); err != nil {
+	if err := m.tolerate(c.LogBatch(ctx, id, mlflow.Batch{Params: params(s.Params)}), runID, "the run's params"); err != nil {
 		return run.MLflowRun{}, err
 	}
 	return m.store.PutMLflowRun(ctx, runID, "", 0, run.MLflowRun{TrackingURI: s.TrackingURI, ExperimentID: exp.ID, RunID: id})
@@ -63,7 +63,7 @@ func (m *Mirror) child(ctx context.Context, c *mlflow.Client, runID string, s *S
 	if err != nil {
 		return run.MLflowRun{}, err
 	}
-	if err := c.LogBatch(ctx, id, mlflow.Batch{Params: params(s.Nodes[node])}); err != nil {
+	if err := m.tolerate(c.LogBatch(ctx, id, mlflow.Batch{Params: params(s.Nodes[node])}), runID, "an attempt's params"); err != nil {
 		return run.MLflowRun{}, err
 	}
 	return m.store.PutMLflowRun(ctx, runID, node, attempt, run.MLflowRun{TrackingURI: s.TrackingURI, ExperimentID: parent.ExperimentID, RunID: id})

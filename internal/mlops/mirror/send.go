@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -109,7 +110,8 @@ func (p *page) runState(ctx context.Context, ev run.Event) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
-	if err := p.c.LogBatch(ctx, parent.RunID, mlflow.Batch{Tags: []mlflow.Tag{{Key: TagState, Value: string(ev.RunState)}}}); err != nil {
+	err = p.c.LogBatch(ctx, parent.RunID, mlflow.Batch{Tags: []mlflow.Tag{{Key: TagState, Value: string(ev.RunState)}}})
+	if err := p.m.tolerate(err, p.runID, "the run's state"); err != nil {
 		return err
 	}
 	end := int64(0)
@@ -117,7 +119,7 @@ func (p *page) runState(ctx context.Context, ev run.Event) error {
 		end = ev.Time.UnixMilli()
 	}
 	_, err = p.c.UpdateRun(ctx, parent.RunID, status, end)
-	return err
+	return p.m.tolerate(err, p.runID, "the run's status")
 }
 
 // nodeState follows an ML node attempt: its child is made when it starts
@@ -151,11 +153,11 @@ func (p *page) nodeState(ctx context.Context, ev run.Event) error {
 		}
 		b.Tags = append(b.Tags, mlflow.Tag{Key: TagError, Value: text})
 	}
-	if err := p.c.LogBatch(ctx, child.RunID, b); err != nil {
+	if err := p.m.tolerate(p.c.LogBatch(ctx, child.RunID, b), p.runID, "an attempt's end"); err != nil {
 		return err
 	}
 	_, err = p.c.UpdateRun(ctx, child.RunID, status, ev.Time.UnixMilli())
-	return err
+	return p.m.tolerate(err, p.runID, "an attempt's status")
 }
 
 func (p *page) flush(ctx context.Context) error {
@@ -172,10 +174,23 @@ func (p *page) flushOne(ctx context.Context, child run.MLflowRun) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	if err := p.c.LogBatch(ctx, child.RunID, mlflow.Batch{Metrics: ms}); err != nil {
+	if err := p.m.tolerate(p.c.LogBatch(ctx, child.RunID, mlflow.Batch{Metrics: ms}), p.runID, "metrics"); err != nil {
 		return err
 	}
 	delete(p.metrics, child)
+	return nil
+}
+
+// tolerate passes on an error that a resend may cure (no answer, a busy
+// server) and drops, with a log line, one the server answered with a
+// refusal: resending it would stop the run's mirror for good (a param
+// the node itself logged with another value, say).
+func (m *Mirror) tolerate(err error, runID, what string) error {
+	var e *mlflow.Error
+	if err == nil || !errors.As(err, &e) || e.Retryable() || e.Status == 0 && e.Code == "" {
+		return err
+	}
+	m.log.Warn("mlflow mirror: the tracking server refused part of a run; it is not sent again", "run", runID, "what", what, "err", err)
 	return nil
 }
 
