@@ -400,7 +400,7 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 		ModelVersion: params.ModelVersion,
 	}
 	if iso := params.Isolation; iso != nil {
-		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared}
+		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared, Experiment: iso.Experiment, Trial: iso.Trial}
 	}
 	p, err := plan.Resolve(proj, req)
 	if p != nil {

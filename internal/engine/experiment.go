@@ -463,9 +463,11 @@ func trialParams(x experiment.Record, t experiment.Trial) run.Params {
 		Hyperparams: hp,
 		Select:      x.TrialNodes,
 		Isolation: &run.Isolation{
-			Writes: x.ID + "/trial-" + strconv.Itoa(t.Number),
-			Reads:  x.ID + "/shared",
-			Shared: x.SharedNodes,
+			Writes:     x.ID + "/trial-" + strconv.Itoa(t.Number),
+			Reads:      x.ID + "/shared",
+			Shared:     x.SharedNodes,
+			Experiment: x.ID,
+			Trial:      strconv.Itoa(t.Number),
 		},
 	}
 }
@@ -480,6 +482,6 @@ func sharedParams(x experiment.Record) run.Params {
 		EndDate:     x.Spec.EndDate,
 		Hyperparams: x.Spec.Hyperparams,
 		Select:      x.SharedNodes,
-		Isolation:   &run.Isolation{Writes: x.ID + "/shared"},
+		Isolation:   &run.Isolation{Writes: x.ID + "/shared", Experiment: x.ID, Trial: "shared"},
 	}
 }

@@ -71,6 +71,10 @@ type Isolation struct {
 	// Shared are the nodes whose outputs are read back from Reads; other
 	// nodes left out are read from their own outputs, as in any run.
 	Shared []string
+	// Experiment is the experiment the run is part of, and Trial which
+	// of its trials ("shared" for the run of its shared nodes): its MLflow
+	// run is nested under the experiment's.
+	Experiment, Trial string
 }
 
 // Isolated is where path goes under sub.

@@ -102,6 +102,10 @@ type Isolation struct {
 	Writes string   `json:"writes"`
 	Reads  string   `json:"reads,omitempty"`
 	Shared []string `json:"shared,omitempty"`
+	// Experiment is the experiment the run is part of, and Trial which
+	// of its trials ("shared" for the run of its shared nodes).
+	Experiment string `json:"experiment,omitempty"`
+	Trial      string `json:"trial,omitempty"`
 }
 
 // Run is a run as stored.

@@ -394,12 +394,22 @@ type MLflow interface {
 	// MLflowRunOf returns the MLflow run recorded for (runID, node,
 	// attempt), nil when none is.
 	MLflowRunOf(ctx context.Context, runID, node string, attempt int) (*run.MLflowRun, error)
+
+	// An experiment is tracked as a run is, its event log the outbox: its
+	// parent run is GetExperiment's MLflow, and each trial's is its run's.
+	TrackMLflowExperiment(ctx context.Context, id string, spec []byte) error
+	ClaimMLflowExperiments(ctx context.Context, replica string, ttl time.Duration) ([]MLflowTrack, error)
+	AdvanceMLflowExperiment(ctx context.Context, id string, seq int64, done bool) error
+	// PutMLflowExperimentRun records the experiment's parent run; the
+	// first record stays and is returned.
+	PutMLflowExperimentRun(ctx context.Context, id string, m run.MLflowRun) (run.MLflowRun, error)
 }
 
-// MLflowTrack is a tracked run as its mirror takes it up.
+// MLflowTrack is a tracked run (or experiment) as its mirror takes it up.
 type MLflowTrack struct {
-	RunID string
-	Spec  []byte
+	// ID is the run's (or the experiment's).
+	ID   string
+	Spec []byte
 	// Sent is the sequence of the last event sent.
 	Sent   int64
 	Warned bool

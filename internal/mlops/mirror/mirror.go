@@ -119,7 +119,7 @@ func (m *Mirror) round(ctx context.Context) {
 		}
 		var s Spec
 		if err := json.Unmarshal(t.Spec, &s); err != nil {
-			m.log.Error("mlflow mirror: a tracked run's spec cannot be read; it is not sent", "run", t.RunID, "err", err)
+			m.log.Error("mlflow mirror: a tracked run's spec cannot be read; it is not sent", "run", t.ID, "err", err)
 			continue
 		}
 		if err := m.send(ctx, t, &s); err != nil && ctx.Err() == nil {
@@ -132,17 +132,17 @@ func (m *Mirror) round(ctx context.Context) {
 // tracking server does not take what is sent; a refusal that resending
 // cannot cure is only logged.
 func (m *Mirror) unanswered(ctx context.Context, t store.MLflowTrack, s *Spec, err error) {
-	m.log.Warn("mlflow mirror: sending a run", "run", t.RunID, "tracking_uri", s.TrackingURI, "err", err)
+	m.log.Warn("mlflow mirror: sending a run", "run", t.ID, "tracking_uri", s.TrackingURI, "err", err)
 	if t.Warned {
 		return
 	}
-	first, werr := m.store.WarnMLflow(ctx, t.RunID)
+	first, werr := m.store.WarnMLflow(ctx, t.ID)
 	if werr != nil || !first {
 		return
 	}
 	text := fmt.Sprintf("the MLflow tracking server at %s does not answer (%v); execd keeps what it could not send and sends it, in order, when the server answers again", s.TrackingURI, err)
-	if _, aerr := m.store.Append(ctx, t.RunID, run.Event{Kind: run.RunMessage, Level: "warning", Message: text}); aerr != nil && !errors.Is(aerr, store.ErrRunEnded) {
-		m.log.Warn("mlflow mirror: recording the warning", "run", t.RunID, "err", aerr)
+	if _, aerr := m.store.Append(ctx, t.ID, run.Event{Kind: run.RunMessage, Level: "warning", Message: text}); aerr != nil && !errors.Is(aerr, store.ErrRunEnded) {
+		m.log.Warn("mlflow mirror: recording the warning", "run", t.ID, "err", aerr)
 	}
 }
 

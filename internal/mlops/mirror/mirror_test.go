@@ -258,7 +258,7 @@ func TestMirror_OneParentAndAChildPerMLAttemptWithParamsMetricsAndStatuses(t *te
 	// A resend of the whole log, as after a crash between a send and the
 	// cursor's update, changes nothing on the server.
 	spec := SpecOf(pipeline(uri, experiment))
-	if err := m.send(ctx, store.MLflowTrack{RunID: id}, spec); err != nil {
+	if err := m.send(ctx, store.MLflowTrack{ID: id}, spec); err != nil {
 		t.Fatal(err)
 	}
 	checkRun(t, c, experiment, id)

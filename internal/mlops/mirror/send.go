@@ -23,18 +23,18 @@ const maxErrorTag = 4000
 // the event's time, which MLflow keeps once), so a page resent after a
 // crash changes nothing.
 func (m *Mirror) send(ctx context.Context, t store.MLflowTrack, s *Spec) error {
-	defer m.lock(t.RunID)()
+	defer m.lock(t.ID)()
 	c, err := m.client(s.TrackingURI)
 	if err != nil {
 		return err
 	}
 	after := t.Sent
 	for {
-		evs, err := m.store.Events(ctx, t.RunID, after, pageSize)
+		evs, err := m.store.Events(ctx, t.ID, after, pageSize)
 		if err != nil || len(evs) == 0 {
 			return err
 		}
-		p := page{m: m, c: c, runID: t.RunID, s: s, metrics: map[run.MLflowRun][]mlflow.Metric{}}
+		p := page{m: m, c: c, runID: t.ID, s: s, metrics: map[run.MLflowRun][]mlflow.Metric{}}
 		for _, ev := range evs {
 			if err := p.event(ctx, ev); err != nil {
 				return err
@@ -45,11 +45,11 @@ func (m *Mirror) send(ctx context.Context, t store.MLflowTrack, s *Spec) error {
 		}
 		last := evs[len(evs)-1]
 		done := last.Terminal()
-		if err := m.store.AdvanceMLflow(ctx, t.RunID, last.Sequence, done); err != nil {
+		if err := m.store.AdvanceMLflow(ctx, t.ID, last.Sequence, done); err != nil {
 			return err
 		}
 		if done {
-			m.forget(t.RunID)
+			m.forget(t.ID)
 			return nil
 		}
 		after = last.Sequence

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -22,13 +23,25 @@ func (s *Store) TrackMLflow(ctx context.Context, runID string, spec []byte) erro
 	})
 }
 
-// ClaimMLflow implements store.MLflow: one UPDATE takes every row that is
-// free, lapsed or already the replica's, so two replicas cannot both win.
+// ClaimMLflow implements store.MLflow.
 func (s *Store) ClaimMLflow(ctx context.Context, replica string, ttl time.Duration) ([]store.MLflowTrack, error) {
+	return s.claimMirrors(ctx, "mlflow_mirror", "run_id", "warned", replica, ttl)
+}
+
+// ClaimMLflowExperiments implements store.MLflow.
+func (s *Store) ClaimMLflowExperiments(ctx context.Context, replica string, ttl time.Duration) ([]store.MLflowTrack, error) {
+	return s.claimMirrors(ctx, "mlflow_experiment_mirror", "experiment_id", "0", replica, ttl)
+}
+
+// claimMirrors claims the rows of a mirror table not wholly sent: one
+// UPDATE takes every row that is free, lapsed or already the replica's,
+// so two replicas cannot both win. key is the table's id column, warned
+// its warned column (or a constant).
+func (s *Store) claimMirrors(ctx context.Context, table, key, warned, replica string, ttl time.Duration) ([]store.MLflowTrack, error) {
 	// Most execds track nothing: a read says so without a write.
 	var pending int
 	err := s.read(ctx, func(q Querier) error {
-		return q.QueryRowContext(ctx, `SELECT COUNT(*) FROM mlflow_mirror WHERE done = 0`).Scan(&pending)
+		return q.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE done = 0`).Scan(&pending)
 	})
 	if err != nil || pending == 0 {
 		return nil, err
@@ -36,13 +49,13 @@ func (s *Store) ClaimMLflow(ctx context.Context, replica string, ttl time.Durati
 	var out []store.MLflowTrack
 	err = s.write(ctx, func(w *writeTx) error {
 		now := toNanos(w.now)
-		if _, err := w.tx.ExecContext(w.ctx, `UPDATE mlflow_mirror SET claimer = ?, claim_until = ?
+		if _, err := w.tx.ExecContext(w.ctx, `UPDATE `+table+` SET claimer = ?, claim_until = ?
 			WHERE done = 0 AND (claimer = '' OR claimer = ? OR claim_until < ?)`,
 			replica, now+int64(ttl), replica, now); err != nil {
 			return fmt.Errorf("store: claiming MLflow mirrors: %w", err)
 		}
-		rows, err := w.tx.QueryContext(w.ctx, `SELECT run_id, spec, sent_seq, warned FROM mlflow_mirror
-			WHERE done = 0 AND claimer = ? ORDER BY run_id`, replica)
+		rows, err := w.tx.QueryContext(w.ctx, `SELECT `+key+`, spec, sent_seq, `+warned+` FROM `+table+`
+			WHERE done = 0 AND claimer = ? ORDER BY `+key, replica)
 		if err != nil {
 			return fmt.Errorf("store: reading MLflow mirrors: %w", err)
 		}
@@ -52,7 +65,7 @@ func (s *Store) ClaimMLflow(ctx context.Context, replica string, ttl time.Durati
 				spec   string
 				warned int
 			)
-			if err := rows.Scan(&t.RunID, &spec, &t.Sent, &warned); err != nil {
+			if err := rows.Scan(&t.ID, &spec, &t.Sent, &warned); err != nil {
 				return err
 			}
 			t.Spec, t.Warned = []byte(spec), warned != 0
@@ -65,18 +78,89 @@ func (s *Store) ClaimMLflow(ctx context.Context, replica string, ttl time.Durati
 
 // AdvanceMLflow implements store.MLflow.
 func (s *Store) AdvanceMLflow(ctx context.Context, runID string, seq int64, done bool) error {
+	return s.advanceMirror(ctx, "mlflow_mirror", "run_id", runID, seq, done)
+}
+
+// AdvanceMLflowExperiment implements store.MLflow.
+func (s *Store) AdvanceMLflowExperiment(ctx context.Context, id string, seq int64, done bool) error {
+	return s.advanceMirror(ctx, "mlflow_experiment_mirror", "experiment_id", id, seq, done)
+}
+
+func (s *Store) advanceMirror(ctx context.Context, table, key, id string, seq int64, done bool) error {
 	d := 0
 	if done {
 		d = 1
 	}
 	return s.write(ctx, func(w *writeTx) error {
-		_, err := w.tx.ExecContext(w.ctx, `UPDATE mlflow_mirror SET sent_seq = ?, done = ?
-			WHERE run_id = ? AND sent_seq <= ?`, seq, d, runID, seq)
+		_, err := w.tx.ExecContext(w.ctx, `UPDATE `+table+` SET sent_seq = ?, done = ?
+			WHERE `+key+` = ? AND sent_seq <= ?`, seq, d, id, seq)
 		if err != nil {
-			return fmt.Errorf("store: recording what was sent of run %s to MLflow: %w", runID, err)
+			return fmt.Errorf("store: recording what was sent of %s to MLflow: %w", id, err)
 		}
 		return nil
 	})
+}
+
+// TrackMLflowExperiment implements store.MLflow.
+func (s *Store) TrackMLflowExperiment(ctx context.Context, id string, spec []byte) error {
+	return s.write(ctx, func(w *writeTx) error {
+		if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO mlflow_experiment_mirror (experiment_id, spec) VALUES (?, ?)
+			ON CONFLICT (experiment_id) DO NOTHING`, id, string(spec)); err != nil {
+			return fmt.Errorf("store: tracking experiment %s in MLflow: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// PutMLflowExperimentRun implements store.MLflow.
+func (s *Store) PutMLflowExperimentRun(ctx context.Context, id string, m run.MLflowRun) (run.MLflowRun, error) {
+	var kept run.MLflowRun
+	err := s.write(ctx, func(w *writeTx) error {
+		if _, err := w.tx.ExecContext(w.ctx, `UPDATE mlflow_experiment_mirror
+			SET tracking_uri = ?, mlflow_experiment_id = ?, mlflow_run_id = ? WHERE experiment_id = ? AND mlflow_run_id = ''`,
+			m.TrackingURI, m.ExperimentID, m.RunID, id); err != nil {
+			return fmt.Errorf("store: recording the MLflow run of experiment %s: %w", id, err)
+		}
+		got, err := mlflowExperimentRun(w.ctx, w.tx, id)
+		if got != nil {
+			kept = *got
+		}
+		return err
+	})
+	return kept, err
+}
+
+// mlflowExperimentRun is the experiment's parent run, nil before it is
+// made.
+func mlflowExperimentRun(ctx context.Context, q Querier, id string) (*run.MLflowRun, error) {
+	var m run.MLflowRun
+	err := q.QueryRowContext(ctx, `SELECT tracking_uri, mlflow_experiment_id, mlflow_run_id FROM mlflow_experiment_mirror
+		WHERE experiment_id = ? AND mlflow_run_id <> ''`, id).Scan(&m.TrackingURI, &m.ExperimentID, &m.RunID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading the MLflow run of experiment %s: %w", id, err)
+	}
+	return &m, nil
+}
+
+// fillExperimentMLflow gives an experiment its parent run and each trial
+// its run's (the trial's run is nested under the experiment's).
+func fillExperimentMLflow(ctx context.Context, q Querier, x *experiment.Record) error {
+	m, err := mlflowExperimentRun(ctx, q, x.ID)
+	if err != nil || m == nil {
+		return err
+	}
+	x.MLflow = m
+	for i := range x.Trials {
+		if id := x.Trials[i].RunID; id != "" {
+			if x.Trials[i].MLflow, err = mlflowRunOf(ctx, q, id, "", 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // WarnMLflow implements store.MLflow.

@@ -9,6 +9,7 @@ var cases = []struct {
 }{
 	{"testAppend_AssignsTheNextSequencesAndTheCommitTime", testAppend_AssignsTheNextSequencesAndTheCommitTime},
 	{"testMLflow_AMirrorsCursorAndRunsSurviveAReopen", testMLflow_AMirrorsCursorAndRunsSurviveAReopen},
+	{"testMLflow_AnExperimentIsTrackedAsARunIs", testMLflow_AnExperimentIsTrackedAsARunIs},
 	{"testAppend_RecordsAttemptsRetriesErrorsAndMetrics", testAppend_RecordsAttemptsRetriesErrorsAndMetrics},
 	{"testAppend_AttemptZeroMeansTheNodesCurrentAttempt", testAppend_AttemptZeroMeansTheNodesCurrentAttempt},
 	{"testAppend_RefusesEventsThatDoNotFitTheRecord", testAppend_RefusesEventsThatDoNotFitTheRecord},

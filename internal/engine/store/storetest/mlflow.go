@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/experiment"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
@@ -42,7 +43,7 @@ func testMLflow_AMirrorsCursorAndRunsSurviveAReopen(t *testing.T, f Factory) {
 		t.Fatal(err)
 	}
 	got, err := s.ClaimMLflow(ctx, "one", time.Hour)
-	if err != nil || len(got) != 1 || got[0].RunID != "r1" || string(got[0].Spec) != `{"a":1}` || got[0].Sent != 0 {
+	if err != nil || len(got) != 1 || got[0].ID != "r1" || string(got[0].Spec) != `{"a":1}` || got[0].Sent != 0 {
 		t.Fatalf("ClaimMLflow(one) = %+v, %v; want r1 with its first spec", got, err)
 	}
 	if other, err := s.ClaimMLflow(ctx, "two", time.Hour); err != nil || len(other) != 0 {
@@ -100,5 +101,55 @@ func testMLflow_AMirrorsCursorAndRunsSurviveAReopen(t *testing.T, f Factory) {
 	}
 	if got, err := s2.ClaimMLflow(ctx, "one", time.Hour); err != nil || len(got) != 1 || got[0].Sent != 5 || string(got[0].Spec) != `{"a":1}` {
 		t.Errorf("ClaimMLflow of a run tracked again (a repair) = %+v, %v; want it where it was", got, err)
+	}
+}
+
+// testMLflow_AnExperimentIsTrackedAsARunIs: an experiment's mirror is
+// claimed and advanced as a run's, its parent run's first record stays,
+// and GetExperiment shows it with each trial's run's.
+func testMLflow_AnExperimentIsTrackedAsARunIs(t *testing.T, f Factory) {
+	ctx := context.Background()
+	s, _ := f.open(t)
+	if _, _, err := s.CreateExperiment(ctx, NewExperiment("x")); err != nil {
+		t.Fatal(err)
+	}
+	Create(t, s, NewRun("run-1", "train", "fit"))
+	StartExperiment(t, s, "x")
+	if _, err := s.AppendExperiment(ctx, "x", trial(1, experiment.TrialRunning, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TrackMLflowExperiment(ctx, "x", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ClaimMLflowExperiments(ctx, "one", time.Hour)
+	if err != nil || len(got) != 1 || got[0].ID != "x" {
+		t.Fatalf("ClaimMLflowExperiments = %+v, %v", got, err)
+	}
+	if other, err := s.ClaimMLflowExperiments(ctx, "two", time.Hour); err != nil || len(other) != 0 {
+		t.Errorf("a second replica's claim = %+v, %v; want none", other, err)
+	}
+	if x, _ := s.GetExperiment(ctx, "x"); x.MLflow != nil {
+		t.Errorf("MLflow before any was made: %+v", x.MLflow)
+	}
+	m := run.MLflowRun{TrackingURI: "http://m:5000", ExperimentID: "2", RunID: "exp"}
+	if kept, err := s.PutMLflowExperimentRun(ctx, "x", m); err != nil || kept != m {
+		t.Fatalf("PutMLflowExperimentRun = %+v, %v", kept, err)
+	}
+	if kept, err := s.PutMLflowExperimentRun(ctx, "x", run.MLflowRun{RunID: "other"}); err != nil || kept != m {
+		t.Errorf("a second PutMLflowExperimentRun = %+v, %v; want the first kept", kept, err)
+	}
+	trialRun := run.MLflowRun{TrackingURI: "http://m:5000", ExperimentID: "2", RunID: "trial-1"}
+	if _, err := s.PutMLflowRun(ctx, "run-1", "", 0, trialRun); err != nil {
+		t.Fatal(err)
+	}
+	x, err := s.GetExperiment(ctx, "x")
+	if err != nil || x.MLflow == nil || *x.MLflow != m || x.Trials[0].MLflow == nil || *x.Trials[0].MLflow != trialRun {
+		t.Errorf("GetExperiment = %+v (trials %+v), %v", x.MLflow, x.Trials, err)
+	}
+	if err := s.AdvanceMLflowExperiment(ctx, "x", 3, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ClaimMLflowExperiments(ctx, "one", time.Hour); err != nil || len(got) != 0 {
+		t.Errorf("after it was wholly sent: %+v, %v; want none", got, err)
 	}
 }
