@@ -176,6 +176,9 @@ type Options struct {
 // not fail the run for a server that does not answer.
 type Tracker interface {
 	Track(ctx context.Context, runID string, p *plan.Pipeline) error
+	// TrackExperiment is told of an experiment of p when it is created,
+	// before its first trial.
+	TrackExperiment(ctx context.Context, x experiment.Record, p *plan.Pipeline) error
 }
 
 // Engine executes pipelines and answers questions about runs.

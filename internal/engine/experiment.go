@@ -67,6 +67,12 @@ func (e *Engine) RunExperiment(ctx context.Context, requestID string, req experi
 		return experiment.Record{}, err
 	}
 	if created {
+		if tr := e.opt.Tracker; tr != nil {
+			// Only the store can fail this; the experiment goes on untracked.
+			if err := tr.TrackExperiment(ctx, stored, p); err != nil {
+				e.log.Warn("recording the experiment for MLflow", "experiment_id", stored.ID, "err", err)
+			}
+		}
 		e.startExperiment(stored)
 	}
 	return stored, nil

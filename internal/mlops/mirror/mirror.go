@@ -71,6 +71,13 @@ func (m *Mirror) Track(ctx context.Context, runID string, p *plan.Pipeline) erro
 	if s == nil {
 		return nil
 	}
+	if iso := p.Isolation; iso != nil && iso.Experiment != "" {
+		x, err := m.store.GetExperiment(ctx, iso.Experiment)
+		if err != nil {
+			return err
+		}
+		s.ExperimentID, s.Trial, s.ExperimentSpec = x.ID, iso.Trial, experimentSpecOf(x, p)
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("mlflow mirror: encoding the spec of run %s: %w", runID, err)
@@ -104,8 +111,10 @@ func (m *Mirror) Run(ctx context.Context) {
 	}
 }
 
-// round sends what each run this replica may mirror has not sent yet.
+// round sends what each experiment and run this replica may mirror has
+// not sent yet.
 func (m *Mirror) round(ctx context.Context) {
+	m.experiments(ctx)
 	tracks, err := m.store.ClaimMLflow(ctx, m.opt.Replica, max(time.Minute, 10*m.opt.Poll))
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
@@ -124,6 +133,30 @@ func (m *Mirror) round(ctx context.Context) {
 		}
 		if err := m.send(ctx, t, &s); err != nil && ctx.Err() == nil {
 			m.unanswered(ctx, t, &s, err)
+		}
+	}
+}
+
+// experiments sends what each experiment this replica may mirror has not
+// sent yet.
+func (m *Mirror) experiments(ctx context.Context) {
+	tracks, err := m.store.ClaimMLflowExperiments(ctx, m.opt.Replica, max(time.Minute, 10*m.opt.Poll))
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, store.ErrClosed) {
+			m.log.Warn("mlflow mirror: reading the experiments to send", "err", err)
+		}
+		return
+	}
+	for _, t := range tracks {
+		var s ExperimentSpec
+		if err := json.Unmarshal(t.Spec, &s); err != nil {
+			m.log.Error("mlflow mirror: a tracked experiment's spec cannot be read; it is not sent", "experiment", t.ID, "err", err)
+			continue
+		}
+		// A trial's run still on its way waits without a warning: its
+		// own mirror says when the server does not answer.
+		if err := m.sendExperiment(ctx, t, &s); err != nil && ctx.Err() == nil && !errors.Is(err, errTrialPending) {
+			m.log.Warn("mlflow mirror: sending an experiment", "experiment", t.ID, "tracking_uri", s.TrackingURI, "err", err)
 		}
 	}
 }

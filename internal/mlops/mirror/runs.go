@@ -26,21 +26,33 @@ func (m *Mirror) parent(ctx context.Context, c *mlflow.Client, runID string, s *
 	if got, err := m.store.MLflowRunOf(ctx, runID, "", 0); err != nil || got != nil {
 		return deref(got), err
 	}
-	exp, err := c.GetOrCreateExperiment(ctx, s.Experiment, s.Description)
-	if err != nil {
-		return run.MLflowRun{}, err
-	}
 	tags := []mlflow.Tag{{Key: TagRunID, Value: runID}, {Key: TagKind, Value: "run"},
 		{Key: "execd.pipeline", Value: s.Pipeline}, {Key: "execd.env", Value: s.Env}, {Key: "execd.project", Value: s.Project}}
-	id, err := findOrCreate(ctx, c, exp.ID, fmt.Sprintf("tags.`%s` = '%s' AND tags.`%s` = 'run'", TagRunID, quote(runID), TagKind),
-		mlflow.RunSpec{ExperimentID: exp.ID, Name: s.Pipeline + " " + runID, StartTime: start.UnixMilli(), Tags: tags})
+	spec := mlflow.RunSpec{Name: s.Pipeline + " " + runID, StartTime: start.UnixMilli(), Tags: tags}
+	if s.ExperimentSpec != nil {
+		// An experiment's run is one of its trials (or its shared run).
+		ep, err := m.experimentParent(ctx, c, s.ExperimentID, s.ExperimentSpec)
+		if err != nil {
+			return run.MLflowRun{}, err
+		}
+		spec.ExperimentID, spec.ParentRunID = ep.ExperimentID, ep.RunID
+		spec.Name = s.ExperimentSpec.Name + " trial " + s.Trial
+		spec.Tags = append(spec.Tags, mlflow.Tag{Key: TagExperimentID, Value: s.ExperimentID}, mlflow.Tag{Key: TagTrial, Value: s.Trial})
+	} else {
+		exp, err := c.GetOrCreateExperiment(ctx, s.Experiment, s.Description)
+		if err != nil {
+			return run.MLflowRun{}, err
+		}
+		spec.ExperimentID = exp.ID
+	}
+	id, err := findOrCreate(ctx, c, spec.ExperimentID, fmt.Sprintf("tags.`%s` = '%s' AND tags.`%s` = 'run'", TagRunID, quote(runID), TagKind), spec)
 	if err != nil {
 		return run.MLflowRun{}, err
 	}
 	if err := m.tolerate(c.LogBatch(ctx, id, mlflow.Batch{Params: params(s.Params)}), runID, "the run's params"); err != nil {
 		return run.MLflowRun{}, err
 	}
-	return m.store.PutMLflowRun(ctx, runID, "", 0, run.MLflowRun{TrackingURI: s.TrackingURI, ExperimentID: exp.ID, RunID: id})
+	return m.store.PutMLflowRun(ctx, runID, "", 0, run.MLflowRun{TrackingURI: s.TrackingURI, ExperimentID: spec.ExperimentID, RunID: id})
 }
 
 // child returns the child run of one node attempt, made (or found) on

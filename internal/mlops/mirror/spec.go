@@ -32,6 +32,11 @@ type Spec struct {
 	// Nodes are the ML nodes, each with its effective hyperparameters as
 	// its attempts' params.
 	Nodes map[string]map[string]string `json:"nodes"`
+	// ExperimentID, Trial and ExperimentSpec are set for an experiment's
+	// run: its parent is nested under the experiment's.
+	ExperimentID   string          `json:"experiment_id,omitempty"`
+	Trial          string          `json:"trial,omitempty"`
+	ExperimentSpec *ExperimentSpec `json:"experiment_spec,omitempty"`
 }
 
 // SpecOf is the spec of a run of p, or nil when p's runs are not tracked.
