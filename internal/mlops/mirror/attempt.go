@@ -15,8 +15,16 @@ import (
 // run id empty (the node's metrics still reach MLflow through the
 // mirror), unless the mlops block is required: then the attempt fails.
 func (m *Mirror) Attempt(ctx context.Context, runID string, p *plan.Pipeline, n *plan.Node, attempt int) (*pycall.MLflow, error) {
-	s := SpecOf(p)
-	if s == nil || !n.ML {
+	if !n.ML {
+		return nil, nil
+	}
+	s, err := m.spec(ctx, p)
+	if err != nil {
+		// The store, not the tracking server: the node runs untracked.
+		m.log.Warn("mlflow mirror: reading what the run is tracked with", "run", runID, "err", err)
+		return nil, nil
+	}
+	if s == nil {
 		return nil, nil
 	}
 	out := &pycall.MLflow{TrackingURI: s.TrackingURI, Required: s.Required}

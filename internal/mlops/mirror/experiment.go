@@ -87,6 +87,8 @@ func (m *Mirror) TrackExperiment(ctx context.Context, x experiment.Record, p *pl
 // experimentParent returns the experiment's parent run, made (or found)
 // on first need: by the experiment's own mirror or by its first trial's.
 func (m *Mirror) experimentParent(ctx context.Context, c *mlflow.Client, id string, s *ExperimentSpec) (run.MLflowRun, error) {
+	// Trials starting together must not each make one.
+	defer m.lock("experiment " + id)()
 	x, err := m.store.GetExperiment(ctx, id)
 	if err != nil || x.MLflow != nil {
 		return deref(x.MLflow), err

@@ -67,16 +67,9 @@ func New(opt Options) *Mirror {
 // tracked. The engine calls it for every execution of a run (a first one,
 // a repair, one taken up after a restart), before its nodes run.
 func (m *Mirror) Track(ctx context.Context, runID string, p *plan.Pipeline) error {
-	s := SpecOf(p)
-	if s == nil {
-		return nil
-	}
-	if iso := p.Isolation; iso != nil && iso.Experiment != "" {
-		x, err := m.store.GetExperiment(ctx, iso.Experiment)
-		if err != nil {
-			return err
-		}
-		s.ExperimentID, s.Trial, s.ExperimentSpec = x.ID, iso.Trial, experimentSpecOf(x, p)
+	s, err := m.spec(ctx, p)
+	if s == nil || err != nil {
+		return err
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -87,6 +80,23 @@ func (m *Mirror) Track(ctx context.Context, runID string, p *plan.Pipeline) erro
 	}
 	m.poke()
 	return nil
+}
+
+// spec is the spec of a run of p, nil when p's runs are not tracked: an
+// experiment's run says which experiment it is part of.
+func (m *Mirror) spec(ctx context.Context, p *plan.Pipeline) (*Spec, error) {
+	s := SpecOf(p)
+	if s == nil {
+		return nil, nil
+	}
+	if iso := p.Isolation; iso != nil && iso.Experiment != "" {
+		x, err := m.store.GetExperiment(ctx, iso.Experiment)
+		if err != nil {
+			return nil, err
+		}
+		s.ExperimentID, s.Trial, s.ExperimentSpec = x.ID, iso.Trial, experimentSpecOf(x, p)
+	}
+	return s, nil
 }
 
 func (m *Mirror) poke() {
