@@ -227,3 +227,25 @@ func TestMLOps_APipelineWithMLNodesIsOneParentAndAChildPerAttempt(t *testing.T) 
 		t.Errorf("broken_fit #1: %s, tags %v", k.Info.Status, tags(k.Data.Tags))
 	}
 }
+
+// An mlops block execd cannot honour is refused before anything runs,
+// each problem naming its field and the fix.
+func TestMLOps_AnUnsupportedBlockIsRefusedNamingTheField(t *testing.T) {
+	project := copyProject(t, "tinyproj")
+	appendConfig(t, project, "global_settings.yaml", "mlops: {tracking_uri: ./mlruns, backend_type: local}\n")
+	d := startDaemon(t, project, t.TempDir())
+	ctx := testCtx(t, time.Minute)
+	_, err := d.client(t).ValidatePipeline(ctx, &execv1.ValidatePipelineRequest{Pipeline: "tiny"})
+	got := map[string]string{}
+	for _, v := range badRequest(t, err).GetFieldViolations() {
+		got[v.GetField()] = v.GetDescription()
+	}
+	for field, want := range map[string]string{
+		"global_settings.mlops.backend_type": "backend_type: not supported by execd",
+		"global_settings.mlops.tracking_uri": "mlflow server",
+	} {
+		if !strings.Contains(got[field], want) {
+			t.Errorf("%s: %q; want it to say %q (all: %v)", field, got[field], want, got)
+		}
+	}
+}

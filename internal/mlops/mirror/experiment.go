@@ -137,6 +137,7 @@ func (m *Mirror) sendExperiment(ctx context.Context, t store.MLflowTrack, s *Exp
 		}
 		after = evs[len(evs)-1].Sequence
 		if evs[len(evs)-1].Terminal() {
+			m.forget("experiment " + t.ID)
 			return nil
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -287,5 +288,23 @@ func TestMirror_ThePythonCallGetsTheAttemptsChildRunTheMirrorThenUses(t *testing
 	f := checkRun(t, c, experiment, id)
 	if got := f.children["train #1"].Info.RunID; got != mc.RunID {
 		t.Errorf("train #1 is %s; want the run the call was given, %s", got, mc.RunID)
+	}
+}
+
+// A tracking server that does not answer before a Python call leaves the
+// attempt without its run, and fails it only when the block is required.
+func TestMirror_AnUnreachableServerFailsTheAttemptOnlyWhenRequired(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	m := New(Options{Store: s, Replica: "r", AttemptTimeout: 2 * time.Second})
+	// Nothing listens on port 1.
+	p := pipeline("http://127.0.0.1:1", unique(t))
+	got, err := m.Attempt(ctx, "run-1", p, p.Nodes[1], 1)
+	if err != nil || got == nil || got.RunID != "" || got.TrackingURI != "http://127.0.0.1:1" {
+		t.Errorf("not required: %+v, %v; want the context without a run id", got, err)
+	}
+	p.Settings.MLOps.Required = true
+	if got, err := m.Attempt(ctx, "run-1", p, p.Nodes[1], 1); err == nil || !strings.Contains(err.Error(), "requires") {
+		t.Errorf("required: %+v, %v; want an error saying the block requires the server", got, err)
 	}
 }
