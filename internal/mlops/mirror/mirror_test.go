@@ -80,8 +80,9 @@ func metric(n, name string, v float64, step int64) run.Event {
 	return run.Event{Kind: run.NodeMetric, Node: n, MetricName: name, MetricValue: v, MetricStep: step}
 }
 
-// theRun is a run in which train fails once and then succeeds, score
-// fails, prep (not ML) logs a metric, and the run fails.
+// theRun is a run in which train fails once and then succeeds (logging a
+// metric MLflow cannot take), score fails, prep (not ML) logs a metric,
+// and the run fails.
 func theRun() []run.Event {
 	failed := node("train", run.NodeRetrying, 1)
 	failed.Error = &run.Error{Type: "ValueError", Message: "bad batch", Retryable: true}
@@ -94,6 +95,8 @@ func theRun() []run.Event {
 		node("train", run.NodeRunning, 2),
 		metric("train", "loss", 0.8, 0), metric("train", "loss", 0.5, 1), metric("train", "loss", 0.3, 2),
 		metric("train", "execd.rows_written", 5, 0),
+		// MLflow refuses this name, and would refuse the batch with it.
+		metric("train", "bad{name}", 1, 0),
 		node("train", run.NodeSucceeded, 2),
 		node("score", run.NodeRunning, 1), metric("score", "auc", 0.75, 0), scoreFailed,
 		{Kind: run.RunStateChanged, RunState: run.Failed, Message: "score failed"},

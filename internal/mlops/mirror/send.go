@@ -85,6 +85,10 @@ func (p *page) event(ctx context.Context, ev run.Event) error {
 	case run.NodeMetric:
 		// execd.* metrics are execd's own profiling, not the model's.
 		if _, ml := p.s.Nodes[ev.Node]; ml && !strings.HasPrefix(ev.MetricName, "execd.") {
+			if !validKey(ev.MetricName) {
+				p.m.log.Warn("mlflow mirror: a metric name MLflow does not take is not sent", "run", p.runID, "node", ev.Node, "metric", ev.MetricName)
+				return nil
+			}
 			child, err := p.m.child(ctx, p.c, p.runID, p.s, ev.Node, ev.Attempt, ev.Time)
 			if err != nil {
 				return err
@@ -114,11 +118,14 @@ func (p *page) runState(ctx context.Context, ev run.Event) error {
 	if err := p.m.tolerate(err, p.runID, "the run's state"); err != nil {
 		return err
 	}
-	end := int64(0)
-	if ended {
-		end = ev.Time.UnixMilli()
+	if !ended {
+		// A parent is made RUNNING; only a repaired run's needs setting back.
+		got, err := p.c.GetRun(ctx, parent.RunID)
+		if err != nil || got.Info.Status == mlflow.StatusRunning {
+			return err
+		}
 	}
-	_, err = p.c.UpdateRun(ctx, parent.RunID, status, end)
+	_, err = p.c.UpdateRun(ctx, parent.RunID, status, ev.Time.UnixMilli())
 	return p.m.tolerate(err, p.runID, "the run's status")
 }
 

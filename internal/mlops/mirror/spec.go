@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/mlops/mlflow"
@@ -97,16 +100,38 @@ func paramValues(hp map[string]any) map[string]string {
 	return out
 }
 
-// params is m as MLflow params, in key order so a resend is identical.
+// params is m as MLflow params, in key order so a resend is identical. A
+// key MLflow would refuse is left out (it would refuse the whole batch),
+// and a value over its limit is cut.
 func params(m map[string]string) []mlflow.Param {
 	keys := make([]string, 0, len(m))
 	for k := range m {
-		keys = append(keys, k)
+		if validKey(k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	out := make([]mlflow.Param, len(keys))
 	for i, k := range keys {
-		out[i] = mlflow.Param{Key: k, Value: m[k]}
+		v := m[k]
+		if r := []rune(v); len(r) > mlflow.MaxParamValueLength {
+			v = string(r[:mlflow.MaxParamValueLength])
+		}
+		out[i] = mlflow.Param{Key: k, Value: v}
 	}
 	return out
+}
+
+// validKey reports whether MLflow takes k as a param or metric key:
+// letters, digits and _ - . : / and space, at most MaxKeyLength of them.
+func validKey(k string) bool {
+	if k == "" || utf8.RuneCountInString(k) > mlflow.MaxKeyLength {
+		return false
+	}
+	for _, r := range k {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("_-.:/ ", r) {
+			return false
+		}
+	}
+	return true
 }
