@@ -7,6 +7,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
+	"github.com/tauro-exec/tauro-exec/internal/engine/store"
 )
 
 // Attempt gives a Python ML node attempt its child run before the call,
@@ -32,21 +33,24 @@ func (m *Mirror) Attempt(ctx context.Context, runID string, p *plan.Pipeline, n 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.opt.AttemptTimeout)
+	callCtx, cancel := context.WithTimeout(ctx, m.opt.AttemptTimeout)
 	defer cancel()
 	unlock := m.lock(runID)
 	defer unlock()
 	now := time.Now()
-	parent, err := m.parent(ctx, c, runID, s, now)
+	parent, err := m.parent(callCtx, c, runID, s, now)
 	if err == nil {
-		child, cerr := m.child(ctx, c, runID, s, n.Name, attempt, now)
+		child, cerr := m.child(callCtx, c, runID, s, n.Name, attempt, now)
 		out.ExperimentID, out.ParentRunID, out.RunID, err = parent.ExperimentID, parent.RunID, child.RunID, cerr
 	}
 	if err != nil {
 		if s.Required {
 			return nil, fmt.Errorf("the MLflow tracking server at %s, which the mlops block requires, did not make the run of node %q attempt %d: %w", s.TrackingURI, n.Name, attempt, err)
 		}
-		m.log.Warn("mlflow mirror: the node runs without its MLflow run; its metrics follow when the server answers", "run", runID, "node", n.Name, "attempt", attempt, "err", err)
+		m.log.Info("mlflow mirror: the node runs without its MLflow run; its metrics follow when the server answers", "run", runID, "node", n.Name, "attempt", attempt)
+		// The run is live here, so its events can say so (once); the loop
+		// may not try the server again before the run has ended.
+		m.unanswered(ctx, store.MLflowTrack{ID: runID}, s, err)
 		out.RunID = ""
 	}
 	return out, nil

@@ -295,16 +295,31 @@ func TestMirror_ThePythonCallGetsTheAttemptsChildRunTheMirrorThenUses(t *testing
 }
 
 // A tracking server that does not answer before a Python call leaves the
-// attempt without its run, and fails it only when the block is required.
+// attempt without its run, saying so once in the run's events, and fails
+// it only when the block is required.
 func TestMirror_AnUnreachableServerFailsTheAttemptOnlyWhenRequired(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, t.TempDir())
 	m := New(Options{Store: s, Replica: "r", AttemptTimeout: 2 * time.Second})
 	// Nothing listens on port 1.
 	p := pipeline("http://127.0.0.1:1", unique(t))
-	got, err := m.Attempt(ctx, "run-1", p, p.Nodes[1], 1)
-	if err != nil || got == nil || got.RunID != "" || got.TrackingURI != "http://127.0.0.1:1" {
-		t.Errorf("not required: %+v, %v; want the context without a run id", got, err)
+	createRun(t, s, "run-1")
+	if err := m.Track(ctx, "run-1", p); err != nil {
+		t.Fatal(err)
+	}
+	appendOK(t, s, "run-1", run.Event{Kind: run.RunStateChanged, RunState: run.Running}, node("train", run.NodeRunning, 1))
+	for range 2 {
+		got, err := m.Attempt(ctx, "run-1", p, p.Nodes[1], 1)
+		if err != nil || got == nil || got.RunID != "" || got.TrackingURI != "http://127.0.0.1:1" {
+			t.Errorf("not required: %+v, %v; want the context without a run id", got, err)
+		}
+	}
+	evs, err := s.Events(ctx, "run-1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs := runMessages(t, evs); len(msgs) != 1 || !strings.Contains(msgs[0].Message, "does not answer") {
+		t.Errorf("run messages %+v; want one warning", msgs)
 	}
 	p.Settings.MLOps.Required = true
 	if got, err := m.Attempt(ctx, "run-1", p, p.Nodes[1], 1); err == nil || !strings.Contains(err.Error(), "requires") {
