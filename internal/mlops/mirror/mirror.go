@@ -163,22 +163,27 @@ func (m *Mirror) experiments(ctx context.Context) {
 			m.log.Error("mlflow mirror: a tracked experiment's spec cannot be read; it is not sent", "experiment", t.ID, "err", err)
 			continue
 		}
-		// A trial's run still on its way waits without a warning: its
-		// own mirror says when the server does not answer.
-		if err := m.sendExperiment(ctx, t, &s); err != nil && ctx.Err() == nil && !errors.Is(err, errTrialPending) {
-			m.log.Warn("mlflow mirror: sending an experiment", "experiment", t.ID, "tracking_uri", s.TrackingURI, "err", err)
+		// A server away is said by the runs' warnings; only what
+		// resending cannot cure is worth a warning here.
+		if err := m.sendExperiment(ctx, t, &s); err != nil && ctx.Err() == nil {
+			level := slog.LevelWarn
+			if errors.Is(err, errTrialPending) || mlflow.IsRetryable(err) {
+				level = slog.LevelDebug
+			}
+			m.log.Log(ctx, level, "mlflow mirror: sending an experiment", "experiment", t.ID, "tracking_uri", s.TrackingURI, "err", err)
 		}
 	}
 }
 
 // unanswered says, once per run, in the run's own events, that its
-// tracking server does not take what is sent; a refusal that resending
-// cannot cure is only logged.
+// tracking server did not take what was sent (it is tried again every
+// round, so the log says it once too).
 func (m *Mirror) unanswered(ctx context.Context, t store.MLflowTrack, s *Spec, err error) {
-	m.log.Warn("mlflow mirror: sending a run", "run", t.ID, "tracking_uri", s.TrackingURI, "err", err)
 	if t.Warned {
+		m.log.Debug("mlflow mirror: sending a run", "run", t.ID, "tracking_uri", s.TrackingURI, "err", err)
 		return
 	}
+	m.log.Warn("mlflow mirror: sending a run", "run", t.ID, "tracking_uri", s.TrackingURI, "err", err)
 	first, werr := m.store.WarnMLflow(ctx, t.ID)
 	if werr != nil || !first {
 		return
