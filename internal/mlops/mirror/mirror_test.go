@@ -326,3 +326,39 @@ func TestMirror_AnUnreachableServerFailsTheAttemptOnlyWhenRequired(t *testing.T)
 		t.Errorf("required: %+v, %v; want an error saying the block requires the server", got, err)
 	}
 }
+
+// A repaired run is the same parent, back to RUNNING and then ended as
+// the repair ends; the repair's attempts are children beside the first.
+func TestMirror_ARepairReopensTheSameParent(t *testing.T) {
+	uri, ctx := mlflowtest.URI(t), context.Background()
+	s := openStore(t, t.TempDir())
+	m := New(Options{Store: s, Replica: "r"})
+	id, experiment := "run-"+unique(t)[len(t.Name())+1:], unique(t)
+	createRun(t, s, id)
+	p := pipeline(uri, experiment)
+	if err := m.Track(ctx, id, p); err != nil {
+		t.Fatal(err)
+	}
+	appendOK(t, s, id, theRun()...)
+	m.round(ctx)
+	c, _ := m.client(uri)
+	checkRun(t, c, experiment, id)
+
+	if _, _, err := s.PrepareRepair(ctx, id, []string{"score"}, "repair-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Track(ctx, id, p); err != nil {
+		t.Fatal(err)
+	}
+	appendOK(t, s, id, run.Event{Kind: run.RunStateChanged, RunState: run.Running},
+		node("score", run.NodeRunning, 2), metric("score", "auc", 0.9, 0), node("score", run.NodeSucceeded, 2),
+		run.Event{Kind: run.RunStateChanged, RunState: run.Succeeded})
+	m.round(ctx)
+	f := lookUp(t, c, experiment, id)
+	if f.parent.Info.Status != mlflow.StatusFinished || tagMap(f.parent.Data.Tags)[TagState] != "SUCCEEDED" {
+		t.Errorf("parent after the repair: %s, tags %v; want FINISHED, SUCCEEDED", f.parent.Info.Status, tagMap(f.parent.Data.Tags))
+	}
+	if got := f.children["score #2"].Info.Status; got != mlflow.StatusFinished || len(f.children) != 4 {
+		t.Errorf("score #2 %s among %v; want FINISHED beside the first three", got, keys(f.children))
+	}
+}
