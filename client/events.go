@@ -74,7 +74,8 @@ func experimentStateName(s ExperimentState) string {
 }
 
 // Event is one event of a run. Change is one of *RunStateChanged,
-// *NodeStateChanged, *NodeMessage, *NodeMetric or *NodeProgress.
+// *NodeStateChanged, *NodeMessage, *NodeMetric, *NodeProgress or
+// *RunMessage.
 type Event struct {
 	RunID    string
 	Project  string
@@ -112,6 +113,14 @@ type NodeMetric struct {
 	Attempt int32
 	Name    string
 	Value   float64
+	Step    int64 // the step the node logged it at; 0 when none
+}
+
+// RunMessage is something said about the run as a whole, such as its
+// MLflow tracking server not answering.
+type RunMessage struct {
+	Level string // "info" or "warning"
+	Text  string
 }
 
 // NodeProgress is one micro-batch of a streaming node's query.
@@ -132,6 +141,7 @@ func (*NodeStateChanged) runChange() {}
 func (*NodeMessage) runChange()      {}
 func (*NodeMetric) runChange()       {}
 func (*NodeProgress) runChange()     {}
+func (*RunMessage) runChange()       {}
 
 func eventFromProto(e *execv1.RunEvent) Event {
 	ev := Event{RunID: e.GetRunId(), Project: e.GetProject(), Sequence: e.GetSequence(), Time: e.GetTime().AsTime()}
@@ -147,7 +157,9 @@ func eventFromProto(e *execv1.RunEvent) Event {
 		ev.Change = &NodeMessage{Node: c.GetNode(), Attempt: c.GetAttempt(), Level: c.GetLevel(), Text: c.GetText()}
 	case *execv1.RunEvent_NodeMetric:
 		c := k.NodeMetric
-		ev.Change = &NodeMetric{Node: c.GetNode(), Attempt: c.GetAttempt(), Name: c.GetName(), Value: c.GetValue()}
+		ev.Change = &NodeMetric{Node: c.GetNode(), Attempt: c.GetAttempt(), Name: c.GetName(), Value: c.GetValue(), Step: c.GetStep()}
+	case *execv1.RunEvent_RunMessage:
+		ev.Change = &RunMessage{Level: k.RunMessage.GetLevel(), Text: k.RunMessage.GetText()}
 	case *execv1.RunEvent_NodeProgress:
 		c := k.NodeProgress
 		ev.Change = &NodeProgress{Node: c.GetNode(), Attempt: c.GetAttempt(), BatchID: c.GetBatchId(), InputRows: c.GetInputRows(),

@@ -12,6 +12,7 @@ import (
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/execdtest"
+	"github.com/tauro-exec/tauro-exec/internal/mlops/mlflowtest"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
 )
@@ -118,7 +119,13 @@ func collect(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, run
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(runFunc(func() int { return sparktest.Main(m) }))) }
+// The servers a test binary started for itself (PostgreSQL, MLflow,
+// Spark) are stopped after its tests.
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Main(runFunc(func() int {
+		return mlflowtest.Main(runFunc(func() int { return sparktest.Main(m) }))
+	})))
+}
 
 // runFunc runs a test binary's tests.
 type runFunc func() int

@@ -20,6 +20,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/config"
 	"github.com/tauro-exec/tauro-exec/internal/engine/store"
+	"github.com/tauro-exec/tauro-exec/internal/mlops/mirror"
 	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/service"
 	"github.com/tauro-exec/tauro-exec/internal/webui"
@@ -172,9 +173,18 @@ func serve(ctx context.Context, args []string) error {
 		}
 	}
 
+	// The runs of pipelines whose mlops block is on go to MLflow from their
+	// event logs; the mirror outlives the engine's stop so that the ends
+	// it records are sent too, and what is left is sent by the next execd.
+	mir := mirror.New(mirror.Options{Store: st, Replica: replica, Logger: log})
+	backend.SetTracker(mir)
+	mctx, stopMirror := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMirror()
+	go mir.Run(mctx)
+
 	opts := engine.Options{Projects: projects, Store: st, Backend: backend, Logger: log,
 		Environ: environ, MaxConcurrentRuns: cfg.maxRuns, Observer: tel.Observer(),
-		Replica: replica, Address: lis.Addr().String(), LeaseTTL: cfg.store.leaseTTL}
+		Replica: replica, Address: lis.Addr().String(), LeaseTTL: cfg.store.leaseTTL, Tracker: mir}
 	if projects.hasWorkers() { // the workers' optimiser proposes experiments' trials
 		opts.Suggester = projects
 	}

@@ -28,6 +28,12 @@ func (e *Engine) drive(ctx context.Context, rc RunContext, t *ticket, obs observ
 	// interrupted one: the cause says so.
 	ctx, interrupt := context.WithCancelCause(ctx)
 	defer interrupt(nil)
+	if tr := e.opt.Tracker; tr != nil {
+		// Only the store can fail this; the run goes on untracked.
+		if err := tr.Track(recCtx, rc.RunID, rc.Pipeline); err != nil {
+			log.Warn("recording the run for MLflow", "err", err)
+		}
+	}
 	var exec RunExecutor
 	if t.resume != nil {
 		exec = t.resume.exec

@@ -165,6 +165,20 @@ type Options struct {
 	// LeaseTTL is how long a replica's heartbeat keeps its runs its own;
 	// 0 means DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Tracker records runs in an experiment tracking server (the MLflow
+	// mirror); nil records none.
+	Tracker Tracker
+}
+
+// Tracker is told of every execution of a run (a first one, a repair,
+// one taken up after a restart) before its nodes run, and records it in
+// an experiment tracking server when the pipeline asks for it. It must
+// not fail the run for a server that does not answer.
+type Tracker interface {
+	Track(ctx context.Context, runID string, p *plan.Pipeline) error
+	// TrackExperiment is told of an experiment of p when it is created,
+	// before its first trial.
+	TrackExperiment(ctx context.Context, x experiment.Record, p *plan.Pipeline) error
 }
 
 // Engine executes pipelines and answers questions about runs.
@@ -389,7 +403,7 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 		ModelVersion: params.ModelVersion,
 	}
 	if iso := params.Isolation; iso != nil {
-		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared}
+		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared, Experiment: iso.Experiment, Trial: iso.Trial}
 	}
 	p, err := plan.Resolve(proj, req)
 	if p != nil {

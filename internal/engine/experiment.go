@@ -67,6 +67,12 @@ func (e *Engine) RunExperiment(ctx context.Context, requestID string, req experi
 		return experiment.Record{}, err
 	}
 	if created {
+		if tr := e.opt.Tracker; tr != nil {
+			// Only the store can fail this; the experiment goes on untracked.
+			if err := tr.TrackExperiment(ctx, stored, p); err != nil {
+				e.log.Warn("recording the experiment for MLflow", "experiment_id", stored.ID, "err", err)
+			}
+		}
 		e.startExperiment(stored)
 	}
 	return stored, nil
@@ -463,9 +469,11 @@ func trialParams(x experiment.Record, t experiment.Trial) run.Params {
 		Hyperparams: hp,
 		Select:      x.TrialNodes,
 		Isolation: &run.Isolation{
-			Writes: x.ID + "/trial-" + strconv.Itoa(t.Number),
-			Reads:  x.ID + "/shared",
-			Shared: x.SharedNodes,
+			Writes:     x.ID + "/trial-" + strconv.Itoa(t.Number),
+			Reads:      x.ID + "/shared",
+			Shared:     x.SharedNodes,
+			Experiment: x.ID,
+			Trial:      strconv.Itoa(t.Number),
 		},
 	}
 }
@@ -480,6 +488,6 @@ func sharedParams(x experiment.Record) run.Params {
 		EndDate:     x.Spec.EndDate,
 		Hyperparams: x.Spec.Hyperparams,
 		Select:      x.SharedNodes,
-		Isolation:   &run.Isolation{Writes: x.ID + "/shared"},
+		Isolation:   &run.Isolation{Writes: x.ID + "/shared", Experiment: x.ID, Trial: "shared"},
 	}
 }

@@ -54,8 +54,17 @@ func runRequest(c pycall.Call, remote string) (*execv1.RunNodeRequest, *run.Erro
 			HyperparamsJson:    hp,
 			NodeConfigJson:     nodeCfg,
 			PipelineConfigJson: pipeCfg,
+			Mlflow:             mlflowContext(c.MLflow),
 		},
 	}, nil
+}
+
+func mlflowContext(m *pycall.MLflow) *execv1.MlflowContext {
+	if m == nil {
+		return nil
+	}
+	return &execv1.MlflowContext{TrackingUri: m.TrackingURI, ExperimentId: m.ExperimentID,
+		RunId: m.RunID, ParentRunId: m.ParentRunID, Required: m.Required}
 }
 
 // jsonText is m as a JSON object; a nil map is "null", which the worker
@@ -99,7 +108,7 @@ func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on fun
 			ended, nodeErr = true, runError(ev.Error)
 		case *execv1.RunNodeResponse_Metric:
 			if on != nil {
-				on(pycall.Event{Metric: &pycall.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue()}})
+				on(pycall.Event{Metric: &pycall.Metric{Name: ev.Metric.GetName(), Value: ev.Metric.GetValue(), Step: ev.Metric.GetStep()}})
 			}
 		case *execv1.RunNodeResponse_Log:
 			if on != nil {

@@ -93,6 +93,7 @@ func runToProto(r run.Run) *execv1.Run {
 		LastSequence: r.LastSequence,
 		Priority:     int32(r.Params.Priority),
 		Replica:      r.Owner,
+		Mlflow:       mlflowToProto(r.MLflow),
 	}
 	if len(r.Params.Hyperparams) > 0 {
 		if s, err := structpb.NewStruct(r.Params.Hyperparams); err == nil {
@@ -116,11 +117,20 @@ func runToProto(r run.Run) *execv1.Run {
 				EndTime:   ts(a.EndTime),
 				Error:     errToProto(a.Error),
 				Metrics:   a.Metrics,
+				Mlflow:    mlflowToProto(a.MLflow),
 			})
 		}
 		out.Nodes = append(out.Nodes, pn)
 	}
 	return out
+}
+
+// mlflowToProto is an MLflow run with its page in the UI; nil for none.
+func mlflowToProto(m *run.MLflowRun) *execv1.MlflowRun {
+	if m == nil {
+		return nil
+	}
+	return &execv1.MlflowRun{ExperimentId: m.ExperimentID, RunId: m.RunID, Url: m.URL()}
 }
 
 func eventToProto(e run.Event, project string) *execv1.RunEvent {
@@ -141,8 +151,10 @@ func eventToProto(e run.Event, project string) *execv1.RunEvent {
 		}}
 	case run.NodeMetric:
 		out.Kind = &execv1.RunEvent_NodeMetric{NodeMetric: &execv1.NodeMetric{
-			Node: e.Node, Attempt: int32(e.Attempt), Name: e.MetricName, Value: e.MetricValue,
+			Node: e.Node, Attempt: int32(e.Attempt), Name: e.MetricName, Value: e.MetricValue, Step: e.MetricStep,
 		}}
+	case run.RunMessage:
+		out.Kind = &execv1.RunEvent_RunMessage{RunMessage: &execv1.RunMessage{Level: e.Level, Text: e.Message}}
 	case run.NodeProgress:
 		if p := e.Progress; p != nil {
 			out.Kind = &execv1.RunEvent_NodeProgress{NodeProgress: progressToProto(e, p)}

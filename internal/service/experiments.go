@@ -163,6 +163,7 @@ func trialToProto(t experiment.Trial) *execv1.Trial {
 	return &execv1.Trial{
 		Number: int32(t.Number), State: trialStateToProto(t.State), Params: params, Value: t.Value,
 		RunId: t.RunID, StartTime: ts(t.StartTime), EndTime: ts(t.EndTime), Message: t.Message,
+		Mlflow: mlflowToProto(t.MLflow),
 	}
 }
 
@@ -192,6 +193,7 @@ func experimentToProto(x experiment.Record, withTrials bool) (*execv1.Experiment
 		EndTime:           ts(x.EndTime),
 		LastSequence:      x.LastSequence,
 		Objective:         &execv1.Objective{Metric: x.Spec.Objective.Metric, Node: x.Spec.Objective.Node},
+		Mlflow:            mlflowToProto(x.MLflow),
 	}
 	if x.Spec.Objective.Direction == experiment.Maximize {
 		out.Objective.Direction = execv1.Direction_DIRECTION_MAXIMIZE

@@ -9,6 +9,8 @@ package experiment
 import (
 	"context"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
 // Kind is what values a dimension takes.
@@ -140,6 +142,9 @@ type Trial struct {
 	StartTime time.Time `json:"start_time,omitzero"`
 	EndTime   time.Time `json:"end_time,omitzero"`
 	Message   string    `json:"message,omitempty"`
+	// MLflow is the trial's run in MLflow (its execd run's, nested under
+	// the experiment's); nil when not tracked. The store fills it.
+	MLflow *run.MLflowRun `json:"-"`
 }
 
 // Record is an experiment as stored.
@@ -162,6 +167,9 @@ type Record struct {
 	LastSequence int64
 	// Owner is the replica that drives the experiment.
 	Owner string
+	// MLflow is the experiment's parent run in MLflow; nil when not
+	// tracked.
+	MLflow *run.MLflowRun
 }
 
 // Best is the succeeded trial with the best value, nil before one.

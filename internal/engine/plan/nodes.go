@@ -30,6 +30,7 @@ func (r *resolver) parseNode(i int32) {
 			r.add(r.field(i, "hyperparams"), problem.CodeInvalidType, "hyperparams must be a mapping of name to value, got %s", typeName(v))
 		}
 	}
+	r.parseML(i)
 
 	// The retry policy starts from the global one.
 	rp := retryPolicy{r.set.MaxRetries, r.set.RetryDelay, r.set.RetryBackoff, r.set.RetryMaxDelay, r.set.NodeTimeout}

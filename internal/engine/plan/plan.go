@@ -71,6 +71,10 @@ type Isolation struct {
 	// Shared are the nodes whose outputs are read back from Reads; other
 	// nodes left out are read from their own outputs, as in any run.
 	Shared []string
+	// Experiment is the experiment the run is part of, and Trial which
+	// of its trials ("shared" for the run of its shared nodes): its MLflow
+	// run is nested under the experiment's.
+	Experiment, Trial string
 }
 
 // Isolated is where path goes under sub.
@@ -199,6 +203,11 @@ type Node struct {
 	// Hyperparams are the node's effective hyperparameters: the run's
 	// (Pipeline.Hyperparams) overridden by the node's own.
 	Hyperparams map[string]any
+	// ML marks an ML node, as tauro tells them: one with an ml section or
+	// hyperparams of its own, or any node of an ml pipeline, unless it
+	// says mlops_enabled: false. Its attempts are MLflow runs when the
+	// mlops block is on.
+	ML          bool
 	Description string
 	// Config is the node's configuration, the pipeline entry's overrides
 	// applied, as plain values for Python nodes' ml_context.

@@ -40,6 +40,8 @@ type Settings struct {
 	// BreakerThreshold is circuit_breaker_threshold: a run stops after this
 	// many node failures in a row.
 	BreakerThreshold int
+	// MLOps is the mlops block: where ML runs are tracked.
+	MLOps MLOps
 }
 
 // Defaults for settings that are not configured.
@@ -145,6 +147,9 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 	}
 	if v, ok := global.Get("format_policy"); ok && v != nil {
 		parseFormatPolicy(v, &s.FormatPolicy, &probs)
+	}
+	if v, ok := global.Get("mlops"); ok && v != nil {
+		s.MLOps = parseMLOps(v, &probs)
 	}
 	return s, probs
 }

@@ -45,6 +45,19 @@ type Call struct {
 	// configuration as plain JSON values.
 	NodeConfig     map[string]any
 	PipelineConfig map[string]any
+	// MLflow is the attempt's own MLflow run, for an ML node of a tracked
+	// run; nil otherwise.
+	MLflow *MLflow
+}
+
+// MLflow is where a node attempt's tracker writes in MLflow. RunID is ""
+// when the tracking server could not make the attempt's run in time.
+type MLflow struct {
+	TrackingURI  string
+	ExperimentID string
+	RunID        string
+	ParentRunID  string
+	Required     bool
 }
 
 // Event is something a running call reports: exactly one field is set.
@@ -57,6 +70,8 @@ type Event struct {
 type Metric struct {
 	Name  string
 	Value float64
+	// Step is the step the function gave (MLflow's); 0 when none.
+	Step int64
 }
 
 // Log is a line the function printed or logged; Level is info or warning.

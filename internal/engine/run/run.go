@@ -3,7 +3,10 @@
 // produces them, the store keeps them, the service translates them.
 package run
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // NodeState is the state of a node within a run.
 type NodeState string
@@ -99,6 +102,10 @@ type Isolation struct {
 	Writes string   `json:"writes"`
 	Reads  string   `json:"reads,omitempty"`
 	Shared []string `json:"shared,omitempty"`
+	// Experiment is the experiment the run is part of, and Trial which
+	// of its trials ("shared" for the run of its shared nodes).
+	Experiment string `json:"experiment,omitempty"`
+	Trial      string `json:"trial,omitempty"`
 }
 
 // Run is a run as stored.
@@ -114,6 +121,8 @@ type Run struct {
 	RepairCount int
 	// Nodes in plan order.
 	Nodes []Node
+	// MLflow is the run's parent run in MLflow; nil when not tracked.
+	MLflow *MLflowRun
 	// LastSequence is the sequence of the run's newest event.
 	LastSequence int64
 	// Owner is the replica that executes the run (or did last), under
@@ -141,6 +150,20 @@ type Attempt struct {
 	EndTime   time.Time
 	Error     *Error
 	Metrics   map[string]float64
+	// MLflow is the attempt's child run in MLflow; nil when not tracked.
+	MLflow *MLflowRun
+}
+
+// MLflowRun is a run in an MLflow tracking server.
+type MLflowRun struct {
+	TrackingURI  string
+	ExperimentID string
+	RunID        string
+}
+
+// URL is the run's page in the MLflow UI.
+func (m MLflowRun) URL() string {
+	return strings.TrimRight(m.TrackingURI, "/") + "/#/experiments/" + m.ExperimentID + "/runs/" + m.RunID
 }
 
 // EventKind says which fields of an Event are set.
@@ -153,6 +176,9 @@ const (
 	NodeMetric       EventKind = "node_metric"
 	NodeProgress     EventKind = "node_progress"
 	NodeLag          EventKind = "node_lag"
+	// RunMessage is something said about the run as a whole (Level and
+	// Message), such as its MLflow tracking server not answering.
+	RunMessage EventKind = "run_message"
 )
 
 // Progress is one micro-batch of a streaming node's query.
@@ -263,6 +289,8 @@ type Event struct {
 	// NodeMetric
 	MetricName  string  `json:"metric_name,omitempty"`
 	MetricValue float64 `json:"metric_value,omitempty"`
+	// MetricStep is the step the node logged the value at (MLflow's).
+	MetricStep int64 `json:"metric_step,omitempty"`
 
 	// NodeProgress
 	Progress *Progress `json:"progress,omitempty"`

@@ -139,6 +139,7 @@ type Store interface {
 	Journal
 	Experiments
 	Replicas
+	MLflow
 	// Watchers is how many watchers follow runs live now.
 	Watchers() int
 	// PruneRuns deletes the runs that ended before cutoff with everything
@@ -363,4 +364,53 @@ type Experiments interface {
 	// channel closed at the next commit to the experiment (taken before
 	// the read, so no commit falls between them unseen).
 	ExperimentEvents(ctx context.Context, id string, after int64, limit int) (evs []experiment.Event, ended bool, next <-chan struct{}, err error)
+}
+
+// MLflow is what execd keeps of the runs it records in an MLflow tracking
+// server. A tracked run's event log is its outbox: a mirror sends it in
+// order from a durable cursor, so nothing to be sent is lost by a restart
+// or by a tracking server that does not answer. Everything about a run
+// goes with it when it is pruned.
+type MLflow interface {
+	// TrackMLflow marks the run as recorded in MLflow, with spec (what its
+	// mirror needs, the mirror's own encoding). A run already tracked
+	// keeps its spec and is taken up again where its mirror was (a repair
+	// adds to its log).
+	TrackMLflow(ctx context.Context, runID string, spec []byte) error
+	// ClaimMLflow returns the tracked runs not yet wholly sent, each
+	// claimed for replica until ttl from now: none is returned to two
+	// replicas whose claims overlap. A replica's own claims are renewed.
+	ClaimMLflow(ctx context.Context, replica string, ttl time.Duration) ([]MLflowTrack, error)
+	// AdvanceMLflow records that the run's events up to seq were sent, and
+	// done when nothing more ever will be. seq never goes back.
+	AdvanceMLflow(ctx context.Context, runID string, seq int64, done bool) error
+	// WarnMLflow records that the run's events said the tracking server
+	// does not answer, and reports whether this was the first time.
+	WarnMLflow(ctx context.Context, runID string) (first bool, err error)
+	// PutMLflowRun records the MLflow run made for the run (node "",
+	// attempt 0) or for one node attempt. The first record stays: the
+	// call reports the one kept.
+	PutMLflowRun(ctx context.Context, runID, node string, attempt int, m run.MLflowRun) (run.MLflowRun, error)
+	// MLflowRunOf returns the MLflow run recorded for (runID, node,
+	// attempt), nil when none is.
+	MLflowRunOf(ctx context.Context, runID, node string, attempt int) (*run.MLflowRun, error)
+
+	// An experiment is tracked as a run is, its event log the outbox: its
+	// parent run is GetExperiment's MLflow, and each trial's is its run's.
+	TrackMLflowExperiment(ctx context.Context, id string, spec []byte) error
+	ClaimMLflowExperiments(ctx context.Context, replica string, ttl time.Duration) ([]MLflowTrack, error)
+	AdvanceMLflowExperiment(ctx context.Context, id string, seq int64, done bool) error
+	// PutMLflowExperimentRun records the experiment's parent run; the
+	// first record stays and is returned.
+	PutMLflowExperimentRun(ctx context.Context, id string, m run.MLflowRun) (run.MLflowRun, error)
+}
+
+// MLflowTrack is a tracked run (or experiment) as its mirror takes it up.
+type MLflowTrack struct {
+	// ID is the run's (or the experiment's).
+	ID   string
+	Spec []byte
+	// Sent is the sequence of the last event sent.
+	Sent   int64
+	Warned bool
 }

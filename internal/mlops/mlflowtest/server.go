@@ -42,6 +42,17 @@ type Server struct {
 // GET /health. dir is the caller's: Stop leaves it. A server that does not
 // come up is killed, and the error carries the tail of its log.
 func Start(ctx context.Context, dir string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return StartOn(ctx, dir, port)
+}
+
+// StartOn is Start on a given port: a server stopped and started again on
+// its port and folder is the same tracking URI with the same data, as a
+// tracking server that was down for a while.
+func StartOn(ctx context.Context, dir string, port int) (*Server, error) {
 	mlflow, err := Executable()
 	if err != nil {
 		return nil, err
@@ -51,10 +62,6 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("mlflowtest: %w", err)
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
 	}
 	s := &Server{
 		uri:     "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
@@ -100,6 +107,13 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 			s.uri, err, s.logPath, tail(s.logPath, 30))
 	}
 	return s, nil
+}
+
+// Port is the port the server listens on.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(strings.TrimPrefix(s.uri, "http://"))
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // URI is the server's tracking URI, http://127.0.0.1:PORT.

@@ -37,6 +37,7 @@ type Backend struct {
 	breaker *breaker.Backend
 	python  func(project string) pycall.Runner // nil: Python nodes are unsupported
 	streams Streams                            // nil: streaming nodes are unsupported
+	tracker AttemptTracker                     // nil: no MLflow runs for Python nodes
 	profile bool                               // report each node attempt's phases (SetProfile)
 	// durable: the server outlives execd, so runs keep a journal and a
 	// restarted execd takes them up (see resume.go).

@@ -37,6 +37,17 @@ func (b *Backend) pythonFor(project string) pycall.Runner {
 	return b.python(project)
 }
 
+// AttemptTracker gives a Python node attempt its MLflow run before the
+// call (the mlops mirror).
+type AttemptTracker interface {
+	// Attempt returns nil for an attempt that is not tracked, and an
+	// error only when tracking is required and could not be done.
+	Attempt(ctx context.Context, runID string, p *plan.Pipeline, n *plan.Node, attempt int) (*pycall.MLflow, error)
+}
+
+// SetTracker makes every Python ML node attempt get its MLflow run from t.
+func (b *Backend) SetTracker(t AttemptTracker) { b.tracker = t }
+
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
 // start_date and end_date as keywords, or, for a streaming node, be in
@@ -79,7 +90,13 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 		phase(ctx, "inputs")
-		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		call := r.pythonCall(s, n, attempt, views)
+		if t := r.b.tracker; t != nil {
+			if call.MLflow, err = t.Attempt(ctx, r.rc.RunID, r.rc.Pipeline, n, attempt); err != nil {
+				return &retry.Failure{Err: run.Error{Type: "MLflowUnavailable", Message: err.Error(), Retryable: true}, Cause: err}
+			}
+		}
+		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, pythonEvents(emit))
 		phase(ctx, "worker")
 		if err := pythonFailure(nodeErr, err); err != nil {
 			return err
@@ -112,7 +129,7 @@ func pythonEvents(emit func(run.Event)) func(pycall.Event) {
 	return func(ev pycall.Event) {
 		switch {
 		case ev.Metric != nil:
-			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value})
+			emit(run.Event{Kind: run.NodeMetric, MetricName: ev.Metric.Name, MetricValue: ev.Metric.Value, MetricStep: ev.Metric.Step})
 		case ev.Log != nil:
 			emit(run.Event{Kind: run.NodeMessage, Level: ev.Log.Level, Message: ev.Log.Text})
 		}

@@ -247,6 +247,45 @@ INSERT INTO repair_requests_new (request_id, run_id) SELECT request_id, run_id F
 DROP TABLE repair_requests;
 ALTER TABLE repair_requests_new RENAME TO repair_requests;
 `,
+	// 7: MLflow. The runs and experiments execd records in a tracking
+	// server, how far each one's event log has been sent (the log is the
+	// outbox) and who sends it; and the MLflow run made for a run (node
+	// ''), for each of its ML node attempts and for an experiment.
+	`
+CREATE TABLE mlflow_mirror (
+	run_id      TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+	spec        TEXT NOT NULL, -- what the mirror sends the run with, JSON
+	sent_seq    INTEGER NOT NULL DEFAULT 0,
+	warned      INTEGER NOT NULL DEFAULT 0,
+	done        INTEGER NOT NULL DEFAULT 0,
+	claimer     TEXT NOT NULL DEFAULT '',
+	claim_until INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX mlflow_mirror_pending ON mlflow_mirror (done);
+
+CREATE TABLE mlflow_runs (
+	run_id        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	node          TEXT NOT NULL,
+	attempt       INTEGER NOT NULL,
+	tracking_uri  TEXT NOT NULL,
+	experiment_id TEXT NOT NULL,
+	mlflow_run_id TEXT NOT NULL,
+	PRIMARY KEY (run_id, node, attempt)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE mlflow_experiment_mirror (
+	experiment_id        TEXT PRIMARY KEY REFERENCES experiments (id) ON DELETE CASCADE,
+	spec                 TEXT NOT NULL,
+	sent_seq             INTEGER NOT NULL DEFAULT 0,
+	done                 INTEGER NOT NULL DEFAULT 0,
+	claimer              TEXT NOT NULL DEFAULT '',
+	claim_until          INTEGER NOT NULL DEFAULT 0,
+	-- The experiment's parent run, once made.
+	tracking_uri         TEXT NOT NULL DEFAULT '',
+	mlflow_experiment_id TEXT NOT NULL DEFAULT '',
+	mlflow_run_id        TEXT NOT NULL DEFAULT ''
+) STRICT;
+`,
 }
 
 // migrate applies the migrations the database has not seen, in one

@@ -80,6 +80,10 @@ func (s *Store) normalizeEvents(runID string, in []run.Event) ([]run.Event, erro
 				ev.Query = &q
 			}
 		case run.NodeMessage:
+		case run.RunMessage:
+			if ev.Node != "" || ev.Attempt != 0 {
+				return nil, fmt.Errorf("%w: run message %d names a node or an attempt", store.ErrInvalidEvent, i)
+			}
 		case run.NodeProgress:
 			if ev.Node == "" || ev.Progress == nil {
 				return nil, fmt.Errorf("%w: progress event %d names no node or carries no progress", store.ErrInvalidEvent, i)
@@ -187,7 +191,7 @@ func (w *writeTx) appendEvents(runID string, evs []run.Event, repair bool) ([]ru
 		if err := run.CheckAppend(*r, ev, repair); err != nil {
 			return nil, err
 		}
-		if (ev.Kind == run.NodeMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress || ev.Kind == run.NodeLag) && lastSeq >= w.limits.MaxEventsPerRun {
+		if (ev.Kind == run.NodeMessage || ev.Kind == run.RunMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress || ev.Kind == run.NodeLag) && lastSeq >= w.limits.MaxEventsPerRun {
 			return nil, fmt.Errorf("%w: run %s holds %d events; the limit is %d (state changes are still accepted)",
 				store.ErrTooManyEvents, runID, lastSeq, w.limits.MaxEventsPerRun)
 		}
@@ -215,7 +219,7 @@ func (w *writeTx) apply(r *run.RunRecord, ev *run.Event, repair bool) error {
 	if ev.Kind == run.RunStateChanged {
 		return run.ApplyRunState(r, ev, repair, w.now, func() (string, run.NodeState, error) { return w.liveNode(r.ID) })
 	}
-	if ev.Kind == run.NodeMessage && ev.Node == "" {
+	if ev.Kind == run.RunMessage || (ev.Kind == run.NodeMessage && ev.Node == "") {
 		return run.ApplyMessage(r.ID, nil, ev)
 	}
 	n, err := w.loadNode(r.ID, ev.Node)

@@ -277,7 +277,7 @@ func (s *Store) GetExperiment(ctx context.Context, id string) (experiment.Record
 		if err != nil {
 			return err
 		}
-		return eachRow(rows, func() error {
+		err = eachRow(rows, func() error {
 			var body string
 			if err := rows.Scan(&body); err != nil {
 				return err
@@ -289,6 +289,10 @@ func (s *Store) GetExperiment(ctx context.Context, id string) (experiment.Record
 			x.Trials = append(x.Trials, t)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		return fillExperimentMLflow(ctx, tx, &x)
 	})
 	return x, err
 }

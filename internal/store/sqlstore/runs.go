@@ -234,8 +234,8 @@ func scanRuns(rows *sql.Rows) ([]run.Run, error) {
 	return runs, nil
 }
 
-// fillNodes loads the nodes, attempts and metrics of runs with three
-// queries, whatever the number of runs.
+// fillNodes loads the nodes, attempts, metrics and MLflow runs of runs
+// with four queries, whatever the number of runs.
 func fillNodes(ctx context.Context, q Querier, runs []run.Run) error {
 	if len(runs) == 0 {
 		return nil
@@ -345,7 +345,7 @@ func fillNodes(ctx context.Context, q Querier, runs []run.Run) error {
 	if err != nil {
 		return fmt.Errorf("store: reading metrics: %w", err)
 	}
-	return nil
+	return fillMLflow(ctx, q, in, ids, runs)
 }
 
 // eachRow calls fn for every row and closes rows.

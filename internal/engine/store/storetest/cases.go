@@ -8,6 +8,8 @@ var cases = []struct {
 	fn   func(*testing.T, Factory)
 }{
 	{"testAppend_AssignsTheNextSequencesAndTheCommitTime", testAppend_AssignsTheNextSequencesAndTheCommitTime},
+	{"testMLflow_AMirrorsCursorAndRunsSurviveAReopen", testMLflow_AMirrorsCursorAndRunsSurviveAReopen},
+	{"testMLflow_AnExperimentIsTrackedAsARunIs", testMLflow_AnExperimentIsTrackedAsARunIs},
 	{"testAppend_RecordsAttemptsRetriesErrorsAndMetrics", testAppend_RecordsAttemptsRetriesErrorsAndMetrics},
 	{"testAppend_AttemptZeroMeansTheNodesCurrentAttempt", testAppend_AttemptZeroMeansTheNodesCurrentAttempt},
 	{"testAppend_RefusesEventsThatDoNotFitTheRecord", testAppend_RefusesEventsThatDoNotFitTheRecord},
