@@ -12,6 +12,13 @@ config/experiments.yaml) tunes a Spark MLlib decision tree by Bayesian
 optimisation, a few trials two at a time, each trial an ordinary run; the
 demo prints every trial as it starts and ends, and the best one.
 
+The sales project's ML pipelines are tracked in MLflow: the demo starts a
+tracking server from the venv (SQLite and artifacts under
+.build/demo-state/mlflow) and turns the project's mlops block on, so every
+run of customer_insights and every trial of the experiment is an MLflow run
+with a child per ML node attempt, and each trial's fitted tree is logged as
+a model; the demo prints where to look in the MLflow UI.
+
 Then the hybrid example (examples/hybrid), the other project of the same
 execd: store_orders builds a store dimension in a batch node and starts
 a streaming node that joins every order file arriving in a folder with it.
@@ -25,11 +32,14 @@ from __future__ import annotations
 import argparse
 import pathlib
 import shutil
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 from tauro_exec import (
@@ -50,8 +60,48 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 HYBRID = ROOT / "examples" / "hybrid"
 
 
-def start_execd(execd: pathlib.Path, projects: pathlib.Path, state: pathlib.Path, *, spark_remote: str | None = None) -> tuple[subprocess.Popen[str], str, str]:
-    """Start `execd serve` for the projects file on a free port; return it, its address and its Spark's."""
+# MLflow's own default port, which the sales project's mlops block names.
+MLFLOW_PORT = 5000
+
+
+def start_mlflow(state: pathlib.Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    """Start an MLflow tracking server from the venv on a free loopback port,
+    its runs in SQLite and its artifacts in a folder of state; return it and
+    its address, or None (tracking stays off) when it cannot start."""
+    folder = state / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = MLFLOW_PORT
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", MLFLOW_PORT))
+        except OSError:  # taken: any free port, passed to execd in SALES_MLFLOW_URI
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    print(f"starting an MLflow tracking server at {uri} (log: {folder / 'mlflow.log'}) ...", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+           "--artifacts-destination", str(folder / "artifacts"), "--serve-artifacts",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (folder / "mlflow.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    print(f"the MLflow tracking server did not start (see {folder / 'mlflow.log'}); the demo goes on without tracking", flush=True)
+    return None
+
+
+def start_execd(execd: pathlib.Path, projects: pathlib.Path, state: pathlib.Path, *, spark_remote: str | None = None,
+                mlflow_uri: str | None = None) -> tuple[subprocess.Popen[str], str, str]:  # fmt: skip
+    """Start `execd serve` for the projects file on a free port; return it, its address and its Spark's.
+    With mlflow_uri, the sales project's mlops block is on and sends there."""
     cmd = [str(execd), "serve", "--projects", str(projects), "--state", str(state), "--listen", "127.0.0.1:0"]
     if spark_remote:
         cmd += ["--spark-remote", spark_remote]
@@ -64,7 +114,14 @@ def start_execd(execd: pathlib.Path, projects: pathlib.Path, state: pathlib.Path
     if not spark_remote:
         cmd += ["--spark-ready-file", str(ready)]
     log = (state / "execd.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+    env = dict(os.environ)
+    if mlflow_uri:  # global settings read these (examples/sales/config/global_settings.yaml)
+        env["SALES_MLOPS"] = "true"
+        if mlflow_uri != f"http://127.0.0.1:{MLFLOW_PORT}":
+            # execd hides every value it reads from its environment from its
+            # clients, so the links it returns then say ${SALES_MLFLOW_URI}.
+            env["SALES_MLFLOW_URI"] = mlflow_uri
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("execd listening on "):
@@ -93,7 +150,7 @@ def web_view(addr: str) -> str:
     return f"http://{addr}"
 
 
-def run_pipeline(client: Client, name: str, project: pathlib.Path, web: str, **extra: Any) -> None:
+def run_pipeline(client: Client, name: str, project: pathlib.Path, web: str, mlflow_uri: str | None, **extra: Any) -> None:
     print(f"\n=== {name} ===")
     try:
         plan = client.validate(name)
@@ -115,11 +172,30 @@ def run_pipeline(client: Client, name: str, project: pathlib.Path, web: str, **e
     print(f"\nrun {run.id} {run.state.name} in {time.monotonic() - started:.1f}s")
     if "hyperparams" in extra:  # an ML pipeline: what the run used (nodes may override)
         print(f"model {run.model_version}, run hyperparameters {run.hyperparams}")
+        tracked = tracked_run(client, run.id, mlflow_uri)
+        if tracked:
+            print(f"in MLflow: {tracked}")
     print()
     for n in run.nodes:
         took = f"{n.duration.total_seconds():.2f}s" if n.duration else ""
         metrics = {k: round(v, 3) for k, v in n.attempts[-1].metrics.items() if not k.startswith("rows_written")} if n.attempts else {}
         print(f"  {n.name:18} {n.state.name:10} attempt {n.attempt}  {took:>6}  {metrics or ''}")
+
+
+def tracked_run(client: Client, run_id: str, mlflow_uri: str | None) -> str | None:
+    """The page of the run's MLflow run on the demo's tracking server; execd
+    makes the run beside the execd run, so it may take a moment after the
+    run ends. None when tracking is off."""
+    for _ in range(20 if mlflow_uri else 0):
+        run = client.run(run_id)
+        if run.mlflow:
+            return mlflow_page(mlflow_uri, run.mlflow.experiment_id, run.mlflow.run_id)
+        time.sleep(0.25)
+    return None
+
+
+def mlflow_page(uri: str | None, experiment_id: str, run_id: str) -> str:
+    return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def show_report(project: pathlib.Path) -> None:
@@ -140,7 +216,7 @@ DEMO_TRIALS = 6
 EXPERIMENT = "tune_order_model"
 
 
-def run_experiment(client: Client) -> None:
+def run_experiment(client: Client, mlflow_uri: str | None) -> None:
     print(f"\n=== {EXPERIMENT} (examples/sales/config/experiments.yaml): Bayesian search over a decision tree ===")
     exp = client.experiment(declared=EXPERIMENT, n_trials=DEMO_TRIALS)
     metric, node, direction = exp.objective
@@ -160,6 +236,10 @@ def run_experiment(client: Client) -> None:
     best = exp.best
     assert best is not None and best.value is not None
     print(f"\nbest: trial {best.number}, {metric} {best.value:.3f} with {best.params}")
+    exp = client.experiment_by_id(exp.id)
+    if mlflow_uri and exp.mlflow:
+        page = mlflow_page(mlflow_uri, exp.mlflow.experiment_id, exp.mlflow.run_id)
+        print(f"in MLflow: {page} (a child run per trial, the best tagged execd.best; each holds its tree under Artifacts)")
 
 
 # The hybrid example: order files dropped per round (each round once the
@@ -261,6 +341,7 @@ def main() -> None:
     parser.add_argument("--addr", help="use a running execd serving examples/projects.yaml instead of starting one")
     parser.add_argument("--spark-remote", help="run on this Spark Connect server instead of execd's embedded one (needed with --addr for the hybrid example)")
     parser.add_argument("--serve", action="store_true", help="keep execd and its web view up after the demo, until Ctrl-C")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not start an MLflow tracking server: the sales project's runs are not tracked")
     args = parser.parse_args()
     chosen = args.pipeline or [*PIPELINES, EXPERIMENT, "store_orders"]
 
@@ -270,9 +351,11 @@ def main() -> None:
     execd = ROOT / "bin" / "execd"
     state = ROOT / ".build" / "demo-state"
     proc = None
+    mlflow = None if args.no_mlflow or args.addr else start_mlflow(state)
     addr, spark_remote = args.addr, args.spark_remote or ""
     if addr is None:
-        proc, addr, spark_remote = start_execd(execd, ROOT / "examples" / "projects.yaml", state, spark_remote=args.spark_remote)
+        proc, addr, spark_remote = start_execd(execd, ROOT / "examples" / "projects.yaml", state, spark_remote=args.spark_remote,
+                                               mlflow_uri=mlflow[1] if mlflow else None)  # fmt: skip
     try:
         with Client(addr, project="sales") as client:
             print(f"\nexecd at {addr}; its web view, every project's runs with their graphs, logs and errors live: {web_view(addr)}/")
@@ -282,7 +365,7 @@ def main() -> None:
                 print(f"  {p.name:18} {p.type.name.lower():9} {p.node_count} nodes")
             for name in chosen:
                 if name in PIPELINES:
-                    run_pipeline(client, name, project, web_view(addr), **PIPELINES[name])
+                    run_pipeline(client, name, project, web_view(addr), mlflow[1] if mlflow else None, **PIPELINES[name])
             if any(name in PIPELINES for name in chosen):
                 out = project / "output"
                 print(f"\noutputs under {out}:")
@@ -291,7 +374,11 @@ def main() -> None:
                     print(f"  {table.relative_to(out)}  ({len(files)} files)")
                 show_report(project)
             if EXPERIMENT in chosen:
-                run_experiment(client)
+                run_experiment(client, mlflow[1] if mlflow else None)
+            if mlflow:
+                print(f"\nMLflow UI: {mlflow[1]} — open Experiments, then 'tauro-exec sales': a run per pipeline run"
+                      " (params: its hyperparameters and window) with its ML node attempts nested under it, and the"
+                      " experiment's trials under its own parent; tick two runs and Compare to set their metrics side by side")  # fmt: skip
         if "store_orders" in chosen:
             if spark_remote:
                 run_hybrid(addr, spark_remote)
@@ -308,6 +395,9 @@ def main() -> None:
     finally:
         if proc is not None:
             stop_execd(proc)
+        if mlflow is not None:
+            mlflow[0].terminate()
+            mlflow[0].wait(timeout=30)
 
 
 if __name__ == "__main__":
