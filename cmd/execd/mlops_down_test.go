@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,31 +12,6 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
-// ownMLflow starts a tracking server of the test's own, to stop and start
-// again on its port: the shared one must stay up.
-func ownMLflow(t *testing.T, dir string, port int) *mlflowtest.Server {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var (
-		srv *mlflowtest.Server
-		err error
-	)
-	if port == 0 {
-		srv, err = mlflowtest.Start(ctx, dir)
-	} else {
-		srv, err = mlflowtest.StartOn(ctx, dir, port)
-	}
-	if errors.Is(err, mlflowtest.ErrMissing) && os.Getenv(mlflowtest.EnvRequire) != "1" {
-		t.Skipf("no MLflow for the tests: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	return srv
-}
-
 // The tracking server stops in the middle of a run: the run succeeds and
 // says so once; execd stops with sends pending, and once the server and
 // a new execd are back every param and metric arrives once.
@@ -48,7 +21,7 @@ func TestMLOps_AServerDownInTheMiddleOfARunWarnsOnceAndARestartedExecdSendsTheRe
 		t.Skip(err)
 	}
 	mdir, state := t.TempDir(), t.TempDir()
-	srv := ownMLflow(t, mdir, 0)
+	srv := mlflowtest.Own(t, mdir, 0)
 	uri, port := srv.URI(), srv.Port()
 	experiment := uniqueName(t)
 	project := trackedProject(t, uri, experiment)
@@ -121,7 +94,7 @@ def gate(*, start_date, end_date, ml_context):
 	// execd stops with the rest unsent; the server and a new execd come
 	// back.
 	d.Stop()
-	ownMLflow(t, mdir, port)
+	mlflowtest.Own(t, mdir, port)
 	startDaemon(t, project, state, "--python", py, "--workers", "1")
 	parent, kids := mlflowRuns(ctx, t, c, experiment, runID, mlflow.StatusFinished, 2)
 	for _, k := range []string{"fit #1", "fit_after #1"} {

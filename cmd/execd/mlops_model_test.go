@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	"github.com/tauro-exec/tauro-exec/internal/mlops/mlflow"
 	"github.com/tauro-exec/tauro-exec/internal/mlops/mlflowtest"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
@@ -37,17 +36,7 @@ test.mlops.sk: {format: parquet, write_mode: overwrite}
 test.mlops.tauro: {format: parquet, write_mode: overwrite}
 `)
 	appendConfig(t, project, "pipelines.yaml", "tracked_models: {type: ml, nodes: [sk_train, tauro_train]}\n")
-	d := startDaemon(t, project, t.TempDir(), "--python", py, "--workers", "2")
-	cl := d.client(t)
-	c, err := mlflow.New(mlflow.Config{URI: uri})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "tracked_models"})
-	if r := waitRun(ctx, t, cl, runID); r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
-		t.Fatalf("run %s: %v\n%s", r.GetState(), r, d.Logs())
-	}
+	_, c, runID := runTracked(ctx, t, project, uri, "tracked_models")
 	_, kids := mlflowRuns(ctx, t, c, experiment, runID, mlflow.StatusFinished, 2)
 	for name, node := range map[string]string{skName: "sk_train #1", tauroName: "tauro_train #1"} {
 		v, err := c.GetModelVersion(ctx, name, "1")

@@ -165,25 +165,33 @@ func keysOf(m map[string]mlflow.Run) []string {
 	return out
 }
 
-func TestMLOps_APipelineWithMLNodesIsOneParentAndAChildPerAttempt(t *testing.T) {
-	uri := mlflowtest.URI(t)
+// runTracked runs pipeline of project on a new execd with Python workers,
+// waits for it to succeed, and returns a client of execd, one of the
+// tracking server at uri, and the run's id.
+func runTracked(ctx context.Context, t *testing.T, project, uri, pipeline string) (execv1.ExecServiceClient, *mlflow.Client, string) {
+	t.Helper()
 	py, err := sparktest.Python()
 	if err != nil {
 		t.Skip(err)
 	}
-	ctx := testCtx(t, 5*time.Minute)
-	experiment := uniqueName(t)
-	d := startDaemon(t, trackedProject(t, uri, experiment), t.TempDir(), "--python", py, "--workers", "1")
+	d := startDaemon(t, project, t.TempDir(), "--python", py, "--workers", "2")
 	cl := d.client(t)
 	c, err := mlflow.New(mlflow.Config{URI: uri})
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "tracked"})
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: pipeline})
 	if r := waitRun(ctx, t, cl, runID); r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
 		t.Fatalf("run %s: %v\n%s", r.GetState(), r, d.Logs())
 	}
+	return cl, c, runID
+}
+
+func TestMLOps_APipelineWithMLNodesIsOneParentAndAChildPerAttempt(t *testing.T) {
+	uri := mlflowtest.URI(t)
+	ctx := testCtx(t, 5*time.Minute)
+	experiment := uniqueName(t)
+	cl, c, runID := runTracked(ctx, t, trackedProject(t, uri, experiment), uri, "tracked")
 	parent, kids := mlflowRuns(ctx, t, c, experiment, runID, mlflow.StatusFinished, 3)
 	if parent.Info.RunName != "tracked "+runID {
 		t.Errorf("parent name %q", parent.Info.RunName)

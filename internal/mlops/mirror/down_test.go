@@ -2,39 +2,12 @@ package mirror
 
 import (
 	"context"
-	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	"github.com/tauro-exec/tauro-exec/internal/mlops/mlflowtest"
 )
-
-// startOwn starts a tracking server of the test's own, to stop and start
-// again: the shared one must stay up.
-func startOwn(t *testing.T, dir string, port int) *mlflowtest.Server {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var (
-		srv *mlflowtest.Server
-		err error
-	)
-	if port == 0 {
-		srv, err = mlflowtest.Start(ctx, dir)
-	} else {
-		srv, err = mlflowtest.StartOn(ctx, dir, port)
-	}
-	if errors.Is(err, mlflowtest.ErrMissing) && os.Getenv(mlflowtest.EnvRequire) != "1" {
-		t.Skipf("no MLflow for the tests: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	return srv
-}
 
 func runMessages(t *testing.T, evs []run.Event) []run.Event {
 	var out []run.Event
@@ -52,7 +25,7 @@ func runMessages(t *testing.T, evs []run.Event) []run.Event {
 func TestMirror_AServerDownWarnsOnceAndEverythingArrivesOnceAfterARestart(t *testing.T) {
 	ctx := context.Background()
 	mdir, sdir := t.TempDir(), t.TempDir()
-	srv := startOwn(t, mdir, 0)
+	srv := mlflowtest.Own(t, mdir, 0)
 	uri, port := srv.URI(), srv.Port()
 	s := openStore(t, sdir)
 	m := New(Options{Store: s, Replica: "r"})
@@ -93,7 +66,7 @@ func TestMirror_AServerDownWarnsOnceAndEverythingArrivesOnceAfterARestart(t *tes
 	// A restarted execd keeps its replica name, so it takes its own
 	// claims up at once.
 	m = New(Options{Store: s, Replica: "r"})
-	startOwn(t, mdir, port)
+	mlflowtest.Own(t, mdir, port)
 	m.round(ctx)
 	c, _ := m.client(uri)
 	checkRun(t, c, experiment, id)

@@ -87,3 +87,24 @@ func check(tb testing.TB, err error) {
 	}
 	tb.Fatalf("starting an MLflow tracking server for the tests: %v", err)
 }
+
+// Own starts a tracking server of the test's own, in dir, on port (0: a
+// free one), for a test that stops it and starts it again on that port
+// (StartOn): the shared one must stay up. It is stopped when the test ends.
+func Own(tb testing.TB, dir string, port int) *Server {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var (
+		srv *Server
+		err error
+	)
+	if port == 0 {
+		srv, err = Start(ctx, dir)
+	} else {
+		srv, err = StartOn(ctx, dir, port)
+	}
+	check(tb, err)
+	tb.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	return srv
+}
