@@ -141,6 +141,9 @@ type Attempt struct {
 	EndTime   time.Time
 	Error     *Error
 	Metrics   map[string]float64
+	// Expectations are how the node's expectations held over what the
+	// attempt produced; summed over micro-batches for a streaming node.
+	Expectations []ExpectationResult
 }
 
 // EventKind says which fields of an Event are set.
@@ -153,6 +156,9 @@ const (
 	NodeMetric       EventKind = "node_metric"
 	NodeProgress     EventKind = "node_progress"
 	NodeLag          EventKind = "node_lag"
+	// NodeExpectations reports a node's expectations: once per batch
+	// attempt, once per micro-batch of a streaming one.
+	NodeExpectations EventKind = "node_expectations"
 )
 
 // Progress is one micro-batch of a streaming node's query.
@@ -269,6 +275,9 @@ type Event struct {
 
 	// NodeLag
 	Lag *Lag `json:"lag,omitempty"`
+
+	// NodeExpectations
+	Expectations *Expectations `json:"expectations,omitempty"`
 
 	// NodeStateChanged to STREAMING: where the query runs.
 	Query *QueryRef `json:"query,omitempty"`
