@@ -95,16 +95,8 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	}
 	r.markRan(ctx, s, n.Name, shared, view)
 	phase(ctx, "handback")
-	for i, o := range n.OutputSpecs {
-		// The worker refused a result without columns.
-		res, err := s.WriteResult(ctx, view, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
-		if err != nil {
-			return err
-		}
-		emitOutput(emit, *res)
-	}
-	phase(ctx, "write")
-	return nil
+	// The worker refused a result without columns.
+	return r.writeOutputs(ctx, s, n, view, attempt, emit)
 }
 
 // pythonEvents records what a running function reports.

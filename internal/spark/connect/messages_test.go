@@ -41,7 +41,10 @@ var messageBuilders = []struct {
 			"d": day, "ts": day.Add(90 * time.Minute), "n": nil,
 		})
 	}},
-	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x"), nil }},
+	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x", "1"), nil }},
+	{"countingRows/with metrics", func() (any, error) {
+		return countingRows(namedTable("v", nil), "tauro_x", "2", Metric{"e0", "count_if(coalesce((a > 0), false))"}), nil
+	}},
 	{"streamSource/files with a schema", func() (any, error) {
 		return streamSource("csv", "/in/orders", "id INT, at TIMESTAMP", map[string]string{"header": "true", "maxFilesPerTrigger": "1"}), nil
 	}},
@@ -84,15 +87,15 @@ var messageBuilders = []struct {
 		return createDataframeView("sales", dataSource("csv", "/s.csv", "", nil), false), nil
 	}},
 	{"writeOperation/plain", func() (any, error) {
-		return writeOperation("global_temp.`v`", "parquet", "/out", "SAVE_MODE_OVERWRITE", nil, nil, "obs"), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1"), "parquet", "/out", "SAVE_MODE_OVERWRITE", nil, nil), nil
 	}},
 	{"writeOperation/partitioned with options", func() (any, error) {
-		return writeOperation("global_temp.`v`", "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
-			map[string]string{"replaceWhere": "`day` >= '2024-01-01'", "mergeSchema": "true"}, "obs"), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1"), "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
+			map[string]string{"replaceWhere": "`day` >= '2024-01-01'", "mergeSchema": "true"}), nil
 	}},
 	{"writeOperation/no path (kafka)", func() (any, error) {
-		return writeOperation("global_temp.`v`", "kafka", "", "SAVE_MODE_APPEND", nil,
-			map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}, "obs"), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1"), "kafka", "", "SAVE_MODE_APPEND", nil,
+			map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}), nil
 	}},
 	{"executePlanRequest", func() (any, error) {
 		return executePlanRequest("6e5f0b5c-0000-4000-8000-000000000001", "ann", "6e5f0b5c-0000-4000-8000-000000000002",

@@ -35,6 +35,10 @@ type NodeSpec struct {
 	// refuses a result without any before anything is written. Without
 	// it, the columns are only looked at when a write fails, to say so.
 	Describe bool
+	// Keep, when set, is a SQL condition the result's rows must meet: the
+	// result (View, and the names other SQL reads it by) holds only those,
+	// and All the query's every row, for a write that counts both.
+	Keep string
 }
 
 // Field is one column of a result.
@@ -47,7 +51,10 @@ type Field struct {
 // NodeResult is what running a node produced.
 type NodeResult struct {
 	// View is the global view holding the result (see ResultView).
-	View    string
+	View string
+	// All is the global view holding every row of the query when
+	// NodeSpec.Keep left some out of View; View otherwise.
+	All     string
 	Schema  []Field
 	Outputs []OutputResult
 }
@@ -87,6 +94,16 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 		return nil, permanent(op, "%v", err)
 	}
 	res := &NodeResult{View: s.ResultView(node.Name)}
+	res.All = res.View
+	if node.Keep != "" {
+		all := s.prefix + "_" + sanitize(node.Name) + "__all"
+		if err := s.createView(ctx, op, all, rel, true); err != nil {
+			return nil, err
+		}
+		res.All = "global_temp." + quote(all)
+		s.addGlobal(res.All)
+		rel = filtered(namedTable(res.All, nil), node.Keep)
+	}
 	if err := s.createView(ctx, op, s.prefix+"_"+sanitize(node.Name), rel, true); err != nil {
 		return nil, err
 	}

@@ -61,6 +61,9 @@ type OutputResult struct {
 	Rows int64
 	// Warning is set when the output is empty.
 	Warning string
+	// Observed are the values of the write's Observe metrics (and "rows"),
+	// by name; nil when it observed none.
+	Observed map[string]int64
 }
 
 const rowsObservation = "tauro_rows_written"
@@ -121,6 +124,24 @@ func noColumns(op, view string) error {
 // columns is still reported as such rather than by the data source. step
 // is as WriteOutput's.
 func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, step string) (*OutputResult, error) {
+	return s.WriteObserved(ctx, view, out, step, Observe{})
+}
+
+// Observe is what a write looks at besides the rows it writes, in the job
+// that writes them (Dataset.observe): no second pass over the data.
+type Observe struct {
+	// Before are aggregates over the view as it is, before Keep.
+	Before []Metric
+	// Keep, when set, is a SQL condition: only the rows that meet it are
+	// written.
+	Keep string
+	// After are aggregates over the rows written, besides their count.
+	After []Metric
+}
+
+// WriteObserved writes view as WriteResult does, filtered and observed as
+// obs says; the result's Observed holds obs's metrics by name.
+func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec, step string, obs Observe) (*OutputResult, error) {
 	op := "write output " + out.Key
 	if err := s.check(op); err != nil {
 		return nil, err
@@ -140,7 +161,14 @@ func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, 
 		sum := sha256.Sum256([]byte(step))
 		observation = rowsObservation + "_" + hex.EncodeToString(sum[:12])
 	}
-	write := writeOperation(view, out.Format, out.Path, mode, out.PartitionBy, options, observation)
+	input := namedTable(view, nil)
+	if len(obs.Before) > 0 {
+		input = countingRows(input, observation+"_in", "2", obs.Before...)
+	}
+	if obs.Keep != "" {
+		input = filtered(input, obs.Keep)
+	}
+	write := writeOperation(countingRows(input, observation, "1", obs.After...), out.Format, out.Path, mode, out.PartitionBy, options)
 	resp, err := s.executeStep(ctx, step, write)
 	if err != nil {
 		err = withSourceHint(s.fail(ctx, op, err), out.Format)
@@ -155,6 +183,11 @@ func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, 
 	res := &OutputResult{Key: out.Key, Path: out.Path, Rows: -1}
 	if n, ok := resp.Observed[observation][rowsMetric]; ok {
 		res.Rows = n
+	}
+	if len(obs.Before)+len(obs.After) > 0 {
+		res.Observed = map[string]int64{}
+		maps.Copy(res.Observed, resp.Observed[observation+"_in"])
+		maps.Copy(res.Observed, resp.Observed[observation])
 	}
 	if res.Rows == 0 {
 		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, destination(out))
