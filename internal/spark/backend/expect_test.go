@@ -1,0 +1,166 @@
+package backend_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+)
+
+// expectProject is a pipeline whose node clean reads 1,000 rows of which
+// 37 ((id + 1) is a multiple of 27) break the expectation every_27th with
+// the given action, and whose node after reads clean's result.
+func expectProject(t *testing.T, action string) string {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"settings_yml.json": settings,
+		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_retries: 2\nretry_delay: 0.1\n",
+		"pipelines.yaml":    "p: {nodes: [clean, after]}\n",
+		"nodes.yaml": `clean:
+  sql: "SELECT id, id * 2 AS amount FROM range(1000)"
+  output: [o.t.clean]
+  expectations:
+    - {name: every_27th, condition: "(id + 1) % 27 <> 0", action: ` + action + `}
+    - {name: positive, condition: "amount >= 0"}
+  checks:
+    - {row_count: {min: 1}}
+    - {not_null: [id]}
+  quarantine: q.t.bad
+after:
+  dependencies: [clean]
+  sql: "SELECT count(*) AS n FROM clean"
+  output: [o.t.after]
+`,
+		"input.yaml":  "{}\n",
+		"output.yaml": "o.t.clean: {format: json}\no.t.after: {format: json}\nq.t.bad: {format: json}\n",
+	})
+	return dir
+}
+
+// jsonRows reads the rows a json output wrote.
+func jsonRows(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var rows []map[string]any
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+			if line == "" {
+				continue
+			}
+			var row map[string]any
+			if err := json.Unmarshal([]byte(line), &row); err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func nodeOf(r run.Run, name string) run.Node {
+	for _, n := range r.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return run.Node{}
+}
+
+func TestExpectations_ADropLeavesTheBrokenRowsOutCountsThemAndQuarantinesThem(t *testing.T) {
+	dir := expectProject(t, "drop")
+	r := runPipeline(t, dir, "p")
+	if r.State != run.Succeeded {
+		t.Fatalf("run %s: %s", r.State, r.Message)
+	}
+	if got := len(jsonRows(t, filepath.Join(dir, "out", "o", "t", "clean"))); got != 963 {
+		t.Errorf("clean wrote %d rows; want 963", got)
+	}
+	bad := jsonRows(t, filepath.Join(dir, "out", "q", "t", "bad"))
+	if len(bad) != 37 {
+		t.Errorf("the quarantine holds %d rows; want 37", len(bad))
+	}
+	for _, row := range bad {
+		if id := int64(row["id"].(float64)); (id+1)%27 != 0 {
+			t.Errorf("the quarantine holds id %d, which meets the expectation", id)
+		}
+	}
+	if after := jsonRows(t, filepath.Join(dir, "out", "o", "t", "after")); len(after) != 1 || after[0]["n"] != float64(963) {
+		t.Errorf("after read %v; want the 963 rows clean kept", after)
+	}
+	a := nodeOf(r, "clean").Attempts
+	if len(a) != 1 || len(a[0].Expectations) != 4 {
+		t.Fatalf("clean's attempts = %+v; want one with four results", a)
+	}
+	want := []run.ExpectationResult{
+		{Name: "every_27th", Kind: "drop", Passed: 963, Failed: 37, Severity: "warn"},
+		{Name: "positive", Kind: "warn", Passed: 1000, Failed: 0, Severity: "warn", OK: true},
+		{Name: "row_count", Kind: "row_count", Passed: 963, Severity: "error", OK: true},
+		{Name: "not_null(id)", Kind: "not_null", Passed: 963, Severity: "error", OK: true},
+	}
+	for i, w := range want {
+		got := a[0].Expectations[i]
+		got.Message = ""
+		if got != w {
+			t.Errorf("result %d = %+v; want %+v", i, got, w)
+		}
+	}
+	if m := a[0].Metrics["rows_quarantined.q.t.bad"]; m != 37 {
+		t.Errorf("rows_quarantined = %v; want 37", m)
+	}
+}
+
+func TestExpectations_AFailFailsTheNodeOnceNamingItAndBlocksItsDependents(t *testing.T) {
+	dir := expectProject(t, "fail")
+	r := runPipeline(t, dir, "p")
+	if r.State != run.Failed {
+		t.Fatalf("run %s; want FAILED", r.State)
+	}
+	clean := nodeOf(r, "clean")
+	if clean.State != run.NodeFailed || clean.Error == nil || clean.Error.Type != "ExpectationFailed" ||
+		!strings.Contains(clean.Error.Message, `"every_27th"`) || !strings.Contains(clean.Error.Message, "37 of 1000 rows") {
+		t.Fatalf("clean = %s %+v; want it failed naming every_27th and its 37 rows", clean.State, clean.Error)
+	}
+	if len(clean.Attempts) != 1 {
+		t.Errorf("clean ran %d attempts; an expectation failure is not retried", len(clean.Attempts))
+	}
+	if after := nodeOf(r, "after"); after.State == run.NodeSucceeded || after.Attempt != 0 {
+		t.Errorf("after = %s after %d attempts; want it not run", after.State, after.Attempt)
+	}
+}
+
+func TestExpectations_BadConditionsAreValidationErrorsAtTheirField(t *testing.T) {
+	dir := expectProject(t, "drop")
+	writeFiles(t, dir, map[string]string{"nodes.yaml": `clean:
+  sql: "SELECT id FROM range(10)"
+  output: [o.t.clean]
+  expectations:
+    - {name: unknown_column, condition: "price > 0", action: drop}
+    - {name: not_boolean, condition: "id + 1"}
+  checks:
+    - {not_null: [nope]}
+after: {dependencies: [clean], sql: "SELECT 1 AS one", output: [o.t.after]}
+`})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	eng := newEngine(ctx, t, dir, sparktest.Remote(t))
+	_, err := eng.Validate(ctx, engine.ValidateRequest{Pipeline: "p"})
+	if err == nil {
+		t.Fatal("Validate passed; want the three problems")
+	}
+	for _, want := range []string{"nodes.clean.expectations[0].condition", "nodes.clean.expectations[1].condition", "nodes.clean.checks[0].not_null"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v\nwant a problem at %s", err, want)
+		}
+	}
+}
