@@ -3,11 +3,14 @@ package backend_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -162,5 +165,61 @@ after: {dependencies: [clean], sql: "SELECT 1 AS one", output: [o.t.after]}
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v\nwant a problem at %s", err, want)
 		}
+	}
+}
+
+// TestExpectations_CountingCostsNoSparkRequest compares, by the requests
+// --profile-nodes counts, a node without expectations and the same node
+// with a warn, a drop, a not_null and a row_count check (no quarantine, no
+// unique check: those are jobs of their own): the counts come from the
+// job that writes.
+func TestExpectations_CountingCostsNoSparkRequest(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"settings_yml.json": settings,
+		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_retries: 0\n",
+		"pipelines.yaml":    "p: {nodes: [plain, checked]}\n",
+		"nodes.yaml": `plain: {sql: "SELECT id FROM range(1000)", output: [o.t.plain]}
+checked:
+  sql: "SELECT id FROM range(1000)"
+  output: [o.t.checked]
+  expectations:
+    - {name: w, condition: "id >= 0"}
+    - {name: d, condition: "id % 10 <> 0", action: drop}
+  checks: [{not_null: id}, {row_count: {min: 1, max: 1000}}]
+`,
+		"input.yaml":  "{}\n",
+		"output.yaml": "o.t.plain: {format: parquet}\no.t.checked: {format: parquet}\n",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	remote := sparktest.Remote(t)
+	st, err := sqlite.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	be := testBackend(remote, log)
+	be.SetProfile(true)
+	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitRun(ctx, t, eng, r.ID)
+	if done.State != run.Succeeded {
+		t.Fatalf("run %s: %s", done.State, done.Message)
+	}
+	plain, checked := nodeOf(done, "plain").Attempts[0].Metrics, nodeOf(done, "checked").Attempts[0].Metrics
+	t.Logf("Spark Connect requests: %v ExecutePlan of %v without expectations, %v of %v with",
+		plain["execd.calls.ExecutePlan"], plain["execd.calls"], checked["execd.calls.ExecutePlan"], checked["execd.calls"])
+	for _, m := range []string{"execd.calls", "execd.calls.ExecutePlan"} {
+		if plain[m] == 0 || plain[m] != checked[m] {
+			t.Errorf("%s: %v without expectations, %v with; want the same", m, plain[m], checked[m])
+		}
+	}
+	if x := nodeOf(done, "checked").Attempts[0].Expectations; len(x) != 4 || x[1].Failed != 100 {
+		t.Errorf("checked's expectations = %+v", x)
 	}
 }
