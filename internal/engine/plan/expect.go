@@ -269,6 +269,25 @@ func columnList(v any) []string {
 	return nil
 }
 
+// checkExpected refuses what node i's expectations and checks cannot be
+// counted by: they are observed as its outputs are written, and a
+// streaming query observes no DISTINCT aggregate.
+func (r *resolver) checkExpected(i int32) {
+	n := r.nodes[i]
+	if len(n.Expectations)+len(n.Checks) > 0 && len(n.Outputs) == 0 && n.InlineOutput == nil {
+		r.add(r.field(i, "output"), problem.CodeRequired,
+			"node %s has expectations or checks but writes no output; they are counted as the node's output is written, so give it one", q(n.Name))
+	}
+	if !n.Streaming {
+		return
+	}
+	for _, c := range n.Checks {
+		if c.Kind == CheckUnique {
+			r.add(c.Field, problem.CodeIncompatible, "node %s is streaming: a unique check needs a pass over the whole result, which a micro-batch is not; check it on a batch node that reads the sink", q(n.Name))
+		}
+	}
+}
+
 // resolveQuarantine reads node i's quarantine: an output key of the output
 // config, written with the same path rule as the node's outputs.
 func (r *resolver) resolveQuarantine(i int32, p *Pipeline) {

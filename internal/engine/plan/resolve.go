@@ -135,6 +135,7 @@ func (r *resolver) resolve() *Pipeline {
 	}
 	r.resolveSpecs(out)
 	for i := range r.nodes {
+		r.checkExpected(int32(i))
 		r.resolveQuarantine(int32(i), out)
 	}
 	for i, n := range r.nodes {

@@ -3,6 +3,7 @@ package backend_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -221,5 +222,59 @@ checked:
 	}
 	if x := nodeOf(done, "checked").Attempts[0].Expectations; len(x) != 4 || x[1].Failed != 100 {
 		t.Errorf("checked's expectations = %+v", x)
+	}
+}
+
+// TestExpectations_AStreamingNodeCountsEachMicroBatch streams ten files,
+// one a micro-batch, through a drop expectation that 37 of the 1,000 rows
+// break: each batch reports its counts, and their sums are what the sink
+// holds and what it left out.
+func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
+	dir := streamProject(t, `clean:
+  sql: "SELECT id, amount FROM orders"
+  input: [orders]
+  output: [silver.orders.clean]
+  streaming: {trigger: {type: available_now}}
+  expectations: [{name: not_27, condition: "id % 27 <> 0", action: drop}]
+  checks: [{not_null: id}]
+`,
+		"orders: {format: file_stream, path: in, options: {header: true, format: csv, maxFilesPerTrigger: 1}, schema: \"id INT, day STRING, amount DOUBLE\"}\n",
+		"silver.orders.clean: {format: delta}\n")
+	files := map[string]string{}
+	for f := range 10 {
+		files[fmt.Sprintf("in/%02d.csv", f)] = csvFile("2025-01-01", f*100+1, f*100+100)
+	}
+	writeFiles(t, dir, files)
+	eng := streamEngine(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := follow(ctx, t, eng, r.ID, nil)
+	done, _ := eng.Get(ctx, r.ID)
+	if done.State != run.Succeeded {
+		t.Fatalf("run %s: %s", done.State, done.Message)
+	}
+	var batches, passed, failed int64
+	for _, ev := range evs {
+		if ev.Kind != run.NodeExpectations {
+			continue
+		}
+		if ev.Expectations.BatchID == nil {
+			t.Errorf("a streaming node's expectations name no batch: %+v", ev.Expectations)
+		}
+		batches++
+		passed += ev.Expectations.Results[0].Passed
+		failed += ev.Expectations.Results[0].Failed
+	}
+	sink := count(ctx, t, "SELECT count(*) FROM delta.`"+filepath.Join(dir, "out", "silver", "orders", "clean")+"`")
+	t.Logf("%d batches: %d passed, %d failed; the sink holds %d", batches, passed, failed, sink)
+	if batches != 10 || passed != 963 || failed != 37 || sink != passed {
+		t.Errorf("%d batches, %d passed, %d failed, sink %d; want 10 batches, 963 passed (all in the sink), 37 failed", batches, passed, failed, sink)
+	}
+	if x := nodeOf(done, "clean").Attempts[0].Expectations; len(x) != 2 || x[0].Passed != 963 || x[0].Failed != 37 || x[1].Passed != 963 {
+		t.Errorf("the attempt's expectations = %+v; want the batches' sums", x)
 	}
 }

@@ -93,7 +93,18 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		QueryName:   spec.QueryName,
 		Checkpoint:  spec.Checkpoint,
 	}
-	return r.b.streams.Run(ctx, s, start, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout))
+	opt := r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout)
+	if len(n.Expectations)+len(n.Checks) == 0 {
+		return r.b.streams.Run(ctx, s, start, opt)
+	}
+	start.Observe = observeFor(n)
+	x, done := followExpectations(n, emit, opt.Stop)
+	defer done()
+	opt.Emit, opt.Stop = x.Emit, x.stop
+	if err := r.b.streams.Run(ctx, s, start, opt); err != nil {
+		return err
+	}
+	return x.Failure()
 }
 
 // streamOptions say how a streaming node's query is followed.

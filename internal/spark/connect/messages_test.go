@@ -57,6 +57,17 @@ var messageBuilders = []struct {
 			PartitionBy: []string{"day"}, Trigger: TriggerProcessingTime, Interval: 10 * time.Second, OutputMode: "append",
 			QueryName: "q", Checkpoint: "/chk"}), nil
 	}},
+	{"observedInput", func() (any, error) {
+		return observedInput("global_temp.`v`", Observe{Before: []Metric{{"e0", "count_if(a > 0)"}}, Keep: "a > 0"}, "obs"), nil
+	}},
+	{"streamInput/plain", func() (any, error) { return streamInput(StreamStart{View: "v"}), nil }},
+	{"streamInput/observed", func() (any, error) {
+		return streamInput(StreamStart{View: "v", Observe: Observe{After: []Metric{{"c0", "count_if(b IS NULL)"}}}}), nil
+	}},
+	{"writeStreamStart/observed", func() (any, error) {
+		return writeStreamStart(StreamStart{View: "v", Format: "parquet", Path: "/out", OutputMode: "append", Checkpoint: "/chk",
+			Observe: Observe{Before: []Metric{{"e0", "count_if(a > 0)"}}, Keep: "a > 0", After: []Metric{{"c0", "count_if(b IS NULL)"}}}}), nil
+	}},
 	{"writeStreamStart/to a table, available now", func() (any, error) {
 		return writeStreamStart(StreamStart{View: "v", Format: "delta", Table: "db.t", Trigger: TriggerAvailableNow, OutputMode: "update", Checkpoint: "/chk"}), nil
 	}},

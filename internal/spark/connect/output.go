@@ -139,6 +139,24 @@ type Observe struct {
 	After []Metric
 }
 
+// beforeSuffix names the observation of an Observe's Before metrics: the
+// write's own observation's name and this.
+const beforeSuffix = "_in"
+
+// observedInput is view as a write of obs takes it: Before observed over
+// every row under observation+beforeSuffix, the rows Keep keeps, and those
+// counted (with After) under observation.
+func observedInput(view string, obs Observe, observation string) relation {
+	input := namedTable(view, nil)
+	if len(obs.Before) > 0 {
+		input = countingRows(input, observation+beforeSuffix, "2", obs.Before...)
+	}
+	if obs.Keep != "" {
+		input = filtered(input, obs.Keep)
+	}
+	return countingRows(input, observation, "1", obs.After...)
+}
+
 // WriteObserved writes view as WriteResult does, filtered and observed as
 // obs says; the result's Observed holds obs's metrics by name.
 func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec, step string, obs Observe) (*OutputResult, error) {
@@ -161,14 +179,7 @@ func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec
 		sum := sha256.Sum256([]byte(step))
 		observation = rowsObservation + "_" + hex.EncodeToString(sum[:12])
 	}
-	input := namedTable(view, nil)
-	if len(obs.Before) > 0 {
-		input = countingRows(input, observation+"_in", "2", obs.Before...)
-	}
-	if obs.Keep != "" {
-		input = filtered(input, obs.Keep)
-	}
-	write := writeOperation(countingRows(input, observation, "1", obs.After...), out.Format, out.Path, mode, out.PartitionBy, options)
+	write := writeOperation(observedInput(view, obs, observation), out.Format, out.Path, mode, out.PartitionBy, options)
 	resp, err := s.executeStep(ctx, step, write)
 	if err != nil {
 		err = withSourceHint(s.fail(ctx, op, err), out.Format)
@@ -186,7 +197,7 @@ func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec
 	}
 	if len(obs.Before)+len(obs.After) > 0 {
 		res.Observed = map[string]int64{}
-		maps.Copy(res.Observed, resp.Observed[observation+"_in"])
+		maps.Copy(res.Observed, resp.Observed[observation+beforeSuffix])
 		maps.Copy(res.Observed, resp.Observed[observation])
 	}
 	if res.Rows == 0 {
