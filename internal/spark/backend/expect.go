@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
+
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -193,6 +195,7 @@ func (r *runExec) writeOutputs(ctx context.Context, s *sparkconnect.Session, n *
 	}
 	results := expectationResults(n, seen, duplicates)
 	emit(run.Event{Kind: run.NodeExpectations, Expectations: &run.Expectations{Results: results}})
+	observe.ExpectationsCounted(ctx, results)
 	return expectationFailure(n.Name, results)
 }
 

@@ -98,7 +98,7 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		return r.b.streams.Run(ctx, s, start, opt)
 	}
 	start.Observe = observeFor(n)
-	x, done := followExpectations(n, emit, opt.Stop)
+	x, done := followExpectations(ctx, n, emit, opt.Stop)
 	defer done()
 	opt.Emit, opt.Stop = x.Emit, x.stop
 	if err := r.b.streams.Run(ctx, s, start, opt); err != nil {

@@ -1,9 +1,12 @@
 package backend
 
 import (
+	"context"
 	"maps"
 	"math"
 	"sync"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
@@ -16,6 +19,7 @@ import (
 // a fail expectation or an error check stops the query (after that batch,
 // which is written: a micro-batch commits whole), and the node fails.
 type streamExpectations struct {
+	ctx  context.Context // the attempt's, for the observer
 	n    *plan.Node
 	emit func(run.Event)
 	// stop closes when the run stops or a batch broke an error.
@@ -29,8 +33,8 @@ type streamExpectations struct {
 // followExpectations wraps emit for n's query; the returned channel is
 // the query's Stop (runStop, or a broken expectation), and done ends
 // the goroutine that watches runStop.
-func followExpectations(n *plan.Node, emit func(run.Event), runStop <-chan struct{}) (*streamExpectations, func()) {
-	x := &streamExpectations{n: n, emit: emit, stop: make(chan struct{})}
+func followExpectations(ctx context.Context, n *plan.Node, emit func(run.Event), runStop <-chan struct{}) (*streamExpectations, func()) {
+	x := &streamExpectations{ctx: ctx, n: n, emit: emit, stop: make(chan struct{})}
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -68,6 +72,7 @@ func (x *streamExpectations) Emit(ev run.Event) {
 	results := expectationResults(x.n, seen, nil)
 	batch := p.BatchID
 	x.emit(run.Event{Kind: run.NodeExpectations, Expectations: &run.Expectations{BatchID: &batch, Results: results}})
+	observe.ExpectationsCounted(x.ctx, results)
 	if err := expectationFailure(x.n.Name, results); err != nil {
 		x.mu.Lock()
 		if x.failure == nil {
