@@ -212,16 +212,16 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
             batch_id=g.batch_id if g.HasField("batch_id") else None,
         )
     if kind == "node_expectations":
-        x = ev.node_expectations
+        e = ev.node_expectations
         return NodeExpectations(
             run_id,
             seq,
             at,
             project=project,
-            node=x.node,
-            attempt=x.attempt,
-            batch_id=x.batch_id if x.HasField("batch_id") else None,
-            results=tuple(ExpectationResult.from_proto(r) for r in x.results),
+            node=e.node,
+            attempt=e.attempt,
+            batch_id=e.batch_id if e.HasField("batch_id") else None,
+            results=tuple(ExpectationResult.from_proto(r) for r in e.results),
         )
     return Event(run_id, seq, at, project=project)
 
