@@ -36,6 +36,9 @@ func ApplyExpectations(runID string, n NodeRecord, ev *Event) error {
 	if ev.Attempt == 0 {
 		ev.Attempt = n.Attempt
 	}
+	if ev.Attempt == 0 {
+		return fmt.Errorf("%w: run %s, node %q has not started; its expectations come from an attempt", ErrInvalidEvent, runID, n.Name)
+	}
 	if ev.Attempt > n.Attempt {
 		return fmt.Errorf("%w: run %s, node %q: expectations of attempt %d, which has not started", ErrInvalidEvent, runID, n.Name, ev.Attempt)
 	}
