@@ -278,3 +278,44 @@ func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
 		t.Errorf("the attempt's expectations = %+v; want the batches' sums", x)
 	}
 }
+
+// TestExpectations_ChecksCountDuplicatesStaleRowsAndBounds runs the
+// whole-result checks: a unique key with 90 repeats, a fresh and a stale
+// freshness, and a warn row_count that does not hold (the node succeeds).
+func TestExpectations_ChecksCountDuplicatesStaleRowsAndBounds(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"settings_yml.json": settings,
+		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_retries: 0\n",
+		"pipelines.yaml":    "p: {nodes: [n]}\n",
+		"nodes.yaml": `n:
+  sql: "SELECT id, id % 10 AS k, current_timestamp() AS now_ts, TIMESTAMP '2020-01-01 00:00:00' AS old_ts FROM range(100)"
+  output: [o.t.n]
+  checks:
+    - {unique: k, severity: warn}
+    - {unique: [id]}
+    - {name: fresh, freshness: {column: now_ts, max_age: 1h}}
+    - {name: stale, freshness: {column: old_ts, max_age: 1h}, severity: warn}
+    - {row_count: {max: 10}, severity: warn}
+`,
+		"input.yaml":  "{}\n",
+		"output.yaml": "o.t.n: {format: parquet}\n",
+	})
+	r := runPipeline(t, dir, "p")
+	if r.State != run.Succeeded {
+		t.Fatalf("run %s: %s; warn checks do not fail a node", r.State, r.Message)
+	}
+	x := nodeOf(r, "n").Attempts[0].Expectations
+	if len(x) != 5 {
+		t.Fatalf("results = %+v", x)
+	}
+	for i, w := range []struct {
+		name           string
+		passed, failed int64
+		ok             bool
+	}{{"unique(k)", 10, 90, false}, {"unique(id)", 100, 0, true}, {"fresh", 100, 0, true}, {"stale", 0, 100, false}, {"row_count", 100, 0, false}} {
+		if g := x[i]; g.Name != w.name || g.Passed != w.passed || g.Failed != w.failed || g.OK != w.ok {
+			t.Errorf("result %d = %+v; want %+v", i, g, w)
+		}
+	}
+}
