@@ -13,32 +13,37 @@ import (
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 )
 
-// Names of the metrics a node's expectations and checks observe: "in" and
-// "e<i>" over its result before its drop and fail expectations, "rows"
-// (every write counts it) and "c<i>" over the rows written.
+// Names of the metrics a node's expectations and checks observe: "in"
+// (every row), "e<i>" (the rows meeting expectation i), "c<i>" (what check
+// i counts among the rows written) and "rows" (the rows written; every
+// write counts it).
 const inputRows = "in"
 
 func expectationMetric(i int) string { return fmt.Sprintf("e%d", i) }
 func checkMetric(i int) string       { return fmt.Sprintf("c%d", i) }
 
 // observeFor is what the write of n's first output observes so that its
-// expectations and checks are counted by the job that writes: rows meeting
-// each condition (a NULL condition is not met) over the result, then the
-// rows its drop and fail expectations keep, then what each check counts
-// over those. A unique check is not among them: Spark observes no DISTINCT
-// aggregate (see uniqueDuplicates).
+// expectations and checks are counted by the job that writes: over every
+// row of the result, the rows meeting each condition (a NULL condition is
+// not met) and, among the rows its drop and fail expectations keep, what
+// each check counts. One observation, before the filter: each observation
+// is a step of the job that Spark's generated code cannot run through, so
+// a second one would cost a pass over the rows in memory. A unique check is
+// not among them: Spark observes no DISTINCT aggregate (see duplicates).
 func observeFor(n *plan.Node) sparkconnect.Observe {
-	var o sparkconnect.Observe
+	o := sparkconnect.Observe{Keep: plan.KeepCondition(n.Expectations)}
 	if len(n.Expectations) > 0 {
-		o.Before = append(o.Before, sparkconnect.Metric{Name: inputRows, SQL: "count(1)"})
+		o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: inputRows, SQL: "count(1)"})
 	}
 	for i, x := range n.Expectations {
-		o.Before = append(o.Before, sparkconnect.Metric{Name: expectationMetric(i), SQL: "count_if(" + met(x.Condition) + ")"})
+		o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: expectationMetric(i), SQL: "count_if(" + met(x.Condition) + ")"})
 	}
-	o.Keep = plan.KeepCondition(n.Expectations)
 	for i, c := range n.Checks {
-		if sql := checkSQL(c); sql != "" {
-			o.After = append(o.After, sparkconnect.Metric{Name: checkMetric(i), SQL: sql})
+		if cond := checkCondition(c); cond != "" {
+			if o.Keep != "" {
+				cond = "(" + o.Keep + ") AND (" + cond + ")"
+			}
+			o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: checkMetric(i), SQL: "count_if(" + cond + ")"})
 		}
 	}
 	return o
@@ -47,20 +52,20 @@ func observeFor(n *plan.Node) sparkconnect.Observe {
 // met is the SQL of "the row meets condition": true, not false or NULL.
 func met(condition string) string { return "coalesce((" + condition + "), false)" }
 
-// checkSQL is the aggregate a check observes over the rows written: the
-// rows with a NULL in one of its columns, or the rows newer than its
-// maximum age (current_timestamp is the query's start, or the
-// micro-batch's). "" for a check that observes nothing of its own.
-func checkSQL(c plan.Check) string {
+// checkCondition is what a check counts rows by: a NULL in one of its
+// columns, or a timestamp within its maximum age (current_timestamp is the
+// query's start, or the micro-batch's). "" for a check that counts nothing
+// of its own.
+func checkCondition(c plan.Check) string {
 	switch c.Kind {
 	case plan.CheckNotNull:
 		nulls := make([]string, len(c.Columns))
 		for i, col := range c.Columns {
 			nulls[i] = quoteColumn(col) + " IS NULL"
 		}
-		return "count_if(" + strings.Join(nulls, " OR ") + ")"
+		return strings.Join(nulls, " OR ")
 	case plan.CheckFreshness:
-		return fmt.Sprintf("count_if(CAST(%s AS TIMESTAMP) >= current_timestamp() - INTERVAL '%d' SECOND)",
+		return fmt.Sprintf("CAST(%s AS TIMESTAMP) >= current_timestamp() - INTERVAL '%d' SECOND",
 			quoteColumn(c.Columns[0]), int64(c.MaxAge.Seconds()))
 	}
 	return ""

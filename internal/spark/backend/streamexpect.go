@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"maps"
 	"math"
 	"sync"
 
@@ -66,9 +65,7 @@ func (x *streamExpectations) Emit(ev run.Event) {
 	if !ok {
 		return
 	}
-	// Both observations count "rows": the written rows' count wins.
-	seen := integers(p.Observed[sparkconnect.StreamBeforeObservation])
-	maps.Copy(seen, integers(after))
+	seen := integers(after)
 	results := expectationResults(x.n, seen, nil)
 	batch := p.BatchID
 	x.emit(run.Event{Kind: run.NodeExpectations, Expectations: &run.Expectations{BatchID: &batch, Results: results}})

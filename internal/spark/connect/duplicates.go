@@ -31,7 +31,7 @@ func (s *Session) Duplicates(ctx context.Context, view, keep string, columns []s
 		return 0, err
 	}
 	observation := duplicatesObservation + "_" + strings.ReplaceAll(newUUID(), "-", "")
-	counted := countingRows(rel, observation, "1", Metric{Name: "extra", SQL: "coalesce(sum(extra), 0)"})
+	counted := countingRows(rel, observation, "1", "", Metric{Name: "extra", SQL: "coalesce(sum(extra), 0)"})
 	resp, err := s.execute(ctx, writeOperation(counted, "noop", "", "SAVE_MODE_OVERWRITE", nil, nil))
 	if err != nil {
 		return 0, s.fail(ctx, op, err)

@@ -126,13 +126,15 @@ const rowsMetric = "rows"
 type Metric struct{ Name, SQL string }
 
 // countingRows is input observed as Dataset.observe does: the server
-// reports count(1) AS rows, and each of extra, under observation once the
-// plan has run. planID tells two observations of one plan apart.
-func countingRows(input relation, observation, planID string, extra ...Metric) relation {
-	metrics := []obj{{"alias": obj{
-		"expr": obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}},
-		"name": []string{rowsMetric},
-	}}}
+// reports the rows (count(1), or the SQL aggregate rows when it is set)
+// AS rows, and each of extra, under observation once the plan has run.
+// planID tells the plan's relations apart.
+func countingRows(input relation, observation, planID, rows string, extra ...Metric) relation {
+	count := obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}}
+	if rows != "" {
+		count = obj{"expressionString": obj{"expression": rows}}
+	}
+	metrics := []obj{{"alias": obj{"expr": count, "name": []string{rowsMetric}}}}
 	for _, m := range extra {
 		metrics = append(metrics, obj{"alias": obj{"expr": obj{"expressionString": obj{"expression": m.SQL}}, "name": []string{m.Name}}})
 	}

@@ -41,9 +41,9 @@ var messageBuilders = []struct {
 			"d": day, "ts": day.Add(90 * time.Minute), "n": nil,
 		})
 	}},
-	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x", "1"), nil }},
+	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x", "1", ""), nil }},
 	{"countingRows/with metrics", func() (any, error) {
-		return countingRows(namedTable("v", nil), "tauro_x", "2", Metric{"e0", "count_if(coalesce((a > 0), false))"}), nil
+		return countingRows(namedTable("v", nil), "tauro_x", "1", "count_if(a > 0)", Metric{"e0", "count_if(coalesce((a > 0), false))"}), nil
 	}},
 	{"streamSource/files with a schema", func() (any, error) {
 		return streamSource("csv", "/in/orders", "id INT, at TIMESTAMP", map[string]string{"header": "true", "maxFilesPerTrigger": "1"}), nil
@@ -58,15 +58,15 @@ var messageBuilders = []struct {
 			QueryName: "q", Checkpoint: "/chk"}), nil
 	}},
 	{"observedInput", func() (any, error) {
-		return observedInput("global_temp.`v`", Observe{Before: []Metric{{"e0", "count_if(a > 0)"}}, Keep: "a > 0"}, "obs"), nil
+		return observedInput("global_temp.`v`", Observe{Metrics: []Metric{{"e0", "count_if(a > 0)"}}, Keep: "a > 0"}, "obs"), nil
 	}},
 	{"streamInput/plain", func() (any, error) { return streamInput(StreamStart{View: "v"}), nil }},
 	{"streamInput/observed", func() (any, error) {
-		return streamInput(StreamStart{View: "v", Observe: Observe{After: []Metric{{"c0", "count_if(b IS NULL)"}}}}), nil
+		return streamInput(StreamStart{View: "v", Observe: Observe{Metrics: []Metric{{"c0", "count_if(b IS NULL)"}}}}), nil
 	}},
 	{"writeStreamStart/observed", func() (any, error) {
 		return writeStreamStart(StreamStart{View: "v", Format: "parquet", Path: "/out", OutputMode: "append", Checkpoint: "/chk",
-			Observe: Observe{Before: []Metric{{"e0", "count_if(a > 0)"}}, Keep: "a > 0", After: []Metric{{"c0", "count_if(b IS NULL)"}}}}), nil
+			Observe: Observe{Metrics: []Metric{{"e0", "count_if(a > 0)"}, {"c0", "count_if(a > 0 AND b IS NULL)"}}, Keep: "a > 0"}}), nil
 	}},
 	{"writeStreamStart/to a table, available now", func() (any, error) {
 		return writeStreamStart(StreamStart{View: "v", Format: "delta", Table: "db.t", Trigger: TriggerAvailableNow, OutputMode: "update", Checkpoint: "/chk"}), nil
@@ -98,14 +98,14 @@ var messageBuilders = []struct {
 		return createDataframeView("sales", dataSource("csv", "/s.csv", "", nil), false), nil
 	}},
 	{"writeOperation/plain", func() (any, error) {
-		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1"), "parquet", "/out", "SAVE_MODE_OVERWRITE", nil, nil), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1", ""), "parquet", "/out", "SAVE_MODE_OVERWRITE", nil, nil), nil
 	}},
 	{"writeOperation/partitioned with options", func() (any, error) {
-		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1"), "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1", ""), "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
 			map[string]string{"replaceWhere": "`day` >= '2024-01-01'", "mergeSchema": "true"}), nil
 	}},
 	{"writeOperation/no path (kafka)", func() (any, error) {
-		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1"), "kafka", "", "SAVE_MODE_APPEND", nil,
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1", ""), "kafka", "", "SAVE_MODE_APPEND", nil,
 			map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}), nil
 	}},
 	{"executePlanRequest", func() (any, error) {

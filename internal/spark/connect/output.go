@@ -130,31 +130,27 @@ func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, 
 // Observe is what a write looks at besides the rows it writes, in the job
 // that writes them (Dataset.observe): no second pass over the data.
 type Observe struct {
-	// Before are aggregates over the view as it is, before Keep.
-	Before []Metric
+	// Metrics are aggregates over every row of the view, Keep or not.
+	Metrics []Metric
 	// Keep, when set, is a SQL condition: only the rows that meet it are
-	// written.
+	// written, and counted as written.
 	Keep string
-	// After are aggregates over the rows written, besides their count.
-	After []Metric
 }
 
-// beforeSuffix names the observation of an Observe's Before metrics: the
-// write's own observation's name and this.
-const beforeSuffix = "_in"
-
-// observedInput is view as a write of obs takes it: Before observed over
-// every row under observation+beforeSuffix, the rows Keep keeps, and those
-// counted (with After) under observation.
+// observedInput is view as a write of obs takes it: observed under
+// observation over every row (the rows Keep keeps counted as "rows"),
+// then filtered by Keep. One observation, as a plain write has: each is a
+// step of the job that Spark's generated code cannot run through.
 func observedInput(view string, obs Observe, observation string) relation {
-	input := namedTable(view, nil)
-	if len(obs.Before) > 0 {
-		input = countingRows(input, observation+beforeSuffix, "2", obs.Before...)
+	rows := ""
+	if obs.Keep != "" {
+		rows = "count_if(" + obs.Keep + ")"
 	}
+	input := countingRows(namedTable(view, nil), observation, "1", rows, obs.Metrics...)
 	if obs.Keep != "" {
 		input = filtered(input, obs.Keep)
 	}
-	return countingRows(input, observation, "1", obs.After...)
+	return input
 }
 
 // WriteObserved writes view as WriteResult does, filtered and observed as
@@ -195,10 +191,8 @@ func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec
 	if n, ok := resp.Observed[observation][rowsMetric]; ok {
 		res.Rows = n
 	}
-	if len(obs.Before)+len(obs.After) > 0 {
-		res.Observed = map[string]int64{}
-		maps.Copy(res.Observed, resp.Observed[observation+beforeSuffix])
-		maps.Copy(res.Observed, resp.Observed[observation])
+	if len(obs.Metrics) > 0 {
+		res.Observed = maps.Clone(resp.Observed[observation])
 	}
 	if res.Rows == 0 {
 		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, destination(out))

@@ -70,16 +70,12 @@ type StreamStart struct {
 
 // writeStreamStart starts q as DataStreamWriter.start does.
 // StreamObservation names what a streaming query's Observe reports in each
-// micro-batch's progress: StreamObservation for the rows written and the
-// After metrics, StreamBeforeObservation for the Before ones.
+// micro-batch's progress: the rows written and the Observe's metrics.
 const StreamObservation = "tauro_expectations"
-
-// StreamBeforeObservation is where the Before metrics are.
-const StreamBeforeObservation = StreamObservation + beforeSuffix
 
 // streamInput is the view q writes, observed as q.Observe says.
 func streamInput(q StreamStart) relation {
-	if len(q.Observe.Before)+len(q.Observe.After) == 0 && q.Observe.Keep == "" {
+	if len(q.Observe.Metrics) == 0 && q.Observe.Keep == "" {
 		return namedTable(q.View, nil)
 	}
 	return observedInput(q.View, q.Observe, StreamObservation)
