@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
@@ -317,5 +318,65 @@ func TestExpectations_ChecksCountDuplicatesStaleRowsAndBounds(t *testing.T) {
 		if g := x[i]; g.Name != w.name || g.Passed != w.passed || g.Failed != w.failed || g.OK != w.ok {
 			t.Errorf("result %d = %+v; want %+v", i, g, w)
 		}
+	}
+}
+
+// TestExpectations_APythonNodesDropReachesItsOutputAndItsDependents runs a
+// drop on a Python node's result: its output and the SQL node that reads
+// it both see the rows it keeps.
+func TestExpectations_APythonNodesDropReachesItsOutputAndItsDependents(t *testing.T) {
+	remote := sparktest.Remote(t)
+	python, err := sparktest.Python()
+	if err != nil {
+		t.Skipf("no Python for workers: %v", err)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"settings_yml.json": settings,
+		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_retries: 0\nallowed_module_prefixes: [expnodes]\n",
+		"pipelines.yaml":    "p: {nodes: [py, after]}\n",
+		"nodes.yaml": `py:
+  function: expnodes.numbers
+  output: [o.t.py]
+  expectations: [{name: every_27th, condition: "(id + 1) % 27 <> 0", action: drop}]
+after: {sql: "SELECT count(*) AS n FROM py", dependencies: [py], output: [o.t.after]}
+`,
+		"expnodes.py": "from pyspark.sql import SparkSession\n\ndef numbers(*, start_date, end_date):\n" +
+			"    return SparkSession.getActiveSession().range(1000)\n",
+		"input.yaml":  "{}\n",
+		"output.yaml": "o.t.py: {format: json}\no.t.after: {format: json}\n",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	st, err := sqlite.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	be := testBackend(remote, log)
+	be.SetPython(pool)
+	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitRun(ctx, t, eng, r.ID)
+	if done.State != run.Succeeded {
+		t.Fatalf("run %s: %s %+v", done.State, done.Message, done.Nodes)
+	}
+	if got := len(jsonRows(t, filepath.Join(dir, "out", "o", "t", "py"))); got != 963 {
+		t.Errorf("py wrote %d rows; want 963", got)
+	}
+	if after := jsonRows(t, filepath.Join(dir, "out", "o", "t", "after")); len(after) != 1 || after[0]["n"] != float64(963) {
+		t.Errorf("after read %v; want the 963 rows py kept", after)
+	}
+	if x := nodeOf(done, "py").Attempts[0].Expectations; len(x) != 1 || x[0].Passed != 963 || x[0].Failed != 37 {
+		t.Errorf("py's expectations = %+v", x)
 	}
 }

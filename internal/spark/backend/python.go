@@ -73,13 +73,24 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
 	// An attempt taken up after a restart whose function had returned
 	// has its result view on the server: the function is not called again.
+	// A node whose drop or fail expectations leave rows out, and whose
+	// result others read, has its function's result made apart: its result
+	// view keeps only the rows its dependents may read.
+	keep := ""
+	if r.hasDependents(n) {
+		keep = plan.KeepCondition(n.Expectations)
+	}
 	if !r.pythonDone(ctx, n.Name, attempt) {
 		views, err := r.globalInputs(ctx, s, n)
 		if err != nil {
 			return err
 		}
 		phase(ctx, "inputs")
-		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, r.pythonCall(s, n, attempt, views), pythonEvents(emit))
+		call := r.pythonCall(s, n, attempt, views)
+		if keep != "" {
+			call.ResultView = s.UnfilteredName(n.Name)
+		}
+		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, pythonEvents(emit))
 		phase(ctx, "worker")
 		if err := pythonFailure(nodeErr, err); err != nil {
 			return err
@@ -89,14 +100,24 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	shared := r.cacheable(n)
+	all := ""
+	if keep != "" {
+		var err error
+		if all, err = s.KeepResult(ctx, n.Name, keep); err != nil {
+			return err
+		}
+	}
 	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared)
 	if err != nil {
 		return err
 	}
 	r.markRan(ctx, s, n.Name, shared, view)
 	phase(ctx, "handback")
+	if all == "" {
+		all = view
+	}
 	// The worker refused a result without columns.
-	return r.writeOutputs(ctx, s, n, view, attempt, emit)
+	return r.writeOutputs(ctx, s, n, all, attempt, emit)
 }
 
 // pythonEvents records what a running function reports.

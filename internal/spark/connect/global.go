@@ -35,6 +35,28 @@ func (s *Session) SharedView(name string) string { return "global_temp." + quote
 
 func (s *Session) sharedName(name string) string { return s.prefix + "__in__" + sanitize(name) }
 
+// UnfilteredName is the unqualified name of the global view holding every
+// row of node's result when its result view keeps only some (see
+// NodeSpec.Keep and KeepResult).
+func (s *Session) UnfilteredName(node string) string { return s.ResultName(node) + "__all" }
+
+// KeepResult makes node's result view the rows of UnfilteredName(node) (a
+// view a Python worker made) that meet keep, as RunSQL does for a
+// NodeSpec.Keep, and returns the unfiltered view's qualified name, to
+// write outputs from.
+func (s *Session) KeepResult(ctx context.Context, node, keep string) (string, error) {
+	op := "keep the rows of node " + node
+	if err := s.check(op); err != nil {
+		return "", err
+	}
+	all := "global_temp." + quote(s.UnfilteredName(node))
+	s.addGlobal(all)
+	if err := s.createView(ctx, op, s.ResultName(node), filtered(namedTable(all, nil), keep), true); err != nil {
+		return "", err
+	}
+	return all, nil
+}
+
 // AdoptResult takes node's global result view, made by a Python worker, as
 // RunSQL takes a SQL node's: node SQL reads it by each of aliases (the
 // node's name unless an input has that name, its output keys: what its

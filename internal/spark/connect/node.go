@@ -96,7 +96,7 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 	res := &NodeResult{View: s.ResultView(node.Name)}
 	res.All = res.View
 	if node.Keep != "" {
-		all := s.prefix + "_" + sanitize(node.Name) + "__all"
+		all := s.UnfilteredName(node.Name)
 		if err := s.createView(ctx, op, all, rel, true); err != nil {
 			return nil, err
 		}
