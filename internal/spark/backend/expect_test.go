@@ -230,13 +230,15 @@ checked:
 // one a micro-batch, through a drop expectation that 37 of the 1,000 rows
 // break: each batch reports its counts, and their sums are what the sink
 // holds and what it left out.
-func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
+// tenBatches is a streaming project whose node clean reads ten files of
+// 100 orders, one a micro-batch, through not_27 with the given action.
+func tenBatches(t *testing.T, action string) string {
 	dir := streamProject(t, `clean:
   sql: "SELECT id, amount FROM orders"
   input: [orders]
   output: [silver.orders.clean]
   streaming: {trigger: {type: available_now}}
-  expectations: [{name: not_27, condition: "id % 27 <> 0", action: drop}]
+  expectations: [{name: not_27, condition: "id % 27 <> 0", action: `+action+`}]
   checks: [{not_null: id}]
 `,
 		"orders: {format: file_stream, path: in, options: {header: true, format: csv, maxFilesPerTrigger: 1}, schema: \"id INT, day STRING, amount DOUBLE\"}\n",
@@ -246,6 +248,11 @@ func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
 		files[fmt.Sprintf("in/%02d.csv", f)] = csvFile("2025-01-01", f*100+1, f*100+100)
 	}
 	writeFiles(t, dir, files)
+	return dir
+}
+
+func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
+	dir := tenBatches(t, "drop")
 	eng := streamEngine(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -378,5 +385,35 @@ after: {sql: "SELECT count(*) AS n FROM py", dependencies: [py], output: [o.t.af
 	}
 	if x := nodeOf(done, "py").Attempts[0].Expectations; len(x) != 1 || x[0].Passed != 963 || x[0].Failed != 37 {
 		t.Errorf("py's expectations = %+v", x)
+	}
+}
+
+// TestExpectations_AStreamingFailStopsTheQueryAndFailsTheNodeOnce: the
+// first batch holds ids 27, 54 and 81, so the query stops after it.
+func TestExpectations_AStreamingFailStopsTheQueryAndFailsTheNodeOnce(t *testing.T) {
+	eng := streamEngine(t, tenBatches(t, "fail"))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := follow(ctx, t, eng, r.ID, nil)
+	done, _ := eng.Get(ctx, r.ID)
+	clean := nodeOf(done, "clean")
+	if done.State != run.Failed || clean.Error == nil || clean.Error.Type != "ExpectationFailed" || !strings.Contains(clean.Error.Message, "3 of 100 rows") {
+		t.Fatalf("run %s, clean %s %+v; want it failed by not_27's 3 rows of the first batch", done.State, clean.State, clean.Error)
+	}
+	if len(clean.Attempts) != 1 {
+		t.Errorf("clean ran %d attempts; an expectation failure is not retried", len(clean.Attempts))
+	}
+	batches := 0
+	for _, ev := range evs {
+		if ev.Kind == run.NodeExpectations {
+			batches++
+		}
+	}
+	if batches == 0 || batches >= 10 {
+		t.Errorf("%d batches reported; want the query stopped after the first that broke not_27", batches)
 	}
 }
