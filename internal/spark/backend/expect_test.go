@@ -295,8 +295,9 @@ func TestExpectations_ChecksCountDuplicatesStaleRowsAndBounds(t *testing.T) {
 	writeFiles(t, dir, map[string]string{
 		"settings_yml.json": settings,
 		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_retries: 0\n",
-		"pipelines.yaml":    "p: {nodes: [n]}\n",
-		"nodes.yaml": `n:
+		"pipelines.yaml":    "p: {nodes: [n, bounded]}\n",
+		"nodes.yaml": `bounded: {sql: "SELECT id FROM range(100)", output: [o.t.bounded], checks: [{row_count: {min: 1, max: 100}}]}
+n:
   sql: "SELECT id, id % 10 AS k, current_timestamp() AS now_ts, TIMESTAMP '2020-01-01 00:00:00' AS old_ts FROM range(100)"
   output: [o.t.n]
   checks:
@@ -307,11 +308,15 @@ func TestExpectations_ChecksCountDuplicatesStaleRowsAndBounds(t *testing.T) {
     - {row_count: {max: 10}, severity: warn}
 `,
 		"input.yaml":  "{}\n",
-		"output.yaml": "o.t.n: {format: parquet}\n",
+		"output.yaml": "o.t.n: {format: parquet}\no.t.bounded: {format: parquet}\n",
 	})
 	r := runPipeline(t, dir, "p")
 	if r.State != run.Succeeded {
-		t.Fatalf("run %s: %s; warn checks do not fail a node", r.State, r.Message)
+		t.Fatalf("run %s: %s %+v; warn checks do not fail a node", r.State, r.Message, r.Nodes)
+	}
+	// A row_count check alone counts with the write's own row count.
+	if x := nodeOf(r, "bounded").Attempts[0].Expectations; len(x) != 1 || !x[0].OK || x[0].Passed != 100 {
+		t.Errorf("bounded's row_count = %+v; want 100 rows, ok", x)
 	}
 	x := nodeOf(r, "n").Attempts[0].Expectations
 	if len(x) != 5 {

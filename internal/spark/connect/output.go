@@ -61,8 +61,8 @@ type OutputResult struct {
 	Rows int64
 	// Warning is set when the output is empty.
 	Warning string
-	// Observed are the values of the write's Observe metrics (and "rows"),
-	// by name; nil when it observed none.
+	// Observed are the values the write observed by name: "rows" and its
+	// Observe's metrics.
 	Observed map[string]int64
 }
 
@@ -191,9 +191,7 @@ func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec
 	if n, ok := resp.Observed[observation][rowsMetric]; ok {
 		res.Rows = n
 	}
-	if len(obs.Metrics) > 0 {
-		res.Observed = maps.Clone(resp.Observed[observation])
-	}
+	res.Observed = maps.Clone(resp.Observed[observation])
 	if res.Rows == 0 {
 		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, destination(out))
 	}
