@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -333,13 +332,14 @@ func (r *resolver) resolveQuarantine(i int32, p *Pipeline) {
 	n.Quarantine = &spec
 }
 
-// KeepCondition is what the drop and fail expectations keep: the rows that
-// meet every one of them (a NULL condition does not).
+// KeepCondition is the condition of the rows n's drop and fail
+// expectations keep: those meeting every one of them, as a filter keeps
+// rows (a condition that is NULL does not hold). "" when it keeps all.
 func KeepCondition(xs []Expectation) string {
 	var parts []string
 	for _, x := range xs {
 		if x.Action != ActionWarn {
-			parts = append(parts, fmt.Sprintf("coalesce((%s), false)", x.Condition))
+			parts = append(parts, "("+x.Condition+")")
 		}
 	}
 	return strings.Join(parts, " AND ")

@@ -57,7 +57,7 @@ func TestResolve_ExpectationsChecksAndQuarantineAreRead(t *testing.T) {
 	if q := n.Quarantine; q == nil || q.WriteMode != "append" || !strings.HasSuffix(q.Path, filepath.Join("out", "quarantine", "sales", "bad")) {
 		t.Errorf("quarantine = %+v", q)
 	}
-	if got := KeepCondition(n.Expectations); got != "coalesce((amount > 0), false)" {
+	if got := KeepCondition(n.Expectations); got != "(amount > 0)" {
 		t.Errorf("KeepCondition = %q", got)
 	}
 }

@@ -32,25 +32,23 @@ func checkMetric(i int) string       { return fmt.Sprintf("c%d", i) }
 // not among them: Spark observes no DISTINCT aggregate (see duplicates).
 func observeFor(n *plan.Node) sparkconnect.Observe {
 	o := sparkconnect.Observe{Keep: plan.KeepCondition(n.Expectations)}
-	if len(n.Expectations) > 0 {
+	if o.Keep != "" {
+		// Without a filter, every row is written and "rows" counts them.
 		o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: inputRows, SQL: "count(1)"})
 	}
 	for i, x := range n.Expectations {
-		o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: expectationMetric(i), SQL: "count_if(" + met(x.Condition) + ")"})
+		o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: expectationMetric(i), SQL: sparkconnect.CountWhere(x.Condition)})
 	}
 	for i, c := range n.Checks {
 		if cond := checkCondition(c); cond != "" {
 			if o.Keep != "" {
 				cond = "(" + o.Keep + ") AND (" + cond + ")"
 			}
-			o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: checkMetric(i), SQL: "count_if(" + cond + ")"})
+			o.Metrics = append(o.Metrics, sparkconnect.Metric{Name: checkMetric(i), SQL: sparkconnect.CountWhere(cond)})
 		}
 	}
 	return o
 }
-
-// met is the SQL of "the row meets condition": true, not false or NULL.
-func met(condition string) string { return "coalesce((" + condition + "), false)" }
 
 // checkCondition is what a check counts rows by: a NULL in one of its
 // columns, or a timestamp within its maximum age (current_timestamp is the
@@ -78,7 +76,10 @@ func quoteColumn(c string) string { return "`" + strings.ReplaceAll(c, "`", "``"
 // results; duplicates holds each unique check's duplicate rows, by index.
 func expectationResults(n *plan.Node, seen map[string]int64, duplicates map[int]int64) []run.ExpectationResult {
 	out := make([]run.ExpectationResult, 0, len(n.Expectations)+len(n.Checks))
-	total := seen[inputRows]
+	total, ok := seen[inputRows]
+	if !ok {
+		total = seen["rows"] // nothing was left out
+	}
 	for i, x := range n.Expectations {
 		r := run.ExpectationResult{Name: x.Name, Kind: x.Action, Passed: seen[expectationMetric(i)], Severity: plan.SeverityWarn}
 		r.Failed = total - r.Passed
@@ -187,7 +188,7 @@ func (r *runExec) writeOutputs(ctx context.Context, s *sparkconnect.Session, n *
 	}
 	if q := n.Quarantine; q != nil {
 		out, err := s.WriteObserved(ctx, view, *q, sparkconnect.OutputStep(r.step(n.Name, attempt), len(n.OutputSpecs), *q),
-			sparkconnect.Observe{Keep: "NOT (" + obs.Keep + ")"})
+			sparkconnect.Observe{Keep: "NOT coalesce((" + obs.Keep + "), false)"})
 		if err != nil {
 			return err
 		}

@@ -137,6 +137,13 @@ type Observe struct {
 	Keep string
 }
 
+// CountWhere is the aggregate that counts the rows meeting condition (a
+// NULL does not). It is a sum over a CASE rather than count_if: in an
+// observation, Spark evaluates count_if at several times the cost.
+func CountWhere(condition string) string {
+	return "sum(CASE WHEN (" + condition + ") THEN 1L ELSE 0L END)"
+}
+
 // observedInput is view as a write of obs takes it: observed under
 // observation over every row (the rows Keep keeps counted as "rows"),
 // then filtered by Keep. One observation, as a plain write has: each is a
@@ -144,7 +151,7 @@ type Observe struct {
 func observedInput(view string, obs Observe, observation string) relation {
 	rows := ""
 	if obs.Keep != "" {
-		rows = "count_if(" + obs.Keep + ")"
+		rows = CountWhere(obs.Keep)
 	}
 	input := countingRows(namedTable(view, nil), observation, "1", rows, obs.Metrics...)
 	if obs.Keep != "" {
