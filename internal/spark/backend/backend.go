@@ -376,7 +376,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	if err != nil {
 		return err
 	}
-	r.markRan(ctx, s, n.Name, shared, res.View)
+	r.markRan(ctx, s, n.Name, shared, res.All) // what is cached
 	return r.writeOutputs(ctx, s, n, res.All, attempt, emit)
 }
 

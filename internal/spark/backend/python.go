@@ -107,15 +107,20 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
-	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared)
+	// A kept result's unfiltered rows are cached, not the filter over them.
+	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared && all == "")
 	if err != nil {
 		return err
 	}
-	r.markRan(ctx, s, n.Name, shared, view)
-	phase(ctx, "handback")
 	if all == "" {
 		all = view
+	} else if shared {
+		if err := s.Cache(ctx, all); err != nil {
+			return err
+		}
 	}
+	r.markRan(ctx, s, n.Name, shared, all) // what is cached
+	phase(ctx, "handback")
 	// The worker refused a result without columns.
 	return r.writeOutputs(ctx, s, n, all, attempt, emit)
 }

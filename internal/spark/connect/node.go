@@ -23,8 +23,9 @@ type NodeSpec struct {
 	// each output's write is a step of it (see WriteOutput).
 	Step string
 	// Cache keeps the result once computed (by the first write, or by the
-	// first dependent), so dependents do not compute it again. The caller
-	// uncaches it after its last dependent.
+	// first dependent), so dependents do not compute it again: NodeResult.All,
+	// which View filters when Keep is set. The caller uncaches it after its
+	// last dependent.
 	Cache bool
 	// Aliases are the session names other SQL reads the result by. Nil
 	// means the node's name (unless an input has it) and each output key;
@@ -96,11 +97,10 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 	res := &NodeResult{View: s.ResultView(node.Name)}
 	res.All = res.View
 	if node.Keep != "" {
-		all := s.UnfilteredName(node.Name)
-		if err := s.createView(ctx, op, all, rel, true); err != nil {
+		if err := s.createView(ctx, op, s.UnfilteredName(node.Name), rel, true); err != nil {
 			return nil, err
 		}
-		res.All = "global_temp." + quote(all)
+		res.All = s.UnfilteredView(node.Name)
 		s.addGlobal(res.All)
 		rel = filtered(namedTable(res.All, nil), node.Keep)
 	}
@@ -127,7 +127,13 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 			}
 		}
 	}
-	if err := s.nameResult(ctx, res.View, node.Name, names, node.Cache); err != nil {
+	cached := ""
+	if node.Cache {
+		// Every row is computed once, by the first write: View's readers
+		// filter what it cached.
+		cached = res.All
+	}
+	if err := s.nameResult(ctx, res.View, node.Name, names, cached); err != nil {
 		return nil, err
 	}
 	for i, out := range node.Outputs {
