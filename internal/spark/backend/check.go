@@ -108,8 +108,9 @@ func (r *runExec) checkStream(ctx context.Context, s *sparkconnect.Session, n *p
 	}
 	if err := s.DefineView(ctx, n.Name+"__stream", n.SQL, r.params()); err != nil {
 		probs.Add(fmt.Sprintf("nodes.%s.sql", n.Name), problem.CodeInvalidSQL, "Spark cannot analyse streaming node %q's query: %s", n.Name, sparkMessage(err))
+		return probs
 	}
-	return probs
+	return checkExpectations(ctx, s, n, n.Name+"__stream")
 }
 
 func sparkMessage(err error) string {

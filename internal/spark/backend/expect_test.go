@@ -423,3 +423,22 @@ func TestExpectations_AStreamingFailStopsTheQueryAndFailsTheNodeOnce(t *testing.
 		t.Errorf("%d batches reported; want the query stopped after the first that broke not_27", batches)
 	}
 }
+
+func TestExpectations_AStreamingNodesConditionsAreAnalysedByValidate(t *testing.T) {
+	dir := streamProject(t, `clean:
+  sql: "SELECT id, amount FROM orders"
+  input: [orders]
+  output: [silver.orders.clean]
+  streaming: {trigger: {type: available_now}}
+  expectations: [{name: priced, condition: "price > 0", action: drop}]
+`,
+		"orders: {format: file_stream, path: in, options: {header: true, format: csv}, schema: \"id INT, day STRING, amount DOUBLE\"}\n",
+		"silver.orders.clean: {format: delta}\n")
+	writeFiles(t, dir, map[string]string{"in/a.csv": csvFile("2025-01-01", 1, 5)})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := streamEngine(t, dir).Validate(ctx, engine.ValidateRequest{Pipeline: "s"})
+	if err == nil || !strings.Contains(err.Error(), "nodes.clean.expectations[0].condition") || !strings.Contains(err.Error(), "price") {
+		t.Errorf("Validate: %v; want the unknown column at the condition's field", err)
+	}
+}
