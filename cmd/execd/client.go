@@ -396,6 +396,8 @@ func printEvent(out io.Writer, ev *execv1.RunEvent) {
 	case *execv1.RunEvent_NodeLag:
 		l := k.NodeLag
 		fmt.Fprintf(out, "%s  #%-4d %-24s %s: %s\n", at, ev.GetSequence(), l.GetNode(), strings.ToLower(shortEnum(l.GetState().String(), "LAG_STATE_")), l.GetReason())
+	case *execv1.RunEvent_NodeExpectations:
+		printExpectationsEvent(out, at, ev.GetSequence(), k.NodeExpectations)
 	case *execv1.RunEvent_NodeProgress:
 		p := k.NodeProgress
 		line := fmt.Sprintf("%s  #%-4d %-24s batch %d: %d rows  %.1f in/s  %.1f done/s", at, ev.GetSequence(), p.GetNode(),
@@ -446,6 +448,7 @@ func printRun(out io.Writer, r *execv1.Run) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", n.GetName(), shortEnum(n.GetState().String(), "NODE_STATE_"), n.GetAttempt(), d, e)
 	}
 	_ = tw.Flush()
+	printExpectations(out, r)
 	printTracked(out, r)
 }
 

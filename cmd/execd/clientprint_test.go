@@ -49,3 +49,26 @@ func TestPrintEvent_ShowsRunMessagesLagAndSteps(t *testing.T) {
 		}
 	}
 }
+
+// A node's expectation counts show as event lines and under the run's
+// node table.
+func TestPrint_ShowsExpectationCounts(t *testing.T) {
+	batch := int64(4)
+	ev := &execv1.RunEvent{Time: timestamppb.Now(), Kind: &execv1.RunEvent_NodeExpectations{NodeExpectations: &execv1.NodeExpectations{
+		Node: "clean", Attempt: 1, BatchId: &batch, Results: []*execv1.ExpectationResult{
+			{Name: "every_27th", Kind: "drop", Passed: 963, Failed: 37, Severity: "warn", Message: "37 of 1000 rows do not meet ..."}}}}}
+	var out bytes.Buffer
+	printEvent(&out, ev)
+	if want := "clean batch 4            expect every_27th drop 963 passed 37 failed  BROKEN (warn)"; !strings.Contains(out.String(), want) {
+		t.Errorf("printEvent = %q, want it to hold %q", out.String(), want)
+	}
+	r := &execv1.Run{RunId: "r1", State: execv1.RunState_RUN_STATE_FAILED, Nodes: []*execv1.NodeRun{{Name: "clean", Attempts: []*execv1.Attempt{
+		{Attempt: 1, Expectations: []*execv1.ExpectationResult{{Name: "n", Kind: "fail", Passed: 1, Failed: 2, Severity: "error", Message: "2 of 3 rows"}}}}}}}
+	out.Reset()
+	printRun(&out, r)
+	for _, want := range []string{"EXPECTATION", "clean  n            fail  1       2       ERROR: 2 of 3 rows"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printRun lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -2,7 +2,8 @@
 
 Run by `make demo` before the pipeline. January and February 2025, a few
 stores, products and customers, and a handful of bad lines (zero quantity,
-missing price) that the reject_orders node picks out.
+missing price) that the reject_orders node picks out and clean_orders'
+has_price expectation counts.
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ func runToProto(r run.Run) *execv1.Run {
 				EndTime:   ts(a.EndTime),
 				Error:     errToProto(a.Error),
 				Metrics:   a.Metrics,
-				Mlflow:    mlflowToProto(a.MLflow),
+				Mlflow:       mlflowToProto(a.MLflow),
+				Expectations: expectationsToProto(a.Expectations),
 			})
 		}
 		out.Nodes = append(out.Nodes, pn)
@@ -165,6 +166,12 @@ func eventToProto(e run.Event, project string) *execv1.RunEvent {
 				Node: e.Node, Attempt: int32(e.Attempt), State: lagStateToProto(l.State), Reason: l.Reason, BatchId: l.BatchID,
 			}}
 		}
+	case run.NodeExpectations:
+		if x := e.Expectations; x != nil {
+			out.Kind = &execv1.RunEvent_NodeExpectations{NodeExpectations: &execv1.NodeExpectations{
+				Node: e.Node, Attempt: int32(e.Attempt), BatchId: x.BatchID, Results: expectationsToProto(x.Results),
+			}}
+		}
 	}
 	return out
 }
@@ -194,6 +201,18 @@ func progressToProto(e run.Event, p *run.Progress) *execv1.NodeProgress {
 		if st, err := structpb.NewStruct(fields); err == nil {
 			out.ObservedMetrics = st
 		}
+	}
+	return out
+}
+
+func expectationsToProto(in []run.ExpectationResult) []*execv1.ExpectationResult {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]*execv1.ExpectationResult, len(in))
+	for i, r := range in {
+		out[i] = &execv1.ExpectationResult{Name: r.Name, Kind: r.Kind, Passed: r.Passed, Failed: r.Failed,
+			Severity: r.Severity, Ok: r.OK, Message: r.Message}
 	}
 	return out
 }

@@ -84,3 +84,17 @@ func TestExperimentToProto_ACategoryTheContractCannotCarryIsAnError(t *testing.T
 		t.Errorf("err = %v, want one naming dimension c (the category is not dropped)", err)
 	}
 }
+
+func TestEventToProto_ExpectationsKeepTheirBatchAndResults(t *testing.T) {
+	batch := int64(7)
+	res := []run.ExpectationResult{{Name: "positive", Kind: "drop", Passed: 963, Failed: 37, Severity: "warn", Message: "37 rows"}}
+	got := eventToProto(run.Event{Kind: run.NodeExpectations, Node: "clean", Attempt: 2,
+		Expectations: &run.Expectations{BatchID: &batch, Results: res}}, "sales").GetNodeExpectations()
+	if got == nil || got.GetNode() != "clean" || got.GetAttempt() != 2 || got.BatchId == nil || got.GetBatchId() != 7 || len(got.GetResults()) != 1 {
+		t.Fatalf("eventToProto = %v", got)
+	}
+	if r := got.GetResults()[0]; r.GetName() != "positive" || r.GetKind() != "drop" || r.GetPassed() != 963 || r.GetFailed() != 37 ||
+		r.GetSeverity() != "warn" || r.GetOk() || r.GetMessage() != "37 rows" {
+		t.Errorf("result = %v", r)
+	}
+}

@@ -37,6 +37,9 @@ type Metrics struct {
 	breakerTrips *prometheus.CounterVec
 	nodeDuration *prometheus.HistogramVec
 	nodeRetries  *prometheus.CounterVec
+	// expectationRows counts the rows each expectation and check looked
+	// at, passed or failed.
+	expectationRows *prometheus.CounterVec
 }
 
 func newMetrics() *Metrics {
@@ -64,8 +67,12 @@ func newMetrics() *Metrics {
 			Namespace: namespace, Name: "node_retries_total",
 			Help: "Node attempts that failed and are retried after a backoff.",
 		}, []string{"project", "pipeline"}),
+		expectationRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "expectation_rows_total",
+			Help: "Rows a node's expectations and checks counted, by outcome (passed, failed).",
+		}, []string{"project", "pipeline", "node", "expectation", "outcome"}),
 	}
-	m.reg.MustRegister(m.grpc, m.runsStarted, m.runsFinished, m.breakerTrips, m.nodeDuration, m.nodeRetries,
+	m.reg.MustRegister(m.grpc, m.runsStarted, m.runsFinished, m.breakerTrips, m.nodeDuration, m.nodeRetries, m.expectationRows,
 		// The Go runtime's figures, with the GC's (go_gc_heap_live_bytes: the heap
 		// the last collection found live, what execd really holds).
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
@@ -170,6 +177,16 @@ func (m *Metrics) attemptEnded(a observe.Attempt, end observe.AttemptEnd) {
 	m.nodeDuration.WithLabelValues(a.Run.Project, a.Run.Pipeline, string(end.State)).Observe(end.Duration.Seconds())
 	if end.State == run.NodeRetrying {
 		m.nodeRetries.WithLabelValues(a.Run.Project, a.Run.Pipeline).Inc()
+	}
+}
+
+func (m *Metrics) expectationsCounted(a observe.Attempt, rs []run.ExpectationResult) {
+	if m == nil {
+		return
+	}
+	for _, r := range rs {
+		m.expectationRows.WithLabelValues(a.Run.Project, a.Run.Pipeline, a.Node, r.Name, "passed").Add(float64(max(r.Passed, 0)))
+		m.expectationRows.WithLabelValues(a.Run.Project, a.Run.Pipeline, a.Node, r.Name, "failed").Add(float64(max(r.Failed, 0)))
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/observe"
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
 // Options configure New.
@@ -169,6 +170,9 @@ func (o observer) RunEnded(ctx context.Context, r observe.Run, end observe.End) 
 }
 
 func (o observer) AttemptStarted(ctx context.Context, a observe.Attempt) context.Context {
+	if o.t.metrics != nil {
+		ctx = observe.WithExpectations(ctx, func(rs []run.ExpectationResult) { o.t.metrics.expectationsCounted(a, rs) })
+	}
 	if o.t.tracing == nil {
 		return ctx
 	}

@@ -185,3 +185,23 @@ func TestObserver_SpansARunAndItsAttemptsWithTheirSparkOperations(t *testing.T) 
 		t.Errorf("run span's attributes %v", got)
 	}
 }
+
+func TestObserver_CountsExpectationRowsByNodeExpectationAndOutcome(t *testing.T) {
+	tel, err := New(context.Background(), Options{Metrics: true, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, obs := tel.Metrics(), tel.Observer()
+	a := observe.Attempt{Run: observe.Run{ID: "run-1", Project: "sales", Pipeline: "daily"}, Node: "clean", Attempt: 1}
+	actx := obs.AttemptStarted(context.Background(), a)
+	// Two micro-batches of one streaming attempt add up.
+	for range 2 {
+		observe.ExpectationsCounted(actx, []run.ExpectationResult{{Name: "positive", Kind: "drop", Passed: 90, Failed: 10}})
+	}
+	if n := testutil.ToFloat64(m.expectationRows.WithLabelValues("sales", "daily", "clean", "positive", "passed")); n != 180 {
+		t.Errorf("passed = %v; want 180", n)
+	}
+	if n := testutil.ToFloat64(m.expectationRows.WithLabelValues("sales", "daily", "clean", "positive", "failed")); n != 20 {
+		t.Errorf("failed = %v; want 20", n)
+	}
+}

@@ -67,6 +67,7 @@ func (r *resolver) parseNode(i int32) {
 		}
 	}
 
+	r.parseExpectations(i)
 	n.Inputs, n.InlineInput = r.ioList(i, "input")
 	n.Outputs, n.InlineOutput = r.ioList(i, "output")
 

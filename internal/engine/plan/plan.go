@@ -209,6 +209,13 @@ type Node struct {
 	// mlops block is on.
 	ML          bool
 	Description string
+	// Expectations are the node's row rules and Checks its whole-result
+	// checks, in the order written.
+	Expectations []Expectation
+	Checks       []Check
+	// Quarantine is where rows its drop and fail expectations leave out
+	// are written; nil when they are only counted.
+	Quarantine *OutputSpec
 	// Config is the node's configuration, the pipeline entry's overrides
 	// applied, as plain values for Python nodes' ml_context.
 	Config map[string]any

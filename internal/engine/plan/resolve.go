@@ -134,6 +134,10 @@ func (r *resolver) resolve() *Pipeline {
 		return nil
 	}
 	r.resolveSpecs(out)
+	for i := range r.nodes {
+		r.checkExpected(int32(i))
+		r.resolveQuarantine(int32(i), out)
+	}
 	for i, n := range r.nodes {
 		if n.Streaming {
 			r.resolveStream(int32(i), out)
@@ -163,6 +167,9 @@ func (r *resolver) isolate(out *Pipeline) {
 	for _, n := range out.Nodes {
 		for j := range n.OutputSpecs {
 			n.OutputSpecs[j].Path = Isolated(n.OutputSpecs[j].Path, iso.Writes)
+		}
+		if n.Quarantine != nil {
+			n.Quarantine.Path = Isolated(n.Quarantine.Path, iso.Writes)
 		}
 		for j := range n.InputSpecs {
 			in := &n.InputSpecs[j]

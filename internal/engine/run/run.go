@@ -152,6 +152,9 @@ type Attempt struct {
 	Metrics   map[string]float64
 	// MLflow is the attempt's child run in MLflow; nil when not tracked.
 	MLflow *MLflowRun
+	// Expectations are how the node's expectations held over what the
+	// attempt produced; summed over micro-batches for a streaming node.
+	Expectations []ExpectationResult
 }
 
 // MLflowRun is a run in an MLflow tracking server.
@@ -179,6 +182,9 @@ const (
 	// RunMessage is something said about the run as a whole (Level and
 	// Message), such as its MLflow tracking server not answering.
 	RunMessage EventKind = "run_message"
+	// NodeExpectations reports a node's expectations: once per batch
+	// attempt, once per micro-batch of a streaming one.
+	NodeExpectations EventKind = "node_expectations"
 )
 
 // Progress is one micro-batch of a streaming node's query.
@@ -297,6 +303,9 @@ type Event struct {
 
 	// NodeLag
 	Lag *Lag `json:"lag,omitempty"`
+
+	// NodeExpectations
+	Expectations *Expectations `json:"expectations,omitempty"`
 
 	// NodeStateChanged to STREAMING: where the query runs.
 	Query *QueryRef `json:"query,omitempty"`

@@ -368,21 +368,17 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	phase(ctx, "inputs")
 	shared := r.cacheable(n)
 	spec := sparkconnect.NodeSpec{Name: n.Name, SQL: n.SQL, Inputs: names, Cache: shared, Aliases: r.aliasesOf(n.Name)}
+	if r.hasDependents(n) {
+		// Its dependents read the rows its drop and fail expectations keep.
+		spec.Keep = plan.KeepCondition(n.Expectations)
+	}
 	res, err := s.RunSQL(ctx, spec, r.params())
 	phase(ctx, "plan")
 	if err != nil {
 		return err
 	}
-	r.markRan(ctx, s, n.Name, shared, res.View)
-	for i, o := range n.OutputSpecs {
-		out, err := s.WriteResult(ctx, res.View, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
-		if err != nil {
-			return err
-		}
-		emitOutput(emit, *out)
-	}
-	phase(ctx, "write")
-	return nil
+	r.markRan(ctx, s, n.Name, shared, res.All) // what is cached
+	return r.writeOutputs(ctx, s, n, res.All, attempt, emit)
 }
 
 // emitOutput reports a written output: its row count as a metric, an empty

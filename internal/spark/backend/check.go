@@ -80,6 +80,7 @@ func (b *Backend) Check(ctx context.Context, rc engine.RunContext) problem.List 
 		if len(res.Schema) == 0 {
 			probs.Add(fmt.Sprintf("nodes.%s.sql", name), problem.CodeInvalidSQL, "node %q's query returns no columns; select at least one", name)
 		}
+		probs = append(probs, checkExpectations(ctx, s, n, res.View)...)
 		r.mu.Lock()
 		r.ran[name] = true
 		r.mu.Unlock()
@@ -107,8 +108,9 @@ func (r *runExec) checkStream(ctx context.Context, s *sparkconnect.Session, n *p
 	}
 	if err := s.DefineView(ctx, n.Name+"__stream", n.SQL, r.params()); err != nil {
 		probs.Add(fmt.Sprintf("nodes.%s.sql", n.Name), problem.CodeInvalidSQL, "Spark cannot analyse streaming node %q's query: %s", n.Name, sparkMessage(err))
+		return probs
 	}
-	return probs
+	return checkExpectations(ctx, s, n, n.Name+"__stream")
 }
 
 func sparkMessage(err error) string {
@@ -120,4 +122,33 @@ func sparkMessage(err error) string {
 		return se.Message
 	}
 	return err.Error()
+}
+
+// checkExpectations has Spark analyse n's expectation conditions and the
+// columns its checks name over its result view: an unknown column, a
+// syntax error or a condition that is not boolean is reported at the
+// field it was written in.
+func checkExpectations(ctx context.Context, s *sparkconnect.Session, n *plan.Node, view string) problem.List {
+	var probs problem.List
+	for _, x := range n.Expectations {
+		typ, err := s.ExpressionType(ctx, view, x.Condition)
+		switch {
+		case err != nil:
+			probs.Add(x.Field, problem.CodeInvalidSQL, "expectation %q of node %q: Spark cannot analyse its condition over the node's result: %s", x.Name, n.Name, sparkMessage(err))
+		case !sparkconnect.IsBoolean(typ):
+			probs.Add(x.Field, problem.CodeInvalidSQL, "expectation %q of node %q: the condition %q is a %s, not a boolean; write a comparison such as 'amount > 0'", x.Name, n.Name, x.Condition, typ)
+		}
+	}
+	for _, c := range n.Checks {
+		for _, col := range c.Columns {
+			expr := quoteColumn(col)
+			if c.Kind == plan.CheckFreshness {
+				expr = "CAST(" + expr + " AS TIMESTAMP)"
+			}
+			if _, err := s.ExpressionType(ctx, view, expr); err != nil {
+				probs.Add(c.Field, problem.CodeInvalidSQL, "check %q of node %q: column %q cannot be read as the check needs: %s", c.Name, n.Name, col, sparkMessage(err))
+			}
+		}
+	}
+	return probs
 }

@@ -45,6 +45,7 @@ func copyDir(t *testing.T, src, dst string) {
 type dayTotal struct {
 	orders  map[string]bool
 	revenue float64
+	noPrice int // orders without a price
 }
 
 // expectedDaily computes daily_totals from the CSV the way the example's
@@ -76,6 +77,8 @@ func expectedDaily(t *testing.T, path string) map[string]*dayTotal {
 		d.orders[id] = true
 		if p, err := strconv.ParseFloat(price, 64); err == nil {
 			d.revenue += float64(q) * p
+		} else {
+			d.noPrice++
 		}
 	}
 	return out
@@ -140,5 +143,18 @@ func TestExample_DailySalesOutputsMatchTheInputRowByRow(t *testing.T) {
 	parts, _ := filepath.Glob(filepath.Join(dir, "output", "base", "silver", "sales", "orders_clean", "order_date=2025-01-*"))
 	if len(parts) != 31 {
 		t.Errorf("orders_clean has %d order_date partitions, want 31", len(parts))
+	}
+	// clean_orders counts its expectations: the January orders without a
+	// price break has_price (kept), none breaks sane_quantity.
+	var cleaned, noPrice int64
+	for _, d := range want {
+		cleaned += int64(len(d.orders))
+		noPrice += int64(d.noPrice)
+	}
+	x := nodeOf(r, "clean_orders").Attempts[0].Expectations
+	t.Logf("clean_orders: %d orders, %d without a price; expectations %+v", cleaned, noPrice, x)
+	if len(x) != 4 || x[0].Name != "has_price" || x[0].Failed != noPrice || x[0].Passed != cleaned-noPrice || noPrice == 0 ||
+		x[1].Name != "sane_quantity" || x[1].Failed != 0 || !x[2].OK || !x[3].OK {
+		t.Errorf("clean_orders' expectations = %+v; want has_price to count the %d orders without a price of %d", x, noPrice, cleaned)
 	}
 }

@@ -84,6 +84,13 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
 	// An attempt taken up after a restart whose function had returned
 	// has its result view on the server: the function is not called again.
+	// A node whose drop or fail expectations leave rows out, and whose
+	// result others read, has its function's result made apart: its result
+	// view keeps only the rows its dependents may read.
+	keep := ""
+	if r.hasDependents(n) {
+		keep = plan.KeepCondition(n.Expectations)
+	}
 	if !r.pythonDone(ctx, n.Name, attempt) {
 		views, err := r.globalInputs(ctx, s, n)
 		if err != nil {
@@ -96,6 +103,9 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 				return &retry.Failure{Err: run.Error{Type: "MLflowUnavailable", Message: err.Error(), Retryable: true}, Cause: err}
 			}
 		}
+		if keep != "" {
+			call.ResultView = s.UnfilteredName(n.Name)
+		}
 		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, pythonEvents(emit))
 		phase(ctx, "worker")
 		if err := pythonFailure(nodeErr, err); err != nil {
@@ -106,22 +116,29 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	shared := r.cacheable(n)
-	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared)
+	all := ""
+	if keep != "" {
+		var err error
+		if all, err = s.KeepResult(ctx, n.Name, keep); err != nil {
+			return err
+		}
+	}
+	// A kept result's unfiltered rows are cached, not the filter over them.
+	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared && all == "")
 	if err != nil {
 		return err
 	}
-	r.markRan(ctx, s, n.Name, shared, view)
-	phase(ctx, "handback")
-	for i, o := range n.OutputSpecs {
-		// The worker refused a result without columns.
-		res, err := s.WriteResult(ctx, view, o, sparkconnect.OutputStep(r.step(n.Name, attempt), i, o))
-		if err != nil {
+	if all == "" {
+		all = view
+	} else if shared {
+		if err := s.Cache(ctx, all); err != nil {
 			return err
 		}
-		emitOutput(emit, *res)
 	}
-	phase(ctx, "write")
-	return nil
+	r.markRan(ctx, s, n.Name, shared, all) // what is cached
+	phase(ctx, "handback")
+	// The worker refused a result without columns.
+	return r.writeOutputs(ctx, s, n, all, attempt, emit)
 }
 
 // pythonEvents records what a running function reports.

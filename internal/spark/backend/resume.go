@@ -172,6 +172,9 @@ func (b *Backend) ResumeRun(ctx context.Context, rc engine.RunContext) (engine.R
 	for node := range r.ran {
 		if r.readers[node] > 0 && len(r.byName[node].OutputSpecs)+r.dependents[node] > 1 {
 			r.cached[node] = s.ResultView(node)
+			if plan.KeepCondition(r.byName[node].Expectations) != "" {
+				r.cached[node] = s.UnfilteredView(node) // what a kept result caches
+			}
 		}
 	}
 	r.log.Info("Spark session taken up after a restart", "session", id.Session, "results", len(r.ran), "attempts", len(rc.Live))

@@ -93,7 +93,28 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		QueryName:   spec.QueryName,
 		Checkpoint:  spec.Checkpoint,
 	}
-	return r.b.streams.Run(ctx, s, start, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout))
+	if len(n.Expectations)+len(n.Checks) > 0 {
+		start.Observe = observeFor(n)
+	}
+	return r.followStream(ctx, n, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout), func(opt StreamOptions) error {
+		return r.b.streams.Run(ctx, s, start, opt)
+	})
+}
+
+// followStream follows n's query with opt: when n has expectations, each
+// batch's are reported and a batch that breaks an error stops the query
+// and fails the node (see streamExpectations).
+func (r *runExec) followStream(ctx context.Context, n *plan.Node, opt StreamOptions, follow func(StreamOptions) error) error {
+	if len(n.Expectations)+len(n.Checks) == 0 {
+		return follow(opt)
+	}
+	x, done := followExpectations(ctx, n, opt.Emit, opt.Stop)
+	defer done()
+	opt.Emit, opt.Stop = x.Emit, x.stop
+	if err := follow(opt); err != nil {
+		return err
+	}
+	return x.Failure()
 }
 
 // streamOptions say how a streaming node's query is followed.
@@ -113,7 +134,10 @@ func (r *runExec) adoptStream(ctx context.Context, s *sparkconnect.Session, n *p
 	if timeout > 0 {
 		timeout = max(timeout-time.Since(a.Started), time.Millisecond)
 	}
-	err := r.b.streams.Adopt(ctx, s, sparkconnect.QueryID{ID: a.Query.ID, RunID: a.Query.RunID}, a.LastBatch, r.streamOptions(n, emit, timeout))
+	// The query observes n's expectations as it was started to.
+	err := r.followStream(ctx, n, r.streamOptions(n, emit, timeout), func(opt StreamOptions) error {
+		return r.b.streams.Adopt(ctx, s, sparkconnect.QueryID{ID: a.Query.ID, RunID: a.Query.RunID}, a.LastBatch, opt)
+	})
 	if err != nil && ctx.Err() == nil && errors.Is(err, ErrQueryGone) {
 		return fmt.Errorf("%w: %w", engine.ErrNotResumable, err)
 	}

@@ -35,6 +35,33 @@ func (s *Session) SharedView(name string) string { return "global_temp." + quote
 
 func (s *Session) sharedName(name string) string { return s.prefix + "__in__" + sanitize(name) }
 
+// UnfilteredName is the unqualified name of the global view holding every
+// row of node's result when its result view keeps only some (see
+// NodeSpec.Keep and KeepResult).
+func (s *Session) UnfilteredName(node string) string { return s.ResultName(node) + "__all" }
+
+// UnfilteredView is UnfilteredName(node) qualified.
+func (s *Session) UnfilteredView(node string) string {
+	return "global_temp." + quote(s.UnfilteredName(node))
+}
+
+// KeepResult makes node's result view the rows of UnfilteredName(node) (a
+// view a Python worker made) that meet keep, as RunSQL does for a
+// NodeSpec.Keep, and returns the unfiltered view's qualified name, to
+// write outputs from.
+func (s *Session) KeepResult(ctx context.Context, node, keep string) (string, error) {
+	op := "keep the rows of node " + node
+	if err := s.check(op); err != nil {
+		return "", err
+	}
+	all := s.UnfilteredView(node)
+	s.addGlobal(all)
+	if err := s.createView(ctx, op, s.ResultName(node), filtered(namedTable(all, nil), keep), true); err != nil {
+		return "", err
+	}
+	return all, nil
+}
+
 // AdoptResult takes node's global result view, made by a Python worker, as
 // RunSQL takes a SQL node's: node SQL reads it by each of aliases (the
 // node's name unless an input has that name, its output keys: what its
@@ -47,7 +74,11 @@ func (s *Session) AdoptResult(ctx context.Context, node string, aliases []string
 	}
 	view := s.ResultView(node)
 	s.addGlobal(view)
-	if err := s.nameResult(ctx, view, node, aliases, cache); err != nil {
+	cached := ""
+	if cache {
+		cached = view
+	}
+	if err := s.nameResult(ctx, view, node, aliases, cached); err != nil {
 		return "", err
 	}
 	return view, nil
@@ -57,8 +88,10 @@ func (s *Session) AdoptResult(ctx context.Context, node string, aliases []string
 // names (an input of the node's name keeps that name) and, when cache is
 // set, keeps it in memory once it is first computed. The requests do not
 // depend on each other, so they are sent together; all have ended when it
-// returns, and the first failure in that order is returned.
-func (s *Session) nameResult(ctx context.Context, view, node string, names []string, cache bool) error {
+// returns, and the first failure in that order is returned. cache is the
+// view to keep: view itself, or the unfiltered rows it keeps some of (so
+// that the write that computes them fills the cache its readers use).
+func (s *Session) nameResult(ctx context.Context, view, node string, names []string, cache string) error {
 	var steps []func() error
 	for _, name := range names {
 		if name == "" || (name == node && s.isInput(node)) {
@@ -66,8 +99,8 @@ func (s *Session) nameResult(ctx context.Context, view, node string, names []str
 		}
 		steps = append(steps, func() error { return s.Alias(ctx, name, view) })
 	}
-	if cache {
-		steps = append(steps, func() error { return s.Cache(ctx, view) })
+	if cache != "" {
+		steps = append(steps, func() error { return s.Cache(ctx, cache) })
 	}
 	if len(steps) == 1 {
 		return steps[0]()

@@ -121,19 +121,26 @@ func literal(v any) (obj, error) {
 // rowsMetric is the metric countingRows observes: the number of rows.
 const rowsMetric = "rows"
 
+// Metric is an aggregate a write observes: Spark SQL text such as
+// "count_if(amount > 0)", reported under Name.
+type Metric struct{ Name, SQL string }
+
 // countingRows is input observed as Dataset.observe does: the server
-// reports count(1) AS rows under observation once the plan has run.
-func countingRows(input relation, observation string) relation {
+// reports the rows (count(1), or the SQL aggregate rows when it is set)
+// AS rows, and each of extra, under observation once the plan has run.
+// planID tells the plan's relations apart.
+func countingRows(input relation, observation, planID, rows string, extra ...Metric) relation {
+	count := obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}}
+	if rows != "" {
+		count = obj{"expressionString": obj{"expression": rows}}
+	}
+	metrics := []obj{{"alias": obj{"expr": count, "name": []string{rowsMetric}}}}
+	for _, m := range extra {
+		metrics = append(metrics, obj{"alias": obj{"expr": obj{"expressionString": obj{"expression": m.SQL}}, "name": []string{m.Name}}})
+	}
 	return relation{
-		"common": obj{"planId": "1"},
-		"collectMetrics": obj{
-			"input": input,
-			"name":  observation,
-			"metrics": []obj{{"alias": obj{
-				"expr": obj{"unresolvedFunction": obj{"functionName": "count", "arguments": []obj{{"literal": obj{"integer": 1}}}}},
-				"name": []string{rowsMetric},
-			}}},
-		},
+		"common":         obj{"planId": planID},
+		"collectMetrics": obj{"input": input, "name": observation, "metrics": metrics},
 	}
 }
 
@@ -148,12 +155,13 @@ func createDataframeView(name string, input relation, global bool) command {
 	}}
 }
 
-// writeOperation writes view to path as DataFrameWriter.save does, counting
-// the rows written under observation (see countingRows). mode is a
-// spark.connect.WriteOperation.SaveMode name.
-func writeOperation(view, format, path, mode string, partitionBy []string, options map[string]string, observation string) command {
+// writeOperation writes input to path as DataFrameWriter.save does; input
+// is a view observed by countingRows, so the rows written are counted by
+// the job that writes them. mode is a spark.connect.WriteOperation.SaveMode
+// name.
+func writeOperation(input relation, format, path, mode string, partitionBy []string, options map[string]string) command {
 	write := obj{
-		"input":  countingRows(namedTable(view, nil), observation),
+		"input":  input,
 		"source": strings.ToLower(format),
 		"mode":   mode,
 	}

@@ -41,7 +41,10 @@ var messageBuilders = []struct {
 			"d": day, "ts": day.Add(90 * time.Minute), "n": nil,
 		})
 	}},
-	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x"), nil }},
+	{"countingRows", func() (any, error) { return countingRows(namedTable("v", nil), "tauro_rows_written_x", "1", ""), nil }},
+	{"countingRows/with metrics", func() (any, error) {
+		return countingRows(namedTable("v", nil), "tauro_x", "1", "count_if(a > 0)", Metric{"e0", "count_if(coalesce((a > 0), false))"}), nil
+	}},
 	{"streamSource/files with a schema", func() (any, error) {
 		return streamSource("csv", "/in/orders", "id INT, at TIMESTAMP", map[string]string{"header": "true", "maxFilesPerTrigger": "1"}), nil
 	}},
@@ -53,6 +56,17 @@ var messageBuilders = []struct {
 		return writeStreamStart(StreamStart{View: "v", Format: "delta", Path: "/out", Options: map[string]string{"mergeSchema": "true"},
 			PartitionBy: []string{"day"}, Trigger: TriggerProcessingTime, Interval: 10 * time.Second, OutputMode: "append",
 			QueryName: "q", Checkpoint: "/chk"}), nil
+	}},
+	{"observedInput", func() (any, error) {
+		return observedInput("global_temp.`v`", Observe{Metrics: []Metric{{"e0", "count_if(a > 0)"}}, Keep: "a > 0"}, "obs"), nil
+	}},
+	{"streamInput/plain", func() (any, error) { return streamInput(StreamStart{View: "v"}), nil }},
+	{"streamInput/observed", func() (any, error) {
+		return streamInput(StreamStart{View: "v", Observe: Observe{Metrics: []Metric{{"c0", "count_if(b IS NULL)"}}}}), nil
+	}},
+	{"writeStreamStart/observed", func() (any, error) {
+		return writeStreamStart(StreamStart{View: "v", Format: "parquet", Path: "/out", OutputMode: "append", Checkpoint: "/chk",
+			Observe: Observe{Metrics: []Metric{{"e0", "count_if(a > 0)"}, {"c0", "count_if(a > 0 AND b IS NULL)"}}, Keep: "a > 0"}}), nil
 	}},
 	{"writeStreamStart/to a table, available now", func() (any, error) {
 		return writeStreamStart(StreamStart{View: "v", Format: "delta", Table: "db.t", Trigger: TriggerAvailableNow, OutputMode: "update", Checkpoint: "/chk"}), nil
@@ -86,15 +100,15 @@ var messageBuilders = []struct {
 		return createDataframeView("sales", dataSource("csv", "/s.csv", "", nil), false), nil
 	}},
 	{"writeOperation/plain", func() (any, error) {
-		return writeOperation("global_temp.`v`", "parquet", "/out", "SAVE_MODE_OVERWRITE", nil, nil, "obs"), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1", ""), "parquet", "/out", "SAVE_MODE_OVERWRITE", nil, nil), nil
 	}},
 	{"writeOperation/partitioned with options", func() (any, error) {
-		return writeOperation("global_temp.`v`", "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
-			map[string]string{"replaceWhere": "`day` >= '2024-01-01'", "mergeSchema": "true"}, "obs"), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1", ""), "Delta", "/out", "SAVE_MODE_APPEND", []string{"day", "region"},
+			map[string]string{"replaceWhere": "`day` >= '2024-01-01'", "mergeSchema": "true"}), nil
 	}},
 	{"writeOperation/no path (kafka)", func() (any, error) {
-		return writeOperation("global_temp.`v`", "kafka", "", "SAVE_MODE_APPEND", nil,
-			map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}, "obs"), nil
+		return writeOperation(countingRows(namedTable("global_temp.`v`", nil), "obs", "1", ""), "kafka", "", "SAVE_MODE_APPEND", nil,
+			map[string]string{"kafka.bootstrap.servers": "127.0.0.1:9092", "topic": "events"}), nil
 	}},
 	{"executePlanRequest", func() (any, error) {
 		return executePlanRequest("6e5f0b5c-0000-4000-8000-000000000001", "ann", "6e5f0b5c-0000-4000-8000-000000000002",

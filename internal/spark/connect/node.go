@@ -23,8 +23,9 @@ type NodeSpec struct {
 	// each output's write is a step of it (see WriteOutput).
 	Step string
 	// Cache keeps the result once computed (by the first write, or by the
-	// first dependent), so dependents do not compute it again. The caller
-	// uncaches it after its last dependent.
+	// first dependent), so dependents do not compute it again: NodeResult.All,
+	// which View filters when Keep is set. The caller uncaches it after its
+	// last dependent.
 	Cache bool
 	// Aliases are the session names other SQL reads the result by. Nil
 	// means the node's name (unless an input has it) and each output key;
@@ -35,6 +36,10 @@ type NodeSpec struct {
 	// refuses a result without any before anything is written. Without
 	// it, the columns are only looked at when a write fails, to say so.
 	Describe bool
+	// Keep, when set, is a SQL condition the result's rows must meet: the
+	// result (View, and the names other SQL reads it by) holds only those,
+	// and All the query's every row, for a write that counts both.
+	Keep string
 }
 
 // Field is one column of a result.
@@ -47,7 +52,10 @@ type Field struct {
 // NodeResult is what running a node produced.
 type NodeResult struct {
 	// View is the global view holding the result (see ResultView).
-	View    string
+	View string
+	// All is the global view holding every row of the query when
+	// NodeSpec.Keep left some out of View; View otherwise.
+	All     string
 	Schema  []Field
 	Outputs []OutputResult
 }
@@ -87,6 +95,15 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 		return nil, permanent(op, "%v", err)
 	}
 	res := &NodeResult{View: s.ResultView(node.Name)}
+	res.All = res.View
+	if node.Keep != "" {
+		if err := s.createView(ctx, op, s.UnfilteredName(node.Name), rel, true); err != nil {
+			return nil, err
+		}
+		res.All = s.UnfilteredView(node.Name)
+		s.addGlobal(res.All)
+		rel = filtered(namedTable(res.All, nil), node.Keep)
+	}
 	if err := s.createView(ctx, op, s.prefix+"_"+sanitize(node.Name), rel, true); err != nil {
 		return nil, err
 	}
@@ -110,7 +127,13 @@ func (s *Session) RunSQL(ctx context.Context, node NodeSpec, params map[string]a
 			}
 		}
 	}
-	if err := s.nameResult(ctx, res.View, node.Name, names, node.Cache); err != nil {
+	cached := ""
+	if node.Cache {
+		// Every row is computed once, by the first write: View's readers
+		// filter what it cached.
+		cached = res.All
+	}
+	if err := s.nameResult(ctx, res.View, node.Name, names, cached); err != nil {
 		return nil, err
 	}
 	for i, out := range node.Outputs {

@@ -61,6 +61,9 @@ type OutputResult struct {
 	Rows int64
 	// Warning is set when the output is empty.
 	Warning string
+	// Observed are the values the write observed by name: "rows" and its
+	// Observe's metrics.
+	Observed map[string]int64
 }
 
 const rowsObservation = "tauro_rows_written"
@@ -121,6 +124,45 @@ func noColumns(op, view string) error {
 // columns is still reported as such rather than by the data source. step
 // is as WriteOutput's.
 func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, step string) (*OutputResult, error) {
+	return s.WriteObserved(ctx, view, out, step, Observe{})
+}
+
+// Observe is what a write looks at besides the rows it writes, in the job
+// that writes them (Dataset.observe): no second pass over the data.
+type Observe struct {
+	// Metrics are aggregates over every row of the view, Keep or not.
+	Metrics []Metric
+	// Keep, when set, is a SQL condition: only the rows that meet it are
+	// written, and counted as written.
+	Keep string
+}
+
+// CountWhere is the aggregate that counts the rows meeting condition (a
+// NULL does not). It is a sum over a CASE rather than count_if: in an
+// observation, Spark evaluates count_if at several times the cost.
+func CountWhere(condition string) string {
+	return "sum(CASE WHEN (" + condition + ") THEN 1L ELSE 0L END)"
+}
+
+// observedInput is view as a write of obs takes it: observed under
+// observation over every row (the rows Keep keeps counted as "rows"),
+// then filtered by Keep. One observation, as a plain write has: each is a
+// step of the job that Spark's generated code cannot run through.
+func observedInput(view string, obs Observe, observation string) relation {
+	rows := ""
+	if obs.Keep != "" {
+		rows = CountWhere(obs.Keep)
+	}
+	input := countingRows(namedTable(view, nil), observation, "1", rows, obs.Metrics...)
+	if obs.Keep != "" {
+		input = filtered(input, obs.Keep)
+	}
+	return input
+}
+
+// WriteObserved writes view as WriteResult does, filtered and observed as
+// obs says; the result's Observed holds obs's metrics by name.
+func (s *Session) WriteObserved(ctx context.Context, view string, out OutputSpec, step string, obs Observe) (*OutputResult, error) {
 	op := "write output " + out.Key
 	if err := s.check(op); err != nil {
 		return nil, err
@@ -140,7 +182,7 @@ func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, 
 		sum := sha256.Sum256([]byte(step))
 		observation = rowsObservation + "_" + hex.EncodeToString(sum[:12])
 	}
-	write := writeOperation(view, out.Format, out.Path, mode, out.PartitionBy, options, observation)
+	write := writeOperation(observedInput(view, obs, observation), out.Format, out.Path, mode, out.PartitionBy, options)
 	resp, err := s.executeStep(ctx, step, write)
 	if err != nil {
 		err = withSourceHint(s.fail(ctx, op, err), out.Format)
@@ -156,6 +198,7 @@ func (s *Session) WriteResult(ctx context.Context, view string, out OutputSpec, 
 	if n, ok := resp.Observed[observation][rowsMetric]; ok {
 		res.Rows = n
 	}
+	res.Observed = maps.Clone(resp.Observed[observation])
 	if res.Rows == 0 {
 		res.Warning = fmt.Sprintf("output %s wrote no rows to %s", out.Key, destination(out))
 	}

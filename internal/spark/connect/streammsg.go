@@ -46,6 +46,10 @@ const (
 type StreamStart struct {
 	// View is the streaming view the query writes out.
 	View string
+	// Observe, when set, filters and observes each micro-batch as a
+	// batch write's Observe does; its values are in each batch's progress
+	// (see StreamObservation).
+	Observe Observe
 	// Format is the sink: delta, parquet, json, csv, kafka, memory, console.
 	Format string
 	// Path or Table is where a file or table sink writes; a memory sink
@@ -65,6 +69,18 @@ type StreamStart struct {
 }
 
 // writeStreamStart starts q as DataStreamWriter.start does.
+// StreamObservation names what a streaming query's Observe reports in each
+// micro-batch's progress: the rows written and the Observe's metrics.
+const StreamObservation = "tauro_expectations"
+
+// streamInput is the view q writes, observed as q.Observe says.
+func streamInput(q StreamStart) relation {
+	if len(q.Observe.Metrics) == 0 && q.Observe.Keep == "" {
+		return namedTable(q.View, nil)
+	}
+	return observedInput(q.View, q.Observe, StreamObservation)
+}
+
 func writeStreamStart(q StreamStart) command {
 	options := map[string]string{}
 	for k, v := range q.Options {
@@ -74,7 +90,7 @@ func writeStreamStart(q StreamStart) command {
 		options["checkpointLocation"] = q.Checkpoint
 	}
 	start := obj{
-		"input":      namedTable(q.View, nil),
+		"input":      streamInput(q),
 		"format":     strings.ToLower(q.Format),
 		"outputMode": q.OutputMode,
 	}

@@ -112,6 +112,16 @@ func (s *Store) normalizeEvents(runID string, in []run.Event) ([]run.Event, erro
 			l := *ev.Lag
 			l.Reason = clampText(l.Reason, maxText)
 			ev.Lag = &l
+		case run.NodeExpectations:
+			if ev.Node == "" || ev.Expectations == nil {
+				return nil, fmt.Errorf("%w: expectations event %d names no node or carries no results", store.ErrInvalidEvent, i)
+			}
+			if len(ev.Expectations.Results) > maxObservations {
+				return nil, fmt.Errorf("%w: expectations event %d holds %d results; at most %d are kept", store.ErrInvalidEvent, i, len(ev.Expectations.Results), maxObservations)
+			}
+			x := *ev.Expectations
+			x.Results = clampExpectations(x.Results, maxText)
+			ev.Expectations = &x
 		case run.NodeMetric:
 			if ev.Node == "" {
 				return nil, fmt.Errorf("%w: metric event %d names no node", store.ErrInvalidEvent, i)
@@ -191,7 +201,7 @@ func (w *writeTx) appendEvents(runID string, evs []run.Event, repair bool) ([]ru
 		if err := run.CheckAppend(*r, ev, repair); err != nil {
 			return nil, err
 		}
-		if (ev.Kind == run.NodeMessage || ev.Kind == run.RunMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress || ev.Kind == run.NodeLag) && lastSeq >= w.limits.MaxEventsPerRun {
+		if (ev.Kind == run.NodeMessage || ev.Kind == run.RunMessage || ev.Kind == run.NodeMetric || ev.Kind == run.NodeProgress || ev.Kind == run.NodeLag || ev.Kind == run.NodeExpectations) && lastSeq >= w.limits.MaxEventsPerRun {
 			return nil, fmt.Errorf("%w: run %s holds %d events; the limit is %d (state changes are still accepted)",
 				store.ErrTooManyEvents, runID, lastSeq, w.limits.MaxEventsPerRun)
 		}
@@ -250,6 +260,8 @@ func (w *writeTx) apply(r *run.RunRecord, ev *run.Event, repair bool) error {
 		return run.ApplyProgress(r.ID, *n, ev)
 	case run.NodeLag:
 		return run.ApplyLag(r.ID, *n, ev)
+	case run.NodeExpectations:
+		return run.ApplyExpectations(r.ID, *n, ev)
 	case run.NodeMetric:
 		if err := run.ApplyMetric(r.ID, *n, ev); err != nil {
 			return err
@@ -352,6 +364,18 @@ func clampSources(in []run.SourceProgress, max int) []run.SourceProgress {
 			}
 		}
 		out[i] = s
+	}
+	return out
+}
+
+// clampExpectations bounds what expectation results say: names and kinds
+// at most maxNameBytes, messages at most max bytes.
+func clampExpectations(in []run.ExpectationResult, max int) []run.ExpectationResult {
+	out := make([]run.ExpectationResult, len(in))
+	for i, r := range in {
+		r.Name, r.Kind, r.Severity = clampText(r.Name, maxNameBytes), clampText(r.Kind, maxNameBytes), clampText(r.Severity, maxNameBytes)
+		r.Message = clampText(r.Message, max)
+		out[i] = r
 	}
 	return out
 }

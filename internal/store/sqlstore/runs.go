@@ -345,6 +345,35 @@ func fillNodes(ctx context.Context, q Querier, runs []run.Run) error {
 	if err != nil {
 		return fmt.Errorf("store: reading metrics: %w", err)
 	}
+	// An attempt's expectations are the sum of its expectation events: one
+	// for a batch attempt, one per micro-batch for a streaming one.
+	rows, err = q.QueryContext(ctx, `SELECT run_id, payload FROM events
+		WHERE run_id IN `+in+` AND kind = '`+string(run.NodeExpectations)+`' ORDER BY run_id, seq`, ids...)
+	if err != nil {
+		return fmt.Errorf("store: reading expectations: %w", err)
+	}
+	err = eachRow(rows, func() error {
+		var runID, payload string
+		if err := rows.Scan(&runID, &payload); err != nil {
+			return err
+		}
+		var ev run.Event
+		if err := json.Unmarshal([]byte(payload), &ev); err != nil || ev.Expectations == nil {
+			return fmt.Errorf("an expectations event of run %s cannot be read: %v", runID, err)
+		}
+		n := nodes[key{runID, ev.Node}]
+		if n == nil {
+			return nil
+		}
+		if i := ev.Attempt - 1; i >= 0 && i < len(n.Attempts) && n.Attempts[i].Attempt == ev.Attempt {
+			a := &n.Attempts[i]
+			a.Expectations = run.SumExpectations(a.Expectations, ev.Expectations.Results)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reading expectations: %w", err)
+	}
 	return fillMLflow(ctx, q, in, ids, runs)
 }
 

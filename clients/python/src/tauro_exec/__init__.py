@@ -24,6 +24,7 @@ from tauro_exec.errors import (
 from tauro_exec.events import (
     Event,
     LagState,
+    NodeExpectations,
     NodeLag,
     NodeMessage,
     NodeMetric,
@@ -42,6 +43,7 @@ from tauro_exec.ml import MLContext, MlflowInfo, Retryable
 from tauro_exec.models import (
     Attempt,
     Caller,
+    ExpectationResult,
     MlflowRun,
     NodeError,
     NodeRun,
@@ -70,6 +72,7 @@ __all__ = [
     "ExperimentFailed",
     "ExperimentState",
     "Experiments",
+    "ExpectationResult",
     "FailedPrecondition",
     "Integer",
     "LagState",
@@ -77,6 +80,7 @@ __all__ = [
     "MlflowInfo",
     "MlflowRun",
     "NodeError",
+    "NodeExpectations",
     "NodeFailure",
     "NodeLag",
     "NodeMessage",

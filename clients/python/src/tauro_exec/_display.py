@@ -118,7 +118,9 @@ def run_html(run: Run, *, now: datetime | None = None) -> str:
             f'<td style="text-align:right">{_e(took)}</td>'
             f'<td style="text-align:left"{tip}>{_e(error)}</td></tr>'
         )
-    parts.append("</tbody></table></div>")
+    parts.append("</tbody></table>")
+    parts.append(_expectations_html(run))
+    parts.append("</div>")
     return "".join(parts)
 
 
@@ -127,6 +129,31 @@ def _mlflow_link(m: MlflowRun, label: str) -> str:
     if m.url:
         return f'<a href="{_e(m.url)}" target="_blank" title="MLflow run {_e(m.run_id)}">{_e(label)}</a>'
     return f'<span title="MLflow run">{_e(label)} <code>{_e(m.run_id)}</code></span>'
+
+
+def _expectations_html(run: Run) -> str:
+    """A table of each node's expectation counts (its last attempt's); "" when none has any."""
+    rows = []
+    for n in run.nodes:
+        if not n.attempts or not n.attempts[-1].expectations:
+            continue
+        for x in n.attempts[-1].expectations:
+            colour = "#1a7f37" if x.ok else ("#cf222e" if x.severity == "error" else "#9a6700")
+            result = "ok" if x.ok else f"{x.severity}: {x.message}"
+            rows.append(
+                f'<tr><td style="text-align:left"><code>{_e(n.name)}</code></td>'
+                f'<td style="text-align:left">{_e(x.name)}</td><td style="text-align:left">{_e(x.kind)}</td>'
+                f'<td style="text-align:right">{x.passed:,}</td><td style="text-align:right">{x.failed:,}</td>'
+                f'<td style="text-align:left;color:{colour}">{_e(result)}</td></tr>'
+            )
+    if not rows:
+        return ""
+    return (
+        '<table class="tauro-exec-expectations"><thead><tr><th style="text-align:left">node</th>'
+        '<th style="text-align:left">expectation</th><th style="text-align:left">kind</th>'
+        '<th style="text-align:right">passed</th><th style="text-align:right">failed</th>'
+        '<th style="text-align:left">result</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+    )
 
 
 def runs_html(runs: Sequence[Run], *, more: bool) -> str:

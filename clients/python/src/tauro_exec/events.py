@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from tauro_exec._proto.tauro.exec.v1 import exec_pb2 as pb
-from tauro_exec.models import NodeError, NodeState, RunState, duration, timestamp
+from tauro_exec.models import ExpectationResult, NodeError, NodeState, RunState, duration, timestamp
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,17 @@ class NodeLag(Event):
     batch_id: int | None
 
 
+@dataclass(frozen=True)
+class NodeExpectations(Event):
+    """How a node's result met its expectations: once per attempt of a batch node,
+    once per micro-batch (``batch_id``) of a streaming one."""
+
+    node: str
+    attempt: int
+    batch_id: int | None
+    results: tuple[ExpectationResult, ...]
+
+
 def event_from_proto(ev: pb.RunEvent) -> Event:
     run_id, seq, project = ev.run_id, ev.sequence, ev.project
     at = timestamp(ev.time) if ev.HasField("time") else None
@@ -216,6 +227,18 @@ def event_from_proto(ev: pb.RunEvent) -> Event:
             reason=g.reason,
             batch_id=g.batch_id if g.HasField("batch_id") else None,
         )
+    if kind == "node_expectations":
+        e = ev.node_expectations
+        return NodeExpectations(
+            run_id,
+            seq,
+            at,
+            project=project,
+            node=e.node,
+            attempt=e.attempt,
+            batch_id=e.batch_id if e.HasField("batch_id") else None,
+            results=tuple(ExpectationResult.from_proto(r) for r in e.results),
+        )
     return Event(run_id, seq, at, project=project)
 
 
@@ -256,7 +279,18 @@ def describe_event(ev: Event) -> str:
         return line
     if isinstance(ev, NodeLag):
         return f"{head} {ev.node:<24} {ev.state.name}: {ev.reason}"
+    if isinstance(ev, NodeExpectations):
+        where = ev.node if ev.batch_id is None else f"{ev.node} batch {ev.batch_id}"
+        return "\n".join(f"{head} {where:<24} expect {describe_expectation(r)}" for r in ev.results)
     return f"{head} (event of a kind this client does not know)"
+
+
+def describe_expectation(r: ExpectationResult) -> str:
+    """``every_27th drop 963 passed 37 failed``, and what broke when it did not hold."""
+    line = f"{r.name} {r.kind} {r.passed} passed {r.failed} failed"
+    if not r.ok:
+        line += f"  BROKEN ({r.severity})" + (f": {r.message}" if r.message else "")
+    return line
 
 
 def _first_line(s: str) -> str:

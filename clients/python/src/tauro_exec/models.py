@@ -150,6 +150,30 @@ def mlflow_run(has: bool, m: pb.MlflowRun) -> MlflowRun | None:
 
 
 @dataclass(frozen=True)
+class ExpectationResult:
+    """How one expectation or check of a node held over what the node produced.
+
+    ``kind`` is a row expectation's action (warn, drop, fail) or a check's kind
+    (row_count, unique, not_null, freshness). ``passed`` and ``failed`` count rows:
+    those that met the condition and those that did not; for a check, the rows it
+    looked at and those that broke it. ``severity`` is "error" (a broken one fails
+    the node) or "warn".
+    """
+
+    name: str
+    kind: str
+    passed: int
+    failed: int
+    severity: str
+    ok: bool
+    message: str
+
+    @classmethod
+    def from_proto(cls, r: pb.ExpectationResult) -> ExpectationResult:
+        return cls(r.name, r.kind, r.passed, r.failed, r.severity, r.ok, r.message)
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One attempt at running a node."""
 
@@ -161,6 +185,9 @@ class Attempt:
     metrics: dict[str, float] = field(default_factory=dict)
     # The attempt's own MLflow run, for an ML node with tracking on.
     mlflow: MlflowRun | None = None
+    # The node's expectations over what the attempt produced; summed over
+    # micro-batches for a streaming node.
+    expectations: list[ExpectationResult] = field(default_factory=list)
 
     @classmethod
     def from_proto(cls, a: pb.Attempt) -> Attempt:
@@ -172,6 +199,7 @@ class Attempt:
             error=_node_error(a.HasField("error"), a.error),
             metrics=dict(a.metrics),
             mlflow=mlflow_run(a.HasField("mlflow"), a.mlflow),
+            expectations=[ExpectationResult.from_proto(r) for r in a.expectations],
         )
 
 

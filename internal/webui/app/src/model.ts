@@ -3,7 +3,7 @@
 // (last_sequence); an event newer than that changes a node's state, an
 // older one (the replay from the start) only fills the logs and charts.
 
-import type { Attempt, NodeError, NodeSpec, Run, RunEvent } from "./api";
+import type { Attempt, ExpectationResult, NodeError, NodeSpec, Run, RunEvent } from "./api";
 import { LagState, NodeState, RunState } from "./api";
 import { date, duration } from "./format";
 import { label, nodeKey } from "./states";
@@ -36,6 +36,18 @@ export interface Lag {
   time?: Date;
 }
 
+// An expectation's counts over an attempt: for a streaming node, the sum
+// over the micro-batches reported so far.
+export interface ExpectationCount {
+  name: string;
+  kind: string;
+  severity: string;
+  passed: bigint;
+  failed: bigint;
+  ok: boolean;
+  message: string;
+}
+
 export interface NodeModel {
   name: string;
   spec?: NodeSpec;
@@ -48,6 +60,7 @@ export interface NodeModel {
   error?: NodeError;
   attempts: Attempt[];
   metrics: Map<number, Map<string, number>>; // by attempt
+  expectations: Map<number, ExpectationCount[]>; // by attempt
   log: LogLine[];
   progress: Progress[];
   lag?: Lag; // the newest lag event of its query
@@ -71,7 +84,7 @@ export class RunModel {
       this.order.push(n.name);
       this.nodes.set(n.name, {
         name: n.name, spec: bySpec.get(n.name), state: NodeState.PENDING, stateSeq: 0n, attempt: 0,
-        attempts: [], metrics: new Map(), log: [], progress: [],
+        attempts: [], metrics: new Map(), expectations: new Map(), log: [], progress: [],
       });
     }
     this.snapshot(run);
@@ -103,6 +116,8 @@ export class RunModel {
         const m = n.metrics.get(a.attempt) ?? new Map<string, number>();
         for (const [k, v] of Object.entries(a.metrics)) m.set(k, v);
         n.metrics.set(a.attempt, m);
+        // The snapshot's sums hold every event up to it; newer ones add on.
+        if (a.expectations.length) n.expectations.set(a.attempt, a.expectations.map(count));
       }
       if (run.lastSequence < n.stateSeq) continue;
       n.stateSeq = run.lastSequence;
@@ -186,6 +201,34 @@ export class RunModel {
         if (n.progress.length > PROGRESS_KEPT) n.progress.splice(0, n.progress.length - PROGRESS_KEPT);
         return false;
       }
+      case "nodeExpectations": {
+        const x = k.value;
+        const n = this.nodes.get(x.node);
+        if (!n) return false;
+        const broken = x.results.filter((r) => !r.ok);
+        if (broken.length) {
+          const batch = x.batchId !== undefined ? ` (batch ${x.batchId})` : "";
+          n.log.push({ seq: ev.sequence, time, level: broken.some((r) => r.severity === "error") ? "error" : "warning",
+            text: `Expectations${batch}: ${broken.map((r) => `${r.name}: ${r.message}`).join("; ")}` });
+        }
+        if (ev.sequence <= this.snapSeq) return false;
+        const sums = n.expectations.get(x.attempt) ?? [];
+        for (const r of x.results) {
+          const c = sums.find((s) => s.name === r.name && s.kind === r.kind);
+          if (!c) {
+            sums.push(count(r));
+            continue;
+          }
+          c.passed += r.passed;
+          c.failed += r.failed;
+          if (!r.ok) {
+            c.ok = false;
+            c.message = r.message;
+          }
+        }
+        n.expectations.set(x.attempt, sums);
+        return true;
+      }
       case "nodeLag": {
         const g = k.value;
         const n = this.nodes.get(g.node);
@@ -198,4 +241,8 @@ export class RunModel {
     }
     return false;
   }
+}
+
+function count(r: ExpectationResult): ExpectationCount {
+  return { name: r.name, kind: r.kind, severity: r.severity, passed: r.passed, failed: r.failed, ok: r.ok, message: r.message };
 }

@@ -4,11 +4,12 @@
 import type { MlflowRun } from "./api";
 import { h } from "./dom";
 import { date, duration, iso, num, rate, span, when } from "./format";
-import type { LogLine, NodeModel, RunModel } from "./model";
+import type { ExpectationCount, LogLine, NodeModel, RunModel } from "./model";
 import { sparkline } from "./sparkline";
+import type { Trend } from "./trend";
 import { activeNode, badge, nodeKey } from "./states";
 
-export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
+export function nodePanel(n: NodeModel, close: () => void, trends: Trend[] = []): HTMLElement {
   const key = nodeKey(n.state);
   const spec = n.spec;
   const out = h("div", { class: "panel-inner", "data-node": n.name },
@@ -37,6 +38,8 @@ export function nodePanel(n: NodeModel, close: () => void): HTMLElement {
       h("tbody", null, ...[...metrics].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) =>
         h("tr", null, h("th", null, k), h("td", { class: "num" }, num(v))))))));
   }
+  const expected = n.expectations.get(n.attempt);
+  if (expected?.length) out.append(expectationsBlock(expected, trends));
   if (n.attempts.length) {
     const tracked = n.attempts.some((a) => a.mlflow?.url);
     out.append(section("Attempts", h("table", { class: "grid attempts" },
@@ -100,6 +103,24 @@ function errorBlock(type: string, msg: string, traceback: string, upstream: bool
     h("h3", null, upstream ? "Why it was skipped" : "Error"),
     h("p", { class: "error-message" }, type && !upstream ? h("strong", { class: "error-type" }, type + ": ") : null, msg),
     traceback ? h("pre", { class: "traceback" }, traceback.trimEnd()) : null);
+}
+
+/** expectationsBlock is a node's expectation counts for its current attempt. */
+function expectationsBlock(xs: ExpectationCount[], trends: Trend[]): HTMLElement {
+  const shown = trends.filter((t) => t.failedShare.length > 1);
+  return section("Expectations", h("div", null, h("table", { class: "grid expectations" },
+    h("thead", null, h("tr", null, h("th", null, "Expectation"), h("th", null, "Kind"), h("th", null, "Passed"), h("th", null, "Failed"), h("th", null, "Result"))),
+    h("tbody", null, ...xs.map((x) =>
+      h("tr", { class: x.ok ? "ok" : `broken-${x.severity}` },
+        h("td", null, x.name),
+        h("td", null, x.kind),
+        h("td", { class: "num" }, num(x.passed)),
+        h("td", { class: "num" }, num(x.failed)),
+        h("td", { class: "err-cell", title: x.message }, x.ok ? "ok" : `${x.severity}: ${x.message}`))))),
+    ...shown.map((t) => h("div", { class: "chart chart-expectation" },
+      h("div", { class: "chart-head" }, h("span", null, `${t.name}: rows failed, last ${t.failedShare.length} runs`),
+        h("span", { class: "chart-value" }, `${(100 * t.failedShare[t.failedShare.length - 1]).toFixed(1)} %`)),
+      sparkline(t.failedShare, 300, 32, "expectation")))));
 }
 
 function progressBlock(n: NodeModel): HTMLElement {

@@ -7,6 +7,7 @@ import { Dag } from "./dag";
 import { h, replace } from "./dom";
 import { date, duration, iso, span, when } from "./format";
 import { RunModel, type NodeModel } from "./model";
+import { expectationTrends, TREND_RUNS } from "./trend";
 import { nodePanel, runPanel } from "./panel";
 import type { Page, Session } from "./session";
 import { runsHref } from "./projects";
@@ -17,6 +18,8 @@ export function runPage(runId: string, session: Session): Page {
   const stop = new AbortController();
   const el = h("section", { class: "run-page" }, h("p", { class: "muted pad" }, "Loading run…"));
   let model: RunModel | undefined;
+  // The pipeline's recent runs, for the expectation trends; read once.
+  let recent: Run[] = [];
   let dag: Dag | undefined;
   let selected: string | undefined = new URLSearchParams(location.search).get("node") ?? undefined;
   let link: Link | "ended" = "live";
@@ -109,6 +112,16 @@ export function runPage(runId: string, session: Session): Page {
     render();
   };
 
+  // The trend is an extra: a failure to list the runs leaves it out.
+  const loadRecent = async (run: Run) => {
+    try {
+      recent = (await api.listRuns({ project, pipeline: run.pipeline, pageSize: TREND_RUNS })).runs;
+      render();
+    } catch (err) {
+      session.failed(err);
+    }
+  };
+
   // Parts are rebuilt only when what they show changes, so a button is not
   // replaced under the pointer nor a selection in the traceback lost; the
   // clock only moves running durations (liveDurations).
@@ -127,8 +140,8 @@ export function runPage(runId: string, session: Session): Page {
     }
     drawTimeline();
     const n = selected ? model.nodes.get(selected) : undefined;
-    keyed(panel, n ? `node ${nodeSignature(n)}` : `run ${run.state} ${model.log.length} ${run.endTime?.seconds}`,
-      () => replace(panel, n ? nodePanel(n, () => select(undefined)) : runPanel(model!)));
+    keyed(panel, n ? `node ${nodeSignature(n)} ${recent.length}` : `run ${run.state} ${model.log.length} ${run.endTime?.seconds}`,
+      () => replace(panel, n ? nodePanel(n, () => select(undefined), expectationTrends(recent, n.name)) : runPanel(model!)));
     liveDurations(el);
   }
 
@@ -245,6 +258,7 @@ export function runPage(runId: string, session: Session): Page {
       replace(el, head, h("div", { class: "run-body" }, h("div", { class: "run-main" }, graph, timeline), panel));
       draw();
       void watch();
+      void loadRecent(run);
     } catch (err) {
       session.failed(err);
       replace(el, h("div", { class: "empty" },
@@ -276,7 +290,8 @@ function keyed(el: HTMLElement, key: string, build: () => void): void {
 function nodeSignature(n: NodeModel): string {
   const metrics = n.metrics.get(n.attempt);
   return JSON.stringify([n.name, n.state, n.attempt, n.start?.getTime(), n.end?.getTime(), n.error?.message,
-    n.attempts.length, n.log.length, n.progress.length, metrics ? [...metrics].join() : ""]);
+    n.attempts.length, n.log.length, n.progress.length, metrics ? [...metrics].join() : "",
+    (n.expectations.get(n.attempt) ?? []).map((x) => `${x.name}:${x.passed}:${x.failed}`).join()]);
 }
 
 /** liveDurations moves every running duration under root to now. */
