@@ -116,7 +116,7 @@ function expectationsBlock(xs: ExpectationCount[], trends: Trend[]): HTMLElement
         h("td", null, x.kind),
         h("td", { class: "num" }, num(x.passed)),
         h("td", { class: "num" }, num(x.failed)),
-        h("td", { class: "err-cell", title: x.message }, x.ok ? "ok" : `${x.severity}: ${x.message}`))))),
+        h("td", { class: x.ok ? "result-ok" : "err-cell", title: x.message }, x.ok ? "ok" : `${x.severity}: ${x.message}`))))),
     ...shown.map((t) => h("div", { class: "chart chart-expectation" },
       h("div", { class: "chart-head" }, h("span", null, `${t.name}: rows failed, last ${t.failedShare.length} runs`),
         h("span", { class: "chart-value" }, `${(100 * t.failedShare[t.failedShare.length - 1]).toFixed(1)} %`)),

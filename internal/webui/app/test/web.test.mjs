@@ -199,3 +199,27 @@ test("the runs list filters by pipeline and state", { skip, timeout: 30_000 }, a
   await page.screenshot({ path: path.join(shots, "runs.png") });
   await page.close();
 });
+
+test("a node's expectation counts show on the run page, with their trend across runs", { skip, timeout: 60_000 }, async () => {
+  // Two runs, so the second's page has a trend of the failed share.
+  let runId;
+  for (const i of [1, 2]) {
+    ({ run: { runId } } = await call("ExecutePipeline", { pipeline: "checked", requestId: `web-checked-${i}-${Date.now()}` }, tokens.operator));
+    for (let state = ""; state !== "RUN_STATE_SUCCEEDED";) {
+      ({ run: { state } } = await call("GetRun", { runId }, tokens.viewer));
+      assert.ok(!/FAILED|CANCELLED/.test(state), `run ${runId} ${state}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  const page = await signIn("viewer", `/runs/${runId}?node=checked_orders`);
+  const rows = page.locator(".panel table.expectations tbody tr");
+  await rows.first().waitFor({ timeout: 15_000 });
+  const table = await rows.evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)));
+  const byName = Object.fromEntries(table.map(([name, ...rest]) => [name, rest]));
+  assert.deepEqual(byName.has_store?.slice(0, 3), ["drop", "90", "10"], JSON.stringify(table));
+  assert.deepEqual(byName.small_id?.slice(0, 3), ["warn", "95", "5"], JSON.stringify(table));
+  assert.ok(table.some(([, kind, , , result]) => kind === "row_count" && result === "ok"), JSON.stringify(table));
+  await page.locator(".panel .chart-expectation").first().waitFor({ timeout: 15_000 });
+  await page.screenshot({ path: path.join(shots, "run-expectations.png") });
+  await page.close();
+});
