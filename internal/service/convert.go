@@ -111,12 +111,12 @@ func runToProto(r run.Run) *execv1.Run {
 		}
 		for _, a := range n.Attempts {
 			pn.Attempts = append(pn.Attempts, &execv1.Attempt{
-				Attempt:   int32(a.Attempt),
-				State:     nodeStateToProto(a.State),
-				StartTime: ts(a.StartTime),
-				EndTime:   ts(a.EndTime),
-				Error:     errToProto(a.Error),
-				Metrics:   a.Metrics,
+				Attempt:      int32(a.Attempt),
+				State:        nodeStateToProto(a.State),
+				StartTime:    ts(a.StartTime),
+				EndTime:      ts(a.EndTime),
+				Error:        errToProto(a.Error),
+				Metrics:      a.Metrics,
 				Mlflow:       mlflowToProto(a.MLflow),
 				Expectations: expectationsToProto(a.Expectations),
 			})
