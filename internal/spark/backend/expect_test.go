@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -407,8 +408,11 @@ func TestExpectations_AStreamingFailStopsTheQueryAndFailsTheNodeOnce(t *testing.
 	evs := follow(ctx, t, eng, r.ID, nil)
 	done, _ := eng.Get(ctx, r.ID)
 	clean := nodeOf(done, "clean")
-	if done.State != run.Failed || clean.Error == nil || clean.Error.Type != "ExpectationFailed" || !strings.Contains(clean.Error.Message, "3 of 100 rows") {
-		t.Fatalf("run %s, clean %s %+v; want it failed by not_27's 3 rows of the first batch", done.State, clean.State, clean.Error)
+	// Which file the first batch reads is Spark's choice (their times are
+	// alike), and each holds three or four multiples of 27.
+	if done.State != run.Failed || clean.Error == nil || clean.Error.Type != "ExpectationFailed" ||
+		!regexp.MustCompile(`"not_27": [34] of 100 rows`).MatchString(clean.Error.Message) {
+		t.Fatalf("run %s, clean %s %+v; want it failed by not_27's rows of the first batch", done.State, clean.State, clean.Error)
 	}
 	if len(clean.Attempts) != 1 {
 		t.Errorf("clean ran %d attempts; an expectation failure is not retried", len(clean.Attempts))
