@@ -446,6 +446,8 @@ class ExecutePipelineRequest(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     NO_WAIT_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
+    FULL_REFRESH_FIELD_NUMBER: _builtins.int
+    RESET_CHECKPOINT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen id that makes the call idempotent: a retry with the same id
     returns the run the first call started instead of starting another.
@@ -482,6 +484,26 @@ class ExecutePipelineRequest(_message.Message):
         the whole pipeline.
         """
 
+    @_builtins.property
+    def full_refresh(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Streaming nodes to rebuild from scratch: before the node's query
+        starts, its checkpoint folder and its sink's data are deleted, and the
+        query reprocesses its sources from their start. The sink must be a
+        path execd can clear (delta, parquet, json, csv, orc or text on a local
+        or file: path). Needs the operator role; done once per run, a repair
+        does not clear again.
+        """
+
+    @_builtins.property
+    def reset_checkpoint(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Streaming nodes whose checkpoint to delete while keeping the sink's
+        data: the query starts where the old checkpoint had committed (a Kafka
+        source is given the committed end offsets as startingOffsets), so
+        nothing committed is reprocessed. Sources that cannot start there
+        (rate, file streams, delta) are refused. A node cannot be in both
+        lists.
+        """
+
     def __init__(
         self,
         *,
@@ -498,10 +520,12 @@ class ExecutePipelineRequest(_message.Message):
         priority: _builtins.int = ...,
         no_wait: _builtins.bool = ...,
         project: _builtins.str = ...,
+        full_refresh: _abc.Iterable[_builtins.str] | None = ...,
+        reset_checkpoint: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hyperparams", b"hyperparams"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "request_id", b"request_id", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "full_refresh", b"full_refresh", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "request_id", b"request_id", "reset_checkpoint", b"reset_checkpoint", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
