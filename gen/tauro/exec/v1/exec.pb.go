@@ -2468,9 +2468,13 @@ type Run struct {
 	// The project the run belongs to.
 	Project string `protobuf:"bytes,22,opt,name=project,proto3" json:"project,omitempty"`
 	// The run's parent run in MLflow, when its pipeline's mlops block is on.
-	Mlflow        *MlflowRun `protobuf:"bytes,23,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mlflow *MlflowRun `protobuf:"bytes,23,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
+	// The streaming nodes the request asked to fully refresh and to reset
+	// the checkpoint of; the run's node messages say when each was cleared.
+	FullRefresh     []string `protobuf:"bytes,24,rep,name=full_refresh,json=fullRefresh,proto3" json:"full_refresh,omitempty"`
+	ResetCheckpoint []string `protobuf:"bytes,25,rep,name=reset_checkpoint,json=resetCheckpoint,proto3" json:"reset_checkpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -2660,6 +2664,20 @@ func (x *Run) GetProject() string {
 func (x *Run) GetMlflow() *MlflowRun {
 	if x != nil {
 		return x.Mlflow
+	}
+	return nil
+}
+
+func (x *Run) GetFullRefresh() []string {
+	if x != nil {
+		return x.FullRefresh
+	}
+	return nil
+}
+
+func (x *Run) GetResetCheckpoint() []string {
+	if x != nil {
+		return x.ResetCheckpoint
 	}
 	return nil
 }
@@ -6127,7 +6145,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xc9\x06\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\x97\a\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -6157,7 +6175,9 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bpriority\x18\x14 \x01(\x05R\bpriority\x12\x18\n" +
 	"\areplica\x18\x15 \x01(\tR\areplica\x12\x18\n" +
 	"\aproject\x18\x16 \x01(\tR\aproject\x120\n" +
-	"\x06mlflow\x18\x17 \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\"Y\n" +
+	"\x06mlflow\x18\x17 \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\x12!\n" +
+	"\ffull_refresh\x18\x18 \x03(\tR\vfullRefresh\x12)\n" +
+	"\x10reset_checkpoint\x18\x19 \x03(\tR\x0fresetCheckpoint\"Y\n" +
 	"\tMlflowRun\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x10\n" +

@@ -1206,6 +1206,8 @@ class Run(_message.Message):
     REPLICA_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     MLFLOW_FIELD_NUMBER: _builtins.int
+    FULL_REFRESH_FIELD_NUMBER: _builtins.int
+    RESET_CHECKPOINT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     pipeline: _builtins.str
     env: _builtins.str
@@ -1245,6 +1247,14 @@ class Run(_message.Message):
     def mlflow(self) -> Global___MlflowRun:
         """The run's parent run in MLflow, when its pipeline's mlops block is on."""
 
+    @_builtins.property
+    def full_refresh(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The streaming nodes the request asked to fully refresh and to reset
+        the checkpoint of; the run's node messages say when each was cleared.
+        """
+
+    @_builtins.property
+    def reset_checkpoint(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -1271,10 +1281,12 @@ class Run(_message.Message):
         replica: _builtins.str = ...,
         project: _builtins.str = ...,
         mlflow: Global___MlflowRun | None = ...,
+        full_refresh: _abc.Iterable[_builtins.str] | None = ...,
+        reset_checkpoint: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "mlflow", b"mlflow", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "mlflow", b"mlflow", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "full_refresh", b"full_refresh", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "mlflow", b"mlflow", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "reset_checkpoint", b"reset_checkpoint", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
