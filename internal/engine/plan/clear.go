@@ -26,9 +26,11 @@ const (
 var clearableSinks = []string{"delta", "parquet", "json", "csv"}
 
 // LocalPath reports whether execd can delete p itself: a path on its own
-// file system, plain or file:. Object stores (s3a:, abfss:, ...) it cannot.
+// file system, plain or file:, below the root. Object stores (s3a:,
+// abfss:, ...) it cannot.
 func LocalPath(p string) bool {
-	return p != "" && (!config.HasScheme(p) || strings.HasPrefix(p, "file:"))
+	local := p != "" && (!config.HasScheme(p) || strings.HasPrefix(p, "file:"))
+	return local && strings.Trim(strings.TrimPrefix(p, "file:"), "/") != ""
 }
 
 // resolveClears marks the selected streaming nodes the request clears,
@@ -42,7 +44,7 @@ func (r *resolver) resolveClears(out *Pipeline) {
 	}
 	for i, name := range r.req.FullRefresh {
 		f := "full_refresh[" + itoa(i) + "]"
-		if n := r.clearTarget(f, name, selected); n != nil {
+		if n := r.clearTarget(f, "full_refresh", name, selected); n != nil {
 			if slices.Contains(r.req.ResetCheckpoint, name) {
 				r.add(f, problem.CodeInvalidValue, "node %s is in both full_refresh and reset_checkpoint; a full refresh resets the checkpoint too, so name it in one of them", q(name))
 				continue
@@ -56,7 +58,7 @@ func (r *resolver) resolveClears(out *Pipeline) {
 		if slices.Contains(r.req.FullRefresh, name) {
 			continue // reported under full_refresh
 		}
-		if n := r.clearTarget(f, name, selected); n != nil {
+		if n := r.clearTarget(f, "reset_checkpoint", name, selected); n != nil {
 			r.checkResettable(f, n)
 			n.Stream.Clear = ClearCheckpoint
 		}
@@ -64,15 +66,15 @@ func (r *resolver) resolveClears(out *Pipeline) {
 }
 
 // clearTarget is the selected streaming node name, or nil after
-// reporting why it is not one.
-func (r *resolver) clearTarget(f, name string, selected map[string]*Node) *Node {
+// reporting under f (an entry of the request's list) why it is not one.
+func (r *resolver) clearTarget(f, list, name string, selected map[string]*Node) *Node {
 	if _, ok := r.byName[name]; !ok {
 		r.add(f, problem.CodeInvalidValue, "pipeline %s has no node %s; its nodes are %s", q(r.name), q(name), joinPlain(r.nodeNames(), 20))
 		return nil
 	}
 	n, ok := selected[name]
 	if !ok {
-		r.add(f, problem.CodeInvalidValue, "node %s is not in the run's selection; select it too or leave it out of %s", q(name), strings.SplitN(f, "[", 2)[0])
+		r.add(f, problem.CodeInvalidValue, "node %s is not in the run's selection; select it too or leave it out of %s", q(name), list)
 		return nil
 	}
 	if n.Stream == nil {
