@@ -25,10 +25,10 @@ const (
 // delete; a kafka topic, a table or a memory sink it cannot clear.
 var clearableSinks = []string{"delta", "parquet", "json", "csv"}
 
-// LocalPath reports whether execd can delete p itself: a path on its own
+// clearablePath reports whether execd can delete p itself: a path on its own
 // file system, plain or file:, below the root. Object stores (s3a:,
 // abfss:, ...) it cannot.
-func LocalPath(p string) bool {
+func clearablePath(p string) bool {
 	local := p != "" && (!config.HasScheme(p) || strings.HasPrefix(p, "file:"))
 	return local && strings.Trim(strings.TrimPrefix(p, "file:"), "/") != ""
 }
@@ -93,7 +93,7 @@ func (r *resolver) checkRefreshable(f string, n *Node) {
 			q(n.Name), sink.Format, strings.Join(clearableSinks, ", "))
 	case sink.Path == "":
 		r.add(f, problem.CodeInvalidValue, "node %s writes a table, not a path, which execd cannot clear; give its output a path", q(n.Name))
-	case !LocalPath(sink.Path) || !LocalPath(n.Stream.Checkpoint):
+	case !clearablePath(sink.Path) || !clearablePath(n.Stream.Checkpoint):
 		r.add(f, problem.CodeInvalidValue, "node %s writes %s with checkpoint %s; execd clears only paths on its own file system (plain or file:)",
 			q(n.Name), sink.Path, n.Stream.Checkpoint)
 	}
@@ -104,7 +104,7 @@ func (r *resolver) checkRefreshable(f string, n *Node) {
 // A rate source always starts at 0, and a file or Delta stream would read
 // every file (every version) again, duplicating the sink's data.
 func (r *resolver) checkResettable(f string, n *Node) {
-	if !LocalPath(n.Stream.Checkpoint) {
+	if !clearablePath(n.Stream.Checkpoint) {
 		r.add(f, problem.CodeInvalidValue, "node %s has checkpoint %s; execd resets only checkpoints on its own file system (plain or file:)", q(n.Name), n.Stream.Checkpoint)
 		return
 	}
