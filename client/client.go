@@ -148,6 +148,10 @@ type ExecuteOptions struct {
 	MaxWorkers         int32
 	FailFast           bool
 	Priority           int32
+	// FullRefresh names streaming nodes to rebuild from scratch (their
+	// checkpoint and sink data deleted before their query starts);
+	// ResetCheckpoint those whose checkpoint to delete, keeping the sink.
+	FullRefresh, ResetCheckpoint []string
 	// NoWait refuses the run (ErrFailedPrecondition) instead of queueing it
 	// when it cannot start at once.
 	NoWait bool
@@ -162,7 +166,7 @@ type ExecuteOptions struct {
 func (c *Client) Execute(ctx context.Context, pipeline string, o ExecuteOptions) (*Run, error) {
 	req := &execv1.ExecutePipelineRequest{RequestId: o.RequestID, Pipeline: pipeline, Env: o.Env, StartDate: o.StartDate,
 		EndDate: o.EndDate, ModelVersion: o.ModelVersion, Select: o.Select, MaxWorkers: o.MaxWorkers, FailFast: o.FailFast,
-		Priority: o.Priority, NoWait: o.NoWait, Project: c.in(o.Project)}
+		Priority: o.Priority, NoWait: o.NoWait, Project: c.in(o.Project), FullRefresh: o.FullRefresh, ResetCheckpoint: o.ResetCheckpoint}
 	hp, err := hyperparams(o.Hyperparams)
 	if err != nil {
 		return nil, err

@@ -257,6 +257,8 @@ func cmdRun(ctx context.Context, args []string) error {
 	env, start, end, workers, sel, hp, mv, failFast := runFlags(c)
 	watch := c.fs.Bool("watch", false, "follow the run until it ends; exit 1 if it does not succeed")
 	reqID := c.fs.String("request-id", "", "idempotency key: repeating it returns the same run")
+	fullRefresh := c.fs.String("full-refresh", "", "comma-separated streaming nodes to rebuild: their checkpoint and sink data are deleted and their sources reprocessed from the start")
+	resetCkpt := c.fs.String("reset-checkpoint", "", "comma-separated streaming nodes whose checkpoint to delete, keeping the sink; a Kafka source starts where it had committed")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
@@ -269,6 +271,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	req := &execv1.ExecutePipelineRequest{
 		Project: project, RequestId: *reqID, Pipeline: pipeline, Env: *env, StartDate: *start, EndDate: *end,
 		MaxWorkers: int32(*workers), Select: splitList(*sel), ModelVersion: *mv, FailFast: *failFast,
+		FullRefresh: splitList(*fullRefresh), ResetCheckpoint: splitList(*resetCkpt),
 	}
 	if *hp != "" {
 		var m map[string]any

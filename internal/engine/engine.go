@@ -394,13 +394,15 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 		return nil, err
 	}
 	req := plan.Request{
-		Pipeline:     params.Pipeline,
-		StartDate:    params.StartDate,
-		EndDate:      params.EndDate,
-		Select:       params.Select,
-		MaxWorkers:   params.MaxWorkers,
-		Hyperparams:  params.Hyperparams,
-		ModelVersion: params.ModelVersion,
+		Pipeline:        params.Pipeline,
+		StartDate:       params.StartDate,
+		EndDate:         params.EndDate,
+		Select:          params.Select,
+		MaxWorkers:      params.MaxWorkers,
+		Hyperparams:     params.Hyperparams,
+		ModelVersion:    params.ModelVersion,
+		FullRefresh:     params.FullRefresh,
+		ResetCheckpoint: params.ResetCheckpoint,
 	}
 	if iso := params.Isolation; iso != nil {
 		req.Isolate = &plan.Isolation{Writes: iso.Writes, Reads: iso.Reads, Shared: iso.Shared, Experiment: iso.Experiment, Trial: iso.Trial}
@@ -417,17 +419,19 @@ func (e *Engine) plan(params run.Params) (*plan.Pipeline, error) {
 // effective), so that a repair runs with the same values.
 func decided(params run.Params, p *plan.Pipeline) run.Params {
 	return run.Params{
-		Project:      p.Project,
-		Pipeline:     p.Name,
-		Env:          p.Env,
-		StartDate:    plan.FormatDate(p.StartDate),
-		EndDate:      plan.FormatDate(p.EndDate),
-		MaxWorkers:   p.MaxWorkers,
-		Hyperparams:  p.Hyperparams,
-		ModelVersion: p.ModelVersion,
-		Select:       params.Select,
-		FailFast:     params.FailFast,
-		Priority:     params.Priority,
-		Isolation:    params.Isolation,
+		Project:         p.Project,
+		Pipeline:        p.Name,
+		Env:             p.Env,
+		StartDate:       plan.FormatDate(p.StartDate),
+		EndDate:         plan.FormatDate(p.EndDate),
+		MaxWorkers:      p.MaxWorkers,
+		Hyperparams:     p.Hyperparams,
+		ModelVersion:    p.ModelVersion,
+		Select:          params.Select,
+		FailFast:        params.FailFast,
+		Priority:        params.Priority,
+		Isolation:       params.Isolation,
+		FullRefresh:     params.FullRefresh,
+		ResetCheckpoint: params.ResetCheckpoint,
 	}
 }

@@ -58,6 +58,9 @@ func (e *Engine) Execute(ctx context.Context, requestID string, params run.Param
 	if e.closing {
 		return run.Run{}, fmt.Errorf("%w: %v", ErrUnavailable, ErrShutdown)
 	}
+	if why := e.clearConflictLocked(p); why != "" {
+		return run.Run{}, fmt.Errorf("%w: full_refresh or reset_checkpoint cannot clear now: %s; wait for it to end (or stop it) and try again", ErrFailedPrecondition, why)
+	}
 	t := e.newTicket(rec.ID, p, rec.Params, nil)
 	if noWait {
 		if why := e.blockerLocked(t); why != "" {
@@ -125,6 +128,7 @@ func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 		}
 		// Admission (StartRun) recorded the run RUNNING.
 	}
+	e.skipDoneClears(recCtx, t.lease, p, log)
 	e.opt.Observer.RunStarted(ctx, obs)
 	var end observe.End
 	if _, err := e.project(p.Project); err != nil {

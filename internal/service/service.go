@@ -115,6 +115,10 @@ func (s *Service) ExecutePipeline(ctx context.Context, req *execv1.ExecutePipeli
 		Select:       req.GetSelect(),
 		FailFast:     req.GetFailFast(),
 		Priority:     int(req.GetPriority()),
+		// ExecutePipeline needs the operator role already (auth.go), so
+		// clearing a checkpoint or a sink needs no more.
+		FullRefresh:     req.GetFullRefresh(),
+		ResetCheckpoint: req.GetResetCheckpoint(),
 	}, req.GetNoWait())
 	if err != nil {
 		return nil, toStatus(err)

@@ -66,6 +66,10 @@ export interface ExecuteOptions {
   priority?: number;
   /** Fail at once instead of queueing when no run slot is free. */
   noWait?: boolean;
+  /** Streaming nodes to rebuild from scratch: checkpoint and sink data deleted, sources reprocessed. */
+  fullRefresh?: string[];
+  /** Streaming nodes whose checkpoint to delete, keeping the sink (a Kafka source resumes where it had committed). */
+  resetCheckpoint?: string[];
   signal?: AbortSignal;
 }
 
@@ -164,6 +168,8 @@ export class TauroClient {
       failFast: options.failFast,
       priority: options.priority,
       noWait: options.noWait,
+      fullRefresh: options.fullRefresh,
+      resetCheckpoint: options.resetCheckpoint,
       hyperparams: options.hyperparams,
     });
     const resp = await retryOnce(() => this.raw.executePipeline(req, { signal: options.signal }), options.signal);

@@ -57,6 +57,10 @@ type Request struct {
 	// Isolate, when set, keeps the run's writes apart from the pipeline's
 	// own outputs: an experiment's runs write beside them.
 	Isolate *Isolation
+	// FullRefresh and ResetCheckpoint name the selected streaming nodes
+	// whose checkpoint (and, for a full refresh, sink) the run deletes
+	// before their query starts: see Clear.
+	FullRefresh, ResetCheckpoint []string
 }
 
 // Isolation moves a run's outputs beside the pipeline's own: a selected

@@ -148,6 +148,7 @@ func (r *resolver) resolve() *Pipeline {
 	}
 	r.nodeValues(out)
 	r.buildPlan(out, sel)
+	r.resolveClears(out)
 	r.isolate(out)
 	return out
 }

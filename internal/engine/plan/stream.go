@@ -26,6 +26,8 @@ type StreamSpec struct {
 	// QueryName is the node's query_name, else pipeline_node.
 	QueryName string
 	Health    StreamHealth
+	// Clear is what the run deletes before the query starts; "" nothing.
+	Clear Clear
 }
 
 // StreamHealth are a streaming node's lag rules (streaming.health): a

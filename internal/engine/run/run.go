@@ -94,6 +94,11 @@ type Params struct {
 	Priority int `json:"priority,omitempty"`
 	// Isolation is set for an experiment's runs: see plan.Isolation.
 	Isolation *Isolation `json:"isolation,omitempty"`
+	// FullRefresh and ResetCheckpoint are the streaming nodes the run
+	// clears before their query starts (see plan.Clear): once per run, a
+	// node whose clear its events record is not cleared again.
+	FullRefresh     []string `json:"full_refresh,omitempty"`
+	ResetCheckpoint []string `json:"reset_checkpoint,omitempty"`
 }
 
 // Isolation says where an experiment's run writes its outputs and reads
@@ -309,6 +314,11 @@ type Event struct {
 
 	// NodeStateChanged to STREAMING: where the query runs.
 	Query *QueryRef `json:"query,omitempty"`
+
+	// Cleared, on a NodeMessage, records that the run has cleared the
+	// node as its full_refresh or reset_checkpoint asked: a repair or a
+	// restart of the run does not clear it again.
+	Cleared string `json:"cleared,omitempty"`
 }
 
 // Terminal reports whether e ends the run's event stream.

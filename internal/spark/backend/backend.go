@@ -146,6 +146,10 @@ type runExec struct {
 	aliases map[string][]string
 	// releasing tracks cached results being released; Close waits.
 	releasing sync.WaitGroup
+	// cleared holds, per streaming node this execution has cleared (see
+	// clearStream), the sources its query starts from: a retry of the
+	// node does not clear again and starts where the first attempt did.
+	cleared map[string][]plan.StreamSource
 }
 
 // aliasesRead works out which session names each node's result needs: a

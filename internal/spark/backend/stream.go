@@ -71,7 +71,11 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		return err
 	}
 	spec := n.Stream
-	for _, src := range spec.Sources {
+	sources, err := r.clearStream(n, emit)
+	if err != nil {
+		return err
+	}
+	for _, src := range sources {
 		if err := r.registerSource(ctx, s, src); err != nil {
 			return err
 		}

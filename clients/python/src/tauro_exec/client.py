@@ -178,6 +178,8 @@ class Client:
         priority: int = 0,
         no_wait: bool = False,
         project: str | None = None,
+        full_refresh: Sequence[str] | None = None,
+        reset_checkpoint: Sequence[str] | None = None,
     ) -> Run:
         """Start a run and return its handle at once; ``Run.wait()`` waits for it.
 
@@ -189,6 +191,12 @@ class Client:
         project returns the run the first call started. A fresh one is made when none is given, and a
         call that fails with UNAVAILABLE is retried once with it.
         ``project`` is the client's unless given.
+        ``full_refresh`` names streaming nodes to rebuild from scratch: their
+        checkpoint and sink data are deleted before their query starts, which
+        then reprocesses its sources from the start. ``reset_checkpoint``
+        names those whose checkpoint alone is deleted: the sink keeps its data
+        and a Kafka source starts where the old checkpoint had committed.
+        Each node is cleared once per run (a repair does not clear again).
         """
         req = pb.ExecutePipelineRequest(
             request_id=request_id or str(uuid.uuid4()),
@@ -203,6 +211,8 @@ class Client:
             fail_fast=fail_fast,
             priority=priority,
             no_wait=no_wait,
+            full_refresh=_names(full_refresh),
+            reset_checkpoint=_names(reset_checkpoint),
         )
         if hyperparams:
             req.hyperparams.CopyFrom(_struct(hyperparams))

@@ -104,6 +104,16 @@ class Run:
         return list(self._pb.select)
 
     @property
+    def full_refresh(self) -> list[str]:
+        """The streaming nodes the run was asked to rebuild from scratch."""
+        return list(self._pb.full_refresh)
+
+    @property
+    def reset_checkpoint(self) -> list[str]:
+        """The streaming nodes whose checkpoint the run was asked to reset."""
+        return list(self._pb.reset_checkpoint)
+
+    @property
     def max_workers(self) -> int:
         return self._pb.max_workers
 

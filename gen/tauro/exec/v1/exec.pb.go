@@ -886,9 +886,23 @@ type ExecutePipelineRequest struct {
 	NoWait bool `protobuf:"varint,12,opt,name=no_wait,json=noWait,proto3" json:"no_wait,omitempty"`
 	// The project, as named in execd's projects file. Empty means the only
 	// project when execd serves one; with several it is required.
-	Project       string `protobuf:"bytes,13,opt,name=project,proto3" json:"project,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Project string `protobuf:"bytes,13,opt,name=project,proto3" json:"project,omitempty"`
+	// Streaming nodes to rebuild from scratch: before the node's query
+	// starts, its checkpoint folder and its sink's data are deleted, and the
+	// query reprocesses its sources from their start. The sink must be a
+	// path execd can clear (delta, parquet, json, csv, orc or text on a local
+	// or file: path). Needs the operator role; done once per run, a repair
+	// does not clear again.
+	FullRefresh []string `protobuf:"bytes,14,rep,name=full_refresh,json=fullRefresh,proto3" json:"full_refresh,omitempty"`
+	// Streaming nodes whose checkpoint to delete while keeping the sink's
+	// data: the query starts where the old checkpoint had committed (a Kafka
+	// source is given the committed end offsets as startingOffsets), so
+	// nothing committed is reprocessed. Sources that cannot start there
+	// (rate, file streams, delta) are refused. A node cannot be in both
+	// lists.
+	ResetCheckpoint []string `protobuf:"bytes,15,rep,name=reset_checkpoint,json=resetCheckpoint,proto3" json:"reset_checkpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExecutePipelineRequest) Reset() {
@@ -1010,6 +1024,20 @@ func (x *ExecutePipelineRequest) GetProject() string {
 		return x.Project
 	}
 	return ""
+}
+
+func (x *ExecutePipelineRequest) GetFullRefresh() []string {
+	if x != nil {
+		return x.FullRefresh
+	}
+	return nil
+}
+
+func (x *ExecutePipelineRequest) GetResetCheckpoint() []string {
+	if x != nil {
+		return x.ResetCheckpoint
+	}
+	return nil
 }
 
 type ExecutePipelineResponse struct {
@@ -2440,9 +2468,13 @@ type Run struct {
 	// The project the run belongs to.
 	Project string `protobuf:"bytes,22,opt,name=project,proto3" json:"project,omitempty"`
 	// The run's parent run in MLflow, when its pipeline's mlops block is on.
-	Mlflow        *MlflowRun `protobuf:"bytes,23,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mlflow *MlflowRun `protobuf:"bytes,23,opt,name=mlflow,proto3" json:"mlflow,omitempty"`
+	// The streaming nodes the request asked to fully refresh and to reset
+	// the checkpoint of; the run's node messages say when each was cleared.
+	FullRefresh     []string `protobuf:"bytes,24,rep,name=full_refresh,json=fullRefresh,proto3" json:"full_refresh,omitempty"`
+	ResetCheckpoint []string `protobuf:"bytes,25,rep,name=reset_checkpoint,json=resetCheckpoint,proto3" json:"reset_checkpoint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -2632,6 +2664,20 @@ func (x *Run) GetProject() string {
 func (x *Run) GetMlflow() *MlflowRun {
 	if x != nil {
 		return x.Mlflow
+	}
+	return nil
+}
+
+func (x *Run) GetFullRefresh() []string {
+	if x != nil {
+		return x.FullRefresh
+	}
+	return nil
+}
+
+func (x *Run) GetResetCheckpoint() []string {
+	if x != nil {
+		return x.ResetCheckpoint
 	}
 	return nil
 }
@@ -5984,7 +6030,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\x06select\x18\x05 \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\xe8\a\"\ar\x05\x10\x01\x18\x82\x02R\x06select\x12B\n" +
 	"\aproject\x18\x06 \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"C\n" +
 	"\x18ValidatePipelineResponse\x12'\n" +
-	"\x04plan\x18\x01 \x01(\v2\x13.tauro.exec.v1.PlanR\x04plan\"\xcd\x04\n" +
+	"\x04plan\x18\x01 \x01(\v2\x13.tauro.exec.v1.PlanR\x04plan\"\xc7\x05\n" +
 	"\x16ExecutePipelineRequest\x125\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x16\xbaH\x13r\x11\x18\x80\x012\f^[^\\p{Cc}]*$R\trequestId\x12&\n" +
@@ -6004,7 +6050,9 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	" \x01(\bR\bfailFast\x12/\n" +
 	"\bpriority\x18\v \x01(\x05B\x13\xbaH\x10\x1a\x0e\x18\xe8\a(\x98\xf8\xff\xff\xff\xff\xff\xff\xff\x01R\bpriority\x12\x17\n" +
 	"\ano_wait\x18\f \x01(\bR\x06noWait\x12B\n" +
-	"\aproject\x18\r \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\"?\n" +
+	"\aproject\x18\r \x01(\tB(\xbaH%r#\x18@2\x1f^([A-Za-z0-9][A-Za-z0-9_.-]*)?$R\aproject\x127\n" +
+	"\ffull_refresh\x18\x0e \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x10\xe8\a\x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\vfullRefresh\x12?\n" +
+	"\x10reset_checkpoint\x18\x0f \x03(\tB\x14\xbaH\x11\x92\x01\x0e\x10\xe8\a\x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\x0fresetCheckpoint\"?\n" +
 	"\x17ExecutePipelineResponse\x12$\n" +
 	"\x03run\x18\x01 \x01(\v2\x12.tauro.exec.v1.RunR\x03run\"\xa7\x01\n" +
 	"\x0fWatchRunRequest\x12 \n" +
@@ -6097,7 +6145,7 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"batchNodes\x12'\n" +
 	"\x0fstreaming_nodes\x18\x05 \x03(\tR\x0estreamingNodes\"\x1d\n" +
 	"\x05Stage\x12\x14\n" +
-	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\xc9\x06\n" +
+	"\x05nodes\x18\x01 \x03(\tR\x05nodes\"\x97\a\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1a\n" +
 	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x10\n" +
@@ -6127,7 +6175,9 @@ const file_tauro_exec_v1_exec_proto_rawDesc = "" +
 	"\bpriority\x18\x14 \x01(\x05R\bpriority\x12\x18\n" +
 	"\areplica\x18\x15 \x01(\tR\areplica\x12\x18\n" +
 	"\aproject\x18\x16 \x01(\tR\aproject\x120\n" +
-	"\x06mlflow\x18\x17 \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\"Y\n" +
+	"\x06mlflow\x18\x17 \x01(\v2\x18.tauro.exec.v1.MlflowRunR\x06mlflow\x12!\n" +
+	"\ffull_refresh\x18\x18 \x03(\tR\vfullRefresh\x12)\n" +
+	"\x10reset_checkpoint\x18\x19 \x03(\tR\x0fresetCheckpoint\"Y\n" +
 	"\tMlflowRun\x12#\n" +
 	"\rexperiment_id\x18\x01 \x01(\tR\fexperimentId\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x10\n" +

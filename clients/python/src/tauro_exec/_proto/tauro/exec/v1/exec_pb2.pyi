@@ -446,6 +446,8 @@ class ExecutePipelineRequest(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     NO_WAIT_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
+    FULL_REFRESH_FIELD_NUMBER: _builtins.int
+    RESET_CHECKPOINT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen id that makes the call idempotent: a retry with the same id
     returns the run the first call started instead of starting another.
@@ -482,6 +484,26 @@ class ExecutePipelineRequest(_message.Message):
         the whole pipeline.
         """
 
+    @_builtins.property
+    def full_refresh(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Streaming nodes to rebuild from scratch: before the node's query
+        starts, its checkpoint folder and its sink's data are deleted, and the
+        query reprocesses its sources from their start. The sink must be a
+        path execd can clear (delta, parquet, json, csv, orc or text on a local
+        or file: path). Needs the operator role; done once per run, a repair
+        does not clear again.
+        """
+
+    @_builtins.property
+    def reset_checkpoint(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Streaming nodes whose checkpoint to delete while keeping the sink's
+        data: the query starts where the old checkpoint had committed (a Kafka
+        source is given the committed end offsets as startingOffsets), so
+        nothing committed is reprocessed. Sources that cannot start there
+        (rate, file streams, delta) are refused. A node cannot be in both
+        lists.
+        """
+
     def __init__(
         self,
         *,
@@ -498,10 +520,12 @@ class ExecutePipelineRequest(_message.Message):
         priority: _builtins.int = ...,
         no_wait: _builtins.bool = ...,
         project: _builtins.str = ...,
+        full_refresh: _abc.Iterable[_builtins.str] | None = ...,
+        reset_checkpoint: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hyperparams", b"hyperparams"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "request_id", b"request_id", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "env", b"env", "fail_fast", b"fail_fast", "full_refresh", b"full_refresh", "hyperparams", b"hyperparams", "max_workers", b"max_workers", "model_version", b"model_version", "no_wait", b"no_wait", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "request_id", b"request_id", "reset_checkpoint", b"reset_checkpoint", "select", b"select", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1182,6 +1206,8 @@ class Run(_message.Message):
     REPLICA_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     MLFLOW_FIELD_NUMBER: _builtins.int
+    FULL_REFRESH_FIELD_NUMBER: _builtins.int
+    RESET_CHECKPOINT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     pipeline: _builtins.str
     env: _builtins.str
@@ -1221,6 +1247,14 @@ class Run(_message.Message):
     def mlflow(self) -> Global___MlflowRun:
         """The run's parent run in MLflow, when its pipeline's mlops block is on."""
 
+    @_builtins.property
+    def full_refresh(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The streaming nodes the request asked to fully refresh and to reset
+        the checkpoint of; the run's node messages say when each was cleared.
+        """
+
+    @_builtins.property
+    def reset_checkpoint(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -1247,10 +1281,12 @@ class Run(_message.Message):
         replica: _builtins.str = ...,
         project: _builtins.str = ...,
         mlflow: Global___MlflowRun | None = ...,
+        full_refresh: _abc.Iterable[_builtins.str] | None = ...,
+        reset_checkpoint: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "hyperparams", b"hyperparams", "mlflow", b"mlflow", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "mlflow", b"mlflow", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_time", b"end_time", "env", b"env", "fail_fast", b"fail_fast", "full_refresh", b"full_refresh", "hyperparams", b"hyperparams", "last_sequence", b"last_sequence", "max_workers", b"max_workers", "message", b"message", "mlflow", b"mlflow", "model_version", b"model_version", "nodes", b"nodes", "pipeline", b"pipeline", "priority", b"priority", "project", b"project", "repair_count", b"repair_count", "replica", b"replica", "request_id", b"request_id", "reset_checkpoint", b"reset_checkpoint", "run_id", b"run_id", "select", b"select", "start_date", b"start_date", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
