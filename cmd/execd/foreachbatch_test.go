@@ -320,3 +320,42 @@ func TestExecd_ForeachBatchKilledMidStreamAndRepairedMergesEachBatchOnce(t *test
 	}
 	wantEachBatchOnce(t, table, 3)
 }
+
+// ValidatePipeline imports a foreachBatch function in a worker and checks
+// it takes (batch_df, batch_id), naming the output's batch_function field.
+func TestExecd_ValidateNamesAForeachBatchFunctionThatCannotTakeABatch(t *testing.T) {
+	py, err := sparktest.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	project := copyProject(t, "foreachbatchproj")
+	mkUpdates(t, project)
+	sinks := filepath.Join(project, "pipelines", "sinks.py")
+	code, err := os.ReadFile(sinks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := filepath.Join(project, "config", "nodes.yaml")
+	cfg, err := os.ReadFile(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sinks, append(code, "\n\ndef without_batch_id(batch_df):\n    pass\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(nodes, []byte(strings.Replace(string(cfg), "function: merge_latest", "function: without_batch_id", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, project, t.TempDir(), "--python", py, "--workers", "1")
+	_, err = d.client(t).ValidatePipeline(testCtx(t, time.Minute), &execv1.ValidatePipelineRequest{Pipeline: "keyed_updates"})
+	br := badRequest(t, err)
+	var found []string
+	for _, v := range br.GetFieldViolations() {
+		found = append(found, v.GetField()+": "+v.GetDescription())
+		if v.GetField() == "nodes.upsert_latest.output.batch_function" && strings.Contains(v.GetDescription(), "without_batch_id(batch_df)") &&
+			strings.Contains(v.GetDescription(), "def fn(batch_df, batch_id)") {
+			return
+		}
+	}
+	t.Errorf("no problem names the batch function's field and its fix: %s", strings.Join(found, "\n"))
+}
