@@ -246,14 +246,22 @@ func TestExecd_ForeachBatchMergesEachBatchOnceThroughAFailureAndItsRetry(t *test
 		t.Fatal(err)
 	}
 	r := stopped.GetRun()
+	events := collect(ctx, t, cl, runID, 0)
 	if r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED || r.GetNodes()[0].GetAttempt() != 2 {
-		t.Fatalf("stopped run %v (%s), node attempt %d; want SUCCEEDED at attempt 2", r.GetState(), r.GetMessage(), r.GetNodes()[0].GetAttempt())
+		var errs []string
+		for _, ev := range events {
+			if e := ev.GetNodeStateChanged().GetError(); e != nil {
+				errs = append(errs, fmt.Sprintf("attempt %d: %s: %s", ev.GetNodeStateChanged().GetAttempt(), e.GetType(), e.GetMessage()))
+			}
+		}
+		t.Fatalf("stopped run %v (%s), node attempt %d; want SUCCEEDED at attempt 2; errors:\n%s",
+			r.GetState(), r.GetMessage(), r.GetNodes()[0].GetAttempt(), strings.Join(errs, "\n"))
 	}
 	// Attempt 2 reports each batch: the replayed batch 0 (Spark counts no
 	// input rows for a replay), then the two new files' batches.
 	var progress []int64
 	var seen []string
-	for _, ev := range collect(ctx, t, cl, runID, 0) {
+	for _, ev := range events {
 		if p := ev.GetNodeProgress(); p != nil {
 			seen = append(seen, fmt.Sprintf("attempt %d batch %d rows %d", p.GetAttempt(), p.GetBatchId(), p.GetInputRows()))
 			if p.GetAttempt() == 2 && (p.GetBatchId() == 0 || p.GetInputRows() > 0) {

@@ -312,6 +312,12 @@ func (p *Pool) PickleBatchFunction(ctx context.Context, fn pycall.Function, allo
 	return out, err
 }
 
+// refusal is the reason a worker refused a function (pycall.ErrRefused).
+type refusal string
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == pycall.ErrRefused }
+
 // onAnyLive makes call on a live worker, on another one if that worker
 // died under it; an answer the worker gave (INVALID_ARGUMENT) is final.
 func (p *Pool) onAnyLive(ctx context.Context, what string, call func(*worker) error) error {
@@ -329,7 +335,7 @@ func (p *Pool) onAnyLive(ctx context.Context, what string, call func(*worker) er
 			return ctx.Err()
 		}
 		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
-			return errors.New(st.Message())
+			return refusal(st.Message())
 		}
 		lastErr = err
 		select { // a worker that just died is being replaced

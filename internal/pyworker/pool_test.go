@@ -392,7 +392,7 @@ func TestPool_PickleBatchFunctionPicklesAFunctionOfABatchAndItsIdAndRefusesOther
 		t.Fatalf("pickled %d bytes for Python %q, err %v; want a pickle and a Python 3 version", len(got.Command), got.PythonVer, err)
 	}
 	bad := pycall.Function{Node: "sink", Module: "pwtest.nodes", Function: "no_dates", BatchFunction: true}
-	if _, err := p.PickleBatchFunction(ctx, bad, nil); err == nil || !strings.Contains(err.Error(), "def fn(batch_df, batch_id)") {
+	if _, err := p.PickleBatchFunction(ctx, bad, nil); !errors.Is(err, pycall.ErrRefused) || !strings.Contains(err.Error(), "def fn(batch_df, batch_id)") {
 		t.Errorf("pickling no_dates(df) gave %v; want a refusal saying how to write it", err)
 	}
 	probs, err := p.CheckFunctions(ctx, []pycall.Function{bad}, nil)

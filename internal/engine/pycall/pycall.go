@@ -109,6 +109,11 @@ type PickledFunction struct {
 	PythonVer string
 }
 
+// ErrRefused is matched (errors.Is) by a PickleBatchFunction call the
+// worker refused: the function cannot be loaded or called as asked, and
+// asking again will not help until the project's code changes.
+var ErrRefused = errors.New("the python worker refused the function")
+
 // ErrWorkerDied is matched (errors.Is) by a call whose worker died under
 // it. Another worker may well succeed, so the attempt is retryable.
 var ErrWorkerDied = errors.New("the python worker died")

@@ -174,8 +174,8 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 }
 
 // batchFunction is a foreachBatch sink's function pickled by the project's
-// Python worker, nil for other sinks. A function that cannot be pickled
-// fails the node for good: it would fail again until the code changes.
+// Python worker, nil for other sinks. A function the worker refuses fails
+// the node for good: it would be refused again until the code changes.
 func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnect.PythonFunction, error) {
 	bf := n.Stream.Sink.BatchFunction
 	if bf == nil {
@@ -192,7 +192,11 @@ func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnec
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &retry.Failure{Err: run.Error{Type: "InvalidFunction",
+		typ, refused := "InvalidFunction", errors.Is(err, pycall.ErrRefused)
+		if !refused {
+			typ = "PythonWorkerUnavailable"
+		}
+		return nil, &retry.Failure{Err: run.Error{Type: typ, Retryable: !refused,
 			Message: fmt.Sprintf("node %q: %s (%s.%s): %v", n.Name, bf.Field, bf.Module, bf.Function, err)}, Cause: err}
 	}
 	return &sparkconnect.PythonFunction{Command: pickled.Command, PythonVer: pickled.PythonVer}, nil
