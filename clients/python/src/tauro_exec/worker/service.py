@@ -75,7 +75,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         prefixes = self._functions.prefixes(request.allowed_module_prefixes)
         msg = self._functions.problem(request.module, request.function, 0, True, prefixes, batch=True)
         if msg:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"node {request.node!r}: batch_function: {msg}")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)  # execd names the node and the field
         fn = self._functions.load(request.module, request.function, prefixes)
         return pb.PickleBatchFunctionResponse(command=pickle_batch_function(fn), python_ver=python_ver())
 
