@@ -18,9 +18,10 @@ import (
 // round trip that a run would wait for before its first node, and one that
 // waits for a free worker. A check that found nothing wrong is remembered
 // by what it depended on: the functions asked about (module, name, number
-// of inputs, streaming or not), the modules a node may come from, and the size and change
-// time of every file of the packages those modules are in, under the
-// folders node code is imported from. Change any of them and the next run
+// of inputs, streaming or not; foreachBatch functions too), the modules a
+// node may come from, and the size and change time of every file of the
+// packages those modules are in, under the folders node code is imported
+// from. Change any of them and the next run
 // is checked again, as the workers import changed code again. Code
 // installed outside those folders is not looked at.
 
@@ -55,6 +56,13 @@ func checkKey(p *plan.Pipeline, roots []string) ([32]byte, bool) {
 	tops := map[string]bool{}
 	python := false
 	for _, n := range p.Nodes {
+		if n.Stream != nil && n.Stream.Sink.BatchFunction != nil {
+			bf := n.Stream.Sink.BatchFunction
+			python = true
+			fmt.Fprintf(h, "batch fn %q %q %q\n", n.Name, bf.Module, bf.Function)
+			top, _, _ := strings.Cut(bf.Module, ".")
+			tops[top] = true
+		}
 		if n.Kind != plan.KindPython {
 			continue
 		}

@@ -72,3 +72,28 @@ func TestCheckKey_ChangesWithTheFunctionsAndTheirPackagesFiles(t *testing.T) {
 		t.Error("an all-SQL pipeline reported Python nodes")
 	}
 }
+
+func TestCheckKey_AForeachBatchFunctionIsCheckedAndKeyedEvenUnderASQLNode(t *testing.T) {
+	root := t.TempDir()
+	sink := &plan.BatchFunction{Module: "sinks.merge", Function: "upsert"}
+	p := &plan.Pipeline{Nodes: []*plan.Node{{Name: "s", Kind: plan.KindSQL, SQL: "SELECT * FROM events",
+		Stream: &plan.StreamSpec{Sink: plan.StreamSink{Format: "foreachbatch", BatchFunction: sink}}}}}
+	first, python := checkKey(p, []string{root})
+	if !python {
+		t.Fatal("a pipeline whose only Python is a foreachBatch function reported none to check")
+	}
+	if err := os.MkdirAll(filepath.Join(root, "sinks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "sinks", "merge.py"), []byte("def upsert(df, batch_id):\n    pass\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	written, _ := checkKey(p, []string{root})
+	if written == first {
+		t.Error("writing the batch function's package kept the key")
+	}
+	sink.Function = "upsert_all"
+	if k, _ := checkKey(p, []string{root}); k == written {
+		t.Error("another batch function kept the key")
+	}
+}

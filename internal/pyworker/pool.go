@@ -33,6 +33,8 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Config configures a Pool.
@@ -290,18 +292,50 @@ func (p *Pool) Run(ctx context.Context, c pycall.Call, on func(pycall.Event)) (*
 // CheckFunctions asks a live worker to import and check functions. It does
 // not take the worker from the pool: checks may run beside a node.
 func (p *Pool) CheckFunctions(ctx context.Context, fns []pycall.Function, allowed []string) ([]pycall.Problem, error) {
+	var probs []pycall.Problem
+	err := p.onAnyLive(ctx, "check functions", func(w *worker) (err error) {
+		probs, err = w.checkFunctions(ctx, fns, allowed)
+		return err
+	})
+	return probs, err
+}
+
+// PickleBatchFunction asks a live worker for fn pickled, beside any node it
+// runs, as CheckFunctions does. A function the worker refuses is an error
+// with the worker's reason.
+func (p *Pool) PickleBatchFunction(ctx context.Context, fn pycall.Function, allowed []string) (pycall.PickledFunction, error) {
+	var out pycall.PickledFunction
+	err := p.onAnyLive(ctx, "pickle a foreachBatch function", func(w *worker) (err error) {
+		out, err = w.pickleBatchFunction(ctx, fn, allowed)
+		return err
+	})
+	return out, err
+}
+
+// refusal is the reason a worker refused a function (pycall.ErrRefused).
+type refusal string
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == pycall.ErrRefused }
+
+// onAnyLive makes call on a live worker, on another one if that worker
+// died under it; an answer the worker gave (INVALID_ARGUMENT) is final.
+func (p *Pool) onAnyLive(ctx context.Context, what string, call func(*worker) error) error {
 	var lastErr error
 	for range 3 {
 		w, err := p.anyLive(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		probs, err := w.checkFunctions(ctx, fns, allowed)
+		err = call(w)
 		if err == nil {
-			return probs, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
+		}
+		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+			return refusal(st.Message())
 		}
 		lastErr = err
 		select { // a worker that just died is being replaced
@@ -309,7 +343,7 @@ func (p *Pool) CheckFunctions(ctx context.Context, fns []pycall.Function, allowe
 		case <-time.After(time.Second):
 		}
 	}
-	return nil, fmt.Errorf("python workers cannot check functions: %w", lastErr)
+	return fmt.Errorf("python workers cannot %s: %w", what, lastErr)
 }
 
 func (p *Pool) anyLive(ctx context.Context) (*worker, error) {

@@ -380,3 +380,23 @@ func TestPool_CheckFunctionsReportsImportErrorsSignaturesAndRefusedModules(t *te
 		}
 	}
 }
+
+func TestPool_PickleBatchFunctionPicklesAFunctionOfABatchAndItsIdAndRefusesOthers(t *testing.T) {
+	p, _ := startPool(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// tauro_stream(input_df, node_config) takes two positional arguments,
+	// which is all foreachBatch asks.
+	got, err := p.PickleBatchFunction(ctx, pycall.Function{Node: "sink", Module: "pwtest.nodes", Function: "tauro_stream", BatchFunction: true}, nil)
+	if err != nil || len(got.Command) == 0 || !strings.HasPrefix(got.PythonVer, "3.") {
+		t.Fatalf("pickled %d bytes for Python %q, err %v; want a pickle and a Python 3 version", len(got.Command), got.PythonVer, err)
+	}
+	bad := pycall.Function{Node: "sink", Module: "pwtest.nodes", Function: "no_dates", BatchFunction: true}
+	if _, err := p.PickleBatchFunction(ctx, bad, nil); !errors.Is(err, pycall.ErrRefused) || !strings.Contains(err.Error(), "def fn(batch_df, batch_id)") {
+		t.Errorf("pickling no_dates(df) gave %v; want a refusal saying how to write it", err)
+	}
+	probs, err := p.CheckFunctions(ctx, []pycall.Function{bad}, nil)
+	if err != nil || len(probs) != 1 || !probs[0].BatchFunction || !strings.Contains(probs[0].Message, "cannot be a foreachBatch function") {
+		t.Errorf("check of no_dates as a batch function: %+v, %v; want one batch-function problem", probs, err)
+	}
+}

@@ -128,6 +128,7 @@ func (w *worker) checkFunctions(ctx context.Context, fns []pycall.Function, allo
 	for _, f := range fns {
 		req.Functions = append(req.Functions, &execv1.FunctionRef{
 			Node: f.Node, Module: f.Module, Function: f.Function, Inputs: int32(f.Inputs), Streaming: f.Streaming,
+			BatchFunction: f.BatchFunction,
 		})
 	}
 	resp, err := w.client.CheckFunctions(ctx, req)
@@ -136,7 +137,18 @@ func (w *worker) checkFunctions(ctx context.Context, fns []pycall.Function, allo
 	}
 	var probs []pycall.Problem
 	for _, pr := range resp.GetProblems() {
-		probs = append(probs, pycall.Problem{Node: pr.GetNode(), Message: pr.GetMessage()})
+		probs = append(probs, pycall.Problem{Node: pr.GetNode(), Message: pr.GetMessage(), BatchFunction: pr.GetBatchFunction()})
 	}
 	return probs, nil
+}
+
+// pickleBatchFunction makes the PickleBatchFunction call on w.
+func (w *worker) pickleBatchFunction(ctx context.Context, fn pycall.Function, allowed []string) (pycall.PickledFunction, error) {
+	resp, err := w.client.PickleBatchFunction(ctx, &execv1.PickleBatchFunctionRequest{
+		Node: fn.Node, Module: fn.Module, Function: fn.Function, AllowedModulePrefixes: allowed,
+	})
+	if err != nil {
+		return pycall.PickledFunction{}, err
+	}
+	return pycall.PickledFunction{Command: resp.GetCommand(), PythonVer: resp.GetPythonVer()}, nil
 }

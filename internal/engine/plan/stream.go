@@ -68,12 +68,23 @@ type StreamSource struct {
 type StreamSink struct {
 	// Key is the output key, "" for an inline output.
 	Key string
-	// Format is delta, parquet, json, csv, kafka, console or memory.
+	// Format is delta, parquet, json, csv, kafka, console, memory or
+	// foreachbatch.
 	Format      string
 	Path        string
 	Table       string
 	Options     map[string]string
 	PartitionBy []string
+	// BatchFunction is a foreachBatch sink's function.
+	BatchFunction *BatchFunction
+}
+
+// BatchFunction is the function a foreachBatch sink calls with each
+// micro-batch, fn(batch_df, batch_id).
+type BatchFunction struct {
+	Module, Function string
+	// Field is where the config sets it, for messages.
+	Field string
 }
 
 // resolveStream builds the StreamSpec of streaming node i.
@@ -215,7 +226,16 @@ func (r *resolver) streamSink(i int32) StreamSink {
 	n := r.nodes[i]
 	if len(n.OutputSpecs) > 0 {
 		o := n.OutputSpecs[0]
-		return StreamSink{Key: o.Key, Format: o.Format, Path: o.Path, Options: o.Options, PartitionBy: o.PartitionBy}
+		sink := StreamSink{Key: o.Key, Format: o.Format, Path: o.Path, Options: o.Options, PartitionBy: o.PartitionBy}
+		// The entry's own checks ran with the outputs; only the format's
+		// settings are read here.
+		if sf := sinkFormat(sink.Format); sf != nil && sf.read != nil && len(n.Outputs) > 0 {
+			entry, _ := r.outputEntry(n.Outputs[0], n.OutputKeys[0])
+			if m, ok := entry.(*config.Map); ok {
+				sf.read(r, "output."+n.Outputs[0], m, &sink)
+			}
+		}
+		return sink
 	}
 	m := n.InlineOutput
 	if m == nil {
@@ -231,8 +251,13 @@ func (r *resolver) streamSink(i int32) StreamSink {
 	if p := firstText(m, "path", "filepath"); p != "" {
 		sink.Path = r.abs(p)
 	}
-	if sf := sinkFormat(sink.Format); sf != nil && sf.check != nil {
-		sf.check(r, f, sink)
+	if sf := sinkFormat(sink.Format); sf != nil {
+		if sf.read != nil {
+			sf.read(r, f, m, &sink)
+		}
+		if sf.check != nil {
+			sf.check(r, f, sink)
+		}
 	}
 	return sink
 }

@@ -37,6 +37,9 @@ type streamSinkFormat struct {
 	name string
 	// check reports what the sink lacks, under the field f.
 	check func(r *resolver, f string, sink StreamSink)
+	// read, when set, takes the format's own settings from the output's
+	// config entry m into sink, reporting under the field f.
+	read func(r *resolver, f string, m *config.Map, sink *StreamSink)
 	// tableIsQueryName: Spark names the sink's table after its query, so
 	// the output's table becomes the query's name.
 	tableIsQueryName bool
@@ -67,6 +70,8 @@ var streamSinks = []streamSinkFormat{
 	{name: "parquet", check: fileSink},
 	{name: "json", check: fileSink},
 	{name: "csv", check: fileSink},
+	// tauro writes foreachBatch; formats are matched lowercased.
+	{name: "foreachbatch", read: foreachBatchSink},
 }
 
 // sourceFormat and sinkFormat find a format's entry; nil when there is
@@ -210,5 +215,34 @@ func (r *resolver) checkKafkaSink(f, what string, opts map[string]string) {
 	}
 	if opts["topic"] == "" {
 		r.add(f+".options.topic", problem.CodeRequired, "%s needs options.topic, the topic it writes to", what)
+	}
+}
+
+// foreachBatchSink reads a foreachBatch output's batch_function, tauro's
+// {module, function}: the function Spark calls with each micro-batch and
+// its id. That it imports and takes (batch_df, batch_id) is the Python
+// worker's check (engine.FunctionChecker), as for node functions.
+func foreachBatchSink(r *resolver, f string, m *config.Map, sink *StreamSink) {
+	f += ".batch_function"
+	const form = "batch_function: {module: my_package.sinks, function: upsert}, a function def upsert(batch_df, batch_id) that Spark calls once per micro-batch"
+	v, _ := m.Get("batch_function")
+	if v == nil {
+		r.add(f, problem.CodeRequired, "a foreachBatch output needs %s", form)
+		return
+	}
+	bm, ok := v.(*config.Map)
+	if !ok {
+		r.add(f, problem.CodeInvalidType, "batch_function must be a mapping: %s", form)
+		return
+	}
+	fn := BatchFunction{Module: text(bm, "module"), Function: text(bm, "function"), Field: f}
+	if fn.Module == "" {
+		r.add(f+".module", problem.CodeRequired, "batch_function needs module, the dotted module its function is in (%s)", form)
+	}
+	if fn.Function == "" {
+		r.add(f+".function", problem.CodeRequired, "batch_function needs function, the function's name in its module (%s)", form)
+	}
+	if fn.Module != "" && fn.Function != "" {
+		sink.BatchFunction = &fn
 	}
 }

@@ -87,12 +87,32 @@ type Function struct {
 	Inputs int
 	// Streaming: the function may also be in tauro's streaming form.
 	Streaming bool
+	// BatchFunction: it is the node's foreachBatch function (its output's
+	// batch_function), called fn(batch_df, batch_id); Inputs and Streaming
+	// do not apply.
+	BatchFunction bool
 }
 
 // Problem is what a check found wrong with one node's function.
 type Problem struct {
 	Node, Message string
+	// BatchFunction: the problem is with the node's foreachBatch function.
+	BatchFunction bool
 }
+
+// PickledFunction is a foreachBatch function as Spark Connect's
+// WriteStreamOperationStart takes it: the server's own Python workers
+// unpickle and call it.
+type PickledFunction struct {
+	Command []byte
+	// PythonVer is the pickling Python's major.minor.
+	PythonVer string
+}
+
+// ErrRefused is matched (errors.Is) by a PickleBatchFunction call the
+// worker refused: the function cannot be loaded or called as asked, and
+// asking again will not help until the project's code changes.
+var ErrRefused = errors.New("the python worker refused the function")
 
 // ErrWorkerDied is matched (errors.Is) by a call whose worker died under
 // it. Another worker may well succeed, so the attempt is retryable.
@@ -110,4 +130,8 @@ type Runner interface {
 	// a streaming node, tauro's input_df and node_config), with modules
 	// limited to allowed (empty allows all).
 	CheckFunctions(ctx context.Context, fns []Function, allowed []string) ([]Problem, error)
+	// PickleBatchFunction imports fn, a foreachBatch function, checks that
+	// it takes (batch_df, batch_id), and returns it pickled; a function
+	// that cannot be is an error saying why.
+	PickleBatchFunction(ctx context.Context, fn Function, allowed []string) (PickledFunction, error)
 }

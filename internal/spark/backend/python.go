@@ -51,21 +51,25 @@ func (b *Backend) SetTracker(t AttemptTracker) { b.tracker = t }
 // CheckFunctions implements engine.FunctionChecker: every Python node's
 // function must import and take the node's inputs positionally and
 // start_date and end_date as keywords, or, for a streaming node, be in
-// tauro's streaming form.
+// tauro's streaming form; a foreachBatch sink's function must import and
+// take (batch_df, batch_id).
 func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem.List, error) {
-	py := b.pythonFor(p.Project)
-	if py == nil {
-		return nil, nil
-	}
 	var fns []pycall.Function
+	batchField := map[string]string{} // node -> its batch_function's field
 	for _, n := range p.Nodes {
 		if n.Kind == plan.KindPython {
 			fns = append(fns, pycall.Function{Node: n.Name, Module: n.Module, Function: n.Function,
 				Inputs: len(n.FunctionInputs()), Streaming: n.Stream != nil})
 		}
+		if n.Stream != nil && n.Stream.Sink.BatchFunction != nil {
+			bf := n.Stream.Sink.BatchFunction
+			fns = append(fns, pycall.Function{Node: n.Name, Module: bf.Module, Function: bf.Function, BatchFunction: true})
+			batchField[n.Name] = bf.Field
+		}
 	}
-	if len(fns) == 0 {
-		return nil, nil
+	py := b.pythonFor(p.Project)
+	if py == nil || len(fns) == 0 {
+		return nil, nil // without workers, such nodes fail as unsupported when they run
 	}
 	found, err := py.CheckFunctions(ctx, fns, p.Settings.AllowedModulePrefixes)
 	if err != nil {
@@ -73,6 +77,10 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 	}
 	var probs problem.List
 	for _, pr := range found {
+		if pr.BatchFunction {
+			probs.Add(batchField[pr.Node], problem.CodeInvalidFunction, "node %q's foreachBatch function: %s", pr.Node, pr.Message)
+			continue
+		}
 		probs.Add("nodes."+pr.Node+".function", problem.CodeInvalidFunction, "node %q: %s", pr.Node, pr.Message)
 	}
 	return probs, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
+	"github.com/tauro-exec/tauro-exec/internal/engine/pycall"
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
@@ -96,6 +97,9 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		OutputMode:  spec.OutputMode,
 		QueryName:   spec.QueryName,
 		Checkpoint:  spec.Checkpoint,
+	}
+	if start.ForeachBatch, err = r.batchFunction(ctx, n); err != nil {
+		return err
 	}
 	if len(n.Expectations)+len(n.Checks) > 0 {
 		start.Observe = observeFor(n)
@@ -195,6 +199,35 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 	}
 	return "", &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
 		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
+}
+
+// batchFunction is a foreachBatch sink's function pickled by the project's
+// Python worker, nil for other sinks. A function the worker refuses fails
+// the node for good: it would be refused again until the code changes.
+func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnect.PythonFunction, error) {
+	bf := n.Stream.Sink.BatchFunction
+	if bf == nil {
+		return nil, nil
+	}
+	py := r.b.pythonFor(r.rc.Pipeline.Project)
+	if py == nil {
+		return nil, &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
+			Message: fmt.Sprintf("streaming node %q writes with foreachBatch, which needs this project's Python workers, and this execd runs none for it", n.Name)}}
+	}
+	fn := pycall.Function{Node: n.Name, Module: bf.Module, Function: bf.Function, BatchFunction: true}
+	pickled, err := py.PickleBatchFunction(ctx, fn, r.rc.Pipeline.Settings.AllowedModulePrefixes)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		typ, refused := "InvalidFunction", errors.Is(err, pycall.ErrRefused)
+		if !refused {
+			typ = "PythonWorkerUnavailable"
+		}
+		return nil, &retry.Failure{Err: run.Error{Type: typ, Retryable: !refused,
+			Message: fmt.Sprintf("node %q: %s (%s.%s): %v", n.Name, bf.Field, bf.Module, bf.Function, err)}, Cause: err}
+	}
+	return &sparkconnect.PythonFunction{Command: pickled.Command, PythonVer: pickled.PythonVer}, nil
 }
 
 // Abandon implements engine.Abandoner: it stops a streaming query a killed

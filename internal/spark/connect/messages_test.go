@@ -74,6 +74,10 @@ var messageBuilders = []struct {
 	{"writeStreamStart/once, continuous", func() (any, error) {
 		return writeStreamStart(StreamStart{View: "v", Format: "memory", Trigger: TriggerContinuous, Interval: 1500 * time.Millisecond, OutputMode: "complete", QueryName: "t"}), nil
 	}},
+	{"writeStreamStart/foreachBatch", func() (any, error) {
+		return writeStreamStart(StreamStart{View: "v", ForeachBatch: &PythonFunction{Command: []byte{0x80, 0x05, 0x95}, PythonVer: "3.11"},
+			Trigger: TriggerProcessingTime, Interval: 5 * time.Second, OutputMode: "update", Checkpoint: "/chk"}), nil
+	}},
 	{"listenerBus/add", func() (any, error) { return listenerBus(true), nil }},
 	{"listenerBus/remove", func() (any, error) { return listenerBus(false), nil }},
 	{"streamingQueryCommand/status", func() (any, error) { return streamingQueryCommand("id", "run", "status", true), nil }},

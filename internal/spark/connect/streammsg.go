@@ -66,6 +66,18 @@ type StreamStart struct {
 	QueryName  string
 	// Checkpoint is the query's checkpoint folder.
 	Checkpoint string
+	// ForeachBatch, when set, is the sink instead of Format: a pickled
+	// Python function the server calls with each micro-batch and its id.
+	ForeachBatch *PythonFunction
+}
+
+// PythonFunction is a Python function pickled as Spark Connect's clients
+// pickle one (cloudpickle), for the server's own Python workers.
+type PythonFunction struct {
+	Command []byte
+	// PythonVer is the pickling Python's major.minor; the server's workers
+	// must run the same.
+	PythonVer string
 }
 
 // writeStreamStart starts q as DataStreamWriter.start does.
@@ -91,8 +103,13 @@ func writeStreamStart(q StreamStart) command {
 	}
 	start := obj{
 		"input":      streamInput(q),
-		"format":     strings.ToLower(q.Format),
 		"outputMode": q.OutputMode,
+	}
+	if f := q.ForeachBatch; f != nil {
+		// protojson takes bytes as base64, which encoding/json writes.
+		start["foreachBatch"] = obj{"pythonFunction": obj{"command": f.Command, "pythonVer": f.PythonVer}}
+	} else {
+		start["format"] = strings.ToLower(q.Format)
 	}
 	if len(options) > 0 {
 		start["options"] = options

@@ -862,7 +862,11 @@ type FunctionRef struct {
 	// The node is a streaming node. Its function may then also be written in
 	// tauro's streaming form, fn(input_df, node_config): one input, two
 	// positional parameters, and neither start_date nor end_date.
-	Streaming     bool `protobuf:"varint,5,opt,name=streaming,proto3" json:"streaming,omitempty"`
+	Streaming bool `protobuf:"varint,5,opt,name=streaming,proto3" json:"streaming,omitempty"`
+	// The function is a streaming node's foreachBatch function (its output's
+	// batch_function), called fn(batch_df, batch_id); inputs and streaming do
+	// not apply.
+	BatchFunction bool `protobuf:"varint,6,opt,name=batch_function,json=batchFunction,proto3" json:"batch_function,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -932,6 +936,13 @@ func (x *FunctionRef) GetStreaming() bool {
 	return false
 }
 
+func (x *FunctionRef) GetBatchFunction() bool {
+	if x != nil {
+		return x.BatchFunction
+	}
+	return false
+}
+
 type CheckFunctionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One entry per function that cannot be called as the node would call it.
@@ -978,9 +989,12 @@ func (x *CheckFunctionsResponse) GetProblems() []*FunctionProblem {
 }
 
 type FunctionProblem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Node    string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Message string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The problem is with the node's foreachBatch function, not its node
+	// function (FunctionRef.batch_function).
+	BatchFunction bool `protobuf:"varint,3,opt,name=batch_function,json=batchFunction,proto3" json:"batch_function,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1029,6 +1043,138 @@ func (x *FunctionProblem) GetMessage() string {
 	return ""
 }
 
+func (x *FunctionProblem) GetBatchFunction() bool {
+	if x != nil {
+		return x.BatchFunction
+	}
+	return false
+}
+
+type PickleBatchFunctionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Node name, for messages.
+	Node                  string   `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Module                string   `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
+	Function              string   `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
+	AllowedModulePrefixes []string `protobuf:"bytes,4,rep,name=allowed_module_prefixes,json=allowedModulePrefixes,proto3" json:"allowed_module_prefixes,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *PickleBatchFunctionRequest) Reset() {
+	*x = PickleBatchFunctionRequest{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PickleBatchFunctionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PickleBatchFunctionRequest) ProtoMessage() {}
+
+func (x *PickleBatchFunctionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PickleBatchFunctionRequest.ProtoReflect.Descriptor instead.
+func (*PickleBatchFunctionRequest) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PickleBatchFunctionRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *PickleBatchFunctionRequest) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *PickleBatchFunctionRequest) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *PickleBatchFunctionRequest) GetAllowedModulePrefixes() []string {
+	if x != nil {
+		return x.AllowedModulePrefixes
+	}
+	return nil
+}
+
+// PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
+// function: the function's module (and its package) pickled by value, so the
+// server's Python workers need not have the project on their path.
+type PickleBatchFunctionResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Command []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	// The worker's Python, major.minor: the server's workers must run the same.
+	PythonVer     string `protobuf:"bytes,2,opt,name=python_ver,json=pythonVer,proto3" json:"python_ver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PickleBatchFunctionResponse) Reset() {
+	*x = PickleBatchFunctionResponse{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PickleBatchFunctionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PickleBatchFunctionResponse) ProtoMessage() {}
+
+func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PickleBatchFunctionResponse.ProtoReflect.Descriptor instead.
+func (*PickleBatchFunctionResponse) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PickleBatchFunctionResponse) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *PickleBatchFunctionResponse) GetPythonVer() string {
+	if x != nil {
+		return x.PythonVer
+	}
+	return ""
+}
+
 type SuggestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Space []*SearchDimension     `protobuf:"bytes,1,rep,name=space,proto3" json:"space,omitempty"`
@@ -1046,7 +1192,7 @@ type SuggestRequest struct {
 
 func (x *SuggestRequest) Reset() {
 	*x = SuggestRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1204,7 @@ func (x *SuggestRequest) String() string {
 func (*SuggestRequest) ProtoMessage() {}
 
 func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1217,7 @@ func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
 func (*SuggestRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SuggestRequest) GetSpace() []*SearchDimension {
@@ -1137,7 +1283,7 @@ type TrialObservation struct {
 
 func (x *TrialObservation) Reset() {
 	*x = TrialObservation{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1295,7 @@ func (x *TrialObservation) String() string {
 func (*TrialObservation) ProtoMessage() {}
 
 func (x *TrialObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1308,7 @@ func (x *TrialObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
 func (*TrialObservation) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TrialObservation) GetParamsJson() string {
@@ -1196,7 +1342,7 @@ type SuggestResponse struct {
 
 func (x *SuggestResponse) Reset() {
 	*x = SuggestResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1354,7 @@ func (x *SuggestResponse) String() string {
 func (*SuggestResponse) ProtoMessage() {}
 
 func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1367,7 @@ func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
 func (*SuggestResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SuggestResponse) GetParamsJson() string {
@@ -1302,18 +1448,29 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\tretryable\x18\x04 \x01(\bR\tretryable\"\x89\x01\n" +
 	"\x15CheckFunctionsRequest\x128\n" +
 	"\tfunctions\x18\x01 \x03(\v2\x1a.tauro.exec.v1.FunctionRefR\tfunctions\x126\n" +
-	"\x17allowed_module_prefixes\x18\x02 \x03(\tR\x15allowedModulePrefixes\"\x8b\x01\n" +
+	"\x17allowed_module_prefixes\x18\x02 \x03(\tR\x15allowedModulePrefixes\"\xb2\x01\n" +
 	"\vFunctionRef\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x16\n" +
 	"\x06inputs\x18\x04 \x01(\x05R\x06inputs\x12\x1c\n" +
-	"\tstreaming\x18\x05 \x01(\bR\tstreaming\"T\n" +
+	"\tstreaming\x18\x05 \x01(\bR\tstreaming\x12%\n" +
+	"\x0ebatch_function\x18\x06 \x01(\bR\rbatchFunction\"T\n" +
 	"\x16CheckFunctionsResponse\x12:\n" +
-	"\bproblems\x18\x01 \x03(\v2\x1e.tauro.exec.v1.FunctionProblemR\bproblems\"?\n" +
+	"\bproblems\x18\x01 \x03(\v2\x1e.tauro.exec.v1.FunctionProblemR\bproblems\"f\n" +
 	"\x0fFunctionProblem\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xb0\x02\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
+	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\x9c\x01\n" +
+	"\x1aPickleBatchFunctionRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
+	"\bfunction\x18\x03 \x01(\tR\bfunction\x126\n" +
+	"\x17allowed_module_prefixes\x18\x04 \x03(\tR\x15allowedModulePrefixes\"V\n" +
+	"\x1bPickleBatchFunctionResponse\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1d\n" +
+	"\n" +
+	"python_ver\x18\x02 \x01(\tR\tpythonVer\"\xb0\x02\n" +
 	"\x0eSuggestRequest\x124\n" +
 	"\x05space\x18\x01 \x03(\v2\x1e.tauro.exec.v1.SearchDimensionR\x05space\x127\n" +
 	"\x06trials\x18\x02 \x03(\v2\x1f.tauro.exec.v1.TrialObservationR\x06trials\x12\x16\n" +
@@ -1329,10 +1486,11 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\x01R\x05value\"2\n" +
 	"\x0fSuggestResponse\x12\x1f\n" +
 	"\vparams_json\x18\x01 \x01(\tR\n" +
-	"paramsJson2\x84\x02\n" +
+	"paramsJson2\xf2\x02\n" +
 	"\rWorkerService\x12J\n" +
 	"\aRunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n" +
-	"\x0eCheckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12H\n" +
+	"\x0eCheckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12l\n" +
+	"\x13PickleBatchFunction\x12).tauro.exec.v1.PickleBatchFunctionRequest\x1a*.tauro.exec.v1.PickleBatchFunctionResponse\x12H\n" +
 	"\aSuggest\x12\x1d.tauro.exec.v1.SuggestRequest\x1a\x1e.tauro.exec.v1.SuggestResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
 
 var (
@@ -1347,32 +1505,34 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
-	(*RunNodeRequest)(nil),         // 0: tauro.exec.v1.RunNodeRequest
-	(*NodeContext)(nil),            // 1: tauro.exec.v1.NodeContext
-	(*MlflowContext)(nil),          // 2: tauro.exec.v1.MlflowContext
-	(*RunNodeResponse)(nil),        // 3: tauro.exec.v1.RunNodeResponse
-	(*WorkerLog)(nil),              // 4: tauro.exec.v1.WorkerLog
-	(*WorkerMetric)(nil),           // 5: tauro.exec.v1.WorkerMetric
-	(*WorkerResult)(nil),           // 6: tauro.exec.v1.WorkerResult
-	(*WorkerField)(nil),            // 7: tauro.exec.v1.WorkerField
-	(*WorkerError)(nil),            // 8: tauro.exec.v1.WorkerError
-	(*CheckFunctionsRequest)(nil),  // 9: tauro.exec.v1.CheckFunctionsRequest
-	(*FunctionRef)(nil),            // 10: tauro.exec.v1.FunctionRef
-	(*CheckFunctionsResponse)(nil), // 11: tauro.exec.v1.CheckFunctionsResponse
-	(*FunctionProblem)(nil),        // 12: tauro.exec.v1.FunctionProblem
-	(*SuggestRequest)(nil),         // 13: tauro.exec.v1.SuggestRequest
-	(*TrialObservation)(nil),       // 14: tauro.exec.v1.TrialObservation
-	(*SuggestResponse)(nil),        // 15: tauro.exec.v1.SuggestResponse
-	nil,                            // 16: tauro.exec.v1.RunNodeRequest.SparkConfEntry
-	(*SearchDimension)(nil),        // 17: tauro.exec.v1.SearchDimension
-	(Direction)(0),                 // 18: tauro.exec.v1.Direction
-	(Sampler)(0),                   // 19: tauro.exec.v1.Sampler
-	(TrialState)(0),                // 20: tauro.exec.v1.TrialState
+	(*RunNodeRequest)(nil),              // 0: tauro.exec.v1.RunNodeRequest
+	(*NodeContext)(nil),                 // 1: tauro.exec.v1.NodeContext
+	(*MlflowContext)(nil),               // 2: tauro.exec.v1.MlflowContext
+	(*RunNodeResponse)(nil),             // 3: tauro.exec.v1.RunNodeResponse
+	(*WorkerLog)(nil),                   // 4: tauro.exec.v1.WorkerLog
+	(*WorkerMetric)(nil),                // 5: tauro.exec.v1.WorkerMetric
+	(*WorkerResult)(nil),                // 6: tauro.exec.v1.WorkerResult
+	(*WorkerField)(nil),                 // 7: tauro.exec.v1.WorkerField
+	(*WorkerError)(nil),                 // 8: tauro.exec.v1.WorkerError
+	(*CheckFunctionsRequest)(nil),       // 9: tauro.exec.v1.CheckFunctionsRequest
+	(*FunctionRef)(nil),                 // 10: tauro.exec.v1.FunctionRef
+	(*CheckFunctionsResponse)(nil),      // 11: tauro.exec.v1.CheckFunctionsResponse
+	(*FunctionProblem)(nil),             // 12: tauro.exec.v1.FunctionProblem
+	(*PickleBatchFunctionRequest)(nil),  // 13: tauro.exec.v1.PickleBatchFunctionRequest
+	(*PickleBatchFunctionResponse)(nil), // 14: tauro.exec.v1.PickleBatchFunctionResponse
+	(*SuggestRequest)(nil),              // 15: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),            // 16: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),             // 17: tauro.exec.v1.SuggestResponse
+	nil,                                 // 18: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	(*SearchDimension)(nil),             // 19: tauro.exec.v1.SearchDimension
+	(Direction)(0),                      // 20: tauro.exec.v1.Direction
+	(Sampler)(0),                        // 21: tauro.exec.v1.Sampler
+	(TrialState)(0),                     // 22: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	16, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	18, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
 	2,  // 2: tauro.exec.v1.NodeContext.mlflow:type_name -> tauro.exec.v1.MlflowContext
 	4,  // 3: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
@@ -1382,19 +1542,21 @@ var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
 	7,  // 7: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
 	10, // 8: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
 	12, // 9: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
-	17, // 10: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	14, // 11: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
-	18, // 12: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
-	19, // 13: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	20, // 14: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	19, // 10: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	16, // 11: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	20, // 12: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	21, // 13: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	22, // 14: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
 	0,  // 15: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
 	9,  // 16: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	13, // 17: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
-	3,  // 18: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	11, // 19: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	15, // 20: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
+	13, // 17: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
+	15, // 18: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	3,  // 19: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	11, // 20: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	14, // 21: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
+	17, // 22: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1418,7 +1580,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	WorkerService_RunNode_FullMethodName        = "/tauro.exec.v1.WorkerService/RunNode"
-	WorkerService_CheckFunctions_FullMethodName = "/tauro.exec.v1.WorkerService/CheckFunctions"
-	WorkerService_Suggest_FullMethodName        = "/tauro.exec.v1.WorkerService/Suggest"
+	WorkerService_RunNode_FullMethodName             = "/tauro.exec.v1.WorkerService/RunNode"
+	WorkerService_CheckFunctions_FullMethodName      = "/tauro.exec.v1.WorkerService/CheckFunctions"
+	WorkerService_PickleBatchFunction_FullMethodName = "/tauro.exec.v1.WorkerService/PickleBatchFunction"
+	WorkerService_Suggest_FullMethodName             = "/tauro.exec.v1.WorkerService/Suggest"
 )
 
 // WorkerServiceClient is the client API for WorkerService service.
@@ -43,6 +44,12 @@ type WorkerServiceClient interface {
 	// CheckFunctions imports node functions and checks their signatures
 	// without calling them.
 	CheckFunctions(ctx context.Context, in *CheckFunctionsRequest, opts ...grpc.CallOption) (*CheckFunctionsResponse, error)
+	// PickleBatchFunction imports a streaming node's foreachBatch function and
+	// returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+	// the query in the run's session, and the Spark Connect server calls the
+	// function in a Python worker of its own. A function that cannot be loaded
+	// or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
+	PickleBatchFunction(ctx context.Context, in *PickleBatchFunctionRequest, opts ...grpc.CallOption) (*PickleBatchFunctionResponse, error)
 	// Suggest proposes the hyperparameters of an experiment's next trial. It
 	// is stateless: the optimiser is rebuilt from the trials given each time.
 	Suggest(ctx context.Context, in *SuggestRequest, opts ...grpc.CallOption) (*SuggestResponse, error)
@@ -85,6 +92,16 @@ func (c *workerServiceClient) CheckFunctions(ctx context.Context, in *CheckFunct
 	return out, nil
 }
 
+func (c *workerServiceClient) PickleBatchFunction(ctx context.Context, in *PickleBatchFunctionRequest, opts ...grpc.CallOption) (*PickleBatchFunctionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PickleBatchFunctionResponse)
+	err := c.cc.Invoke(ctx, WorkerService_PickleBatchFunction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *workerServiceClient) Suggest(ctx context.Context, in *SuggestRequest, opts ...grpc.CallOption) (*SuggestResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SuggestResponse)
@@ -114,6 +131,12 @@ type WorkerServiceServer interface {
 	// CheckFunctions imports node functions and checks their signatures
 	// without calling them.
 	CheckFunctions(context.Context, *CheckFunctionsRequest) (*CheckFunctionsResponse, error)
+	// PickleBatchFunction imports a streaming node's foreachBatch function and
+	// returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+	// the query in the run's session, and the Spark Connect server calls the
+	// function in a Python worker of its own. A function that cannot be loaded
+	// or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
+	PickleBatchFunction(context.Context, *PickleBatchFunctionRequest) (*PickleBatchFunctionResponse, error)
 	// Suggest proposes the hyperparameters of an experiment's next trial. It
 	// is stateless: the optimiser is rebuilt from the trials given each time.
 	Suggest(context.Context, *SuggestRequest) (*SuggestResponse, error)
@@ -132,6 +155,9 @@ func (UnimplementedWorkerServiceServer) RunNode(*RunNodeRequest, grpc.ServerStre
 }
 func (UnimplementedWorkerServiceServer) CheckFunctions(context.Context, *CheckFunctionsRequest) (*CheckFunctionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckFunctions not implemented")
+}
+func (UnimplementedWorkerServiceServer) PickleBatchFunction(context.Context, *PickleBatchFunctionRequest) (*PickleBatchFunctionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PickleBatchFunction not implemented")
 }
 func (UnimplementedWorkerServiceServer) Suggest(context.Context, *SuggestRequest) (*SuggestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Suggest not implemented")
@@ -186,6 +212,24 @@ func _WorkerService_CheckFunctions_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_PickleBatchFunction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PickleBatchFunctionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).PickleBatchFunction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_PickleBatchFunction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).PickleBatchFunction(ctx, req.(*PickleBatchFunctionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _WorkerService_Suggest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SuggestRequest)
 	if err := dec(in); err != nil {
@@ -214,6 +258,10 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckFunctions",
 			Handler:    _WorkerService_CheckFunctions_Handler,
+		},
+		{
+			MethodName: "PickleBatchFunction",
+			Handler:    _WorkerService_PickleBatchFunction_Handler,
 		},
 		{
 			MethodName: "Suggest",

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tauro_exec.worker.batchfn import batch_call_problem
+
 log = logging.getLogger("tauro_exec.worker")  # the worker's one logger, whichever module logs
 
 # Top-level modules a node function may never come from, whatever the allowed
@@ -257,8 +259,13 @@ class Loader:
             finally:
                 self._code.record()
 
-    def problem(self, module: str, function: str, inputs: int, streaming: bool, prefixes: Sequence[str]) -> str | None:
-        """Why module.function cannot be a node with that many inputs, or None; its import runs."""
+    def problem(
+        self, module: str, function: str, inputs: int, streaming: bool, prefixes: Sequence[str], batch: bool = False
+    ) -> str | None:
+        """Why module.function cannot be a node with that many inputs, or None; its import runs.
+
+        With batch, it is a foreachBatch function instead, called fn(batch_df, batch_id).
+        """
         try:
             fn = self.load(module, function, prefixes)
         except FunctionError as e:
@@ -271,6 +278,8 @@ class Loader:
             if isinstance(e, SyntaxError) and e.filename:
                 where = f" (at {e.filename}:{e.lineno})"
             return f"importing {module} fails: {type(e).__name__}: {e}{where}"
+        if batch:
+            return batch_call_problem(fn)
         try:
             call_form(fn, inputs, streaming)
         except FunctionError as e:

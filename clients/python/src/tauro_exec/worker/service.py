@@ -1,4 +1,4 @@
-"""WorkerService: CheckFunctions, and RunNode, which calls one node function at a
+"""WorkerService: CheckFunctions, PickleBatchFunction, and RunNode, which calls one node function at a
 time in the worker's warm Spark session and streams what it does back."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pyspark.sql.connect.session import SparkSession
 from tauro_exec._proto.tauro.exec.v1 import worker_pb2 as pb
 from tauro_exec._proto.tauro.exec.v1 import worker_pb2_grpc as pb_grpc
 from tauro_exec.ml import ExecutionMetadata, MLContext, Retryable
+from tauro_exec.worker.batchfn import pickle_batch_function, python_ver
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
@@ -61,10 +62,22 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         prefixes = self._functions.prefixes(request.allowed_module_prefixes)
         problems = []
         for ref in request.functions:
-            msg = self._functions.problem(ref.module, ref.function, ref.inputs, ref.streaming, prefixes)
+            msg = self._functions.problem(ref.module, ref.function, ref.inputs, ref.streaming, prefixes, ref.batch_function)
             if msg:
-                problems.append(pb.FunctionProblem(node=ref.node, message=msg))
+                problems.append(pb.FunctionProblem(node=ref.node, message=msg, batch_function=ref.batch_function))
         return pb.CheckFunctionsResponse(problems=problems)
+
+    # -- PickleBatchFunction --
+
+    def PickleBatchFunction(
+        self, request: pb.PickleBatchFunctionRequest, context: grpc.ServicerContext
+    ) -> pb.PickleBatchFunctionResponse:
+        prefixes = self._functions.prefixes(request.allowed_module_prefixes)
+        msg = self._functions.problem(request.module, request.function, 0, True, prefixes, batch=True)
+        if msg:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)  # execd names the node and the field
+        fn = self._functions.load(request.module, request.function, prefixes)
+        return pb.PickleBatchFunctionResponse(command=pickle_batch_function(fn), python_ver=python_ver())
 
     # -- Suggest --
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tauro/exec/v1/worker.proto.
  */
 export const file_tauro_exec_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkiYAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iMAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSL2AQoOU3VnZ2VzdFJlcXVlc3QSLQoFc3BhY2UYASADKAsyHi50YXVyby5leGVjLnYxLlNlYXJjaERpbWVuc2lvbhIvCgZ0cmlhbHMYAiADKAsyHy50YXVyby5leGVjLnYxLlRyaWFsT2JzZXJ2YXRpb24SDgoGbnVtYmVyGAMgASgFEgwKBHNlZWQYBCABKAMSEAoIbl90cmlhbHMYBSABKAUSKwoJZGlyZWN0aW9uGAYgASgOMhgudGF1cm8uZXhlYy52MS5EaXJlY3Rpb24SJwoHc2FtcGxlchgHIAEoDjIWLnRhdXJvLmV4ZWMudjEuU2FtcGxlciJgChBUcmlhbE9ic2VydmF0aW9uEhMKC3BhcmFtc19qc29uGAEgASgJEigKBXN0YXRlGAIgASgOMhkudGF1cm8uZXhlYy52MS5UcmlhbFN0YXRlEg0KBXZhbHVlGAMgASgBIiYKD1N1Z2dlc3RSZXNwb25zZRITCgtwYXJhbXNfanNvbhgBIAEoCTKEAgoNV29ya2VyU2VydmljZRJKCgdSdW5Ob2RlEh0udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuUnVuTm9kZVJlc3BvbnNlMAESXQoOQ2hlY2tGdW5jdGlvbnMSJC50YXVyby5leGVjLnYxLkNoZWNrRnVuY3Rpb25zUmVxdWVzdBolLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXNwb25zZRJICgdTdWdnZXN0Eh0udGF1cm8uZXhlYy52MS5TdWdnZXN0UmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlc3BvbnNlQjtaOWdpdGh1Yi5jb20vdGF1cm8tZXhlYy90YXVyby1leGVjL2dlbi90YXVyby9leGVjL3YxO2V4ZWN2MWIGcHJvdG8z", [file_tauro_exec_v1_exec]);
+  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkieAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCBIWCg5iYXRjaF9mdW5jdGlvbhgGIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iSAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5iYXRjaF9mdW5jdGlvbhgDIAEoCCJtChpQaWNrbGVCYXRjaEZ1bmN0aW9uUmVxdWVzdBIMCgRub2RlGAEgASgJEg4KBm1vZHVsZRgCIAEoCRIQCghmdW5jdGlvbhgDIAEoCRIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgEIAMoCSJCChtQaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USDwoHY29tbWFuZBgBIAEoDBISCgpweXRob25fdmVyGAIgASgJIvYBCg5TdWdnZXN0UmVxdWVzdBItCgVzcGFjZRgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uEi8KBnRyaWFscxgCIAMoCzIfLnRhdXJvLmV4ZWMudjEuVHJpYWxPYnNlcnZhdGlvbhIOCgZudW1iZXIYAyABKAUSDAoEc2VlZBgEIAEoAxIQCghuX3RyaWFscxgFIAEoBRIrCglkaXJlY3Rpb24YBiABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbhInCgdzYW1wbGVyGAcgASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyImAKEFRyaWFsT2JzZXJ2YXRpb24SEwoLcGFyYW1zX2pzb24YASABKAkSKAoFc3RhdGUYAiABKA4yGS50YXVyby5leGVjLnYxLlRyaWFsU3RhdGUSDQoFdmFsdWUYAyABKAEiJgoPU3VnZ2VzdFJlc3BvbnNlEhMKC3BhcmFtc19qc29uGAEgASgJMvICCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEmwKE1BpY2tsZUJhdGNoRnVuY3Rpb24SKS50YXVyby5leGVjLnYxLlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0GioudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeRequest
@@ -493,6 +493,15 @@ export type FunctionRef = Message<"tauro.exec.v1.FunctionRef"> & {
    * @generated from field: bool streaming = 5;
    */
   streaming: boolean;
+
+  /**
+   * The function is a streaming node's foreachBatch function (its output's
+   * batch_function), called fn(batch_df, batch_id); inputs and streaming do
+   * not apply.
+   *
+   * @generated from field: bool batch_function = 6;
+   */
+  batchFunction: boolean;
 };
 
 /**
@@ -534,6 +543,14 @@ export type FunctionProblem = Message<"tauro.exec.v1.FunctionProblem"> & {
    * @generated from field: string message = 2;
    */
   message: string;
+
+  /**
+   * The problem is with the node's foreachBatch function, not its node
+   * function (FunctionRef.batch_function).
+   *
+   * @generated from field: bool batch_function = 3;
+   */
+  batchFunction: boolean;
 };
 
 /**
@@ -542,6 +559,68 @@ export type FunctionProblem = Message<"tauro.exec.v1.FunctionProblem"> & {
  */
 export const FunctionProblemSchema: GenMessage<FunctionProblem> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_worker, 12);
+
+/**
+ * @generated from message tauro.exec.v1.PickleBatchFunctionRequest
+ */
+export type PickleBatchFunctionRequest = Message<"tauro.exec.v1.PickleBatchFunctionRequest"> & {
+  /**
+   * Node name, for messages.
+   *
+   * @generated from field: string node = 1;
+   */
+  node: string;
+
+  /**
+   * @generated from field: string module = 2;
+   */
+  module: string;
+
+  /**
+   * @generated from field: string function = 3;
+   */
+  function: string;
+
+  /**
+   * @generated from field: repeated string allowed_module_prefixes = 4;
+   */
+  allowedModulePrefixes: string[];
+};
+
+/**
+ * Describes the message tauro.exec.v1.PickleBatchFunctionRequest.
+ * Use `create(PickleBatchFunctionRequestSchema)` to create a new message.
+ */
+export const PickleBatchFunctionRequestSchema: GenMessage<PickleBatchFunctionRequest> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 13);
+
+/**
+ * PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
+ * function: the function's module (and its package) pickled by value, so the
+ * server's Python workers need not have the project on their path.
+ *
+ * @generated from message tauro.exec.v1.PickleBatchFunctionResponse
+ */
+export type PickleBatchFunctionResponse = Message<"tauro.exec.v1.PickleBatchFunctionResponse"> & {
+  /**
+   * @generated from field: bytes command = 1;
+   */
+  command: Uint8Array;
+
+  /**
+   * The worker's Python, major.minor: the server's workers must run the same.
+   *
+   * @generated from field: string python_ver = 2;
+   */
+  pythonVer: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.PickleBatchFunctionResponse.
+ * Use `create(PickleBatchFunctionResponseSchema)` to create a new message.
+ */
+export const PickleBatchFunctionResponseSchema: GenMessage<PickleBatchFunctionResponse> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 14);
 
 /**
  * @generated from message tauro.exec.v1.SuggestRequest
@@ -592,7 +671,7 @@ export type SuggestRequest = Message<"tauro.exec.v1.SuggestRequest"> & {
  * Use `create(SuggestRequestSchema)` to create a new message.
  */
 export const SuggestRequestSchema: GenMessage<SuggestRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 13);
+  messageDesc(file_tauro_exec_v1_worker, 15);
 
 /**
  * TrialObservation is a trial as the optimiser is told it.
@@ -625,7 +704,7 @@ export type TrialObservation = Message<"tauro.exec.v1.TrialObservation"> & {
  * Use `create(TrialObservationSchema)` to create a new message.
  */
 export const TrialObservationSchema: GenMessage<TrialObservation> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 14);
+  messageDesc(file_tauro_exec_v1_worker, 16);
 
 /**
  * @generated from message tauro.exec.v1.SuggestResponse
@@ -644,7 +723,7 @@ export type SuggestResponse = Message<"tauro.exec.v1.SuggestResponse"> & {
  * Use `create(SuggestResponseSchema)` to create a new message.
  */
 export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 15);
+  messageDesc(file_tauro_exec_v1_worker, 17);
 
 /**
  * WorkerService is what a Python node worker (`python -m tauro_exec.worker`)
@@ -680,6 +759,20 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof CheckFunctionsRequestSchema;
     output: typeof CheckFunctionsResponseSchema;
+  },
+  /**
+   * PickleBatchFunction imports a streaming node's foreachBatch function and
+   * returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+   * the query in the run's session, and the Spark Connect server calls the
+   * function in a Python worker of its own. A function that cannot be loaded
+   * or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
+   *
+   * @generated from rpc tauro.exec.v1.WorkerService.PickleBatchFunction
+   */
+  pickleBatchFunction: {
+    methodKind: "unary";
+    input: typeof PickleBatchFunctionRequestSchema;
+    output: typeof PickleBatchFunctionResponseSchema;
   },
   /**
    * Suggest proposes the hyperparameters of an experiment's next trial. It

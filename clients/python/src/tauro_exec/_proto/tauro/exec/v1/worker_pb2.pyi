@@ -435,6 +435,7 @@ class FunctionRef(_message.Message):
     FUNCTION_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
     STREAMING_FIELD_NUMBER: _builtins.int
+    BATCH_FUNCTION_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     module: _builtins.str
     function: _builtins.str
@@ -445,6 +446,11 @@ class FunctionRef(_message.Message):
     tauro's streaming form, fn(input_df, node_config): one input, two
     positional parameters, and neither start_date nor end_date.
     """
+    batch_function: _builtins.bool
+    """The function is a streaming node's foreachBatch function (its output's
+    batch_function), called fn(batch_df, batch_id); inputs and streaming do
+    not apply.
+    """
     def __init__(
         self,
         *,
@@ -453,10 +459,11 @@ class FunctionRef(_message.Message):
         function: _builtins.str = ...,
         inputs: _builtins.int = ...,
         streaming: _builtins.bool = ...,
+        batch_function: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "inputs", b"inputs", "module", b"module", "node", b"node", "streaming", b"streaming"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_function", b"batch_function", "function", b"function", "inputs", b"inputs", "module", b"module", "node", b"node", "streaming", b"streaming"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -490,21 +497,85 @@ class FunctionProblem(_message.Message):
 
     NODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    BATCH_FUNCTION_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     message: _builtins.str
+    batch_function: _builtins.bool
+    """The problem is with the node's foreachBatch function, not its node
+    function (FunctionRef.batch_function).
+    """
     def __init__(
         self,
         *,
         node: _builtins.str = ...,
         message: _builtins.str = ...,
+        batch_function: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "node", b"node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_function", b"batch_function", "message", b"message", "node", b"node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionProblem: _TypeAlias = FunctionProblem  # noqa: Y015
+
+@_typing.final
+class PickleBatchFunctionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    MODULE_FIELD_NUMBER: _builtins.int
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    ALLOWED_MODULE_PREFIXES_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    """Node name, for messages."""
+    module: _builtins.str
+    function: _builtins.str
+    @_builtins.property
+    def allowed_module_prefixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        module: _builtins.str = ...,
+        function: _builtins.str = ...,
+        allowed_module_prefixes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "function", b"function", "module", b"module", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickleBatchFunctionRequest: _TypeAlias = PickleBatchFunctionRequest  # noqa: Y015
+
+@_typing.final
+class PickleBatchFunctionResponse(_message.Message):
+    """PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
+    function: the function's module (and its package) pickled by value, so the
+    server's Python workers need not have the project on their path.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_FIELD_NUMBER: _builtins.int
+    PYTHON_VER_FIELD_NUMBER: _builtins.int
+    command: _builtins.bytes
+    python_ver: _builtins.str
+    """The worker's Python, major.minor: the server's workers must run the same."""
+    def __init__(
+        self,
+        *,
+        command: _builtins.bytes = ...,
+        python_ver: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "python_ver", b"python_ver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickleBatchFunctionResponse: _TypeAlias = PickleBatchFunctionResponse  # noqa: Y015
 
 @_typing.final
 class SuggestRequest(_message.Message):

@@ -51,6 +51,11 @@ class WorkerServiceStub:
                 request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsResponse.FromString,
                 _registered_method=True)
+        self.PickleBatchFunction = channel.unary_unary(
+                '/tauro.exec.v1.WorkerService/PickleBatchFunction',
+                request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PickleBatchFunctionRequest.SerializeToString,
+                response_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PickleBatchFunctionResponse.FromString,
+                _registered_method=True)
         self.Suggest = channel.unary_unary(
                 '/tauro.exec.v1.WorkerService/Suggest',
                 request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.SuggestRequest.SerializeToString,
@@ -85,6 +90,17 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PickleBatchFunction(self, request, context):
+        """PickleBatchFunction imports a streaming node's foreachBatch function and
+        returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+        the query in the run's session, and the Spark Connect server calls the
+        function in a Python worker of its own. A function that cannot be loaded
+        or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Suggest(self, request, context):
         """Suggest proposes the hyperparameters of an experiment's next trial. It
         is stateless: the optimiser is rebuilt from the trials given each time.
@@ -105,6 +121,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CheckFunctions,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsResponse.SerializeToString,
+            ),
+            'PickleBatchFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PickleBatchFunction,
+                    request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PickleBatchFunctionRequest.FromString,
+                    response_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PickleBatchFunctionResponse.SerializeToString,
             ),
             'Suggest': grpc.unary_unary_rpc_method_handler(
                     servicer.Suggest,
@@ -173,6 +194,33 @@ class WorkerService:
             '/tauro.exec.v1.WorkerService/CheckFunctions',
             tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PickleBatchFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tauro.exec.v1.WorkerService/PickleBatchFunction',
+            tauro_dot_exec_dot_v1_dot_worker__pb2.PickleBatchFunctionRequest.SerializeToString,
+            tauro_dot_exec_dot_v1_dot_worker__pb2.PickleBatchFunctionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,13 @@ class WorkerServiceStub:
     """CheckFunctions imports node functions and checks their signatures
     without calling them.
     """
+    PickleBatchFunction: _grpc.UnaryUnaryMultiCallable[_worker_pb2.PickleBatchFunctionRequest, _worker_pb2.PickleBatchFunctionResponse]
+    """PickleBatchFunction imports a streaming node's foreachBatch function and
+    returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+    the query in the run's session, and the Spark Connect server calls the
+    function in a Python worker of its own. A function that cannot be loaded
+    or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
+    """
     Suggest: _grpc.UnaryUnaryMultiCallable[_worker_pb2.SuggestRequest, _worker_pb2.SuggestResponse]
     """Suggest proposes the hyperparameters of an experiment's next trial. It
     is stateless: the optimiser is rebuilt from the trials given each time.
@@ -74,6 +81,13 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     CheckFunctions: _aio.UnaryUnaryMultiCallable[_worker_pb2.CheckFunctionsRequest, _worker_pb2.CheckFunctionsResponse]  # type: ignore[assignment]
     """CheckFunctions imports node functions and checks their signatures
     without calling them.
+    """
+    PickleBatchFunction: _aio.UnaryUnaryMultiCallable[_worker_pb2.PickleBatchFunctionRequest, _worker_pb2.PickleBatchFunctionResponse]  # type: ignore[assignment]
+    """PickleBatchFunction imports a streaming node's foreachBatch function and
+    returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+    the query in the run's session, and the Spark Connect server calls the
+    function in a Python worker of its own. A function that cannot be loaded
+    or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
     """
     Suggest: _aio.UnaryUnaryMultiCallable[_worker_pb2.SuggestRequest, _worker_pb2.SuggestResponse]  # type: ignore[assignment]
     """Suggest proposes the hyperparameters of an experiment's next trial. It
@@ -109,6 +123,19 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_worker_pb2.CheckFunctionsResponse, _abc.Awaitable[_worker_pb2.CheckFunctionsResponse]]:
         """CheckFunctions imports node functions and checks their signatures
         without calling them.
+        """
+
+    @_abc_1.abstractmethod
+    def PickleBatchFunction(
+        self,
+        request: _worker_pb2.PickleBatchFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_pb2.PickleBatchFunctionResponse, _abc.Awaitable[_worker_pb2.PickleBatchFunctionResponse]]:
+        """PickleBatchFunction imports a streaming node's foreachBatch function and
+        returns it pickled as Spark Connect's foreachBatch takes it: execd starts
+        the query in the run's session, and the Spark Connect server calls the
+        function in a Python worker of its own. A function that cannot be loaded
+        or called fn(batch_df, batch_id) is refused with INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod
