@@ -259,7 +259,7 @@ grpcurl:
 test-go:
 	$(GO) vet ./...
 	$(GO) test -C tools -count=1 ./skipcheck && $(GO) build -C tools -o $(abspath $(BIN))/skipcheck ./skipcheck
-	$(GO) test -json -race -count=1 -timeout 20m ./... | $(BIN)/skipcheck -allowed tools/skipcheck/allowed-skips
+	$(GO) test -json -race -count=1 -timeout 30m ./... | $(BIN)/skipcheck -allowed tools/skipcheck/allowed-skips
 
 # Brief fuzzing on every run: a panic on any input fails the build. The
 # budgets are counts of inputs (about ten seconds each here), not durations:
