@@ -10,6 +10,7 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	sparkbackend "github.com/tauro-exec/tauro-exec/internal/spark/backend"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
@@ -165,4 +166,24 @@ func testBackend(remote string, log *slog.Logger) *sparkbackend.Backend {
 	b := sparkbackend.New(func() string { return remote }, func() error { return nil }, log)
 	b.SetStreams(streaming.Follower{})
 	return b
+}
+
+// pythonEngine is an engine on the project in dir whose Python nodes run in
+// a pool of one worker of python, on the server at remote, with its store;
+// all are closed when the test ends.
+func pythonEngine(ctx context.Context, t *testing.T, python, dir, remote string, log *slog.Logger) (*engine.Engine, *sparkbackend.Backend) {
+	t.Helper()
+	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close(context.Background()) })
+	st, err := sqlite.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	be := testBackend(remote, log)
+	be.SetPython(pool)
+	return engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be}), be
 }

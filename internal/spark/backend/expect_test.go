@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
@@ -363,19 +362,7 @@ after: {sql: "SELECT count(*) AS n FROM py", dependencies: [py], output: [o.t.af
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close(context.Background())
-	st, err := sqlite.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	be := testBackend(remote, log)
-	be.SetPython(pool)
-	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
+	eng, _ := pythonEngine(ctx, t, python, dir, remote, log)
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
 	if err != nil {
 		t.Fatal(err)

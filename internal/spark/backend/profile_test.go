@@ -6,11 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
-	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
 
 // TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse counts the
@@ -44,20 +41,8 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close(context.Background())
-	st, err := sqlite.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	be := testBackend(remote, log)
-	be.SetPython(pool)
+	eng, be := pythonEngine(ctx, t, python, dir, remote, log)
 	be.SetProfile(true)
-	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tauro-exec/tauro-exec/internal/engine"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
-	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/sqlite"
 )
@@ -469,19 +468,7 @@ def double(orders, start_date=None, end_date=None):
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close(context.Background())
-	st, err := sqlite.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	be := testBackend(remote, log)
-	be.SetPython(pool)
-	eng := engine.New(engine.Options{ProjectDir: dir, Env: "base", Store: st, Logger: log, Backend: be})
+	eng, _ := pythonEngine(ctx, t, python, dir, remote, log)
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
 	if err != nil {
 		t.Fatal(err)
