@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +17,14 @@ import (
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
 	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+	"github.com/tauro-exec/tauro-exec/internal/streaming/kafkatest"
 )
 
 // The foreachbatchproj project MERGEs keyed updates, dropped as JSON files
-// (one per micro-batch), into a Delta table keeping each key's newest row,
-// from a foreachBatch function; the MERGE carries Delta's txnAppId and
-// txnVersion (the batch id), so a replayed batch is skipped.
+// (one per micro-batch) or read from a Kafka topic, into a Delta table
+// keeping each key's newest row, from a foreachBatch function; the MERGE
+// carries Delta's txnAppId and txnVersion (the batch id), so a replayed
+// batch is skipped.
 
 // keyedRow is one row of the updates and of the table.
 type keyedRow struct {
@@ -44,14 +47,38 @@ func updates(file int) []keyedRow {
 	return rows
 }
 
-// latest is each key's newest row over files 1..n, computed plainly.
-func latest(n int) map[string]keyedRow {
-	out := map[string]keyedRow{}
+// fileUpdates is the rows of files 1..n.
+func fileUpdates(n int) []keyedRow {
+	var rows []keyedRow
 	for f := 1; f <= n; f++ {
-		for _, r := range updates(f) {
-			if old, ok := out[r.Key]; !ok || r.Seq > old.Seq {
-				out[r.Key] = r
-			}
+		rows = append(rows, updates(f)...)
+	}
+	return rows
+}
+
+// kafkaUpdates is records from..to-1 of the topic of keyed updates: five
+// keys in turn, the record's number as its value. Every fourth record is
+// late, older (by seq) than its key's record five before it, and must not
+// win, whether the two come in one batch or in two. Seqs are unique, so a
+// key has one newest row.
+func kafkaUpdates(from, to int) []keyedRow {
+	var rows []keyedRow
+	for i := from; i < to; i++ {
+		seq := i
+		if i%4 == 3 {
+			seq = i - 12
+		}
+		rows = append(rows, keyedRow{Key: fmt.Sprintf("k%d", i%5), Value: int32(i), Seq: int32(seq)})
+	}
+	return rows
+}
+
+// latest is each key's newest row of rows, computed plainly.
+func latest(rows []keyedRow) map[string]keyedRow {
+	out := map[string]keyedRow{}
+	for _, r := range rows {
+		if old, ok := out[r.Key]; !ok || r.Seq > old.Seq {
+			out[r.Key] = r
 		}
 	}
 	return out
@@ -86,6 +113,32 @@ func dropUpdates(t *testing.T, project string, file int) {
 	}
 }
 
+// produceUpdates sends records from..to-1 of kafkaUpdates to topic as
+// JSON, keyed by their key, with Spark's Kafka writer in a session of the
+// test's own.
+func produceUpdates(ctx context.Context, t *testing.T, bootstrap, topic string, from, to int) {
+	t.Helper()
+	var values []string
+	for _, r := range kafkaUpdates(from, to) {
+		values = append(values, fmt.Sprintf("('%s', %d, %d)", r.Key, r.Value, r.Seq))
+	}
+	query := "SELECT key, to_json(named_struct('key', key, 'value', value, 'seq', seq)) AS value FROM VALUES " +
+		strings.Join(values, ", ") + " AS u(key, value, seq)"
+	s, err := sparkconnect.Connect(ctx, sparktest.Remote(t), sparkconnect.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close(ctx) }()
+	if err := s.DefineView(ctx, "updates", query, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := sparkconnect.OutputSpec{Key: "updates", Format: "kafka", WriteMode: "append",
+		Options: map[string]string{"kafka.bootstrap.servers": bootstrap, "topic": topic}}
+	if _, err := s.WriteOutput(ctx, "updates", out, ""); err != nil {
+		t.Fatalf("send updates %d..%d to %s: %v", from, to-1, topic, err)
+	}
+}
+
 // tableRows reads the MERGE's target, empty before its first commit.
 func tableRows(ctx context.Context, t *testing.T, table string) map[string]keyedRow {
 	t.Helper()
@@ -111,18 +164,17 @@ func tableRows(ctx context.Context, t *testing.T, table string) map[string]keyed
 	return out
 }
 
-// awaitLatest waits until the table holds each key's newest row of files
-// 1..n; the run's context bounds the wait.
-func awaitLatest(ctx context.Context, t *testing.T, table string, n int, logs func() string) {
+// awaitLatest waits until the table holds want, each key's newest row;
+// the run's context bounds the wait.
+func awaitLatest(ctx context.Context, t *testing.T, table string, want map[string]keyedRow, logs func() string) {
 	t.Helper()
-	want := latest(n)
 	for {
 		got := tableRows(ctx, t, table)
 		if maps.Equal(got, want) {
 			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("the table is %v, want the newest row per key of files 1..%d, %v\n%s", got, n, want, logs())
+			t.Fatalf("the table is %v, want the newest row per key, %v\n%s", got, want, logs())
 		}
 		time.Sleep(time.Second)
 	}
@@ -180,8 +232,8 @@ func mergeCommits(t *testing.T, table string) []int64 {
 }
 
 // wantEachBatchOnce checks that every MERGE commit is a different batch,
-// and that files batches were committed.
-func wantEachBatchOnce(t *testing.T, table string, files int) {
+// and that the commits are of batches want.
+func wantEachBatchOnce(t *testing.T, table string, want []int64) {
 	t.Helper()
 	batches := mergeCommits(t, table)
 	seen := map[int64]bool{}
@@ -191,9 +243,29 @@ func wantEachBatchOnce(t *testing.T, table string, files int) {
 		}
 		seen[b] = true
 	}
-	if len(seen) != files {
-		t.Errorf("the table has MERGE commits of batches %v, want one for each of the %d files", batches, files)
+	if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
+		t.Errorf("the table has MERGE commits of batches %v, want one of each of %v", batches, want)
 	}
+}
+
+// committedBatches lists the micro-batches a query has committed to its
+// checkpoint, in order.
+func committedBatches(t *testing.T, checkpoint string) []int64 {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(checkpoint, "commits", "[0-9]*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batches []int64
+	for _, f := range files {
+		b, err := strconv.ParseInt(filepath.Base(f), 10, 64)
+		if err != nil {
+			t.Fatalf("%s: not a batch's commit: %v", f, err)
+		}
+		batches = append(batches, b)
+	}
+	slices.Sort(batches)
+	return batches
 }
 
 // A foreachBatch function that raises fails the query with its Python
@@ -239,7 +311,7 @@ func TestExecd_ForeachBatchMergesEachBatchOnceThroughAFailureAndItsRetry(t *test
 	// The retry replays batch 0 and goes on with the next files.
 	dropUpdates(t, project, 2)
 	dropUpdates(t, project, 3)
-	awaitLatest(ctx, t, table, 3, d.Logs)
+	awaitLatest(ctx, t, table, latest(fileUpdates(3)), d.Logs)
 
 	stopped, err := cl.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every file is in"})
 	if err != nil {
@@ -272,13 +344,17 @@ func TestExecd_ForeachBatchMergesEachBatchOnceThroughAFailureAndItsRetry(t *test
 	if !slices.Equal(progress, []int64{0, 1, 2}) {
 		t.Errorf("attempt 2 reported progress of batches %v, want 0 (replayed), 1 and 2: %s", progress, strings.Join(seen, "; "))
 	}
-	wantEachBatchOnce(t, table, 3)
+	wantEachBatchOnce(t, table, []int64{0, 1, 2})
 }
 
-// execd is killed with SIGKILL mid-stream and its run's session is gone
-// when it comes back (the query with it); RepairRun starts the query again
-// from its checkpoint in a new session, and every batch is MERGEd once.
-func TestExecd_ForeachBatchKilledMidStreamAndRepairedMergesEachBatchOnce(t *testing.T) {
+// execd is killed with SIGKILL while its query works through a backlog of
+// a Kafka topic of keyed updates, and its run's session is gone when it
+// comes back (the query with it); RepairRun starts the query again from
+// its checkpoint in a new session. The table ends as each key's newest
+// row, and Delta's log has no batch MERGEd twice: the batch the kill cut
+// short, run again over the same offsets, was skipped by its txnVersion
+// if its MERGE had committed.
+func TestExecd_ForeachBatchFromKafkaKilledMidStreamAndRepairedMergesEachBatchOnce(t *testing.T) {
 	clusterParallel(t)
 	py, err := sparktest.Python()
 	if err != nil {
@@ -286,23 +362,31 @@ func TestExecd_ForeachBatchKilledMidStreamAndRepairedMergesEachBatchOnce(t *test
 	}
 	project, state := copyProject(t, "foreachbatchproj"), t.TempDir()
 	table := filepath.Join(project, "output", "latest")
+	bootstrap, topic := kafkatest.Bootstrap(t), kafkatest.Topic(t)
 	ctx := testCtx(t, 4*time.Minute)
 	isProgress := func(ev *execv1.RunEvent) bool { return ev.GetNodeProgress().GetInputRows() > 0 }
+	start := func() *daemon {
+		return launchEnv(t, []string{"UPDATES_BOOTSTRAP=" + bootstrap, "UPDATES_TOPIC=" + topic}, project, state,
+			"--spark-remote", sparktest.Remote(t), "--python", py, "--workers", "1")
+	}
 
-	mkUpdates(t, project)
-	d := startDaemon(t, project, state, "--python", py, "--workers", "1")
+	// Three micro-batches wait before the query starts, two more arrive
+	// while it runs, and the kill comes before it has read them all.
+	produceUpdates(ctx, t, bootstrap, topic, 0, 30)
+	d := start()
 	cl := d.client(t)
-	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "keyed_updates"})
-	dropUpdates(t, project, 1)
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "kafka_updates"})
 	watchUntil(ctx, t, cl, runID, 0, "the first batch", isProgress)
-	dropUpdates(t, project, 2)
+	produceUpdates(ctx, t, bootstrap, topic, 30, 50)
 	d.Kill()
 	session, user := sessionOf(t, state, runID)
 	if err := sparkconnect.ReleaseAbandoned(ctx, sparktest.Remote(t), session, user); err != nil {
 		t.Fatal(err)
 	}
+	checkpoint := filepath.Join(project, "output", "_checkpoints", "dev", "kafka_updates", "upsert_latest_from_kafka")
+	planned, committedAtKill := checkpointBatches(t, checkpoint), committedBatches(t, checkpoint)
 
-	d2 := startDaemon(t, project, state, "--python", py, "--workers", "1")
+	d2 := start()
 	cl2 := d2.client(t)
 	got, err := cl2.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
 	if err != nil {
@@ -311,22 +395,25 @@ func TestExecd_ForeachBatchKilledMidStreamAndRepairedMergesEachBatchOnce(t *test
 	if st := got.GetRun().GetState(); st != execv1.RunState_RUN_STATE_INTERRUPTED {
 		t.Fatalf("after SIGKILL, with its session gone, the run is %v, want INTERRUPTED\n%s", st, d2.Logs())
 	}
-	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "fbatch-1"})
+	rep, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "fbatch-kafka-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dropUpdates(t, project, 3)
+	produceUpdates(ctx, t, bootstrap, topic, 50, 60)
 	watchUntil(ctx, t, cl2, runID, rep.GetRun().GetLastSequence(), "a batch of the repaired run", isProgress)
-	awaitLatest(ctx, t, table, 3, d2.Logs)
+	awaitLatest(ctx, t, table, latest(kafkaUpdates(0, 60)), d2.Logs)
 
-	stopped, err := cl2.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every file is in"})
+	stopped, err := cl2.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every update is in"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r := stopped.GetRun(); r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
 		t.Fatalf("stopped repaired run %v (%s), want SUCCEEDED", r.GetState(), r.GetMessage())
 	}
-	wantEachBatchOnce(t, table, 3)
+	committed := committedBatches(t, checkpoint)
+	t.Logf("at the kill %d batches planned, %v committed; at the end %v committed, MERGE commits of batches %v",
+		planned, committedAtKill, committed, mergeCommits(t, table))
+	wantEachBatchOnce(t, table, committed)
 }
 
 // ValidatePipeline imports a foreachBatch function in a worker and checks

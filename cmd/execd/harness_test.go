@@ -15,6 +15,7 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/mlops/mlflowtest"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 	"github.com/tauro-exec/tauro-exec/internal/store/postgres/pgtest"
+	"github.com/tauro-exec/tauro-exec/internal/streaming/kafkatest"
 )
 
 // execdBin is $EXECD, or execd built once per test binary.
@@ -120,11 +121,13 @@ func collect(ctx context.Context, t testing.TB, cl execv1.ExecServiceClient, run
 }
 
 // The servers a test binary started for itself (PostgreSQL, MLflow,
-// Spark) are stopped after its tests.
+// Spark, Kafka) are stopped after its tests.
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Main(runFunc(func() int {
+	code := pgtest.Main(runFunc(func() int {
 		return mlflowtest.Main(runFunc(func() int { return sparktest.Main(m) }))
-	})))
+	}))
+	kafkatest.Stop()
+	os.Exit(code)
 }
 
 // runFunc runs a test binary's tests.
