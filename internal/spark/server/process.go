@@ -161,7 +161,7 @@ func (s *Server) env() []string {
 		}
 		return false
 	})
-	env = append(env, "SPARK_HOME="+s.sparkHome, "SPARK_LOCAL_IP=127.0.0.1",
+	env = append(env, "SPARK_HOME="+s.envHome, "SPARK_LOCAL_IP=127.0.0.1",
 		"JAVA_HOME="+filepath.Dir(filepath.Dir(resolve(s.java))),
 		// Python UDFs and foreachBatch functions run in Python workers the
 		// server starts; they must be the project's Python, with its pyspark.

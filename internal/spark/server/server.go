@@ -35,8 +35,10 @@ const ConnectServerClass = "org.apache.spark.sql.connect.service.SparkConnectSer
 
 // Config configures the embedded server. Only StateDir is required.
 type Config struct {
-	// SparkHome is the pyspark package directory (it holds bin/spark-submit
-	// and jars/). Empty means: ask Python where pyspark is.
+	// SparkHome is the directory of Python's pyspark package (it holds
+	// bin/spark-submit and jars/). Empty means: ask Python where pyspark
+	// is. Spark's Python workers import pyspark as Python has it installed,
+	// not from the home's python/lib/pyspark.zip (linkHomeWithoutPython).
 	SparkHome string
 	// Python finds pyspark when SparkHome is empty; default "python3".
 	Python string
@@ -82,8 +84,10 @@ type Server struct {
 	log       *slog.Logger
 	java      string
 	sparkHome string
-	jars      []string
-	logPath   string
+	// envHome is the JVM's SPARK_HOME: sparkHome in links, without python/.
+	envHome string
+	jars    []string
+	logPath string
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -133,6 +137,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sparkserver: %w", err)
 	}
+	envHome := filepath.Join(dir, "home")
+	if err := linkHomeWithoutPython(home, envHome); err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -142,6 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		java:      java,
 		sparkHome: home,
+		envHome:   envHome,
 		jars:      jars,
 		logPath:   filepath.Join(dir, "connect.log"),
 		stop:      make(chan struct{}),
