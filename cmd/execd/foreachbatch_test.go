@@ -384,7 +384,7 @@ func TestExecd_ForeachBatchFromKafkaKilledMidStreamAndRepairedMergesEachBatchOnc
 		t.Fatal(err)
 	}
 	checkpoint := filepath.Join(project, "output", "_checkpoints", "dev", "kafka_updates", "upsert_latest_from_kafka")
-	planned, committedAtKill := checkpointBatches(t, checkpoint), committedBatches(t, checkpoint)
+	planned, committedAtKill, mergedAtKill := checkpointBatches(t, checkpoint), committedBatches(t, checkpoint), mergeCommits(t, table)
 
 	d2 := start()
 	cl2 := d2.client(t)
@@ -411,8 +411,8 @@ func TestExecd_ForeachBatchFromKafkaKilledMidStreamAndRepairedMergesEachBatchOnc
 		t.Fatalf("stopped repaired run %v (%s), want SUCCEEDED", r.GetState(), r.GetMessage())
 	}
 	committed := committedBatches(t, checkpoint)
-	t.Logf("at the kill %d batches planned, %v committed; at the end %v committed, MERGE commits of batches %v",
-		planned, committedAtKill, committed, mergeCommits(t, table))
+	t.Logf("at the kill %d batches planned, %v committed, %v MERGEd; at the end %v committed, MERGE commits of batches %v",
+		planned, committedAtKill, mergedAtKill, committed, mergeCommits(t, table))
 	wantEachBatchOnce(t, table, committed)
 }
 
