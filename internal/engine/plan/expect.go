@@ -353,7 +353,7 @@ func (r *resolver) checkStreamQuarantine(i int32) {
 	case sink.BatchFunction != nil:
 		r.add(f, problem.CodeIncompatible, "node %s writes with its own foreachBatch function, which gets only the rows its expectations keep; write the others from a node of their own, or drop the quarantine", q(n.Name))
 	case sink.Path == "":
-		r.add(f, problem.CodeIncompatible, "node %s: a streaming node's quarantine is written beside a sink with a path (delta, parquet, json, csv, orc); its %s sink has none", q(n.Name), sink.Format)
+		r.add(f, problem.CodeIncompatible, "node %s: a streaming node's quarantine is written beside a sink with a path (delta, parquet, json, csv); its %s sink has none", q(n.Name), sink.Format)
 	case n.Stream.OutputMode != "" && !strings.EqualFold(n.Stream.OutputMode, "append"):
 		r.add(f, problem.CodeIncompatible, "node %s: a quarantine is appended with each micro-batch, which output_mode %s does not do; use output_mode append", q(n.Name), n.Stream.OutputMode)
 	}
