@@ -339,6 +339,22 @@ func TestExpectations_AStreamingNodesQuarantineHoldsWhatItsBatchesLeftOut(t *tes
 	}
 }
 
+func TestExpectations_AStreamingQuarantineWithoutPythonWorkersFailsSayingSo(t *testing.T) {
+	eng := streamEngine(t, tenBatches(t, "drop", true))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitRun(ctx, t, eng, r.ID)
+	clean := nodeOf(done, "clean")
+	if done.State != run.Failed || clean.Error == nil || clean.Error.Type != "UnsupportedNode" ||
+		!strings.Contains(clean.Error.Message, "split of its sink and quarantine") || !strings.Contains(clean.Error.Message, "Python workers") {
+		t.Fatalf("run %s, clean %+v; want it failed saying its quarantine needs the project's Python workers", done.State, clean.Error)
+	}
+}
+
 // TestExpectations_ChecksCountDuplicatesStaleRowsAndBounds runs the
 // whole-result checks: a unique key with 90 repeats, a fresh and a stale
 // freshness, and a warn row_count that does not hold (the node succeeds).
