@@ -307,8 +307,9 @@ test-web: build chromium
 # runs through one execd on SQLite and one and three replicas on
 # PostgreSQL; both start a throwaway PostgreSQL cluster of their own.
 bench: java postgres build venv spark-jars
-	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead' -benchmem -count=1 ./internal/...
+	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead|ExpectationOverhead' -benchmem -count=1 ./internal/...
 	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/spark/backend
+	$(GO) test -run='^$$' -bench='ExpectationOverhead' -benchtime=5x -count=1 -v ./internal/spark/backend
 	EXECD=$(abspath $(BIN)/execd) $(GO) test -run='^$$' -bench='Throughput' -benchtime=2x -count=1 ./cmd/execd
 	$(MAKE) --no-print-directory bench-peer
 

@@ -144,11 +144,17 @@ func (w *worker) checkFunctions(ctx context.Context, fns []pycall.Function, allo
 
 // pickleBatchFunction makes the PickleBatchFunction call on w.
 func (w *worker) pickleBatchFunction(ctx context.Context, fn pycall.Function, allowed []string) (pycall.PickledFunction, error) {
-	resp, err := w.client.PickleBatchFunction(ctx, &execv1.PickleBatchFunctionRequest{
-		Node: fn.Node, Module: fn.Module, Function: fn.Function, AllowedModulePrefixes: allowed,
-	})
+	req := &execv1.PickleBatchFunctionRequest{Node: fn.Node, Module: fn.Module, Function: fn.Function, AllowedModulePrefixes: allowed}
+	if q := fn.Split; q != nil {
+		req.QuarantineSplit = &execv1.QuarantineSplit{Keep: q.Keep, Sink: batchWrite(q.Sink), Quarantine: batchWrite(q.Quarantine)}
+	}
+	resp, err := w.client.PickleBatchFunction(ctx, req)
 	if err != nil {
 		return pycall.PickledFunction{}, err
 	}
 	return pycall.PickledFunction{Command: resp.GetCommand(), PythonVer: resp.GetPythonVer()}, nil
+}
+
+func batchWrite(b pycall.BatchWrite) *execv1.BatchWrite {
+	return &execv1.BatchWrite{Format: b.Format, Path: b.Path, Options: b.Options, PartitionBy: b.PartitionBy, TxnAppId: b.TxnAppID}
 }

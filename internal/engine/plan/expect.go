@@ -305,10 +305,6 @@ func (r *resolver) resolveQuarantine(i int32, p *Pipeline) {
 		r.add(f, problem.CodeIncompatible, "node %s has a quarantine but no drop or fail expectation; nothing would go there", q(n.Name))
 		return
 	}
-	if n.Streaming {
-		r.add(f, problem.CodeIncompatible, "node %s: a quarantine is written by batch nodes only; a streaming node's dropped rows are counted", q(n.Name))
-		return
-	}
 	k, err := config.ParseOutputKey(key)
 	if err != nil {
 		r.add(f, problem.CodeInvalidOutputKey, "node %s: quarantine: %v", q(n.Name), err)
@@ -325,11 +321,42 @@ func (r *resolver) resolveQuarantine(i int32, p *Pipeline) {
 		return
 	}
 	spec := r.outputSpec(i, key, k, m, p)
-	if _, ok := saveModes[strings.ToLower(strings.TrimSpace(text(m, "write_mode")))]; !ok {
+	mode := strings.ToLower(strings.TrimSpace(text(m, "write_mode")))
+	if _, ok := saveModes[mode]; !ok {
 		r.add("output."+key+".write_mode", problem.CodeInvalidValue, "output %s: write_mode %s is not one of overwrite, append, ignore, error", q(key), text(m, "write_mode"))
 		return
 	}
+	if n.Streaming {
+		if mode != "" && mode != "append" {
+			r.add("output."+key+".write_mode", problem.CodeInvalidValue,
+				"quarantine %s of streaming node %s is appended to with each micro-batch; set write_mode: append or leave it out", q(key), q(n.Name))
+			return
+		}
+		spec.WriteMode = "append"
+	}
 	n.Quarantine = &spec
+}
+
+// checkStreamQuarantine refuses a quarantine streaming node i cannot
+// write: its query's sink becomes a foreachBatch function that appends
+// each micro-batch to the sink's path and to the quarantine (see the
+// worker's quarantine module), so the sink must be a path written in
+// append mode.
+func (r *resolver) checkStreamQuarantine(i int32) {
+	n := r.nodes[i]
+	if n.Quarantine == nil || n.Stream == nil {
+		return
+	}
+	f := r.field(i, "quarantine")
+	sink := n.Stream.Sink
+	switch {
+	case sink.BatchFunction != nil:
+		r.add(f, problem.CodeIncompatible, "node %s writes with its own foreachBatch function, which gets only the rows its expectations keep; write the others from a node of their own, or drop the quarantine", q(n.Name))
+	case sink.Path == "":
+		r.add(f, problem.CodeIncompatible, "node %s: a streaming node's quarantine is written beside a sink with a path (delta, parquet, json, csv); its %s sink has none", q(n.Name), sink.Format)
+	case n.Stream.OutputMode != "" && !strings.EqualFold(n.Stream.OutputMode, "append"):
+		r.add(f, problem.CodeIncompatible, "node %s: a quarantine is appended with each micro-batch, which output_mode %s does not do; use output_mode append", q(n.Name), n.Stream.OutputMode)
+	}
 }
 
 // KeepCondition is the condition of the rows n's drop and fail

@@ -107,3 +107,40 @@ func TestResolve_AQuarantineNeedsAGateAndAnOutputOfItsOwn(t *testing.T) {
 	}())
 	wantProblem(t, l, problem.CodeInvalidValue, "nodes.clean.quarantine", "an output a node writes")
 }
+
+// streamQuarantineDoc is a streaming node with a drop and a quarantine,
+// whose sink and quarantine output config the cases fill in.
+func streamQuarantineDoc(sink, quarantine string) string {
+	return `
+global_settings: {base_path: /proj, output_path: out}
+output:
+  quarantine.sales.bad: ` + quarantine + `
+pipelines: {s: {type: streaming, nodes: [clean]}}
+nodes:
+  clean:
+    input: {format: rate}
+    output: ` + sink + `
+    expectations: [{name: d, condition: value % 2 = 0, action: drop}]
+    quarantine: quarantine.sales.bad
+`
+}
+
+func TestResolve_AStreamingNodesQuarantineIsAppendedBesideItsSink(t *testing.T) {
+	pl := mustResolve(t, project(t, streamQuarantineDoc(`{format: delta, filepath: clean}`, `{format: delta}`)), dated("s"))
+	if q := pl.Nodes[0].Quarantine; q == nil || q.WriteMode != "append" || !strings.HasSuffix(q.Path, filepath.Join("quarantine", "sales", "bad")) {
+		t.Errorf("quarantine = %+v; want one appended to", q)
+	}
+}
+
+func TestResolve_AStreamingNodesQuarantineItCannotWriteNamesTheField(t *testing.T) {
+	for _, c := range []struct{ sink, quarantine, code, field, want string }{
+		{`{format: foreachBatch, batch_function: {module: m, function: f}}`, `{format: delta}`,
+			problem.CodeIncompatible, "nodes.clean.quarantine", "its own foreachBatch function"},
+		{`{format: console}`, `{format: delta}`, problem.CodeIncompatible, "nodes.clean.quarantine", "a sink with a path"},
+		{`{format: delta, filepath: clean}`, `{format: delta, write_mode: overwrite}`,
+			problem.CodeInvalidValue, "output.quarantine.sales.bad.write_mode", "set write_mode: append"},
+	} {
+		_, err := Resolve(project(t, streamQuarantineDoc(c.sink, c.quarantine)), dated("s"))
+		wantProblem(t, problems(t, err), c.code, c.field, c.want)
+	}
+}

@@ -141,6 +141,7 @@ func (r *resolver) resolve() *Pipeline {
 	for i, n := range r.nodes {
 		if n.Streaming {
 			r.resolveStream(int32(i), out)
+			r.checkStreamQuarantine(int32(i))
 		}
 	}
 	if len(r.probs) > 0 {

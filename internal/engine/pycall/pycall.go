@@ -91,6 +91,26 @@ type Function struct {
 	// batch_function), called fn(batch_df, batch_id); Inputs and Streaming
 	// do not apply.
 	BatchFunction bool
+	// Split, set for PickleBatchFunction only, asks for the worker's own
+	// foreachBatch function instead of Module.Function: see QuarantineSplit.
+	Split *QuarantineSplit
+}
+
+// QuarantineSplit is the foreachBatch sink of a streaming node with a
+// quarantine: each micro-batch's rows meeting Keep are appended to Sink,
+// the others to Quarantine.
+type QuarantineSplit struct {
+	Keep             string
+	Sink, Quarantine BatchWrite
+}
+
+// BatchWrite is where a micro-batch's rows are appended. TxnAppID, for a
+// delta output, makes a replayed micro-batch write nothing twice.
+type BatchWrite struct {
+	Format, Path string
+	Options      map[string]string
+	PartitionBy  []string
+	TxnAppID     string
 }
 
 // Problem is what a check found wrong with one node's function.

@@ -38,15 +38,19 @@ func (r *runExec) clearStream(n *plan.Node, emit func(run.Event)) ([]plan.Stream
 	ckpt := localPath(spec.Checkpoint)
 	switch spec.Clear {
 	case plan.ClearFullRefresh:
-		sink := localPath(spec.Sink.Path)
-		for _, p := range []string{ckpt, sink} {
+		paths, data := []string{ckpt, localPath(spec.Sink.Path)}, "the sink's data at "+spec.Sink.Path
+		if q := n.Quarantine; q != nil {
+			// The rows it holds are quarantined again as the sources are reprocessed.
+			paths, data = append(paths, localPath(q.Path)), data+" and the quarantine at "+q.Path
+		}
+		for _, p := range paths {
 			if err := os.RemoveAll(p); err != nil {
 				return nil, clearFailure(n, err)
 			}
 		}
 		r.markCleared(n.Name, spec.Sources)
 		emit(run.Event{Kind: run.NodeMessage, Level: "info", Cleared: string(plan.ClearFullRefresh),
-			Message: fmt.Sprintf("full refresh: deleted the checkpoint %s and the sink's data at %s; the query reprocesses its sources from their start", spec.Checkpoint, spec.Sink.Path)})
+			Message: fmt.Sprintf("full refresh: deleted the checkpoint %s and %s; the query reprocesses its sources from their start", spec.Checkpoint, data)})
 		return spec.Sources, nil
 	case plan.ClearCheckpoint:
 		aside := ckpt + ".reset-" + r.rc.RunID

@@ -232,8 +232,13 @@ checked:
 // break: each batch reports its counts, and their sums are what the sink
 // holds and what it left out.
 // tenBatches is a streaming project whose node clean reads ten files of
-// 100 orders, one a micro-batch, through not_27 with the given action.
-func tenBatches(t *testing.T, action string) string {
+// 100 orders, one a micro-batch, through not_27 with the given action,
+// writing the rows it leaves out to quarantine.orders.bad when quarantined.
+func tenBatches(t *testing.T, action string, quarantined bool) string {
+	quarantine := ""
+	if quarantined {
+		quarantine = "  quarantine: quarantine.orders.bad\n"
+	}
 	dir := streamProject(t, `clean:
   sql: "SELECT id, amount FROM orders"
   input: [orders]
@@ -241,9 +246,9 @@ func tenBatches(t *testing.T, action string) string {
   streaming: {trigger: {type: available_now}}
   expectations: [{name: not_27, condition: "id % 27 <> 0", action: `+action+`}]
   checks: [{not_null: id}]
-`,
+`+quarantine,
 		"orders: {format: file_stream, path: in, options: {header: true, format: csv, maxFilesPerTrigger: 1}, schema: \"id INT, day STRING, amount DOUBLE\"}\n",
-		"silver.orders.clean: {format: delta}\n")
+		"silver.orders.clean: {format: delta}\nquarantine.orders.bad: {format: delta, write_mode: append}\n")
 	files := map[string]string{}
 	for f := range 10 {
 		files[fmt.Sprintf("in/%02d.csv", f)] = csvFile("2025-01-01", f*100+1, f*100+100)
@@ -252,8 +257,25 @@ func tenBatches(t *testing.T, action string) string {
 	return dir
 }
 
+// batchSums adds up the first expectation's per-batch counts in evs.
+func batchSums(t *testing.T, evs []run.Event) (batches, passed, failed int64) {
+	t.Helper()
+	for _, ev := range evs {
+		if ev.Kind != run.NodeExpectations {
+			continue
+		}
+		if ev.Expectations.BatchID == nil {
+			t.Errorf("a streaming node's expectations name no batch: %+v", ev.Expectations)
+		}
+		batches++
+		passed += ev.Expectations.Results[0].Passed
+		failed += ev.Expectations.Results[0].Failed
+	}
+	return batches, passed, failed
+}
+
 func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
-	dir := tenBatches(t, "drop")
+	dir := tenBatches(t, "drop", false)
 	eng := streamEngine(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -266,18 +288,7 @@ func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
 	if done.State != run.Succeeded {
 		t.Fatalf("run %s: %s", done.State, done.Message)
 	}
-	var batches, passed, failed int64
-	for _, ev := range evs {
-		if ev.Kind != run.NodeExpectations {
-			continue
-		}
-		if ev.Expectations.BatchID == nil {
-			t.Errorf("a streaming node's expectations name no batch: %+v", ev.Expectations)
-		}
-		batches++
-		passed += ev.Expectations.Results[0].Passed
-		failed += ev.Expectations.Results[0].Failed
-	}
+	batches, passed, failed := batchSums(t, evs)
 	sink := count(ctx, t, "SELECT count(*) FROM delta.`"+filepath.Join(dir, "out", "silver", "orders", "clean")+"`")
 	t.Logf("%d batches: %d passed, %d failed; the sink holds %d", batches, passed, failed, sink)
 	if batches != 10 || passed != 963 || failed != 37 || sink != passed {
@@ -285,6 +296,62 @@ func TestExpectations_AStreamingNodeCountsEachMicroBatch(t *testing.T) {
 	}
 	if x := nodeOf(done, "clean").Attempts[0].Expectations; len(x) != 2 || x[0].Passed != 963 || x[0].Failed != 37 || x[1].Passed != 963 {
 		t.Errorf("the attempt's expectations = %+v; want the batches' sums", x)
+	}
+}
+
+// TestExpectations_AStreamingNodesQuarantineHoldsWhatItsBatchesLeftOut
+// streams the ten files through the drop with a quarantine: one query
+// writes both (see quarantineSplit), so the per-batch counts add up to
+// what the sink and the quarantine hold, and the quarantine holds exactly
+// the rows that break not_27.
+func TestExpectations_AStreamingNodesQuarantineHoldsWhatItsBatchesLeftOut(t *testing.T) {
+	remote := sparktest.Remote(t)
+	python, err := sparktest.Python()
+	if err != nil {
+		t.Skipf("no Python for workers: %v", err)
+	}
+	dir := tenBatches(t, "drop", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	eng, _ := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := follow(ctx, t, eng, r.ID, nil)
+	done, _ := eng.Get(ctx, r.ID)
+	if done.State != run.Succeeded {
+		t.Fatalf("run %s: %s %+v", done.State, done.Message, nodeOf(done, "clean").Error)
+	}
+	batches, passed, failed := batchSums(t, evs)
+	sinkPath := filepath.Join(dir, "out", "silver", "orders", "clean")
+	badPath := filepath.Join(dir, "out", "quarantine", "orders", "bad")
+	sink := count(ctx, t, "SELECT count(*) FROM delta.`"+sinkPath+"`")
+	bad := count(ctx, t, "SELECT count(*) FROM delta.`"+badPath+"`")
+	misplaced := count(ctx, t, "SELECT count(*) FROM delta.`"+badPath+"` WHERE id % 27 <> 0")
+	t.Logf("%d batches: %d passed, %d failed; the sink holds %d, the quarantine %d", batches, passed, failed, sink, bad)
+	if batches != 10 || passed != sink || failed != bad || passed+failed != 1000 {
+		t.Errorf("%d batches, %d passed, %d failed; the sink holds %d, the quarantine %d; want 10 batches whose passed add up to the sink and failed to the quarantine, 1,000 rows in all",
+			batches, passed, failed, sink, bad)
+	}
+	if bad != 37 || misplaced != 0 {
+		t.Errorf("the quarantine holds %d rows, %d of them meeting not_27; want the 37 that break it", bad, misplaced)
+	}
+}
+
+func TestExpectations_AStreamingQuarantineWithoutPythonWorkersFailsSayingSo(t *testing.T) {
+	eng := streamEngine(t, tenBatches(t, "drop", true))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitRun(ctx, t, eng, r.ID)
+	clean := nodeOf(done, "clean")
+	if done.State != run.Failed || clean.Error == nil || clean.Error.Type != "UnsupportedNode" ||
+		!strings.Contains(clean.Error.Message, "split of its sink and quarantine") || !strings.Contains(clean.Error.Message, "Python workers") {
+		t.Fatalf("run %s, clean %+v; want it failed saying its quarantine needs the project's Python workers", done.State, clean.Error)
 	}
 }
 
@@ -385,7 +452,7 @@ after: {sql: "SELECT count(*) AS n FROM py", dependencies: [py], output: [o.t.af
 // TestExpectations_AStreamingFailStopsTheQueryAndFailsTheNodeOnce: the
 // first batch holds ids 27, 54 and 81, so the query stops after it.
 func TestExpectations_AStreamingFailStopsTheQueryAndFailsTheNodeOnce(t *testing.T) {
-	eng := streamEngine(t, tenBatches(t, "fail"))
+	eng := streamEngine(t, tenBatches(t, "fail", false))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "s"}, false)

@@ -98,11 +98,17 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 		QueryName:   spec.QueryName,
 		Checkpoint:  spec.Checkpoint,
 	}
-	if start.ForeachBatch, err = r.batchFunction(ctx, n); err != nil {
-		return err
-	}
 	if len(n.Expectations)+len(n.Checks) > 0 {
 		start.Observe = observeFor(n)
+	}
+	if n.Quarantine != nil {
+		// The query's sink becomes the split: it writes the sink's path
+		// and the quarantine, filtering each micro-batch itself.
+		start.Format, start.Path, start.Options, start.PartitionBy = "", "", nil, nil
+		start.Observe.Unfiltered = true
+	}
+	if start.ForeachBatch, err = r.batchFunction(ctx, n); err != nil {
+		return err
 	}
 	return r.followStream(ctx, n, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout), func(opt StreamOptions) error {
 		return r.b.streams.Run(ctx, s, start, opt)
@@ -201,20 +207,26 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
 }
 
-// batchFunction is a foreachBatch sink's function pickled by the project's
-// Python worker, nil for other sinks. A function the worker refuses fails
-// the node for good: it would be refused again until the code changes.
+// batchFunction is the query's foreachBatch function pickled by the
+// project's Python worker: the sink's batch_function, or for a node with a
+// quarantine the worker's split (see quarantineSplit); nil for other sinks.
+// A function the worker refuses fails the node for good: it would be
+// refused again until the code changes.
 func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnect.PythonFunction, error) {
-	bf := n.Stream.Sink.BatchFunction
-	if bf == nil {
+	fn, what := pycall.Function{Node: n.Name, BatchFunction: true}, ""
+	switch bf := n.Stream.Sink.BatchFunction; {
+	case n.Quarantine != nil:
+		fn.Split, what = r.quarantineSplit(n), "the split of its sink and quarantine"
+	case bf != nil:
+		fn.Module, fn.Function, what = bf.Module, bf.Function, fmt.Sprintf("%s (%s.%s)", bf.Field, bf.Module, bf.Function)
+	default:
 		return nil, nil
 	}
 	py := r.b.pythonFor(r.rc.Pipeline.Project)
 	if py == nil {
 		return nil, &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
-			Message: fmt.Sprintf("streaming node %q writes with foreachBatch, which needs this project's Python workers, and this execd runs none for it", n.Name)}}
+			Message: fmt.Sprintf("streaming node %q: %s runs as a foreachBatch function, which needs this project's Python workers, and this execd runs none for it", n.Name, what)}}
 	}
-	fn := pycall.Function{Node: n.Name, Module: bf.Module, Function: bf.Function, BatchFunction: true}
 	pickled, err := py.PickleBatchFunction(ctx, fn, r.rc.Pipeline.Settings.AllowedModulePrefixes)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -225,9 +237,31 @@ func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnec
 			typ = "PythonWorkerUnavailable"
 		}
 		return nil, &retry.Failure{Err: run.Error{Type: typ, Retryable: !refused,
-			Message: fmt.Sprintf("node %q: %s (%s.%s): %v", n.Name, bf.Field, bf.Module, bf.Function, err)}, Cause: err}
+			Message: fmt.Sprintf("node %q: %s: %v", n.Name, what, err)}, Cause: err}
 	}
 	return &sparkconnect.PythonFunction{Command: pickled.Command, PythonVer: pickled.PythonVer}, nil
+}
+
+// quarantineSplit is the foreachBatch sink of streaming node n with a
+// quarantine. Spark Connect writes one query to one sink, and a second
+// query over the same source would see other micro-batches than the
+// first, so that their counts would not add up batch by batch; one query
+// whose foreachBatch appends each batch's kept rows to the sink and the
+// rest to the quarantine is counted, by its observation, exactly as
+// written.
+//
+// The delta writes are idempotent per batch id within the run: a retried
+// attempt replays the batch it failed in, and Delta skips what it wrote.
+// The key names the run too, because a later run may start the
+// checkpoint anew (full refresh, reset_checkpoint) and number its batches
+// from 0 again, which Delta would skip as written.
+func (r *runExec) quarantineSplit(n *plan.Node) *pycall.QuarantineSplit {
+	sink, q, app := n.Stream.Sink, n.Quarantine, n.Stream.Checkpoint+"#"+r.rc.RunID
+	return &pycall.QuarantineSplit{
+		Keep:       plan.KeepCondition(n.Expectations),
+		Sink:       pycall.BatchWrite{Format: sink.Format, Path: sink.Path, Options: sink.Options, PartitionBy: sink.PartitionBy, TxnAppID: app},
+		Quarantine: pycall.BatchWrite{Format: q.Format, Path: q.Path, Options: q.Options, PartitionBy: q.PartitionBy, TxnAppID: app},
+	}
 }
 
 // Abandon implements engine.Abandoner: it stops a streaming query a killed

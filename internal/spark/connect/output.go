@@ -135,6 +135,10 @@ type Observe struct {
 	// Keep, when set, is a SQL condition: only the rows that meet it are
 	// written, and counted as written.
 	Keep string
+	// Unfiltered: the rows meeting Keep are counted as written, but every
+	// row is passed on, for a sink that filters them itself (a streaming
+	// node's quarantine split).
+	Unfiltered bool
 }
 
 // CountWhere is the aggregate that counts the rows meeting condition (a
@@ -154,7 +158,7 @@ func observedInput(view string, obs Observe, observation string) relation {
 		rows = CountWhere(obs.Keep)
 	}
 	input := countingRows(namedTable(view, nil), observation, "1", rows, obs.Metrics...)
-	if obs.Keep != "" {
+	if obs.Keep != "" && !obs.Unfiltered {
 		input = filtered(input, obs.Keep)
 	}
 	return input

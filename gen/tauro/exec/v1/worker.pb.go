@@ -1057,8 +1057,12 @@ type PickleBatchFunctionRequest struct {
 	Module                string   `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
 	Function              string   `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
 	AllowedModulePrefixes []string `protobuf:"bytes,4,rep,name=allowed_module_prefixes,json=allowedModulePrefixes,proto3" json:"allowed_module_prefixes,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// When set, module and function are empty: the function to pickle is the
+	// worker's own, which writes each micro-batch's kept rows to the node's
+	// sink and the rest to its quarantine.
+	QuarantineSplit *QuarantineSplit `protobuf:"bytes,5,opt,name=quarantine_split,json=quarantineSplit,proto3" json:"quarantine_split,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PickleBatchFunctionRequest) Reset() {
@@ -1119,6 +1123,157 @@ func (x *PickleBatchFunctionRequest) GetAllowedModulePrefixes() []string {
 	return nil
 }
 
+func (x *PickleBatchFunctionRequest) GetQuarantineSplit() *QuarantineSplit {
+	if x != nil {
+		return x.QuarantineSplit
+	}
+	return nil
+}
+
+// QuarantineSplit is a streaming node's foreachBatch sink when the node has
+// a quarantine: one query writes both, so that each micro-batch's observed
+// counts are exactly what it added to the sink and to the quarantine.
+type QuarantineSplit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// keep is the SQL condition of the rows the sink gets; the others (the
+	// condition false or NULL) go to the quarantine.
+	Keep          string      `protobuf:"bytes,1,opt,name=keep,proto3" json:"keep,omitempty"`
+	Sink          *BatchWrite `protobuf:"bytes,2,opt,name=sink,proto3" json:"sink,omitempty"`
+	Quarantine    *BatchWrite `protobuf:"bytes,3,opt,name=quarantine,proto3" json:"quarantine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuarantineSplit) Reset() {
+	*x = QuarantineSplit{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuarantineSplit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuarantineSplit) ProtoMessage() {}
+
+func (x *QuarantineSplit) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuarantineSplit.ProtoReflect.Descriptor instead.
+func (*QuarantineSplit) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *QuarantineSplit) GetKeep() string {
+	if x != nil {
+		return x.Keep
+	}
+	return ""
+}
+
+func (x *QuarantineSplit) GetSink() *BatchWrite {
+	if x != nil {
+		return x.Sink
+	}
+	return nil
+}
+
+func (x *QuarantineSplit) GetQuarantine() *BatchWrite {
+	if x != nil {
+		return x.Quarantine
+	}
+	return nil
+}
+
+// BatchWrite is where a micro-batch's rows are appended.
+type BatchWrite struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Format      string                 `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
+	Path        string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Options     map[string]string      `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	PartitionBy []string               `protobuf:"bytes,4,rep,name=partition_by,json=partitionBy,proto3" json:"partition_by,omitempty"`
+	// txn_app_id, for a delta output, makes a replayed micro-batch a no-op
+	// (Delta's txnAppId and txnVersion, the version being the batch id).
+	TxnAppId      string `protobuf:"bytes,5,opt,name=txn_app_id,json=txnAppId,proto3" json:"txn_app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchWrite) Reset() {
+	*x = BatchWrite{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchWrite) ProtoMessage() {}
+
+func (x *BatchWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchWrite.ProtoReflect.Descriptor instead.
+func (*BatchWrite) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BatchWrite) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *BatchWrite) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *BatchWrite) GetOptions() map[string]string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *BatchWrite) GetPartitionBy() []string {
+	if x != nil {
+		return x.PartitionBy
+	}
+	return nil
+}
+
+func (x *BatchWrite) GetTxnAppId() string {
+	if x != nil {
+		return x.TxnAppId
+	}
+	return ""
+}
+
 // PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
 // function: the function's module (and its package) pickled by value, so the
 // server's Python workers need not have the project on their path.
@@ -1133,7 +1288,7 @@ type PickleBatchFunctionResponse struct {
 
 func (x *PickleBatchFunctionResponse) Reset() {
 	*x = PickleBatchFunctionResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1300,7 @@ func (x *PickleBatchFunctionResponse) String() string {
 func (*PickleBatchFunctionResponse) ProtoMessage() {}
 
 func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1313,7 @@ func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickleBatchFunctionResponse.ProtoReflect.Descriptor instead.
 func (*PickleBatchFunctionResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PickleBatchFunctionResponse) GetCommand() []byte {
@@ -1192,7 +1347,7 @@ type SuggestRequest struct {
 
 func (x *SuggestRequest) Reset() {
 	*x = SuggestRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1359,7 @@ func (x *SuggestRequest) String() string {
 func (*SuggestRequest) ProtoMessage() {}
 
 func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1372,7 @@ func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
 func (*SuggestRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SuggestRequest) GetSpace() []*SearchDimension {
@@ -1283,7 +1438,7 @@ type TrialObservation struct {
 
 func (x *TrialObservation) Reset() {
 	*x = TrialObservation{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1450,7 @@ func (x *TrialObservation) String() string {
 func (*TrialObservation) ProtoMessage() {}
 
 func (x *TrialObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1463,7 @@ func (x *TrialObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
 func (*TrialObservation) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TrialObservation) GetParamsJson() string {
@@ -1342,7 +1497,7 @@ type SuggestResponse struct {
 
 func (x *SuggestResponse) Reset() {
 	*x = SuggestResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1509,7 @@ func (x *SuggestResponse) String() string {
 func (*SuggestResponse) ProtoMessage() {}
 
 func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1522,7 @@ func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
 func (*SuggestResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SuggestResponse) GetParamsJson() string {
@@ -1461,12 +1616,30 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x0fFunctionProblem\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
-	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\x9c\x01\n" +
+	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\xe7\x01\n" +
 	"\x1aPickleBatchFunctionRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x126\n" +
-	"\x17allowed_module_prefixes\x18\x04 \x03(\tR\x15allowedModulePrefixes\"V\n" +
+	"\x17allowed_module_prefixes\x18\x04 \x03(\tR\x15allowedModulePrefixes\x12I\n" +
+	"\x10quarantine_split\x18\x05 \x01(\v2\x1e.tauro.exec.v1.QuarantineSplitR\x0fquarantineSplit\"\x8f\x01\n" +
+	"\x0fQuarantineSplit\x12\x12\n" +
+	"\x04keep\x18\x01 \x01(\tR\x04keep\x12-\n" +
+	"\x04sink\x18\x02 \x01(\v2\x19.tauro.exec.v1.BatchWriteR\x04sink\x129\n" +
+	"\n" +
+	"quarantine\x18\x03 \x01(\v2\x19.tauro.exec.v1.BatchWriteR\n" +
+	"quarantine\"\xf7\x01\n" +
+	"\n" +
+	"BatchWrite\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\tR\x06format\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12@\n" +
+	"\aoptions\x18\x03 \x03(\v2&.tauro.exec.v1.BatchWrite.OptionsEntryR\aoptions\x12!\n" +
+	"\fpartition_by\x18\x04 \x03(\tR\vpartitionBy\x12\x1c\n" +
+	"\n" +
+	"txn_app_id\x18\x05 \x01(\tR\btxnAppId\x1a:\n" +
+	"\fOptionsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\x1bPickleBatchFunctionResponse\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1d\n" +
 	"\n" +
@@ -1505,7 +1678,7 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*RunNodeRequest)(nil),              // 0: tauro.exec.v1.RunNodeRequest
 	(*NodeContext)(nil),                 // 1: tauro.exec.v1.NodeContext
@@ -1521,18 +1694,21 @@ var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*CheckFunctionsResponse)(nil),      // 11: tauro.exec.v1.CheckFunctionsResponse
 	(*FunctionProblem)(nil),             // 12: tauro.exec.v1.FunctionProblem
 	(*PickleBatchFunctionRequest)(nil),  // 13: tauro.exec.v1.PickleBatchFunctionRequest
-	(*PickleBatchFunctionResponse)(nil), // 14: tauro.exec.v1.PickleBatchFunctionResponse
-	(*SuggestRequest)(nil),              // 15: tauro.exec.v1.SuggestRequest
-	(*TrialObservation)(nil),            // 16: tauro.exec.v1.TrialObservation
-	(*SuggestResponse)(nil),             // 17: tauro.exec.v1.SuggestResponse
-	nil,                                 // 18: tauro.exec.v1.RunNodeRequest.SparkConfEntry
-	(*SearchDimension)(nil),             // 19: tauro.exec.v1.SearchDimension
-	(Direction)(0),                      // 20: tauro.exec.v1.Direction
-	(Sampler)(0),                        // 21: tauro.exec.v1.Sampler
-	(TrialState)(0),                     // 22: tauro.exec.v1.TrialState
+	(*QuarantineSplit)(nil),             // 14: tauro.exec.v1.QuarantineSplit
+	(*BatchWrite)(nil),                  // 15: tauro.exec.v1.BatchWrite
+	(*PickleBatchFunctionResponse)(nil), // 16: tauro.exec.v1.PickleBatchFunctionResponse
+	(*SuggestRequest)(nil),              // 17: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),            // 18: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),             // 19: tauro.exec.v1.SuggestResponse
+	nil,                                 // 20: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	nil,                                 // 21: tauro.exec.v1.BatchWrite.OptionsEntry
+	(*SearchDimension)(nil),             // 22: tauro.exec.v1.SearchDimension
+	(Direction)(0),                      // 23: tauro.exec.v1.Direction
+	(Sampler)(0),                        // 24: tauro.exec.v1.Sampler
+	(TrialState)(0),                     // 25: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	18, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	20, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
 	2,  // 2: tauro.exec.v1.NodeContext.mlflow:type_name -> tauro.exec.v1.MlflowContext
 	4,  // 3: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
@@ -1542,24 +1718,28 @@ var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
 	7,  // 7: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
 	10, // 8: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
 	12, // 9: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
-	19, // 10: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	16, // 11: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
-	20, // 12: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
-	21, // 13: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	22, // 14: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
-	0,  // 15: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
-	9,  // 16: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	13, // 17: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
-	15, // 18: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
-	3,  // 19: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	11, // 20: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	14, // 21: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
-	17, // 22: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 10: tauro.exec.v1.PickleBatchFunctionRequest.quarantine_split:type_name -> tauro.exec.v1.QuarantineSplit
+	15, // 11: tauro.exec.v1.QuarantineSplit.sink:type_name -> tauro.exec.v1.BatchWrite
+	15, // 12: tauro.exec.v1.QuarantineSplit.quarantine:type_name -> tauro.exec.v1.BatchWrite
+	21, // 13: tauro.exec.v1.BatchWrite.options:type_name -> tauro.exec.v1.BatchWrite.OptionsEntry
+	22, // 14: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	18, // 15: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	23, // 16: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	24, // 17: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	25, // 18: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	0,  // 19: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
+	9,  // 20: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
+	13, // 21: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
+	17, // 22: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	3,  // 23: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	11, // 24: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	16, // 25: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
+	19, // 26: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_worker_proto_init() }
@@ -1580,7 +1760,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

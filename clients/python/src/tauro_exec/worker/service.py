@@ -25,6 +25,7 @@ from tauro_exec.worker.batchfn import pickle_batch_function, python_ver
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
+from tauro_exec.worker.quarantine import BatchWrite, split_batches
 from tauro_exec.worker.session import WarmSession, connection_lost, make_active
 from tauro_exec.worker.tauro_mlops import MLOpsIntegration
 from tauro_exec.worker.tracking import MlflowTarget, Registry, Tracker, metric_sink
@@ -72,6 +73,9 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
     def PickleBatchFunction(
         self, request: pb.PickleBatchFunctionRequest, context: grpc.ServicerContext
     ) -> pb.PickleBatchFunctionResponse:
+        if request.HasField("quarantine_split"):
+            fn = _quarantine_split(request.quarantine_split)
+            return pb.PickleBatchFunctionResponse(command=pickle_batch_function(fn), python_ver=python_ver())
         prefixes = self._functions.prefixes(request.allowed_module_prefixes)
         msg = self._functions.problem(request.module, request.function, 0, True, prefixes, batch=True)
         if msg:
@@ -270,3 +274,12 @@ def _as_dataframe(spark: SparkSession, result: object, node: str) -> DataFrame:
     if not df.schema.fields:
         raise ResultError(f"node {node} returned a DataFrame without columns")
     return df
+
+
+def _quarantine_split(q: pb.QuarantineSplit) -> Any:
+    """The foreachBatch function a QuarantineSplit asks for."""
+
+    def write(w: pb.BatchWrite) -> BatchWrite:
+        return BatchWrite(w.format, w.path, dict(w.options), tuple(w.partition_by), w.txn_app_id)
+
+    return split_batches(q.keep, write(q.sink), write(q.quarantine))

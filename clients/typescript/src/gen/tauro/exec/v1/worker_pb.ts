@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tauro/exec/v1/worker.proto.
  */
 export const file_tauro_exec_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkieAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCBIWCg5iYXRjaF9mdW5jdGlvbhgGIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iSAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5iYXRjaF9mdW5jdGlvbhgDIAEoCCJtChpQaWNrbGVCYXRjaEZ1bmN0aW9uUmVxdWVzdBIMCgRub2RlGAEgASgJEg4KBm1vZHVsZRgCIAEoCRIQCghmdW5jdGlvbhgDIAEoCRIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgEIAMoCSJCChtQaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USDwoHY29tbWFuZBgBIAEoDBISCgpweXRob25fdmVyGAIgASgJIvYBCg5TdWdnZXN0UmVxdWVzdBItCgVzcGFjZRgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uEi8KBnRyaWFscxgCIAMoCzIfLnRhdXJvLmV4ZWMudjEuVHJpYWxPYnNlcnZhdGlvbhIOCgZudW1iZXIYAyABKAUSDAoEc2VlZBgEIAEoAxIQCghuX3RyaWFscxgFIAEoBRIrCglkaXJlY3Rpb24YBiABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbhInCgdzYW1wbGVyGAcgASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyImAKEFRyaWFsT2JzZXJ2YXRpb24SEwoLcGFyYW1zX2pzb24YASABKAkSKAoFc3RhdGUYAiABKA4yGS50YXVyby5leGVjLnYxLlRyaWFsU3RhdGUSDQoFdmFsdWUYAyABKAEiJgoPU3VnZ2VzdFJlc3BvbnNlEhMKC3BhcmFtc19qc29uGAEgASgJMvICCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEmwKE1BpY2tsZUJhdGNoRnVuY3Rpb24SKS50YXVyby5leGVjLnYxLlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0GioudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
+  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkieAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCBIWCg5iYXRjaF9mdW5jdGlvbhgGIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iSAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5iYXRjaF9mdW5jdGlvbhgDIAEoCCKnAQoaUGlja2xlQmF0Y2hGdW5jdGlvblJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYBCADKAkSOAoQcXVhcmFudGluZV9zcGxpdBgFIAEoCzIeLnRhdXJvLmV4ZWMudjEuUXVhcmFudGluZVNwbGl0IncKD1F1YXJhbnRpbmVTcGxpdBIMCgRrZWVwGAEgASgJEicKBHNpbmsYAiABKAsyGS50YXVyby5leGVjLnYxLkJhdGNoV3JpdGUSLQoKcXVhcmFudGluZRgDIAEoCzIZLnRhdXJvLmV4ZWMudjEuQmF0Y2hXcml0ZSK9AQoKQmF0Y2hXcml0ZRIOCgZmb3JtYXQYASABKAkSDAoEcGF0aBgCIAEoCRI3CgdvcHRpb25zGAMgAygLMiYudGF1cm8uZXhlYy52MS5CYXRjaFdyaXRlLk9wdGlvbnNFbnRyeRIUCgxwYXJ0aXRpb25fYnkYBCADKAkSEgoKdHhuX2FwcF9pZBgFIAEoCRouCgxPcHRpb25zRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJCChtQaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USDwoHY29tbWFuZBgBIAEoDBISCgpweXRob25fdmVyGAIgASgJIvYBCg5TdWdnZXN0UmVxdWVzdBItCgVzcGFjZRgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uEi8KBnRyaWFscxgCIAMoCzIfLnRhdXJvLmV4ZWMudjEuVHJpYWxPYnNlcnZhdGlvbhIOCgZudW1iZXIYAyABKAUSDAoEc2VlZBgEIAEoAxIQCghuX3RyaWFscxgFIAEoBRIrCglkaXJlY3Rpb24YBiABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbhInCgdzYW1wbGVyGAcgASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyImAKEFRyaWFsT2JzZXJ2YXRpb24SEwoLcGFyYW1zX2pzb24YASABKAkSKAoFc3RhdGUYAiABKA4yGS50YXVyby5leGVjLnYxLlRyaWFsU3RhdGUSDQoFdmFsdWUYAyABKAEiJgoPU3VnZ2VzdFJlc3BvbnNlEhMKC3BhcmFtc19qc29uGAEgASgJMvICCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEmwKE1BpY2tsZUJhdGNoRnVuY3Rpb24SKS50YXVyby5leGVjLnYxLlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0GioudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeRequest
@@ -585,6 +585,15 @@ export type PickleBatchFunctionRequest = Message<"tauro.exec.v1.PickleBatchFunct
    * @generated from field: repeated string allowed_module_prefixes = 4;
    */
   allowedModulePrefixes: string[];
+
+  /**
+   * When set, module and function are empty: the function to pickle is the
+   * worker's own, which writes each micro-batch's kept rows to the node's
+   * sink and the rest to its quarantine.
+   *
+   * @generated from field: tauro.exec.v1.QuarantineSplit quarantine_split = 5;
+   */
+  quarantineSplit?: QuarantineSplit | undefined;
 };
 
 /**
@@ -593,6 +602,82 @@ export type PickleBatchFunctionRequest = Message<"tauro.exec.v1.PickleBatchFunct
  */
 export const PickleBatchFunctionRequestSchema: GenMessage<PickleBatchFunctionRequest> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_worker, 13);
+
+/**
+ * QuarantineSplit is a streaming node's foreachBatch sink when the node has
+ * a quarantine: one query writes both, so that each micro-batch's observed
+ * counts are exactly what it added to the sink and to the quarantine.
+ *
+ * @generated from message tauro.exec.v1.QuarantineSplit
+ */
+export type QuarantineSplit = Message<"tauro.exec.v1.QuarantineSplit"> & {
+  /**
+   * keep is the SQL condition of the rows the sink gets; the others (the
+   * condition false or NULL) go to the quarantine.
+   *
+   * @generated from field: string keep = 1;
+   */
+  keep: string;
+
+  /**
+   * @generated from field: tauro.exec.v1.BatchWrite sink = 2;
+   */
+  sink?: BatchWrite | undefined;
+
+  /**
+   * @generated from field: tauro.exec.v1.BatchWrite quarantine = 3;
+   */
+  quarantine?: BatchWrite | undefined;
+};
+
+/**
+ * Describes the message tauro.exec.v1.QuarantineSplit.
+ * Use `create(QuarantineSplitSchema)` to create a new message.
+ */
+export const QuarantineSplitSchema: GenMessage<QuarantineSplit> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 14);
+
+/**
+ * BatchWrite is where a micro-batch's rows are appended.
+ *
+ * @generated from message tauro.exec.v1.BatchWrite
+ */
+export type BatchWrite = Message<"tauro.exec.v1.BatchWrite"> & {
+  /**
+   * @generated from field: string format = 1;
+   */
+  format: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: map<string, string> options = 3;
+   */
+  options: { [key: string]: string };
+
+  /**
+   * @generated from field: repeated string partition_by = 4;
+   */
+  partitionBy: string[];
+
+  /**
+   * txn_app_id, for a delta output, makes a replayed micro-batch a no-op
+   * (Delta's txnAppId and txnVersion, the version being the batch id).
+   *
+   * @generated from field: string txn_app_id = 5;
+   */
+  txnAppId: string;
+};
+
+/**
+ * Describes the message tauro.exec.v1.BatchWrite.
+ * Use `create(BatchWriteSchema)` to create a new message.
+ */
+export const BatchWriteSchema: GenMessage<BatchWrite> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 15);
 
 /**
  * PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
@@ -620,7 +705,7 @@ export type PickleBatchFunctionResponse = Message<"tauro.exec.v1.PickleBatchFunc
  * Use `create(PickleBatchFunctionResponseSchema)` to create a new message.
  */
 export const PickleBatchFunctionResponseSchema: GenMessage<PickleBatchFunctionResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 14);
+  messageDesc(file_tauro_exec_v1_worker, 16);
 
 /**
  * @generated from message tauro.exec.v1.SuggestRequest
@@ -671,7 +756,7 @@ export type SuggestRequest = Message<"tauro.exec.v1.SuggestRequest"> & {
  * Use `create(SuggestRequestSchema)` to create a new message.
  */
 export const SuggestRequestSchema: GenMessage<SuggestRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 15);
+  messageDesc(file_tauro_exec_v1_worker, 17);
 
 /**
  * TrialObservation is a trial as the optimiser is told it.
@@ -704,7 +789,7 @@ export type TrialObservation = Message<"tauro.exec.v1.TrialObservation"> & {
  * Use `create(TrialObservationSchema)` to create a new message.
  */
 export const TrialObservationSchema: GenMessage<TrialObservation> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 16);
+  messageDesc(file_tauro_exec_v1_worker, 18);
 
 /**
  * @generated from message tauro.exec.v1.SuggestResponse
@@ -723,7 +808,7 @@ export type SuggestResponse = Message<"tauro.exec.v1.SuggestResponse"> & {
  * Use `create(SuggestResponseSchema)` to create a new message.
  */
 export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 17);
+  messageDesc(file_tauro_exec_v1_worker, 19);
 
 /**
  * WorkerService is what a Python node worker (`python -m tauro_exec.worker`)

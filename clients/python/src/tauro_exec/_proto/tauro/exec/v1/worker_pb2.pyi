@@ -527,12 +527,20 @@ class PickleBatchFunctionRequest(_message.Message):
     MODULE_FIELD_NUMBER: _builtins.int
     FUNCTION_FIELD_NUMBER: _builtins.int
     ALLOWED_MODULE_PREFIXES_FIELD_NUMBER: _builtins.int
+    QUARANTINE_SPLIT_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     """Node name, for messages."""
     module: _builtins.str
     function: _builtins.str
     @_builtins.property
     def allowed_module_prefixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def quarantine_split(self) -> Global___QuarantineSplit:
+        """When set, module and function are empty: the function to pickle is the
+        worker's own, which writes each micro-batch's kept rows to the node's
+        sink and the rest to its quarantine.
+        """
+
     def __init__(
         self,
         *,
@@ -540,14 +548,108 @@ class PickleBatchFunctionRequest(_message.Message):
         module: _builtins.str = ...,
         function: _builtins.str = ...,
         allowed_module_prefixes: _abc.Iterable[_builtins.str] | None = ...,
+        quarantine_split: Global___QuarantineSplit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quarantine_split", b"quarantine_split"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "function", b"function", "module", b"module", "node", b"node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "function", b"function", "module", b"module", "node", b"node", "quarantine_split", b"quarantine_split"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PickleBatchFunctionRequest: _TypeAlias = PickleBatchFunctionRequest  # noqa: Y015
+
+@_typing.final
+class QuarantineSplit(_message.Message):
+    """QuarantineSplit is a streaming node's foreachBatch sink when the node has
+    a quarantine: one query writes both, so that each micro-batch's observed
+    counts are exactly what it added to the sink and to the quarantine.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEEP_FIELD_NUMBER: _builtins.int
+    SINK_FIELD_NUMBER: _builtins.int
+    QUARANTINE_FIELD_NUMBER: _builtins.int
+    keep: _builtins.str
+    """keep is the SQL condition of the rows the sink gets; the others (the
+    condition false or NULL) go to the quarantine.
+    """
+    @_builtins.property
+    def sink(self) -> Global___BatchWrite: ...
+    @_builtins.property
+    def quarantine(self) -> Global___BatchWrite: ...
+    def __init__(
+        self,
+        *,
+        keep: _builtins.str = ...,
+        sink: Global___BatchWrite | None = ...,
+        quarantine: Global___BatchWrite | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quarantine", b"quarantine", "sink", b"sink"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keep", b"keep", "quarantine", b"quarantine", "sink", b"sink"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuarantineSplit: _TypeAlias = QuarantineSplit  # noqa: Y015
+
+@_typing.final
+class BatchWrite(_message.Message):
+    """BatchWrite is where a micro-batch's rows are appended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class OptionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    PARTITION_BY_FIELD_NUMBER: _builtins.int
+    TXN_APP_ID_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    path: _builtins.str
+    txn_app_id: _builtins.str
+    """txn_app_id, for a delta output, makes a replayed micro-batch a no-op
+    (Delta's txnAppId and txnVersion, the version being the batch id).
+    """
+    @_builtins.property
+    def options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def partition_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        format: _builtins.str = ...,
+        path: _builtins.str = ...,
+        options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        partition_by: _abc.Iterable[_builtins.str] | None = ...,
+        txn_app_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "options", b"options", "partition_by", b"partition_by", "path", b"path", "txn_app_id", b"txn_app_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchWrite: _TypeAlias = BatchWrite  # noqa: Y015
 
 @_typing.final
 class PickleBatchFunctionResponse(_message.Message):
