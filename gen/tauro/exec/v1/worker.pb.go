@@ -1057,8 +1057,12 @@ type PickleBatchFunctionRequest struct {
 	Module                string   `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
 	Function              string   `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
 	AllowedModulePrefixes []string `protobuf:"bytes,4,rep,name=allowed_module_prefixes,json=allowedModulePrefixes,proto3" json:"allowed_module_prefixes,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// When set, the function is execd's change data capture into Delta for
+	// the node's sink (tauro_exec.worker.cdc), given these settings; module
+	// and function are then empty.
+	Cdc           *ChangeCapture `protobuf:"bytes,5,opt,name=cdc,proto3" json:"cdc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PickleBatchFunctionRequest) Reset() {
@@ -1119,6 +1123,102 @@ func (x *PickleBatchFunctionRequest) GetAllowedModulePrefixes() []string {
 	return nil
 }
 
+func (x *PickleBatchFunctionRequest) GetCdc() *ChangeCapture {
+	if x != nil {
+		return x.Cdc
+	}
+	return nil
+}
+
+// ChangeCapture is a streaming sink's cdc settings, as execd's plan resolved
+// them: the changes are MERGEd into the Delta table at target.
+type ChangeCapture struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Delta table's path.
+	Target     string   `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Keys       []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	SequenceBy string   `protobuf:"bytes,3,opt,name=sequence_by,json=sequenceBy,proto3" json:"sequence_by,omitempty"`
+	// A SQL condition over a change marking it a delete; empty when none is.
+	ApplyAsDeletes string   `protobuf:"bytes,4,opt,name=apply_as_deletes,json=applyAsDeletes,proto3" json:"apply_as_deletes,omitempty"`
+	ExceptColumns  []string `protobuf:"bytes,5,rep,name=except_columns,json=exceptColumns,proto3" json:"except_columns,omitempty"`
+	// 1: the latest row per key; 2: history with validity columns.
+	ScdType       int32 `protobuf:"varint,6,opt,name=scd_type,json=scdType,proto3" json:"scd_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeCapture) Reset() {
+	*x = ChangeCapture{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeCapture) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeCapture) ProtoMessage() {}
+
+func (x *ChangeCapture) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeCapture.ProtoReflect.Descriptor instead.
+func (*ChangeCapture) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ChangeCapture) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ChangeCapture) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ChangeCapture) GetSequenceBy() string {
+	if x != nil {
+		return x.SequenceBy
+	}
+	return ""
+}
+
+func (x *ChangeCapture) GetApplyAsDeletes() string {
+	if x != nil {
+		return x.ApplyAsDeletes
+	}
+	return ""
+}
+
+func (x *ChangeCapture) GetExceptColumns() []string {
+	if x != nil {
+		return x.ExceptColumns
+	}
+	return nil
+}
+
+func (x *ChangeCapture) GetScdType() int32 {
+	if x != nil {
+		return x.ScdType
+	}
+	return 0
+}
+
 // PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
 // function: the function's module (and its package) pickled by value, so the
 // server's Python workers need not have the project on their path.
@@ -1133,7 +1233,7 @@ type PickleBatchFunctionResponse struct {
 
 func (x *PickleBatchFunctionResponse) Reset() {
 	*x = PickleBatchFunctionResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1245,7 @@ func (x *PickleBatchFunctionResponse) String() string {
 func (*PickleBatchFunctionResponse) ProtoMessage() {}
 
 func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1258,7 @@ func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickleBatchFunctionResponse.ProtoReflect.Descriptor instead.
 func (*PickleBatchFunctionResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PickleBatchFunctionResponse) GetCommand() []byte {
@@ -1192,7 +1292,7 @@ type SuggestRequest struct {
 
 func (x *SuggestRequest) Reset() {
 	*x = SuggestRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1304,7 @@ func (x *SuggestRequest) String() string {
 func (*SuggestRequest) ProtoMessage() {}
 
 func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1317,7 @@ func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
 func (*SuggestRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SuggestRequest) GetSpace() []*SearchDimension {
@@ -1283,7 +1383,7 @@ type TrialObservation struct {
 
 func (x *TrialObservation) Reset() {
 	*x = TrialObservation{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1395,7 @@ func (x *TrialObservation) String() string {
 func (*TrialObservation) ProtoMessage() {}
 
 func (x *TrialObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1408,7 @@ func (x *TrialObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
 func (*TrialObservation) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TrialObservation) GetParamsJson() string {
@@ -1342,7 +1442,7 @@ type SuggestResponse struct {
 
 func (x *SuggestResponse) Reset() {
 	*x = SuggestResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1454,7 @@ func (x *SuggestResponse) String() string {
 func (*SuggestResponse) ProtoMessage() {}
 
 func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1467,7 @@ func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
 func (*SuggestResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SuggestResponse) GetParamsJson() string {
@@ -1461,12 +1561,21 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x0fFunctionProblem\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
-	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\x9c\x01\n" +
+	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\xcc\x01\n" +
 	"\x1aPickleBatchFunctionRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x126\n" +
-	"\x17allowed_module_prefixes\x18\x04 \x03(\tR\x15allowedModulePrefixes\"V\n" +
+	"\x17allowed_module_prefixes\x18\x04 \x03(\tR\x15allowedModulePrefixes\x12.\n" +
+	"\x03cdc\x18\x05 \x01(\v2\x1c.tauro.exec.v1.ChangeCaptureR\x03cdc\"\xc8\x01\n" +
+	"\rChangeCapture\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x1f\n" +
+	"\vsequence_by\x18\x03 \x01(\tR\n" +
+	"sequenceBy\x12(\n" +
+	"\x10apply_as_deletes\x18\x04 \x01(\tR\x0eapplyAsDeletes\x12%\n" +
+	"\x0eexcept_columns\x18\x05 \x03(\tR\rexceptColumns\x12\x19\n" +
+	"\bscd_type\x18\x06 \x01(\x05R\ascdType\"V\n" +
 	"\x1bPickleBatchFunctionResponse\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1d\n" +
 	"\n" +
@@ -1505,7 +1614,7 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*RunNodeRequest)(nil),              // 0: tauro.exec.v1.RunNodeRequest
 	(*NodeContext)(nil),                 // 1: tauro.exec.v1.NodeContext
@@ -1521,18 +1630,19 @@ var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*CheckFunctionsResponse)(nil),      // 11: tauro.exec.v1.CheckFunctionsResponse
 	(*FunctionProblem)(nil),             // 12: tauro.exec.v1.FunctionProblem
 	(*PickleBatchFunctionRequest)(nil),  // 13: tauro.exec.v1.PickleBatchFunctionRequest
-	(*PickleBatchFunctionResponse)(nil), // 14: tauro.exec.v1.PickleBatchFunctionResponse
-	(*SuggestRequest)(nil),              // 15: tauro.exec.v1.SuggestRequest
-	(*TrialObservation)(nil),            // 16: tauro.exec.v1.TrialObservation
-	(*SuggestResponse)(nil),             // 17: tauro.exec.v1.SuggestResponse
-	nil,                                 // 18: tauro.exec.v1.RunNodeRequest.SparkConfEntry
-	(*SearchDimension)(nil),             // 19: tauro.exec.v1.SearchDimension
-	(Direction)(0),                      // 20: tauro.exec.v1.Direction
-	(Sampler)(0),                        // 21: tauro.exec.v1.Sampler
-	(TrialState)(0),                     // 22: tauro.exec.v1.TrialState
+	(*ChangeCapture)(nil),               // 14: tauro.exec.v1.ChangeCapture
+	(*PickleBatchFunctionResponse)(nil), // 15: tauro.exec.v1.PickleBatchFunctionResponse
+	(*SuggestRequest)(nil),              // 16: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),            // 17: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),             // 18: tauro.exec.v1.SuggestResponse
+	nil,                                 // 19: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	(*SearchDimension)(nil),             // 20: tauro.exec.v1.SearchDimension
+	(Direction)(0),                      // 21: tauro.exec.v1.Direction
+	(Sampler)(0),                        // 22: tauro.exec.v1.Sampler
+	(TrialState)(0),                     // 23: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	18, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	19, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
 	2,  // 2: tauro.exec.v1.NodeContext.mlflow:type_name -> tauro.exec.v1.MlflowContext
 	4,  // 3: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
@@ -1542,24 +1652,25 @@ var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
 	7,  // 7: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
 	10, // 8: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
 	12, // 9: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
-	19, // 10: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	16, // 11: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
-	20, // 12: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
-	21, // 13: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	22, // 14: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
-	0,  // 15: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
-	9,  // 16: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	13, // 17: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
-	15, // 18: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
-	3,  // 19: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	11, // 20: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	14, // 21: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
-	17, // 22: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	14, // 10: tauro.exec.v1.PickleBatchFunctionRequest.cdc:type_name -> tauro.exec.v1.ChangeCapture
+	20, // 11: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	17, // 12: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	21, // 13: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	22, // 14: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	23, // 15: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	0,  // 16: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
+	9,  // 17: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
+	13, // 18: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
+	16, // 19: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	3,  // 20: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	11, // 21: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	15, // 22: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
+	18, // 23: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_worker_proto_init() }
@@ -1580,7 +1691,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

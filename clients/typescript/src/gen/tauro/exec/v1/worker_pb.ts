@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tauro/exec/v1/worker.proto.
  */
 export const file_tauro_exec_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkieAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCBIWCg5iYXRjaF9mdW5jdGlvbhgGIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iSAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5iYXRjaF9mdW5jdGlvbhgDIAEoCCJtChpQaWNrbGVCYXRjaEZ1bmN0aW9uUmVxdWVzdBIMCgRub2RlGAEgASgJEg4KBm1vZHVsZRgCIAEoCRIQCghmdW5jdGlvbhgDIAEoCRIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgEIAMoCSJCChtQaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USDwoHY29tbWFuZBgBIAEoDBISCgpweXRob25fdmVyGAIgASgJIvYBCg5TdWdnZXN0UmVxdWVzdBItCgVzcGFjZRgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uEi8KBnRyaWFscxgCIAMoCzIfLnRhdXJvLmV4ZWMudjEuVHJpYWxPYnNlcnZhdGlvbhIOCgZudW1iZXIYAyABKAUSDAoEc2VlZBgEIAEoAxIQCghuX3RyaWFscxgFIAEoBRIrCglkaXJlY3Rpb24YBiABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbhInCgdzYW1wbGVyGAcgASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyImAKEFRyaWFsT2JzZXJ2YXRpb24SEwoLcGFyYW1zX2pzb24YASABKAkSKAoFc3RhdGUYAiABKA4yGS50YXVyby5leGVjLnYxLlRyaWFsU3RhdGUSDQoFdmFsdWUYAyABKAEiJgoPU3VnZ2VzdFJlc3BvbnNlEhMKC3BhcmFtc19qc29uGAEgASgJMvICCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEmwKE1BpY2tsZUJhdGNoRnVuY3Rpb24SKS50YXVyby5leGVjLnYxLlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0GioudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
+  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkieAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCBIWCg5iYXRjaF9mdW5jdGlvbhgGIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iSAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5iYXRjaF9mdW5jdGlvbhgDIAEoCCKYAQoaUGlja2xlQmF0Y2hGdW5jdGlvblJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYBCADKAkSKQoDY2RjGAUgASgLMhwudGF1cm8uZXhlYy52MS5DaGFuZ2VDYXB0dXJlIoYBCg1DaGFuZ2VDYXB0dXJlEg4KBnRhcmdldBgBIAEoCRIMCgRrZXlzGAIgAygJEhMKC3NlcXVlbmNlX2J5GAMgASgJEhgKEGFwcGx5X2FzX2RlbGV0ZXMYBCABKAkSFgoOZXhjZXB0X2NvbHVtbnMYBSADKAkSEAoIc2NkX3R5cGUYBiABKAUiQgobUGlja2xlQmF0Y2hGdW5jdGlvblJlc3BvbnNlEg8KB2NvbW1hbmQYASABKAwSEgoKcHl0aG9uX3ZlchgCIAEoCSL2AQoOU3VnZ2VzdFJlcXVlc3QSLQoFc3BhY2UYASADKAsyHi50YXVyby5leGVjLnYxLlNlYXJjaERpbWVuc2lvbhIvCgZ0cmlhbHMYAiADKAsyHy50YXVyby5leGVjLnYxLlRyaWFsT2JzZXJ2YXRpb24SDgoGbnVtYmVyGAMgASgFEgwKBHNlZWQYBCABKAMSEAoIbl90cmlhbHMYBSABKAUSKwoJZGlyZWN0aW9uGAYgASgOMhgudGF1cm8uZXhlYy52MS5EaXJlY3Rpb24SJwoHc2FtcGxlchgHIAEoDjIWLnRhdXJvLmV4ZWMudjEuU2FtcGxlciJgChBUcmlhbE9ic2VydmF0aW9uEhMKC3BhcmFtc19qc29uGAEgASgJEigKBXN0YXRlGAIgASgOMhkudGF1cm8uZXhlYy52MS5UcmlhbFN0YXRlEg0KBXZhbHVlGAMgASgBIiYKD1N1Z2dlc3RSZXNwb25zZRITCgtwYXJhbXNfanNvbhgBIAEoCTLyAgoNV29ya2VyU2VydmljZRJKCgdSdW5Ob2RlEh0udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuUnVuTm9kZVJlc3BvbnNlMAESXQoOQ2hlY2tGdW5jdGlvbnMSJC50YXVyby5leGVjLnYxLkNoZWNrRnVuY3Rpb25zUmVxdWVzdBolLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXNwb25zZRJsChNQaWNrbGVCYXRjaEZ1bmN0aW9uEikudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVxdWVzdBoqLnRhdXJvLmV4ZWMudjEuUGlja2xlQmF0Y2hGdW5jdGlvblJlc3BvbnNlEkgKB1N1Z2dlc3QSHS50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5TdWdnZXN0UmVzcG9uc2VCO1o5Z2l0aHViLmNvbS90YXVyby1leGVjL3RhdXJvLWV4ZWMvZ2VuL3RhdXJvL2V4ZWMvdjE7ZXhlY3YxYgZwcm90bzM", [file_tauro_exec_v1_exec]);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeRequest
@@ -585,6 +585,15 @@ export type PickleBatchFunctionRequest = Message<"tauro.exec.v1.PickleBatchFunct
    * @generated from field: repeated string allowed_module_prefixes = 4;
    */
   allowedModulePrefixes: string[];
+
+  /**
+   * When set, the function is execd's change data capture into Delta for
+   * the node's sink (tauro_exec.worker.cdc), given these settings; module
+   * and function are then empty.
+   *
+   * @generated from field: tauro.exec.v1.ChangeCapture cdc = 5;
+   */
+  cdc?: ChangeCapture | undefined;
 };
 
 /**
@@ -593,6 +602,57 @@ export type PickleBatchFunctionRequest = Message<"tauro.exec.v1.PickleBatchFunct
  */
 export const PickleBatchFunctionRequestSchema: GenMessage<PickleBatchFunctionRequest> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_worker, 13);
+
+/**
+ * ChangeCapture is a streaming sink's cdc settings, as execd's plan resolved
+ * them: the changes are MERGEd into the Delta table at target.
+ *
+ * @generated from message tauro.exec.v1.ChangeCapture
+ */
+export type ChangeCapture = Message<"tauro.exec.v1.ChangeCapture"> & {
+  /**
+   * The Delta table's path.
+   *
+   * @generated from field: string target = 1;
+   */
+  target: string;
+
+  /**
+   * @generated from field: repeated string keys = 2;
+   */
+  keys: string[];
+
+  /**
+   * @generated from field: string sequence_by = 3;
+   */
+  sequenceBy: string;
+
+  /**
+   * A SQL condition over a change marking it a delete; empty when none is.
+   *
+   * @generated from field: string apply_as_deletes = 4;
+   */
+  applyAsDeletes: string;
+
+  /**
+   * @generated from field: repeated string except_columns = 5;
+   */
+  exceptColumns: string[];
+
+  /**
+   * 1: the latest row per key; 2: history with validity columns.
+   *
+   * @generated from field: int32 scd_type = 6;
+   */
+  scdType: number;
+};
+
+/**
+ * Describes the message tauro.exec.v1.ChangeCapture.
+ * Use `create(ChangeCaptureSchema)` to create a new message.
+ */
+export const ChangeCaptureSchema: GenMessage<ChangeCapture> = /*@__PURE__*/
+  messageDesc(file_tauro_exec_v1_worker, 14);
 
 /**
  * PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
@@ -620,7 +680,7 @@ export type PickleBatchFunctionResponse = Message<"tauro.exec.v1.PickleBatchFunc
  * Use `create(PickleBatchFunctionResponseSchema)` to create a new message.
  */
 export const PickleBatchFunctionResponseSchema: GenMessage<PickleBatchFunctionResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 14);
+  messageDesc(file_tauro_exec_v1_worker, 15);
 
 /**
  * @generated from message tauro.exec.v1.SuggestRequest
@@ -671,7 +731,7 @@ export type SuggestRequest = Message<"tauro.exec.v1.SuggestRequest"> & {
  * Use `create(SuggestRequestSchema)` to create a new message.
  */
 export const SuggestRequestSchema: GenMessage<SuggestRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 15);
+  messageDesc(file_tauro_exec_v1_worker, 16);
 
 /**
  * TrialObservation is a trial as the optimiser is told it.
@@ -704,7 +764,7 @@ export type TrialObservation = Message<"tauro.exec.v1.TrialObservation"> & {
  * Use `create(TrialObservationSchema)` to create a new message.
  */
 export const TrialObservationSchema: GenMessage<TrialObservation> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 16);
+  messageDesc(file_tauro_exec_v1_worker, 17);
 
 /**
  * @generated from message tauro.exec.v1.SuggestResponse
@@ -723,7 +783,7 @@ export type SuggestResponse = Message<"tauro.exec.v1.SuggestResponse"> & {
  * Use `create(SuggestResponseSchema)` to create a new message.
  */
 export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 17);
+  messageDesc(file_tauro_exec_v1_worker, 18);
 
 /**
  * WorkerService is what a Python node worker (`python -m tauro_exec.worker`)
