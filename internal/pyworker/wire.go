@@ -144,9 +144,14 @@ func (w *worker) checkFunctions(ctx context.Context, fns []pycall.Function, allo
 
 // pickleBatchFunction makes the PickleBatchFunction call on w.
 func (w *worker) pickleBatchFunction(ctx context.Context, fn pycall.Function, allowed []string) (pycall.PickledFunction, error) {
-	resp, err := w.client.PickleBatchFunction(ctx, &execv1.PickleBatchFunctionRequest{
-		Node: fn.Node, Module: fn.Module, Function: fn.Function, AllowedModulePrefixes: allowed,
-	})
+	req := &execv1.PickleBatchFunctionRequest{Node: fn.Node, Module: fn.Module, Function: fn.Function, AllowedModulePrefixes: allowed}
+	if c := fn.CDC; c != nil {
+		req.Cdc = &execv1.ChangeCapture{
+			Target: c.Table, Keys: c.Keys, SequenceBy: c.SequenceBy, ApplyAsDeletes: c.ApplyAsDeletes,
+			ExceptColumns: c.ExceptColumns, ScdType: int32(c.SCDType),
+		}
+	}
+	resp, err := w.client.PickleBatchFunction(ctx, req)
 	if err != nil {
 		return pycall.PickledFunction{}, err
 	}

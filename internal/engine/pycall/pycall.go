@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
@@ -91,6 +92,9 @@ type Function struct {
 	// batch_function), called fn(batch_df, batch_id); Inputs and Streaming
 	// do not apply.
 	BatchFunction bool
+	// CDC, for a foreachBatch function, makes it tauro_exec's own change
+	// data capture for these settings instead of Module.Function.
+	CDC *plan.ChangeCapture
 }
 
 // Problem is what a check found wrong with one node's function.

@@ -101,6 +101,9 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 	if start.ForeachBatch, err = r.batchFunction(ctx, n); err != nil {
 		return err
 	}
+	if start.ForeachBatch != nil {
+		start.Path, start.Table = "", "" // the function writes the sink (a cdc's Delta table) itself
+	}
 	if len(n.Expectations)+len(n.Checks) > 0 {
 		start.Observe = observeFor(n)
 	}
@@ -201,20 +204,25 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
 }
 
-// batchFunction is a foreachBatch sink's function pickled by the project's
-// Python worker, nil for other sinks. A function the worker refuses fails
-// the node for good: it would be refused again until the code changes.
+// batchFunction is the function a streaming node's sink calls with each
+// micro-batch, pickled by the project's Python worker: a foreachBatch
+// sink's, or execd's change data capture of a Delta sink with cdc; nil for
+// other sinks. A function the worker refuses fails the node for good: it
+// would be refused again until the code changes.
 func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnect.PythonFunction, error) {
-	bf := n.Stream.Sink.BatchFunction
-	if bf == nil {
+	fn, field, ok := sinkFunction(n)
+	if !ok {
 		return nil, nil
+	}
+	what := fmt.Sprintf("%s (%s.%s)", field, fn.Module, fn.Function)
+	if fn.CDC != nil {
+		what = field
 	}
 	py := r.b.pythonFor(r.rc.Pipeline.Project)
 	if py == nil {
 		return nil, &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
-			Message: fmt.Sprintf("streaming node %q writes with foreachBatch, which needs this project's Python workers, and this execd runs none for it", n.Name)}}
+			Message: fmt.Sprintf("streaming node %q writes with %s, a function run per micro-batch, which needs this project's Python workers, and this execd runs none for it", n.Name, what)}}
 	}
-	fn := pycall.Function{Node: n.Name, Module: bf.Module, Function: bf.Function, BatchFunction: true}
 	pickled, err := py.PickleBatchFunction(ctx, fn, r.rc.Pipeline.Settings.AllowedModulePrefixes)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -225,9 +233,22 @@ func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnec
 			typ = "PythonWorkerUnavailable"
 		}
 		return nil, &retry.Failure{Err: run.Error{Type: typ, Retryable: !refused,
-			Message: fmt.Sprintf("node %q: %s (%s.%s): %v", n.Name, bf.Field, bf.Module, bf.Function, err)}, Cause: err}
+			Message: fmt.Sprintf("node %q: %s: %v", n.Name, what, err)}, Cause: err}
 	}
 	return &sparkconnect.PythonFunction{Command: pickled.Command, PythonVer: pickled.PythonVer}, nil
+}
+
+// sinkFunction is the function n's sink calls per micro-batch and the
+// field that sets it; false when the sink is written by Spark itself.
+func sinkFunction(n *plan.Node) (pycall.Function, string, bool) {
+	switch sink := n.Stream.Sink; {
+	case sink.BatchFunction != nil:
+		bf := sink.BatchFunction
+		return pycall.Function{Node: n.Name, Module: bf.Module, Function: bf.Function, BatchFunction: true}, bf.Field, true
+	case sink.CDC != nil:
+		return pycall.Function{Node: n.Name, BatchFunction: true, CDC: sink.CDC}, sink.CDC.Field, true
+	}
+	return pycall.Function{}, "", false
 }
 
 // Abandon implements engine.Abandoner: it stops a streaming query a killed
