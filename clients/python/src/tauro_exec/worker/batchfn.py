@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,7 @@ from tauro_exec.worker.cdc import ChangeSpec, change_capture
 _registered: Callable[[], list[str]] = cloudpickle.list_registry_pickle_by_value
 _by_value: Callable[[ModuleType], None] = cloudpickle.register_pickle_by_value
 _by_reference: Callable[[ModuleType], None] = cloudpickle.unregister_pickle_by_value
+_registry_lock = threading.Lock()
 
 
 def batch_call_problem(fn: Callable[..., Any]) -> str | None:
@@ -65,13 +67,16 @@ def pickle_change_capture(spec: ChangeSpec) -> bytes:
 def pickle_by_value(fn: Callable[..., Any], module: ModuleType | None) -> bytes:
     """fn pickled with module (and what is below it) by value."""
     # Registering is process-wide: undo it unless the module was registered
-    # before, so nothing else this worker pickles changes.
-    registered = module is not None and module.__name__ in _registered()
-    if module is not None and not registered:
-        _by_value(module)
-    try:
-        dumps: Callable[[object], bytes] = CloudPickleSerializer().dumps
-        return dumps(fn)
-    finally:
+    # before, so nothing else this worker pickles changes. The lock keeps a
+    # concurrent call (the nodes of one run ask at once) from undoing it
+    # under this one, which would pickle fn by reference.
+    with _registry_lock:
+        registered = module is not None and module.__name__ in _registered()
         if module is not None and not registered:
-            _by_reference(module)
+            _by_value(module)
+        try:
+            dumps: Callable[[object], bytes] = CloudPickleSerializer().dumps
+            return dumps(fn)
+        finally:
+            if module is not None and not registered:
+                _by_reference(module)
