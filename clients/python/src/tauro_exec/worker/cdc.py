@@ -19,6 +19,7 @@ value: it may import only the standard library and pyspark.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,11 @@ class ChangeSpec:
     @property
     def state(self) -> str:
         return self.target.rstrip("/") + "/" + STATE_FOLDER
+
+    def view(self, what: str) -> str:
+        """A temporary view's name for this sink: the queries of a run share
+        their session, and so its views."""
+        return f"tauro_cdc_{hashlib.sha1(self.target.encode()).hexdigest()[:12]}_{what}"
 
 
 def change_capture(spec: ChangeSpec) -> Callable[[DataFrame, int], None]:
@@ -109,6 +115,15 @@ def newest_first(spec: ChangeSpec, events: DataFrame, *first: Column) -> DataFra
     return events.withColumn("_rank", F.row_number().over(w))
 
 
+def write_clauses(cols: Sequence[str]) -> tuple[str, str]:
+    """A MERGE's UPDATE SET list and INSERT column and value lists writing
+    cols of the target t from the source s: only cols, whatever else s has."""
+    sets = ", ".join(f"t.{q(c)} = s.{q(c)}" for c in cols)
+    names = ", ".join(q(c) for c in cols)
+    values = ", ".join(f"s.{q(c)}" for c in cols)
+    return sets, f"({names}) VALUES ({values})"
+
+
 def create_table(spark: SparkSession, path: str, schema: DataFrame) -> None:
     """Create the Delta table at path with schema's columns unless it exists."""
     ddl = ", ".join(f"{q(f.name)} {f.dataType.simpleString()}" for f in schema.schema.fields)
@@ -127,23 +142,22 @@ def apply_scd1(spec: ChangeSpec, spark: SparkSession, events: DataFrame) -> None
     cols = data_columns(spec, events.columns)
     create_table(spark, spec.target, newest.select(*[q(c) for c in cols]).limit(0))
     create_table(spark, spec.state, newest.select(*[q(k) for k in spec.keys], SEQ, DELETE).limit(0))
-    newest.createOrReplaceTempView("tauro_cdc_newest")
+    newest_view, fresh_view = spec.view("newest"), spec.view("fresh")
+    newest.createOrReplaceTempView(newest_view)
     spark.sql(
-        f"CREATE OR REPLACE TEMP VIEW tauro_cdc_fresh AS SELECT n.* FROM tauro_cdc_newest n "
+        f"CREATE OR REPLACE TEMP VIEW {fresh_view} AS SELECT n.* FROM {newest_view} n "
         f"LEFT JOIN {delta(spec.state)} s ON {same_keys(spec, 'n', 's')} "
         f"WHERE s.{SEQ} IS NULL OR n.{SEQ} > s.{SEQ}"
     )
-    sets = ", ".join(f"t.{q(c)} = s.{q(c)}" for c in cols)
-    names = ", ".join(q(c) for c in cols)
-    values = ", ".join(f"s.{q(c)}" for c in cols)
+    sets, insert = write_clauses(cols)
     spark.sql(
-        f"MERGE INTO {delta(spec.target)} t USING tauro_cdc_fresh s ON {same_keys(spec, 't', 's')} "
+        f"MERGE INTO {delta(spec.target)} t USING {fresh_view} s ON {same_keys(spec, 't', 's')} "
         f"WHEN MATCHED AND s.{DELETE} THEN DELETE "
         f"WHEN MATCHED THEN UPDATE SET {sets} "
-        f"WHEN NOT MATCHED AND NOT s.{DELETE} THEN INSERT ({names}) VALUES ({values})"
+        f"WHEN NOT MATCHED AND NOT s.{DELETE} THEN INSERT {insert}"
     )
     spark.sql(
-        f"MERGE INTO {delta(spec.state)} t USING tauro_cdc_newest s ON {same_keys(spec, 't', 's')} "
+        f"MERGE INTO {delta(spec.state)} t USING {newest_view} s ON {same_keys(spec, 't', 's')} "
         f"WHEN MATCHED AND s.{SEQ} > t.{SEQ} THEN UPDATE SET t.{SEQ} = s.{SEQ}, t.{DELETE} = s.{DELETE} "
         f"WHEN NOT MATCHED THEN INSERT *"
     )
@@ -164,20 +178,25 @@ def apply_scd2(spec: ChangeSpec, spark: SparkSession, events: DataFrame) -> None
     create_table(spark, spec.target, history_schema)
     create_table(spark, spec.state, events.select(*keys, SEQ).limit(0))
     # Deletes first: the rebuild below reads them from the state table.
-    events.where(F.col(DELETE)).select(*keys, SEQ).distinct().createOrReplaceTempView("tauro_cdc_deletes")
+    events.where(F.col(DELETE)).select(*keys, SEQ).distinct().createOrReplaceTempView(spec.view("deletes"))
     spark.sql(
-        f"MERGE INTO {delta(spec.state)} t USING tauro_cdc_deletes s "
+        f"MERGE INTO {delta(spec.state)} t USING {spec.view('deletes')} s "
         f"ON {same_keys(spec, 't', 's')} AND t.{SEQ} = s.{SEQ} WHEN NOT MATCHED THEN INSERT *"
     )
     touched = events.select(*keys).distinct()
     current = spark.read.format("delta").load(spec.target).join(touched, list(spec.keys), "left_semi")
     deletes = spark.read.format("delta").load(spec.state).join(touched, list(spec.keys), "left_semi")
-    # Each existing row is the upsert that started it; rank 0 keeps it over
+    # Each existing row is the update that started it; _from 0 keeps it over
     # a duplicate of the same sequence from the batch.
+    rows_as_events = current.select(
+        *[q(c) for c in cols], F.col(START_AT).alias(SEQ), F.lit(False).alias(DELETE), F.lit(0).alias("_from")
+    )
+    deletes_as_events = deletes.select(*keys, SEQ, F.lit(True).alias(DELETE), F.lit(0).alias("_from"))
     all_events = (
-        events.where(~F.col(DELETE)).withColumn("_from", F.lit(1))
-        .unionByName(current.select(*[q(c) for c in cols], F.col(START_AT).alias(SEQ), F.lit(False).alias(DELETE), F.lit(0).alias("_from")))
-        .unionByName(deletes.select(*keys, SEQ, F.lit(True).alias(DELETE), F.lit(0).alias("_from")), allowMissingColumns=True)
+        events.where(~F.col(DELETE))
+        .withColumn("_from", F.lit(1))
+        .unionByName(rows_as_events)
+        .unionByName(deletes_as_events, allowMissingColumns=True)
     )
     w = Window.partitionBy(*[F.col(k) for k in keys], F.col(SEQ)).orderBy(
         F.col(DELETE).desc(), F.col("_from"), F.to_json(F.struct(*[F.col(q(c)) for c in cols])).desc()
@@ -190,17 +209,13 @@ def apply_scd2(spec: ChangeSpec, spark: SparkSession, events: DataFrame) -> None
         .select(*[q(c) for c in cols], F.col(SEQ).alias(START_AT), END_AT)
     )
     replaced = current.join(history, [*spec.keys, START_AT], "left_anti")
-    history.withColumn("_drop", F.lit(False)).unionByName(replaced.withColumn("_drop", F.lit(True))).createOrReplaceTempView(
-        "tauro_cdc_history"
-    )
-    all_cols = [*cols, START_AT, END_AT]
-    sets = ", ".join(f"t.{q(c)} = s.{q(c)}" for c in all_cols)
-    names = ", ".join(q(c) for c in all_cols)
-    values = ", ".join(f"s.{q(c)}" for c in all_cols)
+    source = history.withColumn("_drop", F.lit(False)).unionByName(replaced.withColumn("_drop", F.lit(True)))
+    source.createOrReplaceTempView(spec.view("history"))
+    sets, insert = write_clauses([*cols, START_AT, END_AT])
     spark.sql(
-        f"MERGE INTO {delta(spec.target)} t USING tauro_cdc_history s "
+        f"MERGE INTO {delta(spec.target)} t USING {spec.view('history')} s "
         f"ON {same_keys(spec, 't', 's')} AND t.{START_AT} = s.{START_AT} "
         f"WHEN MATCHED AND s._drop THEN DELETE "
         f"WHEN MATCHED THEN UPDATE SET {sets} "
-        f"WHEN NOT MATCHED AND NOT s._drop THEN INSERT ({names}) VALUES ({values})"
+        f"WHEN NOT MATCHED AND NOT s._drop THEN INSERT {insert}"
     )
