@@ -13,6 +13,7 @@ import (
 	"time"
 
 	execv1 "github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1"
+	sparkconnect "github.com/tauro-exec/tauro-exec/internal/spark/connect"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
@@ -189,7 +190,6 @@ func TestExecd_CDCAppliesOutOfOrderDuplicateAndDeletedChangesAsSCD1AndSCD2(t *te
 	if err := os.MkdirAll(filepath.Join(project, "data", "changes"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	latest, history := filepath.Join(project, "output", "customers_latest"), filepath.Join(project, "output", "customers_history")
 	d := startDaemon(t, project, t.TempDir(), "--python", py, "--workers", "1")
 	cl := d.client(t)
 	ctx := testCtx(t, 6*time.Minute)
@@ -201,25 +201,7 @@ func TestExecd_CDCAppliesOutOfOrderDuplicateAndDeletedChangesAsSCD1AndSCD2(t *te
 	for i := range changeFiles {
 		dropChanges(t, project, i)
 	}
-	wantL, wantH := wantLatest(), wantHistory()
-	var gotL []change
-	var gotH []version
-	for {
-		gotL, gotH = latestRows(ctx, t, latest), historyRows(ctx, t, history)
-		if slices.Equal(gotL, wantL) && sameVersions(gotH, wantH) {
-			break
-		}
-		r, err := cl.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
-		if ctx.Err() != nil || err != nil || r.GetRun().GetState() != execv1.RunState_RUN_STATE_RUNNING {
-			var errs []string
-			for _, n := range r.GetRun().GetNodes() {
-				errs = append(errs, fmt.Sprintf("%s %v: %s", n.GetName(), n.GetState(), n.GetError().GetMessage()))
-			}
-			t.Fatalf("run %v (%v): %s\nSCD1 table %v, want %v\nSCD2 history %v, want %v",
-				r.GetRun().GetState(), err, strings.Join(errs, "\n"), gotL, wantL, gotH, wantH)
-		}
-		time.Sleep(2 * time.Second)
-	}
+	awaitCDCTables(ctx, t, cl, runID, project)
 	stopped, err := cl.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every change is in"})
 	if err != nil {
 		t.Fatal(err)
@@ -239,9 +221,76 @@ func TestExecd_CDCAppliesOutOfOrderDuplicateAndDeletedChangesAsSCD1AndSCD2(t *te
 			t.Errorf("node %s reported %d batches with rows, want one per file, %d", node, batches[node], len(changeFiles))
 		}
 	}
-	// Settled, and nothing applied twice: the tables are unchanged after the stop.
-	if got := historyRows(ctx, t, history); !sameVersions(got, wantH) {
-		t.Errorf("after the stop the SCD2 history is %v, want %v", got, wantH)
+	// The stop leaves the history as it was.
+	if got, want := historyRows(ctx, t, filepath.Join(project, "output", "customers_history")), wantHistory(); !sameVersions(got, want) {
+		t.Errorf("after the stop the SCD2 history is %v, want %v", got, want)
+	}
+}
+
+// awaitCDCTables waits until both tables of the project's run are the ones
+// every file's changes make, failing when the run stops running first.
+func awaitCDCTables(ctx context.Context, t *testing.T, cl execv1.ExecServiceClient, runID, project string) {
+	t.Helper()
+	latest, history := filepath.Join(project, "output", "customers_latest"), filepath.Join(project, "output", "customers_history")
+	wantL, wantH := wantLatest(), wantHistory()
+	for {
+		gotL, gotH := latestRows(ctx, t, latest), historyRows(ctx, t, history)
+		if slices.Equal(gotL, wantL) && sameVersions(gotH, wantH) {
+			return
+		}
+		r, err := cl.GetRun(ctx, &execv1.GetRunRequest{RunId: runID})
+		if ctx.Err() != nil || err != nil || r.GetRun().GetState() != execv1.RunState_RUN_STATE_RUNNING {
+			var errs []string
+			for _, n := range r.GetRun().GetNodes() {
+				errs = append(errs, fmt.Sprintf("%s %v: %s", n.GetName(), n.GetState(), n.GetError().GetMessage()))
+			}
+			t.Fatalf("run %v (%v): %s\nSCD1 table %v, want %v\nSCD2 history %v, want %v",
+				r.GetRun().GetState(), err, strings.Join(errs, "\n"), gotL, wantL, gotH, wantH)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// execd is killed with SIGKILL after the first batch, its session (and the
+// queries) gone; RepairRun starts the queries again from their checkpoints,
+// replaying a batch cut short, and the tables end exactly as without the kill.
+func TestExecd_CDCKilledMidStreamAndRepairedEndsWithTheSameTables(t *testing.T) {
+	clusterParallel(t)
+	py, err := sparktest.Python()
+	if err != nil {
+		t.Skip(err)
+	}
+	project, state := copyProject(t, "cdcproj"), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(project, "data", "changes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 8*time.Minute)
+	d := startDaemon(t, project, state, "--python", py, "--workers", "1")
+	cl := d.client(t)
+	runID := startRun(ctx, t, cl, &execv1.ExecutePipelineRequest{Pipeline: "customer_changes"})
+	dropChanges(t, project, 0)
+	dropChanges(t, project, 1)
+	watchUntil(ctx, t, cl, runID, 0, "the first batch", func(ev *execv1.RunEvent) bool { return ev.GetNodeProgress().GetInputRows() > 0 })
+	d.Kill()
+	session, user := sessionOf(t, state, runID)
+	if err := sparkconnect.ReleaseAbandoned(ctx, sparktest.Remote(t), session, user); err != nil {
+		t.Fatal(err)
+	}
+
+	d2 := startDaemon(t, project, state, "--python", py, "--workers", "1")
+	cl2 := d2.client(t)
+	if _, err := cl2.RepairRun(ctx, &execv1.RepairRunRequest{RunId: runID, RequestId: "cdc-1"}); err != nil {
+		t.Fatalf("repair: %v\n%s", err, d2.Logs())
+	}
+	dropChanges(t, project, 2)
+	dropChanges(t, project, 3)
+	awaitCDCTables(ctx, t, cl2, runID, project)
+	stopped, err := cl2.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every change is in"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := stopped.GetRun(); r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("stopped repaired run %v (%s), want SUCCEEDED", r.GetState(), r.GetMessage())
 	}
 }
 
