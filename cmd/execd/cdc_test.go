@@ -294,9 +294,10 @@ func TestExecd_CDCKilledMidStreamAndRepairedEndsWithTheSameTables(t *testing.T) 
 	}
 }
 
-// ValidatePipeline analyses a cdc's columns over a streaming SQL node's
-// result: a key the query does not select is named at its field.
-func TestExecd_ValidateNamesACDCKeyTheNodesResultLacks(t *testing.T) {
+// ValidatePipeline analyses a cdc's columns and delete condition over a
+// streaming SQL node's result: a key or sequence column the query does not
+// select, and a condition that is not a boolean, are named at their fields.
+func TestExecd_ValidateNamesCDCColumnsTheNodesResultLacksAndANonBooleanDeleteCondition(t *testing.T) {
 	py, err := sparktest.Python()
 	if err != nil {
 		t.Skip(err)
@@ -310,7 +311,8 @@ func TestExecd_ValidateNamesACDCKeyTheNodesResultLacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg = []byte(strings.Replace(string(cfg), "cdc: {keys: [id], sequence_by: seq", "cdc: {keys: [customer_id], sequence_by: version", 1))
+	cfg = []byte(strings.Replace(string(cfg), `cdc: {keys: [id], sequence_by: seq, apply_as_deletes: "op = 'D'"`,
+		`cdc: {keys: [customer_id], sequence_by: version, apply_as_deletes: "op"`, 1))
 	if err := os.WriteFile(nodes, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -318,8 +320,9 @@ func TestExecd_ValidateNamesACDCKeyTheNodesResultLacks(t *testing.T) {
 	_, err = d.client(t).ValidatePipeline(testCtx(t, 2*time.Minute), &execv1.ValidatePipelineRequest{Pipeline: "customer_changes"})
 	br := badRequest(t, err)
 	want := map[string]string{
-		"nodes.customers_latest.output.cdc.keys[0]":     `cdc key "customer_id" is not a column of node "customers_latest"'s result`,
-		"nodes.customers_latest.output.cdc.sequence_by": `cdc sequence_by column "version" is not a column`,
+		"nodes.customers_latest.output.cdc.keys[0]":          `cdc key "customer_id" is not a column of node "customers_latest"'s result`,
+		"nodes.customers_latest.output.cdc.sequence_by":      `cdc sequence_by column "version" is not a column`,
+		"nodes.customers_latest.output.cdc.apply_as_deletes": `not a boolean; write a condition such as "op = 'D'"`,
 	}
 	var found []string
 	for _, v := range br.GetFieldViolations() {
