@@ -148,6 +148,12 @@ func (w *worker) pickleBatchFunction(ctx context.Context, fn pycall.Function, al
 	if q := fn.Split; q != nil {
 		req.QuarantineSplit = &execv1.QuarantineSplit{Keep: q.Keep, Sink: batchWrite(q.Sink), Quarantine: batchWrite(q.Quarantine)}
 	}
+	if c := fn.CDC; c != nil {
+		req.Cdc = &execv1.ChangeCapture{
+			Target: c.Table, Keys: c.Keys, SequenceBy: c.SequenceBy, ApplyAsDeletes: c.ApplyAsDeletes,
+			ExceptColumns: c.ExceptColumns, ScdType: int32(c.SCDType),
+		}
+	}
 	resp, err := w.client.PickleBatchFunction(ctx, req)
 	if err != nil {
 		return pycall.PickledFunction{}, err

@@ -352,6 +352,8 @@ func (r *resolver) checkStreamQuarantine(i int32) {
 	switch {
 	case sink.BatchFunction != nil:
 		r.add(f, problem.CodeIncompatible, "node %s writes with its own foreachBatch function, which gets only the rows its expectations keep; write the others from a node of their own, or drop the quarantine", q(n.Name))
+	case sink.CDC != nil:
+		r.add(f, problem.CodeIncompatible, "node %s's sink applies changes (cdc), and a quarantine is appended beside a plain sink; leave the changes that break its expectations to a node of their own, or drop the quarantine", q(n.Name))
 	case sink.Path == "":
 		r.add(f, problem.CodeIncompatible, "node %s: a streaming node's quarantine is written beside a sink with a path (delta, parquet, json, csv); its %s sink has none", q(n.Name), sink.Format)
 	case n.Stream.OutputMode != "" && !strings.EqualFold(n.Stream.OutputMode, "append"):

@@ -137,6 +137,8 @@ func TestResolve_AStreamingNodesQuarantineItCannotWriteNamesTheField(t *testing.
 		{`{format: foreachBatch, batch_function: {module: m, function: f}}`, `{format: delta}`,
 			problem.CodeIncompatible, "nodes.clean.quarantine", "its own foreachBatch function"},
 		{`{format: console}`, `{format: delta}`, problem.CodeIncompatible, "nodes.clean.quarantine", "a sink with a path"},
+		{`{format: delta, filepath: clean, cdc: {keys: [value], sequence_by: timestamp}}`, `{format: delta}`,
+			problem.CodeIncompatible, "nodes.clean.quarantine", "applies changes (cdc)"},
 		{`{format: delta, filepath: clean}`, `{format: delta, write_mode: overwrite}`,
 			problem.CodeInvalidValue, "output.quarantine.sales.bad.write_mode", "set write_mode: append"},
 	} {

@@ -367,6 +367,9 @@ func (r *resolver) checkOutputEntries() {
 			if format := strings.ToLower(strings.TrimSpace(s)); format != "" && !pol.AllowsOutput(format, n.Streaming) {
 				r.outputFormatProblem(r.field(int32(i), "output")+".format", n, format)
 			}
+			if !n.Streaming {
+				r.refuseCDC(r.field(int32(i), "output"), n.InlineOutput, n.Name)
+			}
 		}
 		for j, key := range n.Outputs {
 			if j >= len(inf.outs) || !inf.outs[j].found {
@@ -390,6 +393,7 @@ func (r *resolver) checkOutputEntries() {
 			if n.Streaming {
 				continue
 			}
+			r.refuseCDC(f(), m, n.Name)
 			if v, ok := m.Get("write_mode"); ok && v != nil {
 				s, _ := v.(string)
 				mode := strings.ToLower(strings.TrimSpace(s))

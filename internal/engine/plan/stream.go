@@ -77,6 +77,8 @@ type StreamSink struct {
 	PartitionBy []string
 	// BatchFunction is a foreachBatch sink's function.
 	BatchFunction *BatchFunction
+	// CDC is a Delta sink's change data capture, nil for a plain sink.
+	CDC *ChangeCapture
 }
 
 // BatchFunction is the function a foreachBatch sink calls with each
@@ -228,12 +230,17 @@ func (r *resolver) streamSink(i int32) StreamSink {
 		o := n.OutputSpecs[0]
 		sink := StreamSink{Key: o.Key, Format: o.Format, Path: o.Path, Options: o.Options, PartitionBy: o.PartitionBy}
 		// The entry's own checks ran with the outputs; only the format's
-		// settings are read here.
-		if sf := sinkFormat(sink.Format); sf != nil && sf.read != nil && len(n.Outputs) > 0 {
-			entry, _ := r.outputEntry(n.Outputs[0], n.OutputKeys[0])
-			if m, ok := entry.(*config.Map); ok {
-				sf.read(r, "output."+n.Outputs[0], m, &sink)
+		// settings and cdc are read here.
+		if len(n.Outputs) == 0 {
+			return sink
+		}
+		entry, _ := r.outputEntry(n.Outputs[0], n.OutputKeys[0])
+		if m, ok := entry.(*config.Map); ok {
+			f := "output." + n.Outputs[0]
+			if sf := sinkFormat(sink.Format); sf != nil && sf.read != nil {
+				sf.read(r, f, m, &sink)
 			}
+			r.readCDC(f, m, &sink)
 		}
 		return sink
 	}
@@ -259,6 +266,7 @@ func (r *resolver) streamSink(i int32) StreamSink {
 			sf.check(r, f, sink)
 		}
 	}
+	r.readCDC(f, m, &sink)
 	return sink
 }
 

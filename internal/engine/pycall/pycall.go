@@ -9,6 +9,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
 )
 
@@ -94,6 +95,9 @@ type Function struct {
 	// Split, set for PickleBatchFunction only, asks for the worker's own
 	// foreachBatch function instead of Module.Function: see QuarantineSplit.
 	Split *QuarantineSplit
+	// CDC, for a foreachBatch function, makes it tauro_exec's own change
+	// data capture for these settings instead of Module.Function.
+	CDC *plan.ChangeCapture
 }
 
 // QuarantineSplit is the foreachBatch sink of a streaming node with a

@@ -110,7 +110,42 @@ func (r *runExec) checkStream(ctx context.Context, s *sparkconnect.Session, n *p
 		probs.Add(fmt.Sprintf("nodes.%s.sql", n.Name), problem.CodeInvalidSQL, "Spark cannot analyse streaming node %q's query: %s", n.Name, sparkMessage(err))
 		return probs
 	}
-	return checkExpectations(ctx, s, n, n.Name+"__stream")
+	probs = append(probs, checkExpectations(ctx, s, n, n.Name+"__stream")...)
+	return append(probs, checkChangeCapture(ctx, s, n, n.Name+"__stream")...)
+}
+
+// checkChangeCapture has Spark analyse the columns and the delete
+// condition of n's cdc over its result view: a column the result lacks is
+// reported at the field naming it.
+func checkChangeCapture(ctx context.Context, s *sparkconnect.Session, n *plan.Node, view string) problem.List {
+	c := n.Stream.Sink.CDC
+	if c == nil {
+		return nil
+	}
+	var probs problem.List
+	column := func(field, col, role string) {
+		if _, err := s.ExpressionType(ctx, view, quoteColumn(col)); err != nil {
+			probs.Add(field, problem.CodeInvalidSQL, "cdc %s %q is not a column of node %q's result (%s); name one of the columns its query selects",
+				role, col, n.Name, sparkMessage(err))
+		}
+	}
+	for i, k := range c.Keys {
+		column(fmt.Sprintf("%s.keys[%d]", c.Field, i), k, "key")
+	}
+	column(c.Field+".sequence_by", c.SequenceBy, "sequence_by column")
+	for i, x := range c.ExceptColumns {
+		column(fmt.Sprintf("%s.except_columns[%d]", c.Field, i), x, "except_columns entry")
+	}
+	if c.ApplyAsDeletes == "" {
+		return probs
+	}
+	switch typ, err := s.ExpressionType(ctx, view, c.ApplyAsDeletes); {
+	case err != nil:
+		probs.Add(c.Field+".apply_as_deletes", problem.CodeInvalidSQL, "cdc apply_as_deletes of node %q: Spark cannot analyse it over the node's result: %s", n.Name, sparkMessage(err))
+	case !sparkconnect.IsBoolean(typ):
+		probs.Add(c.Field+".apply_as_deletes", problem.CodeInvalidSQL, "cdc apply_as_deletes %q of node %q is a %s, not a boolean; write a condition such as \"op = 'D'\"", c.ApplyAsDeletes, n.Name, typ)
+	}
+	return probs
 }
 
 func sparkMessage(err error) string {

@@ -110,6 +110,9 @@ func (r *runExec) runStream(ctx context.Context, s *sparkconnect.Session, n *pla
 	if start.ForeachBatch, err = r.batchFunction(ctx, n); err != nil {
 		return err
 	}
+	if start.ForeachBatch != nil {
+		start.Path, start.Table = "", "" // the function writes the sink itself
+	}
 	return r.followStream(ctx, n, r.streamOptions(n, emit, r.rc.Pipeline.StreamTimeout), func(opt StreamOptions) error {
 		return r.b.streams.Run(ctx, s, start, opt)
 	})
@@ -207,25 +210,19 @@ func (r *runExec) streamView(ctx context.Context, s *sparkconnect.Session, n *pl
 		Message: fmt.Sprintf("streaming node %q is a %s node, which this execd cannot run", n.Name, n.Kind)}}
 }
 
-// batchFunction is the query's foreachBatch function pickled by the
-// project's Python worker: the sink's batch_function, or for a node with a
-// quarantine the worker's split (see quarantineSplit); nil for other sinks.
-// A function the worker refuses fails the node for good: it would be
-// refused again until the code changes.
+// batchFunction is the function a streaming node's sink calls with each
+// micro-batch, pickled by the project's Python worker (see sinkFunction);
+// nil for sinks Spark writes itself. A function the worker refuses fails
+// the node for good: it would be refused again until the code changes.
 func (r *runExec) batchFunction(ctx context.Context, n *plan.Node) (*sparkconnect.PythonFunction, error) {
-	fn, what := pycall.Function{Node: n.Name, BatchFunction: true}, ""
-	switch bf := n.Stream.Sink.BatchFunction; {
-	case n.Quarantine != nil:
-		fn.Split, what = r.quarantineSplit(n), "the split of its sink and quarantine"
-	case bf != nil:
-		fn.Module, fn.Function, what = bf.Module, bf.Function, fmt.Sprintf("%s (%s.%s)", bf.Field, bf.Module, bf.Function)
-	default:
+	fn, what, ok := r.sinkFunction(n)
+	if !ok {
 		return nil, nil
 	}
 	py := r.b.pythonFor(r.rc.Pipeline.Project)
 	if py == nil {
 		return nil, &retry.Failure{Err: run.Error{Type: "UnsupportedNode",
-			Message: fmt.Sprintf("streaming node %q: %s runs as a foreachBatch function, which needs this project's Python workers, and this execd runs none for it", n.Name, what)}}
+			Message: fmt.Sprintf("streaming node %q writes with %s, a function run per micro-batch, which needs this project's Python workers, and this execd runs none for it", n.Name, what)}}
 	}
 	pickled, err := py.PickleBatchFunction(ctx, fn, r.rc.Pipeline.Settings.AllowedModulePrefixes)
 	if err != nil {
@@ -262,6 +259,27 @@ func (r *runExec) quarantineSplit(n *plan.Node) *pycall.QuarantineSplit {
 		Sink:       pycall.BatchWrite{Format: sink.Format, Path: sink.Path, Options: sink.Options, PartitionBy: sink.PartitionBy, TxnAppID: app},
 		Quarantine: pycall.BatchWrite{Format: q.Format, Path: q.Path, Options: q.Options, PartitionBy: q.PartitionBy, TxnAppID: app},
 	}
+}
+
+// sinkFunction is the function n's sink calls per micro-batch and what it
+// is, for messages: the worker's split for a node with a quarantine, the
+// sink's batch_function, or execd's change data capture of a Delta sink
+// with cdc; false when Spark writes the sink itself.
+func (r *runExec) sinkFunction(n *plan.Node) (pycall.Function, string, bool) {
+	fn := pycall.Function{Node: n.Name, BatchFunction: true}
+	switch sink := n.Stream.Sink; {
+	case n.Quarantine != nil:
+		fn.Split = r.quarantineSplit(n)
+		return fn, "the split of its sink and quarantine", true
+	case sink.BatchFunction != nil:
+		bf := sink.BatchFunction
+		fn.Module, fn.Function = bf.Module, bf.Function
+		return fn, fmt.Sprintf("%s (%s.%s)", bf.Field, bf.Module, bf.Function), true
+	case sink.CDC != nil:
+		fn.CDC = sink.CDC
+		return fn, sink.CDC.Field, true
+	}
+	return pycall.Function{}, "", false
 }
 
 // Abandon implements engine.Abandoner: it stops a streaming query a killed

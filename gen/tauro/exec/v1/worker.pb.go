@@ -1061,8 +1061,12 @@ type PickleBatchFunctionRequest struct {
 	// worker's own, which writes each micro-batch's kept rows to the node's
 	// sink and the rest to its quarantine.
 	QuarantineSplit *QuarantineSplit `protobuf:"bytes,5,opt,name=quarantine_split,json=quarantineSplit,proto3" json:"quarantine_split,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, the function is execd's change data capture into Delta for
+	// the node's sink (tauro_exec.worker.cdc), given these settings; module
+	// and function are then empty.
+	Cdc           *ChangeCapture `protobuf:"bytes,6,opt,name=cdc,proto3" json:"cdc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PickleBatchFunctionRequest) Reset() {
@@ -1126,6 +1130,13 @@ func (x *PickleBatchFunctionRequest) GetAllowedModulePrefixes() []string {
 func (x *PickleBatchFunctionRequest) GetQuarantineSplit() *QuarantineSplit {
 	if x != nil {
 		return x.QuarantineSplit
+	}
+	return nil
+}
+
+func (x *PickleBatchFunctionRequest) GetCdc() *ChangeCapture {
+	if x != nil {
+		return x.Cdc
 	}
 	return nil
 }
@@ -1274,6 +1285,95 @@ func (x *BatchWrite) GetTxnAppId() string {
 	return ""
 }
 
+// ChangeCapture is a streaming sink's cdc settings, as execd's plan resolved
+// them: the changes are MERGEd into the Delta table at target.
+type ChangeCapture struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Delta table's path.
+	Target     string   `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Keys       []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	SequenceBy string   `protobuf:"bytes,3,opt,name=sequence_by,json=sequenceBy,proto3" json:"sequence_by,omitempty"`
+	// A SQL condition over a change marking it a delete; empty when none is.
+	ApplyAsDeletes string   `protobuf:"bytes,4,opt,name=apply_as_deletes,json=applyAsDeletes,proto3" json:"apply_as_deletes,omitempty"`
+	ExceptColumns  []string `protobuf:"bytes,5,rep,name=except_columns,json=exceptColumns,proto3" json:"except_columns,omitempty"`
+	// 1: the latest row per key; 2: history with validity columns.
+	ScdType       int32 `protobuf:"varint,6,opt,name=scd_type,json=scdType,proto3" json:"scd_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeCapture) Reset() {
+	*x = ChangeCapture{}
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeCapture) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeCapture) ProtoMessage() {}
+
+func (x *ChangeCapture) ProtoReflect() protoreflect.Message {
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeCapture.ProtoReflect.Descriptor instead.
+func (*ChangeCapture) Descriptor() ([]byte, []int) {
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ChangeCapture) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ChangeCapture) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ChangeCapture) GetSequenceBy() string {
+	if x != nil {
+		return x.SequenceBy
+	}
+	return ""
+}
+
+func (x *ChangeCapture) GetApplyAsDeletes() string {
+	if x != nil {
+		return x.ApplyAsDeletes
+	}
+	return ""
+}
+
+func (x *ChangeCapture) GetExceptColumns() []string {
+	if x != nil {
+		return x.ExceptColumns
+	}
+	return nil
+}
+
+func (x *ChangeCapture) GetScdType() int32 {
+	if x != nil {
+		return x.ScdType
+	}
+	return 0
+}
+
 // PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
 // function: the function's module (and its package) pickled by value, so the
 // server's Python workers need not have the project on their path.
@@ -1288,7 +1388,7 @@ type PickleBatchFunctionResponse struct {
 
 func (x *PickleBatchFunctionResponse) Reset() {
 	*x = PickleBatchFunctionResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1400,7 @@ func (x *PickleBatchFunctionResponse) String() string {
 func (*PickleBatchFunctionResponse) ProtoMessage() {}
 
 func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1413,7 @@ func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickleBatchFunctionResponse.ProtoReflect.Descriptor instead.
 func (*PickleBatchFunctionResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PickleBatchFunctionResponse) GetCommand() []byte {
@@ -1347,7 +1447,7 @@ type SuggestRequest struct {
 
 func (x *SuggestRequest) Reset() {
 	*x = SuggestRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1459,7 @@ func (x *SuggestRequest) String() string {
 func (*SuggestRequest) ProtoMessage() {}
 
 func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1472,7 @@ func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
 func (*SuggestRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SuggestRequest) GetSpace() []*SearchDimension {
@@ -1438,7 +1538,7 @@ type TrialObservation struct {
 
 func (x *TrialObservation) Reset() {
 	*x = TrialObservation{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1550,7 @@ func (x *TrialObservation) String() string {
 func (*TrialObservation) ProtoMessage() {}
 
 func (x *TrialObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1563,7 @@ func (x *TrialObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
 func (*TrialObservation) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TrialObservation) GetParamsJson() string {
@@ -1497,7 +1597,7 @@ type SuggestResponse struct {
 
 func (x *SuggestResponse) Reset() {
 	*x = SuggestResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1609,7 @@ func (x *SuggestResponse) String() string {
 func (*SuggestResponse) ProtoMessage() {}
 
 func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1622,7 @@ func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
 func (*SuggestResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SuggestResponse) GetParamsJson() string {
@@ -1616,13 +1716,14 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x0fFunctionProblem\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
-	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\xe7\x01\n" +
+	"\x0ebatch_function\x18\x03 \x01(\bR\rbatchFunction\"\x97\x02\n" +
 	"\x1aPickleBatchFunctionRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x126\n" +
 	"\x17allowed_module_prefixes\x18\x04 \x03(\tR\x15allowedModulePrefixes\x12I\n" +
-	"\x10quarantine_split\x18\x05 \x01(\v2\x1e.tauro.exec.v1.QuarantineSplitR\x0fquarantineSplit\"\x8f\x01\n" +
+	"\x10quarantine_split\x18\x05 \x01(\v2\x1e.tauro.exec.v1.QuarantineSplitR\x0fquarantineSplit\x12.\n" +
+	"\x03cdc\x18\x06 \x01(\v2\x1c.tauro.exec.v1.ChangeCaptureR\x03cdc\"\x8f\x01\n" +
 	"\x0fQuarantineSplit\x12\x12\n" +
 	"\x04keep\x18\x01 \x01(\tR\x04keep\x12-\n" +
 	"\x04sink\x18\x02 \x01(\v2\x19.tauro.exec.v1.BatchWriteR\x04sink\x129\n" +
@@ -1639,7 +1740,15 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"txn_app_id\x18\x05 \x01(\tR\btxnAppId\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x01\n" +
+	"\rChangeCapture\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x1f\n" +
+	"\vsequence_by\x18\x03 \x01(\tR\n" +
+	"sequenceBy\x12(\n" +
+	"\x10apply_as_deletes\x18\x04 \x01(\tR\x0eapplyAsDeletes\x12%\n" +
+	"\x0eexcept_columns\x18\x05 \x03(\tR\rexceptColumns\x12\x19\n" +
+	"\bscd_type\x18\x06 \x01(\x05R\ascdType\"V\n" +
 	"\x1bPickleBatchFunctionResponse\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\x12\x1d\n" +
 	"\n" +
@@ -1678,7 +1787,7 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*RunNodeRequest)(nil),              // 0: tauro.exec.v1.RunNodeRequest
 	(*NodeContext)(nil),                 // 1: tauro.exec.v1.NodeContext
@@ -1696,19 +1805,20 @@ var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*PickleBatchFunctionRequest)(nil),  // 13: tauro.exec.v1.PickleBatchFunctionRequest
 	(*QuarantineSplit)(nil),             // 14: tauro.exec.v1.QuarantineSplit
 	(*BatchWrite)(nil),                  // 15: tauro.exec.v1.BatchWrite
-	(*PickleBatchFunctionResponse)(nil), // 16: tauro.exec.v1.PickleBatchFunctionResponse
-	(*SuggestRequest)(nil),              // 17: tauro.exec.v1.SuggestRequest
-	(*TrialObservation)(nil),            // 18: tauro.exec.v1.TrialObservation
-	(*SuggestResponse)(nil),             // 19: tauro.exec.v1.SuggestResponse
-	nil,                                 // 20: tauro.exec.v1.RunNodeRequest.SparkConfEntry
-	nil,                                 // 21: tauro.exec.v1.BatchWrite.OptionsEntry
-	(*SearchDimension)(nil),             // 22: tauro.exec.v1.SearchDimension
-	(Direction)(0),                      // 23: tauro.exec.v1.Direction
-	(Sampler)(0),                        // 24: tauro.exec.v1.Sampler
-	(TrialState)(0),                     // 25: tauro.exec.v1.TrialState
+	(*ChangeCapture)(nil),               // 16: tauro.exec.v1.ChangeCapture
+	(*PickleBatchFunctionResponse)(nil), // 17: tauro.exec.v1.PickleBatchFunctionResponse
+	(*SuggestRequest)(nil),              // 18: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),            // 19: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),             // 20: tauro.exec.v1.SuggestResponse
+	nil,                                 // 21: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	nil,                                 // 22: tauro.exec.v1.BatchWrite.OptionsEntry
+	(*SearchDimension)(nil),             // 23: tauro.exec.v1.SearchDimension
+	(Direction)(0),                      // 24: tauro.exec.v1.Direction
+	(Sampler)(0),                        // 25: tauro.exec.v1.Sampler
+	(TrialState)(0),                     // 26: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	20, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	21, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
 	2,  // 2: tauro.exec.v1.NodeContext.mlflow:type_name -> tauro.exec.v1.MlflowContext
 	4,  // 3: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
@@ -1719,27 +1829,28 @@ var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
 	10, // 8: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
 	12, // 9: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
 	14, // 10: tauro.exec.v1.PickleBatchFunctionRequest.quarantine_split:type_name -> tauro.exec.v1.QuarantineSplit
-	15, // 11: tauro.exec.v1.QuarantineSplit.sink:type_name -> tauro.exec.v1.BatchWrite
-	15, // 12: tauro.exec.v1.QuarantineSplit.quarantine:type_name -> tauro.exec.v1.BatchWrite
-	21, // 13: tauro.exec.v1.BatchWrite.options:type_name -> tauro.exec.v1.BatchWrite.OptionsEntry
-	22, // 14: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	18, // 15: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
-	23, // 16: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
-	24, // 17: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	25, // 18: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
-	0,  // 19: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
-	9,  // 20: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	13, // 21: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
-	17, // 22: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
-	3,  // 23: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	11, // 24: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	16, // 25: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
-	19, // 26: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 11: tauro.exec.v1.PickleBatchFunctionRequest.cdc:type_name -> tauro.exec.v1.ChangeCapture
+	15, // 12: tauro.exec.v1.QuarantineSplit.sink:type_name -> tauro.exec.v1.BatchWrite
+	15, // 13: tauro.exec.v1.QuarantineSplit.quarantine:type_name -> tauro.exec.v1.BatchWrite
+	22, // 14: tauro.exec.v1.BatchWrite.options:type_name -> tauro.exec.v1.BatchWrite.OptionsEntry
+	23, // 15: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	19, // 16: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	24, // 17: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	25, // 18: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	26, // 19: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	0,  // 20: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
+	9,  // 21: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
+	13, // 22: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
+	18, // 23: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	3,  // 24: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	11, // 25: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	17, // 26: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
+	20, // 27: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	24, // [24:28] is the sub-list for method output_type
+	20, // [20:24] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_worker_proto_init() }
@@ -1760,7 +1871,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -19,10 +20,14 @@ from typing import Any
 from pyspark import cloudpickle
 from pyspark.serializers import CloudPickleSerializer
 
+from tauro_exec.worker import cdc
+from tauro_exec.worker.cdc import ChangeSpec, change_capture
+
 # pyspark's cloudpickle is untyped; these are the calls made of it, typed.
 _registered: Callable[[], list[str]] = cloudpickle.list_registry_pickle_by_value
 _by_value: Callable[[ModuleType], None] = cloudpickle.register_pickle_by_value
 _by_reference: Callable[[ModuleType], None] = cloudpickle.unregister_pickle_by_value
+_registry_lock = threading.Lock()
 
 
 def batch_call_problem(fn: Callable[..., Any]) -> str | None:
@@ -49,15 +54,29 @@ def python_ver() -> str:
 
 def pickle_batch_function(fn: Callable[..., Any]) -> bytes:
     """fn as Spark Connect's foreachBatch takes it, its top-level package pickled by value."""
-    top = sys.modules.get(fn.__module__.split(".")[0])
-    # Registering is process-wide: undo it unless the package was registered
-    # before, so nothing else this worker pickles changes.
-    registered = top is not None and top.__name__ in _registered()
-    if top is not None and not registered:
-        _by_value(top)
-    try:
-        dumps: Callable[[object], bytes] = CloudPickleSerializer().dumps
-        return dumps(fn)
-    finally:
-        if top is not None and not registered:
-            _by_reference(top)
+    return pickle_by_value(fn, sys.modules.get(fn.__module__.split(".")[0]))
+
+
+def pickle_change_capture(spec: ChangeSpec) -> bytes:
+    """The change data capture function for spec, as foreachBatch takes it.
+    Only the cdc module travels by value: the server's workers need not have
+    tauro_exec installed."""
+    return pickle_by_value(change_capture(spec), cdc)
+
+
+def pickle_by_value(fn: Callable[..., Any], module: ModuleType | None) -> bytes:
+    """fn pickled with module (and what is below it) by value."""
+    # Registering is process-wide: undo it unless the module was registered
+    # before, so nothing else this worker pickles changes. The lock keeps a
+    # concurrent call (the nodes of one run ask at once) from undoing it
+    # under this one, which would pickle fn by reference.
+    with _registry_lock:
+        registered = module is not None and module.__name__ in _registered()
+        if module is not None and not registered:
+            _by_value(module)
+        try:
+            dumps: Callable[[object], bytes] = CloudPickleSerializer().dumps
+            return dumps(fn)
+        finally:
+            if module is not None and not registered:
+                _by_reference(module)

@@ -21,7 +21,8 @@ from pyspark.sql.connect.session import SparkSession
 from tauro_exec._proto.tauro.exec.v1 import worker_pb2 as pb
 from tauro_exec._proto.tauro.exec.v1 import worker_pb2_grpc as pb_grpc
 from tauro_exec.ml import ExecutionMetadata, MLContext, Retryable
-from tauro_exec.worker.batchfn import pickle_batch_function, python_ver
+from tauro_exec.worker.batchfn import pickle_batch_function, pickle_change_capture, python_ver
+from tauro_exec.worker.cdc import ChangeSpec
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
@@ -76,6 +77,9 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         if request.HasField("quarantine_split"):
             fn = _quarantine_split(request.quarantine_split)
             return pb.PickleBatchFunctionResponse(command=pickle_batch_function(fn), python_ver=python_ver())
+        if request.HasField("cdc"):  # execd's own function, not the project's
+            command = pickle_change_capture(_change_spec(request.cdc))
+            return pb.PickleBatchFunctionResponse(command=command, python_ver=python_ver())
         prefixes = self._functions.prefixes(request.allowed_module_prefixes)
         msg = self._functions.problem(request.module, request.function, 0, True, prefixes, batch=True)
         if msg:
@@ -218,6 +222,17 @@ def _user_traceback(e: BaseException) -> str:
     ]
     te.stack = traceback.StackSummary.from_list(frames)
     return "".join(te.format())
+
+
+def _change_spec(c: pb.ChangeCapture) -> ChangeSpec:
+    return ChangeSpec(
+        target=c.target,
+        keys=tuple(c.keys),
+        sequence_by=c.sequence_by,
+        apply_as_deletes=c.apply_as_deletes,
+        except_columns=tuple(c.except_columns),
+        scd_type=c.scd_type,
+    )
 
 
 def _quote(name: str) -> str:

@@ -528,6 +528,7 @@ class PickleBatchFunctionRequest(_message.Message):
     FUNCTION_FIELD_NUMBER: _builtins.int
     ALLOWED_MODULE_PREFIXES_FIELD_NUMBER: _builtins.int
     QUARANTINE_SPLIT_FIELD_NUMBER: _builtins.int
+    CDC_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     """Node name, for messages."""
     module: _builtins.str
@@ -541,6 +542,13 @@ class PickleBatchFunctionRequest(_message.Message):
         sink and the rest to its quarantine.
         """
 
+    @_builtins.property
+    def cdc(self) -> Global___ChangeCapture:
+        """When set, the function is execd's change data capture into Delta for
+        the node's sink (tauro_exec.worker.cdc), given these settings; module
+        and function are then empty.
+        """
+
     def __init__(
         self,
         *,
@@ -549,10 +557,11 @@ class PickleBatchFunctionRequest(_message.Message):
         function: _builtins.str = ...,
         allowed_module_prefixes: _abc.Iterable[_builtins.str] | None = ...,
         quarantine_split: Global___QuarantineSplit | None = ...,
+        cdc: Global___ChangeCapture | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["quarantine_split", b"quarantine_split"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cdc", b"cdc", "quarantine_split", b"quarantine_split"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "function", b"function", "module", b"module", "node", b"node", "quarantine_split", b"quarantine_split"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "cdc", b"cdc", "function", b"function", "module", b"module", "node", b"node", "quarantine_split", b"quarantine_split"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -650,6 +659,49 @@ class BatchWrite(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchWrite: _TypeAlias = BatchWrite  # noqa: Y015
+
+@_typing.final
+class ChangeCapture(_message.Message):
+    """ChangeCapture is a streaming sink's cdc settings, as execd's plan resolved
+    them: the changes are MERGEd into the Delta table at target.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    SEQUENCE_BY_FIELD_NUMBER: _builtins.int
+    APPLY_AS_DELETES_FIELD_NUMBER: _builtins.int
+    EXCEPT_COLUMNS_FIELD_NUMBER: _builtins.int
+    SCD_TYPE_FIELD_NUMBER: _builtins.int
+    target: _builtins.str
+    """The Delta table's path."""
+    sequence_by: _builtins.str
+    apply_as_deletes: _builtins.str
+    """A SQL condition over a change marking it a delete; empty when none is."""
+    scd_type: _builtins.int
+    """1: the latest row per key; 2: history with validity columns."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def except_columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        target: _builtins.str = ...,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
+        sequence_by: _builtins.str = ...,
+        apply_as_deletes: _builtins.str = ...,
+        except_columns: _abc.Iterable[_builtins.str] | None = ...,
+        scd_type: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apply_as_deletes", b"apply_as_deletes", "except_columns", b"except_columns", "keys", b"keys", "scd_type", b"scd_type", "sequence_by", b"sequence_by", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeCapture: _TypeAlias = ChangeCapture  # noqa: Y015
 
 @_typing.final
 class PickleBatchFunctionResponse(_message.Message):
