@@ -25,6 +25,7 @@ from tauro_exec.worker.batchfn import pickle_batch_function, python_ver
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
+from tauro_exec.worker.profile import Calls, Profile
 from tauro_exec.worker.session import WarmSession, connection_lost, make_active
 from tauro_exec.worker.tauro_mlops import MLOpsIntegration
 from tauro_exec.worker.tracking import MlflowTarget, Registry, Tracker, metric_sink
@@ -43,9 +44,13 @@ class ResultError(Exception):
 class NodeWorker(pb_grpc.WorkerServiceServicer):
     """Calls node functions, one at a time, in one warm Spark Connect session."""
 
-    def __init__(self, roots: Sequence[Path], prefixes: Sequence[str], spark_remote: str, control: Control) -> None:
+    def __init__(
+        self, roots: Sequence[Path], prefixes: Sequence[str], spark_remote: str, control: Control, profile: bool = False
+    ) -> None:
         self._functions = Loader(roots, prefixes)
-        self._session = WarmSession(spark_remote, control)
+        # Profiling counts the session's requests; without it nothing is counted.
+        self._calls = Calls() if profile else None
+        self._session = WarmSession(spark_remote, control, self._calls)
         self._control = control
         self._node_lock = threading.Lock()
         # The hyperparameter conf the last node set, and on which session:
@@ -137,14 +142,17 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         for o in outputs:
             o.attach_node(events)
         spark: SparkSession | None = None
+        profile = Profile(self._calls)
         try:
             prefixes = self._functions.prefixes(request.allowed_module_prefixes)
             fn = self._functions.load(request.module, request.function, prefixes)
             form = call_form(fn, len(request.input_views), request.streaming)
+            profile.phase("load")
             spark = self._session.get(request.spark_remote)
             make_active(spark)
             spark.addTag(tag)
             self._set_conf(spark, dict(request.spark_conf))
+            profile.phase("session")
             dfs = [spark.table(v) for v in request.input_views]
             args, kwargs = call_arguments(
                 form,
@@ -157,14 +165,20 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             if accepts_ml_context(fn):
                 kwargs["ml_context"] = _ml_context(request, spark, events)
             result = fn(*args, **kwargs)
+            profile.phase("call")
             df = _as_dataframe(spark, result, request.node)
             df.createOrReplaceGlobalTempView(request.result_view)
             fields = [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in df.schema.fields]
-            events.put(pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields)))
+            profile.phase("result")
+            end = pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields))
         except BaseException as e:  # SystemExit from a node must not stop the worker
             if connection_lost(e):
                 self._session.drop(spark)
-            events.put(error_response(e))
+            end = error_response(e)
+        try:
+            for m in profile.metrics():
+                events.put(pb.RunNodeResponse(metric=m))
+            events.put(end)
         finally:
             for o in outputs:
                 o.detach_node()
