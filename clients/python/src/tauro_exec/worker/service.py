@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             result = fn(*args, **kwargs)
             profile.phase("call")
             df = _as_dataframe(spark, result, request.node)
-            df.createOrReplaceGlobalTempView(request.result_view)
-            fields = [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in df.schema.fields]
+            fields = _publish(spark, df, request.result_view, request.node, tag)
             profile.phase("result")
             end = pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields))
         except BaseException as e:  # SystemExit from a node must not stop the worker
@@ -270,8 +270,38 @@ def _ml_context(request: pb.RunNodeRequest, spark: SparkSession, events: NodeEve
     )
 
 
+def _publish(spark: SparkSession, df: DataFrame, view: str, node: str, tag: str) -> list[pb.WorkerField]:
+    """Leaves df in the global view execd takes it from, and returns its
+    schema, which must have columns.
+
+    The view and the schema are two requests that do not wait on each
+    other, so they are sent together: a node's result costs one round trip
+    to Spark, not two. The view carries the node's tag (tags are per
+    thread), so a cancel interrupts it. A failure reads as it did when the
+    schema came first: the schema's error wins, with the traceback it had,
+    and a result without columns leaves no view behind.
+    """
+
+    def make_view() -> None:
+        spark.addTag(tag)
+        try:
+            df.createOrReplaceGlobalTempView(view)
+        finally:
+            spark.removeTag(tag)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="result-view") as pool:  # its end waits for the view
+        made = pool.submit(make_view)
+        schema = df.schema
+    if not schema.fields:
+        if made.exception() is None:
+            spark.catalog.dropGlobalTempView(view)
+        raise ResultError(f"node {node} returned a DataFrame without columns")
+    made.result()
+    return [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in schema.fields]
+
+
 def _as_dataframe(spark: SparkSession, result: object, node: str) -> DataFrame:
-    """The node's result as a Spark DataFrame with columns; a pandas DataFrame is converted."""
+    """The node's result as a Spark DataFrame; a pandas DataFrame is converted."""
     kind = type(result)
     if isinstance(result, DataFrame):
         df = result
@@ -281,6 +311,4 @@ def _as_dataframe(spark: SparkSession, result: object, node: str) -> DataFrame:
         raise ResultError(f"node {node} returned None; a node function must return a Spark or pandas DataFrame")
     else:
         raise ResultError(f"node {node} returned a {kind.__module__}.{kind.__qualname__}; return a Spark or pandas DataFrame")
-    if not df.schema.fields:
-        raise ResultError(f"node {node} returned a DataFrame without columns")
     return df
