@@ -1,6 +1,6 @@
 """The peer benchmark: execd against the same work written by hand.
 
-    python bench/peer/peer.py [--rounds 5] [--workloads sales_py,dag40_py,...]
+    python bench/peer/peer.py [--rounds 5] [--workloads sales_py,dag40_py,tauro_py,tauro_py_800k,...]
 
 For each workload (workloads.py) it starts, once, execd on a Spark Connect
 server and two warm hand-written jobs (hand.py): one over Spark Connect on
@@ -305,7 +305,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("PEER_ROUNDS", "5")))
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--workloads", default=os.environ.get("PEER_WORKLOADS", "sales_py,sales_sql,dag40_py,dag40_sql"))
+    ap.add_argument("--workloads", default=os.environ.get("PEER_WORKLOADS", "sales_py,sales_sql,dag40_py,dag40_sql,tauro_py,tauro_py_800k"))
     ap.add_argument("--execd", default=str(workloads.ROOT / "bin" / "execd"))
     ap.add_argument("--before", default="", help="an earlier execd binary to run interleaved beside --execd, as 'before'")
     ap.add_argument("--before-pythonpath", default="", help="PYTHONPATH for the earlier execd's workers (its tauro_exec)")
