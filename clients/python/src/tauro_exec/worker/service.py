@@ -9,8 +9,8 @@ import os
 import sys
 import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
                 self._session.drop(spark)
             end = error_response(e)
         try:
-            for m in profile.metrics():
+            for m in profile.metrics():  # none unless profiling; before the end, which execd reads last
                 events.put(pb.RunNodeResponse(metric=m))
             events.put(end)
         finally:
