@@ -1,6 +1,6 @@
 """The peer benchmark: execd against the same work written by hand.
 
-    python bench/peer/peer.py [--rounds 5] [--workloads sales_py,dag40_py,...]
+    python bench/peer/peer.py [--rounds 5] [--workloads sales_py,dag40_py,tauro_py,tauro_py_800k,...]
 
 For each workload (workloads.py) it starts, once, execd on a Spark Connect
 server and two warm hand-written jobs (hand.py): one over Spark Connect on
@@ -63,7 +63,9 @@ class Round:
     first_node: float = 0.0  # execd: request -> first node started
     terminal: float = 0.0  # execd: last node ended -> terminal event received
     phases: dict[str, dict[str, float]] = field(default_factory=dict)  # execd: node -> phase -> seconds
-    calls: dict[str, int] = field(default_factory=dict)  # execd: node -> Spark Connect requests
+    calls: dict[str, int] = field(default_factory=dict)  # execd: node -> Spark Connect requests, its worker's too
+    # execd: node -> "execd.<method>" or "worker.<kind>" -> Spark Connect requests of that kind
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -154,23 +156,31 @@ def run_execd(client: Client, w: workloads.Workload) -> Round:
         nodes[n.name] = (n.start_time.timestamp() - t_req, n.end_time.timestamp() - t_req)
     first = min(s for s, _ in nodes.values())
     last = max(e for _, e in nodes.values())
-    phases, calls = profile_of(client, run.id)
-    return Round(t_term - t_req, nodes, first_node=first, terminal=t_term - t_req - last, phases=phases, calls=calls)
+    phases, calls, requests = profile_of(client, run.id)
+    return Round(t_term - t_req, nodes, first_node=first, terminal=t_term - t_req - last, phases=phases, calls=calls,
+                 requests=requests)
 
 
-def profile_of(client: Client, run_id: str) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+def profile_of(client: Client, run_id: str) -> tuple[dict[str, dict[str, float]], dict[str, int], dict[str, dict[str, int]]]:
     """What `execd serve --profile-nodes` reported of each node: its phases
-    (execd.phase.<name>_ms, here in seconds) and its Spark Connect requests."""
+    (execd.phase.<name>_ms, and its worker's worker.phase.<name>_ms as
+    "w.<name>", here in seconds), its Spark Connect requests and its
+    worker's, in all and by kind."""
     phases: dict[str, dict[str, float]] = {}
     calls: dict[str, int] = {}
+    requests: dict[str, dict[str, int]] = {}
     for ev in client.run(run_id).watch():
         if not isinstance(ev, NodeMetric):
             continue
-        if ev.name.startswith("execd.phase."):
-            phases.setdefault(ev.node, {})[ev.name.removeprefix("execd.phase.").removesuffix("_ms")] = ev.value / 1000
-        elif ev.name == "execd.calls":
-            calls[ev.node] = int(ev.value)
-    return phases, calls
+        for side, short in (("execd", ""), ("worker", "w.")):
+            if ev.name.startswith(f"{side}.phase."):
+                name = short + ev.name.removeprefix(f"{side}.phase.").removesuffix("_ms")
+                phases.setdefault(ev.node, {})[name] = ev.value / 1000
+            elif ev.name == f"{side}.calls":
+                calls[ev.node] = calls.get(ev.node, 0) + int(ev.value)
+            elif ev.name.startswith(f"{side}.calls."):
+                requests.setdefault(ev.node, {})[f"{side}." + ev.name.removeprefix(f"{side}.calls.")] = int(ev.value)
+    return phases, calls, requests
 
 
 def median_round(rounds: list[Round]) -> Round:
@@ -221,6 +231,9 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
             calls = statistics.median(r.calls.get(n, 0) for r in rs)
             vals = [statistics.median(r.phases.get(n, {}).get(p, 0.0) for r in rs) * 1000 for p in phases]
             print(f"    {n:<{name_w}}  requests {calls:3.0f}  " + " ".join(f"{p} {v:6.1f}" for p, v in zip(phases, vals)))
+            kinds = median_round(rs).requests.get(n, {})
+            if kinds:
+                print(f"    {'':<{name_w}}    " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     for s in SYSTEMS:
         m = median_round(res[s])
         print(f"  timeline of {s}'s median round ({m.wall:.2f}s):")
@@ -292,7 +305,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("PEER_ROUNDS", "5")))
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--workloads", default=os.environ.get("PEER_WORKLOADS", "sales_py,sales_sql,dag40_py,dag40_sql"))
+    ap.add_argument("--workloads", default=os.environ.get("PEER_WORKLOADS", "sales_py,sales_sql,dag40_py,dag40_sql,tauro_py,tauro_py_800k"))
     ap.add_argument("--execd", default=str(workloads.ROOT / "bin" / "execd"))
     ap.add_argument("--before", default="", help="an earlier execd binary to run interleaved beside --execd, as 'before'")
     ap.add_argument("--before-pythonpath", default="", help="PYTHONPATH for the earlier execd's workers (its tauro_exec)")

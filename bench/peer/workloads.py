@@ -12,6 +12,12 @@ on a classic local SparkSession or over Spark Connect.
 - dag40_py, dag40_sql: a generated 40-node DAG, five wide and eight deep,
   each layer's first node joining two nodes of the layer before; Python
   nodes and the same work as SQL nodes.
+- tauro_py, tauro_py_800k: a tauro-native project of six Python nodes,
+  each reading what its upstream wrote (an input that is its output key),
+  from a CSV read with schema inference and a JSON file, to parquet,
+  partitioned parquet, CSV and JSON outputs; a four-node critical path
+  (load_orders, enrich, by_country, score) at max_parallel_nodes 3; with
+  2,000 and 800,000 orders (issue 25).
 """
 
 from __future__ import annotations
@@ -274,11 +280,143 @@ def _dag_sql(ups: list[str], prefix: str) -> str:
     return f"SELECT a.id, a.k, (a.v + b.v) / 2 AS v FROM {a} a JOIN {b} b ON a.id = b.id"
 
 
+TAURO_FUNCTIONS = '''"""Node functions of the tauro-style project."""
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def load_orders(orders: DataFrame, *, start_date: str, end_date: str) -> DataFrame:
+    return (
+        orders.where(F.col("quantity") > 0)
+        .where(F.col("order_date").between(F.lit(start_date).cast("date"), F.lit(end_date).cast("date")))
+        .withColumn("amount", F.round(F.col("quantity") * F.col("unit_price"), 2))
+    )
+
+
+def load_customers(customers: DataFrame, *, start_date: str, end_date: str) -> DataFrame:
+    return customers.select("customer_id", F.upper("country").alias("country"), "segment")
+
+
+def enrich(orders: DataFrame, customers: DataFrame, *, start_date: str, end_date: str) -> DataFrame:
+    return orders.join(customers, "customer_id").select(
+        "order_id", "order_date", "customer_id", "country", "segment", "product", "amount"
+    )
+
+
+def daily(orders: DataFrame, *, start_date: str, end_date: str) -> DataFrame:
+    return orders.groupBy("order_date").agg(
+        F.count("*").alias("orders"), F.round(F.sum("amount"), 2).alias("revenue")
+    )
+
+
+def by_country(enriched: DataFrame, *, start_date: str, end_date: str) -> DataFrame:
+    return enriched.groupBy("country", "segment").agg(
+        F.count("*").alias("orders"),
+        F.round(F.sum("amount"), 2).alias("revenue"),
+        F.countDistinct("customer_id").alias("customers"),
+    )
+
+
+def score(totals: DataFrame, *, start_date: str, end_date: str) -> DataFrame:
+    return totals.select(
+        "country", "segment", F.round(F.col("revenue") / F.col("customers"), 4).alias("revenue_per_customer"),
+        F.when(F.col("revenue") > 1000, "high").otherwise("low").alias("band"),
+    )
+'''
+
+COUNTRIES = ("es", "fr", "de", "it", "pt", "nl", "be", "pl")
+PRODUCTS = ("apple", "bread", "cheese", "dates", "eggs", "flour", "grapes", "honey", "ink", "jam")
+SEGMENTS = ("retail", "business", "online")
+
+# node -> (function, inputs, outputs); an input that is an upstream's output
+# key is read, as tauro does, from what that node made.
+TAURO_NODES: dict[str, tuple[str, list[str], list[tuple[str, dict[str, Any]]]]] = {
+    "load_orders": ("load_orders", ["raw_orders"], [("silver.shop.orders", {"format": "parquet"})]),
+    "load_customers": ("load_customers", ["raw_customers"], [("silver.shop.customers", {"format": "parquet"})]),
+    "enrich": ("enrich", ["silver.shop.orders", "silver.shop.customers"],
+               [("gold.shop.enriched", {"format": "parquet", "partition": ["country"]})]),
+    "daily": ("daily", ["silver.shop.orders"], [("gold.shop.daily", {"format": "json"})]),
+    "by_country": ("by_country", ["gold.shop.enriched"],
+                   [("gold.shop.by_country", {"format": "csv", "options": {"header": "true"}})]),
+    "score": ("score", ["gold.shop.by_country"], [("gold.shop.score", {"format": "json"})]),
+}
+
+
+def _tauro_data(data: pathlib.Path, orders: int) -> None:
+    """Deterministic orders (CSV) and customers (JSON lines): the same
+    bytes every time for the same size."""
+    customers = max(orders // 20, 50)
+    with (data / "orders.csv").open("w") as f:
+        f.write("order_id,order_date,customer_id,product,quantity,unit_price\n")
+        for i in range(orders):
+            day = 1 + (i * 7) % 31
+            qty = (i * 13) % 7 - 1  # some zero and negative quantities are dropped
+            price = 1 + (i * 7919) % 5000 / 100
+            f.write(f"{i},2025-01-{day:02d},{(i * 31) % customers},{PRODUCTS[i % len(PRODUCTS)]},{qty},{price}\n")
+    with (data / "customers.json").open("w") as f:
+        for c in range(customers):
+            f.write(f'{{"customer_id": {c}, "country": "{COUNTRIES[(c * 3) % len(COUNTRIES)]}", '
+                    f'"segment": "{SEGMENTS[c % len(SEGMENTS)]}"}}\n')
+
+
+def tauro(tmp: pathlib.Path, orders: int) -> Workload:
+    """The tauro-style project with this many orders."""
+    name = "tauro_py" if orders == 2000 else f"tauro_py_{orders // 1000}k"
+    project = tmp / name
+    sources = {
+        "raw_orders": Source("csv", str(project / "data" / "orders.csv"), {"header": "true", "inferSchema": "true"}),
+        "raw_customers": Source("json", str(project / "data" / "customers.json")),
+    }
+    if not project.exists():
+        (project / "config").mkdir(parents=True)
+        (project / "pipelines").mkdir()
+        (project / "data").mkdir()
+        (project / "pipelines" / "__init__.py").write_text("")
+        (project / "pipelines" / "shop.py").write_text(TAURO_FUNCTIONS)
+        _tauro_data(project / "data", orders)
+        (project / "settings_yml.json").write_text(
+            '{"base_path": ".", "env_config": {"base": {'
+            '"global_settings_path": "config/global_settings.yaml", "pipelines_config_path": "config/pipelines.yaml",'
+            '"nodes_config_path": "config/nodes.yaml", "input_config_path": "config/input.yaml",'
+            '"output_config_path": "config/output.yaml"}, "dev": {}}}'
+        )
+        glob = {
+            "project_name": "shop", "input_path": "data", "output_path": "output", "mode": "local",
+            "start_date": START, "end_date": END, "max_parallel_nodes": 3, "max_retries": 0,
+            "allowed_module_prefixes": ["pipelines"], "spark_config": {"spark.sql.shuffle.partitions": "4"},
+        }
+        inputs = {
+            "raw_orders": {"format": "csv", "filepath": "${input_path}/orders.csv", "options": {"header": True, "inferSchema": True}},
+            "raw_customers": {"format": "json", "filepath": "${input_path}/customers.json"},
+        }
+        nodes = {n: {"function": f"pipelines.shop.{fn}", "input": ins, "output": [k for k, _ in outs]}
+                 for n, (fn, ins, outs) in TAURO_NODES.items()}
+        outputs = {k: {**o, "write_mode": "overwrite"} for _, _, outs in TAURO_NODES.values() for k, o in outs}
+        pipes = {"shop": {"type": "batch", "nodes": list(TAURO_NODES)}}
+        for fname, body in (("global_settings", glob), ("input", inputs), ("nodes", nodes), ("output", outputs), ("pipelines", pipes)):
+            (project / "config" / f"{fname}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    producer = {k: n for n, (_, _, outs) in TAURO_NODES.items() for k, _ in outs}
+    nodes_list = [
+        Node(
+            n,
+            [f"node:{producer[i]}" if i in producer else f"src:{i}" for i in ins],
+            [Output(o["format"], _out_path(k), partition_by=list(o.get("partition", [])), options=dict(o.get("options", {})))
+             for k, o in outs],
+            function=f"pipelines.shop.{fn}",
+        )
+        for n, (fn, ins, outs) in TAURO_NODES.items()
+    ]
+    return Workload(name=name, project=project, pipeline="shop", width=3, sources=sources, nodes=nodes_list)
+
+
 MAKERS: dict[str, Callable[[pathlib.Path], Workload]] = {
     "sales_py": lambda tmp: sales(tmp, "py"),
     "sales_sql": lambda tmp: sales(tmp, "sql"),
     "dag40_py": lambda tmp: dag(tmp, "py"),
     "dag40_sql": lambda tmp: dag(tmp, "sql"),
+    "tauro_py": lambda tmp: tauro(tmp, 2000),
+    "tauro_py_800k": lambda tmp: tauro(tmp, 800_000),
 }
 
 

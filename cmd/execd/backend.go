@@ -52,8 +52,9 @@ func newBackend(ctx context.Context, cfg serveConfig, log *slog.Logger, onHealth
 }
 
 // startWorkers starts the pool of a project's Python node workers, with
-// its sockets in socketDir.
-func startWorkers(ctx context.Context, c projectConf, remote, socketDir string, passEnv []string, log *slog.Logger) (*pyworker.Pool, error) {
+// its sockets in socketDir; profile makes them report each call's phases
+// and requests (--profile-nodes).
+func startWorkers(ctx context.Context, c projectConf, remote, socketDir string, passEnv []string, profile bool, log *slog.Logger) (*pyworker.Pool, error) {
 	python := c.Python
 	if python == "" {
 		python = defaultPython()
@@ -71,6 +72,7 @@ func startWorkers(ctx context.Context, c projectConf, remote, socketDir string, 
 		Size:        c.Workers,
 		SparkRemote: remote,
 		PassEnv:     passEnv,
+		Profile:     profile,
 		Logger:      log.With("project", c.Name),
 		ReleaseSession: func(ctx context.Context, s pyworker.SparkSession) error {
 			return sparkconnect.ReleaseAbandoned(ctx, s.Remote, s.SessionID, s.UserID)

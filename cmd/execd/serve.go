@@ -63,7 +63,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.workers, "workers", 2, "Python node workers to run for each project; 0 runs SQL nodes only")
 	fs.StringVar(&cfg.sparkReadyFile, "spark-ready-file", "", "write the embedded Spark Connect server's address, with its token, here (mode 0600) once execd serves")
 	fs.IntVar(&cfg.maxRuns, "max-concurrent-runs", engine.DefaultMaxConcurrentRuns, "runs executing at once; more wait QUEUED (default: the machine's cores, at least 2)")
-	fs.BoolVar(&cfg.profileNodes, "profile-nodes", false, "report each node attempt's phases and Spark Connect requests as execd.phase.* and execd.calls.* metrics")
+	fs.BoolVar(&cfg.profileNodes, "profile-nodes", false, "report each node attempt's phases and Spark Connect requests as execd.phase.* and execd.calls.* metrics, and its Python worker's as worker.phase.* and worker.calls.*")
 	fs.StringVar(&cfg.workerDir, "worker-dir", "", "working directory of the Python node workers (default: the project folder)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&cfg.keepRuns, "keep-runs", "delete runs that ended longer ago than this (e.g. 30d, 12h), checked hourly; 0 keeps every run")
@@ -422,7 +422,7 @@ func serveProjects(ctx context.Context, cfg serveConfig, b *backend, environ *co
 		if ps.file != "" {
 			sockets = filepath.Join(sockets, c.Name)
 		}
-		return startWorkers(ctx, c, b.remote(), sockets, passEnv, log)
+		return startWorkers(ctx, c, b.remote(), sockets, passEnv, cfg.profileNodes, log)
 	}
 	if ps.file == "" {
 		c := projectConf{Name: engine.ProjectNameOf(cfg.project), Folder: cfg.project, Env: cfg.env,

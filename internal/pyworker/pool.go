@@ -58,8 +58,11 @@ type Config struct {
 	// beyond BaseEnv ("NAME", or "PREFIX*").
 	PassEnv []string
 	// Env is added to the workers' environment (NAME=value).
-	Env    []string
-	Logger *slog.Logger
+	Env []string
+	// Profile makes each call report the worker's phases and Spark Connect
+	// requests as metrics of the node (worker.phase.*, worker.calls.*).
+	Profile bool
+	Logger  *slog.Logger
 	// StartTimeout bounds one worker's start; 0 means two minutes.
 	StartTimeout time.Duration
 	// CancelGrace is how long a cancelled node may take to stop before its

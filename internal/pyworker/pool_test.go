@@ -115,6 +115,20 @@ func resultSchema(t *testing.T, remote string, c pycall.Call) []sparkconnect.Fie
 	return fields
 }
 
+// hasView reports whether the global view of c's result is on the server.
+func hasView(t *testing.T, remote string, c pycall.Call) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := sparkconnect.Connect(ctx, remote, sparkconnect.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	_, err = s.Schema(ctx, "global_temp."+c.ResultView)
+	return err == nil
+}
+
 func TestPool_RunsNodesOnSparkAndPassesResultsAsGlobalViews(t *testing.T) {
 	p, remote := startPool(t, 1)
 	numbers := nodeCall("numbers", "numbers")
@@ -149,7 +163,7 @@ func TestPool_RunsNodesOnSparkAndPassesResultsAsGlobalViews(t *testing.T) {
 }
 
 func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
-	p, _ := startPool(t, 1)
+	p, remote := startPool(t, 1)
 	tests := []struct {
 		function, typ, msg, trace string
 		retryable                 bool
@@ -157,12 +171,15 @@ func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
 		{"fails", "ValueError", "boom from fails", `raise ValueError("boom from fails")`, false},
 		{"flaky", "Retryable", "try again", "nodes.py", true},
 		{"not_a_frame", "ResultError", "returned a builtins.int", "", false},
+		{"no_columns", "ResultError", "returned a DataFrame without columns", "", false},
+		{"bad_column", "AnalysisException", "no_such_column", "", false},
 		{"no_dates", "FunctionError", "start_date/end_date as keywords", "", false},
 		{"missing", "FunctionError", "has no attribute 'missing'", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.function, func(t *testing.T) {
-			e, _ := runNode(t, p, nodeCall(tt.function, tt.function))
+			c := nodeCall(tt.function, tt.function)
+			e, _ := runNode(t, p, c)
 			if e == nil {
 				t.Fatalf("%s succeeded", tt.function)
 			}
@@ -171,6 +188,9 @@ func TestPool_NodeErrorsCarryTypeMessageTracebackAndRetryable(t *testing.T) {
 			}
 			if strings.Contains(e.Traceback, "tauro_exec/worker/") {
 				t.Errorf("traceback shows the worker's own frames:\n%s", e.Traceback)
+			}
+			if hasView(t, remote, c) {
+				t.Errorf("the failed node left its result view %s", c.ResultView)
 			}
 		})
 	}

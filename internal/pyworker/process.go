@@ -47,6 +47,9 @@ func (p *Pool) spawn(slot int) (*worker, error) {
 	}
 	args := []string{"-m", "tauro_exec.worker", "--socket", sock, "--project", p.cfg.Project,
 		"--control-fd", "3", "--watch-stdin"}
+	if p.cfg.Profile {
+		args = append(args, "--profile")
+	}
 	extra := []string{"PYTHONUNBUFFERED=1"}
 	if p.cfg.SparkRemote != "" {
 		extra = append(extra, remoteEnv+"="+p.cfg.SparkRemote)

@@ -259,3 +259,21 @@ def test_a_token_goes_without_tls_only_to_a_loopback_host(monkeypatch: pytest.Mo
     monkeypatch.setattr(grpc, "ssl_channel_credentials", ssl)
     channel_builder(remote).toChannel().close()
     assert used == ([] if kind == "insecure" else [kind])
+
+
+def test_a_requests_kind_names_what_it_analyses_runs_or_configures() -> None:
+    import pyspark.sql.connect.proto as sc
+
+    from tauro_exec.worker.profile import request_kind
+
+    service = "/spark.connect.SparkConnectService/"
+    view = sc.Plan(command=sc.Command(create_dataframe_view=sc.CreateDataFrameViewCommand(name="v")))
+    cases = [
+        ("AnalyzePlan", sc.AnalyzePlanRequest(schema=sc.AnalyzePlanRequest.Schema()), "AnalyzePlan.schema"),
+        ("ExecutePlan", sc.ExecutePlanRequest(plan=view), "ExecutePlan.create_dataframe_view"),
+        ("ExecutePlan", sc.ExecutePlanRequest(plan=sc.Plan(root=sc.Relation())), "ExecutePlan.root"),
+        ("Config", sc.ConfigRequest(operation=sc.ConfigRequest.Operation(get=sc.ConfigRequest.Get(keys=["k"]))), "Config.get"),
+        ("ReleaseExecute", sc.ReleaseExecuteRequest(), "ReleaseExecute"),
+    ]
+    for method, request, kind in cases:
+        assert request_kind(service + method, request) == kind

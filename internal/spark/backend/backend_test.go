@@ -169,11 +169,15 @@ func testBackend(remote string, log *slog.Logger) *sparkbackend.Backend {
 }
 
 // pythonEngine is an engine on the project in dir whose Python nodes run in
-// a pool of one worker of python, on the server at remote, with its store;
-// all are closed when the test ends.
-func pythonEngine(ctx context.Context, t *testing.T, python, dir, remote string, log *slog.Logger) (*engine.Engine, *sparkbackend.Backend) {
+// a pool of one worker of python (its config changed by opts), on the
+// server at remote, with its store; all are closed when the test ends.
+func pythonEngine(ctx context.Context, t *testing.T, python, dir, remote string, log *slog.Logger, opts ...func(*pyworker.Config)) (*engine.Engine, *sparkbackend.Backend) {
 	t.Helper()
-	pool, err := pyworker.Start(ctx, pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log})
+	cfg := pyworker.Config{Python: python, Project: dir, SocketDir: t.TempDir(), Size: 1, SparkRemote: remote, Logger: log}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pool, err := pyworker.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,13 @@ package backend_test
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/pyworker"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
 
@@ -14,8 +17,8 @@ import (
 // Spark Connect requests each node makes, as --profile-nodes reports them:
 // a SQL node's result view and its write, plus a session name for each
 // name a SQL dependent reads it by and a cache when several read it; a
-// Python node's result taken in and written. No schema request, no name
-// that nobody reads, no request after the node for its cleanup.
+// Python node's result taken in and written. No schema request from execd,
+// no name that nobody reads, no request after the node for its cleanup.
 func TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse(t *testing.T) {
 	remote := sparktest.Remote(t)
 	python, err := sparktest.Python()
@@ -41,7 +44,7 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	eng, be := pythonEngine(ctx, t, python, dir, remote, log)
+	eng, be := pythonEngine(ctx, t, python, dir, remote, log, func(c *pyworker.Config) { c.Profile = true })
 	be.SetProfile(true)
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
 	if err != nil {
@@ -67,6 +70,10 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 			calls[ev.Node]["total"] = ev.MetricValue
 		case len(name) > 12 && name[:12] == "execd.phase.":
 			phases[ev.Node] = append(phases[ev.Node], name[12:])
+		case strings.HasPrefix(name, "worker.calls."):
+			calls[ev.Node]["worker."+strings.TrimPrefix(name, "worker.calls.")] = ev.MetricValue
+		case strings.HasPrefix(name, "worker.phase."):
+			phases[ev.Node] = append(phases[ev.Node], name)
 		}
 	}
 	done, err := eng.Get(ctx, r.ID)
@@ -78,15 +85,35 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 	// its write (its input is a's global view; nobody reads d). e: its view
 	// and the name f reads it by, no cache (computed once, by f alone); f:
 	// its view and its write.
+	// The one analysis is a's cache (asked as a persist), never a schema.
 	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1, "e": 2, "f": 2}
+	analyses := map[string]float64{"a": 1}
 	for node, n := range want {
 		got := calls[node]
-		if got["total"] != n || got["AnalyzePlan"] != 0 {
-			t.Errorf("node %s made %v Spark Connect requests (%v), want %v and no AnalyzePlan", node, got["total"], got, n)
+		if got["total"] != n || got["AnalyzePlan"] != analyses[node] {
+			t.Errorf("node %s made %v Spark Connect requests (%v), want %v, %v of them AnalyzePlan", node, got["total"], got, n, analyses[node])
 		}
 	}
-	if got := phases["d"]; len(got) != 5 || got[0] != "inputs_ms" || got[1] != "worker_ms" || got[2] != "handback_ms" || got[3] != "write_ms" || got[4] != "cleanup_ms" {
-		t.Errorf("Python node d's phases = %v", got)
+	// d's worker: its result view and the result's schema (sent together);
+	// besides, only the release of the view's operation and, d being the
+	// worker's first node, its session's setup (the server's version and
+	// the settings PySpark reads).
+	wantWorker := map[string]float64{"worker.ExecutePlan.create_dataframe_view": 1, "worker.AnalyzePlan.schema": 1}
+	setup := []string{"worker.ReleaseExecute", "worker.AnalyzePlan.spark_version", "worker.Config.get"}
+	for kind, n := range calls["d"] {
+		if strings.HasPrefix(kind, "worker.") && !slices.Contains(setup, kind) && wantWorker[kind] != n {
+			t.Errorf("node d's worker made %v requests of kind %s, want %v (all: %v)", n, kind, wantWorker[kind], calls["d"])
+		}
+	}
+	for kind, n := range wantWorker {
+		if calls["d"][kind] != n {
+			t.Errorf("node d's worker made %v requests of kind %s, want %v (all: %v)", calls["d"][kind], kind, n, calls["d"])
+		}
+	}
+	wantPhases := []string{"worker.phase.load_ms", "worker.phase.session_ms", "worker.phase.call_ms", "worker.phase.result_ms",
+		"inputs_ms", "worker_ms", "handback_ms", "write_ms", "cleanup_ms"}
+	if got := phases["d"]; !slices.Equal(got, wantPhases) {
+		t.Errorf("Python node d's phases = %v, want %v", got, wantPhases)
 	}
 	if got := phases["b"]; len(got) != 4 || got[0] != "inputs_ms" || got[1] != "plan_ms" || got[2] != "write_ms" {
 		t.Errorf("SQL node b's phases = %v", got)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/apache/spark-connect-go/spark/sql/utils"
 )
 
 // NodeSpec is a SQL node as the runner needs it.
@@ -165,10 +167,17 @@ func (s *Session) Schema(ctx context.Context, view string) ([]Field, error) {
 }
 
 // Cache keeps view in memory once it is first computed, for a result that
-// several dependents read; Uncache releases it after the last one.
+// several dependents read; Uncache releases it after the last one. It is
+// CACHE LAZY TABLE's work (at MEMORY_AND_DISK, Spark's default level) asked
+// as an analysis: one unary request, where the SQL command is an operation
+// to run, stream and release, twice the time on a busy server.
 func (s *Session) Cache(ctx context.Context, view string) error {
-	_, err := s.spark.Sql(ctx, "CACHE LAZY TABLE "+view)
-	return s.fail(ctx, "cache "+view, err)
+	op := "cache " + view
+	df, err := s.spark.Table(view)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	return s.fail(ctx, op, df.Persist(ctx, utils.StorageLevelMemoryAndDisk))
 }
 
 // Uncache undoes Cache.

@@ -38,6 +38,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"Spark Connect URL used when a node names none (default: ${REMOTE_ENV})",
     )
     p.add_argument("--control-fd", type=int, default=-1, help="file descriptor for execd's control lines")
+    p.add_argument("--profile", action="store_true", help="report each node call's phases and Spark Connect requests as metrics")
     p.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (execd holds its other end)")
     return p.parse_args(argv)
 
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path[:0] = [str(r) for r in roots if str(r) not in sys.path]
     control = Control(os.fdopen(args.control_fd, "w") if args.control_fd >= 0 else None)
 
-    worker = NodeWorker(roots, args.allowed_prefixes, args.spark_remote, control)
+    worker = NodeWorker(roots, args.allowed_prefixes, args.spark_remote, control, profile=args.profile)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="worker-rpc"))
     pb_grpc.add_WorkerServiceServicer_to_server(worker, server)
     if server.add_insecure_port("unix:" + args.socket) == 0:

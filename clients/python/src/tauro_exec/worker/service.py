@@ -10,6 +10,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tauro_exec.worker.cdc import ChangeSpec
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
+from tauro_exec.worker.profile import Calls, Profile
 from tauro_exec.worker.quarantine import BatchWrite, split_batches
 from tauro_exec.worker.session import WarmSession, connection_lost, make_active
 from tauro_exec.worker.tauro_mlops import MLOpsIntegration
@@ -45,9 +47,13 @@ class ResultError(Exception):
 class NodeWorker(pb_grpc.WorkerServiceServicer):
     """Calls node functions, one at a time, in one warm Spark Connect session."""
 
-    def __init__(self, roots: Sequence[Path], prefixes: Sequence[str], spark_remote: str, control: Control) -> None:
+    def __init__(
+        self, roots: Sequence[Path], prefixes: Sequence[str], spark_remote: str, control: Control, profile: bool = False
+    ) -> None:
         self._functions = Loader(roots, prefixes)
-        self._session = WarmSession(spark_remote, control)
+        # Profiling counts the session's requests; without it nothing is counted.
+        self._calls = Calls() if profile else None
+        self._session = WarmSession(spark_remote, control, self._calls)
         self._control = control
         self._node_lock = threading.Lock()
         # The hyperparameter conf the last node set, and on which session:
@@ -145,14 +151,17 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         for o in outputs:
             o.attach_node(events)
         spark: SparkSession | None = None
+        profile = Profile(self._calls)
         try:
             prefixes = self._functions.prefixes(request.allowed_module_prefixes)
             fn = self._functions.load(request.module, request.function, prefixes)
             form = call_form(fn, len(request.input_views), request.streaming)
+            profile.phase("load")
             spark = self._session.get(request.spark_remote)
             make_active(spark)
             spark.addTag(tag)
             self._set_conf(spark, dict(request.spark_conf))
+            profile.phase("session")
             dfs = [spark.table(v) for v in request.input_views]
             args, kwargs = call_arguments(
                 form,
@@ -165,14 +174,19 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             if accepts_ml_context(fn):
                 kwargs["ml_context"] = _ml_context(request, spark, events)
             result = fn(*args, **kwargs)
+            profile.phase("call")
             df = _as_dataframe(spark, result, request.node)
-            df.createOrReplaceGlobalTempView(request.result_view)
-            fields = [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in df.schema.fields]
-            events.put(pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields)))
+            fields = _publish(spark, df, request.result_view, request.node, tag)
+            profile.phase("result")
+            end = pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields))
         except BaseException as e:  # SystemExit from a node must not stop the worker
             if connection_lost(e):
                 self._session.drop(spark)
-            events.put(error_response(e))
+            end = error_response(e)
+        try:
+            for m in profile.metrics():  # none unless profiling; before the end, which execd reads last
+                events.put(pb.RunNodeResponse(metric=m))
+            events.put(end)
         finally:
             for o in outputs:
                 o.detach_node()
@@ -275,8 +289,38 @@ def _ml_context(request: pb.RunNodeRequest, spark: SparkSession, events: NodeEve
     )
 
 
+def _publish(spark: SparkSession, df: DataFrame, view: str, node: str, tag: str) -> list[pb.WorkerField]:
+    """Leaves df in the global view execd takes it from, and returns its
+    schema, which must have columns.
+
+    The view and the schema are two requests that do not wait on each
+    other, so they are sent together: a node's result costs one round trip
+    to Spark, not two. The view carries the node's tag (tags are per
+    thread), so a cancel interrupts it. A failure reads as it did when the
+    schema came first: the schema's error wins, with the traceback it had,
+    and a result without columns leaves no view behind.
+    """
+
+    def make_view() -> None:
+        spark.addTag(tag)
+        try:
+            df.createOrReplaceGlobalTempView(view)
+        finally:
+            spark.removeTag(tag)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="result-view") as pool:  # its end waits for the view
+        made = pool.submit(make_view)
+        schema = df.schema
+    if not schema.fields:
+        if made.exception() is None:
+            spark.catalog.dropGlobalTempView(view)
+        raise ResultError(f"node {node} returned a DataFrame without columns")
+    made.result()
+    return [pb.WorkerField(name=f.name, type=f.dataType.simpleString(), nullable=f.nullable) for f in schema.fields]
+
+
 def _as_dataframe(spark: SparkSession, result: object, node: str) -> DataFrame:
-    """The node's result as a Spark DataFrame with columns; a pandas DataFrame is converted."""
+    """The node's result as a Spark DataFrame; a pandas DataFrame is converted."""
     kind = type(result)
     if isinstance(result, DataFrame):
         df = result
@@ -286,8 +330,6 @@ def _as_dataframe(spark: SparkSession, result: object, node: str) -> DataFrame:
         raise ResultError(f"node {node} returned None; a node function must return a Spark or pandas DataFrame")
     else:
         raise ResultError(f"node {node} returned a {kind.__module__}.{kind.__qualname__}; return a Spark or pandas DataFrame")
-    if not df.schema.fields:
-        raise ResultError(f"node {node} returned a DataFrame without columns")
     return df
 
 

@@ -14,6 +14,7 @@ from pyspark.sql.connect.session import SparkSession
 
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError
+from tauro_exec.worker.profile import Calls
 
 log = logging.getLogger("tauro_exec.worker")  # the worker's one logger, whichever module logs
 
@@ -62,9 +63,13 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def channel_builder(url: str) -> DefaultChannelBuilder:
-    """The channel to the Spark Connect server at url."""
-    return _LoopbackChannelBuilder(url)
+def channel_builder(url: str, calls: Calls | None = None) -> DefaultChannelBuilder:
+    """The channel to the Spark Connect server at url; calls, if given,
+    counts the requests sent on it."""
+    b = _LoopbackChannelBuilder(url)
+    if calls is not None:
+        b.add_interceptor(calls)
+    return b
 
 
 def connection_lost(e: BaseException) -> bool:
@@ -83,9 +88,10 @@ class WarmSession:
     """One Spark Connect session, opened on first use and kept until the remote
     changes or the connection is lost. Each new session is announced to execd."""
 
-    def __init__(self, default_remote: str, control: Control) -> None:
+    def __init__(self, default_remote: str, control: Control, calls: Calls | None = None) -> None:
         self._default_remote = default_remote
         self._control = control
+        self._calls = calls
         self._lock = threading.Lock()
         self._spark: SparkSession | None = None
         self._remote = ""
@@ -99,7 +105,7 @@ class WarmSession:
             if self._spark is None or self._remote != remote:
                 self._stop()
                 url, user = with_user(remote)
-                self._spark = SparkSession.builder.channelBuilder(channel_builder(url)).create()
+                self._spark = SparkSession.builder.channelBuilder(channel_builder(url, self._calls)).create()
                 self._remote = remote
                 self._control.session(url, self._spark.session_id, user)
                 _check_versions(self._spark)

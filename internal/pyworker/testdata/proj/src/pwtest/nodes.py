@@ -45,6 +45,14 @@ def not_a_frame(*, start_date, end_date):
     return 42
 
 
+def no_columns(*, start_date, end_date, ml_context):
+    return ml_context["spark"].range(3).select()
+
+
+def bad_column(*, start_date, end_date, ml_context):
+    return ml_context["spark"].range(3).select("no_such_column")
+
+
 def _tick_key(ml_context):
     return "tauro.pwtest.tick." + ml_context["execution_metadata"]["run_id"]
 
