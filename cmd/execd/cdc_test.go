@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -106,23 +105,10 @@ func wantLatest() []change {
 }
 
 // dropChanges writes file number i (from 0) into the folder the streams
-// follow: under a name Spark skips, then renamed.
+// follow.
 func dropChanges(t *testing.T, project string, i int) {
 	t.Helper()
-	dir := filepath.Join(project, "data", "changes")
-	var b strings.Builder
-	for _, c := range changeFiles[i] {
-		line, _ := json.Marshal(c)
-		b.Write(append(line, '\n'))
-	}
-	name := fmt.Sprintf("c%03d.json", i)
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		t.Fatal(err)
-	}
+	dropJSONLines(t, filepath.Join(project, "data", "changes"), fmt.Sprintf("c%03d.json", i), changeFiles[i])
 }
 
 // readTable runs query over the Delta table at table, "" when it does not

@@ -93,17 +93,25 @@ func mkUpdates(t *testing.T, project string) {
 	}
 }
 
-// dropUpdates writes file number file whole into the folder the stream
-// follows: under a name Spark skips, then renamed.
+// dropUpdates writes file number file into the folder the stream follows.
 func dropUpdates(t *testing.T, project string, file int) {
 	t.Helper()
-	dir := filepath.Join(project, "data", "updates")
+	dropJSONLines(t, filepath.Join(project, "data", "updates"), fmt.Sprintf("u%03d.json", file), updates(file))
+}
+
+// dropJSONLines writes rows, one JSON object a line, as file name in dir,
+// whole: under a name Spark skips, then renamed, so that a file stream
+// never reads it half written.
+func dropJSONLines[T any](t *testing.T, dir, name string, rows []T) {
+	t.Helper()
 	var b strings.Builder
-	for _, r := range updates(file) {
-		line, _ := json.Marshal(r)
+	for _, r := range rows {
+		line, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
 		b.Write(append(line, '\n'))
 	}
-	name := fmt.Sprintf("u%03d.json", file)
 	tmp := filepath.Join(dir, "."+name+".tmp")
 	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,32 @@ func runRate(t testing.TB, d time.Duration, opt Options, wrap func(*sparkconnect
 	})[0]
 }
 
+// queryDir is a folder for the queries' sinks and checkpoints, removed
+// once the session is closed (cleanups run last first). A stop ends a
+// query once its batch has committed, but the tasks of a batch it
+// interrupted may still be writing their files for a moment, which makes
+// a single RemoveAll (t.TempDir's) fail now and then: it is retried.
+func queryDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rate-queries-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for try := 0; ; try++ {
+			err := os.RemoveAll(dir)
+			if err == nil || try == 20 {
+				if err != nil {
+					t.Errorf("remove the queries' folder: %v", err)
+				}
+				return
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+	return dir
+}
+
 // runRates runs n queries in one session for about d (bounded: a loaded
 // machine runs fewer batches, not a longer test), calling during once
 // each has reported its first batch, then stops them as a run's stop does
@@ -49,6 +75,7 @@ func runRates(t testing.TB, n int, d time.Duration, opt Options, wrap func(*spar
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d+3*time.Minute)
 	defer cancel()
+	root := queryDir(t)
 	s, err := sparkconnect.Connect(ctx, sparktest.Remote(t), sparkconnect.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +95,7 @@ func runRates(t testing.TB, n int, d time.Duration, opt Options, wrap func(*spar
 	opt.Stop = stop
 	rs := make([]*rateRun, n)
 	for i := range rs {
-		dir := t.TempDir()
+		dir := filepath.Join(root, strconv.Itoa(i))
 		r := &rateRun{session: s, sink: filepath.Join(dir, "out"), checkpoint: filepath.Join(dir, "chk"), rec: &recorder{},
 			receivedAt: map[int64]time.Time{}, first: make(chan struct{}, 1), done: make(chan error, 1)}
 		rs[i] = r
