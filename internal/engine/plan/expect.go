@@ -80,46 +80,40 @@ func (n *Node) Gated() bool {
 // parseExpectations reads node i's expectations and checks.
 func (r *resolver) parseExpectations(i int32) {
 	n := r.nodes[i]
-	if v, ok := r.get(i, "expectations"); ok && v != nil {
-		list, isList := v.([]any)
-		if !isList {
-			r.add(r.field(i, "expectations"), problem.CodeInvalidType,
-				"expectations must be a list of {name, condition, action}, got %s", typeName(v))
+	n.Expectations = namedList(r, i, "expectations", "expectation",
+		"a list of {name, condition, action}", r.expectation, func(x Expectation) string { return x.Name })
+	n.Checks = namedList(r, i, "checks", "check",
+		"a list of mappings such as {row_count: {min: 1}} or {not_null: [id]}", r.check, func(x Check) string { return x.Name })
+}
+
+// namedList reads node i's list under key, each entry with parse (which
+// reports its own problems), refusing a second entry of a name: what, in
+// messages, is one entry; form says what the list must be.
+func namedList[T any](r *resolver, i int32, key, what, form string, parse func(f string, v any) (T, bool), name func(T) string) []T {
+	v, ok := r.get(i, key)
+	if !ok || v == nil {
+		return nil
+	}
+	list, isList := v.([]any)
+	if !isList {
+		r.add(r.field(i, key), problem.CodeInvalidType, "%s must be %s, got %s", key, form, typeName(v))
+	}
+	var out []T
+	seen := map[string]bool{}
+	for k, e := range list {
+		f := r.field(i, key) + "[" + itoa(k) + "]"
+		x, ok := parse(f, e)
+		nm := name(x)
+		if nm != "" && seen[nm] {
+			r.add(f+".name", problem.CodeInvalidValue, "node %s has two %ss named %s; give each its own name", q(r.nodes[i].Name), what, q(nm))
+			continue
 		}
-		seen := map[string]bool{}
-		for k, e := range list {
-			f := r.field(i, "expectations") + "[" + itoa(k) + "]"
-			x, ok := r.expectation(f, e)
-			if x.Name != "" && seen[x.Name] {
-				r.add(f+".name", problem.CodeInvalidValue, "node %s has two expectations named %s; give each its own name", q(n.Name), q(x.Name))
-				continue
-			}
-			seen[x.Name] = true
-			if ok {
-				n.Expectations = append(n.Expectations, x)
-			}
+		seen[nm] = true
+		if ok {
+			out = append(out, x)
 		}
 	}
-	if v, ok := r.get(i, "checks"); ok && v != nil {
-		list, isList := v.([]any)
-		if !isList {
-			r.add(r.field(i, "checks"), problem.CodeInvalidType,
-				"checks must be a list of mappings such as {row_count: {min: 1}} or {not_null: [id]}, got %s", typeName(v))
-		}
-		seen := map[string]bool{}
-		for k, c := range list {
-			f := r.field(i, "checks") + "[" + itoa(k) + "]"
-			x, ok := r.check(f, c)
-			if x.Name != "" && seen[x.Name] {
-				r.add(f+".name", problem.CodeInvalidValue, "node %s has two checks named %s; give each its own name", q(n.Name), q(x.Name))
-				continue
-			}
-			seen[x.Name] = true
-			if ok {
-				n.Checks = append(n.Checks, x)
-			}
-		}
-	}
+	return out
 }
 
 // expectation reads one entry of a node's expectations, written at f.
