@@ -54,3 +54,28 @@ func TestIntegers_ReadBothFormsOfAnObservedRow(t *testing.T) {
 		t.Errorf("integers of a plain row = %v", got)
 	}
 }
+
+// A node's only drop or fail expectation is not observed apart: the rows
+// meeting it are the rows written, which every write counts.
+func TestObserveFor_CountsTheOnlyDropExpectationByTheRowsWritten(t *testing.T) {
+	n := &plan.Node{Name: "clean", Expectations: []plan.Expectation{
+		{Name: "positive", Condition: "amount > 0", Action: plan.ActionWarn},
+		{Name: "keyed", Condition: "id IS NOT NULL", Action: plan.ActionDrop}}}
+	obs := observeFor(n)
+	var names []string
+	for _, m := range obs.Metrics {
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, ",") != "in,e0" || obs.Keep != "(id IS NOT NULL)" {
+		t.Fatalf("observed %v, keep %q; want in,e0 and the drop's condition", names, obs.Keep)
+	}
+	got := expectationResults(n, map[string]int64{"in": 10, "e0": 8, "rows": 7}, nil)
+	if got[0].Passed != 8 || got[0].Failed != 2 || got[1].Passed != 7 || got[1].Failed != 3 {
+		t.Errorf("results %+v; want 8/2 and 7/3", got)
+	}
+	// With a second drop expectation, each is counted apart.
+	n.Expectations[0].Action = plan.ActionFail
+	if m := observeFor(n).Metrics; len(m) != 3 {
+		t.Errorf("two drop or fail expectations observe %d metrics; want in, e0, e1", len(m))
+	}
+}
