@@ -309,7 +309,7 @@ test-web: build chromium
 bench: java postgres build venv spark-jars
 	$(GO) test -run='^$$' -bench=. -skip='PythonNodeOverhead|ExpectationOverhead' -benchmem -count=1 ./internal/...
 	$(GO) test -run='^$$' -bench='PythonNodeOverhead' -benchtime=3x -count=1 ./internal/spark/backend
-	$(GO) test -run='^$$' -bench='ExpectationOverhead' -benchtime=5x -count=1 -v ./internal/spark/backend
+	$(GO) test -run='^$$' -bench='ExpectationOverhead' -benchtime=10x -count=1 -v ./internal/spark/backend
 	EXECD=$(abspath $(BIN)/execd) $(GO) test -run='^$$' -bench='Throughput' -benchtime=2x -count=1 ./cmd/execd
 	$(MAKE) --no-print-directory bench-peer
 
