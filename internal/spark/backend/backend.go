@@ -115,7 +115,27 @@ func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 	}
 	r.dependents = maps.Clone(r.readers)
 	r.aliases = aliasesRead(rc.Pipeline.Nodes)
+	r.pythonRead = readByPythonAlone(rc.Pipeline.Nodes)
 	return r
+}
+
+// readByPythonAlone returns the config inputs that only batch Python nodes
+// read: those need a global view alone (see Session.RegisterShared), one
+// request rather than a session view and then a global one.
+func readByPythonAlone(nodes []*plan.Node) map[string]bool {
+	alone := map[string]bool{}
+	for _, n := range nodes {
+		python := n.Kind == plan.KindPython && n.Stream == nil
+		for _, in := range n.InputSpecs {
+			if in.Producer != "" {
+				continue
+			}
+			if seen, ok := alone[in.Key]; !ok || seen {
+				alone[in.Key] = python
+			}
+		}
+	}
+	return alone
 }
 
 // runExec is one run's use of Spark.
@@ -144,6 +164,8 @@ type runExec struct {
 	// aliases are, per node, the session names its dependents' SQL reads
 	// its result by (see aliasesRead).
 	aliases map[string][]string
+	// pythonRead holds the config inputs only batch Python nodes read.
+	pythonRead map[string]bool
 	// releasing tracks cached results being released; Close waits.
 	releasing sync.WaitGroup
 	// cleared holds, per streaming node this execution has cleared (see
@@ -486,12 +508,16 @@ func (r *runExec) params() map[string]any {
 
 func (r *runExec) registerInput(ctx context.Context, s *sparkconnect.Session, in plan.InputSpec) error {
 	return r.once(ctx, "input:"+in.Key, func() error {
-		var params map[string]any
-		if in.Query != "" {
-			params = r.params()
-		}
-		return s.RegisterInput(ctx, in, params)
+		return s.RegisterInput(ctx, in, r.inputParams(in))
 	})
+}
+
+// inputParams are what input in's query binds: the run's dates.
+func (r *runExec) inputParams(in plan.InputSpec) map[string]any {
+	if in.Query == "" {
+		return nil
+	}
+	return r.params()
 }
 
 // once runs fn once per session for id, whichever node needs it first; a

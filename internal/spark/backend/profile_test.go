@@ -29,17 +29,19 @@ func TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse(t *testing.T
 	writeFiles(t, dir, map[string]string{
 		"settings_yml.json": settings,
 		"global.yaml":       "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_parallel_nodes: 2\nmax_retries: 0\nallowed_module_prefixes: [profnodes]\n",
-		"pipelines.yaml":    "p: {nodes: [a, b, c, d, e, f]}\n",
+		"pipelines.yaml":    "p: {nodes: [a, b, c, d, e, f, g, h]}\n",
 		"nodes.yaml": `a: {sql: "SELECT id, id % 3 AS k FROM range(100)", output: [o.t.a]}
 b: {sql: "SELECT k, count(*) AS n FROM a GROUP BY k", dependencies: [a], output: [o.t.b]}
 c: {sql: "SELECT max(id) AS m FROM a", dependencies: [a], output: [o.t.c]}
 d: {function: profnodes.keep, input: [o.t.a], output: [o.t.d]}
 e: {sql: "SELECT 1 AS one"}
 f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
+g: {function: profnodes.keep, input: [raw], output: [o.t.g]}
+h: {sql: "SELECT k FROM both", input: [both], output: [o.t.h]}
 `,
 		"profnodes.py": "def keep(df, *, start_date, end_date):\n    return df.where('k = 1')\n",
-		"input.yaml":   "{}\n",
-		"output.yaml":  "o.t.a: {format: parquet}\no.t.b: {format: parquet}\no.t.c: {format: parquet}\no.t.d: {format: parquet}\no.t.f: {format: parquet}\n",
+		"input.yaml":   "raw: {format: query, query: \"SELECT id % 3 AS k FROM range(9)\"}\nboth: {format: query, query: \"SELECT 1 AS k\"}\n",
+		"output.yaml":  "o.t.a: {format: parquet}\no.t.b: {format: parquet}\no.t.c: {format: parquet}\no.t.d: {format: parquet}\no.t.f: {format: parquet}\no.t.g: {format: parquet}\no.t.h: {format: parquet}\n",
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -85,8 +87,11 @@ f: {sql: "SELECT one FROM e", dependencies: [e], output: [o.t.f]}
 	// its write (its input is a's global view; nobody reads d). e: its view
 	// and the name f reads it by, no cache (computed once, by f alone); f:
 	// its view and its write.
+	// g, a Python node reading an input no SQL names: the input's global
+	// view, made in one request, and its write. h, a SQL node: its input's
+	// session view, its own view and its write.
 	// The one analysis is a's cache (asked as a persist), never a schema.
-	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1, "e": 2, "f": 2}
+	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1, "e": 2, "f": 2, "g": 2, "h": 3}
 	analyses := map[string]float64{"a": 1}
 	for node, n := range want {
 		got := calls[node]

@@ -193,6 +193,17 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 			views = append(views, s.ResultView(in.Producer))
 			continue
 		}
+		if in.Producer == "" && r.pythonRead[in.Key] {
+			err := r.once(ctx, "share:"+in.Key, func() error {
+				_, err := s.RegisterShared(ctx, in.Read, r.inputParams(in.Read))
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			views = append(views, s.SharedView(in.Key))
+			continue
+		}
 		if in.Producer == "" {
 			if err := r.registerInput(ctx, s, in.Read); err != nil {
 				return nil, err

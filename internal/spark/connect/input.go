@@ -18,24 +18,52 @@ type InputSpec = plan.InputSpec
 // here with Spark's message.
 func (s *Session) RegisterInput(ctx context.Context, in InputSpec, params map[string]any) error {
 	op := "register input " + in.Key
-	if err := s.check(op); err != nil {
-		return err
-	}
-	if in.Key == "" {
-		return permanent(op, "the input has no name")
-	}
-	rel, err := inputRelation(op, in, params)
+	rel, err := s.inputView(op, in, params)
 	if err != nil {
 		return err
-	}
-	if in.Filter != "" {
-		rel = filtered(rel, in.Filter)
 	}
 	if err := s.createView(ctx, op, in.Key, rel, false); err != nil {
 		return withSourceHint(err, in.Format)
 	}
 	s.addInput(in.Key)
 	return nil
+}
+
+// RegisterShared makes in readable by every session of the server, as
+// RegisterInput and then Share would, in one request and without a session
+// view: for an input only Python nodes read (their workers have sessions of
+// their own), which node SQL does not name. It returns the global view's
+// qualified name, SharedView(in.Key); Close drops it.
+func (s *Session) RegisterShared(ctx context.Context, in InputSpec, params map[string]any) (string, error) {
+	op := "register input " + in.Key
+	rel, err := s.inputView(op, in, params)
+	if err != nil {
+		return "", err
+	}
+	if err := s.createView(ctx, op, s.sharedName(in.Key), rel, true); err != nil {
+		return "", withSourceHint(err, in.Format)
+	}
+	view := s.SharedView(in.Key)
+	s.addGlobal(view)
+	return view, nil
+}
+
+// inputView is the relation a view of input in is made from.
+func (s *Session) inputView(op string, in InputSpec, params map[string]any) (relation, error) {
+	if err := s.check(op); err != nil {
+		return nil, err
+	}
+	if in.Key == "" {
+		return nil, permanent(op, "the input has no name")
+	}
+	rel, err := inputRelation(op, in, params)
+	if err != nil {
+		return nil, err
+	}
+	if in.Filter != "" {
+		rel = filtered(rel, in.Filter)
+	}
+	return rel, nil
 }
 
 // inputRelation checks in and picks the relation that reads it.
