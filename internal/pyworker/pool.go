@@ -244,11 +244,12 @@ func (p *Pool) release(w *worker) {
 
 // Run runs one node attempt on a free worker. on gets the attempt's metrics
 // and log records as they arrive, and a log record when all workers are
-// busy. The node's own failure comes back as *run.Error, and so does a call
-// whose mappings JSON cannot carry (a ConfigError, before any worker is
-// taken). A worker that dies under the attempt gives a *DiedError; a ctx
-// that ends gives ctx's error once the worker has stopped the node (or been
-// killed for not stopping).
+// busy (a Call with IfIdle gets pycall.ErrBusy instead). The node's own
+// failure comes back as *run.Error, and so does a call whose mappings JSON
+// cannot carry (a ConfigError, before any worker is taken). A worker that
+// dies under the attempt gives a *DiedError; a ctx that ends gives ctx's
+// error once the worker has stopped the node (or been killed for not
+// stopping).
 func (p *Pool) Run(ctx context.Context, c pycall.Call, on func(pycall.Event)) (*run.Error, error) {
 	req, nodeErr := runRequest(c, p.cfg.SparkRemote)
 	if nodeErr != nil {
@@ -261,6 +262,9 @@ func (p *Pool) Run(ctx context.Context, c pycall.Call, on func(pycall.Event)) (*
 			w = nil
 		}
 	default:
+	}
+	if w == nil && c.IfIdle {
+		return nil, pycall.ErrBusy
 	}
 	if w == nil {
 		if on != nil { // the wait counts against the node's timeout: say why it is not starting

@@ -42,6 +42,10 @@ type Settings struct {
 	BreakerThreshold int
 	// MLOps is the mlops block: where ML runs are tracked.
 	MLOps MLOps
+	// EarlyCalls is early_function_calls: a batch Python node's function
+	// may be called once the results it reads exist, while its upstreams
+	// still write their outputs; its result is used only when they succeed.
+	EarlyCalls bool
 }
 
 // Defaults for settings that are not configured.
@@ -77,6 +81,7 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 		NodeTimeout:      DefaultNodeTimeout,
 		FormatPolicy:     DefaultFormatPolicy(),
 		BreakerThreshold: DefaultBreaker,
+		EarlyCalls:       true,
 	}
 	var probs problem.List
 	str := func(key string, dst *string) {
@@ -104,6 +109,14 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 			s.RequiresDates = &b
 		} else {
 			probs.Add(globalField+"requires_dates", problem.CodeInvalidType, "requires_dates must be true or false, got %s", typeName(v))
+		}
+	}
+	if v, ok := global.Get("early_function_calls"); ok && v != nil {
+		if b, ok := asBool(v); ok {
+			s.EarlyCalls = b
+		} else {
+			probs.Add(globalField+"early_function_calls", problem.CodeInvalidType,
+				"early_function_calls must be true (call a Python node's function while its upstreams write) or false (after they succeed), got %s", typeName(v))
 		}
 	}
 	if v, ok := global.Get("max_parallel_nodes"); ok && v != nil {

@@ -225,6 +225,26 @@ nodes: {a: {sql: "SELECT 1"}}
 	}
 }
 
+// Python functions are called early unless the global settings say
+// early_function_calls: false; anything but a boolean is a problem there.
+func TestResolve_EarlyFunctionCallsIsOnUnlessTurnedOff(t *testing.T) {
+	for _, c := range []struct {
+		setting string
+		want    bool
+	}{{"", true}, {"early_function_calls: true", true}, {"early_function_calls: false", false}} {
+		p := project(t, "global_settings: {"+c.setting+"}\npipelines: {p: {nodes: [a]}}\nnodes: {a: {sql: \"SELECT 1\"}}\n")
+		if pl := mustResolve(t, p, dated("p")); pl.Settings.EarlyCalls != c.want {
+			t.Errorf("with {%s} EarlyCalls is %v, want %v", c.setting, pl.Settings.EarlyCalls, c.want)
+		}
+	}
+	p := project(t, "global_settings: {early_function_calls: soon}\npipelines: {p: {nodes: [a]}}\nnodes: {a: {sql: \"SELECT 1\"}}\n")
+	_, err := Resolve(p, dated("p"))
+	probs := problems(t, err)
+	if len(probs) != 1 || probs[0].Field != "global_settings.early_function_calls" || !strings.Contains(probs[0].Message, "true") {
+		t.Errorf("problems %v; want one naming global_settings.early_function_calls and what it takes", probs)
+	}
+}
+
 func TestStored_AKafkaTopicIsNoOutputToReadBackFrom(t *testing.T) {
 	kafka := OutputSpec{Key: "o.k", Format: "Kafka", Options: map[string]string{"topic": "t"}}
 	file := OutputSpec{Key: "o.f", Format: "parquet", Path: "out/o/f"}

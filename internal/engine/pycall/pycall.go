@@ -49,6 +49,10 @@ type Call struct {
 	// MLflow is the attempt's own MLflow run, for an ML node of a tracked
 	// run; nil otherwise.
 	MLflow *MLflow
+	// IfIdle makes the call only when a worker is free now; otherwise Run
+	// returns ErrBusy at once. For calls made ahead of time, which must
+	// not take a worker from a node that is due.
+	IfIdle bool
 }
 
 // MLflow is where a node attempt's tracker writes in MLflow. RunID is ""
@@ -137,6 +141,10 @@ type PickledFunction struct {
 // worker refused: the function cannot be loaded or called as asked, and
 // asking again will not help until the project's code changes.
 var ErrRefused = errors.New("the python worker refused the function")
+
+// ErrBusy is returned by Run for a Call with IfIdle when every worker is
+// busy; nothing was called.
+var ErrBusy = errors.New("every python worker is busy")
 
 // ErrWorkerDied is matched (errors.Is) by a call whose worker died under
 // it. Another worker may well succeed, so the attempt is retryable.

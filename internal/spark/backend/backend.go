@@ -95,14 +95,16 @@ func (b *Backend) OpenRun(ctx context.Context, rc engine.RunContext) (engine.Run
 
 func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 	r := &runExec{
-		b:       b,
-		rc:      rc,
-		conf:    rc.Pipeline.SparkConfig,
-		log:     b.log.With("run_id", rc.RunID),
-		inputs:  map[string]*inputOnce{},
-		byName:  map[string]*plan.Node{},
-		readers: map[string]int{},
-		live:    map[string]run.LiveAttempt{},
+		b:         b,
+		rc:        rc,
+		conf:      rc.Pipeline.SparkConfig,
+		log:       b.log.With("run_id", rc.RunID),
+		inputs:    map[string]*inputOnce{},
+		byName:    map[string]*plan.Node{},
+		readers:   map[string]int{},
+		live:      map[string]run.LiveAttempt{},
+		early:     map[string]*earlyCall{},
+		consumers: map[string][]*plan.Node{},
 	}
 	if b.durable {
 		r.journal = rc.Journal
@@ -111,6 +113,7 @@ func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 		r.byName[n.Name] = n
 		for _, d := range n.Dependencies {
 			r.readers[d]++
+			r.consumers[d] = append(r.consumers[d], n)
 		}
 	}
 	r.dependents = maps.Clone(r.readers)
@@ -149,8 +152,11 @@ type runExec struct {
 	mu     sync.Mutex
 	sess   *sparkconnect.Session
 	inputs map[string]*inputOnce
-	// ran holds the nodes whose results this session has as views.
+	// ran holds the nodes whose results this session has as views; gen
+	// counts, per node, the results it has had (an attempt that fails
+	// after its result was made and a retry make two).
 	ran map[string]bool
+	gen map[string]int
 	// readers counts, per node, the dependents that have not succeeded
 	// yet; a result with readers is cached until the count reaches zero.
 	readers map[string]int
@@ -172,6 +178,13 @@ type runExec struct {
 	// clearStream), the sources its query starts from: a retry of the
 	// node does not clear again and starts where the first attempt did.
 	cleared map[string][]plan.StreamSource
+	// consumers are, per node, the nodes that depend on it; early holds
+	// the calls of their functions made before they run (see early.go),
+	// earlyRunning those under way; closing stops new ones.
+	consumers    map[string][]*plan.Node
+	early        map[string]*earlyCall
+	earlyRunning sync.WaitGroup
+	closing      bool
 }
 
 // aliasesRead works out which session names each node's result needs: a
@@ -263,6 +276,7 @@ func (r *runExec) session(ctx context.Context) (*sparkconnect.Session, error) {
 	r.sess = s
 	r.inputs = map[string]*inputOnce{}
 	r.ran = map[string]bool{}
+	r.gen = map[string]int{}
 	r.cached = map[string]string{}
 	return s, nil
 }
@@ -404,6 +418,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 		return err
 	}
 	r.markRan(ctx, s, n.Name, shared, res.All) // what is cached
+	r.callEarly(s, n.Name)
 	return r.writeOutputs(ctx, s, n, res.All, attempt, emit)
 }
 
@@ -543,6 +558,7 @@ func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
 
 // Close implements engine.RunExecutor.
 func (r *runExec) Close(ctx context.Context) error {
+	r.stopEarly()
 	r.releasing.Wait()
 	r.mu.Lock()
 	s := r.sess

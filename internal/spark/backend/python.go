@@ -91,32 +91,16 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 // result in this session, as a SQL node's does; outputs are written here.
 func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
 	// An attempt taken up after a restart whose function had returned
-	// has its result view on the server: the function is not called again.
-	// A node whose drop or fail expectations leave rows out, and whose
-	// result others read, has its function's result made apart: its result
-	// view keeps only the rows its dependents may read.
-	keep := ""
-	if r.hasDependents(n) {
-		keep = plan.KeepCondition(n.Expectations)
-	}
+	// has its result view on the server: the function is not called again;
+	// nor is one that was called early (see early.go).
+	keep := r.keepOf(n)
 	if !r.pythonDone(ctx, n.Name, attempt) {
-		views, err := r.globalInputs(ctx, s, n)
-		if err != nil {
-			return err
+		called, err := r.takeEarly(ctx, n, attempt, emit)
+		if !called {
+			err = r.callPython(ctx, s, n, attempt, emit)
 		}
-		phase(ctx, "inputs")
-		call := r.pythonCall(s, n, attempt, views)
-		if t := r.b.tracker; t != nil {
-			if call.MLflow, err = t.Attempt(ctx, r.rc.RunID, r.rc.Pipeline, n, attempt); err != nil {
-				return &retry.Failure{Err: run.Error{Type: "MLflowUnavailable", Message: err.Error(), Retryable: true}, Cause: err}
-			}
-		}
-		if keep != "" {
-			call.ResultView = s.UnfilteredName(n.Name)
-		}
-		nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, pythonEvents(emit))
 		phase(ctx, "worker")
-		if err := pythonFailure(nodeErr, err); err != nil {
+		if err != nil {
 			return err
 		}
 		if err := r.notePythonDone(ctx, n.Name, attempt); err != nil {
@@ -144,9 +128,51 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	r.markRan(ctx, s, n.Name, shared, all) // what is cached
+	r.callEarly(s, n.Name)
 	phase(ctx, "handback")
 	// The worker refused a result without columns.
 	return r.writeOutputs(ctx, s, n, all, attempt, emit)
+}
+
+// keepOf is the condition on the rows of n's result its dependents may
+// read, when n has dependents and drop or fail expectations: its
+// function's result is then made apart (UnfilteredName) and its result view
+// keeps only those rows.
+func (r *runExec) keepOf(n *plan.Node) string {
+	if !r.hasDependents(n) {
+		return ""
+	}
+	return plan.KeepCondition(n.Expectations)
+}
+
+// callPython calls n's function for attempt, its result left in the
+// node's result view (or its unfiltered one, see keepOf).
+func (r *runExec) callPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
+	call, err := r.call(ctx, s, n, attempt)
+	if err != nil {
+		return err
+	}
+	phase(ctx, "inputs")
+	nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, pythonEvents(emit))
+	return pythonFailure(nodeErr, err)
+}
+
+// call is the call of n's function for attempt, its inputs global views.
+func (r *runExec) call(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int) (pycall.Call, error) {
+	views, err := r.globalInputs(ctx, s, n)
+	if err != nil {
+		return pycall.Call{}, err
+	}
+	call := r.pythonCall(s, n, attempt, views)
+	if t := r.b.tracker; t != nil {
+		if call.MLflow, err = t.Attempt(ctx, r.rc.RunID, r.rc.Pipeline, n, attempt); err != nil {
+			return pycall.Call{}, &retry.Failure{Err: run.Error{Type: "MLflowUnavailable", Message: err.Error(), Retryable: true}, Cause: err}
+		}
+	}
+	if r.keepOf(n) != "" {
+		call.ResultView = s.UnfilteredName(n.Name)
+	}
+	return call, nil
 }
 
 // pythonEvents records what a running function reports.

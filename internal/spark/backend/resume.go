@@ -78,6 +78,7 @@ func (r *runExec) markRan(ctx context.Context, s *sparkconnect.Session, node str
 	current := r.sess == s
 	if current {
 		r.ran[node] = true
+		r.gen[node]++
 		if shared {
 			r.cached[node] = view
 		}

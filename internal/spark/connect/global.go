@@ -45,6 +45,10 @@ func (s *Session) UnfilteredView(node string) string {
 	return "global_temp." + quote(s.UnfilteredName(node))
 }
 
+// Own makes Close drop view, a global view of this run's a Python worker
+// made (ResultView or UnfilteredView) whose result may never be taken in.
+func (s *Session) Own(view string) { s.addGlobal(view) }
+
 // KeepResult makes node's result view the rows of UnfilteredName(node) (a
 // view a Python worker made) that meet keep, as RunSQL does for a
 // NodeSpec.Keep, and returns the unfiltered view's qualified name, to

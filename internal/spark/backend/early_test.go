@@ -1,0 +1,166 @@
+package backend_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tauro-exec/tauro-exec/internal/engine/run"
+	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
+)
+
+// earlyProject is a project whose Python node down reads what Python node
+// up writes. up's first output, two million rows, takes Spark a while to
+// write; down's function records when it is called (calls.txt) and says
+// so. global is added to the global settings.
+func earlyProject(t *testing.T, global string) string {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"settings_yml.json": settings,
+		"global.yaml": "output_path: out\nmode: spark\nstart_date: \"2025-01-01\"\nend_date: \"2025-01-02\"\nmax_parallel_nodes: 2\n" +
+			"max_retries: 0\nallowed_module_prefixes: [earlynodes]\n" + global,
+		"pipelines.yaml": "p: {nodes: [up, down]}\n",
+		"nodes.yaml": `up: {function: earlynodes.up, input: [raw], output: [o.t.big, o.t.up]}
+down: {function: earlynodes.down, input: [o.t.up], dependencies: [up], output: [o.t.down]}
+`,
+		"earlynodes.py": `import pathlib, time
+
+def up(df, *, start_date, end_date):
+    return df
+
+def down(df, *, start_date, end_date):
+    with open(pathlib.Path(__file__).parent / "calls.txt", "a") as f:
+        f.write(repr(time.time()) + "\n")
+    print("down called")
+    return df.where("id % 2 = 0")
+`,
+		"input.yaml":  "raw: {format: query, query: \"SELECT id FROM range(2000000)\"}\n",
+		"output.yaml": "o.t.big: {format: parquet}\no.t.up: {format: parquet}\no.t.down: {format: parquet}\n",
+	})
+	return dir
+}
+
+// runEarly runs pipeline p of the project in dir and returns the run, its
+// events, and the times down's function was called.
+func runEarly(t *testing.T, dir string) (run.Run, []run.Event, []time.Time) {
+	t.Helper()
+	remote := sparktest.Remote(t)
+	python, err := sparktest.Python()
+	if err != nil {
+		t.Skipf("no Python for workers: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	eng, _ := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := eng.Watch(ctx, r.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []run.Event
+	for ev := range w.Events() {
+		events = append(events, ev)
+	}
+	done, err := eng.Get(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []time.Time
+	b, err := os.ReadFile(filepath.Join(dir, "calls.txt"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Fields(string(b)) {
+		s, err := strconv.ParseFloat(line, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls = append(calls, time.Unix(0, int64(s*1e9)))
+	}
+	return done, events, calls
+}
+
+// nodeState returns when node entered state, from the run's events.
+func nodeState(events []run.Event, node string, state run.NodeState) (time.Time, bool) {
+	for _, ev := range events {
+		if ev.Kind == run.NodeStateChanged && ev.Node == node && ev.NodeState == state {
+			return ev.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func messages(events []run.Event, node, text string) int {
+	n := 0
+	for _, ev := range events {
+		if ev.Kind == run.NodeMessage && ev.Node == node && strings.Contains(ev.Message, text) {
+			n++
+		}
+	}
+	return n
+}
+
+// While up writes its outputs, down's function is already called; down's
+// attempt then takes that call up: the function ran once, its message is
+// down's, and down writes what it returned. With early_function_calls:
+// false it is called after up succeeded.
+func TestEarlyCall_ADependentsFunctionRunsWhileItsUpstreamWrites(t *testing.T) {
+	for _, early := range []bool{true, false} {
+		t.Run("early_function_calls="+strconv.FormatBool(early), func(t *testing.T) {
+			dir := earlyProject(t, "early_function_calls: "+strconv.FormatBool(early)+"\n")
+			r, events, calls := runEarly(t, dir)
+			if r.State != run.Succeeded {
+				t.Fatalf("run %s: %s", r.State, r.Message)
+			}
+			upDone, _ := nodeState(events, "up", run.NodeSucceeded)
+			if len(calls) != 1 {
+				t.Fatalf("down's function was called %d times, want once", len(calls))
+			}
+			if got := calls[0].Before(upDone); got != early {
+				t.Errorf("down's function called at %s, up succeeded at %s: called before = %v, want %v",
+					calls[0].Format(time.StampMicro), upDone.Format(time.StampMicro), got, early)
+			}
+			if n := messages(events, "down", "down called"); n != 1 {
+				t.Errorf("down's message was reported %d times, want once", n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			got := ints(ctx, t, nil, "SELECT count(*), sum(id % 2) FROM parquet.`"+filepath.Join(dir, "out", "o", "t", "down")+"`")
+			if got[0] != 1000000 || got[1] != 0 {
+				t.Errorf("down wrote %d rows, %d of them odd; want its function's 1000000 even ids", got[0], got[1])
+			}
+		})
+	}
+}
+
+// When up fails after its result was made (a write refused), down's early
+// call is discarded: down does not run and reports nothing.
+func TestEarlyCall_IsDiscardedWhenTheUpstreamFails(t *testing.T) {
+	dir := earlyProject(t, "")
+	// up's second output exists, and write_mode error refuses to replace it.
+	writeFiles(t, dir, map[string]string{
+		"output.yaml":             "o.t.big: {format: parquet}\no.t.up: {format: parquet, write_mode: error}\no.t.down: {format: parquet}\n",
+		"out/o/t/up/_placeholder": "",
+	})
+	r, events, calls := runEarly(t, dir)
+	if r.State != run.Failed {
+		t.Fatalf("run %s, want FAILED (up's write refused)", r.State)
+	}
+	t.Logf("down's function was called early %d times", len(calls))
+	if _, ran := nodeState(events, "down", run.NodeRunning); ran {
+		t.Error("down ran after up failed")
+	}
+	for _, ev := range events {
+		if ev.Node == "down" && (ev.Kind == run.NodeMessage || ev.Kind == run.NodeMetric) {
+			t.Errorf("down reported %s %q %s after up failed", ev.Kind, ev.Message, ev.MetricName)
+		}
+	}
+}
