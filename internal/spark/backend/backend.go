@@ -172,8 +172,6 @@ type runExec struct {
 	aliases map[string][]string
 	// pythonRead holds the config inputs only batch Python nodes read.
 	pythonRead map[string]bool
-	// releasing tracks cached results being released; Close waits.
-	releasing sync.WaitGroup
 	// cleared holds, per streaming node this execution has cleared (see
 	// clearStream), the sources its query starts from: a retry of the
 	// node does not clear again and starts where the first attempt did.
@@ -332,7 +330,10 @@ func (r *runExec) RunNode(ctx context.Context, n *plan.Node, attempt int, emit f
 		r.dropSession(context.WithoutCancel(ctx), s)
 	}
 	if err == nil {
-		r.consumed(context.Background(), s, n) // not the attempt's: it may outlive it
+		// Not the attempt's ctx: released even if the attempt is cancelled
+		// now, and counted in the cleanup phase's time, not its requests
+		// (which reader is the last varies from run to run).
+		r.consumed(context.Background(), s, n)
 		phase(ctx, "cleanup")
 	}
 	if prof != nil {
@@ -350,9 +351,16 @@ func (r *runExec) cacheable(n *plan.Node) bool {
 	return r.readers[n.Name] > 0 && len(n.OutputSpecs)+r.dependents[n.Name] > 1
 }
 
+// releaseTimeout bounds the release of a node's dependencies' caches: a
+// release that does not end in time is left to the session's close.
+const releaseTimeout = 30 * time.Second
+
 // consumed records that n has read its dependencies' results: a cached
-// result whose last reader this was is released, in the background: the
-// node is done, and its dependents need not wait for the release.
+// result whose last reader this was is released before n ends. Not in
+// the background: a release still under way when a dependent's write is
+// planned can cost that write the caches built on the released result
+// (Spark re-registers them while it uncaches), and the write then computes
+// everything again from the sources; a release takes 10-20 ms.
 func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan.Node) {
 	var release []string
 	r.mu.Lock()
@@ -367,15 +375,13 @@ func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan
 	if len(release) == 0 {
 		return
 	}
-	r.releasing.Add(1)
-	go func() {
-		defer r.releasing.Done()
-		for _, v := range release {
-			if err := s.Uncache(ctx, v); err != nil && !errors.Is(err, sparkconnect.ErrClosed) {
-				r.log.Warn("releasing a cached result", "view", v, "err", err)
-			}
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
+	for _, v := range release {
+		if err := s.Uncache(ctx, v); err != nil && !errors.Is(err, sparkconnect.ErrClosed) {
+			r.log.Warn("releasing a cached result", "view", v, "err", err)
 		}
-	}()
+	}
 }
 
 // describe names a Spark failure by Spark's error class, so a node's FAILED
@@ -559,7 +565,6 @@ func (r *runExec) once(ctx context.Context, id string, fn func() error) error {
 // Close implements engine.RunExecutor.
 func (r *runExec) Close(ctx context.Context) error {
 	r.stopEarly()
-	r.releasing.Wait()
 	r.mu.Lock()
 	s := r.sess
 	r.sess = nil
