@@ -164,3 +164,41 @@ func TestEarlyCall_IsDiscardedWhenTheUpstreamFails(t *testing.T) {
 		}
 	}
 }
+
+// A cached result is released by its last reader before that reader ends,
+// so its dependents never plan a write while the release is under way:
+// check's function, called once mid succeeded, finds relsrc no longer
+// cached. (A release in the background usually ended before a worker
+// called the function too, so this holds the order rather than telling
+// the two apart; the peer benchmark's score node does, see README.)
+func TestRelease_ACachedResultIsReleasedBeforeItsLastReaderEnds(t *testing.T) {
+	dir := earlyProject(t, "early_function_calls: false\n")
+	writeFiles(t, dir, map[string]string{
+		"pipelines.yaml": "p: {nodes: [relsrc, mid, check]}\n",
+		"nodes.yaml": `relsrc: {sql: "SELECT id FROM range(1000)", output: [o.t.src]}
+mid: {sql: "SELECT id FROM relsrc WHERE id % 2 = 0", dependencies: [relsrc], output: [o.t.mid]}
+check: {function: earlynodes.check, input: [o.t.mid], output: [o.t.check]}
+`,
+		"earlynodes.py": `def check(df, *, start_date, end_date):
+    spark = df.sparkSession
+    views = [r.viewName for r in spark.sql("SHOW VIEWS IN global_temp").collect()]
+    mine = [v for v in views if v.endswith("_relsrc")]
+    if not mine:
+        raise ValueError("no view of relsrc's result")
+    cached = [v for v in mine if spark.catalog.isCached("global_temp." + v)]
+    if cached:
+        raise ValueError("still cached after its last reader ended: " + ", ".join(cached))
+    return df
+`,
+		"output.yaml": "o.t.src: {format: parquet}\no.t.mid: {format: parquet}\no.t.check: {format: parquet}\n",
+	})
+	r, events, _ := runEarly(t, dir)
+	if r.State != run.Succeeded {
+		for _, ev := range events {
+			if ev.Error != nil {
+				t.Logf("%s: %s", ev.Node, ev.Error.Message)
+			}
+		}
+		t.Fatalf("run %s: %s", r.State, r.Message)
+	}
+}
