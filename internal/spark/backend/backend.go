@@ -357,10 +357,9 @@ const releaseTimeout = 30 * time.Second
 
 // consumed records that n has read its dependencies' results: a cached
 // result whose last reader this was is released before n ends. Not in
-// the background: a release still under way when a dependent's write is
-// planned can cost that write the caches built on the released result
-// (Spark re-registers them while it uncaches), and the write then computes
-// everything again from the sources; a release takes 10-20 ms.
+// the background: a dependent's write that started while the release was
+// under way was seen to miss the caches built on the released result and
+// compute everything again from the sources; a release takes 10-30 ms.
 func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan.Node) {
 	var release []string
 	r.mu.Lock()
