@@ -271,12 +271,18 @@ func (r *runExec) session(ctx context.Context) (*sparkconnect.Session, error) {
 	if skipped := s.Skipped(); len(skipped) > 0 {
 		r.log.Warn("spark_config keys a session cannot set were skipped", "keys", skipped)
 	}
+	r.useSession(s)
+	return s, nil
+}
+
+// useSession makes s the run's session, with nothing of it known yet: no
+// input registered, no result made or cached.
+func (r *runExec) useSession(s *sparkconnect.Session) {
 	r.sess = s
 	r.inputs = map[string]*inputOnce{}
 	r.ran = map[string]bool{}
 	r.gen = map[string]int{}
 	r.cached = map[string]string{}
-	return s, nil
 }
 
 // dropSession forgets a session the server lost, so the next attempt opens

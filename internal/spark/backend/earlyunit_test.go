@@ -40,6 +40,16 @@ func finish(e *earlyCall, nodeErr *run.Error, err error, events ...pycall.Event)
 	e.cancel()
 }
 
+// earlyCalled is an early call of d under way, both of its upstreams'
+// results made.
+func earlyCalled() (*runExec, *plan.Node, *earlyCall) {
+	s := &sparkconnect.Session{}
+	r, d := earlyRun(s)
+	made(r, "u")
+	made(r, "v")
+	return r, d, newEarlyLocked(r, s, d)
+}
+
 func newEarlyLocked(r *runExec, s *sparkconnect.Session, d *plan.Node) *earlyCall {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,11 +97,7 @@ func TestNewEarly_OnceEveryResultItReadsIsMadeAndAgainWhenOneIsRemade(t *testing
 // A good early call is the first attempt's function call: its events are
 // emitted then, and the function's failure is the attempt's.
 func TestTakeEarly_AGoodCallIsTheFirstAttemptsWithItsEventsAndFailure(t *testing.T) {
-	s := &sparkconnect.Session{}
-	r, d := earlyRun(s)
-	made(r, "u")
-	made(r, "v")
-	e := newEarlyLocked(r, s, d)
+	r, d, e := earlyCalled()
 	finish(e, &run.Error{Type: "ValueError", Message: "no rows"}, nil,
 		pycall.Event{Log: &pycall.Log{Level: "info", Text: "called early"}},
 		pycall.Event{Metric: &pycall.Metric{Name: "rows", Value: 3}})
@@ -130,11 +136,7 @@ func TestTakeEarly_DiscardsACallThatIsNotGoodForTheAttempt(t *testing.T) {
 	}
 	for name, setup := range cases {
 		t.Run(name, func(t *testing.T) {
-			s := &sparkconnect.Session{}
-			r, d := earlyRun(s)
-			made(r, "u")
-			made(r, "v")
-			e := newEarlyLocked(r, s, d)
+			r, d, e := earlyCalled()
 			e.record(pycall.Event{Log: &pycall.Log{Level: "info", Text: "called early"}})
 			attempt := setup(r, e)
 			var got []run.Event
@@ -149,11 +151,7 @@ func TestTakeEarly_DiscardsACallThatIsNotGoodForTheAttempt(t *testing.T) {
 // An attempt that ends while its early call is under way (its timeout,
 // the run cancelled) stops the call first and ends with ctx's error.
 func TestTakeEarly_AnAttemptThatEndsStopsItsCallUnderWay(t *testing.T) {
-	s := &sparkconnect.Session{}
-	r, d := earlyRun(s)
-	made(r, "u")
-	made(r, "v")
-	e := newEarlyLocked(r, s, d)
+	r, d, e := earlyCalled()
 	stopped := make(chan struct{})
 	go func() {
 		<-e.ctx.Done()

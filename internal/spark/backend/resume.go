@@ -156,7 +156,7 @@ func (b *Backend) ResumeRun(ctx context.Context, rc engine.RunContext) (engine.R
 		_ = s.Close(ctx)
 		return nil, err
 	}
-	r.sess, r.inputs, r.ran, r.cached = s, map[string]*inputOnce{}, map[string]bool{}, map[string]string{}
+	r.useSession(s)
 	for key := range ran {
 		node := strings.TrimPrefix(key, keyRan)
 		n := r.byName[node]
@@ -164,6 +164,7 @@ func (b *Backend) ResumeRun(ctx context.Context, rc engine.RunContext) (engine.R
 			continue
 		}
 		r.ran[node] = true
+		r.gen[node] = 1
 		for _, d := range n.Dependencies {
 			r.readers[d]--
 		}
