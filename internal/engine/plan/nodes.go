@@ -31,6 +31,15 @@ func (r *resolver) parseNode(i int32) {
 		}
 	}
 	r.parseML(i)
+	n.EarlyCall = r.set.EarlyCalls
+	if v, ok := r.get(i, "early_call"); ok && v != nil {
+		if b, ok := asBool(v); ok {
+			n.EarlyCall = b
+		} else {
+			r.add(r.field(i, "early_call"), problem.CodeInvalidType,
+				"node %s: early_call must be true (its function may be called while its upstreams write) or false (once they succeeded), got %s", q(n.Name), typeName(v))
+		}
+	}
 
 	// The retry policy starts from the global one.
 	rp := retryPolicy{r.set.MaxRetries, r.set.RetryDelay, r.set.RetryBackoff, r.set.RetryMaxDelay, r.set.NodeTimeout}

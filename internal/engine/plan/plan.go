@@ -211,7 +211,11 @@ type Node struct {
 	// hyperparams of its own, or any node of an ml pipeline, unless it
 	// says mlops_enabled: false. Its attempts are MLflow runs when the
 	// mlops block is on.
-	ML          bool
+	ML bool
+	// EarlyCall lets a batch Python node's function be called while its
+	// upstreams write (the node's early_call, else the global
+	// early_function_calls; see the Spark backend's early.go).
+	EarlyCall   bool
 	Description string
 	// Expectations are the node's row rules and Checks its whole-result
 	// checks, in the order written.

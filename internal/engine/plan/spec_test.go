@@ -237,11 +237,33 @@ func TestResolve_EarlyFunctionCallsIsOnUnlessTurnedOff(t *testing.T) {
 			t.Errorf("with {%s} EarlyCalls is %v, want %v", c.setting, pl.Settings.EarlyCalls, c.want)
 		}
 	}
-	p := project(t, "global_settings: {early_function_calls: soon}\npipelines: {p: {nodes: [a]}}\nnodes: {a: {sql: \"SELECT 1\"}}\n")
+	p := project(t, "global_settings: {early_function_calls: soon}\npipelines: {p: {nodes: [a]}}\nnodes: {a: {sql: \"SELECT 1\", early_call: later}}\n")
 	_, err := Resolve(p, dated("p"))
 	probs := problems(t, err)
-	if len(probs) != 1 || probs[0].Field != "global_settings.early_function_calls" || !strings.Contains(probs[0].Message, "true") {
-		t.Errorf("problems %v; want one naming global_settings.early_function_calls and what it takes", probs)
+	fields := []string{}
+	for _, pr := range probs {
+		if strings.Contains(pr.Message, "true") {
+			fields = append(fields, pr.Field)
+		}
+	}
+	if want := []string{"global_settings.early_function_calls", "nodes.a.early_call"}; !slices.Equal(fields, want) {
+		t.Errorf("problems %v; want one at each of %v saying what it takes", probs, want)
+	}
+}
+
+// A node's early_call overrides the global early_function_calls.
+func TestResolve_ANodesEarlyCallOverridesTheGlobalSetting(t *testing.T) {
+	p := project(t, `
+global_settings: {early_function_calls: false}
+pipelines: {p: {nodes: [a, b, c]}}
+nodes: {a: {sql: "SELECT 1"}, b: {sql: "SELECT 1", early_call: true}, c: {sql: "SELECT 1", early_call: false}}
+`)
+	got := map[string]bool{}
+	for _, n := range mustResolve(t, p, dated("p")).Nodes {
+		got[n.Name] = n.EarlyCall
+	}
+	if want := map[string]bool{"a": false, "b": true, "c": false}; !maps.Equal(got, want) {
+		t.Errorf("EarlyCall %v, want %v", got, want)
 	}
 }
 

@@ -19,8 +19,9 @@ import (
 // if every result it read is still the one its upstream succeeded with;
 // otherwise (an upstream failed or ran again, the session was lost) it is
 // discarded with its events, and the function is called again when the
-// node runs, if it does. global_settings.early_function_calls: false turns
-// this off.
+// node runs, if it does. A node's early_call: false, or
+// global_settings.early_function_calls: false for every node, turns this
+// off.
 
 // earlyCall is one early call of a node's function.
 type earlyCall struct {
@@ -48,7 +49,7 @@ func (e *earlyCall) record(ev pycall.Event) {
 // batch Python node that is not an ML node (its attempt has an MLflow run
 // and logs to it) and not an attempt a killed execd left under way.
 func (r *runExec) callsEarly(n *plan.Node) bool {
-	if !r.rc.Pipeline.Settings.EarlyCalls || n.Kind != plan.KindPython || n.Stream != nil || n.ML {
+	if !n.EarlyCall || n.Kind != plan.KindPython || n.Stream != nil || n.ML {
 		return false
 	}
 	_, live := r.live[n.Name]
