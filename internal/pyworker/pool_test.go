@@ -333,10 +333,18 @@ func TestPool_ANodeWaitingForAWorkerSaysSoAndGivesUpWithItsContext(t *testing.T)
 	if busy, idle := p.Load(); busy != 1 || idle != 0 {
 		t.Errorf("Load() = %d busy, %d idle while the only worker runs a node; want 1, 0", busy, idle)
 	}
+	// A call made ahead of time does not wait: it is refused at once.
+	early := nodeCall("numbers", "numbers")
+	early.IfIdle = true
+	began := time.Now()
+	nodeErr, err := p.Run(ctx, early, func(e pycall.Event) { t.Errorf("an IfIdle call reported %+v", e) })
+	if !errors.Is(err, pycall.ErrBusy) || nodeErr != nil || time.Since(began) > time.Second {
+		t.Errorf("IfIdle call with every worker busy: %v, %v after %s; want ErrBusy at once", nodeErr, err, time.Since(began))
+	}
 	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer wcancel()
 	var logs []string
-	_, err := p.Run(wctx, nodeCall("numbers", "numbers"), func(e pycall.Event) {
+	_, err = p.Run(wctx, nodeCall("numbers", "numbers"), func(e pycall.Event) {
 		if l := e.Log; l != nil {
 			logs = append(logs, l.Text)
 		}
