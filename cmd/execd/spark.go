@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,8 @@ func sparkServer(ctx context.Context, args []string) error {
 	python := fs.String("python", "", "Python interpreter with pyspark (default: the repo's .venv)")
 	readyFile := fs.String("ready-file", "", "write the sc:// address, with the server's token, here once the server answers (mode 0600)")
 	uiFile := fs.String("ui-file", "", "turn the driver's web UI on, on a free loopback port, and write its http:// address here, before the ready file")
+	var conf confFlag
+	fs.Var(&conf, "conf", "KEY=VALUE for the server (repeatable), over execd's defaults, e.g. spark.sql.artifact.isolation.enabled=true")
 	if err := fs.Parse(args); err != nil {
 		return exitError{2}
 	}
@@ -77,11 +80,15 @@ func sparkServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var conf map[string]string
 	if *uiFile != "" {
-		if conf, err = sparkserver.FreeUIConf(); err != nil {
+		ui, err := sparkserver.FreeUIConf()
+		if err != nil {
 			return err
 		}
+		if conf == nil {
+			conf = confFlag{}
+		}
+		maps.Copy(conf, ui)
 	}
 	srv, err := startEmbeddedSpark(ctx, *python, abs, conf, log)
 	if err != nil {

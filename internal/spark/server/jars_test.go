@@ -89,7 +89,16 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 		wantConf  []string
 		wantNoKey string
 	}{
-		{name: "no jars", wantNoKey: "spark.sql.extensions"},
+		{name: "no jars", wantNoKey: "spark.sql.extensions", wantConf: []string{
+			"spark.plugins=" + ConnectPlugin,
+			"spark.sql.artifact.isolation.enabled=false",
+			"spark.sql.artifact.isolation.alwaysApplyClassloader=false",
+		}},
+		{name: "user plugins and isolation", conf: map[string]string{"spark.plugins": "com.example.Plugin", "spark.sql.artifact.isolation.enabled": "true"},
+			wantNoKey: "spark.sql.extensions", wantConf: []string{
+				"spark.plugins=" + ConnectPlugin + ",com.example.Plugin",
+				"spark.sql.artifact.isolation.enabled=true",
+			}},
 		{name: "avro only", jars: []string{"/j/spark-avro_2.13-4.2.0.jar"}, wantJars: "/j/spark-avro_2.13-4.2.0.jar", wantNoKey: "spark.sql.extensions"},
 		{name: "delta", jars: delta, wantJars: strings.Join(delta, ","), wantConf: []string{
 			"spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
@@ -104,7 +113,8 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := &Server{cfg: Config{Conf: c.conf}, jars: c.jars, logPath: filepath.Join(dir, "connect.log")}
-			args := s.args(4040, filepath.Join(dir, "connect.properties"))
+			driver := filepath.Join(dir, "connect_driver.py")
+			args := s.args(4040, filepath.Join(dir, "connect.properties"), driver)
 			i := slices.Index(args, "--jars")
 			switch {
 			case c.wantJars == "" && i >= 0:
@@ -112,8 +122,8 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 			case c.wantJars != "" && (i < 0 || args[i+1] != c.wantJars):
 				t.Errorf("args %v lack --jars %s", args, c.wantJars)
 			}
-			if args[len(args)-1] != "spark-internal" {
-				t.Errorf("the primary resource is not last: %v", args)
+			if args[len(args)-1] != driver {
+				t.Errorf("the driver script is not last: %v", args)
 			}
 			for _, kv := range c.wantConf {
 				if !slices.Contains(args, kv) {
@@ -131,7 +141,7 @@ func TestArgs_KeepTheTokenOffTheCommandLine(t *testing.T) {
 	dir := t.TempDir()
 	s := &Server{cfg: Config{Token: "sekrit", Conf: map[string]string{tokenConf: "sekrit-too"}}, logPath: filepath.Join(dir, "connect.log")}
 	props := filepath.Join(dir, "connect.properties")
-	args := s.args(4040, props)
+	args := s.args(4040, props, filepath.Join(dir, "connect_driver.py"))
 	if i := slices.Index(args, "--properties-file"); i < 0 || args[i+1] != props {
 		t.Errorf("args %v lack --properties-file %s", args, props)
 	}

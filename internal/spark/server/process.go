@@ -40,8 +40,12 @@ func (s *Server) launch(ctx context.Context) (*process, error) {
 		return nil, fmt.Errorf("sparkserver: %w", err)
 	}
 	defer os.Remove(secrets)
+	driver := filepath.Join(filepath.Dir(s.logPath), "connect_driver.py")
+	if err := os.WriteFile(driver, []byte(driverScript), 0o600); err != nil {
+		return nil, fmt.Errorf("sparkserver: %w", err)
+	}
 
-	cmd := exec.Command(filepath.Join(s.sparkHome, "bin", "spark-submit"), s.args(port, secrets)...)
+	cmd := exec.Command(filepath.Join(s.sparkHome, "bin", "spark-submit"), s.args(port, secrets, driver)...)
 	cmd.Dir = filepath.Dir(s.logPath)
 	cmd.Env = s.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -121,7 +125,30 @@ func writeSecretConf(path string, conf map[string]string) error {
 	return f.Close()
 }
 
-func (s *Server) args(port int, propertiesFile string) []string {
+// driverScript is the driver spark-submit runs: it opens the Spark
+// session, whose Connect plugin serves Spark Connect, and keeps it open
+// until its JVM is gone. The server is not Spark's own SparkConnectServer
+// main class because that class turns per-session class loaders on for
+// every session. Spark caches the code it generates for a query per class
+// loader, so execd, which opens a session per run, had every run's queries
+// compiled again (two Janino compilations per query shape) and run cold in
+// the JVM, where a long-lived session's were compiled once. Sessions
+// without artifacts of their own (execd adds none) now share Spark's
+// class loader; the setting spark.sql.artifact.isolation.enabled=true in
+// Conf turns the isolation back on.
+const driverScript = `# The driver of execd's embedded Spark Connect server (see process.go).
+import os
+import time
+
+from pyspark.sql import SparkSession
+
+jvm = os.getppid()
+SparkSession.builder.getOrCreate()
+while os.getppid() == jvm:
+    time.sleep(1)
+`
+
+func (s *Server) args(port int, propertiesFile, driver string) []string {
 	conf := map[string]string{
 		"spark.master":                       "local[*]",
 		"spark.app.name":                     "tauro-exec",
@@ -133,6 +160,9 @@ func (s *Server) args(port int, propertiesFile string) []string {
 		"spark.sql.warehouse.dir":            filepath.Join(filepath.Dir(s.logPath), "warehouse"),
 		"spark.local.dir":                    filepath.Join(filepath.Dir(s.logPath), "tmp"),
 		"spark.connect.grpc.binding.address": "127.0.0.1",
+		// See driverScript.
+		"spark.sql.artifact.isolation.enabled":                "false",
+		"spark.sql.artifact.isolation.alwaysApplyClassloader": "false",
 	}
 	if HasDelta(s.jars) {
 		maps.Copy(conf, deltaConf)
@@ -140,21 +170,22 @@ func (s *Server) args(port int, propertiesFile string) []string {
 	maps.Copy(conf, s.cfg.Conf)
 	// The port is the supervisor's to choose.
 	conf["spark.connect.grpc.binding.port"] = fmt.Sprint(port)
+	conf["spark.plugins"] = strings.Trim(ConnectPlugin+","+conf["spark.plugins"], ",")
 
 	delete(conf, tokenConf) // only ever in the properties file
-	args := []string{"--class", ConnectServerClass, "--properties-file", propertiesFile}
+	args := []string{"--properties-file", propertiesFile}
 	if len(s.jars) > 0 {
 		args = append(args, "--jars", strings.Join(s.jars, ","))
 	}
 	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		args = append(args, "--conf", k+"="+conf[k])
 	}
-	return append(args, "spark-internal")
+	return append(args, driver)
 }
 
 func (s *Server) env() []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED=", "PYSPARK_PYTHON=", "SPARK_CONNECT_AUTHENTICATE_TOKEN="} {
+		for _, k := range []string{"SPARK_HOME=", "JAVA_HOME=", "SPARK_LOCAL_IP=", "SPARK_REMOTE=", "SPARK_CONNECT_MODE_ENABLED=", "SPARK_LOCAL_REMOTE=", "PYSPARK_PYTHON=", "PYSPARK_DRIVER_PYTHON=", "SPARK_CONNECT_AUTHENTICATE_TOKEN="} {
 			if strings.HasPrefix(kv, k) {
 				return true
 			}
@@ -165,7 +196,7 @@ func (s *Server) env() []string {
 		"JAVA_HOME="+filepath.Dir(filepath.Dir(resolve(s.java))),
 		// Python UDFs and foreachBatch functions run in Python workers the
 		// server starts; they must be the project's Python, with its pyspark.
-		"PYSPARK_PYTHON="+s.cfg.Python)
+		"PYSPARK_PYTHON="+s.cfg.Python, "PYSPARK_DRIVER_PYTHON="+s.cfg.Python)
 	return env
 }
 

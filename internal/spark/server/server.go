@@ -30,8 +30,10 @@ import (
 	"github.com/tauro-exec/tauro-exec/internal/spark/sparkurl"
 )
 
-// ConnectServerClass is the main class of the Spark Connect server.
-const ConnectServerClass = "org.apache.spark.sql.connect.service.SparkConnectServer"
+// ConnectPlugin is the Spark plugin that serves Spark Connect from the
+// driver it is loaded in; the embedded server is a driver started with it
+// (see driverScript).
+const ConnectPlugin = "org.apache.spark.sql.connect.SparkConnectPlugin"
 
 // Config configures the embedded server. Only StateDir is required.
 type Config struct {
@@ -49,8 +51,10 @@ type Config struct {
 	StateDir string
 	// Conf is passed to spark-submit as --conf key=value, after and over the
 	// defaults (local[*] master, 1g driver, UI off, 4 shuffle partitions,
-	// and, when Delta Lake's jar is among Jars, its extension and catalog
-	// and analyzer-bound SQL parameters; see deltaConf).
+	// no per-session class loaders (see driverScript), and, when Delta
+	// Lake's jar is among Jars, its extension and catalog and
+	// analyzer-bound SQL parameters; see deltaConf). Plugins it names are
+	// loaded beside the Connect plugin.
 	Conf map[string]string
 	// Jars are added to the server's classpath (spark-submit --jars). nil
 	// means every *.jar in JarsDir; an empty non-nil slice means none.

@@ -287,10 +287,10 @@ func TestServer_RefusesClientsWithoutItsTokenAndKeepsItOutOfPsAndLogs(t *testing
 		if strings.Contains(cmdline, r.Token) {
 			t.Errorf("a command line holds the token: %s", cmdline)
 		}
-		sawJVM = sawJVM || strings.Contains(cmdline, sparkserver.ConnectServerClass)
+		sawJVM = sawJVM || strings.Contains(cmdline, sparkserver.ConnectPlugin)
 	}
 	if !sawJVM {
-		t.Errorf("no process of group %d runs %s; the check saw nothing", s.PID(), sparkserver.ConnectServerClass)
+		t.Errorf("no process of group %d loads %s; the check saw nothing", s.PID(), sparkserver.ConnectPlugin)
 	}
 	dir := filepath.Join(cfg.StateDir, "spark")
 	if b, err := os.ReadFile(filepath.Join(dir, "connect.log")); err != nil || strings.Contains(string(b), r.Token) {
