@@ -99,6 +99,8 @@ func TestArgs_PassesJarsAndConfiguresDeltaUnlessTheUserOverrides(t *testing.T) {
 				"spark.plugins=" + ConnectPlugin + ",com.example.Plugin",
 				"spark.sql.artifact.isolation.enabled=true",
 			}},
+		{name: "the Connect plugin named by the user", conf: map[string]string{"spark.plugins": "com.example.Plugin," + ConnectPlugin},
+			wantNoKey: "spark.sql.extensions", wantConf: []string{"spark.plugins=com.example.Plugin," + ConnectPlugin}},
 		{name: "avro only", jars: []string{"/j/spark-avro_2.13-4.2.0.jar"}, wantJars: "/j/spark-avro_2.13-4.2.0.jar", wantNoKey: "spark.sql.extensions"},
 		{name: "delta", jars: delta, wantJars: strings.Join(delta, ","), wantConf: []string{
 			"spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",

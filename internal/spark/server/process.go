@@ -170,7 +170,9 @@ func (s *Server) args(port int, propertiesFile, driver string) []string {
 	maps.Copy(conf, s.cfg.Conf)
 	// The port is the supervisor's to choose.
 	conf["spark.connect.grpc.binding.port"] = fmt.Sprint(port)
-	conf["spark.plugins"] = strings.Trim(ConnectPlugin+","+conf["spark.plugins"], ",")
+	if plugins := conf["spark.plugins"]; !slices.Contains(strings.Split(plugins, ","), ConnectPlugin) {
+		conf["spark.plugins"] = strings.Trim(ConnectPlugin+","+plugins, ",")
+	}
 
 	delete(conf, tokenConf) // only ever in the properties file
 	args := []string{"--properties-file", propertiesFile}
