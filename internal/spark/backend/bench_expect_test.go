@@ -76,6 +76,7 @@ const benchOrdersCount = "  expectations:\n" +
 func BenchmarkExpectationOverhead(b *testing.B) {
 	remote := sparktest.Remote(b)
 	orders := filepath.Join(b.TempDir(), "orders")
+	// The session outlives ctx, which bounds the making of the orders.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	spark := sparktest.Session(ctx, b)
@@ -134,7 +135,7 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 			}
 			for _, i := range order {
 				b.StopTimer()
-				collectGarbage(ctx, b, spark)
+				collectGarbage(b, spark)
 				b.StartTimer()
 				done, _ := runBench(b, engines[i])
 				d := done.Nodes[0].EndTime.Sub(done.Nodes[0].StartTime)
@@ -172,7 +173,9 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 // more than with the counting: with it, two runs of the same code gave
 // +0 % and +18 %. It needs a local server, where the driver runs the
 // tasks, as the benchmark's is.
-func collectGarbage(ctx context.Context, b *testing.B, spark sql.SparkSession) {
+func collectGarbage(b *testing.B, spark sql.SparkSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	df, err := spark.Sql(ctx, "SELECT java_method('java.lang.System', 'gc') AS collected")
 	if err == nil {
 		_, err = df.Collect(ctx)
