@@ -132,10 +132,11 @@ func writeSecretConf(path string, conf map[string]string) error {
 // every session. Spark caches the code it generates for a query per class
 // loader, so execd, which opens a session per run, had every run's queries
 // compiled again (two Janino compilations per query shape) and run cold in
-// the JVM, where a long-lived session's were compiled once. Sessions
-// without artifacts of their own (execd adds none) now share Spark's
-// class loader; the setting spark.sql.artifact.isolation.enabled=true in
-// Conf turns the isolation back on.
+// the JVM, where a long-lived session's were compiled once. Every session
+// now shares Spark's class loader, and jars or files a session adds are
+// every session's (execd adds none); the setting
+// spark.sql.artifact.isolation.enabled=true in Conf turns the isolation
+// back on.
 const driverScript = `# The driver of execd's embedded Spark Connect server (see process.go).
 import os
 import time
