@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +66,10 @@ const benchOrdersCount = "  expectations:\n" +
 // (two expectations and two checks, all counted by the write's job) in two
 // cases: the synthetic node above, and a node that reads a parquet file of
 // orders and writes it, as a cleaning node does; the file case also has a
-// node whose expectations only warn (file-count). Each round runs every
+// node whose expectations only warn (file-count), and one that leaves out
+// the rows its drop expectation would by a WHERE of its own, uncounted
+// (file-where): against it, the drop node's overhead is the counting's
+// alone, without the filtering any node dropping rows does. Each round runs every
 // node in turn, a case's nodes together, in the opposite order every other
 // round, so that the machine's load falls on all alike, after two rounds
 // that warm the JVM up and are not counted; it reports each node's mean
@@ -89,21 +91,28 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 	}
 	b.Logf("the file case reads %d orders, %d MB of parquet", ordersRows, treeSize(b, orders)>>20)
 	fileSQL := "  sql: \"SELECT * FROM orders\"\n  input: [orders]\n"
+	whereSQL := "  sql: \"SELECT * FROM orders WHERE quantity BETWEEN 1 AND 1000\"\n  input: [orders]\n"
 	inputs := "orders: {format: parquet, filepath: " + orders + "}\n"
-	// Each case is compared with the plain node of its group (base).
 	cases := []struct {
 		name, extra string
-		base        int
 		body        func(int) string
 		files       []string
 	}{
-		{"synthetic-plain", "", -1, func(int) string { return fmt.Sprintf(benchSQL, 0) }, nil},
-		{"synthetic-expect", benchExpect, 0, func(int) string { return fmt.Sprintf(benchSQL, 1) }, nil},
-		{"file-plain", "", -1, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
-		{"file-expect", benchOrdersExpect, 2, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
-		{"file-count", benchOrdersCount, 2, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
+		{"synthetic-plain", "", func(int) string { return fmt.Sprintf(benchSQL, 0) }, nil},
+		{"synthetic-expect", benchExpect, func(int) string { return fmt.Sprintf(benchSQL, 1) }, nil},
+		{"file-plain", "", func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
+		{"file-expect", benchOrdersExpect, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
+		{"file-count", benchOrdersCount, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
+		{"file-where", "", func(int) string { return whereSQL }, []string{"input.yaml", inputs}},
 	}
-	groups := [][]int{{0, 1}, {2, 3, 4}}
+	groups := [][]int{{0, 1}, {2, 3, 4, 5}}
+	// Each pair is a node with expectations and the node it is compared with.
+	pairs := []struct {
+		name       string
+		with, base int
+	}{
+		{"synthetic", 1, 0}, {"file", 3, 2}, {"file-count", 4, 2}, {"file-drop-vs-where", 3, 5},
+	}
 	engines := make([]*engine.Engine, len(cases))
 	for i, c := range cases {
 		dir := memoryDir(b)
@@ -148,22 +157,19 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 	for i, c := range cases {
 		b.ReportMetric(mean(took[i]).Seconds()*1e3, c.name+"-ms")
 	}
-	for i, c := range cases {
-		if c.base < 0 {
-			continue
-		}
-		name := strings.TrimSuffix(c.name, "-expect")
-		plain, expect := mean(took[c.base]), mean(took[i])
+	for _, p := range pairs {
+		name, i, base := p.name, p.with, p.base
+		plain, expect := mean(took[base]), mean(took[i])
 		b.ReportMetric(100*(expect.Seconds()-plain.Seconds())/plain.Seconds(), name+"-overhead-%")
 		// The load moves between rounds more than within one: each round's
 		// pair compared, the median of them is the steadier figure.
 		paired := make([]float64, len(took[i]))
 		for r := range paired {
-			paired[r] = 100 * (took[i][r].Seconds() - took[c.base][r].Seconds()) / took[c.base][r].Seconds()
+			paired[r] = 100 * (took[i][r].Seconds() - took[base][r].Seconds()) / took[base][r].Seconds()
 		}
 		slices.Sort(paired)
 		b.ReportMetric(paired[len(paired)/2], name+"-paired-median-overhead-%")
-		b.Logf("%s: median %v without expectations, %v with; per round %+.0f %%", name, median(took[c.base]), median(took[i]), paired)
+		b.Logf("%s: median %v without expectations, %v with; per round %+.0f %%", name, median(took[base]), median(took[i]), paired)
 	}
 }
 

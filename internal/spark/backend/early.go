@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/tauro-exec/tauro-exec/internal/engine/plan"
@@ -22,6 +23,11 @@ import (
 // node runs, if it does. A node's early_call: false, or
 // global_settings.early_function_calls: false for every node, turns this
 // off.
+//
+// A node whose result is cached (see cacheable) has it cached by its early
+// call too, once the function has returned: the cache request is then off
+// the critical path as well. A discarded call's cache is released before
+// the function is called again.
 
 // earlyCall is one early call of a node's function.
 type earlyCall struct {
@@ -37,6 +43,14 @@ type earlyCall struct {
 	// Set before done is closed.
 	nodeErr *run.Error
 	err     error
+	// cached is the result view the call cached, "" if none.
+	cached string
+	// calls counts the Spark Connect requests the call made, which the
+	// attempt that takes it up counts as its own.
+	calls *sparkconnect.Calls
+	// replaced is the discarded call of the same node this one replaces,
+	// whose cache it releases first.
+	replaced *earlyCall
 }
 
 func (e *earlyCall) record(ev pycall.Event) {
@@ -103,7 +117,7 @@ func (r *runExec) newEarly(s *sparkconnect.Session, d *plan.Node) *earlyCall {
 			return nil
 		}
 	}
-	e := &earlyCall{sess: s, read: read, done: make(chan struct{})}
+	e := &earlyCall{sess: s, read: read, done: make(chan struct{}), replaced: r.early[d.Name]}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	r.early[d.Name] = e
 	r.earlyRunning.Add(1)
@@ -130,7 +144,16 @@ func (r *runExec) runEarly(s *sparkconnect.Session, n *plan.Node, e *earlyCall) 
 	defer r.earlyRunning.Done()
 	defer close(e.done)
 	defer e.cancel()
-	call, err := r.call(e.ctx, s, n, 1)
+	ctx, calls := sparkconnect.CountCalls(e.ctx)
+	e.calls = calls
+	if old := e.replaced; old != nil {
+		e.replaced = nil
+		if err := r.releaseEarly(ctx, old); err != nil {
+			e.err = err
+			return
+		}
+	}
+	call, err := r.call(ctx, s, n, 1)
 	if err != nil {
 		e.err = err
 		return
@@ -142,29 +165,50 @@ func (r *runExec) runEarly(s *sparkconnect.Session, n *plan.Node, e *earlyCall) 
 	} else {
 		s.Own(s.ResultView(n.Name))
 	}
-	e.nodeErr, e.err = r.b.pythonFor(r.rc.Pipeline.Project).Run(e.ctx, call, e.record)
+	e.nodeErr, e.err = r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, e.record)
+	if e.nodeErr != nil || e.err != nil || r.keepOf(n) != "" || !r.cacheable(n) {
+		return // a kept result's unfiltered rows are cached as the node runs
+	}
+	view := s.ResultView(n.Name)
+	if e.err = s.Cache(ctx, view); e.err == nil {
+		e.cached = view
+	}
+}
+
+// releaseEarly releases what discarded call e cached, once it has ended: a
+// result of the same plan cached later would otherwise be read from the
+// rows e's inputs had.
+func (r *runExec) releaseEarly(ctx context.Context, e *earlyCall) error {
+	<-e.done
+	if e.cached == "" {
+		return nil
+	}
+	if err := e.sess.Uncache(ctx, e.cached); err != nil && !errors.Is(err, sparkconnect.ErrClosed) {
+		return err
+	}
+	e.cached = ""
+	return nil
 }
 
 // takeEarly takes up n's early call as attempt's function call: it reports
-// whether there was a good one, after emitting its events; err is the
-// function's failure then. An early call that is not good for the attempt
-// (not the first, an upstream's result changed, the call could not be
-// made) is discarded.
-func (r *runExec) takeEarly(ctx context.Context, n *plan.Node, attempt int, emit func(run.Event)) (bool, error) {
+// whether there was a good one, after emitting its events, and whether it
+// cached the node's result; err is the function's failure then. An early
+// call that is not good for the attempt (not the first, an upstream's
+// result changed, the call could not be made) is discarded.
+func (r *runExec) takeEarly(ctx context.Context, n *plan.Node, attempt int, emit func(run.Event)) (called, cached bool, err error) {
 	r.mu.Lock()
 	e := r.early[n.Name]
 	delete(r.early, n.Name)
 	r.mu.Unlock()
 	if e == nil {
-		return false, nil
+		return false, false, nil
 	}
 	r.mu.Lock()
 	good := attempt == 1 && r.current(e)
 	r.mu.Unlock()
 	if !good {
 		e.cancel()
-		<-e.done
-		return false, nil
+		return false, false, r.releaseEarly(ctx, e)
 	}
 	phase(ctx, "inputs") // made by the early call
 	select {
@@ -173,20 +217,21 @@ func (r *runExec) takeEarly(ctx context.Context, n *plan.Node, attempt int, emit
 		// The attempt ends (its timeout, the run cancelled) once its
 		// function has stopped, as a call made now would.
 		e.cancel()
-		<-e.done
-		return true, ctx.Err()
+		_ = r.releaseEarly(context.WithoutCancel(ctx), e)
+		return true, false, ctx.Err()
 	}
 	r.mu.Lock()
 	good = r.current(e)
 	r.mu.Unlock()
 	if !good || e.err != nil {
-		return false, nil
+		return false, false, r.releaseEarly(ctx, e)
 	}
+	countEarly(ctx, e.calls)
 	on := pythonEvents(emit)
 	for _, ev := range e.events {
 		on(ev)
 	}
-	return true, pythonFailure(e.nodeErr, nil)
+	return true, e.cached != "", pythonFailure(e.nodeErr, nil)
 }
 
 // stopEarly cancels the early calls under way and waits for every one to

@@ -49,6 +49,13 @@ def down(df, *, start_date, end_date):
 // events, and the times down's function was called.
 func runEarly(t *testing.T, dir string) (run.Run, []run.Event, []time.Time) {
 	t.Helper()
+	return runProfiled(t, dir, false)
+}
+
+// runProfiled is runEarly, with the nodes' profiles among the events when
+// profile is set.
+func runProfiled(t *testing.T, dir string, profile bool) (run.Run, []run.Event, []time.Time) {
+	t.Helper()
 	remote := sparktest.Remote(t)
 	python, err := sparktest.Python()
 	if err != nil {
@@ -56,7 +63,8 @@ func runEarly(t *testing.T, dir string) (run.Run, []run.Event, []time.Time) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	eng, _ := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
+	eng, be := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
+	be.SetProfile(profile)
 	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +146,122 @@ func TestEarlyCall_ADependentsFunctionRunsWhileItsUpstreamWrites(t *testing.T) {
 				t.Errorf("down wrote %d rows, %d of them odd; want its function's 1000000 even ids", got[0], got[1])
 			}
 		})
+	}
+}
+
+// A node whose result is cached for its readers (kept: an output and a
+// reader) has it cached by its early call, while up still writes: the
+// attempt that takes the call up counts that persist among its requests
+// as made early and sends none of its own. reader's function finds kept's
+// result cached, and writes its rows. (Without early calls the attempt
+// caches it, as profile_test's node a shows.)
+func TestEarlyCall_CachesTheResultItsReadersRead(t *testing.T) {
+	dir := earlyProject(t, "")
+	writeFiles(t, dir, map[string]string{
+		"pipelines.yaml": "p: {nodes: [up, kept, reader]}\n",
+		"nodes.yaml": `up: {function: earlynodes.up, input: [raw], output: [o.t.big, o.t.up]}
+kept: {function: earlynodes.down, input: [o.t.up], output: [o.t.kept]}
+reader: {function: earlynodes.reader, input: [o.t.kept], output: [o.t.reader]}
+`,
+		"earlynodes.py": `def up(df, *, start_date, end_date):
+    return df
+
+def down(df, *, start_date, end_date):
+    return df.where("id % 2 = 0")
+
+def reader(df, *, start_date, end_date):
+    spark = df.sparkSession
+    views = [r.viewName for r in spark.sql("SHOW VIEWS IN global_temp").collect()]
+    kept = [v for v in views if v.endswith("_kept")]
+    if not kept or not all(spark.catalog.isCached("global_temp." + v) for v in kept):
+        raise ValueError("kept's result is not cached: " + ", ".join(kept))
+    return df
+`,
+		"output.yaml": "o.t.big: {format: parquet}\no.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
+	})
+	r, events, _ := runProfiled(t, dir, true)
+	if r.State != run.Succeeded {
+		for _, ev := range events {
+			if ev.Error != nil {
+				t.Logf("%s: %s", ev.Node, ev.Error.Message)
+			}
+		}
+		t.Fatalf("run %s: %s", r.State, r.Message)
+	}
+	got := map[string]float64{}
+	for _, ev := range events {
+		if ev.Kind == run.NodeMetric && ev.Node == "kept" {
+			got[ev.MetricName] = ev.MetricValue
+		}
+	}
+	if got["execd.calls.AnalyzePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 || got["execd.early.ExecutePlan"] != 0 {
+		t.Errorf("kept's requests %v; want one persist (AnalyzePlan), made early, and no other early request", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rows := ints(ctx, t, nil, "SELECT count(*), sum(id % 2) FROM parquet.`"+filepath.Join(dir, "out", "o", "t", "reader")+"`")
+	if rows[0] != 1000000 || rows[1] != 0 {
+		t.Errorf("reader wrote %d rows, %d of them odd; want kept's 1000000 even ids", rows[0], rows[1])
+	}
+}
+
+// An early call whose upstream then runs again is discarded, and what it
+// cached is released before the function is called anew: up's first
+// attempt returns rows whose write outlasts its timeout (a sleep on one
+// row), its second the plain rows. kept's call, made early while the first
+// attempt writes, is replaced by one made once the second has its result;
+// that one released the first's cache (an UNCACHE, one ExecutePlan) and
+// cached its own result (one persist), and kept's attempt takes it up.
+func TestEarlyCall_ReleasesTheCacheOfACallItDiscards(t *testing.T) {
+	dir := earlyProject(t, "")
+	writeFiles(t, dir, map[string]string{
+		"pipelines.yaml": "p: {nodes: [up, kept, reader]}\n",
+		"nodes.yaml": `up: {function: earlynodes.up, input: [raw], output: [o.t.up], max_retries: 1, retry_delay: 0, timeout_seconds: 4}
+kept: {function: earlynodes.down, input: [o.t.up], output: [o.t.kept]}
+reader: {function: earlynodes.reader, input: [o.t.kept], output: [o.t.reader]}
+`,
+		"earlynodes.py": `import pathlib
+
+def up(df, *, start_date, end_date):
+    calls = pathlib.Path(__file__).parent / "up_calls.txt"
+    first = not calls.exists()
+    calls.write_text("called")
+    if first:
+        return df.selectExpr("id", "reflect('java.lang.Thread', 'sleep', CAST(IF(id = 0, 8000, 0) AS BIGINT)) AS slept")
+    return df
+
+def down(df, *, start_date, end_date):
+    return df.where("id % 2 = 0")
+
+def reader(df, *, start_date, end_date):
+    return df
+`,
+		"input.yaml":  "raw: {format: query, query: \"SELECT id FROM range(1000)\"}\n",
+		"output.yaml": "o.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
+	})
+	r, events, _ := runProfiled(t, dir, true)
+	if r.State != run.Succeeded {
+		for _, ev := range events {
+			if ev.Error != nil {
+				t.Logf("%s: %s", ev.Node, ev.Error.Message)
+			}
+		}
+		t.Fatalf("run %s: %s", r.State, r.Message)
+	}
+	got := map[string]float64{}
+	for _, ev := range events {
+		if ev.Kind == run.NodeMetric && ev.Node == "kept" {
+			got[ev.MetricName] = ev.MetricValue
+		}
+	}
+	if got["execd.early.ExecutePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 {
+		t.Errorf("kept's requests %v; want its early call's release of the discarded call's cache and its own persist", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rows := ints(ctx, t, nil, "SELECT count(*), sum(id % 2) FROM parquet.`"+filepath.Join(dir, "out", "o", "t", "reader")+"`")
+	if rows[0] != 500 || rows[1] != 0 {
+		t.Errorf("reader wrote %d rows, %d of them odd; want kept's 500 even ids", rows[0], rows[1])
 	}
 }
 

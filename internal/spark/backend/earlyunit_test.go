@@ -102,7 +102,7 @@ func TestTakeEarly_AGoodCallIsTheFirstAttemptsWithItsEventsAndFailure(t *testing
 		pycall.Event{Log: &pycall.Log{Level: "info", Text: "called early"}},
 		pycall.Event{Metric: &pycall.Metric{Name: "rows", Value: 3}})
 	var got []run.Event
-	called, err := r.takeEarly(context.Background(), d, 1, func(ev run.Event) { got = append(got, ev) })
+	called, _, err := r.takeEarly(context.Background(), d, 1, func(ev run.Event) { got = append(got, ev) })
 	var f *retry.Failure
 	if !called || !errors.As(err, &f) || f.Err.Type != "ValueError" {
 		t.Fatalf("takeEarly = %v, %v; want the call taken with the function's ValueError", called, err)
@@ -140,7 +140,7 @@ func TestTakeEarly_DiscardsACallThatIsNotGoodForTheAttempt(t *testing.T) {
 			e.record(pycall.Event{Log: &pycall.Log{Level: "info", Text: "called early"}})
 			attempt := setup(r, e)
 			var got []run.Event
-			called, err := r.takeEarly(context.Background(), d, attempt, func(ev run.Event) { got = append(got, ev) })
+			called, _, err := r.takeEarly(context.Background(), d, attempt, func(ev run.Event) { got = append(got, ev) })
 			if called || err != nil || len(got) != 0 {
 				t.Errorf("takeEarly = %v, %v with events %v; want the call discarded, nothing emitted", called, err, got)
 			}
@@ -160,7 +160,7 @@ func TestTakeEarly_AnAttemptThatEndsStopsItsCallUnderWay(t *testing.T) {
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	called, err := r.takeEarly(ctx, d, 1, func(run.Event) {})
+	called, _, err := r.takeEarly(ctx, d, 1, func(run.Event) {})
 	if !called || !errors.Is(err, context.Canceled) {
 		t.Fatalf("takeEarly = %v, %v; want the attempt ended with ctx's error", called, err)
 	}

@@ -13,7 +13,8 @@ import (
 // its input views; worker: the Python call; handback: taking the worker's
 // result in; plan: a SQL node's views; write: its outputs; cleanup:
 // releasing what its dependencies cached), and execd.calls.<Method> for
-// the Spark Connect requests it made. For benchmarks and diagnosis
+// the Spark Connect requests it made (execd.early.<Method> for those its
+// early call made, which are among them). For benchmarks and diagnosis
 // (`execd serve --profile-nodes`); off, it costs nothing.
 func (b *Backend) SetProfile(on bool) { b.profile = on }
 
@@ -23,6 +24,8 @@ type profile struct {
 	last  time.Time
 	order []string
 	ms    map[string]float64
+	// early are the requests the attempt's early call made, by method.
+	early map[string]int
 }
 
 type profileKey struct{}
@@ -48,6 +51,16 @@ func phase(ctx context.Context, name string) {
 	p.last = now
 }
 
+// countEarly adds the requests c counted, made for the attempt under way
+// before it started (by its early call), to ctx's profile, if there is
+// one; they are also reported apart, as execd.early.<Method>.
+func countEarly(ctx context.Context, c *sparkconnect.Calls) {
+	if p, _ := ctx.Value(profileKey{}).(*profile); p != nil && c != nil {
+		p.calls.Add(c)
+		p.early = c.Counts()
+	}
+}
+
 func (p *profile) report(emit func(run.Event)) {
 	for _, name := range p.order {
 		emit(run.Event{Kind: run.NodeMetric, MetricName: "execd.phase." + name + "_ms", MetricValue: p.ms[name]})
@@ -58,4 +71,7 @@ func (p *profile) report(emit func(run.Event)) {
 		total += n
 	}
 	emit(run.Event{Kind: run.NodeMetric, MetricName: "execd.calls", MetricValue: float64(total)})
+	for method, n := range p.early {
+		emit(run.Event{Kind: run.NodeMetric, MetricName: "execd.early." + method, MetricValue: float64(n)})
+	}
 }

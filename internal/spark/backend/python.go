@@ -94,8 +94,10 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	// has its result view on the server: the function is not called again;
 	// nor is one that was called early (see early.go).
 	keep := r.keepOf(n)
+	earlyCached := false
 	if !r.pythonDone(ctx, n.Name, attempt) {
-		called, err := r.takeEarly(ctx, n, attempt, emit)
+		called, cached, err := r.takeEarly(ctx, n, attempt, emit)
+		earlyCached = cached
 		if !called {
 			err = r.callPython(ctx, s, n, attempt, emit)
 		}
@@ -116,7 +118,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	// A kept result's unfiltered rows are cached, not the filter over them.
-	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared && all == "")
+	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared && all == "" && !earlyCached)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,16 @@ func (c *Calls) Total() int {
 	return t
 }
 
+// Add counts other's requests too.
+func (c *Calls) Add(other *Calls) {
+	counts := other.Counts()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range counts {
+		c.n[k] += v
+	}
+}
+
 // countCall adds method (a full gRPC method name) to ctx's count, if any.
 func countCall(ctx context.Context, method string) {
 	c, _ := ctx.Value(callsKey{}).(*Calls)
