@@ -179,30 +179,11 @@ def reader(df, *, start_date, end_date):
 `,
 		"output.yaml": "o.t.big: {format: parquet}\no.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
 	})
-	r, events, _ := runProfiled(t, dir, true)
-	if r.State != run.Succeeded {
-		for _, ev := range events {
-			if ev.Error != nil {
-				t.Logf("%s: %s", ev.Node, ev.Error.Message)
-			}
-		}
-		t.Fatalf("run %s: %s", r.State, r.Message)
-	}
-	got := map[string]float64{}
-	for _, ev := range events {
-		if ev.Kind == run.NodeMetric && ev.Node == "kept" {
-			got[ev.MetricName] = ev.MetricValue
-		}
-	}
+	got := runKept(t, dir)
 	if got["execd.calls.AnalyzePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 || got["execd.early.ExecutePlan"] != 0 {
 		t.Errorf("kept's requests %v; want one persist (AnalyzePlan), made early, and no other early request", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rows := ints(ctx, t, nil, "SELECT count(*), sum(id % 2) FROM parquet.`"+filepath.Join(dir, "out", "o", "t", "reader")+"`")
-	if rows[0] != 1000000 || rows[1] != 0 {
-		t.Errorf("reader wrote %d rows, %d of them odd; want kept's 1000000 even ids", rows[0], rows[1])
-	}
+	evenRows(t, dir, 1000000)
 }
 
 // An early call whose upstream then runs again is discarded, and what it
@@ -239,6 +220,17 @@ def reader(df, *, start_date, end_date):
 		"input.yaml":  "raw: {format: query, query: \"SELECT id FROM range(1000)\"}\n",
 		"output.yaml": "o.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
 	})
+	got := runKept(t, dir)
+	if got["execd.early.ExecutePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 {
+		t.Errorf("kept's requests %v; want its early call's release of the discarded call's cache and its own persist", got)
+	}
+	evenRows(t, dir, 500)
+}
+
+// runKept runs the project in dir, profiled, which must succeed, and
+// returns node kept's metrics.
+func runKept(t *testing.T, dir string) map[string]float64 {
+	t.Helper()
 	r, events, _ := runProfiled(t, dir, true)
 	if r.State != run.Succeeded {
 		for _, ev := range events {
@@ -254,14 +246,17 @@ def reader(df, *, start_date, end_date):
 			got[ev.MetricName] = ev.MetricValue
 		}
 	}
-	if got["execd.early.ExecutePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 {
-		t.Errorf("kept's requests %v; want its early call's release of the discarded call's cache and its own persist", got)
-	}
+	return got
+}
+
+// evenRows checks that node reader wrote kept's rows: want even ids.
+func evenRows(t *testing.T, dir string, want int64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rows := ints(ctx, t, nil, "SELECT count(*), sum(id % 2) FROM parquet.`"+filepath.Join(dir, "out", "o", "t", "reader")+"`")
-	if rows[0] != 500 || rows[1] != 0 {
-		t.Errorf("reader wrote %d rows, %d of them odd; want kept's 500 even ids", rows[0], rows[1])
+	if rows[0] != want || rows[1] != 0 {
+		t.Errorf("reader wrote %d rows, %d of them odd; want kept's %d even ids", rows[0], rows[1], want)
 	}
 }
 
