@@ -217,7 +217,9 @@ func (r *runExec) takeEarly(ctx context.Context, n *plan.Node, attempt int, emit
 		// The attempt ends (its timeout, the run cancelled) once its
 		// function has stopped, as a call made now would.
 		e.cancel()
-		_ = r.releaseEarly(context.WithoutCancel(ctx), e)
+		release, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		_ = r.releaseEarly(release, e) // what it cached, if anything; the session's close drops it otherwise
 		return true, false, ctx.Err()
 	}
 	r.mu.Lock()

@@ -98,7 +98,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 	if !r.pythonDone(ctx, n.Name, attempt) {
 		called, cached, err := r.takeEarly(ctx, n, attempt, emit)
 		earlyCached = cached
-		if !called {
+		if !called && err == nil { // err: a discarded call's cache was not released
 			err = r.callPython(ctx, s, n, attempt, emit)
 		}
 		phase(ctx, "worker")
