@@ -24,6 +24,11 @@ type trialBackend struct {
 	failAbove float64
 	// holdShared keeps the shared node running until it is cancelled.
 	holdShared bool
+	// gather, when set, holds each score node until that many have run
+	// at once (or 10 s have passed), so that a loaded machine, which may
+	// start a trial only after another has ended, still shows how many
+	// the engine lets run together.
+	gather int
 	mu         sync.Mutex
 	live       int
 	most       int
@@ -51,6 +56,19 @@ func (b *trialBackend) RunNode(ctx context.Context, n *plan.Node, _ int, emit fu
 	b.most = max(b.most, b.live)
 	b.mu.Unlock()
 	defer func() { b.mu.Lock(); b.live--; b.mu.Unlock() }()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		b.mu.Lock()
+		gathered := b.most >= b.gather
+		b.mu.Unlock()
+		if gathered {
+			break
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	select {
 	case <-time.After(200 * time.Millisecond):
 	case <-ctx.Done():
@@ -160,7 +178,7 @@ func toySpec(trials, parallel int) experiment.Spec {
 }
 
 func TestExperiment_RunsTrialsUpToMaxParallelAndKeepsTheBest(t *testing.T) {
-	b := &trialBackend{failAbove: 100}
+	b := &trialBackend{failAbove: 100, gather: 3}
 	x := runToy(t, b, toySpec(7, 3))
 	if x.State != experiment.Succeeded || len(x.Trials) != 7 {
 		t.Fatalf("%s with %d trials: %s", x.State, len(x.Trials), x.Message)
