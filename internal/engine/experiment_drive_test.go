@@ -29,10 +29,10 @@ type trialBackend struct {
 	// start a trial only after another has ended, still shows how many
 	// the engine lets run together.
 	gather int
-	mu         sync.Mutex
-	live       int
-	most       int
-	points     int
+	mu     sync.Mutex
+	live   int
+	most   int
+	points int
 }
 
 func (b *trialBackend) Ready() error { return nil }
