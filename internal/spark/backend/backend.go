@@ -109,8 +109,10 @@ func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 	if b.durable {
 		r.journal = rc.Journal
 	}
+	r.unfinished = make(map[string]bool, len(rc.Pipeline.Nodes))
 	for _, n := range rc.Pipeline.Nodes {
 		r.byName[n.Name] = n
+		r.unfinished[n.Name] = true
 		for _, d := range n.Dependencies {
 			r.readers[d]++
 			r.consumers[d] = append(r.consumers[d], n)
@@ -163,6 +165,11 @@ type runExec struct {
 	// dependents counts, per node, the nodes that read its result.
 	dependents map[string]int
 	cached     map[string]string // node -> cached view
+	// unfinished holds the nodes that have not succeeded in this
+	// execution: once it is empty, nothing is left to read a cache (see
+	// consumed). A run taken up after a restart never empties it (its
+	// nodes that had succeeded do not run again), and releases as before.
+	unfinished map[string]bool
 	// journal is the run's, when the backend is durable; live holds the
 	// attempts a killed execd left under way, for a run taken up.
 	journal engine.Journal
@@ -365,26 +372,44 @@ const releaseTimeout = 30 * time.Second
 // result whose last reader this was is released before n ends. Not in
 // the background: a dependent's write that started while the release was
 // under way was seen to miss the caches built on the released result and
-// compute everything again from the sources; a release takes 10-30 ms.
+// compute everything again from the sources; a release takes 10-20 ms.
+// One at a time: two releases at once can each plan again a cache built
+// on both, the first with the second's cache still in it. Nor when n was
+// the run's last node to succeed: no node is left to need the memory, and
+// the session's close, after the run is recorded, drops the result views
+// and their caches with them.
 func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan.Node) {
-	var release []string
+	type cache struct {
+		view string
+		// remade: the result was made more than once in this session (an
+		// attempt that failed after caching it, and a retry), so earlier
+		// plans of the view may be cached too.
+		remade bool
+	}
+	var release []cache
 	r.mu.Lock()
+	delete(r.unfinished, n.Name)
 	for _, d := range n.Dependencies {
 		r.readers[d]--
 		if v, ok := r.cached[d]; ok && r.readers[d] <= 0 {
-			release = append(release, v)
+			release = append(release, cache{v, r.gen[d] > 1})
 			delete(r.cached, d)
 		}
 	}
+	last := len(r.unfinished) == 0
 	r.mu.Unlock()
-	if len(release) == 0 {
+	if len(release) == 0 || last {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
 	defer cancel()
-	for _, v := range release {
-		if err := s.Uncache(ctx, v); err != nil && !errors.Is(err, sparkconnect.ErrClosed) {
-			r.log.Warn("releasing a cached result", "view", v, "err", err)
+	for _, c := range release {
+		uncache := s.Uncache
+		if c.remade {
+			uncache = s.UncacheAll
+		}
+		if err := uncache(ctx, c.view); err != nil && !errors.Is(err, sparkconnect.ErrClosed) {
+			r.log.Warn("releasing a cached result", "view", c.view, "err", err)
 		}
 	}
 }

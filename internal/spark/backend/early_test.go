@@ -2,9 +2,11 @@ package backend_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,8 +193,9 @@ def reader(df, *, start_date, end_date):
 // attempt returns rows whose write outlasts its timeout (a sleep on one
 // row), its second the plain rows. kept's call, made early while the first
 // attempt writes, is replaced by one made once the second has its result;
-// that one released the first's cache (an UNCACHE, one ExecutePlan) and
-// cached its own result (one persist), and kept's attempt takes it up.
+// that one released the first's cache (an unpersist) and cached its own
+// result (a persist), each an analysis request, and kept's attempt takes
+// it up.
 func TestEarlyCall_ReleasesTheCacheOfACallItDiscards(t *testing.T) {
 	dir := earlyProject(t, "")
 	writeFiles(t, dir, map[string]string{
@@ -221,7 +224,7 @@ def reader(df, *, start_date, end_date):
 		"output.yaml": "o.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
 	})
 	got := runKept(t, dir)
-	if got["execd.early.ExecutePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 {
+	if got["execd.early.AnalyzePlan"] != 2 || got["execd.early.ExecutePlan"] != 0 {
 		t.Errorf("kept's requests %v; want its early call's release of the discarded call's cache and its own persist", got)
 	}
 	evenRows(t, dir, 500)
@@ -320,4 +323,54 @@ check: {function: earlynodes.check, input: [o.t.mid], output: [o.t.check]}
 		}
 		t.Fatalf("run %s: %s", r.State, r.Message)
 	}
+}
+
+// The run's last node to succeed does not release the cache it read: no
+// node is left to need the memory, and the session's close, after the run
+// is recorded, drops the result views and their caches. last's function
+// finds heldsrc's result cached; once the run has ended, nothing of it is
+// left in the server's storage (named by its plan, with the marker column).
+func TestRelease_NothingOfARunStaysCachedAfterItEnds(t *testing.T) {
+	remote, ui := sparktest.ServerWithUI(t)
+	python, err := sparktest.Python()
+	if err != nil {
+		t.Skipf("no Python for workers: %v", err)
+	}
+	marker := fmt.Sprintf("release_marker_%d", time.Now().UnixNano())
+	dir := earlyProject(t, "early_function_calls: false\n")
+	writeFiles(t, dir, map[string]string{
+		"pipelines.yaml": "p: {nodes: [heldsrc, last]}\n",
+		"nodes.yaml": `heldsrc: {sql: "SELECT id, id * 3 AS ` + marker + ` FROM range(5000)", output: [o.t.src]}
+last: {function: earlynodes.last, input: [o.t.src], output: [o.t.last]}
+`,
+		"earlynodes.py": `def last(df, *, start_date, end_date):
+    spark = df.sparkSession
+    views = [r.viewName for r in spark.sql("SHOW VIEWS IN global_temp").collect()]
+    cached = [v for v in views if v.endswith("_heldsrc") and spark.catalog.isCached("global_temp." + v)]
+    if not cached:
+        raise ValueError("heldsrc's result is not cached")
+    return df.where("id % 2 = 0")
+`,
+		"output.yaml": "o.t.src: {format: parquet}\no.t.last: {format: parquet}\n",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	eng, _ := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
+	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done := waitRun(ctx, t, eng, r.ID); done.State != run.Succeeded {
+		t.Fatalf("run %s: %s", done.State, done.Message)
+	}
+	// The close comes after the run is recorded, and the blocks go after
+	// the close: give both a while.
+	var left []string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		left = slices.DeleteFunc(sparktest.CachedRDDs(t, ui), func(name string) bool { return !strings.Contains(name, marker) })
+		if len(left) == 0 {
+			return
+		}
+	}
+	t.Errorf("30 s after the run ended, the server still caches %q", left)
 }

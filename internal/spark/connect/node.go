@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -180,8 +181,27 @@ func (s *Session) Cache(ctx context.Context, view string) error {
 	return s.fail(ctx, op, df.Persist(ctx, utils.StorageLevelMemoryAndDisk))
 }
 
-// Uncache undoes Cache.
+// Uncache undoes Cache of the view's present plan: an unpersist, asked as
+// an analysis as Cache's persist is (one unary request: 15 ms where UNCACHE
+// TABLE, an operation to run, stream and release, took 35 ms on an idle
+// server). A view that no longer exists has nothing cached to release. A
+// view replaced since it was cached needs UncacheAll.
 func (s *Session) Uncache(ctx context.Context, view string) error {
+	op := "uncache " + view
+	df, err := s.spark.Table(view)
+	if err != nil {
+		return s.fail(ctx, op, err)
+	}
+	err = s.fail(ctx, op, df.Unpersist(ctx))
+	if se := (*Error)(nil); errors.As(err, &se) && se.Class == "TABLE_OR_VIEW_NOT_FOUND" {
+		return nil
+	}
+	return err
+}
+
+// UncacheAll releases every cache made of view under its name, whatever
+// plan the view had then (UNCACHE TABLE): for a result made more than once.
+func (s *Session) UncacheAll(ctx context.Context, view string) error {
 	_, err := s.spark.Sql(ctx, "UNCACHE TABLE IF EXISTS "+view)
 	return s.fail(ctx, "uncache "+view, err)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/spark-connect-go/spark/sql/utils"
+
 	"github.com/tauro-exec/tauro-exec/internal/engine/retry"
 	"github.com/tauro-exec/tauro-exec/internal/spark/server/sparktest"
 )
@@ -168,6 +170,42 @@ func TestClose_DropsTheRunsGlobalViews(t *testing.T) {
 	var se *Error
 	if !errors.As(err, &se) || se.Class != "TABLE_OR_VIEW_NOT_FOUND" {
 		t.Errorf("%s after Close: %v, want TABLE_OR_VIEW_NOT_FOUND", res.View, err)
+	}
+}
+
+func TestUncache_ReleasesTheViewsCacheAndNothingForAViewGone(t *testing.T) {
+	s := connect(t, nil)
+	ctx := context.Background()
+	res, err := s.RunSQL(ctx, NodeSpec{Name: "kept", SQL: "SELECT id FROM range(100)"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := func() utils.StorageLevel {
+		t.Helper()
+		df, err := s.spark.Table(res.View)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := df.GetStorageLevel(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *l
+	}
+	if err := s.Cache(ctx, res.View); err != nil {
+		t.Fatal(err)
+	}
+	if got := level(); got != utils.StorageLevelMemoryAndDisk {
+		t.Fatalf("storage level after Cache = %v, want MEMORY_AND_DISK", got)
+	}
+	if err := s.Uncache(ctx, res.View); err != nil {
+		t.Fatal(err)
+	}
+	if got := level(); got == utils.StorageLevelMemoryAndDisk {
+		t.Errorf("storage level after Uncache = %v, want none", got)
+	}
+	if err := s.Uncache(ctx, "global_temp.no_such_view"); err != nil {
+		t.Errorf("Uncache of a view that does not exist: %v, want nil", err)
 	}
 }
 

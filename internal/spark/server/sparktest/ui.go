@@ -88,6 +88,29 @@ func Jobs(tb testing.TB, ui string) []Job {
 	return all
 }
 
+// CachedRDDs names the RDDs the application whose driver UI is ui holds
+// cached blocks of: a cached Dataset's is named by its physical plan.
+func CachedRDDs(tb testing.TB, ui string) []string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app, err := sparkserver.ApplicationID(ctx, ui)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var rdds []struct {
+		Name string `json:"name"`
+	}
+	if err := getJSON(ctx, ui+"/api/v1/applications/"+app+"/storage/rdd", &rdds); err != nil {
+		tb.Fatal(err)
+	}
+	names := make([]string, len(rdds))
+	for i, r := range rdds {
+		names[i] = r.Name
+	}
+	return names
+}
+
 // SQLExecution is one SQL execution of an application as its driver's
 // REST API reports it. Its status is RUNNING until its command has ended,
 // then COMPLETED or FAILED (an interrupted one is FAILED).
