@@ -23,6 +23,10 @@ import (
 // the counting weighs on it most.
 const benchSQL = "  sql: \"SELECT id, id %% 97 AS k, rand(%d) * 100 AS amount FROM range(2000000)\"\n"
 
+// benchWhereSQL is the synthetic node leaving out by a WHERE of its own,
+// uncounted, the rows benchExpect's drop expectation leaves out.
+const benchWhereSQL = "  sql: \"SELECT * FROM (SELECT id, id %% 97 AS k, rand(%d) * 100 AS amount FROM range(2000000)) WHERE k <> 0\"\n"
+
 // benchExpect are the synthetic node's expectations: a warn, a drop (one
 // row in 97), a not_null and a row_count check.
 const benchExpect = "  expectations:\n" +
@@ -68,20 +72,25 @@ const benchOrdersCount = "  expectations:\n" +
 // orders and writes it, as a cleaning node does; the file case also has a
 // node whose expectations only warn (file-count), and one that leaves out
 // the rows its drop expectation would by a WHERE of its own, uncounted
-// (file-where): against it, the drop node's overhead is the counting's
-// alone, without the filtering any node dropping rows does. Each round runs every
-// node in turn, a case's nodes together, in the opposite order every other
-// round, so that the machine's load falls on all alike, after two rounds
-// that warm the JVM up and are not counted; it reports each node's mean
-// time and each node's overhead over its case's plain node in percent, and
-// logs every round. The target is under 10 %.
+// (file-where, and synthetic-where likewise): against it, the drop node's
+// overhead is the counting's alone, without the filtering any node dropping
+// rows does. Each round runs every node in turn, a case's nodes together,
+// in the opposite order every other round, so that the machine's load
+// falls on all alike, after two rounds that warm the JVM up and are not
+// counted. It reports each node's mean time and each node's overhead over
+// its case's plain node in percent, and logs every round; and the same for
+// the CPU time the node's Spark tasks spent (Spark's executorCpuTime, read
+// from the server's REST API), which the machine's other load moves much
+// less than the wall time. The server is one of the benchmark's own, with
+// its UI on, unless the test run's shared server has its UI on. The
+// target is under 10 %.
 func BenchmarkExpectationOverhead(b *testing.B) {
-	remote := sparktest.Remote(b)
+	remote, ui := sparktest.ServerWithUI(b)
 	orders := filepath.Join(b.TempDir(), "orders")
 	// The session outlives ctx, which bounds the making of the orders.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	spark := sparktest.Session(ctx, b)
+	spark := sparktest.SessionAt(ctx, b, remote)
 	df, err := spark.Sql(ctx, fmt.Sprintf(ordersSQL, ordersRows))
 	if err == nil {
 		err = df.Writer().Format("parquet").Mode("overwrite").Save(ctx, orders)
@@ -104,14 +113,16 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 		{"file-expect", benchOrdersExpect, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
 		{"file-count", benchOrdersCount, func(int) string { return fileSQL }, []string{"input.yaml", inputs}},
 		{"file-where", "", func(int) string { return whereSQL }, []string{"input.yaml", inputs}},
+		{"synthetic-where", "", func(int) string { return fmt.Sprintf(benchWhereSQL, 2) }, nil},
 	}
-	groups := [][]int{{0, 1}, {2, 3, 4, 5}}
+	groups := [][]int{{0, 1, 6}, {2, 3, 4, 5}}
 	// Each pair is a node with expectations and the node it is compared with.
 	pairs := []struct {
 		name       string
 		with, base int
 	}{
-		{"synthetic", 1, 0}, {"file", 3, 2}, {"file-count", 4, 2}, {"file-drop-vs-where", 3, 5},
+		{"synthetic", 1, 0}, {"synthetic-drop-vs-where", 1, 6},
+		{"file", 3, 2}, {"file-count", 4, 2}, {"file-drop-vs-where", 3, 5},
 	}
 	engines := make([]*engine.Engine, len(cases))
 	for i, c := range cases {
@@ -134,6 +145,7 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 		}
 	}
 	took := make([][]time.Duration, len(cases))
+	cpu := make([][]time.Duration, len(cases))
 	b.ResetTimer()
 	for round := range b.N {
 		line := fmt.Sprintf("round %d:", round+1)
@@ -145,32 +157,43 @@ func BenchmarkExpectationOverhead(b *testing.B) {
 			for _, i := range order {
 				b.StopTimer()
 				collectGarbage(b, spark)
+				_, last := sparktest.TaskCPU(b, ui, -1)
 				b.StartTimer()
 				done, _ := runBench(b, engines[i])
+				b.StopTimer()
+				c, _ := sparktest.TaskCPU(b, ui, last)
+				b.StartTimer()
 				d := done.Nodes[0].EndTime.Sub(done.Nodes[0].StartTime)
 				took[i] = append(took[i], d)
-				line += fmt.Sprintf(" %s %d ms", cases[i].name, d.Milliseconds())
+				cpu[i] = append(cpu[i], c)
+				line += fmt.Sprintf(" %s %d ms (cpu %d ms)", cases[i].name, d.Milliseconds(), c.Milliseconds())
 			}
 		}
 		b.Log(line)
 	}
 	for i, c := range cases {
 		b.ReportMetric(mean(took[i]).Seconds()*1e3, c.name+"-ms")
+		b.ReportMetric(mean(cpu[i]).Seconds()*1e3, c.name+"-cpu-ms")
 	}
 	for _, p := range pairs {
-		name, i, base := p.name, p.with, p.base
-		plain, expect := mean(took[base]), mean(took[i])
-		b.ReportMetric(100*(expect.Seconds()-plain.Seconds())/plain.Seconds(), name+"-overhead-%")
-		// The load moves between rounds more than within one: each round's
-		// pair compared, the median of them is the steadier figure.
-		paired := make([]float64, len(took[i]))
-		for r := range paired {
-			paired[r] = 100 * (took[i][r].Seconds() - took[base][r].Seconds()) / took[base][r].Seconds()
-		}
-		slices.Sort(paired)
-		b.ReportMetric(paired[len(paired)/2], name+"-paired-median-overhead-%")
-		b.Logf("%s: median %v without expectations, %v with; per round %+.0f %%", name, median(took[base]), median(took[i]), paired)
+		overhead(b, p.name, took[p.with], took[p.base])
+		overhead(b, p.name+"-cpu", cpu[p.with], cpu[p.base])
 	}
+}
+
+// overhead reports how much longer with took than base, in percent: of
+// the means, and the median of each round's pair (the load moves between
+// rounds more than within one, so that is the steadier figure).
+func overhead(b *testing.B, name string, with, base []time.Duration) {
+	plain, expect := mean(base), mean(with)
+	b.ReportMetric(100*(expect.Seconds()-plain.Seconds())/plain.Seconds(), name+"-overhead-%")
+	paired := make([]float64, len(with))
+	for r := range paired {
+		paired[r] = 100 * (with[r].Seconds() - base[r].Seconds()) / base[r].Seconds()
+	}
+	slices.Sort(paired)
+	b.ReportMetric(paired[len(paired)/2], name+"-paired-median-overhead-%")
+	b.Logf("%s: median %v without expectations, %v with; per round %+.0f %%", name, median(base), median(with), paired)
 }
 
 // collectGarbage has the Spark server's JVM collect its heap, so that each

@@ -58,7 +58,13 @@ func Remote(tb testing.TB) string {
 // for TLS whenever the URL has a token, the embedded server's included.
 func Session(ctx context.Context, tb testing.TB) sql.SparkSession {
 	tb.Helper()
-	r, err := sparkurl.Parse(Remote(tb))
+	return SessionAt(ctx, tb, Remote(tb))
+}
+
+// SessionAt is Session on the server at remote (one ServerWithUI gave).
+func SessionAt(ctx context.Context, tb testing.TB, remote string) sql.SparkSession {
+	tb.Helper()
+	r, err := sparkurl.Parse(remote)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -88,6 +88,56 @@ func Jobs(tb testing.TB, ui string) []Job {
 	return all
 }
 
+// TaskCPU is the CPU time the tasks of the application's jobs numbered
+// above after spent (Spark's executorCpuTime, summed over the stages they
+// ran),
+// and the highest job number: what a node's jobs cost the server,
+// whatever else the machine runs meanwhile, when nothing else runs on
+// that server.
+func TaskCPU(tb testing.TB, ui string, after int) (time.Duration, int) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app, err := sparkserver.ApplicationID(ctx, ui)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	all, err := jobs(ctx, ui, app)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var stages []struct {
+		ID  int   `json:"stageId"`
+		CPU int64 `json:"executorCpuTime"` // ns
+	}
+	if err := getJSON(ctx, ui+"/api/v1/applications/"+app+"/stages", &stages); err != nil {
+		tb.Fatal(err)
+	}
+	cpu := map[int]int64{}
+	for _, st := range stages {
+		cpu[st.ID] += st.CPU // each attempt's
+	}
+	// A stage a later job reuses (its shuffle output) is listed by both
+	// jobs: it is the first one's.
+	first := map[int]int{}
+	last := after
+	for _, j := range all {
+		last = max(last, j.ID)
+		for _, id := range j.StageIDs {
+			if f, ok := first[id]; !ok || j.ID < f {
+				first[id] = j.ID
+			}
+		}
+	}
+	var total int64
+	for id, job := range first {
+		if job > after {
+			total += cpu[id]
+		}
+	}
+	return time.Duration(total), last
+}
+
 // CachedRDDs names the RDDs the application whose driver UI is ui holds
 // cached blocks of: a cached Dataset's is named by its physical plan.
 func CachedRDDs(tb testing.TB, ui string) []string {
