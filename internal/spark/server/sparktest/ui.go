@@ -75,44 +75,39 @@ func startWithUI(tb testing.TB) (remote, ui string, err error) {
 // first.
 func Jobs(tb testing.TB, ui string) []Job {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	app, err := sparkserver.ApplicationID(ctx, ui)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	all, err := jobs(ctx, ui, app)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	var all []Job
+	appGet(tb, ui, "jobs", &all)
 	return all
 }
 
-// TaskCPU is the CPU time the tasks of the application's jobs numbered
-// above after spent (Spark's executorCpuTime, summed over the stages they
-// ran),
-// and the highest job number: what a node's jobs cost the server,
-// whatever else the machine runs meanwhile, when nothing else runs on
-// that server.
-func TaskCPU(tb testing.TB, ui string, after int) (time.Duration, int) {
+// appGet decodes into the answer of the REST API of the application whose
+// driver UI is ui to a GET of path (jobs, stages, ...).
+func appGet(tb testing.TB, ui, path string, into any) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	app, err := sparkserver.ApplicationID(ctx, ui)
+	if err == nil {
+		err = getJSON(ctx, ui+"/api/v1/applications/"+app+"/"+path, into)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	all, err := jobs(ctx, ui, app)
-	if err != nil {
-		tb.Fatal(err)
-	}
+}
+
+// TaskCPU is the CPU time the tasks of the application's jobs numbered
+// above after spent (Spark's executorCpuTime, summed over the stages they
+// ran), and the highest job number: what a node's jobs cost the server,
+// whatever else the machine runs meanwhile, when nothing else runs on
+// that server.
+func TaskCPU(tb testing.TB, ui string, after int) (time.Duration, int) {
+	tb.Helper()
+	all := Jobs(tb, ui)
 	var stages []struct {
 		ID  int   `json:"stageId"`
 		CPU int64 `json:"executorCpuTime"` // ns
 	}
-	if err := getJSON(ctx, ui+"/api/v1/applications/"+app+"/stages", &stages); err != nil {
-		tb.Fatal(err)
-	}
+	appGet(tb, ui, "stages", &stages)
 	cpu := map[int]int64{}
 	for _, st := range stages {
 		cpu[st.ID] += st.CPU // each attempt's
@@ -142,18 +137,10 @@ func TaskCPU(tb testing.TB, ui string, after int) (time.Duration, int) {
 // cached blocks of: a cached Dataset's is named by its physical plan.
 func CachedRDDs(tb testing.TB, ui string) []string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	app, err := sparkserver.ApplicationID(ctx, ui)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var rdds []struct {
 		Name string `json:"name"`
 	}
-	if err := getJSON(ctx, ui+"/api/v1/applications/"+app+"/storage/rdd", &rdds); err != nil {
-		tb.Fatal(err)
-	}
+	appGet(tb, ui, "storage/rdd", &rdds)
 	names := make([]string, len(rdds))
 	for i, r := range rdds {
 		names[i] = r.Name
@@ -186,16 +173,8 @@ func (x SQLExecution) InSession(session string) bool {
 // UI is ui.
 func SQLExecutions(tb testing.TB, ui string) []SQLExecution {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	app, err := sparkserver.ApplicationID(ctx, ui)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var all []SQLExecution
-	if err := getJSON(ctx, ui+"/api/v1/applications/"+app+"/sql?details=false", &all); err != nil {
-		tb.Fatal(err)
-	}
+	appGet(tb, ui, "sql?details=false", &all)
 	return all
 }
 
