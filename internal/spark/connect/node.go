@@ -193,7 +193,8 @@ func (s *Session) Uncache(ctx context.Context, view string) error {
 		return s.fail(ctx, op, err)
 	}
 	err = s.fail(ctx, op, df.Unpersist(ctx))
-	if se := (*Error)(nil); errors.As(err, &se) && se.Class == "TABLE_OR_VIEW_NOT_FOUND" {
+	var se *Error
+	if errors.As(err, &se) && se.Class == "TABLE_OR_VIEW_NOT_FOUND" {
 		return nil
 	}
 	return err
