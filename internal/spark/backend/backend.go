@@ -379,26 +379,8 @@ const releaseTimeout = 30 * time.Second
 // the session's close, after the run is recorded, drops the result views
 // and their caches with them.
 func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan.Node) {
-	type cache struct {
-		view string
-		// remade: the result was made more than once in this session (an
-		// attempt that failed after caching it, and a retry), so earlier
-		// plans of the view may be cached too.
-		remade bool
-	}
-	var release []cache
-	r.mu.Lock()
-	delete(r.unfinished, n.Name)
-	for _, d := range n.Dependencies {
-		r.readers[d]--
-		if v, ok := r.cached[d]; ok && r.readers[d] <= 0 {
-			release = append(release, cache{v, r.gen[d] > 1})
-			delete(r.cached, d)
-		}
-	}
-	last := len(r.unfinished) == 0
-	r.mu.Unlock()
-	if len(release) == 0 || last {
+	release := r.toRelease(n)
+	if len(release) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
@@ -412,6 +394,35 @@ func (r *runExec) consumed(ctx context.Context, s *sparkconnect.Session, n *plan
 			r.log.Warn("releasing a cached result", "view", c.view, "err", err)
 		}
 	}
+}
+
+// cachedResult is a cached result view to release. remade: the result was
+// made more than once in this session (an attempt that failed after
+// caching it, and a retry), so earlier plans of the view may be cached too.
+type cachedResult struct {
+	view   string
+	remade bool
+}
+
+// toRelease records that n succeeded and read its dependencies' results,
+// and returns the cached ones it was the last reader of: none when n was
+// the run's last node to succeed (see consumed).
+func (r *runExec) toRelease(n *plan.Node) []cachedResult {
+	var release []cachedResult
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.unfinished, n.Name)
+	for _, d := range n.Dependencies {
+		r.readers[d]--
+		if v, ok := r.cached[d]; ok && r.readers[d] <= 0 {
+			release = append(release, cachedResult{v, r.gen[d] > 1})
+			delete(r.cached, d)
+		}
+	}
+	if len(r.unfinished) == 0 {
+		return nil
+	}
+	return release
 }
 
 // describe names a Spark failure by Spark's error class, so a node's FAILED
