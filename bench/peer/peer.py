@@ -197,6 +197,12 @@ def gantt(r: Round, width: int = 64) -> list[str]:
     return lines
 
 
+def paired(res: dict[str, list[Round]], hand: str) -> float:
+    """The median over rounds of execd's time over the hand-written job's in
+    the same round: the machine's load, which moves both, mostly cancels."""
+    return statistics.median(e.wall / h.wall for e, h in zip(res["execd"], res[hand]))
+
+
 def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> None:
     med = {s: statistics.median(r.wall for r in res[s]) for s in SYSTEMS}
     print(f"\n=== {w.name}: {w.pipeline}, {len(w.nodes)} nodes, width {w.width}, {len(res['execd'])} rounds ===")
@@ -204,6 +210,7 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
         walls = sorted(r.wall for r in res[s])
         print(f"  {s:<8} median {med[s]:6.2f}s  min {walls[0]:6.2f}s  max {walls[-1]:6.2f}s")
     print(f"  execd / hand over Connect: {med['execd'] / med['connect']:.2f}x    execd / hand on classic Spark: {med['execd'] / med['classic']:.2f}x")
+    print(f"  the same, median of each round's ratio: {paired(res, 'connect'):.2f}x and {paired(res, 'classic'):.2f}x")
     if "before" in res:
         print(f"  execd / execd before: {med['execd'] / med['before']:.2f}x")
     for s in ("before", "execd"):
