@@ -150,6 +150,14 @@ func (e *Engine) execute(ctx context.Context, t *ticket) (release func()) {
 		release()
 		release = func() {}
 	}
+	// From its end on the run writes nothing (a succeeded run's release
+	// only drops caches), so a run clearing what it wrote is accepted as
+	// soon as a watcher sees the end, not only after this goroutine returns.
+	e.mu.Lock()
+	if a := e.active[runID]; a != nil {
+		a.writes = nil
+	}
+	e.mu.Unlock()
 	if _, err := e.opt.Store.AppendAs(recCtx, t.lease, run.Event{Kind: run.RunStateChanged, RunState: end.State, Message: end.Message}); err != nil {
 		log.Error("recording run end", "err", err)
 	}
