@@ -21,6 +21,11 @@ round, after one warm-up round each, and prints:
   (count and a checksum of every output); any difference makes the script
   exit 1, after its report.
 
+The report also gives a 95 % bootstrap interval of each round's ratio:
+one run's figure moves with the machine's load, and the interval says by
+how much. `--pool FILE ...` runs nothing and reports the rounds of several
+results files together.
+
 Every round, warm-up included, is written to a JSON file (--results,
 default bench/peer/results/peer-<UTC time>.json), after each workload, with
 the machine, the commit and the settings: the raw rounds behind a report.
@@ -36,6 +41,7 @@ import json
 import os
 import pathlib
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -203,6 +209,41 @@ def paired(res: dict[str, list[Round]], hand: str) -> float:
     return statistics.median(e.wall / h.wall for e, h in zip(res["execd"], res[hand]))
 
 
+def interval(pairs: list[tuple[float, float]], resamples: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of a/b over the rounds'
+    pairs (a, b): how far the paired ratio could move with other rounds of
+    the same machine. Seeded, so a report reads the same twice."""
+    rnd = random.Random(25)
+    meds = sorted(statistics.median(a / b for a, b in rnd.choices(pairs, k=len(pairs))) for _ in range(resamples))
+    return meds[int(resamples * 0.025)], meds[int(resamples * 0.975) - 1]
+
+
+def ratios(execd: list[float], hand: list[float]) -> str:
+    """The ratio of the medians, the median of each round's ratio and its
+    interval, as the report prints them."""
+    pairs = list(zip(execd, hand))
+    lo, hi = interval(pairs)
+    return (f"{statistics.median(execd) / statistics.median(hand):.3f}x (medians), "
+            f"{statistics.median(a / b for a, b in pairs):.3f}x (each round's, 95 % interval {lo:.3f}-{hi:.3f})")
+
+
+def pool(paths: list[str]) -> None:
+    """Reports, per workload, the rounds of several results files together."""
+    walls: dict[str, dict[str, list[float]]] = {}
+    for path in paths:
+        rec = json.loads(pathlib.Path(path).read_text())
+        for name, wl in rec["workloads"].items():
+            got = walls.setdefault(name, {})
+            for s, rounds in wl["rounds"].items():
+                got.setdefault(s, []).extend(r["wall"] for r in rounds)
+    for name, got in walls.items():
+        n = len(got.get("execd", []))
+        print(f"=== {name}: {n} rounds from {len(paths)} files ===")
+        for hand in ("connect", "classic"):
+            if n and len(got.get(hand, [])) == n:
+                print(f"  execd / {hand}: {ratios(got['execd'], got[hand])}")
+
+
 def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> None:
     med = {s: statistics.median(r.wall for r in res[s]) for s in SYSTEMS}
     print(f"\n=== {w.name}: {w.pipeline}, {len(w.nodes)} nodes, width {w.width}, {len(res['execd'])} rounds ===")
@@ -211,6 +252,9 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
         print(f"  {s:<8} median {med[s]:6.2f}s  min {walls[0]:6.2f}s  max {walls[-1]:6.2f}s")
     print(f"  execd / hand over Connect: {med['execd'] / med['connect']:.2f}x    execd / hand on classic Spark: {med['execd'] / med['classic']:.2f}x")
     print(f"  the same, median of each round's ratio: {paired(res, 'connect'):.2f}x and {paired(res, 'classic'):.2f}x")
+    for hand in ("connect", "classic"):
+        lo, hi = interval([(e.wall, h.wall) for e, h in zip(res["execd"], res[hand])])
+        print(f"  95 % interval of that ratio over {hand} (bootstrap of the rounds): {lo:.2f}-{hi:.2f}x")
     if "before" in res:
         print(f"  execd / execd before: {med['execd'] / med['before']:.2f}x")
     for s in ("before", "execd"):
@@ -318,7 +362,11 @@ def main() -> None:
     ap.add_argument("--before-pythonpath", default="", help="PYTHONPATH for the earlier execd's workers (its tauro_exec)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     ap.add_argument("--results", default="", help="where to write every round as JSON (default: bench/peer/results/peer-<UTC time>.json)")
+    ap.add_argument("--pool", nargs="+", metavar="FILE", help="run nothing: report the rounds of these results files together")
     a = ap.parse_args()
+    if a.pool:
+        pool(a.pool)
+        return
     global SYSTEMS
     if a.before:
         SYSTEMS = ("execd", "before", "connect", "classic")
