@@ -46,6 +46,10 @@ type Settings struct {
 	// may be called once the results it reads exist, while its upstreams
 	// still write their outputs; its result is used only when they succeed.
 	EarlyCalls bool
+	// ParallelSourceReads is parallel_source_reads: a batch run's sources
+	// (a CSV or JSON one's schema inference scans it) are read at once
+	// rather than one at a time, the critical path's first.
+	ParallelSourceReads bool
 }
 
 // Defaults for settings that are not configured.
@@ -117,6 +121,14 @@ func ParseSettings(global *config.Map) (Settings, problem.List) {
 		} else {
 			probs.Add(globalField+"early_function_calls", problem.CodeInvalidType,
 				"early_function_calls must be true (call a Python node's function while its upstreams write) or false (after they succeed), got %s", typeName(v))
+		}
+	}
+	if v, ok := global.Get("parallel_source_reads"); ok && v != nil {
+		if b, ok := asBool(v); ok {
+			s.ParallelSourceReads = b
+		} else {
+			probs.Add(globalField+"parallel_source_reads", problem.CodeInvalidType,
+				"parallel_source_reads must be true (read a run's sources at once) or false (one at a time, the critical path's first), got %s", typeName(v))
 		}
 	}
 	if v, ok := global.Get("max_parallel_nodes"); ok && v != nil {

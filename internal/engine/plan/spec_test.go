@@ -251,6 +251,26 @@ func TestResolve_EarlyFunctionCallsIsOnUnlessTurnedOff(t *testing.T) {
 	}
 }
 
+// A run's sources are read one at a time unless the global settings say
+// parallel_source_reads: true; anything but a boolean is a problem there.
+func TestResolve_SourceReadsAreOneAtATimeUnlessParallelIsAsked(t *testing.T) {
+	for _, c := range []struct {
+		setting string
+		want    bool
+	}{{"", false}, {"parallel_source_reads: false", false}, {"parallel_source_reads: true", true}} {
+		p := project(t, "global_settings: {"+c.setting+"}\npipelines: {p: {nodes: [a]}}\nnodes: {a: {sql: \"SELECT 1\"}}\n")
+		if pl := mustResolve(t, p, dated("p")); pl.Settings.ParallelSourceReads != c.want {
+			t.Errorf("with {%s} ParallelSourceReads is %v, want %v", c.setting, pl.Settings.ParallelSourceReads, c.want)
+		}
+	}
+	p := project(t, "global_settings: {parallel_source_reads: maybe}\npipelines: {p: {nodes: [a]}}\nnodes: {a: {sql: \"SELECT 1\"}}\n")
+	_, err := Resolve(p, dated("p"))
+	probs := problems(t, err)
+	if len(probs) != 1 || probs[0].Field != "global_settings.parallel_source_reads" || !strings.Contains(probs[0].Message, "true") {
+		t.Errorf("problems %v; want one naming global_settings.parallel_source_reads and what it takes", probs)
+	}
+}
+
 // A node's early_call overrides the global early_function_calls.
 func TestResolve_ANodesEarlyCallOverridesTheGlobalSetting(t *testing.T) {
 	p := project(t, `

@@ -118,6 +118,10 @@ func newRunExec(b *Backend, rc engine.RunContext) *runExec {
 			r.consumers[d] = append(r.consumers[d], n)
 		}
 	}
+	if !rc.Pipeline.Settings.ParallelSourceReads {
+		r.reads = newReadGate(headSources(rc.Pipeline))
+		r.readRank = readRanks(rc.Pipeline)
+	}
 	r.dependents = maps.Clone(r.readers)
 	r.aliases = aliasesRead(rc.Pipeline.Nodes)
 	r.pythonRead = readByPythonAlone(rc.Pipeline.Nodes)
@@ -150,6 +154,11 @@ type runExec struct {
 	conf   map[string]string
 	log    *slog.Logger
 	byName map[string]*plan.Node
+
+	// reads lets the run's batch source reads through one at a time, in
+	// readRank's order (gate.go); nil reads them at once.
+	reads    *readGate
+	readRank map[string]int
 
 	mu     sync.Mutex
 	sess   *sparkconnect.Session
@@ -446,7 +455,7 @@ func (r *runExec) runSQL(ctx context.Context, s *sparkconnect.Session, n *plan.N
 	names := make([]string, 0, len(n.InputSpecs))
 	for _, in := range n.InputSpecs {
 		if in.Producer == "" { // an upstream result is a view by now
-			if err := r.registerInput(ctx, s, in.Read); err != nil {
+			if err := r.registerSourceInput(ctx, s, n, in.Read); err != nil {
 				return err
 			}
 		}
@@ -571,6 +580,14 @@ func (r *runExec) params() map[string]any {
 func (r *runExec) registerInput(ctx context.Context, s *sparkconnect.Session, in plan.InputSpec) error {
 	return r.once(ctx, "input:"+in.Key, func() error {
 		return s.RegisterInput(ctx, in, r.inputParams(in))
+	})
+}
+
+// registerSourceInput is registerInput for batch node n, through the
+// run's read gate.
+func (r *runExec) registerSourceInput(ctx context.Context, s *sparkconnect.Session, n *plan.Node, in plan.InputSpec) error {
+	return r.once(ctx, "input:"+in.Key, func() error {
+		return r.readSource(ctx, n, in.Key, func() error { return s.RegisterInput(ctx, in, r.inputParams(in)) })
 	})
 }
 

@@ -223,8 +223,10 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 		}
 		if in.Producer == "" && r.pythonRead[in.Key] {
 			err := r.once(ctx, "share:"+in.Key, func() error {
-				_, err := s.RegisterShared(ctx, in.Read, r.inputParams(in.Read))
-				return err
+				return r.readSource(ctx, n, in.Key, func() error {
+					_, err := s.RegisterShared(ctx, in.Read, r.inputParams(in.Read))
+					return err
+				})
 			})
 			if err != nil {
 				return nil, err
@@ -233,7 +235,7 @@ func (r *runExec) globalInputs(ctx context.Context, s *sparkconnect.Session, n *
 			continue
 		}
 		if in.Producer == "" {
-			if err := r.registerInput(ctx, s, in.Read); err != nil {
+			if err := r.registerSourceInput(ctx, s, n, in.Read); err != nil {
 				return nil, err
 			}
 		}

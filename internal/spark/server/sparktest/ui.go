@@ -158,6 +158,8 @@ type SQLExecution struct {
 	RunningJobIDs []int  `json:"runningJobIds"`
 	SuccessJobIDs []int  `json:"successJobIds"`
 	FailedJobIDs  []int  `json:"failedJobIds"`
+	// Plan is the physical plan, as SQLExecutionsWithPlans reads it.
+	Plan string `json:"planDescription"`
 }
 
 // InSession reports whether the execution ran for a Spark Connect request
@@ -178,6 +180,15 @@ func SQLExecutions(tb testing.TB, ui string) []SQLExecution {
 	return all
 }
 
+// SQLExecutionsWithPlans is SQLExecutions with each one's physical plan
+// (its scans' and writes' paths among it).
+func SQLExecutionsWithPlans(tb testing.TB, ui string) []SQLExecution {
+	tb.Helper()
+	var all []SQLExecution
+	appGet(tb, ui, "sql?details=true&planDescription=true", &all)
+	return all
+}
+
 // Job is one job of an application as its driver's REST API reports it.
 // A Spark Connect server tags each job with the session and the operation
 // that ran it (SparkConnect_OperationTag_User_U_Session_S_Operation_O).
@@ -188,6 +199,19 @@ type Job struct {
 	Status      string   `json:"status"`
 	NumTasks    int      `json:"numTasks"`
 	StageIDs    []int    `json:"stageIds"`
+	// Submitted and Completed are the driver's times, as it writes them
+	// (2026-12-07T17:46:06.305GMT); see Times.
+	Submitted string `json:"submissionTime"`
+	Completed string `json:"completionTime"`
+}
+
+// Times are when the job was submitted and completed; ok is false while it
+// runs.
+func (j Job) Times() (submitted, completed time.Time, ok bool) {
+	const layout = "2006-01-02T15:04:05.000GMT"
+	s, err1 := time.Parse(layout, j.Submitted)
+	c, err2 := time.Parse(layout, j.Completed)
+	return s, c, err1 == nil && err2 == nil
 }
 
 // stageExecutors counts the tasks of a stage's attempts by the executor
