@@ -169,16 +169,22 @@ func (s *Session) Schema(ctx context.Context, view string) ([]Field, error) {
 
 // Cache keeps view in memory once it is first computed, for a result that
 // several dependents read; Uncache releases it after the last one. It is
-// CACHE LAZY TABLE's work (at MEMORY_AND_DISK, Spark's default level) asked
-// as an analysis: one unary request, where the SQL command is an operation
-// to run, stream and release, twice the time on a busy server.
+// CACHE LAZY TABLE's work asked as an analysis: one unary request, where
+// the SQL command is an operation to run, stream and release, twice the
+// time on a busy server.
+//
+// The level is Spark's default for a table, its MEMORY_AND_DISK, which
+// keeps the cached batches as objects. spark-connect-go's (and PySpark's)
+// constant of that name is the serialized level: the server would then
+// serialize every batch it caches and read each one back for every
+// reader. Its "deserialized" constant is Spark's level.
 func (s *Session) Cache(ctx context.Context, view string) error {
 	op := "cache " + view
 	df, err := s.spark.Table(view)
 	if err != nil {
 		return s.fail(ctx, op, err)
 	}
-	return s.fail(ctx, op, df.Persist(ctx, utils.StorageLevelMemoryAndDisk))
+	return s.fail(ctx, op, df.Persist(ctx, utils.StorageLevelMemoyAndDiskDeser))
 }
 
 // Uncache undoes Cache of the view's present plan: an unpersist, asked as

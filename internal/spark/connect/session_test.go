@@ -195,13 +195,15 @@ func TestUncache_ReleasesTheViewsCacheAndNothingForAViewGone(t *testing.T) {
 	if err := s.Cache(ctx, res.View); err != nil {
 		t.Fatal(err)
 	}
-	if got := level(); got != utils.StorageLevelMemoryAndDisk {
-		t.Fatalf("storage level after Cache = %v, want MEMORY_AND_DISK", got)
+	// Spark's MEMORY_AND_DISK, as CACHE TABLE and Dataset.cache use: the
+	// batches kept as objects, not serialized.
+	if got := level(); got != utils.StorageLevelMemoyAndDiskDeser {
+		t.Fatalf("storage level after Cache = %v, want memory and disk, deserialized (%v)", got, utils.StorageLevelMemoyAndDiskDeser)
 	}
 	if err := s.Uncache(ctx, res.View); err != nil {
 		t.Fatal(err)
 	}
-	if got := level(); got == utils.StorageLevelMemoryAndDisk {
+	if got := level(); got != utils.StorageLevelNone {
 		t.Errorf("storage level after Uncache = %v, want none", got)
 	}
 	if err := s.Uncache(ctx, "global_temp.no_such_view"); err != nil {
