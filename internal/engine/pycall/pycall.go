@@ -27,8 +27,8 @@ type Call struct {
 	StartDate, EndDate time.Time
 	// ResultView is the global view the worker leaves the result in.
 	ResultView string
-	// SparkConf is set on the worker's session for the call
-	// (tauro.ml.<name> for each hyperparameter).
+	// SparkConf is set on the worker's session for the call: the run's
+	// spark_config and tauro.ml.<name> for each hyperparameter.
 	SparkConf             map[string]string
 	AllowedModulePrefixes []string
 	// SparkRemote is the server's current sc:// address; empty means the

@@ -274,10 +274,17 @@ func (r *runExec) share(ctx context.Context, s *sparkconnect.Session, name strin
 }
 
 // pythonCall is the call of n's function: everything in it was decided by
-// planning.
+// planning. The worker's session gets the run's spark_config, as the run's
+// session has it (the keys a session may not set skipped), so a function
+// sees and plans under the settings tauro would give it; then the node's
+// hyperparameters.
 func (r *runExec) pythonCall(s *sparkconnect.Session, n *plan.Node, attempt int, views []string) pycall.Call {
 	p := r.rc.Pipeline
-	conf := make(map[string]string, len(n.Hyperparams))
+	conf := make(map[string]string, len(r.conf)+len(n.Hyperparams))
+	maps.Copy(conf, r.conf)
+	for _, k := range s.Skipped() {
+		delete(conf, k)
+	}
 	for k, v := range n.Hyperparams {
 		conf["tauro.ml."+k] = confValue(v)
 	}

@@ -38,8 +38,9 @@ type RunNodeRequest struct {
 	// Unqualified name of the global temporary view to create from the
 	// function's result.
 	ResultView string `protobuf:"bytes,7,opt,name=result_view,json=resultView,proto3" json:"result_view,omitempty"`
-	// Spark SQL configuration to set on the worker's session for this node
-	// (tauro.ml.<name> for each hyperparameter) and unset afterwards.
+	// Spark SQL configuration to set on the worker's session for this node:
+	// the run's spark_config and tauro.ml.<name> for each hyperparameter. A
+	// key the next node does not set is unset then.
 	SparkConf map[string]string `protobuf:"bytes,8,rep,name=spark_conf,json=sparkConf,proto3" json:"spark_conf,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// What the function sees as ml_context, when it accepts one.
 	Context *NodeContext `protobuf:"bytes,9,opt,name=context,proto3" json:"context,omitempty"`

@@ -59,7 +59,7 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         # The hyperparameter conf the last node set, and on which session:
         # the next node unsets what it does not set itself, in one request.
         self._conf_session: SparkSession | None = None
-        self._conf_left: set[str] = set()
+        self._conf_left: dict[str, str] = {}
 
     def close(self) -> None:
         self._session.close()
@@ -197,19 +197,24 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             events.put(None)
 
     def _set_conf(self, spark: SparkSession, conf: dict[str, str]) -> None:
-        """Gives the node exactly its hyperparameter conf: what the previous
-        node set and this one does not is unset, the rest set, each in one
-        request (none when there is nothing to do)."""
-        left = self._conf_left if self._conf_session is spark else set()
-        stale = sorted(left - conf.keys())
-        self._conf_session, self._conf_left = spark, set(left)
+        """Gives the node exactly its conf, its run's spark_config and its
+        hyperparameters: what an earlier node set and this one does not is
+        unset, what this one sets to another value is set, each in one
+        request (none when nothing changes: the nodes of a run share their
+        spark_config). As in tauro, where a run's nodes share one session,
+        a value a function sets itself stays for the next node."""
+        had = self._conf_left if self._conf_session is spark else {}
+        stale = sorted(had.keys() - conf.keys())
+        changed = {k: v for k, v in conf.items() if had.get(k) != v}
+        self._conf_session, self._conf_left = spark, dict(had)
         if stale:
             spark.client.config(proto.ConfigRequest.Operation(unset=proto.ConfigRequest.Unset(keys=stale)))
-            self._conf_left.difference_update(stale)
-        if conf:
-            pairs = [proto.KeyValue(key=k, value=conf[k]) for k in sorted(conf)]
+            for k in stale:
+                del self._conf_left[k]
+        if changed:
+            pairs = [proto.KeyValue(key=k, value=changed[k]) for k in sorted(changed)]
             spark.client.config(proto.ConfigRequest.Operation(set=proto.ConfigRequest.Set(pairs=pairs)))
-            self._conf_left.update(conf)
+            self._conf_left.update(changed)
 
 
 def error_response(e: BaseException) -> pb.RunNodeResponse:

@@ -67,8 +67,9 @@ export type RunNodeRequest = Message<"tauro.exec.v1.RunNodeRequest"> & {
   resultView: string;
 
   /**
-   * Spark SQL configuration to set on the worker's session for this node
-   * (tauro.ml.<name> for each hyperparameter) and unset afterwards.
+   * Spark SQL configuration to set on the worker's session for this node:
+   * the run's spark_config and tauro.ml.<name> for each hyperparameter. A
+   * key the next node does not set is unset then.
    *
    * @generated from field: map<string, string> spark_conf = 8;
    */

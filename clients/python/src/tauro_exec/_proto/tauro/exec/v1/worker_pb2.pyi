@@ -88,8 +88,9 @@ class RunNodeRequest(_message.Message):
 
     @_builtins.property
     def spark_conf(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Spark SQL configuration to set on the worker's session for this node
-        (tauro.ml.<name> for each hyperparameter) and unset afterwards.
+        """Spark SQL configuration to set on the worker's session for this node:
+        the run's spark_config and tauro.ml.<name> for each hyperparameter. A
+        key the next node does not set is unset then.
         """
 
     @_builtins.property
