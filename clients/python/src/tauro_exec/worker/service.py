@@ -56,8 +56,9 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         self._session = WarmSession(spark_remote, control, self._calls)
         self._control = control
         self._node_lock = threading.Lock()
-        # The hyperparameter conf the last node set, and on which session:
-        # the next node unsets what it does not set itself, in one request.
+        # The conf earlier nodes set (spark_config and hyperparameters) by
+        # key, and on which session: the next node sets what differs and
+        # unsets what it does not set itself, each in one request.
         self._conf_session: SparkSession | None = None
         self._conf_left: dict[str, str] = {}
 
@@ -201,8 +202,8 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         hyperparameters: what an earlier node set and this one does not is
         unset, what this one sets to another value is set, each in one
         request (none when nothing changes: the nodes of a run share their
-        spark_config). As in tauro, where a run's nodes share one session,
-        a value a function sets itself stays for the next node."""
+        spark_config). A value a function sets itself stays for the next
+        node, of this run or another, unless that node's conf sets it."""
         had = self._conf_left if self._conf_session is spark else {}
         stale = sorted(had.keys() - conf.keys())
         changed = {k: v for k, v in conf.items() if had.get(k) != v}
