@@ -272,7 +272,7 @@ func (s *Session) executeStep(ctx context.Context, step string, cmd command) (*e
 			if err := s.saveStep(ctx, step, rec); err != nil {
 				return nil, err
 			}
-			s.releaseOp(rec.OperationID)
+			s.releaseLater(rec.OperationID)
 			return out, nil
 		}
 		// The server ends a reattachable call after a time or size limit
@@ -386,9 +386,37 @@ func (s *Session) operationLost(err error, call rpc) error {
 func (s *Session) releaseOp(opID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.release(ctx, opID)
+}
+
+func (s *Session) release(ctx context.Context, opID string) {
 	if err := s.unary(ctx, releaseExecuteRequest(s.sessionID(), s.remote.user, opID)); err != nil {
 		s.log.Debug("releasing a Spark operation", "operation", opID, "err", err)
 	}
+}
+
+// releaseLater frees an operation whose every response has been read
+// without waiting for the server's answer, as PySpark does: the step's
+// caller has its result, and nothing it does next depends on the release
+// (a write's node ended a round trip later). Close waits for it, and cuts
+// it short once the session is released, which frees the operation too.
+func (s *Session) releaseLater(opID string) {
+	if !s.track() {
+		return // Close releases the session
+	}
+	go func() {
+		defer s.watchers.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		s.release(ctx, opID)
+	}()
 }
 
 func (s *Session) loadStep(ctx context.Context, step string) (*opRecord, error) {

@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,48 @@ func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsL
 	_, err = s.WriteOutput(ctx, res.View, out, read)
 	if !errors.Is(err, ErrOperationLost) || !strings.Contains(err.Error(), "OPERATION_NOT_FOUND") {
 		t.Fatalf("taking up a gone operation = %v, want ErrOperationLost naming OPERATION_NOT_FOUND", err)
+	}
+}
+
+// A journaled step's operation is released once its every response has
+// been read, without the step waiting for the release: taking the
+// operation up again soon finds the server no longer has it.
+func TestExecuteStep_AnEndedOperationIsReleasedAfterTheStep(t *testing.T) {
+	journal := &memJournal{}
+	s := connect(t, nil)
+	s.journal = journal
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := s.RunSQL(ctx, NodeSpec{Name: "x", SQL: "SELECT id FROM range(5)"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := OutputSpec{Key: "x", Format: "parquet", Path: filepath.Join(t.TempDir(), "x")}
+	const step = "n/x/1/write/0/x"
+	if got, err := s.WriteOutput(ctx, res.View, out, step); err != nil || got.Rows != 5 {
+		t.Fatalf("write = %+v, %v; want 5 rows", got, err)
+	}
+	rec, err := s.loadStep(ctx, step)
+	if err != nil || rec == nil || !rec.Done || rec.LastResponseID == "" {
+		t.Fatalf("the step's record %+v, %v; want it done after a response", rec, err)
+	}
+	// Recorded as read but not ended, the step takes the operation up
+	// again: a released operation is gone (OPERATION_NOT_FOUND).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		again := *rec
+		again.Done = false
+		b, _ := json.Marshal(&again)
+		if err := journal.Save(ctx, step, b); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.WriteOutput(ctx, res.View, out, step)
+		if errors.Is(err, ErrOperationLost) && strings.Contains(err.Error(), "OPERATION_NOT_FOUND") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("taking the ended operation up again 10 s on = %v; want it released (OPERATION_NOT_FOUND)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
