@@ -279,7 +279,7 @@ func (p *Pool) Run(ctx context.Context, c pycall.Call, on func(pycall.Event)) (*
 	p.busy.Add(1)
 	defer p.busy.Add(-1)
 	req.CallId = strconv.Itoa(w.slot) + "-" + strconv.FormatUint(p.calls.Add(1), 10)
-	nodeErr, err := w.runNode(ctx, req, on, c.TakePlan)
+	nodeErr, err := w.runNode(ctx, req, on)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:

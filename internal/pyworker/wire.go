@@ -80,10 +80,8 @@ func notForPython(node, what string, err error) *run.Error {
 
 // runNode makes the RunNode call on w, passing the metrics and log records
 // to on as they arrive. It returns the node's error, if the stream ended
-// with one, and an error if the call broke. A result handed back as a plan
-// is given to take (pycall.Call.TakePlan); when take fails, w publishes it.
-func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on func(pycall.Event), take func(context.Context, string) error) (*run.Error, error) {
-	req.PlanOk = take != nil
+// with one, and an error if the call broke.
+func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on func(pycall.Event)) (*run.Error, error) {
 	stream, err := w.client.RunNode(ctx, req)
 	if err != nil {
 		return nil, err
@@ -91,16 +89,12 @@ func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on fun
 	var (
 		ended   bool
 		nodeErr *run.Error
-		plan    string
 	)
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			if !ended {
 				return nil, errors.New("the worker ended the call without a result")
-			}
-			if plan != "" {
-				return w.takePlan(ctx, req, plan, take)
 			}
 			return nodeErr, nil
 		}
@@ -109,7 +103,7 @@ func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on fun
 		}
 		switch ev := resp.GetEvent().(type) {
 		case *execv1.RunNodeResponse_Result:
-			ended, nodeErr, plan = true, nil, ev.Result.GetPlanJson()
+			ended, nodeErr = true, nil
 		case *execv1.RunNodeResponse_Error:
 			ended, nodeErr = true, runError(ev.Error)
 		case *execv1.RunNodeResponse_Metric:
@@ -122,29 +116,6 @@ func (w *worker) runNode(ctx context.Context, req *execv1.RunNodeRequest, on fun
 			}
 		}
 	}
-}
-
-// takePlan has take make the view of the result req's call handed back as
-// plan, and w make it when take cannot: its answer is then the call's.
-func (w *worker) takePlan(ctx context.Context, req *execv1.RunNodeRequest, plan string, take func(context.Context, string) error) (*run.Error, error) {
-	terr := take(ctx, plan)
-	if terr == nil {
-		return nil, nil
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	resp, err := w.client.PublishResult(ctx, &execv1.PublishResultRequest{CallId: req.GetCallId()})
-	if err != nil {
-		return nil, fmt.Errorf("the worker could not make node %s's result view after execd could not (%v): %w", req.GetNode(), terr, err)
-	}
-	if e := resp.GetError(); e != nil {
-		return runError(e), nil
-	}
-	if resp.GetResult() == nil {
-		return nil, errors.New("the worker published the result without saying how it ended")
-	}
-	return nil, nil
 }
 
 func runError(e *execv1.WorkerError) *run.Error {

@@ -25,8 +25,7 @@ type Call struct {
 	// StartDate and EndDate are the run's window; zero when the pipeline
 	// has none. The function receives them as YYYY-MM-DD strings, as in tauro.
 	StartDate, EndDate time.Time
-	// ResultView is the global view the result is left in: by the worker,
-	// or by TakePlan.
+	// ResultView is the global view the worker leaves the result in.
 	ResultView string
 	// SparkConf is set on the worker's session for the call: the run's
 	// spark_config and tauro.ml.<name> for each hyperparameter.
@@ -54,13 +53,6 @@ type Call struct {
 	// returns ErrBusy at once. For calls made ahead of time, which must
 	// not take a worker from a node that is due.
 	IfIdle bool
-	// TakePlan, when set, makes ResultView from the plan of the function's
-	// result, a spark.connect.Relation in protojson, which the worker may
-	// hand back instead of making the view itself: only one that reads
-	// nothing of the worker's own session. When TakePlan fails (it leaves
-	// nothing behind then), the worker makes the view after all, and the
-	// call ends as it would have without TakePlan.
-	TakePlan func(ctx context.Context, planJSON string) error
 }
 
 // MLflow is where a node attempt's tracker writes in MLflow. RunID is ""

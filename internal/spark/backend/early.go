@@ -165,9 +165,6 @@ func (r *runExec) runEarly(s *sparkconnect.Session, n *plan.Node, e *earlyCall) 
 	} else {
 		s.Own(s.ResultView(n.Name))
 	}
-	// Its aliases are made as the node runs, whichever call it takes up.
-	var h handed
-	r.offerPlan(s, n, &call, nil, false, &h)
 	e.nodeErr, e.err = r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, e.record)
 	if e.nodeErr != nil || e.err != nil || r.keepOf(n) != "" || !r.cacheable(n) {
 		return // a kept result's unfiltered rows are cached as the node runs

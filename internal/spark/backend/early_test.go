@@ -152,11 +152,9 @@ func TestEarlyCall_ADependentsFunctionRunsWhileItsUpstreamWrites(t *testing.T) {
 }
 
 // A node whose result is cached for its readers (kept: an output and a
-// reader) has it cached by its early call, while up still writes: its
-// worker hands the result's plan back, and execd makes the view, asks its
-// schema and caches it, all early. The attempt that takes the call up
-// counts those requests as made early and sends none of its own but the
-// write. reader's function finds kept's
+// reader) has it cached by its early call, while up still writes: the
+// attempt that takes the call up counts that persist among its requests
+// as made early and sends none of its own. reader's function finds kept's
 // result cached, and writes its rows. (Without early calls the attempt
 // caches it, as profile_test's node a shows.)
 func TestEarlyCall_CachesTheResultItsReadersRead(t *testing.T) {
@@ -184,9 +182,8 @@ def reader(df, *, start_date, end_date):
 		"output.yaml": "o.t.big: {format: parquet}\no.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
 	})
 	got := runKept(t, dir)
-	if got["execd.calls.AnalyzePlan"] != 2 || got["execd.early.AnalyzePlan"] != 2 ||
-		got["execd.calls.ExecutePlan"] != 2 || got["execd.early.ExecutePlan"] != 1 {
-		t.Errorf("kept's requests %v; want its view (ExecutePlan), schema and persist (AnalyzePlan) made early, and its write", got)
+	if got["execd.calls.AnalyzePlan"] != 1 || got["execd.early.AnalyzePlan"] != 1 || got["execd.early.ExecutePlan"] != 0 {
+		t.Errorf("kept's requests %v; want one persist (AnalyzePlan), made early, and no other early request", got)
 	}
 	evenRows(t, dir, 1000000)
 }
@@ -196,9 +193,9 @@ def reader(df, *, start_date, end_date):
 // attempt returns rows whose write outlasts its timeout (a sleep on one
 // row), its second the plain rows. kept's call, made early while the first
 // attempt writes, is replaced by one made once the second has its result;
-// that one released the first's cache (an unpersist) and made its own
-// result's view (a command), schema and cache (two analyses) from the plan
-// its worker handed back, and kept's attempt takes it up.
+// that one released the first's cache (an unpersist) and cached its own
+// result (a persist), each an analysis request, and kept's attempt takes
+// it up.
 func TestEarlyCall_ReleasesTheCacheOfACallItDiscards(t *testing.T) {
 	dir := earlyProject(t, "")
 	writeFiles(t, dir, map[string]string{
@@ -227,8 +224,8 @@ def reader(df, *, start_date, end_date):
 		"output.yaml": "o.t.up: {format: parquet}\no.t.kept: {format: parquet}\no.t.reader: {format: parquet}\n",
 	})
 	got := runKept(t, dir)
-	if got["execd.early.AnalyzePlan"] != 3 || got["execd.early.ExecutePlan"] != 1 {
-		t.Errorf("kept's requests %v; want its early call's release of the discarded call's cache, and its own view, schema and persist", got)
+	if got["execd.early.AnalyzePlan"] != 2 || got["execd.early.ExecutePlan"] != 0 {
+		t.Errorf("kept's requests %v; want its early call's release of the discarded call's cache and its own persist", got)
 	}
 	evenRows(t, dir, 500)
 }

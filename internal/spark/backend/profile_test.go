@@ -17,9 +17,8 @@ import (
 // Spark Connect requests each node makes, as --profile-nodes reports them:
 // a SQL node's result view and its write, plus a session name for each
 // name a SQL dependent reads it by and a cache when several read it; a
-// Python node's result view made from the plan its worker hands back, with
-// the result's schema (sent together), and written. No other analysis, no
-// name that nobody reads, no request after the node for its cleanup.
+// Python node's result taken in and written. No schema request from execd,
+// no name that nobody reads, no request after the node for its cleanup.
 func TestProfile_ANodeCostsItsViewItsWritesAndTheNamesItsReadersUse(t *testing.T) {
 	remote := sparktest.Remote(t)
 	python, err := sparktest.Python()
@@ -85,28 +84,26 @@ h: {sql: "SELECT k FROM both", input: [both], output: [o.t.h]}
 	}
 	// a: its view, the two names b and c read it by (a, o.t.a), a cache for
 	// its two readers, its write. b and c: their view and their write. d:
-	// its result's view and schema, from the plan its worker handed back,
-	// and its write (its input is a's global view; nobody reads d). e: its view
+	// its write (its input is a's global view; nobody reads d). e: its view
 	// and the name f reads it by, no cache (computed once, by f alone); f:
 	// its view and its write.
 	// g, a Python node reading an input no SQL names: the input's global
-	// view, made in one request, its result's view and schema, and its
-	// write. h, a SQL node: its input's session view, its own view and its
-	// write.
-	// The analyses are a's cache (asked as a persist) and the schemas of
-	// the Python nodes' results, which must have columns.
-	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 3, "e": 2, "f": 2, "g": 4, "h": 3}
-	analyses := map[string]float64{"a": 1, "d": 1, "g": 1}
+	// view, made in one request, and its write. h, a SQL node: its input's
+	// session view, its own view and its write.
+	// The one analysis is a's cache (asked as a persist), never a schema.
+	want := map[string]float64{"a": 5, "b": 2, "c": 2, "d": 1, "e": 2, "f": 2, "g": 2, "h": 3}
+	analyses := map[string]float64{"a": 1}
 	for node, n := range want {
 		got := calls[node]
 		if got["total"] != n || got["AnalyzePlan"] != analyses[node] {
 			t.Errorf("node %s made %v Spark Connect requests (%v), want %v, %v of them AnalyzePlan", node, got["total"], got, n, analyses[node])
 		}
 	}
-	// d's worker hands its result's plan back: it sends nothing but, d
-	// being the worker's first node, its session's setup (the server's
-	// version and the settings PySpark reads).
-	wantWorker := map[string]float64{}
+	// d's worker: its result view and the result's schema (sent together);
+	// besides, only the release of the view's operation and, d being the
+	// worker's first node, its session's setup (the server's version and
+	// the settings PySpark reads).
+	wantWorker := map[string]float64{"worker.ExecutePlan.create_dataframe_view": 1, "worker.AnalyzePlan.schema": 1}
 	setup := []string{"worker.ReleaseExecute", "worker.AnalyzePlan.spark_version", "worker.Config.get"}
 	for kind, n := range calls["d"] {
 		if strings.HasPrefix(kind, "worker.") && !slices.Contains(setup, kind) && wantWorker[kind] != n {

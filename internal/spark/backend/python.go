@@ -87,23 +87,19 @@ func (b *Backend) CheckFunctions(ctx context.Context, p *plan.Pipeline) (problem
 }
 
 // runPython runs a Python node in a worker. Its inputs reach the worker as
-// global views, and its result comes back as one (made by the worker, or
-// here from the plan the worker handed back: offerPlan) that becomes the
-// node's result in this session, as a SQL node's does; outputs are written
-// here.
+// global views, and its result comes back as one that becomes the node's
+// result in this session, as a SQL node's does; outputs are written here.
 func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
 	// An attempt taken up after a restart whose function had returned
 	// has its result view on the server: the function is not called again;
 	// nor is one that was called early (see early.go).
 	keep := r.keepOf(n)
-	shared := r.cacheable(n)
 	earlyCached := false
-	var h handed
 	if !r.pythonDone(ctx, n.Name, attempt) {
 		called, cached, err := r.takeEarly(ctx, n, attempt, emit)
 		earlyCached = cached
 		if !called && err == nil { // err: a discarded call's cache was not released
-			err = r.callPython(ctx, s, n, attempt, emit, shared && keep == "", &h)
+			err = r.callPython(ctx, s, n, attempt, emit)
 		}
 		phase(ctx, "worker")
 		if err != nil {
@@ -113,6 +109,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 			return err
 		}
 	}
+	shared := r.cacheable(n)
 	all := ""
 	if keep != "" {
 		var err error
@@ -121,11 +118,7 @@ func (r *runExec) runPython(ctx context.Context, s *sparkconnect.Session, n *pla
 		}
 	}
 	// A kept result's unfiltered rows are cached, not the filter over them.
-	aliases := r.aliasesOf(n.Name)
-	if h.aliased {
-		aliases = nil
-	}
-	view, err := s.AdoptResult(ctx, n.Name, aliases, shared && all == "" && !earlyCached && !h.cached)
+	view, err := s.AdoptResult(ctx, n.Name, r.aliasesOf(n.Name), shared && all == "" && !earlyCached)
 	if err != nil {
 		return err
 	}
@@ -155,19 +148,12 @@ func (r *runExec) keepOf(n *plan.Node) string {
 }
 
 // callPython calls n's function for attempt, its result left in the
-// node's result view (or its unfiltered one, see keepOf). A result the
-// worker hands back as a plan is given the node's aliases with its view,
-// and cached when cache is set; h says so.
-func (r *runExec) callPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event), cache bool, h *handed) error {
+// node's result view (or its unfiltered one, see keepOf).
+func (r *runExec) callPython(ctx context.Context, s *sparkconnect.Session, n *plan.Node, attempt int, emit func(run.Event)) error {
 	call, err := r.call(ctx, s, n, attempt)
 	if err != nil {
 		return err
 	}
-	var aliases []string
-	if r.keepOf(n) == "" { // a kept result's aliases name the kept rows
-		aliases = r.aliasesOf(n.Name)
-	}
-	r.offerPlan(s, n, &call, aliases, cache, h)
 	phase(ctx, "inputs")
 	nodeErr, err := r.b.pythonFor(r.rc.Pipeline.Project).Run(ctx, call, pythonEvents(emit))
 	return pythonFailure(nodeErr, err)
@@ -189,31 +175,6 @@ func (r *runExec) call(ctx context.Context, s *sparkconnect.Session, n *plan.Nod
 		call.ResultView = s.UnfilteredName(n.Name)
 	}
 	return call, nil
-}
-
-// handed is what was made with the view of a result its worker handed
-// back as a plan: the node's aliases, the cache.
-type handed struct{ aliased, cached bool }
-
-// offerPlan lets the worker hand n's result back as its plan (see
-// pycall.Call.TakePlan), which this session makes into the result view
-// together with aliases and, when cache is set, the cache: the view is
-// then made in the round trip the cache would have taken after it. h
-// records what was made. An ML node's result is made by its worker, as is
-// anything the worker keeps for itself.
-func (r *runExec) offerPlan(s *sparkconnect.Session, n *plan.Node, call *pycall.Call, aliases []string, cache bool, h *handed) {
-	if n.ML || n.Stream != nil {
-		return
-	}
-	view := call.ResultView
-	call.TakePlan = func(ctx context.Context, planJSON string) error {
-		if err := s.TakeResult(ctx, n.Name, view, planJSON, aliases, cache); err != nil {
-			r.log.Debug("the worker makes the node's result view: its plan could not be taken", "node", n.Name, "err", err)
-			return err
-		}
-		*h = handed{aliased: len(aliases) > 0, cached: cache}
-		return nil
-	}
 }
 
 // pythonEvents records what a running function reports.

@@ -26,7 +26,6 @@ import (
 
 const (
 	methodExecutePlan     = "/spark.connect.SparkConnectService/ExecutePlan"
-	methodAnalyzePlan     = "/spark.connect.SparkConnectService/AnalyzePlan"
 	methodConfig          = "/spark.connect.SparkConnectService/Config"
 	methodInterrupt       = "/spark.connect.SparkConnectService/Interrupt"
 	methodReleaseSession  = "/spark.connect.SparkConnectService/ReleaseSession"
@@ -196,24 +195,15 @@ func (s *Session) releaseSession(ctx context.Context) error {
 }
 
 func (s *Session) unary(ctx context.Context, call rpc) error {
-	_, err := s.ask(ctx, call)
-	return err
-}
-
-// ask makes the unary call and returns its response.
-func (s *Session) ask(ctx context.Context, call rpc) (proto.Message, error) {
 	in, err := call.message()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	out, err := newMessage(call.response)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := s.conn.Invoke(ctx, call.method, in, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return s.conn.Invoke(ctx, call.method, in, out)
 }
 
 func newUUID() string {

@@ -1,8 +1,6 @@
 package connect
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -53,23 +51,6 @@ func dataSource(format, path, schema string, options map[string]string) relation
 		src["options"] = options
 	}
 	return relation{"read": obj{"dataSource": src}}
-}
-
-// handedRelation is a relation a Python worker handed back in protojson
-// (a node's result, pycall.Call.TakePlan). Its numbers are kept as written:
-// protojson writes 64-bit integers as strings, but a float64 would round
-// any other.
-func handedRelation(planJSON string) (relation, error) {
-	dec := json.NewDecoder(strings.NewReader(planJSON))
-	dec.UseNumber()
-	var rel relation
-	if err := dec.Decode(&rel); err != nil {
-		return nil, fmt.Errorf("the worker's plan is not a JSON object: %w", err)
-	}
-	if len(rel) == 0 {
-		return nil, errors.New("the worker's plan is empty")
-	}
-	return rel, nil
 }
 
 // filtered keeps the rows of input that match the SQL condition.
@@ -254,36 +235,6 @@ func releaseExecuteRequest(sessionID, user, operationID string) rpc {
 			"releaseAll":  obj{},
 		},
 	}
-}
-
-// analyzePlanRequest asks the server one question about a plan: analysis is
-// the request's one analyze field (schema, persist, unpersist).
-func analyzePlanRequest(sessionID, user string, analysis obj) rpc {
-	body := obj{
-		"sessionId":   sessionID,
-		"userContext": obj{"userId": user},
-		"clientType":  userAgent,
-	}
-	maps.Copy(body, analysis)
-	return rpc{method: methodAnalyzePlan, request: "AnalyzePlanRequest", response: "AnalyzePlanResponse", body: body}
-}
-
-// schemaAnalysis asks for rel's schema.
-func schemaAnalysis(rel relation) obj {
-	return obj{"schema": obj{"plan": obj{"root": rel}}}
-}
-
-// persistAnalysis caches rel once it is first computed, in memory and on
-// disk, deserialized: Dataset.persist's level, which Cache uses too.
-func persistAnalysis(rel relation) obj {
-	return obj{"persist": obj{"relation": rel, "storageLevel": obj{
-		"useDisk": true, "useMemory": true, "deserialized": true, "replication": 1,
-	}}}
-}
-
-// unpersistAnalysis releases what persistAnalysis cached, without waiting.
-func unpersistAnalysis(rel relation) obj {
-	return obj{"unpersist": obj{"relation": rel, "blocking": false}}
 }
 
 // interruptRequest stops one operation of the session, or all of them when

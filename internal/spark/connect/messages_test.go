@@ -125,19 +125,6 @@ var messageBuilders = []struct {
 	{"reattachExecuteRequest/from the start", func() (any, error) { return reattachExecuteRequest("sid", "ann", "op", ""), nil }},
 	{"reattachExecuteRequest/after a response", func() (any, error) { return reattachExecuteRequest("sid", "ann", "op", "resp"), nil }},
 	{"releaseExecuteRequest", func() (any, error) { return releaseExecuteRequest("sid", "ann", "op"), nil }},
-	{"handedRelation", func() (any, error) {
-		return handedRelation(`{"common":{"planId":"9007199254740993"},"filter":{"input":{"read":{"namedTable":{"unparsedIdentifier":"global_temp.` + "`v`" + `"}}},` +
-			`"condition":{"expressionString":{"expression":"a > 1.5"}}}}`)
-	}},
-	{"analyzePlanRequest/schema", func() (any, error) {
-		return analyzePlanRequest("sid", "ann", schemaAnalysis(namedTable("global_temp.`v`", nil))), nil
-	}},
-	{"analyzePlanRequest/persist", func() (any, error) {
-		return analyzePlanRequest("sid", "ann", persistAnalysis(namedTable("global_temp.`v`", nil))), nil
-	}},
-	{"analyzePlanRequest/unpersist", func() (any, error) {
-		return analyzePlanRequest("sid", "ann", unpersistAnalysis(namedTable("global_temp.`v`", nil))), nil
-	}},
 	{"interruptRequest/all", func() (any, error) { return interruptRequest("sid", "ann", ""), nil }},
 	{"interruptRequest/one operation", func() (any, error) { return interruptRequest("sid", "ann", "op"), nil }},
 	{"releaseSessionRequest", func() (any, error) { return releaseSessionRequest("sid", "ann"), nil }},
@@ -306,29 +293,4 @@ func messageBuilderFuncs(t *testing.T) []string {
 		t.Fatal("found no message builders")
 	}
 	return names
-}
-
-// TestHandedRelation_KeepsEveryNumberAndRefusesWhatIsNotARelation: a worker's
-// plan reaches Spark as it was written, a 64-bit integer too.
-func TestHandedRelation_KeepsEveryNumberAndRefusesWhatIsNotARelation(t *testing.T) {
-	rel, err := handedRelation(`{"range":{"start":"0","end":9007199254740993,"step":"1"}}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := message("Relation", obj(rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := protojson.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), `"9007199254740993"`) {
-		t.Errorf("the range's end changed on the way: %s", b)
-	}
-	for _, bad := range []string{"", "[1]", "{}", `"relation"`, `{"range":`} {
-		if _, err := handedRelation(bad); err == nil {
-			t.Errorf("handedRelation(%q) was accepted", bad)
-		}
-	}
 }

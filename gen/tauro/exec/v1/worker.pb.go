@@ -56,13 +56,7 @@ type RunNodeRequest struct {
 	// The node is a streaming node: its inputs are streams, and a function
 	// written in tauro's streaming form is called as tauro's streaming query
 	// manager calls it, fn(input_df, node_config) (see FunctionRef.streaming).
-	Streaming bool `protobuf:"varint,13,opt,name=streaming,proto3" json:"streaming,omitempty"`
-	// execd takes the result's plan: the worker may end with
-	// WorkerResult.plan_json instead of making result_view, when the plan
-	// means the same in execd's session (it reads only input_views and
-	// files, and the function changed nothing in the worker's session). It
-	// keeps the DataFrame until its next call, for PublishResult.
-	PlanOk        bool `protobuf:"varint,14,opt,name=plan_ok,json=planOk,proto3" json:"plan_ok,omitempty"`
+	Streaming     bool `protobuf:"varint,13,opt,name=streaming,proto3" json:"streaming,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,13 +178,6 @@ func (x *RunNodeRequest) GetCallId() string {
 func (x *RunNodeRequest) GetStreaming() bool {
 	if x != nil {
 		return x.Streaming
-	}
-	return false
-}
-
-func (x *RunNodeRequest) GetPlanOk() bool {
-	if x != nil {
-		return x.PlanOk
 	}
 	return false
 }
@@ -629,12 +616,9 @@ func (x *WorkerMetric) GetStep() int64 {
 // WorkerResult is a node that succeeded.
 type WorkerResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Qualified global view holding the result; empty with plan_json.
-	View   string         `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
-	Schema []*WorkerField `protobuf:"bytes,2,rep,name=schema,proto3" json:"schema,omitempty"`
-	// The result's plan, a spark.connect.Relation in protojson, when the
-	// request had plan_ok and the worker made no view: execd makes it.
-	PlanJson      string `protobuf:"bytes,3,opt,name=plan_json,json=planJson,proto3" json:"plan_json,omitempty"`
+	// Qualified global view holding the result.
+	View          string         `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
+	Schema        []*WorkerField `protobuf:"bytes,2,rep,name=schema,proto3" json:"schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -683,111 +667,6 @@ func (x *WorkerResult) GetSchema() []*WorkerField {
 	return nil
 }
 
-func (x *WorkerResult) GetPlanJson() string {
-	if x != nil {
-		return x.PlanJson
-	}
-	return ""
-}
-
-// PublishResultRequest names the RunNode call whose result to publish.
-type PublishResultRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CallId        string                 `protobuf:"bytes,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PublishResultRequest) Reset() {
-	*x = PublishResultRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PublishResultRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PublishResultRequest) ProtoMessage() {}
-
-func (x *PublishResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PublishResultRequest.ProtoReflect.Descriptor instead.
-func (*PublishResultRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{7}
-}
-
-func (x *PublishResultRequest) GetCallId() string {
-	if x != nil {
-		return x.CallId
-	}
-	return ""
-}
-
-// PublishResultResponse is how the call ends: exactly one of the two.
-type PublishResultResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        *WorkerResult          `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
-	Error         *WorkerError           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *PublishResultResponse) Reset() {
-	*x = PublishResultResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *PublishResultResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*PublishResultResponse) ProtoMessage() {}
-
-func (x *PublishResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use PublishResultResponse.ProtoReflect.Descriptor instead.
-func (*PublishResultResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *PublishResultResponse) GetResult() *WorkerResult {
-	if x != nil {
-		return x.Result
-	}
-	return nil
-}
-
-func (x *PublishResultResponse) GetError() *WorkerError {
-	if x != nil {
-		return x.Error
-	}
-	return nil
-}
-
 type WorkerField struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -800,7 +679,7 @@ type WorkerField struct {
 
 func (x *WorkerField) Reset() {
 	*x = WorkerField{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +691,7 @@ func (x *WorkerField) String() string {
 func (*WorkerField) ProtoMessage() {}
 
 func (x *WorkerField) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +704,7 @@ func (x *WorkerField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerField.ProtoReflect.Descriptor instead.
 func (*WorkerField) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WorkerField) GetName() string {
@@ -865,7 +744,7 @@ type WorkerError struct {
 
 func (x *WorkerError) Reset() {
 	*x = WorkerError{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +756,7 @@ func (x *WorkerError) String() string {
 func (*WorkerError) ProtoMessage() {}
 
 func (x *WorkerError) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +769,7 @@ func (x *WorkerError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerError.ProtoReflect.Descriptor instead.
 func (*WorkerError) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WorkerError) GetType() string {
@@ -931,7 +810,7 @@ type CheckFunctionsRequest struct {
 
 func (x *CheckFunctionsRequest) Reset() {
 	*x = CheckFunctionsRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +822,7 @@ func (x *CheckFunctionsRequest) String() string {
 func (*CheckFunctionsRequest) ProtoMessage() {}
 
 func (x *CheckFunctionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +835,7 @@ func (x *CheckFunctionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckFunctionsRequest.ProtoReflect.Descriptor instead.
 func (*CheckFunctionsRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckFunctionsRequest) GetFunctions() []*FunctionRef {
@@ -995,7 +874,7 @@ type FunctionRef struct {
 
 func (x *FunctionRef) Reset() {
 	*x = FunctionRef{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +886,7 @@ func (x *FunctionRef) String() string {
 func (*FunctionRef) ProtoMessage() {}
 
 func (x *FunctionRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +899,7 @@ func (x *FunctionRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionRef.ProtoReflect.Descriptor instead.
 func (*FunctionRef) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FunctionRef) GetNode() string {
@@ -1075,7 +954,7 @@ type CheckFunctionsResponse struct {
 
 func (x *CheckFunctionsResponse) Reset() {
 	*x = CheckFunctionsResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +966,7 @@ func (x *CheckFunctionsResponse) String() string {
 func (*CheckFunctionsResponse) ProtoMessage() {}
 
 func (x *CheckFunctionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +979,7 @@ func (x *CheckFunctionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckFunctionsResponse.ProtoReflect.Descriptor instead.
 func (*CheckFunctionsResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CheckFunctionsResponse) GetProblems() []*FunctionProblem {
@@ -1123,7 +1002,7 @@ type FunctionProblem struct {
 
 func (x *FunctionProblem) Reset() {
 	*x = FunctionProblem{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1014,7 @@ func (x *FunctionProblem) String() string {
 func (*FunctionProblem) ProtoMessage() {}
 
 func (x *FunctionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1027,7 @@ func (x *FunctionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionProblem.ProtoReflect.Descriptor instead.
 func (*FunctionProblem) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FunctionProblem) GetNode() string {
@@ -1193,7 +1072,7 @@ type PickleBatchFunctionRequest struct {
 
 func (x *PickleBatchFunctionRequest) Reset() {
 	*x = PickleBatchFunctionRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1084,7 @@ func (x *PickleBatchFunctionRequest) String() string {
 func (*PickleBatchFunctionRequest) ProtoMessage() {}
 
 func (x *PickleBatchFunctionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1097,7 @@ func (x *PickleBatchFunctionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickleBatchFunctionRequest.ProtoReflect.Descriptor instead.
 func (*PickleBatchFunctionRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PickleBatchFunctionRequest) GetNode() string {
@@ -1279,7 +1158,7 @@ type QuarantineSplit struct {
 
 func (x *QuarantineSplit) Reset() {
 	*x = QuarantineSplit{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1170,7 @@ func (x *QuarantineSplit) String() string {
 func (*QuarantineSplit) ProtoMessage() {}
 
 func (x *QuarantineSplit) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1183,7 @@ func (x *QuarantineSplit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuarantineSplit.ProtoReflect.Descriptor instead.
 func (*QuarantineSplit) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *QuarantineSplit) GetKeep() string {
@@ -1344,7 +1223,7 @@ type BatchWrite struct {
 
 func (x *BatchWrite) Reset() {
 	*x = BatchWrite{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1235,7 @@ func (x *BatchWrite) String() string {
 func (*BatchWrite) ProtoMessage() {}
 
 func (x *BatchWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1248,7 @@ func (x *BatchWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWrite.ProtoReflect.Descriptor instead.
 func (*BatchWrite) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BatchWrite) GetFormat() string {
@@ -1426,7 +1305,7 @@ type ChangeCapture struct {
 
 func (x *ChangeCapture) Reset() {
 	*x = ChangeCapture{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1317,7 @@ func (x *ChangeCapture) String() string {
 func (*ChangeCapture) ProtoMessage() {}
 
 func (x *ChangeCapture) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1330,7 @@ func (x *ChangeCapture) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeCapture.ProtoReflect.Descriptor instead.
 func (*ChangeCapture) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ChangeCapture) GetTarget() string {
@@ -1510,7 +1389,7 @@ type PickleBatchFunctionResponse struct {
 
 func (x *PickleBatchFunctionResponse) Reset() {
 	*x = PickleBatchFunctionResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1401,7 @@ func (x *PickleBatchFunctionResponse) String() string {
 func (*PickleBatchFunctionResponse) ProtoMessage() {}
 
 func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1414,7 @@ func (x *PickleBatchFunctionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PickleBatchFunctionResponse.ProtoReflect.Descriptor instead.
 func (*PickleBatchFunctionResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PickleBatchFunctionResponse) GetCommand() []byte {
@@ -1569,7 +1448,7 @@ type SuggestRequest struct {
 
 func (x *SuggestRequest) Reset() {
 	*x = SuggestRequest{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[20]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1460,7 @@ func (x *SuggestRequest) String() string {
 func (*SuggestRequest) ProtoMessage() {}
 
 func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[20]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1473,7 @@ func (x *SuggestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestRequest.ProtoReflect.Descriptor instead.
 func (*SuggestRequest) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SuggestRequest) GetSpace() []*SearchDimension {
@@ -1660,7 +1539,7 @@ type TrialObservation struct {
 
 func (x *TrialObservation) Reset() {
 	*x = TrialObservation{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1551,7 @@ func (x *TrialObservation) String() string {
 func (*TrialObservation) ProtoMessage() {}
 
 func (x *TrialObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[21]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1564,7 @@ func (x *TrialObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrialObservation.ProtoReflect.Descriptor instead.
 func (*TrialObservation) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TrialObservation) GetParamsJson() string {
@@ -1719,7 +1598,7 @@ type SuggestResponse struct {
 
 func (x *SuggestResponse) Reset() {
 	*x = SuggestResponse{}
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1610,7 @@ func (x *SuggestResponse) String() string {
 func (*SuggestResponse) ProtoMessage() {}
 
 func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tauro_exec_v1_worker_proto_msgTypes[22]
+	mi := &file_tauro_exec_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1623,7 @@ func (x *SuggestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuggestResponse.ProtoReflect.Descriptor instead.
 func (*SuggestResponse) Descriptor() ([]byte, []int) {
-	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_tauro_exec_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SuggestResponse) GetParamsJson() string {
@@ -1758,7 +1637,7 @@ var File_tauro_exec_v1_worker_proto protoreflect.FileDescriptor
 
 const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\xc0\x04\n" +
+	"\x1atauro/exec/v1/worker.proto\x12\rtauro.exec.v1\x1a\x18tauro/exec/v1/exec.proto\"\xa7\x04\n" +
 	"\x0eRunNodeRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x1a\n" +
@@ -1777,8 +1656,7 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	" \x03(\tR\x15allowedModulePrefixes\x12!\n" +
 	"\fspark_remote\x18\v \x01(\tR\vsparkRemote\x12\x17\n" +
 	"\acall_id\x18\f \x01(\tR\x06callId\x12\x1c\n" +
-	"\tstreaming\x18\r \x01(\bR\tstreaming\x12\x17\n" +
-	"\aplan_ok\x18\x0e \x01(\bR\x06planOk\x1a<\n" +
+	"\tstreaming\x18\r \x01(\bR\tstreaming\x1a<\n" +
 	"\x0eSparkConfEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x02\n" +
@@ -1811,16 +1689,10 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\fWorkerMetric\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x12\n" +
-	"\x04step\x18\x03 \x01(\x03R\x04step\"s\n" +
+	"\x04step\x18\x03 \x01(\x03R\x04step\"V\n" +
 	"\fWorkerResult\x12\x12\n" +
 	"\x04view\x18\x01 \x01(\tR\x04view\x122\n" +
-	"\x06schema\x18\x02 \x03(\v2\x1a.tauro.exec.v1.WorkerFieldR\x06schema\x12\x1b\n" +
-	"\tplan_json\x18\x03 \x01(\tR\bplanJson\"/\n" +
-	"\x14PublishResultRequest\x12\x17\n" +
-	"\acall_id\x18\x01 \x01(\tR\x06callId\"~\n" +
-	"\x15PublishResultResponse\x123\n" +
-	"\x06result\x18\x01 \x01(\v2\x1b.tauro.exec.v1.WorkerResultR\x06result\x120\n" +
-	"\x05error\x18\x02 \x01(\v2\x1a.tauro.exec.v1.WorkerErrorR\x05error\"Q\n" +
+	"\x06schema\x18\x02 \x03(\v2\x1a.tauro.exec.v1.WorkerFieldR\x06schema\"Q\n" +
 	"\vWorkerField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -1897,10 +1769,9 @@ const file_tauro_exec_v1_worker_proto_rawDesc = "" +
 	"\x05value\x18\x03 \x01(\x01R\x05value\"2\n" +
 	"\x0fSuggestResponse\x12\x1f\n" +
 	"\vparams_json\x18\x01 \x01(\tR\n" +
-	"paramsJson2\xce\x03\n" +
+	"paramsJson2\xf2\x02\n" +
 	"\rWorkerService\x12J\n" +
-	"\aRunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12Z\n" +
-	"\rPublishResult\x12#.tauro.exec.v1.PublishResultRequest\x1a$.tauro.exec.v1.PublishResultResponse\x12]\n" +
+	"\aRunNode\x12\x1d.tauro.exec.v1.RunNodeRequest\x1a\x1e.tauro.exec.v1.RunNodeResponse0\x01\x12]\n" +
 	"\x0eCheckFunctions\x12$.tauro.exec.v1.CheckFunctionsRequest\x1a%.tauro.exec.v1.CheckFunctionsResponse\x12l\n" +
 	"\x13PickleBatchFunction\x12).tauro.exec.v1.PickleBatchFunctionRequest\x1a*.tauro.exec.v1.PickleBatchFunctionResponse\x12H\n" +
 	"\aSuggest\x12\x1d.tauro.exec.v1.SuggestRequest\x1a\x1e.tauro.exec.v1.SuggestResponseB;Z9github.com/tauro-exec/tauro-exec/gen/tauro/exec/v1;execv1b\x06proto3"
@@ -1917,7 +1788,7 @@ func file_tauro_exec_v1_worker_proto_rawDescGZIP() []byte {
 	return file_tauro_exec_v1_worker_proto_rawDescData
 }
 
-var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_tauro_exec_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*RunNodeRequest)(nil),              // 0: tauro.exec.v1.RunNodeRequest
 	(*NodeContext)(nil),                 // 1: tauro.exec.v1.NodeContext
@@ -1926,67 +1797,61 @@ var file_tauro_exec_v1_worker_proto_goTypes = []any{
 	(*WorkerLog)(nil),                   // 4: tauro.exec.v1.WorkerLog
 	(*WorkerMetric)(nil),                // 5: tauro.exec.v1.WorkerMetric
 	(*WorkerResult)(nil),                // 6: tauro.exec.v1.WorkerResult
-	(*PublishResultRequest)(nil),        // 7: tauro.exec.v1.PublishResultRequest
-	(*PublishResultResponse)(nil),       // 8: tauro.exec.v1.PublishResultResponse
-	(*WorkerField)(nil),                 // 9: tauro.exec.v1.WorkerField
-	(*WorkerError)(nil),                 // 10: tauro.exec.v1.WorkerError
-	(*CheckFunctionsRequest)(nil),       // 11: tauro.exec.v1.CheckFunctionsRequest
-	(*FunctionRef)(nil),                 // 12: tauro.exec.v1.FunctionRef
-	(*CheckFunctionsResponse)(nil),      // 13: tauro.exec.v1.CheckFunctionsResponse
-	(*FunctionProblem)(nil),             // 14: tauro.exec.v1.FunctionProblem
-	(*PickleBatchFunctionRequest)(nil),  // 15: tauro.exec.v1.PickleBatchFunctionRequest
-	(*QuarantineSplit)(nil),             // 16: tauro.exec.v1.QuarantineSplit
-	(*BatchWrite)(nil),                  // 17: tauro.exec.v1.BatchWrite
-	(*ChangeCapture)(nil),               // 18: tauro.exec.v1.ChangeCapture
-	(*PickleBatchFunctionResponse)(nil), // 19: tauro.exec.v1.PickleBatchFunctionResponse
-	(*SuggestRequest)(nil),              // 20: tauro.exec.v1.SuggestRequest
-	(*TrialObservation)(nil),            // 21: tauro.exec.v1.TrialObservation
-	(*SuggestResponse)(nil),             // 22: tauro.exec.v1.SuggestResponse
-	nil,                                 // 23: tauro.exec.v1.RunNodeRequest.SparkConfEntry
-	nil,                                 // 24: tauro.exec.v1.BatchWrite.OptionsEntry
-	(*SearchDimension)(nil),             // 25: tauro.exec.v1.SearchDimension
-	(Direction)(0),                      // 26: tauro.exec.v1.Direction
-	(Sampler)(0),                        // 27: tauro.exec.v1.Sampler
-	(TrialState)(0),                     // 28: tauro.exec.v1.TrialState
+	(*WorkerField)(nil),                 // 7: tauro.exec.v1.WorkerField
+	(*WorkerError)(nil),                 // 8: tauro.exec.v1.WorkerError
+	(*CheckFunctionsRequest)(nil),       // 9: tauro.exec.v1.CheckFunctionsRequest
+	(*FunctionRef)(nil),                 // 10: tauro.exec.v1.FunctionRef
+	(*CheckFunctionsResponse)(nil),      // 11: tauro.exec.v1.CheckFunctionsResponse
+	(*FunctionProblem)(nil),             // 12: tauro.exec.v1.FunctionProblem
+	(*PickleBatchFunctionRequest)(nil),  // 13: tauro.exec.v1.PickleBatchFunctionRequest
+	(*QuarantineSplit)(nil),             // 14: tauro.exec.v1.QuarantineSplit
+	(*BatchWrite)(nil),                  // 15: tauro.exec.v1.BatchWrite
+	(*ChangeCapture)(nil),               // 16: tauro.exec.v1.ChangeCapture
+	(*PickleBatchFunctionResponse)(nil), // 17: tauro.exec.v1.PickleBatchFunctionResponse
+	(*SuggestRequest)(nil),              // 18: tauro.exec.v1.SuggestRequest
+	(*TrialObservation)(nil),            // 19: tauro.exec.v1.TrialObservation
+	(*SuggestResponse)(nil),             // 20: tauro.exec.v1.SuggestResponse
+	nil,                                 // 21: tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	nil,                                 // 22: tauro.exec.v1.BatchWrite.OptionsEntry
+	(*SearchDimension)(nil),             // 23: tauro.exec.v1.SearchDimension
+	(Direction)(0),                      // 24: tauro.exec.v1.Direction
+	(Sampler)(0),                        // 25: tauro.exec.v1.Sampler
+	(TrialState)(0),                     // 26: tauro.exec.v1.TrialState
 }
 var file_tauro_exec_v1_worker_proto_depIdxs = []int32{
-	23, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
+	21, // 0: tauro.exec.v1.RunNodeRequest.spark_conf:type_name -> tauro.exec.v1.RunNodeRequest.SparkConfEntry
 	1,  // 1: tauro.exec.v1.RunNodeRequest.context:type_name -> tauro.exec.v1.NodeContext
 	2,  // 2: tauro.exec.v1.NodeContext.mlflow:type_name -> tauro.exec.v1.MlflowContext
 	4,  // 3: tauro.exec.v1.RunNodeResponse.log:type_name -> tauro.exec.v1.WorkerLog
 	5,  // 4: tauro.exec.v1.RunNodeResponse.metric:type_name -> tauro.exec.v1.WorkerMetric
 	6,  // 5: tauro.exec.v1.RunNodeResponse.result:type_name -> tauro.exec.v1.WorkerResult
-	10, // 6: tauro.exec.v1.RunNodeResponse.error:type_name -> tauro.exec.v1.WorkerError
-	9,  // 7: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
-	6,  // 8: tauro.exec.v1.PublishResultResponse.result:type_name -> tauro.exec.v1.WorkerResult
-	10, // 9: tauro.exec.v1.PublishResultResponse.error:type_name -> tauro.exec.v1.WorkerError
-	12, // 10: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
-	14, // 11: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
-	16, // 12: tauro.exec.v1.PickleBatchFunctionRequest.quarantine_split:type_name -> tauro.exec.v1.QuarantineSplit
-	18, // 13: tauro.exec.v1.PickleBatchFunctionRequest.cdc:type_name -> tauro.exec.v1.ChangeCapture
-	17, // 14: tauro.exec.v1.QuarantineSplit.sink:type_name -> tauro.exec.v1.BatchWrite
-	17, // 15: tauro.exec.v1.QuarantineSplit.quarantine:type_name -> tauro.exec.v1.BatchWrite
-	24, // 16: tauro.exec.v1.BatchWrite.options:type_name -> tauro.exec.v1.BatchWrite.OptionsEntry
-	25, // 17: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
-	21, // 18: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
-	26, // 19: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
-	27, // 20: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
-	28, // 21: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
-	0,  // 22: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
-	7,  // 23: tauro.exec.v1.WorkerService.PublishResult:input_type -> tauro.exec.v1.PublishResultRequest
-	11, // 24: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
-	15, // 25: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
-	20, // 26: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
-	3,  // 27: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
-	8,  // 28: tauro.exec.v1.WorkerService.PublishResult:output_type -> tauro.exec.v1.PublishResultResponse
-	13, // 29: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
-	19, // 30: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
-	22, // 31: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	8,  // 6: tauro.exec.v1.RunNodeResponse.error:type_name -> tauro.exec.v1.WorkerError
+	7,  // 7: tauro.exec.v1.WorkerResult.schema:type_name -> tauro.exec.v1.WorkerField
+	10, // 8: tauro.exec.v1.CheckFunctionsRequest.functions:type_name -> tauro.exec.v1.FunctionRef
+	12, // 9: tauro.exec.v1.CheckFunctionsResponse.problems:type_name -> tauro.exec.v1.FunctionProblem
+	14, // 10: tauro.exec.v1.PickleBatchFunctionRequest.quarantine_split:type_name -> tauro.exec.v1.QuarantineSplit
+	16, // 11: tauro.exec.v1.PickleBatchFunctionRequest.cdc:type_name -> tauro.exec.v1.ChangeCapture
+	15, // 12: tauro.exec.v1.QuarantineSplit.sink:type_name -> tauro.exec.v1.BatchWrite
+	15, // 13: tauro.exec.v1.QuarantineSplit.quarantine:type_name -> tauro.exec.v1.BatchWrite
+	22, // 14: tauro.exec.v1.BatchWrite.options:type_name -> tauro.exec.v1.BatchWrite.OptionsEntry
+	23, // 15: tauro.exec.v1.SuggestRequest.space:type_name -> tauro.exec.v1.SearchDimension
+	19, // 16: tauro.exec.v1.SuggestRequest.trials:type_name -> tauro.exec.v1.TrialObservation
+	24, // 17: tauro.exec.v1.SuggestRequest.direction:type_name -> tauro.exec.v1.Direction
+	25, // 18: tauro.exec.v1.SuggestRequest.sampler:type_name -> tauro.exec.v1.Sampler
+	26, // 19: tauro.exec.v1.TrialObservation.state:type_name -> tauro.exec.v1.TrialState
+	0,  // 20: tauro.exec.v1.WorkerService.RunNode:input_type -> tauro.exec.v1.RunNodeRequest
+	9,  // 21: tauro.exec.v1.WorkerService.CheckFunctions:input_type -> tauro.exec.v1.CheckFunctionsRequest
+	13, // 22: tauro.exec.v1.WorkerService.PickleBatchFunction:input_type -> tauro.exec.v1.PickleBatchFunctionRequest
+	18, // 23: tauro.exec.v1.WorkerService.Suggest:input_type -> tauro.exec.v1.SuggestRequest
+	3,  // 24: tauro.exec.v1.WorkerService.RunNode:output_type -> tauro.exec.v1.RunNodeResponse
+	11, // 25: tauro.exec.v1.WorkerService.CheckFunctions:output_type -> tauro.exec.v1.CheckFunctionsResponse
+	17, // 26: tauro.exec.v1.WorkerService.PickleBatchFunction:output_type -> tauro.exec.v1.PickleBatchFunctionResponse
+	20, // 27: tauro.exec.v1.WorkerService.Suggest:output_type -> tauro.exec.v1.SuggestResponse
+	24, // [24:28] is the sub-list for method output_type
+	20, // [20:24] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_tauro_exec_v1_worker_proto_init() }
@@ -2007,7 +1872,7 @@ func file_tauro_exec_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tauro_exec_v1_worker_proto_rawDesc), len(file_tauro_exec_v1_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

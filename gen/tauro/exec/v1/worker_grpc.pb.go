@@ -20,7 +20,6 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	WorkerService_RunNode_FullMethodName             = "/tauro.exec.v1.WorkerService/RunNode"
-	WorkerService_PublishResult_FullMethodName       = "/tauro.exec.v1.WorkerService/PublishResult"
 	WorkerService_CheckFunctions_FullMethodName      = "/tauro.exec.v1.WorkerService/CheckFunctions"
 	WorkerService_PickleBatchFunction_FullMethodName = "/tauro.exec.v1.WorkerService/PickleBatchFunction"
 	WorkerService_Suggest_FullMethodName             = "/tauro.exec.v1.WorkerService/Suggest"
@@ -36,18 +35,12 @@ const (
 //
 // DataFrames never cross this boundary as rows: inputs are global temporary
 // views execd registered on the same Spark Connect server, and the result is
-// a global temporary view: made by the worker, or by execd from the plan the
-// worker hands back (RunNodeRequest.plan_ok).
+// a global temporary view the worker creates.
 type WorkerServiceClient interface {
 	// RunNode calls one node function. The stream carries the node's metrics
 	// and log records as they happen and ends with exactly one result or error.
 	// Cancelling the call interrupts the node's Spark work.
 	RunNode(ctx context.Context, in *RunNodeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RunNodeResponse], error)
-	// PublishResult makes the global view of a result the last RunNode call
-	// handed back as a plan (WorkerResult.plan_json) and ends as that call
-	// would have: with the result, or with the node's error. execd asks it when
-	// it could not make the view from the plan itself.
-	PublishResult(ctx context.Context, in *PublishResultRequest, opts ...grpc.CallOption) (*PublishResultResponse, error)
 	// CheckFunctions imports node functions and checks their signatures
 	// without calling them.
 	CheckFunctions(ctx context.Context, in *CheckFunctionsRequest, opts ...grpc.CallOption) (*CheckFunctionsResponse, error)
@@ -89,16 +82,6 @@ func (c *workerServiceClient) RunNode(ctx context.Context, in *RunNodeRequest, o
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WorkerService_RunNodeClient = grpc.ServerStreamingClient[RunNodeResponse]
 
-func (c *workerServiceClient) PublishResult(ctx context.Context, in *PublishResultRequest, opts ...grpc.CallOption) (*PublishResultResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(PublishResultResponse)
-	err := c.cc.Invoke(ctx, WorkerService_PublishResult_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *workerServiceClient) CheckFunctions(ctx context.Context, in *CheckFunctionsRequest, opts ...grpc.CallOption) (*CheckFunctionsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckFunctionsResponse)
@@ -139,18 +122,12 @@ func (c *workerServiceClient) Suggest(ctx context.Context, in *SuggestRequest, o
 //
 // DataFrames never cross this boundary as rows: inputs are global temporary
 // views execd registered on the same Spark Connect server, and the result is
-// a global temporary view: made by the worker, or by execd from the plan the
-// worker hands back (RunNodeRequest.plan_ok).
+// a global temporary view the worker creates.
 type WorkerServiceServer interface {
 	// RunNode calls one node function. The stream carries the node's metrics
 	// and log records as they happen and ends with exactly one result or error.
 	// Cancelling the call interrupts the node's Spark work.
 	RunNode(*RunNodeRequest, grpc.ServerStreamingServer[RunNodeResponse]) error
-	// PublishResult makes the global view of a result the last RunNode call
-	// handed back as a plan (WorkerResult.plan_json) and ends as that call
-	// would have: with the result, or with the node's error. execd asks it when
-	// it could not make the view from the plan itself.
-	PublishResult(context.Context, *PublishResultRequest) (*PublishResultResponse, error)
 	// CheckFunctions imports node functions and checks their signatures
 	// without calling them.
 	CheckFunctions(context.Context, *CheckFunctionsRequest) (*CheckFunctionsResponse, error)
@@ -175,9 +152,6 @@ type UnimplementedWorkerServiceServer struct{}
 
 func (UnimplementedWorkerServiceServer) RunNode(*RunNodeRequest, grpc.ServerStreamingServer[RunNodeResponse]) error {
 	return status.Error(codes.Unimplemented, "method RunNode not implemented")
-}
-func (UnimplementedWorkerServiceServer) PublishResult(context.Context, *PublishResultRequest) (*PublishResultResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method PublishResult not implemented")
 }
 func (UnimplementedWorkerServiceServer) CheckFunctions(context.Context, *CheckFunctionsRequest) (*CheckFunctionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckFunctions not implemented")
@@ -219,24 +193,6 @@ func _WorkerService_RunNode_Handler(srv interface{}, stream grpc.ServerStream) e
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type WorkerService_RunNodeServer = grpc.ServerStreamingServer[RunNodeResponse]
-
-func _WorkerService_PublishResult_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(PublishResultRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(WorkerServiceServer).PublishResult(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: WorkerService_PublishResult_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(WorkerServiceServer).PublishResult(ctx, req.(*PublishResultRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
 
 func _WorkerService_CheckFunctions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckFunctionsRequest)
@@ -299,10 +255,6 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "tauro.exec.v1.WorkerService",
 	HandlerType: (*WorkerServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
-		{
-			MethodName: "PublishResult",
-			Handler:    _WorkerService_PublishResult_Handler,
-		},
 		{
 			MethodName: "CheckFunctions",
 			Handler:    _WorkerService_CheckFunctions_Handler,

@@ -1,6 +1,5 @@
 """WorkerService: CheckFunctions, PickleBatchFunction, and RunNode, which calls one node function at a
-time in the worker's warm Spark session and streams what it does back, and PublishResult, which makes
-the view of a result RunNode handed back as a plan (see handoff)."""
+time in the worker's warm Spark session and streams what it does back."""
 
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ from tauro_exec.worker.batchfn import pickle_batch_function, pickle_change_captu
 from tauro_exec.worker.cdc import ChangeSpec
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError, Loader, accepts_ml_context, call_arguments, call_form
-from tauro_exec.worker.handoff import portable_plan
 from tauro_exec.worker.output import LogForward, NodeEvents, NodeOutput
 from tauro_exec.worker.profile import Calls, Profile
 from tauro_exec.worker.quarantine import BatchWrite, split_batches
@@ -63,11 +61,6 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
         # unsets what it does not set itself, each in one request.
         self._conf_session: SparkSession | None = None
         self._conf_left: dict[str, str] = {}
-        # A session a function changed (see handoff) hands execd no plan.
-        self._changed_session: SparkSession | None = None
-        # The last call's result, when it was handed back as a plan: its
-        # call id, session, DataFrame, view, node and tag, for PublishResult.
-        self._held: tuple[str, SparkSession, DataFrame, str, str, str] | None = None
 
     def close(self) -> None:
         self._session.close()
@@ -120,39 +113,10 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
 
     def RunNode(self, request: pb.RunNodeRequest, context: grpc.ServicerContext) -> Iterator[pb.RunNodeResponse]:
         with self._node_lock:
-            self._held = None
             try:
                 yield from self._run(request, context)
             finally:
                 self._control.done(request.call_id)
-
-    # -- PublishResult --
-
-    def PublishResult(self, request: pb.PublishResultRequest, context: grpc.ServicerContext) -> pb.PublishResultResponse:
-        with self._node_lock:
-            held, self._held = self._held, None
-            if held is None or held[0] != request.call_id:
-                context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"no result of call {request.call_id} is held: only the last call's, and only once",
-                )
-            _, spark, df, view, node, tag = held
-            ended = threading.Event()
-
-            def on_rpc_end() -> None:
-                if not ended.is_set():
-                    threading.Thread(target=self._interrupt, args=(tag, ended), daemon=True).start()
-
-            context.add_callback(on_rpc_end)
-            try:
-                fields = _publish(spark, df, view, node, tag)
-                return pb.PublishResultResponse(result=pb.WorkerResult(view="global_temp." + _quote(view), schema=fields))
-            except Exception as e:
-                if connection_lost(e):
-                    self._session.drop(spark)
-                return pb.PublishResultResponse(error=error_response(e).error)
-            finally:
-                ended.set()
 
     def _run(self, request: pb.RunNodeRequest, context: grpc.ServicerContext) -> Iterator[pb.RunNodeResponse]:
         events: NodeEvents = NodeEvents()
@@ -210,22 +174,12 @@ class NodeWorker(pb_grpc.WorkerServiceServicer):
             )
             if accepts_ml_context(fn):
                 kwargs["ml_context"] = _ml_context(request, spark, events)
-            changes = self._session.changes.count()
             result = fn(*args, **kwargs)
             profile.phase("call")
-            if self._session.changes.count() != changes:
-                self._changed_session = spark
             df = _as_dataframe(spark, result, request.node)
-            plan = None
-            if request.plan_ok and df is result and self._changed_session is not spark:
-                plan = portable_plan(df, request.input_views)
-            if plan is not None:
-                self._held = (request.call_id, spark, df, request.result_view, request.node, tag)
-                end = pb.RunNodeResponse(result=pb.WorkerResult(plan_json=plan))
-            else:
-                fields = _publish(spark, df, request.result_view, request.node, tag)
-                end = pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields))
+            fields = _publish(spark, df, request.result_view, request.node, tag)
             profile.phase("result")
+            end = pb.RunNodeResponse(result=pb.WorkerResult(view="global_temp." + _quote(request.result_view), schema=fields))
         except BaseException as e:  # SystemExit from a node must not stop the worker
             if connection_lost(e):
                 self._session.drop(spark)

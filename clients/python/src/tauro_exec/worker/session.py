@@ -14,7 +14,6 @@ from pyspark.sql.connect.session import SparkSession
 
 from tauro_exec.worker.control import Control
 from tauro_exec.worker.functions import FunctionError
-from tauro_exec.worker.handoff import SessionChanges
 from tauro_exec.worker.profile import Calls
 
 log = logging.getLogger("tauro_exec.worker")  # the worker's one logger, whichever module logs
@@ -64,14 +63,12 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def channel_builder(url: str, calls: Calls | None = None, changes: SessionChanges | None = None) -> DefaultChannelBuilder:
+def channel_builder(url: str, calls: Calls | None = None) -> DefaultChannelBuilder:
     """The channel to the Spark Connect server at url; calls, if given,
-    counts the requests sent on it, and changes those that change the session."""
+    counts the requests sent on it."""
     b = _LoopbackChannelBuilder(url)
     if calls is not None:
         b.add_interceptor(calls)
-    if changes is not None:
-        b.add_interceptor(changes)
     return b
 
 
@@ -95,8 +92,6 @@ class WarmSession:
         self._default_remote = default_remote
         self._control = control
         self._calls = calls
-        # The requests of every session it opens that change it.
-        self.changes = SessionChanges()
         self._lock = threading.Lock()
         self._spark: SparkSession | None = None
         self._remote = ""
@@ -110,7 +105,7 @@ class WarmSession:
             if self._spark is None or self._remote != remote:
                 self._stop()
                 url, user = with_user(remote)
-                self._spark = SparkSession.builder.channelBuilder(channel_builder(url, self._calls, self.changes)).create()
+                self._spark = SparkSession.builder.channelBuilder(channel_builder(url, self._calls)).create()
                 self._remote = remote
                 self._control.session(url, self._spark.session_id, user)
                 _check_versions(self._spark)

@@ -80,13 +80,3 @@ def ticks(*, start_date, end_date, ml_context):
     time.sleep(1.5)
     log.warning("ticks %s %s", first, read())
     return spark.range(1)
-
-
-def own_view(df, *, start_date, end_date):
-    df.createOrReplaceTempView("pwtest_mine")
-    return df.sparkSession.table("pwtest_mine").selectExpr("id * 3 AS tripled")
-
-
-def sets_conf(df, *, start_date, end_date):
-    df.sparkSession.conf.set("spark.sql.shuffle.partitions", "3")
-    return df

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tauro/exec/v1/worker.proto.
  */
 export const file_tauro_exec_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKdAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgSDwoHcGxhbl9vaxgOIAEoCBowCg5TcGFya0NvbmZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIusBCgtOb2RlQ29udGV4dBIQCghwaXBlbGluZRgBIAEoCRIOCgZydW5faWQYAiABKAkSDwoHYXR0ZW1wdBgDIAEoBRISCgpzdGFydF90aW1lGAQgASgJEhUKDW1vZGVsX3ZlcnNpb24YBSABKAkSGAoQaHlwZXJwYXJhbXNfanNvbhgGIAEoCRIYChBub2RlX2NvbmZpZ19qc29uGAcgASgJEhwKFHBpcGVsaW5lX2NvbmZpZ19qc29uGAggASgJEiwKBm1sZmxvdxgJIAEoCzIcLnRhdXJvLmV4ZWMudjEuTWxmbG93Q29udGV4dCJ1Cg1NbGZsb3dDb250ZXh0EhQKDHRyYWNraW5nX3VyaRgBIAEoCRIVCg1leHBlcmltZW50X2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRIVCg1wYXJlbnRfcnVuX2lkGAQgASgJEhAKCHJlcXVpcmVkGAUgASgIIs4BCg9SdW5Ob2RlUmVzcG9uc2USJwoDbG9nGAEgASgLMhgudGF1cm8uZXhlYy52MS5Xb3JrZXJMb2dIABItCgZtZXRyaWMYAiABKAsyGy50YXVyby5leGVjLnYxLldvcmtlck1ldHJpY0gAEi0KBnJlc3VsdBgDIAEoCzIbLnRhdXJvLmV4ZWMudjEuV29ya2VyUmVzdWx0SAASKwoFZXJyb3IYBCABKAsyGi50YXVyby5leGVjLnYxLldvcmtlckVycm9ySABCBwoFZXZlbnQiKAoJV29ya2VyTG9nEg0KBWxldmVsGAEgASgJEgwKBHRleHQYAiABKAkiOQoMV29ya2VyTWV0cmljEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAESDAoEc3RlcBgDIAEoAyJbCgxXb3JrZXJSZXN1bHQSDAoEdmlldxgBIAEoCRIqCgZzY2hlbWEYAiADKAsyGi50YXVyby5leGVjLnYxLldvcmtlckZpZWxkEhEKCXBsYW5fanNvbhgDIAEoCSInChRQdWJsaXNoUmVzdWx0UmVxdWVzdBIPCgdjYWxsX2lkGAEgASgJIm8KFVB1Ymxpc2hSZXN1bHRSZXNwb25zZRIrCgZyZXN1bHQYASABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdBIpCgVlcnJvchgCIAEoCzIaLnRhdXJvLmV4ZWMudjEuV29ya2VyRXJyb3IiOwoLV29ya2VyRmllbGQSDAoEbmFtZRgBIAEoCRIMCgR0eXBlGAIgASgJEhAKCG51bGxhYmxlGAMgASgIIlIKC1dvcmtlckVycm9yEgwKBHR5cGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIRCgl0cmFjZWJhY2sYAyABKAkSEQoJcmV0cnlhYmxlGAQgASgIImcKFUNoZWNrRnVuY3Rpb25zUmVxdWVzdBItCglmdW5jdGlvbnMYASADKAsyGi50YXVyby5leGVjLnYxLkZ1bmN0aW9uUmVmEh8KF2FsbG93ZWRfbW9kdWxlX3ByZWZpeGVzGAIgAygJIngKC0Z1bmN0aW9uUmVmEgwKBG5vZGUYASABKAkSDgoGbW9kdWxlGAIgASgJEhAKCGZ1bmN0aW9uGAMgASgJEg4KBmlucHV0cxgEIAEoBRIRCglzdHJlYW1pbmcYBSABKAgSFgoOYmF0Y2hfZnVuY3Rpb24YBiABKAgiSgoWQ2hlY2tGdW5jdGlvbnNSZXNwb25zZRIwCghwcm9ibGVtcxgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25Qcm9ibGVtIkgKD0Z1bmN0aW9uUHJvYmxlbRIMCgRub2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSFgoOYmF0Y2hfZnVuY3Rpb24YAyABKAgi0gEKGlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0EgwKBG5vZGUYASABKAkSDgoGbW9kdWxlGAIgASgJEhAKCGZ1bmN0aW9uGAMgASgJEh8KF2FsbG93ZWRfbW9kdWxlX3ByZWZpeGVzGAQgAygJEjgKEHF1YXJhbnRpbmVfc3BsaXQYBSABKAsyHi50YXVyby5leGVjLnYxLlF1YXJhbnRpbmVTcGxpdBIpCgNjZGMYBiABKAsyHC50YXVyby5leGVjLnYxLkNoYW5nZUNhcHR1cmUidwoPUXVhcmFudGluZVNwbGl0EgwKBGtlZXAYASABKAkSJwoEc2luaxgCIAEoCzIZLnRhdXJvLmV4ZWMudjEuQmF0Y2hXcml0ZRItCgpxdWFyYW50aW5lGAMgASgLMhkudGF1cm8uZXhlYy52MS5CYXRjaFdyaXRlIr0BCgpCYXRjaFdyaXRlEg4KBmZvcm1hdBgBIAEoCRIMCgRwYXRoGAIgASgJEjcKB29wdGlvbnMYAyADKAsyJi50YXVyby5leGVjLnYxLkJhdGNoV3JpdGUuT3B0aW9uc0VudHJ5EhQKDHBhcnRpdGlvbl9ieRgEIAMoCRISCgp0eG5fYXBwX2lkGAUgASgJGi4KDE9wdGlvbnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoYBCg1DaGFuZ2VDYXB0dXJlEg4KBnRhcmdldBgBIAEoCRIMCgRrZXlzGAIgAygJEhMKC3NlcXVlbmNlX2J5GAMgASgJEhgKEGFwcGx5X2FzX2RlbGV0ZXMYBCABKAkSFgoOZXhjZXB0X2NvbHVtbnMYBSADKAkSEAoIc2NkX3R5cGUYBiABKAUiQgobUGlja2xlQmF0Y2hGdW5jdGlvblJlc3BvbnNlEg8KB2NvbW1hbmQYASABKAwSEgoKcHl0aG9uX3ZlchgCIAEoCSL2AQoOU3VnZ2VzdFJlcXVlc3QSLQoFc3BhY2UYASADKAsyHi50YXVyby5leGVjLnYxLlNlYXJjaERpbWVuc2lvbhIvCgZ0cmlhbHMYAiADKAsyHy50YXVyby5leGVjLnYxLlRyaWFsT2JzZXJ2YXRpb24SDgoGbnVtYmVyGAMgASgFEgwKBHNlZWQYBCABKAMSEAoIbl90cmlhbHMYBSABKAUSKwoJZGlyZWN0aW9uGAYgASgOMhgudGF1cm8uZXhlYy52MS5EaXJlY3Rpb24SJwoHc2FtcGxlchgHIAEoDjIWLnRhdXJvLmV4ZWMudjEuU2FtcGxlciJgChBUcmlhbE9ic2VydmF0aW9uEhMKC3BhcmFtc19qc29uGAEgASgJEigKBXN0YXRlGAIgASgOMhkudGF1cm8uZXhlYy52MS5UcmlhbFN0YXRlEg0KBXZhbHVlGAMgASgBIiYKD1N1Z2dlc3RSZXNwb25zZRITCgtwYXJhbXNfanNvbhgBIAEoCTLOAwoNV29ya2VyU2VydmljZRJKCgdSdW5Ob2RlEh0udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdBoeLnRhdXJvLmV4ZWMudjEuUnVuTm9kZVJlc3BvbnNlMAESWgoNUHVibGlzaFJlc3VsdBIjLnRhdXJvLmV4ZWMudjEuUHVibGlzaFJlc3VsdFJlcXVlc3QaJC50YXVyby5leGVjLnYxLlB1Ymxpc2hSZXN1bHRSZXNwb25zZRJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEmwKE1BpY2tsZUJhdGNoRnVuY3Rpb24SKS50YXVyby5leGVjLnYxLlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0GioudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
+  fileDesc("Chp0YXVyby9leGVjL3YxL3dvcmtlci5wcm90bxINdGF1cm8uZXhlYy52MSKMAwoOUnVuTm9kZVJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSEwoLaW5wdXRfdmlld3MYBCADKAkSEgoKc3RhcnRfZGF0ZRgFIAEoCRIQCghlbmRfZGF0ZRgGIAEoCRITCgtyZXN1bHRfdmlldxgHIAEoCRJACgpzcGFya19jb25mGAggAygLMiwudGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVxdWVzdC5TcGFya0NvbmZFbnRyeRIrCgdjb250ZXh0GAkgASgLMhoudGF1cm8uZXhlYy52MS5Ob2RlQ29udGV4dBIfChdhbGxvd2VkX21vZHVsZV9wcmVmaXhlcxgKIAMoCRIUCgxzcGFya19yZW1vdGUYCyABKAkSDwoHY2FsbF9pZBgMIAEoCRIRCglzdHJlYW1pbmcYDSABKAgaMAoOU3BhcmtDb25mRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoLTm9kZUNvbnRleHQSEAoIcGlwZWxpbmUYASABKAkSDgoGcnVuX2lkGAIgASgJEg8KB2F0dGVtcHQYAyABKAUSEgoKc3RhcnRfdGltZRgEIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAUgASgJEhgKEGh5cGVycGFyYW1zX2pzb24YBiABKAkSGAoQbm9kZV9jb25maWdfanNvbhgHIAEoCRIcChRwaXBlbGluZV9jb25maWdfanNvbhgIIAEoCRIsCgZtbGZsb3cYCSABKAsyHC50YXVyby5leGVjLnYxLk1sZmxvd0NvbnRleHQidQoNTWxmbG93Q29udGV4dBIUCgx0cmFja2luZ191cmkYASABKAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSFQoNcGFyZW50X3J1bl9pZBgEIAEoCRIQCghyZXF1aXJlZBgFIAEoCCLOAQoPUnVuTm9kZVJlc3BvbnNlEicKA2xvZxgBIAEoCzIYLnRhdXJvLmV4ZWMudjEuV29ya2VyTG9nSAASLQoGbWV0cmljGAIgASgLMhsudGF1cm8uZXhlYy52MS5Xb3JrZXJNZXRyaWNIABItCgZyZXN1bHQYAyABKAsyGy50YXVyby5leGVjLnYxLldvcmtlclJlc3VsdEgAEisKBWVycm9yGAQgASgLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJFcnJvckgAQgcKBWV2ZW50IigKCVdvcmtlckxvZxINCgVsZXZlbBgBIAEoCRIMCgR0ZXh0GAIgASgJIjkKDFdvcmtlck1ldHJpYxIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgBEgwKBHN0ZXAYAyABKAMiSAoMV29ya2VyUmVzdWx0EgwKBHZpZXcYASABKAkSKgoGc2NoZW1hGAIgAygLMhoudGF1cm8uZXhlYy52MS5Xb3JrZXJGaWVsZCI7CgtXb3JrZXJGaWVsZBIMCgRuYW1lGAEgASgJEgwKBHR5cGUYAiABKAkSEAoIbnVsbGFibGUYAyABKAgiUgoLV29ya2VyRXJyb3ISDAoEdHlwZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEhEKCXRyYWNlYmFjaxgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiZwoVQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0Ei0KCWZ1bmN0aW9ucxgBIAMoCzIaLnRhdXJvLmV4ZWMudjEuRnVuY3Rpb25SZWYSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYAiADKAkieAoLRnVuY3Rpb25SZWYSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSDgoGaW5wdXRzGAQgASgFEhEKCXN0cmVhbWluZxgFIAEoCBIWCg5iYXRjaF9mdW5jdGlvbhgGIAEoCCJKChZDaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEjAKCHByb2JsZW1zGAEgAygLMh4udGF1cm8uZXhlYy52MS5GdW5jdGlvblByb2JsZW0iSAoPRnVuY3Rpb25Qcm9ibGVtEgwKBG5vZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIWCg5iYXRjaF9mdW5jdGlvbhgDIAEoCCLSAQoaUGlja2xlQmF0Y2hGdW5jdGlvblJlcXVlc3QSDAoEbm9kZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSEAoIZnVuY3Rpb24YAyABKAkSHwoXYWxsb3dlZF9tb2R1bGVfcHJlZml4ZXMYBCADKAkSOAoQcXVhcmFudGluZV9zcGxpdBgFIAEoCzIeLnRhdXJvLmV4ZWMudjEuUXVhcmFudGluZVNwbGl0EikKA2NkYxgGIAEoCzIcLnRhdXJvLmV4ZWMudjEuQ2hhbmdlQ2FwdHVyZSJ3Cg9RdWFyYW50aW5lU3BsaXQSDAoEa2VlcBgBIAEoCRInCgRzaW5rGAIgASgLMhkudGF1cm8uZXhlYy52MS5CYXRjaFdyaXRlEi0KCnF1YXJhbnRpbmUYAyABKAsyGS50YXVyby5leGVjLnYxLkJhdGNoV3JpdGUivQEKCkJhdGNoV3JpdGUSDgoGZm9ybWF0GAEgASgJEgwKBHBhdGgYAiABKAkSNwoHb3B0aW9ucxgDIAMoCzImLnRhdXJvLmV4ZWMudjEuQmF0Y2hXcml0ZS5PcHRpb25zRW50cnkSFAoMcGFydGl0aW9uX2J5GAQgAygJEhIKCnR4bl9hcHBfaWQYBSABKAkaLgoMT3B0aW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihgEKDUNoYW5nZUNhcHR1cmUSDgoGdGFyZ2V0GAEgASgJEgwKBGtleXMYAiADKAkSEwoLc2VxdWVuY2VfYnkYAyABKAkSGAoQYXBwbHlfYXNfZGVsZXRlcxgEIAEoCRIWCg5leGNlcHRfY29sdW1ucxgFIAMoCRIQCghzY2RfdHlwZRgGIAEoBSJCChtQaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USDwoHY29tbWFuZBgBIAEoDBISCgpweXRob25fdmVyGAIgASgJIvYBCg5TdWdnZXN0UmVxdWVzdBItCgVzcGFjZRgBIAMoCzIeLnRhdXJvLmV4ZWMudjEuU2VhcmNoRGltZW5zaW9uEi8KBnRyaWFscxgCIAMoCzIfLnRhdXJvLmV4ZWMudjEuVHJpYWxPYnNlcnZhdGlvbhIOCgZudW1iZXIYAyABKAUSDAoEc2VlZBgEIAEoAxIQCghuX3RyaWFscxgFIAEoBRIrCglkaXJlY3Rpb24YBiABKA4yGC50YXVyby5leGVjLnYxLkRpcmVjdGlvbhInCgdzYW1wbGVyGAcgASgOMhYudGF1cm8uZXhlYy52MS5TYW1wbGVyImAKEFRyaWFsT2JzZXJ2YXRpb24SEwoLcGFyYW1zX2pzb24YASABKAkSKAoFc3RhdGUYAiABKA4yGS50YXVyby5leGVjLnYxLlRyaWFsU3RhdGUSDQoFdmFsdWUYAyABKAEiJgoPU3VnZ2VzdFJlc3BvbnNlEhMKC3BhcmFtc19qc29uGAEgASgJMvICCg1Xb3JrZXJTZXJ2aWNlEkoKB1J1bk5vZGUSHS50YXVyby5leGVjLnYxLlJ1bk5vZGVSZXF1ZXN0Gh4udGF1cm8uZXhlYy52MS5SdW5Ob2RlUmVzcG9uc2UwARJdCg5DaGVja0Z1bmN0aW9ucxIkLnRhdXJvLmV4ZWMudjEuQ2hlY2tGdW5jdGlvbnNSZXF1ZXN0GiUudGF1cm8uZXhlYy52MS5DaGVja0Z1bmN0aW9uc1Jlc3BvbnNlEmwKE1BpY2tsZUJhdGNoRnVuY3Rpb24SKS50YXVyby5leGVjLnYxLlBpY2tsZUJhdGNoRnVuY3Rpb25SZXF1ZXN0GioudGF1cm8uZXhlYy52MS5QaWNrbGVCYXRjaEZ1bmN0aW9uUmVzcG9uc2USSAoHU3VnZ2VzdBIdLnRhdXJvLmV4ZWMudjEuU3VnZ2VzdFJlcXVlc3QaHi50YXVyby5leGVjLnYxLlN1Z2dlc3RSZXNwb25zZUI7WjlnaXRodWIuY29tL3RhdXJvLWV4ZWMvdGF1cm8tZXhlYy9nZW4vdGF1cm8vZXhlYy92MTtleGVjdjFiBnByb3RvMw", [file_tauro_exec_v1_exec]);
 
 /**
  * @generated from message tauro.exec.v1.RunNodeRequest
@@ -114,17 +114,6 @@ export type RunNodeRequest = Message<"tauro.exec.v1.RunNodeRequest"> & {
    * @generated from field: bool streaming = 13;
    */
   streaming: boolean;
-
-  /**
-   * execd takes the result's plan: the worker may end with
-   * WorkerResult.plan_json instead of making result_view, when the plan
-   * means the same in execd's session (it reads only input_views and
-   * files, and the function changed nothing in the worker's session). It
-   * keeps the DataFrame until its next call, for PublishResult.
-   *
-   * @generated from field: bool plan_ok = 14;
-   */
-  planOk: boolean;
 };
 
 /**
@@ -359,7 +348,7 @@ export const WorkerMetricSchema: GenMessage<WorkerMetric> = /*@__PURE__*/
  */
 export type WorkerResult = Message<"tauro.exec.v1.WorkerResult"> & {
   /**
-   * Qualified global view holding the result; empty with plan_json.
+   * Qualified global view holding the result.
    *
    * @generated from field: string view = 1;
    */
@@ -369,14 +358,6 @@ export type WorkerResult = Message<"tauro.exec.v1.WorkerResult"> & {
    * @generated from field: repeated tauro.exec.v1.WorkerField schema = 2;
    */
   schema: WorkerField[];
-
-  /**
-   * The result's plan, a spark.connect.Relation in protojson, when the
-   * request had plan_ok and the worker made no view: execd makes it.
-   *
-   * @generated from field: string plan_json = 3;
-   */
-  planJson: string;
 };
 
 /**
@@ -385,49 +366,6 @@ export type WorkerResult = Message<"tauro.exec.v1.WorkerResult"> & {
  */
 export const WorkerResultSchema: GenMessage<WorkerResult> = /*@__PURE__*/
   messageDesc(file_tauro_exec_v1_worker, 6);
-
-/**
- * PublishResultRequest names the RunNode call whose result to publish.
- *
- * @generated from message tauro.exec.v1.PublishResultRequest
- */
-export type PublishResultRequest = Message<"tauro.exec.v1.PublishResultRequest"> & {
-  /**
-   * @generated from field: string call_id = 1;
-   */
-  callId: string;
-};
-
-/**
- * Describes the message tauro.exec.v1.PublishResultRequest.
- * Use `create(PublishResultRequestSchema)` to create a new message.
- */
-export const PublishResultRequestSchema: GenMessage<PublishResultRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 7);
-
-/**
- * PublishResultResponse is how the call ends: exactly one of the two.
- *
- * @generated from message tauro.exec.v1.PublishResultResponse
- */
-export type PublishResultResponse = Message<"tauro.exec.v1.PublishResultResponse"> & {
-  /**
-   * @generated from field: tauro.exec.v1.WorkerResult result = 1;
-   */
-  result?: WorkerResult | undefined;
-
-  /**
-   * @generated from field: tauro.exec.v1.WorkerError error = 2;
-   */
-  error?: WorkerError | undefined;
-};
-
-/**
- * Describes the message tauro.exec.v1.PublishResultResponse.
- * Use `create(PublishResultResponseSchema)` to create a new message.
- */
-export const PublishResultResponseSchema: GenMessage<PublishResultResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 8);
 
 /**
  * @generated from message tauro.exec.v1.WorkerField
@@ -456,7 +394,7 @@ export type WorkerField = Message<"tauro.exec.v1.WorkerField"> & {
  * Use `create(WorkerFieldSchema)` to create a new message.
  */
 export const WorkerFieldSchema: GenMessage<WorkerField> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 9);
+  messageDesc(file_tauro_exec_v1_worker, 7);
 
 /**
  * WorkerError is a node that failed.
@@ -496,7 +434,7 @@ export type WorkerError = Message<"tauro.exec.v1.WorkerError"> & {
  * Use `create(WorkerErrorSchema)` to create a new message.
  */
 export const WorkerErrorSchema: GenMessage<WorkerError> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 10);
+  messageDesc(file_tauro_exec_v1_worker, 8);
 
 /**
  * @generated from message tauro.exec.v1.CheckFunctionsRequest
@@ -518,7 +456,7 @@ export type CheckFunctionsRequest = Message<"tauro.exec.v1.CheckFunctionsRequest
  * Use `create(CheckFunctionsRequestSchema)` to create a new message.
  */
 export const CheckFunctionsRequestSchema: GenMessage<CheckFunctionsRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 11);
+  messageDesc(file_tauro_exec_v1_worker, 9);
 
 /**
  * FunctionRef is one node function to check.
@@ -572,7 +510,7 @@ export type FunctionRef = Message<"tauro.exec.v1.FunctionRef"> & {
  * Use `create(FunctionRefSchema)` to create a new message.
  */
 export const FunctionRefSchema: GenMessage<FunctionRef> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 12);
+  messageDesc(file_tauro_exec_v1_worker, 10);
 
 /**
  * @generated from message tauro.exec.v1.CheckFunctionsResponse
@@ -591,7 +529,7 @@ export type CheckFunctionsResponse = Message<"tauro.exec.v1.CheckFunctionsRespon
  * Use `create(CheckFunctionsResponseSchema)` to create a new message.
  */
 export const CheckFunctionsResponseSchema: GenMessage<CheckFunctionsResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 13);
+  messageDesc(file_tauro_exec_v1_worker, 11);
 
 /**
  * @generated from message tauro.exec.v1.FunctionProblem
@@ -621,7 +559,7 @@ export type FunctionProblem = Message<"tauro.exec.v1.FunctionProblem"> & {
  * Use `create(FunctionProblemSchema)` to create a new message.
  */
 export const FunctionProblemSchema: GenMessage<FunctionProblem> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 14);
+  messageDesc(file_tauro_exec_v1_worker, 12);
 
 /**
  * @generated from message tauro.exec.v1.PickleBatchFunctionRequest
@@ -673,7 +611,7 @@ export type PickleBatchFunctionRequest = Message<"tauro.exec.v1.PickleBatchFunct
  * Use `create(PickleBatchFunctionRequestSchema)` to create a new message.
  */
 export const PickleBatchFunctionRequestSchema: GenMessage<PickleBatchFunctionRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 15);
+  messageDesc(file_tauro_exec_v1_worker, 13);
 
 /**
  * QuarantineSplit is a streaming node's foreachBatch sink when the node has
@@ -707,7 +645,7 @@ export type QuarantineSplit = Message<"tauro.exec.v1.QuarantineSplit"> & {
  * Use `create(QuarantineSplitSchema)` to create a new message.
  */
 export const QuarantineSplitSchema: GenMessage<QuarantineSplit> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 16);
+  messageDesc(file_tauro_exec_v1_worker, 14);
 
 /**
  * BatchWrite is where a micro-batch's rows are appended.
@@ -749,7 +687,7 @@ export type BatchWrite = Message<"tauro.exec.v1.BatchWrite"> & {
  * Use `create(BatchWriteSchema)` to create a new message.
  */
 export const BatchWriteSchema: GenMessage<BatchWrite> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 17);
+  messageDesc(file_tauro_exec_v1_worker, 15);
 
 /**
  * ChangeCapture is a streaming sink's cdc settings, as execd's plan resolved
@@ -800,7 +738,7 @@ export type ChangeCapture = Message<"tauro.exec.v1.ChangeCapture"> & {
  * Use `create(ChangeCaptureSchema)` to create a new message.
  */
 export const ChangeCaptureSchema: GenMessage<ChangeCapture> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 18);
+  messageDesc(file_tauro_exec_v1_worker, 16);
 
 /**
  * PickleBatchFunctionResponse is Spark Connect's PythonUDF of a foreachBatch
@@ -828,7 +766,7 @@ export type PickleBatchFunctionResponse = Message<"tauro.exec.v1.PickleBatchFunc
  * Use `create(PickleBatchFunctionResponseSchema)` to create a new message.
  */
 export const PickleBatchFunctionResponseSchema: GenMessage<PickleBatchFunctionResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 19);
+  messageDesc(file_tauro_exec_v1_worker, 17);
 
 /**
  * @generated from message tauro.exec.v1.SuggestRequest
@@ -879,7 +817,7 @@ export type SuggestRequest = Message<"tauro.exec.v1.SuggestRequest"> & {
  * Use `create(SuggestRequestSchema)` to create a new message.
  */
 export const SuggestRequestSchema: GenMessage<SuggestRequest> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 20);
+  messageDesc(file_tauro_exec_v1_worker, 18);
 
 /**
  * TrialObservation is a trial as the optimiser is told it.
@@ -912,7 +850,7 @@ export type TrialObservation = Message<"tauro.exec.v1.TrialObservation"> & {
  * Use `create(TrialObservationSchema)` to create a new message.
  */
 export const TrialObservationSchema: GenMessage<TrialObservation> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 21);
+  messageDesc(file_tauro_exec_v1_worker, 19);
 
 /**
  * @generated from message tauro.exec.v1.SuggestResponse
@@ -931,7 +869,7 @@ export type SuggestResponse = Message<"tauro.exec.v1.SuggestResponse"> & {
  * Use `create(SuggestResponseSchema)` to create a new message.
  */
 export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
-  messageDesc(file_tauro_exec_v1_worker, 22);
+  messageDesc(file_tauro_exec_v1_worker, 20);
 
 /**
  * WorkerService is what a Python node worker (`python -m tauro_exec.worker`)
@@ -940,8 +878,7 @@ export const SuggestResponseSchema: GenMessage<SuggestResponse> = /*@__PURE__*/
  *
  * DataFrames never cross this boundary as rows: inputs are global temporary
  * views execd registered on the same Spark Connect server, and the result is
- * a global temporary view: made by the worker, or by execd from the plan the
- * worker hands back (RunNodeRequest.plan_ok).
+ * a global temporary view the worker creates.
  *
  * @generated from service tauro.exec.v1.WorkerService
  */
@@ -957,19 +894,6 @@ export const WorkerService: GenService<{
     methodKind: "server_streaming";
     input: typeof RunNodeRequestSchema;
     output: typeof RunNodeResponseSchema;
-  },
-  /**
-   * PublishResult makes the global view of a result the last RunNode call
-   * handed back as a plan (WorkerResult.plan_json) and ends as that call
-   * would have: with the result, or with the node's error. execd asks it when
-   * it could not make the view from the plan itself.
-   *
-   * @generated from rpc tauro.exec.v1.WorkerService.PublishResult
-   */
-  publishResult: {
-    methodKind: "unary";
-    input: typeof PublishResultRequestSchema;
-    output: typeof PublishResultResponseSchema;
   },
   /**
    * CheckFunctions imports node functions and checks their signatures

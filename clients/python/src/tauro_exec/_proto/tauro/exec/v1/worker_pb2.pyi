@@ -56,7 +56,6 @@ class RunNodeRequest(_message.Message):
     SPARK_REMOTE_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
     STREAMING_FIELD_NUMBER: _builtins.int
-    PLAN_OK_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     """Node name, for messages."""
     module: _builtins.str
@@ -79,13 +78,6 @@ class RunNodeRequest(_message.Message):
     """The node is a streaming node: its inputs are streams, and a function
     written in tauro's streaming form is called as tauro's streaming query
     manager calls it, fn(input_df, node_config) (see FunctionRef.streaming).
-    """
-    plan_ok: _builtins.bool
-    """execd takes the result's plan: the worker may end with
-    WorkerResult.plan_json instead of making result_view, when the plan
-    means the same in execd's session (it reads only input_views and
-    files, and the function changed nothing in the worker's session). It
-    keeps the DataFrame until its next call, for PublishResult.
     """
     @_builtins.property
     def input_views(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -128,11 +120,10 @@ class RunNodeRequest(_message.Message):
         spark_remote: _builtins.str = ...,
         call_id: _builtins.str = ...,
         streaming: _builtins.bool = ...,
-        plan_ok: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "call_id", b"call_id", "context", b"context", "end_date", b"end_date", "function", b"function", "input_views", b"input_views", "module", b"module", "node", b"node", "plan_ok", b"plan_ok", "result_view", b"result_view", "spark_conf", b"spark_conf", "spark_remote", b"spark_remote", "start_date", b"start_date", "streaming", b"streaming"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_module_prefixes", b"allowed_module_prefixes", "call_id", b"call_id", "context", b"context", "end_date", b"end_date", "function", b"function", "input_views", b"input_views", "module", b"module", "node", b"node", "result_view", b"result_view", "spark_conf", b"spark_conf", "spark_remote", b"spark_remote", "start_date", b"start_date", "streaming", b"streaming"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -333,13 +324,8 @@ class WorkerResult(_message.Message):
 
     VIEW_FIELD_NUMBER: _builtins.int
     SCHEMA_FIELD_NUMBER: _builtins.int
-    PLAN_JSON_FIELD_NUMBER: _builtins.int
     view: _builtins.str
-    """Qualified global view holding the result; empty with plan_json."""
-    plan_json: _builtins.str
-    """The result's plan, a spark.connect.Relation in protojson, when the
-    request had plan_ok and the worker made no view: execd makes it.
-    """
+    """Qualified global view holding the result."""
     @_builtins.property
     def schema(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerField]: ...
     def __init__(
@@ -347,62 +333,14 @@ class WorkerResult(_message.Message):
         *,
         view: _builtins.str = ...,
         schema: _abc.Iterable[Global___WorkerField] | None = ...,
-        plan_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan_json", b"plan_json", "schema", b"schema", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkerResult: _TypeAlias = WorkerResult  # noqa: Y015
-
-@_typing.final
-class PublishResultRequest(_message.Message):
-    """PublishResultRequest names the RunNode call whose result to publish."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CALL_ID_FIELD_NUMBER: _builtins.int
-    call_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        call_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___PublishResultRequest: _TypeAlias = PublishResultRequest  # noqa: Y015
-
-@_typing.final
-class PublishResultResponse(_message.Message):
-    """PublishResultResponse is how the call ends: exactly one of the two."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    RESULT_FIELD_NUMBER: _builtins.int
-    ERROR_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def result(self) -> Global___WorkerResult: ...
-    @_builtins.property
-    def error(self) -> Global___WorkerError: ...
-    def __init__(
-        self,
-        *,
-        result: Global___WorkerResult | None = ...,
-        error: Global___WorkerError | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "result", b"result"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___PublishResultResponse: _TypeAlias = PublishResultResponse  # noqa: Y015
 
 @_typing.final
 class WorkerField(_message.Message):

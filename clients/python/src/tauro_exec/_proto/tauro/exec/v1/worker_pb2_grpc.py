@@ -32,8 +32,7 @@ class WorkerServiceStub:
 
     DataFrames never cross this boundary as rows: inputs are global temporary
     views execd registered on the same Spark Connect server, and the result is
-    a global temporary view: made by the worker, or by execd from the plan the
-    worker hands back (RunNodeRequest.plan_ok).
+    a global temporary view the worker creates.
     """
 
     def __init__(self, channel):
@@ -46,11 +45,6 @@ class WorkerServiceStub:
                 '/tauro.exec.v1.WorkerService/RunNode',
                 request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.RunNodeRequest.SerializeToString,
                 response_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.RunNodeResponse.FromString,
-                _registered_method=True)
-        self.PublishResult = channel.unary_unary(
-                '/tauro.exec.v1.WorkerService/PublishResult',
-                request_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PublishResultRequest.SerializeToString,
-                response_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PublishResultResponse.FromString,
                 _registered_method=True)
         self.CheckFunctions = channel.unary_unary(
                 '/tauro.exec.v1.WorkerService/CheckFunctions',
@@ -76,24 +70,13 @@ class WorkerServiceServicer:
 
     DataFrames never cross this boundary as rows: inputs are global temporary
     views execd registered on the same Spark Connect server, and the result is
-    a global temporary view: made by the worker, or by execd from the plan the
-    worker hands back (RunNodeRequest.plan_ok).
+    a global temporary view the worker creates.
     """
 
     def RunNode(self, request, context):
         """RunNode calls one node function. The stream carries the node's metrics
         and log records as they happen and ends with exactly one result or error.
         Cancelling the call interrupts the node's Spark work.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def PublishResult(self, request, context):
-        """PublishResult makes the global view of a result the last RunNode call
-        handed back as a plan (WorkerResult.plan_json) and ends as that call
-        would have: with the result, or with the node's error. execd asks it when
-        it could not make the view from the plan itself.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,11 +117,6 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.RunNodeRequest.FromString,
                     response_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.RunNodeResponse.SerializeToString,
             ),
-            'PublishResult': grpc.unary_unary_rpc_method_handler(
-                    servicer.PublishResult,
-                    request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PublishResultRequest.FromString,
-                    response_serializer=tauro_dot_exec_dot_v1_dot_worker__pb2.PublishResultResponse.SerializeToString,
-            ),
             'CheckFunctions': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckFunctions,
                     request_deserializer=tauro_dot_exec_dot_v1_dot_worker__pb2.CheckFunctionsRequest.FromString,
@@ -169,8 +147,7 @@ class WorkerService:
 
     DataFrames never cross this boundary as rows: inputs are global temporary
     views execd registered on the same Spark Connect server, and the result is
-    a global temporary view: made by the worker, or by execd from the plan the
-    worker hands back (RunNodeRequest.plan_ok).
+    a global temporary view the worker creates.
     """
 
     @staticmethod
@@ -190,33 +167,6 @@ class WorkerService:
             '/tauro.exec.v1.WorkerService/RunNode',
             tauro_dot_exec_dot_v1_dot_worker__pb2.RunNodeRequest.SerializeToString,
             tauro_dot_exec_dot_v1_dot_worker__pb2.RunNodeResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PublishResult(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/tauro.exec.v1.WorkerService/PublishResult',
-            tauro_dot_exec_dot_v1_dot_worker__pb2.PublishResultRequest.SerializeToString,
-            tauro_dot_exec_dot_v1_dot_worker__pb2.PublishResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

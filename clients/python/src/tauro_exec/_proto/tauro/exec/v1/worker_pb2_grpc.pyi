@@ -33,8 +33,7 @@ class WorkerServiceStub:
 
     DataFrames never cross this boundary as rows: inputs are global temporary
     views execd registered on the same Spark Connect server, and the result is
-    a global temporary view: made by the worker, or by execd from the plan the
-    worker hands back (RunNodeRequest.plan_ok).
+    a global temporary view the worker creates.
     """
 
     @_typing.overload
@@ -45,12 +44,6 @@ class WorkerServiceStub:
     """RunNode calls one node function. The stream carries the node's metrics
     and log records as they happen and ends with exactly one result or error.
     Cancelling the call interrupts the node's Spark work.
-    """
-    PublishResult: _grpc.UnaryUnaryMultiCallable[_worker_pb2.PublishResultRequest, _worker_pb2.PublishResultResponse]
-    """PublishResult makes the global view of a result the last RunNode call
-    handed back as a plan (WorkerResult.plan_json) and ends as that call
-    would have: with the result, or with the node's error. execd asks it when
-    it could not make the view from the plan itself.
     """
     CheckFunctions: _grpc.UnaryUnaryMultiCallable[_worker_pb2.CheckFunctionsRequest, _worker_pb2.CheckFunctionsResponse]
     """CheckFunctions imports node functions and checks their signatures
@@ -76,8 +69,7 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
 
     DataFrames never cross this boundary as rows: inputs are global temporary
     views execd registered on the same Spark Connect server, and the result is
-    a global temporary view: made by the worker, or by execd from the plan the
-    worker hands back (RunNodeRequest.plan_ok).
+    a global temporary view the worker creates.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -85,12 +77,6 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     """RunNode calls one node function. The stream carries the node's metrics
     and log records as they happen and ends with exactly one result or error.
     Cancelling the call interrupts the node's Spark work.
-    """
-    PublishResult: _aio.UnaryUnaryMultiCallable[_worker_pb2.PublishResultRequest, _worker_pb2.PublishResultResponse]  # type: ignore[assignment]
-    """PublishResult makes the global view of a result the last RunNode call
-    handed back as a plan (WorkerResult.plan_json) and ends as that call
-    would have: with the result, or with the node's error. execd asks it when
-    it could not make the view from the plan itself.
     """
     CheckFunctions: _aio.UnaryUnaryMultiCallable[_worker_pb2.CheckFunctionsRequest, _worker_pb2.CheckFunctionsResponse]  # type: ignore[assignment]
     """CheckFunctions imports node functions and checks their signatures
@@ -115,8 +101,7 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     DataFrames never cross this boundary as rows: inputs are global temporary
     views execd registered on the same Spark Connect server, and the result is
-    a global temporary view: made by the worker, or by execd from the plan the
-    worker hands back (RunNodeRequest.plan_ok).
+    a global temporary view the worker creates.
     """
 
     @_abc_1.abstractmethod
@@ -128,18 +113,6 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         """RunNode calls one node function. The stream carries the node's metrics
         and log records as they happen and ends with exactly one result or error.
         Cancelling the call interrupts the node's Spark work.
-        """
-
-    @_abc_1.abstractmethod
-    def PublishResult(
-        self,
-        request: _worker_pb2.PublishResultRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_worker_pb2.PublishResultResponse, _abc.Awaitable[_worker_pb2.PublishResultResponse]]:
-        """PublishResult makes the global view of a result the last RunNode call
-        handed back as a plan (WorkerResult.plan_json) and ends as that call
-        would have: with the result, or with the node's error. execd asks it when
-        it could not make the view from the plan itself.
         """
 
     @_abc_1.abstractmethod
