@@ -329,21 +329,34 @@ check: {function: earlynodes.check, input: [o.t.mid], output: [o.t.check]}
 // node is left to need the memory, and the session's close, after the run
 // is recorded, drops the result views and their caches. last's function
 // finds heldsrc's result cached; once the run has ended, nothing of it is
-// left in the server's storage (named by its plan, with the marker column).
+// left in the server's storage (named by its plan, with the marker column),
+// whether heldsrc is a SQL node or a Python one (whose cache a plan handed
+// back by its worker could have made apart from its view, out of reach of
+// the close's DROP VIEW).
 func TestRelease_NothingOfARunStaysCachedAfterItEnds(t *testing.T) {
 	remote, ui := sparktest.ServerWithUI(t)
 	python, err := sparktest.Python()
 	if err != nil {
 		t.Skipf("no Python for workers: %v", err)
 	}
-	marker := fmt.Sprintf("release_marker_%d", time.Now().UnixNano())
-	dir := earlyProject(t, "early_function_calls: false\n")
-	writeFiles(t, dir, map[string]string{
-		"pipelines.yaml": "p: {nodes: [heldsrc, last]}\n",
-		"nodes.yaml": `heldsrc: {sql: "SELECT id, id * 3 AS ` + marker + ` FROM range(5000)", output: [o.t.src]}
+	for _, kind := range []string{"sql", "python"} {
+		t.Run(kind, func(t *testing.T) {
+			marker := fmt.Sprintf("release_marker_%d", time.Now().UnixNano())
+			query := "SELECT id, id * 3 AS " + marker + " FROM range(5000)"
+			held := `heldsrc: {sql: "` + query + `", output: [o.t.src]}`
+			if kind == "python" {
+				held = `heldsrc: {function: earlynodes.held, input: [raw], output: [o.t.src]}`
+			}
+			dir := earlyProject(t, "early_function_calls: false\n")
+			writeFiles(t, dir, map[string]string{
+				"pipelines.yaml": "p: {nodes: [heldsrc, last]}\n",
+				"nodes.yaml": held + `
 last: {function: earlynodes.last, input: [o.t.src], output: [o.t.last]}
 `,
-		"earlynodes.py": `def last(df, *, start_date, end_date):
+				"earlynodes.py": `def held(df, *, start_date, end_date):
+    return df.where("id >= 0")
+
+def last(df, *, start_date, end_date):
     spark = df.sparkSession
     views = [r.viewName for r in spark.sql("SHOW VIEWS IN global_temp").collect()]
     cached = [v for v in views if v.endswith("_heldsrc") and spark.catalog.isCached("global_temp." + v)]
@@ -351,26 +364,29 @@ last: {function: earlynodes.last, input: [o.t.src], output: [o.t.last]}
         raise ValueError("heldsrc's result is not cached")
     return df.where("id % 2 = 0")
 `,
-		"output.yaml": "o.t.src: {format: parquet}\no.t.last: {format: parquet}\n",
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	eng, _ := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
-	r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
-	if err != nil {
-		t.Fatal(err)
+				"input.yaml":  "raw: {format: query, query: \"" + query + "\"}\n",
+				"output.yaml": "o.t.src: {format: parquet}\no.t.last: {format: parquet}\n",
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			eng, _ := pythonEngine(ctx, t, python, dir, remote, slog.New(slog.DiscardHandler))
+			r, err := eng.Execute(ctx, "", run.Params{Pipeline: "p"}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if done := waitRun(ctx, t, eng, r.ID); done.State != run.Succeeded {
+				t.Fatalf("run %s: %s", done.State, done.Message)
+			}
+			// The close comes after the run is recorded, and the blocks go
+			// after the close: give both a while.
+			var left []string
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				left = slices.DeleteFunc(sparktest.CachedRDDs(t, ui), func(name string) bool { return !strings.Contains(name, marker) })
+				if len(left) == 0 {
+					return
+				}
+			}
+			t.Errorf("30 s after the run ended, the server still caches %q", left)
+		})
 	}
-	if done := waitRun(ctx, t, eng, r.ID); done.State != run.Succeeded {
-		t.Fatalf("run %s: %s", done.State, done.Message)
-	}
-	// The close comes after the run is recorded, and the blocks go after
-	// the close: give both a while.
-	var left []string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		left = slices.DeleteFunc(sparktest.CachedRDDs(t, ui), func(name string) bool { return !strings.Contains(name, marker) })
-		if len(left) == 0 {
-			return
-		}
-	}
-	t.Errorf("30 s after the run ended, the server still caches %q", left)
 }
