@@ -30,8 +30,19 @@ Every round, warm-up included, is written to a JSON file (--results,
 default bench/peer/results/peer-<UTC time>.json), after each workload, with
 the machine, the commit and the settings: the raw rounds behind a report.
 
-The Spark Connect server is TAURO_SPARK_REMOTE when set, else one this
-script starts with `execd spark-server` and stops at the end.
+The Spark Connect server is TAURO_SPARK_REMOTE (with TAURO_SPARK_UI, its
+UI's address) when set, else one this script starts with `execd
+spark-server` and stops at the end.
+
+Before each system's run the script waits until the server holds no cached
+data (its storage list is empty; settle). Spark shares a cache among its
+sessions by plan, and execd closes a run's session, which drops the run's
+last caches, just after the run's terminal event: without the wait, the
+system that ran next could find a cache of a plan it asked to cache
+already filled by the earlier run, and skip computing it. With the
+rotation of the rounds, the hand-written Connect job ran right after execd
+in most rounds, and at 2,000 orders execd / hand over Connect was 1.03-1.10
+in those rounds against 0.89-1.03 in the others.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -72,23 +84,45 @@ class Round:
     calls: dict[str, int] = field(default_factory=dict)  # execd: node -> Spark Connect requests, its worker's too
     # execd: node -> "execd.<method>" or "worker.<kind>" -> Spark Connect requests of that kind
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    settled: float = 0.0  # seconds waited before the run for the server to drop cached data (settle)
 
 
-def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_spark(execd: pathlib.Path, tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The server, its remote and its UI's address."""
     state = tmp / "spark"
     state.mkdir()
-    ready = state / "remote"
+    ready, ui = state / "remote", state / "ui"
     proc = subprocess.Popen(
-        [str(execd), "spark-server", "--state", str(state), "--ready-file", str(ready)],
+        [str(execd), "spark-server", "--state", str(state), "--ready-file", str(ready), "--ui-file", str(ui)],
         stdout=subprocess.DEVNULL, stderr=(state / "server.out").open("w"),
     )
     for _ in range(600):
-        if ready.exists() and ready.read_text().strip():
-            return proc, ready.read_text().strip()
+        if ready.exists() and ready.read_text().strip() and ui.exists() and ui.read_text().strip():
+            return proc, ready.read_text().strip(), ui.read_text().strip()
         if proc.poll() is not None:
             break
         time.sleep(0.5)
     sys.exit("the Spark Connect server did not start: " + (state / "server.out").read_text()[-2000:])
+
+
+def settle(ui: str, limit: float = 20.0) -> float:
+    """Waits until the server holds no cached data, and returns how long that
+    took. Spark shares a cache among its sessions by plan, and execd closes a
+    run's session (which releases the run's last caches) after the run's
+    terminal event: a system that starts at once can find an earlier run's
+    cache of a plan it asks to cache, already filled, and skip computing it."""
+    if not ui:
+        return 0.0
+    t0 = time.time()
+    app = json.load(urllib.request.urlopen(ui + "/api/v1/applications", timeout=10))[0]["id"]
+    while True:
+        cached = json.load(urllib.request.urlopen(f"{ui}/api/v1/applications/{app}/storage/rdd", timeout=10))
+        if not cached:
+            return time.time() - t0
+        if time.time() - t0 > limit:
+            names = "; ".join(str(c.get("name", "?"))[:300] for c in cached)
+            sys.exit(f"the server still holds cached data {limit:.0f} s after a run ({ui}/storage/): {names}")
+        time.sleep(0.05)
 
 
 def start_execd(
@@ -262,6 +296,8 @@ def report(w: workloads.Workload, res: dict[str, list[Round]], same: str) -> Non
             ex = res[s]
             print(f"  {s} request -> first node: median {statistics.median(r.first_node for r in ex) * 1000:.0f} ms; "
                   f"last node -> terminal event: median {statistics.median(r.terminal for r in ex) * 1000:.0f} ms")
+    print("  wait before a run for the server to drop an earlier run's cached data (settle), median / max ms: " + ", ".join(
+        f"{s} {statistics.median(r.settled for r in res[s]) * 1000:.0f} / {max(r.settled for r in res[s]) * 1000:.0f}" for s in SYSTEMS))
     ex = res["execd"]
     print(f"  outputs: {same}")
     names = [n.name for n in w.nodes]
@@ -374,6 +410,7 @@ def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="peer-"))
     spark = None
     remote = os.environ.get("TAURO_SPARK_REMOTE", "")
+    ui = os.environ.get("TAURO_SPARK_UI", "") if remote else ""
     out_file = results_path(a.results)
     record: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -385,7 +422,9 @@ def main() -> None:
     try:
         if not remote:
             print("starting a Spark Connect server ...", flush=True)
-            spark, remote = start_spark(execd, tmp)
+            spark, remote, ui = start_spark(execd, tmp)
+        if not ui:
+            print("no TAURO_SPARK_UI beside TAURO_SPARK_REMOTE: runs do not wait for the server to drop an earlier run's caches", flush=True)
         for name in a.workloads.split(","):
             w = workloads.MAKERS[name](tmp)
             proc, addr = start_execd(execd, w, remote, tmp / f"state-{name}")
@@ -407,7 +446,9 @@ def main() -> None:
                 for i in range(a.warmup + a.rounds):
                     order = SYSTEMS[i % k:] + SYSTEMS[: i % k]
                     for s in order:
+                        waited = settle(ui)
                         r = run_execd(clients[s], w) if s in clients else hands[s].run()
+                        r.settled = waited
                         (res if i >= a.warmup else warm)[s].append(r)
                     print(f"  {name} round {i + 1}/{a.warmup + a.rounds}: " + "  ".join(
                         f"{s} {res[s][-1].wall:.2f}s" for s in SYSTEMS if i >= a.warmup) + (" (warm-up)" if i < a.warmup else ""), flush=True)
