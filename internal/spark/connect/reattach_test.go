@@ -134,17 +134,24 @@ func TestReopen_AReleasedSessionIsLost(t *testing.T) {
 	}
 }
 
-func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsLost(t *testing.T) {
+// journaledWrite is a session with a journal, the result view of five rows
+// and a parquet output to write it to.
+func journaledWrite(ctx context.Context, t *testing.T) (*Session, *memJournal, string, OutputSpec) {
+	t.Helper()
 	journal := &memJournal{}
 	s := connect(t, nil)
 	s.journal = journal
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	res, err := s.RunSQL(ctx, NodeSpec{Name: "x", SQL: "SELECT id FROM range(5)"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := OutputSpec{Key: "x", Format: "parquet", Path: filepath.Join(t.TempDir(), "x")}
+	return s, journal, res.View, OutputSpec{Key: "x", Format: "parquet", Path: filepath.Join(t.TempDir(), "x")}
+}
+
+func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, journal, view, out := journaledWrite(ctx, t)
 
 	// Killed between recording the write and sending it: the server never
 	// saw the operation, so it is sent, once, under its recorded id.
@@ -153,7 +160,7 @@ func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsL
 	if err := journal.Save(ctx, unsent, []byte(`{"operation_id":"`+op+`"}`)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.WriteOutput(ctx, res.View, out, unsent)
+	got, err := s.WriteOutput(ctx, view, out, unsent)
 	if err != nil || got.Rows != 5 {
 		t.Fatalf("a recorded write the server never saw = %+v, %v; want it written, 5 rows", got, err)
 	}
@@ -167,7 +174,7 @@ func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsL
 	if err := journal.Save(ctx, read, []byte(`{"operation_id":"`+newUUID()+`","last_response_id":"`+newUUID()+`"}`)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.WriteOutput(ctx, res.View, out, read)
+	_, err = s.WriteOutput(ctx, view, out, read)
 	if !errors.Is(err, ErrOperationLost) || !strings.Contains(err.Error(), "OPERATION_NOT_FOUND") {
 		t.Fatalf("taking up a gone operation = %v, want ErrOperationLost naming OPERATION_NOT_FOUND", err)
 	}
@@ -177,18 +184,11 @@ func TestExecuteStep_AnOperationRecordedButNeverSentIsSentAndOneWithResponsesIsL
 // been read, without the step waiting for the release: taking the
 // operation up again soon finds the server no longer has it.
 func TestExecuteStep_AnEndedOperationIsReleasedAfterTheStep(t *testing.T) {
-	journal := &memJournal{}
-	s := connect(t, nil)
-	s.journal = journal
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := s.RunSQL(ctx, NodeSpec{Name: "x", SQL: "SELECT id FROM range(5)"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := OutputSpec{Key: "x", Format: "parquet", Path: filepath.Join(t.TempDir(), "x")}
+	s, journal, view, out := journaledWrite(ctx, t)
 	const step = "n/x/1/write/0/x"
-	if got, err := s.WriteOutput(ctx, res.View, out, step); err != nil || got.Rows != 5 {
+	if got, err := s.WriteOutput(ctx, view, out, step); err != nil || got.Rows != 5 {
 		t.Fatalf("write = %+v, %v; want 5 rows", got, err)
 	}
 	rec, err := s.loadStep(ctx, step)
@@ -205,7 +205,7 @@ func TestExecuteStep_AnEndedOperationIsReleasedAfterTheStep(t *testing.T) {
 		if err := journal.Save(ctx, step, b); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.WriteOutput(ctx, res.View, out, step)
+		_, err := s.WriteOutput(ctx, view, out, step)
 		if errors.Is(err, ErrOperationLost) && strings.Contains(err.Error(), "OPERATION_NOT_FOUND") {
 			return
 		}
