@@ -190,7 +190,7 @@ func TestExecd_CDCAppliesOutOfOrderDuplicateAndDeletedChangesAsSCD1AndSCD2(t *te
 	awaitCDCTables(ctx, t, cl, runID, project)
 	stopped, err := cl.StopRun(ctx, &execv1.StopRunRequest{RunId: runID, Reason: "every change is in"})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("stopping the run: %v\n%s", err, d.Logs())
 	}
 	if r := stopped.GetRun(); r.GetState() != execv1.RunState_RUN_STATE_SUCCEEDED {
 		t.Fatalf("stopped run %v (%s), want SUCCEEDED", r.GetState(), r.GetMessage())

@@ -7,6 +7,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -281,7 +282,7 @@ func (e *Engine) Recover(ctx context.Context) error {
 // execd left, once it has claimed it. A run a live replica owns is left
 // to it.
 func (e *Engine) recoverRun(ctx context.Context, id string) error {
-	lease, err := e.opt.Store.Claim(ctx, id, e.opt.Replica)
+	lease, err := e.claimIdle(ctx, id)
 	if errors.Is(err, store.ErrLeaseHeld) || errors.Is(err, store.ErrRunEnded) {
 		return nil
 	}
@@ -301,6 +302,19 @@ func (e *Engine) recoverRun(ctx context.Context, id string) error {
 		e.log.Warn("clearing the journal of an interrupted run", "run_id", id, "err", err)
 	}
 	return nil
+}
+
+// claimIdle claims run id unless this replica executes or queues it: a
+// replica whose own heartbeats lapsed (a store write held up past the
+// lease) finds its own runs among the orphans, and claiming one it
+// executes would fence that execution. Such a run is ErrLeaseHeld.
+func (e *Engine) claimIdle(ctx context.Context, id string) (store.Lease, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.active[id]; ok || e.queuedLocked(id) {
+		return store.Lease{}, fmt.Errorf("%w: run %s executes on this replica", store.ErrLeaseHeld, id)
+	}
+	return e.opt.Store.Claim(ctx, id, e.opt.Replica)
 }
 
 // abandonTimeout bounds how long ending one left-over query may hold up

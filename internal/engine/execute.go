@@ -98,7 +98,9 @@ func (e *Engine) startLocked(t *ticket) {
 		release := func() {}
 		defer func() {
 			e.mu.Lock()
-			delete(e.active, t.id)
+			if e.active[t.id] == a {
+				delete(e.active, t.id)
+			}
 			e.admitLocked()
 			e.mu.Unlock()
 			// A succeeded run's cleanup comes after its end is recorded
@@ -225,6 +227,13 @@ func (e *Engine) activeRun(ctx context.Context, id, reason string) (*activeRun, 
 		return nil, err
 	}
 	a := e.active[id]
+	if a == nil && !r.State.Terminal() {
+		// The record was read before the lock: a run that ended since
+		// then recorded its end before it left e.active.
+		if r, err = e.Get(ctx, id); err != nil {
+			return nil, err
+		}
+	}
 	if a == nil && !r.State.Terminal() && r.Owner != e.opt.Replica {
 		return nil, errElsewhere
 	}
